@@ -1,0 +1,87 @@
+"""The crypto backend protocol.
+
+A backend supplies the primitives lockbox needs and nothing else; every
+construction built from them (key wrapping, frame sealing, labels) lives in
+the format layer so that it is written once for every backend.
+
+Primitives (all must be byte-identical across backends):
+
+* ChaCha20-Poly1305 (RFC 8439, IETF variant: 32-byte key, 12-byte nonce,
+  16-byte tag appended to the ciphertext).
+* Argon2id (RFC 9106, version 0x13), raw output.
+* HKDF-SHA-256 (RFC 5869).
+* ML-KEM-1024 (FIPS 203): key pair derived from a 64-byte seed ``d || z``,
+  encapsulation to a 1568-byte encapsulation key, decapsulation.
+* A cryptographically secure random source.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Aead", "CryptoBackend", "AEAD_KEY_SIZE", "AEAD_NONCE_SIZE", "AEAD_TAG_SIZE",
+           "MLKEM1024_SEED_SIZE", "MLKEM1024_EK_SIZE", "MLKEM1024_CT_SIZE", "MLKEM_SS_SIZE"]
+
+AEAD_KEY_SIZE = 32
+AEAD_NONCE_SIZE = 12
+AEAD_TAG_SIZE = 16
+MLKEM1024_SEED_SIZE = 64
+MLKEM1024_EK_SIZE = 1568
+MLKEM1024_CT_SIZE = 1568
+MLKEM_SS_SIZE = 32
+
+
+@runtime_checkable
+class Aead(Protocol):
+    """ChaCha20-Poly1305 bound to one key."""
+
+    def seal(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        """Return ``ciphertext || tag`` (len(plaintext) + 16 bytes)."""
+        ...
+
+    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+        """Authenticate and decrypt ``ciphertext || tag``.
+
+        Raises :class:`lockbox.errors.IntegrityError` when the tag does not
+        verify (wrong key, wrong AAD, or damaged bytes). No plaintext is
+        released before authentication.
+        """
+        ...
+
+
+@runtime_checkable
+class CryptoBackend(Protocol):
+    """One implementation of the primitives (CPython: ``cryptography``; browser: JS/WASM)."""
+
+    name: str
+
+    def aead(self, key: bytes) -> Aead:
+        """A ChaCha20-Poly1305 instance for a 32-byte key."""
+        ...
+
+    def argon2id(
+        self, password: bytes, salt: bytes, *, time_cost: int, memory_kib: int,
+        parallelism: int, length: int,
+    ) -> bytes:
+        """Raw Argon2id (v0x13) output of ``length`` bytes."""
+        ...
+
+    def hkdf_sha256(self, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+        """HKDF-SHA-256 (extract then expand)."""
+        ...
+
+    def mlkem1024_public_key(self, seed: bytes) -> bytes:
+        """The 1568-byte encapsulation key of the key pair derived from a 64-byte seed."""
+        ...
+
+    def mlkem1024_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
+        """Return ``(shared_secret[32], ciphertext[1568])`` for an encapsulation key."""
+        ...
+
+    def mlkem1024_decapsulate(self, seed: bytes, ciphertext: bytes) -> bytes:
+        """Return the 32-byte shared secret (implicit rejection on a bad ciphertext)."""
+        ...
+
+    def random_bytes(self, size: int) -> bytes:
+        """``size`` bytes from a CSPRNG."""
+        ...

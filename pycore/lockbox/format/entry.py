@@ -1,0 +1,175 @@
+"""TOC entries and keys.
+
+Archive paths are relative POSIX paths of UTF-8 names ("docs/a.txt"); the
+root directory is "". The TOC key of a path is ``parent || 0x00 || name`` so
+that the children of one directory are contiguous and sorted by name, and the
+root's children (parent "") sort before everything else. docs/FORMAT.md §9.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import FormatError, InvalidPathError
+from .constants import (
+    INDEX_FANOUT,
+    INLINE_CHUNK_REFS,
+    MAX_CHUNK_SIZE,
+    MAX_NAME_SIZE,
+    MAX_PATH_SIZE,
+    MAX_SYMLINK_SIZE,
+    MIN_CHUNK_SIZE,
+    EntryType,
+)
+from .encoding import Builder, Reader
+from .refs import Ref, decode_ref, encode_ref
+
+__all__ = ["Entry", "normalize_path", "toc_key", "key_path", "split_path", "child_range",
+           "subtree_ranges", "encode_entry", "decode_entry", "chunk_count",
+           "LAYOUT_CHUNKS", "LAYOUT_INDEX", "MAX_ENTRY_SIZE"]
+
+LAYOUT_CHUNKS = 0
+LAYOUT_INDEX = 1
+MAX_ENTRY_SIZE = 64 * 1024
+_MAX_REFS = max(INLINE_CHUNK_REFS, (1 << 40) // (MIN_CHUNK_SIZE * INDEX_FANOUT) + 1)
+
+
+def normalize_path(path: str) -> str:
+    """Canonical archive path: strip leading/trailing '/', refuse '.', '..', empty
+    components, NUL and non-UTF-8. Returns "" for the root."""
+    if "\x00" in path:
+        raise InvalidPathError(f"path contains NUL: {path!r}")
+    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+    for p in parts:
+        if p == "..":
+            raise InvalidPathError(f"path escapes the archive root: {path!r}")
+    norm = "/".join(parts)
+    try:
+        data = norm.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPathError(f"path is not valid UTF-8: {path!r}") from None
+    if len(data) > MAX_PATH_SIZE:
+        raise InvalidPathError("path longer than 4096 bytes")
+    if any(len(p.encode()) > MAX_NAME_SIZE for p in parts):
+        raise InvalidPathError("name longer than 1024 bytes")
+    return norm
+
+
+def split_path(path: str) -> tuple[str, str]:
+    parent, _, name = path.rpartition("/")
+    return parent, name
+
+
+def toc_key(path: str) -> bytes:
+    parent, name = split_path(path)
+    return parent.encode() + b"\x00" + name.encode()
+
+
+def key_path(key: bytes) -> str:
+    parent, sep, name = key.partition(b"\x00")
+    if not sep or not name or b"\x00" in name:
+        raise FormatError("TOC key is malformed")
+    try:
+        p = parent.decode()
+        n = name.decode()
+    except UnicodeDecodeError:
+        raise FormatError("TOC key is not UTF-8") from None
+    if "/" in n or n in (".", ".."):
+        raise FormatError("TOC key has a bad name")
+    return f"{p}/{n}" if p else n
+
+
+def child_range(dir_path: str) -> tuple[bytes, bytes]:
+    """Keys of the direct children of ``dir_path``: ``lo <= key < hi``."""
+    d = dir_path.encode()
+    return d + b"\x00", d + b"\x01"
+
+
+def subtree_ranges(dir_path: str) -> list[tuple[bytes, bytes]]:
+    """Key ranges of every descendant of ``dir_path`` (children, then deeper)."""
+    if not dir_path:
+        return [(b"", b"\xff" * 8)]
+    d = dir_path.encode()
+    return [child_range(dir_path), (d + b"/", d + b"0")]
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    """Every file has at least one chunk (an empty file has one empty chunk)."""
+    return max(1, -(-size // chunk_size))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    type: EntryType
+    mode: int
+    mtime_ns: int
+    size: int = 0
+    stored_size: int = 0  # bytes of every frame holding the content (chunks + indexes)
+    sha256: bytes = b""
+    file_id: bytes = b""
+    chunk_size: int = 0
+    layout: int = LAYOUT_CHUNKS
+    refs: tuple[Ref, ...] = field(default_factory=tuple)
+    target: str = ""
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == EntryType.DIR
+
+    @property
+    def chunks(self) -> int:
+        return chunk_count(self.size, self.chunk_size)
+
+
+def encode_entry(e: Entry) -> bytes:
+    b = Builder().u8(int(e.type)).uvarint(e.mode).svarint(e.mtime_ns)
+    if e.type == EntryType.FILE:
+        b.uvarint(e.size).uvarint(e.stored_size).raw(e.sha256).raw(e.file_id).uvarint(e.chunk_size)
+        b.u8(e.layout).uvarint(len(e.refs))
+        for ref in e.refs:
+            encode_ref(b, ref)
+    elif e.type == EntryType.SYMLINK:
+        b.blob(e.target.encode())
+    return b.getvalue()
+
+
+def decode_entry(buf: bytes) -> Entry:
+    r = Reader(buf, "TOC entry")
+    t = r.u8()
+    mode = r.uvarint(0o7777)
+    mtime = r.svarint()
+    if t == EntryType.FILE:
+        size = r.uvarint()
+        stored = r.uvarint()
+        digest = r.raw(32)
+        file_id = r.raw(16)
+        csize = r.uvarint(MAX_CHUNK_SIZE)
+        if csize < MIN_CHUNK_SIZE:
+            raise FormatError("TOC entry: chunk size below the minimum")
+        layout = r.u8()
+        n = r.uvarint(_MAX_REFS)
+        chunks = chunk_count(size, csize)
+        if layout == LAYOUT_CHUNKS:
+            if n != chunks or n > INLINE_CHUNK_REFS:
+                raise FormatError("TOC entry: chunk reference count does not match the size")
+        elif layout == LAYOUT_INDEX:
+            if n != -(-chunks // INDEX_FANOUT) or chunks <= INLINE_CHUNK_REFS:
+                raise FormatError("TOC entry: index reference count does not match the size")
+        else:
+            raise FormatError(f"TOC entry: unknown layout {layout}")
+        refs = tuple(decode_ref(r) for _ in range(n))
+        r.done()
+        return Entry(EntryType.FILE, mode, mtime, size, stored, digest, file_id, csize, layout,
+                     refs)
+    if t == EntryType.DIR:
+        r.done()
+        return Entry(EntryType.DIR, mode, mtime)
+    if t == EntryType.SYMLINK:
+        raw = r.blob(MAX_SYMLINK_SIZE)
+        r.done()
+        try:
+            target = raw.decode()
+        except UnicodeDecodeError:
+            raise FormatError("TOC entry: symlink target is not UTF-8") from None
+        return Entry(EntryType.SYMLINK, mode, mtime, target=target)
+    raise FormatError(f"TOC entry: unknown type {t}")

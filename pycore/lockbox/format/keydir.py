@@ -1,0 +1,127 @@
+"""The key directory: cleartext key slots that wrap the archive's content key.
+
+docs/FORMAT.md §6. Decoding is pure; wrapping/unwrapping lives in
+``lockbox.keys`` because it needs a crypto backend.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..errors import FormatError, LimitExceededError, UnsupportedVersionError
+from .constants import (
+    AAD_SLOT,
+    ARGON2_MAX_MEMORY_KIB,
+    ARGON2_MAX_TIME_COST,
+    ARGON2_MIN_MEMORY_KIB,
+    KEYDIR_MAGIC,
+    MAX_KEY_SLOTS,
+    MAX_KEYDIR_SIZE,
+    SlotKind,
+)
+from .encoding import Builder, Reader
+
+__all__ = ["PasswordSlot", "RecipientSlot", "KeySlot", "encode_keydir", "decode_keydir",
+           "slot_aad", "KEYDIR_VERSION", "WRAPPED_KEY_SIZE", "SALT_SIZE", "FINGERPRINT_SIZE"]
+
+KEYDIR_VERSION = 1
+WRAPPED_KEY_SIZE = 48  # 32-byte content key + 16-byte tag
+SALT_SIZE = 16
+FINGERPRINT_SIZE = 8
+KEM_CT_SIZE = 1568
+_PW = struct.Struct("<16sIIB")  # salt, time_cost, memory_kib, parallelism
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordSlot:
+    slot_id: int
+    salt: bytes
+    time_cost: int
+    memory_kib: int
+    parallelism: int
+    wrapped_key: bytes
+
+    kind = SlotKind.PASSWORD
+
+    def descriptor(self) -> bytes:
+        """The slot's bytes without the wrapped key (bound into the wrap AAD)."""
+        return _PW.pack(self.salt, self.time_cost, self.memory_kib, self.parallelism)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientSlot:
+    slot_id: int
+    fingerprint: bytes  # first 8 bytes of SHA-256(encapsulation key), a hint only
+    kem_ciphertext: bytes
+    wrapped_key: bytes
+
+    kind = SlotKind.MLKEM1024
+
+    def descriptor(self) -> bytes:
+        return self.fingerprint + self.kem_ciphertext
+
+
+KeySlot = PasswordSlot | RecipientSlot
+
+
+def slot_aad(archive_id: bytes, slot: KeySlot) -> bytes:
+    return b"".join((AAD_SLOT, archive_id, bytes([int(slot.kind)]),
+                     slot.slot_id.to_bytes(4, "little"), slot.descriptor()))
+
+
+def encode_keydir(slots: list[KeySlot]) -> bytes:
+    if len(slots) > MAX_KEY_SLOTS:
+        raise ValueError("too many key slots")
+    if len({s.slot_id for s in slots}) != len(slots):
+        raise ValueError("duplicate slot id")
+    b = Builder().raw(KEYDIR_MAGIC).u8(KEYDIR_VERSION).u16(len(slots))
+    for s in slots:
+        body = s.descriptor() + s.wrapped_key
+        b.u8(int(s.kind)).u32(s.slot_id).u16(len(body)).raw(body)
+    return b.getvalue()
+
+
+def decode_keydir(buf: bytes) -> list[KeySlot]:
+    if len(buf) > MAX_KEYDIR_SIZE:
+        raise LimitExceededError("key directory larger than the limit")
+    r = Reader(buf, "key directory")
+    if r.raw(4) != KEYDIR_MAGIC:
+        raise FormatError("key directory: bad magic")
+    version = r.u8()
+    if version != KEYDIR_VERSION:
+        raise UnsupportedVersionError(f"key directory version {version} is not supported")
+    count = r.u16()
+    if count > MAX_KEY_SLOTS:
+        raise LimitExceededError("key directory: too many slots")
+    slots: list[KeySlot] = []
+    seen: set[int] = set()
+    for _ in range(count):
+        kind = r.u8()
+        slot_id = r.u32()
+        size = r.u16()
+        body = r.raw(size)
+        if slot_id in seen:
+            raise FormatError("key directory: duplicate slot id")
+        seen.add(slot_id)
+        if kind == SlotKind.PASSWORD:
+            if size != _PW.size + WRAPPED_KEY_SIZE:
+                raise FormatError("key directory: bad password slot size")
+            salt, t, m, p = _PW.unpack_from(body, 0)
+            if not (1 <= t <= ARGON2_MAX_TIME_COST and
+                    ARGON2_MIN_MEMORY_KIB <= m <= ARGON2_MAX_MEMORY_KIB and p == 1):
+                raise LimitExceededError(
+                    f"key directory: Argon2id parameters out of range (t={t}, m={m} KiB, p={p})")
+            slots.append(PasswordSlot(slot_id, salt, t, m, p, body[_PW.size:]))
+        elif kind == SlotKind.MLKEM1024:
+            if size != FINGERPRINT_SIZE + KEM_CT_SIZE + WRAPPED_KEY_SIZE:
+                raise FormatError("key directory: bad recipient slot size")
+            slots.append(RecipientSlot(slot_id, body[:FINGERPRINT_SIZE],
+                                       body[FINGERPRINT_SIZE:FINGERPRINT_SIZE + KEM_CT_SIZE],
+                                       body[FINGERPRINT_SIZE + KEM_CT_SIZE:]))
+        else:
+            # Unknown slot kinds are skipped (a newer writer's slot type), not fatal:
+            # another slot may still open the archive.
+            continue
+    r.done()
+    return slots

@@ -1,0 +1,158 @@
+"""The superblock: two 8 KiB commit slots at offsets 0 and 8192.
+
+Each slot holds everything a reader needs to unlock and to find the latest
+commit: the archive id, the generation, the key directory (inline, or a
+pointer to a key-directory page) and the sealed commit record. Writers write
+generation ``g`` into slot ``g % 2``, so a torn slot write can only damage the
+slot being replaced, never the previous commit. docs/FORMAT.md §3.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from ..errors import FormatError, IntegrityError, TruncatedError, UnsupportedVersionError
+from .constants import (
+    FORMAT_VERSION,
+    SLOT_COUNT,
+    SLOT_HEADER_SIZE,
+    SLOT_MAGIC,
+    SLOT_SIZE,
+    SUPERBLOCK_SIZE,
+)
+
+__all__ = ["ExternalKeydir", "Slot", "encode_slot", "decode_slot", "decode_superblock",
+           "slot_offset", "commit_frame_offset", "SLOT_CAPACITY"]
+
+_HEAD = struct.Struct("<8sHBBI16sQII")  # 48 bytes
+_EXT = struct.Struct("<QI32s")  # 44 bytes
+_CRC = struct.Struct("<I")
+FLAG_KEYDIR_EXTERNAL = 0x01
+# Bytes available to keydir field + commit frame in one slot.
+SLOT_CAPACITY = SLOT_SIZE - SLOT_HEADER_SIZE - 4
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalKeydir:
+    """The key directory lives in a KEYDIR page at ``page_offset``."""
+
+    page_offset: int
+    keydir_size: int
+    sha256: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    slot_no: int
+    archive_id: bytes
+    generation: int
+    keydir: bytes | ExternalKeydir
+    commit_frame: bytes
+
+    @property
+    def commit_frame_offset(self) -> int:
+        return commit_frame_offset(self.slot_no, self.keydir)
+
+
+def slot_offset(slot_no: int) -> int:
+    return slot_no * SLOT_SIZE
+
+
+def _keydir_field(keydir: bytes | ExternalKeydir) -> bytes:
+    if isinstance(keydir, ExternalKeydir):
+        return _EXT.pack(keydir.page_offset, keydir.keydir_size, keydir.sha256)
+    return keydir
+
+
+def commit_frame_offset(slot_no: int, keydir: bytes | ExternalKeydir) -> int:
+    return slot_offset(slot_no) + SLOT_HEADER_SIZE + len(_keydir_field(keydir))
+
+
+def encode_slot(slot: Slot) -> bytes:
+    """The full 8192-byte image of a slot (zero padded)."""
+    field = _keydir_field(slot.keydir)
+    flags = FLAG_KEYDIR_EXTERNAL if isinstance(slot.keydir, ExternalKeydir) else 0
+    if len(field) + len(slot.commit_frame) > SLOT_CAPACITY:
+        raise ValueError("key directory and commit record do not fit in a slot")
+    head = _HEAD.pack(SLOT_MAGIC, FORMAT_VERSION, slot.slot_no, flags, 0, slot.archive_id,
+                      slot.generation, len(field), len(slot.commit_frame))
+    body = head + field + slot.commit_frame
+    image = body + _CRC.pack(zlib.crc32(body))
+    return image + b"\x00" * (SLOT_SIZE - len(image))
+
+
+def decode_slot(buf: bytes | memoryview, slot_no: int) -> Slot:
+    """Decode one slot image. Raises FormatError (bad magic), UnsupportedVersionError,
+    TruncatedError or IntegrityError (checksum: e.g. a torn write)."""
+    if len(buf) < SLOT_HEADER_SIZE:
+        raise TruncatedError(f"slot {slot_no}: truncated")
+    magic, version, no, flags, reserved, archive_id, gen, kd_size, c_size = _HEAD.unpack_from(
+        buf, 0)
+    if magic != SLOT_MAGIC:
+        raise FormatError(f"slot {slot_no}: not a lockbox slot (bad magic)")
+    if version != FORMAT_VERSION:
+        raise UnsupportedVersionError(
+            f"archive format version {version} is not supported (this reader knows "
+            f"version {FORMAT_VERSION})")
+    if no != slot_no or reserved or flags & ~FLAG_KEYDIR_EXTERNAL:
+        raise FormatError(f"slot {slot_no}: bad slot number or reserved bits")
+    if kd_size + c_size > SLOT_CAPACITY:
+        raise FormatError(f"slot {slot_no}: contents larger than the slot")
+    end = SLOT_HEADER_SIZE + kd_size + c_size
+    if len(buf) < end + 4:
+        raise TruncatedError(f"slot {slot_no}: truncated")
+    (crc,) = _CRC.unpack_from(buf, end)
+    if crc != zlib.crc32(bytes(buf[:end])):
+        raise IntegrityError(f"slot {slot_no}: checksum mismatch (torn or damaged)")
+    if gen == 0:
+        raise FormatError(f"slot {slot_no}: generation 0")
+    field = bytes(buf[SLOT_HEADER_SIZE : SLOT_HEADER_SIZE + kd_size])
+    keydir: bytes | ExternalKeydir
+    if flags & FLAG_KEYDIR_EXTERNAL:
+        if kd_size != _EXT.size:
+            raise FormatError(f"slot {slot_no}: bad external key directory pointer")
+        off, size, digest = _EXT.unpack(field)
+        keydir = ExternalKeydir(off, size, digest)
+    else:
+        keydir = field
+    return Slot(slot_no, bytes(archive_id), gen, keydir,
+                bytes(buf[SLOT_HEADER_SIZE + kd_size : end]))
+
+
+def decode_superblock(buf: bytes | memoryview) -> list[Slot]:
+    """Decode both slots; return the valid ones, newest generation first.
+
+    Raises the most telling error when no slot is valid: FormatError "not a
+    lockbox archive" when neither slot has the magic.
+    """
+    slots: list[Slot] = []
+    errors: list[Exception] = []
+    for no in range(SLOT_COUNT):
+        start = slot_offset(no)
+        try:
+            slots.append(decode_slot(memoryview(buf)[start : start + SLOT_SIZE], no))
+        except FormatError as e:
+            errors.append(e)
+        except IntegrityError as e:
+            errors.append(e)
+    if slots:
+        ids = {s.archive_id for s in slots}
+        if len(ids) > 1:
+            # Two different archives' slots: trust neither blindly, keep the newest
+            # but this is almost certainly a spliced file.
+            raise IntegrityError("superblock: the two slots belong to different archives")
+        return sorted(slots, key=lambda s: s.generation, reverse=True)
+    if len(buf) < SUPERBLOCK_SIZE and not any(
+        isinstance(e, (UnsupportedVersionError, IntegrityError)) for e in errors
+    ):
+        if len(buf) < len(SLOT_MAGIC) or bytes(buf[: len(SLOT_MAGIC)]) != SLOT_MAGIC:
+            raise FormatError("not a lockbox archive")
+        raise TruncatedError("archive is truncated inside its superblock")
+    for e in errors:
+        if isinstance(e, UnsupportedVersionError):
+            raise e
+    if all(type(e) is FormatError and "bad magic" in str(e) for e in errors):
+        raise FormatError("not a lockbox archive")
+    raise errors[0]

@@ -1,0 +1,96 @@
+"""Public, read-only descriptions of entries and archives."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .format.constants import FORMAT_VERSION, EntryType
+from .format.entry import Entry
+from .format.keydir import KeySlot, PasswordSlot
+
+__all__ = ["EntryInfo", "ArchiveInfo", "SlotInfo", "entry_info"]
+
+_TYPE_NAMES = {EntryType.FILE: "file", EntryType.DIR: "dir", EntryType.SYMLINK: "symlink"}
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    path: str
+    type: str  # "file", "dir" or "symlink"
+    mode: int
+    mtime_ns: int
+    size: int = 0
+    stored_size: int = 0
+    sha256: str = ""
+    target: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition("/")[2]
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == "dir"
+
+    @property
+    def is_file(self) -> bool:
+        return self.type == "file"
+
+    @property
+    def mtime(self) -> _dt.datetime:
+        return _dt.datetime.fromtimestamp(self.mtime_ns / 1e9, tz=_dt.UTC)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["name"] = self.name
+        d["mtime"] = self.mtime.isoformat()
+        if self.type != "file":
+            for k in ("size", "stored_size", "sha256"):
+                d.pop(k)
+        if self.type != "symlink":
+            d.pop("target")
+        return d
+
+
+def entry_info(path: str, e: Entry) -> EntryInfo:
+    return EntryInfo(path, _TYPE_NAMES[e.type], e.mode, e.mtime_ns, e.size, e.stored_size,
+                     e.sha256.hex(), e.target)
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    slot_id: int
+    kind: str  # "password" or "recipient"
+    detail: str
+
+    @classmethod
+    def of(cls, s: KeySlot) -> SlotInfo:
+        if isinstance(s, PasswordSlot):
+            return cls(s.slot_id, "password",
+                       f"argon2id m={s.memory_kib // 1024} MiB t={s.time_cost} p={s.parallelism}")
+        return cls(s.slot_id, "recipient", f"ml-kem-1024 {s.fingerprint.hex()}")
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    archive_id: str
+    generation: int
+    committed_at: str
+    archive_size: int | None
+    archive_end: int
+    files: int
+    dirs: int
+    symlinks: int
+    file_bytes: int
+    stored_bytes: int
+    chunk_size: int
+    toc_height: int
+    env_count: int
+    slots: list[SlotInfo] = field(default_factory=list)
+    unlocked_slot: int = 0
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,68 @@
+"""Byte ranges as values, and the coalescing of adjacent reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["ByteRange", "coalesce", "split_coalesced"]
+
+
+@dataclass(frozen=True, order=True)
+class ByteRange:
+    """Half-open range ``[offset, offset + size)`` of a source."""
+
+    offset: int
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.offset < 0 or self.size < 0:
+            raise ValueError(f"invalid byte range {self.offset}+{self.size}")
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+    def header_value(self) -> str:
+        """The HTTP ``Range`` header value (single closed range) for this range."""
+        if self.size == 0:
+            raise ValueError("an empty range has no HTTP form")
+        return f"bytes={self.offset}-{self.end - 1}"
+
+
+def coalesce(ranges: Iterable[ByteRange], max_gap: int = 0) -> list[ByteRange]:
+    """Merge overlapping or adjacent ranges (gaps up to ``max_gap`` bytes are bridged).
+
+    The result is sorted by offset and covers every input range.
+    """
+    out: list[ByteRange] = []
+    for r in sorted(r for r in ranges if r.size > 0):
+        if out and r.offset <= out[-1].end + max_gap:
+            last = out[-1]
+            out[-1] = ByteRange(last.offset, max(last.end, r.end) - last.offset)
+        else:
+            out.append(r)
+    return out
+
+
+def split_coalesced(
+    wanted: Sequence[ByteRange], merged: Sequence[ByteRange], blobs: Sequence[bytes]
+) -> list[bytes]:
+    """Cut each wanted range out of the blobs read for the merged ranges.
+
+    A blob may be shorter than its merged range (the source ended); the cut
+    pieces are then short too, never padded.
+    """
+    out: list[bytes] = []
+    for w in wanted:
+        if w.size == 0:
+            out.append(b"")
+            continue
+        for m, blob in zip(merged, blobs):
+            if m.offset <= w.offset and w.end <= m.end:
+                start = w.offset - m.offset
+                out.append(bytes(blob[start : start + w.size]))
+                break
+        else:  # pragma: no cover - coalesce() guarantees coverage
+            raise ValueError(f"range {w} not covered by merged reads")
+    return out

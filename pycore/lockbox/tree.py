@@ -1,0 +1,222 @@
+"""Copy-on-write updates of the ordered trees (TOC, env, space), for writers.
+
+A commit applies a sorted batch of changes: only the leaves the batch touches
+are loaded and rewritten (runs of touched leaves are re-split to the target
+size, absorbing a neighbour when they shrink too far), untouched leaves keep
+their refs, and the internal levels are rebuilt from the leaf list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+from .drivers import Read
+from .format.commit import EMPTY_TREE, TreeRoot
+from .format.constants import (
+    INLINE_ROOT_MAX,
+    MAX_NODE_ENTRIES,
+    MAX_ROOT_LISTING_LEAVES,
+    NODE_TARGET_SIZE,
+    FrameKind,
+)
+from .format.node import Child, Internal, Leaf, encode_node
+from .format.refs import Ref
+from .view import ArchiveView
+
+__all__ = ["TreeUpdate", "update_tree_flow", "Emit"]
+
+Emit = Callable[[FrameKind, bytes], Ref]
+
+
+@dataclass
+class _LeafSlot:
+    first_key: bytes
+    count: int
+    ref: Ref | None  # None: only in memory (an inline root)
+    node: Leaf | None = None
+
+
+@dataclass(frozen=True)
+class TreeUpdate:
+    root: TreeRoot
+    old_values: dict[bytes, bytes]  # previous value of every changed key that existed
+    root_leaves: tuple[Ref, ...] = ()
+    root_leaves_complete: bool = False
+
+
+def _entry_size(key: bytes, value: bytes) -> int:
+    return len(key) + len(value) + 6
+
+
+def _split_leaves(keys: list[bytes], values: list[bytes]) -> list[Leaf]:
+    total = sum(_entry_size(k, v) for k, v in zip(keys, values))
+    if not keys:
+        return []
+    n = max(1, -(-total // NODE_TARGET_SIZE), -(-len(keys) // MAX_NODE_ENTRIES))
+    target = total / n
+    leaves: list[Leaf] = []
+    ks: list[bytes] = []
+    vs: list[bytes] = []
+    acc = 0
+    for k, v in zip(keys, values):
+        ks.append(k)
+        vs.append(v)
+        acc += _entry_size(k, v)
+        if acc >= target * (len(leaves) + 1) and len(leaves) < n - 1:
+            leaves.append(Leaf(ks, vs))
+            ks, vs = [], []
+    if ks:
+        leaves.append(Leaf(ks, vs))
+    return leaves
+
+
+def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
+                     changes: dict[bytes, bytes | None],
+                     emit: Emit) -> Generator[Read, list[bytes], TreeUpdate]:
+    """Apply ``changes`` (key -> new value, or None to delete) to the tree."""
+    old_values: dict[bytes, bytes] = {}
+    slots: list[_LeafSlot] = []
+    if not root.empty:
+        assert view is not None
+        node = yield from view.root_node_flow(kind, root)
+        assert node is not None
+        if isinstance(node, Leaf):
+            slots = [_LeafSlot(node.keys[0] if node.keys else b"", node.count, root.ref, node)]
+        else:
+            level: list[Internal] = [node]
+            while True:
+                kids = [c for parent in level for c in parent.children]
+                if level[0].level == 1:
+                    slots = [_LeafSlot(c.first_key, c.count, c.ref) for c in kids]
+                    break
+                nxt: list[Internal] = []
+                for parent in level:
+                    nodes = yield from view._children_flow(
+                        kind, parent, list(range(len(parent.children))))
+                    nxt.extend(n for n in nodes if isinstance(n, Internal))
+                level = nxt
+    # Assign each change to a leaf.
+    keys_sorted = sorted(changes)
+    touched: dict[int, list[bytes]] = {}
+    firsts = [s.first_key for s in slots]
+    for key in keys_sorted:
+        i = _bisect_right(firsts, key) - 1
+        touched.setdefault(max(i, 0), []).append(key)
+    if not slots:
+        touched = {0: keys_sorted} if keys_sorted else {}
+    # Load touched leaves (one batch), extended by a neighbour for shrinking runs later.
+    need = [i for i in touched if i < len(slots) and slots[i].node is None]
+    if need:
+        assert view is not None
+        nodes = yield from view.nodes_flow(kind, [slots[i].ref for i in need])  # type: ignore[misc]
+        for i, n in zip(need, nodes):
+            assert isinstance(n, Leaf)
+            slots[i].node = n
+    new_slots: list[_LeafSlot] = []
+    i = 0
+    n_slots = max(len(slots), 1 if touched else 0)
+    while i < n_slots:
+        if i not in touched:
+            new_slots.append(slots[i])
+            i += 1
+            continue
+        # a run of consecutive touched leaves
+        run_keys: list[bytes] = []
+        run_vals: list[bytes] = []
+        j = i
+        while j < n_slots and j in touched:
+            leaf = slots[j].node if j < len(slots) else Leaf([], [])
+            assert leaf is not None
+            merged = dict(zip(leaf.keys, leaf.values))
+            for key in touched[j]:
+                new = changes[key]
+                old = merged.get(key)
+                if old is not None:
+                    old_values[key] = old
+                if new is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = new
+            for key in sorted(merged):
+                run_keys.append(key)
+                run_vals.append(merged[key])
+            j += 1
+        size = sum(_entry_size(k, v) for k, v in zip(run_keys, run_vals))
+        if size < NODE_TARGET_SIZE // 2 and j < len(slots) and j not in touched:
+            assert view is not None
+            nb = (yield from view.nodes_flow(kind, [slots[j].ref]))[0]  # type: ignore[list-item]
+            assert isinstance(nb, Leaf)
+            run_keys.extend(nb.keys)
+            run_vals.extend(nb.values)
+            j += 1
+        for leaf in _split_leaves(run_keys, run_vals):
+            new_slots.append(_LeafSlot(leaf.keys[0], leaf.count, None, leaf))
+        i = j
+    if not new_slots:
+        return TreeUpdate(EMPTY_TREE, old_values)
+    total = sum(s.count for s in new_slots)
+    if len(new_slots) == 1 and new_slots[0].ref is None:
+        assert new_slots[0].node is not None
+        payload = encode_node(new_slots[0].node)
+        if len(payload) <= INLINE_ROOT_MAX:
+            return TreeUpdate(TreeRoot(total, 1, None, payload), old_values)
+    for s in new_slots:
+        if s.ref is None:
+            assert s.node is not None
+            s.ref = emit(kind, encode_node(s.node))
+    root_leaves, complete = _root_leaves(new_slots) if kind == FrameKind.TOC_NODE else ((), False)
+    children = [Child(s.first_key, s.ref, s.count) for s in new_slots]  # type: ignore[arg-type]
+    height = 1
+    while len(children) > 1:
+        height += 1
+        groups = _group_children(children)
+        children = []
+        for g in groups:
+            ref = emit(kind, encode_node(Internal(height - 1, g)))
+            children.append(Child(g[0].first_key, ref, sum(c.count for c in g)))
+    return TreeUpdate(TreeRoot(total, height, children[0].ref, None), old_values, root_leaves,
+                      complete)
+
+
+def _group_children(children: list[Child]) -> list[list[Child]]:
+    est = [len(c.first_key) + 40 for c in children]
+    total = sum(est)
+    n = max(1, -(-total // NODE_TARGET_SIZE))
+    if n == 1:
+        return [children]
+    target = total / n
+    groups: list[list[Child]] = [[]]
+    acc = 0
+    for c, e in zip(children, est):
+        groups[-1].append(c)
+        acc += e
+        if acc >= target * len(groups) and len(groups) < n:
+            groups.append([])
+    return [g for g in groups if g]
+
+
+def _root_leaves(slots: list[_LeafSlot]) -> tuple[tuple[Ref, ...], bool]:
+    """Leaves holding the root directory's children (keys starting with 0x00)."""
+    if len(slots) == 1:
+        return (), False
+    refs: list[Ref] = []
+    for s in slots:
+        if s.first_key >= b"\x01":
+            break
+        if len(refs) == MAX_ROOT_LISTING_LEAVES:
+            return tuple(refs), False
+        assert s.ref is not None
+        refs.append(s.ref)
+    return tuple(refs), True
+
+
+def _bisect_right(keys: list[bytes], key: bytes) -> int:
+    lo, hi = 0, len(keys)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if key < keys[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

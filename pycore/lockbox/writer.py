@@ -1,0 +1,617 @@
+"""Writing: one write session that stages changes and commits them atomically.
+
+Commit protocol (docs/FORMAT.md §11): new pages are written past the committed
+end of the file, then fsync; then the commit record is written into the slot
+that does *not* hold the current commit, then fsync. A crash at any point
+leaves the previous commit intact and readable. Many changes are one commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as stat_mod
+import time
+from collections.abc import Callable, Iterable
+from typing import IO, TYPE_CHECKING
+
+from .drivers import Flow, run_sync
+from .errors import (
+    CommitError,
+    InvalidPathError,
+    LockboxError,
+    LockedError,
+    NotFoundError,
+    StorageError,
+    UsageError,
+)
+from .format.chunk import ChunkHeader, ChunkMeta, encode_chunk, encode_index
+from .format.commit import CommitRecord, Stats, TreeRoot, encode_commit
+from .format.constants import (
+    INDEX_FANOUT,
+    INLINE_CHUNK_REFS,
+    MAX_ENV_NAME_SIZE,
+    MAX_ENV_VALUE_SIZE,
+    MAX_SYMLINK_SIZE,
+    EntryType,
+    FrameKind,
+    PageKind,
+)
+from .format.entry import (
+    LAYOUT_CHUNKS,
+    LAYOUT_INDEX,
+    Entry,
+    decode_entry,
+    encode_entry,
+    key_path,
+    normalize_path,
+    split_path,
+    subtree_ranges,
+    toc_key,
+)
+from .format.keydir import KeySlot, RecipientSlot, encode_keydir
+from .format.superblock import (
+    SLOT_CAPACITY,
+    ExternalKeydir,
+    Slot,
+    commit_frame_offset,
+    encode_slot,
+    slot_offset,
+)
+from .frames import FrameSealer
+from .keys import DEFAULT_ARGON2, Argon2Params, Recipient, new_password_slot, new_recipient_slot
+from .ranges import ByteRange
+from .sources.base import SourceStats
+from .tree import TreeUpdate, update_tree_flow
+from .view import ArchiveView
+
+if TYPE_CHECKING:
+    from .archive import Lockbox
+
+__all__ = ["Writer", "Progress"]
+
+Progress = Callable[[str, int], None]  # (archive path, bytes just added)
+_COMMIT_RESERVE = 2048  # room kept for the commit frame when placing the key directory
+
+
+class _FdSource:
+    """Reads the committed part of the archive through the writer's own fd."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.stats = SourceStats()
+
+    @property
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def read(self, ranges: Iterable[ByteRange]) -> list[bytes]:
+        out = []
+        for r in ranges:
+            self.stats.requests += 1
+            data = os.pread(self.fd, r.size, r.offset)
+            self.stats.bytes_read += len(data)
+            out.append(data)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def _lock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no advisory locks on this platform
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise LockedError("another writer has this archive open") from None
+
+
+class Writer:
+    """Stages changes to an archive; ``commit()`` makes them durable at once.
+
+    Use as a context manager: ``with archive.writer() as w: ...`` commits on
+    normal exit and discards everything on an exception (the archive keeps its
+    previous commit, byte for byte).
+    """
+
+    def __init__(self, archive: Lockbox, *, level: int = 3) -> None:
+        if archive.path is None:
+            raise UsageError("only a local archive file can be written")
+        self._archive = archive
+        self.path = archive.path
+        try:
+            self.fd = os.open(self.path, os.O_RDWR)
+        except OSError as e:
+            raise StorageError(f"cannot open {self.path} for writing: {e.strerror}") from e
+        try:
+            _lock(self.fd)
+            self._source = _FdSource(self.fd)
+            archive._refresh()  # the committed state under the lock is the truth
+            self._begin(archive.view, level)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.closed = False
+
+    def _begin(self, view: ArchiveView, level: int) -> None:
+        self.view = view
+        self.crypto = self._archive.crypto
+        self.codec = self._archive.codec
+        self.generation = view.generation + 1
+        self.sealer = FrameSealer(self.crypto, self.codec, view.archive_id,
+                                  self._archive._content_key, level)
+        from .pages import PageWriter
+
+        self.pages = PageWriter(self.fd, view.commit.archive_end, self.generation, self.sealer)
+        self.chunk_size = view.commit.default_chunk_size
+        self.toc_changes: dict[bytes, bytes | None] = {}
+        self.env_changes: dict[bytes, bytes | None] = {}
+        self.key_slots: list[KeySlot] = list(view.key_slots)
+        self._keys_changed = False
+        self._known_dirs: set[str] = {""}
+
+    def _run(self, flow: Flow[object]) -> object:
+        return run_sync(flow, self._source)
+
+    # -- lookups (staged changes first, then the committed tree) -----------------
+
+    def _get_entry(self, path: str) -> Entry | None:
+        if path == "":
+            return Entry(EntryType.DIR, 0o755, 0)
+        key = toc_key(path)
+        if key in self.toc_changes:
+            v = self.toc_changes[key]
+            return None if v is None else decode_entry(v)
+        v = self._run(self.view.get_flow(FrameKind.TOC_NODE, self.view.commit.toc, key))
+        return None if v is None else decode_entry(v)  # type: ignore[arg-type]
+
+    def exists(self, path: str) -> bool:
+        return self._get_entry(normalize_path(path)) is not None
+
+    def _ensure_parents(self, path: str, mtime_ns: int) -> None:
+        parent = split_path(path)[0]
+        missing = []
+        while parent not in self._known_dirs:
+            e = self._get_entry(parent)
+            if e is None:
+                missing.append(parent)
+            elif not e.is_dir:
+                raise InvalidPathError(f"{parent} is not a directory in the archive")
+            else:
+                self._known_dirs.add(parent)
+                break
+            parent = split_path(parent)[0]
+        for d in reversed(missing):
+            self._put(d, Entry(EntryType.DIR, 0o755, mtime_ns))
+            self._known_dirs.add(d)
+
+    def _put(self, path: str, entry: Entry) -> None:
+        self.toc_changes[toc_key(path)] = encode_entry(entry)
+
+    def _check_replace(self, path: str, new_type: EntryType) -> None:
+        if path == "":
+            raise InvalidPathError("the archive root cannot be replaced")
+        old = self._get_entry(path)
+        if old is not None and old.is_dir and new_type != EntryType.DIR:
+            raise InvalidPathError(f"{path} is a directory in the archive")
+        if old is not None and not old.is_dir and new_type == EntryType.DIR:
+            raise InvalidPathError(f"{path} exists and is not a directory")
+
+    # -- adding ------------------------------------------------------------------
+
+    def mkdir(self, path: str, mode: int = 0o755, mtime_ns: int | None = None) -> None:
+        path = normalize_path(path)
+        mtime = time.time_ns() if mtime_ns is None else mtime_ns
+        self._check_replace(path, EntryType.DIR)
+        self._ensure_parents(path, mtime)
+        self._put(path, Entry(EntryType.DIR, mode & 0o7777, mtime))
+        self._known_dirs.add(path)
+
+    def symlink(self, path: str, target: str, mode: int = 0o777,
+                mtime_ns: int | None = None) -> None:
+        path = normalize_path(path)
+        if not target or len(target.encode()) > MAX_SYMLINK_SIZE or "\x00" in target:
+            raise InvalidPathError(f"bad symlink target for {path}")
+        mtime = time.time_ns() if mtime_ns is None else mtime_ns
+        self._check_replace(path, EntryType.SYMLINK)
+        self._ensure_parents(path, mtime)
+        self._put(path, Entry(EntryType.SYMLINK, mode & 0o7777, mtime, target=target))
+
+    def add_bytes(self, path: str, data: bytes, mode: int = 0o644,
+                  mtime_ns: int | None = None) -> Entry:
+        import io
+
+        return self.add_stream(path, io.BytesIO(data), mode=mode, mtime_ns=mtime_ns)
+
+    def add_file(self, path: str, src: str | os.PathLike[str], *,
+                 progress: Progress | None = None) -> Entry:
+        """Add a regular file from disk, keeping its permission bits and mtime."""
+        try:
+            with open(src, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat_mod.S_ISREG(st.st_mode):
+                    raise UsageError(f"{src} is not a regular file")
+                return self.add_stream(path, f, mode=st.st_mode & 0o7777,
+                                       mtime_ns=st.st_mtime_ns, progress=progress)
+        except OSError as e:
+            raise StorageError(f"cannot read {src}: {e.strerror}") from e
+
+    def add_stream(self, path: str, stream: IO[bytes], *, mode: int = 0o644,
+                   mtime_ns: int | None = None, progress: Progress | None = None) -> Entry:
+        """Add a file from a binary stream, chunk by chunk (bounded memory)."""
+        path = normalize_path(path)
+        mtime = time.time_ns() if mtime_ns is None else mtime_ns
+        self._check_replace(path, EntryType.FILE)
+        self._ensure_parents(path, mtime)
+        csize = self.chunk_size
+        file_id = self.crypto.random_bytes(16)
+        digest = hashlib.sha256()
+        refs = []
+        stored = 0
+        total = 0
+        chunk_no = 0
+        skip_compress = 0
+        cur = stream.read(csize)
+        while True:
+            nxt = stream.read(csize) if len(cur) == csize else b""
+            digest.update(cur)
+            total += len(cur)
+            meta = None
+            if not nxt:
+                meta = ChunkMeta(EntryType.FILE, mode & 0o7777, mtime, total, digest.digest(),
+                                 csize)
+            payload = encode_chunk(ChunkHeader(file_id, chunk_no, path, meta), cur)
+            plain = self.sealer.encode_plain(payload, compress=skip_compress == 0)
+            if skip_compress:
+                skip_compress -= 1
+            elif plain[0] == 0 and len(cur) >= 65536:
+                skip_compress = 7  # incompressible data: probe again every 8th chunk
+            ref = self.pages.append(FrameKind.DATA_CHUNK, plain)
+            stored += ref.frame_size
+            refs.append(ref)
+            if progress is not None:
+                progress(path, len(cur))
+            if not nxt:
+                break
+            cur = nxt
+            chunk_no += 1
+        layout = LAYOUT_CHUNKS
+        if len(refs) > INLINE_CHUNK_REFS:
+            layout = LAYOUT_INDEX
+            index_refs = []
+            for base in range(0, len(refs), INDEX_FANOUT):
+                payload = encode_index(file_id, base, refs[base:base + INDEX_FANOUT])
+                iref = self.pages.append(FrameKind.CHUNK_INDEX, self.sealer.encode_plain(payload))
+                stored += iref.frame_size
+                index_refs.append(iref)
+            refs = index_refs
+        entry = Entry(EntryType.FILE, mode & 0o7777, mtime, total, stored, digest.digest(),
+                      file_id, csize, layout, tuple(refs))
+        self._put(path, entry)
+        return entry
+
+    def add_tree(self, src: str | os.PathLike[str], dest: str = "", *,
+                 progress: Progress | None = None,
+                 on_skip: Callable[[str, str], None] | None = None) -> int:
+        """Add a file, symlink or whole directory tree from disk under ``dest``.
+
+        Symlinks are stored as symlinks (never followed); sockets, FIFOs and
+        devices are skipped (reported through ``on_skip``). Returns the number
+        of entries added.
+        """
+        src = os.fspath(src)
+        try:
+            st = os.lstat(src)
+        except OSError as e:
+            raise StorageError(f"cannot read {src}: {e.strerror}") from e
+        dest = normalize_path(dest)
+        count = 0
+        stack = [(src, dest, st)]
+        while stack:
+            host, arch, st = stack.pop()
+            if not arch:
+                if stat_mod.S_ISDIR(st.st_mode):
+                    pass
+                else:
+                    arch = normalize_path(os.path.basename(host))
+            if stat_mod.S_ISLNK(st.st_mode):
+                self.symlink(arch, os.readlink(host), st.st_mode, st.st_mtime_ns)
+            elif stat_mod.S_ISREG(st.st_mode):
+                self.add_file(arch, host, progress=progress)
+            elif stat_mod.S_ISDIR(st.st_mode):
+                if arch:
+                    self.mkdir(arch, st.st_mode, st.st_mtime_ns)
+                try:
+                    with os.scandir(host) as it:
+                        kids = sorted(it, key=lambda d: d.name, reverse=True)
+                except OSError as e:
+                    raise StorageError(f"cannot list {host}: {e.strerror}") from e
+                for d in kids:
+                    try:
+                        kst = d.stat(follow_symlinks=False)
+                    except OSError as e:
+                        raise StorageError(f"cannot read {d.path}: {e.strerror}") from e
+                    name = d.name
+                    try:
+                        name.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise InvalidPathError(f"file name is not UTF-8: {d.path!r}") from None
+                    stack.append((d.path, f"{arch}/{name}" if arch else name, kst))
+                if not arch:
+                    continue
+            else:
+                if on_skip is not None:
+                    on_skip(host, "not a regular file, directory or symlink")
+                continue
+            count += 1
+        return count
+
+    # -- removing and moving -------------------------------------------------------
+
+    def _subtree(self, path: str) -> list[bytes]:
+        """Keys of every (staged or committed) descendant of directory ``path``."""
+        ranges = subtree_ranges(path)
+        pairs = self._run(self.view.scan_flow(FrameKind.TOC_NODE, self.view.commit.toc, ranges))
+        keys = {k for k, _ in pairs}  # type: ignore[attr-defined]
+        for k, v in self.toc_changes.items():
+            if any(lo <= k < hi for lo, hi in ranges):
+                if v is None:
+                    keys.discard(k)
+                else:
+                    keys.add(k)
+        return sorted(keys)
+
+    def remove(self, path: str, *, recursive: bool = False) -> int:
+        path = normalize_path(path)
+        if path == "":
+            raise InvalidPathError("the archive root cannot be removed")
+        entry = self._get_entry(path)
+        if entry is None:
+            raise NotFoundError(f"no such file or directory in the archive: {path}")
+        keys = [toc_key(path)]
+        if entry.is_dir:
+            kids = self._subtree(path)
+            if kids and not recursive:
+                raise InvalidPathError(f"directory not empty: {path} (use recursive removal)")
+            keys.extend(kids)
+            self._known_dirs = {d for d in self._known_dirs
+                                if not (d == path or d.startswith(path + "/"))}
+        for k in keys:
+            self.toc_changes[k] = None
+        return len(keys)
+
+    def move(self, src: str, dst: str) -> None:
+        src = normalize_path(src)
+        dst = normalize_path(dst)
+        if not src or not dst:
+            raise InvalidPathError("the archive root cannot be moved")
+        entry = self._get_entry(src)
+        if entry is None:
+            raise NotFoundError(f"no such file or directory in the archive: {src}")
+        target = self._get_entry(dst)
+        if target is not None and target.is_dir:
+            dst = f"{dst}/{split_path(src)[1]}"
+            target = self._get_entry(dst)
+        if dst == src:
+            return
+        if entry.is_dir and (dst + "/").startswith(src + "/"):
+            raise InvalidPathError("cannot move a directory into itself")
+        if target is not None:
+            raise InvalidPathError(f"destination exists: {dst}")
+        self._ensure_parents(dst, time.time_ns())
+        moves = [(src, dst, entry)]
+        if entry.is_dir:
+            for k in self._subtree(src):
+                p = key_path(k)
+                e = self._get_entry(p)
+                assert e is not None
+                moves.append((p, dst + p[len(src):], e))
+        for old_path, _, _ in moves:
+            self.toc_changes[toc_key(old_path)] = None
+        for _, new_path, e in moves:
+            self._put(new_path, e)
+        if entry.is_dir:
+            self._known_dirs = {d for d in self._known_dirs
+                                if not (d == src or d.startswith(src + "/"))}
+
+    # -- env ---------------------------------------------------------------------
+
+    def env_set(self, name: str, value: str | bytes) -> None:
+        key = _env_key(name)
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        if len(data) > MAX_ENV_VALUE_SIZE:
+            raise UsageError(f"env value larger than {MAX_ENV_VALUE_SIZE} bytes")
+        self.env_changes[key] = data
+
+    def env_remove(self, name: str) -> None:
+        key = _env_key(name)
+        if key in self.env_changes:
+            present = self.env_changes[key] is not None
+        else:
+            v = self._run(self.view.get_flow(FrameKind.ENV_NODE, self.view.commit.env, key))
+            present = v is not None
+        if not present:
+            raise NotFoundError(f"no such env value: {name}")
+        self.env_changes[key] = None
+
+    # -- keys --------------------------------------------------------------------
+
+    def add_password(self, password: str | bytes,
+                     params: Argon2Params = DEFAULT_ARGON2) -> int:
+        slot = new_password_slot(self.crypto, self.view.archive_id, self._archive._content_key,
+                                 password, params, {s.slot_id for s in self.key_slots})
+        self.key_slots.append(slot)
+        self._keys_changed = True
+        return slot.slot_id
+
+    def add_recipient(self, recipient: Recipient) -> int:
+        for s in self.key_slots:
+            if isinstance(s, RecipientSlot) and s.fingerprint == recipient.fingerprint:
+                raise UsageError("this recipient already has a slot")
+        slot = new_recipient_slot(self.crypto, self.view.archive_id,
+                                  self._archive._content_key, recipient,
+                                  {s.slot_id for s in self.key_slots})
+        self.key_slots.append(slot)
+        self._keys_changed = True
+        return slot.slot_id
+
+    def remove_slot(self, slot_id: int) -> None:
+        remaining = [s for s in self.key_slots if s.slot_id != slot_id]
+        if len(remaining) == len(self.key_slots):
+            raise NotFoundError(f"no key slot with id {slot_id}")
+        if not remaining:
+            raise UsageError("refusing to remove the last key slot (the archive would be lost)")
+        self.key_slots = remaining
+        self._keys_changed = True
+
+    # -- commit ------------------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.toc_changes or self.env_changes or self._keys_changed)
+
+    def _emit(self, kind: FrameKind, payload: bytes) -> object:
+        return self.pages.append(kind, self.sealer.encode_plain(payload))
+
+    def commit(self) -> ArchiveView:
+        """Make every staged change durable as one new commit; returns the new view."""
+        if self.closed:
+            raise UsageError("this writer is closed")
+        try:
+            view = self._commit()
+        except LockboxError:
+            raise
+        except OSError as e:
+            raise CommitError(f"commit failed: {e.strerror or e}") from e
+        return view
+
+    def _commit(self) -> ArchiveView:
+        old = self.view
+        toc: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
+            old, FrameKind.TOC_NODE, old.commit.toc, self.toc_changes, self._emit))  # type: ignore[arg-type]
+        env: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
+            old, FrameKind.ENV_NODE, old.commit.env, self.env_changes, self._emit))  # type: ignore[arg-type]
+        stats = _apply_stats(old.commit.stats, toc, self.toc_changes)
+        keydir = encode_keydir(self.key_slots)
+        keydir_field: bytes | ExternalKeydir = keydir
+        record = self._record(old, toc, env, stats, keydir, 0)
+        if len(keydir) + _COMMIT_RESERVE > SLOT_CAPACITY:
+            keydir_field = ExternalKeydir(self.pages.write_raw_page(PageKind.KEYDIR, keydir),
+                                          len(keydir), hashlib.sha256(keydir).digest())
+        # An inline root that does not fit beside the key directory is written out.
+        roots = {"toc": toc.root, "env": env.root}
+        budget = SLOT_CAPACITY - len(encode_slot_field(keydir_field)) - 512
+        for name in ("toc", "env"):
+            r = roots[name]
+            if r.inline is not None and len(encode_commit(record)) > budget:
+                ref = self.pages.append(
+                    FrameKind.TOC_NODE if name == "toc" else FrameKind.ENV_NODE,
+                    self.sealer.encode_plain(r.inline))
+                roots[name] = TreeRoot(r.count, 1, ref, None)
+                toc = TreeUpdate(roots["toc"], toc.old_values, toc.root_leaves,
+                                 toc.root_leaves_complete)
+                env = TreeUpdate(roots["env"], env.old_values)
+                record = self._record(old, toc, env, stats, keydir, 0)
+        self.pages.close_page()
+        end = self.pages.end_offset
+        _fsync(self.fd)
+        record = self._record(old, toc, env, stats, keydir, end)
+        slot_no = self.generation % 2
+        offset = commit_frame_offset(slot_no, keydir_field)
+        frame, _ = self.sealer.seal(FrameKind.COMMIT, self.generation, offset,
+                                    self.sealer.encode_plain(encode_commit(record),
+                                                             compress=False))
+        slot = Slot(slot_no, old.archive_id, self.generation, keydir_field, frame)
+        image = encode_slot(slot)
+        self.pages._pwrite(image, slot_offset(slot_no))
+        _fsync(self.fd)
+        if os.fstat(self.fd).st_size > end:
+            os.ftruncate(self.fd, end)  # garbage of an earlier, aborted session
+        view = ArchiveView(old.opener, slot, record, list(self.key_slots),
+                           old.unlocked_slot_id, keydir, old.cache)
+        self._archive._set_view(view)
+        self._begin(view, self.sealer.level)
+        return view
+
+    def _record(self, old: ArchiveView, toc: TreeUpdate, env: TreeUpdate, stats: Stats,
+                keydir: bytes, end: int) -> CommitRecord:
+        return CommitRecord(
+            generation=self.generation, time_ns=time.time_ns(), archive_end=end,
+            default_chunk_size=self.chunk_size,
+            keydir_sha256=hashlib.sha256(keydir).digest(), toc=toc.root, env=env.root,
+            space=None, root_leaves=toc.root_leaves,
+            root_leaves_complete=toc.root_leaves_complete, stats=stats)
+
+    def abort(self) -> None:
+        """Discard staged changes and the pages written for them."""
+        try:
+            os.ftruncate(self.fd, self.view.commit.archive_end)
+        except OSError:
+            pass  # unreferenced bytes past the committed end are harmless
+        self.toc_changes.clear()
+        self.env_changes.clear()
+        self._keys_changed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                if self.dirty:
+                    self.commit()
+            else:
+                self.abort()
+        finally:
+            self.close()
+
+
+def encode_slot_field(field: bytes | ExternalKeydir) -> bytes:
+    return field if isinstance(field, bytes) else b"\x00" * 44
+
+
+def _fsync(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        raise CommitError(f"fsync failed: {e.strerror}") from e
+
+
+def _env_key(name: str) -> bytes:
+    key = name.encode("utf-8")
+    if not key or len(key) > MAX_ENV_NAME_SIZE or b"\x00" in key:
+        raise InvalidPathError(f"bad env name: {name!r}")
+    return key
+
+
+def _apply_stats(old: Stats, toc: TreeUpdate, changes: dict[bytes, bytes | None]) -> Stats:
+    files, dirs, links, size, stored = (old.files, old.dirs, old.symlinks, old.file_bytes,
+                                        old.stored_bytes)
+
+    def account(value: bytes, sign: int) -> None:
+        nonlocal files, dirs, links, size, stored
+        e = decode_entry(value)
+        if e.type == EntryType.FILE:
+            files += sign
+            size += sign * e.size
+            stored += sign * e.stored_size
+        elif e.type == EntryType.DIR:
+            dirs += sign
+        else:
+            links += sign
+
+    for value in toc.old_values.values():
+        account(value, -1)
+    for value in changes.values():
+        if value is not None:
+            account(value, +1)
+    return Stats(files, dirs, links, size, stored)
+
