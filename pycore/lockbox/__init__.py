@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 
-def open(location: str | os.PathLike[str], *, password: str | bytes | None = None,  # noqa: A001
+def open(location: str | os.PathLike[str], *, password: str | bytes | None = None,
          identity: Identity | None = None, **kw: Any) -> Lockbox:
     """Open a local archive file or an http(s) URL."""
     return Lockbox.open(location, password=password, identity=identity, **kw)

@@ -12,7 +12,11 @@ from .crypto.base import CryptoBackend
 from .errors import StorageError, UsageError
 from .format.commit import EMPTY_TREE, CommitRecord, encode_commit
 from .format.constants import (
-    DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, SUPERBLOCK_SIZE, FrameKind,
+    DEFAULT_CHUNK_SIZE,
+    MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+    SUPERBLOCK_SIZE,
+    FrameKind,
 )
 from .format.keydir import KeySlot, encode_keydir
 from .format.superblock import SLOT_CAPACITY, Slot, commit_frame_offset, encode_slot, slot_offset

@@ -20,7 +20,7 @@ __all__ = ["Extractor"]
 
 
 def _check_member(path: str) -> list[str]:
-    if path.startswith("/") or "\\" in path:
+    if path.startswith("/") or (os.sep != "/" and os.sep in path):
         raise UnsafePathError(f"refusing unsafe path in archive: {path!r}")
     parts = path.split("/")
     if any(p in ("", ".", "..") for p in parts) or normalize_path(path) != path:

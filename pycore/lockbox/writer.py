@@ -13,7 +13,7 @@ import os
 import stat as stat_mod
 import time
 from collections.abc import Callable, Iterable
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from .drivers import Flow, run_sync
 from .errors import (
@@ -25,7 +25,7 @@ from .errors import (
     StorageError,
     UsageError,
 )
-from .format.chunk import ChunkHeader, ChunkMeta, encode_chunk, encode_index
+from .format.chunk import ChunkMeta, encode_chunk_parts, encode_index, encode_meta
 from .format.commit import CommitRecord, Stats, TreeRoot, encode_commit
 from .format.constants import (
     INDEX_FANOUT,
@@ -71,7 +71,8 @@ if TYPE_CHECKING:
 __all__ = ["Writer", "Progress"]
 
 Progress = Callable[[str, int], None]  # (archive path, bytes just added)
-_COMMIT_RESERVE = 2048  # room kept for the commit frame when placing the key directory
+_COMMIT_RESERVE = 2048
+_NOT_LAST = encode_meta(None)  # room kept for the commit frame when placing the key directory
 
 
 class _FdSource:
@@ -96,6 +97,29 @@ class _FdSource:
 
     def close(self) -> None:
         pass
+
+
+class _FdReader:
+    """Minimal unbuffered reader over an fd (less overhead than io.open)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def read(self, n: int) -> bytes:
+        data = os.read(self.fd, n)
+        if len(data) < n and data:
+            parts = [data]
+            got = len(data)
+            while got < n:
+                more = os.read(self.fd, n - got)
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
+        return data
 
 
 def _lock(fd: int) -> None:
@@ -147,11 +171,14 @@ class Writer:
 
         self.pages = PageWriter(self.fd, view.commit.archive_end, self.generation, self.sealer)
         self.chunk_size = view.commit.default_chunk_size
-        self.toc_changes: dict[bytes, bytes | None] = {}
+        self.toc_changes: dict[bytes, Entry | None] = {}
         self.env_changes: dict[bytes, bytes | None] = {}
         self.key_slots: list[KeySlot] = list(view.key_slots)
         self._keys_changed = False
         self._known_dirs: set[str] = {""}
+        # Directories created in this session that did not exist in the committed
+        # tree: nothing below them can exist there, so no tree lookup is needed.
+        self._new_dirs: set[str] = set()
 
     def _run(self, flow: Flow[object]) -> object:
         return run_sync(flow, self._source)
@@ -163,8 +190,9 @@ class Writer:
             return Entry(EntryType.DIR, 0o755, 0)
         key = toc_key(path)
         if key in self.toc_changes:
-            v = self.toc_changes[key]
-            return None if v is None else decode_entry(v)
+            return self.toc_changes[key]
+        if split_path(path)[0] in self._new_dirs or self.view.commit.toc.empty:
+            return None
         v = self._run(self.view.get_flow(FrameKind.TOC_NODE, self.view.commit.toc, key))
         return None if v is None else decode_entry(v)  # type: ignore[arg-type]
 
@@ -187,11 +215,12 @@ class Writer:
         for d in reversed(missing):
             self._put(d, Entry(EntryType.DIR, 0o755, mtime_ns))
             self._known_dirs.add(d)
+            self._new_dirs.add(d)
 
     def _put(self, path: str, entry: Entry) -> None:
-        self.toc_changes[toc_key(path)] = encode_entry(entry)
+        self.toc_changes[toc_key(path)] = entry
 
-    def _check_replace(self, path: str, new_type: EntryType) -> None:
+    def _check_replace(self, path: str, new_type: EntryType) -> Entry | None:
         if path == "":
             raise InvalidPathError("the archive root cannot be replaced")
         old = self._get_entry(path)
@@ -199,16 +228,20 @@ class Writer:
             raise InvalidPathError(f"{path} is a directory in the archive")
         if old is not None and not old.is_dir and new_type == EntryType.DIR:
             raise InvalidPathError(f"{path} exists and is not a directory")
+        return old
 
     # -- adding ------------------------------------------------------------------
 
     def mkdir(self, path: str, mode: int = 0o755, mtime_ns: int | None = None) -> None:
         path = normalize_path(path)
         mtime = time.time_ns() if mtime_ns is None else mtime_ns
-        self._check_replace(path, EntryType.DIR)
+        old = self._check_replace(path, EntryType.DIR)
         self._ensure_parents(path, mtime)
         self._put(path, Entry(EntryType.DIR, mode & 0o7777, mtime))
         self._known_dirs.add(path)
+        if old is None and (split_path(path)[0] in self._new_dirs or
+                            self.view.commit.toc.empty):
+            self._new_dirs.add(path)
 
     def symlink(self, path: str, target: str, mode: int = 0o777,
                 mtime_ns: int | None = None) -> None:
@@ -230,14 +263,19 @@ class Writer:
                  progress: Progress | None = None) -> Entry:
         """Add a regular file from disk, keeping its permission bits and mtime."""
         try:
-            with open(src, "rb") as f:
-                st = os.fstat(f.fileno())
-                if not stat_mod.S_ISREG(st.st_mode):
-                    raise UsageError(f"{src} is not a regular file")
-                return self.add_stream(path, f, mode=st.st_mode & 0o7777,
-                                       mtime_ns=st.st_mtime_ns, progress=progress)
+            fd = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except OSError as e:
             raise StorageError(f"cannot read {src}: {e.strerror}") from e
+        try:
+            st = os.fstat(fd)
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise UsageError(f"{src} is not a regular file")
+            return self.add_stream(path, _FdReader(fd), mode=st.st_mode & 0o7777,
+                                   mtime_ns=st.st_mtime_ns, progress=progress)
+        except OSError as e:
+            raise StorageError(f"cannot read {src}: {e.strerror}") from e
+        finally:
+            os.close(fd)
 
     def add_stream(self, path: str, stream: IO[bytes], *, mode: int = 0o644,
                    mtime_ns: int | None = None, progress: Progress | None = None) -> Entry:
@@ -246,9 +284,16 @@ class Writer:
         mtime = time.time_ns() if mtime_ns is None else mtime_ns
         self._check_replace(path, EntryType.FILE)
         self._ensure_parents(path, mtime)
+        return self._add_stream(path, stream, mode & 0o7777, mtime, progress)
+
+    def _add_stream(self, path: str, stream: Any, mode: int, mtime: int,
+                    progress: Progress | None) -> Entry:
         csize = self.chunk_size
         file_id = self.crypto.random_bytes(16)
+        path_bytes = path.encode()
         digest = hashlib.sha256()
+        append = self.pages.append
+        encode_plain = self.sealer.encode_plain
         refs = []
         stored = 0
         total = 0
@@ -259,17 +304,15 @@ class Writer:
             nxt = stream.read(csize) if len(cur) == csize else b""
             digest.update(cur)
             total += len(cur)
-            meta = None
-            if not nxt:
-                meta = ChunkMeta(EntryType.FILE, mode & 0o7777, mtime, total, digest.digest(),
-                                 csize)
-            payload = encode_chunk(ChunkHeader(file_id, chunk_no, path, meta), cur)
-            plain = self.sealer.encode_plain(payload, compress=skip_compress == 0)
+            meta = _NOT_LAST if nxt else encode_meta(ChunkMeta(
+                EntryType.FILE, mode, mtime, total, digest.digest(), csize))
+            plain = encode_plain(encode_chunk_parts(file_id, chunk_no, path_bytes, meta, cur),
+                                 compress=skip_compress == 0)
             if skip_compress:
                 skip_compress -= 1
             elif plain[0] == 0 and len(cur) >= 65536:
                 skip_compress = 7  # incompressible data: probe again every 8th chunk
-            ref = self.pages.append(FrameKind.DATA_CHUNK, plain)
+            ref = append(FrameKind.DATA_CHUNK, plain)
             stored += ref.frame_size
             refs.append(ref)
             if progress is not None:
@@ -284,14 +327,35 @@ class Writer:
             index_refs = []
             for base in range(0, len(refs), INDEX_FANOUT):
                 payload = encode_index(file_id, base, refs[base:base + INDEX_FANOUT])
-                iref = self.pages.append(FrameKind.CHUNK_INDEX, self.sealer.encode_plain(payload))
+                iref = append(FrameKind.CHUNK_INDEX, encode_plain(payload))
                 stored += iref.frame_size
                 index_refs.append(iref)
             refs = index_refs
-        entry = Entry(EntryType.FILE, mode & 0o7777, mtime, total, stored, digest.digest(),
+        entry = Entry(EntryType.FILE, mode, mtime, total, stored, digest.digest(),
                       file_id, csize, layout, tuple(refs))
         self._put(path, entry)
         return entry
+
+    def _add_host_file(self, host: str, path: str, st: os.stat_result,
+                       progress: Progress | None) -> None:
+        """add_tree's path for a regular file (``path`` already normalised)."""
+        if path in self._new_dirs:
+            raise InvalidPathError(f"{path} is a directory in the archive")
+        parent = split_path(path)[0]
+        if parent not in self._new_dirs:
+            self._check_replace(path, EntryType.FILE)
+            self._ensure_parents(path, st.st_mtime_ns)
+        try:
+            fd = os.open(host, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            raise StorageError(f"cannot read {host}: {e.strerror}") from e
+        try:
+            self._add_stream(path, _FdReader(fd), st.st_mode & 0o7777, st.st_mtime_ns,
+                             progress)
+        except OSError as e:
+            raise StorageError(f"cannot read {host}: {e.strerror}") from e
+        finally:
+            os.close(fd)
 
     def add_tree(self, src: str | os.PathLike[str], dest: str = "", *,
                  progress: Progress | None = None,
@@ -320,7 +384,7 @@ class Writer:
             if stat_mod.S_ISLNK(st.st_mode):
                 self.symlink(arch, os.readlink(host), st.st_mode, st.st_mtime_ns)
             elif stat_mod.S_ISREG(st.st_mode):
-                self.add_file(arch, host, progress=progress)
+                self._add_host_file(host, normalize_path(arch), st, progress)
             elif stat_mod.S_ISDIR(st.st_mode):
                 if arch:
                     self.mkdir(arch, st.st_mode, st.st_mtime_ns)
@@ -490,8 +554,10 @@ class Writer:
 
     def _commit(self) -> ArchiveView:
         old = self.view
+        encoded = {k: (None if e is None else encode_entry(e))
+                   for k, e in self.toc_changes.items()}
         toc: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
-            old, FrameKind.TOC_NODE, old.commit.toc, self.toc_changes, self._emit))  # type: ignore[arg-type]
+            old, FrameKind.TOC_NODE, old.commit.toc, encoded, self._emit))  # type: ignore[arg-type]
         env: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
             old, FrameKind.ENV_NODE, old.commit.env, self.env_changes, self._emit))  # type: ignore[arg-type]
         stats = _apply_stats(old.commit.stats, toc, self.toc_changes)
@@ -592,13 +658,12 @@ def _env_key(name: str) -> bytes:
     return key
 
 
-def _apply_stats(old: Stats, toc: TreeUpdate, changes: dict[bytes, bytes | None]) -> Stats:
+def _apply_stats(old: Stats, toc: TreeUpdate, changes: dict[bytes, Entry | None]) -> Stats:
     files, dirs, links, size, stored = (old.files, old.dirs, old.symlinks, old.file_bytes,
                                         old.stored_bytes)
 
-    def account(value: bytes, sign: int) -> None:
+    def account(e: Entry, sign: int) -> None:
         nonlocal files, dirs, links, size, stored
-        e = decode_entry(value)
         if e.type == EntryType.FILE:
             files += sign
             size += sign * e.size
@@ -609,7 +674,7 @@ def _apply_stats(old: Stats, toc: TreeUpdate, changes: dict[bytes, bytes | None]
             links += sign
 
     for value in toc.old_values.values():
-        account(value, -1)
+        account(decode_entry(value), -1)
     for value in changes.values():
         if value is not None:
             account(value, +1)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from ..errors import FormatError
 from .constants import INDEX_FANOUT, MAX_CHUNK_SIZE, MAX_PATH_SIZE, MAX_SYMLINK_SIZE, EntryType
-from .encoding import Builder, Reader
+from .encoding import Builder, Reader, svarint, uvarint
 from .refs import Ref, decode_ref, encode_ref
 
-__all__ = ["ChunkMeta", "ChunkHeader", "encode_chunk", "decode_chunk", "encode_index",
+__all__ = ["ChunkMeta", "ChunkHeader", "encode_chunk", "encode_chunk_parts", "encode_meta", "decode_chunk", "encode_index",
            "decode_index"]
 
 FLAG_LAST = 0x01
@@ -41,16 +41,25 @@ class ChunkHeader:
     meta: ChunkMeta | None  # present exactly on the last chunk
 
 
-def encode_chunk(h: ChunkHeader, data: bytes | memoryview) -> bytes:
-    b = Builder().raw(h.file_id).uvarint(h.chunk_no).blob(h.path.encode())
-    m = h.meta
+def encode_meta(m: ChunkMeta | None) -> bytes:
+    """The flags byte and, on a last chunk, the metadata that follows it."""
     if m is None:
-        b.u8(0)
-    else:
-        b.u8(FLAG_LAST).u8(int(m.type)).uvarint(m.mode).svarint(m.mtime_ns).uvarint(m.size)
-        b.raw(m.sha256).uvarint(m.chunk_size).blob(m.target.encode())
-    b.uvarint(len(data))
-    return bytes(b.buf + data)
+        return b"\x00"
+    target = m.target.encode()
+    return b"".join((bytes((FLAG_LAST, int(m.type))), uvarint(m.mode), svarint(m.mtime_ns),
+                     uvarint(m.size), m.sha256, uvarint(m.chunk_size),
+                     uvarint(len(target)), target))
+
+
+def encode_chunk_parts(file_id: bytes, chunk_no: int, path: bytes, meta: bytes,
+                       data: bytes | memoryview) -> bytes:
+    """encode_chunk for callers that already hold the encoded path and metadata."""
+    return b"".join((file_id, uvarint(chunk_no), uvarint(len(path)), path, meta,
+                     uvarint(len(data)), data))
+
+
+def encode_chunk(h: ChunkHeader, data: bytes | memoryview) -> bytes:
+    return encode_chunk_parts(h.file_id, h.chunk_no, h.path.encode(), encode_meta(h.meta), data)
 
 
 def decode_chunk(buf: bytes | memoryview) -> tuple[ChunkHeader, memoryview]:

@@ -18,7 +18,14 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
 
+_ONE_BYTE = [bytes([i]) for i in range(128)]
+
+
 def uvarint(value: int) -> bytes:
+    if 0 <= value < 128:
+        return _ONE_BYTE[value]
+    if 0 <= value < 16384:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     if value < 0:
         raise ValueError("uvarint of a negative number")
     if value >= 1 << 64:
@@ -132,6 +139,15 @@ class Reader:
         return memoryview(self.buf)[pos : pos + n]
 
     def uvarint(self, limit: int = (1 << 64) - 1) -> int:
+        pos = self.pos
+        if pos < self.end:
+            first = self.buf[pos]
+            if first < 0x80:  # fast path: one-byte varint
+                self.pos = pos + 1
+                if first > limit:
+                    raise LimitExceededError(
+                        f"{self.what}: value {first} exceeds the limit {limit}")
+                return first
         result = 0
         shift = 0
         buf = self.buf

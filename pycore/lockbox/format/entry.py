@@ -21,8 +21,8 @@ from .constants import (
     MIN_CHUNK_SIZE,
     EntryType,
 )
-from .encoding import Builder, Reader
-from .refs import Ref, decode_ref, encode_ref
+from .encoding import Reader, svarint, uvarint
+from .refs import Ref, decode_ref
 
 __all__ = ["Entry", "normalize_path", "toc_key", "key_path", "split_path", "child_range",
            "subtree_ranges", "encode_entry", "decode_entry", "chunk_count",
@@ -30,6 +30,8 @@ __all__ = ["Entry", "normalize_path", "toc_key", "key_path", "split_path", "chil
 
 LAYOUT_CHUNKS = 0
 LAYOUT_INDEX = 1
+_TYPE_BYTE = {t: bytes([int(t)]) for t in EntryType}
+_LAYOUT_BYTE = {LAYOUT_CHUNKS: b"\x00", LAYOUT_INDEX: b"\x01"}
 MAX_ENTRY_SIZE = 64 * 1024
 _MAX_REFS = max(INLINE_CHUNK_REFS, (1 << 40) // (MIN_CHUNK_SIZE * INDEX_FANOUT) + 1)
 
@@ -39,7 +41,7 @@ def normalize_path(path: str) -> str:
     components, NUL and non-UTF-8. Returns "" for the root."""
     if "\x00" in path:
         raise InvalidPathError(f"path contains NUL: {path!r}")
-    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+    parts = [p for p in path.split("/") if p not in ("", ".")]
     for p in parts:
         if p == "..":
             raise InvalidPathError(f"path escapes the archive root: {path!r}")
@@ -122,15 +124,17 @@ class Entry:
 
 
 def encode_entry(e: Entry) -> bytes:
-    b = Builder().u8(int(e.type)).uvarint(e.mode).svarint(e.mtime_ns)
+    head = b"".join((_TYPE_BYTE[e.type], uvarint(e.mode), svarint(e.mtime_ns)))
     if e.type == EntryType.FILE:
-        b.uvarint(e.size).uvarint(e.stored_size).raw(e.sha256).raw(e.file_id).uvarint(e.chunk_size)
-        b.u8(e.layout).uvarint(len(e.refs))
+        parts = [head, uvarint(e.size), uvarint(e.stored_size), e.sha256, e.file_id,
+                 uvarint(e.chunk_size), _LAYOUT_BYTE[e.layout], uvarint(len(e.refs))]
         for ref in e.refs:
-            encode_ref(b, ref)
-    elif e.type == EntryType.SYMLINK:
-        b.blob(e.target.encode())
-    return b.getvalue()
+            parts += (uvarint(ref.frame_offset), uvarint(ref.frame_size), ref.tag)
+        return b"".join(parts)
+    if e.type == EntryType.SYMLINK:
+        t = e.target.encode()
+        return b"".join((head, uvarint(len(t)), t))
+    return head
 
 
 def decode_entry(buf: bytes) -> Entry:

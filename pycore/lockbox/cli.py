@@ -1,0 +1,1023 @@
+"""The ``lockbox`` command line.
+
+Every command is a thin layer over the public API (``lockbox.open``,
+``Lockbox``, ``Writer``). Secrets never come from the command line: a
+password is read from ``--password-file``, ``LOCKBOX_PASSWORD`` or an
+interactive prompt; an identity from ``--identity`` or ``LOCKBOX_IDENTITY``.
+
+Errors are reported as one line ``lockbox: <message>`` on stderr and the exit
+code of the error class (see ``lockbox.errors``); ``LOCKBOX_DEBUG=1`` adds the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import getpass
+import json
+import os
+import stat as stat_mod
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from . import __version__
+from .archive import Lockbox
+from .errors import (
+    FormatError,
+    IntegrityError,
+    InvalidPathError,
+    LockboxError,
+    StorageError,
+    UsageError,
+    WrongKeyError,
+)
+from .format.constants import (
+    ARGON2_MAX_MEMORY_KIB,
+    ARGON2_MAX_TIME_COST,
+    ARGON2_MIN_MEMORY_KIB,
+    DEFAULT_CHUNK_SIZE,
+)
+from .info import EntryInfo
+from .keys import (
+    DEFAULT_ARGON2,
+    IDENTITY_PREFIX,
+    RECIPIENT_PREFIX,
+    Argon2Params,
+    Identity,
+    Recipient,
+)
+from .sources import is_url
+
+__all__ = ["main", "build_parser"]
+
+PROG = "lockbox"
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cat big | head`
+EXIT_OS_ERROR = StorageError.exit_code
+
+NO_SECRET = ("no password or identity given and no terminal to ask on: use "
+             "--password-file FILE, the LOCKBOX_PASSWORD environment variable, or "
+             "--identity FILE (LOCKBOX_IDENTITY)")
+
+Progress = Callable[[str, int], None]
+
+
+# -- small helpers -------------------------------------------------------------------
+
+
+def _err(message: str) -> None:
+    """One line on stderr, prefixed with the program name."""
+    line = " ".join(str(message).split("\n")).strip()
+    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=False)
+
+
+def _stdin_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _stderr_tty() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _human(n: int) -> str:
+    """A byte count for people: 3.0 MiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _parse_size(text: str) -> int:
+    """'65536', '64K', '64KiB', '1M', '1MiB' -> bytes (argparse type)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = 1
+    if t.endswith("K"):
+        mult, t = 1024, t[:-1]
+    elif t.endswith("M"):
+        mult, t = 1024 * 1024, t[:-1]
+    try:
+        value = int(t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 65536, 64K, 1M)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _write_binary(data: bytes | memoryview) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the exit flush is quiet."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+class _Meter:
+    """Counts bytes; draws a tqdm bar on stderr when it is a terminal (and tqdm exists)."""
+
+    def __init__(self, total: int | None, desc: str, *, enabled: bool) -> None:
+        self.bytes = 0
+        self._bar: Any = None
+        if enabled and _stderr_tty():
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self._bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True,
+                             unit_divisor=1024, file=sys.stderr, leave=False,
+                             dynamic_ncols=True)
+
+    def __call__(self, path: str, n: int) -> None:
+        self.bytes += n
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+# -- secrets ---------------------------------------------------------------------------
+
+
+def _read_secret_line(path: str, what: str) -> str:
+    """The first line of a file, without its line ending."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline()
+    except OSError as e:
+        raise UsageError(f"cannot read {what} file {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} file {path} is not UTF-8 text") from None
+    line = line.rstrip("\r\n")
+    if not line:
+        raise UsageError(f"{what} file {path} is empty (its first line is the {what})")
+    return line
+
+
+def _prompt(prompt: str) -> str:
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise UsageError("no password entered") from None
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    """The password from --password-file or LOCKBOX_PASSWORD (never from argv)."""
+    path = getattr(args, "password_file", None)
+    if path:
+        return _read_secret_line(path, "password")
+    return os.environ.get("LOCKBOX_PASSWORD") or None
+
+
+def _identity(args: argparse.Namespace) -> Identity | None:
+    path = getattr(args, "identity", None) or os.environ.get("LOCKBOX_IDENTITY") or None
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read identity file {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError:
+        raise UsageError(f"identity file {path} is not a lockbox identity file") from None
+    try:
+        return Identity.decode(text)
+    except FormatError as e:
+        raise UsageError(f"{path}: {e}") from None
+
+
+def _new_password(args: argparse.Namespace, file_attr: str, env_name: str) -> str:
+    """A password for a new key slot: file, environment, or asked twice on a terminal."""
+    path = getattr(args, file_attr, None)
+    if path:
+        return _read_secret_line(path, "password")
+    value = os.environ.get(env_name)
+    if value:
+        return value
+    if not _stdin_tty():
+        opt = "--" + file_attr.replace("_", "-")
+        raise UsageError(f"no new password given and no terminal to ask on: use {opt} FILE "
+                         f"or the {env_name} environment variable")
+    first = _prompt("New password: ")
+    if not first:
+        raise UsageError("the password is empty")
+    if _prompt("Repeat the new password: ") != first:
+        raise UsageError("the passwords do not match")
+    return first
+
+
+def _check_source(location: str) -> None:
+    """Fail early (before prompting) when a local archive cannot be opened."""
+    if is_url(location):
+        return
+    from .sources import open_source
+
+    open_source(location).close()
+
+
+def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
+    """Open args.archive with the secrets the user gave (or a prompt on a terminal)."""
+    location: str = args.archive
+    if write and is_url(location):
+        raise UsageError("an archive on a web server is read-only here; "
+                         "download it to change it")
+    password = _password(args)
+    identity = _identity(args)
+    if password is not None or identity is not None:
+        return Lockbox.open(location, password=password, identity=identity)
+    _check_source(location)
+    if not _stdin_tty():
+        raise UsageError(NO_SECRET)
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        typed = _prompt(f"Password for {os.path.basename(location) or location}: ")
+        try:
+            return Lockbox.open(location, password=typed)
+        except WrongKeyError:
+            if attempt == attempts:
+                raise
+            _err("wrong password, try again")
+    raise AssertionError("unreachable")
+
+
+def _load_recipients(values: Sequence[str]) -> list[Recipient]:
+    """Recipient strings, or files holding one or more recipient lines (# comments ok)."""
+    out: list[Recipient] = []
+    for value in values:
+        if value.strip().startswith(RECIPIENT_PREFIX):
+            out.append(Recipient.decode(value))
+            continue
+        try:
+            with open(value, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise UsageError(f"{value!r} is neither a recipient ({RECIPIENT_PREFIX}...) "
+                             "nor an existing file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read recipient file {value}: {e}") from e
+        found = []
+        for line in text.splitlines():
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            if s.startswith(IDENTITY_PREFIX):
+                raise UsageError(f"{value} is an identity file (a secret); pass its recipient "
+                                 f"instead: lockbox keygen --recipient-of {value}")
+            try:
+                found.append(Recipient.decode(s))
+            except FormatError as e:
+                raise UsageError(f"{value}: {e}") from None
+        if not found:
+            raise UsageError(f"no recipient found in {value}")
+        out.extend(found)
+    return out
+
+
+def _argon2(args: argparse.Namespace) -> Argon2Params:
+    kib = getattr(args, "argon2_memory_kib", None)
+    mib = getattr(args, "argon2_memory", None)
+    if kib is None:
+        kib = mib * 1024 if mib is not None else DEFAULT_ARGON2.memory_kib
+    t = getattr(args, "argon2_time", None) or DEFAULT_ARGON2.time_cost
+    if not ARGON2_MIN_MEMORY_KIB <= kib <= ARGON2_MAX_MEMORY_KIB:
+        raise UsageError(f"Argon2 memory must be between {ARGON2_MIN_MEMORY_KIB} KiB and "
+                         f"{ARGON2_MAX_MEMORY_KIB // 1024} MiB")
+    if not 1 <= t <= ARGON2_MAX_TIME_COST:
+        raise UsageError(f"Argon2 time cost must be between 1 and {ARGON2_MAX_TIME_COST}")
+    return Argon2Params(time_cost=t, memory_kib=kib)
+
+
+def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
+    """Create args.archive from the creation options; returns it opened."""
+    import lockbox
+
+    if is_url(args.archive):
+        raise UsageError("cannot create an archive on a web server")
+    recipients = _load_recipients(args.recipient or [])
+    password = None
+    if not args.no_password:
+        password = _password(args)
+        if password is None:
+            if not _stdin_tty():
+                raise UsageError(
+                    "a new archive needs a password: use --password-file FILE or "
+                    "LOCKBOX_PASSWORD (or --no-password with --recipient)")
+            password = _new_password(args, "password_file", "LOCKBOX_PASSWORD")
+    elif not recipients:
+        raise UsageError("--no-password needs at least one --recipient")
+    return lockbox.create(args.archive, password=password, recipients=recipients,
+                          argon2=_argon2(args), chunk_size=args.chunk_size,
+                          overwrite=overwrite)
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    with _create(args, overwrite=args.force):
+        pass
+    if not args.quiet:
+        _out(f"created {args.archive}")
+    return 0
+
+
+def _scan(host: str) -> Iterator[tuple[str, os.stat_result]]:
+    """(path, lstat) of host and everything below it; symlinks are not followed."""
+    stack = [host]
+    while stack:
+        p = stack.pop()
+        try:
+            st = os.lstat(p)
+        except OSError as e:
+            raise StorageError(f"cannot read {p}: {e.strerror}") from e
+        yield p, st
+        if stat_mod.S_ISDIR(st.st_mode):
+            try:
+                names = sorted(os.listdir(p), reverse=True)
+            except OSError as e:
+                raise StorageError(f"cannot list {p}: {e.strerror}") from e
+            stack.extend(os.path.join(p, n) for n in names)
+
+
+def _add_one(w: Any, host: str, dest: str, skip: tuple[int, int] | None,
+             progress: Progress, quiet: bool) -> int:
+    """Add host (recursively) as dest; returns the number of entries added."""
+    count = 0
+    root = host
+    for path, st in _scan(host):
+        if skip is not None and (st.st_dev, st.st_ino) == skip:
+            if not quiet:
+                _err(f"skipping {path}: it is the archive being written")
+            continue
+        rel = os.path.relpath(path, root)
+        if rel == ".":
+            arch = dest
+        else:
+            parts = rel.split(os.sep)
+            try:
+                for part in parts:
+                    part.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidPathError(f"file name is not UTF-8: {path!r}") from None
+            arch = "/".join([dest, *parts]) if dest else "/".join(parts)
+        mode = st.st_mode
+        if stat_mod.S_ISDIR(mode):
+            if arch:
+                w.mkdir(arch, mode & 0o7777, st.st_mtime_ns)
+                count += 1
+        elif stat_mod.S_ISLNK(mode):
+            try:
+                target = os.readlink(path)
+            except OSError as e:
+                raise StorageError(f"cannot read symlink {path}: {e.strerror}") from e
+            w.symlink(arch, target, mode & 0o7777, st.st_mtime_ns)
+            count += 1
+        elif stat_mod.S_ISREG(mode):
+            w.add_file(arch, path, progress=progress)
+            count += 1
+        elif not quiet:
+            _err(f"skipping {path}: not a regular file, directory or symlink")
+    return count
+
+
+def _dest_for(host: str, to: str) -> str:
+    """Archive path for a command-line PATH: its own name under --to, or with a
+    trailing slash (or '.'), only its contents."""
+    to = to.strip("/")
+    stripped = host.rstrip("/" + os.sep)
+    if host.endswith(("/", os.sep)) or os.path.basename(stripped) in ("", ".", ".."):
+        try:
+            if stat_mod.S_ISDIR(os.lstat(host).st_mode):
+                return to
+        except OSError:
+            pass
+    name = os.path.basename(stripped)
+    return f"{to}/{name}" if to else name
+
+
+def _total_bytes(hosts: Sequence[str]) -> int:
+    total = 0
+    for h in hosts:
+        try:
+            for _, st in _scan(h):
+                if stat_mod.S_ISREG(st.st_mode):
+                    total += st.st_size
+        except StorageError:
+            pass  # reported when the tree is actually added
+    return total
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    if args.create and not is_url(args.archive) and not os.path.lexists(args.archive):
+        box = _create(args, overwrite=False)
+    else:
+        box = _open(args, write=True)
+    with box:
+        skip = None
+        if box.path is not None:
+            try:
+                st = os.stat(box.path)
+                skip = (st.st_dev, st.st_ino)
+            except OSError:
+                pass
+        total = _total_bytes(args.paths) if (_stderr_tty() and not args.quiet) else None
+        meter = _Meter(total, "adding", enabled=not args.quiet)
+        try:
+            count = 0
+            with box.writer() as w:
+                for host in args.paths:
+                    count += _add_one(w, host, _dest_for(host, args.to), skip, meter,
+                                      args.quiet)
+        finally:
+            meter.close()
+    if not args.quiet:
+        _out(f"added {count} entries, {meter.bytes:,} bytes ({_human(meter.bytes)}) "
+             f"in {time.monotonic() - started:.2f} s")
+    return 0
+
+
+_TYPE_BITS = {"file": stat_mod.S_IFREG, "dir": stat_mod.S_IFDIR, "symlink": stat_mod.S_IFLNK}
+
+
+def _long_lines(entries: Sequence[EntryInfo]) -> list[str]:
+    sizes = [str(e.size) if e.is_file else "-" for e in entries]
+    width = max((len(s) for s in sizes), default=1)
+    lines = []
+    for e, size in zip(entries, sizes):
+        mode = stat_mod.filemode(_TYPE_BITS[e.type] | (e.mode & 0o7777))
+        when = e.mtime.isoformat(timespec="seconds").replace("+00:00", "Z")
+        line = f"{mode} {size:>{width}} {when} {e.path}"
+        if e.type == "symlink":
+            line += f" -> {e.target}"
+        lines.append(line)
+    return lines
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _open(args) as box:
+        path = (args.path or "").strip("/")
+        entries: list[EntryInfo]
+        if path:
+            st = box.stat(path)
+            entries = box.ls(path, recursive=args.recursive) if st.is_dir else [st]
+        else:
+            entries = box.ls("", recursive=args.recursive)
+    if args.json:
+        _out(json.dumps([e.to_json() for e in entries], indent=2))
+    elif args.long:
+        for line in _long_lines(entries):
+            _out(line)
+    else:
+        for e in entries:
+            _out(e.path + ("/" if e.is_dir else ""))
+    return 0
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    with _open(args) as box:
+        sys.stdout.flush()
+        out = sys.stdout.buffer
+        for piece in box.iter_bytes(args.path):
+            out.write(piece)
+        out.flush()
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    with _open(args) as box:
+        total = None
+        if _stderr_tty() and not args.quiet:
+            total = 0
+            for p in args.paths or [""]:
+                st = box.stat(p)
+                items = box.ls(p, recursive=True) if st.is_dir else [st]
+                total += sum(e.size for e in items if e.is_file)
+        meter = _Meter(total, "extracting", enabled=not args.quiet)
+        try:
+            count = box.extract(args.to, list(args.paths) or None, overwrite=args.overwrite,
+                                progress=meter)
+        finally:
+            meter.close()
+    if not args.quiet:
+        _out(f"extracted {count} entries, {meter.bytes:,} bytes ({_human(meter.bytes)}) "
+             f"to {args.to} in {time.monotonic() - started:.2f} s")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as box, box.writer() as w:
+        removed = sum(w.remove(p, recursive=args.recursive) for p in args.paths)
+    if not args.quiet:
+        _out(f"removed {removed} entries")
+    return 0
+
+
+def cmd_mv(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as box, box.writer() as w:
+        w.move(args.src, args.dst)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _open(args) as box:
+        info = box.info()
+    if args.json:
+        _out(json.dumps(info.to_json(), indent=2))
+        return 0
+    size = "unknown" if info.archive_size is None else (
+        f"{info.archive_size:,} bytes ({_human(info.archive_size)})")
+    rows = [
+        ("archive id", info.archive_id),
+        ("format", f"lockbox v{info.format_version}"),
+        ("generation", f"{info.generation} (committed {info.committed_at})"),
+        ("size", size),
+        ("entries", f"{info.files} files, {info.dirs} directories, {info.symlinks} symlinks"),
+        ("file bytes", f"{info.file_bytes:,} ({_human(info.file_bytes)}), stored as "
+                       f"{info.stored_bytes:,} ({_human(info.stored_bytes)})"),
+        ("chunk size", _human(info.chunk_size)),
+        ("env values", str(info.env_count)),
+        ("key slots", str(len(info.slots))),
+    ]
+    for k, v in rows:
+        _out(f"{k + ':':<12} {v}")
+    for s in info.slots:
+        mark = "  (unlocked with this)" if s.slot_id == info.unlocked_slot else ""
+        _out(f"  {s.slot_id:>10}  {s.kind:<9}  {s.detail}{mark}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with _open(args) as box:
+        total = box.info().file_bytes
+        meter = _Meter(total, "verifying", enabled=not args.quiet)
+        try:
+            report = box.verify(progress=meter)
+        finally:
+            meter.close()
+    if args.json:
+        _out(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
+    elif report.ok and not args.quiet:
+        _out(f"ok: generation {report.generation}, {report.files_checked} files "
+             f"({_human(report.bytes_checked)}), {report.nodes_checked} tree nodes, "
+             f"{report.pages_checked} pages checked")
+    if report.ok:
+        return 0
+    for problem in report.problems:
+        _err(f"verify: {problem}")
+    return IntegrityError.exit_code
+
+
+# -- env -------------------------------------------------------------------------------
+
+
+def _env_value(args: argparse.Namespace) -> bytes:
+    if args.value is not None and args.from_file is not None:
+        raise UsageError("give the value either as an argument or with --from-file, not both")
+    if args.value is not None:
+        return args.value.encode("utf-8")
+    if args.from_file is not None:
+        try:
+            with open(args.from_file, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise UsageError(f"cannot read {args.from_file}: {e.strerror or e}") from e
+    if _stdin_tty():
+        return _prompt(f"Value of {args.name} (not echoed): ").encode("utf-8")
+    return sys.stdin.buffer.read()
+
+
+def cmd_env_set(args: argparse.Namespace) -> int:
+    value = _env_value(args)
+    with _open(args, write=True) as box, box.writer() as w:
+        w.env_set(args.name, value)
+    return 0
+
+
+def cmd_env_get(args: argparse.Namespace) -> int:
+    with _open(args) as box:
+        value = box.env_get(args.name)
+    _write_binary(value)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_env_ls(args: argparse.Namespace) -> int:
+    with _open(args) as box:
+        items = box.env_items()
+    for name, value in items:
+        if args.values:
+            _out(f"{name}={value.decode('utf-8', 'backslashreplace')}")
+        else:
+            _out(name)
+    return 0
+
+
+def cmd_env_rm(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as box, box.writer() as w:
+        w.env_remove(args.name)
+    return 0
+
+
+# -- keys ------------------------------------------------------------------------------
+
+
+def cmd_keys_ls(args: argparse.Namespace) -> int:
+    with _open(args) as box:
+        info = box.info()
+    if args.json:
+        _out(json.dumps([{**asdict(s), "unlocked": s.slot_id == info.unlocked_slot}
+                         for s in info.slots], indent=2))
+        return 0
+    for s in info.slots:
+        mark = "  (unlocked with this)" if s.slot_id == info.unlocked_slot else ""
+        _out(f"{s.slot_id:>10}  {s.kind:<9}  {s.detail}{mark}")
+    return 0
+
+
+def cmd_keys_add_password(args: argparse.Namespace) -> int:
+    params = _argon2(args)
+    with _open(args, write=True) as box:
+        password = _new_password(args, "new_password_file", "LOCKBOX_NEW_PASSWORD")
+        with box.writer() as w:
+            slot_id = w.add_password(password, params)
+    if not args.quiet:
+        _out(f"added password slot {slot_id}")
+    return 0
+
+
+def cmd_keys_add_recipient(args: argparse.Namespace) -> int:
+    recipients = _load_recipients([args.recipient])
+    with _open(args, write=True) as box, box.writer() as w:
+        ids = [w.add_recipient(r) for r in recipients]
+    if not args.quiet:
+        for slot_id in ids:
+            _out(f"added recipient slot {slot_id}")
+    return 0
+
+
+def cmd_keys_rm(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as box:
+        if args.slot_id == box.info().unlocked_slot and not args.force:
+            raise UsageError(f"slot {args.slot_id} is the one you unlocked with; removing it "
+                             "may lock you out (use --force if another password or identity "
+                             "still opens the archive)")
+        with box.writer() as w:
+            w.remove_slot(args.slot_id)
+            w.commit()
+            # The superblock keeps the two newest commits, each with its key
+            # directory: commit again so the removed slot is gone from both.
+            w.commit()
+    if not args.quiet:
+        _out(f"removed key slot {args.slot_id}")
+    return 0
+
+
+# -- keygen ----------------------------------------------------------------------------
+
+
+def _write_identity(path: str, text: str, force: bool) -> None:
+    """Write a 0600 file; refuse to replace an existing one unless force."""
+    if os.path.lexists(path) and not force:
+        raise UsageError(f"{path} already exists (use --force to replace it)")
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if the path appeared meanwhile
+    except FileExistsError:
+        raise UsageError(f"{path} already exists (use --force to replace it)") from None
+    except OSError as e:
+        raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .platform import default_crypto
+
+    crypto = default_crypto()
+    if args.recipient_of is not None:
+        ns = argparse.Namespace(identity=args.recipient_of)
+        identity = _identity(ns)
+        assert identity is not None
+        _out(identity.recipient(crypto).encode())
+        return 0
+    identity = Identity.generate(crypto)
+    recipient = identity.recipient(crypto).encode()
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    text = (f"# lockbox identity (secret: keep it private), created {now}\n"
+            f"# recipient: {recipient}\n"
+            f"{identity.encode()}\n")
+    _write_identity(args.output, text, args.force)
+    _out(recipient)
+    return 0
+
+
+# -- the parser ------------------------------------------------------------------------
+
+_EPILOG = """\
+Run 'lockbox COMMAND --help' for the options of a command.
+
+where secrets come from:
+  Passwords are never taken from the command line. lockbox reads them from
+  --password-file FILE (its first line), the LOCKBOX_PASSWORD environment
+  variable, or asks on the terminal. Identities (for archives shared with
+  recipients) come from --identity FILE or LOCKBOX_IDENTITY (a path).
+
+examples:
+  lockbox create photos.lbox
+  lockbox add photos.lbox ~/Pictures/2024 --to pictures
+  lockbox ls -l https://example.org/photos.lbox pictures
+  lockbox cat photos.lbox pictures/2024/a.jpg > a.jpg
+  lockbox keygen -o ~/.lockbox-id          # prints your recipient
+  lockbox keys add-recipient photos.lbox lockbox-recipient-1:...
+
+exit codes: 0 ok, 2 usage, 3/4 not a (supported) lockbox archive, 5 damaged,
+  6 wrong password or identity, 7 not found, 8 unsafe path, 9 storage error,
+  10-12 HTTP source problems, 13 locked by another writer, 14 commit failed,
+  130 interrupted. Set LOCKBOX_DEBUG=1 to see tracebacks.
+"""
+
+
+def _common_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """Options accepted both before and after the command name. Their defaults
+    are SUPPRESS here so that a value given before the command survives."""
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="print nothing but results and errors")
+    secrets = argparse.ArgumentParser(add_help=False)
+    g = secrets.add_argument_group("secrets")
+    g.add_argument("--password-file", metavar="FILE", default=argparse.SUPPRESS,
+                   help="read the password from the first line of FILE "
+                        "(default: LOCKBOX_PASSWORD, else ask on the terminal)")
+    g.add_argument("--identity", "-i", metavar="FILE", default=argparse.SUPPRESS,
+                   help="open with the identity in FILE (default: LOCKBOX_IDENTITY)")
+    return quiet, secrets
+
+
+def _creation_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("new archive")
+    g.add_argument("--recipient", "-r", action="append", metavar="FILE_OR_STRING",
+                   help="also let this recipient open the archive (a "
+                        "'lockbox-recipient-1:...' string or a file of them; repeatable)")
+    g.add_argument("--no-password", action="store_true",
+                   help="no password slot (needs at least one --recipient)")
+    g.add_argument("--chunk-size", type=_parse_size, default=DEFAULT_CHUNK_SIZE, metavar="N",
+                   help="file chunk size, a multiple of 4K up to 4M (default: 1M)")
+    _argon2_options(g)
+
+
+def _argon2_options(g: Any) -> None:
+    g.add_argument("--argon2-memory", type=_positive_int, metavar="MiB",
+                   help=f"Argon2id memory for the password slot in MiB "
+                        f"(default: {DEFAULT_ARGON2.memory_kib // 1024})")
+    g.add_argument("--argon2-time", type=_positive_int, metavar="N",
+                   help=f"Argon2id passes (default: {DEFAULT_ARGON2.time_cost})")
+    g.add_argument("--argon2-memory-kib", type=_positive_int, help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``lockbox`` command."""
+    quiet, secrets = _common_parents()
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
+        description="Encrypted archives you can read straight from a web server "
+                    "(HTTP Range requests).")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", default=False,
+                        help="print nothing but results and errors")
+    g = parser.add_argument_group("secrets")
+    g.add_argument("--password-file", metavar="FILE", default=None,
+                   help="read the password from the first line of FILE")
+    g.add_argument("--identity", "-i", metavar="FILE", default=None,
+                   help="open with the identity in FILE (default: LOCKBOX_IDENTITY)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    both = [quiet, secrets]
+    ro = "ARCHIVE may be a local file or an http(s):// URL."
+
+    def cmd(name: str, func: Callable[[argparse.Namespace], int], help: str,
+            parents: list[argparse.ArgumentParser] | None = None, where: Any = sub,
+            description: str | None = None) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = where.add_parser(
+            name, help=help, description=description or help, parents=parents or both)
+        p.set_defaults(func=func)
+        return p
+
+    p = cmd("create", cmd_create, "create a new, empty archive",
+            description="Create a new, empty archive protected by a password (asked on the "
+                        "terminal, or --password-file / LOCKBOX_PASSWORD) and/or recipients.")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    _creation_options(p)
+
+    p = cmd("add", cmd_add, "add files and directories (recursively)",
+            description="Add files, directories (recursively) and symlinks (kept as symlinks). "
+                        "A directory is stored under its own name; end it with '/' to add "
+                        "only its contents. Everything is committed at once at the end.")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("paths", metavar="PATH", nargs="+", help="file or directory to add")
+    p.add_argument("--to", default="", metavar="DIR",
+                   help="directory inside the archive to add to (default: the root)")
+    p.add_argument("--create", action="store_true",
+                   help="create the archive first if it does not exist")
+    _creation_options(p)
+
+    p = cmd("ls", cmd_ls, "list entries", description=f"List entries. {ro}")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("path", metavar="PATH", nargs="?", default="",
+                   help="directory (or file) in the archive (default: the root)")
+    p.add_argument("-R", "--recursive", action="store_true", help="list subdirectories too")
+    p.add_argument("-l", "--long", action="store_true",
+                   help="show mode, size, modification time (UTC) and symlink targets")
+    p.add_argument("--json", action="store_true", help="print a JSON list of entries")
+
+    p = cmd("cat", cmd_cat, "write a file's content to stdout",
+            description=f"Write a file's content to stdout. {ro}")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("path", metavar="PATH")
+
+    p = cmd("extract", cmd_extract, "extract entries to a directory",
+            description="Extract everything (or the given paths with their subtrees) into "
+                        "DIR, restoring modes, modification times and symlinks. Files are "
+                        f"checked before they are put in place. {ro}")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("paths", metavar="PATH", nargs="*", help="what to extract (default: all)")
+    p.add_argument("--to", "-C", required=True, metavar="DIR",
+                   help="destination directory (created if missing)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+    p = cmd("rm", cmd_rm, "remove entries")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("paths", metavar="PATH", nargs="+")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="remove directories with everything in them")
+
+    p = cmd("mv", cmd_mv, "move or rename an entry",
+            description="Move or rename SRC to DST; into DST if DST is a directory.")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+
+    p = cmd("info", cmd_info, "show facts about the archive",
+            description=f"Show the archive's id, generation, sizes and key slots. {ro}")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = cmd("verify", cmd_verify, "check every byte of the archive",
+            description="Authenticate every structure and check every file's SHA-256. "
+                        f"Exit code 0 when intact, 5 (problems on stderr) otherwise. {ro}")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    env = sub.add_parser("env", help="encrypted key/value secrets stored in the archive",
+                         description="Encrypted named values (API keys, configuration) "
+                                     "stored in the archive.", parents=[quiet])
+    esub = env.add_subparsers(dest="env_command", metavar="ACTION", required=True)
+    p = cmd("set", cmd_env_set, "set a value", where=esub,
+            description="Set NAME. The value comes from --from-file F, or VALUE, or else "
+                        "from stdin (read to the end, bytes kept as they are: use printf, "
+                        "not echo, to avoid a trailing newline; on a terminal it is asked "
+                        "without echo). Warning: a VALUE on the command line is visible to "
+                        "other users (ps) and kept in your shell history.")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("value", metavar="VALUE", nargs="?",
+                   help="the value (discouraged: visible to other users; prefer stdin)")
+    p.add_argument("--from-file", metavar="F", help="read the value (raw bytes) from F")
+    p = cmd("get", cmd_env_get, "print a value (raw bytes)", where=esub,
+            description=f"Write the raw value of NAME to stdout. {ro}")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("name", metavar="NAME")
+    p = cmd("ls", cmd_env_ls, "list names", where=esub,
+            description=f"List the names of the stored values. {ro}")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("--values", action="store_true", help="also reveal the values (NAME=VALUE)")
+    p = cmd("rm", cmd_env_rm, "remove a value", where=esub)
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("name", metavar="NAME")
+
+    keys = sub.add_parser("keys", help="manage passwords and recipients (key slots)",
+                          description="Manage the key slots: passwords and recipients that "
+                                      "can open the archive.", parents=[quiet])
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    p = cmd("ls", cmd_keys_ls, "list key slots", where=ksub,
+            description=f"List the key slots. {ro}")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = cmd("add-password", cmd_keys_add_password, "add a password slot", where=ksub,
+            description="Add a password slot. The new password is asked twice on the "
+                        "terminal, or read from --new-password-file or LOCKBOX_NEW_PASSWORD; "
+                        "the archive is opened with the usual secrets.")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("--new-password-file", metavar="FILE",
+                   help="read the new password from the first line of FILE")
+    _argon2_options(p.add_argument_group("argon2id"))
+    p = cmd("add-recipient", cmd_keys_add_recipient, "add a recipient slot", where=ksub,
+            description="Let a recipient (see 'lockbox keygen') open the archive.")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("recipient", metavar="RECIPIENT_FILE_OR_STRING")
+    p = cmd("rm", cmd_keys_rm, "remove a key slot", where=ksub,
+            description="Remove a key slot (ids from 'lockbox keys ls'). Note: whoever "
+                        "kept a copy of the archive can still open that copy with the "
+                        "removed secret; the content key is not changed.")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("slot_id", metavar="SLOT_ID", type=int)
+    p.add_argument("--force", action="store_true",
+                   help="allow removing the slot you unlocked with")
+
+    p = cmd("keygen", cmd_keygen, "create an identity (for recipient slots)", parents=[quiet],
+            description="Write a new identity file (a secret, mode 0600) and print its "
+                        "recipient, which you give to archive owners. With --recipient-of, "
+                        "print the recipient of an existing identity file.")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("-o", "--output", metavar="FILE", help="where to write the identity")
+    g.add_argument("--recipient-of", metavar="IDENTITY_FILE",
+                   help="print the recipient of this identity file")
+    p.add_argument("--force", action="store_true", help="replace an existing identity file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error (already printed)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    debug = os.environ.get("LOCKBOX_DEBUG", "") not in ("", "0")
+    try:
+        return int(args.func(args) or 0)
+    except LockboxError as e:
+        if debug:
+            traceback.print_exc()
+        _err(str(e) or type(e).__name__)
+        return e.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as e:
+        if debug:
+            traceback.print_exc()
+        where = f"{e.filename}: " if e.filename else ""
+        _err(f"{where}{e.strerror or e}")
+        return EXIT_OS_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

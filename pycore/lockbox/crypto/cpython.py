@@ -1,0 +1,140 @@
+"""The CPython crypto backend, on the ``cryptography`` package (OpenSSL).
+
+Importing this module raises :class:`lockbox.errors.BackendUnavailableError`
+when ``cryptography`` (or a version of it with ML-KEM and Argon2id) is not
+installed, e.g. inside Pyodide.
+"""
+
+from __future__ import annotations
+
+import os
+
+from lockbox.crypto.base import (
+    AEAD_KEY_SIZE,
+    AEAD_NONCE_SIZE,
+    MLKEM1024_CT_SIZE,
+    MLKEM1024_EK_SIZE,
+    MLKEM1024_SEED_SIZE,
+    Aead,
+)
+from lockbox.errors import BackendUnavailableError, FormatError, IntegrityError
+
+try:
+    from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import mlkem
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+except ImportError as exc:  # missing, or too old for ML-KEM / Argon2id
+    raise BackendUnavailableError(
+        f"the 'cryptography' crypto backend is not available: {exc}"
+    ) from exc
+
+__all__ = ["CryptographyBackend"]
+
+_HKDF_MAX_LENGTH = 255 * 32
+_ARGON2_MAX_LANES = (1 << 24) - 1
+_ARGON2_MIN_SALT = 8
+_ARGON2_MIN_LENGTH = 4
+
+
+def _check_size(value: bytes, size: int, what: str) -> None:
+    if len(value) != size:
+        raise ValueError(f"{what} must be {size} bytes, got {len(value)}")
+
+
+def _check_int(value: int, minimum: int, what: str, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ValueError(f"{what} must be {bound}, got {value}")
+
+
+def _unavailable(exc: UnsupportedAlgorithm, what: str) -> BackendUnavailableError:
+    return BackendUnavailableError(f"{what} is not supported by this OpenSSL build: {exc}")
+
+
+class _ChaCha20Poly1305Aead:
+    """ChaCha20-Poly1305 (RFC 8439) bound to one key; one cipher object per instance."""
+
+    __slots__ = ("_cipher",)
+
+    def __init__(self, key: bytes) -> None:
+        _check_size(key, AEAD_KEY_SIZE, "ChaCha20-Poly1305 key")
+        self._cipher = ChaCha20Poly1305(key)
+
+    def seal(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        _check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
+        return self._cipher.encrypt(nonce, plaintext, aad)
+
+    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+        _check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
+        try:
+            return self._cipher.decrypt(nonce, sealed, aad)
+        except InvalidTag:
+            raise IntegrityError("ChaCha20-Poly1305 authentication failed") from None
+
+
+class CryptographyBackend:
+    """:class:`lockbox.crypto.base.CryptoBackend` on ``cryptography``."""
+
+    name = "cryptography"
+
+    def aead(self, key: bytes) -> Aead:
+        return _ChaCha20Poly1305Aead(key)
+
+    def argon2id(
+        self, password: bytes, salt: bytes, *, time_cost: int, memory_kib: int,
+        parallelism: int, length: int,
+    ) -> bytes:
+        _check_int(time_cost, 1, "Argon2id time_cost")
+        _check_int(parallelism, 1, "Argon2id parallelism", _ARGON2_MAX_LANES)
+        _check_int(memory_kib, 8 * parallelism, "Argon2id memory_kib")
+        _check_int(length, _ARGON2_MIN_LENGTH, "Argon2id length")
+        if len(salt) < _ARGON2_MIN_SALT:
+            raise ValueError(f"Argon2id salt must be at least {_ARGON2_MIN_SALT} bytes")
+        try:
+            kdf = Argon2id(
+                salt=salt, length=length, iterations=time_cost, lanes=parallelism,
+                memory_cost=memory_kib,
+            )
+        except UnsupportedAlgorithm as exc:
+            raise _unavailable(exc, "Argon2id") from exc
+        return kdf.derive(password)
+
+    def hkdf_sha256(self, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+        _check_int(length, 0, "HKDF-SHA-256 length", _HKDF_MAX_LENGTH)
+        if length == 0:
+            return b""
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+    def _mlkem_private(self, seed: bytes) -> mlkem.MLKEM1024PrivateKey:
+        _check_size(seed, MLKEM1024_SEED_SIZE, "ML-KEM-1024 seed")
+        try:
+            return mlkem.MLKEM1024PrivateKey.from_seed_bytes(seed)
+        except UnsupportedAlgorithm as exc:
+            raise _unavailable(exc, "ML-KEM-1024") from exc
+
+    def mlkem1024_public_key(self, seed: bytes) -> bytes:
+        return self._mlkem_private(seed).public_key().public_bytes_raw()
+
+    def mlkem1024_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
+        _check_size(public_key, MLKEM1024_EK_SIZE, "ML-KEM-1024 encapsulation key")
+        try:
+            key = mlkem.MLKEM1024PublicKey.from_public_bytes(public_key)
+        except UnsupportedAlgorithm as exc:
+            raise _unavailable(exc, "ML-KEM-1024") from exc
+        except ValueError as exc:  # right size, so the FIPS 203 §7.2 modulus check failed
+            raise FormatError("invalid ML-KEM-1024 encapsulation key") from exc
+        shared_secret, ciphertext = key.encapsulate()
+        return shared_secret, ciphertext
+
+    def mlkem1024_decapsulate(self, seed: bytes, ciphertext: bytes) -> bytes:
+        _check_size(ciphertext, MLKEM1024_CT_SIZE, "ML-KEM-1024 ciphertext")
+        return self._mlkem_private(seed).decapsulate(ciphertext)
+
+    def random_bytes(self, size: int) -> bytes:
+        _check_int(size, 0, "random_bytes size")
+        return os.urandom(size)
