@@ -158,7 +158,7 @@ class Lockbox(_Base):
         return self._iter_entry(p, e)
 
     def _iter_entry(self, p: str, e: Entry) -> Iterator[memoryview]:
-        plan = FileReadPlan(e, p)
+        plan = FileReadPlan(e, p, self.crypto)
         while (batch := plan.next_batch()) is not None:
             yield from plan.accept(self._run(self.view.chunks_flow(e, *batch)))
 
@@ -270,7 +270,7 @@ class AsyncLockbox(_Base):
         e = await self._run(self.view.stat_flow(p))
         if e.type != EntryType.FILE:
             raise UsageError(f"not a file: {p}")
-        plan = FileReadPlan(e, p)
+        plan = FileReadPlan(e, p, self.crypto)
         while (batch := plan.next_batch()) is not None:
             for piece in plan.accept(await self._run(self.view.chunks_flow(e, *batch))):
                 yield piece

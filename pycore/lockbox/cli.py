@@ -329,7 +329,9 @@ def _argon2(args: argparse.Namespace) -> Argon2Params:
 
 def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
     """Create args.archive from the creation options; returns it opened."""
-    import lockbox
+    # Not lockbox.create(): its lazy `from .create import ...` rebinds the package
+    # attribute `lockbox.create` to the submodule after the first call.
+    from .create import create_archive
 
     if is_url(args.archive):
         raise UsageError("cannot create an archive on a web server")
@@ -345,9 +347,9 @@ def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
             password = _new_password(args, "password_file", "LOCKBOX_PASSWORD")
     elif not recipients:
         raise UsageError("--no-password needs at least one --recipient")
-    return lockbox.create(args.archive, password=password, recipients=recipients,
-                          argon2=_argon2(args), chunk_size=args.chunk_size,
-                          overwrite=overwrite)
+    key = create_archive(args.archive, password=password, recipients=recipients,
+                         argon2=_argon2(args), chunk_size=args.chunk_size, overwrite=overwrite)
+    return Lockbox.open(args.archive, known_key=key)
 
 
 # -- commands --------------------------------------------------------------------------
@@ -915,7 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = cmd("verify", cmd_verify, "check every byte of the archive",
-            description="Authenticate every structure and check every file's SHA-256. "
+            description="Authenticate every structure and check every file's content hash. "
                         f"Exit code 0 when intact, 5 (problems on stderr) otherwise. {ro}")
     p.add_argument("archive", metavar="ARCHIVE")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -16,7 +16,7 @@ __all__ = ["LockboxFile"]
 
 class LockboxFile(io.RawIOBase):
     """Reads chunks on demand (a few at a time), keeps the last batch, and when
-    the file is read from start to end in order, checks its SHA-256 at the end."""
+    the file is read from start to end in order, checks its BLAKE3 content hash at the end."""
 
     def __init__(self, view: ArchiveView, entry: Entry, path: str,
                  run: Callable[[Any], Any]) -> None:
@@ -29,9 +29,7 @@ class LockboxFile(io.RawIOBase):
         self._chunks: dict[int, ChunkData] = {}
         self._hash: Any = None
         self._hashed_to = 0
-        import hashlib
-
-        self._hash = hashlib.sha256()
+        self._hash = view.opener.crypto.blake3()
 
     @property
     def size(self) -> int:
@@ -84,8 +82,8 @@ class LockboxFile(io.RawIOBase):
         if self._hashed_to == self._pos and self._hash is not None:
             self._hash.update(piece)
             self._hashed_to += len(piece)
-            if self._hashed_to == size and self._hash.digest() != self._entry.sha256:
-                raise IntegrityError(f"{self.name}: content does not match its SHA-256")
+            if self._hashed_to == size and self._hash.digest() != self._entry.content_hash:
+                raise IntegrityError(f"{self.name}: content does not match its BLAKE3 content hash")
         self._pos += len(piece)
         return len(piece)
 

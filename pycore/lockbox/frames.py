@@ -110,7 +110,7 @@ class FrameOpener:
         return aead
 
     def open_at(self, blob: bytes | memoryview, frame_offset: int, kind: FrameKind | None,
-                expected_tag: bytes | None = None) -> tuple[FrameHeader, bytes]:
+                expected_tag: bytes | None = None) -> tuple[FrameHeader, bytes | memoryview]:
         """Authenticate the frame in ``blob`` (which starts at ``frame_offset``) and
         return its header and decompressed payload."""
         if len(blob) < FRAME_HEADER_SIZE:
@@ -122,15 +122,16 @@ class FrameOpener:
         end = FRAME_HEADER_SIZE + header.sealed_size
         if len(blob) < end:
             raise TruncatedError(f"frame at {frame_offset}: truncated")
-        sealed = bytes(blob[FRAME_HEADER_SIZE:end])
-        if expected_tag is not None and sealed[-TAG_SIZE:] != expected_tag:
+        sealed = memoryview(blob)[FRAME_HEADER_SIZE:end]
+        if expected_tag is not None and bytes(sealed[-TAG_SIZE:]) != expected_tag:
             raise IntegrityError(f"frame at {frame_offset}: not the frame its parent points to")
         plain = self._aead_for(header.session_id).open(
             frame_nonce(header.counter), sealed,
             frame_aad(self.archive_id, blob[:FRAME_HEADER_SIZE], frame_offset))
         return header, decode_plain(self.codec, plain, PLAIN_LIMITS[header.kind])
 
-    def open_ref(self, blob: bytes | memoryview, ref: Ref, kind: FrameKind) -> bytes:
+    def open_ref(self, blob: bytes | memoryview, ref: Ref,
+                 kind: FrameKind) -> bytes | memoryview:
         if len(blob) != ref.frame_size:
             raise TruncatedError(
                 f"frame at {ref.frame_offset}: got {len(blob)} of {ref.frame_size} bytes")
@@ -140,17 +141,17 @@ class FrameOpener:
         return payload
 
 
-def decode_plain(codec: CodecBackend, plain: bytes, limit: int) -> bytes:
+def decode_plain(codec: CodecBackend, plain: bytes, limit: int) -> bytes | memoryview:
     r = Reader(plain, "frame body")
     codec_id = r.u8()
     size = r.uvarint(limit)
-    body = plain[r.pos :]
+    body = memoryview(plain)[r.pos :]
     if codec_id == Codec.RAW:
         if len(body) != size:
             raise FormatError("frame body: raw size mismatch")
         return body
     if codec_id == Codec.ZSTD:
-        out = codec.decompress(body, size)
+        out = codec.decompress(bytes(body), size)
         if len(out) != size:
             raise FormatError("frame body: decompressed size mismatch")
         return out

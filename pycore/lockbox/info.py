@@ -23,7 +23,7 @@ class EntryInfo:
     mtime_ns: int
     size: int = 0
     stored_size: int = 0
-    sha256: str = ""
+    blake3: str = ""  # hex BLAKE3-256 of the content
     target: str = ""
 
     @property
@@ -47,7 +47,7 @@ class EntryInfo:
         d["name"] = self.name
         d["mtime"] = self.mtime.isoformat()
         if self.type != "file":
-            for k in ("size", "stored_size", "sha256"):
+            for k in ("size", "stored_size", "blake3"):
                 d.pop(k)
         if self.type != "symlink":
             d.pop("target")
@@ -56,7 +56,7 @@ class EntryInfo:
 
 def entry_info(path: str, e: Entry) -> EntryInfo:
     return EntryInfo(path, _TYPE_NAMES[e.type], e.mode, e.mtime_ns, e.size, e.stored_size,
-                     e.sha256.hex(), e.target)
+                     e.content_hash.hex(), e.target)
 
 
 @dataclass(frozen=True)

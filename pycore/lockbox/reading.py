@@ -1,11 +1,10 @@
 """Planning reads of one file's content: batches of chunks, and the whole-file
-SHA-256 check at the end. Shared by the sync and async facades (which only
+BLAKE3 content hash check at the end. Shared by the sync and async facades (which only
 run the flows) and by extraction and verification."""
 
 from __future__ import annotations
 
-import hashlib
-
+from .crypto.base import CryptoBackend
 from .errors import IntegrityError
 from .format.entry import Entry
 from .view import ChunkData
@@ -18,14 +17,15 @@ BATCH_BYTES = 8 * 1024 * 1024  # one round trip fetches at most this much conten
 class FileReadPlan:
     """Sequential read of a whole file: ``next_batch()`` gives the next chunk
     range to fetch; ``accept()`` checks it and returns the data. After the last
-    batch the SHA-256 of all the data is compared with the entry's."""
+    batch the BLAKE3 content hash of all the data is compared with the entry's."""
 
-    def __init__(self, entry: Entry, path: str, batch_bytes: int = BATCH_BYTES) -> None:
+    def __init__(self, entry: Entry, path: str, crypto: CryptoBackend,
+                 batch_bytes: int = BATCH_BYTES) -> None:
         self.entry = entry
         self.path = path
         self.next_chunk = 0
         self.per_batch = max(1, batch_bytes // entry.chunk_size)
-        self._hash = hashlib.sha256()
+        self._hash = crypto.blake3()
 
     def next_batch(self) -> tuple[int, int] | None:
         total = self.entry.chunks
@@ -42,6 +42,6 @@ class FileReadPlan:
             out.append(c.data)
             self.next_chunk += 1
         if self.next_chunk >= self.entry.chunks and \
-                self._hash.digest() != self.entry.sha256:
-            raise IntegrityError(f"{self.path}: content does not match its SHA-256")
+                self._hash.digest() != self.entry.content_hash:
+            raise IntegrityError(f"{self.path}: content does not match its BLAKE3 content hash")
         return out

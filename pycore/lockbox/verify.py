@@ -64,7 +64,7 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
     for path, entry in files:
         if entry.type != EntryType.FILE:
             continue
-        plan = FileReadPlan(entry, path)
+        plan = FileReadPlan(entry, path, view.opener.crypto)
         try:
             while (batch := plan.next_batch()) is not None:
                 chunks = yield from view.chunks_flow(entry, *batch)

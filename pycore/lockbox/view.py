@@ -354,7 +354,7 @@ class ArchiveView:
         if last:
             m = header.meta
             assert m is not None
-            if m.size != entry.size or m.sha256 != entry.sha256:
+            if m.size != entry.size or m.content_hash != entry.content_hash:
                 raise IntegrityError("last chunk's metadata does not match the entry")
         return ChunkData(chunk_no, data, header)
 

@@ -291,7 +291,7 @@ class Writer:
         csize = self.chunk_size
         file_id = self.crypto.random_bytes(16)
         path_bytes = path.encode()
-        digest = hashlib.sha256()
+        digest = self.crypto.blake3()
         append = self.pages.append
         encode_plain = self.sealer.encode_plain
         refs = []

@@ -12,6 +12,7 @@ Primitives (all must be byte-identical across backends):
 * HKDF-SHA-256 (RFC 5869).
 * ML-KEM-1024 (FIPS 203): key pair derived from a 64-byte seed ``d || z``,
   encapsulation to a 1568-byte encapsulation key, decapsulation.
+* BLAKE3 (32-byte output), the content hash of archived files.
 * A cryptographically secure random source.
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Aead", "CryptoBackend", "AEAD_KEY_SIZE", "AEAD_NONCE_SIZE", "AEAD_TAG_SIZE",
+__all__ = ["Aead", "Hasher", "CryptoBackend", "AEAD_KEY_SIZE", "AEAD_NONCE_SIZE", "AEAD_TAG_SIZE",
            "MLKEM1024_SEED_SIZE", "MLKEM1024_EK_SIZE", "MLKEM1024_CT_SIZE", "MLKEM_SS_SIZE"]
 
 AEAD_KEY_SIZE = 32
@@ -46,6 +47,17 @@ class Aead(Protocol):
         verify (wrong key, wrong AAD, or damaged bytes). No plaintext is
         released before authentication.
         """
+        ...
+
+
+@runtime_checkable
+class Hasher(Protocol):
+    """An incremental BLAKE3 hash."""
+
+    def update(self, data: bytes | bytearray | memoryview) -> object: ...
+
+    def digest(self) -> bytes:
+        """The 32-byte BLAKE3 hash of everything passed to update()."""
         ...
 
 
@@ -80,6 +92,10 @@ class CryptoBackend(Protocol):
 
     def mlkem1024_decapsulate(self, seed: bytes, ciphertext: bytes) -> bytes:
         """Return the 32-byte shared secret (implicit rejection on a bad ciphertext)."""
+        ...
+
+    def blake3(self) -> Hasher:
+        """A fresh BLAKE3 hasher (default 32-byte output)."""
         ...
 
     def random_bytes(self, size: int) -> bytes:

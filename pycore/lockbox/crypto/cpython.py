@@ -8,6 +8,7 @@ installed, e.g. inside Pyodide.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from lockbox.crypto.base import (
     AEAD_KEY_SIZE,
@@ -16,8 +17,11 @@ from lockbox.crypto.base import (
     MLKEM1024_EK_SIZE,
     MLKEM1024_SEED_SIZE,
     Aead,
+    Hasher,
 )
 from lockbox.errors import BackendUnavailableError, FormatError, IntegrityError
+
+_blake3: Any = None
 
 try:
     from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
@@ -134,6 +138,19 @@ class CryptographyBackend:
     def mlkem1024_decapsulate(self, seed: bytes, ciphertext: bytes) -> bytes:
         _check_size(ciphertext, MLKEM1024_CT_SIZE, "ML-KEM-1024 ciphertext")
         return self._mlkem_private(seed).decapsulate(ciphertext)
+
+    def blake3(self) -> Hasher:
+        global _blake3
+        if _blake3 is None:
+            try:
+                from blake3 import blake3 as _b3
+            except ImportError as exc:
+                raise BackendUnavailableError(
+                    "the 'blake3' package is needed for content hashes (pip install blake3)"
+                ) from exc
+            _blake3 = _b3
+        hasher: Hasher = _blake3()
+        return hasher
 
     def random_bytes(self, size: int) -> bytes:
         _check_int(size, 0, "random_bytes size")

@@ -28,7 +28,7 @@ class ChunkMeta:
     mode: int
     mtime_ns: int
     size: int
-    sha256: bytes
+    content_hash: bytes  # BLAKE3-256 of the whole file
     chunk_size: int
     target: str = ""
 
@@ -47,7 +47,7 @@ def encode_meta(m: ChunkMeta | None) -> bytes:
         return b"\x00"
     target = m.target.encode()
     return b"".join((bytes((FLAG_LAST, int(m.type))), uvarint(m.mode), svarint(m.mtime_ns),
-                     uvarint(m.size), m.sha256, uvarint(m.chunk_size),
+                     uvarint(m.size), m.content_hash, uvarint(m.chunk_size),
                      uvarint(len(target)), target))
 
 

@@ -107,7 +107,7 @@ class Entry:
     mtime_ns: int
     size: int = 0
     stored_size: int = 0  # bytes of every frame holding the content (chunks + indexes)
-    sha256: bytes = b""
+    content_hash: bytes = b""  # BLAKE3-256 of the content
     file_id: bytes = b""
     chunk_size: int = 0
     layout: int = LAYOUT_CHUNKS
@@ -126,7 +126,7 @@ class Entry:
 def encode_entry(e: Entry) -> bytes:
     head = b"".join((_TYPE_BYTE[e.type], uvarint(e.mode), svarint(e.mtime_ns)))
     if e.type == EntryType.FILE:
-        parts = [head, uvarint(e.size), uvarint(e.stored_size), e.sha256, e.file_id,
+        parts = [head, uvarint(e.size), uvarint(e.stored_size), e.content_hash, e.file_id,
                  uvarint(e.chunk_size), _LAYOUT_BYTE[e.layout], uvarint(len(e.refs))]
         for ref in e.refs:
             parts += (uvarint(ref.frame_offset), uvarint(ref.frame_size), ref.tag)
