@@ -14,8 +14,8 @@ from .constants import INDEX_FANOUT, MAX_CHUNK_SIZE, MAX_PATH_SIZE, MAX_SYMLINK_
 from .encoding import Builder, Reader, svarint, uvarint
 from .refs import Ref, decode_ref, encode_ref
 
-__all__ = ["ChunkMeta", "ChunkHeader", "encode_chunk", "encode_chunk_parts", "encode_meta", "decode_chunk", "encode_index",
-           "decode_index"]
+__all__ = ["ChunkMeta", "ChunkHeader", "encode_chunk", "encode_chunk_parts", "encode_meta",
+           "decode_chunk", "encode_index", "decode_index"]
 
 FLAG_LAST = 0x01
 
