@@ -314,6 +314,7 @@ def _load_recipients(values: Sequence[str]) -> list[Recipient]:
 
 
 def _argon2(args: argparse.Namespace) -> Argon2Params:
+    """Argon2id parameters from the options (validated)."""
     kib = getattr(args, "argon2_memory_kib", None)
     mib = getattr(args, "argon2_memory", None)
     if kib is None:
@@ -356,6 +357,7 @@ def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    """lockbox create: a new, empty archive."""
     with _create(args, overwrite=args.force):
         pass
     if not args.quiet:
@@ -450,11 +452,12 @@ def _total_bytes(hosts: Sequence[str]) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    started = time.monotonic()
+    """lockbox add: add paths recursively in one commit."""
     if args.create and not is_url(args.archive) and not os.path.lexists(args.archive):
         box = _create(args, overwrite=False)
     else:
         box = _open(args, write=True)
+    started = time.monotonic()  # after any password prompt
     with box:
         skip = None
         if box.path is not None:
@@ -483,6 +486,7 @@ _TYPE_BITS = {"file": stat_mod.S_IFREG, "dir": stat_mod.S_IFDIR, "symlink": stat
 
 
 def _long_lines(entries: Sequence[EntryInfo]) -> list[str]:
+    """ls --long lines: mode, size, mtime (UTC), path, symlink target."""
     sizes = [str(e.size) if e.is_file else "-" for e in entries]
     width = max((len(s) for s in sizes), default=1)
     lines = []
@@ -497,6 +501,7 @@ def _long_lines(entries: Sequence[EntryInfo]) -> list[str]:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    """lockbox ls: list a directory (or one entry)."""
     with _open(args) as box:
         path = (args.path or "").strip("/")
         entries: list[EntryInfo]
@@ -517,6 +522,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_cat(args: argparse.Namespace) -> int:
+    """lockbox cat: stream a file's content to stdout."""
     with _open(args) as box:
         sys.stdout.flush()
         out = sys.stdout.buffer
@@ -527,8 +533,9 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    started = time.monotonic()
+    """lockbox extract: write entries under a local directory."""
     with _open(args) as box:
+        started = time.monotonic()
         total = None
         if _stderr_tty() and not args.quiet:
             total = 0
@@ -549,6 +556,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
+    """lockbox rm: remove entries."""
     with _open(args, write=True) as box, box.writer() as w:
         removed = sum(w.remove(p, recursive=args.recursive) for p in args.paths)
     if not args.quiet:
@@ -557,12 +565,14 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_mv(args: argparse.Namespace) -> int:
+    """lockbox mv: move or rename an entry."""
     with _open(args, write=True) as box, box.writer() as w:
         w.move(args.src, args.dst)
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """lockbox info: facts about the archive."""
     with _open(args) as box:
         info = box.info()
     if args.json:
@@ -591,6 +601,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """lockbox verify: check everything; exit 5 when damaged."""
     with _open(args) as box:
         total = box.info().file_bytes
         meter = _Meter(total, "verifying", enabled=not args.quiet)
@@ -615,10 +626,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _env_value(args: argparse.Namespace) -> bytes:
-    if args.value is not None and args.from_file is not None:
-        raise UsageError("give the value either as an argument or with --from-file, not both")
+    """The value for env set: argument, --from-file, prompt or stdin."""
     if args.value is not None:
-        return args.value.encode("utf-8")
+        return str(args.value).encode("utf-8")
     if args.from_file is not None:
         try:
             with open(args.from_file, "rb") as f:
@@ -631,13 +641,18 @@ def _env_value(args: argparse.Namespace) -> bytes:
 
 
 def cmd_env_set(args: argparse.Namespace) -> int:
-    value = _env_value(args)
-    with _open(args, write=True) as box, box.writer() as w:
-        w.env_set(args.name, value)
+    """lockbox env set: store a value."""
+    if args.value is not None and args.from_file is not None:
+        raise UsageError("give the value either as an argument or with --from-file, not both")
+    with _open(args, write=True) as box:
+        value = _env_value(args)  # after unlocking: a prompt for the password comes first
+        with box.writer() as w:
+            w.env_set(args.name, value)
     return 0
 
 
 def cmd_env_get(args: argparse.Namespace) -> int:
+    """lockbox env get: the raw value on stdout."""
     with _open(args) as box:
         value = box.env_get(args.name)
     _write_binary(value)
@@ -646,6 +661,7 @@ def cmd_env_get(args: argparse.Namespace) -> int:
 
 
 def cmd_env_ls(args: argparse.Namespace) -> int:
+    """lockbox env ls: names (and with --values, values)."""
     with _open(args) as box:
         items = box.env_items()
     for name, value in items:
@@ -657,6 +673,7 @@ def cmd_env_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_env_rm(args: argparse.Namespace) -> int:
+    """lockbox env rm: remove a value."""
     with _open(args, write=True) as box, box.writer() as w:
         w.env_remove(args.name)
     return 0
@@ -666,6 +683,7 @@ def cmd_env_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_ls(args: argparse.Namespace) -> int:
+    """lockbox keys ls: the key slots."""
     with _open(args) as box:
         info = box.info()
     if args.json:
@@ -679,6 +697,7 @@ def cmd_keys_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_add_password(args: argparse.Namespace) -> int:
+    """lockbox keys add-password: a new password slot."""
     params = _argon2(args)
     with _open(args, write=True) as box:
         password = _new_password(args, "new_password_file", "LOCKBOX_NEW_PASSWORD")
@@ -690,6 +709,7 @@ def cmd_keys_add_password(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_add_recipient(args: argparse.Namespace) -> int:
+    """lockbox keys add-recipient: a new recipient slot."""
     recipients = _load_recipients([args.recipient])
     with _open(args, write=True) as box, box.writer() as w:
         ids = [w.add_recipient(r) for r in recipients]
@@ -700,6 +720,7 @@ def cmd_keys_add_recipient(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rm(args: argparse.Namespace) -> int:
+    """lockbox keys rm: remove a key slot from both superblock slots."""
     with _open(args, write=True) as box:
         if args.slot_id == box.info().unlocked_slot and not args.force:
             raise UsageError(f"slot {args.slot_id} is the one you unlocked with; removing it "
@@ -723,28 +744,31 @@ def _write_identity(path: str, text: str, force: bool) -> None:
     """Write a 0600 file; refuse to replace an existing one unless force."""
     if os.path.lexists(path) and not force:
         raise UsageError(f"{path} already exists (use --force to replace it)")
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    # With force: a fresh temporary file renamed over the old one, so the old
+    # file's (maybe wider) permissions are not kept.
+    target = path
+    if force:
+        directory = os.path.dirname(os.path.abspath(path))
+        target = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if the path appeared meanwhile
+            os.replace(target, path)
     except FileExistsError:
         raise UsageError(f"{path} already exists (use --force to replace it)") from None
     except OSError as e:
         raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
     finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+        if force and os.path.lexists(target):
+            os.unlink(target)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    """lockbox keygen: a new identity file, or the recipient of one."""
     from .platform import default_crypto
 
     crypto = default_crypto()

@@ -38,7 +38,8 @@ from .format.frame import (
 )
 from .format.refs import Ref
 
-__all__ = ["FrameSealer", "FrameOpener", "PLAIN_LIMITS", "session_key"]
+__all__ = ["FrameSealer", "FrameOpener", "PLAIN_LIMITS", "session_key", "encode_plain",
+           "decode_plain"]
 
 PLAIN_LIMITS = {
     FrameKind.COMMIT: MAX_COMMIT_PLAIN_SIZE,
@@ -49,6 +50,8 @@ PLAIN_LIMITS = {
     FrameKind.CHUNK_INDEX: MAX_INDEX_PLAIN_SIZE,
 }
 _MIN_COMPRESS = 64
+_ZSTD_BYTE = bytes([Codec.ZSTD])
+_RAW_BYTE = bytes([Codec.RAW])
 
 
 def session_key(crypto: CryptoBackend, content_key: bytes, session_id: bytes) -> bytes:
@@ -69,12 +72,7 @@ class FrameSealer:
         self.level = level
 
     def encode_plain(self, payload: bytes, compress: bool = True) -> bytes:
-        """Frame plaintext: codec byte, plain size, body (zstd frame or raw)."""
-        if compress and len(payload) >= _MIN_COMPRESS:
-            packed = self.codec.compress(payload, self.level)
-            if len(packed) < len(payload) - len(payload) // 64:
-                return bytes([Codec.ZSTD]) + uvarint(len(payload)) + packed
-        return bytes([Codec.RAW]) + uvarint(len(payload)) + payload
+        return encode_plain(self.codec, payload, self.level, compress)
 
     def seal(self, kind: FrameKind, generation: int, frame_offset: int,
              plain: bytes) -> tuple[bytes, Ref]:
@@ -139,6 +137,17 @@ class FrameOpener:
         if header.frame_size != ref.frame_size:
             raise IntegrityError(f"frame at {ref.frame_offset}: size differs from its ref")
         return payload
+
+
+def encode_plain(codec: CodecBackend, payload: bytes, level: int = 3,
+                 compress: bool = True) -> bytes:
+    """Frame plaintext: codec byte, plain size, body (zstd frame, or raw when zstd
+    does not save at least 1/64 of the size)."""
+    if compress and len(payload) >= _MIN_COMPRESS:
+        packed = codec.compress(payload, level)
+        if len(packed) < len(payload) - len(payload) // 64:
+            return _ZSTD_BYTE + uvarint(len(payload)) + packed
+    return _RAW_BYTE + uvarint(len(payload)) + payload
 
 
 def decode_plain(codec: CodecBackend, plain: bytes, limit: int) -> bytes | memoryview:

@@ -60,6 +60,7 @@ from .format.superblock import (
 )
 from .frames import FrameSealer
 from .keys import DEFAULT_ARGON2, Argon2Params, Recipient, new_password_slot, new_recipient_slot
+from .pipeline import Prepared, SmallFile, SmallFilePipeline, resolve_jobs
 from .ranges import ByteRange
 from .sources.base import SourceStats
 from .tree import TreeUpdate, update_tree_flow
@@ -357,16 +358,46 @@ class Writer:
         finally:
             os.close(fd)
 
+    def _stage_prepared(self, batch: list[Prepared], progress: Progress | None) -> None:
+        """The ordered writer's half of the pipeline: seal, place, stage."""
+        append = self.pages.append
+        csize = self.chunk_size
+        for p in batch:
+            if p.error:
+                raise StorageError(p.error)
+            if p.grown:
+                st = os.stat(self._pending_hosts[p.path])
+                self._add_host_file(self._pending_hosts.pop(p.path), p.path, st, progress)
+                continue
+            self._pending_hosts.pop(p.path, None)
+            ref = append(FrameKind.DATA_CHUNK, p.plain)
+            self._put(p.path, Entry(EntryType.FILE, p.mode, p.mtime_ns, p.size, ref.frame_size,
+                                    p.content_hash, p.file_id, csize, LAYOUT_CHUNKS, (ref,)))
+            if progress is not None:
+                progress(p.path, p.size)
+
     def add_tree(self, src: str | os.PathLike[str], dest: str = "", *,
                  progress: Progress | None = None,
-                 on_skip: Callable[[str, str], None] | None = None) -> int:
+                 on_skip: Callable[[str, str], None] | None = None,
+                 jobs: int | str = 1) -> int:
         """Add a file, symlink or whole directory tree from disk under ``dest``.
 
         Symlinks are stored as symlinks (never followed); sockets, FIFOs and
-        devices are skipped (reported through ``on_skip``). Returns the number
-        of entries added.
+        devices are skipped (reported through ``on_skip``). ``jobs`` > 1 (or
+        "auto") prepares small files in worker processes. Returns the number of
+        entries added.
         """
-        src = os.fspath(src)
+        njobs = resolve_jobs(jobs)
+        self._pending_hosts: dict[str, str] = {}
+        pipe = SmallFilePipeline(njobs, self.chunk_size, self.sealer.level,
+                                 lambda batch: self._stage_prepared(batch, progress))
+        with pipe:
+            count = self._walk(os.fspath(src), dest, progress, on_skip, pipe)
+            pipe.finish()
+        return count
+
+    def _walk(self, src: str, dest: str, progress: Progress | None,
+              on_skip: Callable[[str, str], None] | None, pipe: SmallFilePipeline) -> int:
         try:
             st = os.lstat(src)
         except OSError as e:
@@ -384,7 +415,17 @@ class Writer:
             if stat_mod.S_ISLNK(st.st_mode):
                 self.symlink(arch, os.readlink(host), st.st_mode, st.st_mtime_ns)
             elif stat_mod.S_ISREG(st.st_mode):
-                self._add_host_file(host, normalize_path(arch), st, progress)
+                path = normalize_path(arch)
+                if st.st_size <= self.chunk_size and path not in self._pending_hosts:
+                    if path in self._new_dirs:
+                        raise InvalidPathError(f"{path} is a directory in the archive")
+                    if split_path(path)[0] not in self._new_dirs:
+                        self._check_replace(path, EntryType.FILE)
+                        self._ensure_parents(path, st.st_mtime_ns)
+                    self._pending_hosts[path] = host
+                    pipe.submit(SmallFile(host, path, st.st_mode & 0o7777, st.st_mtime_ns))
+                else:
+                    self._add_host_file(host, path, st, progress)
             elif stat_mod.S_ISDIR(st.st_mode):
                 if arch:
                     self.mkdir(arch, st.st_mode, st.st_mtime_ns)
