@@ -40,7 +40,7 @@ async def open_async(location: Any, *, password: str | bytes | None = None,
 def create(path: str | os.PathLike[str], *, password: str | bytes | None = None,
            recipients: Any = (), **kw: Any) -> Lockbox:
     """Create a new empty archive and return it opened (ready for ``writer()``)."""
-    from .create import create_archive
+    from .newarchive import create_archive
 
     archive_id, content_key = create_archive(path, password=password, recipients=recipients,
                                              **kw)

@@ -108,8 +108,15 @@ class Lockbox(_Base):
     def _run(self, flow: Flow[T]) -> T:
         return run_sync(flow, self.source)
 
+    def _rebase_source(self) -> None:
+        """The archive file was changed by this process's own writer: accept it."""
+        rebase = getattr(self.source, "rebase", None)
+        if rebase is not None:
+            rebase()
+
     def _refresh(self) -> None:
         """Re-read the superblock (a writer does this under its lock)."""
+        self._rebase_source()
         self.cache.clear()
         self._set_view(self._run(open_flow(
             self.crypto, self.codec, password=None, identity=None, cache=self.cache,

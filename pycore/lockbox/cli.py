@@ -330,9 +330,9 @@ def _argon2(args: argparse.Namespace) -> Argon2Params:
 
 def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
     """Create args.archive from the creation options; returns it opened."""
-    # Not lockbox.create(): its lazy `from .create import ...` rebinds the package
+    # Not lockbox.create(): its lazy `from .newarchive import ...` rebinds the package
     # attribute `lockbox.create` to the submodule after the first call.
-    from .create import create_archive
+    from .newarchive import create_archive
 
     if is_url(args.archive):
         raise UsageError("cannot create an archive on a web server")

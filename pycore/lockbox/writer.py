@@ -640,6 +640,7 @@ class Writer:
         view = ArchiveView(old.opener, slot, record, list(self.key_slots),
                            old.unlocked_slot_id, keydir, old.cache)
         self._archive._set_view(view)
+        self._archive._rebase_source()
         self._begin(view, self.sealer.level)
         return view
 
@@ -658,6 +659,10 @@ class Writer:
             os.ftruncate(self.fd, self.view.commit.archive_end)
         except OSError:
             pass  # unreferenced bytes past the committed end are harmless
+        try:
+            self._archive._rebase_source()
+        except LockboxError:
+            pass
         self.toc_changes.clear()
         self.env_changes.clear()
         self._keys_changed = False

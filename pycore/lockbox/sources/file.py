@@ -71,6 +71,27 @@ class FileSource:
     def path(self) -> str:
         return self._path
 
+    def rebase(self) -> None:
+        """Accept the file as it is now (the caller changed it itself, e.g. its own
+        writer committed). If the path now names another file (an atomic replace),
+        read that one from now on."""
+        with self._lock:
+            if self._fd is None:
+                raise UsageError(f"rebase of a closed FileSource ({self._path!r})")
+            try:
+                st_path = os.stat(self._path)
+                st_fd = os.fstat(self._fd)
+                if (st_path.st_dev, st_path.st_ino) != (st_fd.st_dev, st_fd.st_ino):
+                    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+                    fd = os.open(self._path, flags)
+                    os.close(self._fd)
+                    self._fd = fd
+                    st_fd = os.fstat(fd)
+            except OSError as exc:
+                raise SourceUnavailableError(
+                    f"cannot stat {self._path!r}: {_reason(exc)}") from exc
+            self._stamp = _stamp(st_fd)
+
     @property
     def size(self) -> int:
         """Size of the file when it was opened."""
