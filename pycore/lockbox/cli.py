@@ -30,7 +30,6 @@ from .archive import Lockbox
 from .errors import (
     FormatError,
     IntegrityError,
-    InvalidPathError,
     LockboxError,
     StorageError,
     UsageError,
@@ -383,45 +382,22 @@ def _scan(host: str) -> Iterator[tuple[str, os.stat_result]]:
             stack.extend(os.path.join(p, n) for n in names)
 
 
+def _jobs(text: str) -> str:
+    if text != "auto" and not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError("expected 'auto' or a whole number >= 1")
+    return text
+
+
 def _add_one(w: Any, host: str, dest: str, skip: tuple[int, int] | None,
-             progress: Progress, quiet: bool) -> int:
+             progress: Progress, quiet: bool, jobs: str = "auto") -> int:
     """Add host (recursively) as dest; returns the number of entries added."""
-    count = 0
-    root = host
-    for path, st in _scan(host):
-        if skip is not None and (st.st_dev, st.st_ino) == skip:
-            if not quiet:
-                _err(f"skipping {path}: it is the archive being written")
-            continue
-        rel = os.path.relpath(path, root)
-        if rel == ".":
-            arch = dest
-        else:
-            parts = rel.split(os.sep)
-            try:
-                for part in parts:
-                    part.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InvalidPathError(f"file name is not UTF-8: {path!r}") from None
-            arch = "/".join([dest, *parts]) if dest else "/".join(parts)
-        mode = st.st_mode
-        if stat_mod.S_ISDIR(mode):
-            if arch:
-                w.mkdir(arch, mode & 0o7777, st.st_mtime_ns)
-                count += 1
-        elif stat_mod.S_ISLNK(mode):
-            try:
-                target = os.readlink(path)
-            except OSError as e:
-                raise StorageError(f"cannot read symlink {path}: {e.strerror}") from e
-            w.symlink(arch, target, mode & 0o7777, st.st_mtime_ns)
-            count += 1
-        elif stat_mod.S_ISREG(mode):
-            w.add_file(arch, path, progress=progress)
-            count += 1
-        elif not quiet:
-            _err(f"skipping {path}: not a regular file, directory or symlink")
-    return count
+
+    def on_skip(path: str, why: str) -> None:
+        if not quiet:
+            _err(f"skipping {path}: {why}")
+
+    return int(w.add_tree(host, dest, progress=progress, on_skip=on_skip, jobs=jobs,
+                          exclude=[skip] if skip is not None else []))
 
 
 def _dest_for(host: str, to: str) -> str:
@@ -473,7 +449,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             with box.writer() as w:
                 for host in args.paths:
                     count += _add_one(w, host, _dest_for(host, args.to), skip, meter,
-                                      args.quiet)
+                                      args.quiet, args.jobs)
         finally:
             meter.close()
     if not args.quiet:
@@ -897,6 +873,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory inside the archive to add to (default: the root)")
     p.add_argument("--create", action="store_true",
                    help="create the archive first if it does not exist")
+    p.add_argument("--jobs", default="auto", type=_jobs, metavar="auto|N",
+                   help="worker processes preparing small files (default: auto = CPUs, "
+                        "at most 6; 1 = none)")
     _creation_options(p)
 
     p = cmd("ls", cmd_ls, "list entries", description=f"List entries. {ro}")

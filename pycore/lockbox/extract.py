@@ -35,7 +35,11 @@ class Extractor:
     def __init__(self, dest: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         self.dest = os.path.realpath(os.fspath(dest))
         self.overwrite = overwrite
-        os.makedirs(self.dest, exist_ok=True)
+        try:
+            os.makedirs(self.dest, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"cannot create the destination {self.dest}: "
+                               f"{e.strerror or e}") from e
         self._dir_times: list[tuple[str, int, int]] = []
 
     def _parent_dir(self, parts: list[str]) -> str:
@@ -46,7 +50,10 @@ class Extractor:
             try:
                 st = os.lstat(cur)
             except FileNotFoundError:
-                os.mkdir(cur, 0o700)
+                try:
+                    os.mkdir(cur, 0o700)
+                except OSError as e:
+                    raise StorageError(f"cannot create {cur}: {e.strerror}") from e
                 continue
             if stat_mod.S_ISLNK(st.st_mode) or not stat_mod.S_ISDIR(st.st_mode):
                 raise UnsafePathError(f"refusing to extract through a non-directory: {cur}")
@@ -72,7 +79,10 @@ class Extractor:
             raise StorageError(f"refusing to overwrite existing {target} (use overwrite)")
         if stat_mod.S_ISDIR(st.st_mode):
             raise StorageError(f"refusing to replace directory {target}")
-        os.unlink(target)
+        try:
+            os.unlink(target)
+        except OSError as e:
+            raise StorageError(f"cannot replace {target}: {e.strerror}") from e
         return True
 
     def directory(self, path: str, entry: Entry) -> None:

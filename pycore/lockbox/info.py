@@ -68,8 +68,10 @@ class SlotInfo:
     @classmethod
     def of(cls, s: KeySlot) -> SlotInfo:
         if isinstance(s, PasswordSlot):
+            mem = (f"{s.memory_kib // 1024} MiB" if s.memory_kib % 1024 == 0
+                   else f"{s.memory_kib} KiB")
             return cls(s.slot_id, "password",
-                       f"argon2id m={s.memory_kib // 1024} MiB t={s.time_cost} p={s.parallelism}")
+                       f"argon2id m={mem} t={s.time_cost} p={s.parallelism}")
         return cls(s.slot_id, "recipient", f"ml-kem-1024 {s.fingerprint.hex()}")
 
 

@@ -379,14 +379,17 @@ class Writer:
     def add_tree(self, src: str | os.PathLike[str], dest: str = "", *,
                  progress: Progress | None = None,
                  on_skip: Callable[[str, str], None] | None = None,
-                 jobs: int | str = 1) -> int:
+                 jobs: int | str = 1,
+                 exclude: Iterable[tuple[int, int]] = ()) -> int:
         """Add a file, symlink or whole directory tree from disk under ``dest``.
 
         Symlinks are stored as symlinks (never followed); sockets, FIFOs and
         devices are skipped (reported through ``on_skip``). ``jobs`` > 1 (or
-        "auto") prepares small files in worker processes. Returns the number of
-        entries added.
+        "auto") prepares small files in worker processes. Files whose
+        ``(st_dev, st_ino)`` is in ``exclude`` (e.g. the archive itself) are
+        skipped and reported. Returns the number of entries added.
         """
+        self._exclude = set(exclude)
         njobs = resolve_jobs(jobs)
         self._pending_hosts: dict[str, str] = {}
         pipe = SmallFilePipeline(njobs, self.chunk_size, self.sealer.level,
@@ -407,6 +410,10 @@ class Writer:
         stack = [(src, dest, st)]
         while stack:
             host, arch, st = stack.pop()
+            if self._exclude and (st.st_dev, st.st_ino) in self._exclude:
+                if on_skip is not None:
+                    on_skip(host, "it is the archive being written")
+                continue
             if not arch:
                 if stat_mod.S_ISDIR(st.st_mode):
                     pass
