@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from .drivers import Flow, Read
 from .errors import FormatError, IntegrityError, LockboxError
 from .format.constants import PAGE_HEADER_SIZE, SUPERBLOCK_SIZE, EntryType, FrameKind
-from .format.entry import decode_entry, key_path
+from .format.entry import Entry, decode_entry, key_path
 from .format.page import decode_page_header
+from .format.refs import Ref
 from .ranges import ByteRange
-from .reading import FileReadPlan
+from .reading import BATCH_BYTES, FileReadPlan
 from .view import ArchiveView
 
 __all__ = ["VerifyReport", "verify_flow"]
@@ -61,20 +62,61 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
             yield from view.nodes_flow(FrameKind.TOC_NODE, list(c.root_leaves))
         except LockboxError as e:
             report.problems.append(f"root listing: {e}")
+    # Files are checked in batches of about BATCH_BYTES per round trip: many small
+    # files share one batch; a large file is read in batches of its own.
+    pending: list[tuple[str, Entry, FileReadPlan, int, list[Ref]]] = []
+    pending_bytes = 0
+
+    def check(path: str, entry: Entry, plan: FileReadPlan, first: int, refs: list[Ref],
+              blobs: list[bytes]) -> None:
+        chunks = [view.decode_chunk(entry, first + k, ref, blob)
+                  for k, (ref, blob) in enumerate(zip(refs, blobs))]
+        for data in plan.accept(chunks):
+            report.bytes_checked += len(data)
+            if progress is not None:
+                progress(path, len(data))
+
+    def flush() -> Flow[None]:
+        nonlocal pending, pending_bytes
+        tasks, pending, pending_bytes = pending, [], 0
+        if not tasks:
+            return
+        blobs = yield Read(tuple(r.byte_range for t in tasks for r in t[4]))
+        pos = 0
+        for path, entry, plan, first, refs in tasks:
+            mine = blobs[pos:pos + len(refs)]
+            pos += len(refs)
+            try:
+                check(path, entry, plan, first, refs, mine)
+                if plan.next_batch() is None:
+                    report.files_checked += 1
+            except LockboxError as e:
+                report.problems.append(f"{path}: {e}")
+
     for path, entry in files:
         if entry.type != EntryType.FILE:
             continue
         plan = FileReadPlan(entry, path, view.opener.crypto)
         try:
-            while (batch := plan.next_batch()) is not None:
-                chunks = yield from view.chunks_flow(entry, *batch)
-                for data in plan.accept(chunks):
-                    report.bytes_checked += len(data)
-                    if progress is not None:
-                        progress(path, len(data))
-            report.files_checked += 1
+            batch = plan.next_batch()
+            assert batch is not None
+            if batch[1] < entry.chunks:  # a large file: its own batches, in order
+                yield from flush()
+                while (batch := plan.next_batch()) is not None:
+                    refs = yield from view.chunk_refs_flow(entry, *batch)
+                    blobs = yield Read(tuple(r.byte_range for r in refs))
+                    check(path, entry, plan, batch[0], refs, blobs)
+                report.files_checked += 1
+                continue
+            refs = yield from view.chunk_refs_flow(entry, *batch)
         except LockboxError as e:
             report.problems.append(f"{path}: {e}")
+            continue
+        pending.append((path, entry, plan, batch[0], refs))
+        pending_bytes += sum(r.frame_size for r in refs)
+        if pending_bytes >= BATCH_BYTES or len(pending) >= 4096:
+            yield from flush()
+    yield from flush()
     if check_pages:
         offset = SUPERBLOCK_SIZE
         while offset < c.archive_end:

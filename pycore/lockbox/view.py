@@ -263,7 +263,20 @@ class ArchiveView:
         path = normalize_path(path)
         if path == "":
             return Entry(EntryType.DIR, 0o755, self.commit.time_ns)
-        value = yield from self.get_flow(FrameKind.TOC_NODE, self.commit.toc, toc_key(path))
+        key = toc_key(path)
+        c = self.commit
+        if key[:1] == b"\x00" and c.root_leaves and c.root_leaves_complete:
+            # A child of the root: it is in the root-listing leaves (no internal node).
+            value = None
+            for leaf in (yield from self.nodes_flow(FrameKind.TOC_NODE, list(c.root_leaves))):
+                if not isinstance(leaf, Leaf):
+                    raise IntegrityError("root listing points at a non-leaf node")
+                j = _bisect(leaf.keys, key)
+                if j < len(leaf.keys) and leaf.keys[j] == key:
+                    value = leaf.values[j]
+                    break
+        else:
+            value = yield from self.get_flow(FrameKind.TOC_NODE, c.toc, key)
         if value is None:
             raise NotFoundError(f"no such file or directory in the archive: {path}")
         return decode_entry(value)

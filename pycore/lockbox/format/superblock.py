@@ -13,14 +13,19 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from ..errors import FormatError, IntegrityError, TruncatedError, UnsupportedVersionError
+from ..errors import (
+    FormatError,
+    IntegrityError,
+    LockboxError,
+    TruncatedError,
+    UnsupportedVersionError,
+)
 from .constants import (
     FORMAT_VERSION,
     SLOT_COUNT,
     SLOT_HEADER_SIZE,
     SLOT_MAGIC,
     SLOT_SIZE,
-    SUPERBLOCK_SIZE,
 )
 
 __all__ = ["ExternalKeydir", "Slot", "encode_slot", "decode_slot", "decode_superblock",
@@ -124,35 +129,28 @@ def decode_slot(buf: bytes | memoryview, slot_no: int) -> Slot:
 def decode_superblock(buf: bytes | memoryview) -> list[Slot]:
     """Decode both slots; return the valid ones, newest generation first.
 
-    Raises the most telling error when no slot is valid: FormatError "not a
-    lockbox archive" when neither slot has the magic.
+    When no slot is valid, raise the most telling error: UnsupportedVersionError
+    (a newer format), TruncatedError (a slot with the magic is cut short),
+    IntegrityError (a slot with the magic fails its checksum), and FormatError
+    "not a lockbox archive" when neither slot has the magic.
     """
     slots: list[Slot] = []
-    errors: list[Exception] = []
+    errors: list[LockboxError] = []
     for no in range(SLOT_COUNT):
         start = slot_offset(no)
+        region = memoryview(buf)[start : start + SLOT_SIZE]
+        if len(region) < len(SLOT_MAGIC) or bytes(region[: len(SLOT_MAGIC)]) != SLOT_MAGIC:
+            continue  # no slot here (never written, or not a lockbox file)
         try:
-            slots.append(decode_slot(memoryview(buf)[start : start + SLOT_SIZE], no))
-        except FormatError as e:
-            errors.append(e)
-        except IntegrityError as e:
+            slots.append(decode_slot(region, no))
+        except (FormatError, IntegrityError) as e:
             errors.append(e)
     if slots:
-        ids = {s.archive_id for s in slots}
-        if len(ids) > 1:
-            # Two different archives' slots: trust neither blindly, keep the newest
-            # but this is almost certainly a spliced file.
+        if len({s.archive_id for s in slots}) > 1:
             raise IntegrityError("superblock: the two slots belong to different archives")
         return sorted(slots, key=lambda s: s.generation, reverse=True)
-    if len(buf) < SUPERBLOCK_SIZE and not any(
-        isinstance(e, (UnsupportedVersionError, IntegrityError)) for e in errors
-    ):
-        if len(buf) < len(SLOT_MAGIC) or bytes(buf[: len(SLOT_MAGIC)]) != SLOT_MAGIC:
-            raise FormatError("not a lockbox archive")
-        raise TruncatedError("archive is truncated inside its superblock")
-    for e in errors:
-        if isinstance(e, UnsupportedVersionError):
-            raise e
-    if all(type(e) is FormatError and "bad magic" in str(e) for e in errors):
-        raise FormatError("not a lockbox archive")
-    raise errors[0]
+    for kind in (UnsupportedVersionError, TruncatedError, IntegrityError, FormatError):
+        for e in errors:
+            if isinstance(e, kind):
+                raise e
+    raise FormatError("not a lockbox archive")
