@@ -130,13 +130,21 @@ class FrameOpener:
 
     def open_ref(self, blob: bytes | memoryview, ref: Ref,
                  kind: FrameKind) -> bytes | memoryview:
+        """Open the frame an authenticated ref points to. Any damage to its header
+        is an IntegrityError (the ref pins it); a short read is a TruncatedError."""
         if len(blob) != ref.frame_size:
             raise TruncatedError(
-                f"frame at {ref.frame_offset}: got {len(blob)} of {ref.frame_size} bytes")
-        header, payload = self.open_at(blob, ref.frame_offset, kind, ref.tag)
+                f"frame at {ref.frame_offset}: got {len(blob)} of {ref.frame_size} bytes "
+                "(the archive is truncated)")
+        try:
+            header = decode_frame_header(blob)
+        except LimitExceededError:
+            raise
+        except FormatError as e:
+            raise IntegrityError(f"frame at {ref.frame_offset}: damaged header ({e})") from None
         if header.frame_size != ref.frame_size:
             raise IntegrityError(f"frame at {ref.frame_offset}: size differs from its ref")
-        return payload
+        return self.open_at(blob, ref.frame_offset, kind, ref.tag)[1]
 
 
 def encode_plain(codec: CodecBackend, payload: bytes, level: int = 3,

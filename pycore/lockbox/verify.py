@@ -117,6 +117,11 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
         if pending_bytes >= BATCH_BYTES or len(pending) >= 4096:
             yield from flush()
     yield from flush()
+    if c.archive_end > SUPERBLOCK_SIZE:
+        tail = yield Read((ByteRange(c.archive_end - 1, 1),))
+        if len(tail[0]) != 1:
+            report.problems.append(
+                f"the archive is truncated: it should be {c.archive_end:,} bytes long")
     if check_pages:
         offset = SUPERBLOCK_SIZE
         while offset < c.archive_end:
