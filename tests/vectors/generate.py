@@ -1,0 +1,878 @@
+#!/usr/bin/env python3
+"""Deterministic generator of the lockbox format-v1 test vectors and golden archives.
+
+    .venv/bin/python tests/vectors/generate.py              # rewrite tests/vectors/v1/
+    .venv/bin/python tests/vectors/generate.py --out DIR    # write somewhere else
+    .venv/bin/python tests/vectors/generate.py --doc        # print the §19 hex dumps
+
+Everything is computed by the real code (``lockbox``), never by hand:
+
+* Randomness: each archive gets a :class:`SeededCrypto`, the default crypto
+  backend whose ``random_bytes`` reads a SHAKE-256 stream seeded with
+  ``"lockbox/v1/test-vectors/" + name``. Archive ids, content keys, salts, slot
+  ids, session ids and file ids are therefore reproducible.
+* Time: ``time.time_ns`` is frozen in ``lockbox.writer`` and ``lockbox.newarchive``
+  (commit times, default mtimes, implicit parent directories).
+* ML-KEM encapsulation in the ``cryptography`` backend draws its randomness
+  inside OpenSSL, so archives with recipient slots are NOT reproducible byte
+  for byte (their slots and commit frames change; everything else stays). The
+  recipient-slot vector in vectors.json pins one ciphertext: it is reused from
+  the existing vectors.json (``--pin``) so that vectors.json regenerates
+  identically; decapsulation is deterministic, so the vector stays checkable.
+* Compression is real zstd (level 3): byte-identical regeneration also assumes
+  the same libzstd output, which has been stable but is not promised.
+
+Output (``--out``, default ``tests/vectors/v1``): ``*.lbox`` golden archives,
+``*.identity`` test identities (public: TEST ONLY), ``manifest.json`` (what
+each archive must contain) and ``vectors.json`` (the docs/FORMAT.md §19
+primitive vectors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib
+import io
+import json
+import sys
+import types
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import lockbox.writer as writer_mod
+from lockbox.archive import Lockbox
+from lockbox.crypto.base import Aead, CryptoBackend
+from lockbox.format.chunk import ChunkHeader, ChunkMeta, encode_chunk, encode_index
+from lockbox.format.commit import CommitRecord, Stats, TreeRoot, encode_commit
+from lockbox.format.constants import (
+    DEFAULT_CHUNK_SIZE,
+    SLOT_HEADER_SIZE,
+    SLOT_SIZE,
+    EntryType,
+    FrameKind,
+    PageKind,
+)
+from lockbox.format.encoding import Builder, svarint, uvarint, zigzag
+from lockbox.format.entry import (
+    LAYOUT_CHUNKS,
+    LAYOUT_INDEX,
+    Entry,
+    encode_entry,
+    toc_key,
+)
+from lockbox.format.frame import FrameHeader, encode_frame_header, frame_aad, frame_nonce
+from lockbox.format.keydir import RecipientSlot, encode_keydir, slot_aad
+from lockbox.format.node import Child, Internal, Leaf, encode_node
+from lockbox.format.page import PageHeader, encode_page_header
+from lockbox.format.refs import Ref
+from lockbox.format.superblock import (
+    ExternalKeydir,
+    Slot,
+    commit_frame_offset,
+    decode_superblock,
+    encode_slot,
+)
+from lockbox.frames import FrameSealer, session_key
+from lockbox.keys import Argon2Params, Identity, new_password_slot, normalize_password
+from lockbox.platform import default_codec, default_crypto
+
+create_mod = importlib.import_module("lockbox.newarchive")  # create_archive and its clock
+create_archive = create_mod.create_archive
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "v1"
+SEED_LABEL = b"lockbox/v1/test-vectors/"
+WEAK = Argon2Params(time_cost=1, memory_kib=64)
+DEFAULT_KDF = Argon2Params()  # 64 MiB, t=3
+T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z, the frozen clock's start
+MTIME = 1_600_000_000_123_456_789  # 2020-09-13T12:26:40.123456789Z, file mtimes
+_SECOND = 1_000_000_000
+
+
+# -- deterministic backends ---------------------------------------------------------
+
+
+class _Delegating:
+    """A crypto backend that forwards every primitive to the default backend."""
+
+    def __init__(self, inner: CryptoBackend | None = None) -> None:
+        self._inner = inner or default_crypto()
+        self.name = f"test-{self._inner.name}"
+
+    def aead(self, key: bytes) -> Aead:
+        return self._inner.aead(key)
+
+    def argon2id(self, password: bytes, salt: bytes, *, time_cost: int, memory_kib: int,
+                 parallelism: int, length: int) -> bytes:
+        return self._inner.argon2id(password, salt, time_cost=time_cost,
+                                    memory_kib=memory_kib, parallelism=parallelism,
+                                    length=length)
+
+    def hkdf_sha256(self, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+        return self._inner.hkdf_sha256(ikm, salt, info, length)
+
+    def mlkem1024_public_key(self, seed: bytes) -> bytes:
+        return self._inner.mlkem1024_public_key(seed)
+
+    def mlkem1024_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
+        return self._inner.mlkem1024_encapsulate(public_key)
+
+    def mlkem1024_decapsulate(self, seed: bytes, ciphertext: bytes) -> bytes:
+        return self._inner.mlkem1024_decapsulate(seed, ciphertext)
+
+    def random_bytes(self, size: int) -> bytes:  # pragma: no cover - overridden
+        return self._inner.random_bytes(size)
+
+    def __getattr__(self, name: str) -> Any:
+        # Any primitive the backend protocol grows (e.g. the content hash) is forwarded.
+        return getattr(self._inner, name)
+
+
+class SeededCrypto(_Delegating):
+    """random_bytes = consecutive bytes of SHAKE-256("lockbox/v1/test-vectors/" + label)."""
+
+    def __init__(self, label: str, inner: CryptoBackend | None = None) -> None:
+        super().__init__(inner)
+        self._xof = hashlib.shake_256(SEED_LABEL + label.encode())
+        self._buf = b""
+        self._pos = 0
+
+    def random_bytes(self, size: int) -> bytes:
+        end = self._pos + size
+        if end > len(self._buf):
+            self._buf = self._xof.digest(max(end, 2 * len(self._buf), 4096))
+        out = self._buf[self._pos:end]
+        self._pos = end
+        return out
+
+
+class ScriptedCrypto(_Delegating):
+    """random_bytes returns the given byte strings, in order (for single vectors)."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        super().__init__()
+        self._queue = list(chunks)
+
+    def random_bytes(self, size: int) -> bytes:
+        chunk = self._queue.pop(0)
+        if len(chunk) != size:
+            raise AssertionError(f"scripted random: wanted {size} bytes, have {len(chunk)}")
+        return chunk
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def time_ns(self) -> int:
+        return self.now
+
+
+@contextlib.contextmanager
+def frozen_time(clock: Clock) -> Iterator[None]:
+    """Replace the ``time`` module seen by lockbox.writer and lockbox.newarchive."""
+    mods = (writer_mod, create_mod)
+    saved = [m.time for m in mods]  # type: ignore[attr-defined]
+    fake = types.SimpleNamespace(time_ns=clock.time_ns)
+    for m in mods:
+        m.time = fake  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for m, t in zip(mods, saved):
+            m.time = t  # type: ignore[attr-defined]
+
+
+# -- golden archives -----------------------------------------------------------------
+
+
+def content_hash(data: bytes) -> bytes:
+    """The entry's content hash (BLAKE3-256), through the crypto backend."""
+    h = default_crypto().blake3()  # type: ignore[attr-defined]
+    h.update(data)
+    return bytes(h.digest())
+
+
+def _sort_key(path: str) -> list[str]:
+    return path.split("/")
+
+
+class Ops:
+    """Mirrors every writer call into an independent model of the expected tree."""
+
+    def __init__(self, build: Build, w: Any) -> None:
+        self.b = build
+        self.w = w
+
+    def _parents(self, path: str, mtime: int) -> None:
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            p = "/".join(parts[:i])
+            if p not in self.b.entries:
+                self.b.entries[p] = {"path": p, "type": "dir", "mode": 0o755, "mtime_ns": mtime}
+
+    def mkdir(self, path: str, mode: int = 0o755, mtime: int = MTIME) -> None:
+        self.w.mkdir(path, mode, mtime)
+        self._parents(path, mtime)
+        self.b.entries[path] = {"path": path, "type": "dir", "mode": mode, "mtime_ns": mtime}
+
+    def add(self, path: str, data: bytes, mode: int = 0o644, mtime: int = MTIME) -> None:
+        self.w.add_stream(path, io.BytesIO(data), mode=mode, mtime_ns=mtime)
+        self._parents(path, mtime)
+        self.b.entries[path] = {"path": path, "type": "file", "mode": mode, "mtime_ns": mtime,
+                                "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                                "content_hash": content_hash(data).hex()}
+
+    def symlink(self, path: str, target: str, mode: int = 0o777, mtime: int = MTIME) -> None:
+        self.w.symlink(path, target, mode, mtime)
+        self._parents(path, mtime)
+        self.b.entries[path] = {"path": path, "type": "symlink", "mode": mode,
+                                "mtime_ns": mtime, "target": target}
+
+    def remove(self, path: str, recursive: bool = False) -> None:
+        self.w.remove(path, recursive=recursive)
+        for p in [p for p in self.b.entries if p == path or p.startswith(path + "/")]:
+            del self.b.entries[p]
+
+    def move(self, src: str, dst: str) -> None:
+        """Move to a destination that does not exist (its parents may not either)."""
+        self.w.move(src, dst)
+        self._parents(dst, self.b.clock.now)
+        moved = {p: e for p, e in self.b.entries.items() if p == src or p.startswith(src + "/")}
+        for p in moved:
+            del self.b.entries[p]
+        for p, e in moved.items():
+            q = dst + p[len(src):]
+            self.b.entries[q] = {**e, "path": q}
+
+    def env_set(self, name: str, value: bytes) -> None:
+        self.w.env_set(name, value)
+        self.b.env[name] = value
+
+    def env_remove(self, name: str) -> None:
+        self.w.env_remove(name)
+        del self.b.env[name]
+
+
+class Build:
+    """One golden archive: created, then changed commit by commit."""
+
+    def __init__(self, out: Path, name: str, *, password: str | None = None,
+                 identities: tuple[str, ...] = (), argon2: Argon2Params = WEAK,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, ids: dict[str, Identity]) -> None:
+        self.name = name
+        self.path = out / name
+        self.password = password
+        self.identities = list(identities)
+        self.all_ids = ids
+        self.argon2 = argon2
+        self.chunk_size = chunk_size
+        self.crypto = SeededCrypto(name)
+        self.clock = Clock(T0)
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.env: dict[str, bytes] = {}
+        self.generation = 1
+        self.history: list[dict[str, Any]] = []
+        recipients = [ids[i].recipient(self.crypto) for i in identities]
+        if self.path.exists():
+            self.path.unlink()
+        with frozen_time(self.clock):
+            aid, key = create_archive(self.path, password=password, recipients=recipients,
+                                      argon2=argon2, chunk_size=chunk_size, crypto=self.crypto)
+        self.known_key = (aid, key)
+
+    @contextlib.contextmanager
+    def commit(self) -> Iterator[Ops]:
+        self.history.append(self.state())
+        self.clock.now += _SECOND
+        # A fresh Lockbox per commit, as a separate process would open it.
+        box = Lockbox.open(self.path, known_key=self.known_key, crypto=self.crypto)
+        try:
+            with frozen_time(self.clock), box.writer() as w:
+                yield Ops(self, w)
+            self.generation += 1
+            assert box.generation == self.generation
+        finally:
+            box.close()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "entries": [self.entries[p] for p in sorted(self.entries, key=_sort_key)],
+            "env": [[k, self.env[k].hex()] for k in sorted(self.env)],
+        }
+
+    def finish(self, features: list[str], reproducible: bool = True,
+               previous: bool = False) -> dict[str, Any]:
+        m: dict[str, Any] = {
+            "file": self.name,
+            "password": self.password,
+            "identities": [f"{i}.identity" for i in self.identities],
+            "argon2": {"time_cost": self.argon2.time_cost, "memory_kib": self.argon2.memory_kib,
+                       "parallelism": 1},
+            "chunk_size": self.chunk_size,
+            "reproducible": reproducible,
+            "features": features,
+            **self.state(),
+        }
+        if previous:
+            m["previous"] = self.history[-1]
+        return m
+
+
+def _text(n: int, salt: str) -> bytes:
+    return "".join(f"{salt} line {i:05d}: the quick brown fox\n" for i in range(n)).encode()
+
+
+def build_hello(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    b = Build(out, "hello.lbox", password="lockbox", ids=ids)
+    with b.commit() as o:
+        o.add("hello.txt", b"hello\n")
+    return b.finish(["password", "single file", "inline TOC root", "docs/FORMAT.md §19 dump"])
+
+
+def build_kdf_default(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    b = Build(out, "kdf-default.lbox", password="default parameters", argon2=DEFAULT_KDF,
+              ids=ids)
+    with b.commit() as o:
+        o.add("readme.txt", b"Argon2id with the default parameters: m=65536 KiB, t=3, p=1.\n")
+    return b.finish(["password", "default Argon2id parameters"])
+
+
+def build_recipient(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    b = Build(out, "recipient.lbox", identities=("alice",), ids=ids)
+    with b.commit() as o:
+        o.add("for-alice.txt", b"only alice can read this\n")
+    return b.finish(["recipient", "no password slot"], reproducible=False)
+
+
+def build_password_recipient(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    b = Build(out, "password-recipient.lbox", password="shared secret", identities=("bob",),
+              ids=ids)
+    with b.commit() as o:
+        o.add("shared.txt", b"bob or the password\n")
+        o.add("docs/notes.md", _text(20, "notes"))
+    return b.finish(["password", "recipient"], reproducible=False)
+
+
+def build_tree(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    b = Build(out, "tree.lbox", password="tree password", ids=ids)
+    with b.commit() as o:
+        o.mkdir("a", 0o755, MTIME + 1)
+        o.mkdir("a/b", 0o750, MTIME + 2)
+        o.add("a/b/c/deep.txt", b"deep inside\n", 0o600, MTIME + 3)
+        o.add("a/x.txt", _text(5, "x"), 0o644, MTIME + 4)
+        o.add("empty", b"", 0o644, MTIME + 5)
+        o.symlink("link", "a/b/c/deep.txt", 0o777, MTIME + 6)
+        o.symlink("a/up", "../empty", 0o777, MTIME + 7)
+        o.mkdir("private", 0o700, MTIME + 8)
+        o.mkdir("private/empty-dir", 0o755, MTIME + 9)
+        o.add("\u00fcn\u00efc\u00f8d\u00e9/na\u00efve.txt", "caf\u00e9\n".encode(), 0o644,
+              MTIME + 10)
+        o.add("old.txt", b"before 1970\n", 0o444, -1_000_000_000)
+        o.add("bin/tool", b"#!/bin/sh\necho tool\n", 0o755, MTIME + 11)
+        o.env_set("EMPTY", b"")
+        o.env_set("GREETING", b"hello, world")
+        o.env_set("BINARY", bytes(range(256)))
+        o.env_set("\u00e9t\u00e9", "\u00e9t\u00e9 = summer".encode())
+    return b.finish(["nested dirs", "symlinks", "empty file", "empty dir", "modes",
+                     "negative mtime", "non-ASCII names", "env values"])
+
+
+def build_multichunk(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    b = Build(out, "multichunk.lbox", password="many chunks", chunk_size=4096, ids=ids)
+    big = _text(2000, "big")[: 10 * 4096 + 100]  # 11 chunks: the chunk-index layout
+    eight = _text(1000, "eight")[: 8 * 4096]  # exactly 8 chunks: 8 inline refs
+    noise = hashlib.shake_256(b"incompressible").digest(4096 + 17)  # raw (uncompressed) frames
+    assert len(big) == 10 * 4096 + 100 and len(eight) == 8 * 4096
+    with b.commit() as o:
+        o.add("big.txt", big)
+        o.add("eight.txt", eight)
+        o.add("noise.bin", noise)
+        o.add("exact.bin", b"\x00" * 4096)  # one full chunk
+    return b.finish(["chunk_size 4096", "chunk index layout (11 chunks)", "8 inline refs",
+                     "raw frames", "compressed frames"])
+
+
+def build_history(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    b = Build(out, "history.lbox", password="history", ids=ids)
+    with b.commit() as o:  # generation 2
+        o.add("docs/readme.md", _text(3, "readme"))
+        o.add("docs/guide.md", _text(30, "guide"))
+        o.add("src/main.py", b"print('hello')\n", 0o755)
+        o.add("src/util/helpers.py", b"def helper():\n    return 1\n")
+        o.add("notes.txt", b"first notes\n")
+        o.env_set("FOO", b"bar")
+        o.env_set("TOKEN", b"secret")
+    with b.commit() as o:  # generation 3
+        o.move("docs/guide.md", "manual/guide.md")
+        o.remove("notes.txt")
+        o.env_remove("TOKEN")
+        o.env_set("FOO", b"baz")
+        o.add("src/util/more.py", b"MORE = 2\n")
+    with b.commit() as o:  # generation 4
+        o.remove("src/util", recursive=True)
+        o.move("src", "code")
+        o.add("notes.txt", b"second notes, a new file version\n")
+        o.add("docs/readme.md", _text(4, "readme v2"))  # replaced in place
+    return b.finish(["4 commits", "moves", "removals", "replacement", "env removal",
+                     "previous generation in the other slot"], previous=True)
+
+
+def build_keydir_external(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    b = Build(out, "keydir-external.lbox", password="external keydir", ids=ids)
+    with b.commit() as o:
+        for name in ("alice", "bob", "carol", "dave"):
+            o.w.add_recipient(ids[name].recipient(b.crypto))
+        o.add("team.txt", b"four recipients and a password\n")
+    b.identities = ["alice", "bob", "carol", "dave"]
+    return b.finish(["password", "4 recipients", "external key directory page"],
+                    reproducible=False)
+
+
+def build_wide(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    b = Build(out, "wide.lbox", password="wide", ids=ids)
+    with b.commit() as o:
+        for i in range(700):
+            o.mkdir(f"directory-number-{i:04d}-with-a-longish-name", 0o755, MTIME)
+        o.add("directory-number-0000-with-a-longish-name/inside.txt", b"inside\n")
+        o.add("zz-last.txt", b"last\n")
+    return b.finish(["TOC of height 2", "internal node", "root_leaves"])
+
+
+BUILDERS: list[Callable[[Path, dict[str, Identity]], dict[str, Any]]] = [
+    build_hello, build_kdf_default, build_recipient, build_password_recipient, build_tree,
+    build_multichunk, build_history, build_keydir_external, build_wide,
+]
+IDENTITY_NAMES = ("alice", "bob", "carol", "dave")
+
+
+def make_identities(out: Path) -> dict[str, Identity]:
+    ids = {}
+    for name in IDENTITY_NAMES:
+        ident = Identity.generate(SeededCrypto(f"identity/{name}"))
+        ids[name] = ident
+        (out / f"{name}.identity").write_text(
+            f"# lockbox test identity '{name}': PUBLIC, for tests only, never for real data\n"
+            f"{ident.encode()}\n")
+    return ids
+
+
+def check_archives(out: Path, manifest: dict[str, Any]) -> None:
+    """Cross-check: every structural property the archive is supposed to exercise."""
+    for m in manifest["archives"]:
+        data = (out / m["file"]).read_bytes()
+        slots = decode_superblock(data[:2 * SLOT_SIZE])
+        assert slots[0].generation == m["generation"], m["file"]
+    ext = decode_superblock((out / "keydir-external.lbox").read_bytes()[:2 * SLOT_SIZE])[0]
+    assert isinstance(ext.keydir, ExternalKeydir), "the key directory should be external"
+    hello = decode_superblock((out / "hello.lbox").read_bytes()[:2 * SLOT_SIZE])[0]
+    assert hello.slot_no == 0 and isinstance(hello.keydir, bytes)
+    box = Lockbox.open(out / "wide.lbox", password="wide")
+    try:
+        c = box.view.commit
+        assert c.toc.height == 2 and len(c.root_leaves) >= 2 and c.root_leaves_complete, c
+    finally:
+        box.close()
+    box = Lockbox.open(out / "multichunk.lbox", password="many chunks")
+    try:
+        e = box._run(box.view.stat_flow("big.txt"))
+        assert e.layout == LAYOUT_INDEX and e.chunks == 11, e
+        e = box._run(box.view.stat_flow("eight.txt"))
+        assert e.layout == LAYOUT_CHUNKS and len(e.refs) == 8, e
+    finally:
+        box.close()
+
+
+# -- primitive vectors -----------------------------------------------------------------
+
+ARCHIVE_ID = bytes(range(0x00, 0x10))
+CONTENT_KEY = bytes(range(0x20, 0x40))
+SESSION_ID = bytes(range(0x40, 0x50))
+FILE_ID = bytes(range(0x60, 0x70))
+SALT = bytes(range(0x70, 0x80))
+TAG_A = bytes([0xA0] * 16)
+TAG_B = bytes([0xB0] * 16)
+MLKEM_SEED = bytes(range(0x80, 0xC0))
+
+
+def _hex(b: bytes | bytearray | memoryview) -> str:
+    return bytes(b).hex()
+
+
+def _ref(r: Ref) -> dict[str, Any]:
+    return {"frame_offset": r.frame_offset, "frame_size": r.frame_size, "tag": r.tag.hex()}
+
+
+def _err(fn: Callable[[], object]) -> str:
+    try:
+        fn()
+    except Exception as e:  # the class name is the vector
+        return type(e).__name__
+    raise AssertionError("expected an error")
+
+
+def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
+    from lockbox.format.encoding import Reader
+
+    v: dict[str, Any] = {
+        "format_version": 1,
+        "about": "docs/FORMAT.md §19. Generated by tests/vectors/generate.py from the real "
+                 "code; checked by tests/test_vectors.py. All byte strings are hex.",
+    }
+    # §2 primitives
+    v["uvarint"] = [{"value": n, "hex": uvarint(n).hex()} for n in
+                    (0, 1, 127, 128, 300, 16383, 16384, 4096, 1048576, 2**32 - 1, 2**63,
+                     2**64 - 1)]
+    bad = ["80", "8000", "ff00", "ffffffffffffffffff7f", "ffffffffffffffffff02",
+           "ffffffffffffffffffff01"]
+    v["uvarint_invalid"] = [{"hex": h, "error": _err(lambda h=h: Reader(bytes.fromhex(h))
+                                                     .uvarint())} for h in bad]
+    v["svarint"] = [{"value": n, "zigzag": zigzag(n), "hex": svarint(n).hex()} for n in
+                    (0, -1, 1, -2, 2, 63, -64, 64, -1_000_000_000, 2**63 - 1, -(2**63))]
+    v["blob"] = [{"data": d.hex(), "hex": Builder().blob(d).getvalue().hex()}
+                 for d in (b"", b"abc", bytes(200))]
+    v["crc32"] = [{"data": d.hex(), "crc32": zlib.crc32(d)} for d in (b"", b"123456789")]
+    # §4 page header
+    ph = PageHeader(PageKind.FRAMES, 8192, 5000, 7)
+    v["page_header"] = {"kind": 1, "page_size": 8192, "used_size": 5000, "generation": 7,
+                        "hex": encode_page_header(ph).hex()}
+    # §5 frames
+    fh = FrameHeader(FrameKind.DATA_CHUNK, 100, 7, SESSION_ID, 3)
+    hdr = encode_frame_header(fh)
+    v["frame_header"] = {"kind": 5, "sealed_size": 100, "generation": 7,
+                         "session_id": SESSION_ID.hex(), "counter": 3, "hex": hdr.hex(),
+                         "crc32": int.from_bytes(hdr[44:48], "little")}
+    v["nonce"] = [{"counter": c, "hex": frame_nonce(c).hex()} for c in (0, 1, 2**32, 2**64 - 1)]
+    v["frame_aad"] = {"archive_id": ARCHIVE_ID.hex(), "header": hdr.hex(),
+                      "frame_offset": 16416, "hex": frame_aad(ARCHIVE_ID, hdr, 16416).hex()}
+    crypto = default_crypto()
+    codec = default_codec()
+    v["session_key"] = {"content_key": CONTENT_KEY.hex(), "session_id": SESSION_ID.hex(),
+                        "info": b"lockbox/v1/frame-key".hex(),
+                        "hex": session_key(crypto, CONTENT_KEY, SESSION_ID).hex()}
+    frames = []
+    for kind, gen, off, counter, payload, compress in (
+        (FrameKind.DATA_CHUNK, 2, 16416, 0, b"hello\n", False),
+        (FrameKind.TOC_NODE, 3, 20512, 5, b"\x01\x00\x00", False),
+        (FrameKind.ENV_NODE, 9, 1 << 33, 2**40, _text(8, "zstd"), True),
+    ):
+        sealer = FrameSealer(ScriptedCrypto(SESSION_ID), codec, ARCHIVE_ID, CONTENT_KEY)
+        sealer.counter = counter
+        plain = sealer.encode_plain(payload, compress=compress)
+        frame, ref = sealer.seal(kind, gen, off, plain)
+        frames.append({
+            "archive_id": ARCHIVE_ID.hex(), "content_key": CONTENT_KEY.hex(),
+            "session_id": SESSION_ID.hex(), "kind": int(kind), "generation": gen,
+            "frame_offset": off, "counter": counter, "payload": payload.hex(),
+            "codec": "zstd" if plain[0] == 1 else "raw", "plaintext": plain.hex(),
+            "frame": frame.hex(), "ref": _ref(ref),
+        })
+    assert frames[2]["codec"] == "zstd"
+    v["sealed_frames"] = frames
+    # §6 key slots
+    pw = "pa\u0073\u0073wo\u0308rd"  # "passwörd" with a decomposed ö: NFC composes it
+    pslot = new_password_slot(ScriptedCrypto(SALT, (0x01020304).to_bytes(4, "little")),
+                              ARCHIVE_ID, CONTENT_KEY, pw, WEAK)
+    ikm = crypto.argon2id(normalize_password(pw), SALT, time_cost=1, memory_kib=64,
+                          parallelism=1, length=32)
+    wrap = crypto.hkdf_sha256(ikm, ARCHIVE_ID, b"lockbox/v1/password-wrap", 32)
+    v["password_slot"] = {
+        "password": pw, "password_nfc_utf8": normalize_password(pw).hex(),
+        "archive_id": ARCHIVE_ID.hex(), "content_key": CONTENT_KEY.hex(),
+        "salt": SALT.hex(), "time_cost": 1, "memory_kib": 64, "parallelism": 1,
+        "slot_id": pslot.slot_id, "argon2id": ikm.hex(), "wrap_key": wrap.hex(),
+        "descriptor": pslot.descriptor().hex(), "aad": slot_aad(ARCHIVE_ID, pslot).hex(),
+        "wrapped_key": pslot.wrapped_key.hex(),
+    }
+    ident = Identity(MLKEM_SEED)
+    ek = crypto.mlkem1024_public_key(MLKEM_SEED)
+    pinned = (pin or {}).get("recipient_slot", {})
+    if pinned.get("seed") == MLKEM_SEED.hex() and pinned.get("kem_ciphertext"):
+        ct = bytes.fromhex(pinned["kem_ciphertext"])
+    else:
+        _, ct = crypto.mlkem1024_encapsulate(ek)
+    ss = crypto.mlkem1024_decapsulate(MLKEM_SEED, ct)
+    info = b"lockbox/v1/recipient-wrap" + hashlib.sha256(ek).digest() + \
+        hashlib.sha256(ct).digest()
+    rwrap = crypto.hkdf_sha256(ss, ARCHIVE_ID, info, 32)
+    rslot = RecipientSlot(0x0A0B0C0D, hashlib.sha256(ek).digest()[:8], ct, b"")
+    wrapped = crypto.aead(rwrap).seal(b"\x00" * 12, CONTENT_KEY, slot_aad(ARCHIVE_ID, rslot))
+    rslot = RecipientSlot(rslot.slot_id, rslot.fingerprint, ct, wrapped)
+    v["recipient_slot"] = {
+        "seed": MLKEM_SEED.hex(), "identity_text": ident.encode(),
+        "encapsulation_key": ek.hex(), "encapsulation_key_sha256": hashlib.sha256(ek).hexdigest(),
+        "recipient_text": ident.recipient(crypto).encode(),
+        "fingerprint": rslot.fingerprint.hex(), "kem_ciphertext": ct.hex(),
+        "kem_ciphertext_sha256": hashlib.sha256(ct).hexdigest(), "shared_secret": ss.hex(),
+        "archive_id": ARCHIVE_ID.hex(), "content_key": CONTENT_KEY.hex(),
+        "slot_id": rslot.slot_id, "wrap_info": info.hex(), "wrap_key": rwrap.hex(),
+        "aad_sha256": hashlib.sha256(slot_aad(ARCHIVE_ID, rslot)).hexdigest(),
+        "wrapped_key": wrapped.hex(),
+    }
+    kd = encode_keydir([pslot, rslot])
+    v["keydir"] = {"slots": ["password_slot", "recipient_slot"], "size": len(kd),
+                   "sha256": hashlib.sha256(kd).hexdigest(), "hex": kd.hex()}
+    # §9 keys and entries
+    v["toc_keys"] = [{"path": p, "hex": toc_key(p).hex()} for p in
+                     ("a", "docs", "docs/a.txt", "docs/sub/b", "\u00e9t\u00e9/x")]
+    r1 = Ref(16416, 150, TAG_A)
+    r2 = Ref(20512, 4160, TAG_B)
+    entries = [
+        ("file", Entry(EntryType.FILE, 0o644, MTIME, 6, 150,
+                       content_hash(b"hello\n"), FILE_ID, 1048576, LAYOUT_CHUNKS,
+                       (r1,))),
+        ("empty file", Entry(EntryType.FILE, 0o600, 0, 0, 120, content_hash(b""),
+                             FILE_ID, 4096, LAYOUT_CHUNKS, (r1,))),
+        ("index layout", Entry(EntryType.FILE, 0o644, MTIME, 4097 * 4096 + 1, 9999999,
+                               bytes(32), FILE_ID, 4096, LAYOUT_INDEX, (r1, r2))),
+        ("dir", Entry(EntryType.DIR, 0o755, MTIME)),
+        ("symlink", Entry(EntryType.SYMLINK, 0o777, -5, target="../target")),
+    ]
+    v["entries"] = [{"name": n, "hex": encode_entry(e).hex(), **_entry_json(e)}
+                    for n, e in entries]
+    # §8 nodes
+    leaf = Leaf([toc_key("docs"), toc_key("docs/a.txt"), toc_key("docs/b.txt")],
+                [encode_entry(entries[3][1]), encode_entry(entries[0][1]),
+                 encode_entry(entries[4][1])])
+    v["leaf_node"] = {"keys": [k.hex() for k in leaf.keys],
+                      "values": [x.hex() for x in leaf.values], "hex": encode_node(leaf).hex()}
+    internal = Internal(1, [Child(toc_key("a"), r1, 300), Child(toc_key("ab/c"), r2, 12)])
+    v["internal_node"] = {"level": 1, "children": [
+        {"first_key": c.first_key.hex(), "ref": _ref(c.ref), "count": c.count}
+        for c in internal.children], "hex": encode_node(internal).hex()}
+    # §10 chunks
+    hello_hash = content_hash(b"hello\n")
+    meta = ChunkMeta(EntryType.FILE, 0o644, MTIME, 6, hello_hash, 1048576)
+    v["chunk_payloads"] = [
+        {"file_id": FILE_ID.hex(), "chunk_no": 0, "path": "hello.txt", "last": True,
+         "type": 1, "mode": 0o644, "mtime_ns": MTIME, "size": 6,
+         "content_hash": hello_hash.hex(), "chunk_size": 1048576, "target": "",
+         "data": b"hello\n".hex(),
+         "hex": encode_chunk(ChunkHeader(FILE_ID, 0, "hello.txt", meta), b"hello\n").hex()},
+        {"file_id": FILE_ID.hex(), "chunk_no": 300, "path": "d/big", "last": False,
+         "data": b"xyz".hex(),
+         "hex": encode_chunk(ChunkHeader(FILE_ID, 300, "d/big", None), b"xyz").hex()},
+    ]
+    v["index_payload"] = {"file_id": FILE_ID.hex(), "first_chunk_no": 4096,
+                          "refs": [_ref(r1), _ref(r2)],
+                          "hex": encode_index(FILE_ID, 4096, [r1, r2]).hex()}
+    # §7 commit records
+    commits = [
+        ("inline TOC root", CommitRecord(
+            generation=2, time_ns=T0, archive_end=20480, default_chunk_size=1048576,
+            keydir_sha256=hashlib.sha256(kd).digest(),
+            toc=TreeRoot(3, 1, None, encode_node(leaf)), env=TreeRoot(), space=None,
+            stats=Stats(2, 1, 0, 6, 150))),
+        ("refs, space root, root_leaves", CommitRecord(
+            generation=300, time_ns=T0 + 1, archive_end=1 << 32, default_chunk_size=4096,
+            keydir_sha256=bytes(32), toc=TreeRoot(312, 2, r2, None),
+            env=TreeRoot(1, 1, r1, None), space=TreeRoot(5, 1, r1, None),
+            root_leaves=(r1, r2), root_leaves_complete=True,
+            stats=Stats(300, 11, 1, 123456789, 130000000))),
+    ]
+    v["commit_records"] = [{"name": n, **_commit_json(c), "hex": encode_commit(c).hex()}
+                           for n, c in commits]
+    # §3 slots
+    sealer = FrameSealer(ScriptedCrypto(SESSION_ID), codec, ARCHIVE_ID, CONTENT_KEY)
+    rec = commits[0][1]
+    small_kd = encode_keydir([pslot])
+    off = commit_frame_offset(0, small_kd)
+    frame, _ = sealer.seal(FrameKind.COMMIT, 2, off,
+                           sealer.encode_plain(encode_commit(rec), compress=False))
+    image = encode_slot(Slot(0, ARCHIVE_ID, 2, small_kd, frame))
+    used = SLOT_HEADER_SIZE + len(small_kd) + len(frame) + 4
+    ext = ExternalKeydir(16384, len(kd), hashlib.sha256(kd).digest())
+    off2 = commit_frame_offset(1, ext)
+    sealer.counter = 1
+    frame2, _ = sealer.seal(FrameKind.COMMIT, 3, off2,
+                            sealer.encode_plain(encode_commit(rec), compress=False))
+    image2 = encode_slot(Slot(1, ARCHIVE_ID, 3, ext, frame2))
+    used2 = SLOT_HEADER_SIZE + 44 + len(frame2) + 4
+    assert not image[used:].strip(b"\x00") and not image2[used2:].strip(b"\x00")
+    v["slots"] = [
+        {"name": "inline key directory", "slot_no": 0, "archive_id": ARCHIVE_ID.hex(),
+         "generation": 2, "keydir": small_kd.hex(), "commit_frame_offset": off,
+         "commit_frame": frame.hex(), "used": used, "hex": image[:used].hex()},
+        {"name": "external key directory", "slot_no": 1, "archive_id": ARCHIVE_ID.hex(),
+         "generation": 3, "keydir_page_offset": 16384, "keydir_size": len(kd),
+         "keydir_sha256": ext.sha256.hex(), "commit_frame_offset": off2,
+         "commit_frame": frame2.hex(), "used": used2, "hex": image2[:used2].hex()},
+    ]
+    v["tiny_archive"] = tiny_archive(hello)
+    return v
+
+
+def _entry_json(e: Entry) -> dict[str, Any]:
+    d: dict[str, Any] = {"type": int(e.type), "mode": e.mode, "mtime_ns": e.mtime_ns}
+    if e.type == EntryType.FILE:
+        d.update(size=e.size, stored_size=e.stored_size, content_hash=e.content_hash.hex(),
+                 file_id=e.file_id.hex(), chunk_size=e.chunk_size, layout=e.layout,
+                 refs=[_ref(r) for r in e.refs])
+    elif e.type == EntryType.SYMLINK:
+        d["target"] = e.target
+    return d
+
+
+def _root_json(t: TreeRoot | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    d: dict[str, Any] = {"count": t.count, "height": t.height}
+    if t.ref is not None:
+        d["ref"] = _ref(t.ref)
+    if t.inline is not None:
+        d["inline"] = t.inline.hex()
+    return d
+
+
+def _commit_json(c: CommitRecord) -> dict[str, Any]:
+    return {
+        "generation": c.generation, "time_ns": c.time_ns, "archive_end": c.archive_end,
+        "default_chunk_size": c.default_chunk_size, "keydir_sha256": c.keydir_sha256.hex(),
+        "toc": _root_json(c.toc), "env": _root_json(c.env), "space": _root_json(c.space),
+        "root_leaves": [_ref(r) for r in c.root_leaves],
+        "root_leaves_complete": c.root_leaves_complete,
+        "stats": {"files": c.stats.files, "dirs": c.stats.dirs, "symlinks": c.stats.symlinks,
+                  "file_bytes": c.stats.file_bytes, "stored_bytes": c.stats.stored_bytes},
+    }
+
+
+def tiny_archive(path: Path) -> dict[str, Any]:
+    """The §19 walk-through of hello.lbox, every intermediate value included."""
+    from lockbox.format.chunk import decode_chunk
+    from lockbox.format.commit import decode_commit
+    from lockbox.format.entry import decode_entry
+    from lockbox.format.frame import decode_frame_header
+    from lockbox.format.keydir import decode_keydir
+    from lockbox.format.node import decode_node
+    from lockbox.format.page import decode_page_header
+    from lockbox.frames import FrameOpener
+    from lockbox.keys import unlock
+
+    data = path.read_bytes()
+    crypto = default_crypto()
+    codec = default_codec()
+    slots = decode_superblock(data[:2 * SLOT_SIZE])
+    s = slots[0]
+    assert isinstance(s.keydir, bytes)
+    key_slots = decode_keydir(s.keydir)
+    content_key, _ = unlock(crypto, s.archive_id, key_slots, password="lockbox")
+    opener = FrameOpener(crypto, codec, s.archive_id, content_key)
+    ch, payload = opener.open_at(s.commit_frame, s.commit_frame_offset, FrameKind.COMMIT)
+    commit = decode_commit(payload)
+    used = SLOT_HEADER_SIZE + len(s.keydir) + len(s.commit_frame) + 4
+    page = data[16384:]
+    phdr = decode_page_header(page)
+    leaf = decode_node(commit.toc.inline or b"", 65536)
+    assert isinstance(leaf, Leaf)
+    entry = decode_entry(leaf.values[0])
+    ref = entry.refs[0]
+    blob = data[ref.frame_offset:ref.frame_offset + ref.frame_size]
+    fh = decode_frame_header(blob)
+    chunk_payload = opener.open_ref(blob, ref, FrameKind.DATA_CHUNK)
+    _, chunk_data = decode_chunk(chunk_payload)
+    assert bytes(chunk_data) == b"hello\n"
+    pslot = key_slots[0]
+    old = slots[1]
+    return {
+        "file": path.name, "size": len(data), "password": "lockbox",
+        "archive_id": s.archive_id.hex(), "content_key": content_key.hex(),
+        "password_slot_id": pslot.slot_id, "generation": s.generation,
+        "slot0_used": used, "slot0": data[:used].hex(),
+        "slot1_generation": old.generation,
+        "slot1_used": SLOT_HEADER_SIZE + len(old.keydir) + len(old.commit_frame) + 4,
+        "slot1": data[SLOT_SIZE:SLOT_SIZE + SLOT_HEADER_SIZE + len(old.keydir)  # type: ignore
+                      + len(old.commit_frame) + 4].hex(),
+        "keydir": s.keydir.hex(),
+        "commit_frame_offset": s.commit_frame_offset,
+        "commit_session_id": ch.session_id.hex(), "commit_counter": ch.counter,
+        "commit_session_key": session_key(crypto, content_key, ch.session_id).hex(),
+        "commit_plaintext": payload.hex(), "commit": _commit_json(commit),
+        "toc_leaf": (commit.toc.inline or b"").hex(), "toc_key": leaf.keys[0].hex(),
+        "entry": leaf.values[0].hex(),
+        "page_offset": 16384, "page_size": phdr.page_size, "page_used": phdr.used_size,
+        "page": page[:phdr.used_size].hex(),
+        "chunk_frame_offset": ref.frame_offset, "chunk_frame_size": ref.frame_size,
+        "chunk_session_id": fh.session_id.hex(), "chunk_counter": fh.counter,
+        "chunk_session_key": session_key(crypto, content_key, fh.session_id).hex(),
+        "chunk_payload": chunk_payload.hex(),
+    }
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, indent=1, ensure_ascii=False) + "\n"
+
+
+def _dump_manifest(manifest: dict[str, Any]) -> str:
+    """Like _dump, but one line per listed entry (the manifest stays readable)."""
+    marker = "\x00ENTRY{}\x00"
+    lines: list[str] = []
+
+    def compact(state: dict[str, Any]) -> None:
+        for i, e in enumerate(state["entries"]):
+            lines.append(json.dumps(e, ensure_ascii=False))
+            state["entries"][i] = marker.format(len(lines) - 1)
+
+    copy = json.loads(json.dumps(manifest))
+    for m in copy["archives"]:
+        compact(m)
+        if "previous" in m:
+            compact(m["previous"])
+    text = _dump(copy)
+    for i, line in enumerate(lines):
+        text = text.replace(json.dumps(marker.format(i)), line, 1)
+    return text
+
+
+def generate(out: Path, pin: Path | None = None) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    pinned = json.loads(pin.read_text()) if pin is not None and pin.exists() else None
+    ids = make_identities(out)
+    manifest = {
+        "format_version": 1,
+        "about": "Golden archives of docs/FORMAT.md version 1, written by "
+                 "tests/vectors/generate.py; 'entries' is the expected recursive listing.",
+        "archives": [build(out, ids) for build in BUILDERS],
+    }
+    check_archives(out, manifest)
+    (out / "manifest.json").write_text(_dump_manifest(manifest))
+    vec = vectors(pinned, out / "hello.lbox")
+    (out / "vectors.json").write_text(_dump(vec))
+    return manifest
+
+
+def hexdump(data: bytes, base: int = 0) -> str:
+    lines = []
+    for i in range(0, len(data), 16):
+        row = data[i:i + 16]
+        lines.append(f"{base + i:08x}  {' '.join(f'{b:02x}' for b in row)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--pin", type=Path, default=DEFAULT_OUT / "vectors.json",
+                    help="vectors.json whose ML-KEM ciphertext is reused")
+    ap.add_argument("--doc", action="store_true", help="print the §19 hex dumps of --out")
+    args = ap.parse_args(argv)
+    if args.doc:
+        t = json.loads((args.out / "vectors.json").read_text())["tiny_archive"]
+        print(hexdump(bytes.fromhex(t["slot0"])))
+        print()
+        print(hexdump(bytes.fromhex(t["page"]), t["page_offset"]))
+        return 0
+    generate(args.out, args.pin)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
