@@ -8,7 +8,7 @@ from typing import Any
 
 from .format.constants import FORMAT_VERSION, EntryType
 from .format.entry import Entry
-from .format.keydir import KeySlot, PasswordSlot
+from .format.keydir import KeySlot, PasswordSlot, RecipientSlot
 
 __all__ = ["EntryInfo", "ArchiveInfo", "SlotInfo", "entry_info"]
 
@@ -72,7 +72,9 @@ class SlotInfo:
                    else f"{s.memory_kib} KiB")
             return cls(s.slot_id, "password",
                        f"argon2id m={mem} t={s.time_cost} p={s.parallelism}")
-        return cls(s.slot_id, "recipient", f"ml-kem-1024 {s.fingerprint.hex()}")
+        if isinstance(s, RecipientSlot):
+            return cls(s.slot_id, "recipient", "ml-kem-1024 (recipient not recorded)")
+        return cls(s.slot_id, "unusable", s.reason)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,13 @@ import unicodedata
 from dataclasses import dataclass
 
 from .crypto.base import MLKEM1024_EK_SIZE, MLKEM1024_SEED_SIZE, CryptoBackend
-from .errors import FormatError, IntegrityError, UsageError, WrongKeyError
+from .errors import (
+    FormatError,
+    IntegrityError,
+    LimitExceededError,
+    UsageError,
+    WrongKeyError,
+)
 from .format.constants import (
     DEFAULT_ARGON2_MEMORY_KIB,
     DEFAULT_ARGON2_TIME_COST,
@@ -27,11 +33,12 @@ from .format.constants import (
     LABEL_RECIPIENT_WRAP,
 )
 from .format.keydir import (
-    FINGERPRINT_SIZE,
     SALT_SIZE,
     KeySlot,
     PasswordSlot,
     RecipientSlot,
+    UnusableSlot,
+    check_argon2_params,
     slot_aad,
 )
 
@@ -70,7 +77,8 @@ class Recipient:
 
     @property
     def fingerprint(self) -> bytes:
-        return hashlib.sha256(self.public_key).digest()[:FINGERPRINT_SIZE]
+        """A local display hint (SHA-256 of the key, first 8 bytes); never stored."""
+        return hashlib.sha256(self.public_key).digest()[:8]
 
     def encode(self) -> str:
         return RECIPIENT_PREFIX + base64.urlsafe_b64encode(self.public_key).decode().rstrip("=")
@@ -114,7 +122,7 @@ class Identity:
 
 def _b64(text: str, what: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (ValueError, TypeError):
         raise FormatError(f"{what}: bad base64") from None
 
@@ -144,6 +152,9 @@ def new_password_slot(crypto: CryptoBackend, archive_id: bytes, content_key: byt
     pw = normalize_password(password)
     if not pw:
         raise UsageError("the password is empty")
+    reason = check_argon2_params(params.time_cost, params.memory_kib, 1)
+    if reason:
+        raise UsageError(reason)
     salt = crypto.random_bytes(SALT_SIZE)
     slot = PasswordSlot(_new_slot_id(crypto, taken or set()), salt, params.time_cost,
                         params.memory_kib, 1, b"")
@@ -155,10 +166,10 @@ def new_password_slot(crypto: CryptoBackend, archive_id: bytes, content_key: byt
 def new_recipient_slot(crypto: CryptoBackend, archive_id: bytes, content_key: bytes,
                        recipient: Recipient, taken: set[int] | None = None) -> RecipientSlot:
     ss, ct = crypto.mlkem1024_encapsulate(recipient.public_key)
-    slot = RecipientSlot(_new_slot_id(crypto, taken or set()), recipient.fingerprint, ct, b"")
+    slot = RecipientSlot(_new_slot_id(crypto, taken or set()), ct, b"")
     key = _recipient_wrap_key(crypto, archive_id, ss, recipient.public_key, ct)
     wrapped = crypto.aead(key).seal(_ZERO_NONCE, content_key, slot_aad(archive_id, slot))
-    return RecipientSlot(slot.slot_id, slot.fingerprint, ct, wrapped)
+    return RecipientSlot(slot.slot_id, ct, wrapped)
 
 
 def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
@@ -180,8 +191,6 @@ def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
             key = _password_wrap_key(crypto, archive_id, pw, slot.salt, slot.time_cost,
                                      slot.memory_kib)
         elif isinstance(slot, RecipientSlot) and identity is not None and ek is not None:
-            if slot.fingerprint != hashlib.sha256(ek).digest()[:FINGERPRINT_SIZE]:
-                continue
             tried.append("identity")
             ss = crypto.mlkem1024_decapsulate(identity.seed, slot.kem_ciphertext)
             key = _recipient_wrap_key(crypto, archive_id, ss, ek, slot.kem_ciphertext)
@@ -191,6 +200,10 @@ def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
             return crypto.aead(key).open(_ZERO_NONCE, slot.wrapped_key, aad), slot.slot_id
         except IntegrityError:
             continue
+    unusable = [s for s in slots if isinstance(s, UnusableSlot)]
+    if unusable and not tried:
+        raise LimitExceededError("no key slot can be used by this reader: "
+                                 + "; ".join(s.reason for s in unusable))
     if pw is not None and not any(isinstance(s, PasswordSlot) for s in slots):
         raise WrongKeyError("this archive has no password slot; open it with an identity")
     if identity is not None and pw is None and "identity" not in tried:

@@ -15,11 +15,20 @@ from .format.constants import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_SIZE,
     MIN_CHUNK_SIZE,
+    SLOT_SIZE,
     SUPERBLOCK_SIZE,
     FrameKind,
 )
 from .format.keydir import KeySlot, encode_keydir
-from .format.superblock import SLOT_CAPACITY, Slot, commit_frame_offset, encode_slot, slot_offset
+from .format.page import encode_keydir_page
+from .format.superblock import (
+    ExternalKeydir,
+    Slot,
+    commit_frame_offset,
+    encode_slot,
+    keydir_fits_inline,
+    slot_offset,
+)
 from .frames import FrameSealer
 from .keys import DEFAULT_ARGON2, Argon2Params, Recipient, new_password_slot, new_recipient_slot
 from .platform import default_codec, default_crypto
@@ -53,25 +62,31 @@ def create_archive(path: str | os.PathLike[str], *, password: str | bytes | None
         slots.append(new_recipient_slot(crypto, archive_id, content_key, r,
                                         {s.slot_id for s in slots}))
     keydir = encode_keydir(slots)
-    if len(keydir) > SLOT_CAPACITY - 1024:
-        raise UsageError("too many key slots for a new archive; add more with 'keys add-*'")
+    # The key directory always gets a KEYDIR page right after the superblock (a copy for
+    # recovery scanners); the slot holds it inline when it fits, else points at the page.
+    keydir_page = encode_keydir_page(archive_id, keydir, 1)
+    keydir_field: bytes | ExternalKeydir = keydir if keydir_fits_inline(len(keydir)) else \
+        ExternalKeydir(SUPERBLOCK_SIZE, len(keydir), hashlib.sha256(keydir).digest())
     record = CommitRecord(
-        generation=1, time_ns=time.time_ns(), archive_end=SUPERBLOCK_SIZE,
+        generation=1, time_ns=time.time_ns(), archive_end=SUPERBLOCK_SIZE + len(keydir_page),
         default_chunk_size=chunk_size, keydir_sha256=hashlib.sha256(keydir).digest(),
         toc=EMPTY_TREE, env=EMPTY_TREE, space=None)
     sealer = FrameSealer(crypto, codec, archive_id, content_key)
     slot_no = 1
-    frame, _ = sealer.seal(FrameKind.COMMIT, 1, commit_frame_offset(slot_no, keydir),
+    frame, _ = sealer.seal(FrameKind.COMMIT, 1, commit_frame_offset(slot_no, keydir_field),
                            sealer.encode_plain(encode_commit(record), compress=False))
     image = bytearray(SUPERBLOCK_SIZE)
-    image[slot_offset(slot_no):slot_offset(slot_no) + len(image) // 2] = encode_slot(
-        Slot(slot_no, archive_id, 1, keydir, frame))
+    image[slot_offset(slot_no):slot_offset(slot_no) + SLOT_SIZE] = encode_slot(
+        Slot(slot_no, archive_id, 1, keydir_field, frame))
+    image += keydir_page
     directory = os.path.dirname(path)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.lbx-new")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, image)
+            view = memoryview(image)
+            while view:
+                view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)

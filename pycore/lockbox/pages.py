@@ -100,17 +100,14 @@ class PageWriter:
         self.used = 0
         self.pages_written += 1
 
-    def write_raw_page(self, kind: PageKind, content: bytes) -> int:
-        """Write a page holding ``content`` verbatim (a key-directory page)."""
+    def write_page(self, page: bytes) -> int:
+        """Write a complete page image (e.g. a KEYDIR page) at the next page offset."""
         self.close_page()
-        used = PAGE_HEADER_SIZE + len(content)
-        size = _round_up(used)
-        if size > MAX_PAGE_SIZE:
-            raise CommitError("key directory too large for one page")
+        if len(page) % PAGE_UNIT:
+            raise CommitError("a page image must be a multiple of the page unit")
         offset = self.page_offset
-        header = encode_page_header(PageHeader(kind, size, used, self.generation))
-        self._pwrite(header + content + b"\x00" * (size - used), offset)
-        self.page_offset += size
+        self._pwrite(page, offset)
+        self.page_offset += len(page)
         self._buf_offset = self.page_offset
         self.pages_written += 1
         return offset

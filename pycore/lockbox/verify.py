@@ -57,6 +57,9 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
                         report.problems.append(f"TOC entry: {e}")
             if n != root.count:
                 report.problems.append("TOC entry count differs from the commit record")
+        elif sum(leaf.count for leaf in leaves) != root.count:
+            report.problems.append("env value count differs from the commit record")
+    _check_tree_shape(files, c, report)
     if c.root_leaves:
         try:
             yield from view.nodes_flow(FrameKind.TOC_NODE, list(c.root_leaves))
@@ -136,3 +139,22 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
         if offset != c.archive_end and not report.problems:
             report.problems.append("pages do not end at the committed end of the archive")
     return report
+
+
+def _check_tree_shape(files: list[tuple[str, Entry]], c: object, report: VerifyReport) -> None:
+    """Every parent exists and is a directory; the commit's statistics add up."""
+    dirs = {p for p, e in files if e.type == EntryType.DIR}
+    counts = {EntryType.FILE: 0, EntryType.DIR: 0, EntryType.SYMLINK: 0}
+    file_bytes = 0
+    for path, e in files:
+        counts[e.type] += 1
+        if e.type == EntryType.FILE:
+            file_bytes += e.size
+        parent = path.rpartition("/")[0]
+        if parent and parent not in dirs:
+            report.problems.append(f"{path}: its parent directory is missing")
+    stats = c.stats  # type: ignore[attr-defined]
+    if (stats.files, stats.dirs, stats.symlinks, stats.file_bytes) != (
+            counts[EntryType.FILE], counts[EntryType.DIR], counts[EntryType.SYMLINK],
+            file_bytes):
+        report.problems.append("the commit record's statistics do not match the TOC")

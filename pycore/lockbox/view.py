@@ -19,8 +19,8 @@ from .errors import (
     FormatError,
     IntegrityError,
     InvalidPathError,
+    LimitExceededError,
     NotFoundError,
-    TruncatedError,
     WrongKeyError,
 )
 from .format.chunk import ChunkHeader, decode_chunk, decode_index
@@ -30,10 +30,10 @@ from .format.constants import (
     MAX_ENV_VALUE_SIZE,
     MAX_KEYDIR_SIZE,
     PAGE_HEADER_SIZE,
+    PAGE_UNIT,
     SUPERBLOCK_SIZE,
     EntryType,
     FrameKind,
-    PageKind,
 )
 from .format.entry import (
     LAYOUT_CHUNKS,
@@ -49,7 +49,7 @@ from .format.entry import (
 )
 from .format.keydir import KeySlot, decode_keydir
 from .format.node import Internal, Leaf, Node, decode_node
-from .format.page import decode_page_header
+from .format.page import decode_keydir_page
 from .format.refs import Ref
 from .format.superblock import ExternalKeydir, Slot, decode_superblock
 from .frames import FrameOpener
@@ -59,7 +59,7 @@ from .ranges import ByteRange
 __all__ = ["ArchiveView", "open_flow", "TreeName", "ChunkData"]
 
 TreeName = FrameKind  # FrameKind.TOC_NODE / ENV_NODE / SPACE_NODE name a tree
-_VALUE_LIMITS = {FrameKind.TOC_NODE: MAX_ENTRY_SIZE, FrameKind.ENV_NODE: MAX_ENV_VALUE_SIZE + 8,
+_VALUE_LIMITS = {FrameKind.TOC_NODE: MAX_ENTRY_SIZE, FrameKind.ENV_NODE: MAX_ENV_VALUE_SIZE,
                  FrameKind.SPACE_NODE: 64}
 
 
@@ -76,15 +76,11 @@ def _fetch_keydir_flow(slot: Slot) -> Flow[bytes]:
         return kd
     assert isinstance(kd, ExternalKeydir)
     if kd.keydir_size > MAX_KEYDIR_SIZE:
-        raise FormatError("external key directory larger than the limit")
-    blobs = yield Read((ByteRange(kd.page_offset, PAGE_HEADER_SIZE + kd.keydir_size),))
-    blob = blobs[0]
-    header = decode_page_header(blob)
-    if header.kind != PageKind.KEYDIR or header.used_size != PAGE_HEADER_SIZE + kd.keydir_size:
-        raise FormatError("external key directory page does not match its pointer")
-    if len(blob) < header.used_size:
-        raise TruncatedError("external key directory is truncated")
-    data = bytes(blob[PAGE_HEADER_SIZE:header.used_size])
+        raise LimitExceededError("external key directory larger than the limit")
+    blobs = yield Read((ByteRange(kd.page_offset, PAGE_HEADER_SIZE + 16 + kd.keydir_size),))
+    _, archive_id, data = decode_keydir_page(blobs[0])
+    if archive_id != slot.archive_id or len(data) != kd.keydir_size:
+        raise IntegrityError("external key directory page does not match its pointer")
     if hashlib.sha256(data).digest() != kd.sha256:
         raise IntegrityError("external key directory does not match its checksum")
     return data
@@ -99,6 +95,7 @@ def open_flow(crypto: CryptoBackend, codec: CodecBackend, *, password: str | byt
     slots = decode_superblock(blobs[0])
     unlocked: dict[bytes, tuple[bytes, list[KeySlot], int]] = {}
     last_error: Exception | None = None
+    wrong_key: WrongKeyError | None = None
     for slot in slots:
         try:
             keydir = yield from _fetch_keydir_flow(slot)
@@ -114,18 +111,27 @@ def open_flow(crypto: CryptoBackend, codec: CodecBackend, *, password: str | byt
             opener = FrameOpener(crypto, codec, slot.archive_id, content_key)
             header, payload = opener.open_at(slot.commit_frame, slot.commit_frame_offset,
                                              FrameKind.COMMIT)
-            commit = decode_commit(payload)
+            if header.frame_size != len(slot.commit_frame):
+                raise FormatError("commit frame size does not match its slot")
+            commit = decode_commit(bytes(payload))
             if not commit.generation == header.generation == slot.generation:
                 raise IntegrityError("commit record generation does not match its slot")
+            if commit.archive_end < SUPERBLOCK_SIZE or commit.archive_end % PAGE_UNIT:
+                raise FormatError("commit record: archive end is out of place")
             if commit.keydir_sha256 != hashlib.sha256(keydir).digest():
                 raise IntegrityError("key directory was modified outside a commit")
             return ArchiveView(opener, slot, commit, key_slots, slot_id, keydir, cache)
-        except WrongKeyError:
-            if last_error is None:
+        except WrongKeyError as exc:
+            # The newest slot's keys do not open it. Try the older slot only if its key
+            # directory differs (the newest may have been damaged or tampered with).
+            older = [s for s in slots if s.generation < slot.generation]
+            if not older or older[0].keydir == slot.keydir:
                 raise
-            break  # the older slot's keys do not open it either: report its damage
+            wrong_key = exc
         except (FormatError, IntegrityError) as exc:
             last_error = exc
+    if wrong_key is not None:
+        raise wrong_key
     assert last_error is not None
     raise last_error
 
@@ -382,7 +388,10 @@ class ArchiveView:
     def env_items_flow(self) -> Flow[list[tuple[str, bytes]]]:
         pairs = yield from self.scan_flow(FrameKind.ENV_NODE, self.commit.env,
                                           [(b"", b"\xff" * 8)])
-        return [(k.decode(), v) for k, v in pairs]
+        try:
+            return [(k.decode(), v) for k, v in pairs]
+        except UnicodeDecodeError:
+            raise FormatError("env tree: a name is not UTF-8") from None
 
 
 def _bisect(keys: list[bytes], key: bytes) -> int:

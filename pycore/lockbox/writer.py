@@ -35,11 +35,11 @@ from .format.constants import (
     MAX_SYMLINK_SIZE,
     EntryType,
     FrameKind,
-    PageKind,
 )
 from .format.entry import (
     LAYOUT_CHUNKS,
     LAYOUT_INDEX,
+    MAX_INDEX_REFS,
     Entry,
     decode_entry,
     encode_entry,
@@ -49,13 +49,15 @@ from .format.entry import (
     subtree_ranges,
     toc_key,
 )
-from .format.keydir import KeySlot, RecipientSlot, encode_keydir
+from .format.keydir import KeySlot, encode_keydir
+from .format.page import encode_keydir_page
 from .format.superblock import (
     SLOT_CAPACITY,
     ExternalKeydir,
     Slot,
     commit_frame_offset,
     encode_slot,
+    keydir_fits_inline,
     slot_offset,
 )
 from .frames import FrameSealer
@@ -72,8 +74,7 @@ if TYPE_CHECKING:
 __all__ = ["Writer", "Progress"]
 
 Progress = Callable[[str, int], None]  # (archive path, bytes just added)
-_COMMIT_RESERVE = 2048
-_NOT_LAST = encode_meta(None)  # room kept for the commit frame when placing the key directory
+_NOT_LAST = encode_meta(None)
 
 
 class _FdSource:
@@ -300,8 +301,12 @@ class Writer:
         total = 0
         chunk_no = 0
         skip_compress = 0
+        max_chunks = MAX_INDEX_REFS * INDEX_FANOUT
         cur = stream.read(csize)
         while True:
+            if chunk_no >= max_chunks:
+                raise UsageError(f"{path}: larger than the format allows at this chunk size "
+                                 f"({max_chunks * csize:,} bytes)")
             nxt = stream.read(csize) if len(cur) == csize else b""
             digest.update(cur)
             total += len(cur)
@@ -560,9 +565,6 @@ class Writer:
         return slot.slot_id
 
     def add_recipient(self, recipient: Recipient) -> int:
-        for s in self.key_slots:
-            if isinstance(s, RecipientSlot) and s.fingerprint == recipient.fingerprint:
-                raise UsageError("this recipient already has a slot")
         slot = new_recipient_slot(self.crypto, self.view.archive_id,
                                   self._archive._content_key, recipient,
                                   {s.slot_id for s in self.key_slots})
@@ -609,12 +611,16 @@ class Writer:
         env: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
             old, FrameKind.ENV_NODE, old.commit.env, self.env_changes, self._emit))  # type: ignore[arg-type]
         stats = _apply_stats(old.commit.stats, toc, self.toc_changes)
-        keydir = encode_keydir(self.key_slots)
-        keydir_field: bytes | ExternalKeydir = keydir
+        keydir_field: bytes | ExternalKeydir
+        if self._keys_changed:
+            keydir = encode_keydir(self.key_slots)
+            page_offset = self.pages.write_page(
+                encode_keydir_page(old.archive_id, keydir, self.generation))
+            keydir_field = keydir if keydir_fits_inline(len(keydir)) else ExternalKeydir(
+                page_offset, len(keydir), hashlib.sha256(keydir).digest())
+        else:  # unchanged: the same inline bytes, or the same KEYDIR page
+            keydir, keydir_field = old.keydir, old.slot.keydir
         record = self._record(old, toc, env, stats, keydir, 0)
-        if len(keydir) + _COMMIT_RESERVE > SLOT_CAPACITY:
-            keydir_field = ExternalKeydir(self.pages.write_raw_page(PageKind.KEYDIR, keydir),
-                                          len(keydir), hashlib.sha256(keydir).digest())
         # An inline root that does not fit beside the key directory is written out.
         roots = {"toc": toc.root, "env": env.root}
         budget = SLOT_CAPACITY - len(encode_slot_field(keydir_field)) - 512

@@ -92,6 +92,7 @@ class FrameKind(IntEnum):
 class PageKind(IntEnum):
     FRAMES = 1
     KEYDIR = 2
+    FREE = 3  # a freed (and redacted) page: the header, then zeros
 
 
 class Codec(IntEnum):

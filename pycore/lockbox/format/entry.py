@@ -26,14 +26,17 @@ from .refs import Ref, decode_ref
 
 __all__ = ["Entry", "normalize_path", "toc_key", "key_path", "split_path", "child_range",
            "subtree_ranges", "encode_entry", "decode_entry", "chunk_count",
-           "LAYOUT_CHUNKS", "LAYOUT_INDEX", "MAX_ENTRY_SIZE"]
+           "LAYOUT_CHUNKS", "LAYOUT_INDEX", "MAX_ENTRY_SIZE", "MAX_INDEX_REFS"]
 
 LAYOUT_CHUNKS = 0
 LAYOUT_INDEX = 1
 _TYPE_BYTE = {t: bytes([int(t)]) for t in EntryType}
 _LAYOUT_BYTE = {LAYOUT_CHUNKS: b"\x00", LAYOUT_INDEX: b"\x01"}
 MAX_ENTRY_SIZE = 64 * 1024
-_MAX_REFS = max(INLINE_CHUNK_REFS, (1 << 40) // (MIN_CHUNK_SIZE * INDEX_FANOUT) + 1)
+# Index refs of one entry: 2048 indexes x 4096 chunks x chunk size (8 TiB at 1 MiB chunks)
+# keeps every entry far below MAX_ENTRY_SIZE.
+MAX_INDEX_REFS = 2048
+_MAX_REFS = max(INLINE_CHUNK_REFS, MAX_INDEX_REFS)
 
 
 def normalize_path(path: str) -> str:
@@ -78,6 +81,8 @@ def key_path(key: bytes) -> str:
         raise FormatError("TOC key is not UTF-8") from None
     if "/" in n or n in (".", ".."):
         raise FormatError("TOC key has a bad name")
+    if p and any(c in ("", ".", "..") for c in p.split("/")):
+        raise FormatError("TOC key has a bad parent path")
     return f"{p}/{n}" if p else n
 
 

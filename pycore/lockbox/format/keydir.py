@@ -2,6 +2,11 @@
 
 docs/FORMAT.md §6. Decoding is pure; wrapping/unwrapping lives in
 ``lockbox.keys`` because it needs a crypto backend.
+
+A slot this reader cannot use (an unknown kind, or Argon2 parameters outside
+its limits) does not make the whole directory unreadable: it is kept as an
+:class:`UnusableSlot` (bytes preserved, so a writer rewrites it unchanged) and
+another slot may still open the archive.
 """
 
 from __future__ import annotations
@@ -22,15 +27,27 @@ from .constants import (
 )
 from .encoding import Builder, Reader
 
-__all__ = ["PasswordSlot", "RecipientSlot", "KeySlot", "encode_keydir", "decode_keydir",
-           "slot_aad", "KEYDIR_VERSION", "WRAPPED_KEY_SIZE", "SALT_SIZE", "FINGERPRINT_SIZE"]
+__all__ = ["PasswordSlot", "RecipientSlot", "UnusableSlot", "KeySlot", "encode_keydir",
+           "decode_keydir", "slot_aad", "check_argon2_params", "KEYDIR_VERSION",
+           "WRAPPED_KEY_SIZE", "SALT_SIZE", "KEM_CT_SIZE"]
 
 KEYDIR_VERSION = 1
 WRAPPED_KEY_SIZE = 48  # 32-byte content key + 16-byte tag
 SALT_SIZE = 16
-FINGERPRINT_SIZE = 8
 KEM_CT_SIZE = 1568
 _PW = struct.Struct("<16sIIB")  # salt, time_cost, memory_kib, parallelism
+
+
+def check_argon2_params(time_cost: int, memory_kib: int, parallelism: int) -> str:
+    """"" when the parameters are within the format's limits, else the reason."""
+    if not 1 <= time_cost <= ARGON2_MAX_TIME_COST:
+        return f"Argon2id time cost {time_cost} outside 1..{ARGON2_MAX_TIME_COST}"
+    if not ARGON2_MIN_MEMORY_KIB <= memory_kib <= ARGON2_MAX_MEMORY_KIB:
+        return (f"Argon2id memory {memory_kib} KiB outside "
+                f"{ARGON2_MIN_MEMORY_KIB}..{ARGON2_MAX_MEMORY_KIB} KiB")
+    if parallelism != 1:
+        return f"Argon2id parallelism {parallelism} (the format requires 1)"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,24 +65,49 @@ class PasswordSlot:
         """The slot's bytes without the wrapped key (bound into the wrap AAD)."""
         return _PW.pack(self.salt, self.time_cost, self.memory_kib, self.parallelism)
 
+    def body(self) -> bytes:
+        return self.descriptor() + self.wrapped_key
+
 
 @dataclass(frozen=True, slots=True)
 class RecipientSlot:
+    """An ML-KEM-1024 recipient. No fingerprint of the recipient is stored (which
+    public key a slot is for is not revealed): readers try every recipient slot."""
+
     slot_id: int
-    fingerprint: bytes  # first 8 bytes of SHA-256(encapsulation key), a hint only
     kem_ciphertext: bytes
     wrapped_key: bytes
 
     kind = SlotKind.MLKEM1024
 
     def descriptor(self) -> bytes:
-        return self.fingerprint + self.kem_ciphertext
+        return self.kem_ciphertext
+
+    def body(self) -> bytes:
+        return self.kem_ciphertext + self.wrapped_key
 
 
-KeySlot = PasswordSlot | RecipientSlot
+@dataclass(frozen=True, slots=True)
+class UnusableSlot:
+    """A slot this reader cannot use; its bytes are kept verbatim."""
+
+    slot_id: int
+    kind_code: int
+    raw_body: bytes
+    reason: str
+
+    @property
+    def kind(self) -> int:
+        return self.kind_code
+
+    def body(self) -> bytes:
+        return self.raw_body
 
 
-def slot_aad(archive_id: bytes, slot: KeySlot) -> bytes:
+KeySlot = PasswordSlot | RecipientSlot | UnusableSlot
+
+
+def slot_aad(archive_id: bytes, slot: PasswordSlot | RecipientSlot) -> bytes:
     return b"".join((AAD_SLOT, archive_id, bytes([int(slot.kind)]),
                      slot.slot_id.to_bytes(4, "little"), slot.descriptor()))
 
@@ -77,7 +119,7 @@ def encode_keydir(slots: list[KeySlot]) -> bytes:
         raise ValueError("duplicate slot id")
     b = Builder().raw(KEYDIR_MAGIC).u8(KEYDIR_VERSION).u16(len(slots))
     for s in slots:
-        body = s.descriptor() + s.wrapped_key
+        body = s.body()
         b.u8(int(s.kind)).u32(s.slot_id).u16(len(body)).raw(body)
     return b.getvalue()
 
@@ -108,20 +150,16 @@ def decode_keydir(buf: bytes) -> list[KeySlot]:
             if size != _PW.size + WRAPPED_KEY_SIZE:
                 raise FormatError("key directory: bad password slot size")
             salt, t, m, p = _PW.unpack_from(body, 0)
-            if not (1 <= t <= ARGON2_MAX_TIME_COST and
-                    ARGON2_MIN_MEMORY_KIB <= m <= ARGON2_MAX_MEMORY_KIB and p == 1):
-                raise LimitExceededError(
-                    f"key directory: Argon2id parameters out of range (t={t}, m={m} KiB, p={p})")
+            reason = check_argon2_params(t, m, p)
+            if reason:
+                slots.append(UnusableSlot(slot_id, kind, body, reason))
+                continue
             slots.append(PasswordSlot(slot_id, salt, t, m, p, body[_PW.size:]))
         elif kind == SlotKind.MLKEM1024:
-            if size != FINGERPRINT_SIZE + KEM_CT_SIZE + WRAPPED_KEY_SIZE:
+            if size != KEM_CT_SIZE + WRAPPED_KEY_SIZE:
                 raise FormatError("key directory: bad recipient slot size")
-            slots.append(RecipientSlot(slot_id, body[:FINGERPRINT_SIZE],
-                                       body[FINGERPRINT_SIZE:FINGERPRINT_SIZE + KEM_CT_SIZE],
-                                       body[FINGERPRINT_SIZE + KEM_CT_SIZE:]))
+            slots.append(RecipientSlot(slot_id, body[:KEM_CT_SIZE], body[KEM_CT_SIZE:]))
         else:
-            # Unknown slot kinds are skipped (a newer writer's slot type), not fatal:
-            # another slot may still open the archive.
-            continue
+            slots.append(UnusableSlot(slot_id, kind, body, f"unknown slot kind {kind}"))
     r.done()
     return slots

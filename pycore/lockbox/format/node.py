@@ -77,6 +77,13 @@ def encode_node(node: Node) -> bytes:
     return b.getvalue()
 
 
+def _shared_len(r: Reader, prev: bytes) -> int:
+    s = r.uvarint()
+    if s > len(prev):
+        raise FormatError("tree node: shared prefix longer than the previous key")
+    return s
+
+
 def decode_node(buf: bytes, value_limit: int) -> Node:
     if len(buf) > MAX_NODE_PLAIN_SIZE:
         raise LimitExceededError("node larger than the limit")
@@ -91,7 +98,7 @@ def decode_node(buf: bytes, value_limit: int) -> Node:
             raise FormatError("tree node: leaf with non-zero level")
         values: list[bytes] = []
         for _ in range(count):
-            s = r.uvarint(len(prev))
+            s = _shared_len(r, prev)
             key = prev[:s] + r.blob(MAX_KEY_SIZE - s)
             if keys and key <= prev:
                 raise FormatError("tree node: keys out of order")
@@ -107,7 +114,7 @@ def decode_node(buf: bytes, value_limit: int) -> Node:
             raise FormatError("tree node: empty internal node")
         children: list[Child] = []
         for _ in range(count):
-            s = r.uvarint(len(prev))
+            s = _shared_len(r, prev)
             key = prev[:s] + r.blob(MAX_KEY_SIZE - s)
             if children and key <= prev:
                 raise FormatError("tree node: separators out of order")

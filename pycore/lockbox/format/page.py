@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from ..errors import FormatError, IntegrityError, LimitExceededError, TruncatedError
 from .constants import MAX_PAGE_SIZE, PAGE_HEADER_SIZE, PAGE_MAGIC, PAGE_UNIT, PageKind
 
-__all__ = ["PageHeader", "encode_page_header", "decode_page_header", "PAGE_VERSION"]
+__all__ = ["PageHeader", "encode_page_header", "decode_page_header", "PAGE_VERSION",
+           "encode_keydir_page", "decode_keydir_page"]
 
 PAGE_VERSION = 1
 _HEADER = struct.Struct("<4sBBHIIQI")  # 28 bytes, then crc32
@@ -56,3 +57,31 @@ def decode_page_header(buf: bytes | memoryview) -> PageHeader:
     if not PAGE_HEADER_SIZE <= used <= size:
         raise FormatError("page header: used size out of range")
     return PageHeader(pkind, size, used, gen)
+
+
+def encode_keydir_page(archive_id: bytes, keydir: bytes, generation: int) -> bytes:
+    """A whole KEYDIR page: header, archive id, key directory, zero padding.
+
+    Written at creation and whenever the key slots change: the slots' copy is
+    authoritative, this one lets a recovery scanner unlock an archive whose
+    superblock is lost (and holds the key directory when it is too large for a
+    slot)."""
+    used = PAGE_HEADER_SIZE + len(archive_id) + len(keydir)
+    size = -(-used // PAGE_UNIT) * PAGE_UNIT
+    if size > MAX_PAGE_SIZE:
+        raise LimitExceededError("key directory too large for one page")
+    header = encode_page_header(PageHeader(PageKind.KEYDIR, size, used, generation))
+    return header + archive_id + keydir + b"\x00" * (size - used)
+
+
+def decode_keydir_page(buf: bytes | memoryview) -> tuple[PageHeader, bytes, bytes]:
+    """(header, archive id, key directory bytes) of a KEYDIR page."""
+    header = decode_page_header(buf)
+    if header.kind != PageKind.KEYDIR:
+        raise FormatError("not a key-directory page")
+    if header.used_size < PAGE_HEADER_SIZE + 16:
+        raise FormatError("key-directory page too short")
+    if len(buf) < header.used_size:
+        raise TruncatedError("key-directory page is truncated")
+    archive_id = bytes(buf[PAGE_HEADER_SIZE:PAGE_HEADER_SIZE + 16])
+    return header, archive_id, bytes(buf[PAGE_HEADER_SIZE + 16:header.used_size])

@@ -28,8 +28,9 @@ from .constants import (
     SLOT_SIZE,
 )
 
-__all__ = ["ExternalKeydir", "Slot", "encode_slot", "decode_slot", "decode_superblock",
-           "slot_offset", "commit_frame_offset", "SLOT_CAPACITY"]
+__all__ = ["ExternalKeydir", "Slot", "keydir_fits_inline", "COMMIT_RESERVE", "encode_slot",
+           "decode_slot", "decode_superblock", "slot_offset", "commit_frame_offset",
+           "SLOT_CAPACITY"]
 
 _HEAD = struct.Struct("<8sHBBI16sQII")  # 48 bytes
 _EXT = struct.Struct("<QI32s")  # 44 bytes
@@ -37,6 +38,13 @@ _CRC = struct.Struct("<I")
 FLAG_KEYDIR_EXTERNAL = 0x01
 # Bytes available to keydir field + commit frame in one slot.
 SLOT_CAPACITY = SLOT_SIZE - SLOT_HEADER_SIZE - 4
+# Room a writer keeps for the commit frame (record + frame overhead) beside an
+# inline key directory; a larger key directory is stored in its KEYDIR page.
+COMMIT_RESERVE = 2048
+
+
+def keydir_fits_inline(keydir_size: int) -> bool:
+    return keydir_size + COMMIT_RESERVE <= SLOT_CAPACITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +121,8 @@ def decode_slot(buf: bytes | memoryview, slot_no: int) -> Slot:
         raise IntegrityError(f"slot {slot_no}: checksum mismatch (torn or damaged)")
     if gen == 0:
         raise FormatError(f"slot {slot_no}: generation 0")
+    if gen % 2 != slot_no:
+        raise FormatError(f"slot {slot_no}: generation {gen} belongs in the other slot")
     field = bytes(buf[SLOT_HEADER_SIZE : SLOT_HEADER_SIZE + kd_size])
     keydir: bytes | ExternalKeydir
     if flags & FLAG_KEYDIR_EXTERNAL:
@@ -145,6 +155,11 @@ def decode_superblock(buf: bytes | memoryview) -> list[Slot]:
             slots.append(decode_slot(region, no))
         except (FormatError, IntegrityError) as e:
             errors.append(e)
+    for e in errors:
+        if isinstance(e, UnsupportedVersionError):
+            # A newer writer's slot: never fall back silently to an older v1 slot (a
+            # v1 writer would then overwrite the newer commit).
+            raise e
     if slots:
         if len({s.archive_id for s in slots}) > 1:
             raise IntegrityError("superblock: the two slots belong to different archives")

@@ -1,0 +1,206 @@
+"""The browser crypto backend: JS/WASM libraries called through ``pyodide.ffi``.
+
+It runs inside Pyodide only (a Web Worker, or Node for the tests) and needs the site's
+crypto bundle (``webapp/src/crypto-entry.mjs``, built by ``build.py`` into
+``vendor/crypto.<hash>.mjs``) installed on the JS global object first::
+
+    globalThis.lockboxCrypto = await (await import(manifest.entries.crypto)).init();
+
+Primitives (the bundle's glue functions are synchronous once ``init()`` resolved):
+
+* ChaCha20-Poly1305: libsodium ``crypto_aead_chacha20poly1305_ietf_encrypt/decrypt``;
+  a failed tag check comes back as JS ``null`` and is raised as :class:`IntegrityError`.
+* Argon2id: libsodium ``crypto_pwhash`` (``ALG_ARGON2ID13``; ``opslimit = t``,
+  ``memlimit = m * 1024``) for everything a lockbox archive can hold (16-byte salt, p = 1);
+  other parameters (shorter or longer salts, p > 1, tags under 16 bytes), which libsodium
+  refuses, go to @noble/hashes' pure-JS Argon2id. Both give RFC 9106 output; hash-wasm's
+  Argon2id is not used because it is asynchronous only (``argon2id()`` returns a Promise,
+  and this protocol is synchronous).
+* HKDF-SHA-256: :mod:`lockbox.crypto.hkdf` (stdlib ``hmac``).
+* ML-KEM-1024: @noble/post-quantum ``ml_kem1024`` (``keygen(d || z)``, ``encapsulate``,
+  ``decapsulate``); a key failing the FIPS 203 modulus check raises :class:`FormatError`.
+* BLAKE3: hash-wasm ``createBLAKE3`` (WASM); Python buffers reach it without a
+  Python-side copy (the glue reads them through ``PyProxy.getBuffer``).
+* Random bytes: ``crypto.getRandomValues`` (in pieces of at most 65,536 bytes).
+
+Importing this module outside Pyodide raises :class:`BackendUnavailableError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lockbox.crypto.base import (
+    AEAD_KEY_SIZE,
+    AEAD_NONCE_SIZE,
+    MLKEM1024_CT_SIZE,
+    MLKEM1024_EK_SIZE,
+    MLKEM1024_SEED_SIZE,
+    Aead,
+    Hasher,
+)
+from lockbox.crypto.hkdf import hkdf_sha256
+from lockbox.errors import BackendUnavailableError, FormatError, IntegrityError
+
+try:
+    import js  # type: ignore[import-not-found]
+    from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found]
+except ImportError as exc:
+    raise BackendUnavailableError(
+        f"the browser crypto backend runs only inside Pyodide: {exc}"
+    ) from exc
+
+__all__ = ["BrowserCryptoBackend", "CRYPTO_GLOBAL", "BUNDLE_API_VERSION"]
+
+CRYPTO_GLOBAL = "lockboxCrypto"  # globalThis name of the bundle's init() result
+BUNDLE_API_VERSION = 1  # API_VERSION of crypto-entry.mjs this module speaks
+
+_ARGON2_MAX_LANES = (1 << 24) - 1
+_ARGON2_MIN_SALT = 8
+_ARGON2_MIN_LENGTH = 4
+_ARGON2_MAX_U32 = (1 << 32) - 1
+
+
+def _check_size(value: bytes | bytearray | memoryview, size: int, what: str) -> None:
+    if len(value) != size:
+        raise ValueError(f"{what} must be {size} bytes, got {len(value)}")
+
+
+def _check_int(value: int, minimum: int, what: str, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ValueError(f"{what} must be {bound}, got {value}")
+
+
+def _bundle() -> Any:
+    api = getattr(js, CRYPTO_GLOBAL, None)
+    if api is None:
+        raise BackendUnavailableError(
+            f"the lockbox crypto bundle is not loaded: globalThis.{CRYPTO_GLOBAL} is missing "
+            "(the worker must import vendor/crypto.<hash>.mjs and set the result of its "
+            "init() there before Python uses the browser backend)"
+        )
+    version = getattr(api, "API_VERSION", None)
+    if version != BUNDLE_API_VERSION:
+        raise BackendUnavailableError(
+            f"the crypto bundle speaks API version {version}, this lockbox needs "
+            f"{BUNDLE_API_VERSION} (rebuild the site with build.py)"
+        )
+    return api
+
+
+class _ChaCha20Poly1305Aead:
+    """ChaCha20-Poly1305 (RFC 8439) bound to one key, on libsodium."""
+
+    __slots__ = ("_api", "_key")
+
+    def __init__(self, api: Any, key: bytes) -> None:
+        _check_size(key, AEAD_KEY_SIZE, "ChaCha20-Poly1305 key")
+        self._api = api
+        self._key = to_js(bytes(key))  # one JS Uint8Array, reused by every call
+
+    def seal(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        _check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
+        sealed: bytes = self._api.aeadSeal(self._key, nonce, plaintext, aad).to_bytes()
+        return sealed
+
+    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+        _check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
+        opened = self._api.aeadOpen(self._key, nonce, sealed, aad)
+        if opened is None:
+            raise IntegrityError("ChaCha20-Poly1305 authentication failed")
+        plaintext: bytes = opened.to_bytes()
+        return plaintext
+
+
+class _Blake3:
+    """An incremental BLAKE3 hash on hash-wasm (the JS ``Blake3`` glue object)."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self, js_hasher: Any) -> None:
+        self._h = js_hasher
+
+    def update(self, data: bytes | bytearray | memoryview) -> _Blake3:
+        self._h.update(data)  # the glue reads the Python buffer in place
+        return self
+
+    def digest(self) -> bytes:
+        out: bytes = self._h.digest().to_bytes()
+        return out
+
+    def hexdigest(self) -> str:
+        return self.digest().hex()
+
+
+class BrowserCryptoBackend:
+    """:class:`lockbox.crypto.base.CryptoBackend` on the site's JS/WASM crypto bundle."""
+
+    name = "browser"
+
+    def __init__(self) -> None:
+        self._api = _bundle()
+
+    def aead(self, key: bytes) -> Aead:
+        return _ChaCha20Poly1305Aead(self._api, key)
+
+    def argon2id(
+        self, password: bytes, salt: bytes, *, time_cost: int, memory_kib: int,
+        parallelism: int, length: int,
+    ) -> bytes:
+        _check_int(time_cost, 1, "Argon2id time_cost", _ARGON2_MAX_U32)
+        _check_int(parallelism, 1, "Argon2id parallelism", _ARGON2_MAX_LANES)
+        _check_int(memory_kib, 8 * parallelism, "Argon2id memory_kib", _ARGON2_MAX_U32)
+        _check_int(length, _ARGON2_MIN_LENGTH, "Argon2id length", _ARGON2_MAX_U32)
+        if len(salt) < _ARGON2_MIN_SALT:
+            raise ValueError(f"Argon2id salt must be at least {_ARGON2_MIN_SALT} bytes")
+        try:
+            tag = self._api.argon2id(bytes(password), bytes(salt), time_cost, memory_kib,
+                                     parallelism, length)
+        except JsException as exc:  # e.g. the WASM heap cannot grow to memory_kib
+            raise BackendUnavailableError(
+                f"Argon2id (t={time_cost}, m={memory_kib} KiB, p={parallelism}) failed in "
+                f"this browser: {exc}"
+            ) from None
+        out: bytes = tag.to_bytes()
+        return out
+
+    def argon2id_engine(self, salt_size: int, *, time_cost: int, memory_kib: int,
+                        parallelism: int, length: int) -> str:
+        """Which library :meth:`argon2id` uses for these parameters (``"libsodium"``/``"noble"``)."""
+        engine: str = self._api.argon2idEngine(salt_size, time_cost, memory_kib, parallelism,
+                                               length)
+        return engine
+
+    def hkdf_sha256(self, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+        return hkdf_sha256(ikm, salt, info, length)
+
+    def mlkem1024_public_key(self, seed: bytes) -> bytes:
+        _check_size(seed, MLKEM1024_SEED_SIZE, "ML-KEM-1024 seed")
+        out: bytes = self._api.mlkemPublicKey(bytes(seed)).to_bytes()
+        return out
+
+    def mlkem1024_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
+        _check_size(public_key, MLKEM1024_EK_SIZE, "ML-KEM-1024 encapsulation key")
+        result = self._api.mlkemEncapsulate(bytes(public_key))
+        if result is None:  # right size, so the FIPS 203 §7.2 modulus check failed
+            raise FormatError("invalid ML-KEM-1024 encapsulation key")
+        return result.sharedSecret.to_bytes(), result.cipherText.to_bytes()
+
+    def mlkem1024_decapsulate(self, seed: bytes, ciphertext: bytes) -> bytes:
+        _check_size(seed, MLKEM1024_SEED_SIZE, "ML-KEM-1024 seed")
+        _check_size(ciphertext, MLKEM1024_CT_SIZE, "ML-KEM-1024 ciphertext")
+        out: bytes = self._api.mlkemDecapsulate(bytes(seed), bytes(ciphertext)).to_bytes()
+        return out
+
+    def blake3(self) -> Hasher:
+        return _Blake3(self._api.blake3())
+
+    def random_bytes(self, size: int) -> bytes:
+        _check_int(size, 0, "random_bytes size")
+        if size == 0:
+            return b""
+        out: bytes = self._api.randomBytes(size).to_bytes()
+        return out
