@@ -1,0 +1,1 @@
+"""Tests of lockbox.sources (shared conformance suite + per-source tests)."""
