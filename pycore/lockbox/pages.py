@@ -1,10 +1,11 @@
 """Page allocation and buffered page writes for one write session.
 
-Frames are appended to the current page; a page is closed when the next frame
-would not fit (pages are at most 8 MiB) or at commit, then padded with zeros
-to a multiple of 4 KiB and given its header. Pages are written past the
-committed end of the archive, so nothing the previous commit references is
-ever overwritten. docs/FORMAT.md §4.
+Frames are appended to the open page; a page is closed when the next frame
+would not fit or at commit, then padded with zeros to a multiple of 4 KiB and
+given its header. A new page goes into the best-fitting FREE extent of the
+space map (the rest of the extent stays FREE, with its own header), or at the
+end of the file. Either way nothing the durable commit references is ever
+overwritten. docs/FORMAT.md §4 and §14.
 """
 
 from __future__ import annotations
@@ -23,47 +24,80 @@ from .format.constants import (
 from .format.page import PageHeader, encode_page_header
 from .format.refs import Ref
 from .frames import FrameSealer
+from .space import FRAMES, FREE, SpaceMap
 
-__all__ = ["PageWriter"]
+__all__ = ["PageWriter", "free_page_header"]
 
 _FLUSH_BYTES = 1 << 20
+_MIN_REUSE = 16 * 1024  # smaller free extents are left for compaction
 
 
 def _round_up(n: int) -> int:
     return -(-n // PAGE_UNIT) * PAGE_UNIT
 
 
+def free_page_header(size: int, generation: int) -> bytes:
+    return encode_page_header(PageHeader(PageKind.FREE, size, PAGE_HEADER_SIZE, generation))
+
+
 class PageWriter:
-    def __init__(self, fd: int, start_offset: int, generation: int,
-                 sealer: FrameSealer) -> None:
-        if start_offset % PAGE_UNIT:
+    def __init__(self, fd: int, end_offset: int, generation: int, sealer: FrameSealer,
+                 space: SpaceMap | None = None) -> None:
+        if end_offset % PAGE_UNIT:
             raise CommitError("archive end is not page aligned")
         self.fd = fd
         self.sealer = sealer
         self.generation = generation
-        self.page_offset = start_offset  # start of the open page
+        self.space = space
+        self.end = end_offset  # end of the file's page area (new tail pages go here)
+        self.tail_only = False  # the space map's own pages always go to the tail
+        self.page_offset = 0  # start of the open page
+        self.capacity = 0  # size of the extent the open page may grow to
+        self.extent = 0  # size of the extent taken (== capacity, or tail)
+        self.from_tail = True
         self.used = 0  # bytes of the open page (0: no page open)
+        self.live = 0
         self._buf = bytearray()
-        self._buf_offset = start_offset  # file offset of _buf[0]
+        self._buf_offset = 0  # file offset of _buf[0]
         self.pages_written = 0
         self.bytes_written = 0
+        self.reused_bytes = 0
 
     @property
     def end_offset(self) -> int:
-        """End of the written area once the open page is closed."""
-        return self.page_offset + (_round_up(self.used) if self.used else 0)
+        """End of the file's page area once the open page is closed."""
+        if self.used and self.from_tail:
+            return self.page_offset + _round_up(self.used)
+        return self.end
+
+    def _open(self, need: int) -> None:
+        extent = None
+        if self.space is not None and not self.tail_only:
+            extent = self.space.take_free_extent(max(_round_up(need), _MIN_REUSE))
+        if extent is not None:
+            self.page_offset, self.extent = extent
+            self.capacity = min(self.extent, MAX_PAGE_SIZE)
+            self.from_tail = False
+        else:
+            self.page_offset = self.end
+            self.capacity = MAX_PAGE_SIZE
+            self.from_tail = True
+        self.used = PAGE_HEADER_SIZE
+        self.live = 0
+        self._buf += b"\x00" * PAGE_HEADER_SIZE  # header written at close
+        self._buf_offset = self.page_offset
 
     def append(self, kind: FrameKind, plain: bytes) -> Ref:
         size = FRAME_OVERHEAD + len(plain)
-        if self.used and self.used + size > MAX_PAGE_SIZE:
+        if self.used and self.used + size > self.capacity:
             self.close_page()
         if not self.used:
-            self.used = PAGE_HEADER_SIZE
-            self._buf += b"\x00" * PAGE_HEADER_SIZE  # header written at close
+            self._open(PAGE_HEADER_SIZE + size)
         offset = self.page_offset + self.used
         frame, ref = self.sealer.seal(kind, self.generation, offset, plain)
         self._buf += frame
         self.used += len(frame)
+        self.live += len(frame)
         if len(self._buf) >= _FLUSH_BYTES:
             self._flush()
         return ref
@@ -89,25 +123,32 @@ class PageWriter:
         if not self.used:
             return
         size = _round_up(self.used)
-        pad = size - self.used
-        self._buf += b"\x00" * pad
+        self._buf += b"\x00" * (size - self.used)
         self._flush()
         header = encode_page_header(PageHeader(PageKind.FRAMES, size, self.used,
                                                self.generation))
         self._pwrite(header, self.page_offset)
-        self.page_offset += size
-        self._buf_offset = self.page_offset
+        if self.space is not None:
+            self.space.add_page(self.page_offset, FRAMES, size, self.live)
+        if self.from_tail:
+            self.end = self.page_offset + size
+        else:
+            self.reused_bytes += size
+            rest = self.extent - size
+            if rest:  # the rest of the extent stays free, with its own header
+                self._pwrite(free_page_header(rest, self.generation), self.page_offset + size)
+                if self.space is not None:
+                    self.space.add_page(self.page_offset + size, FREE, rest)
         self.used = 0
         self.pages_written += 1
 
     def write_page(self, page: bytes) -> int:
-        """Write a complete page image (e.g. a KEYDIR page) at the next page offset."""
+        """Write a complete page image (e.g. a KEYDIR page) at the tail."""
         self.close_page()
         if len(page) % PAGE_UNIT:
             raise CommitError("a page image must be a multiple of the page unit")
-        offset = self.page_offset
+        offset = self.end
         self._pwrite(page, offset)
-        self.page_offset += len(page)
-        self._buf_offset = self.page_offset
+        self.end += len(page)
         self.pages_written += 1
         return offset

@@ -43,6 +43,7 @@ class TreeUpdate:
     old_values: dict[bytes, bytes]  # previous value of every changed key that existed
     root_leaves: tuple[Ref, ...] = ()
     root_leaves_complete: bool = False
+    freed: tuple[Ref, ...] = ()  # old nodes the new tree no longer references
 
 
 def _entry_size(key: bytes, value: bytes) -> int:
@@ -76,7 +77,12 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
                      emit: Emit) -> Generator[Read, list[bytes], TreeUpdate]:
     """Apply ``changes`` (key -> new value, or None to delete) to the tree."""
     old_values: dict[bytes, bytes] = {}
+    freed: list[Ref] = []
     slots: list[_LeafSlot] = []
+    if not changes:
+        return TreeUpdate(root, old_values)  # the caller keeps its root listing too
+    if root.ref is not None:
+        freed.append(root.ref)
     if not root.empty:
         assert view is not None
         node = yield from view.root_node_flow(kind, root)
@@ -92,6 +98,7 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
                     break
                 nxt: list[Internal] = []
                 for parent in level:
+                    freed.extend(c.ref for c in parent.children)  # internal levels rebuilt
                     nodes = yield from view._children_flow(
                         kind, parent, list(range(len(parent.children))))
                     nxt.extend(n for n in nodes if isinstance(n, Internal))
@@ -126,6 +133,8 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
         run_vals: list[bytes] = []
         j = i
         while j < n_slots and j in touched:
+            if j < len(slots) and slots[j].ref is not None and slots[j].ref != root.ref:
+                freed.append(slots[j].ref)  # type: ignore[arg-type]
             leaf = slots[j].node if j < len(slots) else Leaf([], [])
             assert leaf is not None
             merged = dict(zip(leaf.keys, leaf.values))
@@ -147,6 +156,7 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
             assert view is not None
             nb = (yield from view.nodes_flow(kind, [slots[j].ref]))[0]  # type: ignore[list-item]
             assert isinstance(nb, Leaf)
+            freed.append(slots[j].ref)  # type: ignore[arg-type]
             run_keys.extend(nb.keys)
             run_vals.extend(nb.values)
             j += 1
@@ -154,13 +164,14 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
             new_slots.append(_LeafSlot(leaf.keys[0], leaf.count, None, leaf))
         i = j
     if not new_slots:
-        return TreeUpdate(EMPTY_TREE, old_values)
+        return TreeUpdate(EMPTY_TREE, old_values, freed=tuple(freed))
     total = sum(s.count for s in new_slots)
     if len(new_slots) == 1 and new_slots[0].ref is None:
         assert new_slots[0].node is not None
         payload = encode_node(new_slots[0].node)
         if len(payload) <= INLINE_ROOT_MAX:
-            return TreeUpdate(TreeRoot(total, 1, None, payload), old_values)
+            return TreeUpdate(TreeRoot(total, 1, None, payload), old_values,
+                              freed=tuple(freed))
     for s in new_slots:
         if s.ref is None:
             assert s.node is not None
@@ -176,7 +187,7 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
             ref = emit(kind, encode_node(Internal(height - 1, g)))
             children.append(Child(g[0].first_key, ref, sum(c.count for c in g)))
     return TreeUpdate(TreeRoot(total, height, children[0].ref, None), old_values, root_leaves,
-                      complete)
+                      complete, tuple(dict.fromkeys(freed)))
 
 
 def _group_children(children: list[Child]) -> list[list[Child]]:

@@ -263,6 +263,28 @@ class ArchiveView:
             level = nxt
         return level  # type: ignore[return-value]
 
+    def node_refs_flow(self, kind: FrameKind, root: TreeRoot) -> Flow[list[Ref]]:
+        """Refs of every node of a tree (root first, then level by level)."""
+        node = yield from self.root_node_flow(kind, root)
+        refs = [root.ref] if root.ref is not None else []
+        level: list[Node] = [node] if node is not None else []
+        while level and isinstance(level[0], Internal):
+            nxt: list[Node] = []
+            for parent in level:
+                assert isinstance(parent, Internal)
+                refs.extend(c.ref for c in parent.children)
+                nxt.extend((yield from self._children_flow(
+                    kind, parent, list(range(len(parent.children))))))
+            level = nxt
+        return refs
+
+    def content_refs_flow(self, entry: Entry) -> Flow[list[Ref]]:
+        """Every frame holding a file's content: index frames and chunks."""
+        if entry.layout == LAYOUT_CHUNKS:
+            return list(entry.refs)
+        chunks = yield from self.chunk_refs_flow(entry, 0, entry.chunks)
+        return list(entry.refs) + chunks
+
     # -- TOC ---------------------------------------------------------------------
 
     def stat_flow(self, path: str) -> Flow[Entry]:

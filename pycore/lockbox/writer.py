@@ -26,13 +26,14 @@ from .errors import (
     UsageError,
 )
 from .format.chunk import ChunkMeta, encode_chunk_parts, encode_index, encode_meta
-from .format.commit import CommitRecord, Stats, TreeRoot, encode_commit
+from .format.commit import EMPTY_TREE, CommitRecord, Stats, TreeRoot, encode_commit
 from .format.constants import (
     INDEX_FANOUT,
     INLINE_CHUNK_REFS,
     MAX_ENV_NAME_SIZE,
     MAX_ENV_VALUE_SIZE,
     MAX_SYMLINK_SIZE,
+    PAGE_HEADER_SIZE,
     EntryType,
     FrameKind,
 )
@@ -51,6 +52,7 @@ from .format.entry import (
 )
 from .format.keydir import KeySlot, encode_keydir
 from .format.page import encode_keydir_page
+from .format.refs import Ref
 from .format.superblock import (
     SLOT_CAPACITY,
     ExternalKeydir,
@@ -62,9 +64,12 @@ from .format.superblock import (
 )
 from .frames import FrameSealer
 from .keys import DEFAULT_ARGON2, Argon2Params, Recipient, new_password_slot, new_recipient_slot
+from .pages import PageWriter
 from .pipeline import Prepared, SmallFile, SmallFilePipeline, resolve_jobs
 from .ranges import ByteRange
 from .sources.base import SourceStats
+from .space import FREE, KEYDIR, TAIL_KEY, SpaceMap, encode_tail
+from .spacekeeper import SpaceKeeper
 from .tree import TreeUpdate, update_tree_flow
 from .view import ArchiveView
 
@@ -162,21 +167,34 @@ class Writer:
             raise
         self.closed = False
 
-    def _begin(self, view: ArchiveView, level: int) -> None:
+    def _begin(self, view: ArchiveView, level: int,
+               space: tuple[SpaceMap, int] | None = None) -> None:
         self.view = view
         self.crypto = self._archive.crypto
         self.codec = self._archive.codec
         self.generation = view.generation + 1
         self.sealer = FrameSealer(self.crypto, self.codec, view.archive_id,
                                   self._archive._content_key, level)
-        from .pages import PageWriter
-
-        self.pages = PageWriter(self.fd, view.commit.archive_end, self.generation, self.sealer)
+        self._keeper = SpaceKeeper(self.fd, self._run)
+        if space is None:
+            # The durable commit's map; finish any redaction an earlier session left.
+            self.space, self._map_tail = self._keeper.load(view)
+            if self.space.dead or any(r.live == 0 and r.kind != FREE
+                                      for r in self.space.pages.values()):
+                self._keeper.redact(self.space, view.generation)
+        else:
+            self.space, self._map_tail = space
+        self.pages = PageWriter(self.fd, view.commit.archive_end, self.generation, self.sealer,
+                                self.space)
+        # Every content frame written in this session, by file version: those of a
+        # version that no staged entry references at commit are dead.
+        self._session_frames: dict[bytes, list[Ref]] = {}
         self.chunk_size = view.commit.default_chunk_size
         self.toc_changes: dict[bytes, Entry | None] = {}
         self.env_changes: dict[bytes, bytes | None] = {}
         self.key_slots: list[KeySlot] = list(view.key_slots)
         self._keys_changed = False
+        self._slot_removed = False
         self._known_dirs: set[str] = {""}
         # Directories created in this session that did not exist in the committed
         # tree: nothing below them can exist there, so no tree lookup is needed.
@@ -302,7 +320,11 @@ class Writer:
         chunk_no = 0
         skip_compress = 0
         max_chunks = MAX_INDEX_REFS * INDEX_FANOUT
+        written = self._session_frames.setdefault(file_id, [])
         cur = stream.read(csize)
+        own_pages = len(cur) == csize  # a large file gets pages of its own, so that
+        if own_pages:                  # removing it frees whole pages for reuse
+            self.pages.close_page()
         while True:
             if chunk_no >= max_chunks:
                 raise UsageError(f"{path}: larger than the format allows at this chunk size "
@@ -321,6 +343,7 @@ class Writer:
             ref = append(FrameKind.DATA_CHUNK, plain)
             stored += ref.frame_size
             refs.append(ref)
+            written.append(ref)
             if progress is not None:
                 progress(path, len(cur))
             if not nxt:
@@ -336,7 +359,10 @@ class Writer:
                 iref = append(FrameKind.CHUNK_INDEX, encode_plain(payload))
                 stored += iref.frame_size
                 index_refs.append(iref)
+                written.append(iref)
             refs = index_refs
+        if own_pages:
+            self.pages.close_page()
         entry = Entry(EntryType.FILE, mode, mtime, total, stored, digest.digest(),
                       file_id, csize, layout, tuple(refs))
         self._put(path, entry)
@@ -348,7 +374,7 @@ class Writer:
         if path in self._new_dirs:
             raise InvalidPathError(f"{path} is a directory in the archive")
         parent = split_path(path)[0]
-        if parent not in self._new_dirs:
+        if parent not in self._new_dirs or toc_key(path) in self.toc_changes:
             self._check_replace(path, EntryType.FILE)
             self._ensure_parents(path, st.st_mtime_ns)
         try:
@@ -376,6 +402,7 @@ class Writer:
                 continue
             self._pending_hosts.pop(p.path, None)
             ref = append(FrameKind.DATA_CHUNK, p.plain)
+            self._session_frames[p.file_id] = [ref]
             self._put(p.path, Entry(EntryType.FILE, p.mode, p.mtime_ns, p.size, ref.frame_size,
                                     p.content_hash, p.file_id, csize, LAYOUT_CHUNKS, (ref,)))
             if progress is not None:
@@ -431,7 +458,8 @@ class Writer:
                 if st.st_size <= self.chunk_size and path not in self._pending_hosts:
                     if path in self._new_dirs:
                         raise InvalidPathError(f"{path} is a directory in the archive")
-                    if split_path(path)[0] not in self._new_dirs:
+                    if (split_path(path)[0] not in self._new_dirs
+                            or toc_key(path) in self.toc_changes):
                         self._check_replace(path, EntryType.FILE)
                         self._ensure_parents(path, st.st_mtime_ns)
                     self._pending_hosts[path] = host
@@ -580,6 +608,7 @@ class Writer:
             raise UsageError("refusing to remove the last key slot (the archive would be lost)")
         self.key_slots = remaining
         self._keys_changed = True
+        self._slot_removed = True
 
     # -- commit ------------------------------------------------------------------
 
@@ -595,7 +624,12 @@ class Writer:
         if self.closed:
             raise UsageError("this writer is closed")
         try:
+            removed = self._slot_removed
             view = self._commit()
+            if removed:
+                # Commit once more so that neither superblock slot keeps the removed
+                # key slot (the older slot would otherwise still open generation - 1).
+                view = self._commit()
         except LockboxError:
             raise
         except OSError as e:
@@ -604,26 +638,35 @@ class Writer:
 
     def _commit(self) -> ArchiveView:
         old = self.view
+        space = self.space
         encoded = {k: (None if e is None else encode_entry(e))
                    for k, e in self.toc_changes.items()}
         toc: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
             old, FrameKind.TOC_NODE, old.commit.toc, encoded, self._emit))  # type: ignore[arg-type]
+        if not encoded:  # unchanged: keep the root listing too
+            toc = TreeUpdate(old.commit.toc, {}, old.commit.root_leaves,
+                             old.commit.root_leaves_complete)
         env: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
             old, FrameKind.ENV_NODE, old.commit.env, self.env_changes, self._emit))  # type: ignore[arg-type]
         stats = _apply_stats(old.commit.stats, toc, self.toc_changes)
         keydir_field: bytes | ExternalKeydir
         if self._keys_changed:
             keydir = encode_keydir(self.key_slots)
-            page_offset = self.pages.write_page(
-                encode_keydir_page(old.archive_id, keydir, self.generation))
+            page = encode_keydir_page(old.archive_id, keydir, self.generation)
+            page_offset = self.pages.write_page(page)
+            for rec in space.pages.values():  # the previous copies are now dead
+                if rec.kind == KEYDIR:
+                    rec.live = 0
+            space.add_page(page_offset, KEYDIR, len(page),
+                           PAGE_HEADER_SIZE + 16 + len(keydir))
             keydir_field = keydir if keydir_fits_inline(len(keydir)) else ExternalKeydir(
                 page_offset, len(keydir), hashlib.sha256(keydir).digest())
         else:  # unchanged: the same inline bytes, or the same KEYDIR page
             keydir, keydir_field = old.keydir, old.slot.keydir
-        record = self._record(old, toc, env, stats, keydir, 0)
+        record = self._record(old, toc, env, stats, keydir, 0, None)
         # An inline root that does not fit beside the key directory is written out.
         roots = {"toc": toc.root, "env": env.root}
-        budget = SLOT_CAPACITY - len(encode_slot_field(keydir_field)) - 512
+        budget = SLOT_CAPACITY - len(encode_slot_field(keydir_field)) - 640
         for name in ("toc", "env"):
             r = roots[name]
             if r.inline is not None and len(encode_commit(record)) > budget:
@@ -632,13 +675,36 @@ class Writer:
                     self.sealer.encode_plain(r.inline))
                 roots[name] = TreeRoot(r.count, 1, ref, None)
                 toc = TreeUpdate(roots["toc"], toc.old_values, toc.root_leaves,
-                                 toc.root_leaves_complete)
-                env = TreeUpdate(roots["env"], env.old_values)
-                record = self._record(old, toc, env, stats, keydir, 0)
+                                 toc.root_leaves_complete, toc.freed)
+                env = TreeUpdate(roots["env"], env.old_values, freed=env.freed)
+                record = self._record(old, toc, env, stats, keydir, 0, None)
         self.pages.close_page()
+        # Space accounting: what this commit stops referencing becomes DEAD.
+        for ref in toc.freed + env.freed:
+            space.free_frame(ref)
+        staged = [e for e in self.toc_changes.values() if e is not None and e.refs]
+        old_files = [decode_entry(v) for v in toc.old_values.values()]
+        for ref in self._keeper.freed_content(old, [e for e in old_files if e.refs], staged):
+            space.free_frame(ref)
+        referenced = {e.file_id for e in staged}
+        for file_id, refs in self._session_frames.items():
+            if file_id not in referenced:
+                for ref in refs:
+                    space.free_frame(ref)
+        if self._map_tail < old.commit.archive_end:  # the previous map's own pages
+            self._keeper.record_tail(space, self._map_tail, old.commit.archive_end)
+        # The new map, in fresh pages at the tail (not counted in itself).
+        self.pages.tail_only = True
+        tail_start = self.pages.end_offset
+        items = space.items()
+        items[TAIL_KEY] = encode_tail(tail_start)
+        space_update: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
+            None, FrameKind.SPACE_NODE, EMPTY_TREE, items, self._emit))  # type: ignore[arg-type]
+        self.pages.close_page()
+        self.pages.tail_only = False
         end = self.pages.end_offset
         _fsync(self.fd)
-        record = self._record(old, toc, env, stats, keydir, end)
+        record = self._record(old, toc, env, stats, keydir, end, space_update.root)
         slot_no = self.generation % 2
         offset = commit_frame_offset(slot_no, keydir_field)
         frame, _ = self.sealer.seal(FrameKind.COMMIT, self.generation, offset,
@@ -652,18 +718,20 @@ class Writer:
             os.ftruncate(self.fd, end)  # garbage of an earlier, aborted session
         view = ArchiveView(old.opener, slot, record, list(self.key_slots),
                            old.unlocked_slot_id, keydir, old.cache)
+        # The commit is durable: now destroy what it freed (redaction).
+        self.redacted_bytes = self._keeper.redact(space, self.generation)
         self._archive._set_view(view)
         self._archive._rebase_source()
-        self._begin(view, self.sealer.level)
+        self._begin(view, self.sealer.level, (space, tail_start))
         return view
 
     def _record(self, old: ArchiveView, toc: TreeUpdate, env: TreeUpdate, stats: Stats,
-                keydir: bytes, end: int) -> CommitRecord:
+                keydir: bytes, end: int, space: TreeRoot | None) -> CommitRecord:
         return CommitRecord(
             generation=self.generation, time_ns=time.time_ns(), archive_end=end,
             default_chunk_size=self.chunk_size,
             keydir_sha256=hashlib.sha256(keydir).digest(), toc=toc.root, env=env.root,
-            space=None, root_leaves=toc.root_leaves,
+            space=space, root_leaves=toc.root_leaves,
             root_leaves_complete=toc.root_leaves_complete, stats=stats)
 
     def abort(self) -> None:
@@ -676,9 +744,14 @@ class Writer:
             self._archive._rebase_source()
         except LockboxError:
             pass
-        self.toc_changes.clear()
-        self.env_changes.clear()
-        self._keys_changed = False
+        # Forget everything staged: the changes, the known directories, the key
+        # slots and the space map (reloaded from the durable commit).
+        try:
+            self._begin(self.view, self.sealer.level)
+        except LockboxError:
+            self.toc_changes.clear()
+            self.env_changes.clear()
+            self._keys_changed = False
 
     def close(self) -> None:
         if not self.closed:

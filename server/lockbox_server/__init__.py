@@ -1,7 +1,25 @@
-"""lockbox_server: serves archives by HTTP Range. It never decrypts anything."""
+"""lockbox_server: serves lockbox archives by HTTP Range (and the viewer). It never decrypts.
+
+* :func:`create_app` builds the Starlette app;
+* :func:`serve` runs it under uvicorn until interrupted (``lockbox serve``,
+  ``python -m lockbox_server``);
+* :func:`running` runs it in a background thread (tests, tools).
+
+See docs/SERVER.md for the HTTP behaviour.
+"""
 
 from __future__ import annotations
 
-from .app import create_app
+from .app import create_app, list_archives, safe_archive_path
+from .runner import running, serve
+from .site import MIME_TYPES, SITE_CSP
 
-__all__ = ["create_app"]
+__all__ = [
+    "MIME_TYPES",
+    "SITE_CSP",
+    "create_app",
+    "list_archives",
+    "running",
+    "safe_archive_path",
+    "serve",
+]

@@ -1,70 +1,191 @@
 """The range service: a Starlette app serving the archives of one directory.
 
-Range handling is Starlette's FileResponse (single ranges -> 206 with
-Content-Range, unsatisfiable -> 416). Only regular files directly inside the
-directory are served; dotfiles, subpaths and symlinks leaving it are refused.
+Routes (all read-only: GET and HEAD, anything else is 405):
+
+* ``/archives/{name}``: one archive, with our own RFC 9110 range code
+  (:mod:`.ranges`, :mod:`.conditional`, :mod:`.files`), never compressed;
+* ``/api/archives``: a JSON listing of the directory;
+* ``/`` and below: the viewer site when ``site_dir`` is given, otherwise a
+  minimal HTML index of the archives at ``/`` only.
+
+Only regular files directly inside the directory are archives: names starting
+with a dot, subdirectories, FIFOs/devices and anything whose resolved path
+leaves the directory are refused (404) and never listed. A symlink whose
+target is a regular file directly inside the directory is served (under the
+link's name, with the target's validators). Nothing here imports lockbox or
+decrypts anything.
 """
 
 from __future__ import annotations
 
+import html
 import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-__all__ = ["create_app", "safe_archive_path"]
+from .conditional import make_etag
+from .files import FileStream, file_response, open_regular
+from .site import SITE_CSP, security_headers, site_response
+
+__all__ = [
+    "ARCHIVE_HEADERS",
+    "CORS_ALLOW_HEADERS",
+    "CORS_EXPOSE_HEADERS",
+    "create_app",
+    "list_archives",
+    "safe_archive_path",
+]
+
+#: Added to every archive answer. ``no-cache``: a browser may keep ranges but
+#: must revalidate them (an archive can be replaced); ``no-transform``: no proxy
+#: may recompress or alter the bytes; CORP ``cross-origin``: a cross-origin
+#: isolated viewer (COEP require-corp) on another origin may still fetch them.
+ARCHIVE_HEADERS: dict[str, str] = {
+    "Cache-Control": "no-cache, no-transform",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+#: Request headers a cross-origin page may send (preflight answer).
+CORS_ALLOW_HEADERS = ("Range", "If-Match", "If-Range", "If-None-Match", "If-Modified-Since")
+#: Response headers a cross-origin page may read.
+CORS_EXPOSE_HEADERS = ("Content-Range", "Accept-Ranges", "ETag", "Content-Length",
+                       "Last-Modified", "Content-Type")
+
+_INDEX_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
+def _name_ok(name: str) -> bool:
+    return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\\x00")
 
 
 def safe_archive_path(root: Path, name: str) -> Path | None:
-    if not name or name.startswith(".") or "/" in name or "\\" in name or "\x00" in name:
+    """The real path of archive ``name`` in ``root`` (resolved), or None if refused."""
+    if not _name_ok(name):
         return None
-    path = root / name
     try:
-        real = path.resolve(strict=True)
+        real = (root / name).resolve(strict=True)
     except (OSError, RuntimeError):
         return None
-    if real.parent != root.resolve() or not real.is_file():
+    if real.parent != root or real.name.startswith(".") or not real.is_file():
         return None
     return real
 
 
-def create_app(directory: str | os.PathLike[str]) -> Starlette:
-    root = Path(directory).resolve()
+def list_archives(root: Path) -> list[dict[str, object]]:
+    """Name, size, mtime (ISO 8601 UTC), ETag and URL of every servable archive."""
+    out: list[dict[str, object]] = []
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return out
+    for name in names:
+        real = safe_archive_path(root, name)
+        if real is None:
+            continue
+        opened = open_regular(real)
+        if opened is None:
+            continue
+        fd, st = opened
+        os.close(fd)
+        mtime = datetime.fromtimestamp(st.st_mtime_ns // 1_000_000_000, UTC)
+        out.append({
+            "name": name,
+            "size": st.st_size,
+            "mtime": mtime.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "etag": make_etag(st),
+            "url": "/archives/" + quote(name, safe=""),
+        })
+    return out
 
-    async def archive(request: Request) -> Response:
+
+def create_app(
+    archive_dir: str | os.PathLike[str],
+    *,
+    site_dir: str | os.PathLike[str] | None = None,
+    allowed_origins: Iterable[str] = (),
+    isolate: bool = False,
+    csp: str = SITE_CSP,
+) -> Starlette:
+    """The ASGI app serving ``archive_dir`` (and the viewer in ``site_dir``).
+
+    ``allowed_origins``: origins allowed to read the archives and the listing
+    cross-origin (exact ``scheme://host[:port]`` strings, or ``"*"``); empty
+    means same-origin only. ``isolate`` adds COOP/COEP to the site.
+    """
+    root = Path(archive_dir).resolve(strict=True)
+    if not root.is_dir():
+        raise NotADirectoryError(str(root))
+    site_root = Path(site_dir).resolve(strict=True) if site_dir is not None else None
+    if site_root is not None and not site_root.is_dir():
+        raise NotADirectoryError(str(site_root))
+    origins = tuple(allowed_origins)
+
+    def not_found() -> Response:
+        return PlainTextResponse("not found\n", status_code=404, headers=ARCHIVE_HEADERS)
+
+    async def archive(request: Request) -> Response | FileStream:
         path = safe_archive_path(root, request.path_params["name"])
         if path is None:
-            return Response("not found\n", status_code=404, media_type="text/plain")
-        headers = {"Cache-Control": "no-transform", "Accept-Ranges": "bytes"}
-        return FileResponse(path, headers=headers, media_type="application/octet-stream")
-
-    def _listing() -> list[dict[str, object]]:
-        out = []
-        for p in sorted(root.iterdir()):
-            if p.name.startswith(".") or not p.is_file() or p.is_symlink():
-                continue
-            out.append({"name": p.name, "size": p.stat().st_size,
-                        "url": f"/archives/{p.name}"})
-        return out
+            return not_found()
+        answer = file_response(request, path, content_type="application/octet-stream",
+                               headers=ARCHIVE_HEADERS)
+        return not_found() if answer is None else answer
 
     async def api_archives(request: Request) -> Response:
-        return JSONResponse(_listing())
+        return JSONResponse(
+            list_archives(root),
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
 
     async def index(request: Request) -> Response:
         rows = "".join(
-            f"<li><a href='{a['url']}'>{a['name']}</a> ({a['size']} bytes)<br>"
-            f"<code>lockbox ls {request.base_url}{str(a['url']).lstrip('/')}</code></li>"
-            for a in _listing())
-        return HTMLResponse(
+            f"<li><a href=\"{html.escape(str(a['url']))}\">{html.escape(str(a['name']))}</a>"
+            f" ({a['size']} bytes, {a['mtime']})</li>"
+            for a in list_archives(root)
+        )
+        page = (
             "<!doctype html><meta charset=utf-8><title>lockbox archives</title>"
-            "<h1>lockbox archives</h1><p>Served by HTTP Range; nothing is decrypted here."
-            f"</p><ul>{rows}</ul>")
+            "<h1>lockbox archives</h1><p>Served by HTTP Range; nothing is decrypted here. "
+            "Open one with <code>lockbox ls URL</code>.</p>"
+            f"<ul>{rows or '<li>(none)</li>'}</ul>"
+        )
+        headers = {**security_headers(csp=_INDEX_CSP, isolate=isolate), "Cache-Control": "no-cache"}
+        return HTMLResponse(page, headers=headers)
 
-    return Starlette(routes=[
-        Route("/", index),
-        Route("/api/archives", api_archives),
-        Route("/archives/{name}", archive, methods=["GET", "HEAD"]),
-    ])
+    async def site(request: Request) -> Response | FileStream:
+        assert site_root is not None
+        return site_response(request, site_root, csp=csp, isolate=isolate)
+
+    read_only = ["GET", "HEAD"]
+    routes = [
+        Route("/archives/{name}", archive, methods=read_only),
+        Route("/api/archives", api_archives, methods=read_only),
+    ]
+    if site_root is None:
+        routes.append(Route("/", index, methods=read_only))
+    else:
+        routes.append(Route("/{path:path}", site, methods=read_only))
+
+    middleware = []
+    if origins:
+        middleware.append(Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=("GET", "HEAD"),
+            allow_headers=CORS_ALLOW_HEADERS,
+            expose_headers=CORS_EXPOSE_HEADERS,
+            allow_private_network=True,
+            max_age=86400,
+        ))
+    # Deliberately no GZipMiddleware: archives are encrypted (incompressible)
+    # and a compressed range would break byte offsets.
+    return Starlette(routes=routes, middleware=middleware)

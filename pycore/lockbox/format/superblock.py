@@ -105,20 +105,23 @@ def decode_slot(buf: bytes | memoryview, slot_no: int) -> Slot:
         buf, 0)
     if magic != SLOT_MAGIC:
         raise FormatError(f"slot {slot_no}: not a lockbox slot (bad magic)")
-    if version != FORMAT_VERSION:
-        raise UnsupportedVersionError(
-            f"archive format version {version} is not supported (this reader knows "
-            f"version {FORMAT_VERSION})")
-    if no != slot_no or reserved or flags & ~FLAG_KEYDIR_EXTERNAL:
-        raise FormatError(f"slot {slot_no}: bad slot number or reserved bits")
+    # The slot framing (this header, the two sizes, the CRC after the contents) is
+    # the same in every format version, so the CRC is checked before the version:
+    # a damaged version field is damage, a different intact one is a newer format.
     if kd_size + c_size > SLOT_CAPACITY:
-        raise FormatError(f"slot {slot_no}: contents larger than the slot")
+        raise IntegrityError(f"slot {slot_no}: contents larger than the slot (damaged)")
     end = SLOT_HEADER_SIZE + kd_size + c_size
     if len(buf) < end + 4:
         raise TruncatedError(f"slot {slot_no}: truncated")
     (crc,) = _CRC.unpack_from(buf, end)
     if crc != zlib.crc32(bytes(buf[:end])):
         raise IntegrityError(f"slot {slot_no}: checksum mismatch (torn or damaged)")
+    if version != FORMAT_VERSION:
+        raise UnsupportedVersionError(
+            f"archive format version {version} is not supported (this reader knows "
+            f"version {FORMAT_VERSION})")
+    if no != slot_no or reserved or flags & ~FLAG_KEYDIR_EXTERNAL:
+        raise FormatError(f"slot {slot_no}: bad slot number or reserved bits")
     if gen == 0:
         raise FormatError(f"slot {slot_no}: generation 0")
     if gen % 2 != slot_no:

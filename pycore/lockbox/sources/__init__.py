@@ -1,8 +1,9 @@
 """Range sources: memory, local files and HTTP(S), sync and async.
 
 ``open_source`` / ``open_async_source`` pick the source for a location:
-``http://`` and ``https://`` URLs get the HTTP sources, anything else is a
-local path. httpx is imported only when an HTTP source is asked for, so this
+``http://`` and ``https://`` URLs get the HTTP sources of the platform (httpx on
+CPython; XHR / fetch in the browser, see ``lockbox.platform``), anything else is
+a local path. httpx is imported only when an HTTP source is asked for, so this
 package imports where httpx is absent (Pyodide).
 """
 
@@ -51,18 +52,20 @@ def is_url(location: str | os.PathLike[str]) -> bool:
 
 
 def open_source(location: str | os.PathLike[str]) -> RangeSource:
-    """A sync source for a URL (``HttpSource``) or a local path (``FileSource``)."""
+    """A sync source for a URL (``HttpSource``; ``XhrRangeSource`` in the browser) or a
+    local path (``FileSource``)."""
     if is_url(location):
-        from .http import HttpSource
+        from ..platform import url_source
 
-        return HttpSource(str(location))
+        return url_source(str(location))
     return FileSource(location)
 
 
 def open_async_source(location: str | os.PathLike[str]) -> AsyncRangeSource:
-    """An async source for a URL (``AsyncHttpSource``) or a local path (``AsyncFileSource``)."""
+    """An async source for a URL (``AsyncHttpSource``; ``FetchRangeSource`` in the browser)
+    or a local path (``AsyncFileSource``)."""
     if is_url(location):
-        from .http import AsyncHttpSource
+        from ..platform import async_url_source
 
-        return AsyncHttpSource(str(location))
+        return async_url_source(str(location))
     return AsyncFileSource(location)
