@@ -206,6 +206,8 @@ def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
                                  + "; ".join(s.reason for s in unusable))
     if pw is not None and not any(isinstance(s, PasswordSlot) for s in slots):
         raise WrongKeyError("this archive has no password slot; open it with an identity")
-    if identity is not None and pw is None and "identity" not in tried:
+    if identity is not None and pw is None:
+        if "identity" not in tried:
+            raise WrongKeyError("this archive has no recipient slot; open it with a password")
         raise WrongKeyError("this identity is not a recipient of this archive")
     raise WrongKeyError("wrong password or identity: no key slot opens")
