@@ -22,4 +22,4 @@ Try:          LOCKBOX_PASSWORD=${LOCKBOX_PASSWORD} .venv/bin/lockbox ls -R --lon
               LOCKBOX_PASSWORD=${LOCKBOX_PASSWORD} .venv/bin/lockbox cat ${URL} README.md
 
 TXT
-exec .venv/bin/python -m lockbox_server demo --host 127.0.0.1 --port "$PORT"
+exec .venv/bin/lockbox serve demo --host 127.0.0.1 --port "$PORT"

@@ -990,7 +990,55 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--recipient-of", metavar="IDENTITY_FILE",
                    help="print the recipient of this identity file")
     p.add_argument("--force", action="store_true", help="replace an existing identity file")
+
+    p = cmd("serve", cmd_serve, "serve a directory of archives (and the viewer) by HTTP Range",
+            parents=[quiet],
+            description="Serve the archives in DIR over HTTP with Range support, and the "
+                        "browser viewer if it was built (python build.py). The server never "
+                        "decrypts anything: archives are opened in the browser.")
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                   "127.0.0.1; use 0.0.0.0 to serve other machines)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free)")
+    p.add_argument("--site", metavar="SITE_DIR", default=None,
+                   help="the built viewer (default: $LOCKBOX_SITE, else dist/site of this "
+                        "checkout when it exists)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let pages of ORIGIN fetch the archives (CORS); repeatable; '*' = any")
     return parser
+
+
+def _default_site() -> str | None:
+    env = os.environ.get("LOCKBOX_SITE")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidate = os.path.join(here, "..", "..", "dist", "site")
+    return candidate if os.path.isfile(os.path.join(candidate, "index.html")) else None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """lockbox serve: the range server (package lockbox_server)."""
+    try:
+        from lockbox_server import serve
+    except ImportError:
+        raise UsageError("the server is not installed (pip install -e server/)") from None
+    site = args.site if args.site is not None else _default_site()
+
+    def ready(url: str) -> None:
+        if not args.quiet:
+            _out(f"serving {args.directory} at {url}"
+                 + (" (with the viewer)" if site else " (no viewer built: python build.py)"))
+            sys.stdout.flush()
+
+    try:
+        serve(args.directory, host=args.host, port=args.port, site_dir=site,
+              allowed_origins=args.allow_origin, ready=ready)
+    except (FileNotFoundError, NotADirectoryError) as e:
+        raise UsageError(f"cannot serve {args.directory}: {e.strerror or e}") from None
+    except OSError as e:
+        raise StorageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
