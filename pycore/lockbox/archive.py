@@ -212,6 +212,26 @@ class Lockbox(_Base):
 
         return Writer(self, **kw)
 
+    def compact(self) -> Any:
+        """Rewrite the archive without garbage (see :mod:`lockbox.compact`); returns a
+        :class:`~lockbox.compact.CompactReport`."""
+        from .compact import compact_archive
+
+        return compact_archive(self)
+
+    def reclaimable(self) -> tuple[int, int] | None:
+        """(reclaimable bytes, archive bytes) from the space map, or None when the
+        archive has none yet (written by the first format revision)."""
+        if self.view.commit.space is None:
+            return None
+        from .format.constants import FrameKind
+        from .space import SpaceMap
+
+        items = self._run(self.view.scan_flow(FrameKind.SPACE_NODE, self.view.commit.space,
+                                              [(b"", b"\xff" * 9)]))
+        space = SpaceMap.from_items(items)
+        return space.reclaimable_bytes(), self.view.commit.archive_end
+
     def close(self) -> None:
         if self._close_source:
             self.source.close()

@@ -547,12 +547,19 @@ def cmd_mv(args: argparse.Namespace) -> int:
     return 0
 
 
+COMPACT_HINT = 0.25  # info suggests compacting past this reclaimable share
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """lockbox info: facts about the archive."""
     with _open(args) as box:
         info = box.info()
+        reclaim = box.reclaimable()
     if args.json:
-        _out(json.dumps(info.to_json(), indent=2))
+        data = info.to_json()
+        if reclaim is not None:
+            data["reclaimable_bytes"] = reclaim[0]
+        _out(json.dumps(data, indent=2))
         return 0
     size = "unknown" if info.archive_size is None else (
         f"{info.archive_size:,} bytes ({_human(info.archive_size)})")
@@ -568,6 +575,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("env values", str(info.env_count)),
         ("key slots", str(len(info.slots))),
     ]
+    if reclaim is not None:
+        free, end = reclaim
+        share = free / end if end else 0.0
+        hint = "  (run 'lockbox compact' to reclaim it)" if share >= COMPACT_HINT else ""
+        rows.append(("reclaimable", f"{free:,} bytes ({share:.0%}){hint}"))
     for k, v in rows:
         _out(f"{k + ':':<12} {v}")
     for s in info.slots:
@@ -703,13 +715,30 @@ def cmd_keys_rm(args: argparse.Namespace) -> int:
                              "may lock you out (use --force if another password or identity "
                              "still opens the archive)")
         with box.writer() as w:
+            # The writer commits twice, so the removed slot is gone from both
+            # superblock slots; the old key-directory copy is redacted.
             w.remove_slot(args.slot_id)
-            w.commit()
-            # The superblock keeps the two newest commits, each with its key
-            # directory: commit again so the removed slot is gone from both.
-            w.commit()
+        if args.compact:
+            report = box.compact()
     if not args.quiet:
         _out(f"removed key slot {args.slot_id}")
+        if args.compact:
+            _out(f"compacted: {report.size_before:,} -> {report.size_after:,} bytes")
+        else:
+            _out("note: copies of the archive made before this change still open with the "
+                 "removed key; run 'lockbox compact' to rewrite this file without any "
+                 "freed data")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    """lockbox compact: rewrite the archive without garbage."""
+    with _open(args, write=True) as box:
+        report = box.compact()
+    if not args.quiet:
+        _out(f"compacted {args.archive}: {report.size_before:,} -> {report.size_after:,} "
+             f"bytes ({_human(max(0, report.saved_bytes))} saved), generation "
+             f"{report.generation}")
     return 0
 
 
@@ -980,6 +1009,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("slot_id", metavar="SLOT_ID", type=int)
     p.add_argument("--force", action="store_true",
                    help="allow removing the slot you unlocked with")
+    p.add_argument("--compact", action="store_true",
+                   help="also compact the archive afterwards")
+
+    p = cmd("compact", cmd_compact, "rewrite the archive without freed space",
+            parents=[quiet],
+            description="Rewrite the archive into a new file (next to it) holding only the "
+                        "current commit, then atomically replace the old file. Needs free "
+                        "disk space for the live data; all passwords and identities keep "
+                        "working.")
+    p.add_argument("archive", metavar="ARCHIVE")
 
     p = cmd("keygen", cmd_keygen, "create an identity (for recipient slots)", parents=[quiet],
             description="Write a new identity file (a secret, mode 0600) and print its "

@@ -128,6 +128,21 @@ class FrameOpener:
             frame_aad(self.archive_id, blob[:FRAME_HEADER_SIZE], frame_offset))
         return header, decode_plain(self.codec, plain, PLAIN_LIMITS[header.kind])
 
+    def open_ref_plain(self, blob: bytes | memoryview, ref: Ref, kind: FrameKind) -> bytes:
+        """The authenticated frame plaintext (codec byte, size, body) of a ref'd frame,
+        not decompressed: compaction re-seals it as it is at its new offset."""
+        if len(blob) != ref.frame_size:
+            raise TruncatedError(f"frame at {ref.frame_offset}: truncated")
+        header = decode_frame_header(blob)
+        if header.kind != kind or header.frame_size != ref.frame_size:
+            raise IntegrityError(f"frame at {ref.frame_offset}: not the frame its ref names")
+        sealed = memoryview(blob)[FRAME_HEADER_SIZE:header.frame_size]
+        if bytes(sealed[-TAG_SIZE:]) != ref.tag:
+            raise IntegrityError(f"frame at {ref.frame_offset}: not the frame its parent points to")
+        return self._aead_for(header.session_id).open(
+            frame_nonce(header.counter), sealed,
+            frame_aad(self.archive_id, blob[:FRAME_HEADER_SIZE], ref.frame_offset))
+
     def open_ref(self, blob: bytes | memoryview, ref: Ref,
                  kind: FrameKind) -> bytes | memoryview:
         """Open the frame an authenticated ref points to. Any damage to its header

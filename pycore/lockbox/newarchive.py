@@ -33,7 +33,7 @@ from .frames import FrameSealer
 from .keys import DEFAULT_ARGON2, Argon2Params, Recipient, new_password_slot, new_recipient_slot
 from .platform import default_codec, default_crypto
 
-__all__ = ["create_archive"]
+__all__ = ["create_archive", "write_new_archive"]
 
 
 def create_archive(path: str | os.PathLike[str], *, password: str | bytes | None = None,
@@ -61,23 +61,33 @@ def create_archive(path: str | os.PathLike[str], *, password: str | bytes | None
     for r in recipients:
         slots.append(new_recipient_slot(crypto, archive_id, content_key, r,
                                         {s.slot_id for s in slots}))
-    keydir = encode_keydir(slots)
+    write_new_archive(path, archive_id=archive_id, content_key=content_key,
+                      keydir=encode_keydir(slots), chunk_size=chunk_size, overwrite=overwrite,
+                      crypto=crypto, codec=codec)
+    return archive_id, content_key
+
+def write_new_archive(path: str, *, archive_id: bytes, content_key: bytes, keydir: bytes,
+                      chunk_size: int, overwrite: bool, crypto: CryptoBackend,
+                      codec: CodecBackend, generation: int = 1) -> None:
+    """Write an empty archive with the given identity and key directory, atomically
+    (temporary file, fsync, link or rename, fsync of the directory)."""
     # The key directory always gets a KEYDIR page right after the superblock (a copy for
     # recovery scanners); the slot holds it inline when it fits, else points at the page.
-    keydir_page = encode_keydir_page(archive_id, keydir, 1)
+    keydir_page = encode_keydir_page(archive_id, keydir, generation)
     keydir_field: bytes | ExternalKeydir = keydir if keydir_fits_inline(len(keydir)) else \
         ExternalKeydir(SUPERBLOCK_SIZE, len(keydir), hashlib.sha256(keydir).digest())
     record = CommitRecord(
-        generation=1, time_ns=time.time_ns(), archive_end=SUPERBLOCK_SIZE + len(keydir_page),
+        generation=generation, time_ns=time.time_ns(),
+        archive_end=SUPERBLOCK_SIZE + len(keydir_page),
         default_chunk_size=chunk_size, keydir_sha256=hashlib.sha256(keydir).digest(),
         toc=EMPTY_TREE, env=EMPTY_TREE, space=None)
     sealer = FrameSealer(crypto, codec, archive_id, content_key)
-    slot_no = 1
-    frame, _ = sealer.seal(FrameKind.COMMIT, 1, commit_frame_offset(slot_no, keydir_field),
+    slot_no = generation % 2
+    frame, _ = sealer.seal(FrameKind.COMMIT, generation, commit_frame_offset(slot_no, keydir_field),
                            sealer.encode_plain(encode_commit(record), compress=False))
     image = bytearray(SUPERBLOCK_SIZE)
     image[slot_offset(slot_no):slot_offset(slot_no) + SLOT_SIZE] = encode_slot(
-        Slot(slot_no, archive_id, 1, keydir_field, frame))
+        Slot(slot_no, archive_id, generation, keydir_field, frame))
     image += keydir_page
     directory = os.path.dirname(path)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.lbx-new")
@@ -107,4 +117,3 @@ def create_archive(path: str | os.PathLike[str], *, password: str | bytes | None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return archive_id, content_key

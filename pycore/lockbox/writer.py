@@ -8,6 +8,7 @@ leaves the previous commit intact and readable. Many changes are one commit.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat as stat_mod
@@ -367,6 +368,44 @@ class Writer:
                       file_id, csize, layout, tuple(refs))
         self._put(path, entry)
         return entry
+
+    def copy_file(self, path: str, entry: Entry, plains: Iterable[bytes]) -> Entry:
+        """Stage a file whose chunk frame plaintexts come from another archive with the
+        same content key (compaction): they are re-sealed as they are."""
+        append = self.pages.append
+        own_pages = entry.size >= entry.chunk_size  # as _add_stream places large files
+        if own_pages:
+            self.pages.close_page()
+        refs: list[Ref] = []
+        for plain in plains:
+            refs.append(append(FrameKind.DATA_CHUNK, plain))
+        if len(refs) != entry.chunks:
+            raise CommitError(f"{path}: {len(refs)} chunks copied, {entry.chunks} expected")
+        stored = sum(r.frame_size for r in refs)
+        layout = LAYOUT_CHUNKS
+        if len(refs) > INLINE_CHUNK_REFS:
+            layout = LAYOUT_INDEX
+            index_refs = []
+            for base in range(0, len(refs), INDEX_FANOUT):
+                payload = encode_index(entry.file_id, base, refs[base:base + INDEX_FANOUT])
+                iref = append(FrameKind.CHUNK_INDEX, self.sealer.encode_plain(payload))
+                stored += iref.frame_size
+                index_refs.append(iref)
+            refs = index_refs
+        if own_pages:
+            self.pages.close_page()
+        new = dataclasses.replace(entry, stored_size=stored, layout=layout, refs=tuple(refs))
+        self._session_frames[entry.file_id] = []
+        self.put_entry(path, new)
+        return new
+
+    def put_entry(self, path: str, entry: Entry) -> None:
+        """Stage an entry as it is (compaction; the caller guarantees consistency)."""
+        path = normalize_path(path)
+        self._ensure_parents(path, entry.mtime_ns)
+        self._put(path, entry)
+        if entry.is_dir:
+            self._known_dirs.add(path)
 
     def _add_host_file(self, host: str, path: str, st: os.stat_result,
                        progress: Progress | None) -> None:
