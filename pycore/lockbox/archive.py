@@ -11,7 +11,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
-from .cache import DEFAULT_CACHE_BYTES, PageCache
+from .cache import CacheLimit, PageCache
 from .codec.base import Codec as CodecBackend
 from .crypto.base import CryptoBackend
 from .drivers import Flow, run_async, run_sync
@@ -54,10 +54,10 @@ class _Base:
     view: ArchiveView
 
     def _setup(self, crypto: CryptoBackend | None, codec: CodecBackend | None,
-               cache_bytes: int) -> None:
+               cache: CacheLimit | PageCache) -> None:
         self.crypto = crypto or default_crypto()
         self.codec = codec or default_codec()
-        self.cache = PageCache(cache_bytes)
+        self.cache = cache if isinstance(cache, PageCache) else PageCache(cache)
 
     def _set_view(self, view: ArchiveView) -> None:
         self.view = view
@@ -80,10 +80,10 @@ class Lockbox(_Base):
 
     def __init__(self, source: RangeSource, *, password: str | bytes | None = None,
                  identity: Identity | None = None, crypto: CryptoBackend | None = None,
-                 codec: CodecBackend | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 codec: CodecBackend | None = None, cache: CacheLimit | PageCache = "auto",
                  path: str | None = None, close_source: bool = True,
                  known_key: tuple[bytes, bytes] | None = None) -> None:
-        self._setup(crypto, codec, cache_bytes)
+        self._setup(crypto, codec, cache)
         self.source = source
         self.path = path
         self._close_source = close_source
@@ -250,8 +250,8 @@ class AsyncLockbox(_Base):
 
     def __init__(self, source: AsyncRangeSource, *, crypto: CryptoBackend | None = None,
                  codec: CodecBackend | None = None,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self._setup(crypto, codec, cache_bytes)
+                 cache: CacheLimit | PageCache = "auto") -> None:
+        self._setup(crypto, codec, cache)
         self.source = source
 
     @classmethod

@@ -1,7 +1,10 @@
 """A bounded, weighted LRU of decoded objects (tree nodes, chunk indexes).
 
-Correctness never depends on it: every entry is keyed by the exact frame it
-was decoded from (offset and tag), so a hit is the same authenticated bytes.
+Correctness never depends on it: every entry is keyed by the archive and the
+exact frame it was decoded from (offset and tag), so a hit is the same
+authenticated bytes; one cache may be shared by several open archives. Tree
+nodes weigh half their decoded size (they are small and re-used by every
+lookup); chunk indexes their full size.
 """
 
 from __future__ import annotations
@@ -9,14 +12,37 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-__all__ = ["PageCache", "DEFAULT_CACHE_BYTES"]
+__all__ = ["PageCache", "DEFAULT_CACHE_BYTES", "CacheLimit", "resolve_budget"]
 
-DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024  # the minimum of "auto", and the browser's default
+MAX_AUTO_BYTES = 4 * 1024 * 1024 * 1024
+AUTO_SHARE = 0.15
+
+CacheLimit = str | int | None  # "auto", a byte count, or 0/None (disabled)
+
+
+def resolve_budget(limit: CacheLimit) -> int:
+    """``"auto"``: about 15 % of the memory available now, at least 64 MiB and at
+    most 4 GiB (64 MiB in the browser); an int: that many bytes; 0 or None: off."""
+    if limit is None:
+        return 0
+    if isinstance(limit, int):
+        if limit < 0:
+            raise ValueError("a cache budget cannot be negative")
+        return limit
+    if limit != "auto":
+        raise ValueError(f"cache limit must be 'auto', a byte count or 0, not {limit!r}")
+    from .platform import available_memory
+
+    avail = available_memory()
+    if avail is None:
+        return DEFAULT_CACHE_BYTES
+    return int(min(MAX_AUTO_BYTES, max(DEFAULT_CACHE_BYTES, avail * AUTO_SHARE)))
 
 
 class PageCache:
-    def __init__(self, budget_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self.budget_bytes = max(0, budget_bytes)
+    def __init__(self, budget_bytes: CacheLimit = DEFAULT_CACHE_BYTES) -> None:
+        self.budget_bytes = resolve_budget(budget_bytes)
         self.used_bytes = 0
         self.hits = 0
         self.misses = 0

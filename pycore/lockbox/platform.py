@@ -59,3 +59,23 @@ def async_url_source(url: str) -> AsyncRangeSource:
     from .sources.http import AsyncHttpSource
 
     return AsyncHttpSource(url)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux: MemAvailable), or None when unknown —
+    always None in the browser, where the cache budget is fixed."""
+    if IS_BROWSER:
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -182,7 +182,7 @@ class ArchiveView:
         out: list[Node | None] = []
         missing: list[int] = []
         for i, ref in enumerate(refs):
-            node = self.cache.get((ref.frame_offset, ref.tag))
+            node = self.cache.get((self.archive_id, ref.frame_offset, ref.tag))
             out.append(node)
             if node is None:
                 missing.append(i)
@@ -192,7 +192,8 @@ class ArchiveView:
                 ref = refs[i]
                 payload = self.opener.open_ref(blob, ref, kind)
                 node = self._decode(kind, payload)
-                self.cache.put((ref.frame_offset, ref.tag), node, len(payload) // 2 + 256)
+                self.cache.put((self.archive_id, ref.frame_offset, ref.tag), node,
+                               len(payload) // 2 + 256)
                 out[i] = node
         return out  # type: ignore[return-value]
 
@@ -352,7 +353,8 @@ class ArchiveView:
         total = entry.chunks
         idx = list(range(first // INDEX_FANOUT, (stop - 1) // INDEX_FANOUT + 1))
         refs = [entry.refs[i] for i in idx]
-        cached: list[list[Ref] | None] = [self.cache.get((r.frame_offset, r.tag)) for r in refs]
+        cached: list[list[Ref] | None] = [
+            self.cache.get((self.archive_id, r.frame_offset, r.tag)) for r in refs]
         missing = [k for k, v in enumerate(cached) if v is None]
         if missing:
             blobs = yield Read(tuple(refs[k].byte_range for k in missing))
@@ -363,7 +365,7 @@ class ArchiveView:
                 if file_id != entry.file_id or first_no != idx[k] * INDEX_FANOUT or \
                         len(chunk_refs) != want:
                     raise IntegrityError("chunk index does not belong to this file")
-                self.cache.put((refs[k].frame_offset, refs[k].tag), chunk_refs,
+                self.cache.put((self.archive_id, refs[k].frame_offset, refs[k].tag), chunk_refs,
                                len(payload))
                 cached[k] = chunk_refs
         out: list[Ref] = []
