@@ -185,6 +185,8 @@ def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
     ek = identity.recipient(crypto).public_key if identity is not None else None
     tried = []
     for slot in slots:
+        if isinstance(slot, UnusableSlot):
+            continue
         aad = slot_aad(archive_id, slot)
         if isinstance(slot, PasswordSlot) and pw is not None:
             tried.append("password")

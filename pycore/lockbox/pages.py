@@ -62,6 +62,9 @@ class PageWriter:
         self.pages_written = 0
         self.bytes_written = 0
         self.reused_bytes = 0
+        # FREE extents this session wrote into: (offset, size, original header), so
+        # that an abort can put them back byte for byte.
+        self.taken: list[tuple[int, int, bytes]] = []
 
     @property
     def end_offset(self) -> int:
@@ -76,6 +79,11 @@ class PageWriter:
             extent = self.space.take_free_extent(max(_round_up(need), _MIN_REUSE))
         if extent is not None:
             self.page_offset, self.extent = extent
+            try:
+                header = os.pread(self.fd, PAGE_HEADER_SIZE, self.page_offset)
+            except OSError as e:
+                raise StorageError(f"reading the archive failed: {e.strerror}") from e
+            self.taken.append((self.page_offset, self.extent, header))
             self.capacity = min(self.extent, MAX_PAGE_SIZE)
             self.from_tail = False
         else:
@@ -141,6 +149,22 @@ class PageWriter:
                     self.space.add_page(self.page_offset + size, FREE, rest)
         self.used = 0
         self.pages_written += 1
+
+    def restore_taken(self) -> None:
+        """Abort: put back every FREE extent this session wrote into (zeros and its
+        original header), so the file is as it was before the session."""
+        self._buf = bytearray()
+        self.used = 0
+        zeros = bytes(1 << 20)
+        for offset, size, header in reversed(self.taken):
+            pos, left = offset, size
+            while left:
+                n = min(left, len(zeros))
+                self._pwrite(memoryview(zeros)[:n], pos)
+                pos += n
+                left -= n
+            self._pwrite(header, offset)
+        self.taken.clear()
 
     def write_page(self, page: bytes) -> int:
         """Write a complete page image (e.g. a KEYDIR page) at the tail."""

@@ -774,11 +774,13 @@ class Writer:
             root_leaves_complete=toc.root_leaves_complete, stats=stats)
 
     def abort(self) -> None:
-        """Discard staged changes and the pages written for them."""
+        """Discard staged changes and the pages written for them: the file is left
+        byte for byte as the last commit left it."""
         try:
+            self.pages.restore_taken()
             os.ftruncate(self.fd, self.view.commit.archive_end)
-        except OSError:
-            pass  # unreferenced bytes past the committed end are harmless
+        except (OSError, LockboxError):
+            pass  # unreferenced bytes are harmless: only the byte-identity is lost
         try:
             self._archive._rebase_source()
         except LockboxError:
