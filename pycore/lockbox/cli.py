@@ -450,6 +450,17 @@ def cmd_add(args: argparse.Namespace) -> int:
                 for host in args.paths:
                     count += _add_one(w, host, _dest_for(host, args.to), skip, meter,
                                       args.quiet, args.jobs)
+                staged_at = time.monotonic()
+            if w.timings is not None:
+                # One tab-separated line of stage totals (seconds), for diagnostics.
+                t = w.timings
+                fields = {"wall": time.monotonic() - started,
+                          "add": staged_at - started, "commit": t["commit"],
+                          "read": t["read"], "prepare": t["prepare"], "write": t["write"],
+                          "entries": count, "bytes": meter.bytes, "jobs": args.jobs}
+                print("lockbox-timings\t" + "\t".join(
+                    f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in fields.items()), file=sys.stderr)
         finally:
             meter.close()
     if not args.quiet:

@@ -17,6 +17,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -145,6 +146,7 @@ class SmallFilePipeline:
         self._workers: list[_Worker] = []
         self._next = 0
         self._inflight: deque[_Worker] = deque()
+        self.prepare_seconds = 0.0  # inline preparation, or waiting for the workers
 
     def submit(self, f: SmallFile) -> None:
         self._batch.append(f)
@@ -160,7 +162,10 @@ class SmallFilePipeline:
             self._workers = [_Worker() for _ in range(self.jobs)]
         if not self._workers:
             self._drain(0)
-            self.consume(prepare_batch(batch, self.chunk_size, self.level))
+            t0 = time.perf_counter()
+            prepared = prepare_batch(batch, self.chunk_size, self.level)
+            self.prepare_seconds += time.perf_counter() - t0
+            self.consume(prepared)
             return
         self._drain(2 * self.jobs - 1)
         worker = self._workers[self._next % len(self._workers)]
@@ -170,7 +175,9 @@ class SmallFilePipeline:
 
     def _drain(self, keep: int) -> None:
         while len(self._inflight) > keep:
+            t0 = time.perf_counter()
             result = self._inflight.popleft().recv()
+            self.prepare_seconds += time.perf_counter() - t0
             if isinstance(result, BaseException):
                 raise result
             self.consume(result)

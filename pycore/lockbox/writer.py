@@ -190,6 +190,10 @@ class Writer:
         # Every content frame written in this session, by file version: those of a
         # version that no staged entry references at commit are dead.
         self._session_frames: dict[bytes, list[Ref]] = {}
+        # LOCKBOX_IMPORT_TIMINGS=1: coarse stage totals (seconds) for diagnostics.
+        self.timings: dict[str, float] | None = getattr(self, "timings", None)
+        if self.timings is None and os.environ.get("LOCKBOX_IMPORT_TIMINGS") == "1":
+            self.timings = {"read": 0.0, "prepare": 0.0, "write": 0.0, "commit": 0.0}
         self.chunk_size = view.commit.default_chunk_size
         self.toc_changes: dict[bytes, Entry | None] = {}
         self.env_changes: dict[bytes, bytes | None] = {}
@@ -322,6 +326,9 @@ class Writer:
         skip_compress = 0
         max_chunks = MAX_INDEX_REFS * INDEX_FANOUT
         written = self._session_frames.setdefault(file_id, [])
+        tm = self.timings
+        clock = time.perf_counter
+        t0 = clock() if tm is not None else 0.0
         cur = stream.read(csize)
         own_pages = len(cur) == csize  # a large file gets pages of its own, so that
         if own_pages:                  # removing it frees whole pages for reuse
@@ -331,6 +338,9 @@ class Writer:
                 raise UsageError(f"{path}: larger than the format allows at this chunk size "
                                  f"({max_chunks * csize:,} bytes)")
             nxt = stream.read(csize) if len(cur) == csize else b""
+            if tm is not None:
+                t1 = clock()
+                tm["read"] += t1 - t0
             digest.update(cur)
             total += len(cur)
             meta = _NOT_LAST if nxt else encode_meta(ChunkMeta(
@@ -341,7 +351,13 @@ class Writer:
                 skip_compress -= 1
             elif plain[0] == 0 and len(cur) >= 65536:
                 skip_compress = 7  # incompressible data: probe again every 8th chunk
+            if tm is not None:
+                t2 = clock()
+                tm["prepare"] += t2 - t1
             ref = append(FrameKind.DATA_CHUNK, plain)
+            if tm is not None:
+                t0 = clock()
+                tm["write"] += t0 - t2
             stored += ref.frame_size
             refs.append(ref)
             written.append(ref)
@@ -430,6 +446,14 @@ class Writer:
 
     def _stage_prepared(self, batch: list[Prepared], progress: Progress | None) -> None:
         """The ordered writer's half of the pipeline: seal, place, stage."""
+        t0 = time.perf_counter() if self.timings is not None else 0.0
+        try:
+            self._stage_prepared_batch(batch, progress)
+        finally:
+            if self.timings is not None:
+                self.timings["write"] += time.perf_counter() - t0
+
+    def _stage_prepared_batch(self, batch: list[Prepared], progress: Progress | None) -> None:
         append = self.pages.append
         csize = self.chunk_size
         for p in batch:
@@ -468,6 +492,8 @@ class Writer:
         with pipe:
             count = self._walk(os.fspath(src), dest, progress, on_skip, pipe)
             pipe.finish()
+        if self.timings is not None:
+            self.timings["prepare"] += pipe.prepare_seconds
         return count
 
     def _walk(self, src: str, dest: str, progress: Progress | None,
@@ -662,6 +688,7 @@ class Writer:
         """Make every staged change durable as one new commit; returns the new view."""
         if self.closed:
             raise UsageError("this writer is closed")
+        t0 = time.perf_counter()
         try:
             removed = self._slot_removed
             view = self._commit()
@@ -673,6 +700,8 @@ class Writer:
             raise
         except OSError as e:
             raise CommitError(f"commit failed: {e.strerror or e}") from e
+        if self.timings is not None:
+            self.timings["commit"] += time.perf_counter() - t0
         return view
 
     def _commit(self) -> ArchiveView:
