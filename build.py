@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""Build the static lockbox site: ``python build.py [--out dist/site]``.
+
+What goes into the site (every input pinned; nothing is fetched by the site at run time):
+
+* ``wheels/<hash>/lockbox-<version>-py3-none-any.whl``: the pure wheel of ``pycore/lockbox``
+  (``pip wheel --no-deps`` on a clean copy of the sources, ``SOURCE_DATE_EPOCH`` fixed, so the
+  same sources give the same bytes). Not ``pyodide build``: it downloads its cross-build
+  environment first and fails offline; a pure ``py3-none-any`` wheel is what Pyodide loads anyway.
+* ``vendor/crypto.<hash>.mjs``: one esbuild bundle of ``webapp/src/crypto-entry.mjs``
+  (libsodium-wrappers-sumo, @noble/post-quantum ML-KEM, @noble/hashes Argon2id, hash-wasm BLAKE3).
+* ``pyodide/<hash>/``: the Pyodide runtime files from the npm package ``pyodide`` (only the five
+  that are needed). Their names are fixed by Pyodide, so the folder carries the hash.
+* ``boot-worker.<hash>.mjs``: the module worker from ``webapp/src/boot-worker.mjs``.
+* every file of ``webapp/static/`` under its own name (the viewer pages).
+* ``manifest.json``: logical name -> cache-busted path (relative to the site root), read by the
+  pages and the worker at start.
+
+npm packages come from ``webapp/package-lock.json`` (``npm ci``, run only when
+``node_modules`` is missing or the lock changed). Built pieces are cached in ``.cache/build``
+under a hash of their inputs, so a second run with nothing changed only checks hashes.
+The output folder is synchronised: unchanged files are not rewritten and files that are no
+longer part of the build are removed (only in a folder holding a previous build's
+``manifest.json``, or an empty one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "ROOT", "WEBAPP", "DEFAULT_OUT", "PYODIDE_FILES", "BuildError", "BuildResult",
+    "build", "ensure_node_modules", "build_wheel", "build_crypto_bundle", "main",
+]
+
+ROOT = Path(__file__).resolve().parent
+WEBAPP = ROOT / "webapp"
+DEFAULT_OUT = ROOT / "dist" / "site"
+CACHE = ROOT / ".cache" / "build"
+PYODIDE_FILES = (
+    "pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json",
+)
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest date a zip can hold
+HASH_LEN = 12
+_NPM_STAMP = ".lockbox-npm-stamp"
+_ESBUILD_ARGS = ("--bundle", "--format=esm", "--minify", "--target=es2022",
+                 "--platform=browser", "--charset=utf8", "--log-level=warning")
+
+
+class BuildError(Exception):
+    """A build step failed; the message says which and why."""
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: dict[str, object]
+    files: dict[str, int] = field(default_factory=dict)  # relative path -> size
+    seconds: float = 0.0
+
+    def path(self, logical: str) -> Path:
+        """The built file for a logical name of the manifest (e.g. ``"crypto"``)."""
+        entries = self.manifest["entries"]
+        assert isinstance(entries, dict)
+        return self.out / str(entries[logical])
+
+
+def _log(quiet: bool, message: str) -> None:
+    if not quiet:
+        print(message, flush=True)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tree_hash(parts: Iterable[tuple[str, bytes]]) -> str:
+    h = hashlib.sha256()
+    for name, data in sorted(parts):
+        h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
+    return h.hexdigest()
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise BuildError(
+            f"'{name}' was not found on PATH. The site build needs Node.js (>= 20) and npm: "
+            "install them (Debian: apt-get install nodejs npm) and run build.py again."
+        )
+    return path
+
+
+def _run(cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None,
+         timeout: float = 600) -> str:
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise BuildError(f"{' '.join(cmd)} did not finish within {timeout:.0f} s") from exc
+    if proc.returncode != 0:
+        raise BuildError(
+            f"{' '.join(cmd)} failed with exit code {proc.returncode} (in {cwd}):\n"
+            f"{proc.stdout[-4000:]}{proc.stderr[-4000:]}"
+        )
+    return proc.stdout
+
+
+# --------------------------------------------------------------------------------- npm
+
+
+def ensure_node_modules(*, quiet: bool = False) -> Path:
+    """``npm ci`` in webapp/ unless node_modules matches package-lock.json already."""
+    lock = WEBAPP / "package-lock.json"
+    if not lock.is_file():
+        raise BuildError(f"{lock} is missing: it pins every npm package of the site")
+    node_modules = WEBAPP / "node_modules"
+    want = _tree_hash([("package.json", (WEBAPP / "package.json").read_bytes()),
+                       ("package-lock.json", lock.read_bytes())])
+    stamp = node_modules / _NPM_STAMP
+    if stamp.is_file() and stamp.read_text().strip() == want:
+        return node_modules
+    _tool("node")
+    npm = _tool("npm")
+    _log(quiet, "npm ci (webapp/package-lock.json) ...")
+    # --ignore-scripts: nothing runs at install time; esbuild's binary comes from its
+    # platform package (@esbuild/linux-x64), not from its postinstall script.
+    _run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=WEBAPP)
+    stamp.write_text(want + "\n")
+    return node_modules
+
+
+def _pyodide_version(node_modules: Path) -> str:
+    meta = json.loads((node_modules / "pyodide" / "package.json").read_text())
+    return str(meta["version"])
+
+
+# --------------------------------------------------------------------------------- wheel
+
+
+def _wheel_inputs() -> list[tuple[str, bytes]]:
+    parts = []
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        path = ROOT / name
+        if path.is_file():
+            parts.append((name, path.read_bytes()))
+    package = ROOT / "pycore" / "lockbox"
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc",
+                                                                                      ".pyo"):
+            parts.append((path.relative_to(ROOT).as_posix(), path.read_bytes()))
+    return parts
+
+
+def _can_build_without_isolation() -> bool:
+    try:
+        import setuptools
+        import wheel  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
+    except ImportError:
+        return False
+    major = int(setuptools.__version__.split(".")[0])
+    return major >= 70
+
+
+def build_wheel(*, quiet: bool = False) -> Path:
+    """The pure wheel of lockbox, cached under a hash of its sources."""
+    inputs = _wheel_inputs()
+    key = _tree_hash(inputs)[:HASH_LEN]
+    cached = CACHE / f"wheel-{key}"
+    found = sorted(cached.glob("lockbox-*-py3-none-any.whl")) if cached.is_dir() else []
+    if found:
+        return found[0]
+    _log(quiet, "pip wheel --no-deps (pycore/lockbox) ...")
+    with tempfile.TemporaryDirectory(prefix="lockbox-wheel-") as tmp:
+        src = Path(tmp) / "src"
+        for name, data in inputs:  # a clean copy: no stale build/ or egg-info leaks in
+            dest = src / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+            dest.chmod(0o644)
+        out = Path(tmp) / "out"
+        env = dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH, PIP_NO_INPUT="1",
+                   PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONHASHSEED="0")
+        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)]
+        if _can_build_without_isolation():
+            cmd.insert(5, "--no-build-isolation")
+        _run(cmd, cwd=Path(tmp), env=env)
+        wheels = sorted(out.glob("lockbox-*-py3-none-any.whl"))
+        if len(wheels) != 1:
+            raise BuildError(f"pip wheel made {[w.name for w in out.iterdir()]}, "
+                             "expected one lockbox-*-py3-none-any.whl")
+        tmp_cache = CACHE / f".wheel-{key}.tmp"
+        shutil.rmtree(tmp_cache, ignore_errors=True)
+        tmp_cache.mkdir(parents=True)
+        shutil.copyfile(wheels[0], tmp_cache / wheels[0].name)
+        shutil.rmtree(cached, ignore_errors=True)
+        tmp_cache.rename(cached)
+    return cached / wheels[0].name
+
+
+# --------------------------------------------------------------------------------- crypto bundle
+
+
+def build_crypto_bundle(node_modules: Path, *, quiet: bool = False) -> Path:
+    """The esbuild bundle of webapp/src/crypto-entry.mjs, cached under a hash of its inputs."""
+    entry = WEBAPP / "src" / "crypto-entry.mjs"
+    key = _tree_hash([
+        ("entry", entry.read_bytes()),
+        ("lock", (WEBAPP / "package-lock.json").read_bytes()),
+        ("args", " ".join(_ESBUILD_ARGS).encode()),
+    ])[:HASH_LEN]
+    cached = CACHE / f"crypto-{key}.mjs"
+    if cached.is_file():
+        return cached
+    node = _tool("node")
+    esbuild = node_modules / "esbuild" / "bin" / "esbuild"
+    if not esbuild.is_file():
+        raise BuildError(f"{esbuild} is missing: run npm ci in webapp/ (build.py does it)")
+    _log(quiet, "esbuild crypto bundle ...")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = CACHE / f".crypto-{key}.tmp.mjs"
+    _run([node, str(esbuild), str(entry), *_ESBUILD_ARGS, f"--outfile={tmp}"], cwd=WEBAPP)
+    tmp.replace(cached)
+    return cached
+
+
+# --------------------------------------------------------------------------------- site
+
+
+def _hashed_name(name: str, data: bytes) -> str:
+    stem, dot, ext = name.partition(".")
+    return f"{stem}.{_sha256(data)[:HASH_LEN]}{dot}{ext}"
+
+
+def _plan(node_modules: Path, wheel: Path, bundle: Path) -> tuple[dict[str, bytes], dict[str,
+                                                                                         object]]:
+    """Every output file (relative path -> bytes) and the manifest."""
+    files: dict[str, bytes] = {}
+    entries: dict[str, str] = {}
+
+    runtime = {name: (node_modules / "pyodide" / name).read_bytes() for name in PYODIDE_FILES}
+    runtime_dir = f"pyodide/{_tree_hash(runtime.items())[:HASH_LEN]}"
+    for name, data in runtime.items():
+        files[f"{runtime_dir}/{name}"] = data
+    entries["pyodide"] = runtime_dir + "/"
+    entries["pyodide.mjs"] = f"{runtime_dir}/pyodide.mjs"
+
+    wheel_data = wheel.read_bytes()
+    entries["wheel"] = f"wheels/{_sha256(wheel_data)[:HASH_LEN]}/{wheel.name}"
+    files[entries["wheel"]] = wheel_data
+
+    bundle_data = bundle.read_bytes()
+    entries["crypto"] = "vendor/" + _hashed_name("crypto.mjs", bundle_data)
+    files[entries["crypto"]] = bundle_data
+
+    worker_data = (WEBAPP / "src" / "boot-worker.mjs").read_bytes()
+    entries["boot-worker"] = _hashed_name("boot-worker.mjs", worker_data)
+    files[entries["boot-worker"]] = worker_data
+
+    static: dict[str, str] = {}
+    static_dir = WEBAPP / "static"
+    if static_dir.is_dir():
+        for path in sorted(static_dir.rglob("*")):
+            if path.is_file():
+                rel = path.relative_to(static_dir).as_posix()
+                if rel == MANIFEST or rel in files:
+                    raise BuildError(f"webapp/static/{rel} collides with a built file")
+                files[rel] = path.read_bytes()
+                static[rel] = _sha256(files[rel])
+
+    manifest: dict[str, object] = {
+        "format": MANIFEST_FORMAT,
+        "lockbox": _wheel_version(wheel.name),
+        "pyodide": _pyodide_version(node_modules),
+        "crypto_global": "lockboxCrypto",
+        "entries": dict(sorted(entries.items())),
+        "static": static,
+        "sizes": {},
+    }
+    manifest["sizes"] = {path: len(data) for path, data in sorted(files.items())}
+    return files, manifest
+
+
+def _wheel_version(name: str) -> str:
+    return name.split("-")[1]
+
+
+def _sync(out: Path, files: dict[str, bytes], manifest_bytes: bytes) -> None:
+    """Write what differs, remove what is no longer built, write the manifest last."""
+    if out.exists():
+        if not out.is_dir():
+            raise BuildError(f"--out {out} exists and is not a folder")
+        if any(out.iterdir()) and not (out / MANIFEST).is_file():
+            raise BuildError(f"--out {out} is not empty and holds no {MANIFEST}: refusing to "
+                             "replace its contents (pick an empty or a previous build's folder)")
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = set(files) | {MANIFEST}
+    for path in sorted(out.rglob("*")):
+        if (path.is_symlink() or path.is_file()) and path.relative_to(out).as_posix() not in wanted:
+            path.unlink()
+    for rel, data in files.items():
+        dest = out / rel
+        if dest.is_file() and dest.stat().st_size == len(data) and dest.read_bytes() == data:
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+    for path in sorted(out.rglob("*"), reverse=True):  # children before their folders
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()
+    target = out / MANIFEST
+    if not target.is_file() or target.read_bytes() != manifest_bytes:
+        tmp = out / (MANIFEST + ".tmp")
+        tmp.write_bytes(manifest_bytes)
+        tmp.replace(target)
+
+
+def build(out: Path = DEFAULT_OUT, *, quiet: bool = False) -> BuildResult:
+    """Build the site into ``out``; returns the manifest and the sizes."""
+    started = time.monotonic()
+    out = Path(out).resolve()
+    node_modules = ensure_node_modules(quiet=quiet)
+    wheel = build_wheel(quiet=quiet)
+    bundle = build_crypto_bundle(node_modules, quiet=quiet)
+    files, manifest = _plan(node_modules, wheel, bundle)
+    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    _sync(out, files, manifest_bytes)
+    sizes = {rel: len(data) for rel, data in files.items()}
+    sizes[MANIFEST] = len(manifest_bytes)
+    return BuildResult(out, manifest, dict(sorted(sizes.items())), time.monotonic() - started)
+
+
+def _report(result: BuildResult) -> str:
+    entries = result.manifest["entries"]
+    assert isinstance(entries, dict)
+    lines = [f"built {result.out} in {result.seconds:.2f} s"]
+    width = max(len(p) for p in result.files)
+    for rel, size in result.files.items():
+        lines.append(f"  {rel:<{width}}  {size:>12,} B")
+    total = sum(result.files.values())
+    lines.append(f"  {'total':<{width}}  {total:>12,} B in {len(result.files)} files")
+    bundle = result.path("crypto").read_bytes()
+    lines.append(f"  crypto bundle gzip -9: {len(gzip.compress(bundle, 9, mtime=0)):,} B")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"output folder (default: {DEFAULT_OUT.relative_to(ROOT)})")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    args = parser.parse_args(argv)
+    try:
+        result = build(args.out, quiet=args.quiet)
+    except BuildError as exc:
+        print(f"build.py: error: {exc}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(_report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
