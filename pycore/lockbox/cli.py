@@ -621,6 +621,88 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return IntegrityError.exit_code
 
 
+def _recover_line(e: Any) -> str:
+    """One line of `recover` output for a file that is not complete."""
+    size = "unknown size" if e.size is None else f"{e.size:,} bytes"
+    if e.status == "lost":
+        return f"lost     {e.path}  ({size}): {e.detail}"
+    spans = ", ".join(f"{a}-{b - 1}" for a, b in e.ranges[:4])
+    if len(e.ranges) > 4:
+        spans += f", ... ({len(e.ranges) - 4} more)"
+    return (f"partial  {e.path}  ({e.recovered_bytes:,} of {size} recovered: bytes {spans}): "
+            f"{e.detail}")
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """lockbox recover: rebuild what a damaged archive holds; with -o, write the complete
+    files into a new archive. Exit 0 when every file is complete, 5 otherwise."""
+    from .recovery import RecoveryScanner
+    from .sources import open_source
+
+    out = None if args.dry_run else args.output
+    if out is not None and os.path.lexists(out):
+        raise UsageError(f"{out} already exists (recover writes a new archive)")
+    password = _password(args)
+    identity = _identity(args)
+    ask = password is None and identity is None
+    if ask:
+        _check_source(args.archive)
+        if not _stdin_tty():
+            raise UsageError(NO_SECRET)
+    attempts = 3 if ask else 1
+    report = None
+    for attempt in range(1, attempts + 1):
+        if ask:
+            password = _prompt(f"Password for {os.path.basename(args.archive) or args.archive}: ")
+        source = open_source(args.archive)
+        try:
+            scanner = RecoveryScanner(password=password, identity=identity)
+            try:
+                report = scanner.scan(source)
+            except WrongKeyError:
+                if attempt == attempts:
+                    raise
+                _err("wrong password, try again")
+                continue
+            if out is not None:
+                scanner.salvage(out, source)
+        finally:
+            source.close()
+        break
+    assert report is not None
+    if args.json:
+        _out(json.dumps(report.to_json(), indent=2))
+        return 0 if report.ok else IntegrityError.exit_code
+    for e in report.files:
+        if e.status != "complete":
+            _out(_recover_line(e))
+    if not args.quiet:
+        for problem in report.problems:
+            _err(f"recover: {problem}")
+        tree = {"commit": f"the commit (generation {report.commit_generation})",
+                "toc-leaves": "surviving TOC leaves",
+                "data-frames": "the data frames alone"}.get(report.toc_source,
+                                                            report.toc_source)
+        _out(f"{len(report.complete)} of {len(report.files)} files complete, "
+             f"{len(report.partial)} partial, {len(report.lost)} lost"
+             + (f", {report.unaccounted_files} unaccounted" if report.unaccounted_files else "")
+             + "; "
+             f"{len(report.dirs)} directories, {len(report.symlinks)} symlinks, "
+             f"{len(report.env_names)} env values; tree from {tree}; scanned "
+             f"{_human(report.bytes_scanned)}: {report.frames_authenticated} frames "
+             f"authenticated, {report.frames_rejected} rejected")
+        s = report.salvage
+        if s is not None:
+            _out(f"salvaged {s.files} files ({_human(s.bytes)}), {s.dirs} directories, "
+                 f"{s.symlinks} symlinks, {s.env_values} env values into {s.path}")
+        elif args.output:
+            _out("dry run: nothing written")
+    if report.salvage is not None:
+        for skipped in report.salvage.skipped:
+            _err(f"recover: not salvaged: {skipped}")
+    return 0 if report.ok else IntegrityError.exit_code
+
+
 # -- env -------------------------------------------------------------------------------
 
 
@@ -963,6 +1045,26 @@ def build_parser() -> argparse.ArgumentParser:
             description="Authenticate every structure and check every file's content hash. "
                         f"Exit code 0 when intact, 5 (problems on stderr) otherwise. {ro}")
     p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = cmd("recover", cmd_recover, "rebuild what a damaged archive still holds",
+            description="Scan a damaged archive without trusting its header or tree: "
+                        "authenticate every frame, rebuild the tree (from the newest "
+                        "commit, else from surviving TOC pages, else from the data frames "
+                        "alone) and report every file as complete, partial (which byte "
+                        "ranges survive) or lost. With -o OUT, write the complete files, "
+                        "directories, symlinks and env values into a NEW archive OUT, "
+                        "protected by the same password (with the same Argon2id "
+                        "parameters) or by the identity's recipient; other key slots are "
+                        "not carried over. Without -o (or with --dry-run) only report. "
+                        "Exit code 0 when every file is complete, 5 when some are partial "
+                        "or lost (one line each). The damaged archive is never changed. "
+                        f"{ro}")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="write what is complete into this new archive (must not exist)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only report, even with -o (the default without -o)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     env = sub.add_parser("env", help="encrypted key/value secrets stored in the archive",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -120,11 +121,17 @@ class Identity:
         raise FormatError("not a lockbox identity file (no 'LOCKBOX-IDENTITY-1:' line)")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _b64(text: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (ValueError, TypeError):
-        raise FormatError(f"{what}: bad base64") from None
+    """Strict unpadded base64url: no other characters, no padding, canonical."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise FormatError(f"{what}: bad base64")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if base64.urlsafe_b64encode(data).decode().rstrip("=") != text:
+        raise FormatError(f"{what}: bad base64 (non-canonical)")
+    return data
 
 
 def _new_slot_id(crypto: CryptoBackend, taken: set[int]) -> int:

@@ -139,6 +139,7 @@ _MAX_SPAN = FRAME_HEADER_SIZE + MAX_FRAME_SEALED_SIZE  # the largest frame
 # A frame candidate: the magic, a kind a page may hold (COMMIT frames live only in
 # slots), zero flags and reserved bytes. Found by the regex engine, in C.
 _CANDIDATE = re.compile(rb"LBXF[\x02-\x06]\x00\x00\x00")
+_CANDIDATE_LEN = 8
 _FAIL_BUDGET_BASE = 16 * 1024 * 1024
 _FAIL_BUDGET_FACTOR = 2
 _MAX_OPEN_HASHERS = 1024  # groups hashed as they stream by (others: a second read)
@@ -215,6 +216,9 @@ class RecoveryReport:
     frames_rejected: int = 0  # a sane header (CRC) whose frame did not authenticate
     pages_seen: int = 0  # valid page headers met by the scan
     keydir_pages: int = 0
+    # Files the newest authenticated commit counts but the rebuilt tree does not name
+    # (their TOC entries and every chunk are gone): lost without a trace of their names.
+    unaccounted_files: int = 0
     problems: list[str] = field(default_factory=list)  # not tied to one file
     seconds: float = 0.0
     salvage: SalvageResult | None = None
@@ -248,8 +252,9 @@ class RecoveryReport:
 
     @property
     def ok(self) -> bool:
-        """Every file found is complete."""
-        return not any(e.type == "file" and e.status != COMPLETE for e in self.entries)
+        """Every file is complete (and none is missing without a name)."""
+        return self.unaccounted_files == 0 and \
+            not any(e.type == "file" and e.status != COMPLETE for e in self.entries)
 
     def entry(self, path: str) -> RecoveredEntry | None:
         for e in self.entries:
@@ -268,7 +273,8 @@ class RecoveryReport:
             "bytes_scanned": self.bytes_scanned,
             "frames_authenticated": self.frames_authenticated,
             "frames_rejected": self.frames_rejected, "pages_seen": self.pages_seen,
-            "keydir_pages": self.keydir_pages, "seconds": round(self.seconds, 3),
+            "keydir_pages": self.keydir_pages, "unaccounted_files": self.unaccounted_files,
+            "seconds": round(self.seconds, 3),
             "problems": list(self.problems), "env_names": list(self.env_names),
             "entries": [e.to_json() for e in self.entries],
             "salvage": None if self.salvage is None else self.salvage.to_json(),
@@ -478,9 +484,11 @@ class RecoveryScanner:
         report = RecoveryReport()
         blobs = yield Read((ByteRange(0, SUPERBLOCK_SIZE),))
         head = bytes(blobs[0])
-        slots = [s for no in range(SLOT_COUNT)
-                 if (s := _parse_slot(head[no * SLOT_SIZE:(no + 1) * SLOT_SIZE], no))
-                 is not None]
+        slots: list[_LenientSlot] = []
+        for no in range(SLOT_COUNT):
+            parsed = _parse_slot(head[no * SLOT_SIZE:(no + 1) * SLOT_SIZE], no)
+            if parsed is not None:
+                slots.append(parsed)
         slots.sort(key=lambda s: s.generation, reverse=True)
         yield from self._unlock_flow(slots, report)
         opener = self._opener
@@ -551,38 +559,35 @@ class RecoveryScanner:
         found: list[tuple[int, int, bytes, bytes]] = []  # (generation, offset, id, keydir)
         seen: set[tuple[bytes, bytes]] = set()
         frames_pages = 0
+        need = PAGE_HEADER_SIZE + 16 + MAX_KEYDIR_SIZE  # the largest genuine KEYDIR page
         win = _Window(SUPERBLOCK_SIZE, self.window_bytes)
         a = SUPERBLOCK_SIZE
         while True:
-            yield from win.fill_flow(a, PAGE_HEADER_SIZE + 16 + MAX_KEYDIR_SIZE)
+            yield from win.fill_flow(a, need)
             buf, base, end = win.buf, win.base, win.end
             if a + PAGE_HEADER_SIZE > end:
-                break
-            limit = end if win.eof else end - (PAGE_HEADER_SIZE + 16 + MAX_KEYDIR_SIZE) + 1
-            nxt = max(limit, a + PAGE_UNIT) if not win.eof else end
-            while a < nxt and a + PAGE_HEADER_SIZE <= end:
+                break  # the source ended
+            while a + PAGE_HEADER_SIZE <= end and (win.eof or a + need <= end):
                 j = a - base
                 if buf[j:j + 4] == PAGE_MAGIC:
                     try:
-                        h = decode_page_header(buf[j:j + PAGE_HEADER_SIZE])
+                        h = decode_page_header(bytes(buf[j:j + PAGE_HEADER_SIZE]))
                     except LockboxError:
                         h = None
                     if h is not None and h.kind == PageKind.FRAMES:
                         frames_pages += 1
-                    if h is not None and h.kind == PageKind.KEYDIR and a + h.used_size <= end:
+                    elif h is not None and h.kind == PageKind.KEYDIR and \
+                            a + h.used_size <= end:
                         try:
-                            _, page_id, data = decode_keydir_page(buf[j:j + h.used_size])
+                            _, page_id, data = decode_keydir_page(bytes(buf[j:j + h.used_size]))
                         except LockboxError:
-                            data = b""
-                            page_id = b""
+                            data = page_id = b""
                         if data and (page_id, data) not in seen:
                             seen.add((page_id, data))
                             heapq.heappush(found, (h.generation, a, page_id, data))
                             if len(found) > _MAX_KEYDIR_CANDIDATES:
                                 heapq.heappop(found)  # keep the newest copies
                 a += PAGE_UNIT
-            if win.eof and a + PAGE_HEADER_SIZE > end:
-                break
         report.bytes_scanned += win.bytes_read
         for gen, offset, page_id, data in sorted(found, reverse=True):
             if self._try_keydir(page_id, data):
@@ -687,7 +692,7 @@ class RecoveryScanner:
                 j = a - base
                 if buf[j:j + 4] == PAGE_MAGIC:
                     try:
-                        h = decode_page_header(buf[j:j + PAGE_HEADER_SIZE])
+                        h = decode_page_header(bytes(buf[j:j + PAGE_HEADER_SIZE]))
                     except LockboxError:
                         h = None
                     if h is not None:
@@ -705,14 +710,15 @@ class RecoveryScanner:
             if m is None:
                 if win.eof:
                     break
-                p = max(p, min(end - 3, a))
+                # A candidate may straddle the window's end: look again from there.
+                p = max(p, min(end - _CANDIDATE_LEN + 1, a))
                 continue
             i = f - base
             if f + FRAME_HEADER_SIZE > end:  # only at the end of the source
                 p = f + 1
                 continue
             try:
-                header = decode_frame_header(buf[i:i + FRAME_HEADER_SIZE])
+                header = decode_frame_header(bytes(buf[i:i + FRAME_HEADER_SIZE]))
             except LockboxError:
                 p = f + 1
                 continue
@@ -724,7 +730,8 @@ class RecoveryScanner:
                 report.frames_rejected += 1  # cut off by the end of the file
                 p = f + 1
                 continue
-            blob = buf[i:i + size]  # a copy: nothing keeps the window exported
+            with memoryview(buf) as mv:  # one copy; the window is not kept exported
+                blob = bytes(mv[i:i + size])
             try:
                 fh, payload = opener.open_at(blob, f, None)
             except LockboxError:
@@ -883,6 +890,15 @@ class RecoveryScanner:
             self._env = env
             report.env_source = "env-leaves" if env else ""
         self._add_implied_dirs(plans, report)
+        commit = self._commit
+        if commit is not None and report.toc_source != "commit":
+            found = sum(1 for p in plans.values() if p.type == EntryType.FILE)
+            if found < commit.stats.files:
+                report.unaccounted_files = commit.stats.files - found
+                report.problems.append(
+                    f"the commit (generation {commit.generation}) counts "
+                    f"{commit.stats.files} files, {found} were found: "
+                    f"{report.unaccounted_files} are lost with their names")
         report.env_names = sorted(self._env)
         report.entries = sorted((self._entry_of(p) for p in plans.values()),
                                 key=lambda e: _path_order(e.path))
@@ -1078,9 +1094,6 @@ class RecoveryScanner:
                         result.skipped.append(f"env {name}: {e}")
         finally:
             box.close()
-        result.dirs = sum(1 for p in self._plans.values()
-                          if p.type == EntryType.DIR and p.source != SOURCE_IMPLIED) \
-            if not result.skipped else result.dirs
         report.salvage = result
         return result
 

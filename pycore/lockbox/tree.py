@@ -73,9 +73,10 @@ def _split_leaves(keys: list[bytes], values: list[bytes]) -> list[Leaf]:
 
 
 def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
-                     changes: dict[bytes, bytes | None],
-                     emit: Emit) -> Generator[Read, list[bytes], TreeUpdate]:
-    """Apply ``changes`` (key -> new value, or None to delete) to the tree."""
+                     changes: dict[bytes, bytes | None], emit: Emit,
+                     inline_ok: bool = True) -> Generator[Read, list[bytes], TreeUpdate]:
+    """Apply ``changes`` (key -> new value, or None to delete) to the tree. A small
+    single-leaf result is returned inline (for the commit record) if ``inline_ok``."""
     old_values: dict[bytes, bytes] = {}
     freed: list[Ref] = []
     slots: list[_LeafSlot] = []
@@ -166,7 +167,7 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
     if not new_slots:
         return TreeUpdate(EMPTY_TREE, old_values, freed=tuple(freed))
     total = sum(s.count for s in new_slots)
-    if len(new_slots) == 1 and new_slots[0].ref is None:
+    if inline_ok and len(new_slots) == 1 and new_slots[0].ref is None:
         assert new_slots[0].node is not None
         payload = encode_node(new_slots[0].node)
         if len(payload) <= INLINE_ROOT_MAX:

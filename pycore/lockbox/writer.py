@@ -767,7 +767,8 @@ class Writer:
         items = space.items()
         items[TAIL_KEY] = encode_tail(tail_start)
         space_update: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
-            None, FrameKind.SPACE_NODE, EMPTY_TREE, items, self._emit))  # type: ignore[arg-type]
+            None, FrameKind.SPACE_NODE, EMPTY_TREE, items, self._emit,  # type: ignore[arg-type]
+            inline_ok=False))  # the map's root is never inline: the slot's room is spent
         self.pages.close_page()
         self.pages.tail_only = False
         end = self.pages.end_offset
