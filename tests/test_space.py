@@ -204,3 +204,33 @@ def test_archives_without_a_space_map_get_one(tmp_path):
     for r in stale:
         assert data[r.frame_offset:r.frame_offset + r.frame_size] == bytes(r.frame_size)
     check_map(box, path)
+
+
+def test_failure_during_redaction_keeps_the_durable_commit(tmp_path, monkeypatch):
+    """The slot is written, then redaction fails: the writer's abort must not undo the
+    durable commit; the next writer finishes the redaction."""
+    box, path = new_box(tmp_path)
+    with box.writer() as w:
+        w.add_bytes("old.bin", os.urandom(100_000))
+        w.add_bytes("keep", b"k")
+    old_refs = content_refs(box, "old.bin")
+    real = SpaceKeeper.redact
+
+    def failing(self, space, generation):
+        raise lockbox.StorageError("disk went away")
+
+    monkeypatch.setattr(SpaceKeeper, "redact", failing)
+    with pytest.raises(lockbox.StorageError), box.writer() as w:
+        w.remove("old.bin")
+        w.add_bytes("new.bin", os.urandom(50_000))
+    monkeypatch.setattr(SpaceKeeper, "redact", real)
+    again = lockbox.open(path, password="pw")
+    assert sorted(e.path for e in again.ls()) == ["keep", "new.bin"]
+    assert again.verify().ok
+    with again.writer() as w:  # redaction of old.bin happens at this writer's start
+        w.env_set("x", "1")
+    data = path.read_bytes()
+    for r in old_refs:
+        span = data[r.frame_offset:r.frame_offset + r.frame_size]
+        assert span == bytes(r.frame_size) or span[:4] == b"LBXF"  # zeroed or reused
+    check_map(again, path)

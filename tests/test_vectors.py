@@ -5,7 +5,8 @@
 * the generator regenerates the reproducible archives (and the identities, the
   manifest and vectors.json) byte for byte;
 * every vector in vectors.json recomputes equal through the real code;
-* the hex dumps printed in docs/FORMAT.md §19 are the golden bytes.
+* the hex dumps printed in docs/FORMAT.md §19 are the golden bytes;
+* golden archives damaged in chosen ways fail (or fall back) as §3/§11 say.
 
 If the on-disk format changes on purpose, rerun ``tests/vectors/generate.py``
 and update docs/FORMAT.md; a silent change here is an interoperability break.
@@ -25,7 +26,13 @@ from typing import Any
 import pytest
 
 from lockbox.archive import Lockbox
-from lockbox.errors import IntegrityError, WrongKeyError
+from lockbox.errors import (
+    FormatError,
+    IntegrityError,
+    LimitExceededError,
+    UnsupportedVersionError,
+    WrongKeyError,
+)
 from lockbox.format.chunk import (
     ChunkHeader,
     ChunkMeta,
@@ -48,12 +55,19 @@ from lockbox.format.frame import (
 from lockbox.format.keydir import (
     PasswordSlot,
     RecipientSlot,
+    UnusableSlot,
     decode_keydir,
     encode_keydir,
     slot_aad,
 )
 from lockbox.format.node import Internal, Leaf, decode_node, encode_node
-from lockbox.format.page import PageHeader, decode_page_header, encode_page_header
+from lockbox.format.page import (
+    PageHeader,
+    decode_keydir_page,
+    decode_page_header,
+    encode_keydir_page,
+    encode_page_header,
+)
 from lockbox.format.refs import Ref
 from lockbox.format.superblock import (
     ExternalKeydir,
@@ -63,8 +77,8 @@ from lockbox.format.superblock import (
     decode_superblock,
     encode_slot,
 )
-from lockbox.frames import FrameOpener, session_key
-from lockbox.keys import Identity, Recipient, normalize_password, unlock
+from lockbox.frames import FrameOpener, FrameSealer, session_key
+from lockbox.keys import Argon2Params, Identity, Recipient, normalize_password, unlock
 from lockbox.platform import default_codec, default_crypto
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,17 +182,47 @@ def test_golden_archive_refuses_a_wrong_secret(name: str) -> None:
 
 
 def test_history_falls_back_to_the_previous_generation(tmp_path: Path) -> None:
+    """A damaged newest slot: the reader opens the other one. Its TOC (inline in its
+    commit) lists the previous state; the frames the newest commit freed were
+    redacted once it was durable (§14), so those files now fail to authenticate —
+    an error, never other data."""
     m = ARCHIVES["history.lbox"]
     data = bytearray((V1 / "history.lbox").read_bytes())
     newest = decode_superblock(bytes(data[:2 * SLOT_SIZE]))[0]
     assert newest.generation == m["generation"]
-    # A torn write of the newest slot: one flipped byte breaks its CRC.
+    # A damaged newest slot: one flipped byte breaks its CRC.
     data[newest.slot_no * SLOT_SIZE + 100] ^= 0x01
     path = tmp_path / "torn.lbox"
     path.write_bytes(bytes(data))
+    prev = m["previous"]
     with Lockbox.open(path, password=m["password"]) as box:
-        _check_state(box, m["previous"])
-        assert box.verify().ok
+        assert box.generation == prev["generation"]
+        listed = [{k: v for k, v in e.items() if k not in ("sha256", "content_hash")}
+                  for e in prev["entries"]]
+        got = []
+        for info in box.ls(recursive=True):
+            e: dict[str, Any] = {"path": info.path, "type": info.type, "mode": info.mode,
+                                 "mtime_ns": info.mtime_ns}
+            if info.type == "file":
+                e["size"] = info.size
+            elif info.type == "symlink":
+                e["target"] = info.target
+            got.append(e)
+        assert got == listed
+        assert [[k, v.hex()] for k, v in box.env_items()] == prev["env"]
+        readable = redacted = 0
+        for e in prev["entries"]:
+            if e["type"] != "file":
+                continue
+            try:
+                data_ = box.read_bytes(e["path"])
+            except IntegrityError:
+                redacted += 1
+            else:
+                assert hashlib.sha256(data_).hexdigest() == e["sha256"]
+                readable += 1
+        assert readable and redacted  # kept files still read; replaced ones are gone
+        assert not box.verify().ok
 
 
 def test_tampered_frame_is_rejected(tmp_path: Path) -> None:
@@ -191,6 +235,256 @@ def test_tampered_frame_is_rejected(tmp_path: Path) -> None:
         with pytest.raises(IntegrityError):
             box.read_bytes("hello.txt")
         assert not box.verify().ok
+
+
+def _reseal(data: bytearray, slot_no: int) -> None:
+    """Recompute a slot's CRC-32 after an edit (keyless: anyone can)."""
+    base = slot_no * SLOT_SIZE
+    k = int.from_bytes(data[base + 40:base + 44], "little")
+    c = int.from_bytes(data[base + 44:base + 48], "little")
+    end = base + 48 + k + c
+    data[end:end + 4] = zlib.crc32(bytes(data[base:end])).to_bytes(4, "little")
+
+
+def _hello(tmp_path: Path, data: bytearray) -> Path:
+    path = tmp_path / "edited.lbox"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_unsupported_version_in_either_slot_is_refused(tmp_path: Path) -> None:
+    """§3: a newer-format slot is never passed over, even for a valid v1 slot."""
+    data = bytearray((V1 / "hello.lbox").read_bytes())
+    data[SLOT_SIZE + 8] = 2  # slot 1 (generation 1, the OLDER one): version 2
+    _reseal(data, 1)
+    with pytest.raises(UnsupportedVersionError):
+        Lockbox.open(_hello(tmp_path, data), password="lockbox")
+
+
+def test_generation_must_match_its_slot(tmp_path: Path) -> None:
+    data = bytearray((V1 / "hello.lbox").read_bytes())
+    data[32] = 3  # slot 0 claims generation 3 (odd generations belong in slot 1)
+    _reseal(data, 0)
+    with pytest.raises(FormatError):
+        decode_slot(bytes(data[:SLOT_SIZE]), 0)
+    with Lockbox.open(_hello(tmp_path, data), password="lockbox") as box:
+        assert box.generation == 1  # the other slot is still valid
+
+
+def test_commit_frame_size_must_equal_the_slot_field(tmp_path: Path) -> None:
+    data = bytearray((V1 / "hello.lbox").read_bytes())
+    c = int.from_bytes(data[44:48], "little")
+    k = int.from_bytes(data[40:44], "little")
+    data[44:48] = (c + 1).to_bytes(4, "little")
+    data[48 + k + c] = 0  # one extra byte after the frame, inside C
+    _reseal(data, 0)
+    with Lockbox.open(_hello(tmp_path, data), password="lockbox") as box:
+        assert box.generation == 1  # slot 0 rejected, slot 1 opened
+    data[SLOT_SIZE:2 * SLOT_SIZE] = bytes(SLOT_SIZE)  # no other slot to fall back to
+    with pytest.raises(FormatError):
+        Lockbox.open(_hello(tmp_path, data), password="lockbox")
+
+
+def test_archive_end_must_be_page_aligned(tmp_path: Path) -> None:
+    t = VEC["tiny_archive"]
+    data = bytearray((V1 / "hello.lbox").read_bytes())
+    s = decode_superblock(bytes(data[:2 * SLOT_SIZE]))[0]
+    opener = FrameOpener(CRYPTO, CODEC, s.archive_id, h(t["content_key"]))
+    _, payload = opener.open_at(s.commit_frame, s.commit_frame_offset, FrameKind.COMMIT)
+    c = decode_commit(bytes(payload))
+    bad = CommitRecord(c.generation, c.time_ns, c.archive_end + 1, c.default_chunk_size,
+                       c.keydir_sha256, c.toc, c.env, c.space, c.root_leaves,
+                       c.root_leaves_complete, c.stats)
+    sealer = FrameSealer(CRYPTO, CODEC, s.archive_id, h(t["content_key"]))
+    frame, _ = sealer.seal(FrameKind.COMMIT, 2, s.commit_frame_offset,
+                           sealer.encode_plain(encode_commit(bad), compress=False))
+    assert len(frame) == len(s.commit_frame)  # 28673 and 28672 are both 3-byte varints
+    data[:SLOT_SIZE] = encode_slot(Slot(0, s.archive_id, 2, s.keydir, frame))
+    data[SLOT_SIZE:2 * SLOT_SIZE] = bytes(SLOT_SIZE)
+    with pytest.raises(FormatError):
+        Lockbox.open(_hello(tmp_path, data), password="lockbox")
+
+
+def test_wrong_key_on_the_newest_slot_tries_a_different_older_key_directory(
+        tmp_path: Path) -> None:
+    """§11: a tampered newest key directory does not lock the archive out."""
+    data = bytearray((V1 / "hello.lbox").read_bytes())
+    k = int.from_bytes(data[40:44], "little")
+    data[48 + k - 1] ^= 0x01  # last byte of slot 0's wrapped key
+    _reseal(data, 0)
+    with Lockbox.open(_hello(tmp_path, data), password="lockbox") as box:
+        assert box.generation == 1 and box.ls() == []
+    k1 = int.from_bytes(data[SLOT_SIZE + 40:SLOT_SIZE + 44], "little")
+    data[SLOT_SIZE + 48 + k1 - 1] ^= 0x02  # now both key directories reject it
+    _reseal(data, 1)
+    with pytest.raises(WrongKeyError):
+        Lockbox.open(_hello(tmp_path, data), password="lockbox")
+
+
+def test_frame_on_a_freed_page_is_an_integrity_error(tmp_path: Path) -> None:
+    """The older commit of free-page.lbox points into the FREE page: its ref meets a
+    zero header, which is damage (IntegrityError), not a format question."""
+    m = ARCHIVES["free-page.lbox"]
+    data = bytearray((V1 / "free-page.lbox").read_bytes())
+    newest = decode_superblock(bytes(data[:2 * SLOT_SIZE]))[0]
+    data[newest.slot_no * SLOT_SIZE + 100] ^= 0x01  # break the newest slot's CRC
+    path = tmp_path / "older.lbox"
+    path.write_bytes(bytes(data))
+    with Lockbox.open(path, password=m["password"]) as box:
+        assert box.generation == m["generation"] - 1
+        with pytest.raises(IntegrityError):
+            box.read_bytes("draft.txt")
+
+
+def _page_offsets(data: bytes, end: int) -> list[tuple[int, PageHeader]]:
+    out, pos = [], 16384
+    while pos < end:
+        out.append((pos, decode_page_header(data[pos:pos + 32])))
+        pos += out[-1][1].page_size
+    assert pos == end
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(ARCHIVES))
+def test_one_live_key_directory_copy_unlocks_on_its_own(name: str) -> None:
+    """§4/§15: the one KEYDIR page of an archive (the copy written at creation, or by
+    the last commit that changed the key slots; older copies were redacted) holds
+    the current key directory and, with its archive id, unlocks the archive."""
+    m = ARCHIVES[name]
+    data = (V1 / name).read_bytes()
+    newest = decode_superblock(data[:2 * SLOT_SIZE])[0]
+    copies = [off for off, ph in _page_offsets(data, len(data)) if ph.kind == PageKind.KEYDIR]
+    assert len(copies) == 1, copies
+    header, aid, kd = decode_keydir_page(data[copies[0]:])
+    if copies[0] == 16384:
+        assert header.generation == 1
+    assert aid == newest.archive_id
+    key, _ = unlock(CRYPTO, aid, decode_keydir(kd), **_secrets(m)[0])
+    opener = FrameOpener(CRYPTO, CODEC, aid, key)
+    _, payload = opener.open_at(newest.commit_frame, newest.commit_frame_offset,
+                                FrameKind.COMMIT)
+    commit = decode_commit(bytes(payload))
+    assert commit.generation == m["generation"]
+    assert commit.keydir_sha256 == hashlib.sha256(kd).digest()
+
+
+def test_free_pages_in_golden_archives() -> None:
+    """free-page.lbox: generation 3 replaced draft.txt, so the page of generation 2
+    became a FREE page (header, then zeros) once generation 3 was durable."""
+    data = (V1 / "free-page.lbox").read_bytes()
+    pages = dict(_page_offsets(data, len(data)))
+    free = pages[20480]
+    assert (free.kind, free.used_size, free.generation) == (PageKind.FREE, 32, 3)
+    assert not any(data[20480 + 32:20480 + free.page_size])
+    # keydir-external.lbox: the creation copy of the key directory was redacted when
+    # generation 2 changed the key slots.
+    data = (V1 / "keydir-external.lbox").read_bytes()
+    first = dict(_page_offsets(data, len(data)))[16384]
+    assert first.kind == PageKind.FREE and not any(data[16384 + 32:16384 + first.page_size])
+
+
+def test_space_records() -> None:
+    from lockbox.space import TAIL_KEY, PageRecord, SpaceMap, decode_record, encode_record
+
+    items = []
+    for v in VEC["space_records"]:
+        key, value = h(v["key"]), h(v["hex"])
+        items.append((key, value))
+        if key == TAIL_KEY:
+            assert value[0] == 6
+            continue
+        rec = decode_record(value)
+        assert encode_record(rec).hex() == v["hex"]
+        if isinstance(rec, PageRecord):
+            assert rec.size % 4096 == 0 and rec.live <= rec.size
+    m = SpaceMap.from_items(items)
+    assert m.tail_start == 45056 and m.dead == {20512: 150}
+    # The space tree of hello.lbox's newest commit: never inline, a REF to one leaf in
+    # the map's own page at the end of the file (the walkthrough opens that frame).
+    t = VEC["tiny_archive"]
+    space = t["commit"]["space"]
+    assert "inline" not in space and (space["height"], space["count"]) == (1, 3)
+    assert space["ref"]["frame_offset"] == t["space_frame_offset"] == t["map_page_offset"] + 32
+    leaf = decode_node(h(t["space_leaf"]), 64)
+    assert isinstance(leaf, Leaf) and leaf.count == space["count"]
+    hello = SpaceMap.from_items(zip(leaf.keys, leaf.values))
+    # The map's own page, [tail_start, archive_end), is not in the map.
+    assert hello.tail_start == t["map_page_offset"] == t["size"] - t["map_page_size"]
+    assert hello.check_cover(t["map_page_offset"]) == "" and not hello.dead
+    assert {o: (r.kind, r.size, r.live) for o, r in hello.pages.items()} == \
+        {16384: (2, 4096, t["keydir_page_used"]), 20480: (1, 4096, t["chunk_frame_size"])}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHIVES))
+def test_space_root_is_a_ref_into_the_maps_own_pages(name: str) -> None:
+    """§7/§14: every commit after creation has a space root, never INLINE: a REF to a
+    SPACE_NODE frame in the map's own pages [tail_start, archive_end), which are
+    FRAMES pages of the commit's generation holding only SPACE_NODE frames."""
+    from lockbox.space import SpaceMap
+
+    m = ARCHIVES[name]
+    data = (V1 / name).read_bytes()
+    with Lockbox.open(V1 / name, **_secrets(m)[0]) as box:
+        c = box.view.commit
+        assert c.space is not None and c.space.inline is None and c.space.ref is not None
+        items = box._run(box.view.scan_flow(FrameKind.SPACE_NODE, c.space,
+                                            [(b"", b"\xff" * 9)]))
+    space = SpaceMap.from_items(items)
+    assert space.tail_start is not None and c.archive_end == len(data)
+    assert space.tail_start < c.archive_end and space.check_cover(space.tail_start) == ""
+    assert space.tail_start <= c.space.ref.frame_offset < c.archive_end
+    tail = [(off, ph) for off, ph in _page_offsets(data, len(data))
+            if off >= space.tail_start]
+    assert tail and all(ph.kind == PageKind.FRAMES and ph.generation == c.generation
+                        for _, ph in tail)
+    for off, ph in tail:  # nothing but the map's nodes in them
+        pos = off + 32
+        while pos < off + ph.used_size:
+            fh = decode_frame_header(data[pos:pos + 48])
+            assert fh.kind == FrameKind.SPACE_NODE and fh.generation == c.generation
+            pos += 48 + fh.sealed_size
+        assert pos == off + ph.used_size
+
+
+def test_external_key_directory_page_of_an_older_generation() -> None:
+    """A commit that leaves the key slots alone reuses the previous pointer."""
+    data = (V1 / "keydir-external.lbox").read_bytes()
+    newest = decode_superblock(data[:2 * SLOT_SIZE])[0]
+    ext = newest.keydir
+    assert isinstance(ext, ExternalKeydir) and newest.generation == 3
+    header, aid, kd = decode_keydir_page(data[ext.page_offset:])
+    assert header.generation == 2 and aid == newest.archive_id
+    assert len(kd) == ext.keydir_size and hashlib.sha256(kd).digest() == ext.sha256
+    assert len(kd) + 2048 > 8140  # too large to be inline
+
+
+def test_writers_keep_unusable_slots_verbatim(tmp_path: Path) -> None:
+    path = tmp_path / "keys.lbox"
+    shutil.copyfile(V1 / "hello.lbox", path)
+    future = UnusableSlot(0x5EED5EED, 200, b"a later slot kind", "unknown slot kind 200")
+    record = bytes([200]) + (0x5EED5EED).to_bytes(4, "little") + (17).to_bytes(2, "little") + \
+        b"a later slot kind"
+    with Lockbox.open(path, password="lockbox") as box, box.writer() as w:
+        w.key_slots.append(future)  # as if it had been read from the file
+        second = w.add_password("second", Argon2Params(1, 64))
+    with Lockbox.open(path, password="lockbox") as box:
+        assert box.view.key_slots[1] == UnusableSlot(0x5EED5EED, 200, b"a later slot kind",
+                                                     "unknown slot kind 200")
+        assert record in box.view.keydir
+        assert [s.kind for s in box.info().slots] == ["password", "unusable", "password"]
+        before = box.view.slot.keydir
+        with box.writer() as w:  # no key change: the key-directory field is reused
+            w.add_bytes("x.txt", b"x\n", mtime_ns=0)
+        assert box.view.slot.keydir == before
+        with box.writer() as w:  # a key change re-encodes the directory, keeping the slot
+            w.remove_slot(second)
+    with Lockbox.open(path, password="lockbox") as box:
+        assert record in box.view.keydir and len(box.view.key_slots) == 2
+        assert box.verify().ok
+        # A removal commits twice: neither slot keeps the removed key slot (§11).
+        data = path.read_bytes()
+        for s in decode_superblock(data[:2 * SLOT_SIZE]):
+            assert isinstance(s.keydir, bytes) and len(decode_keydir(s.keydir)) == 2
 
 
 def test_generator_is_byte_identical(tmp_path: Path) -> None:
@@ -243,6 +537,33 @@ def test_page_header() -> None:
     assert encode_page_header(ph).hex() == v["hex"]
     assert decode_page_header(h(v["hex"])) == ph
     assert zlib.crc32(h(v["hex"])[:28]) == int.from_bytes(h(v["hex"])[28:32], "little")
+
+
+def test_free_page_header() -> None:
+    v = VEC["free_page_header"]
+    ph = PageHeader(PageKind.FREE, v["page_size"], v["used_size"], v["generation"])
+    assert v["kind"] == 3 == PageKind.FREE and v["used_size"] == 32
+    assert encode_page_header(ph).hex() == v["hex"]
+    assert decode_page_header(h(v["hex"]) + bytes(v["page_size"] - 32)) == ph
+
+
+def test_keydir_page() -> None:
+    v = VEC["keydir_page"]
+    kd = h(VEC["keydir"]["hex"])
+    assert v["keydir_size"] == len(kd) and v["keydir_sha256"] == VEC["keydir"]["sha256"]
+    page = encode_keydir_page(h(v["archive_id"]), kd, v["generation"])
+    assert len(page) == v["page_size"] and page[:v["used_size"]].hex() == v["hex"]
+    assert not any(page[v["used_size"]:]) and v["used_size"] == 32 + 16 + len(kd)
+    assert page[:32].hex() == v["header"]
+    header, aid, got = decode_keydir_page(page)
+    assert header == PageHeader(PageKind.KEYDIR, v["page_size"], v["used_size"],
+                                v["generation"])
+    assert aid.hex() == v["archive_id"] and got == kd
+    # The external slot vector points at this page (at offset 16384).
+    ext = VEC["slots"][1]
+    assert (ext["keydir_size"], ext["keydir_sha256"]) == (len(kd), v["keydir_sha256"])
+    with pytest.raises(FormatError):
+        decode_keydir_page(h(VEC["page_header"]["hex"]) + bytes(8192 - 32))  # a FRAMES page
 
 
 def test_frame_header_nonce_aad_session_key() -> None:
@@ -319,7 +640,8 @@ def test_recipient_slot() -> None:
     assert hashlib.sha256(ek).hexdigest() == v["encapsulation_key_sha256"]
     assert Recipient.decode(v["recipient_text"]).public_key == ek
     assert ident.recipient(CRYPTO).encode() == v["recipient_text"]
-    assert Recipient(ek).fingerprint.hex() == v["fingerprint"]
+    # A display hint only: the slot does not store it (§6).
+    assert Recipient(ek).fingerprint.hex() == v["display_fingerprint"]
     ct = h(v["kem_ciphertext"])
     assert hashlib.sha256(ct).hexdigest() == v["kem_ciphertext_sha256"]
     ss = CRYPTO.mlkem1024_decapsulate(ident.seed, ct)
@@ -328,9 +650,18 @@ def test_recipient_slot() -> None:
         hashlib.sha256(ct).digest()
     assert info.hex() == v["wrap_info"]
     assert CRYPTO.hkdf_sha256(ss, aid, info, 32).hex() == v["wrap_key"]
-    slot = RecipientSlot(v["slot_id"], h(v["fingerprint"]), ct, h(v["wrapped_key"]))
-    assert hashlib.sha256(slot_aad(aid, slot)).hexdigest() == v["aad_sha256"]
+    slot = RecipientSlot(v["slot_id"], ct, h(v["wrapped_key"]))
+    assert slot.descriptor() == ct and slot.body() == ct + h(v["wrapped_key"])
+    assert len(slot.body()) == v["body_size"] == 1616
+    aad = slot_aad(aid, slot)
+    assert aad == b"lockbox/v1/slot" + aid + b"\x02" + v["slot_id"].to_bytes(4, "little") + ct
+    assert len(aad) == v["aad_size"] and hashlib.sha256(aad).hexdigest() == v["aad_sha256"]
+    sealed = CRYPTO.aead(h(v["wrap_key"])).seal(bytes(12), ck, aad)
+    assert sealed.hex() == v["wrapped_key"]
     assert unlock(CRYPTO, aid, [slot], identity=ident) == (ck, v["slot_id"])
+    # No fingerprint to match: a stranger decapsulates (implicit rejection) and fails.
+    with pytest.raises(WrongKeyError):
+        unlock(CRYPTO, aid, [slot], identity=Identity(bytes(64)))
 
 
 def test_keydir() -> None:
@@ -344,10 +675,37 @@ def test_keydir() -> None:
     assert slots[0].wrapped_key.hex() == p["wrapped_key"]
     assert isinstance(slots[1], RecipientSlot) and slots[1].slot_id == r["slot_id"]
     assert slots[1].kem_ciphertext.hex() == r["kem_ciphertext"]
-    # An unknown slot kind is skipped, not fatal.
+    assert len(slots[1].body()) == 1616  # kem_ciphertext || wrapped_key, no fingerprint
+    # An unknown slot kind is kept (verbatim), not fatal.
     unknown = kd[:5] + (3).to_bytes(2, "little") + kd[7:] + bytes([9]) + \
         (77).to_bytes(4, "little") + (2).to_bytes(2, "little") + b"zz"
-    assert [s.slot_id for s in decode_keydir(unknown)] == [p["slot_id"], r["slot_id"]]
+    got = decode_keydir(unknown)
+    assert [s.slot_id for s in got] == [p["slot_id"], r["slot_id"], 77]
+    assert isinstance(got[2], UnusableSlot) and got[2].body() == b"zz"
+    assert encode_keydir(got) == unknown
+
+
+def test_unusable_slots_roundtrip() -> None:
+    v = VEC["unusable_slots"]
+    kd = h(v["hex"])
+    slots = decode_keydir(kd)
+    assert [(s.slot_id, int(s.kind), s.body().hex()) for s in slots] == \
+        [(x["slot_id"], x["kind"], x["body"]) for x in v["slots"]]
+    assert [not isinstance(s, UnusableSlot) for s in slots] == [x["usable"] for x in v["slots"]]
+    assert all(s.reason for s in slots if isinstance(s, UnusableSlot))
+    assert encode_keydir(slots) == kd  # kept byte for byte by a writer
+    last = slots[-1]
+    assert isinstance(last, PasswordSlot)
+    assert last.wrapped_key.hex() == VEC["password_slot"]["wrapped_key"]
+
+
+def test_unlock_skips_unusable_slots() -> None:
+    v = VEC["unusable_slots"]
+    slots = decode_keydir(h(v["hex"]))
+    aid, ck = h(v["archive_id"]), h(v["content_key"])
+    assert unlock(CRYPTO, aid, slots, password=v["password"]) == (ck, slots[-1].slot_id)
+    with pytest.raises(LimitExceededError):  # nothing this reader can try
+        unlock(CRYPTO, aid, slots[:-1], password=v["password"])
 
 
 # -- §8 / §9 / §10 trees, entries, chunks ---------------------------------------------------
@@ -470,13 +828,25 @@ def test_tiny_archive_walkthrough() -> None:
     assert data[:t["slot0_used"]].hex() == t["slot0"]
     assert not any(data[t["slot0_used"]:SLOT_SIZE])
     assert data[SLOT_SIZE:SLOT_SIZE + t["slot1_used"]].hex() == t["slot1"]
-    page = data[t["page_offset"]:]
+    kpage = data[t["keydir_page_offset"]:t["keydir_page_offset"] + t["keydir_page_size"]]
+    assert kpage[:t["keydir_page_used"]].hex() == t["keydir_page"]
+    assert not any(kpage[t["keydir_page_used"]:])
+    assert t["page_offset"] == t["keydir_page_offset"] + t["keydir_page_size"]
+    page = data[t["page_offset"]:t["page_offset"] + t["page_size"]]
     assert page[:t["page_used"]].hex() == t["page"] and not any(page[t["page_used"]:])
-    assert len(page) == t["page_size"]
+    # The last page: the space map's own (FRAMES, one SPACE_NODE frame), up to the end.
+    assert t["map_page_offset"] == t["page_offset"] + t["page_size"]
+    mpage = data[t["map_page_offset"]:]
+    assert len(mpage) == t["map_page_size"]
+    assert mpage[:t["map_page_used"]].hex() == t["map_page"]
+    assert not any(mpage[t["map_page_used"]:])
     slots = decode_superblock(data[:2 * SLOT_SIZE])
     assert [s.generation for s in slots] == [t["generation"], t["slot1_generation"]]
     s = slots[0]
     assert s.archive_id.hex() == t["archive_id"] and s.keydir == h(t["keydir"])
+    kh, kaid, kd = decode_keydir_page(kpage)
+    assert (kh.kind, kh.generation, kaid, kd) == \
+        (PageKind.KEYDIR, t["keydir_page_generation"], s.archive_id, h(t["keydir"]))
     ck, slot_id = unlock(CRYPTO, s.archive_id, decode_keydir(h(t["keydir"])),
                          password=t["password"])
     assert ck.hex() == t["content_key"] and slot_id == t["password_slot_id"]
@@ -500,8 +870,24 @@ def test_tiny_archive_walkthrough() -> None:
     assert fh.session_id.hex() == t["chunk_session_id"] and fh.counter == t["chunk_counter"]
     assert bytes(opener.open_ref(blob, ref, FrameKind.DATA_CHUNK)).hex() == t["chunk_payload"]
     ph = decode_page_header(page)
-    assert (ph.page_size, ph.used_size, ph.generation) == \
-        (t["page_size"], t["page_used"], t["generation"])
+    assert (ph.kind, ph.page_size, ph.used_size, ph.generation) == \
+        (PageKind.FRAMES, t["page_size"], t["page_used"], t["generation"])
+    # The space map: a REF root (never inline) to the one frame of the map's page.
+    assert commit.space is not None and commit.space.inline is None
+    sref = commit.space.ref
+    assert sref is not None and commit.archive_end == len(data)
+    assert (sref.frame_offset, sref.frame_size) == \
+        (t["space_frame_offset"], t["space_frame_size"])
+    mh = decode_page_header(mpage)
+    assert (mh.kind, mh.page_size, mh.used_size, mh.generation) == \
+        (PageKind.FRAMES, t["map_page_size"], t["map_page_used"], t["generation"])
+    sblob = data[sref.frame_offset:sref.frame_offset + sref.frame_size]
+    sh = decode_frame_header(sblob)
+    assert (sh.kind, sh.session_id.hex(), sh.counter) == \
+        (FrameKind.SPACE_NODE, t["commit_session_id"], t["space_counter"])
+    assert t["chunk_counter"] < t["space_counter"] < t["commit_counter"]
+    assert t["map_page_offset"] + 32 + sref.frame_size == t["map_page_offset"] + t["map_page_used"]
+    assert bytes(opener.open_ref(sblob, sref, FrameKind.SPACE_NODE)).hex() == t["space_leaf"]
 
 
 def _squash(text: str) -> str:
@@ -513,11 +899,13 @@ def test_format_md_quotes_the_golden_bytes() -> None:
     doc = FORMAT_MD.read_text()
     t = VEC["tiny_archive"]
     assert gen.hexdump(h(t["slot0"])) in doc
+    assert gen.hexdump(h(t["keydir_page"]), t["keydir_page_offset"]) in doc
     assert gen.hexdump(h(t["page"]), t["page_offset"]) in doc
+    assert gen.hexdump(h(t["map_page"]), t["map_page_offset"]) in doc
     flat = _squash(doc)
     for value in (
         t["archive_id"], t["content_key"], t["commit_session_key"], t["keydir"],
-        t["commit_plaintext"], t["chunk_payload"], t["toc_leaf"],
+        t["commit_plaintext"], t["chunk_payload"], t["toc_leaf"], t["space_leaf"],
         VEC["frame_header"]["hex"], VEC["frame_aad"]["hex"], VEC["session_key"]["hex"],
         VEC["sealed_frames"][0]["frame"], VEC["sealed_frames"][1]["frame"],
         VEC["password_slot"]["argon2id"], VEC["password_slot"]["wrap_key"],
@@ -526,6 +914,9 @@ def test_format_md_quotes_the_golden_bytes() -> None:
         VEC["page_header"]["hex"], VEC["leaf_node"]["hex"], VEC["internal_node"]["hex"],
         VEC["commit_records"][0]["hex"], VEC["chunk_payloads"][0]["hex"],
         VEC["index_payload"]["hex"], VEC["entries"][0]["hex"], VEC["entries"][4]["hex"],
+        VEC["free_page_header"]["hex"], VEC["keydir_page"]["header"],
+        VEC["keydir_page"]["keydir_sha256"], VEC["keydir"]["sha256"],
+        VEC["recipient_slot"]["aad_sha256"],
     ):
         assert value in flat, value[:40]
 
@@ -534,6 +925,73 @@ def test_identity_files_roundtrip() -> None:
     for p in sorted(V1.glob("*.identity")):
         ident = Identity.decode(p.read_text())
         assert Identity.decode(ident.encode()) == ident
+
+
+def _lenient_b64(text: str) -> bytes:
+    """What a permissive decoder makes of a text (both alphabets, padding optional,
+    unused bits ignored)."""
+    import base64
+
+    text = text.rstrip("=").replace("+", "-").replace("/", "_")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_identity_and_recipient_base64_is_strict() -> None:
+    """§6: canonical unpadded base64url only. Each refused text below decodes to the
+    very same key with a lenient decoder; a strict one must still refuse it."""
+    prefix = "LOCKBOX-IDENTITY-1:"
+    # 0xfb 0xff: the URL-safe alphabet's '-' (62) and '_' (63) both appear.
+    seed = bytes([0xFB, 0xFF, 0xBF]) * 21 + b"\xff"
+    good = Identity(seed).encode()
+    body = good[len(prefix):]
+    assert len(body) == 86 and "-" in body and "_" in body and body[-1] == "w"
+    assert Identity.decode(good).seed == seed
+    assert Identity.decode("# a comment\n  " + good + "  \n").seed == seed
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(body[-1])
+    bad_bodies = {
+        "'+' for '-'": body.replace("-", "+"),
+        "'/' for '_'": body.replace("_", "/"),
+        "'=' padding": body + "==",
+        "one '='": body + "=",
+        "unused bits set": body[:-1] + alphabet[last | 0b0001],
+        "unused bits set (high)": body[:-1] + alphabet[last | 0b1000],
+    }
+    for why, bad in bad_bodies.items():
+        assert _lenient_b64(bad) == seed, why  # the same seed, read permissively
+        with pytest.raises(FormatError):
+            Identity.decode(prefix + bad)
+    for bad in (body[:40] + " " + body[40:], body[:40] + "." + body[41:],
+                body + "A", body[:-1], body + "\x00"):
+        with pytest.raises(FormatError):
+            Identity.decode(prefix + bad)
+    # The §19.3 identity text and the variants FORMAT.md §6 names as refused.
+    text = VEC["recipient_slot"]["identity_text"]
+    assert Identity.decode(text).seed == h(VEC["recipient_slot"]["seed"])
+    assert text.endswith("w") and "-" in text
+    for bad in (text.replace("-", "+"), text + "==", text[:-1] + "x"):
+        assert _lenient_b64(bad[len(prefix):]) == h(VEC["recipient_slot"]["seed"])
+        with pytest.raises(FormatError):
+            Identity.decode(bad)
+    # Recipients: 1568 bytes, 2091 characters, the last with 2 unused bits.
+    rtext = VEC["recipient_slot"]["recipient_text"]
+    rprefix = "lockbox-recipient-1:"
+    rbody = rtext[len(rprefix):]
+    ek = h(VEC["recipient_slot"]["encapsulation_key"])
+    assert len(rbody) == 2091 and Recipient.decode(rtext).public_key == ek
+    rlast = alphabet.index(rbody[-1])
+    assert rlast & 0b11 == 0
+    for bad in (rbody + "=", rbody[:-1] + alphabet[rlast | 0b01],
+                rbody[:-1] + alphabet[rlast | 0b10]):
+        assert _lenient_b64(bad) == ek
+        with pytest.raises(FormatError):
+            Recipient.decode(rprefix + bad)
+    for ch in "-_":  # the same key in the standard alphabet
+        if ch in rbody:
+            bad = rbody.replace(ch, "+" if ch == "-" else "/")
+            assert _lenient_b64(bad) == ek
+            with pytest.raises(FormatError):
+                Recipient.decode(rprefix + bad)
 
 
 def test_copy_of_golden_archive_is_writable(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ header or a tree:
    copied elsewhere is rejected). An authenticated frame is stepped over whole;
    back-to-back frames of an intact page are thus walked by their sizes, and
    zeroed holes or damaged regions are crossed by the search. FREE pages are
-   stepped over (§4), KEYDIR pages' key directories are not searched.
+   stepped over (§4); no other page header is trusted to say where not to look.
    **Bounded work:** a candidate that fails to authenticate costs its size in
    AEAD work; the search resumes right after its magic while the bytes spent
    on failures stay under ``2 x bytes scanned + 16 MiB``, and past that budget
@@ -74,6 +74,7 @@ from .errors import (
     FormatError,
     IntegrityError,
     LockboxError,
+    UnsupportedVersionError,
     UsageError,
     WrongKeyError,
 )
@@ -115,7 +116,7 @@ from .format.keydir import KeySlot, PasswordSlot, RecipientSlot, decode_keydir
 from .format.node import Leaf, decode_node
 from .format.page import decode_keydir_page, decode_page_header
 from .format.refs import Ref
-from .format.superblock import SLOT_CAPACITY, ExternalKeydir, Slot
+from .format.superblock import SLOT_CAPACITY, ExternalKeydir, Slot, decode_slot
 from .frames import FrameOpener
 from .keys import DEFAULT_ARGON2, Argon2Params, Identity, Recipient, unlock
 from .ranges import ByteRange
@@ -148,6 +149,7 @@ _MAX_UNLOCK_ATTEMPTS = 64  # distinct key slots tried (each costs an Argon2id)
 _READ_BATCH = 8 * 1024 * 1024
 _SLOT_HEAD = struct.Struct("<8sHBBI16sQII")
 _EXT = struct.Struct("<QI32s")
+_U32 = struct.Struct("<I")
 _VALUE_LIMIT = {FrameKind.TOC_NODE: MAX_ENTRY_SIZE, FrameKind.ENV_NODE: MAX_ENV_VALUE_SIZE}
 
 
@@ -332,35 +334,37 @@ class _LenientSlot:
 
 
 class _Window:
-    """A sliding window over the source: ``buf`` holds bytes ``[base, base + len(buf))``."""
+    """A window over the source: ``buf`` (immutable bytes, as read) holds
+    ``[base, base + len(buf))``. Moving it re-reads from the new start, so nothing is
+    copied in memory; only the bytes of the one structure that straddled the old
+    window's end are read twice. ``bytes_read`` counts each byte of the source once."""
 
     def __init__(self, start: int, size: int) -> None:
-        self.buf = bytearray()
+        self.buf = b""
         self.base = start
         self.size = size
         self.eof = False
         self.bytes_read = 0
+        self._high = start  # end of everything read so far
 
     @property
     def end(self) -> int:
         return self.base + len(self.buf)
 
     def fill_flow(self, pos: int, need: int) -> Flow[None]:
-        """Drop everything before ``pos``; read until ``[pos, pos + need)`` is held
-        (or the source ends)."""
-        if pos >= self.end:
-            self.buf = bytearray()
-            self.base = pos
-        elif pos > self.base:
-            del self.buf[:pos - self.base]
-            self.base = pos
-        while not self.eof and self.end < pos + need:
-            blobs = yield Read((ByteRange(self.end, self.size),))
-            blob = blobs[0]
-            self.buf += blob
-            self.bytes_read += len(blob)
-            if len(blob) < self.size:
-                self.eof = True
+        """Move the window to ``pos`` holding at least ``need`` bytes (fewer only at the
+        end of the source)."""
+        want = max(self.size, need)
+        self.buf = b""  # let the old window go before the new one arrives
+        blobs = yield Read((ByteRange(pos, want),))
+        blob = blobs[0]
+        self.buf = blob if isinstance(blob, bytes) else bytes(blob)
+        self.base = pos
+        end = pos + len(blob)
+        if end > self._high:
+            self.bytes_read += end - max(self._high, pos)
+            self._high = end
+        self.eof = len(blob) < want
 
 
 def _align_up(n: int) -> int:
@@ -470,6 +474,7 @@ class RecoveryScanner:
         self._plans: dict[str, _Plan] = {}
         self._env: dict[str, bytes] = {}
         self._fail_spent = 0
+        self._newer_possible = False
 
     # -- driving -------------------------------------------------------------------
 
@@ -486,7 +491,14 @@ class RecoveryScanner:
         head = bytes(blobs[0])
         slots: list[_LenientSlot] = []
         for no in range(SLOT_COUNT):
-            parsed = _parse_slot(head[no * SLOT_SIZE:(no + 1) * SLOT_SIZE], no)
+            region = head[no * SLOT_SIZE:(no + 1) * SLOT_SIZE]
+            try:
+                decode_slot(region, no)
+            except UnsupportedVersionError:
+                raise  # an intact slot of a newer format: not ours to rebuild (§20)
+            except LockboxError:
+                pass  # damaged: read leniently below
+            parsed = _parse_slot(region, no)
             if parsed is not None:
                 slots.append(parsed)
         slots.sort(key=lambda s: s.generation, reverse=True)
@@ -559,35 +571,40 @@ class RecoveryScanner:
         found: list[tuple[int, int, bytes, bytes]] = []  # (generation, offset, id, keydir)
         seen: set[tuple[bytes, bytes]] = set()
         frames_pages = 0
-        need = PAGE_HEADER_SIZE + 16 + MAX_KEYDIR_SIZE  # the largest genuine KEYDIR page
         win = _Window(SUPERBLOCK_SIZE, self.window_bytes)
         a = SUPERBLOCK_SIZE
         while True:
-            yield from win.fill_flow(a, need)
             buf, base, end = win.buf, win.base, win.end
             if a + PAGE_HEADER_SIZE > end:
-                break  # the source ended
-            while a + PAGE_HEADER_SIZE <= end and (win.eof or a + need <= end):
-                j = a - base
-                if buf[j:j + 4] == PAGE_MAGIC:
+                if win.eof and a >= base:
+                    break  # the source ended
+                yield from win.fill_flow(a, PAGE_HEADER_SIZE)
+                if a + PAGE_HEADER_SIZE > win.end:
+                    break
+                continue
+            j = a - base
+            if buf[j:j + 4] == PAGE_MAGIC:
+                try:
+                    h = decode_page_header(buf[j:j + PAGE_HEADER_SIZE])
+                except LockboxError:
+                    h = None
+                if h is not None and h.kind == PageKind.FRAMES:
+                    frames_pages += 1
+                elif h is not None and h.kind == PageKind.KEYDIR and \
+                        h.used_size <= PAGE_HEADER_SIZE + 16 + MAX_KEYDIR_SIZE:
+                    if a + h.used_size > end and not win.eof:
+                        yield from win.fill_flow(a, h.used_size)
+                        continue  # look at this page again, whole
                     try:
-                        h = decode_page_header(bytes(buf[j:j + PAGE_HEADER_SIZE]))
+                        _, page_id, data = decode_keydir_page(buf[j:j + h.used_size])
                     except LockboxError:
-                        h = None
-                    if h is not None and h.kind == PageKind.FRAMES:
-                        frames_pages += 1
-                    elif h is not None and h.kind == PageKind.KEYDIR and \
-                            a + h.used_size <= end:
-                        try:
-                            _, page_id, data = decode_keydir_page(bytes(buf[j:j + h.used_size]))
-                        except LockboxError:
-                            data = page_id = b""
-                        if data and (page_id, data) not in seen:
-                            seen.add((page_id, data))
-                            heapq.heappush(found, (h.generation, a, page_id, data))
-                            if len(found) > _MAX_KEYDIR_CANDIDATES:
-                                heapq.heappop(found)  # keep the newest copies
-                a += PAGE_UNIT
+                        data = page_id = b""
+                    if data and (page_id, data) not in seen:
+                        seen.add((page_id, data))
+                        heapq.heappush(found, (h.generation, a, page_id, data))
+                        if len(found) > _MAX_KEYDIR_CANDIDATES:
+                            heapq.heappop(found)  # keep the newest copies
+            a += PAGE_UNIT
         report.bytes_scanned += win.bytes_read
         for gen, offset, page_id, data in sorted(found, reverse=True):
             if self._try_keydir(page_id, data):
@@ -613,6 +630,7 @@ class RecoveryScanner:
         opener = self._opener
         assert opener is not None
         best: tuple[CommitRecord, _LenientSlot] | None = None
+        opened = 0
         for s in slots:
             field_len = _EXT.size if isinstance(s.keydir, ExternalKeydir) else len(s.keydir)
             offset = s.slot_no * SLOT_SIZE + SLOT_HEADER_SIZE + field_len
@@ -625,6 +643,7 @@ class RecoveryScanner:
                 continue
             if commit.generation != header.generation or commit.generation % 2 != s.slot_no:
                 continue
+            opened += 1
             if best is None or commit.generation > best[0].generation:
                 best = (commit, s)
         if best is None:
@@ -633,6 +652,8 @@ class RecoveryScanner:
             return None
         commit, s = best
         self._commit = commit
+        # With one slot lost, the lost one may have held a *newer* commit.
+        self._newer_possible = opened < SLOT_COUNT
         report.commit_generation = commit.generation
         slot = Slot(s.slot_no, opener.archive_id, commit.generation, s.keydir, s.commit_frame)
         return ArchiveView(opener, slot, commit, [], 0, b"", PageCache(16 * 1024 * 1024))
@@ -677,22 +698,33 @@ class RecoveryScanner:
         win = _Window(SUPERBLOCK_SIZE, self.window_bytes)
         start = p = SUPERBLOCK_SIZE
         search = _CANDIDATE.search
+        crc32 = zlib.crc32
+        u32 = _U32.unpack_from
+        buf, base, end = win.buf, win.base, win.end
+        mv = memoryview(buf)
+        refill = 0  # > 0: move the window to p, holding at least this many bytes
         while True:
-            yield from win.fill_flow(p, _MAX_SPAN)
-            buf, base, end = win.buf, win.base, win.end
-            if p >= end:
-                break
+            if refill or p + _CANDIDATE_LEN > end:
+                if win.eof and not refill and p >= base:
+                    break
+                yield from win.fill_flow(p, max(refill, PAGE_UNIT))
+                buf, base, end = win.buf, win.base, win.end
+                mv = memoryview(buf)
+                refill = 0
+                if p + _CANDIDATE_LEN > end:
+                    break  # the source ended
             m = search(buf, p - base)
             f = base + m.start() if m is not None else end
-            # Page headers at aligned offsets before the candidate: FREE pages are
-            # stepped over, KEYDIR pages' contents are not searched.
+            # Page headers at aligned offsets before the candidate. Only FREE pages are
+            # stepped over (§4: a redacted page holds nothing); every other header is
+            # merely counted: a header never decides where *not* to look.
             a = _align_up(p)
             jumped = False
             while a < f and a + PAGE_HEADER_SIZE <= end:
                 j = a - base
                 if buf[j:j + 4] == PAGE_MAGIC:
                     try:
-                        h = decode_page_header(bytes(buf[j:j + PAGE_HEADER_SIZE]))
+                        h = decode_page_header(buf[j:j + PAGE_HEADER_SIZE])
                     except LockboxError:
                         h = None
                     if h is not None:
@@ -701,37 +733,41 @@ class RecoveryScanner:
                             p, jumped = a + h.page_size, True
                             break
                         if h.kind == PageKind.KEYDIR:
-                            report.keydir_pages += 1
-                            p, jumped = a + h.used_size, True
-                            break
+                            report.keydir_pages += 1  # searched like the rest: cleartext
                 a += PAGE_UNIT
             if jumped:
                 continue
             if m is None:
                 if win.eof:
                     break
-                # A candidate may straddle the window's end: look again from there.
+                # A candidate (or a page header) may straddle the window's end.
                 p = max(p, min(end - _CANDIDATE_LEN + 1, a))
+                refill = PAGE_UNIT
                 continue
             i = f - base
-            if f + FRAME_HEADER_SIZE > end:  # only at the end of the source
+            if f + FRAME_HEADER_SIZE > end:
+                if win.eof:
+                    p = f + 1
+                else:
+                    p, refill = f, FRAME_HEADER_SIZE
+                continue
+            if crc32(mv[i:i + 44]) != u32(buf, i + 44)[0]:  # not a header: skip it fast
                 p = f + 1
                 continue
             try:
-                header = decode_frame_header(bytes(buf[i:i + FRAME_HEADER_SIZE]))
+                header = decode_frame_header(mv[i:i + FRAME_HEADER_SIZE])
             except LockboxError:
                 p = f + 1
                 continue
             size = header.frame_size
             if f + size > end:
                 if not win.eof:
-                    p = f  # refill so that the whole frame is in the window
+                    p, refill = f, size  # move the window so that the frame fits
                     continue
                 report.frames_rejected += 1  # cut off by the end of the file
                 p = f + 1
                 continue
-            with memoryview(buf) as mv:  # one copy; the window is not kept exported
-                blob = bytes(mv[i:i + size])
+            blob = mv[i:i + size]  # no copy: the window is immutable bytes
             try:
                 fh, payload = opener.open_at(blob, f, None)
             except LockboxError:
@@ -875,6 +911,17 @@ class RecoveryScanner:
             plans = self._plans_from_leaves(report)
             report.toc_source = "toc-leaves" if self._toc_best else "data-frames"
             self._add_orphans(plans, report)
+        elif self._newer_possible and self._commit is not None:
+            # The surviving commit may be the older one: versions written after it come
+            # back from their data frames (the lost commit's removals and moves cannot).
+            gen = self._commit.generation
+            added = self._add_orphans(plans, report, newer_than=gen)
+            if added:
+                report.problems.append(
+                    f"one superblock slot is lost and {added} file versions are newer than "
+                    f"the surviving commit (generation {gen}): added from their data "
+                    "frames (removals, moves, symlinks and directories of the lost commit "
+                    "are not known)")
         self._plans = plans
         if not report.env_source:
             gone = _covered_by_newer(((k, g) for k, (g, _) in self._env_best.items()),
@@ -927,12 +974,15 @@ class RecoveryScanner:
             plans[path] = plan
         return plans
 
-    def _add_orphans(self, plans: dict[str, _Plan], report: RecoveryReport) -> None:
-        """File versions no surviving entry names, from their own chunks."""
+    def _add_orphans(self, plans: dict[str, _Plan], report: RecoveryReport,
+                     newer_than: int = -1) -> int:
+        """File versions no surviving entry names, from their own chunks (only those
+        written after generation ``newer_than``). Returns how many were added."""
         named = {p.file_id for p in plans.values() if p.type == EntryType.FILE}
         candidates: dict[str, list[_Group]] = {}
+        added = 0
         for g in self._groups.values():
-            if g.file_id in named:
+            if g.file_id in named or g.generation <= newer_than:
                 continue
             try:
                 path = normalize_path(g.path)
@@ -950,8 +1000,10 @@ class RecoveryScanner:
                 continue
             g = max(groups, key=lambda g: (bool(g.verified), g.generation))
             have = plans.get(path)
-            if have is not None and have.generation >= g.generation:
+            if have is not None and (have.generation >= g.generation or
+                                     have.type != EntryType.FILE):
                 continue  # a surviving entry at least as new names another version
+            added += 1
             m = g.meta
             if m is not None:
                 plans[path] = _Plan(path, EntryType.FILE, m.mode, m.mtime_ns,
@@ -960,6 +1012,7 @@ class RecoveryScanner:
             else:
                 plans[path] = _Plan(path, EntryType.FILE, 0o644, 0, SOURCE_DATA_FRAMES,
                                     g.generation, 0, b"", g.file_id, 0, from_entry=False)
+        return added
 
     def _add_implied_dirs(self, plans: dict[str, _Plan], report: RecoveryReport) -> None:
         for path in sorted(plans, key=_path_order):

@@ -184,6 +184,19 @@ def _check_pages_by_map(view: ArchiveView, report: VerifyReport) -> Flow[None]:
     # and redacted right after it) may hold anything.
     pages = sorted((off, rec) for off, rec in space.pages.items()
                    if rec.kind != FREE and rec.live > 0)
+    # The map's own pages (not in the map): a short chain from the tail to the end.
+    offset = tail
+    while offset < c.archive_end:
+        blobs = yield Read((ByteRange(offset, PAGE_HEADER_SIZE),))
+        try:
+            header = decode_page_header(blobs[0])
+        except (FormatError, IntegrityError) as e:
+            report.problems.append(f"page at {offset} (space map): {e}")
+            break
+        report.pages_checked += 1
+        offset += header.page_size
+    if offset != c.archive_end and not report.problems:
+        report.problems.append("the space map's pages do not end at the archive end")
     blobs = yield Read(tuple(ByteRange(off, PAGE_HEADER_SIZE) for off, _ in pages))
     for (off, rec), blob in zip(pages, blobs):
         try:

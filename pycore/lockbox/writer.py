@@ -787,9 +787,14 @@ class Writer:
             os.ftruncate(self.fd, end)  # garbage of an earlier, aborted session
         view = ArchiveView(old.opener, slot, record, list(self.key_slots),
                            old.unlocked_slot_id, keydir, old.cache)
-        # The commit is durable: now destroy what it freed (redaction).
-        self.redacted_bytes = self._keeper.redact(space, self.generation)
+        # The commit is durable: from here on an abort must keep it (not go back).
+        self.view = view
+        self.pages.taken.clear()
         self._archive._set_view(view)
+        self._archive._rebase_source()
+        # Now destroy what it freed (redaction). If this fails, the next writer (or
+        # the abort below this commit) finishes it from the durable map's DEAD records.
+        self.redacted_bytes = self._keeper.redact(space, self.generation)
         self._archive._rebase_source()
         self._begin(view, self.sealer.level, (space, tail_start))
         return view

@@ -37,7 +37,6 @@ import importlib
 import io
 import json
 import sys
-import types
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,9 +64,22 @@ from lockbox.format.entry import (
     toc_key,
 )
 from lockbox.format.frame import FrameHeader, encode_frame_header, frame_aad, frame_nonce
-from lockbox.format.keydir import RecipientSlot, encode_keydir, slot_aad
+from lockbox.format.keydir import (
+    PasswordSlot,
+    RecipientSlot,
+    UnusableSlot,
+    decode_keydir,
+    encode_keydir,
+    slot_aad,
+)
 from lockbox.format.node import Child, Internal, Leaf, encode_node
-from lockbox.format.page import PageHeader, encode_page_header
+from lockbox.format.page import (
+    PageHeader,
+    decode_keydir_page,
+    decode_page_header,
+    encode_keydir_page,
+    encode_page_header,
+)
 from lockbox.format.refs import Ref
 from lockbox.format.superblock import (
     ExternalKeydir,
@@ -172,12 +184,24 @@ class Clock:
         return self.now
 
 
+class _FrozenTime:
+    """The ``time`` module with ``time_ns`` frozen (everything else, e.g. the
+    ``perf_counter`` of diagnostics, is the real one)."""
+
+    def __init__(self, clock: Clock, real: Any) -> None:
+        self.time_ns = clock.time_ns
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
 @contextlib.contextmanager
 def frozen_time(clock: Clock) -> Iterator[None]:
     """Replace the ``time`` module seen by lockbox.writer and lockbox.newarchive."""
     mods = (writer_mod, create_mod)
     saved = [m.time for m in mods]  # type: ignore[attr-defined]
-    fake = types.SimpleNamespace(time_ns=clock.time_ns)
+    fake = _FrozenTime(clock, saved[0])
     for m in mods:
         m.time = fake  # type: ignore[attr-defined]
     try:
@@ -430,8 +454,21 @@ def build_keydir_external(out: Path, ids: dict[str, Identity]) -> dict[str, Any]
             o.w.add_recipient(ids[name].recipient(b.crypto))
         o.add("team.txt", b"four recipients and a password\n")
     b.identities = ["alice", "bob", "carol", "dave"]
-    return b.finish(["password", "4 recipients", "external key directory page"],
-                    reproducible=False)
+    with b.commit() as o:  # generation 3: the key slots do not change
+        o.add("later.txt", b"no key change: the slot keeps pointing at the old page\n")
+    return b.finish(["password", "4 recipients", "external key directory page",
+                     "KEYDIR page of an older generation reused"], reproducible=False)
+
+
+def build_free_page(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    b = Build(out, "free-page.lbox", password="free page", ids=ids)
+    with b.commit() as o:  # generation 2: its page at 20480 holds only draft.txt's chunk
+        o.add("draft.txt", _text(4, "draft"))
+    with b.commit() as o:  # generation 3: draft.txt replaced; the page at 20480 is freed,
+        o.add("draft.txt", _text(3, "final"))  # and redacted once generation 3 is durable
+        o.add("kept.txt", b"kept\n")
+    return b.finish(["FREE page (the redacted page of generation 2)", "replacement",
+                     "space map"])
 
 
 def build_wide(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
@@ -446,7 +483,7 @@ def build_wide(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
 
 BUILDERS: list[Callable[[Path, dict[str, Identity]], dict[str, Any]]] = [
     build_hello, build_kdf_default, build_recipient, build_password_recipient, build_tree,
-    build_multichunk, build_history, build_keydir_external, build_wide,
+    build_multichunk, build_history, build_keydir_external, build_free_page, build_wide,
 ]
 IDENTITY_NAMES = ("alice", "bob", "carol", "dave")
 
@@ -468,8 +505,18 @@ def check_archives(out: Path, manifest: dict[str, Any]) -> None:
         data = (out / m["file"]).read_bytes()
         slots = decode_superblock(data[:2 * SLOT_SIZE])
         assert slots[0].generation == m["generation"], m["file"]
-    ext = decode_superblock((out / "keydir-external.lbox").read_bytes()[:2 * SLOT_SIZE])[0]
+        first = decode_page_header(data[16384:16416])
+        if first.kind == PageKind.KEYDIR:  # the copy written at creation
+            header, aid, _ = decode_keydir_page(data[16384:])
+            assert header.generation == 1 and aid == slots[0].archive_id, m["file"]
+    data = (out / "keydir-external.lbox").read_bytes()
+    ext = decode_superblock(data[:2 * SLOT_SIZE])[0]
     assert isinstance(ext.keydir, ExternalKeydir), "the key directory should be external"
+    header, _, kd = decode_keydir_page(data[ext.keydir.page_offset:])
+    assert header.generation == 2 and ext.generation == 3, (header, ext.generation)
+    assert hashlib.sha256(kd).digest() == ext.keydir.sha256
+    data = (out / "free-page.lbox").read_bytes()
+    assert decode_page_header(data[20480:20512]).kind == PageKind.FREE
     hello = decode_superblock((out / "hello.lbox").read_bytes()[:2 * SLOT_SIZE])[0]
     assert hello.slot_no == 0 and isinstance(hello.keydir, bytes)
     box = Lockbox.open(out / "wide.lbox", password="wide")
@@ -498,6 +545,7 @@ SALT = bytes(range(0x70, 0x80))
 TAG_A = bytes([0xA0] * 16)
 TAG_B = bytes([0xB0] * 16)
 MLKEM_SEED = bytes(range(0x80, 0xC0))
+VECTOR_PASSWORD = "pa\u0073\u0073wo\u0308rd"  # "passwörd", decomposed ö: NFC composes it
 
 
 def _hex(b: bytes | bytearray | memoryview) -> str:
@@ -541,6 +589,10 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
     ph = PageHeader(PageKind.FRAMES, 8192, 5000, 7)
     v["page_header"] = {"kind": 1, "page_size": 8192, "used_size": 5000, "generation": 7,
                         "hex": encode_page_header(ph).hex()}
+    # A FREE page (a freed, redacted page of a later writer): header, then zeros.
+    fp = PageHeader(PageKind.FREE, 12288, 32, 9)
+    v["free_page_header"] = {"kind": 3, "page_size": 12288, "used_size": 32, "generation": 9,
+                             "hex": encode_page_header(fp).hex()}
     # §5 frames
     fh = FrameHeader(FrameKind.DATA_CHUNK, 100, 7, SESSION_ID, 3)
     hdr = encode_frame_header(fh)
@@ -575,7 +627,7 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
     assert frames[2]["codec"] == "zstd"
     v["sealed_frames"] = frames
     # §6 key slots
-    pw = "pa\u0073\u0073wo\u0308rd"  # "passwörd" with a decomposed ö: NFC composes it
+    pw = VECTOR_PASSWORD
     pslot = new_password_slot(ScriptedCrypto(SALT, (0x01020304).to_bytes(4, "little")),
                               ARCHIVE_ID, CONTENT_KEY, pw, WEAK)
     ikm = crypto.argon2id(normalize_password(pw), SALT, time_cost=1, memory_kib=64,
@@ -600,23 +652,35 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
     info = b"lockbox/v1/recipient-wrap" + hashlib.sha256(ek).digest() + \
         hashlib.sha256(ct).digest()
     rwrap = crypto.hkdf_sha256(ss, ARCHIVE_ID, info, 32)
-    rslot = RecipientSlot(0x0A0B0C0D, hashlib.sha256(ek).digest()[:8], ct, b"")
-    wrapped = crypto.aead(rwrap).seal(b"\x00" * 12, CONTENT_KEY, slot_aad(ARCHIVE_ID, rslot))
-    rslot = RecipientSlot(rslot.slot_id, rslot.fingerprint, ct, wrapped)
+    rslot = RecipientSlot(0x0A0B0C0D, ct, b"")  # no fingerprint: the descriptor is ct
+    aad = slot_aad(ARCHIVE_ID, rslot)
+    wrapped = crypto.aead(rwrap).seal(b"\x00" * 12, CONTENT_KEY, aad)
+    rslot = RecipientSlot(rslot.slot_id, ct, wrapped)
+    recipient = ident.recipient(crypto)
     v["recipient_slot"] = {
         "seed": MLKEM_SEED.hex(), "identity_text": ident.encode(),
         "encapsulation_key": ek.hex(), "encapsulation_key_sha256": hashlib.sha256(ek).hexdigest(),
-        "recipient_text": ident.recipient(crypto).encode(),
-        "fingerprint": rslot.fingerprint.hex(), "kem_ciphertext": ct.hex(),
+        "recipient_text": recipient.encode(),
+        "display_fingerprint": recipient.fingerprint.hex(),  # a local hint, never stored
+        "kem_ciphertext": ct.hex(),
         "kem_ciphertext_sha256": hashlib.sha256(ct).hexdigest(), "shared_secret": ss.hex(),
         "archive_id": ARCHIVE_ID.hex(), "content_key": CONTENT_KEY.hex(),
         "slot_id": rslot.slot_id, "wrap_info": info.hex(), "wrap_key": rwrap.hex(),
-        "aad_sha256": hashlib.sha256(slot_aad(ARCHIVE_ID, rslot)).hexdigest(),
-        "wrapped_key": wrapped.hex(),
+        "aad_size": len(aad), "aad_sha256": hashlib.sha256(aad).hexdigest(),
+        "wrapped_key": wrapped.hex(), "body_size": len(rslot.body()),
     }
     kd = encode_keydir([pslot, rslot])
     v["keydir"] = {"slots": ["password_slot", "recipient_slot"], "size": len(kd),
                    "sha256": hashlib.sha256(kd).hexdigest(), "hex": kd.hex()}
+    v["unusable_slots"] = unusable_slots(pslot)
+    # §4 the KEYDIR page holding that key directory (generation 3, as the slot below)
+    page = encode_keydir_page(ARCHIVE_ID, kd, 3)
+    kd_used = 32 + 16 + len(kd)
+    assert decode_keydir_page(page)[1:] == (ARCHIVE_ID, kd) and not any(page[kd_used:])
+    v["keydir_page"] = {"archive_id": ARCHIVE_ID.hex(), "generation": 3,
+                        "keydir_size": len(kd), "keydir_sha256": hashlib.sha256(kd).hexdigest(),
+                        "page_size": len(page), "used_size": kd_used,
+                        "header": page[:32].hex(), "hex": page[:kd_used].hex()}
     # §9 keys and entries
     v["toc_keys"] = [{"path": p, "hex": toc_key(p).hex()} for p in
                      ("a", "docs", "docs/a.txt", "docs/sub/b", "\u00e9t\u00e9/x")]
@@ -677,6 +741,22 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
     ]
     v["commit_records"] = [{"name": n, **_commit_json(c), "hex": encode_commit(c).hex()}
                            for n, c in commits]
+    # §14 space-map records
+    from lockbox.space import PageRecord, encode_record, encode_tail
+
+    v["space_records"] = [
+        {"name": n, "key": key.hex(), "hex": val.hex()} for n, key, val in (
+            ("FRAMES page at 20480: 4096 bytes, 150 live", (20480).to_bytes(8, "big"),
+             encode_record(PageRecord(1, 4096, 150))),
+            ("KEYDIR page at 16384: 4096 bytes, used 135", (16384).to_bytes(8, "big"),
+             encode_record(PageRecord(2, 4096, 135))),
+            ("FREE page at 24576: 3 MiB", (24576).to_bytes(8, "big"),
+             encode_record(PageRecord(3, 3 << 20, 0))),
+            ("SPACEMAP page at 40960: 8192 bytes", (40960).to_bytes(8, "big"),
+             encode_record(PageRecord(4, 8192, 0))),
+            ("DEAD frame at 20512: 150 bytes", (20512).to_bytes(8, "big"), encode_record(150)),
+            ("TAIL: the map's own pages start at 45056", b"\xff" * 8, encode_tail(45056)),
+        )]
     # §3 slots
     sealer = FrameSealer(ScriptedCrypto(SESSION_ID), codec, ARCHIVE_ID, CONTENT_KEY)
     rec = commits[0][1]
@@ -705,6 +785,29 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
     ]
     v["tiny_archive"] = tiny_archive(hello)
     return v
+
+
+def unusable_slots(pslot: PasswordSlot) -> dict[str, Any]:
+    """A key directory whose first slots this reader cannot use (kept verbatim), then
+    the §19.3 password slot, which still opens it."""
+    slots = [
+        UnusableSlot(0x01010101, 9, b"a slot kind of a later version", ""),
+        PasswordSlot(0x02020202, SALT, 65, 64, 1, bytes(48)),  # time cost over 64
+        PasswordSlot(0x03030303, SALT, 1, 8 * 1024 * 1024, 1, bytes(48)),  # 8 GiB
+        PasswordSlot(0x04040404, SALT, 1, 64, 2, bytes(48)),  # parallelism 2
+        pslot,
+    ]
+    kd = encode_keydir(slots)
+    decoded = decode_keydir(kd)
+    assert encode_keydir(decoded) == kd
+    return {
+        "archive_id": ARCHIVE_ID.hex(), "content_key": CONTENT_KEY.hex(),
+        "password": VECTOR_PASSWORD, "hex": kd.hex(),
+        "slots": [{"slot_id": s.slot_id, "kind": int(s.kind), "body": s.body().hex(),
+                   "usable": not isinstance(s, UnusableSlot),
+                   "reason": s.reason if isinstance(s, UnusableSlot) else ""}
+                  for s in decoded],
+    }
 
 
 def _entry_json(e: Entry) -> dict[str, Any]:
@@ -749,7 +852,6 @@ def tiny_archive(path: Path) -> dict[str, Any]:
     from lockbox.format.frame import decode_frame_header
     from lockbox.format.keydir import decode_keydir
     from lockbox.format.node import decode_node
-    from lockbox.format.page import decode_page_header
     from lockbox.frames import FrameOpener
     from lockbox.keys import unlock
 
@@ -765,7 +867,12 @@ def tiny_archive(path: Path) -> dict[str, Any]:
     ch, payload = opener.open_at(s.commit_frame, s.commit_frame_offset, FrameKind.COMMIT)
     commit = decode_commit(payload)
     used = SLOT_HEADER_SIZE + len(s.keydir) + len(s.commit_frame) + 4
-    page = data[16384:]
+    # The first page: the KEYDIR copy written at creation (generation 1).
+    kd_page = data[16384:]
+    khdr, kd_aid, kd_bytes = decode_keydir_page(kd_page)
+    assert kd_aid == s.archive_id and kd_bytes == s.keydir and khdr.generation == 1
+    page_offset = 16384 + khdr.page_size
+    page = data[page_offset:]
     phdr = decode_page_header(page)
     leaf = decode_node(commit.toc.inline or b"", 65536)
     assert isinstance(leaf, Leaf)
@@ -776,6 +883,18 @@ def tiny_archive(path: Path) -> dict[str, Any]:
     chunk_payload = opener.open_ref(blob, ref, FrameKind.DATA_CHUNK)
     _, chunk_data = decode_chunk(chunk_payload)
     assert bytes(chunk_data) == b"hello\n"
+    # The space map: never inline; one SPACE_NODE frame in a page of its own at the end.
+    assert commit.space is not None and commit.space.ref is not None
+    sref = commit.space.ref
+    map_offset = page_offset + phdr.page_size
+    mhdr = decode_page_header(data[map_offset:])
+    assert map_offset + mhdr.page_size == len(data) == commit.archive_end
+    assert mhdr.kind == PageKind.FRAMES and mhdr.generation == s.generation
+    sblob = data[sref.frame_offset:sref.frame_offset + sref.frame_size]
+    sh = decode_frame_header(sblob)
+    assert sh.session_id == ch.session_id and sref.frame_offset == map_offset + 32
+    space_plain = opener.open_ref(sblob, sref, FrameKind.SPACE_NODE)
+    assert isinstance(decode_node(bytes(space_plain), 64), Leaf)
     pslot = key_slots[0]
     old = slots[1]
     return {
@@ -794,12 +913,20 @@ def tiny_archive(path: Path) -> dict[str, Any]:
         "commit_plaintext": payload.hex(), "commit": _commit_json(commit),
         "toc_leaf": (commit.toc.inline or b"").hex(), "toc_key": leaf.keys[0].hex(),
         "entry": leaf.values[0].hex(),
-        "page_offset": 16384, "page_size": phdr.page_size, "page_used": phdr.used_size,
+        "keydir_page_offset": 16384, "keydir_page_size": khdr.page_size,
+        "keydir_page_used": khdr.used_size, "keydir_page_generation": khdr.generation,
+        "keydir_page": kd_page[:khdr.used_size].hex(),
+        "page_offset": page_offset, "page_size": phdr.page_size, "page_used": phdr.used_size,
         "page": page[:phdr.used_size].hex(),
         "chunk_frame_offset": ref.frame_offset, "chunk_frame_size": ref.frame_size,
         "chunk_session_id": fh.session_id.hex(), "chunk_counter": fh.counter,
         "chunk_session_key": session_key(crypto, content_key, fh.session_id).hex(),
         "chunk_payload": chunk_payload.hex(),
+        "map_page_offset": map_offset, "map_page_size": mhdr.page_size,
+        "map_page_used": mhdr.used_size, "map_page": data[map_offset:map_offset
+                                                          + mhdr.used_size].hex(),
+        "space_frame_offset": sref.frame_offset, "space_frame_size": sref.frame_size,
+        "space_counter": sh.counter, "space_leaf": bytes(space_plain).hex(),
     }
 
 
@@ -867,7 +994,11 @@ def main(argv: list[str] | None = None) -> int:
         t = json.loads((args.out / "vectors.json").read_text())["tiny_archive"]
         print(hexdump(bytes.fromhex(t["slot0"])))
         print()
+        print(hexdump(bytes.fromhex(t["keydir_page"]), t["keydir_page_offset"]))
+        print()
         print(hexdump(bytes.fromhex(t["page"]), t["page_offset"]))
+        print()
+        print(hexdump(bytes.fromhex(t["map_page"]), t["map_page_offset"]))
         return 0
     generate(args.out, args.pin)
     print(f"wrote {args.out}")

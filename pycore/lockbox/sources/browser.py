@@ -12,23 +12,19 @@
   is read in ranges and never loaded whole.
 * :class:`AsyncBlobRangeSource`: the async twin, by ``await blob.slice(a, b).arrayBuffer()``.
 
-The HTTP sources follow the rules of :mod:`lockbox.sources.http` (the CPython sources),
-with the same messages:
+The HTTP sources follow the rules of :mod:`lockbox.sources.httprules` (shared with the
+CPython sources of :mod:`lockbox.sources.http`, with the same messages); what is particular
+to the browser:
 
-* one closed ``Range: bytes=a-b`` per request (never suffix or multi-range); the ranges of
-  a batch are coalesced first and cut back afterwards;
-* ``Accept-Encoding: identity`` is asked for (browsers ignore it: it is a forbidden header,
+* ``Accept-Encoding: identity`` is not sent (browsers ignore it: it is a forbidden header,
   and the Fetch standard adds ``identity`` itself to requests with a Range header); a 206
-  with a ``Content-Encoding`` other than identity is refused;
-* the total size comes from ``Content-Range: bytes a-b/N`` (or ``bytes */N`` of a 416);
-  the first 206 pins the ETag (or Last-Modified) and the size; later answers must match
-  (:class:`SourceChangedError`) and carry ``If-Match`` once a strong ETag is pinned
-  (412 -> :class:`SourceChangedError`);
-* 200 instead of 206 -> :class:`RangeNotSupportedError`; the fetch source aborts the
+  with a ``Content-Encoding`` other than identity is refused all the same;
+* credentials in the URL are sent as a Basic ``Authorization`` header (``fetch`` refuses
+  URLs with credentials);
+* 200 instead of 206 -> :class:`RangeNotSupportedError`: the fetch source aborts the
   request without reading the body; a synchronous XHR cannot be stopped, the browser has
   received the body when ``send()`` returns (it is dropped, not counted in ``stats``);
-* 416 -> ``b""`` (a range at or past the end); 403/404/5xx, network and CORS failures,
-  timeouts -> :class:`SourceUnavailableError`; a malformed 206 -> :class:`StorageError`;
+* network and CORS failures, timeouts -> :class:`SourceUnavailableError`;
 * bodies are read with a bound (fetch: streamed, stopped as soon as it runs past the
   announced length).
 

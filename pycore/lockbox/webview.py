@@ -1,0 +1,698 @@
+"""The Python side of the browser viewer (``webapp/``), run inside Pyodide in the worker.
+
+One :class:`Session` holds at most one archive. The worker (``webapp/src/boot-worker.mjs``)
+creates it once and forwards the page's requests to :meth:`Session.call` (results as a JSON
+string) and :meth:`Session.call_binary` (``bytes``, or a JSON error string). Every error is
+turned into a message for people by :func:`classify`: its ``kind`` is one of
+
+``wrong_key``, ``not_lockbox``, ``unsupported``, ``no_range``, ``cors``, ``network``,
+``unavailable``, ``changed``, ``corrupt``, ``not_found``, ``usage``, ``internal``.
+
+Flow of a session::
+
+    probe  = await s.open_url(url)          # or open_blob(file): reads the 16 KiB superblock
+    info   = await s.unlock(password=...)   # or identity="LOCKBOX-IDENTITY-1:..."; no request
+    root   = await s.ls("")                 # one round trip for the root listing
+    head   = await s.read("a.txt", 0, 65536)
+    h      = await s.stream_open("big.bin") # then stream_next(h) until b"" (downloads)
+    h      = await s.zip_open("photos")     # a folder as a .zip (stored), same protocol
+
+The superblock read by ``open_*`` is kept and handed to the unlock, so *open + unlock + root
+listing* costs two round trips (one for a listing that fits the root leaves).
+
+Nothing here is browser-only except the sources: on CPython ``open_url`` uses httpx and
+:meth:`Session.open_source` takes any async source (that is how it is unit-tested).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+import zipfile
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from .archive import AsyncLockbox
+from .errors import (
+    FormatError,
+    IntegrityError,
+    InvalidPathError,
+    LimitExceededError,
+    LockboxError,
+    NotFoundError,
+    RangeNotSupportedError,
+    SourceChangedError,
+    SourceUnavailableError,
+    StorageError,
+    TruncatedError,
+    UnsupportedVersionError,
+    UsageError,
+    WrongKeyError,
+)
+from .format.constants import SUPERBLOCK_SIZE
+from .format.entry import normalize_path
+from .format.keydir import PasswordSlot, RecipientSlot, decode_keydir
+from .format.superblock import decode_superblock
+from .keys import Identity
+from .ranges import ByteRange
+from .sources.base import AsyncRangeSource, SourceStats
+
+__all__ = ["Session", "classify", "PREVIEW_LIMIT", "STREAM_PIECE"]
+
+PREVIEW_LIMIT = 256 * 1024  # text previews read at most this much
+STREAM_PIECE = 1024 * 1024  # stream_next() returns about this much per call
+LOG_SIZE = 200  # network log: the last N round trips
+
+
+class _ViewerError(Exception):
+    """An error already classified (``info`` is the message for the page)."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        super().__init__(info.get("message", ""))
+        self.info = info
+
+
+class _AtPath(Exception):
+    """Wraps an error that happened while reading one file (for the message)."""
+
+    def __init__(self, exc: BaseException, path: str) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+        self.path = path
+
+
+def _error(kind: str, title: str, message: str, *, detail: str = "",
+           path: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": kind, "title": title, "message": message, "detail": detail}
+    if path is not None:
+        out["path"] = path
+    return out
+
+
+def classify(exc: BaseException, *, stage: str = "", path: str | None = None,
+             location: str = "") -> dict[str, Any]:
+    """A message for people about ``exc``: ``{kind, title, message, detail, path?}``.
+
+    ``stage`` is what was being done (``open``, ``unlock``, ``list``, ``read``...);
+    ``path`` the file or folder concerned; ``location`` the archive (URL or file name).
+    """
+    if isinstance(exc, _ViewerError):
+        return exc.info
+    if isinstance(exc, _AtPath):
+        return classify(exc.exc, stage=stage, path=exc.path, location=location)
+    detail = f"{type(exc).__name__}: {exc}"
+    where = f" ({location})" if location else ""
+    if isinstance(exc, WrongKeyError):
+        text = str(exc)
+        if "no key slot opens" in text or not text:
+            text = "Wrong password (or identity): no key slot of this archive opens with it."
+        return _error("wrong_key", "Wrong password", text, detail=detail)
+    if isinstance(exc, SourceChangedError):
+        return _error("changed", "The archive changed",
+                      "The archive was changed or replaced on the server while it was open. "
+                      "Open it again to see the new version.", detail=detail, path=path)
+    if isinstance(exc, RangeNotSupportedError):
+        return _error("no_range", "The server does not support Range requests",
+                      "The server sent the whole file instead of the part that was asked for. "
+                      "lockbox needs a server that answers HTTP Range requests with 206 "
+                      "(nginx, Apache, the lockbox server, most static hosts and object "
+                      "stores do).", detail=detail)
+    if isinstance(exc, SourceUnavailableError):
+        text = str(exc)
+        if "CORS" in text or "network error" in text or "no answer" in text:
+            return _error("network", "Could not reach the archive",
+                          "The request failed: the server is unreachable, or it does not allow "
+                          "this page to read it (CORS). A server on another origin must send "
+                          "Access-Control-Allow-Origin for this site and allow the Range "
+                          f"header.{where}", detail=detail)
+        return _error("unavailable", "The archive is not available",
+                      f"The server refused or could not find the archive{where}: "
+                      f"{_short(text)}", detail=detail)
+    if isinstance(exc, StorageError):
+        text = str(exc)
+        if "Access-Control-Expose-Headers" in text:
+            return _error("cors", "The server hides the Content-Range header (CORS)",
+                          "The server answered, but the browser does not let this page read "
+                          "its Content-Range header. A cross-origin server must list "
+                          "Content-Range, Accept-Ranges and ETag in "
+                          "Access-Control-Expose-Headers.", detail=detail)
+        return _error("network", "Reading the archive failed", _short(text), detail=detail)
+    if isinstance(exc, IntegrityError) and stage not in ("open", "unlock"):
+        if path:
+            return _error("corrupt", f"Damaged: {path}",
+                          f"Part of “{path}” is damaged: its data does not authenticate "
+                          "(the archive was corrupted or tampered with). Other files are not "
+                          "affected and can still be opened.", detail=detail, path=path)
+        return _error("corrupt", "Damaged archive data",
+                      "A page of the archive is damaged (it does not authenticate). Other "
+                      "parts can still be opened.", detail=detail)
+    if isinstance(exc, UnsupportedVersionError):
+        return _error("unsupported", "Unsupported archive version",
+                      f"This is a lockbox archive of a format version this viewer does not "
+                      f"read: {exc}", detail=detail)
+    if isinstance(exc, (FormatError, IntegrityError)) and stage in ("open", "unlock"):
+        if isinstance(exc, LimitExceededError) and "key slot" in str(exc):
+            return _error("unsupported", "No usable key slot", str(exc), detail=detail)
+        return _error("not_lockbox", "Not a lockbox archive",
+                      f"This file is not a lockbox archive, or its header is damaged{where}.",
+                      detail=detail)
+    if isinstance(exc, TruncatedError):
+        return _error("corrupt", "Truncated archive", _short(str(exc)), detail=detail, path=path)
+    if isinstance(exc, (FormatError, IntegrityError)):
+        return _error("corrupt", "Damaged archive data", _short(str(exc)), detail=detail,
+                      path=path)
+    if isinstance(exc, NotFoundError):
+        return _error("not_found", "Not found", str(exc), detail=detail, path=path)
+    if isinstance(exc, (UsageError, InvalidPathError)):
+        return _error("usage", "Cannot do that", str(exc), detail=detail, path=path)
+    if isinstance(exc, LockboxError):
+        return _error("internal", "Error", str(exc), detail=detail, path=path)
+    return _error("internal", "Unexpected error",
+                  f"Something went wrong in the viewer: {type(exc).__name__}: {exc}",
+                  detail=detail, path=path)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Recorder:
+    """Wraps the archive's async source: counts round trips, logs them, and serves the
+    superblock read at open from the copy the probe kept (no second request)."""
+
+    def __init__(self, inner: AsyncRangeSource, head: bytes | None = None) -> None:
+        self.inner = inner
+        self.head = head
+        self.round_trips = 0
+        self.log: deque[dict[str, Any]] = deque(maxlen=LOG_SIZE)
+        self.started = time.monotonic()
+        self.label = "open"
+
+    @property
+    def stats(self) -> SourceStats:
+        return self.inner.stats
+
+    @property
+    def size(self) -> int | None:
+        return self.inner.size
+
+    @property
+    def identity(self) -> Any:
+        return getattr(self.inner, "identity", None)
+
+    async def read(self, ranges: Sequence[ByteRange]) -> list[bytes]:
+        head = self.head
+        if head is not None and ranges and all(r.end <= len(head) for r in ranges):
+            return [head[r.offset:r.end] for r in ranges]
+        before = (self.inner.stats.requests, self.inner.stats.bytes_read)
+        t0 = time.monotonic()
+        error = ""
+        try:
+            return await self.inner.read(ranges)
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            self.round_trips += 1
+            self.log.append({
+                "at": round(t0 - self.started, 3), "what": self.label,
+                "ranges": len(ranges),
+                "requests": self.inner.stats.requests - before[0],
+                "bytes": self.inner.stats.bytes_read - before[1],
+                "ms": round((time.monotonic() - t0) * 1000, 1), "error": error,
+            })
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _Stream:
+    """One download in progress: an async iterator of byte pieces, read by stream_next()."""
+
+    def __init__(self, pieces: AsyncIterator[bytes], size: int, name: str) -> None:
+        self.pieces = pieces
+        self.size = size
+        self.name = name
+        self.sent = 0
+        self.current = name
+
+
+class _ZipSink:
+    """A write-only, non-seekable file for zipfile (it then writes data descriptors)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.pos = 0
+        self.pending = 0
+
+    def write(self, data: Any) -> int:
+        b = bytes(data)
+        self.parts.append(b)
+        self.pos += len(b)
+        self.pending += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts = []
+        self.pending = 0
+        return out
+
+
+def _zip_time(mtime_ns: int) -> tuple[int, int, int, int, int, int]:
+    t = _dt.datetime.fromtimestamp(mtime_ns / 1e9, _dt.UTC)
+    if t.year < 1980:
+        return (1980, 1, 1, 0, 0, 0)
+    if t.year > 2107:
+        return (2107, 12, 31, 23, 59, 58)
+    return (t.year, t.month, t.day, t.hour, t.minute, t.second)
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
+class Session:
+    """At most one archive: opened (probed), then unlocked, then browsed."""
+
+    def __init__(self) -> None:
+        self._source: _Recorder | None = None
+        self._box: AsyncLockbox | None = None
+        self._location = ""
+        self._kind = ""
+        self._probe: dict[str, Any] = {}
+        self._streams: dict[int, _Stream] = {}
+        self._next_handle = 1
+
+    # -- the worker's entry points --------------------------------------------------
+
+    async def call(self, method: str, args_json: str = "{}", extra: Any = None) -> str:
+        """Run a JSON method; returns ``{"ok": result}`` or ``{"error": {...}}`` as JSON."""
+        try:
+            args = json.loads(args_json or "{}")
+            fn = _JSON_METHODS.get(method)
+            if fn is None:
+                raise UsageError(f"unknown method {method!r}")
+            if extra is not None:
+                args["extra"] = extra
+            result = await fn(self, **args)
+            return json.dumps({"ok": result}, separators=(",", ":"))
+        except Exception as exc:  # every failure becomes a message
+            return json.dumps({"error": self._classify(exc, method, args_json)})
+
+    async def call_binary(self, method: str, args_json: str = "{}") -> bytes | str:
+        """Run a method returning bytes; on failure the JSON error string instead."""
+        try:
+            args = json.loads(args_json or "{}")
+            fn = _BINARY_METHODS.get(method)
+            if fn is None:
+                raise UsageError(f"unknown method {method!r}")
+            data: bytes = await fn(self, **args)
+            return data
+        except Exception as exc:
+            return json.dumps({"error": self._classify(exc, method, args_json)})
+
+    def _classify(self, exc: BaseException, method: str, args_json: str) -> dict[str, Any]:
+        stage = {"open_url": "open", "open_blob": "open", "unlock": "unlock"}.get(method, method)
+        path = None
+        try:
+            path = json.loads(args_json or "{}").get("path")
+        except (ValueError, AttributeError):
+            pass
+        if stage in ("ls",) and isinstance(exc, IntegrityError):
+            info = classify(exc, stage=stage, location=self._location)
+            info["title"] = f"Damaged folder listing: {path or '/'}"
+            info["message"] = (f"The listing of “{path or '/'}” is damaged (it does not "
+                               "authenticate). Other folders and files can still be opened.")
+            info["path"] = path or ""
+            return info
+        if stage in ("read", "stat", "stream_open", "zip_open") and path is not None \
+                and not isinstance(exc, _AtPath):
+            return classify(exc, stage=stage, path=path or "/", location=self._location)
+        return classify(exc, stage=stage, location=self._location)
+
+    # -- opening ----------------------------------------------------------------------
+
+    async def open_url(self, url: str) -> dict[str, Any]:
+        """Open ``url`` (reads the superblock only); returns what the unlock form needs."""
+        from .sources import is_url, open_async_source
+
+        url = url.strip()
+        if not is_url(url):
+            raise _ViewerError(_error("usage", "Not a web address",
+                                      "Enter an http:// or https:// address of a .lbox archive."))
+        name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or url
+        return await self.open_source(open_async_source(url), location=url, name=name,
+                                      kind="url")
+
+    async def open_blob(self, extra: Any = None, name: str = "") -> dict[str, Any]:
+        """Open a picked or dropped File (read in ranges by Blob.slice, never whole)."""
+        from .sources.browser import AsyncBlobRangeSource
+
+        if extra is None:
+            raise UsageError("no file was given")
+        source = AsyncBlobRangeSource(extra, name=name or None)
+        label = name or getattr(extra, "name", "") or "local file"
+        return await self.open_source(source, location=label, name=label, kind="file")
+
+    async def open_source(self, source: AsyncRangeSource, *, location: str, name: str,
+                          kind: str) -> dict[str, Any]:
+        await self.close()
+        self._location = location
+        self._kind = kind
+        rec = _Recorder(source)
+        self._source = rec
+        rec.label = "open"
+        try:
+            head = (await rec.read([ByteRange(0, SUPERBLOCK_SIZE)]))[0]
+            slots = decode_superblock(head)
+        except BaseException:
+            await self.close()
+            raise
+        rec.head = head
+        methods: set[str] = set()
+        known = True
+        for slot in slots:
+            if isinstance(slot.keydir, bytes):
+                try:
+                    for ks in decode_keydir(slot.keydir):
+                        if isinstance(ks, PasswordSlot):
+                            methods.add("password")
+                        elif isinstance(ks, RecipientSlot):
+                            methods.add("identity")
+                except LockboxError:
+                    known = False
+            else:
+                known = False
+        if not known or not methods:
+            methods = {"password", "identity"}
+        self._probe = {
+            "name": name, "location": location, "kind": kind, "size": rec.size,
+            "generation": slots[0].generation, "methods": sorted(methods),
+        }
+        return self._probe
+
+    async def unlock(self, password: str | None = None,
+                     identity: str | None = None) -> dict[str, Any]:
+        """Unlock the opened archive with a password or the text of an identity file."""
+        from .view import open_flow
+
+        rec = self._source
+        if rec is None:
+            raise UsageError("open an archive first")
+        if not password and not identity:
+            raise UsageError("enter the password or choose an identity file")
+        ident = None
+        if identity:
+            try:
+                ident = Identity.decode(identity)
+            except FormatError as exc:
+                raise _ViewerError(_error(
+                    "usage", "Not an identity file",
+                    "This file is not a lockbox identity (it needs a line starting with "
+                    "LOCKBOX-IDENTITY-1:).", detail=str(exc))) from None
+        box = AsyncLockbox(rec)
+        rec.label = "unlock"
+        box._set_view(await box._run(open_flow(
+            box.crypto, box.codec, password=password or None, identity=ident,
+            cache=box.cache)))
+        self._box = box
+        return self.info()
+
+    def _need(self) -> AsyncLockbox:
+        if self._box is None:
+            raise UsageError("the archive is not unlocked")
+        return self._box
+
+    def _label(self, what: str) -> None:
+        if self._source is not None:
+            self._source.label = what
+
+    # -- reading ------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        box = self._need()
+        info = box.info().to_json()
+        slot = next((s for s in info["slots"] if s["slot_id"] == info["unlocked_slot"]), None)
+        info.update(name=self._probe.get("name"), location=self._location, source=self._kind,
+                    unlocked_with=slot["kind"] if slot else "")
+        return info
+
+    async def ls(self, path: str = "") -> dict[str, Any]:
+        """A folder's children, folders first, then by name, as columns."""
+        box = self._need()
+        p = normalize_path(path)
+        self._label(f"list /{p}")
+        entries = await box.ls(p)
+        entries.sort(key=lambda e: (e.type != "dir", e.name))
+        names, types, sizes, mtimes = [], [], [], []
+        targets: dict[str, str] = {}
+        dirs = files = links = total = 0
+        for i, e in enumerate(entries):
+            names.append(e.name)
+            mtimes.append(e.mtime_ns // 1_000_000)
+            if e.type == "dir":
+                types.append("d")
+                sizes.append(0)
+                dirs += 1
+            elif e.type == "symlink":
+                types.append("l")
+                sizes.append(0)
+                targets[str(i)] = e.target
+                links += 1
+            else:
+                types.append("f")
+                sizes.append(e.size)
+                files += 1
+                total += e.size
+        return {"path": p, "names": names, "types": "".join(types), "sizes": sizes,
+                "mtimes": mtimes, "targets": targets,
+                "counts": {"dirs": dirs, "files": files, "symlinks": links, "bytes": total}}
+
+    async def stat(self, path: str) -> dict[str, Any]:
+        box = self._need()
+        self._label(f"stat /{normalize_path(path)}")
+        return (await box.stat(path)).to_json()
+
+    async def read(self, path: str, offset: int = 0, size: int = PREVIEW_LIMIT) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (previews). Each chunk is authenticated; a
+        whole small file is also checked against its content hash."""
+        from .format.constants import EntryType
+
+        box = self._need()
+        p = normalize_path(path)
+        self._label(f"read /{p}")
+        e = await box._run(box.view.stat_flow(p))
+        if e.type != EntryType.FILE:
+            raise UsageError(f"not a file: {p}")
+        if offset == 0 and size >= e.size:
+            return await box.read_bytes(p)
+        end = min(e.size, offset + max(0, size))
+        if offset >= end:
+            return b""
+        cs = e.chunk_size
+        first, stop = offset // cs, (end - 1) // cs + 1
+        chunks = await box._run(box.view.chunks_flow(e, first, stop))
+        data = b"".join(bytes(c.data) for c in chunks)
+        base = first * cs
+        return data[offset - base:end - base]
+
+    # -- downloads ----------------------------------------------------------------------
+
+    def _add_stream(self, stream: _Stream) -> dict[str, Any]:
+        handle = self._next_handle
+        self._next_handle += 1
+        self._streams[handle] = stream
+        return {"handle": handle, "size": stream.size, "name": stream.name}
+
+    async def stream_open(self, path: str) -> dict[str, Any]:
+        """Start reading a whole file (then :meth:`stream_next` until it returns b"")."""
+        box = self._need()
+        p = normalize_path(path)
+        info = await box.stat(p)
+        if not info.is_file:
+            raise UsageError(f"not a file: {p}")
+        self._label(f"read /{p}")
+
+        async def pieces() -> AsyncIterator[bytes]:
+            async for piece in box.iter_bytes(p):
+                yield bytes(piece)
+
+        stream = _Stream(pieces(), info.size, info.name)
+        stream.current = p
+        return self._add_stream(stream)
+
+    async def zip_open(self, path: str = "") -> dict[str, Any]:
+        """Start writing a folder as a .zip (STORED, zip64 where needed, data descriptors)."""
+        box = self._need()
+        p = normalize_path(path)
+        self._label(f"walk /{p}")
+        if p:
+            top = await box.stat(p)
+            if not top.is_dir:
+                raise UsageError(f"not a folder: {p}")
+        items = await box.ls(p, recursive=True)
+        total = sum(e.size for e in items if e.is_file)
+        prefix = f"{p}/" if p else ""
+        base = (p.rsplit("/", 1)[-1] if p else (self._probe.get("name") or "archive"))
+        base = base[:-5] if base.endswith(".lbox") else base
+        # Rough size: content + local header, descriptor and central record per entry.
+        estimate = total + sum(2 * len(e.path.encode()) + 150 for e in items) + 100
+        stream = _Stream(_empty(), estimate, base + ".zip")
+        stream.pieces = self._zip_pieces(box, items, prefix, base, stream)
+        return self._add_stream(stream)
+
+    async def _zip_pieces(self, box: AsyncLockbox, items: list[Any], prefix: str, base: str,
+                          stream: _Stream | None = None) -> AsyncIterator[bytes]:
+        sink = _ZipSink()
+        zf = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED)  # type: ignore[arg-type]
+        for e in items:
+            rel = e.path[len(prefix):] if prefix and e.path.startswith(prefix) else e.path
+            name = f"{base}/{rel}"
+            if stream is not None:
+                stream.current = e.path
+            if e.is_dir:
+                zi = zipfile.ZipInfo(name + "/", _zip_time(e.mtime_ns))
+                zi.external_attr = (0o40000 | (e.mode & 0o7777)) << 16 | 0x10
+                zf.writestr(zi, b"")
+            elif e.type == "symlink":
+                zi = zipfile.ZipInfo(name, _zip_time(e.mtime_ns))
+                zi.create_system = 3
+                zi.external_attr = (0o120000 | 0o777) << 16
+                zf.writestr(zi, e.target.encode())
+            else:
+                zi = zipfile.ZipInfo(name, _zip_time(e.mtime_ns))
+                zi.create_system = 3
+                zi.external_attr = (0o100000 | (e.mode & 0o7777 or 0o644)) << 16
+                zi.compress_type = zipfile.ZIP_STORED
+                zi.file_size = e.size
+                self._label(f"zip /{e.path}")
+                with zf.open(zi, "w", force_zip64=e.size > 0xFFFF0000) as out:
+                    try:
+                        async for piece in box.iter_bytes(e.path):
+                            out.write(piece)
+                            if sink.pending >= STREAM_PIECE:
+                                yield sink.take()
+                    except LockboxError as exc:
+                        raise _AtPath(exc, e.path) from exc
+            if sink.pending >= STREAM_PIECE:
+                yield sink.take()
+        zf.close()
+        yield sink.take()
+
+    async def stream_next(self, handle: int) -> bytes:
+        """The next piece of a download (about 1 MiB); b"" at the end (handle closed)."""
+        stream = self._streams.get(handle)
+        if stream is None:
+            raise UsageError("this download was closed")
+        out: list[bytes] = []
+        size = 0
+        try:
+            while size < STREAM_PIECE:
+                try:
+                    piece = await stream.pieces.__anext__()
+                except StopAsyncIteration:
+                    break
+                if piece:
+                    out.append(piece)
+                    size += len(piece)
+        except BaseException as exc:
+            await self.stream_close(handle)
+            if isinstance(exc, _AtPath):
+                raise
+            if isinstance(exc, LockboxError):
+                raise _AtPath(exc, stream.current) from exc
+            raise
+        if not out:
+            await self.stream_close(handle)
+            return b""
+        stream.sent += size
+        return b"".join(out)
+
+    async def stream_close(self, handle: int) -> bool:
+        stream = self._streams.pop(handle, None)
+        if stream is None:
+            return False
+        aclose = getattr(stream.pieces, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:
+                pass
+        return True
+
+    # -- env -----------------------------------------------------------------------------
+
+    async def env(self) -> list[dict[str, Any]]:
+        """Env names and value sizes (values stay in the worker until revealed)."""
+        box = self._need()
+        self._label("env")
+        return [{"name": k, "size": len(v)} for k, v in await box.env_items()]
+
+    async def env_value(self, name: str) -> dict[str, Any]:
+        box = self._need()
+        self._label("env")
+        value = await box.env_get(name)
+        try:
+            return {"name": name, "text": value.decode("utf-8"), "binary": False}
+        except UnicodeDecodeError:
+            return {"name": name, "text": value.hex(), "binary": True}
+
+    # -- network and closing -----------------------------------------------------------
+
+    def network(self) -> dict[str, Any]:
+        rec = self._source
+        if rec is None:
+            return {"requests": 0, "bytes": 0, "round_trips": 0, "log": [], "size": None}
+        return {"requests": rec.stats.requests, "bytes": rec.stats.bytes_read,
+                "round_trips": rec.round_trips, "log": list(rec.log), "size": rec.size,
+                "location": self._location, "source": self._kind}
+
+    async def close(self) -> bool:
+        for handle in list(self._streams):
+            await self.stream_close(handle)
+        src, self._source, self._box = self._source, None, None
+        if src is not None:
+            try:
+                await src.aclose()
+            except Exception:
+                pass
+        return src is not None
+
+    # JSON wrappers of the sync methods
+    async def _info(self) -> dict[str, Any]:
+        return self.info()
+
+    async def _network(self) -> dict[str, Any]:
+        return self.network()
+
+
+_JSON_METHODS: dict[str, Any] = {
+    "open_url": Session.open_url,
+    "open_blob": Session.open_blob,
+    "unlock": Session.unlock,
+    "info": Session._info,
+    "ls": Session.ls,
+    "stat": Session.stat,
+    "stream_open": Session.stream_open,
+    "zip_open": Session.zip_open,
+    "stream_close": Session.stream_close,
+    "env": Session.env,
+    "env_value": Session.env_value,
+    "network": Session._network,
+    "close": Session.close,
+}
+
+_BINARY_METHODS: dict[str, Any] = {
+    "read": Session.read,
+    "stream_next": Session.stream_next,
+}
