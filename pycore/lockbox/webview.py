@@ -30,11 +30,13 @@ import datetime as _dt
 import json
 import time
 import zipfile
+from bisect import bisect_left
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from .archive import AsyncLockbox
+from .drivers import Flow
 from .errors import (
     FormatError,
     IntegrityError,
@@ -51,13 +53,15 @@ from .errors import (
     UsageError,
     WrongKeyError,
 )
-from .format.constants import SUPERBLOCK_SIZE
-from .format.entry import normalize_path
+from .format.constants import SUPERBLOCK_SIZE, FrameKind
+from .format.entry import child_range, normalize_path
 from .format.keydir import PasswordSlot, RecipientSlot, decode_keydir
+from .format.node import Leaf
 from .format.superblock import decode_superblock
 from .keys import Identity
 from .ranges import ByteRange
 from .sources.base import AsyncRangeSource, SourceStats
+from .view import ArchiveView
 
 __all__ = ["Session", "classify", "PREVIEW_LIMIT", "STREAM_PIECE"]
 
@@ -276,6 +280,66 @@ def _zip_time(mtime_ns: int) -> tuple[int, int, int, int, int, int]:
     return (t.year, t.month, t.day, t.hour, t.minute, t.second)
 
 
+def _children_flow(view: ArchiveView, path: str) -> Flow[list[tuple[bytes, bytes]]]:
+    """(key, raw entry value) of a folder's direct children: ``ArchiveView.listdir_flow``
+    without decoding every entry (the same round trips: the root from its listing
+    leaves, other folders by a stat and one scan)."""
+    lo, hi = child_range(path)
+    c = view.commit
+    if path == "" and c.root_leaves and c.root_leaves_complete:
+        leaves = yield from view.nodes_flow(FrameKind.TOC_NODE, list(c.root_leaves))
+        pairs: list[tuple[bytes, bytes]] = []
+        for leaf in leaves:
+            if not isinstance(leaf, Leaf):
+                raise IntegrityError("root listing points at a non-leaf node")
+            a, b = bisect_left(leaf.keys, lo), bisect_left(leaf.keys, hi)
+            pairs.extend(zip(leaf.keys[a:b], leaf.values[a:b]))
+        return pairs
+    if path:
+        entry = yield from view.stat_flow(path)
+        if not entry.is_dir:
+            raise InvalidPathError(f"not a directory: {path}")
+    return (yield from view.scan_flow(FrameKind.TOC_NODE, c.toc, [(lo, hi)]))
+
+
+def _uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise FormatError("TOC entry: bad varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _entry_head(value: bytes) -> tuple[int, int, int, str]:
+    """(type, mtime_ns, size, symlink target) of an encoded TOC entry (docs/FORMAT.md):
+    ``type u8, mode uvarint, mtime svarint`` then, for a file, ``size uvarint``; for a
+    symlink, ``target blob``. The value was authenticated with its node; the full checks
+    are :func:`lockbox.format.entry.decode_entry`'s (stat, reads)."""
+    if not value:
+        raise FormatError("TOC entry: empty")
+    t = value[0]
+    _, pos = _uvarint(value, 1)
+    z, pos = _uvarint(value, pos)
+    mtime = (z >> 1) ^ -(z & 1)
+    if t == 1:
+        size, pos = _uvarint(value, pos)
+        return t, mtime, size, ""
+    if t == 3:
+        n, pos = _uvarint(value, pos)
+        try:
+            return t, mtime, 0, bytes(value[pos:pos + n]).decode()
+        except UnicodeDecodeError:
+            raise FormatError("TOC entry: symlink target is not UTF-8") from None
+    if t == 2:
+        return t, mtime, 0, ""
+    raise FormatError(f"TOC entry: unknown type {t}")
+
+
 async def _empty() -> AsyncIterator[bytes]:
     return
     yield b""
@@ -448,32 +512,44 @@ class Session:
         return info
 
     async def ls(self, path: str = "") -> dict[str, Any]:
-        """A folder's children, folders first, then by name, as columns."""
+        """A folder's children, folders first, then by name, as columns.
+
+        Large folders are the point here (100,000 entries): the entries are not fully
+        decoded (:func:`_entry_head` reads type, mtime, size and link target from the
+        authenticated TOC values; file refs are skipped)."""
         box = self._need()
         p = normalize_path(path)
         self._label(f"list /{p}")
-        entries = await box.ls(p)
-        entries.sort(key=lambda e: (e.type != "dir", e.name))
-        names, types, sizes, mtimes = [], [], [], []
+        pairs = await box._run(_children_flow(box.view, p))
+        cut = len(p.encode()) + 1
+        rows = []
+        for key, value in pairs:
+            try:
+                name = bytes(key[cut:]).decode()
+            except UnicodeDecodeError:
+                raise FormatError("TOC key is not UTF-8") from None
+            t, mtime_ns, size, target = _entry_head(value)
+            rows.append((t != 2, name, t, mtime_ns, size, target))
+        rows.sort()
+        names, sizes, mtimes = [], [], []
+        types = []
         targets: dict[str, str] = {}
         dirs = files = links = total = 0
-        for i, e in enumerate(entries):
-            names.append(e.name)
-            mtimes.append(e.mtime_ns // 1_000_000)
-            if e.type == "dir":
+        for i, (_, name, t, mtime_ns, size, target) in enumerate(rows):
+            names.append(name)
+            mtimes.append(mtime_ns // 1_000_000)
+            sizes.append(size)
+            if t == 2:
                 types.append("d")
-                sizes.append(0)
                 dirs += 1
-            elif e.type == "symlink":
+            elif t == 3:
                 types.append("l")
-                sizes.append(0)
-                targets[str(i)] = e.target
+                targets[str(i)] = target
                 links += 1
             else:
                 types.append("f")
-                sizes.append(e.size)
                 files += 1
-                total += e.size
+                total += size
         return {"path": p, "names": names, "types": "".join(types), "sizes": sizes,
                 "mtimes": mtimes, "targets": targets,
                 "counts": {"dirs": dirs, "files": files, "symlinks": links, "bytes": total}}

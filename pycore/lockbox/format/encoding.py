@@ -22,23 +22,25 @@ _ONE_BYTE = [bytes([i]) for i in range(128)]
 
 
 def uvarint(value: int) -> bytes:
-    if 0 <= value < 128:
+    if 0 <= value < 0x80:
         return _ONE_BYTE[value]
-    if 0 <= value < 16384:
+    if 0 <= value < 0x4000:
         return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if 0 <= value < 0x200000:
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
+    if 0 <= value < 0x10000000:
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80,
+                      ((value >> 14) & 0x7F) | 0x80, value >> 21))
     if value < 0:
         raise ValueError("uvarint of a negative number")
     if value >= 1 << 64:
         raise ValueError("uvarint above 2**64-1")
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
+    out = bytearray()  # 5..10 bytes (e.g. nanosecond times): seven bits at a time
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
         value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    out.append(value)
+    return bytes(out)
 
 
 def zigzag(value: int) -> int:

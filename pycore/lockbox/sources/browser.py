@@ -16,9 +16,9 @@ The HTTP sources follow the rules of :mod:`lockbox.sources.httprules` (shared wi
 CPython sources of :mod:`lockbox.sources.http`, with the same messages); what is particular
 to the browser:
 
-* ``Accept-Encoding: identity`` is not sent (browsers ignore it: it is a forbidden header,
-  and the Fetch standard adds ``identity`` itself to requests with a Range header); a 206
-  with a ``Content-Encoding`` other than identity is refused all the same;
+* ``Accept-Encoding: identity`` is asked for, but browsers ignore it (it is a forbidden
+  header, and the Fetch standard adds ``identity`` itself to requests with a Range header);
+  a 206 with a ``Content-Encoding`` other than identity is refused all the same;
 * credentials in the URL are sent as a Basic ``Authorization`` header (``fetch`` refuses
   URLs with credentials);
 * 200 instead of 206 -> :class:`RangeNotSupportedError`: the fetch source aborts the
@@ -40,23 +40,27 @@ running in the browser.
 from __future__ import annotations
 
 import asyncio
-import base64
-import re
-from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..errors import (
     BackendUnavailableError,
-    RangeNotSupportedError,
     SourceChangedError,
     SourceUnavailableError,
     StorageError,
     UsageError,
 )
-from ..ranges import ByteRange, coalesce, split_coalesced
-from .base import SourceStats
+from ..ranges import ByteRange
+from .base import (
+    AsyncSourceBase,
+    SourceStats,
+    SyncSourceBase,
+    clamp,
+    closed_error,
+    read_each,
+    read_each_async,
+)
+from .httprules import HttpRangeRules, HttpSourceBase
 
 try:
     import js  # type: ignore[import-not-found]
@@ -68,10 +72,6 @@ except ImportError:  # CPython: importable (for docs and type checks), not const
 
 __all__ = ["XhrRangeSource", "FetchRangeSource", "BlobRangeSource", "AsyncBlobRangeSource"]
 
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
-_UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
-_OWN_HEADERS = frozenset({"range", "if-match", "if-range", "accept-encoding"})
-_PROBE = ByteRange(0, 1)
 _CORS_HINT = (" (a cross-origin server must list Content-Range in "
               "Access-Control-Expose-Headers)")
 
@@ -95,206 +95,11 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _redact(url: str) -> str:
-    """The URL for messages: no credentials, no query (it may hold a signature)."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    return shown + ("?…" if parts.query else "")
+def _rules(url: str, headers: Mapping[str, str] | None, max_concurrency: int) -> HttpRangeRules:
+    return HttpRangeRules(url, headers, max_concurrency, missing_range_hint=_CORS_HINT)
 
 
-class _Response:
-    """What the rules need from an answer: status, reason and a header getter."""
-
-    __slots__ = ("get", "reason", "status")
-
-    def __init__(self, status: int, reason: str, get: Callable[[str], str | None]) -> None:
-        self.status = status
-        self.reason = reason
-        self.get = get
-
-
-class _HttpRules:
-    """State and checks shared by the XHR and fetch sources (no I/O here).
-
-    The same checks as ``lockbox.sources.http._HttpCore``, on a :class:`_Response`.
-    """
-
-    def __init__(self, url: str, headers: Mapping[str, str] | None, max_concurrency: int) -> None:
-        if not isinstance(url, str):
-            raise UsageError(f"invalid URL {url!r}")
-        try:
-            parts = urlsplit(url)
-            host, _port = parts.hostname, parts.port  # parses (and checks) the port
-        except ValueError as exc:
-            raise UsageError(f"invalid URL {url!r}: {exc}") from exc
-        if parts.scheme.lower() not in ("http", "https") or not host:
-            raise UsageError(f"not an http(s) URL: {_redact(url)}")
-        if max_concurrency < 1:
-            raise UsageError(f"max_concurrency must be >= 1, not {max_concurrency}")
-        self.shown = _redact(url)
-        self.headers = {k: v for k, v in (headers or {}).items() if k.lower() not in _OWN_HEADERS}
-        netloc = parts.netloc
-        if "@" in netloc:
-            # fetch() refuses URLs with credentials (and its error repeats the URL): send
-            # them as Basic authorization, as a browser does for XHR, unless one is given.
-            userinfo, _, netloc = netloc.rpartition("@")
-            if not any(k.lower() == "authorization" for k in self.headers):
-                user, _, password = userinfo.partition(":")
-                token = f"{unquote(user)}:{unquote(password)}".encode()
-                self.headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
-        self.url = urlunsplit(parts._replace(netloc=netloc, fragment=""))
-        self.stats = SourceStats()
-        self.size: int | None = None
-        self.pinned = False
-        self.etag: str | None = None
-        self.last_modified: str | None = None
-
-    @property
-    def identity(self) -> str | None:
-        if not self.pinned:
-            return None
-        if self.etag is not None:
-            return self.etag
-        return f"{self.last_modified}|{self.size}"
-
-    def plan(self, merged: ByteRange) -> ByteRange | None:
-        """The range to ask for (clamped to a known size), or None if nothing exists."""
-        if self.size is None:
-            return merged
-        end = min(merged.end, self.size)
-        if merged.offset >= end:
-            return None
-        return ByteRange(merged.offset, end - merged.offset)
-
-    def request_headers(self, ask: ByteRange) -> dict[str, str]:
-        headers = dict(self.headers)
-        headers["Range"] = ask.header_value()
-        headers["Accept-Encoding"] = "identity"
-        if self.etag is not None and not self.etag.startswith("W/"):
-            headers["If-Match"] = self.etag
-        return headers
-
-    def check_response(self, resp: _Response, ask: ByteRange) -> int | None:
-        """Check status and headers; return the body length to read, or None for ``b""``."""
-        status = resp.status
-        if status == 206:
-            return self._check_partial(resp, ask)
-        if status == 200:
-            raise RangeNotSupportedError(
-                f"GET {self.shown}: the server answered Range {ask.header_value()} "
-                "with 200 and the whole body (range requests not supported)"
-            )
-        if status == 416:
-            self._check_unsatisfiable(resp, ask)
-            return None
-        if status == 412:
-            raise SourceChangedError(
-                f"GET {self.shown}: HTTP 412, the ETag {self.etag} no longer matches"
-            )
-        if status == 0:  # XHR: the request failed before any answer (network, CORS)
-            raise self.network_error("no answer (network error, or blocked by CORS)")
-        if 400 <= status < 600:
-            raise SourceUnavailableError(f"GET {self.shown}: HTTP {status} {resp.reason}".rstrip())
-        raise StorageError(f"GET {self.shown}: unexpected HTTP {status} to a Range request")
-
-    def _learn_size(self, total: int) -> None:
-        if self.size is None:
-            self.size = total
-        elif total != self.size:
-            raise SourceChangedError(
-                f"GET {self.shown}: the size changed from {self.size} to {total} bytes"
-            )
-
-    def _check_partial(self, resp: _Response, ask: ByteRange) -> int:
-        value = resp.get("content-range")
-        match = _CONTENT_RANGE.match(value) if value is not None else None
-        if match is None:
-            hint = _CORS_HINT if value is None else ""
-            raise StorageError(
-                f"GET {self.shown}: 206 with unusable Content-Range {value!r} "
-                f"(asked {ask.header_value()}){hint}"
-            )
-        first, last, total_text = match.groups()
-        if total_text == "*":
-            raise StorageError(f"GET {self.shown}: the server does not report the total size")
-        self._learn_size(int(total_text))
-        self._check_validators(resp)
-        start, end, total = int(first), int(last) + 1, int(total_text)
-        if start != ask.offset or end != min(ask.end, total) or start >= end:
-            raise StorageError(
-                f"GET {self.shown}: asked {ask.header_value()}, got Content-Range {value!r}"
-            )
-        encoding = (resp.get("content-encoding") or "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise StorageError(f"GET {self.shown}: 206 body has Content-Encoding {encoding!r}")
-        length = resp.get("content-length")
-        if length is not None and length.strip() != str(end - start):
-            raise StorageError(
-                f"GET {self.shown}: Content-Length {length} does not match Content-Range {value!r}"
-            )
-        return end - start
-
-    def _check_validators(self, resp: _Response) -> None:
-        etag = resp.get("etag")
-        last_modified = resp.get("last-modified")
-        if not self.pinned:
-            self.pinned = True
-            self.etag = etag
-            self.last_modified = last_modified
-        elif self.etag is not None:
-            if etag != self.etag:
-                raise SourceChangedError(
-                    f"GET {self.shown}: the ETag changed from {self.etag} to {etag}"
-                )
-        elif self.last_modified is not None and last_modified != self.last_modified:
-            raise SourceChangedError(
-                f"GET {self.shown}: Last-Modified changed from {self.last_modified} "
-                f"to {last_modified}"
-            )
-
-    def _check_unsatisfiable(self, resp: _Response, ask: ByteRange) -> None:
-        value = resp.get("content-range")
-        match = _UNSATISFIED_RANGE.match(value) if value is not None else None
-        if match is not None:
-            self._learn_size(int(match.group(1)))
-        if self.size is not None and ask.offset < self.size:
-            if match is None:  # we knew the bytes existed: the resource shrank
-                raise SourceChangedError(
-                    f"GET {self.shown}: 416 for {ask.header_value()} inside the "
-                    f"known size {self.size}"
-                )
-            raise StorageError(
-                f"GET {self.shown}: 416 for {ask.header_value()} although the size is {self.size}"
-            )
-
-    def body_too_long(self, ask: ByteRange, expected: int) -> StorageError:
-        return StorageError(
-            f"GET {self.shown}: the body for {ask.header_value()} exceeds {expected} bytes"
-        )
-
-    def check_body(self, ask: ByteRange, received: int, expected: int) -> None:
-        if received != expected:
-            raise StorageError(
-                f"GET {self.shown}: {received} body bytes for {ask.header_value()}, "
-                f"expected {expected}"
-            )
-
-    def network_error(self, detail: str) -> SourceUnavailableError:
-        return SourceUnavailableError(f"GET {self.shown} failed: {detail}")
-
-    def timed_out(self, seconds: float) -> SourceUnavailableError:
-        return SourceUnavailableError(f"GET {self.shown} timed out after {seconds:g} s")
-
-    def no_size(self) -> StorageError:
-        return StorageError(f"GET {self.shown}: the server did not report the size")
-
-
-class XhrRangeSource:
+class XhrRangeSource(HttpSourceBase, SyncSourceBase):
     """A :class:`RangeSource` over an http(s) URL by synchronous XHR (Web Workers only).
 
     ``headers`` are sent with every request (``Range``, ``If-Match`` and
@@ -313,44 +118,23 @@ class XhrRangeSource:
         max_concurrency: int = 6,
     ) -> None:
         _require_pyodide("XhrRangeSource")
-        self._rules = _HttpRules(url, headers, max_concurrency)
+        self._rules = _rules(url, headers, max_concurrency)
         self.stats = self._rules.stats
         self._timeout = timeout
         self._with_credentials = with_credentials
         self._closed = False
 
-    @property
-    def url(self) -> str:
-        return self._rules.url
-
-    @property
-    def size(self) -> int | None:
-        """Total size, from the first answer's Content-Range (None before any read)."""
-        return self._rules.size
-
-    @property
-    def identity(self) -> str | None:
-        """The pinned ETag (or Last-Modified and size); None before any read."""
-        return self._rules.identity
-
     def read(self, ranges: Sequence[ByteRange]) -> list[bytes]:
         """Read every range: one request per coalesced range, in order."""
         if self._closed:
-            raise UsageError(f"read from a closed XhrRangeSource ({self._rules.shown})")
-        merged = coalesce(ranges)
-        blobs = [self._fetch(m) for m in merged]
-        if self._rules.size is None:
-            self._fetch(_PROBE)
-            if self._rules.size is None:
-                raise self._rules.no_size()
-        return split_coalesced(ranges, merged, blobs)
+            raise closed_error(self, self._rules.shown)
+        return self._read_batch(ranges, self._fetch)
 
     def _fetch(self, merged: ByteRange) -> bytes:
         rules = self._rules
         ask = rules.plan(merged)
         if ask is None:
             return b""
-        rules.stats.requests += 1
         xhr = js.XMLHttpRequest.new()
         try:
             xhr.open("GET", rules.url, False)
@@ -371,15 +155,12 @@ class XhrRangeSource:
         def header(name: str) -> str | None:
             return _text(xhr.getResponseHeader(name))
 
-        expected = rules.check_response(
-            _Response(int(xhr.status), _text(xhr.statusText) or "", header), ask)
+        expected = rules.check_response(int(xhr.status), header, ask, _text(xhr.statusText) or "")
         if expected is None:
             return b""
         response = xhr.response
         received = int(response.byteLength) if response else 0
         rules.stats.bytes_read += received
-        if received > expected:
-            raise rules.body_too_long(ask, expected)
         rules.check_body(ask, received, expected)
         body: bytes = js.Uint8Array.new(response).to_bytes()
         return body
@@ -388,22 +169,8 @@ class XhrRangeSource:
         """Mark the source closed (idempotent)."""
         self._closed = True
 
-    def __enter__(self) -> XhrRangeSource:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"XhrRangeSource({self._rules.shown!r})"
-
-
-class FetchRangeSource:
+class FetchRangeSource(HttpSourceBase, AsyncSourceBase):
     """An :class:`AsyncRangeSource` over an http(s) URL by ``fetch``.
 
     The coalesced ranges of one batch are fetched concurrently, at most
@@ -422,48 +189,18 @@ class FetchRangeSource:
         fetch_options: Mapping[str, Any] | None = None,
     ) -> None:
         _require_pyodide("FetchRangeSource")
-        self._rules = _HttpRules(url, headers, max_concurrency)
+        self._rules = _rules(url, headers, max_concurrency)
         self.stats = self._rules.stats
         self._timeout = timeout
         self._options = dict(fetch_options or {})
         self._slots = asyncio.Semaphore(max_concurrency)
         self._closed = False
 
-    @property
-    def url(self) -> str:
-        return self._rules.url
-
-    @property
-    def size(self) -> int | None:
-        """Total size, from the first answer's Content-Range (None before any read)."""
-        return self._rules.size
-
-    @property
-    def identity(self) -> str | None:
-        """The pinned ETag (or Last-Modified and size); None before any read."""
-        return self._rules.identity
-
     async def read(self, ranges: Sequence[ByteRange]) -> list[bytes]:
         """Read every range; the coalesced ranges are fetched concurrently."""
         if self._closed:
-            raise UsageError(f"read from a closed FetchRangeSource ({self._rules.shown})")
-        merged = coalesce(ranges)
-        if len(merged) == 1:
-            blobs = [await self._fetch(merged[0])]
-        else:
-            tasks = [asyncio.ensure_future(self._fetch(m)) for m in merged]
-            try:
-                blobs = list(await asyncio.gather(*tasks))
-            except BaseException:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
-        if self._rules.size is None:
-            await self._fetch(_PROBE)
-            if self._rules.size is None:
-                raise self._rules.no_size()
-        return split_coalesced(ranges, merged, blobs)
+            raise closed_error(self, self._rules.shown)
+        return await self._aread_batch(ranges, self._fetch)
 
     async def _fetch(self, merged: ByteRange) -> bytes:
         rules = self._rules
@@ -471,7 +208,6 @@ class FetchRangeSource:
             ask = rules.plan(merged)  # planned late: an earlier answer may have given the size
             if ask is None:
                 return b""
-            rules.stats.requests += 1
             controller = js.AbortController.new()
             try:
                 if self._timeout:
@@ -500,8 +236,8 @@ class FetchRangeSource:
         def header(name: str) -> str | None:
             return _text(headers.get(name))
 
-        expected = rules.check_response(
-            _Response(int(resp.status), _text(resp.statusText) or "", header), ask)
+        expected = rules.check_response(int(resp.status), header, ask,
+                                        _text(resp.statusText) or "")
         if expected is None:
             return b""
         # With a Content-Length (checked equal to the range's length above) HTTP framing
@@ -521,8 +257,6 @@ class FetchRangeSource:
         if whole or not stream:  # read it whole (bounded by Content-Length), then check
             data: bytes = js.Uint8Array.new(await resp.arrayBuffer()).to_bytes()
             rules.stats.bytes_read += len(data)
-            if len(data) > expected:
-                raise rules.body_too_long(ask, expected)
             rules.check_body(ask, len(data), expected)
             return data
         reader = stream.getReader()
@@ -535,8 +269,7 @@ class FetchRangeSource:
             value = chunk.value
             size = int(value.length)
             rules.stats.bytes_read += size
-            if pos + size > expected:
-                raise rules.body_too_long(ask, expected)
+            rules.check_received(ask, pos + size, expected)
             buf.set(value, pos)
             pos += size
         rules.check_body(ask, pos, expected)
@@ -547,44 +280,40 @@ class FetchRangeSource:
         """Mark the source closed (idempotent); requests in flight are not awaited."""
         self._closed = True
 
-    async def __aenter__(self) -> FetchRangeSource:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"FetchRangeSource({self._rules.shown!r})"
-
-
-class _BlobCore:
-    """What both Blob sources share: size, identity, clamping and error mapping."""
+class _BlobSourceBase:
+    """What both Blob sources share: size, identity, clamping, accounting, error mapping."""
 
     def __init__(self, blob: Any, name: str | None) -> None:
         if blob is None or not hasattr(blob, "slice") or not hasattr(blob, "size"):
             raise UsageError("a Blob or File object is needed")
-        self.blob = blob
-        self.size = int(blob.size)
-        self.name = name if name is not None else (_text(getattr(blob, "name", None)) or "blob")
+        self._blob = blob
+        self._size = int(blob.size)
+        self._name = name if name is not None else (_text(getattr(blob, "name", None)) or "blob")
         modified = getattr(blob, "lastModified", None)
-        self.identity = f"{self.name}|{self.size}|{modified if modified is not None else ''}"
+        self._identity = f"{self._name}|{self._size}|{modified if modified is not None else ''}"
         self.stats = SourceStats()
-        self.closed = False
+        self._closed = False
 
-    def plan(self, merged: ByteRange) -> ByteRange | None:
-        end = min(merged.end, self.size)
-        if merged.offset >= end:
-            return None
-        return ByteRange(merged.offset, end - merged.offset)
+    @property
+    def size(self) -> int:
+        """Total size in bytes (always known)."""
+        return self._size
 
-    def error(self, exc: BaseException, ask: ByteRange) -> StorageError:
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    def _plan(self, merged: ByteRange) -> ByteRange | None:
+        """The range to read (clamped to the size; counted), or None if nothing exists."""
+        ask = clamp(merged, self._size)
+        if ask is not None:
+            self.stats.requests += 1
+        return ask
+
+    def _error(self, exc: BaseException, ask: ByteRange) -> StorageError:
         name = _js_error_name(exc)
-        where = f"{self.name}: reading bytes {ask.offset}-{ask.end - 1}"
+        where = f"{self._name}: reading bytes {ask.offset}-{ask.end - 1}"
         if name == "NotReadableError":  # Chromium: the file changed after it was picked
             return SourceChangedError(f"{where}: the file changed or can no longer be read "
                                       f"({exc})")
@@ -592,17 +321,20 @@ class _BlobCore:
             return SourceUnavailableError(f"{where}: the file is gone ({exc})")
         return StorageError(f"{where} failed: {exc}")
 
-    def accept(self, ask: ByteRange, data: bytes) -> bytes:
+    def _accept(self, ask: ByteRange, data: bytes) -> bytes:
         self.stats.bytes_read += len(data)
         if len(data) != ask.size:
             raise SourceChangedError(
-                f"{self.name}: {len(data)} bytes at {ask.offset}, expected {ask.size} "
+                f"{self._name}: {len(data)} bytes at {ask.offset}, expected {ask.size} "
                 "(the file changed)"
             )
         return data
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name!r}, {self._size} bytes)"
 
-class BlobRangeSource:
+
+class BlobRangeSource(_BlobSourceBase, SyncSourceBase):
     """A sync :class:`RangeSource` over a ``Blob``/``File`` by ``FileReaderSync`` (workers).
 
     ``blob`` is the JS object (a JsProxy); ``name`` is used in messages (default: the
@@ -612,62 +344,34 @@ class BlobRangeSource:
 
     def __init__(self, blob: Any, *, name: str | None = None) -> None:
         _require_pyodide("BlobRangeSource")
-        self._core = _BlobCore(blob, name)
-        self.stats = self._core.stats
+        super().__init__(blob, name)
         self._reader: Any = None
-
-    @property
-    def size(self) -> int:
-        """Total size in bytes (always known)."""
-        return self._core.size
-
-    @property
-    def identity(self) -> str:
-        return self._core.identity
 
     def read(self, ranges: Sequence[ByteRange]) -> list[bytes]:
         """Read every range (one ``FileReaderSync`` read per coalesced range)."""
-        core = self._core
-        if core.closed:
-            raise UsageError(f"read from a closed BlobRangeSource ({core.name})")
-        merged = coalesce(ranges)
-        return split_coalesced(ranges, merged, [self._read_one(m) for m in merged])
+        if self._closed:
+            raise closed_error(self, self._name)
+        return read_each(ranges, self._read_one)
 
     def _read_one(self, merged: ByteRange) -> bytes:
-        core = self._core
-        ask = core.plan(merged)
+        ask = self._plan(merged)
         if ask is None:
             return b""
-        core.stats.requests += 1
         try:
             if self._reader is None:
                 self._reader = js.FileReaderSync.new()
-            buffer = self._reader.readAsArrayBuffer(core.blob.slice(ask.offset, ask.end))
+            buffer = self._reader.readAsArrayBuffer(self._blob.slice(ask.offset, ask.end))
             data: bytes = js.Uint8Array.new(buffer).to_bytes()
         except JsException as exc:
-            raise core.error(exc, ask) from None
-        return core.accept(ask, data)
+            raise self._error(exc, ask) from None
+        return self._accept(ask, data)
 
     def close(self) -> None:
         """Drop the Blob reference (idempotent)."""
-        self._core.closed = True
-
-    def __enter__(self) -> BlobRangeSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"BlobRangeSource({self._core.name!r}, {self._core.size} bytes)"
+        self._closed = True
 
 
-class AsyncBlobRangeSource:
+class AsyncBlobRangeSource(_BlobSourceBase, AsyncSourceBase):
     """An :class:`AsyncRangeSource` over a ``Blob``/``File`` by ``blob.slice(a, b).arrayBuffer()``.
 
     Works in pages and workers (and in Node, which has ``Blob``). The coalesced ranges of a
@@ -678,65 +382,27 @@ class AsyncBlobRangeSource:
         _require_pyodide("AsyncBlobRangeSource")
         if max_concurrency < 1:
             raise UsageError(f"max_concurrency must be >= 1, not {max_concurrency}")
-        self._core = _BlobCore(blob, name)
-        self.stats = self._core.stats
+        super().__init__(blob, name)
         self._slots = asyncio.Semaphore(max_concurrency)
 
-    @property
-    def size(self) -> int:
-        """Total size in bytes (always known)."""
-        return self._core.size
-
-    @property
-    def identity(self) -> str:
-        return self._core.identity
-
     async def read(self, ranges: Sequence[ByteRange]) -> list[bytes]:
-        core = self._core
-        if core.closed:
-            raise UsageError(f"read from a closed AsyncBlobRangeSource ({core.name})")
-        merged = coalesce(ranges)
-        if len(merged) == 1:
-            blobs = [await self._read_one(merged[0])]
-        else:
-            tasks = [asyncio.ensure_future(self._read_one(m)) for m in merged]
-            try:
-                blobs = list(await asyncio.gather(*tasks))
-            except BaseException:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
-        return split_coalesced(ranges, merged, blobs)
+        """Read every range; the coalesced ranges are read concurrently."""
+        if self._closed:
+            raise closed_error(self, self._name)
+        return await read_each_async(ranges, self._read_one)
 
     async def _read_one(self, merged: ByteRange) -> bytes:
-        core = self._core
         async with self._slots:
-            ask = core.plan(merged)
+            ask = self._plan(merged)
             if ask is None:
                 return b""
-            core.stats.requests += 1
             try:
-                buffer = await core.blob.slice(ask.offset, ask.end).arrayBuffer()
+                buffer = await self._blob.slice(ask.offset, ask.end).arrayBuffer()
                 data: bytes = js.Uint8Array.new(buffer).to_bytes()
             except JsException as exc:
-                raise core.error(exc, ask) from None
-            return core.accept(ask, data)
+                raise self._error(exc, ask) from None
+            return self._accept(ask, data)
 
     async def aclose(self) -> None:
         """Drop the Blob reference (idempotent)."""
-        self._core.closed = True
-
-    async def __aenter__(self) -> AsyncBlobRangeSource:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"AsyncBlobRangeSource({self._core.name!r}, {self._core.size} bytes)"
+        self._closed = True

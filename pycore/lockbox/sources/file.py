@@ -17,15 +17,15 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from types import TracebackType
 
 from ..errors import SourceChangedError, SourceUnavailableError, StorageError, UsageError
-from ..ranges import ByteRange, coalesce, split_coalesced
-from .base import SourceStats
+from ..ranges import ByteRange
+from .base import AsyncOverSync, SourceStats, SyncSourceBase, clamp, closed_error, read_each
 
 __all__ = ["FileSource", "AsyncFileSource"]
 
 _Stamp = tuple[int, int, int, int]
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _stamp(st: os.stat_result) -> _Stamp:
@@ -36,7 +36,7 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
-class FileSource:
+class FileSource(SyncSourceBase):
     """A :class:`~lockbox.sources.base.RangeSource` over a local file.
 
     The file is opened at construction: a missing or unreadable path raises
@@ -49,9 +49,8 @@ class FileSource:
         self.stats = SourceStats()
         self._lock = threading.Lock()
         self._pread: Callable[[int, int, int], bytes] | None = getattr(os, "pread", None)
-        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(self._path, flags)
+            fd = os.open(self._path, _OPEN_FLAGS)
         except OSError as exc:
             raise SourceUnavailableError(f"cannot open {self._path!r}: {_reason(exc)}") from exc
         try:
@@ -82,8 +81,7 @@ class FileSource:
                 st_path = os.stat(self._path)
                 st_fd = os.fstat(self._fd)
                 if (st_path.st_dev, st_path.st_ino) != (st_fd.st_dev, st_fd.st_ino):
-                    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-                    fd = os.open(self._path, flags)
+                    fd = os.open(self._path, _OPEN_FLAGS)
                     os.close(self._fd)
                     self._fd = fd
                     st_fd = os.fstat(fd)
@@ -104,27 +102,25 @@ class FileSource:
 
     def read(self, ranges: Sequence[ByteRange]) -> list[bytes]:
         """Read every range (clamped at the end); check the file did not change."""
-        merged = coalesce(ranges)
         with self._lock:
             fd = self._fd
             if fd is None:
-                raise UsageError(f"read from a closed FileSource ({self._path!r})")
-            blobs: list[bytes] = []
+                raise closed_error(self, repr(self._path))
             try:
-                for m in merged:
-                    end = min(m.end, self.size)
-                    if m.offset >= end:
-                        blobs.append(b"")
-                        continue
-                    blob = self._read_at(fd, m.offset, end - m.offset)
-                    self.stats.requests += 1
-                    self.stats.bytes_read += len(blob)
-                    blobs.append(blob)
+                blobs = read_each(ranges, lambda merged: self._read_range(fd, merged))
             except OSError as exc:
                 self._check_unchanged(fd)  # a change explains the failure best
                 raise StorageError(f"cannot read {self._path!r}: {_reason(exc)}") from exc
             self._check_unchanged(fd)
-        return split_coalesced(ranges, merged, blobs)
+        return blobs
+
+    def _read_range(self, fd: int, merged: ByteRange) -> bytes:
+        ask = clamp(merged, self.size)
+        if ask is None:
+            return b""
+        blob = self._read_at(fd, ask.offset, ask.size)
+        self.stats.count(len(blob))
+        return blob
 
     def _read_at(self, fd: int, offset: int, n: int) -> bytes:
         parts: list[bytes] = []
@@ -169,17 +165,6 @@ class FileSource:
         if fd is not None:
             os.close(fd)
 
-    def __enter__(self) -> FileSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"FileSource({self._path!r})"
 
@@ -187,51 +172,24 @@ class FileSource:
 _THREADS = sys.platform != "emscripten"
 
 
-class AsyncFileSource:
+class AsyncFileSource(AsyncOverSync):
     """An :class:`AsyncRangeSource` over a local file.
 
     Wraps :class:`FileSource`; on CPython each batch runs in a worker thread
     (``asyncio.to_thread``), in Pyodide (no threads) it is read inline.
     """
 
+    _sync: FileSource
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._sync = FileSource(path)
-        self.stats = self._sync.stats
+        super().__init__(FileSource(path))
 
     @property
     def path(self) -> str:
         return self._sync.path
-
-    @property
-    def size(self) -> int:
-        """Size of the file when it was opened."""
-        return self._sync.size
-
-    @property
-    def identity(self) -> _Stamp:
-        """``(st_dev, st_ino, st_size, st_mtime_ns)`` pinned at open."""
-        return self._sync.identity
 
     async def read(self, ranges: Sequence[ByteRange]) -> list[bytes]:
         """Read every range (clamped at the end); check the file did not change."""
         if _THREADS:
             return await asyncio.to_thread(self._sync.read, list(ranges))
         return self._sync.read(ranges)
-
-    async def aclose(self) -> None:
-        """Close the file descriptor (idempotent)."""
-        self._sync.close()
-
-    async def __aenter__(self) -> AsyncFileSource:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"AsyncFileSource({self._sync.path!r})"

@@ -11,43 +11,75 @@ This module imports httpx; ``lockbox.sources`` imports it lazily.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import httpx
 
 from ..errors import StorageError, UsageError
 from ..ranges import ByteRange
 from .base import AsyncSourceBase, SyncSourceBase, closed_error
-from .httprules import HttpRangeRules, HttpSourceBase
+from .httprules import BoundedBody, HttpRangeRules, HttpSourceBase
 
 __all__ = ["HttpSource", "AsyncHttpSource"]
 
-
-def _parse(
-    url: str, headers: Mapping[str, str] | None, max_concurrency: int
-) -> tuple[httpx.URL, HttpRangeRules]:
-    """httpx's URL (what is requested) and the rules for it."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise UsageError(f"invalid URL {url!r}: {exc}") from exc
-    # httpx sends the URL's credentials itself (Basic auth): the rules get the URL without.
-    return parsed, HttpRangeRules(str(parsed.copy_with(userinfo=b"")), headers, max_concurrency)
+_Client = TypeVar("_Client", httpx.Client, httpx.AsyncClient)
 
 
-def _transport_error(rules: HttpRangeRules, exc: httpx.HTTPError) -> StorageError:
-    detail = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, httpx.TransportError):
-        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-        return rules.error(f" {kind}: {detail}".rstrip(": "))
-    return rules.error(f" failed: {detail}", StorageError)
+class _HttpxSource(HttpSourceBase, Generic[_Client]):
+    """What the sync and async httpx sources share: the URL, the rules, the client."""
+
+    def __init__(
+        self,
+        url: str,
+        client: _Client | None,
+        new_client: Callable[[], _Client],
+        headers: Mapping[str, str] | None,
+        max_concurrency: int,
+    ) -> None:
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise UsageError(f"invalid URL {url!r}: {exc}") from exc
+        self._url = parsed  # what is requested; httpx sends its credentials (Basic auth)
+        self._rules = HttpRangeRules(str(parsed.copy_with(userinfo=b"")), headers,
+                                     max_concurrency)
+        self.stats = self._rules.stats
+        self._owns_client = client is None
+        self._client: _Client | None = client if client is not None else new_client()
+
+    @property
+    def url(self) -> str:
+        return str(self._url)
+
+    def _live_client(self) -> _Client:
+        client = self._client
+        if client is None:
+            raise closed_error(self, self._rules.shown)
+        return client
+
+    def _stream(self, client: _Client, ask: ByteRange) -> Any:
+        """The request for ``ask`` (a context manager, async for an ``AsyncClient``)."""
+        return client.stream(
+            "GET", self._url, headers=self._rules.request_headers(ask), follow_redirects=True
+        )
+
+    def _body(self, resp: httpx.Response, ask: ByteRange) -> BoundedBody | None:
+        """The buffer for the body of the answer, or None if the answer is ``b""``."""
+        rules = self._rules
+        expected = rules.check_response(resp.status_code, resp.headers.get, ask,
+                                        resp.reason_phrase)
+        return None if expected is None else rules.body(ask, expected)
+
+    def _failure(self, exc: httpx.HTTPError) -> StorageError:
+        detail = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, httpx.TransportError):
+            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+            return self._rules.error(f" {kind}: {detail}".rstrip(": "))
+        return self._rules.error(f" failed: {detail}", StorageError)
 
 
-def _check(rules: HttpRangeRules, resp: httpx.Response, ask: ByteRange) -> int | None:
-    return rules.check_response(resp.status_code, resp.headers.get, ask, resp.reason_phrase)
-
-
-class HttpSource(HttpSourceBase, SyncSourceBase):
+class HttpSource(_HttpxSource[httpx.Client], SyncSourceBase):
     """A :class:`RangeSource` over an http(s) URL (sequential requests).
 
     ``client``: an ``httpx.Client`` to use (not closed by this source);
@@ -65,46 +97,28 @@ class HttpSource(HttpSourceBase, SyncSourceBase):
         timeout: float = 30.0,
         max_concurrency: int = 6,
     ) -> None:
-        self._url, self._rules = _parse(url, headers, max_concurrency)
-        self.stats = self._rules.stats
-        self._owns_client = client is None
-        self._client: httpx.Client | None = (
-            client if client is not None else httpx.Client(timeout=timeout)
-        )
-
-    @property
-    def url(self) -> str:
-        return str(self._url)
+        super().__init__(url, client, lambda: httpx.Client(timeout=timeout), headers,
+                         max_concurrency)
 
     def read(self, ranges: Sequence[ByteRange]) -> list[bytes]:
         """Read every range: one request per coalesced range, in order."""
-        client = self._client
-        if client is None:
-            raise closed_error(self, self._rules.shown)
+        client = self._live_client()
         return self._read_batch(ranges, lambda merged: self._fetch(client, merged))
 
     def _fetch(self, client: httpx.Client, merged: ByteRange) -> bytes:
-        rules = self._rules
-        ask = rules.plan(merged)
+        ask = self._rules.plan(merged)
         if ask is None:
             return b""
-        rules.stats.requests += 1
         try:
-            with client.stream(
-                "GET", self._url, headers=rules.request_headers(ask), follow_redirects=True
-            ) as resp:
-                expected = _check(rules, resp, ask)
-                if expected is None:
+            with self._stream(client, ask) as resp:
+                body = self._body(resp, ask)
+                if body is None:
                     return b""
-                body = bytearray()
                 for chunk in resp.iter_bytes():
-                    body += chunk
-                    rules.stats.bytes_read += len(chunk)
-                    rules.check_received(ask, len(body), expected)
-                rules.check_body(ask, len(body), expected)
-                return bytes(body)
+                    body.feed(chunk)
+                return body.finish()
         except httpx.HTTPError as exc:
-            raise _transport_error(rules, exc) from exc
+            raise self._failure(exc) from exc
 
     def close(self) -> None:
         """Close the client if this source created it (idempotent)."""
@@ -113,7 +127,7 @@ class HttpSource(HttpSourceBase, SyncSourceBase):
             client.close()
 
 
-class AsyncHttpSource(HttpSourceBase, AsyncSourceBase):
+class AsyncHttpSource(_HttpxSource[httpx.AsyncClient], AsyncSourceBase):
     """An :class:`AsyncRangeSource` over an http(s) URL.
 
     The coalesced ranges of one batch are fetched concurrently, at most
@@ -131,48 +145,30 @@ class AsyncHttpSource(HttpSourceBase, AsyncSourceBase):
         timeout: float = 30.0,
         max_concurrency: int = 6,
     ) -> None:
-        self._url, self._rules = _parse(url, headers, max_concurrency)
-        self.stats = self._rules.stats
-        self._owns_client = client is None
-        self._client: httpx.AsyncClient | None = (
-            client if client is not None else httpx.AsyncClient(timeout=timeout)
-        )
+        super().__init__(url, client, lambda: httpx.AsyncClient(timeout=timeout), headers,
+                         max_concurrency)
         self._slots = asyncio.Semaphore(max_concurrency)
-
-    @property
-    def url(self) -> str:
-        return str(self._url)
 
     async def read(self, ranges: Sequence[ByteRange]) -> list[bytes]:
         """Read every range; the coalesced ranges are fetched concurrently."""
-        client = self._client
-        if client is None:
-            raise closed_error(self, self._rules.shown)
+        client = self._live_client()
         return await self._aread_batch(ranges, lambda merged: self._fetch(client, merged))
 
     async def _fetch(self, client: httpx.AsyncClient, merged: ByteRange) -> bytes:
-        rules = self._rules
         async with self._slots:
-            ask = rules.plan(merged)  # planned late: an earlier answer may have given the size
+            ask = self._rules.plan(merged)  # planned late: an earlier answer may give the size
             if ask is None:
                 return b""
-            rules.stats.requests += 1
             try:
-                async with client.stream(
-                    "GET", self._url, headers=rules.request_headers(ask), follow_redirects=True
-                ) as resp:
-                    expected = _check(rules, resp, ask)
-                    if expected is None:
+                async with self._stream(client, ask) as resp:
+                    body = self._body(resp, ask)
+                    if body is None:
                         return b""
-                    body = bytearray()
                     async for chunk in resp.aiter_bytes():
-                        body += chunk
-                        rules.stats.bytes_read += len(chunk)
-                        rules.check_received(ask, len(body), expected)
-                    rules.check_body(ask, len(body), expected)
-                    return bytes(body)
+                        body.feed(chunk)
+                    return body.finish()
             except httpx.HTTPError as exc:
-                raise _transport_error(rules, exc) from exc
+                raise self._failure(exc) from exc
 
     async def aclose(self) -> None:
         """Close the client if this source created it (idempotent)."""

@@ -42,7 +42,7 @@ from ..errors import (
 from ..ranges import ByteRange
 from .base import SourceStats, clamp, read_each, read_each_async
 
-__all__ = ["PROBE", "GetHeader", "HttpRangeRules", "HttpSourceBase", "redact_url"]
+__all__ = ["PROBE", "BoundedBody", "GetHeader", "HttpRangeRules", "HttpSourceBase", "redact_url"]
 
 GetHeader = Callable[[str], "str | None"]
 """A response's header lookup: lowercase name -> value, or None when absent."""
@@ -78,11 +78,12 @@ class HttpRangeRules:
     ``Content-Range`` (browsers hide headers a cross-origin server does not expose).
 
     A transport, per coalesced range ``merged``: ``ask = plan(merged)`` (None: nothing
-    to ask, the answer is ``b""``); send ``request_headers(ask)``; ``expected =
-    check_response(status, get_header, ask)`` (None: ``b""``, do not read the body);
-    read at most ``expected`` bytes (:meth:`check_received` while they arrive,
-    :meth:`check_body` at the end). After a batch that left :attr:`size` unknown, it
-    fetches :data:`PROBE` and calls :meth:`require_size`.
+    to ask, the answer is ``b""``; a range returned counts as a request); send
+    ``request_headers(ask)``; ``expected = check_response(status, get_header, ask)``
+    (None: ``b""``, do not read the body); read at most ``expected`` bytes
+    (:meth:`check_received` while they arrive, :meth:`check_body` at the end, or a
+    :meth:`body` buffer that does both). After a batch that left :attr:`size` unknown,
+    it fetches :data:`PROBE` and calls :meth:`require_size`.
     """
 
     def __init__(
@@ -135,8 +136,14 @@ class HttpRangeRules:
     # ------------------------------------------------------------------ requests
 
     def plan(self, merged: ByteRange) -> ByteRange | None:
-        """The range to ask for (clamped to a known size), or None if nothing exists."""
-        return clamp(merged, self.size)
+        """The range to ask for (clamped to a known size), or None if nothing exists.
+
+        A range returned is counted in ``stats.requests``: the caller sends it.
+        """
+        ask = clamp(merged, self.size)
+        if ask is not None:
+            self.stats.requests += 1
+        return ask
 
     def request_headers(self, ask: ByteRange) -> dict[str, str]:
         """The headers of the request for ``ask``."""
@@ -265,6 +272,10 @@ class HttpRangeRules:
                 f"expected {expected}"
             )
 
+    def body(self, ask: ByteRange, expected: int) -> BoundedBody:
+        """A buffer for the body of ``ask``, ``expected`` bytes long (see ``check_response``)."""
+        return BoundedBody(self, ask, expected)
+
     def require_size(self) -> None:
         """After the size probe: the size must be known by now."""
         if self.size is None:
@@ -281,6 +292,28 @@ class HttpRangeRules:
 
     def timed_out(self, seconds: float) -> StorageError:
         return self.error(f" timed out after {seconds:g} s")
+
+
+class BoundedBody:
+    """A body collected with a bound: counted as it arrives, refused as soon as it runs past
+    the announced length, checked complete at the end (no I/O: the transport feeds it)."""
+
+    __slots__ = ("_ask", "_buf", "_expected", "_rules")
+
+    def __init__(self, rules: HttpRangeRules, ask: ByteRange, expected: int) -> None:
+        self._rules = rules
+        self._ask = ask
+        self._expected = expected
+        self._buf = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self._buf += chunk
+        self._rules.stats.bytes_read += len(chunk)
+        self._rules.check_received(self._ask, len(self._buf), self._expected)
+
+    def finish(self) -> bytes:
+        self._rules.check_body(self._ask, len(self._buf), self._expected)
+        return bytes(self._buf)
 
 
 class HttpSourceBase:
