@@ -811,6 +811,10 @@ def cmd_keys_rm(args: argparse.Namespace) -> int:
             # The writer commits twice, so the removed slot is gone from both
             # superblock slots; the old key-directory copy is redacted.
             w.remove_slot(args.slot_id)
+        if not args.compact and _stdin_tty() and not args.quiet:
+            answer = input("compact the archive now, rewriting it without any freed data? "
+                           "[y/N] ")
+            args.compact = answer.strip().lower() in ("y", "yes")
         if args.compact:
             report = box.compact()
     if not args.quiet:

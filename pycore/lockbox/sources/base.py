@@ -14,6 +14,10 @@ mid-read.
 Sync and async sources have the same shape; the read engine is written once
 as generator flows and the drivers (``lockbox.drivers``) feed them from
 either kind.
+
+Below the protocols: what the sources share (clamping, the closed-source error,
+coalesce / read / split of a batch, ``with`` / ``async with``, an async source
+over a sync one); the HTTP protocol is :mod:`lockbox.sources.httprules`.
 """
 
 from __future__ import annotations
