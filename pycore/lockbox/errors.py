@@ -119,7 +119,9 @@ class LockedError(StorageError):
 
 
 class CommitError(LockboxError):
-    """A write could not be committed; the archive still holds its previous commit."""
+    """A write could not be committed. The archive holds its previous commit, or —
+    when the failure came after the new commit's slot was written — the new one;
+    never a mix (reopen it to see which)."""
 
     exit_code = 14
 

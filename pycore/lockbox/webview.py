@@ -111,7 +111,8 @@ def classify(exc: BaseException, *, stage: str = "", path: str | None = None,
     if isinstance(exc, WrongKeyError):
         text = str(exc)
         if "no key slot opens" in text or not text:
-            text = "Wrong password (or identity): no key slot of this archive opens with it."
+            text = ("No key slot of this archive opens with it. Check the password (or the "
+                    "identity file) and try again.")
         return _error("wrong_key", "Wrong password", text, detail=detail)
     if isinstance(exc, SourceChangedError):
         return _error("changed", "The archive changed",
@@ -193,10 +194,7 @@ class _Recorder:
         self.log: deque[dict[str, Any]] = deque(maxlen=LOG_SIZE)
         self.started = time.monotonic()
         self.label = "open"
-
-    @property
-    def stats(self) -> SourceStats:
-        return self.inner.stats
+        self.stats: SourceStats = inner.stats
 
     @property
     def size(self) -> int | None:
@@ -630,7 +628,8 @@ class Session:
     async def _zip_pieces(self, box: AsyncLockbox, items: list[Any], prefix: str, base: str,
                           stream: _Stream | None = None) -> AsyncIterator[bytes]:
         sink = _ZipSink()
-        zf = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED)  # type: ignore[arg-type]
+        zf = zipfile.ZipFile(sink, "w",  # type: ignore[call-overload]
+                             compression=zipfile.ZIP_STORED)
         for e in items:
             rel = e.path[len(prefix):] if prefix and e.path.startswith(prefix) else e.path
             name = f"{base}/{rel}"

@@ -200,6 +200,7 @@ class Writer:
         self.key_slots: list[KeySlot] = list(view.key_slots)
         self._keys_changed = False
         self._slot_removed = False
+        self._slot_attempted = 0
         self._known_dirs: set[str] = {""}
         # Directories created in this session that did not exist in the committed
         # tree: nothing below them can exist there, so no tree lookup is needed.
@@ -781,6 +782,9 @@ class Writer:
                                                              compress=False))
         slot = Slot(slot_no, old.archive_id, self.generation, keydir_field, frame)
         image = encode_slot(slot)
+        # From here on the new commit may be durable even if a write or fsync fails:
+        # abort() then re-reads the superblock instead of rolling back blindly.
+        self._slot_attempted = self.generation
         self.pages._pwrite(image, slot_offset(slot_no))
         _fsync(self.fd)
         if os.fstat(self.fd).st_size > end:
@@ -810,7 +814,22 @@ class Writer:
 
     def abort(self) -> None:
         """Discard staged changes and the pages written for them: the file is left
-        byte for byte as the last commit left it."""
+        byte for byte as the last commit left it.
+
+        If a commit failed after it began writing its slot, the superblock is read
+        again first: when the new slot is valid, that commit is durable and is kept
+        (nothing is rolled back); otherwise the slot write was torn and the
+        previous commit stands."""
+        if self._slot_attempted:
+            attempted, self._slot_attempted = self._slot_attempted, 0
+            try:
+                self._archive._refresh()
+                if self._archive.view.generation == attempted:
+                    self.pages.taken.clear()
+                    self._begin(self._archive.view, self.sealer.level)
+                    return
+            except LockboxError:
+                pass
         try:
             self.pages.restore_taken()
             os.ftruncate(self.fd, self.view.commit.archive_end)
