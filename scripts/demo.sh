@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# The main job: set up, build the wheel, make a demo archive and serve it by
-# HTTP Range on 127.0.0.1, printing its URL. Ctrl-C stops the server.
+# The main job: set up, build the viewer site (build.py), make a demo archive and serve
+# both by HTTP Range on 127.0.0.1, printing the viewer's URL. Ctrl-C stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/pip wheel -q --disable-pip-version-check --no-deps -w dist/ . >/dev/null
+.venv/bin/python build.py --out dist/site -q
 PORT=${PORT:-8000}
 mkdir -p demo
 rm -f demo/demo.lbox
 export LOCKBOX_PASSWORD=${LOCKBOX_PASSWORD:-demo}
 .venv/bin/lockbox create demo/demo.lbox -q
-.venv/bin/lockbox add demo/demo.lbox README.md docs pycore/lockbox/format -q
+.venv/bin/lockbox add demo/demo.lbox README.md docs webapp/static pycore/lockbox/format -q
 printf 'hello from lockbox\n' | .venv/bin/lockbox env set demo/demo.lbox GREETING
-URL="http://127.0.0.1:${PORT}/archives/demo.lbox"
+BASE="http://127.0.0.1:${PORT}"
+URL="${BASE}/archives/demo.lbox"
+ENC_URL=$(.venv/bin/python -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$URL")
 cat <<TXT
 
-Demo archive: demo/demo.lbox (password: ${LOCKBOX_PASSWORD})
-Served at:    ${URL}
-Index:        http://127.0.0.1:${PORT}/
-Try:          LOCKBOX_PASSWORD=${LOCKBOX_PASSWORD} .venv/bin/lockbox ls -R --long ${URL}
+Viewer:       ${BASE}/#url=${ENC_URL}&path=README.md
+              (password: ${LOCKBOX_PASSWORD}; decrypted in the browser, nothing secret is sent)
+Archive:      demo/demo.lbox, served at ${URL}
+Command line: LOCKBOX_PASSWORD=${LOCKBOX_PASSWORD} .venv/bin/lockbox ls -R --long ${URL}
               LOCKBOX_PASSWORD=${LOCKBOX_PASSWORD} .venv/bin/lockbox cat ${URL} README.md
 
 TXT
-exec .venv/bin/lockbox serve demo --host 127.0.0.1 --port "$PORT"
+exec .venv/bin/lockbox serve demo --host 127.0.0.1 --port "$PORT" --site dist/site

@@ -24,6 +24,17 @@
 //                                                        return JSON strings for anything rich
 //   worker -> page  {id, error}                          the Python traceback (or JS error) text
 //
+// The viewer's calls (lockbox.webview.Session, one per worker; they run concurrently,
+// interleaving at their awaits, and never wait for the {id, code} queue):
+//
+//   page -> worker  {id, call, args, blob?}              Session.call(call, JSON(args), blob):
+//                                                        blob is a File/Blob (open_blob)
+//   worker -> page  {id, result}                         result = {ok: value} | {error: {kind,
+//                                                        title, message, detail, path?}}
+//   page -> worker  {id, binary, args}                   Session.call_binary(binary, JSON(args))
+//   worker -> page  {id, bytes}                          a Uint8Array (its buffer transferred)
+//   worker -> page  {id, result: {error}}                on failure
+//
 // Requests run one at a time, in arrival order (Python is single-threaded; a queue keeps
 // one request's awaits from interleaving with another's globals).
 //
@@ -49,6 +60,17 @@ async function boot() {
   const at = (logical) => new URL(manifest.entries[logical], site).href;
 
   progress("pyodide", manifest.pyodide);
+  // Pyodide hangs forever, without an error, when its .wasm is not served as
+  // application/wasm: check the type first (a HEAD request) and fail with the reason.
+  const wasmUrl = new URL("pyodide.asm.wasm", at("pyodide")).href;
+  const head = await fetch(wasmUrl, { method: "HEAD" });
+  const wasmType = (head.headers.get("content-type") || "").split(";")[0].trim();
+  if (!head.ok || wasmType !== "application/wasm") {
+    throw new Error(head.ok
+      ? `the server sends ${wasmUrl} as "${wasmType || "no type"}"; WebAssembly needs ` +
+        "Content-Type: application/wasm (configure the web server's MIME types)"
+      : `GET ${wasmUrl}: HTTP ${head.status}`);
+  }
   const { loadPyodide } = await import(at("pyodide.mjs"));
   const pyodide = await loadPyodide({ indexURL: at("pyodide") });
 
@@ -67,12 +89,13 @@ async function boot() {
   if (!loaded || loaded.length === 0 || errors.length) {
     throw new Error(`could not load the lockbox wheel: ${errors.join(" ") || "nothing loaded"}`);
   }
+  const session = pyodide.pyimport("lockbox.webview").Session();
   const versions = pyodide.runPython(
     "import json, sys, lockbox; json.dumps({'python': sys.version.split()[0], " +
     "'lockbox': lockbox.__version__})",
   );
   progress("ready");
-  return { pyodide, versions: { ...JSON.parse(versions), pyodide: manifest.pyodide } };
+  return { pyodide, session, versions: { ...JSON.parse(versions), pyodide: manifest.pyodide } };
 }
 
 const booting = boot();
@@ -110,10 +133,63 @@ async function run(id, code) {
   }
 }
 
+// Calls a method of the Python session. callPromising (when present) enters Python with
+// stack switching enabled, as runPythonAsync does, so the crypto backend may block on a
+// JS promise (JSPI) where it needs to.
+function callPy(fn, ...args) {
+  return typeof fn.callPromising === "function" ? fn.callPromising(...args) : fn(...args);
+}
+
+async function viewerCall(id, method, args, blob, binary) {
+  let session;
+  try {
+    ({ session } = await booting);
+  } catch (err) {
+    post({ id, result: { error: { kind: "internal", title: "Python did not start",
+                                  message: String(err), detail: "" } } });
+    return;
+  }
+  let fn;
+  let value;
+  try {
+    fn = binary ? session.call_binary : session.call;
+    value = await callPy(fn, method, JSON.stringify(args || {}), ...(binary ? [] : [blob]));
+  } catch (err) {
+    post({ id, result: { error: { kind: "internal", title: "Unexpected error",
+                                  message: String(err && err.message ? err.message : err),
+                                  detail: String(err && err.stack ? err.stack : "") } } });
+    return;
+  } finally {
+    if (fn) fn.destroy();
+  }
+  if (typeof value === "string") {
+    post({ id, result: JSON.parse(value) });
+    return;
+  }
+  // Python bytes arrive as a PyProxy: copy them out of the WASM heap once (slice), then
+  // transfer that copy's buffer (never a view of the heap itself).
+  let bytes;
+  try {
+    const view = value.getBuffer("u8");
+    try {
+      bytes = view.data.slice();
+    } finally {
+      view.release();
+    }
+  } finally {
+    value.destroy();
+  }
+  self.postMessage({ id, bytes }, [bytes.buffer]);
+}
+
 function onMessage(event) {
-  const { id, code } = event.data || {};
+  const { id, code, call, binary, args, blob } = event.data || {};
+  if (typeof call === "string" || typeof binary === "string") {
+    viewerCall(id, call || binary, args, blob, typeof binary === "string");
+    return;
+  }
   if (typeof code !== "string") {
-    post({ id, error: "expected a message {id, code}" });
+    post({ id, error: "expected a message {id, code}, {id, call, args} or {id, binary, args}" });
     return;
   }
   queue = queue.then(() => run(id, code));

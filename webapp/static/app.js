@@ -1,0 +1,1125 @@
+// lockbox viewer: the page. Plain ES modules, no framework.
+//
+// All the work happens in a module Web Worker (boot-worker.<hash>.mjs from manifest.json),
+// which runs Python (Pyodide) with lockbox and its viewer session (lockbox/webview.py):
+// the page only sends calls ({id, call|binary, args}) and draws the answers, so it never
+// freezes. Nothing is loaded from anywhere but this site and the archive's server.
+//
+// Deep links: #url=<archive URL>&path=<file or folder inside>. The hash is kept up to date
+// while browsing (history.replaceState), never with a secret in it.
+
+const $ = (id) => document.getElementById(id);
+const ROW_HEIGHT = 36; // px, keep in sync with .row-item in style.css
+const OVERSCAN = 12;
+const TEXT_PREVIEW = 256 * 1024; // bytes of text shown at most
+const MEDIA_PREVIEW_MAX = 512 * 1024 * 1024; // larger files are not previewed whole
+// Downloads this large are streamed to disk with the File System Access API (where the
+// browser has it); smaller ones go through a Blob. localStorage "lockbox.streamToDiskFrom"
+// (bytes) overrides the threshold.
+const STREAM_TO_DISK_FROM =
+  Number(localStorage.getItem("lockbox.streamToDiskFrom") || "") || 64 * 1024 * 1024;
+
+const TYPES = {
+  image: { png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif",
+           webp: "image/webp", avif: "image/avif", bmp: "image/bmp", ico: "image/x-icon",
+           svg: "image/svg+xml" },
+  audio: { mp3: "audio/mpeg", wav: "audio/wav", ogg: "audio/ogg", oga: "audio/ogg",
+           opus: "audio/ogg", flac: "audio/flac", m4a: "audio/mp4", aac: "audio/aac" },
+  video: { mp4: "video/mp4", m4v: "video/mp4", webm: "video/webm", ogv: "video/ogg",
+           mov: "video/quicktime" },
+  pdf: { pdf: "application/pdf" },
+};
+const TEXT_EXT = new Set(("txt md markdown rst py js mjs cjs ts tsx jsx json jsonl yaml yml toml ini " +
+  "cfg conf csv tsv log html htm css scss xml svg sh bash zsh fish c h cc cpp hpp rs go java kt " +
+  "rb php pl lua sql r tex bib env gitignore dockerfile makefile cmake gradle properties lock " +
+  "srt vtt diff patch").split(" "));
+
+// ------------------------------------------------------------------ worker and calls
+
+class Python {
+  constructor() {
+    this.nextId = 1;
+    this.pending = new Map();
+    this.ready = false;
+    this.failed = null;
+    this.onProgress = () => {};
+    this.onReady = () => {};
+    this.onFailed = () => {};
+    this.started = this.start();
+  }
+
+  async start() {
+    const resp = await fetch("manifest.json", { cache: "no-cache" });
+    if (!resp.ok) throw new Error(`manifest.json: HTTP ${resp.status}`);
+    this.manifest = await resp.json();
+    this.worker = new Worker(this.manifest.entries["boot-worker"], { type: "module" });
+    this.worker.addEventListener("message", (e) => this.onMessage(e.data));
+    this.worker.addEventListener("error", (e) => {
+      this.fail(`the worker stopped: ${e.message || "script error"}`);
+    });
+  }
+
+  fail(reason) {
+    if (this.failed) return;
+    this.failed = reason;
+    this.onFailed(reason);
+    for (const { resolve } of this.pending.values()) {
+      resolve({ error: { kind: "internal", title: "Python is not running", message: reason } });
+    }
+    this.pending.clear();
+  }
+
+  onMessage(msg) {
+    if (msg.type === "progress") return this.onProgress(msg.stage, msg.detail);
+    if (msg.type === "ready") {
+      this.ready = true;
+      return this.onReady(msg);
+    }
+    if (msg.type === "failed") return this.fail(msg.error);
+    const waiter = this.pending.get(msg.id);
+    if (!waiter) return;
+    this.pending.delete(msg.id);
+    if ("bytes" in msg) waiter.resolve({ ok: msg.bytes });
+    else if ("result" in msg) waiter.resolve(msg.result);
+    else waiter.resolve({ error: { kind: "internal", title: "Error", message: msg.error } });
+  }
+
+  async send(message, transfer = []) {
+    try {
+      await this.started;
+    } catch (err) {
+      this.fail(`the site's manifest could not be read: ${err.message || err}`);
+    }
+    if (this.failed) {
+      return { error: { kind: "internal", title: "Python is not running", message: this.failed } };
+    }
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, { resolve });
+      this.worker.postMessage({ id, ...message }, transfer);
+    });
+  }
+
+  // A JSON method of lockbox.webview.Session: resolves to {ok} or {error}.
+  call(method, args = {}, blob = undefined) {
+    return this.send({ call: method, args, blob });
+  }
+
+  // A bytes method: {ok: Uint8Array} or {error}.
+  binary(method, args = {}) {
+    return this.send({ binary: method, args });
+  }
+}
+
+// ------------------------------------------------------------------ formatting
+
+const fmtBytes = (n) => {
+  if (n == null) return "";
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let i = -1;
+  do {
+    v /= 1024;
+    i++;
+  } while (v >= 1024 && i < units.length - 1);
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+};
+const fmtInt = (n) => Number(n).toLocaleString("en-US");
+const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const fmtDate = (ms) => (ms ? dateFmt.format(new Date(ms)) : "");
+const extOf = (name) => {
+  const i = name.lastIndexOf(".");
+  return i > 0 ? name.slice(i + 1).toLowerCase() : name.toLowerCase();
+};
+const join = (dir, name) => (dir ? `${dir}/${name}` : name);
+const parentOf = (path) => (path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "");
+const baseOf = (path) => path.slice(path.lastIndexOf("/") + 1);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v == null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) if (c != null) node.append(c);
+  return node;
+}
+
+// ------------------------------------------------------------------ state
+
+const py = new Python();
+const state = {
+  view: "open",
+  probe: null, // what open_* returned
+  info: null, // after unlock
+  source: null, // {kind: "url", url} | {kind: "file", file}
+  dir: "",
+  listing: null, // {path, names, types, sizes, mtimes, targets, counts}
+  order: null, // Int32Array of indexes into listing, sorted + filtered
+  sort: { key: "name", dir: 1 },
+  active: -1, // position in order
+  preview: null, // {path, token}
+  previewUrl: null,
+  previewToken: 0,
+  listToken: 0,
+  pendingPath: null, // from the deep link, applied after unlock
+  listCache: new Map(),
+};
+
+function setView(view) {
+  state.view = view;
+  document.body.dataset.view = view;
+  $("view-open").hidden = view !== "open";
+  $("view-unlock").hidden = view !== "unlock";
+  $("view-browse").hidden = view !== "browse";
+  $("top-actions").hidden = view !== "browse";
+}
+
+// ------------------------------------------------------------------ alerts
+
+let alertAction = null;
+
+function showAlert(err, action = null) {
+  const e = err || {};
+  $("alert-title").textContent = e.title || "Error";
+  $("alert-message").textContent = e.message || "";
+  $("alert-detail").textContent = e.detail || "";
+  $("alert-more").hidden = !e.detail;
+  $("alert").dataset.kind = e.kind || "internal";
+  alertAction = action;
+  $("alert-action").hidden = !action;
+  if (action) $("alert-action").textContent = action.label;
+  $("alert").hidden = false;
+}
+
+function hideAlert() {
+  $("alert").hidden = true;
+  alertAction = null;
+}
+
+$("alert-dismiss").addEventListener("click", hideAlert);
+$("alert-action").addEventListener("click", () => {
+  const action = alertAction;
+  hideAlert();
+  if (action) action.run();
+});
+
+// Decide what an error means for the screen: "changed" offers to reopen, errors before
+// the unlock send the user back to the open form.
+function handleError(err, where = "") {
+  if (err.kind === "changed") {
+    showAlert(err, { label: "Open again", run: reopen });
+    return;
+  }
+  if (err.kind === "internal" && where === "python") {
+    showAlert(err, { label: "Reload the page", run: () => location.reload() });
+    return;
+  }
+  showAlert(err);
+}
+
+// ------------------------------------------------------------------ Python start-up
+
+const STAGES = {
+  manifest: [5, "Reading the site manifest…"],
+  pyodide: [15, "Downloading and starting Python (Pyodide)…"],
+  crypto: [75, "Loading the crypto library…"],
+  wheel: [85, "Loading lockbox…"],
+  ready: [100, "Python ready"],
+};
+const bootStarted = performance.now();
+
+py.onProgress = (stage, detail) => {
+  const [pct, text] = STAGES[stage] || [null, stage];
+  if (pct != null) $("runtime-progress").value = pct;
+  $("runtime-text").textContent = text + (detail && stage === "pyodide" ? ` ${detail}` : "");
+};
+// A creeping bar while Pyodide downloads (it reports no byte progress of its own).
+const creep = setInterval(() => {
+  const bar = $("runtime-progress");
+  if (py.ready || py.failed) return clearInterval(creep);
+  if (bar.value >= 15 && bar.value < 70) bar.value += 1;
+}, 120);
+
+// A start-up that takes far too long is reported (it keeps going): a slow network, or a
+// server answering in a way that makes Pyodide wait forever.
+const SLOW_START_MS = Number(localStorage.getItem("lockbox.slowStartMs") || "") || 90_000;
+const slowStart = setTimeout(() => {
+  if (py.ready || py.failed) return;
+  document.documentElement.dataset.python = "slow";
+  showAlert({ kind: "internal", title: "Python is taking long to start",
+              message: `Python (about 14 MB) has not started after ${Math.round(SLOW_START_MS / 1000)} s. ` +
+                "It may still be downloading on a slow connection. If it never starts, check that " +
+                "the web server serves .wasm files as application/wasm.",
+              detail: "" }, { label: "Reload the page", run: () => location.reload() });
+}, SLOW_START_MS);
+
+py.onReady = (msg) => {
+  clearInterval(creep);
+  clearTimeout(slowStart);
+  if (document.documentElement.dataset.python === "slow") hideAlert();
+  document.documentElement.dataset.python = "ready";
+  $("runtime-progress").value = 100;
+  $("runtime-text").textContent = `Python ready (${msg.seconds.toFixed(1)} s)`;
+  $("runtime").classList.add("ok");
+  const v = msg.versions || {};
+  $("versions").textContent =
+    `lockbox ${v.lockbox} · Python ${v.python} · Pyodide ${v.pyodide} · decrypted locally`;
+  setTimeout(() => $("runtime-progress").classList.add("done"), 800);
+};
+py.onFailed = (reason) => {
+  clearInterval(creep);
+  clearTimeout(slowStart);
+  document.documentElement.dataset.python = "failed";
+  $("runtime-text").textContent = "Python could not start";
+  $("runtime").classList.add("bad");
+  showBusy(null);
+  handleError({ kind: "internal", title: "The viewer could not start Python",
+                message: "Python (Pyodide) did not start, so archives cannot be opened. " +
+                  "Reload the page to try again.", detail: String(reason) }, "python");
+};
+py.started.catch((err) => py.fail(`the site's manifest could not be read: ${err.message || err}`));
+
+// ------------------------------------------------------------------ busy indicators
+
+function showBusy(text, where = state.view) {
+  for (const id of ["open-busy", "unlock-busy"]) {
+    const node = $(id);
+    const mine = text && ((where === "open" && id === "open-busy") ||
+                          (where === "unlock" && id === "unlock-busy"));
+    node.hidden = !mine;
+    node.textContent = mine ? text : "";
+  }
+  document.body.classList.toggle("working", !!text);
+}
+
+const waitText = (text) => (py.ready ? text : `${text} (waiting for Python to start)`);
+
+// ------------------------------------------------------------------ open
+
+async function openUrl(url, { path = null } = {}) {
+  hideAlert();
+  closeArchiveState();
+  state.pendingPath = path;
+  state.source = { kind: "url", url };
+  $("url").value = url;
+  setView("open");
+  showBusy(waitText("Opening…"), "open");
+  const r = await py.call("open_url", { url });
+  showBusy(null);
+  if (r.error) {
+    handleError(r.error);
+    return false;
+  }
+  writeHash();
+  showUnlock(r.ok);
+  return true;
+}
+
+async function openFile(file) {
+  hideAlert();
+  closeArchiveState();
+  state.pendingPath = null;
+  state.source = { kind: "file", file };
+  setView("open");
+  showBusy(waitText(`Opening ${file.name}…`), "open");
+  const r = await py.call("open_blob", { name: file.name }, file);
+  showBusy(null);
+  if (r.error) {
+    handleError(r.error);
+    return false;
+  }
+  writeHash();
+  showUnlock(r.ok);
+  return true;
+}
+
+function reopen() {
+  const src = state.source;
+  if (!src) return setView("open");
+  return src.kind === "url" ? openUrl(src.url, { path: state.dir || null }) : openFile(src.file);
+}
+
+function showUnlock(probe) {
+  state.probe = probe;
+  setView("unlock");
+  $("unlock-name").textContent = probe.name;
+  $("pw-user").value = probe.location || probe.name; // lets password managers tell archives apart
+  const how = probe.methods.includes("password") && probe.methods.includes("identity")
+    ? "a password or an identity file"
+    : probe.methods.includes("identity") ? "an identity file" : "a password";
+  $("unlock-meta").textContent =
+    `${fmtBytes(probe.size)} · generation ${probe.generation} · unlocks with ${how}`;
+  $("form-password").hidden = !probe.methods.includes("password");
+  $("identity-block").hidden = !probe.methods.includes("identity");
+  $("unlock-error").hidden = true;
+  $("password").value = "";
+  (probe.methods.includes("password") ? $("password") : $("btn-identity")).focus();
+}
+
+async function unlock(args) {
+  $("unlock-error").hidden = true;
+  hideAlert();
+  showBusy(waitText("Unlocking…"), "unlock");
+  $("btn-unlock").disabled = true;
+  const r = await py.call("unlock", args);
+  $("btn-unlock").disabled = false;
+  showBusy(null);
+  if (r.error) {
+    if (r.error.kind === "wrong_key" || r.error.kind === "usage") {
+      $("unlock-error").textContent = `${r.error.title}: ${r.error.message}`;
+      $("unlock-error").hidden = false;
+      $("password").select();
+      $("password").focus();
+    } else {
+      handleError(r.error);
+    }
+    return;
+  }
+  $("password").value = "";
+  state.info = r.ok;
+  setView("browse");
+  const target = state.pendingPath;
+  state.pendingPath = null;
+  if (target) await goToPath(target);
+  else await navigate("");
+}
+
+// A deep-link path: a folder is listed; a file is previewed inside its folder.
+async function goToPath(path) {
+  const clean = path.replace(/^\/+|\/+$/g, "");
+  if (!clean) {
+    closePreview();
+    return navigate("");
+  }
+  const st = await py.call("stat", { path: clean });
+  if (st.error) {
+    await navigate("");
+    handleError(st.error);
+    return;
+  }
+  if (st.ok.type === "dir") {
+    closePreview();
+    return navigate(clean);
+  }
+  await navigate(parentOf(clean), { select: baseOf(clean) });
+  return showPreview(clean, st.ok);
+}
+
+function closeArchiveState() {
+  state.probe = null;
+  state.info = null;
+  state.listing = null;
+  state.order = null;
+  state.dir = "";
+  state.listCache.clear();
+  closePreview();
+  for (const d of document.querySelectorAll("dialog[open]")) d.close();
+}
+
+async function closeArchive() {
+  await py.call("close");
+  closeArchiveState();
+  state.source = null;
+  history.replaceState(null, "", location.pathname + location.search);
+  setView("open");
+  $("url").focus();
+}
+
+// ------------------------------------------------------------------ hash (deep links)
+
+function readHash() {
+  const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+  return { url: params.get("url"), path: params.get("path") };
+}
+
+function writeHash(path = null) {
+  if (!state.source || state.source.kind !== "url") return;
+  const params = new URLSearchParams();
+  params.set("url", state.source.url);
+  if (path) params.set("path", path);
+  const hash = "#" + params.toString();
+  if (location.hash !== hash) history.replaceState(null, "", hash);
+}
+
+window.addEventListener("hashchange", () => {
+  const { url, path } = readHash();
+  if (!url) return;
+  if (state.source && state.source.kind === "url" && state.source.url === url && state.info) {
+    goToPath(path || "");
+  } else {
+    openUrl(url, { path });
+  }
+});
+
+// ------------------------------------------------------------------ listing
+
+async function navigate(dir, { select = null } = {}) {
+  const token = ++state.listToken;
+  state.dir = dir;
+  renderCrumbs();
+  $("filter").value = "";
+  let listing = state.listCache.get(dir);
+  if (!listing) {
+    $("summary").textContent = "Loading…";
+    const r = await py.call("ls", { path: dir });
+    if (token !== state.listToken) return;
+    if (r.error) {
+      $("summary").textContent = "";
+      state.listing = { path: dir, names: [], types: "", sizes: [], mtimes: [], targets: {},
+                        counts: { dirs: 0, files: 0, symlinks: 0, bytes: 0 } };
+      applyOrder();
+      handleError(r.error);
+      return;
+    }
+    listing = r.ok;
+    if (state.listCache.size > 20) state.listCache.delete(state.listCache.keys().next().value);
+    state.listCache.set(dir, listing);
+  }
+  state.listing = listing;
+  applyOrder();
+  writeHash(state.preview ? state.preview.path : dir || null);
+  let pos = 0;
+  if (select) {
+    const i = listing.names.indexOf(select);
+    const p = i >= 0 ? state.order.indexOf(i) : -1;
+    if (p >= 0) pos = p;
+  }
+  setActive(state.order.length ? pos : -1, { scroll: true });
+}
+
+function renderCrumbs() {
+  const ol = $("crumbs");
+  ol.replaceChildren();
+  const parts = state.dir ? state.dir.split("/") : [];
+  const rootName = state.probe ? state.probe.name : "archive";
+  const items = [["", rootName], ...parts.map((p, i) => [parts.slice(0, i + 1).join("/"), p])];
+  items.forEach(([path, label], i) => {
+    const last = i === items.length - 1;
+    const b = el("button", { type: "button", class: "crumb", text: label,
+                             "aria-current": last ? "location" : null,
+                             onclick: () => navigate(path) });
+    ol.append(el("li", {}, b));
+  });
+}
+
+function applyOrder() {
+  const L = state.listing;
+  const n = L.names.length;
+  const q = $("filter").value.trim().toLowerCase();
+  let idx = [];
+  if (q) {
+    for (let i = 0; i < n; i++) if (L.names[i].toLowerCase().includes(q)) idx.push(i);
+  } else {
+    idx = Array.from({ length: n }, (_, i) => i);
+  }
+  const { key, dir } = state.sort;
+  if (key !== "name" || dir !== 1) {
+    const isDir = (i) => (L.types[i] === "d" ? 0 : 1);
+    const cmp = {
+      name: (a, b) => isDir(a) - isDir(b) || dir * (L.names[a] < L.names[b] ? -1 : 1),
+      size: (a, b) => isDir(a) - isDir(b) || dir * (L.sizes[a] - L.sizes[b]) || a - b,
+      mtime: (a, b) => dir * (L.mtimes[a] - L.mtimes[b]) || a - b,
+    }[key];
+    idx.sort(cmp);
+  }
+  state.order = Int32Array.from(idx);
+  for (const b of document.querySelectorAll(".list-head button")) {
+    const on = b.dataset.sort === key;
+    b.classList.toggle("sorted", on);
+    b.dataset.dir = on ? (dir === 1 ? "asc" : "desc") : "";
+    b.setAttribute("aria-pressed", on ? "true" : "false");
+    b.setAttribute("aria-label", `Sort by ${b.textContent.toLowerCase()}` +
+      (on ? (dir === 1 ? ", ascending" : ", descending") : ""));
+  }
+  const c = L.counts;
+  const parts = [];
+  if (c.dirs) parts.push(`${fmtInt(c.dirs)} folder${c.dirs === 1 ? "" : "s"}`);
+  parts.push(`${fmtInt(c.files)} file${c.files === 1 ? "" : "s"} (${fmtBytes(c.bytes)})`);
+  if (c.symlinks) parts.push(`${fmtInt(c.symlinks)} link${c.symlinks === 1 ? "" : "s"}`);
+  let summary = parts.join(", ");
+  if (q) summary = `${fmtInt(state.order.length)} of ${fmtInt(n)} match “${q}” · ${summary}`;
+  $("summary").textContent = summary;
+  const empty = $("list-empty");
+  empty.hidden = state.order.length > 0;
+  empty.textContent = n === 0 ? "This folder is empty." : "Nothing matches the filter.";
+  $("list").setAttribute("aria-label",
+    `Contents of ${state.dir ? "/" + state.dir : "the archive root"}, ${fmtInt(state.order.length)} items`);
+  state.active = Math.min(state.active, state.order.length - 1);
+  const list = $("list");
+  $("list-spacer").style.height = `${state.order.length * ROW_HEIGHT}px`;
+  for (const row of rows.values()) row.remove();
+  rows.clear();
+  list.scrollTop = 0;
+  renderRows();
+}
+
+// Virtual scrolling: only the rows in view (plus some) exist in the DOM.
+const rows = new Map(); // position -> element
+
+function renderRows() {
+  const list = $("list");
+  const L = state.listing;
+  if (!L || !state.order) return;
+  const n = state.order.length;
+  const top = list.scrollTop;
+  const height = list.clientHeight || 600;
+  const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
+  const last = Math.min(n, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
+  for (const [pos, row] of rows) {
+    if (pos < first || pos >= last) {
+      row.remove();
+      rows.delete(pos);
+    }
+  }
+  for (let pos = first; pos < last; pos++) {
+    let row = rows.get(pos);
+    if (!row) {
+      row = makeRow(pos);
+      rows.set(pos, row);
+      list.append(row);
+    }
+    const on = pos === state.active;
+    row.classList.toggle("active", on);
+    row.setAttribute("aria-selected", on ? "true" : "false");
+  }
+}
+
+function makeRow(pos) {
+  const L = state.listing;
+  const i = state.order[pos];
+  const type = L.types[i];
+  const name = L.names[i];
+  const kind = type === "d" ? "folder" : type === "l" ? "link" : "file";
+  const row = el("div", {
+    class: `row-item ${kind}`, role: "option", id: `row-${pos}`,
+    "aria-posinset": pos + 1, "aria-setsize": state.order.length, "data-pos": pos,
+    "data-name": name, "data-type": kind, title: type === "l" ? `${name} → ${L.targets[i]}` : name,
+  });
+  row.style.transform = `translateY(${pos * ROW_HEIGHT}px)`;
+  const label = type === "l" ? `${name} → ${L.targets[i]}` : name;
+  row.append(
+    el("span", { class: "col-name" }, el("span", { class: `icon ${kind}`, "aria-hidden": "true" }),
+       el("span", { class: "name", text: label })),
+    el("span", { class: "col-size", text: type === "f" ? fmtBytes(L.sizes[i]) : type === "d" ? "folder" : "link" }),
+    el("span", { class: "col-date", text: fmtDate(L.mtimes[i]) }),
+  );
+  return row;
+}
+
+function setActive(pos, { scroll = false } = {}) {
+  state.active = pos;
+  const list = $("list");
+  if (pos < 0) {
+    list.removeAttribute("aria-activedescendant");
+    renderRows();
+    return;
+  }
+  if (scroll) {
+    const top = pos * ROW_HEIGHT;
+    if (top < list.scrollTop) list.scrollTop = top;
+    else if (top + ROW_HEIGHT > list.scrollTop + list.clientHeight) {
+      list.scrollTop = top + ROW_HEIGHT - list.clientHeight;
+    }
+  }
+  renderRows();
+  list.setAttribute("aria-activedescendant", `row-${pos}`);
+}
+
+function activate(pos) {
+  if (pos < 0 || !state.order || pos >= state.order.length) return;
+  const L = state.listing;
+  const i = state.order[pos];
+  const path = join(state.dir, L.names[i]);
+  setActive(pos, { scroll: true });
+  if (L.types[i] === "d") return navigate(path);
+  if (L.types[i] === "l") {
+    showAlert({ kind: "usage", title: "Symbolic link",
+                message: `${L.names[i]} points to ${L.targets[i]}.` });
+    return;
+  }
+  return showPreview(path, { size: L.sizes[i], mtime_ms: L.mtimes[i], type: "file" });
+}
+
+$("list").addEventListener("scroll", () => requestAnimationFrame(renderRows), { passive: true });
+window.addEventListener("resize", () => requestAnimationFrame(renderRows));
+$("list").addEventListener("click", (e) => {
+  const row = e.target.closest(".row-item");
+  if (row) activate(Number(row.dataset.pos));
+  $("list").focus({ preventScroll: true });
+});
+$("list").addEventListener("keydown", (e) => {
+  const n = state.order ? state.order.length : 0;
+  const page = Math.max(1, Math.floor($("list").clientHeight / ROW_HEIGHT) - 1);
+  let pos = state.active;
+  switch (e.key) {
+    case "ArrowDown": pos = Math.min(n - 1, pos + 1); break;
+    case "ArrowUp": pos = Math.max(0, pos - 1); break;
+    case "PageDown": pos = Math.min(n - 1, pos + page); break;
+    case "PageUp": pos = Math.max(0, pos - page); break;
+    case "Home": pos = 0; break;
+    case "End": pos = n - 1; break;
+    case "Enter": e.preventDefault(); activate(state.active); return;
+    case "Backspace":
+      e.preventDefault();
+      if (state.dir) navigate(parentOf(state.dir), { select: baseOf(state.dir) });
+      return;
+    default: return;
+  }
+  e.preventDefault();
+  if (n) setActive(Math.max(0, pos), { scroll: true });
+});
+$("filter").addEventListener("input", () => {
+  state.active = 0;
+  applyOrder();
+  setActive(state.order.length ? 0 : -1);
+});
+$("filter").addEventListener("keydown", (e) => {
+  if (e.key === "ArrowDown" || e.key === "Enter") {
+    e.preventDefault();
+    $("list").focus();
+    if (e.key === "Enter" && state.order.length === 1) activate(0);
+  }
+});
+for (const b of document.querySelectorAll(".list-head button")) {
+  b.addEventListener("click", () => {
+    const key = b.dataset.sort;
+    state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
+    applyOrder();
+    setActive(state.order.length ? 0 : -1);
+  });
+}
+
+// ------------------------------------------------------------------ preview
+
+function previewKind(name) {
+  const ext = extOf(name);
+  for (const [kind, map] of Object.entries(TYPES)) if (map[ext]) return [kind, map[ext]];
+  if (TEXT_EXT.has(ext) || !name.includes(".")) return ["text", "text/plain"];
+  return ["sniff", "application/octet-stream"];
+}
+
+function closePreview() {
+  state.previewToken++;
+  state.preview = null;
+  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+  state.previewUrl = null;
+  $("preview").hidden = true;
+  $("preview-body").replaceChildren();
+  document.body.classList.remove("previewing");
+}
+
+async function showPreview(path, meta) {
+  closePreview();
+  const token = state.previewToken;
+  const name = baseOf(path);
+  state.preview = { path, size: meta.size, name };
+  writeHash(path);
+  $("preview").hidden = false;
+  document.body.classList.add("previewing");
+  $("preview-title").textContent = name;
+  const mtime = meta.mtime_ms || (meta.mtime ? Date.parse(meta.mtime) : 0);
+  $("preview-meta").textContent = `${fmtBytes(meta.size)} · ${fmtDate(mtime)} · /${path}`;
+  const body = $("preview-body");
+  const status = el("p", { class: "meta", role: "status", text: "Decrypting…" });
+  body.replaceChildren(status);
+  const stale = () => token !== state.previewToken;
+  let [kind, type] = previewKind(name);
+
+  if (kind === "text" || kind === "sniff") {
+    const r = await py.binary("read", { path, offset: 0, size: TEXT_PREVIEW });
+    if (stale()) return;
+    if (r.error) return previewError(r.error, path);
+    const bytes = r.ok;
+    if (kind === "sniff" && !looksLikeText(bytes)) return showHex(bytes, meta.size);
+    const text = new TextDecoder("utf-8", { fatal: false }).decode(bytes);
+    const pre = el("pre", { class: "text-preview", tabindex: "0", "aria-label": `Text of ${name}` });
+    pre.textContent = text;
+    const parts = [pre];
+    if (meta.size > bytes.length) {
+      parts.unshift(el("p", { class: "meta",
+        text: `Showing the first ${fmtBytes(bytes.length)} of ${fmtBytes(meta.size)}. Download the file to see all of it.` }));
+    }
+    body.replaceChildren(...parts);
+    return;
+  }
+  if (meta.size > MEDIA_PREVIEW_MAX) {
+    body.replaceChildren(el("p", { class: "meta",
+      text: `This file is too large to preview here (${fmtBytes(meta.size)}). Download it instead.` }));
+    return;
+  }
+  const bar = el("progress", { max: meta.size || 1, value: 0, "aria-label": `Decrypting ${name}` });
+  body.replaceChildren(status, bar);
+  const parts = await readWhole(path, (done) => { bar.value = done; }, stale);
+  if (stale()) return;
+  if (parts.error) return previewError(parts.error, path);
+  const blob = new Blob(parts, { type });
+  const url = URL.createObjectURL(blob);
+  state.previewUrl = url;
+  let node;
+  if (kind === "image") node = el("img", { src: url, alt: name, class: "media" });
+  else if (kind === "audio") node = el("audio", { src: url, controls: true, class: "media", "aria-label": name });
+  else if (kind === "video") node = el("video", { src: url, controls: true, class: "media", "aria-label": name });
+  else node = el("iframe", { src: url, title: `PDF: ${name}`, class: "pdf" });
+  body.replaceChildren(node);
+}
+
+function previewError(err, path) {
+  const box = el("div", { class: `preview-error kind-${err.kind}`, role: "alert" },
+    el("strong", { text: err.title }), el("p", { text: err.message }));
+  if (err.detail) box.append(el("details", {}, el("summary", { text: "Details" }), el("pre", { text: err.detail })));
+  $("preview-body").replaceChildren(box);
+  if (err.kind === "changed") handleError(err);
+}
+
+function looksLikeText(bytes) {
+  const n = Math.min(bytes.length, 8192);
+  for (let i = 0; i < n; i++) if (bytes[i] === 0) return false;
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, Math.max(0, n - 4)));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function showHex(bytes, size) {
+  const n = Math.min(bytes.length, 4096);
+  const lines = [];
+  for (let off = 0; off < n; off += 16) {
+    const row = bytes.subarray(off, Math.min(n, off + 16));
+    const hex = Array.from(row, (b) => b.toString(16).padStart(2, "0")).join(" ");
+    const asc = Array.from(row, (b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : ".")).join("");
+    lines.push(`${off.toString(16).padStart(8, "0")}  ${hex.padEnd(47)}  ${asc}`);
+  }
+  const pre = el("pre", { class: "hex", tabindex: "0", "aria-label": "Hex dump" });
+  pre.textContent = lines.join("\n");
+  $("preview-body").replaceChildren(
+    el("p", { class: "meta", text: `Binary file: no preview. The first ${fmtBytes(n)} of ${fmtBytes(size)} in hex:` }),
+    pre);
+}
+
+// Reads a whole file through the stream API: [Uint8Array...] or {error}.
+async function readWhole(path, onProgress, stale = () => false) {
+  const open = await py.call("stream_open", { path });
+  if (open.error) return open;
+  const { handle } = open.ok;
+  const parts = [];
+  let done = 0;
+  for (;;) {
+    if (stale()) {
+      py.call("stream_close", { handle });
+      return { error: { kind: "usage", title: "Cancelled", message: "" } };
+    }
+    const r = await py.binary("stream_next", { handle });
+    if (r.error) return r;
+    if (!r.ok.length) return parts;
+    parts.push(r.ok);
+    done += r.ok.length;
+    onProgress(done);
+  }
+}
+
+$("btn-preview-close").addEventListener("click", () => {
+  closePreview();
+  writeHash(state.dir || null);
+  $("list").focus();
+});
+
+// ------------------------------------------------------------------ downloads
+
+let transferSeq = 0;
+
+function transferItem(name, total) {
+  const id = `transfer-${++transferSeq}`;
+  const bar = el("progress", { max: total || 1, value: 0, id: `${id}-bar`, "aria-label": `Downloading ${name}` });
+  const text = el("span", { class: "meta", text: "starting…" });
+  const cancel = el("button", { type: "button", text: "Cancel", class: "small" });
+  const item = el("div", { class: "transfer", id, "data-name": name },
+    el("div", { class: "transfer-row" }, el("strong", { text: name }), cancel), bar, text);
+  $("transfers").append(item);
+  const t = { item, bar, text, cancel, cancelled: false, total };
+  cancel.addEventListener("click", () => { t.cancelled = true; });
+  return t;
+}
+
+function finishTransfer(t, message, ok) {
+  t.text.textContent = message;
+  t.item.classList.add(ok ? "ok" : "failed");
+  t.item.dataset.state = ok ? "done" : "failed";
+  t.cancel.textContent = "Dismiss";
+  t.cancel.onclick = () => t.item.remove();
+  if (ok) setTimeout(() => t.item.remove(), 8000);
+}
+
+// Streams {handle} into a sink; returns true when complete.
+async function pump(handle, t, write) {
+  let done = 0;
+  const started = performance.now();
+  for (;;) {
+    if (t.cancelled) {
+      await py.call("stream_close", { handle });
+      throw { kind: "usage", title: "Cancelled", message: "The download was cancelled." };
+    }
+    const r = await py.binary("stream_next", { handle });
+    if (r.error) throw r.error;
+    if (!r.ok.length) return done;
+    await write(r.ok);
+    done += r.ok.length;
+    t.bar.value = Math.min(done, t.total);
+    const secs = (performance.now() - started) / 1000;
+    t.text.textContent = `${fmtBytes(done)} of ${t.total ? "≈" + fmtBytes(t.total) : "?"}` +
+      (secs > 0.5 ? ` · ${fmtBytes(done / secs)}/s` : "");
+  }
+}
+
+async function download(kind, path, name, sizeHint) {
+  // File System Access (showSaveFilePicker) streams to disk; it must be called while the
+  // click's user activation lasts, so before any other await.
+  let fileHandle = null;
+  if (window.showSaveFilePicker && sizeHint >= STREAM_TO_DISK_FROM) {
+    try {
+      fileHandle = await window.showSaveFilePicker({ suggestedName: name });
+    } catch (err) {
+      if (err && err.name === "AbortError") return;
+      fileHandle = null;
+    }
+  }
+  const open = await py.call(kind === "zip" ? "zip_open" : "stream_open", { path });
+  if (open.error) return handleError(open.error);
+  const { handle, size } = open.ok;
+  const t = transferItem(open.ok.name || name, size);
+  try {
+    if (fileHandle) {
+      const writable = await fileHandle.createWritable();
+      try {
+        const n = await pump(handle, t, (chunk) => writable.write(chunk));
+        await writable.close();
+        finishTransfer(t, `Saved ${fmtBytes(n)}`, true);
+      } catch (err) {
+        await writable.abort().catch(() => {});
+        throw err;
+      }
+    } else {
+      const parts = [];
+      const n = await pump(handle, t, (chunk) => { parts.push(chunk); });
+      const blob = new Blob(parts, { type: kind === "zip" ? "application/zip" : "application/octet-stream" });
+      const url = URL.createObjectURL(blob);
+      const a = el("a", { href: url, download: open.ok.name || name, class: "visually-hidden" });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      finishTransfer(t, `Done: ${fmtBytes(n)}`, true);
+    }
+  } catch (err) {
+    const e = err && err.kind ? err : { kind: "internal", title: "Download failed", message: String(err) };
+    finishTransfer(t, `${e.title}${e.message ? ": " + e.message : ""}`, false);
+    if (e.kind !== "usage") handleError(e);
+  }
+}
+
+$("btn-download").addEventListener("click", () => {
+  const p = state.preview;
+  if (p) download("file", p.path, p.name, p.size);
+});
+$("btn-zip").addEventListener("click", () => {
+  const base = state.dir ? baseOf(state.dir) : (state.probe ? state.probe.name.replace(/\.lbox$/, "") : "archive");
+  const bytes = state.listing ? state.listing.counts.bytes : 0;
+  download("zip", state.dir, `${base}.zip`, bytes);
+});
+
+// ------------------------------------------------------------------ dialogs: info, env, network
+
+function facts(dl, pairs) {
+  dl.replaceChildren();
+  for (const [k, v] of pairs) {
+    if (v == null || v === "") continue;
+    dl.append(el("dt", { text: k }), el("dd", { text: String(v) }));
+  }
+}
+
+async function openInfo() {
+  const r = await py.call("info");
+  if (r.error) return handleError(r.error);
+  const i = r.ok;
+  facts($("info-list"), [
+    ["Name", i.name], ["Location", i.location], ["Archive size", `${fmtBytes(i.archive_size)} (${fmtInt(i.archive_size)} bytes)`],
+    ["Generation", i.generation], ["Committed", new Date(i.committed_at).toLocaleString()],
+    ["Files", fmtInt(i.files)], ["Folders", fmtInt(i.dirs)], ["Symbolic links", fmtInt(i.symlinks)],
+    ["Content", `${fmtBytes(i.file_bytes)} (stored: ${fmtBytes(i.stored_bytes)})`],
+    ["Chunk size", fmtBytes(i.chunk_size)], ["Env values", fmtInt(i.env_count)],
+    ["Tree height", i.toc_height], ["Format version", i.format_version], ["Archive id", i.archive_id],
+    ["Unlocked with", i.unlocked_with],
+  ]);
+  const ul = $("info-slots");
+  ul.replaceChildren();
+  for (const s of i.slots) {
+    const used = s.slot_id === i.unlocked_slot;
+    ul.append(el("li", { class: used ? "used" : "" },
+      el("strong", { text: s.kind }), ` ${s.detail}`, used ? el("span", { class: "tag", text: "used to unlock" }) : null));
+  }
+  $("dlg-info").showModal();
+}
+
+async function openEnv() {
+  const r = await py.call("env");
+  if (r.error) return handleError(r.error);
+  const ul = $("env-list");
+  ul.replaceChildren();
+  if (!r.ok.length) ul.append(el("li", { class: "meta", text: "This archive has no env values." }));
+  for (const { name, size } of r.ok) {
+    const value = el("code", { class: "secret", text: "•".repeat(Math.min(12, Math.max(6, size))),
+                               "aria-label": `${name}: hidden` });
+    const btn = el("button", { type: "button", class: "small", text: "Reveal", "aria-label": `Reveal ${name}` });
+    btn.addEventListener("click", async () => {
+      if (value.dataset.shown) {
+        value.textContent = "•".repeat(Math.min(12, Math.max(6, size)));
+        value.setAttribute("aria-label", `${name}: hidden`);
+        delete value.dataset.shown;
+        btn.textContent = "Reveal";
+        btn.setAttribute("aria-label", `Reveal ${name}`);
+        return;
+      }
+      const v = await py.call("env_value", { name });
+      if (v.error) return handleError(v.error);
+      value.textContent = v.ok.binary ? `hex: ${v.ok.text}` : v.ok.text;
+      value.removeAttribute("aria-label");
+      value.dataset.shown = "1";
+      btn.textContent = "Hide";
+      btn.setAttribute("aria-label", `Hide ${name}`);
+    });
+    ul.append(el("li", { "data-name": name }, el("span", { class: "env-name", text: name }), value, btn));
+  }
+  $("dlg-env").showModal();
+}
+
+let netTimer = null;
+
+async function refreshNet() {
+  const r = await py.call("network");
+  if (r.error) return;
+  const n = r.ok;
+  facts($("net-stats"), [
+    ["Archive", n.location], ["Archive size", n.size != null ? `${fmtBytes(n.size)} (${fmtInt(n.size)} bytes)` : ""],
+    ["Round trips", fmtInt(n.round_trips)], ["Requests", fmtInt(n.requests)],
+    ["Bytes fetched", `${fmtBytes(n.bytes)} (${fmtInt(n.bytes)} bytes)`],
+    ["Share of the archive", n.size ? `${((100 * n.bytes) / n.size).toFixed(2)} %` : ""],
+  ]);
+  const tbody = $("net-log").tBodies[0];
+  tbody.replaceChildren();
+  for (const e of [...n.log].reverse()) {
+    tbody.append(el("tr", { class: e.error ? "failed" : "" },
+      el("td", { text: e.at.toFixed(2) }), el("td", { text: e.what + (e.error ? ` (${e.error})` : "") }),
+      el("td", { text: e.ranges }), el("td", { text: e.requests }), el("td", { text: fmtInt(e.bytes) }),
+      el("td", { text: e.ms })));
+  }
+}
+
+async function openNet() {
+  await refreshNet();
+  $("dlg-net").showModal();
+  clearInterval(netTimer);
+  netTimer = setInterval(refreshNet, 1000);
+}
+$("dlg-net").addEventListener("close", () => clearInterval(netTimer));
+
+for (const d of document.querySelectorAll("dialog")) {
+  d.querySelector(".dlg-close").addEventListener("click", () => d.close());
+  d.addEventListener("click", (e) => { if (e.target === d) d.close(); }); // backdrop
+}
+$("btn-info").addEventListener("click", openInfo);
+$("btn-env").addEventListener("click", openEnv);
+$("btn-net").addEventListener("click", openNet);
+$("btn-close").addEventListener("click", closeArchive);
+
+// ------------------------------------------------------------------ open form, files, drops
+
+$("form-url").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const url = $("url").value.trim();
+  if (url) openUrl(url);
+});
+$("btn-file").addEventListener("click", () => $("file").click());
+$("file").addEventListener("change", () => {
+  const f = $("file").files[0];
+  $("file").value = "";
+  if (f) openFile(f);
+});
+$("form-password").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const pw = $("password").value;
+  if (!pw) {
+    $("unlock-error").textContent = "Enter the password.";
+    $("unlock-error").hidden = false;
+    $("password").focus();
+    return;
+  }
+  unlock({ password: pw });
+});
+$("btn-identity").addEventListener("click", () => $("identity").click());
+$("identity").addEventListener("change", async () => {
+  const f = $("identity").files[0];
+  $("identity").value = "";
+  if (!f) return;
+  if (f.size > 64 * 1024) {
+    $("unlock-error").textContent = "This file is too large to be an identity file.";
+    $("unlock-error").hidden = false;
+    return;
+  }
+  unlock({ identity: await f.text() });
+});
+$("btn-unlock-back").addEventListener("click", () => closeArchive());
+
+// Drag and drop anywhere on the page opens the dropped archive.
+let dragDepth = 0;
+document.addEventListener("dragenter", (e) => {
+  if (![...(e.dataTransfer?.types || [])].includes("Files")) return;
+  dragDepth++;
+  document.body.classList.add("dragging");
+});
+document.addEventListener("dragleave", () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (!dragDepth) document.body.classList.remove("dragging");
+});
+document.addEventListener("dragover", (e) => {
+  if ([...(e.dataTransfer?.types || [])].includes("Files")) {
+    e.preventDefault();
+    e.dataTransfer.dropEffect = "copy";
+  }
+});
+document.addEventListener("drop", (e) => {
+  dragDepth = 0;
+  document.body.classList.remove("dragging");
+  const f = e.dataTransfer?.files?.[0];
+  if (!f) return;
+  e.preventDefault();
+  openFile(f);
+});
+
+// Global keys: Escape closes the preview, "/" focuses the filter.
+document.addEventListener("keydown", (e) => {
+  if (state.view !== "browse" || document.querySelector("dialog[open]")) return;
+  const typing = ["INPUT", "TEXTAREA"].includes(document.activeElement?.tagName);
+  if (e.key === "/" && !typing) {
+    e.preventDefault();
+    $("filter").focus();
+  } else if (e.key === "Escape" && state.preview) {
+    closePreview();
+    writeHash(state.dir || null);
+    $("list").focus();
+  }
+});
+
+// ------------------------------------------------------------------ start
+
+setView("open");
+{
+  const { url, path } = readHash();
+  if (url) openUrl(url, { path });
+  else $("url").focus();
+}
