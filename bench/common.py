@@ -28,8 +28,10 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB, {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}")
+            f"{platform.release()}, Python {platform.python_version()}; load average "
+            f"{load} when written")
 
 
 def today() -> str:
