@@ -55,6 +55,8 @@ class Extractor:
                 except OSError as e:
                     raise StorageError(f"cannot create {cur}: {e.strerror}") from e
                 continue
+            except OSError as e:
+                raise StorageError(f"cannot use {cur}: {e.strerror}") from e
             if stat_mod.S_ISLNK(st.st_mode) or not stat_mod.S_ISDIR(st.st_mode):
                 raise UnsafePathError(f"refusing to extract through a non-directory: {cur}")
         return cur
@@ -73,6 +75,8 @@ class Extractor:
             st = os.lstat(target)
         except FileNotFoundError:
             return True
+        except OSError as e:
+            raise StorageError(f"cannot use {target}: {e.strerror}") from e
         if want_dir and stat_mod.S_ISDIR(st.st_mode):
             return False
         if not self.overwrite:
@@ -97,6 +101,8 @@ class Extractor:
     def symlink(self, path: str, entry: Entry) -> None:
         target = self._target(path)
         link = entry.target
+        if not link or "\x00" in link:
+            raise UnsafePathError(f"refusing a malformed symlink target for {path}")
         # A symlink may not point outside the destination (absolute or via '..').
         resolved = os.path.normpath(os.path.join(os.path.dirname(target), link))
         if os.path.isabs(link) or not (resolved + "/").startswith(self.dest + "/"):

@@ -180,5 +180,7 @@ def decode_entry(buf: bytes) -> Entry:
             target = raw.decode()
         except UnicodeDecodeError:
             raise FormatError("TOC entry: symlink target is not UTF-8") from None
+        if not target or "\x00" in target:
+            raise FormatError("TOC entry: symlink target is empty or contains NUL")
         return Entry(EntryType.SYMLINK, mode, mtime, target=target)
     raise FormatError(f"TOC entry: unknown type {t}")

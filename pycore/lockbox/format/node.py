@@ -93,6 +93,7 @@ def decode_node(buf: bytes, value_limit: int) -> Node:
     count = r.uvarint(MAX_NODE_ENTRIES)
     keys: list[bytes] = []
     prev = b""
+    key_bytes = 0  # prefix compression could expand a small node into huge keys: cap it
     if node_type == LEAF:
         if level != 0:
             raise FormatError("tree node: leaf with non-zero level")
@@ -100,6 +101,9 @@ def decode_node(buf: bytes, value_limit: int) -> Node:
         for _ in range(count):
             s = _shared_len(r, prev)
             key = prev[:s] + r.blob(MAX_KEY_SIZE - s)
+            key_bytes += len(key)
+            if key_bytes > MAX_NODE_PLAIN_SIZE:
+                raise LimitExceededError("tree node: its keys expand beyond the node limit")
             if keys and key <= prev:
                 raise FormatError("tree node: keys out of order")
             keys.append(key)
@@ -116,6 +120,9 @@ def decode_node(buf: bytes, value_limit: int) -> Node:
         for _ in range(count):
             s = _shared_len(r, prev)
             key = prev[:s] + r.blob(MAX_KEY_SIZE - s)
+            key_bytes += len(key)
+            if key_bytes > MAX_NODE_PLAIN_SIZE:
+                raise LimitExceededError("tree node: its keys expand beyond the node limit")
             if children and key <= prev:
                 raise FormatError("tree node: separators out of order")
             ref = decode_ref(r)
