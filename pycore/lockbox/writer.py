@@ -13,7 +13,9 @@ import hashlib
 import os
 import stat as stat_mod
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
 from .drivers import Flow, run_sync
@@ -190,6 +192,8 @@ class Writer:
         # Every content frame written in this session, by file version: those of a
         # version that no staged entry references at commit are dead.
         self._session_frames: dict[bytes, list[Ref]] = {}
+        self._chunk_pool: ThreadPoolExecutor | None = getattr(self, "_chunk_pool", None)
+        self._jobs: int = getattr(self, "_jobs", 1)
         # LOCKBOX_IMPORT_TIMINGS=1: coarse stage totals (seconds) for diagnostics.
         self.timings: dict[str, float] | None = getattr(self, "timings", None)
         if self.timings is None and os.environ.get("LOCKBOX_IMPORT_TIMINGS") == "1":
@@ -334,6 +338,35 @@ class Writer:
         own_pages = len(cur) == csize  # a large file gets pages of its own, so that
         if own_pages:                  # removing it frees whole pages for reuse
             self.pages.close_page()
+        # With jobs > 1 the chunks of a large file are compressed by a thread pool (zstd
+        # releases the GIL) while this thread reads, hashes, seals and writes in order.
+        pool = self._chunk_pool if own_pages else None
+        inflight: deque[tuple[Any, int]] = deque()
+        limit = 2 * self._jobs
+
+        def place(plain: bytes, nbytes: int) -> None:
+            nonlocal stored, skip_compress
+            if plain[0] == 0 and nbytes >= 65536 and skip_compress == 0:
+                skip_compress = 7  # incompressible data: probe again every 8th chunk
+            t = clock() if tm is not None else 0.0
+            ref = append(FrameKind.DATA_CHUNK, plain)
+            if tm is not None:
+                tm["write"] += clock() - t
+            stored += ref.frame_size
+            refs.append(ref)
+            written.append(ref)
+            if progress is not None:
+                progress(path, nbytes)
+
+        def drain(keep: int) -> None:
+            while len(inflight) > keep:
+                fut, nbytes = inflight.popleft()
+                t = clock() if tm is not None else 0.0
+                plain = fut.result()
+                if tm is not None:
+                    tm["prepare"] += clock() - t
+                place(plain, nbytes)
+
         while True:
             if chunk_no >= max_chunks:
                 raise UsageError(f"{path}: larger than the format allows at this chunk size "
@@ -346,28 +379,25 @@ class Writer:
             total += len(cur)
             meta = _NOT_LAST if nxt else encode_meta(ChunkMeta(
                 EntryType.FILE, mode, mtime, total, digest.digest(), csize))
-            plain = encode_plain(encode_chunk_parts(file_id, chunk_no, path_bytes, meta, cur),
-                                 compress=skip_compress == 0)
+            payload = encode_chunk_parts(file_id, chunk_no, path_bytes, meta, cur)
+            compress = skip_compress == 0
             if skip_compress:
                 skip_compress -= 1
-            elif plain[0] == 0 and len(cur) >= 65536:
-                skip_compress = 7  # incompressible data: probe again every 8th chunk
-            if tm is not None:
-                t2 = clock()
-                tm["prepare"] += t2 - t1
-            ref = append(FrameKind.DATA_CHUNK, plain)
+            if pool is None:
+                plain = encode_plain(payload, compress=compress)
+                if tm is not None:
+                    tm["prepare"] += clock() - t1
+                place(plain, len(cur))
+            else:
+                inflight.append((pool.submit(encode_plain, payload, compress), len(cur)))
+                drain(limit)
             if tm is not None:
                 t0 = clock()
-                tm["write"] += t0 - t2
-            stored += ref.frame_size
-            refs.append(ref)
-            written.append(ref)
-            if progress is not None:
-                progress(path, len(cur))
             if not nxt:
                 break
             cur = nxt
             chunk_no += 1
+        drain(0)
         layout = LAYOUT_CHUNKS
         if len(refs) > INLINE_CHUNK_REFS:
             layout = LAYOUT_INDEX
@@ -488,11 +518,20 @@ class Writer:
         self._exclude = set(exclude)
         njobs = resolve_jobs(jobs)
         self._pending_hosts: dict[str, str] = {}
+        if njobs > 1:
+            self._jobs = njobs
+            self._chunk_pool = ThreadPoolExecutor(njobs, thread_name_prefix="lockbox-zstd")
         pipe = SmallFilePipeline(njobs, self.chunk_size, self.sealer.level,
                                  lambda batch: self._stage_prepared(batch, progress))
-        with pipe:
-            count = self._walk(os.fspath(src), dest, progress, on_skip, pipe)
-            pipe.finish()
+        try:
+            with pipe:
+                count = self._walk(os.fspath(src), dest, progress, on_skip, pipe)
+                pipe.finish()
+        finally:
+            if self._chunk_pool is not None:
+                self._chunk_pool.shutdown(wait=True)
+                self._chunk_pool = None
+                self._jobs = 1
         if self.timings is not None:
             self.timings["prepare"] += pipe.prepare_seconds
         return count
