@@ -262,8 +262,11 @@ def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
                          "download it to change it")
     password = _password(args)
     identity = _identity(args)
+    cache = getattr(args, "cache", None)
+    if cache is None:
+        cache = _cache_limit(os.environ.get("LOCKBOX_CACHE", "auto"))
     if password is not None or identity is not None:
-        return Lockbox.open(location, password=password, identity=identity)
+        return Lockbox.open(location, password=password, identity=identity, cache=cache)
     _check_source(location)
     if not _stdin_tty():
         raise UsageError(NO_SECRET)
@@ -271,7 +274,7 @@ def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
     for attempt in range(1, attempts + 1):
         typed = _prompt(f"Password for {os.path.basename(location) or location}: ")
         try:
-            return Lockbox.open(location, password=typed)
+            return Lockbox.open(location, password=typed, cache=cache)
         except WrongKeyError:
             if attempt == attempts:
                 raise
@@ -930,7 +933,22 @@ def _common_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]
                         "(default: LOCKBOX_PASSWORD, else ask on the terminal)")
     g.add_argument("--identity", "-i", metavar="FILE", default=argparse.SUPPRESS,
                    help="open with the identity in FILE (default: LOCKBOX_IDENTITY)")
+    g.add_argument("--cache", type=_cache_limit, default=argparse.SUPPRESS, metavar="LIMIT",
+                   help="decoded-page cache: auto, a size like 256M, or 0 to disable "
+                        "(default: LOCKBOX_CACHE, else auto)")
     return quiet, secrets
+
+
+def _cache_limit(text: str) -> str | int:
+    text = text.strip().lower()
+    if text == "auto":
+        return "auto"
+    if text in ("0", "off", "none"):
+        return 0
+    try:
+        return _parse_size(text)
+    except (argparse.ArgumentTypeError, ValueError):
+        raise argparse.ArgumentTypeError("expected 'auto', a size such as 256M, or 0") from None
 
 
 def _creation_options(p: argparse.ArgumentParser) -> None:
@@ -969,6 +987,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the password from the first line of FILE")
     g.add_argument("--identity", "-i", metavar="FILE", default=None,
                    help="open with the identity in FILE (default: LOCKBOX_IDENTITY)")
+    g.add_argument("--cache", type=_cache_limit, default=None, metavar="LIMIT",
+                   help="decoded-page cache: auto, a size like 256M, or 0 to disable "
+                        "(default: LOCKBOX_CACHE, else auto)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     both = [quiet, secrets]
