@@ -1,0 +1,127 @@
+"""The committed adversarial corpus (tests/vectors/adversarial/v1): every case gives
+exactly its expected outcome through the public API, and the generator
+reproduces the committed files byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lockbox
+from lockbox import errors
+
+VECTORS = Path(__file__).parent / "vectors"
+GOLDEN = VECTORS / "v1"
+CORPUS = VECTORS / "adversarial" / "v1"
+MANIFEST = json.loads((CORPUS / "manifest.json").read_text())
+CASES = MANIFEST["cases"]
+GOLDEN_ENTRIES = {
+    a["file"]: {e["path"]: e for e in a["entries"]}
+    for a in json.loads((GOLDEN / "manifest.json").read_text())["archives"]
+}
+GOLDEN_ENV = {
+    a["file"]: [(k, bytes.fromhex(v)) for k, v in a["env"]]
+    for a in json.loads((GOLDEN / "manifest.json").read_text())["archives"]
+}
+
+
+def _secret(case: dict[str, Any]) -> dict[str, Any]:
+    s = case["secret"]
+    if "identity" in s:
+        return {"identity": lockbox.Identity.decode((GOLDEN / s["identity"]).read_text())}
+    return {"password": s["password"]}
+
+
+def _run_op(box: lockbox.Lockbox, op: str) -> Any:
+    if op == "open":
+        return None
+    if op == "ls":
+        return box.ls(recursive=True)
+    if op.startswith("read "):
+        return box.read_bytes(op[5:])
+    if op == "verify":
+        return box.verify()
+    if op == "env":
+        return box.env_items()
+    raise AssertionError(f"unknown op {op!r}")
+
+
+def _outcome(case: dict[str, Any]) -> str:
+    """Run the case and describe what happened in the manifest's vocabulary."""
+    try:
+        with lockbox.open(CORPUS / case["file"], **_secret(case)) as box:
+            result = _run_op(box, case["op"])
+            if case["expected"].startswith("opens-at-generation"):
+                return f"opens-at-generation {box.generation}"
+            if case["op"] == "verify":
+                return "verify-ok" if result.ok else "verify-reports"
+            if case["op"] == "env":
+                assert result == GOLDEN_ENV[case["source"]]
+            return "ok"
+    except lockbox.LockboxError as e:
+        return type(e).__name__
+
+
+def test_manifest_shape() -> None:
+    assert len(CASES) >= 40
+    names = {c["case"] for c in CASES}
+    assert len(names) == len(CASES)
+    expected_kinds = {c["expected"] for c in CASES}
+    for cls in ("FormatError", "TruncatedError", "IntegrityError", "UnsupportedVersionError",
+                "LimitExceededError", "WrongKeyError", "verify-reports", "verify-ok"):
+        assert cls in expected_kinds
+    for c in CASES:
+        exp = c["expected"]
+        assert (exp in ("verify-reports", "verify-ok", "ok")
+                or exp.startswith("opens-at-generation ")
+                or issubclass(getattr(errors, exp), lockbox.LockboxError)), exp
+        data = (CORPUS / c["file"]).read_bytes()
+        assert len(data) == c["size"]
+        assert hashlib.sha256(data).hexdigest() == c["sha256"]
+    total = sum(p.stat().st_size for p in CORPUS.iterdir())
+    assert total < 2_500_000
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["case"] for c in CASES])
+def test_case(case: dict[str, Any]) -> None:
+    assert _outcome(case) == case["expected"], case["about"]
+    if case["still_reads"]:
+        entries = GOLDEN_ENTRIES[case["source"]]
+        with lockbox.open(CORPUS / case["file"], **_secret(case)) as box:
+            for path in case["still_reads"]:
+                got = box.read_bytes(path)
+                assert hashlib.sha256(got).hexdigest() == entries[path]["sha256"], path
+
+
+def test_edits_replay() -> None:
+    """The recorded edits, applied to the golden source, give the committed file."""
+    for c in CASES:
+        data = bytearray((GOLDEN / c["source"]).read_bytes())
+        for e in c["edits"]:
+            if "truncate_to" in e:
+                del data[e["truncate_to"]:]
+            elif "append_at" in e:
+                assert len(data) == e["append_at"]
+                data += bytes.fromhex(e["bytes"])
+            else:
+                new = bytes.fromhex(e["bytes"])
+                data[e["offset"]: e["offset"] + len(new)] = new
+        assert bytes(data) == (CORPUS / c["file"]).read_bytes(), c["case"]
+
+
+def test_generator_reproduces_corpus(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "generate_adversarial", VECTORS / "generate_adversarial.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.generate(tmp_path)
+    committed = sorted(p.name for p in CORPUS.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == committed
+    for name in committed:
+        assert (tmp_path / name).read_bytes() == (CORPUS / name).read_bytes(), name
