@@ -129,19 +129,24 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
         if c.space is not None:
             yield from _check_pages_by_map(view, report)
         else:  # first format revision: walk the page chain
-            offset = SUPERBLOCK_SIZE
-            while offset < c.archive_end:
-                blobs = yield Read((ByteRange(offset, PAGE_HEADER_SIZE),))
-                try:
-                    header = decode_page_header(blobs[0])
-                except (FormatError, IntegrityError) as e:
-                    report.problems.append(f"page at {offset}: {e}")
-                    break
-                report.pages_checked += 1
-                offset += header.page_size
-            if offset != c.archive_end and not report.problems:
-                report.problems.append("pages do not end at the committed end of the archive")
+            yield from _walk_chain(SUPERBLOCK_SIZE, c.archive_end, report, "")
     return report
+
+
+def _walk_chain(start: int, end: int, report: VerifyReport, what: str) -> Flow[None]:
+    """Follow page headers from ``start``; they must end exactly at ``end``."""
+    offset = start
+    while offset < end:
+        blobs = yield Read((ByteRange(offset, PAGE_HEADER_SIZE),))
+        try:
+            header = decode_page_header(blobs[0])
+        except (FormatError, IntegrityError) as e:
+            report.problems.append(f"page at {offset}{what}: {e}")
+            return
+        report.pages_checked += 1
+        offset += header.page_size
+    if offset != end:
+        report.problems.append(f"pages{what} do not end at the committed end of the archive")
 
 
 def _check_tree_shape(files: list[tuple[str, Entry]], c: object, report: VerifyReport) -> None:
@@ -185,18 +190,7 @@ def _check_pages_by_map(view: ArchiveView, report: VerifyReport) -> Flow[None]:
     pages = sorted((off, rec) for off, rec in space.pages.items()
                    if rec.kind != FREE and rec.live > 0)
     # The map's own pages (not in the map): a short chain from the tail to the end.
-    offset = tail
-    while offset < c.archive_end:
-        blobs = yield Read((ByteRange(offset, PAGE_HEADER_SIZE),))
-        try:
-            header = decode_page_header(blobs[0])
-        except (FormatError, IntegrityError) as e:
-            report.problems.append(f"page at {offset} (space map): {e}")
-            break
-        report.pages_checked += 1
-        offset += header.page_size
-    if offset != c.archive_end and not report.problems:
-        report.problems.append("the space map's pages do not end at the archive end")
+    yield from _walk_chain(tail, c.archive_end, report, " (space map)")
     blobs = yield Read(tuple(ByteRange(off, PAGE_HEADER_SIZE) for off, _ in pages))
     for (off, rec), blob in zip(pages, blobs):
         try:

@@ -84,6 +84,31 @@ def _shared_len(r: Reader, prev: bytes) -> int:
     return s
 
 
+class _KeyReader:
+    """Reads prefix-compressed keys in strictly increasing order, capping the total
+    bytes they expand to (prefix compression could turn a small node into huge keys)."""
+
+    __slots__ = ("first", "prev", "r", "total")
+
+    def __init__(self, r: Reader) -> None:
+        self.r = r
+        self.prev = b""
+        self.total = 0
+        self.first = True
+
+    def next(self, what: str) -> bytes:
+        s = _shared_len(self.r, self.prev)
+        key = self.prev[:s] + self.r.blob(MAX_KEY_SIZE - s)
+        self.total += len(key)
+        if self.total > MAX_NODE_PLAIN_SIZE:
+            raise LimitExceededError("tree node: its keys expand beyond the node limit")
+        if not self.first and key <= self.prev:
+            raise FormatError(f"tree node: {what} out of order")
+        self.first = False
+        self.prev = key
+        return key
+
+
 def decode_node(buf: bytes, value_limit: int) -> Node:
     if len(buf) > MAX_NODE_PLAIN_SIZE:
         raise LimitExceededError("node larger than the limit")
@@ -91,26 +116,17 @@ def decode_node(buf: bytes, value_limit: int) -> Node:
     node_type = r.u8()
     level = r.u8()
     count = r.uvarint(MAX_NODE_ENTRIES)
-    keys: list[bytes] = []
-    prev = b""
-    key_bytes = 0  # prefix compression could expand a small node into huge keys: cap it
+    keys = _KeyReader(r)
     if node_type == LEAF:
         if level != 0:
             raise FormatError("tree node: leaf with non-zero level")
+        leaf_keys: list[bytes] = []
         values: list[bytes] = []
         for _ in range(count):
-            s = _shared_len(r, prev)
-            key = prev[:s] + r.blob(MAX_KEY_SIZE - s)
-            key_bytes += len(key)
-            if key_bytes > MAX_NODE_PLAIN_SIZE:
-                raise LimitExceededError("tree node: its keys expand beyond the node limit")
-            if keys and key <= prev:
-                raise FormatError("tree node: keys out of order")
-            keys.append(key)
+            leaf_keys.append(keys.next("keys"))
             values.append(r.blob(value_limit))
-            prev = key
         r.done()
-        return Leaf(keys, values)
+        return Leaf(leaf_keys, values)
     if node_type == INTERNAL:
         if not 1 <= level < MAX_TREE_HEIGHT:
             raise FormatError("tree node: bad level")
@@ -118,19 +134,12 @@ def decode_node(buf: bytes, value_limit: int) -> Node:
             raise FormatError("tree node: empty internal node")
         children: list[Child] = []
         for _ in range(count):
-            s = _shared_len(r, prev)
-            key = prev[:s] + r.blob(MAX_KEY_SIZE - s)
-            key_bytes += len(key)
-            if key_bytes > MAX_NODE_PLAIN_SIZE:
-                raise LimitExceededError("tree node: its keys expand beyond the node limit")
-            if children and key <= prev:
-                raise FormatError("tree node: separators out of order")
+            key = keys.next("separators")
             ref = decode_ref(r)
             n = r.uvarint()
             if n == 0:
                 raise FormatError("tree node: empty child")
             children.append(Child(key, ref, n))
-            prev = key
         r.done()
         return Internal(level, children)
     raise FormatError(f"tree node: unknown node type {node_type}")
