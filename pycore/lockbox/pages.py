@@ -10,9 +10,8 @@ overwritten. docs/FORMAT.md §4 and §14.
 
 from __future__ import annotations
 
-import os
-
-from .errors import CommitError, StorageError
+from .errors import CommitError
+from .fileio import pread_exact, pwrite_all, write_zeros
 from .format.constants import (
     FRAME_OVERHEAD,
     MAX_PAGE_SIZE,
@@ -79,10 +78,7 @@ class PageWriter:
             extent = self.space.take_free_extent(max(_round_up(need), _MIN_REUSE))
         if extent is not None:
             self.page_offset, self.extent = extent
-            try:
-                header = os.pread(self.fd, PAGE_HEADER_SIZE, self.page_offset)
-            except OSError as e:
-                raise StorageError(f"reading the archive failed: {e.strerror}") from e
+            header = pread_exact(self.fd, PAGE_HEADER_SIZE, self.page_offset)
             self.taken.append((self.page_offset, self.extent, header))
             self.capacity = min(self.extent, MAX_PAGE_SIZE)
             self.from_tail = False
@@ -111,14 +107,7 @@ class PageWriter:
         return ref
 
     def _pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                n = os.pwrite(self.fd, view, offset)
-                view = view[n:]
-                offset += n
-        except OSError as e:
-            raise StorageError(f"writing the archive failed: {e.strerror or e}") from e
+        pwrite_all(self.fd, data, offset)
 
     def _flush(self) -> None:
         if self._buf:
@@ -155,14 +144,8 @@ class PageWriter:
         original header), so the file is as it was before the session."""
         self._buf = bytearray()
         self.used = 0
-        zeros = bytes(1 << 20)
         for offset, size, header in reversed(self.taken):
-            pos, left = offset, size
-            while left:
-                n = min(left, len(zeros))
-                self._pwrite(memoryview(zeros)[:n], pos)
-                pos += n
-                left -= n
+            write_zeros(self.fd, offset, size)
             self._pwrite(header, offset)
         self.taken.clear()
 

@@ -4,11 +4,11 @@ docs/FORMAT.md §14."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
-from .errors import FormatError, IntegrityError, StorageError
+from .errors import FormatError, IntegrityError
+from .fileio import fsync, pread_exact, pwrite_all, write_zeros
 from .format.constants import (
     FRAME_HEADER_SIZE,
     FRAME_MAGIC,
@@ -29,7 +29,6 @@ from .view import ArchiveView
 __all__ = ["SpaceKeeper"]
 
 _KIND = {PageKind.FRAMES: FRAMES, PageKind.KEYDIR: KEYDIR, PageKind.FREE: FREE}
-_ZEROS = bytes(1 << 20)
 
 
 class SpaceKeeper:
@@ -40,27 +39,10 @@ class SpaceKeeper:
     # -- low-level I/O ---------------------------------------------------------------
 
     def _pread(self, offset: int, size: int) -> bytes:
-        try:
-            return os.pread(self.fd, size, offset)
-        except OSError as e:
-            raise StorageError(f"reading the archive failed: {e.strerror}") from e
-
-    def _pwrite(self, data: bytes | memoryview, offset: int) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                n = os.pwrite(self.fd, view, offset)
-                view = view[n:]
-                offset += n
-        except OSError as e:
-            raise StorageError(f"writing the archive failed: {e.strerror}") from e
+        return pread_exact(self.fd, size, offset)
 
     def _zero(self, offset: int, size: int) -> None:
-        while size:
-            n = min(size, len(_ZEROS))
-            self._pwrite(memoryview(_ZEROS)[:n], offset)
-            offset += n
-            size -= n
+        write_zeros(self.fd, offset, size)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -154,11 +136,8 @@ class SpaceKeeper:
         """Zero what the durable commit freed; free pages that hold nothing live."""
 
         def free_header(offset: int, size: int) -> None:
-            self._pwrite(free_page_header(size, generation), offset)
+            pwrite_all(self.fd, free_page_header(size, generation), offset)
 
         done = space.redact(self._zero, free_header, keep=set())
-        try:
-            os.fsync(self.fd)
-        except OSError as e:
-            raise StorageError(f"fsync failed: {e.strerror}") from e
+        fsync(self.fd)
         return done

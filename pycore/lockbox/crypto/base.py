@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Aead", "Hasher", "CryptoBackend", "AEAD_KEY_SIZE", "AEAD_NONCE_SIZE", "AEAD_TAG_SIZE",
-           "MLKEM1024_SEED_SIZE", "MLKEM1024_EK_SIZE", "MLKEM1024_CT_SIZE", "MLKEM_SS_SIZE"]
+__all__ = ["Aead", "Hasher", "CryptoBackend", "check_size", "check_int", "AEAD_KEY_SIZE",
+           "AEAD_NONCE_SIZE", "AEAD_TAG_SIZE", "MLKEM1024_SEED_SIZE", "MLKEM1024_EK_SIZE",
+           "MLKEM1024_CT_SIZE", "MLKEM_SS_SIZE"]
 
 AEAD_KEY_SIZE = 32
 AEAD_NONCE_SIZE = 12
@@ -101,3 +102,17 @@ class CryptoBackend(Protocol):
     def random_bytes(self, size: int) -> bytes:
         """``size`` bytes from a CSPRNG."""
         ...
+
+
+def check_size(value: bytes | bytearray | memoryview, size: int, what: str) -> None:
+    """Argument check shared by every backend (a programming error: ValueError)."""
+    if len(value) != size:
+        raise ValueError(f"{what} must be {size} bytes, got {len(value)}")
+
+
+def check_int(value: int, minimum: int, what: str, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ValueError(f"{what} must be {bound}, got {value}")

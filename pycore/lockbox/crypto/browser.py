@@ -40,6 +40,8 @@ from lockbox.crypto.base import (
     MLKEM1024_SEED_SIZE,
     Aead,
     Hasher,
+    check_int,
+    check_size,
 )
 from lockbox.crypto.hkdf import hkdf_sha256
 from lockbox.errors import BackendUnavailableError, FormatError, IntegrityError
@@ -68,17 +70,6 @@ _ARGON2_MIN_LENGTH = 4
 _ARGON2_MAX_U32 = (1 << 32) - 1
 
 
-def _check_size(value: bytes | bytearray | memoryview, size: int, what: str) -> None:
-    if len(value) != size:
-        raise ValueError(f"{what} must be {size} bytes, got {len(value)}")
-
-
-def _check_int(value: int, minimum: int, what: str, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-        raise ValueError(f"{what} must be {bound}, got {value}")
 
 
 def _bundle() -> Any:
@@ -104,17 +95,17 @@ class _ChaCha20Poly1305Aead:
     __slots__ = ("_api", "_key")
 
     def __init__(self, api: Any, key: bytes) -> None:
-        _check_size(key, AEAD_KEY_SIZE, "ChaCha20-Poly1305 key")
+        check_size(key, AEAD_KEY_SIZE, "ChaCha20-Poly1305 key")
         self._api = api
         self._key = to_js(bytes(key))  # one JS Uint8Array, reused by every call
 
     def seal(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
-        _check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
+        check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
         sealed: bytes = self._api.aeadSeal(self._key, nonce, plaintext, aad).to_bytes()
         return sealed
 
     def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
-        _check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
+        check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
         opened = self._api.aeadOpen(self._key, nonce, sealed, aad)
         if opened is None:
             raise IntegrityError("ChaCha20-Poly1305 authentication failed")
@@ -157,10 +148,10 @@ class BrowserCryptoBackend:
         self, password: bytes, salt: bytes, *, time_cost: int, memory_kib: int,
         parallelism: int, length: int,
     ) -> bytes:
-        _check_int(time_cost, 1, "Argon2id time_cost", _ARGON2_MAX_U32)
-        _check_int(parallelism, 1, "Argon2id parallelism", _ARGON2_MAX_LANES)
-        _check_int(memory_kib, 8 * parallelism, "Argon2id memory_kib", _ARGON2_MAX_U32)
-        _check_int(length, _ARGON2_MIN_LENGTH, "Argon2id length", _ARGON2_MAX_U32)
+        check_int(time_cost, 1, "Argon2id time_cost", _ARGON2_MAX_U32)
+        check_int(parallelism, 1, "Argon2id parallelism", _ARGON2_MAX_LANES)
+        check_int(memory_kib, 8 * parallelism, "Argon2id memory_kib", _ARGON2_MAX_U32)
+        check_int(length, _ARGON2_MIN_LENGTH, "Argon2id length", _ARGON2_MAX_U32)
         if len(salt) < _ARGON2_MIN_SALT:
             raise ValueError(f"Argon2id salt must be at least {_ARGON2_MIN_SALT} bytes")
         engine = self.argon2id_engine(len(salt), time_cost=time_cost, memory_kib=memory_kib,
@@ -194,20 +185,20 @@ class BrowserCryptoBackend:
         return hkdf_sha256(ikm, salt, info, length)
 
     def mlkem1024_public_key(self, seed: bytes) -> bytes:
-        _check_size(seed, MLKEM1024_SEED_SIZE, "ML-KEM-1024 seed")
+        check_size(seed, MLKEM1024_SEED_SIZE, "ML-KEM-1024 seed")
         out: bytes = self._api.mlkemPublicKey(bytes(seed)).to_bytes()
         return out
 
     def mlkem1024_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
-        _check_size(public_key, MLKEM1024_EK_SIZE, "ML-KEM-1024 encapsulation key")
+        check_size(public_key, MLKEM1024_EK_SIZE, "ML-KEM-1024 encapsulation key")
         result = self._api.mlkemEncapsulate(bytes(public_key))
         if result is None:  # right size, so the FIPS 203 §7.2 modulus check failed
             raise FormatError("invalid ML-KEM-1024 encapsulation key")
         return result.sharedSecret.to_bytes(), result.cipherText.to_bytes()
 
     def mlkem1024_decapsulate(self, seed: bytes, ciphertext: bytes) -> bytes:
-        _check_size(seed, MLKEM1024_SEED_SIZE, "ML-KEM-1024 seed")
-        _check_size(ciphertext, MLKEM1024_CT_SIZE, "ML-KEM-1024 ciphertext")
+        check_size(seed, MLKEM1024_SEED_SIZE, "ML-KEM-1024 seed")
+        check_size(ciphertext, MLKEM1024_CT_SIZE, "ML-KEM-1024 ciphertext")
         out: bytes = self._api.mlkemDecapsulate(bytes(seed), bytes(ciphertext)).to_bytes()
         return out
 
@@ -215,7 +206,7 @@ class BrowserCryptoBackend:
         return _Blake3(self._api.blake3())
 
     def random_bytes(self, size: int) -> bytes:
-        _check_int(size, 0, "random_bytes size")
+        check_int(size, 0, "random_bytes size")
         if size == 0:
             return b""
         out: bytes = self._api.randomBytes(size).to_bytes()

@@ -18,6 +18,8 @@ from lockbox.crypto.base import (
     MLKEM1024_SEED_SIZE,
     Aead,
     Hasher,
+    check_int,
+    check_size,
 )
 from lockbox.errors import BackendUnavailableError, FormatError, IntegrityError
 
@@ -43,17 +45,6 @@ _ARGON2_MIN_SALT = 8
 _ARGON2_MIN_LENGTH = 4
 
 
-def _check_size(value: bytes, size: int, what: str) -> None:
-    if len(value) != size:
-        raise ValueError(f"{what} must be {size} bytes, got {len(value)}")
-
-
-def _check_int(value: int, minimum: int, what: str, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-        raise ValueError(f"{what} must be {bound}, got {value}")
 
 
 def _unavailable(exc: UnsupportedAlgorithm, what: str) -> BackendUnavailableError:
@@ -66,15 +57,15 @@ class _ChaCha20Poly1305Aead:
     __slots__ = ("_cipher",)
 
     def __init__(self, key: bytes) -> None:
-        _check_size(key, AEAD_KEY_SIZE, "ChaCha20-Poly1305 key")
+        check_size(key, AEAD_KEY_SIZE, "ChaCha20-Poly1305 key")
         self._cipher = ChaCha20Poly1305(key)
 
     def seal(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
-        _check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
+        check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
         return self._cipher.encrypt(nonce, plaintext, aad)
 
     def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
-        _check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
+        check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
         try:
             return self._cipher.decrypt(nonce, sealed, aad)
         except InvalidTag:
@@ -93,10 +84,10 @@ class CryptographyBackend:
         self, password: bytes, salt: bytes, *, time_cost: int, memory_kib: int,
         parallelism: int, length: int,
     ) -> bytes:
-        _check_int(time_cost, 1, "Argon2id time_cost")
-        _check_int(parallelism, 1, "Argon2id parallelism", _ARGON2_MAX_LANES)
-        _check_int(memory_kib, 8 * parallelism, "Argon2id memory_kib")
-        _check_int(length, _ARGON2_MIN_LENGTH, "Argon2id length")
+        check_int(time_cost, 1, "Argon2id time_cost")
+        check_int(parallelism, 1, "Argon2id parallelism", _ARGON2_MAX_LANES)
+        check_int(memory_kib, 8 * parallelism, "Argon2id memory_kib")
+        check_int(length, _ARGON2_MIN_LENGTH, "Argon2id length")
         if len(salt) < _ARGON2_MIN_SALT:
             raise ValueError(f"Argon2id salt must be at least {_ARGON2_MIN_SALT} bytes")
         try:
@@ -109,13 +100,13 @@ class CryptographyBackend:
         return kdf.derive(password)
 
     def hkdf_sha256(self, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
-        _check_int(length, 0, "HKDF-SHA-256 length", _HKDF_MAX_LENGTH)
+        check_int(length, 0, "HKDF-SHA-256 length", _HKDF_MAX_LENGTH)
         if length == 0:
             return b""
         return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
 
     def _mlkem_private(self, seed: bytes) -> mlkem.MLKEM1024PrivateKey:
-        _check_size(seed, MLKEM1024_SEED_SIZE, "ML-KEM-1024 seed")
+        check_size(seed, MLKEM1024_SEED_SIZE, "ML-KEM-1024 seed")
         try:
             return mlkem.MLKEM1024PrivateKey.from_seed_bytes(seed)
         except UnsupportedAlgorithm as exc:
@@ -125,7 +116,7 @@ class CryptographyBackend:
         return self._mlkem_private(seed).public_key().public_bytes_raw()
 
     def mlkem1024_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
-        _check_size(public_key, MLKEM1024_EK_SIZE, "ML-KEM-1024 encapsulation key")
+        check_size(public_key, MLKEM1024_EK_SIZE, "ML-KEM-1024 encapsulation key")
         try:
             key = mlkem.MLKEM1024PublicKey.from_public_bytes(public_key)
         except UnsupportedAlgorithm as exc:
@@ -136,7 +127,7 @@ class CryptographyBackend:
         return shared_secret, ciphertext
 
     def mlkem1024_decapsulate(self, seed: bytes, ciphertext: bytes) -> bytes:
-        _check_size(ciphertext, MLKEM1024_CT_SIZE, "ML-KEM-1024 ciphertext")
+        check_size(ciphertext, MLKEM1024_CT_SIZE, "ML-KEM-1024 ciphertext")
         return self._mlkem_private(seed).decapsulate(ciphertext)
 
     def blake3(self) -> Hasher:
@@ -153,5 +144,5 @@ class CryptographyBackend:
         return hasher
 
     def random_bytes(self, size: int) -> bytes:
-        _check_int(size, 0, "random_bytes size")
+        check_int(size, 0, "random_bytes size")
         return os.urandom(size)
