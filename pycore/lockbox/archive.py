@@ -22,11 +22,12 @@ from .format.constants import EntryType
 from .format.entry import Entry, normalize_path
 from .info import ArchiveInfo, EntryInfo, SlotInfo, entry_info
 from .keys import Identity
+from .opening import open_flow
 from .platform import default_codec, default_crypto
 from .reading import FileReadPlan
 from .sources.base import AsyncRangeSource, RangeSource
 from .verify import VerifyReport, verify_flow
-from .view import ArchiveView, open_flow
+from .view import ArchiveView
 
 __all__ = ["Lockbox", "AsyncLockbox"]
 

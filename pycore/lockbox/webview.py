@@ -466,7 +466,7 @@ class Session:
     async def unlock(self, password: str | None = None,
                      identity: str | None = None) -> dict[str, Any]:
         """Unlock the opened archive with a password or the text of an identity file."""
-        from .view import open_flow
+        from .opening import open_flow
 
         rec = self._source
         if rec is None:
