@@ -1,23 +1,98 @@
-"""Helpers for the CLI tests: a static file server on a real uvicorn, and a
-source tree with known modes and mtimes."""
+"""Helpers for the CLI tests: running ``lockbox`` in-process (``Runner``) or as a real
+process (``run_lockbox``), a static file server on a real uvicorn, and a source tree
+with known modes and mtimes."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-__all__ = ["static_server", "make_tree", "FILE_MTIME_NS", "DIR_MTIME_NS"]
+from lockbox import cli
+
+__all__ = ["static_server", "make_tree", "FILE_MTIME_NS", "DIR_MTIME_NS", "Result", "Runner",
+           "one_line_error", "lockbox_command", "run_lockbox", "WEAK"]
+
+WEAK = ["--argon2-memory-kib", "8", "--argon2-time", "1"]  # cheap Argon2id for `create`
+
+
+@dataclass
+class Result:
+    rc: int
+    out: bytes
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out.decode()
+
+    @property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+
+class Runner:
+    """``cli.main`` in-process with captured (binary) stdout and stderr."""
+
+    def __init__(self, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+        self.cap = capsysbinary
+
+    def __call__(self, *argv: str | os.PathLike[str]) -> Result:
+        self.cap.readouterr()
+        rc = cli.main([os.fspath(a) for a in argv])
+        out, err = self.cap.readouterr()
+        return Result(rc, out, err.decode("utf-8", "surrogateescape"))
+
+    def ok(self, *argv: str | os.PathLike[str]) -> Result:
+        r = self(*argv)
+        assert r.rc == 0, r.err
+        assert "Traceback" not in r.err
+        return r
+
+
+def one_line_error(r: Result, rc: int) -> str:
+    """Assert exit code ``rc`` and exactly one ``lockbox: ...`` line on stderr."""
+    assert r.rc == rc, (r.rc, r.err)
+    lines = r.err.splitlines()
+    assert len(lines) == 1, r.err
+    assert lines[0].startswith("lockbox: ")
+    assert "Traceback" not in r.err
+    return lines[0]
+
+
+def lockbox_command() -> list[str]:
+    """The installed ``lockbox`` entry point next to this Python (else ``-m``)."""
+    script = Path(sys.executable).parent / "lockbox"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "lockbox.cli"]
+
+
+def run_lockbox(*argv: str | os.PathLike[str], password: str | None = None,
+                debug: bool = False, **kw: object) -> subprocess.CompletedProcess[bytes]:
+    """A real ``lockbox`` process; no LOCKBOX_* variables but the password given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKBOX_")}
+    if password is not None:
+        env["LOCKBOX_PASSWORD"] = password
+    if debug:
+        env["LOCKBOX_DEBUG"] = "1"
+    return subprocess.run([*lockbox_command(), *map(os.fspath, argv)], env=env,  # type: ignore[call-overload]
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=60,
+                          check=False, **kw)
 
 FILE_MTIME_NS = 1_600_000_000_123_456_789
 DIR_MTIME_NS = 1_500_000_000_987_654_321

@@ -10,63 +10,29 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import lockbox
-from cli_helpers import DIR_MTIME_NS, FILE_MTIME_NS, make_tree, static_server
+from cli_helpers import (
+    DIR_MTIME_NS,
+    FILE_MTIME_NS,
+    WEAK,
+    Runner,
+    lockbox_command,
+    make_tree,
+    one_line_error,
+    run_lockbox,
+    static_server,
+)
 from lockbox import cli
 from lockbox.format.constants import SUPERBLOCK_SIZE
 from lockbox.format.keydir import decode_keydir
 from lockbox.format.superblock import decode_superblock
 
 PW = "correct horse battery staple"
-WEAK = ["--argon2-memory-kib", "8", "--argon2-time", "1"]
 BIG = os.urandom(3 * 1024 * 1024 + 123)
-
-
-@dataclass
-class Result:
-    rc: int
-    out: bytes
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out.decode()
-
-    @property
-    def lines(self) -> list[str]:
-        return self.text.splitlines()
-
-
-class Runner:
-    def __init__(self, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-        self.cap = capsysbinary
-
-    def __call__(self, *argv: str | os.PathLike[str]) -> Result:
-        self.cap.readouterr()
-        rc = cli.main([os.fspath(a) for a in argv])
-        out, err = self.cap.readouterr()
-        return Result(rc, out, err.decode())
-
-    def ok(self, *argv: str | os.PathLike[str]) -> Result:
-        r = self(*argv)
-        assert r.rc == 0, r.err
-        assert "Traceback" not in r.err
-        return r
-
-
-def one_line_error(r: Result, rc: int) -> str:
-    """Assert exit code ``rc`` and exactly one ``lockbox: ...`` line on stderr."""
-    assert r.rc == rc, (r.rc, r.err)
-    lines = r.err.splitlines()
-    assert len(lines) == 1, r.err
-    assert lines[0].startswith("lockbox: ")
-    assert "Traceback" not in r.err
-    return lines[0]
 
 
 @pytest.fixture(autouse=True)
@@ -547,22 +513,9 @@ def test_read_only_commands_over_http(run: Runner, box: Path, served: str, tmp_p
 # -- a real process ------------------------------------------------------------------------
 
 
-def _command() -> list[str]:
-    script = Path(sys.executable).parent / "lockbox"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "lockbox.cli"]
-
-
 def _proc(*argv: str | os.PathLike[str], password: str | None = PW, debug: bool = False,
           **kw: object) -> subprocess.CompletedProcess[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKBOX_")}
-    if password is not None:
-        env["LOCKBOX_PASSWORD"] = password
-    if debug:
-        env["LOCKBOX_DEBUG"] = "1"
-    return subprocess.run([*_command(), *map(os.fspath, argv)], env=env, capture_output=True,
-                          stdin=subprocess.DEVNULL, timeout=60, check=False, **kw)  # type: ignore[call-overload]
+    return run_lockbox(*argv, password=password, debug=debug, **kw)
 
 
 def test_subprocess_round_trip(tmp_path: Path, src: Path) -> None:
@@ -603,7 +556,7 @@ def test_subprocess_broken_pipe(tmp_path: Path, src: Path) -> None:
     assert _proc("create", archive, *WEAK).returncode == 0
     assert _proc("add", archive, src / "big.bin", "-q").returncode == 0
     env = {**os.environ, "LOCKBOX_PASSWORD": PW}
-    proc = subprocess.Popen([*_command(), "cat", str(archive), "big.bin"], env=env,
+    proc = subprocess.Popen([*lockbox_command(), "cat", str(archive), "big.bin"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None and proc.stderr is not None

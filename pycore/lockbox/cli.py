@@ -21,6 +21,7 @@ import stat as stat_mod
 import sys
 import time
 import traceback
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -52,7 +53,7 @@ from .keys import (
 )
 from .sources import is_url
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "escape_controls"]
 
 PROG = "lockbox"
 EXIT_INTERRUPTED = 130
@@ -69,14 +70,65 @@ Progress = Callable[[str, int], None]
 # -- small helpers -------------------------------------------------------------------
 
 
+# Characters that never reach the terminal raw: controls (C0, DEL, C1), format characters
+# (bidi embeddings/overrides/isolates U+202A-U+202E and U+2066-U+2069, soft hyphen, BOM,
+# zero-width space...), line/paragraph separators, and lone surrogates (undecodable bytes
+# of host file names). ZWNJ/ZWJ stay: scripts (Persian, Indic) and emoji need them, and
+# they can neither move the cursor nor reorder text.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_KEPT_FORMAT = frozenset("\u200c\u200d")
+_NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` made safe and unambiguous for a terminal, like ``ls -b``.
+
+    Backslash becomes ``\\\\``; newline, CR and tab ``\\n``, ``\\r``, ``\\t``; other ASCII
+    controls and DEL ``\\xHH``; a lone surrogate U+DC80..U+DCFF (an undecodable byte of a
+    host file name, ``surrogateescape``) ``\\xHH`` with that byte; other controls, format
+    characters (bidi overrides and isolates...), U+2028/U+2029 ``\\uHHHH`` (or
+    ``\\UHHHHHHHH``). So ``\\x`` always stands for a byte and ``\\u`` for a code point, and
+    distinct strings stay distinct. Printable text (any script) is unchanged.
+    """
+    if "\\" not in text and text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch != "\\" and ch.isprintable():
+            out.append(ch)
+            continue
+        named = _NAMED_ESCAPES.get(ch)
+        if named is not None:
+            out.append(named)
+        elif ch in _KEPT_FORMAT or unicodedata.category(ch) not in _ESCAPED_CATEGORIES:
+            out.append(ch)  # e.g. no-break space, private use: harmless
+        else:
+            cp = ord(ch)
+            if cp < 0x80:
+                out.append(f"\\x{cp:02x}")
+            elif 0xDC80 <= cp <= 0xDCFF:
+                out.append(f"\\x{cp - 0xDC00:02x}")
+            elif cp <= 0xFFFF:
+                out.append(f"\\u{cp:04x}")
+            else:
+                out.append(f"\\U{cp:08x}")
+    return "".join(out)
+
+
 def _err(message: str) -> None:
-    """One line on stderr, prefixed with the program name."""
-    line = " ".join(str(message).split("\n")).strip()
-    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+    """One line on stderr, prefixed with the program name; control characters escaped
+    (messages can embed archive paths)."""
+    print(f"{PROG}: {escape_controls(str(message).strip())}", file=sys.stderr, flush=True)
 
 
 def _out(text: str = "") -> None:
-    print(text, flush=False)
+    """One line of human output on stdout, control characters escaped."""
+    print(escape_controls(text), flush=False)
+
+
+def _out_json(data: object) -> None:
+    """Exact machine output: JSON escapes control characters itself (ASCII only)."""
+    print(json.dumps(data, indent=2), flush=False)
 
 
 def _stdin_tty() -> bool:
@@ -195,7 +247,7 @@ def _read_secret_line(path: str, what: str) -> str:
 
 def _prompt(prompt: str) -> str:
     try:
-        return getpass.getpass(prompt)
+        return getpass.getpass(escape_controls(prompt))
     except EOFError:
         raise UsageError("no password entered") from None
 
@@ -501,7 +553,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         else:
             entries = box.ls("", recursive=args.recursive)
     if args.json:
-        _out(json.dumps([e.to_json() for e in entries], indent=2))
+        _out_json([e.to_json() for e in entries])
     elif args.long:
         for line in _long_lines(entries):
             _out(line)
@@ -573,7 +625,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         data = info.to_json()
         if reclaim is not None:
             data["reclaimable_bytes"] = reclaim[0]
-        _out(json.dumps(data, indent=2))
+        _out_json(data)
         return 0
     size = "unknown" if info.archive_size is None else (
         f"{info.archive_size:,} bytes ({_human(info.archive_size)})")
@@ -612,7 +664,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         finally:
             meter.close()
     if args.json:
-        _out(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
+        _out_json({**asdict(report), "ok": report.ok})
     elif report.ok and not args.quiet:
         _out(f"ok: generation {report.generation}, {report.files_checked} files "
              f"({_human(report.bytes_checked)}), {report.nodes_checked} tree nodes, "
@@ -674,7 +726,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
         break
     assert report is not None
     if args.json:
-        _out(json.dumps(report.to_json(), indent=2))
+        _out_json(report.to_json())
         return 0 if report.ok else IntegrityError.exit_code
     for e in report.files:
         if e.status != "complete":
@@ -750,7 +802,7 @@ def cmd_env_ls(args: argparse.Namespace) -> int:
         items = box.env_items()
     for name, value in items:
         if args.values:
-            _out(f"{name}={value.decode('utf-8', 'backslashreplace')}")
+            _out(f"{name}={value.decode('utf-8', 'surrogateescape')}")
         else:
             _out(name)
     return 0
@@ -771,8 +823,8 @@ def cmd_keys_ls(args: argparse.Namespace) -> int:
     with _open(args) as box:
         info = box.info()
     if args.json:
-        _out(json.dumps([{**asdict(s), "unlocked": s.slot_id == info.unlocked_slot}
-                         for s in info.slots], indent=2))
+        _out_json([{**asdict(s), "unlocked": s.slot_id == info.unlocked_slot}
+                   for s in info.slots])
         return 0
     for s in info.slots:
         mark = "  (unlocked with this)" if s.slot_id == info.unlocked_slot else ""
