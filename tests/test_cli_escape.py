@@ -136,7 +136,7 @@ def test_ls_short_long_recursive(run: Runner, evil: Path) -> None:
     assert r.lines[-1].endswith(" link\\x1b[31m -> tar\\x1b[2Jget\\n")
     assert any(line.endswith(" evil\\nall-clear.txt") for line in r.lines)
 
-    r = run.ok("ls", "--long", evil, "dir\u2066x\u2069")
+    r = run.ok("ls", evil, "--long", "dir\u2066x\u2069")  # an option after the path
     assert_clean(r.out, r.err)
     assert r.lines[0].endswith(" dir\\u2066x\\u2069/in\\u2028ner\\r")
 

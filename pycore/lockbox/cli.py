@@ -31,6 +31,7 @@ from .archive import Lockbox
 from .errors import (
     FormatError,
     IntegrityError,
+    InvalidPathError,
     LockboxError,
     StorageError,
     UsageError,
@@ -42,6 +43,7 @@ from .format.constants import (
     ARGON2_MIN_MEMORY_KIB,
     DEFAULT_CHUNK_SIZE,
 )
+from .format.entry import normalize_path
 from .info import EntryInfo
 from .keys import (
     DEFAULT_ARGON2,
@@ -412,6 +414,8 @@ def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
 
 def cmd_create(args: argparse.Namespace) -> int:
     """lockbox create: a new, empty archive."""
+    if not args.force and not is_url(args.archive) and os.path.lexists(args.archive):
+        raise StorageError(f"{args.archive} already exists (use --force to replace it)")
     with _create(args, overwrite=args.force):
         pass
     if not args.quiet:
@@ -599,8 +603,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     """lockbox rm: remove entries."""
+    removed = 0
     with _open(args, write=True) as box, box.writer() as w:
-        removed = sum(w.remove(p, recursive=args.recursive) for p in args.paths)
+        for p in args.paths:
+            try:
+                removed += w.remove(p, recursive=args.recursive)
+            except InvalidPathError:
+                # The library's hint names its API; here the hint is the flag.
+                norm = normalize_path(p)
+                if args.recursive or not norm or not box.stat(norm).is_dir:
+                    raise
+                raise InvalidPathError(f"directory not empty: {norm} (use -r to remove it "
+                                       "with everything in it)") from None
     if not args.quiet:
         _out(f"removed {removed} entries")
     return 0
@@ -1024,6 +1038,36 @@ def _argon2_options(g: Any) -> None:
     g.add_argument("--argon2-memory-kib", type=_positive_int, help=argparse.SUPPRESS)
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """The parser of one command: options may come anywhere among the positionals
+    (``lockbox ls x.lbox -R dir``), and arguments left over are a usage error of THIS
+    command, printed with its own usage (not the top level's).
+
+    argparse's intermixed parsing cannot handle subparsers, so it is done one level
+    down: the top-level parser finds the command as usual and hands the rest to the
+    command's parser, whose ``parse_known_args`` is intermixed here. A parser that
+    itself has subcommands (``env``, ``keys``) parses normally and hands on again.
+    """
+
+    _in_intermixed = False
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None,
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        # Python 3.11/3.12's parse_known_intermixed_args calls parse_known_args twice
+        # (optionals first, then positionals): those inner calls parse normally.
+        if self._in_intermixed or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._in_intermixed = True
+        try:
+            ns, extras = self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._in_intermixed = False
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``lockbox`` command."""
     quiet, secrets = _common_parents()
@@ -1042,7 +1086,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache", type=_cache_limit, default=None, metavar="LIMIT",
                    help="decoded-page cache: auto, a size like 256M, or 0 to disable "
                         "(default: LOCKBOX_CACHE, else auto)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_CommandParser)
 
     both = [quiet, secrets]
     ro = "ARCHIVE may be a local file or an http(s):// URL."
