@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import errno
 import getpass
 import json
 import os
@@ -1291,6 +1292,37 @@ def _default_site() -> str | None:
     return candidate if os.path.isfile(os.path.join(candidate, "index.html")) else None
 
 
+SERVE_LIST_LIMIT = 10  # archive URLs shown when the server starts
+
+
+def _serve_banner(directory: str, url: str, site: str | None) -> list[str]:
+    """What `lockbox serve` prints once it listens: where, the viewer, the archives."""
+    import lockbox_server
+
+    lines = [f"serving {directory} at {url} (Ctrl-C to stop)"]
+    if site:
+        lines.append(f"  viewer:   {url}")
+    else:
+        lines.append(f"  viewer:   not built (python build.py); {url} lists the archives")
+    archive_urls = getattr(lockbox_server, "archive_urls", None)
+    if archive_urls is None:  # an older lockbox_server: no listing
+        return lines
+    try:
+        shown, total = archive_urls(directory, url, limit=SERVE_LIST_LIMIT)
+    except OSError as e:
+        lines.append(f"  archives: cannot list {directory}: {e.strerror or e}")
+        return lines
+    if not total:
+        lines.append(f"  archives: none yet (.lbox files put in {directory} are served "
+                     "as they appear)")
+        return lines
+    lines.append(f"  archives: {total}")
+    lines.extend(f"    {u}" for u in shown)
+    if total > len(shown):
+        lines.append(f"    \u2026 and {total - len(shown)} more")
+    return lines
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """lockbox serve: the range server (package lockbox_server)."""
     try:
@@ -1301,17 +1333,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def ready(url: str) -> None:
         if not args.quiet:
-            _out(f"serving {args.directory} at {url}"
-                 + (" (with the viewer)" if site else " (no viewer built: python build.py)"))
+            for line in _serve_banner(args.directory, url, site):
+                _out(line)
             sys.stdout.flush()
 
     try:
         serve(args.directory, host=args.host, port=args.port, site_dir=site,
               allowed_origins=args.allow_origin, ready=ready)
+    except KeyboardInterrupt:  # Ctrl-C is how the server is stopped: not an error
+        return 0
     except (FileNotFoundError, NotADirectoryError) as e:
         raise UsageError(f"cannot serve {args.directory}: {e.strerror or e}") from None
     except OSError as e:
-        raise StorageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
+        if e.errno == errno.EADDRINUSE:
+            raise StorageError(f"port {args.port} is busy: use --port N (or stop the other "
+                               "server)") from None
+        if e.strerror:
+            raise StorageError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from e
+        raise StorageError(str(e) or f"cannot listen on {args.host}:{args.port}") from e
     return 0
 
 
