@@ -5,6 +5,7 @@ without NUL or '/': newline, ESC, BEL, U+202E... are all valid names)."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -237,3 +238,22 @@ def test_real_process(evil: Path) -> None:
     p = run_lockbox("ls", evil, "-R", "--json", password=PW)
     assert {e["path"] for e in json.loads(p.stdout)} >= set(FILES)
 
+
+
+@pytest.mark.skipif("strict" not in inspect.signature(lockbox.Lockbox.extract).parameters,
+                    reason="Lockbox.extract without ExtractReport/strict in this checkout")
+def test_extract_skip_lines(run: Runner, tmp_path: Path,
+                            weak_argon2: lockbox.Argon2Params) -> None:
+    """An unsafe entry is skipped with one escaped line; the rest is extracted; exit 8."""
+    archive = tmp_path / "s.lbox"
+    with lockbox.create(archive, password=PW, argon2=weak_argon2) as box, box.writer() as w:
+        w.symlink("up\x1b[2J\n", "../../\x1b]0;t\x07")
+        w.add_bytes("ok\u202e.txt", b"fine")
+    r = run("extract", archive, "--to", tmp_path / "out")
+    assert r.rc == 8
+    assert_clean(r.out, r.err)
+    assert r.lines[0].startswith("extracted 1 entries")
+    skip, summary = r.err.splitlines()  # the reason is extract.py's wording
+    assert skip.startswith("lockbox: skipping up\\x1b[2J\\n: ")
+    assert summary == "lockbox: 1 unsafe entry was skipped (the rest was extracted)"
+    assert (tmp_path / "out" / "ok\u202e.txt").read_bytes() == b"fine"

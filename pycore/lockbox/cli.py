@@ -16,6 +16,7 @@ import argparse
 import datetime as _dt
 import errno
 import getpass
+import inspect
 import json
 import os
 import stat as stat_mod
@@ -35,6 +36,7 @@ from .errors import (
     InvalidPathError,
     LockboxError,
     StorageError,
+    UnsafePathError,
     UsageError,
     WrongKeyError,
 )
@@ -591,14 +593,27 @@ def cmd_extract(args: argparse.Namespace) -> int:
                 items = box.ls(p, recursive=True) if st.is_dir else [st]
                 total += sum(e.size for e in items if e.is_file)
         meter = _Meter(total, "extracting", enabled=not args.quiet)
+        kw: dict[str, Any] = {}
+        if "strict" in inspect.signature(box.extract).parameters:
+            kw["strict"] = False  # unsafe entries are reported here, one line each
         try:
-            count = box.extract(args.to, list(args.paths) or None, overwrite=args.overwrite,
-                                progress=meter)
+            result = box.extract(args.to, list(args.paths) or None, overwrite=args.overwrite,
+                                 progress=meter, **kw)
         finally:
             meter.close()
+    # Lockbox.extract returns an ExtractReport (older versions: the entry count).
+    count = result if isinstance(result, int) else result.entries
+    skipped = [] if isinstance(result, int) else list(result.skipped)
+    for s in skipped:
+        _err(f"skipping {s.path}: {s.reason}")
     if not args.quiet:
         _out(f"extracted {count} entries, {meter.bytes:,} bytes ({_human(meter.bytes)}) "
              f"to {args.to} in {time.monotonic() - started:.2f} s")
+    if skipped:
+        n = len(skipped)
+        _err(f"{n} unsafe entr{'y was' if n == 1 else 'ies were'} skipped (the rest was "
+             "extracted)")
+        return UnsafePathError.exit_code
     return 0
 
 
