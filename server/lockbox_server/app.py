@@ -4,16 +4,20 @@ Routes (all read-only: GET and HEAD, anything else is 405):
 
 * ``/archives/{name}``: one archive, with our own RFC 9110 range code
   (:mod:`.ranges`, :mod:`.conditional`, :mod:`.files`), never compressed;
-* ``/api/archives``: a JSON listing of the directory;
+* ``/api/archives``: a JSON listing of the directory (at most
+  :data:`LISTING_LIMIT` entries, with the total count);
 * ``/`` and below: the viewer site when ``site_dir`` is given, otherwise a
-  minimal HTML index of the archives at ``/`` only.
+  minimal HTML index of the archives at ``/`` only;
+* ``/{name}`` where ``/archives/{name}`` exists (and the site has no such
+  file): a 307 redirect to it, so ``lockbox ls http://host:port/x.lbox`` works.
 
 Only regular files directly inside the directory are archives: names starting
 with a dot, subdirectories, FIFOs/devices and anything whose resolved path
 leaves the directory are refused (404) and never listed. A symlink whose
 target is a regular file directly inside the directory is served (under the
 link's name, with the target's validators). Nothing here imports lockbox or
-decrypts anything.
+decrypts anything. Redirects are built from validated names only, so a
+``Location`` is always a path on this server (never ``//host`` or ``/\\host``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from .conditional import make_etag
@@ -40,6 +50,10 @@ __all__ = [
     "ARCHIVE_HEADERS",
     "CORS_ALLOW_HEADERS",
     "CORS_EXPOSE_HEADERS",
+    "LISTING_LIMIT",
+    "archive_names",
+    "archive_url_path",
+    "archive_urls",
     "create_app",
     "list_archives",
     "safe_archive_path",
@@ -59,6 +73,11 @@ CORS_ALLOW_HEADERS = ("Range", "If-Match", "If-Range", "If-None-Match", "If-Modi
 #: Response headers a cross-origin page may read.
 CORS_EXPOSE_HEADERS = ("Content-Range", "Accept-Ranges", "ETag", "Content-Length",
                        "Last-Modified", "Content-Type")
+
+#: Entries of ``/api/archives`` (and of the index page) at most; the JSON says
+#: how many there are in all (``total``) and whether the list was cut
+#: (``truncated``).
+LISTING_LIMIT = 1000
 
 _INDEX_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
@@ -80,19 +99,56 @@ def safe_archive_path(root: Path, name: str) -> Path | None:
     return real
 
 
-def list_archives(root: Path) -> list[dict[str, object]]:
-    """Name, size, mtime (ISO 8601 UTC), ETag and URL of every servable archive."""
-    out: list[dict[str, object]] = []
+def archive_url_path(name: str) -> str:
+    """The URL path of archive ``name``: ``/archives/<name, percent-encoded>``."""
+    return "/archives/" + quote(name, safe="")
+
+
+def archive_names(root: Path) -> list[str]:
+    """The sorted names of the servable archives in ``root`` (resolved).
+
+    Cheap: a regular file is recognised from its directory entry; only
+    symlinks are resolved (:func:`safe_archive_path`). An unreadable directory
+    has none.
+    """
+    names: list[str] = []
     try:
-        names = sorted(os.listdir(root))
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if not _name_ok(entry.name):
+                    continue
+                try:
+                    if entry.is_symlink():
+                        ok = safe_archive_path(root, entry.name) is not None
+                    else:
+                        ok = entry.is_file(follow_symlinks=False)
+                except OSError:
+                    ok = False
+                if ok:
+                    names.append(entry.name)
     except OSError:
-        return out
+        return []
+    names.sort()
+    return names
+
+
+def list_archives(root: Path, limit: int = LISTING_LIMIT) -> tuple[list[dict[str, object]], int]:
+    """``(entries, total)``: the first ``limit`` archives by name, and how many there are.
+
+    Each entry has the name, size, mtime (ISO 8601 UTC, seconds), ETag and URL
+    path. The first ``limit`` names are opened (a file that cannot be opened
+    is left out and not counted); the others are only counted.
+    """
+    names = archive_names(root)
+    out: list[dict[str, object]] = []
+    dropped = 0
     for name in names:
+        if len(out) >= limit:
+            break
         real = safe_archive_path(root, name)
-        if real is None:
-            continue
-        opened = open_regular(real)
+        opened = open_regular(real) if real is not None else None
         if opened is None:
+            dropped += 1
             continue
         fd, st = opened
         os.close(fd)
@@ -102,9 +158,26 @@ def list_archives(root: Path) -> list[dict[str, object]]:
             "size": st.st_size,
             "mtime": mtime.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "etag": make_etag(st),
-            "url": "/archives/" + quote(name, safe=""),
+            "url": archive_url_path(name),
         })
-    return out
+    return out, len(names) - dropped
+
+
+def archive_urls(directory: str, base_url: str, limit: int = 10) -> tuple[list[str], int]:
+    """The URLs of the first ``limit`` archives of ``directory`` (sorted), and how many there are.
+
+    ``base_url`` is where the server is reached (``http://127.0.0.1:8000/``,
+    what ``serve``'s ``ready`` gets); a URL is ``base_url`` +
+    ``archives/<percent-encoded name>``. For the ``lockbox serve`` banner: a
+    missing or unreadable directory gives ``([], 0)``.
+    """
+    try:
+        root = Path(directory).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return [], 0
+    entries, total = list_archives(root, max(0, limit))
+    base = base_url.rstrip("/")
+    return [base + str(e["url"]) for e in entries], total
 
 
 def create_app(
@@ -140,30 +213,50 @@ def create_app(
                                headers=ARCHIVE_HEADERS)
         return not_found() if answer is None else answer
 
+    def archive_redirect(request: Request) -> Response | None:
+        """307 to ``/archives/NAME`` for ``/NAME`` when that archive exists."""
+        path: str = request.scope["path"]  # percent-decoded
+        name = path[1:] if path.startswith("/") else ""
+        if safe_archive_path(root, name) is None:
+            return None
+        return RedirectResponse(archive_url_path(name), status_code=307,
+                                headers={"Cache-Control": "no-cache"})
+
     async def api_archives(request: Request) -> Response:
+        entries, total = list_archives(root, LISTING_LIMIT)
         return JSONResponse(
-            list_archives(root),
+            {"archives": entries, "total": total, "limit": LISTING_LIMIT,
+             "truncated": total > len(entries)},
             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
 
     async def index(request: Request) -> Response:
+        entries, total = list_archives(root, LISTING_LIMIT)
         rows = "".join(
             f"<li><a href=\"{html.escape(str(a['url']))}\">{html.escape(str(a['name']))}</a>"
             f" ({a['size']} bytes, {a['mtime']})</li>"
-            for a in list_archives(root)
+            for a in entries
         )
+        more = (f"<p>… and {total - len(entries)} more (the list stops at {LISTING_LIMIT}).</p>"
+                if total > len(entries) else "")
         page = (
             "<!doctype html><meta charset=utf-8><title>lockbox archives</title>"
             "<h1>lockbox archives</h1><p>Served by HTTP Range; nothing is decrypted here. "
             "Open one with <code>lockbox ls URL</code>.</p>"
-            f"<ul>{rows or '<li>(none)</li>'}</ul>"
+            f"<ul>{rows or '<li>(none)</li>'}</ul>{more}"
         )
         headers = {**security_headers(csp=_INDEX_CSP, isolate=isolate), "Cache-Control": "no-cache"}
         return HTMLResponse(page, headers=headers)
 
+    async def top_level(request: Request) -> Response:
+        return archive_redirect(request) or not_found()
+
     async def site(request: Request) -> Response | FileStream:
         assert site_root is not None
-        return site_response(request, site_root, csp=csp, isolate=isolate)
+        answer = site_response(request, site_root, csp=csp, isolate=isolate)
+        if answer.status_code == 404:
+            return archive_redirect(request) or answer
+        return answer
 
     read_only = ["GET", "HEAD"]
     routes = [
@@ -172,6 +265,7 @@ def create_app(
     ]
     if site_root is None:
         routes.append(Route("/", index, methods=read_only))
+        routes.append(Route("/{name}", top_level, methods=read_only))
     else:
         routes.append(Route("/{path:path}", site, methods=read_only))
 
@@ -188,4 +282,8 @@ def create_app(
         ))
     # Deliberately no GZipMiddleware: archives are encrypted (incompressible)
     # and a compressed range would break byte offsets.
-    return Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware)
+    # No automatic "/x/" <-> "/x" redirects: Starlette builds them from the Host
+    # header. Our only redirects are built from validated paths.
+    app.router.redirect_slashes = False
+    return app

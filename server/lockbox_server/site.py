@@ -1,9 +1,11 @@
 """The static viewer site: safe path mapping, fixed MIME types, security headers.
 
-* Paths map to files under the site root only: no ``..``, no dotfiles, no
-  backslashes or NULs; symlinks are followed only when the resolved target is
-  still inside the root. ``/dir/`` serves ``dir/index.html``; ``/dir`` (a
-  directory) redirects to ``/dir/``.
+* Paths map to files under the site root only: no ``..``, no empty segments
+  (``//x``, also as ``/%2F%2Fx``), no dotfiles, no backslashes or NULs;
+  symlinks are followed only when the resolved target is still inside the
+  root. ``/dir/`` serves ``dir/index.html``; ``/dir`` (a directory) redirects
+  to ``/dir/``, a ``Location`` built from the checked segments (percent-encoded)
+  and never from the request, so it cannot name another host.
 * Content types come from :data:`MIME_TYPES` first, so ``.wasm`` is always
   ``application/wasm`` (Pyodide hangs silently otherwise), ``.mjs``/``.js``
   ``text/javascript`` and ``.whl`` ``application/octet-stream``, whatever
@@ -22,6 +24,7 @@ from __future__ import annotations
 import mimetypes
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -32,6 +35,7 @@ __all__ = [
     "MIME_TYPES",
     "SITE_CSP",
     "content_type_for",
+    "local_location",
     "resolve_site_path",
     "security_headers",
     "site_response",
@@ -121,6 +125,20 @@ def security_headers(*, csp: str = SITE_CSP, isolate: bool = False) -> dict[str,
     return headers
 
 
+def local_location(segments: list[str], *, trailing_slash: bool = False, query: str = "") -> str:
+    """A ``Location`` on this server for the path of ``segments`` (each percent-encoded).
+
+    It always starts with ``/`` and one encoded, non-empty segment, so a browser
+    cannot read it as another host (``//host``, ``/\\host``) or a scheme.
+    """
+    parts = [quote(s, safe="!$&'()*+,;=:@") for s in segments if s]
+    if not parts:
+        return "/"
+    target = "/" + "/".join(parts) + ("/" if trailing_slash else "")
+    assert target[1] not in "/\\", target
+    return target + ("?" + quote(query, safe="=&;%+/:,@!$'()*") if query else "")
+
+
 def _safe_segments(url_path: str) -> list[str] | None:
     segments = url_path.split("/")
     for seg in segments[:-1]:
@@ -173,14 +191,14 @@ def site_response(
     root_path: str = request.scope.get("root_path", "")
     if root_path and url_path.startswith(root_path):
         url_path = url_path[len(root_path):]
-    found = resolve_site_path(root, url_path.lstrip("/"))
+    # One leading slash only: "//x" keeps an empty first segment and is refused.
+    relative = url_path[1:] if url_path.startswith("/") else url_path
+    found = resolve_site_path(root, relative)
     if found is not None:
         path, redirect = found
         if redirect:
-            raw = request.scope.get("raw_path") or url_path.encode()
-            target = raw.decode("latin-1").split("?", 1)[0] + "/"
-            if request.url.query:
-                target += "?" + request.url.query
+            target = local_location(relative.split("/"), trailing_slash=True,
+                                    query=request.url.query)
             return RedirectResponse(target, status_code=308, headers=headers)
         name = path.name
         cache = "public, max-age=31536000, immutable" if _HASHED.search(name) else "no-cache"

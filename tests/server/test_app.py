@@ -10,12 +10,12 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
 
-from lockbox_server import SITE_CSP, running
+from lockbox_server import LISTING_LIMIT, SITE_CSP, running
 from lockbox_server.site import content_type_for
 
 from .conftest import SPARSE_SIZE, Served
@@ -129,7 +129,10 @@ def test_never_compressed(served: Served, http: httpx.Client) -> None:
 def test_api_archives(served: Served, http: httpx.Client) -> None:
     r = http.get(served.url + "api/archives")
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
-    items = r.json()
+    listing = r.json()
+    items = listing["archives"]
+    assert listing["total"] == 5 and listing["truncated"] is False
+    assert listing["limit"] == LISTING_LIMIT
     assert [a["name"] for a in items] == [
         "alias.bin", "data.bin", "empty.bin", "future.bin", "sparse.bin"]
     by_name = {a["name"]: a for a in items}
@@ -152,7 +155,7 @@ def test_index_page_escapes_names(tmp_path: Path, http: httpx.Client) -> None:
         assert "/archives/a%3Cb%3E%26%27%22.lbox" in r.text
         assert r.headers["x-content-type-options"] == "nosniff"
         assert "default-src 'none'" in r.headers["content-security-policy"]
-        listing = http.get(url + "api/archives").json()
+        listing = http.get(url + "api/archives").json()["archives"]
         assert listing[0]["url"] == "/archives/a%3Cb%3E%26%27%22.lbox"
         assert http.get(url + listing[0]["url"].lstrip("/")).content == b"x"
 
@@ -284,7 +287,8 @@ def test_sparse_gigabyte_streams_in_bounded_memory(
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     base = tmp_path_factory.mktemp("site")
     archives, site_dir, outside = base / "archives", base / "site", base / "outside"
-    for d in (archives, site_dir, outside, site_dir / "sub", site_dir / "pyodide"):
+    for d in (archives, site_dir, outside, site_dir / "sub", site_dir / "pyodide",
+              site_dir / "docs", site_dir / "evil.com"):
         d.mkdir()
     (archives / "demo.lbox").write_bytes(b"0123456789")
     (site_dir / "index.html").write_text("<!doctype html><title>viewer</title>")
@@ -296,6 +300,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, P
     (site_dir / "pyodide" / "pyodide-lock.json").write_text("{}")
     (site_dir / "lockbox-0.1.0-py3-none-any.whl").write_bytes(b"PK\x03\x04")
     (site_dir / "sub" / "index.html").write_text("<p>sub</p>")
+    (site_dir / "docs" / "index.html").write_text("<p>docs</p>")
+    (site_dir / "evil.com" / "index.html").write_text("<p>a folder named like a host</p>")
     (site_dir / ".secret").write_text("secret")
     (outside / "passwd").write_text("root:x:0:0")
     (site_dir / "leak.txt").symlink_to(outside / "passwd")
@@ -382,7 +388,8 @@ def test_site_redirects_and_refusals(site: tuple[str, str, Path]) -> None:
 
 def test_site_and_api_together(site: tuple[str, str, Path], http: httpx.Client) -> None:
     plain = site[0]
-    assert [a["name"] for a in http.get(plain + "api/archives").json()] == ["demo.lbox"]
+    listing = http.get(plain + "api/archives").json()["archives"]
+    assert [a["name"] for a in listing] == ["demo.lbox"]
     assert json.loads(http.get(plain + "pyodide/pyodide-lock.json").content) == {}
     r = http.get(plain + "pyodide/pyodide.asm.wasm", headers={"Range": "bytes=0-3"})
     assert r.status_code == 206 and r.content == b"\0asm"
@@ -397,3 +404,59 @@ def test_missing_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError):
         create_app(tmp_path / "f")
     assert os.path.isdir(tmp_path)
+
+
+# -- redirects never leave the server ----------------------------------------------------------
+
+OPEN_REDIRECT_TARGETS = [
+    "//docs", "///evil.com", "//evil.com", "/%2F%2Fevil.com", "/%2f%2fevil.com", "/%2Fevil.com",
+    "/\\evil.com", "/%5Cevil.com", "/%5C%5Cevil.com", "/\\/evil.com", "/%2F%5Cevil.com",
+    "/docs", "/evil.com", "/%2Fdocs", "//docs/", "/./evil.com", "/docs/..//evil.com",
+    "/sub?next=//evil.com", "/demo.lbox", "//demo.lbox", "/%2Fdemo.lbox", "/data.bin",
+    "//data.bin", "/%2F%2Fdata.bin", "/api/archives/", "/archives/data.bin/",
+]
+
+
+def _assert_stays_here(base: str, target: str) -> str | None:
+    status, headers, _body = raw_request(base, target)
+    location = headers.get("location")
+    if location is None:
+        return None
+    assert status in (301, 302, 303, 307, 308), (target, status)
+    assert location.startswith("/") and location[1:2] not in ("/", "\\"), (target, location)
+    assert "\r" not in location and "\n" not in location
+    here = urlsplit(base)
+    there = urlsplit(urljoin(base, location))
+    assert (there.scheme, there.netloc) == (here.scheme, here.netloc), (target, location)
+    return location
+
+
+@pytest.mark.parametrize("target", OPEN_REDIRECT_TARGETS)
+def test_no_open_redirect(site: tuple[str, str, Path], served: Served, target: str) -> None:
+    for base in (site[0], served.url):  # with the viewer site, and without
+        _assert_stays_here(base, target)
+
+
+def test_safe_redirects_still_work(site: tuple[str, str, Path], served: Served) -> None:
+    plain = site[0]
+    assert _assert_stays_here(plain, "/docs") == "/docs/"
+    assert _assert_stays_here(plain, "/evil.com") == "/evil.com/"  # a folder, not a host
+    assert _assert_stays_here(plain, "/sub?next=//evil.com") == "/sub/?next=//evil.com"
+    assert _assert_stays_here(plain, "//docs") is None  # empty segment: 404
+    assert raw_request(plain, "/%2F%2Fevil.com")[0] == 404
+    # "/NAME" of an archive: to /archives/NAME (307), with or without the site
+    assert _assert_stays_here(plain, "/demo.lbox") == "/archives/demo.lbox"
+    assert _assert_stays_here(served.url, "/data.bin") == "/archives/data.bin"
+    assert _assert_stays_here(served.url, "//data.bin") is None
+    for refused in ("/.hidden", "/escape.bin", "/sub", "/missing.bin"):
+        assert raw_request(served.url, refused)[0] == 404, refused
+
+
+def test_archive_redirect_is_followed_by_lockbox_clients(served: Served,
+                                                         http: httpx.Client) -> None:
+    r = http.get(served.url + "data.bin", headers={"Range": "bytes=0-9", "Origin": VIEWER},
+                 follow_redirects=True)
+    assert r.status_code == 206 and r.content == served.data[:10]
+    assert str(r.url) == served.archive("data.bin")
+    first = r.history[0]
+    assert first.status_code == 307 and first.headers["access-control-allow-origin"] == VIEWER
