@@ -7,6 +7,7 @@ interrupted. It never decrypts anything.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 
@@ -48,7 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lockbox_server: not a directory: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"lockbox_server: {exc}", file=sys.stderr)
+        if exc.errno == errno.EADDRINUSE:
+            print(f"lockbox_server: port {args.port} is busy: use --port N", file=sys.stderr)
+        else:
+            print(f"lockbox_server: cannot listen on {args.host}:{args.port}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 
-from lockbox_server import LISTING_LIMIT, SITE_CSP, running
+from lockbox_server import LISTING_LIMIT, SITE_CSP, archive_urls, running
 from lockbox_server.site import content_type_for
 
 from .conftest import SPARSE_SIZE, Served
@@ -144,6 +144,49 @@ def test_api_archives(served: Served, http: httpx.Client) -> None:
     assert by_name["sparse.bin"]["size"] == SPARSE_SIZE
     head = http.head(served.url + "api/archives")
     assert head.status_code == 200 and head.content == b""
+
+
+def _fill_listing(root: Path) -> None:
+    for name in ("c.lbox", "a b.lbox", "b.lbox", "e.lbox", "d.lbox"):
+        (root / name).write_bytes(name.encode())
+    (root / ".hidden.lbox").write_bytes(b"x")
+    (root / "sub").mkdir()
+    (root / "sub" / "inner.lbox").write_bytes(b"x")  # not recursive: never listed
+    (root / "link.lbox").symlink_to(root / "b.lbox")  # inside: listed
+    (root / "out.lbox").symlink_to("/etc/passwd")  # outside: not listed
+
+
+def test_api_archives_is_capped_and_says_so(tmp_path: Path, http: httpx.Client,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import lockbox_server.app
+
+    _fill_listing(tmp_path)
+    monkeypatch.setattr(lockbox_server.app, "LISTING_LIMIT", 3)
+    with running(tmp_path, allowed_origins=[VIEWER]) as url:
+        r = http.get(url + "api/archives", headers={"Origin": VIEWER})
+        listing = r.json()
+        assert r.headers["access-control-allow-origin"] == VIEWER  # the same CORS rules
+        assert [a["name"] for a in listing["archives"]] == ["a b.lbox", "b.lbox", "c.lbox"]
+        assert listing["archives"][0]["url"] == "/archives/a%20b.lbox"
+        assert (listing["total"], listing["limit"], listing["truncated"]) == (6, 3, True)
+        index = http.get(url).text
+        assert "3 more" in index and "d.lbox" not in index
+
+
+def test_archive_urls(tmp_path: Path) -> None:
+    _fill_listing(tmp_path)
+    urls, total = archive_urls(str(tmp_path), "http://127.0.0.1:8000/", limit=3)
+    assert urls == ["http://127.0.0.1:8000/archives/a%20b.lbox",
+                    "http://127.0.0.1:8000/archives/b.lbox",
+                    "http://127.0.0.1:8000/archives/c.lbox"]
+    assert total == 6  # a b, b, c, d, e and link; not the dotfile, sub/ or the escaping link
+    urls, total = archive_urls(str(tmp_path), "http://[::1]:9000", limit=10)
+    assert len(urls) == 6 and urls[-1] == "http://[::1]:9000/archives/link.lbox"
+    assert archive_urls(str(tmp_path), "http://h/", limit=0) == ([], 6)
+    assert archive_urls(str(tmp_path / "missing"), "http://h/") == ([], 0)
+    with running(tmp_path) as url:  # every URL it names is served
+        for u in archive_urls(str(tmp_path), url, limit=10)[0]:
+            assert httpx.get(u, timeout=5).status_code == 200, u
 
 
 def test_index_page_escapes_names(tmp_path: Path, http: httpx.Client) -> None:

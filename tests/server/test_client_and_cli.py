@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ import httpx
 import pytest
 
 import lockbox
-from lockbox_server import running
+from lockbox_server import running, serve
 
 from .conftest import pattern
 
@@ -76,22 +78,28 @@ def test_command_line_missing_directory(tmp_path: Path) -> None:
     assert done.returncode == 2 and "not a directory" in done.stderr
 
 
-def test_serve_reports_bind_failure(tmp_path: Path) -> None:
-    code = (
-        "import lockbox_server\n"
-        "try:\n"
-        f"    lockbox_server.serve({str(tmp_path)!r}, '127.0.0.1', {{port}},\n"
-        "                         ready=lambda url: print('READY', url, flush=True))\n"
-        "except OSError as exc:\n"
-        "    print('OSError', exc)\n"
-    )
-    with running(tmp_path) as url:
-        port = int(url.rsplit(":", 1)[1].strip("/"))
-        done = subprocess.run([sys.executable, "-c", code.format(port=port)],
-                              capture_output=True, text=True, timeout=20, check=False)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.startswith("OSError cannot listen on http://127.0.0.1:")
+def test_serve_on_a_busy_port_raises_eaddrinuse_silently(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        capfd.readouterr()
+        ready: list[str] = []
+        with pytest.raises(OSError) as caught:
+            serve(tmp_path, "127.0.0.1", port, ready=ready.append)
+        out, err = capfd.readouterr()
+    assert type(caught.value) is OSError and caught.value.errno == errno.EADDRINUSE
+    assert ready == [] and out == "" and err == ""  # uvicorn printed nothing of its own
+
+
+def test_command_line_busy_port_is_one_line(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
         cli = subprocess.run(
             [sys.executable, "-m", "lockbox_server", str(tmp_path), "--port", str(port)],
             capture_output=True, text=True, timeout=20, check=False)
-        assert cli.returncode == 1 and "cannot listen" in cli.stderr
+    assert cli.returncode == 1 and cli.stdout == ""
+    assert cli.stderr == f"lockbox_server: port {port} is busy: use --port N\n"

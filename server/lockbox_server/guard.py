@@ -1,0 +1,210 @@
+"""Slow and idle clients: request read deadlines, a connection cap, the open-file limit.
+
+uvicorn 0.54 has no deadline for reading a request: a client that sends its
+request line and headers one byte at a time (slowloris), or a body that never
+ends, holds its connection forever, and a fresh connection that sends nothing
+is never closed either. Its ``limit_concurrency`` only answers 503 once a
+request is complete, so it neither sheds such connections nor bounds file
+descriptors. :class:`GuardedH11Protocol` is uvicorn's h11 protocol plus:
+
+* **head deadline**: the request line and headers must be complete within
+  ``header_timeout`` seconds of the connection opening, or of the previous
+  response ending (keep-alive). The deadline is absolute: sending a byte now
+  and then does not extend it. Else the connection is closed, with no answer.
+* **body deadline**: a request body (the server never needs one) must be
+  complete within ``body_timeout`` seconds of the end of its headers.
+* **connection cap**: at most ``max_connections`` open connections. A new one
+  beyond the cap makes room by closing the connection that has waited longest
+  for a request head (an idle keep-alive connection or a slow client); when
+  every connection is busy with a request, the new one gets a 503 and is
+  closed at once. So a flood of half-open connections cannot lock out a normal
+  GET, and the process never runs out of file descriptors.
+
+:func:`raise_fd_limit` raises the soft ``RLIMIT_NOFILE`` to the hard limit (at
+start-up of ``serve``), and :func:`connection_cap` keeps the cap below what the
+limit allows (each connection may hold a socket and an open archive).
+
+The subclass relies on uvicorn's h11 protocol internals (``conn``,
+``transport``, ``connections``, ``on_response_complete``), which is why uvicorn
+is pinned to the 0.54 series; the tests in ``tests/server/test_guard.py`` break
+if they change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+__all__ = [
+    "FD_RESERVE",
+    "GuardedH11Protocol",
+    "Limits",
+    "connection_cap",
+    "current_fd_limit",
+    "raise_fd_limit",
+]
+
+log = logging.getLogger("lockbox_server")
+
+#: File descriptors kept out of the connection budget: the listening sockets,
+#: the event loop, logs, worker threads, the site's files.
+FD_RESERVE = 64
+
+_REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: 20\r\nconnection: close\r\n\r\ntoo many connections")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits of :class:`GuardedH11Protocol` (seconds and a count)."""
+
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections: int = 512
+
+    def __post_init__(self) -> None:
+        if not self.header_timeout > 0 or not self.body_timeout > 0:
+            raise ValueError("header_timeout and body_timeout must be positive")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with read deadlines and a connection cap (see the module)."""
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits: Limits = getattr(config, "limits", None) or Limits()
+        self._phase: str | None = None  # "head", "body", or None (request read or closed)
+        self._deadline: asyncio.TimerHandle | None = None
+        #: loop.time() when this connection began waiting for a request head, or
+        #: None while a request is being handled. The oldest waiter is evicted first.
+        self.waiting_since: float | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self._over_cap() and not self._evict_oldest_waiter():
+            log.warning("%d connections open: refusing a new one (503)",
+                        self.limits.max_connections)
+            transport.write(_REFUSED)
+            transport.close()
+            return
+        self._update_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._update_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._update_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        self._phase = None
+        self.waiting_since = None
+        super().connection_lost(exc)
+
+    # -- deadlines -------------------------------------------------------------------------
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _update_deadline(self) -> None:
+        """Arm, keep or cancel the read deadline after h11's state may have changed."""
+        if self.transport is None or self.transport.is_closing():
+            phase = None
+        elif self.conn.their_state is h11.IDLE:
+            phase = "head"
+        elif self.conn.their_state is h11.SEND_BODY:
+            phase = "body"
+        else:  # DONE, MUST_CLOSE, CLOSED, ERROR: nothing more to read for this request
+            phase = None
+        if phase == self._phase:
+            return  # same phase: the deadline stays where it was (it is absolute)
+        self._cancel_deadline()
+        self._phase = phase
+        self.waiting_since = self.loop.time() if phase == "head" else None
+        if phase is not None:
+            timeout = self.limits.header_timeout if phase == "head" else self.limits.body_timeout
+            self._deadline = self.loop.call_later(timeout, self._read_timed_out)
+
+    def _read_timed_out(self) -> None:
+        self._deadline = None
+        if self.transport is not None and not self.transport.is_closing():
+            log.debug("request %s not received in time: closing the connection", self._phase)
+            self.transport.close()
+
+    # -- the cap ---------------------------------------------------------------------------
+
+    def _live(self) -> list[Any]:
+        return [c for c in self.connections
+                if c.transport is not None and not c.transport.is_closing()]
+
+    def _over_cap(self) -> bool:
+        if len(self.connections) <= self.limits.max_connections:  # cheap test first
+            return False
+        return len(self._live()) > self.limits.max_connections
+
+    def _evict_oldest_waiter(self) -> bool:
+        waiters = [c for c in self._live()
+                   if c is not self and getattr(c, "waiting_since", None) is not None]
+        if not waiters:
+            return False
+        oldest = min(waiters, key=lambda c: c.waiting_since)
+        log.debug("connection cap reached: closing the connection idle the longest")
+        oldest.transport.close()
+        return True
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit if it is lower; the soft limit after.
+
+    Where there is no ``resource`` module (Windows) or the limit cannot be
+    raised, the current soft limit is kept (a large number if unknown).
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 1 << 20
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        for value in (target, 10240):  # 10240: macOS's OPEN_MAX when the hard limit is unlimited
+            if value <= soft:
+                break
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (value, hard))
+                break
+            except (ValueError, OSError):
+                continue
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def current_fd_limit() -> int:
+    """The soft RLIMIT_NOFILE (a large number where unknown)."""
+    try:
+        import resource
+    except ImportError:
+        return 1 << 20
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_cap(max_connections: int, fd_limit: int) -> int:
+    """``max_connections``, lowered so that two descriptors per connection (its socket
+
+    and the archive it is sending) plus :data:`FD_RESERVE` fit in ``fd_limit``.
+    """
+    return max(1, min(max_connections, (fd_limit - FD_RESERVE) // 2))
