@@ -1002,6 +1002,24 @@ exit codes: 0 ok, 2 usage, 3/4 not a (supported) lockbox archive, 5 damaged,
 """
 
 
+_ADD_DESCRIPTION = """\
+Add files, directories (recursively) and symlinks (kept as symlinks). Everything
+is committed at once at the end; files already in the archive are replaced.
+
+Where things go (as with rsync): a directory is stored under its own name, inside
+--to DIR (default: the root of the archive); end it with '/' to add only what is
+in it. With ~/Pictures/2026 holding beach.jpg:
+
+  lockbox add photos.lbox ~/Pictures/2026               ->  2026/beach.jpg
+  lockbox add photos.lbox ~/Pictures/2026 --to old      ->  old/2026/beach.jpg
+  lockbox add photos.lbox ~/Pictures/2026/ --to trips   ->  trips/beach.jpg
+
+Unlike cp -r, where the result depends on whether the destination exists, the
+same command always puts things in the same place, so it can be run again to
+update them.
+"""
+
+
 def _common_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """Options accepted both before and after the command name. Their defaults
     are SUPPRESS here so that a value given before the command survives."""
@@ -1110,9 +1128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def cmd(name: str, func: Callable[[argparse.Namespace], int], help: str,
             parents: list[argparse.ArgumentParser] | None = None, where: Any = sub,
-            description: str | None = None) -> argparse.ArgumentParser:
+            description: str | None = None, **kw: Any) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = where.add_parser(
-            name, help=help, description=description or help, parents=parents or both)
+            name, help=help, description=description or help, parents=parents or both, **kw)
         p.set_defaults(func=func)
         return p
 
@@ -1124,9 +1142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _creation_options(p)
 
     p = cmd("add", cmd_add, "add files and directories (recursively)",
-            description="Add files, directories (recursively) and symlinks (kept as symlinks). "
-                        "A directory is stored under its own name; end it with '/' to add "
-                        "only its contents. Everything is committed at once at the end.")
+            description=_ADD_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("archive", metavar="ARCHIVE")
     p.add_argument("paths", metavar="PATH", nargs="+", help="file or directory to add")
     p.add_argument("--to", default="", metavar="DIR",
