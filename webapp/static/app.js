@@ -371,10 +371,14 @@ async function unlock(args) {
   showBusy(null);
   if (r.error) {
     if (r.error.kind === "wrong_key" || r.error.kind === "usage") {
-      $("unlock-error").textContent = `${r.error.title}: ${r.error.message}`;
+      $("unlock-error").textContent = `${unlockErrorTitle(r.error, args)}: ${r.error.message}`;
       $("unlock-error").hidden = false;
-      $("password").select();
-      $("password").focus();
+      if (args.identity) {
+        $("btn-identity").focus();
+      } else {
+        $("password").select();
+        $("password").focus();
+      }
     } else {
       handleError(r.error);
     }
@@ -387,6 +391,13 @@ async function unlock(args) {
   state.pendingPath = null;
   if (target) await goToPath(target);
   else await navigate("");
+}
+
+// The title of an unlock error. Python's title for a wrong key is one text for both
+// secrets; name the one actually given (its message stays Python's).
+function unlockErrorTitle(err, args) {
+  if (err.kind !== "wrong_key") return err.title || "Error";
+  return args.identity ? "Wrong identity file" : "Wrong password";
 }
 
 // A deep-link path: a folder is listed; a file is previewed inside its folder.
@@ -428,6 +439,57 @@ async function closeArchive() {
   history.replaceState(null, "", location.pathname + location.search);
   setView("open");
   $("url").focus();
+  listServedArchives();
+}
+
+// ------------------------------------------------------------------ archives on this server
+
+// When the viewer is served by `lockbox serve`, api/archives (next to the page) lists the
+// archives it serves: {archives: [{name, url, size, mtime}], total, truncated}. Each becomes
+// a link that opens it (the same #url=… as a deep link). Served anywhere else (a static host
+// answers 404, or something that is not that JSON), nothing is shown. Names are data: they
+// only ever go into textContent.
+async function listServedArchives() {
+  let listing;
+  try {
+    const resp = await fetch(new URL("api/archives", location.href),
+                             { cache: "no-cache", headers: { Accept: "application/json" } });
+    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    listing = await resp.json();
+  } catch {
+    $("served").dataset.state = "unavailable"; // not `lockbox serve`: keep what is shown
+    return;
+  }
+  const items = Array.isArray(listing?.archives) ? listing.archives : [];
+  const rows = [];
+  for (const item of items) {
+    if (typeof item?.name !== "string" || typeof item?.url !== "string") continue;
+    let url;
+    try {
+      url = new URL(item.url, location.href);
+    } catch {
+      continue;
+    }
+    if (url.origin !== location.origin) continue; // the server's own archives only
+    const link = el("a", { href: "#" + new URLSearchParams({ url: url.href }), text: item.name,
+                           "data-url": url.href });
+    link.addEventListener("click", (e) => {
+      if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+      e.preventDefault(); // open it even if the hash already names it
+      openUrl(url.href);
+    });
+    const when = Date.parse(item.mtime);
+    const meta = [Number.isFinite(item.size) ? fmtBytes(item.size) : "",
+                  Number.isFinite(when) ? fmtDate(when) : ""].filter(Boolean).join(" · ");
+    rows.push(el("li", {}, link, el("span", { class: "meta", text: meta })));
+  }
+  $("served-list").replaceChildren(...rows);
+  const more = Number(listing?.total) - rows.length;
+  $("served-more").hidden = !(rows.length && more > 0);
+  $("served-more").textContent = more > 0
+    ? `… and ${fmtInt(more)} more on this server (open them by URL).` : "";
+  $("served").hidden = !rows.length;
+  $("served").dataset.state = rows.length ? "listed" : "empty";
 }
 
 // ------------------------------------------------------------------ hash (deep links)
@@ -1118,6 +1180,7 @@ document.addEventListener("keydown", (e) => {
 // ------------------------------------------------------------------ start
 
 setView("open");
+listServedArchives();
 {
   const { url, path } = readHash();
   if (url) openUrl(url, { path });
