@@ -272,6 +272,20 @@ def test_cors_star(tmp_path: Path, http: httpx.Client) -> None:
         assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "*"
 
 
+def test_cors_star_allows_private_network(tmp_path: Path, http: httpx.Client) -> None:
+    """'*' opts every origin into Private Network Access (documented in SERVER.md)."""
+    (tmp_path / "a.lbox").write_bytes(b"abc")
+    with running(tmp_path, allowed_origins=["*"]) as url:
+        for path in ("archives/a.lbox", "api/archives"):
+            pre = http.options(url + path, headers={
+                "Origin": "https://any-public-page.example",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Private-Network": "true"})
+            assert pre.status_code == 200
+            assert pre.headers["access-control-allow-origin"] == "*"
+            assert pre.headers["access-control-allow-private-network"] == "true"
+
+
 # -- big sparse file: bounded memory, fast ranges, disconnects ---------------------------------
 
 
