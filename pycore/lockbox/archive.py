@@ -15,8 +15,8 @@ from .cache import CacheLimit, PageCache
 from .codec.base import Codec as CodecBackend
 from .crypto.base import CryptoBackend
 from .drivers import Flow, run_async, run_sync
-from .errors import NotFoundError, UsageError
-from .extract import Extractor
+from .errors import NotFoundError, UnsafePathError, UsageError
+from .extract import Extractor, ExtractReport
 from .fileobj import LockboxFile
 from .format.constants import EntryType
 from .format.entry import Entry, normalize_path
@@ -174,24 +174,33 @@ class Lockbox(_Base):
         return b"".join(self.iter_bytes(path))
 
     def extract(self, dest: str | os.PathLike[str], paths: list[str] | None = None, *,
-                overwrite: bool = False, progress: Progress | None = None) -> int:
-        """Extract everything (or the given paths, each with its subtree) under dest."""
-        out = Extractor(dest, overwrite=overwrite)
-        count = 0
+                overwrite: bool = False, progress: Progress | None = None,
+                preserve_permissions: bool = False, max_size: int | None = None,
+                strict: bool = True) -> ExtractReport:
+        """Extract everything (or the given paths, each with its subtree) under dest,
+        safely (the rules: :mod:`lockbox.extract`).
+
+        Before writing anything: refuses (StorageError) to overwrite existing entries
+        unless ``overwrite``, and when the files do not fit in the free space; refuses
+        (UsageError) when they total more than ``max_size`` bytes. Modes lose setuid,
+        setgid, sticky and group/other write unless ``preserve_permissions``.
+
+        Unsafe entries (a path or symlink leading outside ``dest``, a symlink in the
+        way) are skipped and the rest is extracted. Then, if any was skipped and
+        ``strict``, UnsafePathError names how many (and the first few); with
+        ``strict=False`` nothing is raised for them: they are in the returned report's
+        ``skipped`` (one ``SkippedEntry(path, reason)`` each)."""
+        items: dict[str, Entry] = {}
         for p in (paths or [""]):
-            items = self._run(self.view.walk_flow(p))
-            for path, e in items:
-                if path == "":
-                    continue
-                if e.type == EntryType.DIR:
-                    out.directory(path, e)
-                elif e.type == EntryType.SYMLINK:
-                    out.symlink(path, e)
-                else:
-                    out.write_file(path, e, self._iter_entry(path, e), progress)
-                count += 1
-        out.finish()
-        return count
+            for path, e in self._run(self.view.walk_flow(p)):
+                if path:
+                    items.setdefault(path, e)
+        out = Extractor(dest, overwrite=overwrite, preserve_permissions=preserve_permissions,
+                        max_size=max_size)
+        report = out.run(items.items(), self._iter_entry, progress)
+        if strict and report.skipped:
+            raise UnsafePathError(report.skipped_summary())
+        return report
 
     def verify(self, *, progress: Progress | None = None) -> VerifyReport:
         return self._run(verify_flow(self.view, progress=progress))

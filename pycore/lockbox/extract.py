@@ -1,157 +1,631 @@
 """Safe extraction to a local directory.
 
-Every archive path is re-checked (no absolute paths, no '..'); nothing is
-ever written through a symlink (parents are opened component by component
-and must be real directories inside the destination); files are written to a
-temporary name and renamed only after their SHA-256 verified; modes and
-mtimes are restored (directories last, deepest first).
+The archive is authentic (it opened with the key) but its content may be hostile: any
+key holder can write it. The rules follow CPython's ``tarfile`` ``data`` filter (PEP 706)
+and are stricter where said.
+
+**Paths.** Every archive path is re-checked (relative; no '.', '..' or empty component).
+Directories are opened component by component from a descriptor of the destination
+(``openat`` with ``O_NOFOLLOW | O_DIRECTORY``): a component that is a symlink or not a
+directory is never followed, so nothing is ever written *through* a symlink, whether it
+was in the destination before or comes from the archive.
+
+**Symlinks** are created last, after every file and directory, so that no later entry
+can be written through one (an archive holding ``l -> sub`` and ``l/x`` gets a real
+directory ``l``; the link is skipped). A link's target must be relative and stay inside
+the destination both lexically and when resolved against the real filesystem under the
+destination (:func:`link_escape`: components looked up on disk, links already there --
+the archive's earlier ones and the destination's own -- followed as the kernel would, a
+missing component taken lexically). Once every link is in place each is checked again
+(a link can resolve through one created after it) and removed if it now leaves the
+destination, until nothing changes.
+
+**Modes.** By default (:func:`safe_mode`, the ``data`` filter's rule): a file keeps
+``mode & 0o755`` -- setuid, setgid, sticky, group-write and other-write are dropped --
+loses group/other execute when its owner has none, and is always owner read/write; a
+directory keeps ``mode & 0o755`` and is always owner rwx. "World-writable" stripping
+therefore removes group write too: the group of an extracted file is the extracting
+user's, not the archive author's. ``preserve_permissions=True`` keeps ``mode & 0o7777``
+as archived. Directory modes and times are set at the end, deepest first.
+
+**Files** are written to a fresh name in their directory (``.<random>.lbx-part``,
+``O_CREAT | O_EXCL | O_NOFOLLOW``, another name on EEXIST), so no existing file, hard link
+or symlink is ever opened for writing; the temporary file is renamed over the target only
+after the content's hash verified.
+
+**Size.** Before anything is written: the total of the files' sizes (from the TOC) is
+checked against ``max_size`` (:class:`~lockbox.errors.UsageError`: the caller's own
+limit, not a property of the archive) and against the free space of the destination's
+filesystem (:class:`~lockbox.errors.StorageError`); with ``overwrite=False`` every
+conflict with an existing path is found first too (StorageError, nothing written).
+The space check counts each file rounded up to whole 4 KiB blocks, plus one block per
+entry, plus a margin (1 MiB or 1 %), and does not count what overwritten files free.
+
+**Unsafe entries** (unsafe path, a symlink or non-directory in the way, escaping or
+malformed symlink target) are skipped and listed in :attr:`ExtractReport.skipped`; the
+rest is extracted. Storage and integrity errors still stop the extraction.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
+import shutil
 import stat as stat_mod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, TypeVar
 
-from .errors import StorageError, UnsafePathError
+from .errors import (
+    BackendUnavailableError,
+    InvalidPathError,
+    StorageError,
+    UnsafePathError,
+    UsageError,
+)
+from .format.constants import EntryType
 from .format.entry import Entry, normalize_path
 
-__all__ = ["Extractor"]
+__all__ = ["Extractor", "ExtractReport", "SkippedEntry", "safe_mode", "link_escape",
+           "free_bytes", "MAX_LINK_HOPS", "BLOCK_SIZE", "SPACE_MARGIN"]
+
+MAX_LINK_HOPS = 64  # more than any kernel follows (Linux 40, BSD/macOS 32)
+BLOCK_SIZE = 4096
+SPACE_MARGIN = 1024 * 1024
+_TEMP_TRIES = 100
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | _O_CLOEXEC
+_O_TEMP = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | _O_CLOEXEC)
+
+T = TypeVar("T")
+Progress = Callable[[str, int], None]
+OpenContent = Callable[[str, Entry], Iterable[memoryview]]
+# lookup(directory components, name) -> ("dir" | "link" | "missing" | "other", link target)
+Lookup = Callable[[Sequence[str], str], tuple[str, str]]
+
+
+class SkippedEntry(NamedTuple):
+    """An entry that was not extracted because it was unsafe, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class ExtractReport:
+    """What an extraction did. ``skipped`` lists the unsafe entries left out (sorted by
+    path; ``str()`` of each is one line: ``path: reason``); everything else was
+    extracted. ``dest`` is the destination's real path."""
+
+    dest: str = ""
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    file_bytes: int = 0
+    skipped: list[SkippedEntry] = field(default_factory=list)
+
+    @property
+    def entries(self) -> int:
+        return self.files + self.dirs + self.symlinks
+
+    def skipped_summary(self, limit: int = 3) -> str:
+        """One line: how many entries were skipped, the first ``limit`` with reasons."""
+        n = len(self.skipped)
+        shown = "; ".join(str(s) for s in self.skipped[:limit])
+        more = f"; and {n - limit} more" if n > limit else ""
+        return (f"skipped {n} unsafe entr{'y' if n == 1 else 'ies'} (the rest was "
+                f"extracted): {shown}{more}")
+
+
+class _Skip(UnsafePathError):
+    """Internal: this entry is unsafe; skip it and go on."""
+
+
+def safe_mode(entry_type: EntryType, mode: int, preserve: bool = False) -> int:
+    """The permission bits an extracted file or directory gets (see the module doc)."""
+    if preserve:
+        return mode & 0o7777
+    m = mode & 0o755
+    if entry_type == EntryType.DIR:
+        return m | 0o700
+    if not m & 0o100:
+        m &= ~0o111
+    return m | 0o600
+
+
+def free_bytes(path: str) -> int:
+    """Bytes an unprivileged user may still write on ``path``'s filesystem."""
+    return shutil.disk_usage(path).free
+
+
+def link_escape(link_dir: Sequence[str], target: str, lookup: Lookup,
+                root: str = "the destination") -> str | None:
+    """Why a symlink in ``link_dir`` (components below the root) pointing at ``target``
+    would lead outside the root (called ``root`` in the reason), or None when it stays
+    inside (or cannot be followed).
+
+    Refused: an empty target or one with NUL, an absolute one, one that leaves the root
+    lexically, and one that leaves it when resolved through ``lookup`` -- each component
+    looked up in turn, links followed (their targets relative to their own directory,
+    ``..`` taken physically, as the kernel does), components that are missing or not a
+    directory taken lexically from there on. More than :data:`MAX_LINK_HOPS` links: the
+    system would give up (ELOOP), so nothing is reached."""
+    if not target or "\x00" in target:
+        return "malformed symlink target"
+    if target.startswith("/"):
+        return f"absolute symlink target ({target})"
+    depth = len(link_dir)
+    for c in target.split("/"):
+        if c == "..":
+            depth -= 1
+            if depth < 0:
+                return f"symlink target leads outside {root} ({target})"
+        elif c not in ("", "."):
+            depth += 1
+    stack = list(link_dir)
+    todo = target.split("/")[::-1]
+    hops = 0
+    lexical = False
+    while todo:
+        c = todo.pop()
+        if c in ("", "."):
+            continue
+        if c == "..":
+            if not stack:
+                return f"symlink target leads outside {root} through other links ({target})"
+            stack.pop()
+            continue
+        if lexical:
+            stack.append(c)
+            continue
+        kind, link = lookup(stack, c)
+        if kind == "link":
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                return None
+            if not link or link.startswith("/"):
+                return (f"symlink target leads outside {root} through an absolute link "
+                        f"({target})")
+            todo.extend(link.split("/")[::-1])
+            continue
+        stack.append(c)
+        lexical = kind != "dir"
+    return None
 
 
 def _check_member(path: str) -> list[str]:
-    if path.startswith("/") or (os.sep != "/" and os.sep in path):
-        raise UnsafePathError(f"refusing unsafe path in archive: {path!r}")
     parts = path.split("/")
-    if any(p in ("", ".", "..") for p in parts) or normalize_path(path) != path:
-        raise UnsafePathError(f"refusing unsafe path in archive: {path!r}")
+    if (path.startswith("/") or (os.sep != "/" and os.sep in path)
+            or any(p in ("", ".", "..") for p in parts)):
+        raise _Skip(f"unsafe path in the archive ({path!r})")
+    try:
+        canonical = normalize_path(path)
+    except InvalidPathError as e:  # NUL, not UTF-8, too long
+        raise _Skip(f"unsafe path in the archive ({e})") from None
+    if canonical != path:
+        raise _Skip(f"unsafe path in the archive ({path!r})")
     return parts
 
 
-class Extractor:
-    """Writes entries under ``dest``; ``write_file`` gets an iterator of data pieces
-    that raises IntegrityError before the last piece if the content is bad."""
+def _human(n: int) -> str:
+    if n < 1024:
+        return f"{n:,} bytes"
+    size = n / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
 
-    def __init__(self, dest: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+
+def _blocks(size: int) -> int:
+    return -(-size // BLOCK_SIZE) * BLOCK_SIZE
+
+
+def _check_platform() -> None:
+    needed = (os.open, os.mkdir, os.stat, os.readlink, os.symlink, os.unlink, os.rename)
+    if not all(f in os.supports_dir_fd for f in needed) or not hasattr(os, "O_NOFOLLOW"):
+        raise BackendUnavailableError("extracting needs a POSIX system (openat and "
+                                      "O_NOFOLLOW), which this platform does not offer")
+
+
+class _Dirs:
+    """Descriptors of the directories from the destination down to the current one,
+    each opened relative to its parent with O_NOFOLLOW | O_DIRECTORY."""
+
+    def __init__(self, root_fd: int, root: str) -> None:
+        self.root_fd = root_fd
+        self.root = root
+        self.names: list[str] = []
+        self.fds: list[int] = []
+
+    def show(self, parts: Sequence[str]) -> str:
+        return os.path.join(self.root, *parts)
+
+    def _drop(self, keep: int) -> None:
+        while len(self.fds) > keep:
+            os.close(self.fds.pop())
+            self.names.pop()
+
+    def close(self) -> None:
+        self._drop(0)
+
+    def open(self, parts: Sequence[str], *, create: bool) -> int | None:
+        """The descriptor of directory ``parts`` (None if missing and not ``create``;
+        missing ones are created like ``mkdir -p``). A symlink or non-directory on the
+        way raises _Skip."""
+        k = 0
+        while k < min(len(parts), len(self.names)) and self.names[k] == parts[k]:
+            k += 1
+        self._drop(k)
+        for i in range(k, len(parts)):
+            parent = self.fds[-1] if self.fds else self.root_fd
+            name = parts[i]
+            try:
+                fd = os.open(name, _O_DIR, dir_fd=parent)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                try:
+                    os.mkdir(name, 0o777, dir_fd=parent)
+                except FileExistsError:
+                    pass
+                except OSError as e:
+                    raise StorageError(f"cannot create {self.show(parts[:i + 1])}: "
+                                       f"{e.strerror}") from e
+                try:
+                    fd = os.open(name, _O_DIR, dir_fd=parent)
+                except OSError as e:
+                    raise self._refuse(parts[:i + 1], parent, e) from e
+            except OSError as e:
+                raise self._refuse(parts[:i + 1], parent, e) from e
+            self.names.append(name)
+            self.fds.append(fd)
+        return self.fds[-1] if self.fds else self.root_fd
+
+    def _refuse(self, parts: Sequence[str], parent: int, e: OSError) -> Exception:
+        if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            return StorageError(f"cannot open {self.show(parts)}: {e.strerror}")
+        try:
+            is_link = stat_mod.S_ISLNK(os.lstat(parts[-1], dir_fd=parent).st_mode)
+        except OSError:
+            is_link = False
+        what = "a symlink" if is_link else "not a directory"
+        return _Skip(f"{'/'.join(parts)} is {what} in the destination: not followed")
+
+
+def _lstat(fd: int, name: str, dirs: _Dirs, parts: Sequence[str]) -> os.stat_result | None:
+    try:
+        return os.lstat(name, dir_fd=fd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise StorageError(f"cannot use {dirs.show(parts)}: {e.strerror}") from e
+
+
+@dataclass
+class _Link:
+    path: str
+    parts: list[str]
+    target: str
+
+
+class Extractor:
+    """Extracts entries under ``dest`` (see the module doc for the rules).
+
+    ``run(items, open_content, progress)`` takes ``(archive path, entry)`` pairs and a
+    function giving a file's content as an iterator of pieces that raises
+    IntegrityError before the last piece if the content is bad."""
+
+    def __init__(self, dest: str | os.PathLike[str], *, overwrite: bool = False,
+                 preserve_permissions: bool = False, max_size: int | None = None,
+                 free_space: Callable[[str], int] | None = None) -> None:
+        _check_platform()
+        if max_size is not None and max_size < 0:
+            raise UsageError("max_size must be a number of bytes >= 0")
         self.dest = os.path.realpath(os.fspath(dest))
         self.overwrite = overwrite
+        self.preserve_permissions = preserve_permissions
+        self.max_size = max_size
+        self._free_space = free_space
+        self.report = ExtractReport(dest=self.dest)
+        self._dirs: _Dirs | None = None
+        self._dir_attrs: list[tuple[list[str], int, int]] = []
+        self._links: list[_Link] = []
+
+    # -- before writing anything ---------------------------------------------------------
+
+    def _check_size(self, items: Sequence[tuple[str, Entry]]) -> None:
+        total = sum(e.size for _, e in items if e.type == EntryType.FILE)
+        if self.max_size is not None and total > self.max_size:
+            raise UsageError(f"refusing to extract {_human(total)} of files ({total:,} bytes): "
+                             f"over the limit of {_human(self.max_size)} (--max-size)")
+        need = sum(_blocks(e.size) for _, e in items if e.type == EntryType.FILE)
+        need += BLOCK_SIZE * len(items)
+        need += max(SPACE_MARGIN, need // 100)
+        probe = self.dest
+        while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+            probe = os.path.dirname(probe)
+        try:
+            free = (self._free_space or free_bytes)(probe)
+        except OSError as e:
+            raise StorageError(f"cannot check the free space of {probe}: {e.strerror}") from e
+        if need > free:
+            raise StorageError(f"not enough free space in {self.dest}: extracting "
+                               f"{_human(total)} of files needs about {_human(need)}, "
+                               f"{_human(free)} available")
+
+    def _check_conflicts(self, items: Sequence[tuple[str, Entry]]) -> None:
+        """Existing paths the extraction would replace (all of them, before writing)."""
+        try:
+            root_fd = os.open(self.dest, _O_DIR & ~getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise StorageError(f"cannot use the destination {self.dest}: {e.strerror}") from e
+        dirs = _Dirs(root_fd, self.dest)
+        conflicts: list[str] = []
+        replace_dir: list[str] = []
+        try:
+            for path, entry in items:
+                try:
+                    parts = _check_member(path)
+                    fd = dirs.open(parts[:-1], create=False)
+                except _Skip:
+                    continue  # reported when extracting
+                if fd is None:
+                    continue
+                try:
+                    st = os.lstat(parts[-1], dir_fd=fd)
+                except OSError:
+                    continue  # missing, or an error reported when extracting
+                if stat_mod.S_ISDIR(st.st_mode):
+                    if entry.type != EntryType.DIR:
+                        replace_dir.append(path)
+                elif not self.overwrite:
+                    conflicts.append(path)
+        finally:
+            dirs.close()
+            os.close(root_fd)
+        if replace_dir:
+            raise StorageError(f"refusing to replace {len(replace_dir)} existing "
+                               f"director{'y' if len(replace_dir) == 1 else 'ies'} in "
+                               f"{self.dest} with files or links: {_first(replace_dir)}")
+        if conflicts:
+            raise StorageError(f"refusing to overwrite {len(conflicts)} existing "
+                               f"entr{'y' if len(conflicts) == 1 else 'ies'} in {self.dest}: "
+                               f"{_first(conflicts)} (use --overwrite)")
+
+    # -- extracting -----------------------------------------------------------------------
+
+    def run(self, items: Iterable[tuple[str, Entry]], open_content: OpenContent,
+            progress: Progress | None = None) -> ExtractReport:
+        todo = sorted(items, key=lambda pe: pe[0].split("/"))
+        self._check_size(todo)
+        self._check_conflicts(todo)
         try:
             os.makedirs(self.dest, exist_ok=True)
+            root_fd = os.open(self.dest, _O_DIR & ~getattr(os, "O_NOFOLLOW", 0))
         except OSError as e:
             raise StorageError(f"cannot create the destination {self.dest}: "
                                f"{e.strerror or e}") from e
-        self._dir_times: list[tuple[str, int, int]] = []
-
-    def _parent_dir(self, parts: list[str]) -> str:
-        """Create (or check) the parent directories; refuse symlinked components."""
-        cur = self.dest
-        for name in parts[:-1]:
-            cur = os.path.join(cur, name)
-            try:
-                st = os.lstat(cur)
-            except FileNotFoundError:
+        self._dirs = _Dirs(root_fd, self.dest)
+        try:
+            links: list[tuple[str, list[str], Entry]] = []
+            for path, entry in todo:
                 try:
-                    os.mkdir(cur, 0o700)
-                except OSError as e:
-                    raise StorageError(f"cannot create {cur}: {e.strerror}") from e
+                    parts = _check_member(path)
+                    if entry.type == EntryType.DIR:
+                        self._directory(parts, entry)
+                    elif entry.type == EntryType.SYMLINK:
+                        links.append((path, parts, entry))
+                    elif entry.type == EntryType.FILE:
+                        self._file(path, parts, entry, open_content(path, entry), progress)
+                    else:
+                        raise _Skip("unsupported entry type")
+                except _Skip as s:
+                    self.report.skipped.append(SkippedEntry(path, str(s)))
+            for path, parts, entry in links:
+                try:
+                    self._symlink(path, parts, entry)
+                except _Skip as s:
+                    self.report.skipped.append(SkippedEntry(path, str(s)))
+            self._recheck_links()
+            self._set_dir_attrs()
+            self.report.skipped.sort(key=lambda sk: sk.path.split("/"))
+        finally:
+            self._dirs.close()
+            os.close(root_fd)
+            self._dirs = None
+        return self.report
+
+    def _parent(self, parts: Sequence[str]) -> int:
+        assert self._dirs is not None
+        fd = self._dirs.open(parts[:-1], create=True)
+        assert fd is not None
+        return fd
+
+    def _directory(self, parts: list[str], entry: Entry) -> None:
+        assert self._dirs is not None
+        fd = self._parent(parts)
+        name = parts[-1]
+        st = _lstat(fd, name, self._dirs, parts)
+        try:
+            if st is not None and not stat_mod.S_ISDIR(st.st_mode):
+                if not self.overwrite:
+                    raise StorageError(f"refusing to overwrite existing "
+                                       f"{self._dirs.show(parts)} (use --overwrite)")
+                os.unlink(name, dir_fd=fd)
+                st = None
+            if st is None:
+                os.mkdir(name, 0o700, dir_fd=fd)
+        except OSError as e:
+            raise StorageError(f"cannot create {self._dirs.show(parts)}: {e.strerror}") from e
+        self._dir_attrs.append((parts, safe_mode(EntryType.DIR, entry.mode,
+                                                 self.preserve_permissions), entry.mtime_ns))
+        self.report.dirs += 1
+
+    def _temp(self, parts: Sequence[str], make: Callable[[str], T]) -> tuple[str, T]:
+        """``make(name)`` with a fresh random name; it must fail with EEXIST if taken."""
+        assert self._dirs is not None
+        for _ in range(_TEMP_TRIES):
+            tmp = f".{secrets.token_hex(8)}.lbx-part"
+            try:
+                return tmp, make(tmp)
+            except FileExistsError:
                 continue
             except OSError as e:
-                raise StorageError(f"cannot use {cur}: {e.strerror}") from e
-            if stat_mod.S_ISLNK(st.st_mode) or not stat_mod.S_ISDIR(st.st_mode):
-                raise UnsafePathError(f"refusing to extract through a non-directory: {cur}")
-        return cur
+                raise StorageError(f"cannot create a temporary file next to "
+                                   f"{self._dirs.show(parts)}: {e.strerror}") from e
+        raise StorageError(f"cannot find a free temporary name next to "
+                           f"{self._dirs.show(parts)}")
 
-    def _target(self, path: str) -> str:
-        parts = _check_member(path)
-        parent = self._parent_dir(parts)
-        target = os.path.join(parent, parts[-1])
-        if not (target + "/").startswith(self.dest + "/"):
-            raise UnsafePathError(f"refusing to write outside the destination: {path}")
-        return target
-
-    def _clear(self, target: str, want_dir: bool) -> bool:
-        """Make room for the new member; returns False if an existing dir is reused."""
-        try:
-            st = os.lstat(target)
-        except FileNotFoundError:
-            return True
-        except OSError as e:
-            raise StorageError(f"cannot use {target}: {e.strerror}") from e
-        if want_dir and stat_mod.S_ISDIR(st.st_mode):
-            return False
-        if not self.overwrite:
-            raise StorageError(f"refusing to overwrite existing {target} (use overwrite)")
-        if stat_mod.S_ISDIR(st.st_mode):
-            raise StorageError(f"refusing to replace directory {target}")
-        try:
-            os.unlink(target)
-        except OSError as e:
-            raise StorageError(f"cannot replace {target}: {e.strerror}") from e
-        return True
-
-    def directory(self, path: str, entry: Entry) -> None:
-        target = self._target(path)
-        try:
-            if self._clear(target, True):
-                os.mkdir(target, 0o700)
-        except OSError as e:
-            raise StorageError(f"cannot create {target}: {e.strerror}") from e
-        self._dir_times.append((target, entry.mode, entry.mtime_ns))
-
-    def symlink(self, path: str, entry: Entry) -> None:
-        target = self._target(path)
-        link = entry.target
-        if not link or "\x00" in link:
-            raise UnsafePathError(f"refusing a malformed symlink target for {path}")
-        # A symlink may not point outside the destination (absolute or via '..').
-        resolved = os.path.normpath(os.path.join(os.path.dirname(target), link))
-        if os.path.isabs(link) or not (resolved + "/").startswith(self.dest + "/"):
-            raise UnsafePathError(f"refusing symlink that escapes the destination: "
-                                  f"{path} -> {link}")
-        try:
-            self._clear(target, False)
-            os.symlink(link, target)
-            os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
-        except NotImplementedError:
-            pass
-        except OSError as e:
-            raise StorageError(f"cannot create symlink {target}: {e.strerror}") from e
-
-    def write_file(self, path: str, entry: Entry, pieces: Iterable[memoryview],
-                   progress: Callable[[str, int], None] | None = None) -> None:
-        target = self._target(path)
-        self._clear(target, False)
-        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.lbx-part")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        except OSError as e:
-            raise StorageError(f"cannot create {tmp}: {e.strerror}") from e
+    def _file(self, path: str, parts: list[str], entry: Entry, pieces: Iterable[memoryview],
+              progress: Progress | None) -> None:
+        assert self._dirs is not None
+        fd = self._parent(parts)
+        name = parts[-1]
+        self._check_replace(fd, parts)
+        tmp, out = self._temp(parts, lambda t: os.open(t, _O_TEMP, 0o600, dir_fd=fd))
         ok = False
+        size = 0
         try:
-            with os.fdopen(fd, "wb", buffering=0) as f:
+            try:
                 for piece in pieces:
-                    f.write(piece)
+                    view = memoryview(piece)
+                    while view:
+                        n = os.write(out, view)
+                        if n <= 0:
+                            raise OSError(errno.EIO, "the system wrote nothing")
+                        view = view[n:]
+                    size += len(piece)
                     if progress is not None:
                         progress(path, len(piece))
-            os.chmod(tmp, entry.mode & 0o7777)
-            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
-            os.replace(tmp, target)
+                os.fchmod(out, safe_mode(EntryType.FILE, entry.mode, self.preserve_permissions))
+                os.utime(out, ns=(entry.mtime_ns, entry.mtime_ns))
+            finally:
+                os.close(out)
+            os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
             ok = True
         except OSError as e:
-            raise StorageError(f"cannot write {target}: {e.strerror}") from e
+            raise StorageError(f"cannot write {self._dirs.show(parts)}: {e.strerror}") from e
         finally:
             if not ok:
                 try:
-                    os.unlink(tmp)
+                    os.unlink(tmp, dir_fd=fd)
                 except OSError:
                     pass
+        self.report.files += 1
+        self.report.file_bytes += size
 
-    def finish(self) -> None:
-        for target, mode, mtime in sorted(self._dir_times, key=lambda t: -t[0].count("/")):
+    def _check_replace(self, fd: int, parts: Sequence[str]) -> bool:
+        """Whether a non-directory may be put at ``parts`` (True: something is there)."""
+        assert self._dirs is not None
+        st = _lstat(fd, parts[-1], self._dirs, parts)
+        if st is None:
+            return False
+        if stat_mod.S_ISDIR(st.st_mode):
+            raise StorageError(f"refusing to replace the directory {self._dirs.show(parts)}")
+        if not self.overwrite:
+            raise StorageError(f"refusing to overwrite existing {self._dirs.show(parts)} "
+                               f"(use --overwrite)")
+        return True
+
+    def _lookup(self, parent: Sequence[str], name: str) -> tuple[str, str]:
+        assert self._dirs is not None
+        fd = self._dirs.open(parent, create=False)
+        if fd is None:
+            return "missing", ""
+        try:
+            st = os.lstat(name, dir_fd=fd)
+            if stat_mod.S_ISLNK(st.st_mode):
+                return "link", os.readlink(name, dir_fd=fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return "missing", ""
+        except OSError as e:
+            raise _Skip(f"cannot check where the symlink leads: {e.strerror}") from e
+        return ("dir" if stat_mod.S_ISDIR(st.st_mode) else "other"), ""
+
+    def _symlink(self, path: str, parts: list[str], entry: Entry) -> None:
+        assert self._dirs is not None
+        target = entry.target
+        why = link_escape(parts[:-1], target, self._lookup)
+        if why is not None:
+            raise _Skip(why)
+        fd = self._parent(parts)
+        name = parts[-1]
+        st = _lstat(fd, name, self._dirs, parts)
+        if st is not None and stat_mod.S_ISDIR(st.st_mode):
+            raise _Skip("a directory of that name exists (the archive has entries below it)")
+        try:
+            if st is None:
+                os.symlink(target, name, dir_fd=fd)
+            else:
+                self._check_replace(fd, parts)
+                tmp, _ = self._temp(parts, lambda t: os.symlink(target, t, dir_fd=fd))
+                try:
+                    os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+                except OSError:
+                    os.unlink(tmp, dir_fd=fd)
+                    raise
+        except OSError as e:
+            raise StorageError(f"cannot create the symlink {self._dirs.show(parts)}: "
+                               f"{e.strerror}") from e
+        try:
+            os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=fd,
+                     follow_symlinks=False)
+        except (NotImplementedError, OSError):
+            pass  # a link's own time cannot be set everywhere; it is not worth failing
+        self._links.append(_Link(path, parts, target))
+        self.report.symlinks += 1
+
+    def _recheck_links(self) -> None:
+        """With every link in place, remove those that now lead outside; repeat."""
+        assert self._dirs is not None
+        changed = True
+        while changed:
+            changed = False
+            for link in list(self._links):
+                try:
+                    why = link_escape(link.parts[:-1], link.target, self._lookup)
+                except _Skip as s:
+                    why = str(s)
+                if why is None:
+                    continue
+                fd = self._parent(link.parts)
+                name = link.parts[-1]
+                st = _lstat(fd, name, self._dirs, link.parts)
+                if st is not None and stat_mod.S_ISLNK(st.st_mode):
+                    try:
+                        os.unlink(name, dir_fd=fd)
+                    except OSError as e:
+                        raise StorageError(f"cannot remove the unsafe symlink "
+                                           f"{self._dirs.show(link.parts)}: "
+                                           f"{e.strerror}") from e
+                self._links.remove(link)
+                self.report.symlinks -= 1
+                self.report.skipped.append(SkippedEntry(
+                    link.path, f"{why}, once the archive's other links are in place"))
+                changed = True
+
+    def _set_dir_attrs(self) -> None:
+        assert self._dirs is not None
+        for parts, mode, mtime in sorted(self._dir_attrs, key=lambda t: -len(t[0])):
             try:
-                os.chmod(target, mode & 0o7777)
-                os.utime(target, ns=(mtime, mtime))
+                fd = self._dirs.open(parts, create=False)
+                if fd is None:
+                    raise FileNotFoundError(errno.ENOENT, "it has disappeared")
+                os.fchmod(fd, mode)
+                os.utime(fd, ns=(mtime, mtime))
             except OSError as e:
-                raise StorageError(f"cannot set attributes of {target}: {e.strerror}") from e
+                raise StorageError(f"cannot set attributes of {self._dirs.show(parts)}: "
+                                   f"{e.strerror}") from e
 
 
+def _first(paths: Sequence[str], limit: int = 3) -> str:
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return ", ".join(paths[:limit]) + more

@@ -53,11 +53,13 @@ from .errors import (
     UsageError,
     WrongKeyError,
 )
+from .extract import link_escape
 from .format.constants import SUPERBLOCK_SIZE, FrameKind
 from .format.entry import child_range, normalize_path
 from .format.keydir import PasswordSlot, RecipientSlot, decode_keydir
 from .format.node import Leaf
 from .format.superblock import decode_superblock
+from .info import EntryInfo
 from .keys import Identity
 from .ranges import ByteRange
 from .sources.base import AsyncRangeSource, SourceStats
@@ -267,6 +269,41 @@ class _ZipSink:
         self.parts = []
         self.pending = 0
         return out
+
+
+def _unsafe_zip_links(items: Sequence[EntryInfo], prefix: str) -> dict[str, tuple[str, str]]:
+    """The symlinks of a zipped folder (``items`` below ``prefix``) an unzip would turn into
+    a way out of the folder: archive path -> (target, reason). Each link is resolved
+    through the zip's other links -- all of them, whatever their order, as they all exist
+    once unzipped -- and dropping one can change where others lead, so until stable. A
+    name missing as written is also looked up case-insensitively (the zip may be unpacked
+    on a case-insensitive filesystem, where ``l`` opens a link ``L``)."""
+    kinds = {e.path[len(prefix):]: e for e in items}
+    links = {rel: e.target for rel, e in kinds.items() if e.type == "symlink"}
+    folded = {rel.casefold(): rel for rel in kinds}
+    unsafe: dict[str, tuple[str, str]] = {}
+
+    def lookup(parent: Sequence[str], name: str) -> tuple[str, str]:
+        rel = "/".join([*parent, name])
+        if rel not in kinds:
+            rel = folded.get(rel.casefold(), rel)
+        if rel in links:
+            return "link", links[rel]
+        e = kinds.get(rel)
+        if e is None or e.type == "symlink":  # a dropped link is not in the zip
+            return "missing", ""
+        return ("dir" if e.is_dir else "other"), ""
+
+    changed = True
+    while changed:
+        changed = False
+        for rel, target in list(links.items()):
+            why = link_escape(rel.split("/")[:-1], target, lookup, root="the folder")
+            if why is not None:
+                unsafe[prefix + rel] = (target, why)
+                del links[rel]
+                changed = True
+    return unsafe
 
 
 def _zip_time(mtime_ns: int) -> tuple[int, int, int, int, int, int]:
@@ -606,7 +643,10 @@ class Session:
         return self._add_stream(stream)
 
     async def zip_open(self, path: str = "") -> dict[str, Any]:
-        """Start writing a folder as a .zip (STORED, zip64 where needed, data descriptors)."""
+        """Start writing a folder as a .zip (STORED, zip64 where needed, data descriptors).
+        Symlinks whose target is absolute or leads outside the folder (resolved through
+        the zip's other links: :func:`lockbox.extract.link_escape`) are left out and
+        listed in ``dropped_links`` (``{path, target, reason}``)."""
         box = self._need()
         p = normalize_path(path)
         self._label(f"walk /{p}")
@@ -615,15 +655,22 @@ class Session:
             if not top.is_dir:
                 raise UsageError(f"not a folder: {p}")
         items = await box.ls(p, recursive=True)
-        total = sum(e.size for e in items if e.is_file)
         prefix = f"{p}/" if p else ""
+        unsafe = _unsafe_zip_links(items, prefix)
+        items = [e for e in items if e.path not in unsafe]
+        total = sum(e.size for e in items if e.is_file)
         base = (p.rsplit("/", 1)[-1] if p else (self._probe.get("name") or "archive"))
         base = base[:-5] if base.endswith(".lbox") else base
         # Rough size: content + local header, descriptor and central record per entry.
         estimate = total + sum(2 * len(e.path.encode()) + 150 for e in items) + 100
         stream = _Stream(_empty(), estimate, base + ".zip")
         stream.pieces = self._zip_pieces(box, items, prefix, base, stream)
-        return self._add_stream(stream)
+        out = self._add_stream(stream)
+        # Symlinks left out of the zip (absolute, or leading outside the folder): the
+        # page tells the user, one line each.
+        out["dropped_links"] = [{"path": path, "target": target, "reason": reason}
+                                for path, (target, reason) in unsafe.items()]
+        return out
 
     async def _zip_pieces(self, box: AsyncLockbox, items: list[Any], prefix: str, base: str,
                           stream: _Stream | None = None) -> AsyncIterator[bytes]:
