@@ -257,3 +257,17 @@ def test_extract_skip_lines(run: Runner, tmp_path: Path,
     assert skip.startswith("lockbox: skipping up\\x1b[2J\\n: ")
     assert summary == "lockbox: 1 unsafe entry was skipped (the rest was extracted)"
     assert (tmp_path / "out" / "ok\u202e.txt").read_bytes() == b"fine"
+
+
+def test_json_with_an_undecodable_host_name(run: Runner, evil: Path, tmp_path: Path) -> None:
+    """A non-UTF-8 path given on the command line (surrogateescape) cannot break --json:
+    it comes out as a \\udcXX escape, and decodes back to the same bytes."""
+    out = tmp_path / os.fsdecode(b"saved\xff\x1b.lbox")
+    r = run("recover", evil, "-o", out, "--json")
+    assert r.rc == 0, r.err
+    assert r.out.isascii()
+    report = json.loads(r.out)
+    assert os.fsencode(report["salvage"]["path"]) == os.fsencode(out)
+    r = run.ok("recover", evil, "-o", tmp_path / os.fsdecode(b"again\xff.lbox"))
+    assert_clean(r.out, r.err)
+    assert "again\\xff.lbox" in r.text
