@@ -63,7 +63,7 @@ arch, dest = sys.argv[1], sys.argv[2]
 shutil.rmtree(dest, ignore_errors=True)
 box = lockbox.open(arch, password="pw")
 t = time.perf_counter()
-n = box.extract(dest)
+n = box.extract(dest).entries
 dt = time.perf_counter() - t
 print(json.dumps({"seconds": dt, "entries": n, "rss_mib": rss_mib()}))
 """

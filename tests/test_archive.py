@@ -634,7 +634,7 @@ def test_add_tree_and_extract_restore_modes_mtimes_symlinks(tmp_path, new_box):
     dest = tmp_path / "out"
     with reopen(path) as box2:
         assert box2.stat("root/sub/link").target == "../plain.txt"
-        assert box2.extract(dest) == 7
+        assert box2.extract(dest).entries == 7
     for rel in ["plain.txt", "sub", "sub/exec.sh", "sub/deeper", "sub/deeper/data.bin",
                 "sub/link"]:
         a = os.lstat(src / rel)
@@ -649,7 +649,7 @@ def test_add_tree_and_extract_restore_modes_mtimes_symlinks(tmp_path, new_box):
     # only a subtree
     dest2 = tmp_path / "out2"
     with reopen(path) as box2:
-        assert box2.extract(dest2, ["root/sub/deeper"]) == 1
+        assert box2.extract(dest2, ["root/sub/deeper"]).entries == 1
     assert (dest2 / "root" / "sub" / "deeper" / "data.bin").exists()
     assert not (dest2 / "root" / "plain.txt").exists()
 
@@ -663,7 +663,7 @@ def test_extract_refuses_to_overwrite_unless_asked(tmp_path, make_archive):
         with pytest.raises(StorageError):
             box.extract(dest)
         assert (dest / "f").read_bytes() == b"old"
-        assert box.extract(dest, overwrite=True) == 1
+        assert box.extract(dest, overwrite=True).entries == 1
     assert (dest / "f").read_bytes() == b"new"
 
 
