@@ -16,7 +16,6 @@ import argparse
 import datetime as _dt
 import errno
 import getpass
-import inspect
 import json
 import os
 import stat as stat_mod
@@ -160,18 +159,20 @@ def _human(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+_SIZE_UNITS = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+
 def _parse_size(text: str) -> int:
-    """'65536', '64K', '64KiB', '1M', '1MiB' -> bytes (argparse type)."""
+    """'65536', '64K', '64KiB', '1M', '1MiB', '2G', '1T' -> bytes (argparse type)."""
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     mult = 1
-    if t.endswith("K"):
-        mult, t = 1024, t[:-1]
-    elif t.endswith("M"):
-        mult, t = 1024 * 1024, t[:-1]
+    if t[-1:] in _SIZE_UNITS:
+        mult, t = _SIZE_UNITS[t[-1]], t[:-1]
     try:
         value = int(t) * mult
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 65536, 64K, 1M)") from None
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (e.g. 65536, 64K, 1M, 2G)") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
     return value
@@ -593,24 +594,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
                 items = box.ls(p, recursive=True) if st.is_dir else [st]
                 total += sum(e.size for e in items if e.is_file)
         meter = _Meter(total, "extracting", enabled=not args.quiet)
-        kw: dict[str, Any] = {}
-        if "strict" in inspect.signature(box.extract).parameters:
-            kw["strict"] = False  # unsafe entries are reported here, one line each
         try:
-            result = box.extract(args.to, list(args.paths) or None, overwrite=args.overwrite,
-                                 progress=meter, **kw)
+            # strict=False: unsafe entries are skipped and reported here, one line each.
+            report = box.extract(args.to, list(args.paths) or None, overwrite=args.overwrite,
+                                 progress=meter, strict=False,
+                                 preserve_permissions=args.preserve_permissions,
+                                 max_size=args.max_size)
         finally:
             meter.close()
-    # Lockbox.extract returns an ExtractReport (older versions: the entry count).
-    count = result if isinstance(result, int) else result.entries
-    skipped = [] if isinstance(result, int) else list(result.skipped)
-    for s in skipped:
+    for s in report.skipped:
         _err(f"skipping {s.path}: {s.reason}")
     if not args.quiet:
-        _out(f"extracted {count} entries, {meter.bytes:,} bytes ({_human(meter.bytes)}) "
-             f"to {args.to} in {time.monotonic() - started:.2f} s")
-    if skipped:
-        n = len(skipped)
+        _out(f"extracted {report.entries} entries, {meter.bytes:,} bytes "
+             f"({_human(meter.bytes)}) to {args.to} in {time.monotonic() - started:.2f} s")
+    if report.skipped:
+        n = len(report.skipped)
         _err(f"{n} unsafe entr{'y was' if n == 1 else 'ies were'} skipped (the rest was "
              "extracted)")
         return UnsafePathError.exit_code
@@ -1177,6 +1175,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", "-C", required=True, metavar="DIR",
                    help="destination directory (created if missing)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    p.add_argument("-p", "--preserve-permissions", action="store_true",
+                   help="keep the archived modes as they are (default: drop setuid, setgid, "
+                        "sticky and group/other write, like tar's data filter)")
+    p.add_argument("--max-size", type=_parse_size, metavar="SIZE",
+                   help="refuse (before writing anything) when the files total more than "
+                        "SIZE, e.g. 500M or 2G")
 
     p = cmd("rm", cmd_rm, "remove entries")
     p.add_argument("archive", metavar="ARCHIVE")
