@@ -25,6 +25,8 @@ class EntryInfo:
     stored_size: int = 0
     blake3: str = ""  # hex BLAKE3-256 of the content
     target: str = ""
+    owner: str = ""  # formats that record them (e.g. .uri); "" when unknown
+    group: str = ""
 
     @property
     def name(self) -> str:
@@ -51,6 +53,9 @@ class EntryInfo:
                 d.pop(k)
         if self.type != "symlink":
             d.pop("target")
+        for k in ("owner", "group"):
+            if not d[k]:
+                d.pop(k)
         return d
 
 
