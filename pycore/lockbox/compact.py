@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 from .errors import StorageError
 from .format.constants import EntryType, FrameKind
 from .format.entry import Entry
+from .format.keydir import keydir_has_commitment
+from .keys import committed_keydir
 from .newarchive import write_new_archive
 from .reading import BATCH_BYTES
 
@@ -58,8 +60,12 @@ def compact_archive(box: Lockbox) -> CompactReport:
                                f"needed, {free:,} free")
         tmp = os.path.join(os.path.dirname(path),
                            f".{os.path.basename(path)}.{os.getpid()}.lbx-compact")
+        keydir = view.keydir
+        if not keydir_has_commitment(keydir):  # written before key commitments: upgrade
+            keydir = committed_keydir(box.crypto, view.archive_id, box._content_key,
+                                      view.key_slots)
         write_new_archive(tmp, archive_id=view.archive_id, content_key=box._content_key,
-                          keydir=view.keydir, chunk_size=view.commit.default_chunk_size,
+                          keydir=keydir, chunk_size=view.commit.default_chunk_size,
                           overwrite=True, crypto=box.crypto, codec=box.codec,
                           generation=view.generation + 1)
         files = 0

@@ -9,12 +9,22 @@ HKDF-SHA256(ss, salt=archive_id, info="lockbox/v1/recipient-wrap" || SHA-256(ek)
 Both wrap the content key with ChaCha20-Poly1305 under a zero nonce (each wrap
 key is used exactly once: fresh salt / fresh encapsulation) and AAD
 ``"lockbox/v1/slot" || archive_id || kind || slot_id || slot descriptor``.
+
+Key commitment (key directory version 2): ``HKDF-SHA256(content_key,
+salt=archive_id, info="lockbox/v1/key-commitment", L=32)``. ChaCha20-Poly1305 is
+not key-committing, so every key a slot gives is checked against it: all the
+slots of one directory give one content key, or the archive is refused.
+
+Unlocking is bounded by local :class:`UnlockLimits` (a reader policy, not the
+format): password slots whose Argon2id cost is over them are skipped, so a
+hostile archive cannot make a reader spend more than it agreed to.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -30,8 +40,11 @@ from .errors import (
 from .format.constants import (
     DEFAULT_ARGON2_MEMORY_KIB,
     DEFAULT_ARGON2_TIME_COST,
+    KEY_COMMITMENT_SIZE,
+    LABEL_KEY_COMMITMENT,
     LABEL_PASSWORD_WRAP,
     LABEL_RECIPIENT_WRAP,
+    MAX_PASSWORD_SLOTS,
 )
 from .format.keydir import (
     SALT_SIZE,
@@ -40,11 +53,14 @@ from .format.keydir import (
     RecipientSlot,
     UnusableSlot,
     check_argon2_params,
+    encode_keydir,
+    password_slot_count,
     slot_aad,
 )
 
-__all__ = ["Identity", "Recipient", "Argon2Params", "new_password_slot", "new_recipient_slot",
-           "unlock", "normalize_password", "DEFAULT_ARGON2"]
+__all__ = ["Identity", "Recipient", "Argon2Params", "UnlockLimits", "new_password_slot",
+           "new_recipient_slot", "unlock", "normalize_password", "key_commitment",
+           "committed_keydir", "check_password_slot_room", "DEFAULT_ARGON2"]
 
 _ZERO_NONCE = b"\x00" * 12
 IDENTITY_PREFIX = "LOCKBOX-IDENTITY-1:"
@@ -58,6 +74,71 @@ class Argon2Params:
 
 
 DEFAULT_ARGON2 = Argon2Params()
+
+
+def _size_text(kib: int) -> str:
+    """4194304 -> '4 GiB', 524288 -> '512 MiB', 100 -> '100 KiB'."""
+    for unit, factor in (("GiB", 1 << 20), ("MiB", 1 << 10)):
+        if kib >= factor and kib % factor == 0:
+            return f"{kib // factor} {unit}"
+    return f"{kib} KiB"
+
+
+def _size_arg(kib: int) -> str:
+    """A SIZE for the CLI's --max-argon2-memory / --max-unlock-work: '4096M' or '100K'."""
+    return f"{kib // 1024}M" if kib % 1024 == 0 else f"{kib}K"
+
+
+@dataclass(frozen=True)
+class UnlockLimits:
+    """How much Argon2id work this reader agrees to spend on one unlock (a local
+    policy, docs/FORMAT.md §6 "Local limits"; the defaults are per platform,
+    ``lockbox.platform.default_unlock_limits``). A password slot over a limit is
+    unusable here: it is skipped, and the error says which limit and how to raise it.
+
+    ``max_unlock_work_kib`` bounds the sum of ``time_cost * memory_kib`` over the
+    password slots tried in one unlock (slots are tried cheapest first).
+    """
+
+    max_argon2_memory_kib: int
+    max_argon2_time_cost: int
+    max_password_slots: int
+    max_unlock_work_kib: int
+
+    def __post_init__(self) -> None:
+        for name in ("max_argon2_memory_kib", "max_argon2_time_cost", "max_password_slots",
+                     "max_unlock_work_kib"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"unlock limit {name} must be a positive integer, got "
+                                 f"{value!r}")
+
+    @classmethod
+    def default(cls) -> UnlockLimits:
+        """This platform's defaults (CPython and the browser differ)."""
+        from .platform import default_unlock_limits
+
+        return default_unlock_limits()
+
+    def refusal(self, slot: PasswordSlot, tried: int, work_kib: int) -> str:
+        """Why ``slot`` may not be tried after ``tried`` password slots costing
+        ``work_kib`` (t * m) so far; "" when it may."""
+        t, m = slot.time_cost, slot.memory_kib
+        if m > self.max_argon2_memory_kib:
+            return (f"Argon2id memory {_size_text(m)} is over this reader's limit of "
+                    f"{_size_text(self.max_argon2_memory_kib)} (raise it with "
+                    f"--max-argon2-memory {_size_arg(m)})")
+        if t > self.max_argon2_time_cost:
+            return (f"Argon2id time cost {t} is over this reader's limit of "
+                    f"{self.max_argon2_time_cost} (raise it with --max-argon2-time {t})")
+        if tried >= self.max_password_slots:
+            return f"this reader tries at most {self.max_password_slots} password slots"
+        if work_kib + t * m > self.max_unlock_work_kib:
+            need = work_kib + t * m
+            return (f"Argon2id work (time cost x memory) would reach {_size_text(need)}, "
+                    f"over this reader's limit of {_size_text(self.max_unlock_work_kib)} "
+                    f"(raise it with --max-unlock-work {_size_arg(need)})")
+        return ""
 
 
 def normalize_password(password: str | bytes) -> bytes:
@@ -153,6 +234,28 @@ def _recipient_wrap_key(crypto: CryptoBackend, archive_id: bytes, ss: bytes, ek:
     return crypto.hkdf_sha256(ss, archive_id, info, 32)
 
 
+def key_commitment(crypto: CryptoBackend, archive_id: bytes, content_key: bytes) -> bytes:
+    """The key directory's commitment to its content key (docs/FORMAT.md §6, §17.6)."""
+    return crypto.hkdf_sha256(content_key, archive_id, LABEL_KEY_COMMITMENT,
+                              KEY_COMMITMENT_SIZE)
+
+
+def check_password_slot_room(slots: list[KeySlot], adding: int = 0) -> None:
+    """UsageError when ``slots`` plus ``adding`` new password slots exceed the format's
+    maximum of password slots (docs/FORMAT.md §6)."""
+    have = password_slot_count(slots)
+    if have + adding > MAX_PASSWORD_SLOTS:
+        raise UsageError(f"an archive holds at most {MAX_PASSWORD_SLOTS} password slots "
+                         f"(this one has {have}): remove one first (lockbox keys rm ID)")
+
+
+def committed_keydir(crypto: CryptoBackend, archive_id: bytes, content_key: bytes,
+                     slots: list[KeySlot]) -> bytes:
+    """The key directory a writer writes: version 2, committed to ``content_key``."""
+    check_password_slot_room(slots)
+    return encode_keydir(slots, key_commitment(crypto, archive_id, content_key))
+
+
 def new_password_slot(crypto: CryptoBackend, archive_id: bytes, content_key: bytes,
                       password: str | bytes, params: Argon2Params = DEFAULT_ARGON2,
                       taken: set[int] | None = None) -> PasswordSlot:
@@ -180,43 +283,71 @@ def new_recipient_slot(crypto: CryptoBackend, archive_id: bytes, content_key: by
 
 
 def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
-           password: str | bytes | None = None,
-           identity: Identity | None = None) -> tuple[bytes, int]:
+           password: str | bytes | None = None, identity: Identity | None = None,
+           commitment: bytes | None = None,
+           limits: UnlockLimits | None = None) -> tuple[bytes, int]:
     """Return ``(content_key, slot_id)`` of the first slot the secret opens.
 
-    Raises WrongKeyError when none does (the message says which kinds were tried).
+    Recipient slots are tried in directory order, password slots cheapest first
+    (``time_cost * memory_kib``) within ``limits`` (default: this platform's);
+    slots over a limit are skipped. With ``commitment`` (a version-2 key directory's
+    key commitment), the key a slot gives must match it: else IntegrityError (a
+    hostile or damaged archive), never another slot or a silent success.
+
+    Raises WrongKeyError when no slot opens (the message says which kinds were tried
+    and which slots the local limits skipped), LimitExceededError when no slot could
+    be tried at all.
     """
     if password is None and identity is None:
         raise UsageError("a password or an identity is needed to open this archive")
+    if limits is None:
+        limits = UnlockLimits.default()
     pw = normalize_password(password) if password is not None else None
     ek = identity.recipient(crypto).public_key if identity is not None else None
-    tried = []
-    for slot in slots:
-        if isinstance(slot, UnusableSlot):
-            continue
-        aad = slot_aad(archive_id, slot)
-        if isinstance(slot, PasswordSlot) and pw is not None:
-            tried.append("password")
+    candidates: list[PasswordSlot | RecipientSlot] = []
+    skipped: list[str] = []
+    if identity is not None:
+        candidates += [s for s in slots if isinstance(s, RecipientSlot)]
+    if pw is not None:
+        work_kib = tried = 0
+        for s in sorted((s for s in slots if isinstance(s, PasswordSlot)),
+                        key=lambda s: s.time_cost * s.memory_kib):
+            reason = limits.refusal(s, tried, work_kib)
+            if reason:
+                skipped.append(f"slot {s.slot_id}: {reason}")
+                continue
+            tried += 1
+            work_kib += s.time_cost * s.memory_kib
+            candidates.append(s)
+    for slot in candidates:
+        if isinstance(slot, PasswordSlot):
+            assert pw is not None
             key = _password_wrap_key(crypto, archive_id, pw, slot.salt, slot.time_cost,
                                      slot.memory_kib)
-        elif isinstance(slot, RecipientSlot) and identity is not None and ek is not None:
-            tried.append("identity")
+        else:
+            assert identity is not None and ek is not None
             ss = crypto.mlkem1024_decapsulate(identity.seed, slot.kem_ciphertext)
             key = _recipient_wrap_key(crypto, archive_id, ss, ek, slot.kem_ciphertext)
-        else:
-            continue
         try:
-            return crypto.aead(key).open(_ZERO_NONCE, slot.wrapped_key, aad), slot.slot_id
+            content_key = crypto.aead(key).open(_ZERO_NONCE, slot.wrapped_key,
+                                                slot_aad(archive_id, slot))
         except IntegrityError:
             continue
-    unusable = [s for s in slots if isinstance(s, UnusableSlot)]
-    if unusable and not tried:
+        if commitment is not None and not hmac.compare_digest(
+                key_commitment(crypto, archive_id, content_key), commitment):
+            raise IntegrityError(
+                f"key slot {slot.slot_id} gives a different content key than the archive "
+                "commits to: a hostile or damaged archive")
+        return content_key, slot.slot_id
+    unusable = [f"slot {s.slot_id}: {s.reason}" for s in slots if isinstance(s, UnusableSlot)]
+    if not candidates and (skipped or unusable):
         raise LimitExceededError("no key slot can be used by this reader: "
-                                 + "; ".join(s.reason for s in unusable))
+                                 + "; ".join(skipped + unusable))
+    not_tried = f" (not tried: {'; '.join(skipped)})" if skipped else ""
     if pw is not None and not any(isinstance(s, PasswordSlot) for s in slots):
         raise WrongKeyError("this archive has no password slot; open it with an identity")
     if identity is not None and pw is None:
-        if "identity" not in tried:
+        if not any(isinstance(s, RecipientSlot) for s in slots):
             raise WrongKeyError("this archive has no recipient slot; open it with a password")
         raise WrongKeyError("this identity is not a recipient of this archive")
-    raise WrongKeyError("wrong password or identity: no key slot opens")
+    raise WrongKeyError("wrong password or identity: no key slot opens" + not_tried)

@@ -19,7 +19,7 @@ from .format.constants import (
     SUPERBLOCK_SIZE,
     FrameKind,
 )
-from .format.keydir import KeySlot, encode_keydir
+from .format.keydir import KeySlot
 from .format.page import encode_keydir_page
 from .format.superblock import (
     ExternalKeydir,
@@ -30,7 +30,14 @@ from .format.superblock import (
     slot_offset,
 )
 from .frames import FrameSealer
-from .keys import DEFAULT_ARGON2, Argon2Params, Recipient, new_password_slot, new_recipient_slot
+from .keys import (
+    DEFAULT_ARGON2,
+    Argon2Params,
+    Recipient,
+    committed_keydir,
+    new_password_slot,
+    new_recipient_slot,
+)
 from .platform import default_codec, default_crypto
 
 __all__ = ["create_archive", "write_new_archive"]
@@ -62,7 +69,8 @@ def create_archive(path: str | os.PathLike[str], *, password: str | bytes | None
         slots.append(new_recipient_slot(crypto, archive_id, content_key, r,
                                         {s.slot_id for s in slots}))
     write_new_archive(path, archive_id=archive_id, content_key=content_key,
-                      keydir=encode_keydir(slots), chunk_size=chunk_size, overwrite=overwrite,
+                      keydir=committed_keydir(crypto, archive_id, content_key, slots),
+                      chunk_size=chunk_size, overwrite=overwrite,
                       crypto=crypto, codec=codec)
     return archive_id, content_key
 
@@ -70,7 +78,8 @@ def write_new_archive(path: str, *, archive_id: bytes, content_key: bytes, keydi
                       chunk_size: int, overwrite: bool, crypto: CryptoBackend,
                       codec: CodecBackend, generation: int = 1) -> None:
     """Write an empty archive with the given identity and key directory, atomically
-    (temporary file, fsync, link or rename, fsync of the directory)."""
+    (temporary file, fsync, link or rename, fsync of the directory). ``keydir`` is a
+    version-2 key directory (``lockbox.keys.committed_keydir``)."""
     # The key directory always gets a KEYDIR page right after the superblock (a copy for
     # recovery scanners); the slot holds it inline when it fits, else points at the page.
     keydir_page = encode_keydir_page(archive_id, keydir, generation)

@@ -10,9 +10,11 @@ from .codec.base import Codec
 from .crypto.base import CryptoBackend
 
 if TYPE_CHECKING:
+    from .keys import UnlockLimits
     from .sources.base import AsyncRangeSource, RangeSource
 
-__all__ = ["IS_BROWSER", "default_crypto", "default_codec", "url_source", "async_url_source"]
+__all__ = ["IS_BROWSER", "default_crypto", "default_codec", "default_unlock_limits",
+           "url_source", "async_url_source"]
 
 IS_BROWSER = sys.platform == "emscripten"
 
@@ -26,6 +28,26 @@ def default_crypto() -> CryptoBackend:
     from .crypto.cpython import CryptographyBackend
 
     return CryptographyBackend()
+
+
+@cache
+def default_unlock_limits() -> UnlockLimits:
+    """The local unlock limits (docs/FORMAT.md §6 "Local limits"), decided here only.
+
+    CPython: at most 512 MiB of Argon2id memory per slot, time cost 16, the format's 4
+    password slots, and 1 GiB of Argon2id work (sum of time cost x memory over the slots
+    tried): about one second on a laptop core, at most ~600 MiB of memory. The
+    writers' default slot (64 MiB, t = 3) costs 192 MiB of work; a 4 GiB decoy slot
+    is never derived. Browser: 256 MiB per slot and 512 MiB of work (what a page's
+    WASM heap can take).
+    """
+    from .keys import UnlockLimits
+
+    if IS_BROWSER:
+        return UnlockLimits(max_argon2_memory_kib=256 * 1024, max_argon2_time_cost=16,
+                            max_password_slots=4, max_unlock_work_kib=512 * 1024)
+    return UnlockLimits(max_argon2_memory_kib=512 * 1024, max_argon2_time_cost=16,
+                        max_password_slots=4, max_unlock_work_kib=1024 * 1024)
 
 
 @cache

@@ -53,7 +53,7 @@ from .format.entry import (
     subtree_ranges,
     toc_key,
 )
-from .format.keydir import KeySlot, encode_keydir
+from .format.keydir import KeySlot, keydir_has_commitment
 from .format.page import encode_keydir_page
 from .format.refs import Ref
 from .format.superblock import (
@@ -66,7 +66,15 @@ from .format.superblock import (
     slot_offset,
 )
 from .frames import FrameSealer
-from .keys import DEFAULT_ARGON2, Argon2Params, Recipient, new_password_slot, new_recipient_slot
+from .keys import (
+    DEFAULT_ARGON2,
+    Argon2Params,
+    Recipient,
+    check_password_slot_room,
+    committed_keydir,
+    new_password_slot,
+    new_recipient_slot,
+)
 from .pages import PageWriter
 from .pipeline import Prepared, SmallFile, SmallFilePipeline, resolve_jobs
 from .ranges import ByteRange
@@ -691,6 +699,7 @@ class Writer:
 
     def add_password(self, password: str | bytes,
                      params: Argon2Params = DEFAULT_ARGON2) -> int:
+        check_password_slot_room(self.key_slots, adding=1)
         slot = new_password_slot(self.crypto, self.view.archive_id, self._archive._content_key,
                                  password, params, {s.slot_id for s in self.key_slots})
         self.key_slots.append(slot)
@@ -747,6 +756,9 @@ class Writer:
     def _commit(self) -> ArchiveView:
         old = self.view
         space = self.space
+        rekey = self._keys_changed or not keydir_has_commitment(old.keydir)
+        if rekey:  # before anything is written: a version-1 directory may hold too many
+            check_password_slot_room(self.key_slots)
         encoded = {k: (None if e is None else encode_entry(e))
                    for k, e in self.toc_changes.items()}
         toc: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
@@ -758,8 +770,11 @@ class Writer:
             old, FrameKind.ENV_NODE, old.commit.env, self.env_changes, self._emit))  # type: ignore[arg-type]
         stats = _apply_stats(old.commit.stats, toc, self.toc_changes)
         keydir_field: bytes | ExternalKeydir
-        if self._keys_changed:
-            keydir = encode_keydir(self.key_slots)
+        # A key directory written before key commitments (version 1) is upgraded by the
+        # first commit that has the key (docs/FORMAT.md §6, §20).
+        if rekey:
+            keydir = committed_keydir(self.crypto, old.archive_id,
+                                      self._archive._content_key, self.key_slots)
             page = encode_keydir_page(old.archive_id, keydir, self.generation)
             page_offset = self.pages.write_page(page)
             for rec in space.pages.values():  # the previous copies are now dead

@@ -1,4 +1,5 @@
-"""The key directory: cleartext slots wrapping the content key."""
+"""The key directory: cleartext slots wrapping the content key; version 2 carries the key
+commitment and at most 4 password slots, version 1 (legacy) is still read."""
 
 from __future__ import annotations
 
@@ -22,19 +23,23 @@ from lockbox.format.constants import (
     KEYDIR_MAGIC,
     MAX_KEY_SLOTS,
     MAX_KEYDIR_SIZE,
+    MAX_PASSWORD_SLOTS,
     SlotKind,
 )
 from lockbox.format.keydir import (
     KEM_CT_SIZE,
     KEYDIR_VERSION,
+    LEGACY_KEYDIR_VERSION,
     SALT_SIZE,
     WRAPPED_KEY_SIZE,
     PasswordSlot,
     RecipientSlot,
     UnusableSlot,
     check_argon2_params,
+    decode_key_directory,
     decode_keydir,
     encode_keydir,
+    keydir_has_commitment,
     slot_aad,
 )
 
@@ -44,6 +49,7 @@ PW = PasswordSlot(7, bytes(range(16)), 3, 65536, 1, b"W" * WRAPPED_KEY_SIZE)
 RC = RecipientSlot(0xFFFFFFFF, b"C" * KEM_CT_SIZE, b"w" * WRAPPED_KEY_SIZE)
 RC_BODY = KEM_CT_SIZE + WRAPPED_KEY_SIZE
 PW_BODY = 16 + 4 + 4 + 1 + WRAPPED_KEY_SIZE
+C = bytes(range(100, 132))  # a key commitment (any 32 bytes, for the decoder)
 
 
 def raw_slot(kind: int, slot_id: int, body: bytes, size: int | None = None) -> bytes:
@@ -52,8 +58,9 @@ def raw_slot(kind: int, slot_id: int, body: bytes, size: int | None = None) -> b
 
 def keydir(*raw: bytes, count: int | None = None, magic: bytes = KEYDIR_MAGIC,
            version: int = KEYDIR_VERSION) -> bytes:
-    return magic + bytes([version]) + struct.pack("<H", len(raw) if count is None else count) \
-        + b"".join(raw)
+    commitment = C if version == KEYDIR_VERSION else b""
+    return magic + bytes([version]) + commitment + \
+        struct.pack("<H", len(raw) if count is None else count) + b"".join(raw)
 
 
 def pw_body(t: int = 1, m: int = 64, p: int = 1, salt: bytes = bytes(16)) -> bytes:
@@ -61,13 +68,39 @@ def pw_body(t: int = 1, m: int = 64, p: int = 1, salt: bytes = bytes(16)) -> byt
 
 
 def test_round_trip():
-    assert decode_keydir(encode_keydir([])) == []
-    assert decode_keydir(encode_keydir([PW])) == [PW]
-    assert decode_keydir(encode_keydir([PW, RC])) == [PW, RC]
-    enc = encode_keydir([RC, PW])
-    assert enc[:5] == KEYDIR_MAGIC + bytes([KEYDIR_VERSION])
-    assert len(enc) == 7 + 7 + RC_BODY + 7 + PW_BODY
-    assert decode_keydir(enc) == [RC, PW]
+    for c in (C, None):
+        assert decode_keydir(encode_keydir([], c)) == []
+        assert decode_keydir(encode_keydir([PW], c)) == [PW]
+        assert decode_keydir(encode_keydir([PW, RC], c)) == [PW, RC]
+    enc = encode_keydir([RC, PW], C)
+    assert enc[:5 + 32] == KEYDIR_MAGIC + bytes([KEYDIR_VERSION]) + C
+    assert len(enc) == 7 + 32 + 7 + RC_BODY + 7 + PW_BODY
+    d = decode_key_directory(enc)
+    assert (d.slots, d.key_commitment, d.version) == ([RC, PW], C, 2)
+    assert keydir_has_commitment(enc)
+    legacy = encode_keydir([RC, PW])  # version 1: no commitment (tests and vectors only)
+    assert legacy[:5] == KEYDIR_MAGIC + bytes([LEGACY_KEYDIR_VERSION])
+    assert legacy == enc[:5].replace(b"\x02", b"\x01") + enc[5 + 32:]
+    d = decode_key_directory(legacy)
+    assert (d.slots, d.key_commitment, d.version) == ([RC, PW], None, 1)
+    assert not keydir_has_commitment(legacy)
+    with pytest.raises(ValueError):
+        encode_keydir([PW], C[:31])
+
+
+def test_at_most_4_password_slots_in_version_2():
+    """Counted by kind, usable or not; version 1 (legacy) directories are not refused."""
+    pws = [PasswordSlot(i + 1, bytes(16), 1, 64, 1, bytes(48)) for i in range(5)]
+    odd = UnusableSlot(9, SlotKind.PASSWORD, pw_body(t=0), "t=0")
+    assert len(decode_keydir(encode_keydir(pws[:MAX_PASSWORD_SLOTS], C))) == 4
+    assert len(decode_keydir(encode_keydir([*pws[:3], RC, odd], C))) == 5
+    for too_many in (pws, [*pws[:4], odd]):
+        with pytest.raises(ValueError):
+            encode_keydir(too_many, C)
+        with pytest.raises(LimitExceededError, match="more than 4 password slots"):
+            decode_keydir(keydir(*(raw_slot(int(s.kind), s.slot_id, s.body())
+                                   for s in too_many)))
+        assert len(decode_keydir(encode_keydir(too_many))) == 5
 
 
 def test_descriptors_and_aad():
@@ -87,10 +120,10 @@ def test_descriptors_and_aad():
 def test_encode_refuses_duplicates_and_too_many():
     with pytest.raises(ValueError):
         encode_keydir([PW, PW])
-    many = [PasswordSlot(i + 1, bytes(16), 1, 64, 1, bytes(48)) for i in range(MAX_KEY_SLOTS + 1)]
+    many = [RecipientSlot(i + 1, bytes(KEM_CT_SIZE), bytes(48)) for i in range(MAX_KEY_SLOTS + 1)]
     with pytest.raises(ValueError):
-        encode_keydir(many)
-    assert len(decode_keydir(encode_keydir(many[:MAX_KEY_SLOTS]))) == MAX_KEY_SLOTS
+        encode_keydir(many, C)
+    assert len(decode_keydir(encode_keydir(many[:MAX_KEY_SLOTS], C))) == MAX_KEY_SLOTS
 
 
 def test_too_large():
@@ -99,7 +132,8 @@ def test_too_large():
 
 
 @pytest.mark.parametrize("data", [b"", b"LBK", KEYDIR_MAGIC, KEYDIR_MAGIC + b"\x01",
-                                  KEYDIR_MAGIC + b"\x01\x01"])
+                                  KEYDIR_MAGIC + b"\x01\x01", KEYDIR_MAGIC + b"\x02",
+                                  KEYDIR_MAGIC + b"\x02" + C, KEYDIR_MAGIC + b"\x02" + C[:31]])
 def test_truncated_header(data):
     with pytest.raises(TruncatedError):
         decode_keydir(data)
@@ -108,7 +142,7 @@ def test_truncated_header(data):
 def test_bad_magic_and_version():
     with pytest.raises(FormatError, match="bad magic"):
         decode_keydir(keydir(magic=b"LBKX"))
-    for v in (0, 2, 255):
+    for v in (0, 3, 255):
         with pytest.raises(UnsupportedVersionError, match=f"version {v}"):
             decode_keydir(keydir(version=v))
 
@@ -160,8 +194,8 @@ def test_argon2_parameters_out_of_range_make_the_slot_unusable(t, m, p):
     assert isinstance(slots[0], UnusableSlot) and isinstance(slots[1], PasswordSlot)
     assert (slots[0].slot_id, slots[0].kind, slots[0].raw_body) == (1, SlotKind.PASSWORD, body)
     assert slots[0].reason == check_argon2_params(t, m, p) != ""
-    assert encode_keydir(slots) == keydir(raw_slot(SlotKind.PASSWORD, 1, body),
-                                          raw_slot(SlotKind.PASSWORD, 2, pw_body()))
+    assert encode_keydir(slots, C) == keydir(raw_slot(SlotKind.PASSWORD, 1, body),
+                                             raw_slot(SlotKind.PASSWORD, 2, pw_body()))
 
 
 @pytest.mark.parametrize("t,m", [(1, ARGON2_MIN_MEMORY_KIB), (ARGON2_MAX_TIME_COST,
@@ -187,12 +221,12 @@ def test_unknown_slot_kinds_are_kept_unusable():
     assert [s.slot_id for s in slots] == [1, 2, 3]
     assert (slots[2].kind, slots[2].raw_body) == (200, b"x" * 300)
     assert "unknown slot kind" in slots[2].reason
-    assert encode_keydir(slots) == enc  # a writer keeps them byte for byte
+    assert encode_keydir(slots, C) == enc  # a writer keeps them byte for byte
 
 
 def test_trailing_bytes():
     with pytest.raises(FormatError, match="trailing"):
-        decode_keydir(encode_keydir([PW]) + b"\x00")
+        decode_keydir(encode_keydir([PW], C) + b"\x00")
 
 
 # -- properties ------------------------------------------------------------------------------
@@ -217,6 +251,7 @@ slot_lists = st.lists(st.one_of(password_slots, recipient_slots, unusable_slots)
 @given(slot_lists)
 def test_round_trip_property(slots):
     assert decode_keydir(encode_keydir(slots)) == slots
+    assert decode_key_directory(encode_keydir(slots, C)).slots == slots
 
 
 @FUZZ
@@ -224,11 +259,12 @@ def test_round_trip_property(slots):
 def test_arbitrary_bytes(data):
     decode_or_typed_error(decode_keydir, data)
     decode_or_typed_error(decode_keydir, KEYDIR_MAGIC + b"\x01" + data)
+    decode_or_typed_error(decode_keydir, KEYDIR_MAGIC + b"\x02" + C + data)
 
 
 @FUZZ
 @given(st.data(), st.lists(password_slots, min_size=1, max_size=3,
                            unique_by=lambda s: s.slot_id))
 def test_mutated_key_directories(data, slots):
-    enc = encode_keydir(slots)
+    enc = encode_keydir(slots, C)
     decode_or_typed_error(decode_keydir, data.draw(mutate(enc)))

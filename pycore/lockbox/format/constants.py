@@ -1,9 +1,11 @@
-"""Fixed numbers of the .lbox format (version 1). docs/FORMAT.md §1 is their source."""
+"""Fixed numbers of the .lbox format (version 2; readers also read version 1).
+docs/FORMAT.md §1 is their source."""
 
 from __future__ import annotations
 
 __all__ = [
-    "FORMAT_VERSION", "SLOT_MAGIC", "PAGE_MAGIC", "FRAME_MAGIC", "KEYDIR_MAGIC",
+    "FORMAT_VERSION", "READABLE_FORMAT_VERSIONS", "SLOT_MAGIC", "PAGE_MAGIC", "FRAME_MAGIC",
+    "KEYDIR_MAGIC",
     "SLOT_SIZE", "SLOT_COUNT", "SUPERBLOCK_SIZE", "SLOT_HEADER_SIZE", "PAGE_UNIT",
     "PAGE_HEADER_SIZE", "MAX_PAGE_SIZE", "FRAME_HEADER_SIZE", "TAG_SIZE", "FRAME_OVERHEAD",
     "DEFAULT_CHUNK_SIZE", "MIN_CHUNK_SIZE", "MAX_CHUNK_SIZE", "MAX_FRAME_SEALED_SIZE",
@@ -11,16 +13,21 @@ __all__ = [
     "MAX_PATH_SIZE", "MAX_NAME_SIZE", "MAX_SYMLINK_SIZE", "MAX_ENV_NAME_SIZE",
     "MAX_ENV_VALUE_SIZE", "MAX_TREE_HEIGHT", "INLINE_CHUNK_REFS", "INDEX_FANOUT",
     "MAX_ROOT_LISTING_LEAVES", "INLINE_ROOT_MAX", "MAX_KEYDIR_SIZE", "MAX_KEY_SLOTS",
+    "MAX_PASSWORD_SLOTS", "KEY_COMMITMENT_SIZE",
     "FrameKind", "Codec", "EntryType", "SlotKind", "PageKind",
     "ARGON2_MIN_MEMORY_KIB", "ARGON2_MAX_MEMORY_KIB", "ARGON2_MAX_TIME_COST",
     "DEFAULT_ARGON2_MEMORY_KIB", "DEFAULT_ARGON2_TIME_COST",
-    "LABEL_FRAME_KEY", "LABEL_PASSWORD_WRAP", "LABEL_RECIPIENT_WRAP", "AAD_FRAME",
+    "LABEL_FRAME_KEY", "LABEL_PASSWORD_WRAP", "LABEL_RECIPIENT_WRAP", "LABEL_KEY_COMMITMENT",
+    "AAD_FRAME",
     "AAD_SLOT", "MAX_PLAIN_CHUNK_PAYLOAD", "MAX_INDEX_PLAIN_SIZE", "MAX_COMMIT_PLAIN_SIZE",
 ]
 
 from enum import IntEnum
 
-FORMAT_VERSION = 1
+# Version 2 = version 1 + key directory version 2 (key commitment, at most 4 password
+# slots). Writers write 2; readers read 1 and 2 (docs/FORMAT.md §20).
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 SLOT_MAGIC = b"LBOX\r\n\x1a\n"
 PAGE_MAGIC = b"LBXP"
@@ -65,6 +72,8 @@ MAX_ROOT_LISTING_LEAVES = 16
 INLINE_ROOT_MAX = 3072
 MAX_KEYDIR_SIZE = 1024 * 1024
 MAX_KEY_SLOTS = 512
+MAX_PASSWORD_SLOTS = 4  # PASSWORD-kind slots of a version-2 key directory
+KEY_COMMITMENT_SIZE = 32
 
 ARGON2_MIN_MEMORY_KIB = 8
 ARGON2_MAX_MEMORY_KIB = 4 * 1024 * 1024
@@ -76,6 +85,7 @@ DEFAULT_ARGON2_TIME_COST = 3
 LABEL_FRAME_KEY = b"lockbox/v1/frame-key"
 LABEL_PASSWORD_WRAP = b"lockbox/v1/password-wrap"
 LABEL_RECIPIENT_WRAP = b"lockbox/v1/recipient-wrap"
+LABEL_KEY_COMMITMENT = b"lockbox/v1/key-commitment"
 AAD_FRAME = b"lockbox/v1/frame"
 AAD_SLOT = b"lockbox/v1/slot"
 

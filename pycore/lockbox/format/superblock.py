@@ -22,6 +22,7 @@ from ..errors import (
 )
 from .constants import (
     FORMAT_VERSION,
+    READABLE_FORMAT_VERSIONS,
     SLOT_COUNT,
     SLOT_HEADER_SIZE,
     SLOT_MAGIC,
@@ -63,6 +64,9 @@ class Slot:
     generation: int
     keydir: bytes | ExternalKeydir
     commit_frame: bytes
+    # The archive format version of this slot: writers write FORMAT_VERSION (2); a slot
+    # written before key commitments (docs/FORMAT.md §20) decodes as version 1.
+    version: int = FORMAT_VERSION
 
     @property
     def commit_frame_offset(self) -> int:
@@ -89,7 +93,9 @@ def encode_slot(slot: Slot) -> bytes:
     flags = FLAG_KEYDIR_EXTERNAL if isinstance(slot.keydir, ExternalKeydir) else 0
     if len(field) + len(slot.commit_frame) > SLOT_CAPACITY:
         raise ValueError("key directory and commit record do not fit in a slot")
-    head = _HEAD.pack(SLOT_MAGIC, FORMAT_VERSION, slot.slot_no, flags, 0, slot.archive_id,
+    if slot.version not in READABLE_FORMAT_VERSIONS:
+        raise ValueError(f"slot version {slot.version}")
+    head = _HEAD.pack(SLOT_MAGIC, slot.version, slot.slot_no, flags, 0, slot.archive_id,
                       slot.generation, len(field), len(slot.commit_frame))
     body = head + field + slot.commit_frame
     image = body + _CRC.pack(zlib.crc32(body))
@@ -116,10 +122,10 @@ def decode_slot(buf: bytes | memoryview, slot_no: int) -> Slot:
     (crc,) = _CRC.unpack_from(buf, end)
     if crc != zlib.crc32(bytes(buf[:end])):
         raise IntegrityError(f"slot {slot_no}: checksum mismatch (torn or damaged)")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMAT_VERSIONS:
         raise UnsupportedVersionError(
             f"archive format version {version} is not supported (this reader knows "
-            f"version {FORMAT_VERSION})")
+            f"versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))})")
     if no != slot_no or reserved or flags & ~FLAG_KEYDIR_EXTERNAL:
         raise FormatError(f"slot {slot_no}: bad slot number or reserved bits")
     if gen == 0:
@@ -136,7 +142,7 @@ def decode_slot(buf: bytes | memoryview, slot_no: int) -> Slot:
     else:
         keydir = field
     return Slot(slot_no, bytes(archive_id), gen, keydir,
-                bytes(buf[SLOT_HEADER_SIZE + kd_size : end]))
+                bytes(buf[SLOT_HEADER_SIZE + kd_size : end]), version)
 
 
 def decode_superblock(buf: bytes | memoryview) -> list[Slot]:
@@ -160,8 +166,8 @@ def decode_superblock(buf: bytes | memoryview) -> list[Slot]:
             errors.append(e)
     for e in errors:
         if isinstance(e, UnsupportedVersionError):
-            # A newer writer's slot: never fall back silently to an older v1 slot (a
-            # v1 writer would then overwrite the newer commit).
+            # A newer writer's slot: never fall back silently to an older slot (this
+            # writer would then overwrite the newer commit).
             raise e
     if slots:
         if len({s.archive_id for s in slots}) > 1:
