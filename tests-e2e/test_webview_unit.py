@@ -163,3 +163,168 @@ def test_not_a_lockbox(archives: Archives) -> None:
 def test_classify(error: Exception, kind: str) -> None:
     info = classify(error, stage="read", path="a/b.txt")
     assert info["kind"] == kind and info["title"] and info["message"]
+
+
+def test_wrong_key_title_is_neutral() -> None:
+    """The page names the secret given ("Wrong password" / "Wrong identity file")."""
+    info = classify(lockbox.WrongKeyError("wrong password or identity: no key slot opens"),
+                    stage="unlock")
+    assert info["title"] == "Wrong key"
+    assert "password" not in info["title"].lower()
+
+
+def test_missing_archive_names_the_url_once() -> None:
+    url = "http://user:pw@127.0.0.1:8000/archives/missing.lbox?sig=secret"
+    shown = "http://127.0.0.1:8000/archives/missing.lbox?…"
+    exc = lockbox.SourceUnavailableError(f"GET {shown}: HTTP 404 Not Found")
+    info = classify(exc, stage="open", location=url)
+    text = f"{info['title']} {info['message']}"
+    assert text.count("missing.lbox") == 1, text
+    assert "HTTP 404 Not Found" in info["message"] and shown in info["message"]
+    assert "pw" not in text and "secret" not in text  # no credentials, no query
+    # a local file's message starts with its name: named once too
+    gone = lockbox.SourceUnavailableError("tree.lbox: reading bytes 0-9: the file is gone (x)")
+    msg = classify(gone, stage="read", location="tree.lbox")["message"]
+    assert msg.count("tree.lbox") == 1, msg
+
+
+# -- reuse of verified chunks, batched zips --------------------------------------------------
+
+
+def trips(s: Session) -> tuple[int, int]:
+    n = s.network()
+    return n["round_trips"], n["bytes"]
+
+
+def test_preview_then_download_reuses_the_verified_chunks(archives: Archives) -> None:
+    async def go() -> None:
+        s = await opened(archives.path("tree.lbox"))
+        # a whole small file: the download fetches nothing
+        assert await s.call_binary("read", json.dumps({"path": "docs/guide.txt"})) == \
+            TREE["docs/guide.txt"]
+        before = trips(s)
+        h = (await call(s, "stream_open", path="docs/guide.txt"))["ok"]
+        assert await drain(s, h["handle"]) == TREE["docs/guide.txt"]
+        assert trips(s) == before
+        # the head of a 2-chunk file: the download fetches the second chunk only
+        data = TREE["data/random.bin"]
+        head = await s.call_binary("read", json.dumps({"path": "data/random.bin",
+                                                         "size": 4096}))
+        assert head == data[:4096]
+        e = await s._need()._run(s._need().view.stat_flow("data/random.bin"))
+        assert e.chunks == 2
+        rt, nbytes = trips(s)
+        reused = s.network()["reused"]["chunks"]
+        h = (await call(s, "stream_open", path="data/random.bin"))["ok"]
+        assert await drain(s, h["handle"]) == data
+        rt2, nbytes2 = trips(s)
+        assert rt2 == rt + 1 and nbytes2 - nbytes == e.refs[1].frame_size
+        assert s.network()["reused"]["chunks"] == reused + 1
+        # closing forgets them
+        await s.close()
+        assert len(s._plain) == 0 and s._plain.size_bytes == 0
+
+    run(go())
+
+
+def test_plain_cache_is_bounded() -> None:
+    from lockbox.view import ChunkData
+    from lockbox.webview import _PlainCache
+
+    cache = _PlainCache(limit_bytes=100)
+    chunk = ChunkData(0, memoryview(b"x" * 40), None)  # type: ignore[arg-type]
+    for n in range(5):
+        cache.put((b"f", b"h", n), chunk)
+    assert len(cache) == 2 and cache.size_bytes == 80  # the oldest went first
+    assert cache.get((b"f", b"h", 0)) is None and cache.get((b"f", b"h", 4)) is chunk
+    cache.put((b"f", b"h", 9), ChunkData(9, memoryview(b"y" * 101), None))  # type: ignore[arg-type]
+    assert len(cache) == 2  # larger than the whole budget: not kept
+
+
+def write_folder(path: Path, files: int, *, chunk_size: int = 1 << 20,
+                 extra: dict[str, bytes] | None = None) -> None:
+    from conftest import WEAK
+
+    box = lockbox.create(path, password=PASSWORD, argon2=WEAK, chunk_size=chunk_size)
+    with box.writer() as w:
+        w.add_bytes("top.txt", b"top\n")
+        for i in range(files):
+            w.add_bytes(f"many/f{i:03d}.txt", b"file %d\n" % i * (i + 1))
+        for name, data in (extra or {}).items():
+            w.add_bytes(name, data)
+    box.close()
+
+
+async def zip_round_trips(path: Path, folder: str = "many") -> tuple[int, int, dict[str, bytes]]:
+    s = await opened(path)
+    await call(s, "ls", path="")
+    rt0 = s.network()["round_trips"]
+    z = (await call(s, "zip_open", path=folder))["ok"]
+    blob = await drain(s, z["handle"])
+    assert isinstance(blob, bytes), blob
+    n = s.network()
+    await s.close()
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        assert zf.testzip() is None
+        files = {name: zf.read(name) for name in zf.namelist() if not name.endswith("/")}
+    return n["round_trips"] - rt0, n["requests"], files
+
+
+def test_zip_of_many_small_files_costs_a_few_round_trips(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    few, many = tmp_path / "few.lbox", tmp_path / "many.lbox"
+    write_folder(few, 3)
+    write_folder(many, 120)
+    rt_few, _, _ = run(zip_round_trips(few))
+    rt_many, requests, files = run(zip_round_trips(many))
+    assert len(files) == 120
+    assert files["many/f007.txt"] == b"file 7\n" * 8
+    assert rt_many == rt_few <= 3, (rt_few, rt_many)  # the walk, then one batch
+    # the batch's frames are adjacent: one request for all of them
+    assert requests <= 6, requests
+    # the budget splits the batches: 120 files, 50 per batch -> 3 round trips of content
+    monkeypatch.setattr("lockbox.webview.ZIP_BATCH_FILES", 50)
+    rt_split, _, files = run(zip_round_trips(many))
+    assert rt_split == rt_many + 2 and len(files) == 120
+
+
+def test_zip_batches_files_with_index_frames_and_streams_large_ones(tmp_path: Path) -> None:
+    """Small files of many chunks (their refs in index frames: one round trip for all the
+    batch's indexes) and a file larger than ZIP_SMALL_FILE (streamed alone)."""
+    from lockbox.webview import ZIP_SMALL_FILE
+
+    path = tmp_path / "mixed.lbox"
+    indexed = {f"many/idx{i}.bin": bytes([i]) * (4096 * 10 + i) for i in range(4)}
+    large = {"many/large.bin": bytes(range(256)) * (ZIP_SMALL_FILE // 256 + 40)}
+    write_folder(path, 5, chunk_size=4096, extra={**indexed, **large})
+    rt, _, files = run(zip_round_trips(path))
+    for name, data in {**indexed, **large}.items():
+        assert files[name] == data
+    assert len(files) == 10
+    assert rt <= 3 + 2 + (len(large["many/large.bin"]) // (8 << 20) + 2), rt
+
+
+def test_zip_masks_modes(tmp_path: Path) -> None:
+    from conftest import WEAK
+
+    path = tmp_path / "modes.lbox"
+    box = lockbox.create(path, password=PASSWORD, argon2=WEAK)
+    with box.writer() as w:
+        w.mkdir("d/sticky", mode=0o1777)
+        w.add_bytes("d/suid", b"#!/bin/sh\n", mode=0o4777)
+        w.add_bytes("d/plain", b"x", mode=0o666)
+        w.add_bytes("d/private", b"y", mode=0o400)
+    box.close()
+
+    async def go() -> bytes:
+        s = await opened(path)
+        z = (await call(s, "zip_open", path="d"))["ok"]
+        blob = await drain(s, z["handle"])
+        await s.close()
+        assert isinstance(blob, bytes)
+        return blob
+
+    with zipfile.ZipFile(io.BytesIO(run(go()))) as zf:
+        modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
+    assert modes == {"d/sticky/": 0o40755, "d/plain": 0o100644,
+                     "d/private": 0o100600, "d/suid": 0o100755}

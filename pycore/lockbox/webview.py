@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 import time
 import zipfile
-from bisect import bisect_left
-from collections import deque
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from .archive import AsyncLockbox
-from .drivers import Flow
+from .drivers import Flow, Read
 from .errors import (
     FormatError,
     IntegrityError,
@@ -53,23 +54,40 @@ from .errors import (
     UsageError,
     WrongKeyError,
 )
-from .extract import link_escape
-from .format.constants import SUPERBLOCK_SIZE, FrameKind
-from .format.entry import child_range, normalize_path
+from .extract import link_escape, safe_mode
+from .format.constants import SUPERBLOCK_SIZE, EntryType, FrameKind
+from .format.entry import Entry, child_range, normalize_path
 from .format.keydir import PasswordSlot, RecipientSlot, decode_keydir
 from .format.node import Leaf
+from .format.refs import Ref
 from .format.superblock import decode_superblock
-from .info import EntryInfo
+from .info import EntryInfo, entry_info
 from .keys import Identity
-from .ranges import ByteRange
+from .ranges import ByteRange, coalesce
+from .reading import FileReadPlan
+from .sources import is_url
 from .sources.base import AsyncRangeSource, SourceStats
-from .view import ArchiveView
+from .sources.httprules import redact_url
+from .view import ArchiveView, ChunkData
 
-__all__ = ["Session", "classify", "PREVIEW_LIMIT", "STREAM_PIECE"]
+__all__ = ["Session", "classify", "PREVIEW_LIMIT", "STREAM_PIECE", "PLAIN_CACHE_BYTES",
+           "PLAIN_CACHE_FILE_MAX", "ZIP_BATCH_BYTES", "ZIP_BATCH_FILES", "ZIP_SMALL_FILE"]
 
 PREVIEW_LIMIT = 256 * 1024  # text previews read at most this much
 STREAM_PIECE = 1024 * 1024  # stream_next() returns about this much per call
 LOG_SIZE = 200  # network log: the last N round trips
+# Verified plaintext chunks kept for reuse (a preview, then the download of the same file):
+# at most this much in all (least recently used first out); a whole-file read keeps its
+# chunks only for files up to PLAIN_CACHE_FILE_MAX bytes (previews always keep theirs).
+PLAIN_CACHE_BYTES = 32 * 1024 * 1024
+PLAIN_CACHE_FILE_MAX = 16 * 1024 * 1024
+# Folder .zip: files up to ZIP_SMALL_FILE bytes are fetched together, up to
+# ZIP_BATCH_BYTES of content and ZIP_BATCH_FILES files per round trip; gaps of up to
+# ZIP_GAP_BYTES between their frames are read through (one request instead of two).
+ZIP_SMALL_FILE = 1024 * 1024
+ZIP_BATCH_BYTES = 8 * 1024 * 1024
+ZIP_BATCH_FILES = 1024
+ZIP_GAP_BYTES = 16 * 1024
 
 
 class _ViewerError(Exception):
@@ -109,13 +127,16 @@ def classify(exc: BaseException, *, stage: str = "", path: str | None = None,
     if isinstance(exc, _AtPath):
         return classify(exc.exc, stage=stage, path=exc.path, location=location)
     detail = f"{type(exc).__name__}: {exc}"
-    where = f" ({location})" if location else ""
+    shown = _shown_location(location)
+    where = f" ({shown})" if shown else ""
     if isinstance(exc, WrongKeyError):
+        # The page names the secret that was given ("Wrong password" / "Wrong identity
+        # file"): the title here is neutral.
         text = str(exc)
         if "no key slot opens" in text or not text:
             text = ("No key slot of this archive opens with it. Check the password (or the "
                     "identity file) and try again.")
-        return _error("wrong_key", "Wrong password", text, detail=detail)
+        return _error("wrong_key", "Wrong key", text, detail=detail)
     if isinstance(exc, SourceChangedError):
         return _error("changed", "The archive changed",
                       "The archive was changed or replaced on the server while it was open. "
@@ -136,7 +157,7 @@ def classify(exc: BaseException, *, stage: str = "", path: str | None = None,
                           f"header.{where}", detail=detail)
         return _error("unavailable", "The archive is not available",
                       f"The server refused or could not find the archive{where}: "
-                      f"{_short(text)}", detail=detail)
+                      f"{_short(_without_location(text, location))}", detail=detail)
     if isinstance(exc, StorageError):
         text = str(exc)
         if "Access-Control-Expose-Headers" in text:
@@ -183,6 +204,24 @@ def classify(exc: BaseException, *, stage: str = "", path: str | None = None,
 
 def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _shown_location(location: str) -> str:
+    """The archive as messages name it: a URL without credentials or query."""
+    return redact_url(location) if is_url(location) else location
+
+
+_REQUEST_PREFIX = re.compile(r"^(?:GET|HEAD) \S+: ")
+
+
+def _without_location(text: str, location: str) -> str:
+    """A source's message without its leading ``GET <url>: `` (or ``<name>: ``): the
+    message around it names the archive already, once."""
+    shown = _shown_location(location)
+    for prefix in (f"GET {shown}: ", f"{shown}: ", f"{location}: "):
+        if location and text.startswith(prefix):
+            return text[len(prefix):]
+    return _REQUEST_PREFIX.sub("", text, count=1)
 
 
 class _Recorder:
@@ -380,6 +419,166 @@ async def _empty() -> AsyncIterator[bytes]:
     yield b""
 
 
+_ChunkKey = tuple[bytes, bytes, int]
+
+
+def _chunk_key(entry: Entry, chunk_no: int) -> _ChunkKey:
+    """A file's chunk, whatever its path: (file id, content hash, chunk number)."""
+    return (entry.file_id, entry.content_hash, chunk_no)
+
+
+class _PlainCache:
+    """Verified plaintext chunks of recently read files (``ChunkData`` as
+    ``ArchiveView.decode_chunk`` returned them), least recently used first out, at most
+    ``limit_bytes`` of data. One per session, cleared when the archive is closed."""
+
+    def __init__(self, limit_bytes: int = PLAIN_CACHE_BYTES) -> None:
+        self.limit_bytes = limit_bytes
+        self.size_bytes = 0
+        self.hits = 0
+        self.hit_bytes = 0
+        self._items: OrderedDict[_ChunkKey, ChunkData] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: _ChunkKey) -> ChunkData | None:
+        chunk = self._items.get(key)
+        if chunk is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+            self.hit_bytes += len(chunk.data)
+        return chunk
+
+    def put(self, key: _ChunkKey, chunk: ChunkData) -> None:
+        size = len(chunk.data)
+        if size > self.limit_bytes:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.size_bytes -= len(old.data)
+        self._items[key] = chunk
+        self.size_bytes += size
+        while self.size_bytes > self.limit_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self.size_bytes -= len(dropped.data)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.size_bytes = 0
+
+
+def _gather_flow(flows: Sequence[Flow[Any]]) -> Flow[list[Any]]:
+    """Run several flows side by side: each round trip is the union of the batches they
+    ask for at that step (one ``Read``), and each flow gets its own blobs back."""
+    results: list[Any] = [None] * len(flows)
+    pending: dict[int, Read] = {}
+    for i, flow in enumerate(flows):
+        try:
+            pending[i] = next(flow)
+        except StopIteration as stop:
+            results[i] = stop.value
+    while pending:
+        order = list(pending)
+        blobs = yield Read(tuple(r for i in order for r in pending[i].ranges))
+        at = 0
+        asked, pending = pending, {}
+        for i in order:
+            n = len(asked[i].ranges)
+            try:
+                pending[i] = flows[i].send(blobs[at:at + n])
+            except StopIteration as stop:
+                results[i] = stop.value
+            at += n
+    return results
+
+
+def _at_path_flow(flow: Flow[Any], path: str) -> Flow[Any]:
+    """``flow``, with its lockbox errors naming ``path`` (the file being read)."""
+    try:
+        return (yield from flow)
+    except LockboxError as exc:
+        raise _AtPath(exc, path) from exc
+
+
+def _cut(wanted: Sequence[ByteRange], merged: Sequence[ByteRange],
+         blobs: Sequence[bytes]) -> list[bytes]:
+    """Each wanted range out of the blobs of the (sorted, disjoint) merged ranges that
+    cover them (``ranges.split_coalesced`` with a bisection: batches hold many ranges)."""
+    starts = [m.offset for m in merged]
+    out = []
+    for w in wanted:
+        k = bisect_right(starts, w.offset) - 1
+        start = w.offset - merged[k].offset
+        out.append(bytes(blobs[k][start:start + w.size]))
+    return out
+
+
+# One read of chunks: (path, entry, first chunk, stop chunk).
+_ChunkAsk = tuple[str, Entry, int, int]
+
+
+def _read_chunks_flow(view: ArchiveView, asks: Sequence[_ChunkAsk], cache: _PlainCache,
+                      keep: bool) -> Flow[list[list[ChunkData]]]:
+    """Authenticated plaintext of chunks ``first <= n < stop`` of each asked file, in
+    ``ArchiveView.chunks_flow``'s checks (``view.decode_chunk``), and in few round trips
+    whatever the number of files: the chunk refs of every file at once (an index frame
+    read, for files with many chunks: one round trip for all), then every chunk in one
+    ``Read`` whose ranges less than ``ZIP_GAP_BYTES`` apart are read as one. Chunks found
+    in ``cache`` are not fetched; those fetched are put there when ``keep``. Errors name
+    the file (``_AtPath``)."""
+    got: list[dict[int, ChunkData]] = []
+    missing: list[list[int]] = []
+    for _, e, first, stop in asks:
+        have: dict[int, ChunkData] = {}
+        for n in range(first, stop):
+            c = cache.get(_chunk_key(e, n))
+            if c is not None:
+                have[n] = c
+        got.append(have)
+        missing.append([n for n in range(first, stop) if n not in have])
+    todo = [k for k, m in enumerate(missing) if m]
+    if todo:
+        refs = yield from _gather_flow([
+            _at_path_flow(view.chunk_refs_flow(asks[k][1], missing[k][0], missing[k][-1] + 1),
+                          asks[k][0]) for k in todo])
+        wanted: list[tuple[int, int, Ref]] = []
+        for k, file_refs in zip(todo, refs):
+            lo = missing[k][0]
+            wanted.extend((k, n, file_refs[n - lo]) for n in missing[k])
+        ranges = [ref.byte_range for _, _, ref in wanted]
+        merged = coalesce(ranges, max_gap=ZIP_GAP_BYTES)
+        blobs = _cut(ranges, merged, (yield Read(tuple(merged))))
+        for (k, n, ref), blob in zip(wanted, blobs):
+            path, e = asks[k][0], asks[k][1]
+            try:
+                c = view.decode_chunk(e, n, ref, blob)
+            except LockboxError as exc:
+                raise _AtPath(exc, path) from exc
+            got[k][n] = c
+            if keep:
+                cache.put(_chunk_key(e, n), c)
+    return [[got[k][n] for n in range(first, stop)]
+            for k, (_, _, first, stop) in enumerate(asks)]
+
+
+def _file_batches(items: Sequence[tuple[str, Entry]], start: int) -> list[int]:
+    """Indexes of the small files to fetch together, from ``items[start]`` (a small file)
+    on: the following small files (folders and links need no read, larger files are
+    streamed alone) up to ``ZIP_BATCH_BYTES`` of content and ``ZIP_BATCH_FILES`` files."""
+    out: list[int] = []
+    total = 0
+    for i in range(start, len(items)):
+        e = items[i][1]
+        if e.type != EntryType.FILE or e.size > ZIP_SMALL_FILE:
+            continue
+        if out and (total + e.size > ZIP_BATCH_BYTES or len(out) >= ZIP_BATCH_FILES):
+            break
+        out.append(i)
+        total += e.size
+    return out
+
+
 class Session:
     """At most one archive: opened (probed), then unlocked, then browsed."""
 
@@ -391,6 +590,7 @@ class Session:
         self._probe: dict[str, Any] = {}
         self._streams: dict[int, _Stream] = {}
         self._next_handle = 1
+        self._plain = _PlainCache()
 
     # -- the worker's entry points --------------------------------------------------
 
@@ -520,6 +720,7 @@ class Session:
                     "This file is not a lockbox identity (it needs a line starting with "
                     "LOCKBOX-IDENTITY-1:).", detail=str(exc))) from None
         box = AsyncLockbox(rec)
+        self._plain.clear()
         rec.label = "unlock"
         box._set_view(await box._run(open_flow(
             box.crypto, box.codec, password=password or None, identity=ident,
@@ -594,25 +795,41 @@ class Session:
         self._label(f"stat /{normalize_path(path)}")
         return (await box.stat(path)).to_json()
 
-    async def read(self, path: str, offset: int = 0, size: int = PREVIEW_LIMIT) -> bytes:
-        """Up to ``size`` bytes at ``offset`` (previews). Each chunk is authenticated; a
-        whole small file is also checked against its content hash."""
-        from .format.constants import EntryType
-
-        box = self._need()
-        p = normalize_path(path)
-        self._label(f"read /{p}")
+    async def _file(self, box: AsyncLockbox, p: str) -> Entry:
         e = await box._run(box.view.stat_flow(p))
         if e.type != EntryType.FILE:
             raise UsageError(f"not a file: {p}")
+        return e
+
+    async def _iter_file(self, box: AsyncLockbox, p: str, e: Entry,
+                         keep: bool) -> AsyncIterator[memoryview]:
+        """A whole file, checked against its content hash at the end (``FileReadPlan``):
+        chunks already in the plaintext cache are not fetched again; those fetched are
+        kept there when ``keep``."""
+        plan = FileReadPlan(e, p, box.crypto)
+        while (batch := plan.next_batch()) is not None:
+            chunks = await box._run(_read_chunks_flow(box.view, [(p, e, *batch)], self._plain,
+                                                      keep))
+            for piece in plan.accept(chunks[0]):
+                yield piece
+
+    async def read(self, path: str, offset: int = 0, size: int = PREVIEW_LIMIT) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (previews). Each chunk is authenticated; a
+        whole small file is also checked against its content hash. The chunks read are
+        kept for a download of the same file (:class:`_PlainCache`)."""
+        box = self._need()
+        p = normalize_path(path)
+        self._label(f"read /{p}")
+        e = await self._file(box, p)
         if offset == 0 and size >= e.size:
-            return await box.read_bytes(p)
+            return b"".join([bytes(piece) async for piece in self._iter_file(box, p, e, True)])
         end = min(e.size, offset + max(0, size))
         if offset >= end:
             return b""
         cs = e.chunk_size
         first, stop = offset // cs, (end - 1) // cs + 1
-        chunks = await box._run(box.view.chunks_flow(e, first, stop))
+        chunks = (await box._run(_read_chunks_flow(box.view, [(p, e, first, stop)],
+                                                   self._plain, True)))[0]
         data = b"".join(bytes(c.data) for c in chunks)
         base = first * cs
         return data[offset - base:end - base]
@@ -629,16 +846,14 @@ class Session:
         """Start reading a whole file (then :meth:`stream_next` until it returns b"")."""
         box = self._need()
         p = normalize_path(path)
-        info = await box.stat(p)
-        if not info.is_file:
-            raise UsageError(f"not a file: {p}")
         self._label(f"read /{p}")
+        e = await self._file(box, p)
 
         async def pieces() -> AsyncIterator[bytes]:
-            async for piece in box.iter_bytes(p):
+            async for piece in self._iter_file(box, p, e, e.size <= PLAIN_CACHE_FILE_MAX):
                 yield bytes(piece)
 
-        stream = _Stream(pieces(), info.size, info.name)
+        stream = _Stream(pieces(), e.size, p.rsplit("/", 1)[-1])
         stream.current = p
         return self._add_stream(stream)
 
@@ -650,19 +865,19 @@ class Session:
         box = self._need()
         p = normalize_path(path)
         self._label(f"walk /{p}")
-        if p:
-            top = await box.stat(p)
-            if not top.is_dir:
-                raise UsageError(f"not a folder: {p}")
-        items = await box.ls(p, recursive=True)
+        walked = await box._run(box.view.walk_flow(p))
+        if p and len(walked) == 1 and walked[0][0] == p and not walked[0][1].is_dir:
+            raise UsageError(f"not a folder: {p}")
+        items = [(q, e) for q, e in walked if q != p]
+        del walked
         prefix = f"{p}/" if p else ""
-        unsafe = _unsafe_zip_links(items, prefix)
-        items = [e for e in items if e.path not in unsafe]
-        total = sum(e.size for e in items if e.is_file)
+        unsafe = _unsafe_zip_links([entry_info(q, e) for q, e in items], prefix)
+        items = [(q, e) for q, e in items if q not in unsafe]
+        total = sum(e.size for _, e in items if e.type == EntryType.FILE)
         base = (p.rsplit("/", 1)[-1] if p else (self._probe.get("name") or "archive"))
         base = base[:-5] if base.endswith(".lbox") else base
         # Rough size: content + local header, descriptor and central record per entry.
-        estimate = total + sum(2 * len(e.path.encode()) + 150 for e in items) + 100
+        estimate = total + sum(2 * len(q.encode()) + 150 for q, _ in items) + 100
         stream = _Stream(_empty(), estimate, base + ".zip")
         stream.pieces = self._zip_pieces(box, items, prefix, base, stream)
         out = self._add_stream(stream)
@@ -672,21 +887,30 @@ class Session:
                                 for path, (target, reason) in unsafe.items()]
         return out
 
-    async def _zip_pieces(self, box: AsyncLockbox, items: list[Any], prefix: str, base: str,
+    async def _zip_pieces(self, box: AsyncLockbox, items: list[tuple[str, Entry]],
+                          prefix: str, base: str,
                           stream: _Stream | None = None) -> AsyncIterator[bytes]:
+        """The zip of ``items`` (archive path, entry), piece by piece. Small files are
+        fetched many at a time (:func:`_file_batches`: one round trip per batch, not per
+        file), larger ones streamed alone; each is checked against its content hash before
+        its last bytes go out. Modes are masked like an extraction's
+        (:func:`lockbox.extract.safe_mode`: no setuid, setgid, sticky or group/other
+        write)."""
         sink = _ZipSink()
         zf = zipfile.ZipFile(sink, "w",  # type: ignore[call-overload]
                              compression=zipfile.ZIP_STORED)
-        for e in items:
-            rel = e.path[len(prefix):] if prefix and e.path.startswith(prefix) else e.path
+        ready: dict[int, list[ChunkData]] = {}  # prefetched small files, by item index
+        for i, (path, e) in enumerate(items):
+            rel = path[len(prefix):] if prefix and path.startswith(prefix) else path
             name = f"{base}/{rel}"
             if stream is not None:
-                stream.current = e.path
-            if e.is_dir:
+                stream.current = path
+            if e.type == EntryType.DIR:
                 zi = zipfile.ZipInfo(name + "/", _zip_time(e.mtime_ns))
-                zi.external_attr = (0o40000 | (e.mode & 0o7777)) << 16 | 0x10
+                zi.create_system = 3
+                zi.external_attr = (0o40000 | safe_mode(EntryType.DIR, e.mode)) << 16 | 0x10
                 zf.writestr(zi, b"")
-            elif e.type == "symlink":
+            elif e.type == EntryType.SYMLINK:
                 zi = zipfile.ZipInfo(name, _zip_time(e.mtime_ns))
                 zi.create_system = 3
                 zi.external_attr = (0o120000 | 0o777) << 16
@@ -694,18 +918,35 @@ class Session:
             else:
                 zi = zipfile.ZipInfo(name, _zip_time(e.mtime_ns))
                 zi.create_system = 3
-                zi.external_attr = (0o100000 | (e.mode & 0o7777 or 0o644)) << 16
+                zi.external_attr = (0o100000 | safe_mode(EntryType.FILE, e.mode)) << 16
                 zi.compress_type = zipfile.ZIP_STORED
                 zi.file_size = e.size
-                self._label(f"zip /{e.path}")
+                if e.size <= ZIP_SMALL_FILE and i not in ready:
+                    batch = _file_batches(items, i)
+                    self._label(f"zip {len(batch)} file{'s' if len(batch) > 1 else ''} "
+                                f"from /{path}")
+                    asks = [(items[k][0], items[k][1], 0, items[k][1].chunks) for k in batch]
+                    got = await box._run(_read_chunks_flow(box.view, asks, self._plain,
+                                                           False))
+                    ready.update(zip(batch, got))
                 with zf.open(zi, "w", force_zip64=e.size > 0xFFFF0000) as out:
-                    try:
-                        async for piece in box.iter_bytes(e.path):
+                    if i in ready:
+                        plan = FileReadPlan(e, path, box.crypto)
+                        try:
+                            pieces = plan.accept(ready.pop(i))
+                        except LockboxError as exc:
+                            raise _AtPath(exc, path) from exc
+                        for piece in pieces:
                             out.write(piece)
-                            if sink.pending >= STREAM_PIECE:
-                                yield sink.take()
-                    except LockboxError as exc:
-                        raise _AtPath(exc, e.path) from exc
+                    else:
+                        self._label(f"zip /{path}")
+                        try:
+                            async for piece in self._iter_file(box, path, e, False):
+                                out.write(piece)
+                                if sink.pending >= STREAM_PIECE:
+                                    yield sink.take()
+                        except LockboxError as exc:
+                            raise _AtPath(exc, path) from exc
             if sink.pending >= STREAM_PIECE:
                 yield sink.take()
         zf.close()
@@ -774,14 +1015,18 @@ class Session:
     def network(self) -> dict[str, Any]:
         rec = self._source
         if rec is None:
-            return {"requests": 0, "bytes": 0, "round_trips": 0, "log": [], "size": None}
+            return {"requests": 0, "bytes": 0, "round_trips": 0, "log": [], "size": None,
+                    "reused": {"chunks": 0, "bytes": 0, "kept_bytes": 0}}
         return {"requests": rec.stats.requests, "bytes": rec.stats.bytes_read,
                 "round_trips": rec.round_trips, "log": list(rec.log), "size": rec.size,
-                "location": self._location, "source": self._kind}
+                "location": self._location, "source": self._kind,
+                "reused": {"chunks": self._plain.hits, "bytes": self._plain.hit_bytes,
+                           "kept_bytes": self._plain.size_bytes}}
 
     async def close(self) -> bool:
         for handle in list(self._streams):
             await self.stream_close(handle)
+        self._plain = _PlainCache(self._plain.limit_bytes)  # counters start again too
         src, self._source, self._box = self._source, None, None
         if src is not None:
             try:
