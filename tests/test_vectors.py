@@ -1,4 +1,5 @@
-"""Golden archives and docs/FORMAT.md §19 test vectors (tests/vectors/v1).
+"""Golden archives and docs/FORMAT.md §19 test vectors (tests/vectors/v1: format version 2,
+and the frozen version-1 archive legacy-hello.lbox).
 
 * every golden archive opens with its secret(s), lists exactly what manifest.json
   says, reads back to the recorded SHA-256s, and verifies;
@@ -56,8 +57,10 @@ from lockbox.format.keydir import (
     PasswordSlot,
     RecipientSlot,
     UnusableSlot,
+    decode_key_directory,
     decode_keydir,
     encode_keydir,
+    keydir_has_commitment,
     slot_aad,
 )
 from lockbox.format.node import Internal, Leaf, decode_node, encode_node
@@ -78,7 +81,14 @@ from lockbox.format.superblock import (
     encode_slot,
 )
 from lockbox.frames import FrameOpener, FrameSealer, session_key
-from lockbox.keys import Argon2Params, Identity, Recipient, normalize_password, unlock
+from lockbox.keys import (
+    Argon2Params,
+    Identity,
+    Recipient,
+    key_commitment,
+    normalize_password,
+    unlock,
+)
 from lockbox.platform import default_codec, default_crypto
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,6 +174,8 @@ def test_golden_archive_opens_and_matches_manifest(name: str) -> None:
         with Lockbox.open(V1 / name, **secret) as box:
             _check_state(box, m)
             assert box.info().chunk_size == m["chunk_size"]
+            assert keydir_has_commitment(box.view.keydir) == m["key_commitment"]
+            assert box.view.slot.version == (2 if m["key_commitment"] else 1)
             report = box.verify()
             assert report.ok, report.problems
             assert report.generation == m["generation"]
@@ -253,12 +265,23 @@ def _hello(tmp_path: Path, data: bytearray) -> Path:
 
 
 def test_unsupported_version_in_either_slot_is_refused(tmp_path: Path) -> None:
-    """§3: a newer-format slot is never passed over, even for a valid v1 slot."""
+    """§3: a newer-format slot is never passed over, even for a valid slot; versions 1
+    and 2 are both read, each slot by its own version (§20)."""
     data = bytearray((V1 / "hello.lbox").read_bytes())
-    data[SLOT_SIZE + 8] = 2  # slot 1 (generation 1, the OLDER one): version 2
+    data[SLOT_SIZE + 8] = 3  # slot 1 (generation 1, the OLDER one): version 3
     _reseal(data, 1)
-    with pytest.raises(UnsupportedVersionError):
+    with pytest.raises(UnsupportedVersionError, match="version 3 is not supported"):
         Lockbox.open(_hello(tmp_path, data), password="lockbox")
+    data[SLOT_SIZE + 8] = 1  # a version-1 slot (with a version-2 key directory) is read
+    _reseal(data, 1)
+    slots = decode_superblock(bytes(data[:2 * SLOT_SIZE]))
+    assert [s.version for s in slots] == [2, 1]
+    legacy = bytearray((V1 / "legacy-hello.lbox").read_bytes())
+    assert [s.version for s in decode_superblock(bytes(legacy[:2 * SLOT_SIZE]))] == [1, 1]
+    legacy[8] = 3
+    _reseal(legacy, 0)
+    with pytest.raises(UnsupportedVersionError):
+        Lockbox.open(_hello(tmp_path, legacy), password="lockbox")
 
 
 def test_generation_must_match_its_slot(tmp_path: Path) -> None:
@@ -272,16 +295,19 @@ def test_generation_must_match_its_slot(tmp_path: Path) -> None:
 
 
 def test_commit_frame_size_must_equal_the_slot_field(tmp_path: Path) -> None:
+    """Slot 0 is rejected after the password opened its key slot: raised (§11), with
+    the older generation named; no silent fallback."""
     data = bytearray((V1 / "hello.lbox").read_bytes())
     c = int.from_bytes(data[44:48], "little")
     k = int.from_bytes(data[40:44], "little")
     data[44:48] = (c + 1).to_bytes(4, "little")
     data[48 + k + c] = 0  # one extra byte after the frame, inside C
     _reseal(data, 0)
-    with Lockbox.open(_hello(tmp_path, data), password="lockbox") as box:
-        assert box.generation == 1  # slot 0 rejected, slot 1 opened
-    data[SLOT_SIZE:2 * SLOT_SIZE] = bytes(SLOT_SIZE)  # no other slot to fall back to
-    with pytest.raises(FormatError):
+    with pytest.raises(FormatError, match=r"^generation 2: commit frame size does not match "
+                       r"its slot; .*--generation 1\)$"):
+        Lockbox.open(_hello(tmp_path, data), password="lockbox")
+    data[SLOT_SIZE:2 * SLOT_SIZE] = bytes(SLOT_SIZE)  # no other slot at all
+    with pytest.raises(FormatError, match=r"^commit frame size does not match its slot$"):
         Lockbox.open(_hello(tmp_path, data), password="lockbox")
 
 
@@ -359,7 +385,8 @@ def test_one_live_key_directory_copy_unlocks_on_its_own(name: str) -> None:
     if copies[0] == 16384:
         assert header.generation == 1
     assert aid == newest.archive_id
-    key, _ = unlock(CRYPTO, aid, decode_keydir(kd), **_secrets(m)[0])
+    d = decode_key_directory(kd)
+    key, _ = unlock(CRYPTO, aid, d.slots, commitment=d.key_commitment, **_secrets(m)[0])
     opener = FrameOpener(CRYPTO, CODEC, aid, key)
     _, payload = opener.open_at(newest.commit_frame, newest.commit_frame_offset,
                                 FrameKind.COMMIT)
@@ -664,12 +691,27 @@ def test_recipient_slot() -> None:
         unlock(CRYPTO, aid, [slot], identity=Identity(bytes(64)))
 
 
+def test_key_commitment() -> None:
+    v = VEC["key_commitment"]
+    aid, ck = h(v["archive_id"]), h(v["content_key"])
+    assert v["info"] == b"lockbox/v1/key-commitment".hex()
+    assert key_commitment(CRYPTO, aid, ck).hex() == v["hex"]
+    assert CRYPTO.hkdf_sha256(ck, aid, h(v["info"]), 32).hex() == v["hex"]
+    assert VEC["keydir"]["key_commitment"] == v["hex"]
+    assert VEC["tiny_archive"]["key_commitment"] == key_commitment(
+        CRYPTO, h(VEC["tiny_archive"]["archive_id"]),
+        h(VEC["tiny_archive"]["content_key"])).hex()
+
+
 def test_keydir() -> None:
     v = VEC["keydir"]
     kd = h(v["hex"])
     assert len(kd) == v["size"] and hashlib.sha256(kd).hexdigest() == v["sha256"]
-    slots = decode_keydir(kd)
-    assert encode_keydir(slots) == kd
+    d = decode_key_directory(kd)
+    assert d.version == v["version"] == 2 and d.key_commitment == h(v["key_commitment"])
+    assert kd[:37] == b"LBKD\x02" + d.key_commitment
+    slots = d.slots
+    assert encode_keydir(slots, d.key_commitment) == kd
     p, r = VEC["password_slot"], VEC["recipient_slot"]
     assert isinstance(slots[0], PasswordSlot) and slots[0].slot_id == p["slot_id"]
     assert slots[0].wrapped_key.hex() == p["wrapped_key"]
@@ -677,12 +719,20 @@ def test_keydir() -> None:
     assert slots[1].kem_ciphertext.hex() == r["kem_ciphertext"]
     assert len(slots[1].body()) == 1616  # kem_ciphertext || wrapped_key, no fingerprint
     # An unknown slot kind is kept (verbatim), not fatal.
-    unknown = kd[:5] + (3).to_bytes(2, "little") + kd[7:] + bytes([9]) + \
+    unknown = kd[:37] + (3).to_bytes(2, "little") + kd[39:] + bytes([9]) + \
         (77).to_bytes(4, "little") + (2).to_bytes(2, "little") + b"zz"
     got = decode_keydir(unknown)
     assert [s.slot_id for s in got] == [p["slot_id"], r["slot_id"], 77]
     assert isinstance(got[2], UnusableSlot) and got[2].body() == b"zz"
-    assert encode_keydir(got) == unknown
+    assert encode_keydir(got, d.key_commitment) == unknown
+    # The same slots in a version-1 (legacy) directory: read, no commitment.
+    v1 = VEC["keydir_v1"]
+    legacy = h(v1["hex"])
+    assert hashlib.sha256(legacy).hexdigest() == v1["sha256"] and len(legacy) == v1["size"]
+    assert legacy == b"LBKD\x01" + kd[37:] and v1["size"] == v["size"] - 32
+    dl = decode_key_directory(legacy)
+    assert dl.version == 1 and dl.key_commitment is None and dl.slots == slots
+    assert encode_keydir(slots) == legacy
 
 
 def test_unusable_slots_roundtrip() -> None:
@@ -693,7 +743,9 @@ def test_unusable_slots_roundtrip() -> None:
         [(x["slot_id"], x["kind"], x["body"]) for x in v["slots"]]
     assert [not isinstance(s, UnusableSlot) for s in slots] == [x["usable"] for x in v["slots"]]
     assert all(s.reason for s in slots if isinstance(s, UnusableSlot))
-    assert encode_keydir(slots) == kd  # kept byte for byte by a writer
+    commitment = decode_key_directory(kd).key_commitment
+    assert commitment == h(VEC["key_commitment"]["hex"])
+    assert encode_keydir(slots, commitment) == kd  # kept byte for byte by a writer
     last = slots[-1]
     assert isinstance(last, PasswordSlot)
     assert last.wrapped_key.hex() == VEC["password_slot"]["wrapped_key"]
@@ -802,7 +854,9 @@ def test_superblock_slot(i: int) -> None:
     else:
         kd = ExternalKeydir(v["keydir_page_offset"], v["keydir_size"], h(v["keydir_sha256"]))
     assert commit_frame_offset(v["slot_no"], kd) == v["commit_frame_offset"]
-    slot = Slot(v["slot_no"], h(v["archive_id"]), v["generation"], kd, h(v["commit_frame"]))
+    slot = Slot(v["slot_no"], h(v["archive_id"]), v["generation"], kd, h(v["commit_frame"]),
+                v["version"])
+    assert v["version"] == 2 and int.from_bytes(h(v["hex"])[8:10], "little") == 2
     image = encode_slot(slot)
     assert len(image) == SLOT_SIZE
     assert image[:v["used"]].hex() == v["hex"] and not any(image[v["used"]:])
@@ -844,6 +898,8 @@ def test_tiny_archive_walkthrough() -> None:
     assert [s.generation for s in slots] == [t["generation"], t["slot1_generation"]]
     s = slots[0]
     assert s.archive_id.hex() == t["archive_id"] and s.keydir == h(t["keydir"])
+    assert s.version == t["slot0_version"] == 2
+    assert decode_key_directory(s.keydir).key_commitment == h(t["key_commitment"])
     kh, kaid, kd = decode_keydir_page(kpage)
     assert (kh.kind, kh.generation, kaid, kd) == \
         (PageKind.KEYDIR, t["keydir_page_generation"], s.archive_id, h(t["keydir"]))
@@ -916,7 +972,8 @@ def test_format_md_quotes_the_golden_bytes() -> None:
         VEC["index_payload"]["hex"], VEC["entries"][0]["hex"], VEC["entries"][4]["hex"],
         VEC["free_page_header"]["hex"], VEC["keydir_page"]["header"],
         VEC["keydir_page"]["keydir_sha256"], VEC["keydir"]["sha256"],
-        VEC["recipient_slot"]["aad_sha256"],
+        VEC["recipient_slot"]["aad_sha256"], VEC["key_commitment"]["hex"],
+        t["key_commitment"], VEC["keydir_v1"]["sha256"],
     ):
         assert value in flat, value[:40]
 

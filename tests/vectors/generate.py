@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Deterministic generator of the lockbox format-v1 test vectors and golden archives.
+"""Deterministic generator of the lockbox test vectors and golden archives (format
+version 2; the directory is still called ``v1``, after the first format version).
 
     .venv/bin/python tests/vectors/generate.py              # rewrite tests/vectors/v1/
     .venv/bin/python tests/vectors/generate.py --out DIR    # write somewhere else
@@ -21,6 +22,10 @@ Everything is computed by the real code (``lockbox``), never by hand:
   identically; decapsulation is deterministic, so the vector stays checkable.
 * Compression is real zstd (level 3): byte-identical regeneration also assumes
   the same libzstd output, which has been stable but is not promised.
+
+* ``legacy-hello.lbox`` is FROZEN: ``hello.lbox`` exactly as the format-version-1 writer
+  wrote it, before key commitments (slot version 1, key-directory version 1). It is
+  copied, never rebuilt (its SHA-256 is pinned below); readers must keep reading it.
 
 Output (``--out``, default ``tests/vectors/v1``): ``*.lbox`` golden archives,
 ``*.identity`` test identities (public: TEST ONLY), ``manifest.json`` (what
@@ -68,8 +73,10 @@ from lockbox.format.keydir import (
     PasswordSlot,
     RecipientSlot,
     UnusableSlot,
+    decode_key_directory,
     decode_keydir,
     encode_keydir,
+    keydir_has_commitment,
     slot_aad,
 )
 from lockbox.format.node import Child, Internal, Leaf, encode_node
@@ -89,7 +96,13 @@ from lockbox.format.superblock import (
     encode_slot,
 )
 from lockbox.frames import FrameSealer, session_key
-from lockbox.keys import Argon2Params, Identity, new_password_slot, normalize_password
+from lockbox.keys import (
+    Argon2Params,
+    Identity,
+    key_commitment,
+    new_password_slot,
+    normalize_password,
+)
 from lockbox.platform import default_codec, default_crypto
 
 create_mod = importlib.import_module("lockbox.newarchive")  # create_archive and its clock
@@ -340,6 +353,7 @@ class Build:
                        "parallelism": 1},
             "chunk_size": self.chunk_size,
             "reproducible": reproducible,
+            "key_commitment": _newest_keydir_committed(self.path),
             "features": features,
             **self.state(),
         }
@@ -481,9 +495,45 @@ def build_wide(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
     return b.finish(["TOC of height 2", "internal node", "root_leaves"])
 
 
+LEGACY_HELLO = "legacy-hello.lbox"
+LEGACY_HELLO_SHA256 = "39c9eedcb190de99608a07d52641cb563789c8a6ec122f5ad3c20c91bd64017a"
+
+
+def _newest_keydir_committed(path: Path) -> bool:
+    data = path.read_bytes()
+    newest = decode_superblock(data[:2 * SLOT_SIZE])[0]
+    kd = newest.keydir
+    if not isinstance(kd, bytes):
+        kd = decode_keydir_page(data[kd.page_offset:])[2]
+    return keydir_has_commitment(kd)
+
+
+def build_legacy_hello(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    """The frozen format-version-1 archive (copied, never rebuilt: see the module doc)."""
+    data = (DEFAULT_OUT / LEGACY_HELLO).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == LEGACY_HELLO_SHA256, "legacy-hello changed"
+    if out.resolve() != DEFAULT_OUT.resolve():
+        (out / LEGACY_HELLO).write_bytes(data)
+    hello = b"hello\n"
+    return {
+        "file": LEGACY_HELLO, "password": "lockbox", "identities": [],
+        "argon2": {"time_cost": 1, "memory_kib": 64, "parallelism": 1},
+        "chunk_size": DEFAULT_CHUNK_SIZE, "reproducible": True,
+        "key_commitment": _newest_keydir_committed(out / LEGACY_HELLO),
+        "features": ["format version 1 (frozen): slot and key-directory version 1, no key "
+                     "commitment", "read by version-2 readers, upgraded by the next commit"],
+        "generation": 2,
+        "entries": [{"path": "hello.txt", "type": "file", "mode": 0o644, "mtime_ns": MTIME,
+                     "size": len(hello), "sha256": hashlib.sha256(hello).hexdigest(),
+                     "content_hash": content_hash(hello).hex()}],
+        "env": [],
+    }
+
+
 BUILDERS: list[Callable[[Path, dict[str, Identity]], dict[str, Any]]] = [
     build_hello, build_kdf_default, build_recipient, build_password_recipient, build_tree,
     build_multichunk, build_history, build_keydir_external, build_free_page, build_wide,
+    build_legacy_hello,
 ]
 IDENTITY_NAMES = ("alice", "bob", "carol", "dave")
 
@@ -505,6 +555,9 @@ def check_archives(out: Path, manifest: dict[str, Any]) -> None:
         data = (out / m["file"]).read_bytes()
         slots = decode_superblock(data[:2 * SLOT_SIZE])
         assert slots[0].generation == m["generation"], m["file"]
+        legacy = m["file"] == LEGACY_HELLO
+        assert m["key_commitment"] == (not legacy), m["file"]
+        assert {s.version for s in slots} == ({1} if legacy else {2}), m["file"]
         first = decode_page_header(data[16384:16416])
         if first.kind == PageKind.KEYDIR:  # the copy written at creation
             header, aid, _ = decode_keydir_page(data[16384:])
@@ -568,7 +621,7 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
     from lockbox.format.encoding import Reader
 
     v: dict[str, Any] = {
-        "format_version": 1,
+        "format_version": 2,
         "about": "docs/FORMAT.md §19. Generated by tests/vectors/generate.py from the real "
                  "code; checked by tests/test_vectors.py. All byte strings are hex.",
     }
@@ -669,10 +722,21 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
         "aad_size": len(aad), "aad_sha256": hashlib.sha256(aad).hexdigest(),
         "wrapped_key": wrapped.hex(), "body_size": len(rslot.body()),
     }
-    kd = encode_keydir([pslot, rslot])
-    v["keydir"] = {"slots": ["password_slot", "recipient_slot"], "size": len(kd),
+    commitment = key_commitment(crypto, ARCHIVE_ID, CONTENT_KEY)
+    assert commitment == crypto.hkdf_sha256(CONTENT_KEY, ARCHIVE_ID,
+                                            b"lockbox/v1/key-commitment", 32)
+    v["key_commitment"] = {"archive_id": ARCHIVE_ID.hex(), "content_key": CONTENT_KEY.hex(),
+                           "info": b"lockbox/v1/key-commitment".hex(), "hex": commitment.hex()}
+    kd = encode_keydir([pslot, rslot], commitment)
+    v["keydir"] = {"slots": ["password_slot", "recipient_slot"], "version": 2,
+                   "key_commitment": commitment.hex(), "size": len(kd),
                    "sha256": hashlib.sha256(kd).hexdigest(), "hex": kd.hex()}
-    v["unusable_slots"] = unusable_slots(pslot)
+    legacy_kd = encode_keydir([pslot, rslot])
+    v["keydir_v1"] = {"about": "the same slots in a version-1 (legacy) key directory: no "
+                               "key commitment; read, never written",
+                      "version": 1, "size": len(legacy_kd),
+                      "sha256": hashlib.sha256(legacy_kd).hexdigest(), "hex": legacy_kd.hex()}
+    v["unusable_slots"] = unusable_slots(pslot, commitment)
     # §4 the KEYDIR page holding that key directory (generation 3, as the slot below)
     page = encode_keydir_page(ARCHIVE_ID, kd, 3)
     kd_used = 32 + 16 + len(kd)
@@ -760,7 +824,7 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
     # §3 slots
     sealer = FrameSealer(ScriptedCrypto(SESSION_ID), codec, ARCHIVE_ID, CONTENT_KEY)
     rec = commits[0][1]
-    small_kd = encode_keydir([pslot])
+    small_kd = encode_keydir([pslot], commitment)
     off = commit_frame_offset(0, small_kd)
     frame, _ = sealer.seal(FrameKind.COMMIT, 2, off,
                            sealer.encode_plain(encode_commit(rec), compress=False))
@@ -775,10 +839,12 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
     used2 = SLOT_HEADER_SIZE + 44 + len(frame2) + 4
     assert not image[used:].strip(b"\x00") and not image2[used2:].strip(b"\x00")
     v["slots"] = [
-        {"name": "inline key directory", "slot_no": 0, "archive_id": ARCHIVE_ID.hex(),
+        {"name": "inline key directory", "slot_no": 0, "version": 2,
+         "archive_id": ARCHIVE_ID.hex(),
          "generation": 2, "keydir": small_kd.hex(), "commit_frame_offset": off,
          "commit_frame": frame.hex(), "used": used, "hex": image[:used].hex()},
-        {"name": "external key directory", "slot_no": 1, "archive_id": ARCHIVE_ID.hex(),
+        {"name": "external key directory", "slot_no": 1, "version": 2,
+         "archive_id": ARCHIVE_ID.hex(),
          "generation": 3, "keydir_page_offset": 16384, "keydir_size": len(kd),
          "keydir_sha256": ext.sha256.hex(), "commit_frame_offset": off2,
          "commit_frame": frame2.hex(), "used": used2, "hex": image2[:used2].hex()},
@@ -787,7 +853,7 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
     return v
 
 
-def unusable_slots(pslot: PasswordSlot) -> dict[str, Any]:
+def unusable_slots(pslot: PasswordSlot, commitment: bytes) -> dict[str, Any]:
     """A key directory whose first slots this reader cannot use (kept verbatim), then
     the §19.3 password slot, which still opens it."""
     slots = [
@@ -797,9 +863,9 @@ def unusable_slots(pslot: PasswordSlot) -> dict[str, Any]:
         PasswordSlot(0x04040404, SALT, 1, 64, 2, bytes(48)),  # parallelism 2
         pslot,
     ]
-    kd = encode_keydir(slots)
+    kd = encode_keydir(slots, commitment)
     decoded = decode_keydir(kd)
-    assert encode_keydir(decoded) == kd
+    assert encode_keydir(decoded, commitment) == kd
     return {
         "archive_id": ARCHIVE_ID.hex(), "content_key": CONTENT_KEY.hex(),
         "password": VECTOR_PASSWORD, "hex": kd.hex(),
@@ -850,7 +916,6 @@ def tiny_archive(path: Path) -> dict[str, Any]:
     from lockbox.format.commit import decode_commit
     from lockbox.format.entry import decode_entry
     from lockbox.format.frame import decode_frame_header
-    from lockbox.format.keydir import decode_keydir
     from lockbox.format.node import decode_node
     from lockbox.frames import FrameOpener
     from lockbox.keys import unlock
@@ -861,8 +926,11 @@ def tiny_archive(path: Path) -> dict[str, Any]:
     slots = decode_superblock(data[:2 * SLOT_SIZE])
     s = slots[0]
     assert isinstance(s.keydir, bytes)
-    key_slots = decode_keydir(s.keydir)
-    content_key, _ = unlock(crypto, s.archive_id, key_slots, password="lockbox")
+    directory = decode_key_directory(s.keydir)
+    key_slots = directory.slots
+    content_key, _ = unlock(crypto, s.archive_id, key_slots, password="lockbox",
+                            commitment=directory.key_commitment)
+    assert directory.key_commitment == key_commitment(crypto, s.archive_id, content_key)
     opener = FrameOpener(crypto, codec, s.archive_id, content_key)
     ch, payload = opener.open_at(s.commit_frame, s.commit_frame_offset, FrameKind.COMMIT)
     commit = decode_commit(payload)
@@ -900,7 +968,9 @@ def tiny_archive(path: Path) -> dict[str, Any]:
     return {
         "file": path.name, "size": len(data), "password": "lockbox",
         "archive_id": s.archive_id.hex(), "content_key": content_key.hex(),
+        "key_commitment": (directory.key_commitment or b"").hex(),
         "password_slot_id": pslot.slot_id, "generation": s.generation,
+        "slot0_version": s.version,
         "slot0_used": used, "slot0": data[:used].hex(),
         "slot1_generation": old.generation,
         "slot1_used": SLOT_HEADER_SIZE + len(old.keydir) + len(old.commit_frame) + 4,
@@ -963,9 +1033,10 @@ def generate(out: Path, pin: Path | None = None) -> dict[str, Any]:
     pinned = json.loads(pin.read_text()) if pin is not None and pin.exists() else None
     ids = make_identities(out)
     manifest = {
-        "format_version": 1,
-        "about": "Golden archives of docs/FORMAT.md version 1, written by "
-                 "tests/vectors/generate.py; 'entries' is the expected recursive listing.",
+        "format_version": 2,
+        "about": "Golden archives of docs/FORMAT.md version 2 (and one frozen version-1 "
+                 "archive, legacy-hello.lbox), written by tests/vectors/generate.py; "
+                 "'entries' is the expected recursive listing.",
         "archives": [build(out, ids) for build in BUILDERS],
     }
     check_archives(out, manifest)
