@@ -1,6 +1,7 @@
 """The committed adversarial corpus (tests/vectors/adversarial/v1): every case gives
 exactly its expected outcome through the public API, and the generator
-reproduces the committed files byte for byte."""
+reproduces the committed files byte for byte (the damaged golden archives from
+their edits, the hostile authors' archives from their builders in tests/hostile)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import pytest
 
 import lockbox
 from lockbox import errors
+from lockbox.format.keydir import keydir_has_commitment
 
 VECTORS = Path(__file__).parent / "vectors"
 GOLDEN = VECTORS / "v1"
 CORPUS = VECTORS / "adversarial" / "v1"
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text())
 CASES = MANIFEST["cases"]
-GOLDEN_ENTRIES = {
+GOLDEN_ENTRIES: dict[str, dict[str, Any]] = {
     a["file"]: {e["path"]: e for e in a["entries"]}
     for a in json.loads((GOLDEN / "manifest.json").read_text())["archives"]
 }
@@ -56,6 +58,8 @@ def _outcome(case: dict[str, Any]) -> str:
     try:
         with lockbox.open(CORPUS / case["file"], **_secret(case)) as box:
             result = _run_op(box, case["op"])
+            if "key_commitment" in case:
+                assert keydir_has_commitment(box.view.keydir) == case["key_commitment"]
             if case["expected"].startswith("opens-at-generation"):
                 return f"opens-at-generation {box.generation}"
             if case["op"] == "verify":
@@ -75,6 +79,11 @@ def test_manifest_shape() -> None:
     for cls in ("FormatError", "TruncatedError", "IntegrityError", "UnsupportedVersionError",
                 "LimitExceededError", "WrongKeyError", "verify-reports", "verify-ok"):
         assert cls in expected_kinds
+    # The unlock-path cases of the security review (issue 7, items 4 and 7).
+    for name in ("two-truths", "two-truths-legacy", "two-truths-bob-removed",
+                 "decoy-4gib-slot", "too-many-password-slots", "commitment-mismatch",
+                 "legacy-keydir-v1", "keydir-downgraded-to-v1"):
+        assert name in names, name
     for c in CASES:
         exp = c["expected"]
         assert (exp in ("verify-reports", "verify-ok", "ok")
@@ -92,6 +101,7 @@ def test_case(case: dict[str, Any]) -> None:
     assert _outcome(case) == case["expected"], case["about"]
     if case["still_reads"]:
         entries = GOLDEN_ENTRIES[case["source"]]
+        assert case["source"] is not None
         with lockbox.open(CORPUS / case["file"], **_secret(case)) as box:
             for path in case["still_reads"]:
                 got = box.read_bytes(path)
@@ -101,6 +111,9 @@ def test_case(case: dict[str, Any]) -> None:
 def test_edits_replay() -> None:
     """The recorded edits, applied to the golden source, give the committed file."""
     for c in CASES:
+        if c["source"] is None:
+            assert c["built_by"] and not c["edits"]
+            continue
         data = bytearray((GOLDEN / c["source"]).read_bytes())
         for e in c["edits"]:
             if "truncate_to" in e:

@@ -7,12 +7,17 @@
 Each case copies one golden archive of ``tests/vectors/v1`` (docs/FORMAT.md §19.6)
 and damages it in one precise way: a truncation, overwritten bytes (recorded as
 offset + new bytes, CRCs recomputed where the case says so), or appended
-garbage. ``manifest.json`` lists, per case, the source archive, the edits, the
-secret, the operation (``open``, ``ls``, ``read PATH``, ``verify``, ``env``) and
-the expected outcome: a ``lockbox.errors`` class name, ``opens-at-generation N``
-(the reader falls back to the older slot), ``verify-reports`` (verify() lists a
-problem) or ``verify-ok``. Optional ``still_reads`` lists files that must still
-read back exactly (their golden SHA-256).
+garbage. A few cases are instead archives that a hostile AUTHOR (a key holder)
+writes with lockbox's own code (``tests/hostile``: two truths in one file, a 4 GiB
+decoy password slot, too many password slots); they have no source, and
+``built_by`` names the builder that regenerates them. ``manifest.json`` lists, per
+case, the source archive (or ``built_by``), the edits, the secret, the operation
+(``open``, ``ls``, ``read PATH``, ``verify``, ``env``) and the expected outcome: a
+``lockbox.errors`` class name, ``opens-at-generation N`` (the newest valid slot,
+or the older one the reader opens in its place), ``verify-reports`` (verify()
+lists a problem) or ``verify-ok``. Optional ``still_reads`` lists files that must
+still read back exactly (their golden SHA-256); optional ``key_commitment``, what
+the opened archive reports.
 
 Structures are located from the cleartext (slot headers §3, page headers §4,
 frame headers §5, key directory §6); which frame holds which file is taken
@@ -34,23 +39,51 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "v1"
 DEFAULT_OUT = HERE / "adversarial" / "v1"
+sys.path.insert(0, str(HERE.parent))  # tests/: the ``hostile`` builders
+
+# The crafted cases' builders: ``built_by`` in the manifest -> a function returning bytes.
+BUILDERS = {
+    "hostile.two_truths:two_truths_archive()":
+        lambda: _hostile("two_truths").two_truths_archive(),
+    "hostile.two_truths:two_truths_archive(legacy=True)":
+        lambda: _hostile("two_truths").two_truths_archive(legacy=True),
+    "hostile.two_truths:two_truths_archive(bob_in_newest=False)":
+        lambda: _hostile("two_truths").two_truths_archive(bob_in_newest=False),
+    "hostile.unlock_cost:decoy_archive()": lambda: _hostile("unlock_cost").decoy_archive(),
+    "hostile.unlock_cost:too_many_password_slots_archive()":
+        lambda: _hostile("unlock_cost").too_many_password_slots_archive(),
+}
+
+
+def _hostile(module: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"hostile.{module}")
 
 SLOT_SIZE = 8192
 SLOT_HEADER = 48
 SUPERBLOCK = 16384
 PAGE_HEADER = 32
 FRAME_HEADER = 48
+KEY_COMMITMENT = 32
 _SLOT_HEAD = struct.Struct("<8sHBBI16sQII")
 
 
 class Case:
-    """A copy of one golden archive plus a record of every change made to it."""
+    """A copy of one golden archive plus a record of every change made to it (or, with
+    ``built_by``, an archive a hostile author wrote: no source, no edits)."""
 
-    def __init__(self, name: str, source: str, about: str) -> None:
+    def __init__(self, name: str, source: str | None, about: str,
+                 built_by: str | None = None) -> None:
         self.name = name
         self.source = source
         self.about = about
-        self.data = bytearray((GOLDEN / source).read_bytes())
+        self.built_by = built_by
+        if built_by is not None:
+            self.data = bytearray(BUILDERS[built_by]())
+        else:
+            assert source is not None
+            self.data = bytearray((GOLDEN / source).read_bytes())
         self.edits: list[dict[str, Any]] = []
 
     def write(self, offset: int, new: bytes) -> None:
@@ -130,13 +163,17 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
     cases: list[tuple[Case, dict[str, Any]]] = []
 
     def add(case: Case, op: str, expected: str, *, secret: dict[str, str] | None = None,
-            still_reads: list[str] = ()) -> None:
+            still_reads: list[str] = (), key_commitment: bool | None = None) -> None:
         if secret is None:
+            assert case.source is not None
             g = golden[case.source]
             secret = ({"password": g["password"]} if g["password"] is not None
                       else {"identity": g["identities"][0]})
-        cases.append((case, {"op": op, "expected": expected, "secret": secret,
-                             "still_reads": list(still_reads)}))
+        spec: dict[str, Any] = {"op": op, "expected": expected, "secret": secret,
+                                "still_reads": list(still_reads)}
+        if key_commitment is not None:
+            spec["key_commitment"] = key_commitment
+        cases.append((case, spec))
 
     pw = {name: a["password"] for name, a in golden.items()}
     hello_chunk = file_refs("hello.lbox", pw["hello.lbox"], "hello.txt")[0]  # (20512, 150)
@@ -177,10 +214,12 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
     add(c, "open", "opens-at-generation 1")
 
     c = Case("newest-commit-aead", "hello.lbox",
-             "ciphertext byte of the newest commit frame flipped, slot CRC recomputed")
+             "ciphertext byte of the newest commit frame flipped, slot CRC recomputed: the "
+             "password opened generation 2's key slot, so its failure is raised (§11), "
+             "generation 1 is not opened in its place")
     c.flip(c.slot(0)["commit"] + FRAME_HEADER + 5)
     c.fix_slot_crc(0)
-    add(c, "open", "opens-at-generation 1")
+    add(c, "open", "IntegrityError")
 
     c = Case("newest-slot-generation-parity", "hello.lbox",
              "slot 0 claims generation 3 (odd), CRC recomputed: FormatError, slot 1 opens")
@@ -190,19 +229,20 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
 
     c = Case("slot-generation-mismatch", "hello.lbox",
              "slot 0 claims generation 4, its commit frame says 2 (CRC recomputed): "
-             "IntegrityError, slot 1 opens")
+             "IntegrityError after its key slot opened: raised, no fallback")
     c.write(c.slot(0)["base"] + 32, struct.pack("<Q", 4))
     c.fix_slot_crc(0)
-    add(c, "open", "opens-at-generation 1")
+    add(c, "open", "IntegrityError")
 
     c = Case("commit-frame-size-mismatch", "hello.lbox",
-             "newest commit header's sealed_size lowered by 1 (header and slot CRCs recomputed)")
+             "newest commit header's sealed_size lowered by 1 (header and slot CRCs "
+             "recomputed): fails after its key slot opened: raised, no fallback")
     s = c.slot(0)
     sealed = struct.unpack_from("<I", c.data, s["commit"] + 8)[0]
     c.write(s["commit"] + 8, struct.pack("<I", sealed - 1))
     c.fix_frame_crc(s["commit"])
     c.fix_slot_crc(0)
-    add(c, "open", "opens-at-generation 1")
+    add(c, "open", "IntegrityError")
 
     c = Case("spliced-archive-id", "hello.lbox",
              "slot 1's archive_id changed, CRC recomputed: two valid slots of different archives")
@@ -210,20 +250,20 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
     c.fix_slot_crc(1)
     add(c, "open", "IntegrityError")
 
-    c = Case("unsupported-version-newest", "hello.lbox", "slot 0 version 2, CRC recomputed")
-    c.write(c.slot(0)["base"] + 8, struct.pack("<H", 2))
+    c = Case("unsupported-version-newest", "hello.lbox", "slot 0 version 3, CRC recomputed")
+    c.write(c.slot(0)["base"] + 8, struct.pack("<H", 3))
     c.fix_slot_crc(0)
     add(c, "open", "UnsupportedVersionError")
 
     c = Case("unsupported-version-older", "hello.lbox",
-             "slot 1 (the older, generation 1) version 2, CRC recomputed: still refused")
-    c.write(c.slot(1)["base"] + 8, struct.pack("<H", 2))
+             "slot 1 (the older, generation 1) version 3, CRC recomputed: still refused")
+    c.write(c.slot(1)["base"] + 8, struct.pack("<H", 3))
     c.fix_slot_crc(1)
     add(c, "open", "UnsupportedVersionError")
 
     c = Case("damaged-version-newest", "hello.lbox",
              "slot 0 version field damaged without the CRC: damage, slot 1 opens")
-    c.write(c.slot(0)["base"] + 8, struct.pack("<H", 2))
+    c.write(c.slot(0)["base"] + 8, struct.pack("<H", 3))
     add(c, "open", "opens-at-generation 1")
 
     # ---- key directory (§6) ------------------------------------------------------
@@ -235,23 +275,30 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
             case.fix_slot_crc(no)
         add(case, "open", expected)
 
+    # keydir (version 2) = "LBKD" version:u8 key_commitment[32] count:u16, then the slots
+    count_at, first = 5 + KEY_COMMITMENT, 5 + KEY_COMMITMENT + 2
     keydir_both("keydir-bad-magic", "'LBKD' -> 'XBKD'", 0, b"X", "FormatError")
-    keydir_both("keydir-unsupported-version", "version 1 -> 2", 4, b"\x02",
+    keydir_both("keydir-unsupported-version", "version 2 -> 3", 4, b"\x03",
                 "UnsupportedVersionError")
-    keydir_both("keydir-too-many-slots", "count 1 -> 513", 5, struct.pack("<H", 513),
+    keydir_both("keydir-too-many-slots", "count 1 -> 513", count_at, struct.pack("<H", 513),
                 "LimitExceededError")
-    keydir_both("keydir-truncated-slot", "count 1 -> 2", 5, struct.pack("<H", 2), "TruncatedError")
+    keydir_both("keydir-truncated-slot", "count 1 -> 2", count_at, struct.pack("<H", 2),
+                "TruncatedError")
     # slot_rec = kind:u8 slot_id:u32 body_size:u16, then salt[16] t:u32 m:u32 p:u8 wrapped[48]
     keydir_both("keydir-argon2-time-cost", "the only password slot gets t = 65 (unusable)",
-                7 + 7 + 16, struct.pack("<I", 65), "LimitExceededError")
+                first + 7 + 16, struct.pack("<I", 65), "LimitExceededError")
     keydir_both("keydir-argon2-memory", "the only password slot gets m = 4 KiB (unusable)",
-                7 + 7 + 16 + 4, struct.pack("<I", 4), "LimitExceededError")
+                first + 7 + 16 + 4, struct.pack("<I", 4), "LimitExceededError")
     keydir_both("keydir-argon2-parallelism", "the only password slot gets p = 2 (unusable)",
-                7 + 7 + 16 + 8, b"\x02", "LimitExceededError")
-    keydir_both("keydir-unknown-slot-kind", "the only slot gets kind 9 (unusable)", 7, b"\x09",
-                "LimitExceededError")
-    keydir_both("keydir-bad-body-size", "password body_size 73 -> 72", 7 + 5,
+                first + 7 + 16 + 8, b"\x02", "LimitExceededError")
+    keydir_both("keydir-unknown-slot-kind", "the only slot gets kind 9 (unusable)", first,
+                b"\x09", "LimitExceededError")
+    keydir_both("keydir-bad-body-size", "password body_size 73 -> 72", first + 5,
                 struct.pack("<H", 72), "FormatError")
+    keydir_both("keydir-argon2-over-local-limit",
+                "the only password slot gets m = 4 GiB: within the format, over the reader's "
+                "local limit (512 MiB): never derived", first + 7 + 16 + 4,
+                struct.pack("<I", 4 * 1024 * 1024), "LimitExceededError")
 
     c = Case("keydir-newest-bad-magic", "hello.lbox",
              "newest slot's inline key directory magic damaged (CRC recomputed): slot 1 opens")
@@ -262,7 +309,7 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
     c = Case("keydir-wrapped-key", "hello.lbox",
              "wrapped key byte flipped in both slots (CRCs recomputed): the unwrap fails")
     for no in (0, 1):
-        c.flip(c.slot(no)["keydir"] + 7 + 7 + 25 + 3)
+        c.flip(c.slot(no)["keydir"] + first + 7 + 25 + 3)
         c.fix_slot_crc(no)
     add(c, "open", "WrongKeyError")
 
@@ -467,6 +514,88 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
     c.append(bytes(c.data[20480:24576]))
     add(c, "verify", "verify-ok", still_reads=["hello.txt"])
 
+    # ---- key commitment, no silent fallback, legacy (§6, §11, §17.6, §20) -------------
+    c = Case("commitment-mismatch", "hello.lbox",
+             "one byte of the key commitment flipped in both slots (CRCs recomputed): the "
+             "password slot opens, its key does not match the commitment")
+    for no in (0, 1):
+        c.flip(c.slot(no)["keydir"] + 5 + 7)
+        c.fix_slot_crc(no)
+    add(c, "open", "IntegrityError")
+
+    c = Case("commitment-mismatch-newest", "hello.lbox",
+             "the newest key directory's commitment flipped (CRC recomputed): raised — "
+             "generation 1 (intact) is not opened in its place")
+    c.flip(c.slot(0)["keydir"] + 5 + 7)
+    c.fix_slot_crc(0)
+    add(c, "open", "IntegrityError")
+
+    c = Case("keydir-downgraded-to-v1", "hello.lbox",
+             "the newest slot rewritten with its key directory as version 1 (commitment "
+             "removed; K, the commit frame's place and the CRC recomputed): the slot still "
+             "opens, its commit does not (moved, and keydir_sha256 pins the version-2 "
+             "directory): raised, no fallback")
+    s0 = c.slot(0)
+    kd = bytes(c.data[s0["keydir"]:s0["commit"]])
+    assert kd[4] == 2
+    legacy_kd = kd[:4] + b"\x01" + kd[5 + KEY_COMMITMENT:]
+    body = bytearray(c.data[s0["base"]:s0["base"] + SLOT_HEADER])
+    body[8:10] = struct.pack("<H", 1)
+    body[40:44] = struct.pack("<I", len(legacy_kd))
+    body += legacy_kd + c.data[s0["commit"]:s0["crc"]]
+    image = bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+    c.write(s0["base"], image + bytes(SLOT_SIZE - len(image)))
+    add(c, "open", "IntegrityError")
+
+    c = Case("legacy-keydir-v1", "legacy-hello.lbox",
+             "unchanged: an archive written before key commitments (slot and key directory "
+             "version 1) opens and reports no key commitment")
+    add(c, "read hello.txt", "opens-at-generation 2", key_commitment=False)
+
+    c = Case("two-truths", None,
+             "one file, two truths: generation 3 (K1, 'account A') whose key directory "
+             "gives Alice K1 and Bob K2; generation 2 (K2, 'account B'). Bob's slot opens "
+             "but its key is not the one the directory commits to",
+             built_by="hostile.two_truths:two_truths_archive()")
+    add(c, "open", "IntegrityError", secret={"password": "bob's password"})
+
+    c = Case("two-truths-alice", None, "the same archive, Alice: generation 3",
+             built_by="hostile.two_truths:two_truths_archive()")
+    add(c, "read account.txt", "opens-at-generation 3", secret={"password": "alice's password"},
+        key_commitment=True)
+
+    c = Case("two-truths-legacy", None,
+             "the two-truths archive with version-1 key directories (no commitment): Bob "
+             "unwraps K2, generation 3's commit does not open under it: raised, generation 2 "
+             "is not opened in its place",
+             built_by="hostile.two_truths:two_truths_archive(legacy=True)")
+    add(c, "open", "IntegrityError", secret={"password": "bob's password"})
+
+    c = Case("two-truths-bob-removed", None,
+             "generation 3 has no slot for Bob at all; his secret opens generation 2, but "
+             "generation 3 is not sealed under the content key generation 2 gives: refused",
+             built_by="hostile.two_truths:two_truths_archive(bob_in_newest=False)")
+    add(c, "open", "IntegrityError", secret={"password": "bob's password"})
+
+    c = Case("decoy-4gib-slot", None,
+             "a password slot with Argon2id m = 4 GiB and a random wrapped key listed before "
+             "the real one: skipped by the reader's local limit, the real slot opens",
+             built_by="hostile.unlock_cost:decoy_archive()")
+    add(c, "read hello.txt", "opens-at-generation 2",
+        secret={"password": "the real password"})
+
+    c = Case("decoy-4gib-slot-wrong-password", None,
+             "the same archive, a wrong password: WrongKeyError naming the skipped slot and "
+             "--max-argon2-memory, without deriving 4 GiB",
+             built_by="hostile.unlock_cost:decoy_archive()")
+    add(c, "open", "WrongKeyError", secret={"password": "a wrong password"})
+
+    c = Case("too-many-password-slots", None,
+             "a version-2 key directory (correctly committed) with 5 password slots: "
+             "refused before any Argon2id",
+             built_by="hostile.unlock_cost:too_many_password_slots_archive()")
+    add(c, "open", "LimitExceededError", secret={"password": "the real password"})
+
     return cases
 
 
@@ -491,21 +620,26 @@ def generate(out: Path) -> dict[str, Any]:
     entries = []
     for case, spec in build(golden):
         (out / f"{case.name}.lbox").write_bytes(bytes(case.data))
-        entries.append({"case": case.name, "file": f"{case.name}.lbox", "source": case.source,
+        origin = ({"source": case.source} if case.built_by is None
+                  else {"source": None, "built_by": case.built_by})
+        entries.append({"case": case.name, "file": f"{case.name}.lbox", **origin,
                         "about": case.about, "edits": case.edits, "size": len(case.data),
                         "sha256": hashlib.sha256(case.data).hexdigest(), **spec})
     names = [e["case"] for e in entries]
     assert len(names) == len(set(names)), "duplicate case names"
     manifest = {
-        "format_version": 1,
+        "format_version": 2,
         "about": ("Adversarial archives derived from tests/vectors/v1 by "
                   "tests/vectors/generate_adversarial.py. 'source' is relative to "
                   "tests/vectors/v1, as are identity files in 'secret'. 'edits' are applied in "
                   "order to a copy of the source: {offset, bytes} overwrites, {truncate_to}, "
-                  "{append_at, bytes}. "
+                  "{append_at, bytes}. Cases with 'source' null were written by a hostile "
+                  "author with lockbox's own code: 'built_by' names the builder in tests/ "
+                  "(module:call) that regenerates them. "
                   "'expected' is a lockbox.errors class name raised by 'op', "
                   "'opens-at-generation N', 'verify-reports', 'verify-ok' or 'ok'. "
-                  "'still_reads' must still read back exactly."),
+                  "'still_reads' must still read back exactly; 'key_commitment' is what the "
+                  "opened archive reports."),
         "cases": entries,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
