@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+from pathlib import Path
+
+import pytest
 
 import lockbox
 from conftest import (
@@ -14,10 +17,13 @@ from conftest import (
     PYTHON_START_MS,
     SYMLINKS,
     TREE,
+    WEAK,
     Archives,
+    Request,
     Viewer,
     deep_link,
     quote_css,
+    sequential_round_trips,
     sha256,
     write_tree,
 )
@@ -313,3 +319,149 @@ def test_python_verifies_what_the_browser_got(archives: Archives) -> None:
         for path, data in TREE.items():
             assert hashlib.sha256(box.read_bytes(path)).digest() == hashlib.sha256(data).digest()
     assert quote_css('a"b') == '"a\\"b"'
+
+
+# -- downloads: reuse, batches, dropped links, notices ------------------------------------------
+
+MANY = 60  # small files in links.lbox's folder "many"
+# Symlinks of "many" that lead outside it (the zip leaves them out): path -> target. One
+# name looks like HTML: the notice must show it as text.
+ESCAPING = {
+    "many/up": "../top.txt",
+    "many/abs": "/etc/passwd",
+    'many/<img src=x onerror="window.__xss=1">': "../../x",
+}
+
+
+def many_files() -> dict[str, bytes]:
+    return {f"many/f{i:03d}.txt": b"small file %d\n" % i * (i + 1) for i in range(MANY)}
+
+
+@pytest.fixture(scope="module")
+def links_archive(archives: Archives) -> str:
+    """links.lbox: a folder of MANY small files, one link that stays inside it and
+    ESCAPING ones that do not."""
+    path = archives.path("links.lbox")
+    if path.exists():
+        path.unlink()
+    box = lockbox.create(path, password=PASSWORD, argon2=WEAK)
+    with box.writer() as w:
+        w.add_bytes("top.txt", b"top\n", mtime_ns=1_700_000_000_000_000_000)
+        for name, data in many_files().items():
+            w.add_bytes(name, data, mtime_ns=1_700_000_000_000_000_000)
+        w.symlink("many/ok", "f000.txt", mtime_ns=1_700_000_000_000_000_000)
+        for name, target in ESCAPING.items():
+            w.symlink(name, target, mtime_ns=1_700_000_000_000_000_000)
+    box.close()
+    path.chmod(0o644)
+    return path.name
+
+
+def byte_ranges(reqs: list[Request]) -> list[tuple[int, int]]:
+    """(first, last) byte of each request's Range header."""
+    out = []
+    for r in reqs:
+        first, last = r.headers["range"].removeprefix("bytes=").split("-")
+        out.append((int(first), int(last)))
+    return out
+
+
+def test_folder_zip_batches_small_files_and_lists_dropped_links(
+        viewer: Viewer, server: str, links_archive: str, tmp_path: Path) -> None:
+    url = f"{server}/archives/{links_archive}"
+    viewer.goto(deep_link(url, "many"))
+    viewer.unlock()
+    viewer.wait_listing("f000.txt")
+    page = viewer.page
+    mark = len(viewer.requests)
+    with page.expect_download() as info:
+        page.click("#btn-zip")
+    zpath = tmp_path / "many.zip"
+    info.value.save_as(zpath)
+    item = page.wait_for_selector('.transfer[data-name="many.zip"][data-state="done"]')
+    # every small file of the folder, from a few requests: not one per file
+    got = viewer.archive_requests(url, since=mark)
+    assert got and all(r.status == 206 for r in got), [(r.status, r.failed) for r in got]
+    assert len(got) <= 4 and sequential_round_trips(got) <= 3, byte_ranges(got)
+    with zipfile.ZipFile(zpath) as z:
+        assert z.testzip() is None
+        names = set(z.namelist())
+        files = {n: z.read(n) for n in names if n.startswith("many/f")}
+    assert files == many_files()
+    assert "many/ok" in names and not names & set(ESCAPING)
+    # the links left out, each on a line of its own, as text
+    dropped = item.query_selector(".dropped")
+    assert dropped is not None
+    lines = [li.text_content() for li in dropped.query_selector_all("li")]
+    assert dropped.query_selector("p").text_content() == \
+        "3 symlinks left out (they led outside the folder)"
+    assert len(lines) == 3, lines
+    for name, target in ESCAPING.items():
+        assert any(line.startswith(f"{name} → {target}: ") for line in lines), lines
+    assert "absolute" in next(line for line in lines if line.startswith("many/abs "))
+    assert dropped.query_selector("img") is None
+    assert page.evaluate("window.__xss") is None
+    # it stays until dismissed (a plain download's notice goes away by itself)...
+    page.wait_for_timeout(200)
+    assert page.is_visible('.transfer[data-name="many.zip"]')
+    # ...and goes with the archive: closing it leaves the start card alone
+    page.click("#btn-close")
+    page.wait_for_selector("#view-open:visible")
+    assert page.locator("#transfers .transfer").count() == 0
+    only_local(viewer, server)
+
+
+def test_preview_then_download_fetches_nothing_twice(viewer: Viewer, server: str,
+                                                     archives: Archives) -> None:
+    url = f"{server}/archives/tree.lbox"
+    page = viewer.page
+    # a text file previewed whole, then downloaded: no request
+    viewer.goto(deep_link(url, "docs/guide.txt"))
+    viewer.unlock()
+    page.wait_for_selector(".text-preview", timeout=PYTHON_START_MS)
+    for name in ("guide.txt", "red.png"):
+        if name == "red.png":
+            page.click('.crumb >> text="tree.lbox"')
+            viewer.wait_listing("images")
+            page.click('.row-item[data-name="images"]')
+            viewer.wait_listing("red.png")
+            page.click('.row-item[data-name="red.png"]')
+            img = page.wait_for_selector("img.media")
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img)
+        mark = len(viewer.requests)
+        with page.expect_download() as info:
+            page.click("#btn-download")
+        path = info.value.path()
+        want = TREE["docs/guide.txt" if name == "guide.txt" else "images/red.png"]
+        assert sha256(Path(path).read_bytes()) == sha256(want)
+        page.wait_for_selector(f'.transfer[data-name="{name}"][data-state="done"]')
+        assert viewer.archive_requests(url, since=mark) == [], name
+    # a binary file whose preview read its first chunk: the download fetches the rest only
+    with lockbox.open(archives.path("tree.lbox"), password=PASSWORD) as box:
+        refs = box._run(box.view.stat_flow("data/random.bin")).refs
+    first, second = refs[0].byte_range, refs[1].byte_range
+    page.goto(f"{server}/{deep_link(url, 'data/random.bin')}")
+    page.wait_for_selector("pre.hex")
+    mark = len(viewer.requests)
+    with page.expect_download() as info:
+        page.click("#btn-download")
+    assert sha256(Path(info.value.path()).read_bytes()) == sha256(TREE["data/random.bin"])
+    got = viewer.archive_requests(url, since=mark)
+    ranges = byte_ranges(got)
+    assert ranges, "the second chunk was fetched"
+    assert all(last < first.offset or a >= first.end for a, last in ranges), ranges
+    assert any(a <= second.offset and second.end - 1 <= last for a, last in ranges), ranges
+    page.click("#btn-net")
+    page.wait_for_selector("#dlg-net[open] #net-log tbody tr")
+    assert "1 chunk" in page.text_content("#net-stats")  # reused, not fetched again
+    only_local(viewer, server)
+
+
+def test_missing_archive_names_the_url_once(viewer: Viewer, server: str) -> None:
+    url = f"{server}/archives/missing.lbox"
+    viewer.goto(deep_link(url))
+    page = viewer.page
+    page.wait_for_selector("#alert:visible", timeout=PYTHON_START_MS)
+    shown = f"{page.text_content('#alert-title')} {page.text_content('#alert-message')}"
+    assert shown.count(url) == 1, shown
+    assert "404" in shown

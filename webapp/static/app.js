@@ -164,6 +164,8 @@ const state = {
   active: -1, // position in order
   preview: null, // {path, token}
   previewUrl: null,
+  previewBlob: null, // {path, blob}: a preview that holds the whole (verified) file
+  epoch: 0, // bumped when an archive is closed: late answers of the old one are dropped
   previewToken: 0,
   listToken: 0,
   pendingPath: null, // from the deep link, applied after unlock
@@ -393,8 +395,8 @@ async function unlock(args) {
   else await navigate("");
 }
 
-// The title of an unlock error. Python's title for a wrong key is one text for both
-// secrets; name the one actually given (its message stays Python's).
+// The title of an unlock error. Python's title for a wrong key is neutral ("Wrong key");
+// name the secret actually given (its message stays Python's).
 function unlockErrorTitle(err, args) {
   if (err.kind !== "wrong_key") return err.title || "Error";
   return args.identity ? "Wrong identity file" : "Wrong password";
@@ -422,6 +424,8 @@ async function goToPath(path) {
 }
 
 function closeArchiveState() {
+  state.epoch++;
+  clearTransfers();
   state.probe = null;
   state.info = null;
   state.listing = null;
@@ -768,6 +772,7 @@ function previewKind(name) {
 function closePreview() {
   state.previewToken++;
   state.preview = null;
+  state.previewBlob = null;
   if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
   state.previewUrl = null;
   $("preview").hidden = true;
@@ -797,6 +802,7 @@ async function showPreview(path, meta) {
     if (stale()) return;
     if (r.error) return previewError(r.error, path);
     const bytes = r.ok;
+    if (bytes.length === meta.size) state.previewBlob = { path, blob: new Blob([bytes]) };
     if (kind === "sniff" && !looksLikeText(bytes)) return showHex(bytes, meta.size);
     const text = new TextDecoder("utf-8", { fatal: false }).decode(bytes);
     const pre = el("pre", { class: "text-preview", tabindex: "0", "aria-label": `Text of ${name}` });
@@ -822,6 +828,7 @@ async function showPreview(path, meta) {
   const blob = new Blob(parts, { type });
   const url = URL.createObjectURL(blob);
   state.previewUrl = url;
+  state.previewBlob = { path, blob };
   let node;
   if (kind === "image") node = el("img", { src: url, alt: name, class: "media" });
   else if (kind === "audio") node = el("audio", { src: url, controls: true, class: "media", "aria-label": name });
@@ -895,6 +902,8 @@ $("btn-preview-close").addEventListener("click", () => {
 // ------------------------------------------------------------------ downloads
 
 let transferSeq = 0;
+const transfers = new Set(); // the transfer notices shown (cleared with the archive)
+const DROPPED_SHOWN = 50; // lines listed of the symlinks left out of a zip
 
 function transferItem(name, total) {
   const id = `transfer-${++transferSeq}`;
@@ -904,9 +913,24 @@ function transferItem(name, total) {
   const item = el("div", { class: "transfer", id, "data-name": name },
     el("div", { class: "transfer-row" }, el("strong", { text: name }), cancel), bar, text);
   $("transfers").append(item);
-  const t = { item, bar, text, cancel, cancelled: false, total };
+  const t = { item, bar, text, cancel, cancelled: false, total, keep: false };
+  transfers.add(t);
   cancel.addEventListener("click", () => { t.cancelled = true; });
   return t;
+}
+
+function removeTransfer(t) {
+  t.item.remove();
+  transfers.delete(t);
+}
+
+// Closing the archive (or opening another) ends its downloads and takes their notices away.
+function clearTransfers() {
+  for (const t of transfers) {
+    t.cancelled = true;
+    t.item.remove();
+  }
+  transfers.clear();
 }
 
 function finishTransfer(t, message, ok) {
@@ -914,29 +938,80 @@ function finishTransfer(t, message, ok) {
   t.item.classList.add(ok ? "ok" : "failed");
   t.item.dataset.state = ok ? "done" : "failed";
   t.cancel.textContent = "Dismiss";
-  t.cancel.onclick = () => t.item.remove();
-  if (ok) setTimeout(() => t.item.remove(), 8000);
+  t.cancel.onclick = () => removeTransfer(t);
+  if (ok && !t.keep) setTimeout(() => removeTransfer(t), 8000);
 }
 
-// Streams {handle} into a sink; returns true when complete.
+// Names from the archive as shown in a notice: control and bidi characters escaped (the
+// text goes into textContent, never HTML).
+const visible = (s) => String(s).replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+  (c) => `\\u{${c.codePointAt(0).toString(16)}}`);
+
+// A zip leaves out the symlinks that lead outside its folder: say so in its notice, one
+// line per link (path → target: reason). The notice stays until dismissed.
+function noteDroppedLinks(t, dropped) {
+  if (!dropped || !dropped.length) return;
+  const n = dropped.length;
+  const list = el("ul", { class: "dropped-list" });
+  for (const d of dropped.slice(0, DROPPED_SHOWN)) {
+    list.append(el("li", { text: `${visible(d.path)} → ${visible(d.target)}: ${visible(d.reason)}` }));
+  }
+  if (n > DROPPED_SHOWN) list.append(el("li", { class: "meta", text: `… and ${fmtInt(n - DROPPED_SHOWN)} more` }));
+  const head = n === 1 ? "1 symlink left out (it led outside the folder)"
+    : `${fmtInt(n)} symlinks left out (they led outside the folder)`;
+  t.item.append(el("div", { class: "dropped", "data-count": n }, el("p", { text: head }), list));
+  t.keep = true;
+}
+
+const cancelled = () => ({ kind: "usage", title: "Cancelled", message: "The download was cancelled." });
+
+function showProgress(t, done, started) {
+  t.bar.value = Math.min(done, t.total);
+  const secs = (performance.now() - started) / 1000;
+  t.text.textContent = `${fmtBytes(done)} of ${t.total ? "≈" + fmtBytes(t.total) : "?"}` +
+    (secs > 0.5 ? ` · ${fmtBytes(done / secs)}/s` : "");
+}
+
+// Streams {handle} into a sink; returns the bytes written.
 async function pump(handle, t, write) {
   let done = 0;
   const started = performance.now();
   for (;;) {
     if (t.cancelled) {
       await py.call("stream_close", { handle });
-      throw { kind: "usage", title: "Cancelled", message: "The download was cancelled." };
+      throw cancelled();
     }
     const r = await py.binary("stream_next", { handle });
     if (r.error) throw r.error;
     if (!r.ok.length) return done;
     await write(r.ok);
     done += r.ok.length;
-    t.bar.value = Math.min(done, t.total);
-    const secs = (performance.now() - started) / 1000;
-    t.text.textContent = `${fmtBytes(done)} of ${t.total ? "≈" + fmtBytes(t.total) : "?"}` +
-      (secs > 0.5 ? ` · ${fmtBytes(done / secs)}/s` : "");
+    showProgress(t, done, started);
   }
+}
+
+// Writes a Blob the page already holds into a sink, piece by piece.
+async function pumpBlob(blob, t, write) {
+  const piece = 1024 * 1024;
+  let done = 0;
+  const started = performance.now();
+  for (let at = 0; at < blob.size; at += piece) {
+    if (t.cancelled) throw cancelled();
+    const bytes = new Uint8Array(await blob.slice(at, at + piece).arrayBuffer());
+    await write(bytes);
+    done += bytes.length;
+    showProgress(t, done, started);
+  }
+  return done;
+}
+
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = el("a", { href: url, download: name, class: "visually-hidden" });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 async function download(kind, path, name, sizeHint) {
@@ -951,34 +1026,52 @@ async function download(kind, path, name, sizeHint) {
       fileHandle = null;
     }
   }
-  const open = await py.call(kind === "zip" ? "zip_open" : "stream_open", { path });
-  if (open.error) return handleError(open.error);
+  const epoch = state.epoch;
+  // A file whose preview holds all of it (decrypted and checked) is saved from there:
+  // nothing is fetched or decrypted again.
+  const kept = kind === "file" && state.previewBlob && state.previewBlob.path === path
+    ? state.previewBlob.blob : null;
+  let open;
+  if (kept) {
+    open = { ok: { handle: null, size: kept.size, name } };
+  } else {
+    open = await py.call(kind === "zip" ? "zip_open" : "stream_open", { path });
+    if (epoch !== state.epoch) { // the archive was closed meanwhile
+      if (open.ok) py.call("stream_close", { handle: open.ok.handle });
+      return;
+    }
+    if (open.error) return handleError(open.error);
+  }
   const { handle, size } = open.ok;
-  const t = transferItem(open.ok.name || name, size);
+  const saveAs = open.ok.name || name;
+  const t = transferItem(saveAs, size);
+  if (kind === "zip") noteDroppedLinks(t, open.ok.dropped_links);
+  const from = kept ? " (from the preview)" : "";
   try {
     if (fileHandle) {
       const writable = await fileHandle.createWritable();
       try {
-        const n = await pump(handle, t, (chunk) => writable.write(chunk));
+        const write = (chunk) => writable.write(chunk);
+        const n = kept ? await pumpBlob(kept, t, write) : await pump(handle, t, write);
         await writable.close();
-        finishTransfer(t, `Saved ${fmtBytes(n)}`, true);
+        finishTransfer(t, `Saved ${fmtBytes(n)}${from}`, true);
       } catch (err) {
         await writable.abort().catch(() => {});
         throw err;
       }
+    } else if (kept) {
+      saveBlob(kept, saveAs);
+      t.bar.value = t.total;
+      finishTransfer(t, `Done: ${fmtBytes(kept.size)}${from}`, true);
     } else {
       const parts = [];
       const n = await pump(handle, t, (chunk) => { parts.push(chunk); });
-      const blob = new Blob(parts, { type: kind === "zip" ? "application/zip" : "application/octet-stream" });
-      const url = URL.createObjectURL(blob);
-      const a = el("a", { href: url, download: open.ok.name || name, class: "visually-hidden" });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      saveBlob(new Blob(parts, { type: kind === "zip" ? "application/zip" : "application/octet-stream" }),
+               saveAs);
       finishTransfer(t, `Done: ${fmtBytes(n)}`, true);
     }
   } catch (err) {
+    if (epoch !== state.epoch) return; // closed with the archive: nothing to report
     const e = err && err.kind ? err : { kind: "internal", title: "Download failed", message: String(err) };
     finishTransfer(t, `${e.title}${e.message ? ": " + e.message : ""}`, false);
     if (e.kind !== "usage") handleError(e);
@@ -1070,6 +1163,8 @@ async function refreshNet() {
     ["Archive", n.location], ["Archive size", n.size != null ? `${fmtBytes(n.size)} (${fmtInt(n.size)} bytes)` : ""],
     ["Round trips", fmtInt(n.round_trips)], ["Requests", fmtInt(n.requests)],
     ["Bytes fetched", `${fmtBytes(n.bytes)} (${fmtInt(n.bytes)} bytes)`],
+    ["Reused, not fetched again", n.reused && n.reused.chunks
+      ? `${fmtInt(n.reused.chunks)} chunk${n.reused.chunks === 1 ? "" : "s"} (${fmtBytes(n.reused.bytes)})` : ""],
     ["Share of the archive", n.size ? `${((100 * n.bytes) / n.size).toFixed(2)} %` : ""],
   ]);
   const tbody = $("net-log").tBodies[0];
