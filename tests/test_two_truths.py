@@ -14,13 +14,26 @@ from typing import Any
 import pytest
 
 import lockbox
-from hostile.two_truths import ACCOUNT_A, ACCOUNT_B, ALICE, BOB, two_truths_archive
+from hostile.two_truths import (
+    ACCOUNT_A,
+    ACCOUNT_B,
+    ALICE,
+    BOB,
+    dual_key_seal,
+    two_truths_archive,
+)
 from lockbox.archive import Lockbox
 from lockbox.cache import PageCache
 from lockbox.drivers import run_sync
 from lockbox.errors import IntegrityError, NotFoundError, UsageError, WrongKeyError
 from lockbox.format.constants import SLOT_SIZE
-from lockbox.format.keydir import decode_key_directory, encode_keydir, keydir_has_commitment
+from lockbox.format.keydir import (
+    PasswordSlot,
+    decode_key_directory,
+    encode_keydir,
+    keydir_has_commitment,
+    slot_aad,
+)
 from lockbox.format.superblock import decode_superblock
 from lockbox.keys import key_commitment, new_password_slot, unlock
 from lockbox.opening import open_flow
@@ -133,7 +146,7 @@ def test_an_older_generation_is_opened_only_when_asked_for(
         _open(data, password=ALICE, generation=2)
     assert _read(_open(data, password=ALICE, generation=3), data) == ACCOUNT_A
     with pytest.raises(NotFoundError, match="generation 1 is not in this archive: its "
-                       "superblock holds generation 3 and 2"):
+                       "superblock holds generations 3 and 2"):
         _open(data, password=BOB, generation=1)
     for bad in (0, -1, True, "2"):
         with pytest.raises(UsageError):
@@ -156,6 +169,29 @@ def test_the_commitment_binds_every_slot_to_one_key(crypto: Any) -> None:
     legacy = decode_key_directory(encode_keydir([a, b]))
     assert legacy.key_commitment is None and legacy.version == 1
     assert unlock(crypto, AID, legacy.slots, password="bob") == (k2, b.slot_id)
+
+
+def test_one_wrapped_key_can_give_two_content_keys(crypto: Any) -> None:
+    """ChaCha20-Poly1305 is not key-committing: ONE password slot whose wrapped key
+    authenticates under Alice's wrap key and under Bob's, giving each a different
+    content key. The AEAD accepts both; only the key commitment tells them apart."""
+    from lockbox.keys import _password_wrap_key, normalize_password
+
+    salt = bytes(range(16))
+    slot = PasswordSlot(7, salt, 1, 64, 1, b"")
+    wa, wb = (_password_wrap_key(crypto, AID, normalize_password(pw), salt, 1, 64)
+              for pw in ("alice", "bob"))
+    sealed, ka, kb = dual_key_seal(wa, wb, slot_aad(AID, slot))
+    assert ka != kb
+    assert crypto.aead(wa).open(bytes(12), sealed, slot_aad(AID, slot)) == ka
+    assert crypto.aead(wb).open(bytes(12), sealed, slot_aad(AID, slot)) == kb
+    slot = PasswordSlot(7, salt, 1, 64, 1, sealed)
+    assert unlock(crypto, AID, [slot], password="alice") == (ka, 7)  # version 1: both
+    assert unlock(crypto, AID, [slot], password="bob") == (kb, 7)    # "open"
+    c = key_commitment(crypto, AID, ka)
+    assert unlock(crypto, AID, [slot], password="alice", commitment=c) == (ka, 7)
+    with pytest.raises(IntegrityError, match="key slot 7 gives a different content key"):
+        unlock(crypto, AID, [slot], password="bob", commitment=c)
 
 
 # -- the fallback rule (§11 "Opening") ---------------------------------------------------------

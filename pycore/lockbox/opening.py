@@ -201,7 +201,8 @@ def open_flow(crypto: CryptoBackend, codec: CodecBackend, *, password: str | byt
             held = " and ".join(str(s.generation) for s in slots)
             raise NotFoundError(
                 f"generation {generation} is not in this archive: its superblock holds "
-                f"generation {held} (only the two newest commits can be opened)")
+                f"generation{'s' if len(slots) > 1 else ''} {held} (only the two newest "
+                f"commits can be opened)")
         return (yield from _open_slot_flow(crypto, codec, chosen[0], unlocker, cache,
                                            _Attempt()))
     newest = slots[0]

@@ -21,6 +21,7 @@ of generation 2 are not redacted (so that it stays readable), and, for
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,8 @@ from lockbox.platform import default_codec
 
 from . import MTIME, DetCrypto, frozen_clock
 
-__all__ = ["two_truths_archive", "ALICE", "BOB", "ARGON2", "ACCOUNT_A", "ACCOUNT_B"]
+__all__ = ["two_truths_archive", "dual_key_seal", "ALICE", "BOB", "ARGON2", "ACCOUNT_A",
+           "ACCOUNT_B"]
 
 ALICE = "alice's password"
 BOB = "bob's password"
@@ -100,3 +102,74 @@ def two_truths_archive(*, legacy: bool = False, bob_in_newest: bool = True) -> b
         finally:
             box.close()
         return path.read_bytes()
+
+
+# -- one wrapped key, two content keys (ChaCha20-Poly1305 is not key-committing) -----------
+
+_P1305 = (1 << 130) - 5
+
+
+def _chacha_block(key: bytes, nonce: bytes, counter: int, size: int) -> bytes:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    enc = Cipher(algorithms.ChaCha20(key, counter.to_bytes(4, "little") + nonce),
+                 mode=None).encryptor()
+    return enc.update(bytes(size))
+
+
+def _poly_key(key: bytes, nonce: bytes) -> tuple[int, int]:
+    otk = _chacha_block(key, nonce, 0, 32)
+    r = int.from_bytes(otk[:16], "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF
+    return r, int.from_bytes(otk[16:], "little")
+
+
+def _blocks(data: bytes) -> list[int]:
+    """Poly1305 block values of ``data`` zero-padded to 16 bytes (each + 2^128)."""
+    data += bytes(-len(data) % 16)
+    return [int.from_bytes(data[i:i + 16], "little") + (1 << 128)
+            for i in range(0, len(data), 16)]
+
+
+def _poly_acc(r: int, values: list[int]) -> int:
+    acc = 0
+    for v in values:
+        acc = (acc + v) * r % _P1305
+    return acc
+
+
+def dual_key_seal(key_a: bytes, key_b: bytes, aad: bytes,
+                  seed: bytes = b"dual") -> tuple[bytes, bytes, bytes]:
+    """A 32-byte-plaintext ChaCha20-Poly1305 ciphertext (zero nonce) that authenticates
+    under BOTH keys: returns ``(sealed, plaintext_under_a, plaintext_under_b)``.
+
+    Poly1305 is linear in the ciphertext blocks: with the second block fixed, one linear
+    equation mod 2^130 - 5 gives the first block for which both tags are equal (Len,
+    Grubbs, Ristenpart, "Partitioning Oracle Attacks", 2021)."""
+    nonce = bytes(12)
+    (ra, sa), (rb, sb) = _poly_key(key_a, nonce), _poly_key(key_b, nonce)
+    head = _blocks(aad)
+    lengths = len(aad).to_bytes(8, "little") + (32).to_bytes(8, "little")
+    tail_len = int.from_bytes(lengths, "little") + (1 << 128)
+    # acc = sum(c_i r^(n - i)): the AAD blocks, then the two ciphertext blocks (r^3, r^2),
+    # then the lengths block (r^1).
+    ea, eb = pow(ra, 3, _P1305), pow(rb, 3, _P1305)
+    coef = (ea - eb) % _P1305
+    for attempt in range(1000):
+        y = hashlib.shake_256(seed + attempt.to_bytes(4, "little")).digest(16)
+        yv = int.from_bytes(y, "little") + (1 << 128)
+        fa, fb = ((_poly_acc(r, head) * pow(r, 3, _P1305) + yv * pow(r, 2, _P1305)
+                   + tail_len * r) % _P1305 for r in (ra, rb))
+        for j in range(-4, 5):  # (h_a + s_a) = (h_b + s_b) mod 2^128, h_a - h_b in (-p, p)
+            d = (sb - sa) % (1 << 128) + j * (1 << 128)
+            x = (d - fa + fb) * pow(coef, -1, _P1305) % _P1305
+            if not (1 << 128) <= x < (1 << 129):  # a full 16-byte block (+ 2^128)
+                continue
+            ha, hb = (fa + x * ea) % _P1305, (fb + x * eb) % _P1305
+            if (ha + sa) % (1 << 128) != (hb + sb) % (1 << 128):
+                continue
+            ct = (x - (1 << 128)).to_bytes(16, "little") + y
+            tag = ((ha + sa) % (1 << 128)).to_bytes(16, "little")
+            ks_a, ks_b = _chacha_block(key_a, nonce, 1, 32), _chacha_block(key_b, nonce, 1, 32)
+            return (ct + tag, bytes(c ^ k for c, k in zip(ct, ks_a)),
+                    bytes(c ^ k for c, k in zip(ct, ks_b)))
+    raise AssertionError("no two-key ciphertext found")
