@@ -3,8 +3,9 @@
 Correctness never depends on it: every entry is keyed by the archive and the
 exact frame it was decoded from (offset and tag), so a hit is the same
 authenticated bytes; one cache may be shared by several open archives. Tree
-nodes weigh half their decoded size (they are small and re-used by every
-lookup); chunk indexes their full size.
+nodes weigh what they take in memory (their decoded size plus their items as
+Python objects, ``lockbox.walk.node_weight``: the same weight the walks'
+decompression bound counts); chunk indexes their full size.
 """
 
 from __future__ import annotations

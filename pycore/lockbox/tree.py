@@ -4,6 +4,15 @@ A commit applies a sorted batch of changes: only the leaves the batch touches
 are loaded and rewritten (runs of touched leaves are re-split to the target
 size, absorbing a neighbour when they shrink too far), untouched leaves keep
 their refs, and the internal levels are rebuilt from the leaf list.
+
+Reads: the internal levels come from one :mod:`lockbox.walk` walk that stops
+above the leaves (one round trip per internal level), the touched leaves in one
+batch, and the neighbours that shrinking runs absorb in one more batch (only
+when a run shrinks below half a node): ``height`` round trips, or ``height + 1``.
+
+``NODE_TARGET_SIZE`` is read from this module when a tree is built, so tests
+build tall trees cheaply with ``monkeypatch.setattr(lockbox.tree,
+"NODE_TARGET_SIZE", 200)``: smaller nodes, the same format.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from .drivers import Read
+from .errors import IntegrityError
 from .format.commit import EMPTY_TREE, TreeRoot
 from .format.constants import (
     INLINE_ROOT_MAX,
@@ -20,7 +30,7 @@ from .format.constants import (
     NODE_TARGET_SIZE,
     FrameKind,
 )
-from .format.node import Child, Internal, Leaf, encode_node
+from .format.node import Child, Internal, Leaf, Node, encode_node
 from .format.refs import Ref
 from .view import ArchiveView
 
@@ -82,28 +92,23 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
     slots: list[_LeafSlot] = []
     if not changes:
         return TreeUpdate(root, old_values)  # the caller keeps its root listing too
-    if root.ref is not None:
-        freed.append(root.ref)
     if not root.empty:
         assert view is not None
-        node = yield from view.root_node_flow(kind, root)
-        assert node is not None
-        if isinstance(node, Leaf):
+        if root.height == 1:  # a single leaf: the root itself (inline or not)
+            node = yield from view.root_node_flow(kind, root)
+            assert isinstance(node, Leaf)
+            if root.ref is not None:
+                freed.append(root.ref)
             slots = [_LeafSlot(node.keys[0] if node.keys else b"", node.count, root.ref, node)]
         else:
-            level: list[Internal] = [node]
-            while True:
-                kids = [c for parent in level for c in parent.children]
-                if level[0].level == 1:
-                    slots = [_LeafSlot(c.first_key, c.count, c.ref) for c in kids]
-                    break
-                nxt: list[Internal] = []
-                for parent in level:
-                    freed.extend(c.ref for c in parent.children)  # internal levels rebuilt
-                    nodes = yield from view._children_flow(
-                        kind, parent, list(range(len(parent.children))))
-                    nxt.extend(n for n in nodes if isinstance(n, Internal))
-                level = nxt
+            def visit(node: Node, ref: Ref | None) -> None:
+                if ref is not None:
+                    freed.append(ref)  # every internal node is rebuilt
+                if node.level == 1:
+                    assert isinstance(node, Internal)
+                    slots.extend(_LeafSlot(c.first_key, c.count, c.ref) for c in node.children)
+
+            yield from view.walk_tree_flow(kind, root, visit, stop_level=1)
     # Assign each change to a leaf.
     keys_sorted = sorted(changes)
     touched: dict[int, list[bytes]] = {}
@@ -113,23 +118,17 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
         touched.setdefault(max(i, 0), []).append(key)
     if not slots:
         touched = {0: keys_sorted} if keys_sorted else {}
-    # Load touched leaves (one batch), extended by a neighbour for shrinking runs later.
-    need = [i for i in touched if i < len(slots) and slots[i].node is None]
-    if need:
-        assert view is not None
-        nodes = yield from view.nodes_flow(kind, [slots[i].ref for i in need])  # type: ignore[misc]
-        for i, n in zip(need, nodes):
-            assert isinstance(n, Leaf)
-            slots[i].node = n
-    new_slots: list[_LeafSlot] = []
-    i = 0
+    # Load the touched leaves (one batch).
+    yield from _load_leaves(view, kind, slots, [i for i in touched if i < len(slots)])
+    # Runs of consecutive touched leaves, merged with their changes; a run that shrinks
+    # below half a node absorbs the next untouched leaf (all of those in one more batch).
     n_slots = max(len(slots), 1 if touched else 0)
+    runs: list[tuple[int, int, list[bytes], list[bytes]]] = []  # start, end, keys, values
+    i = 0
     while i < n_slots:
         if i not in touched:
-            new_slots.append(slots[i])
             i += 1
             continue
-        # a run of consecutive touched leaves
         run_keys: list[bytes] = []
         run_vals: list[bytes] = []
         j = i
@@ -154,16 +153,25 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
             j += 1
         size = sum(_entry_size(k, v) for k, v in zip(run_keys, run_vals))
         if size < NODE_TARGET_SIZE // 2 and j < len(slots) and j not in touched:
-            assert view is not None
-            nb = (yield from view.nodes_flow(kind, [slots[j].ref]))[0]  # type: ignore[list-item]
-            assert isinstance(nb, Leaf)
-            freed.append(slots[j].ref)  # type: ignore[arg-type]
-            run_keys.extend(nb.keys)
-            run_vals.extend(nb.values)
-            j += 1
+            j += 1  # absorb slot j - 1
+        runs.append((i, j, run_keys, run_vals))
+        i = j
+    absorbed = [end - 1 for _, end, _, _ in runs if end - 1 not in touched]
+    yield from _load_leaves(view, kind, slots, absorbed)
+    new_slots: list[_LeafSlot] = []
+    i = 0
+    for start, end, run_keys, run_vals in runs:
+        new_slots.extend(slots[i:start])  # untouched leaves keep their refs
+        if end - 1 not in touched:
+            nb = slots[end - 1]
+            assert nb.node is not None
+            freed.append(nb.ref)  # type: ignore[arg-type]
+            run_keys.extend(nb.node.keys)
+            run_vals.extend(nb.node.values)
         for leaf in _split_leaves(run_keys, run_vals):
             new_slots.append(_LeafSlot(leaf.keys[0], leaf.count, None, leaf))
-        i = j
+        i = end
+    new_slots.extend(slots[i:])
     if not new_slots:
         return TreeUpdate(EMPTY_TREE, old_values, freed=tuple(freed))
     total = sum(s.count for s in new_slots)
@@ -189,6 +197,23 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
             children.append(Child(g[0].first_key, ref, sum(c.count for c in g)))
     return TreeUpdate(TreeRoot(total, height, children[0].ref, None), old_values, root_leaves,
                       complete, tuple(dict.fromkeys(freed)))
+
+
+def _load_leaves(view: ArchiveView | None, kind: FrameKind, slots: list[_LeafSlot],
+                 picks: list[int]) -> Generator[Read, list[bytes], None]:
+    """Load the leaves of ``slots[picks]`` not in memory yet, in one batch; each must be
+    the leaf its parent describes."""
+    need = [i for i in picks if slots[i].node is None]
+    if not need:
+        return
+    assert view is not None
+    nodes = yield from view.nodes_flow(kind, [slots[i].ref for i in need])  # type: ignore[misc]
+    for i, node in zip(need, nodes):
+        s = slots[i]
+        if not isinstance(node, Leaf) or node.count != s.count or \
+                (node.keys[0] if node.keys else None) != s.first_key:
+            raise IntegrityError("tree node does not match its parent's reference")
+        s.node = node
 
 
 def _group_children(children: list[Child]) -> list[list[Child]]:

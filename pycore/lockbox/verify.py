@@ -1,6 +1,7 @@
 """``verify``: authenticate every frame the newest commit references, check
-every file's SHA-256, and walk every page header. Written as one flow, so it
-runs over a local file or HTTP Range alike."""
+every file's content hash, and walk every page header. Written as one flow, so it
+runs over a local file or HTTP Range alike. Each tree is read by one streaming
+:mod:`lockbox.walk` walk: one round trip per tree level, bounded memory."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .drivers import Flow, Read
 from .errors import FormatError, IntegrityError, LockboxError
 from .format.constants import PAGE_HEADER_SIZE, SUPERBLOCK_SIZE, EntryType, FrameKind, PageKind
 from .format.entry import Entry, decode_entry, key_path
+from .format.node import Leaf, Node
 from .format.page import decode_page_header
 from .format.refs import Ref
 from .ranges import ByteRange
@@ -38,27 +40,35 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
                 check_pages: bool = True) -> Flow[VerifyReport]:
     report = VerifyReport(generation=view.generation)
     c = view.commit
-    files = []
+    files: list[tuple[str, Entry]] = []
     for kind, root in ((FrameKind.TOC_NODE, c.toc), (FrameKind.ENV_NODE, c.env)):
-        try:
-            leaves = yield from view.iter_leaves_flow(kind, root)
-        except LockboxError as e:
-            report.problems.append(f"{kind.name.lower()} tree: {e}")
-            continue
-        report.nodes_checked += len(leaves)
-        if kind == FrameKind.TOC_NODE:
-            n = 0
-            for leaf in leaves:
-                for k, v in zip(leaf.keys, leaf.values):
-                    n += 1
+        # One streaming walk per tree (one round trip per level, bounded memory): each
+        # leaf's entries are checked as it arrives and the leaf is not kept. Entries keep
+        # their refs encoded until their content is checked (a bad ref is reported then).
+        entries = 0
+
+        def visit(node: Node, ref: Ref | None, kind: FrameKind = kind) -> None:
+            nonlocal entries
+            report.nodes_checked += 1
+            if not isinstance(node, Leaf):
+                return
+            entries += node.count
+            if kind == FrameKind.TOC_NODE:
+                for k, v in zip(node.keys, node.values):
                     try:
-                        files.append((key_path(k), decode_entry(v)))
+                        files.append((key_path(k), decode_entry(v, lazy_refs=True)))
                     except FormatError as e:
                         report.problems.append(f"TOC entry: {e}")
-            if n != root.count:
-                report.problems.append("TOC entry count differs from the commit record")
-        elif sum(leaf.count for leaf in leaves) != root.count:
-            report.problems.append("env value count differs from the commit record")
+
+        try:
+            yield from view.walk_tree_flow(kind, root, visit)
+        except LockboxError as e:
+            name = "TOC tree" if kind == FrameKind.TOC_NODE else "env tree"
+            report.problems.append(str(e) if name in str(e) else f"{name}: {e}")
+            continue
+        if entries != root.count:
+            what = "TOC entry" if kind == FrameKind.TOC_NODE else "env value"
+            report.problems.append(f"{what} count differs from the commit record")
     _check_tree_shape(files, c, report)
     if c.root_leaves:
         try:
@@ -78,6 +88,20 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
             report.bytes_checked += len(data)
             if progress is not None:
                 progress(path, len(data))
+        if plan.next_batch() is None:
+            entry.refs[:]  # the whole entry decodes (its end included), not just the refs used
+
+    # Every chunk frame is checked once: a valid archive never shares one between files
+    # (or chunks), and an archive that does could make a small file cost terabytes.
+    claimed: set[int] = set()
+
+    def claim(refs: list[Ref]) -> list[Ref]:
+        for r in refs:
+            if r.frame_offset in claimed:
+                raise IntegrityError(f"uses the chunk frame at {r.frame_offset} a second time "
+                                     "(a valid archive never does)")
+            claimed.add(r.frame_offset)
+        return refs
 
     def flush() -> Flow[None]:
         nonlocal pending, pending_bytes
@@ -96,7 +120,9 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
             except LockboxError as e:
                 report.problems.append(f"{path}: {e}")
 
-    for path, entry in files:
+    files.reverse()  # checked in order, each dropped once checked
+    while files:
+        path, entry = files.pop()
         if entry.type != EntryType.FILE:
             continue
         plan = FileReadPlan(entry, path, view.opener.crypto)
@@ -106,12 +132,12 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
             if batch[1] < entry.chunks:  # a large file: its own batches, in order
                 yield from flush()
                 while (batch := plan.next_batch()) is not None:
-                    refs = yield from view.chunk_refs_flow(entry, *batch)
+                    refs = claim((yield from view.chunk_refs_flow(entry, *batch)))
                     blobs = yield Read(tuple(r.byte_range for r in refs))
                     check(path, entry, plan, batch[0], refs, blobs)
                 report.files_checked += 1
                 continue
-            refs = yield from view.chunk_refs_flow(entry, *batch)
+            refs = claim((yield from view.chunk_refs_flow(entry, *batch)))
         except LockboxError as e:
             report.problems.append(f"{path}: {e}")
             continue

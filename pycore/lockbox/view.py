@@ -2,13 +2,19 @@
 
 Everything here is sans-I/O: methods whose names end in ``_flow`` are
 generators that yield :class:`~lockbox.drivers.Read` batches (see
-``lockbox.drivers``). Tree walks fetch every node of one level in one batch,
-so a listing or a lookup costs one round trip per tree level.
+``lockbox.drivers``). Every tree read is one :mod:`lockbox.walk` walk, which
+fetches all the nodes of one level in one batch: a lookup, a listing (with the
+check that its directory is one) or a whole-tree walk costs one round trip per
+tree level, plus the budget splits of a level too large for the memory budget
+(``ArchiveView.limits``, counted in ``ArchiveView.walk_stats``).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from .cache import PageCache
 from .drivers import Flow, Read
@@ -22,13 +28,11 @@ from .format.chunk import ChunkHeader, decode_chunk, decode_index
 from .format.commit import CommitRecord, TreeRoot
 from .format.constants import (
     INDEX_FANOUT,
-    MAX_ENV_VALUE_SIZE,
     EntryType,
     FrameKind,
 )
 from .format.entry import (
     LAYOUT_CHUNKS,
-    MAX_ENTRY_SIZE,
     Entry,
     child_range,
     decode_entry,
@@ -43,12 +47,12 @@ from .format.node import Internal, Leaf, Node, decode_node
 from .format.refs import Ref
 from .format.superblock import Slot
 from .frames import FrameOpener
+from .walk import VALUE_LIMITS, Visit, WalkLimits, WalkStats, load_nodes_flow, walk_tree_flow
 
 __all__ = ["ArchiveView", "TreeName", "ChunkData"]
 
 TreeName = FrameKind  # FrameKind.TOC_NODE / ENV_NODE / SPACE_NODE name a tree
-_VALUE_LIMITS = {FrameKind.TOC_NODE: MAX_ENTRY_SIZE, FrameKind.ENV_NODE: MAX_ENV_VALUE_SIZE,
-                 FrameKind.SPACE_NODE: 64}
+KeyRanges = Sequence[tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +63,15 @@ class ChunkData:
 
 
 class ArchiveView:
-    """An unlocked archive at one commit. Immutable; writers make new views."""
+    """An unlocked archive at one commit. Immutable; writers make new views.
+
+    ``limits`` is the memory budget of every tree walk (:class:`~lockbox.walk.WalkLimits`;
+    assign a new one to change it); ``walk_stats`` counts their round trips, budget splits
+    and decoded bytes (:class:`~lockbox.walk.WalkStats`)."""
 
     def __init__(self, opener: FrameOpener, slot: Slot, commit: CommitRecord,
                  key_slots: list[KeySlot], unlocked_slot_id: int, keydir: bytes,
-                 cache: PageCache) -> None:
+                 cache: PageCache, limits: WalkLimits | None = None) -> None:
         self.opener = opener
         self.slot = slot
         self.commit = commit
@@ -71,6 +79,8 @@ class ArchiveView:
         self.unlocked_slot_id = unlocked_slot_id
         self.keydir = keydir
         self.cache = cache
+        self.limits = limits if limits is not None else WalkLimits()
+        self.walk_stats = WalkStats()
 
     @property
     def archive_id(self) -> bytes:
@@ -82,123 +92,78 @@ class ArchiveView:
 
     # -- nodes -----------------------------------------------------------------
 
-    def _decode(self, kind: FrameKind, payload: bytes) -> Node:
-        return decode_node(payload, _VALUE_LIMITS[kind])
-
     def root_node_flow(self, kind: FrameKind, root: TreeRoot) -> Flow[Node | None]:
+        """The root node alone (checked against the commit record)."""
         if root.empty:
             return None
         if root.inline is not None:
-            node = self._decode(kind, root.inline)
+            node = decode_node(root.inline, VALUE_LIMITS[kind])
         else:
             assert root.ref is not None
-            nodes = yield from self.nodes_flow(kind, [root.ref])
-            node = nodes[0]
-        expected_level = root.height - 1
-        if node.level != expected_level or node.count != root.count:
+            node = (yield from self.nodes_flow(kind, [root.ref]))[0]
+        if node.level != root.height - 1 or node.count != root.count:
             raise IntegrityError("tree root does not match the commit record")
         return node
 
     def nodes_flow(self, kind: FrameKind, refs: list[Ref]) -> Flow[list[Node]]:
-        """Load nodes (from the cache, or all missing ones in one batch)."""
-        out: list[Node | None] = []
-        missing: list[int] = []
-        for i, ref in enumerate(refs):
-            node = self.cache.get((self.archive_id, ref.frame_offset, ref.tag))
-            out.append(node)
-            if node is None:
-                missing.append(i)
-        if missing:
-            blobs = yield Read(tuple(refs[i].byte_range for i in missing))
-            for i, blob in zip(missing, blobs):
-                ref = refs[i]
-                payload = self.opener.open_ref(blob, ref, kind)
-                node = self._decode(kind, payload)
-                self.cache.put((self.archive_id, ref.frame_offset, ref.tag), node,
-                               len(payload) // 2 + 256)
-                out[i] = node
-        return out  # type: ignore[return-value]
+        """Load nodes (from the cache, or all missing ones in one batch), with a walk's
+        checks and decompression bound (:func:`lockbox.walk.load_nodes_flow`)."""
+        return (yield from load_nodes_flow(self, kind, refs))
 
-    def _children_flow(self, kind: FrameKind, parent: Internal,
-                       picks: list[int]) -> Flow[list[Node]]:
-        kids = [parent.children[i] for i in picks]
-        nodes = yield from self.nodes_flow(kind, [c.ref for c in kids])
-        for child, node in zip(kids, nodes):
-            first = node.keys[0] if isinstance(node, Leaf) and node.keys else (
-                node.children[0].first_key if isinstance(node, Internal) else None)
-            if node.level != parent.level - 1 or node.count != child.count or \
-                    first != child.first_key:
-                raise IntegrityError("tree node does not match its parent's reference")
-        return nodes
+    def walk_tree_flow(self, kind: FrameKind, root: TreeRoot, visit: Visit, *,
+                       ranges: KeyRanges | None = None, stop_level: int = 0) -> Flow[None]:
+        """Stream the nodes of a tree to ``visit`` (see :func:`lockbox.walk.walk_tree_flow`):
+        one round trip per level, memory bounded by ``self.limits``."""
+        yield from walk_tree_flow(self, kind, root, visit, ranges=ranges,
+                                  stop_level=stop_level)
 
     def get_flow(self, kind: FrameKind, root: TreeRoot, key: bytes) -> Flow[bytes | None]:
-        node = yield from self.root_node_flow(kind, root)
-        while isinstance(node, Internal):
-            i = _child_index(node, key)
-            if i < 0:
-                return None
-            node = (yield from self._children_flow(kind, node, [i]))[0]
-        if node is None:
-            return None
-        j = _bisect(node.keys, key)
-        if j < len(node.keys) and node.keys[j] == key:
-            return node.values[j]
-        return None
+        """The value of ``key``, or None: one node per level."""
+        pairs = yield from self.scan_flow(kind, root, [(key, key + b"\x00")])
+        return pairs[0][1] if pairs else None
 
     def scan_flow(self, kind: FrameKind, root: TreeRoot,
-                  ranges: list[tuple[bytes, bytes]]) -> Flow[list[tuple[bytes, bytes]]]:
+                  ranges: KeyRanges) -> Flow[list[tuple[bytes, bytes]]]:
         """Every (key, value) with ``lo <= key < hi`` for some range, in key order.
-        One batch per tree level."""
-        node = yield from self.root_node_flow(kind, root)
-        if node is None:
-            return []
-        level: list[Node] = [node]
-        while level and isinstance(level[0], Internal):
-            nxt: list[Node] = []
-            for parent in level:
-                assert isinstance(parent, Internal)
-                picks = _overlapping(parent, ranges)
-                if picks:
-                    nxt.extend((yield from self._children_flow(kind, parent, picks)))
-            level = nxt
+        One walk: one batch per tree level."""
+        spans = _merge_ranges(ranges)
         out: list[tuple[bytes, bytes]] = []
-        for leaf in level:
-            assert isinstance(leaf, Leaf)
-            for lo, hi in ranges:
-                a = _bisect(leaf.keys, lo)
-                b = _bisect(leaf.keys, hi)
-                out.extend(zip(leaf.keys[a:b], leaf.values[a:b]))
-        out.sort(key=lambda kv: kv[0])
+
+        def visit(node: Node, ref: Ref | None) -> None:
+            if isinstance(node, Leaf):
+                keys = node.keys
+                for lo, hi in spans:
+                    a, b = bisect_left(keys, lo), bisect_left(keys, hi)
+                    if a < b:
+                        out.extend(zip(keys[a:b], node.values[a:b]))
+
+        if spans:
+            yield from walk_tree_flow(self, kind, root, visit, ranges=spans)
+        out.sort(key=itemgetter(0))  # already in order for a valid tree (linear then)
         return out
 
     def iter_leaves_flow(self, kind: FrameKind, root: TreeRoot) -> Flow[list[Leaf]]:
-        """All leaves (for verify/walks of the whole tree), one batch per level."""
-        node = yield from self.root_node_flow(kind, root)
-        if node is None:
-            return []
-        level: list[Node] = [node]
-        while level and isinstance(level[0], Internal):
-            nxt: list[Node] = []
-            for parent in level:
-                assert isinstance(parent, Internal)
-                nxt.extend((yield from self._children_flow(
-                    kind, parent, list(range(len(parent.children))))))
-            level = nxt
-        return level  # type: ignore[return-value]
+        """All leaves, in key order (one batch per level). They are all held at once:
+        to stream a large tree, use :meth:`walk_tree_flow`."""
+        leaves: list[Leaf] = []
+
+        def visit(node: Node, ref: Ref | None) -> None:
+            if isinstance(node, Leaf):
+                leaves.append(node)
+
+        yield from walk_tree_flow(self, kind, root, visit)
+        return leaves
 
     def node_refs_flow(self, kind: FrameKind, root: TreeRoot) -> Flow[list[Ref]]:
-        """Refs of every node of a tree (root first, then level by level)."""
-        node = yield from self.root_node_flow(kind, root)
+        """Refs of every node of a tree (the root first). Only the internal levels are
+        read: the leaves' refs are in their parents."""
         refs = [root.ref] if root.ref is not None else []
-        level: list[Node] = [node] if node is not None else []
-        while level and isinstance(level[0], Internal):
-            nxt: list[Node] = []
-            for parent in level:
-                assert isinstance(parent, Internal)
-                refs.extend(c.ref for c in parent.children)
-                nxt.extend((yield from self._children_flow(
-                    kind, parent, list(range(len(parent.children))))))
-            level = nxt
+
+        def visit(node: Node, ref: Ref | None) -> None:
+            if isinstance(node, Internal):
+                refs.extend(c.ref for c in node.children)
+
+        yield from walk_tree_flow(self, kind, root, visit, stop_level=1)
         return refs
 
     def content_refs_flow(self, entry: Entry) -> Flow[list[Ref]]:
@@ -222,7 +187,7 @@ class ArchiveView:
             for leaf in (yield from self.nodes_flow(FrameKind.TOC_NODE, list(c.root_leaves))):
                 if not isinstance(leaf, Leaf):
                     raise IntegrityError("root listing points at a non-leaf node")
-                j = _bisect(leaf.keys, key)
+                j = bisect_left(leaf.keys, key)
                 if j < len(leaf.keys) and leaf.keys[j] == key:
                     value = leaf.values[j]
                     break
@@ -232,8 +197,11 @@ class ArchiveView:
             raise NotFoundError(f"no such file or directory in the archive: {path}")
         return decode_entry(value)
 
-    def listdir_flow(self, path: str = "") -> Flow[list[tuple[str, Entry]]]:
-        """Direct children of a directory, sorted by name."""
+    def dir_items_flow(self, path: str = "") -> Flow[list[tuple[bytes, bytes]]]:
+        """(TOC key, encoded entry) of the direct children of a directory, in key order.
+        One walk finds the directory's own entry (NotFoundError, or InvalidPathError if it
+        is not a directory) and its children: one round trip per tree level. The root's
+        children come from the commit's root-listing leaves when it has them (one)."""
         path = normalize_path(path)
         lo, hi = child_range(path)
         c = self.commit
@@ -243,27 +211,49 @@ class ArchiveView:
             for leaf in leaves:
                 if not isinstance(leaf, Leaf):
                     raise IntegrityError("root listing points at a non-leaf node")
-                a, b = _bisect(leaf.keys, lo), _bisect(leaf.keys, hi)
+                a, b = bisect_left(leaf.keys, lo), bisect_left(leaf.keys, hi)
                 pairs.extend(zip(leaf.keys[a:b], leaf.values[a:b]))
-        else:
-            if path:
-                entry = yield from self.stat_flow(path)
-                if not entry.is_dir:
-                    raise InvalidPathError(f"not a directory: {path}")
-            pairs = yield from self.scan_flow(FrameKind.TOC_NODE, c.toc, [(lo, hi)])
-        return [(split_path(key_path(k))[1], decode_entry(v)) for k, v in pairs]
+            return pairs
+        if path == "":
+            return (yield from self.scan_flow(FrameKind.TOC_NODE, c.toc, [(lo, hi)]))
+        own, pairs = yield from self._with_own_entry_flow(path, [(lo, hi)])
+        if not own.is_dir:
+            raise InvalidPathError(f"not a directory: {path}")
+        return pairs
+
+    def _with_own_entry_flow(self, path: str, ranges: KeyRanges
+                             ) -> Flow[tuple[Entry, list[tuple[bytes, bytes]]]]:
+        """``path``'s entry and the pairs in ``ranges``, in one walk."""
+        key = toc_key(path)
+        pairs = yield from self.scan_flow(FrameKind.TOC_NODE, self.commit.toc,
+                                          [(key, key + b"\x00"), *ranges])
+        at = bisect_left(pairs, key, key=itemgetter(0))
+        if at == len(pairs) or pairs[at][0] != key:
+            raise NotFoundError(f"no such file or directory in the archive: {path}")
+        own = decode_entry(pairs.pop(at)[1], lazy_refs=True)
+        return own, pairs
+
+    def listdir_flow(self, path: str = "") -> Flow[list[tuple[str, Entry]]]:
+        """Direct children of a directory, sorted by name. The entries' refs are decoded
+        when first used (a listing never needs them)."""
+        pairs = yield from self.dir_items_flow(path)
+        return [(split_path(key_path(k))[1], decode_entry(v, lazy_refs=True))
+                for k, v in pairs]
 
     def walk_flow(self, path: str = "") -> Flow[list[tuple[str, Entry]]]:
         """Every descendant of ``path`` (or ``path`` itself if it is not a directory),
-        as (archive path, entry), sorted by path components."""
+        as (archive path, entry), sorted by path components. One walk (one round trip per
+        tree level); the entries' refs are decoded when first used."""
         path = normalize_path(path)
         if path:
-            entry = yield from self.stat_flow(path)
-            if not entry.is_dir:
-                return [(path, entry)]
-        pairs = yield from self.scan_flow(FrameKind.TOC_NODE, self.commit.toc,
-                                          subtree_ranges(path))
-        items = [(key_path(k), decode_entry(v)) for k, v in pairs]
+            own, pairs = yield from self._with_own_entry_flow(path, subtree_ranges(path))
+            if not own.is_dir:
+                return [(path, own)]
+        else:
+            pairs = yield from self.scan_flow(FrameKind.TOC_NODE, self.commit.toc,
+                                              subtree_ranges(path))
+        items = [(key_path(k), decode_entry(v, lazy_refs=True)) for k, v in pairs]
+        del pairs
         items.sort(key=lambda pe: pe[0].split("/"))
         return items
 
@@ -340,38 +330,13 @@ class ArchiveView:
             raise FormatError("env tree: a name is not UTF-8") from None
 
 
-def _bisect(keys: list[bytes], key: bytes) -> int:
-    lo, hi = 0, len(keys)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if keys[mid] < key:
-            lo = mid + 1
+def _merge_ranges(ranges: KeyRanges) -> list[tuple[bytes, bytes]]:
+    """Non-empty ranges, sorted and merged (so a key is reported once, in order)."""
+    out: list[tuple[bytes, bytes]] = []
+    for lo, hi in sorted(r for r in ranges if r[0] < r[1]):
+        if out and lo <= out[-1][1]:
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
         else:
-            hi = mid
-    return lo
-
-
-def _child_index(node: Internal, key: bytes) -> int:
-    """Index of the child whose subtree may hold ``key`` (-1: before the first)."""
-    lo, hi = 0, len(node.children)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if node.children[mid].first_key <= key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo - 1
-
-
-def _overlapping(node: Internal, ranges: list[tuple[bytes, bytes]]) -> list[int]:
-    picks = []
-    kids = node.children
-    for i, c in enumerate(kids):
-        upper = kids[i + 1].first_key if i + 1 < len(kids) else None
-        for lo, hi in ranges:
-            if c.first_key < hi and (upper is None or upper > lo):
-                picks.append(i)
-                break
-    return picks
-
-
+            out.append((lo, hi))
+    return out

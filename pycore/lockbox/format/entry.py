@@ -8,7 +8,9 @@ root's children (parent "") sort before everything else. docs/FORMAT.md §9.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from ..errors import FormatError, InvalidPathError
 from .constants import (
@@ -26,7 +28,7 @@ from .refs import Ref, decode_ref
 
 __all__ = ["Entry", "normalize_path", "toc_key", "key_path", "split_path", "child_range",
            "subtree_ranges", "encode_entry", "decode_entry", "chunk_count",
-           "LAYOUT_CHUNKS", "LAYOUT_INDEX", "MAX_ENTRY_SIZE", "MAX_INDEX_REFS"]
+           "LAYOUT_CHUNKS", "LAYOUT_INDEX", "MAX_ENTRY_SIZE", "MAX_INDEX_REFS", "LazyRefs"]
 
 LAYOUT_CHUNKS = 0
 LAYOUT_INDEX = 1
@@ -37,6 +39,7 @@ MAX_ENTRY_SIZE = 64 * 1024
 # keeps every entry far below MAX_ENTRY_SIZE.
 MAX_INDEX_REFS = 2048
 _MAX_REFS = max(INLINE_CHUNK_REFS, MAX_INDEX_REFS)
+_MIN_REF_SIZE, _MAX_REF_SIZE = 1 + 1 + 16, 10 + 4 + 16  # offset, frame size, tag
 
 
 def normalize_path(path: str) -> str:
@@ -105,6 +108,79 @@ def chunk_count(size: int, chunk_size: int) -> int:
     return max(1, -(-size // chunk_size))
 
 
+class LazyRefs(Sequence[Ref]):
+    """A FILE entry's refs, decoded and checked when used (``len`` needs no decoding).
+
+    :func:`decode_entry` with ``lazy_refs=True`` checks everything before the refs (and
+    their count against the size and the bytes left), and leaves the refs themselves —
+    up to 2048 per entry, which a listing never needs — to this object: ``refs[i]``
+    decodes the refs up to ``i``, anything else all of them (and the end of the entry);
+    both raise the ``FormatError`` an eager decode would have raised. Equal to the tuple
+    of the same refs."""
+
+    __slots__ = ("_buf", "_count", "_pos", "_refs", "_some")
+
+    def __init__(self, buf: bytes, pos: int, count: int) -> None:
+        self._buf = buf
+        self._pos = pos  # where the first ref not in _some starts
+        self._count = count
+        self._some: list[Ref] = []  # the first refs, decoded so far
+        self._refs: tuple[Ref, ...] | None = None
+
+    def _prefix(self, n: int) -> list[Ref]:
+        some = self._some
+        if len(some) < n:
+            r = Reader(self._buf, "TOC entry")
+            r.pos = self._pos
+            while len(some) < n:
+                some.append(decode_ref(r))
+            self._pos = r.pos
+        return some
+
+    def _load(self) -> tuple[Ref, ...]:
+        refs = self._refs
+        if refs is None:
+            some = self._prefix(self._count)
+            r = Reader(self._buf, "TOC entry")
+            r.pos = self._pos
+            r.done()
+            refs = self._refs = tuple(some)
+            self._some = []
+            self._buf = b""
+        return refs
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    @overload
+    def __getitem__(self, index: int) -> Ref: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Ref, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Ref | tuple[Ref, ...]:
+        if self._refs is None and isinstance(index, int) and 0 <= index < self._count:
+            return self._prefix(index + 1)[index]
+        return self._load()[index]
+
+    def __iter__(self) -> Iterator[Ref]:
+        return iter(self._load())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (tuple, LazyRefs)):
+            return self._load() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._load())
+
+    def __repr__(self) -> str:
+        return repr(self._load())
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     type: EntryType
@@ -116,7 +192,7 @@ class Entry:
     file_id: bytes = b""
     chunk_size: int = 0
     layout: int = LAYOUT_CHUNKS
-    refs: tuple[Ref, ...] = field(default_factory=tuple)
+    refs: tuple[Ref, ...] | LazyRefs = field(default_factory=tuple)
     target: str = ""
 
     @property
@@ -142,7 +218,9 @@ def encode_entry(e: Entry) -> bytes:
     return head
 
 
-def decode_entry(buf: bytes) -> Entry:
+def decode_entry(buf: bytes, *, lazy_refs: bool = False) -> Entry:
+    """Decode and check an entry. ``lazy_refs``: a FILE entry's refs are decoded (and
+    checked) on first use (:class:`LazyRefs`); listings use it."""
     r = Reader(buf, "TOC entry")
     t = r.u8()
     mode = r.uvarint(0o7777)
@@ -166,8 +244,13 @@ def decode_entry(buf: bytes) -> Entry:
                 raise FormatError("TOC entry: index reference count does not match the size")
         else:
             raise FormatError(f"TOC entry: unknown layout {layout}")
-        refs = tuple(decode_ref(r) for _ in range(n))
-        r.done()
+        if lazy_refs and n:
+            if not _MIN_REF_SIZE * n <= r.remaining() <= _MAX_REF_SIZE * n:
+                raise FormatError("TOC entry: its refs do not fill the entry")
+            refs: tuple[Ref, ...] | LazyRefs = LazyRefs(buf, r.pos, n)
+        else:
+            refs = tuple(decode_ref(r) for _ in range(n))
+            r.done()
         return Entry(EntryType.FILE, mode, mtime, size, stored, digest, file_id, csize, layout,
                      refs)
     if t == EntryType.DIR:
