@@ -1,0 +1,1 @@
+"""Archive formats other than .lbox, each a subpackage implementing lockbox.protocol."""
