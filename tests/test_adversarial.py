@@ -677,11 +677,13 @@ def test_wrong_identity_with_recipient_slots(make_archive, crypto):
     d[48 + ct_at + 100] ^= 0x01
     fix_slot_crc(d, 0)
     # For the identity the altered slot does not open (ML-KEM's implicit rejection gives
-    # a wrong key); for the password the key directory no longer matches the commit's
-    # hash. Either way generation 2 is refused and generation 1 (intact) opens instead.
-    for kw in ({"identity": alice}, {"password": "pw"}):
-        box = open_bytes(bytes(d), **kw)
-        assert box.generation == 1 and box.view.keydir == slot_of(data, 1).keydir
+    # a wrong key): generation 2 refuses it and generation 1 (intact, same content key)
+    # opens instead. For the password, its slot of generation 2 opens, and then the key
+    # directory does not match the commit's hash: raised, never generation 1 (§11).
+    box = open_bytes(bytes(d), identity=alice)
+    assert box.generation == 1 and box.view.keydir == slot_of(data, 1).keydir
+    with pytest.raises(IntegrityError, match=r"modified outside a commit.*--generation 1"):
+        open_bytes(bytes(d), password="pw")
     d[SLOT_SIZE + 100] ^= 0x01  # the older slot damaged too: nothing opens
     fix_slot_crc(d, 0)
     with pytest.raises(WrongKeyError):
@@ -716,8 +718,9 @@ def test_tampered_key_directory_never_opens_the_tampered_commit(layered):
 
 def test_key_directory_binding_to_the_commit(make_archive, weak_argon2):
     """Change only a slot the password does not use (the keydir still unlocks):
-    the commit's keydir hash catches it; the older commit opens instead, and with
-    the older slot damaged too the result is IntegrityError."""
+    the commit's keydir hash catches it, and that is raised (the password opened a
+    key slot of generation 3: no fallback, §11); with the older slot damaged too the
+    result is the same IntegrityError."""
     path = make_archive({"f": b"1"})
     with lockbox.open(path, password="pw") as box, box.writer() as w:
         w.add_password("second", weak_argon2)
@@ -730,8 +733,8 @@ def test_key_directory_binding_to_the_commit(make_archive, weak_argon2):
     d = bytearray(data)
     d[SLOT_SIZE + 48 + salt_at] ^= 0x01  # the second password slot's salt
     fix_slot_crc(d, 1)
-    box = open_bytes(bytes(d))
-    assert box.generation == 2 and box.view.keydir == slot_of(data, 0).keydir
+    with pytest.raises(IntegrityError, match=r"modified outside a commit.*--generation 2"):
+        open_bytes(bytes(d))
     with pytest.raises(WrongKeyError):
         open_bytes(bytes(d), password="second")  # its slot was damaged
     d[100] ^= 0x01  # and now the older slot too
@@ -786,9 +789,10 @@ def test_damaged_external_key_directory(make_archive, crypto):
         d = flipped(data, where)
         box = open_bytes(d)  # the password also opens generation 2 (inline keydir)
         assert box.generation == 2 and box.read_bytes("f") == b"data"
-        # generation 3 is damaged, generation 2 has no slot for the identity: as
-        # docs/FORMAT.md §11 specifies, the older slot's WrongKeyError is raised
-        with pytest.raises(WrongKeyError):
+        # generation 3's key directory is damaged, generation 2 has no slot for the
+        # identity: as docs/FORMAT.md §11 specifies, the NEWEST slot's error is raised
+        # (the damage), not the older slot's WrongKeyError
+        with pytest.raises((FormatError, IntegrityError)):
             open_bytes(d, identity=ids[2])
 
 
@@ -1019,8 +1023,8 @@ def _with_slot_version(data: bytes, no: int, version: int) -> bytes:
 
 def test_unknown_format_version(layered, make_archive):
     _, data = layered
-    both = _with_slot_version(_with_slot_version(data, 0, 2), 1, 2)
-    with pytest.raises(UnsupportedVersionError, match="version 2"):
+    both = _with_slot_version(_with_slot_version(data, 0, 3), 1, 3)
+    with pytest.raises(UnsupportedVersionError, match="version 3"):
         open_bytes(both)
     fresh = make_archive().read_bytes()  # one slot only
     with pytest.raises(UnsupportedVersionError):

@@ -453,10 +453,10 @@ def test_unrecoverable_inputs_raise_typed_errors(tmp_path: Path) -> None:
         scan(bytes(data))
     with pytest.raises(LockboxError):
         RecoveryScanner()
-    newer = bytearray(src.read_bytes())  # an intact slot of format version 2
+    newer = bytearray(src.read_bytes())  # an intact slot of format version 3
     slot = bytearray(newer[8192:16384])
     k, c = struct.unpack_from("<II", slot, 40)
-    slot[8:10] = (2).to_bytes(2, "little")
+    slot[8:10] = (3).to_bytes(2, "little")
     struct.pack_into("<I", slot, 48 + k + c, zlib.crc32(bytes(slot[:48 + k + c])))
     newer[8192:16384] = slot
     with pytest.raises(UnsupportedVersionError):

@@ -91,6 +91,7 @@ from .format.constants import (
     PAGE_HEADER_SIZE,
     PAGE_MAGIC,
     PAGE_UNIT,
+    READABLE_FORMAT_VERSIONS,
     SLOT_COUNT,
     SLOT_HEADER_SIZE,
     SLOT_MAGIC,
@@ -377,7 +378,7 @@ def _parse_slot(region: bytes, no: int) -> _LenientSlot | None:
     if len(region) < SLOT_HEADER_SIZE or region[:len(SLOT_MAGIC)] != SLOT_MAGIC:
         return None
     _, version, _, flags, _, archive_id, gen, k, c = _SLOT_HEAD.unpack_from(region, 0)
-    if version != 1 or k + c > SLOT_CAPACITY:
+    if version not in READABLE_FORMAT_VERSIONS or k + c > SLOT_CAPACITY:
         return None
     end = SLOT_HEADER_SIZE + k + c
     if len(region) < end:

@@ -120,7 +120,7 @@ def test_bad_magic():
         decode_slot(bytes(SLOT_SIZE), 0)
 
 
-@pytest.mark.parametrize("version", [0, 2, 0xFFFF])
+@pytest.mark.parametrize("version", [0, 3, 0xFFFF])
 def test_unknown_version(version):
     with pytest.raises(UnsupportedVersionError, match=f"version {version}"):
         decode_slot(forged(version=version), 0)
