@@ -14,15 +14,17 @@ from typing import Any
 from .archive import AsyncLockbox, Lockbox
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
+from .extract import ExtractReport
 from .info import ArchiveInfo, EntryInfo
-from .keys import Argon2Params, Identity, Recipient
+from .keys import Argon2Params, Identity, Recipient, UnlockLimits
 from .verify import VerifyReport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "open", "open_async", "create", "Lockbox", "AsyncLockbox", "EntryInfo", "ArchiveInfo",
-    "VerifyReport", "Identity", "Recipient", "Argon2Params", "__version__", *_errors_all,
+    "VerifyReport", "ExtractReport", "Identity", "Recipient", "Argon2Params", "UnlockLimits",
+    "__version__", *_errors_all,
 ]
 
 

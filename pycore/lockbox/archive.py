@@ -20,8 +20,9 @@ from .extract import Extractor, ExtractReport
 from .fileobj import LockboxFile
 from .format.constants import EntryType
 from .format.entry import Entry, normalize_path
+from .format.keydir import keydir_has_commitment
 from .info import ArchiveInfo, EntryInfo, SlotInfo, entry_info
-from .keys import Identity
+from .keys import Identity, UnlockLimits
 from .opening import open_flow
 from .platform import default_codec, default_crypto
 from .reading import FileReadPlan
@@ -48,7 +49,8 @@ def _info(view: ArchiveView, size: int | None) -> ArchiveInfo:
         symlinks=c.stats.symlinks, file_bytes=c.stats.file_bytes,
         stored_bytes=c.stats.stored_bytes, chunk_size=c.default_chunk_size,
         toc_height=c.toc.height, env_count=c.env.count,
-        slots=[SlotInfo.of(s) for s in view.key_slots], unlocked_slot=view.unlocked_slot_id)
+        slots=[SlotInfo.of(s) for s in view.key_slots], unlocked_slot=view.unlocked_slot_id,
+        format_version=view.slot.version, key_commitment=keydir_has_commitment(view.keydir))
 
 
 class _Base:
@@ -83,15 +85,18 @@ class Lockbox(_Base):
                  identity: Identity | None = None, crypto: CryptoBackend | None = None,
                  codec: CodecBackend | None = None, cache: CacheLimit | PageCache = "auto",
                  path: str | None = None, close_source: bool = True,
-                 known_key: tuple[bytes, bytes] | None = None) -> None:
+                 known_key: tuple[bytes, bytes] | None = None,
+                 limits: UnlockLimits | None = None, generation: int | None = None) -> None:
         self._setup(crypto, codec, cache)
         self.source = source
         self.path = path
         self._close_source = close_source
+        self.pinned_generation = generation
         try:
             self._set_view(self._run(open_flow(self.crypto, self.codec, password=password,
                                                identity=identity, cache=self.cache,
-                                               known_key=known_key)))
+                                               known_key=known_key, limits=limits,
+                                               generation=generation)))
         except BaseException:
             if close_source:
                 source.close()
@@ -220,6 +225,7 @@ class Lockbox(_Base):
         """A :class:`~lockbox.writer.Writer`; use ``with archive.writer() as w:``."""
         from .writer import Writer
 
+        self._check_writable()
         return Writer(self, **kw)
 
     def compact(self) -> Any:
@@ -227,7 +233,13 @@ class Lockbox(_Base):
         :class:`~lockbox.compact.CompactReport`."""
         from .compact import compact_archive
 
+        self._check_writable()
         return compact_archive(self)
+
+    def _check_writable(self) -> None:
+        if self.pinned_generation is not None:
+            raise UsageError(f"opened at generation {self.pinned_generation} on request: "
+                             "read-only (open it without a generation to change it)")
 
     def reclaimable(self) -> tuple[int, int] | None:
         """(reclaimable bytes, archive bytes) from the space map, or None when the
@@ -267,6 +279,7 @@ class AsyncLockbox(_Base):
     @classmethod
     async def open(cls, location: str | os.PathLike[str] | AsyncRangeSource, *,
                    password: str | bytes | None = None, identity: Identity | None = None,
+                   limits: UnlockLimits | None = None, generation: int | None = None,
                    **kw: Any) -> AsyncLockbox:
         if isinstance(location, (str, os.PathLike)):
             from .sources import open_async_source
@@ -278,7 +291,7 @@ class AsyncLockbox(_Base):
         try:
             self._set_view(await self._run(open_flow(
                 self.crypto, self.codec, password=password, identity=identity,
-                cache=self.cache)))
+                cache=self.cache, limits=limits, generation=generation)))
         except BaseException:
             await source.aclose()
             raise

@@ -13,6 +13,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import errno
 import getpass
@@ -54,7 +55,9 @@ from .keys import (
     Argon2Params,
     Identity,
     Recipient,
+    UnlockLimits,
 )
+from .platform import default_unlock_limits
 from .sources import is_url
 
 __all__ = ["main", "build_parser", "escape_controls"]
@@ -323,8 +326,13 @@ def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
     cache = getattr(args, "cache", None)
     if cache is None:
         cache = _cache_limit(os.environ.get("LOCKBOX_CACHE", "auto"))
+    opts: dict[str, Any] = {"cache": cache, "limits": _unlock_limits(args),
+                            "generation": getattr(args, "generation", None)}
+    if write and opts["generation"] is not None:
+        raise UsageError("--generation opens an older commit read-only; "
+                         "leave it out to change the archive")
     if password is not None or identity is not None:
-        return Lockbox.open(location, password=password, identity=identity, cache=cache)
+        return Lockbox.open(location, password=password, identity=identity, **opts)
     _check_source(location)
     if not _stdin_tty():
         raise UsageError(NO_SECRET)
@@ -332,7 +340,7 @@ def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
     for attempt in range(1, attempts + 1):
         typed = _prompt(f"Password for {os.path.basename(location) or location}: ")
         try:
-            return Lockbox.open(location, password=typed, cache=cache)
+            return Lockbox.open(location, password=typed, **opts)
         except WrongKeyError:
             if attempt == attempts:
                 raise
@@ -659,7 +667,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"{info.archive_size:,} bytes ({_human(info.archive_size)})")
     rows = [
         ("archive id", info.archive_id),
-        ("format", f"lockbox v{info.format_version}"),
+        ("format", f"lockbox v{info.format_version}" + (
+            "" if info.key_commitment else
+            " (no key commitment: written before it; the next change adds it)")),
         ("generation", f"{info.generation} (committed {info.committed_at})"),
         ("size", size),
         ("entries", f"{info.files} files, {info.dirs} directories, {info.symlinks} symlinks"),
@@ -1034,7 +1044,37 @@ def _common_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]
     g.add_argument("--cache", type=_cache_limit, default=argparse.SUPPRESS, metavar="LIMIT",
                    help="decoded-page cache: auto, a size like 256M, or 0 to disable "
                         "(default: LOCKBOX_CACHE, else auto)")
+    g.add_argument("--generation", type=_positive_int, default=argparse.SUPPRESS, metavar="N",
+                   help="open the older commit N instead of the newest (read-only)")
+    lim = secrets.add_argument_group(
+        "unlock limits", "a hostile archive chooses its Argon2id cost; slots over these "
+        "local limits are not tried (docs/SECURITY.md)")
+    lim.add_argument("--max-argon2-memory", type=_parse_size, default=argparse.SUPPRESS,
+                     metavar="SIZE", help="Argon2id memory of one password slot (default: "
+                     "512M; the viewer 256M)")
+    lim.add_argument("--max-argon2-time", type=_positive_int, default=argparse.SUPPRESS,
+                     metavar="N", help="Argon2id passes of one password slot (default: 16)")
+    lim.add_argument("--max-unlock-work", type=_parse_size, default=argparse.SUPPRESS,
+                     metavar="SIZE", help="total Argon2id work of one unlock, the sum of "
+                     "passes x memory over the slots tried (default: 1G)")
     return quiet, secrets
+
+
+def _unlock_limits(args: argparse.Namespace) -> UnlockLimits | None:
+    """The local unlock limits: the platform's defaults, raised or lowered by the flags."""
+    changes: dict[str, int] = {}
+    memory = getattr(args, "max_argon2_memory", None)
+    if memory is not None:
+        changes["max_argon2_memory_kib"] = max(1, memory // 1024)
+    time_cost = getattr(args, "max_argon2_time", None)
+    if time_cost is not None:
+        changes["max_argon2_time_cost"] = time_cost
+    work = getattr(args, "max_unlock_work", None)
+    if work is not None:
+        changes["max_unlock_work_kib"] = max(1, work // 1024)
+    if not changes:
+        return None
+    return dataclasses.replace(default_unlock_limits(), **changes)
 
 
 def _cache_limit(text: str) -> str | int:

@@ -100,6 +100,7 @@ class ArchiveInfo:
     slots: list[SlotInfo] = field(default_factory=list)
     unlocked_slot: int = 0
     format_version: int = FORMAT_VERSION
+    key_commitment: bool = True  # False: a version-1 key directory (FORMAT §17.6)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -129,6 +129,16 @@ def classify(exc: BaseException, *, stage: str = "", path: str | None = None,
     detail = f"{type(exc).__name__}: {exc}"
     shown = _shown_location(location)
     where = f" ({shown})" if shown else ""
+    if isinstance(exc, (WrongKeyError, LimitExceededError)) and \
+            "over this reader's limit" in str(exc) and stage in ("", "unlock", "open"):
+        # A key slot asks for more Argon2id work than this page allows (docs/SECURITY.md):
+        # the CLI's --max-argon2-* flags do not apply here.
+        return _error("unlock_limit", "A key slot is too costly to try here",
+                      "This archive's password slot asks for more Argon2id memory or time "
+                      "than the viewer allows in a browser tab, so it was not tried (a "
+                      "hostile archive could otherwise stall or crash the tab). If you trust "
+                      "the archive, open it with the lockbox command line, which can raise "
+                      "the limits.", detail=detail)
     if isinstance(exc, WrongKeyError):
         # The page names the secret that was given ("Wrong password" / "Wrong identity
         # file"): the title here is neutral.
