@@ -1,0 +1,1 @@
+"""Tests of the archive formats under lockbox.formats, one package per format."""
