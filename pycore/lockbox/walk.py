@@ -28,9 +28,13 @@ Hostile shapes are refused before they cost anything:
   the memory of its items as Python objects (:func:`node_weight`), so the bound covers
   what a listing keeps, not just the bytes.
 
-The defaults never trip on archives the reference writer makes from real data (nodes of
-about 32 KiB; ratios measured in docs/PERFORMANCE.md, "Tree walks"); a reader of an
-unusual archive may raise them (``ArchiveView.limits``).
+The bound is a local reader limit, like the Argon2id limits (docs/FORMAT.md §16): the
+defaults (:class:`WalkLimits`) never trip on trees of real files — the reference writer's
+nodes of ~32 KiB measure 2.5x to 5x — and keep what any ~80 KiB archive can make
+``lockbox ls -R`` hold to ~300,000 entries (about 200 MiB). Synthetic trees of nothing
+but empty folders with tiny names and one mtime compress harder (440x to 760x measured:
+docs/PERFORMANCE.md, "Tree walks") and trip it past about 150,000-360,000 entries; a
+reader that trusts such an archive raises ``ArchiveView.limits``.
 """
 
 from __future__ import annotations
@@ -75,7 +79,13 @@ class WalkLimits:
     children pending below one group before the walk descends into them.
     ``amplification`` / ``free_bytes``: the weight of the nodes one walk decodes may not
     exceed ``free_bytes + amplification * frame bytes read`` (``LimitExceededError``).
-    """
+
+    Why these numbers: 32 MiB of frames per ``Read`` fetches the leaf level of a
+    1,000,000-entry archive (71 MB) in 3 reads, and a split then costs one latency per
+    32 MiB transferred; 16,384 refs bound the children pending per level to ~5 MiB of
+    objects. 256x is 50x the ratio of real trees of files and above symlink farms (~180x)
+    and env values of zeros (~210x); with 16 MiB free it bounds an 80 KiB archive to
+    ~37 MB of node weight (module docstring)."""
 
     batch_bytes: int = 32 * MiB
     batch_refs: int = 16384
@@ -175,10 +185,11 @@ class _Walk:
         limits = self.limits
         if self.weight > limits.free_bytes + limits.amplification * self.frame_bytes:
             raise LimitExceededError(
-                f"{_tree_name(self.kind)}: its nodes decode to {self.weight:,} bytes from "
-                f"{self.frame_bytes:,} bytes of frames, over the decompression limit "
-                f"({limits.amplification}x the frame bytes + {limits.free_bytes // MiB} MiB; "
-                "WalkLimits.amplification)")
+                f"{_tree_name(self.kind)}: its nodes decode to {self.weight:,} bytes (with "
+                f"their items' memory) from {self.frame_bytes:,} bytes of frames, over the "
+                f"decompression limit of {limits.amplification}x the frame bytes read + "
+                f"{limits.free_bytes // MiB} MiB (WalkLimits.amplification): a decompression "
+                "bomb, or a tree of unusually compressible entries")
 
     # -- fetching ------------------------------------------------------------------
 
@@ -345,10 +356,12 @@ class _Below:
         ranges = walk.ranges
         for k in range(len(kids)) if ranges is None else overlapping(node, ranges):
             c = kids[k]
+            size = c.ref.frame_size
+            if self.wants and (len(self.wants) >= limits.batch_refs or
+                               self.frame_bytes + size > limits.batch_bytes):
+                yield from self.flush_flow()  # a full group: fetch it (and below it) now
             self.wants.append(_Want(c.ref, level, c.count, c.first_key))
-            self.frame_bytes += c.ref.frame_size
-            if len(self.wants) >= limits.batch_refs or self.frame_bytes >= limits.batch_bytes:
-                yield from self.flush_flow()
+            self.frame_bytes += size
 
     def flush_flow(self) -> Flow[None]:
         wants = self.wants
