@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hypothesis import HealthCheck, settings
+
 from lockbox.drivers import run_sync
 from lockbox.formats.uri import UriFormat, UriSession
 from lockbox.info import EntryInfo
@@ -16,7 +18,14 @@ from lockbox.protocol import OpenOptions
 from lockbox.sources import BytesSource
 from lockbox.sources.base import RangeSource
 
-__all__ = ["open_session", "walk_all", "VECTORS", "session_of"]
+__all__ = ["open_session", "walk_all", "VECTORS", "session_of", "FUZZ", "ROUND_TRIP"]
+
+_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+           HealthCheck.function_scoped_fixture]
+# derandomize: the same examples on every run (deterministic CI), bounded counts.
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=_HEALTH)
+ROUND_TRIP = settings(max_examples=60, deadline=None, derandomize=True,
+                      suppress_health_check=_HEALTH)
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "uri"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...errors import (
     FormatError,
@@ -59,7 +59,7 @@ def show_bytes(raw: bytes, limit: int = 60) -> str:
     text = raw[:limit].decode("utf-8", "backslashreplace")
     shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
                     for c in text)
-    return repr(shown)[:-1] + ("…'" if len(raw) > limit else "'")
+    return "'" + shown + ("…'" if len(raw) > limit else "'")
 
 
 def decode_path(raw: bytes) -> str:
@@ -94,8 +94,7 @@ def decode_file_header(head: bytes) -> int:
 # ------------------------------------------------------------------------ chunk header
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkHeader:
+class ChunkHeader(NamedTuple):
     """A decoded, checked chunk header (URI.md §3). ``owner``/``group`` without padding."""
 
     type: bytes
@@ -135,8 +134,8 @@ def encode_name(name: bytes, what: str = "owner") -> bytes:
 
 def decode_name(field: bytes, what: str, offset: int) -> bytes:
     """The name in a 32-byte field: bytes before the NUL padding, which must be all NUL."""
-    name, _, padding = bytes(field).partition(b"\x00")
-    if padding.strip(b"\x00"):
+    name = bytes(field).rstrip(b"\x00")
+    if b"\x00" in name:
         raise FormatError(f"chunk at offset {offset}: the {what} field has a NUL byte "
                           "before its padding")
     return name

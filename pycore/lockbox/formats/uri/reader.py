@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ...drivers import Flow, Read
 from ...errors import (
@@ -143,6 +143,13 @@ class _Cursor:
             return b""
         return self._buf[start : start + n]
 
+    def take(self, n: int) -> bytes | None:
+        """The ``n`` bytes at the position if the window holds them all (no I/O)."""
+        start = self.pos - self._buf_offset
+        if start >= 0 and start + n <= len(self._buf):
+            return self._buf[start : start + n]
+        return None
+
     def _limit(self) -> int | None:
         ends = [e for e in (self.size, self._end) if e is not None]
         return min(ends) if ends else None
@@ -181,8 +188,7 @@ class _Cursor:
         self.pos += n
 
 
-@dataclass(frozen=True, slots=True)
-class _Chunk:
+class _Chunk(NamedTuple):
     """One scanned chunk: header, raw path and (symlinks) target."""
 
     offset: int
@@ -233,36 +239,42 @@ def _too_many(what: str, limits: UriLimits) -> LimitExceededError:
 class _Rules:
     """The structure rules of a whole archive (URI.md §4): path syntax, every parent a
     directory that came before, no duplicate. Keeps one dict entry per path (bounded by
-    ``max_entries``)."""
+    ``max_entries``): the chunk's offset, or what the caller stores (the index's records).
+    """
 
     def __init__(self, limits: UriLimits, what: str) -> None:
         self._limits = limits
         self._what = what
-        self.seen: dict[str, int] = {}   # path -> chunk offset
+        self.seen: dict[str, Any] = {}   # path -> chunk offset, or a record with .offset
         self.dirs: set[str] = set()
 
-    def admit(self, chunk: _Chunk) -> str:
-        """Check ``chunk`` against the rules and the chunks before it; its path as str."""
+    def admit(self, chunk: _Chunk, value: Any = None) -> str:
+        """Check ``chunk`` against the rules and the chunks before it; record it (with
+        ``value``, else its offset) and return its path as str."""
         off = chunk.offset
-        check_path(chunk.path, off)
+        raw = chunk.path
+        if not (raw and raw[0] not in b"./" and raw[-1] != 0x2F and b"\x00" not in raw
+                and b"//" not in raw and b"/." not in raw):  # else surely a fine path
+            check_path(raw, off)
         if chunk.header.type == TYPE_SYMLINK:
             check_target(chunk.target, off)
-        path = decode_path(chunk.path)
+        path = decode_path(raw)
         first = self.seen.get(path)
         if first is not None:
-            raise FormatError(f"chunk at offset {off}: duplicate path {show_bytes(chunk.path)} "
-                              f"(first at offset {first})")
+            first_offset = first if isinstance(first, int) else first.offset
+            raise FormatError(f"chunk at offset {off}: duplicate path {show_bytes(raw)} "
+                              f"(first at offset {first_offset})")
         parent = path.rpartition("/")[0]
         if parent and parent not in self.dirs:
             if parent in self.seen:
-                raise FormatError(f"chunk at offset {off}: {show_bytes(chunk.path)} is under "
+                raise FormatError(f"chunk at offset {off}: {show_bytes(raw)} is under "
                                   f"{show_bytes(parent.encode('utf-8', 'surrogateescape'))}, "
                                   "which is not a directory")
-            raise FormatError(f"chunk at offset {off}: {show_bytes(chunk.path)} comes before "
+            raise FormatError(f"chunk at offset {off}: {show_bytes(raw)} comes before "
                               "its directory (a 'DIR ' chunk must precede everything under it)")
         if len(self.seen) >= self._limits.max_entries:
             raise _too_many(self._what, self._limits)
-        self.seen[path] = off
+        self.seen[path] = off if value is None else value
         if chunk.header.type == TYPE_DIR:
             self.dirs.add(path)
         return path
@@ -297,14 +309,13 @@ class _Index:
         self._limits = limits
         self._rules = _Rules(limits, "index")
         self._names = _Names()
-        self.entries: dict[str, _Rec] = {}
+        self.entries: dict[str, _Rec] = self._rules.seen  # one dict: rules and index
         self.children: dict[str, list[str]] = {"": []}
         self.weight = 0
         self.counts = {TYPE_FILE: 0, TYPE_DIR: 0, TYPE_SYMLINK: 0}
         self.file_bytes = 0
 
     def add(self, chunk: _Chunk) -> None:
-        path = self._rules.admit(chunk)
         h = chunk.header
         self.weight += ENTRY_WEIGHT + 2 * len(chunk.path) + len(chunk.target)
         if self.weight > self._limits.max_index_bytes:
@@ -312,9 +323,10 @@ class _Index:
                 f"the index of this archive would need more than "
                 f"{self._limits.max_index_bytes // MiB} MiB (setting 'max_index_bytes'; "
                 f"{len(self.entries)} entries indexed)")
-        self.entries[path] = _Rec(chunk.offset, h.type, h.path_size, h.data_size, h.mode,
-                                  self._names(h.owner), self._names(h.group),
-                                  decode_path(chunk.target))
+        rec = _Rec(chunk.offset, h.type, h.path_size, h.data_size, h.mode,
+                   self._names(h.owner), self._names(h.group),
+                   decode_path(chunk.target) if chunk.target else "")
+        path = self._rules.admit(chunk, rec)
         parent, _, name = path.rpartition("/")
         self.children[parent].append(name)
         if h.type == TYPE_DIR:
@@ -374,17 +386,21 @@ class UriSession:
         cur = self._cursor()
         while True:
             off = cur.pos
-            head = yield from cur.peek_flow(CHUNK_HEADER_SIZE)
-            if not head:
-                break
+            head = cur.take(CHUNK_HEADER_SIZE)
+            if head is None:
+                head = yield from cur.peek_flow(CHUNK_HEADER_SIZE)
+                if not head:
+                    break
             h = decode_chunk_header(head, off)  # CRC first; TruncatedError if short
             self._check_fits(off, h.path_size, h.data_size, cur.size)
             small = h.type != TYPE_FILE
             need = CHUNK_HEADER_SIZE + h.path_size + (h.data_size + CRC_SIZE if small else 0)
-            body = yield from cur.peek_flow(need)
-            if len(body) < need:
-                raise TruncatedError(f"chunk at offset {off}: the file ends inside its "
-                                     f"{'path or target' if small else 'path'}")
+            body = cur.take(need)
+            if body is None:
+                body = yield from cur.peek_flow(need)
+                if len(body) < need:
+                    raise TruncatedError(f"chunk at offset {off}: the file ends inside its "
+                                         f"{'path or target' if small else 'path'}")
             path = body[CHUNK_HEADER_SIZE : CHUNK_HEADER_SIZE + h.path_size]
             target = b""
             if small:
@@ -394,10 +410,12 @@ class UriSession:
                 cur.skip(need)
             else:
                 cur.skip(need + h.data_size)
-                crc = yield from cur.peek_flow(CRC_SIZE)  # proves the data is all there
-                if len(crc) < CRC_SIZE:
-                    raise TruncatedError(f"chunk at offset {off} ({show_bytes(path)}): the "
-                                         f"file ends inside its {h.data_size}-byte data")
+                if cur.take(CRC_SIZE) is None:  # the CRC's presence proves the data is there
+                    crc = yield from cur.peek_flow(CRC_SIZE)
+                    if len(crc) < CRC_SIZE:
+                        raise TruncatedError(f"chunk at offset {off} ({show_bytes(path)}): "
+                                             f"the file ends inside its {h.data_size}-byte "
+                                             "data")
                 cur.skip(CRC_SIZE)
             visit(_Chunk(off, h, path, target))
         if self.size is None:
