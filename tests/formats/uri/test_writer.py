@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from lockbox.errors import FormatError, InvalidPathError, StorageError, UsageError
+from lockbox.errors import (
+    FormatError,
+    IntegrityError,
+    InvalidPathError,
+    StorageError,
+    UsageError,
+)
 from lockbox.formats.uri import WriteReport, write_uri
 from lockbox.formats.uri import writer as writer_mod
 from lockbox.formats.uri.writer import session_entries
@@ -256,3 +262,17 @@ def test_session_entries_without_stream_flow_reads_windows(tmp_path):
     with FileSource(golden) as src:
         write_uri(tmp_path / "copy.uri", session_entries(Plain(open_session(src)), src))
     assert (tmp_path / "copy.uri").read_bytes() == golden.read_bytes()
+
+
+def test_a_damaged_source_archive_leaves_nothing_behind(tmp_path):
+    data = bytearray((VECTORS / "golden" / "tree.uri").read_bytes())
+    data[len(data) // 2] ^= 1  # inside docs/sub/big.bin's data
+    (tmp_path / "bad.uri").write_bytes(bytes(data))
+    with FileSource(tmp_path / "bad.uri") as src:
+        s = open_session(src, data_window_size=4096)
+        with pytest.raises(IntegrityError, match=r"big\.bin"):
+            write_uri(tmp_path / "copy.uri", session_entries(s, src))
+    assert not (tmp_path / "copy.uri").exists() and no_leftovers(tmp_path)
+    root = make_tree(tmp_path / "t")
+    write_uri(os.fsencode(tmp_path / "b.uri"), os.fsencode(root))  # bytes paths work too
+    assert len(entries_of(tmp_path / "b.uri")) == 9

@@ -240,7 +240,7 @@ def check_target(target: bytes, offset: int) -> None:
         raise FormatError(f"chunk at offset {offset}: symlink target contains a NUL byte")
 
 
-def data_crc(path: bytes, data: bytes = b"", start: int = 0) -> int:
+def data_crc(path: bytes, data: bytes | bytearray | memoryview = b"", start: int = 0) -> int:
     """The chunk's data CRC32 (IEEE, zlib's) over path then data; ``start`` continues one."""
     return zlib.crc32(data, zlib.crc32(path, start))
 

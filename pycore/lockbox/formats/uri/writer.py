@@ -353,6 +353,7 @@ def _write_entries(out: _Out, items: Iterable[tuple[EntryInfo, Content]], prefix
         shown = info.path
         if arch in seen:
             raise InvalidPathError(f"cannot store {shown!r} twice (duplicate path)")
+        why: str | None
         if len(arch) > MAX_PATH_SIZE:
             why = f"path longer than {MAX_PATH_SIZE} bytes (the .uri limit)"
         elif info.type not in ("file", "dir", "symlink"):
@@ -434,8 +435,9 @@ def session_entries(session: Any, source: RangeSource, path: str = ""
 # ---------------------------------------------------------------------------- write_uri
 
 
-def write_uri(dest: str | os.PathLike[str],
-              source: str | os.PathLike[str] | Iterable[tuple[EntryInfo, Content]], *,
+def write_uri(dest: str | bytes | os.PathLike[str],
+              source: str | bytes | os.PathLike[str] | Iterable[tuple[EntryInfo, Content]],
+              *,
               prefix: str | None = None, overwrite: bool = False, strict: bool = False,
               progress: Progress | None = None) -> WriteReport:
     """Write a ``.uri`` archive at ``dest`` from a directory or from ``(EntryInfo,
@@ -447,7 +449,7 @@ def write_uri(dest: str | os.PathLike[str],
     the format cannot store instead of skipping and reporting it. ``progress(path,
     nbytes)`` is called as file data is written.
     """
-    dest_s = os.fspath(dest)
+    dest_s = os.fsdecode(os.fspath(dest))
     if os.path.isdir(dest_s):
         raise UsageError(f"{dest_s} is a directory")
     replaced: tuple[int, int] | None = None
@@ -458,7 +460,7 @@ def write_uri(dest: str | os.PathLike[str],
         replaced = (st.st_dev, st.st_ino)
     except FileNotFoundError:
         pass
-    tree = isinstance(source, (str, os.PathLike))
+    tree = isinstance(source, (str, bytes, os.PathLike))
     if tree:
         root = os.fsencode(os.fspath(source))  # type: ignore[arg-type]
         if not os.path.isdir(root):
