@@ -868,8 +868,17 @@ def test_superblock_slot(i: int) -> None:
                          h(VEC["session_key"]["content_key"]))
     header, payload = opener.open_at(slot.commit_frame, v["commit_frame_offset"],
                                      FrameKind.COMMIT)
-    assert header.generation == v["generation"]
-    assert decode_commit(bytes(payload)) == _commit(VEC["commit_records"][0])
+    assert header.generation == v["generation"] and header.frame_size == len(slot.commit_frame)
+    record = decode_commit(bytes(payload))
+    assert record == _commit(v["commit"]) and encode_commit(record) == bytes(payload)
+    assert h(v["commit_plaintext"]) == b"\x00" + uvarint(len(payload)) + bytes(payload)  # RAW
+    # §7: the record seals its own slot — its generation and its key directory's hash.
+    assert record.generation == v["generation"]
+    directory = kd if isinstance(kd, bytes) else h(VEC["keydir"]["hex"])
+    assert record.keydir_sha256 == hashlib.sha256(directory).digest()
+    # The same §19.4 record otherwise (TOC, stats, ...).
+    base = _commit(VEC["commit_records"][0])
+    assert (record.toc, record.env, record.stats) == (base.toc, base.env, base.stats)
 
 
 # -- §19 the tiny archive --------------------------------------------------------------------
@@ -976,6 +985,52 @@ def test_format_md_quotes_the_golden_bytes() -> None:
         t["key_commitment"], VEC["keydir_v1"]["sha256"],
     ):
         assert value in flat, value[:40]
+
+
+def _hex_values(obj: Any) -> list[str]:
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _hex_values(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _hex_values(v)]
+    return [obj.lower()] if isinstance(obj, str) else []
+
+
+def test_every_hex_string_of_section_19_is_checked() -> None:
+    """Every hex string printed in docs/FORMAT.md §19 — in code blocks (up to their
+    "= ..." annotations) and in backquotes — is part of a vector of vectors.json (which
+    the tests above recompute through the code) or of a golden file's SHA-256; the hex
+    dumps are the generator's dumps of the golden bytes. A value typed into the text by
+    hand, or left behind by a regeneration, fails here."""
+    import re
+
+    doc = FORMAT_MD.read_text()
+    s19 = doc[doc.index("## §19 Test vectors"):doc.index("## §20 Versioning")]
+    known = "\n".join(_hex_values(VEC) + [hashlib.sha256(p.read_bytes()).hexdigest()
+                                          for p in sorted(V1.glob("*.lbox"))])
+    t = VEC["tiny_archive"]
+    dumps = {gen.hexdump(h(t["slot0"])), gen.hexdump(h(t["keydir_page"]), t["keydir_page_offset"]),
+             gen.hexdump(h(t["page"]), t["page_offset"]),
+             gen.hexdump(h(t["map_page"]), t["map_page_offset"])}
+    run = re.compile(r"\b[0-9a-f]{2}(?:[0-9a-f]{2})*(?: [0-9a-f]{2}(?:[0-9a-f]{2})*)*\b")
+    dump_line = re.compile(r"^[0-9a-f]{8}  ")
+    printed: list[str] = []
+    blocks = re.findall(r"```\n(.*?)```", s19, re.S)
+    for block in blocks:
+        lines = block.splitlines()
+        if lines and all(dump_line.match(line) for line in lines):
+            assert block.rstrip("\n") in dumps, lines[0]
+            continue
+        for line in lines:
+            if line.startswith("="):  # an annotation of the value above: decimal, reordered
+                break
+            printed += [m.group(0).replace(" ", "") for m in run.finditer(line)]
+    prose = re.sub(r"```\n.*?```", "", s19, flags=re.S)
+    for m in re.finditer(r"`([^`]+)`", prose):
+        printed += [x.group(0).replace(" ", "") for x in run.finditer(m.group(1))]
+    printed = [x for x in printed if len(x) >= 8]
+    assert len(printed) > 80
+    assert [x for x in printed if x not in known] == []
+    assert sum(1 for b in blocks if b.splitlines() and dump_line.match(b.splitlines()[0])) == 4
 
 
 def test_identity_files_roundtrip() -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import importlib
 import io
@@ -597,6 +598,9 @@ FILE_ID = bytes(range(0x60, 0x70))
 SALT = bytes(range(0x70, 0x80))
 TAG_A = bytes([0xA0] * 16)
 TAG_B = bytes([0xB0] * 16)
+TAG_C = bytes([0xC0] * 16)
+TAG_D = bytes([0xD0] * 16)
+TAG_E = bytes([0xE0] * 16)
 MLKEM_SEED = bytes(range(0x80, 0xC0))
 VECTOR_PASSWORD = "pa\u0073\u0073wo\u0308rd"  # "passwörd", decomposed ö: NFC composes it
 
@@ -754,7 +758,7 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
         ("file", Entry(EntryType.FILE, 0o644, MTIME, 6, 150,
                        content_hash(b"hello\n"), FILE_ID, 1048576, LAYOUT_CHUNKS,
                        (r1,))),
-        ("empty file", Entry(EntryType.FILE, 0o600, 0, 0, 120, content_hash(b""),
+        ("empty file", Entry(EntryType.FILE, 0o600, 0, 0, 150, content_hash(b""),
                              FILE_ID, 4096, LAYOUT_CHUNKS, (r1,))),
         ("index layout", Entry(EntryType.FILE, 0o644, MTIME, 4097 * 4096 + 1, 9999999,
                                bytes(32), FILE_ID, 4096, LAYOUT_INDEX, (r1, r2))),
@@ -795,60 +799,69 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
             generation=2, time_ns=T0, archive_end=20480, default_chunk_size=1048576,
             keydir_sha256=hashlib.sha256(kd).digest(),
             toc=TreeRoot(3, 1, None, encode_node(leaf)), env=TreeRoot(), space=None,
-            stats=Stats(2, 1, 0, 6, 150))),
+            stats=Stats(1, 1, 1, 6, 150))),  # the leaf: docs (dir), docs/a.txt, docs/b.txt
+        # Every ref names a different frame: the TOC root (an internal node), two TOC
+        # leaves holding the root's children, the env root, the space root.
         ("refs, space root, root_leaves", CommitRecord(
             generation=300, time_ns=T0 + 1, archive_end=1 << 32, default_chunk_size=4096,
             keydir_sha256=bytes(32), toc=TreeRoot(312, 2, r2, None),
-            env=TreeRoot(1, 1, r1, None), space=TreeRoot(5, 1, r1, None),
-            root_leaves=(r1, r2), root_leaves_complete=True,
+            env=TreeRoot(1, 1, Ref(28736, 120, TAG_D), None),
+            space=TreeRoot(5, 1, Ref(32832, 96, TAG_E), None),
+            root_leaves=(r1, Ref(24704, 200, TAG_C)), root_leaves_complete=True,
             stats=Stats(300, 11, 1, 123456789, 130000000))),
     ]
     v["commit_records"] = [{"name": n, **_commit_json(c), "hex": encode_commit(c).hex()}
                            for n, c in commits]
-    # §14 space-map records
+    # §14 space-map records: one of each kind, together one consistent map (the pages
+    # tile [16384, 45056), the DEAD frame lies in the FRAMES page, TAIL = 45056)
     from lockbox.space import PageRecord, encode_record, encode_tail
 
     v["space_records"] = [
         {"name": n, "key": key.hex(), "hex": val.hex()} for n, key, val in (
+            ("KEYDIR page at 16384: 4096 bytes, used 167", (16384).to_bytes(8, "big"),
+             encode_record(PageRecord(2, 4096, 167))),
             ("FRAMES page at 20480: 4096 bytes, 150 live", (20480).to_bytes(8, "big"),
              encode_record(PageRecord(1, 4096, 150))),
-            ("KEYDIR page at 16384: 4096 bytes, used 135", (16384).to_bytes(8, "big"),
-             encode_record(PageRecord(2, 4096, 135))),
-            ("FREE page at 24576: 3 MiB", (24576).to_bytes(8, "big"),
-             encode_record(PageRecord(3, 3 << 20, 0))),
-            ("SPACEMAP page at 40960: 8192 bytes", (40960).to_bytes(8, "big"),
-             encode_record(PageRecord(4, 8192, 0))),
             ("DEAD frame at 20512: 150 bytes", (20512).to_bytes(8, "big"), encode_record(150)),
+            ("FREE page at 24576: 16384 bytes", (24576).to_bytes(8, "big"),
+             encode_record(PageRecord(3, 16384, 0))),
+            ("SPACEMAP page at 40960: 4096 bytes", (40960).to_bytes(8, "big"),
+             encode_record(PageRecord(4, 4096, 0))),
             ("TAIL: the map's own pages start at 45056", b"\xff" * 8, encode_tail(45056)),
         )]
-    # §3 slots
+    # §3 slots: two slots of one archive, each sealing its own commit record (§7: the
+    # record's generation is the slot's, its keydir_sha256 that of the slot's key
+    # directory). Generation 2 holds the password slot alone, inline; generation 3 added
+    # the recipient slot and points at its KEYDIR page (§19.3's, at 16384). A writer
+    # would keep a 1742-byte directory inline (§3); readers follow either form.
     sealer = FrameSealer(ScriptedCrypto(SESSION_ID), codec, ARCHIVE_ID, CONTENT_KEY)
-    rec = commits[0][1]
     small_kd = encode_keydir([pslot], commitment)
-    off = commit_frame_offset(0, small_kd)
-    frame, _ = sealer.seal(FrameKind.COMMIT, 2, off,
-                           sealer.encode_plain(encode_commit(rec), compress=False))
-    image = encode_slot(Slot(0, ARCHIVE_ID, 2, small_kd, frame))
-    used = SLOT_HEADER_SIZE + len(small_kd) + len(frame) + 4
     ext = ExternalKeydir(16384, len(kd), hashlib.sha256(kd).digest())
-    off2 = commit_frame_offset(1, ext)
-    sealer.counter = 1
-    frame2, _ = sealer.seal(FrameKind.COMMIT, 3, off2,
-                            sealer.encode_plain(encode_commit(rec), compress=False))
-    image2 = encode_slot(Slot(1, ARCHIVE_ID, 3, ext, frame2))
-    used2 = SLOT_HEADER_SIZE + 44 + len(frame2) + 4
-    assert not image[used:].strip(b"\x00") and not image2[used2:].strip(b"\x00")
-    v["slots"] = [
-        {"name": "inline key directory", "slot_no": 0, "version": 2,
-         "archive_id": ARCHIVE_ID.hex(),
-         "generation": 2, "keydir": small_kd.hex(), "commit_frame_offset": off,
-         "commit_frame": frame.hex(), "used": used, "hex": image[:used].hex()},
-        {"name": "external key directory", "slot_no": 1, "version": 2,
-         "archive_id": ARCHIVE_ID.hex(),
-         "generation": 3, "keydir_page_offset": 16384, "keydir_size": len(kd),
-         "keydir_sha256": ext.sha256.hex(), "commit_frame_offset": off2,
-         "commit_frame": frame2.hex(), "used": used2, "hex": image2[:used2].hex()},
-    ]
+    v["slots"] = []
+    for counter, (name, slot_no, gen, field, kd_bytes) in enumerate((
+        ("inline key directory", 0, 2, small_kd, small_kd),
+        ("external key directory", 1, 3, ext, kd),
+    )):
+        rec = dataclasses.replace(commits[0][1], generation=gen,
+                                  keydir_sha256=hashlib.sha256(kd_bytes).digest())
+        off = commit_frame_offset(slot_no, field)
+        sealer.counter = counter
+        plain = sealer.encode_plain(encode_commit(rec), compress=False)
+        frame, _ = sealer.seal(FrameKind.COMMIT, gen, off, plain)
+        image = encode_slot(Slot(slot_no, ARCHIVE_ID, gen, field, frame))
+        used = SLOT_HEADER_SIZE + (44 if field is ext else len(small_kd)) + len(frame) + 4
+        assert not image[used:].strip(b"\x00")
+        entry: dict[str, Any] = {"name": name, "slot_no": slot_no, "version": 2,
+                                 "archive_id": ARCHIVE_ID.hex(), "generation": gen}
+        if field is ext:
+            entry.update(keydir_page_offset=16384, keydir_size=len(kd),
+                         keydir_sha256=ext.sha256.hex())
+        else:
+            entry["keydir"] = small_kd.hex()
+        entry.update(commit=_commit_json(rec), commit_plaintext=plain.hex(),
+                     commit_frame_offset=off, commit_frame=frame.hex(), used=used,
+                     hex=image[:used].hex())
+        v["slots"].append(entry)
     v["tiny_archive"] = tiny_archive(hello)
     return v
 
