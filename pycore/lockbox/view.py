@@ -207,7 +207,7 @@ class ArchiveView:
         c = self.commit
         if path == "" and c.root_leaves and c.root_leaves_complete:
             leaves = yield from self.nodes_flow(FrameKind.TOC_NODE, list(c.root_leaves))
-            pairs = []
+            pairs: list[tuple[bytes, bytes]] = []
             for leaf in leaves:
                 if not isinstance(leaf, Leaf):
                     raise IntegrityError("root listing points at a non-leaf node")

@@ -109,7 +109,7 @@ class _KeyReader:
         return key
 
 
-def decode_node(buf: bytes, value_limit: int) -> Node:
+def decode_node(buf: bytes | memoryview, value_limit: int) -> Node:
     if len(buf) > MAX_NODE_PLAIN_SIZE:
         raise LimitExceededError("node larger than the limit")
     r = Reader(buf, "tree node")
