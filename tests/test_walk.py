@@ -262,7 +262,7 @@ def test_duplicate_overlapping_and_misplaced_refs_are_refused_before_fetching(
     cases: list[tuple[list[Ref], type[LockboxError], str]] = [
         ([a, b, a], IntegrityError, "twice"),
         ([a, Ref(a.frame_offset + 1, a.frame_size, a.tag)], IntegrityError, "overlapping"),
-        ([Ref(0, 64, a.tag)], IntegrityError, "superblock"),
+        ([Ref(0, 64, a.tag)], IntegrityError, "before the first page"),
         ([Ref(view.commit.archive_end - 32, 64, a.tag)], TruncatedError, "committed end"),
     ]
     for batch, exc, words in cases:

@@ -28,11 +28,14 @@ from .format.chunk import ChunkHeader, decode_chunk, decode_index
 from .format.commit import CommitRecord, TreeRoot
 from .format.constants import (
     INDEX_FANOUT,
+    MAX_ENV_VALUE_SIZE,
+    SUPERBLOCK_SIZE,
     EntryType,
     FrameKind,
 )
 from .format.entry import (
     LAYOUT_CHUNKS,
+    MAX_ENTRY_SIZE,
     Entry,
     child_range,
     decode_entry,
@@ -47,11 +50,13 @@ from .format.node import Internal, Leaf, Node, decode_node
 from .format.refs import Ref
 from .format.superblock import Slot
 from .frames import FrameOpener
-from .walk import VALUE_LIMITS, Visit, WalkLimits, WalkStats, load_nodes_flow, walk_tree_flow
+from .walk import Visit, WalkLimits, WalkStats, load_nodes_flow, walk_tree_flow
 
 __all__ = ["ArchiveView", "TreeName", "ChunkData"]
 
 TreeName = FrameKind  # FrameKind.TOC_NODE / ENV_NODE / SPACE_NODE name a tree
+VALUE_LIMITS = {FrameKind.TOC_NODE: MAX_ENTRY_SIZE, FrameKind.ENV_NODE: MAX_ENV_VALUE_SIZE,
+                FrameKind.SPACE_NODE: 64}
 KeyRanges = Sequence[tuple[bytes, bytes]]
 
 
@@ -90,14 +95,35 @@ class ArchiveView:
     def generation(self) -> int:
         return self.commit.generation
 
-    # -- nodes -----------------------------------------------------------------
+    # -- nodes (this view is the walks' lockbox.walk.NodeStore) -------------------
+
+    @property
+    def frame_span(self) -> tuple[int, int | None]:
+        """Where this commit's frames lie: past the superblock, before ``archive_end``."""
+        end = self.commit.archive_end
+        return SUPERBLOCK_SIZE, (end if end > SUPERBLOCK_SIZE else None)
+
+    def cached_node(self, kind: FrameKind, ref: Ref) -> Node | None:
+        node: Node | None = self.cache.get((self.archive_id, ref.frame_offset, ref.tag))
+        return node
+
+    def cache_node(self, kind: FrameKind, ref: Ref, node: Node, weight: int) -> None:
+        self.cache.put((self.archive_id, ref.frame_offset, ref.tag), node, weight)
+
+    def open_node(self, kind: FrameKind, ref: Ref,
+                  blob: bytes | memoryview) -> tuple[Node, int]:
+        payload = self.opener.open_ref(blob, ref, kind)
+        return decode_node(payload, VALUE_LIMITS[kind]), len(payload)
+
+    def decode_inline(self, kind: FrameKind, payload: bytes) -> Node:
+        return decode_node(payload, VALUE_LIMITS[kind])
 
     def root_node_flow(self, kind: FrameKind, root: TreeRoot) -> Flow[Node | None]:
         """The root node alone (checked against the commit record)."""
         if root.empty:
             return None
         if root.inline is not None:
-            node = decode_node(root.inline, VALUE_LIMITS[kind])
+            node = self.decode_inline(kind, root.inline)
         else:
             assert root.ref is not None
             node = (yield from self.nodes_flow(kind, [root.ref]))[0]

@@ -42,21 +42,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .drivers import Flow, Read
 from .errors import IntegrityError, LimitExceededError, TruncatedError
 from .format.commit import TreeRoot
-from .format.constants import MAX_ENV_VALUE_SIZE, SUPERBLOCK_SIZE, FrameKind
-from .format.entry import MAX_ENTRY_SIZE
-from .format.node import Internal, Leaf, Node, decode_node
+from .format.constants import FrameKind
+from .format.node import Internal, Leaf, Node
 from .format.refs import Ref
 
-if TYPE_CHECKING:
-    from .view import ArchiveView
-
-__all__ = ["WalkLimits", "WalkStats", "Visit", "walk_tree_flow", "load_nodes_flow",
-           "node_weight", "VALUE_LIMITS", "LEAF_ITEM_WEIGHT", "CHILD_WEIGHT"]
+__all__ = ["WalkLimits", "WalkStats", "Visit", "NodeStore", "walk_tree_flow", "load_nodes_flow",
+           "node_weight", "LEAF_ITEM_WEIGHT", "CHILD_WEIGHT"]
 
 MiB = 1024 * 1024
 # Memory of one decoded item beyond its bytes (measured with tracemalloc, CPython 3.11):
@@ -64,8 +60,6 @@ MiB = 1024 * 1024
 # objects, three ints and a list slot.
 LEAF_ITEM_WEIGHT = 96
 CHILD_WEIGHT = 288
-VALUE_LIMITS = {FrameKind.TOC_NODE: MAX_ENTRY_SIZE, FrameKind.ENV_NODE: MAX_ENV_VALUE_SIZE,
-                FrameKind.SPACE_NODE: 64}
 
 Visit = Callable[[Node, "Ref | None"], None]
 
@@ -121,6 +115,33 @@ class WalkStats:
                          self.decoded_bytes - other.decoded_bytes)
 
 
+class NodeStore(Protocol):
+    """Where a walk's nodes come from: what the walk needs of an archive, and all of it.
+    :class:`~lockbox.view.ArchiveView` is one (a format with a tree of the same node
+    model — keys, child refs with counts, levels — can be another).
+
+    ``frame_span``: where node frames may lie (``[start, end)``; ``end`` None: unknown).
+    ``cached_node`` / ``cache_node``: the store's node cache (may keep nothing).
+    ``open_node``: authenticate and decode the frame a ref names (``blob`` is exactly its
+    bytes); returns the node and its decoded size. ``decode_inline``: a root stored inline.
+    """
+
+    limits: WalkLimits
+    walk_stats: WalkStats
+
+    @property
+    def frame_span(self) -> tuple[int, int | None]: ...
+
+    def cached_node(self, kind: FrameKind, ref: Ref) -> Node | None: ...
+
+    def cache_node(self, kind: FrameKind, ref: Ref, node: Node, weight: int) -> None: ...
+
+    def open_node(self, kind: FrameKind, ref: Ref,
+                  blob: bytes | memoryview) -> tuple[Node, int]: ...
+
+    def decode_inline(self, kind: FrameKind, payload: bytes) -> Node: ...
+
+
 def node_weight(payload_size: int, node: Node) -> int:
     """Decoded size plus the memory of the node's items as Python objects."""
     if isinstance(node, Leaf):
@@ -143,19 +164,17 @@ class _Want:
 class _Walk:
     """The state of one walk (or one explicit batch of nodes)."""
 
-    def __init__(self, view: ArchiveView, kind: FrameKind, visit: Visit | None = None,
+    def __init__(self, store: NodeStore, kind: FrameKind, visit: Visit | None = None,
                  ranges: Sequence[tuple[bytes, bytes]] | None = None,
                  stop_level: int = 0) -> None:
-        self.view = view
+        self.store = store
         self.kind = kind
         self.visit: Visit = visit or (lambda node, ref: None)
         self.ranges = ranges
         self.stop_level = stop_level
-        self.limits: WalkLimits = view.limits
-        self.stats: WalkStats = view.walk_stats
-        self.value_limit = VALUE_LIMITS[kind]
-        end = view.commit.archive_end
-        self.archive_end = end if end > SUPERBLOCK_SIZE else None
+        self.limits: WalkLimits = store.limits
+        self.stats: WalkStats = store.walk_stats
+        self.frame_start, self.frame_end = store.frame_span
         self.frame_bytes = 0
         self.weight = 0
         self.seen: dict[int, set[int]] = {}  # level -> frame offsets named on it
@@ -196,7 +215,7 @@ class _Walk:
     def fetch(self, wants: Sequence[_Want], level: int) -> Flow[list[Node | bytes]]:
         """Each wanted node from the cache, else its frame's bytes (one ``Read`` for all
         the missing ones). Refuses duplicate, overlapping and out-of-archive refs."""
-        view = self.view
+        store = self.store
         seen = self.seen.setdefault(level, set())
         out: list[Node | bytes] = []
         missing: list[int] = []
@@ -208,16 +227,17 @@ class _Walk:
                     f"{_tree_name(self.kind)} names the frame at {off} twice (a valid tree "
                     "never does)")
             seen.add(off)
-            node = view.cache.get((view.archive_id, off, ref.tag))
+            node = store.cached_node(self.kind, ref)
             if node is None:
-                if off < SUPERBLOCK_SIZE:
+                if off < self.frame_start:
                     raise IntegrityError(
-                        f"{_tree_name(self.kind)} points into the superblock (frame at {off})")
-                if self.archive_end is not None and off + ref.frame_size > self.archive_end:
+                        f"{_tree_name(self.kind)} points before the first page (frame at "
+                        f"{off})")
+                if self.frame_end is not None and off + ref.frame_size > self.frame_end:
                     raise TruncatedError(
                         f"{_tree_name(self.kind)}: the frame at {off} ({ref.frame_size} "
                         f"bytes) lies past the committed end of the archive "
-                        f"({self.archive_end}): the archive is truncated or damaged")
+                        f"({self.frame_end}): the archive is truncated or damaged")
                 missing.append(i)
                 out.append(b"")
             else:
@@ -247,12 +267,10 @@ class _Walk:
         """A fetched frame's node (authenticated, decoded, weighed, cached)."""
         if not isinstance(item, (bytes, bytearray, memoryview)):
             return item  # from the cache
-        view = self.view
-        payload = view.opener.open_ref(item, ref, self.kind)
-        node = decode_node(payload, self.value_limit)
-        weight = node_weight(len(payload), node)
+        node, size = self.store.open_node(self.kind, ref, item)
+        weight = node_weight(size, node)
         self.account(ref.frame_size, weight)
-        view.cache.put((view.archive_id, ref.frame_offset, ref.tag), node, weight)
+        self.store.cache_node(self.kind, ref, node, weight)
         return node
 
 
@@ -310,7 +328,7 @@ def overlapping(node: Internal, ranges: Sequence[tuple[bytes, bytes]]) -> list[i
     return picks
 
 
-def walk_tree_flow(view: ArchiveView, kind: FrameKind, root: TreeRoot, visit: Visit, *,
+def walk_tree_flow(store: NodeStore, kind: FrameKind, root: TreeRoot, visit: Visit, *,
                    ranges: Sequence[tuple[bytes, bytes]] | None = None,
                    stop_level: int = 0) -> Flow[None]:
     """Call ``visit(node, ref)`` for every node the walk reaches — the nodes whose key span
@@ -320,13 +338,13 @@ def walk_tree_flow(view: ArchiveView, kind: FrameKind, root: TreeRoot, visit: Vi
     level come in one ``Read`` unless the budget splits it (module docstring)."""
     if root.empty or root.height - 1 < stop_level:
         return
-    view.walk_stats.walks += 1
-    walk = _Walk(view, kind, visit, ranges, stop_level)
+    store.walk_stats.walks += 1
+    walk = _Walk(store, kind, visit, ranges, stop_level)
     if root.ref is not None:
         yield from walk.level_flow([_Want(root.ref, root.height - 1, root.count, None)])
         return
     assert root.inline is not None
-    node = decode_node(root.inline, walk.value_limit)
+    node = store.decode_inline(kind, root.inline)
     walk.account(0, node_weight(len(root.inline), node))
     _check(_Want(Ref(0, 0, b""), root.height - 1, root.count, None), node)
     below = _Below(walk)
@@ -370,14 +388,15 @@ class _Below:
             yield from self.walk.level_flow(wants)
 
 
-def load_nodes_flow(view: ArchiveView, kind: FrameKind, refs: Sequence[Ref]) -> Flow[list[Node]]:
+def load_nodes_flow(store: NodeStore, kind: FrameKind,
+                    refs: Sequence[Ref]) -> Flow[list[Node]]:
     """The nodes ``refs`` name (a root listing, a writer's touched leaves), each from the
     cache or in one ``Read`` for all (split only by the budget), under the same checks
     and decompression bound as a walk. The caller checks what they are."""
     if not refs:
         return []
-    view.walk_stats.walks += 1
-    walk = _Walk(view, kind)
+    store.walk_stats.walks += 1
+    walk = _Walk(store, kind)
     wants = [_Want(r, -1, 0, b"") for r in refs]
     out: list[Node] = []
     pos = 0
