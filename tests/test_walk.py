@@ -30,7 +30,14 @@ from lockbox import (
     TruncatedError,
 )
 from lockbox.format.constants import MAX_NODE_PLAIN_SIZE, SUPERBLOCK_SIZE, EntryType, FrameKind
-from lockbox.format.entry import LAYOUT_INDEX, Entry, LazyRefs, decode_entry, encode_entry
+from lockbox.format.entry import (
+    LAYOUT_INDEX,
+    Entry,
+    LazyRefs,
+    decode_entry,
+    encode_entry,
+    key_path,
+)
 from lockbox.format.refs import Ref
 from lockbox.ranges import ByteRange
 from lockbox.sources.file import FileSource
@@ -179,22 +186,39 @@ def test_a_commit_reads_the_tree_once_per_level(tall: dict[int, Path], height: i
     path.write_bytes(tall[height].read_bytes())
     box, _ = open_logged(path, cache=0)  # the lookups before the commit cache nothing
     toc_before = node_offsets(box, FrameKind.TOC_NODE)
+    total = box.view.commit.toc.count
     with box.writer() as w:
         w.mkdir("d000/added", mtime_ns=MTIME)  # one touched leaf, no shrinking
         log = LogSource(w._source)
         w._source = log
+        old = w.view
+        before = old.walk_stats.copy()
         w.commit()
-        assert reads_of(log.log, toc_before) == len(log.log) == height
-        # removals that shrink a leaf below half a node absorb its neighbour: one more batch
-        for i in range(6, 12):
-            w.remove(f"d000/e{i:05d}")
+        d = old.walk_stats - before
+        # the internal levels (one walk), then the touched leaf (one batch)
+        assert reads_of(log.log, toc_before) == len(log.log) == d.reads == height
+        assert (d.walks, d.splits) == (2, 0)
+        # emptying one leaf (all its entries removed): the run absorbs the next leaf,
+        # loaded in one more batch
+        leaves = box._run(w.view.iter_leaves_flow(FrameKind.TOC_NODE, w.view.commit.toc))
+        middle = leaves[len(leaves) // 2]
+        assert all(not k.startswith(b"\x00") for k in middle.keys)  # no folder with children
+        for k in middle.keys:
+            w.remove(key_path(k))
         mark = len(log.log)
+        old = w.view
+        before = old.walk_stats.copy()
         w.commit()
-        assert len(log.since(mark)) in (height, height + 1)
+        d = old.walk_stats - before
+        assert len(log.since(mark)) == d.reads == height + 1
+        assert (d.walks, d.splits) == (3, 0)
+        gone = {key_path(k) for k in middle.keys}
     with lockbox.open(path, password=PW) as again:
         assert again.verify().ok
         names = {e.name for e in again.ls("d000")}
-        assert "added" in names and "e00006" not in names and "e00005" in names
+        assert "added" in names
+        listed = {e.path for e in again.ls("", recursive=True)}
+        assert not listed & gone and len(listed) == total + 1 - len(gone)
     box.close()
 
 
