@@ -91,7 +91,8 @@ class WalkLimits:
 class WalkStats:
     """Counters of the walks of one view (cumulative; tests and benchmarks read them).
 
-    ``reads`` = round trips walks asked for; ``levels`` = (walk, level) pairs fetched;
+    ``reads`` = round trips walks asked for; ``levels`` = (walk, level) pairs fetched (an
+    explicit batch, :func:`load_nodes_flow`, counts as one level);
     ``splits`` = the extra reads budget splits cost (``reads == levels + splits``);
     ``nodes`` / ``frame_bytes`` / ``decoded_bytes``: nodes decoded (cache misses), the
     bytes of their frames, and their weight (:func:`node_weight`)."""
