@@ -128,6 +128,20 @@ class FrameOpener:
             frame_aad(self.archive_id, blob[:FRAME_HEADER_SIZE], frame_offset))
         return header, decode_plain(self.codec, plain, PLAIN_LIMITS[header.kind])
 
+    def authenticates_at(self, blob: bytes | memoryview, header: FrameHeader,
+                         frame_offset: int) -> bool:
+        """Whether the frame in ``blob`` (its decoded ``header`` given, ``blob`` at least
+        ``header.frame_size`` bytes) authenticates at ``frame_offset`` under this
+        opener's content key. Nothing is decoded or decompressed."""
+        sealed = bytes(blob[FRAME_HEADER_SIZE:header.frame_size])
+        try:
+            self._aead_for(header.session_id).open(
+                frame_nonce(header.counter), sealed,
+                frame_aad(self.archive_id, blob[:FRAME_HEADER_SIZE], frame_offset))
+        except IntegrityError:
+            return False
+        return True
+
     def open_ref_plain(self, blob: bytes | memoryview, ref: Ref, kind: FrameKind) -> bytes:
         """The authenticated frame plaintext (codec byte, size, body) of a ref'd frame,
         not decompressed: compaction re-seals it as it is at its new offset."""
@@ -174,19 +188,34 @@ def encode_plain(codec: CodecBackend, payload: bytes, level: int = 3,
 
 
 def decode_plain(codec: CodecBackend, plain: bytes, limit: int) -> bytes | memoryview:
+    """The payload of an authenticated frame plaintext (docs/FORMAT.md §5 "Frame
+    plaintext"), in this order: the codec byte (not 0 or 1: FormatError); ``plain_size``
+    (over ``limit``: LimitExceededError; a cut varint: TruncatedError); then the body.
+    RAW: a body of another length than ``plain_size`` is a FormatError. ZSTD, decoded
+    with the bound ``plain_size``: a declared content size or a window over the bound,
+    or more output than ``plain_size``, is a LimitExceededError; anything else that is
+    not exactly one complete zstd frame decoding to exactly ``plain_size`` bytes
+    (corrupt or cut data, trailing bytes, a short result) is a FormatError — the
+    frame is complete and authenticated, so a cut zstd frame is malformed, not a
+    truncated archive."""
     r = Reader(plain, "frame body")
     codec_id = r.u8()
+    if codec_id not in (Codec.RAW, Codec.ZSTD):
+        raise FormatError(f"frame body: unknown codec {codec_id}")
     size = r.uvarint(limit)
     body = memoryview(plain)[r.pos :]
     if codec_id == Codec.RAW:
         if len(body) != size:
-            raise FormatError("frame body: raw size mismatch")
+            raise FormatError(f"frame body: raw size mismatch ({len(body)} bytes, its size "
+                              f"says {size})")
         return body
-    if codec_id == Codec.ZSTD:
+    try:
         out = codec.decompress(bytes(body), size)
-        if len(out) != size:
-            raise FormatError("frame body: decompressed size mismatch")
-        return out
-    if size > limit:  # pragma: no cover - uvarint(limit) already refused it
-        raise LimitExceededError("frame body too large")
-    raise FormatError(f"frame body: unknown codec {codec_id}")
+    except LimitExceededError:
+        raise
+    except TruncatedError as exc:  # the zstd frame is cut short inside a whole frame
+        raise FormatError(f"frame body: {exc}") from None
+    if len(out) != size:
+        raise FormatError(f"frame body: zstd data decodes to {len(out)} bytes, its size "
+                          f"says {size}")
+    return out

@@ -45,6 +45,7 @@ from .format.constants import (
     LABEL_PASSWORD_WRAP,
     LABEL_RECIPIENT_WRAP,
     MAX_PASSWORD_SLOTS,
+    SlotKind,
 )
 from .format.keydir import (
     SALT_SIZE,
@@ -63,6 +64,7 @@ __all__ = ["Identity", "Recipient", "Argon2Params", "UnlockLimits", "new_passwor
            "committed_keydir", "check_password_slot_room", "DEFAULT_ARGON2"]
 
 _ZERO_NONCE = b"\x00" * 12
+_KNOWN_SLOT_KINDS = frozenset((SlotKind.PASSWORD, SlotKind.MLKEM1024))
 IDENTITY_PREFIX = "LOCKBOX-IDENTITY-1:"
 RECIPIENT_PREFIX = "lockbox-recipient-1:"
 
@@ -294,9 +296,10 @@ def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
     key commitment), the key a slot gives must match it: else IntegrityError (a
     hostile or damaged archive), never another slot or a silent success.
 
-    Raises WrongKeyError when no slot opens (the message says which kinds were tried
-    and which slots the local limits skipped), LimitExceededError when no slot could
-    be tried at all.
+    Raises LimitExceededError when no slot was tried and a slot this secret might open
+    was passed over (an unusable or over-the-limits slot of the secret's kind, or a slot
+    of an unknown kind), else WrongKeyError when no slot opens (the message says which
+    kinds were tried and which slots the local limits skipped). docs/FORMAT.md §6.
     """
     if password is None and identity is None:
         raise UsageError("a password or an identity is needed to open this archive")
@@ -339,15 +342,23 @@ def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
                 f"key slot {slot.slot_id} gives a different content key than the archive "
                 "commits to: a hostile or damaged archive")
         return content_key, slot.slot_id
-    unusable = [f"slot {s.slot_id}: {s.reason}" for s in slots if isinstance(s, UnusableSlot)]
+    # docs/FORMAT.md §6 "Unlocking", rule 1: nothing was tried, and a slot this secret
+    # might open was passed over — one of the secret's own kind this reader cannot use
+    # (Argon2id parameters outside the format's limits, or over the local limits), or
+    # one of a kind it does not know (which may be for either secret).
+    own_kinds = ({SlotKind.PASSWORD} if pw is not None else set()) | \
+        ({SlotKind.MLKEM1024} if identity is not None else set())
+    unusable = [f"slot {s.slot_id}: {s.reason}" for s in slots
+                if isinstance(s, UnusableSlot)
+                and (s.kind in own_kinds or s.kind not in _KNOWN_SLOT_KINDS)]
     if not candidates and (skipped or unusable):
         raise LimitExceededError("no key slot can be used by this reader: "
                                  + "; ".join(skipped + unusable))
     not_tried = f" (not tried: {'; '.join(skipped)})" if skipped else ""
-    if pw is not None and not any(isinstance(s, PasswordSlot) for s in slots):
+    if pw is not None and not any(s.kind == SlotKind.PASSWORD for s in slots):
         raise WrongKeyError("this archive has no password slot; open it with an identity")
     if identity is not None and pw is None:
-        if not any(isinstance(s, RecipientSlot) for s in slots):
+        if not any(s.kind == SlotKind.MLKEM1024 for s in slots):
             raise WrongKeyError("this archive has no recipient slot; open it with a password")
         raise WrongKeyError("this identity is not a recipient of this archive")
     raise WrongKeyError("wrong password or identity: no key slot opens" + not_tried)

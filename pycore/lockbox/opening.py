@@ -33,17 +33,20 @@ from .errors import (
     LimitExceededError,
     LockboxError,
     NotFoundError,
+    TruncatedError,
     UsageError,
     WrongKeyError,
 )
 from .format.commit import decode_commit
 from .format.constants import (
+    FRAME_HEADER_SIZE,
     MAX_KEYDIR_SIZE,
     PAGE_HEADER_SIZE,
     PAGE_UNIT,
     SUPERBLOCK_SIZE,
     FrameKind,
 )
+from .format.frame import FrameHeader, decode_frame_header
 from .format.keydir import KeySlot, decode_key_directory
 from .format.page import decode_keydir_page
 from .format.superblock import ExternalKeydir, Slot, decode_superblock
@@ -124,6 +127,38 @@ class _Unlocker:
         return done
 
 
+def _commit_frame_header(slot: Slot) -> FrameHeader:
+    """The commit frame's header, and the frame fills the slot's commit field (``C``
+    bytes) exactly: docs/FORMAT.md §5 "The commit frame", steps 1-3. No key is used:
+    these failures are the same for every key holder. The header's own errors keep
+    their classes; a frame longer than ``C`` is a TruncatedError, a shorter one (bytes
+    of the field after it) a FormatError."""
+    frame = slot.commit_frame
+    if len(frame) < FRAME_HEADER_SIZE:
+        raise TruncatedError(f"commit frame: {len(frame)} bytes, shorter than a frame header")
+    header = decode_frame_header(frame)
+    if header.frame_size > len(frame):
+        raise TruncatedError(f"commit frame: its header says {header.frame_size} bytes, its "
+                             f"slot holds {len(frame)} (the frame runs past the slot's field)")
+    if header.frame_size < len(frame):
+        raise FormatError("commit frame size does not match its slot")
+    return header
+
+
+def _open_commit_frame(opener: FrameOpener, slot: Slot) -> tuple[FrameHeader, bytes]:
+    """The commit frame's header and the commit record's bytes: docs/FORMAT.md §5 "The
+    commit frame", steps 1-6."""
+    header = _commit_frame_header(slot)
+    if header.kind != FrameKind.COMMIT:
+        raise IntegrityError(f"the slot's commit frame is a {header.kind.name} frame, not a "
+                             "COMMIT frame: a hostile or damaged archive")
+    if not opener.authenticates_at(slot.commit_frame, header, slot.commit_frame_offset):
+        raise IntegrityError("the commit record does not open with the content key this "
+                             "secret unlocked: a hostile or damaged archive")
+    _, payload = opener.open_at(slot.commit_frame, slot.commit_frame_offset, FrameKind.COMMIT)
+    return header, bytes(payload)
+
+
 def _open_slot_flow(crypto: CryptoBackend, codec: CodecBackend, slot: Slot,
                     unlocker: _Unlocker, cache: PageCache,
                     attempt: _Attempt) -> Flow[ArchiveView]:
@@ -132,17 +167,12 @@ def _open_slot_flow(crypto: CryptoBackend, codec: CodecBackend, slot: Slot,
     content_key, slot_id = unlocker.unlock(slot.archive_id, keydir, directory.slots,
                                            directory.key_commitment, attempt)
     opener = FrameOpener(crypto, codec, slot.archive_id, content_key)
-    try:
-        header, payload = opener.open_at(slot.commit_frame, slot.commit_frame_offset,
-                                         FrameKind.COMMIT)
-    except IntegrityError as exc:
-        raise IntegrityError(f"the commit record does not open with the content key this "
-                             f"secret unlocked ({exc}): a hostile or damaged archive") from exc
-    if header.frame_size != len(slot.commit_frame):
-        raise FormatError("commit frame size does not match its slot")
-    commit = decode_commit(bytes(payload))
+    header, record = _open_commit_frame(opener, slot)
+    commit = decode_commit(record)
     if not commit.generation == header.generation == slot.generation:
-        raise IntegrityError("commit record generation does not match its slot")
+        raise IntegrityError(f"commit record generation does not match its slot (slot "
+                             f"{slot.generation}, frame header {header.generation}, record "
+                             f"{commit.generation})")
     if commit.archive_end < SUPERBLOCK_SIZE or commit.archive_end % PAGE_UNIT:
         raise FormatError("commit record: archive end is out of place")
     if commit.keydir_sha256 != hashlib.sha256(keydir).digest():
@@ -156,18 +186,19 @@ def _check_one_key(crypto: CryptoBackend, codec: CodecBackend, newest: Slot,
     authenticate under the same content key. An archive has one content key for its
     whole life, so when it does not, the two generations were sealed under different
     keys — one file showing different contents to different key holders."""
-    opener = FrameOpener(crypto, codec, newest.archive_id, view.opener._content_key)
     try:
-        opener.open_at(newest.commit_frame, newest.commit_frame_offset, FrameKind.COMMIT)
-    except IntegrityError as exc:
+        header = _commit_frame_header(newest)
+    except LockboxError:
+        return  # too malformed to be tried: damage that every key holder sees alike
+    opener = FrameOpener(crypto, codec, newest.archive_id, view.opener._content_key)
+    if header.kind != FrameKind.COMMIT or not opener.authenticates_at(
+            newest.commit_frame, header, newest.commit_frame_offset):
         g = view.generation
         raise IntegrityError(
             f"generation {newest.generation} is not sealed under the content key of "
             f"generation {g}, which this secret opens: a hostile or damaged archive "
             f"(generation {g} was not opened in its place; ask for it with --generation "
-            f"{g})") from exc
-    except LockboxError:
-        pass  # a malformed frame: damage that every key holder sees alike
+            f"{g})")
 
 
 def _again(exc: LockboxError, message: str) -> LockboxError:

@@ -12,12 +12,17 @@ writes with lockbox's own code (``tests/hostile``: two truths in one file, a 4 G
 decoy password slot, too many password slots); they have no source, and
 ``built_by`` names the builder that regenerates them. ``manifest.json`` lists, per
 case, the source archive (or ``built_by``), the edits, the secret, the operation
-(``open``, ``ls``, ``read PATH``, ``verify``, ``env``) and the expected outcome: a
+(``open``, ``ls`` — recursive, ``ls-root`` — the root directory's listing, ``read
+PATH``, ``verify``, ``env``) and the expected outcome: a
 ``lockbox.errors`` class name, ``opens-at-generation N`` (the newest valid slot,
 or the older one the reader opens in its place), ``verify-reports`` (verify()
 lists a problem) or ``verify-ok``. Optional ``still_reads`` lists files that must
 still read back exactly (their golden SHA-256); optional ``key_commitment``, what
 the opened archive reports.
+
+Other key-holder edits re-seal the newest commit (or one frame) of a golden archive
+under its content key (:class:`KeyHolder`: a session id derived from the case name,
+so the bytes are reproducible) and are recorded as overwritten bytes like any edit.
 
 Structures are located from the cleartext (slot headers §3, page headers §4,
 frame headers §5, key directory §6); which frame holds which file is taken
@@ -140,6 +145,103 @@ class Case:
         self.write(page_offset + 28, struct.pack("<I", crc))
 
 
+class KeyHolder:
+    """What the author of an archive — a key holder — can do to a copy of it: re-seal
+    frames and the newest commit under its content key, deterministically (a session id
+    derived from the case's name; counters from 0). Every change is recorded in the
+    case as overwritten bytes, like any other edit."""
+
+    def __init__(self, case: Case, password: str) -> None:
+        from lockbox.format.keydir import decode_key_directory
+        from lockbox.format.superblock import decode_superblock
+        from lockbox.frames import FrameOpener
+        from lockbox.keys import unlock
+        from lockbox.platform import default_codec, default_crypto
+
+        self.case = case
+        self.crypto = default_crypto()
+        self.codec = default_codec()
+        self.slot = decode_superblock(bytes(case.data[:SUPERBLOCK]))[0]
+        assert isinstance(self.slot.keydir, bytes), "inline key directories only"
+        directory = decode_key_directory(self.slot.keydir)
+        self.content_key, _ = unlock(self.crypto, self.slot.archive_id, directory.slots,
+                                     password=password, commitment=directory.key_commitment)
+        self.opener = FrameOpener(self.crypto, self.codec, self.slot.archive_id,
+                                  self.content_key)
+        self.session_id = garbage("session/" + case.name, 16)
+        self.counter = 0
+
+    def commit(self) -> Any:
+        """The newest commit record (a ``CommitRecord``)."""
+        from lockbox.format.commit import decode_commit
+        from lockbox.format.constants import FrameKind
+
+        _, payload = self.opener.open_at(self.slot.commit_frame, self.slot.commit_frame_offset,
+                                         FrameKind.COMMIT)
+        return decode_commit(bytes(payload))
+
+    def frame_payload(self, offset: int, size: int, kind: int) -> bytes:
+        from lockbox.format.constants import FrameKind
+        from lockbox.format.refs import Ref
+
+        blob = bytes(self.case.data[offset:offset + size])
+        tag = blob[-16:]
+        return bytes(self.opener.open_ref(blob, Ref(offset, size, tag), FrameKind(kind)))
+
+    def seal(self, kind: int, generation: int, offset: int, plain: bytes) -> bytes:
+        """A frame of ``kind`` holding the frame plaintext ``plain`` (codec byte, size,
+        body: §5), sealed to authenticate at ``offset``."""
+        from lockbox.format.constants import TAG_SIZE, FrameKind
+        from lockbox.format.frame import FrameHeader, encode_frame_header, frame_aad, frame_nonce
+        from lockbox.frames import session_key
+
+        header = encode_frame_header(FrameHeader(FrameKind(kind), len(plain) + TAG_SIZE,
+                                                 generation, self.session_id, self.counter))
+        aead = self.crypto.aead(session_key(self.crypto, self.content_key, self.session_id))
+        sealed = aead.seal(frame_nonce(self.counter), plain,
+                           frame_aad(self.slot.archive_id, header, offset))
+        self.counter += 1
+        return header + sealed
+
+    def reseal_frame(self, offset: int, size: int, kind: int, plain: bytes) -> Any:
+        """Replace the frame at ``offset`` (``size`` bytes) by one holding ``plain``, in
+        the same place (the page has room after it); returns its new ``Ref``."""
+        from lockbox.format.refs import Ref
+
+        generation = struct.unpack_from("<Q", self.case.data, offset + 12)[0]
+        frame = self.seal(kind, generation, offset, plain)
+        self.case.write(offset, frame + bytes(max(0, size - len(frame))))
+        return Ref(offset, len(frame), frame[-16:])
+
+    def rewrite_commit(self, record: Any = None, *, plain: bytes | None = None,
+                       kind: int = 1, frame: bytes | None = None) -> None:
+        """Rewrite the newest slot: its commit frame sealed anew (from ``record``, or
+        the frame plaintext ``plain``, as a frame of ``kind``) or replaced by ``frame``
+        bytes; ``C`` and the slot CRC follow."""
+        from lockbox.format.commit import encode_commit
+        from lockbox.format.superblock import Slot, encode_slot
+        from lockbox.frames import encode_plain
+
+        s = self.slot
+        if frame is None:
+            if plain is None:
+                plain = encode_plain(self.codec, encode_commit(record), compress=False)
+            frame = self.seal(kind, s.generation, s.commit_frame_offset, plain)
+        image = encode_slot(Slot(s.slot_no, s.archive_id, s.generation, s.keydir, frame,
+                                 s.version))
+        base = s.slot_no * SLOT_SIZE
+        old_used = SLOT_HEADER + len(s.keydir) + len(s.commit_frame) + 4
+        new_used = SLOT_HEADER + len(s.keydir) + len(frame) + 4
+        self.case.write(base, image[:max(old_used, new_used)])
+
+
+def zstd_frame(data: bytes) -> bytes:
+    """One zstd frame holding ``data``, its content size recorded (lockbox's codec)."""
+    from lockbox.platform import default_codec
+
+    return default_codec().compress(data, 3)
+
+
 def golden_manifest() -> dict[str, dict[str, Any]]:
     m = json.loads((GOLDEN / "manifest.json").read_text())
     return {a["file"]: a for a in m["archives"]}
@@ -234,15 +336,41 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
     c.fix_slot_crc(0)
     add(c, "open", "IntegrityError")
 
-    c = Case("commit-frame-size-mismatch", "hello.lbox",
+    # The commit frame must fill the slot's commit field (C bytes) exactly; checked
+    # before any AEAD (§5 "The commit frame"). The password had opened the key slot, so
+    # each failure is raised: generation 1 is not opened in its place (§11).
+    c = Case("commit-frame-shorter-than-field", "hello.lbox",
              "newest commit header's sealed_size lowered by 1 (header and slot CRCs "
-             "recomputed): fails after its key slot opened: raised, no fallback")
+             "recomputed): 48 + sealed_size < C, the field has a byte after the frame: "
+             "FormatError, raised, no fallback")
     s = c.slot(0)
     sealed = struct.unpack_from("<I", c.data, s["commit"] + 8)[0]
     c.write(s["commit"] + 8, struct.pack("<I", sealed - 1))
     c.fix_frame_crc(s["commit"])
     c.fix_slot_crc(0)
-    add(c, "open", "IntegrityError")
+    add(c, "open", "FormatError")
+
+    c = Case("commit-frame-longer-than-field", "hello.lbox",
+             "newest commit header's sealed_size raised by 1 (header and slot CRCs "
+             "recomputed): 48 + sealed_size > C, the frame runs past the field: "
+             "TruncatedError, raised, no fallback")
+    s = c.slot(0)
+    sealed = struct.unpack_from("<I", c.data, s["commit"] + 8)[0]
+    c.write(s["commit"] + 8, struct.pack("<I", sealed + 1))
+    c.fix_frame_crc(s["commit"])
+    c.fix_slot_crc(0)
+    add(c, "open", "TruncatedError")
+
+    c = Case("commit-field-longer-than-frame", "hello.lbox",
+             "newest slot's C raised by 1 and a zero byte put after the intact commit frame "
+             "(slot CRC recomputed): the frame would authenticate, but it does not fill "
+             "its field: FormatError, raised, no fallback")
+    s = c.slot(0)
+    c.write(s["base"] + 44, struct.pack("<I", s["C"] + 1))
+    c.write(s["crc"], b"\x00")
+    body = bytes(c.data[s["base"]:s["crc"] + 1])
+    c.write(s["crc"] + 1, struct.pack("<I", zlib.crc32(body)))
+    add(c, "open", "FormatError")
 
     c = Case("spliced-archive-id", "hello.lbox",
              "slot 1's archive_id changed, CRC recomputed: two valid slots of different archives")
@@ -325,6 +453,29 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
 
     c = Case("identity-without-recipient-slot", "hello.lbox", "unchanged copy, an identity")
     add(c, "open", "WrongKeyError", secret={"identity": "alice.identity"})
+
+    # Rule 1 of §6 "Unlocking": LimitExceededError only when nothing was tried and a
+    # slot THIS secret might open was passed over (of its own kind, or of an unknown kind).
+    def keydir_edit(name: str, source: str, about: str, rel: int, new: bytes,
+                    expected: str, secret: dict[str, str]) -> None:
+        case = Case(name, source, about + " (both slots' inline key directories, CRCs "
+                    "recomputed)")
+        for no in (0, 1):
+            case.write(case.slot(no)["keydir"] + rel, new)
+            case.fix_slot_crc(no)
+        add(case, "open", expected, secret=secret)
+
+    keydir_edit("password-unusable-slot-recipient-usable", "password-recipient.lbox",
+                "the password slot gets t = 65 (unusable), the recipient slot is intact; "
+                "a password: no slot of its kind could be tried", first + 7 + 16,
+                struct.pack("<I", 65), "LimitExceededError", {"password": "shared secret"})
+    keydir_edit("identity-unusable-password-slot", "hello.lbox",
+                "the only slot, a password slot, gets t = 65 (unusable); an identity: the "
+                "unusable slot is not of its kind — no recipient slot", first + 7 + 16,
+                struct.pack("<I", 65), "WrongKeyError", {"identity": "alice.identity"})
+    keydir_edit("identity-unknown-slot-kind", "hello.lbox",
+                "the only slot gets kind 9 (unknown: it may be for any secret); an identity",
+                first, b"\x09", "LimitExceededError", {"identity": "alice.identity"})
 
     # ---- external key directory (§3, §4, §11) ----------------------------------
     src = "keydir-external.lbox"
@@ -504,6 +655,148 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
     c.write(x_off, bytes(_x_size))
     add(c, "env", "ok", still_reads=others)
 
+    # ---- the commit frame's plaintext and record (§5, §7): a key holder's edits ----
+    from lockbox.format.encoding import uvarint
+
+    def commit_case(name: str, about: str, source: str = "hello.lbox"
+                    ) -> tuple[Case, KeyHolder, Any, bytes]:
+        case = Case(name, source, about)
+        kh = KeyHolder(case, pw[source])
+        record = kh.commit()
+        from lockbox.format.commit import encode_commit
+
+        return case, kh, record, encode_commit(record)
+
+    c, kh, rec, raw = commit_case(
+        "commit-zstd", "the newest commit re-sealed with its record zstd-compressed (codec "
+        "1): readers accept either codec for every kind, the commit included")
+    kh.rewrite_commit(plain=b"\x01" + uvarint(len(raw)) + zstd_frame(raw))
+    add(c, "read hello.txt", "opens-at-generation 2", still_reads=["hello.txt"])
+
+    c, kh, rec, raw = commit_case(
+        "commit-raw-size-mismatch", "the newest commit re-sealed RAW with plain_size one "
+        "more than the record: FormatError")
+    kh.rewrite_commit(plain=b"\x00" + uvarint(len(raw) + 1) + raw)
+    add(c, "open", "FormatError")
+
+    c, kh, rec, raw = commit_case(
+        "commit-unknown-codec", "the newest commit re-sealed with codec 2 and a plain_size "
+        "over the commit limit: the codec is checked first: FormatError")
+    kh.rewrite_commit(plain=b"\x02" + uvarint(1 << 20) + raw)
+    add(c, "open", "FormatError")
+
+    c, kh, rec, raw = commit_case(
+        "commit-zstd-corrupt", "the newest commit's zstd frame with its first block's type "
+        "set to the reserved value 3: FormatError")
+    z = bytearray(zstd_frame(raw))
+    assert z[4] & 0x20 and not z[4] & 0xC3  # single segment, 1-byte content size, no dict
+    z[6] |= 0x06  # the first block header's Block_Type bits: 3 (reserved)
+    kh.rewrite_commit(plain=b"\x01" + uvarint(len(raw)) + bytes(z))
+    add(c, "open", "FormatError")
+
+    c, kh, rec, raw = commit_case(
+        "commit-zstd-short", "the newest commit's zstd frame holds the record without its "
+        "last byte; plain_size is the record's: it decodes short: FormatError")
+    kh.rewrite_commit(plain=b"\x01" + uvarint(len(raw)) + zstd_frame(raw[:-1]))
+    add(c, "open", "FormatError")
+
+    c, kh, rec, raw = commit_case(
+        "commit-zstd-trailing", "a zero byte after the newest commit's zstd frame: "
+        "FormatError")
+    kh.rewrite_commit(plain=b"\x01" + uvarint(len(raw)) + zstd_frame(raw) + b"\x00")
+    add(c, "open", "FormatError")
+
+    c, kh, rec, raw = commit_case(
+        "commit-zstd-cut", "the newest commit's zstd frame without its last byte: a "
+        "malformed body of a whole frame, FormatError (not TruncatedError)")
+    kh.rewrite_commit(plain=b"\x01" + uvarint(len(raw)) + zstd_frame(raw)[:-1])
+    add(c, "open", "FormatError")
+
+    c, kh, rec, raw = commit_case(
+        "commit-zstd-over-size", "the newest commit's zstd frame declares (and holds) one "
+        "byte more than plain_size: LimitExceededError, before decoding")
+    kh.rewrite_commit(plain=b"\x01" + uvarint(len(raw)) + zstd_frame(raw + b"\x00"))
+    add(c, "open", "LimitExceededError")
+
+    c, kh, rec, raw = commit_case(
+        "commit-frame-other-kind", "the newest commit record sealed, validly, as a "
+        "TOC_NODE frame in the slot: IntegrityError, raised, no fallback")
+    kh.rewrite_commit(rec, kind=2)
+    add(c, "open", "IntegrityError")
+
+    import dataclasses
+
+    from lockbox.format.commit import TreeRoot
+    from lockbox.format.entry import decode_entry, encode_entry
+    from lockbox.format.node import Leaf, decode_node, encode_node
+    from lockbox.format.refs import Ref
+    from lockbox.frames import encode_plain
+
+    c, kh, rec, raw = commit_case(
+        "inline-root-height-2", "the newest commit's INLINE TOC root says height 2: "
+        "FormatError")
+    kh.rewrite_commit(dataclasses.replace(rec, toc=dataclasses.replace(rec.toc, height=2)))
+    add(c, "open", "FormatError")
+
+    def with_entry_ref_size(name: str, about: str, size: int) -> tuple[Case, Any]:
+        case, holder, record, _ = commit_case(name, about)
+        leaf = decode_node(record.toc.inline, 1 << 16)
+        entry = decode_entry(leaf.values[0])
+        (ref,) = entry.refs
+        value = encode_entry(dataclasses.replace(entry, refs=(Ref(ref.frame_offset, size,
+                                                                  ref.tag),)))
+        inline = encode_node(Leaf(leaf.keys, [value]))
+        holder.rewrite_commit(dataclasses.replace(
+            record, toc=TreeRoot(record.toc.count, 1, None, inline)))
+        return case, holder
+
+    c, _ = with_entry_ref_size(
+        "ref-size-below-minimum", "hello.txt's entry: its ref's frame_size 10 (< 64), "
+        "commit re-sealed: checked when the ref is decoded, reading: FormatError", 10)
+    add(c, "read hello.txt", "FormatError")
+    c, _ = with_entry_ref_size(
+        "ref-size-below-minimum-listing", "the same archive, listed: a listing does not "
+        "decode a file entry's refs (only that its bytes could hold them)", 10)
+    add(c, "ls", "ok")
+    c, _ = with_entry_ref_size(
+        "ref-size-over-limit", "hello.txt's entry: its ref's frame_size 4 210 769 (over "
+        "48 + 4 210 720), commit re-sealed: reading: LimitExceededError", 4_210_769)
+    add(c, "read hello.txt", "LimitExceededError")
+
+    # root_leaves (§7, §12): the root's children only; each must be a leaf.
+    c = Case("root-listing-deeper-keys", "wide.lbox",
+             "unchanged: the root-listing leaves hold deeper keys too (the first "
+             "directories' children); the root's listing keeps only the root's children")
+    add(c, "ls-root", "ok")
+
+    c, kh, rec, raw = commit_case(
+        "root-listing-non-leaf", "the newest commit's first root_leaves ref replaced by "
+        "the TOC root's ref (an internal node), commit re-sealed: listing the root: "
+        "IntegrityError", source="wide.lbox")
+    assert rec.root_leaves_complete and rec.toc.ref is not None
+    kh.rewrite_commit(dataclasses.replace(
+        rec, root_leaves=(rec.toc.ref, *rec.root_leaves[1:])))
+    add(c, "ls-root", "IntegrityError")
+
+    # The space map (§14): a TAIL-kind value under a page's key.
+    c, kh, rec, raw = commit_case(
+        "space-tail-kind-under-page-key", "hello's space map leaf re-sealed with the FRAMES "
+        "record of 20480 replaced by a TAIL value (6, 2097152), commit re-sealed: an unknown "
+        "record kind under a page key: verify reports it; readers ignore the map")
+    sref = rec.space.ref
+    leaf = decode_node(kh.frame_payload(sref.frame_offset, sref.frame_size, 4), 64)
+    at = leaf.keys.index((20480).to_bytes(8, "big"))
+    values = list(leaf.values)
+    values[at] = b"\x06" + uvarint(1 << 21)  # the same 5 bytes as the record it replaces
+    assert len(values[at]) == len(leaf.values[at])
+    node = encode_node(Leaf(leaf.keys, values))
+    new_ref = kh.reseal_frame(sref.frame_offset, sref.frame_size, 4,
+                              encode_plain(kh.codec, node, compress=False))
+    assert new_ref.frame_size == sref.frame_size
+    kh.rewrite_commit(dataclasses.replace(rec, space=dataclasses.replace(rec.space,
+                                                                         ref=new_ref)))
+    add(c, "verify", "verify-reports", still_reads=["hello.txt"])
+
     # ---- trailing garbage (§7 archive_end) ------------------------------------
     c = Case("trailing-garbage", "hello.lbox", "8000 bytes of garbage after archive_end")
     c.append(garbage("trailing", 8000))
@@ -636,6 +929,8 @@ def generate(out: Path) -> dict[str, Any]:
                   "{append_at, bytes}. Cases with 'source' null were written by a hostile "
                   "author with lockbox's own code: 'built_by' names the builder in tests/ "
                   "(module:call) that regenerates them. "
+                  "'op' is open, ls (recursive), ls-root (the root's listing), read "
+                  "PATH, verify or env. "
                   "'expected' is a lockbox.errors class name raised by 'op', "
                   "'opens-at-generation N', 'verify-reports', 'verify-ok' or 'ok'. "
                   "'still_reads' must still read back exactly; 'key_commitment' is what the "

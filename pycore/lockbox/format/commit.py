@@ -77,20 +77,24 @@ def _enc_root(b: Builder, t: TreeRoot) -> None:
 
 
 def _dec_root(r: Reader) -> TreeRoot:
+    """docs/FORMAT.md §7, in order: the kind (unknown: FormatError); EMPTY ends here;
+    the height (not 1..16: FormatError; an INLINE root of height other than 1:
+    FormatError); the count; then the ref (§2, its limits checked here) or the node
+    blob (over 3072 bytes: LimitExceededError)."""
     kind = r.u8()
     if kind == ROOT_EMPTY:
         return EMPTY_TREE
+    if kind not in (ROOT_REF, ROOT_INLINE):
+        raise FormatError(f"commit: unknown root kind {kind}")
     height = r.u8()
     if not 1 <= height <= MAX_TREE_HEIGHT:
         raise FormatError("commit: bad tree height")
+    if kind == ROOT_INLINE and height != 1:
+        raise FormatError(f"commit: an inline root must be a leaf (height 1, not {height})")
     count = r.uvarint()
     if kind == ROOT_INLINE:
-        if height != 1:
-            raise FormatError("commit: an inline root must be a leaf")
         return TreeRoot(count, height, None, r.blob(INLINE_ROOT_MAX))
-    if kind == ROOT_REF:
-        return TreeRoot(count, height, decode_ref(r), None)
-    raise FormatError(f"commit: unknown root kind {kind}")
+    return TreeRoot(count, height, decode_ref(r), None)
 
 
 def encode_commit(c: CommitRecord) -> bytes:
