@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import Runner, one_line_error
+from hostile.tree_cases import distinct_bombs
 from hostile.two_truths import ACCOUNT_A, ACCOUNT_B, ALICE, BOB, two_truths_archive
 from hostile.unlock_cost import PASSWORD, decoy_archive
 
@@ -87,3 +88,18 @@ def test_info_reports_the_key_commitment(tmp_path: Path, run: Runner) -> None:
     assert "no key commitment" in res.text
     js = run("info", arch, "--json", "--password-file", _pwfile(tmp_path, ALICE))
     assert b'"key_commitment": false' in js.out
+
+
+def test_tree_amplification_limit_is_named_and_can_be_raised(tmp_path: Path,
+                                                             run: Runner) -> None:
+    # 64 leaves of ~290 bytes that each inflate to a 1 MiB node: over the default bound.
+    data, secret = distinct_bombs(leaves=64)
+    arch = tmp_path / "bombs.lbox"
+    arch.write_bytes(data)
+    pw = _pwfile(tmp_path, secret)
+    line = one_line_error(run("ls", arch, "-R", "--password-file", pw), 3)
+    assert "--max-tree-amplification" in line
+    # Trusted, with the bound raised: it lists (1,088 huge entries, bounded batches).
+    res = run("ls", arch, "-R", "--password-file", pw, "--max-tree-amplification", "100000")
+    assert res.rc == 0, res.err
+    assert len(res.lines) == 64 * 17

@@ -29,6 +29,7 @@ from .reading import FileReadPlan
 from .sources.base import AsyncRangeSource, RangeSource
 from .verify import VerifyReport, verify_flow
 from .view import ArchiveView
+from .walk import WalkLimits
 
 __all__ = ["Lockbox", "AsyncLockbox"]
 
@@ -62,7 +63,11 @@ class _Base:
         self.codec = codec or default_codec()
         self.cache = cache if isinstance(cache, PageCache) else PageCache(cache)
 
+    walk_limits: WalkLimits | None = None
+
     def _set_view(self, view: ArchiveView) -> None:
+        if self.walk_limits is not None:
+            view.limits = self.walk_limits
         self.view = view
         self._content_key = view.opener._content_key
 
@@ -86,8 +91,10 @@ class Lockbox(_Base):
                  codec: CodecBackend | None = None, cache: CacheLimit | PageCache = "auto",
                  path: str | None = None, close_source: bool = True,
                  known_key: tuple[bytes, bytes] | None = None,
-                 limits: UnlockLimits | None = None, generation: int | None = None) -> None:
+                 limits: UnlockLimits | None = None, generation: int | None = None,
+                 walk_limits: WalkLimits | None = None) -> None:
         self._setup(crypto, codec, cache)
+        self.walk_limits = walk_limits
         self.source = source
         self.path = path
         self._close_source = close_source
@@ -280,7 +287,7 @@ class AsyncLockbox(_Base):
     async def open(cls, location: str | os.PathLike[str] | AsyncRangeSource, *,
                    password: str | bytes | None = None, identity: Identity | None = None,
                    limits: UnlockLimits | None = None, generation: int | None = None,
-                   **kw: Any) -> AsyncLockbox:
+                   walk_limits: WalkLimits | None = None, **kw: Any) -> AsyncLockbox:
         if isinstance(location, (str, os.PathLike)):
             from .sources import open_async_source
 
@@ -288,6 +295,7 @@ class AsyncLockbox(_Base):
         else:
             source = location
         self = cls(source, **kw)
+        self.walk_limits = walk_limits
         try:
             self._set_view(await self._run(open_flow(
                 self.crypto, self.codec, password=password, identity=identity,

@@ -59,6 +59,7 @@ from .keys import (
 )
 from .platform import default_unlock_limits
 from .sources import is_url
+from .walk import WalkLimits
 
 __all__ = ["main", "build_parser", "escape_controls"]
 
@@ -327,7 +328,8 @@ def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
     if cache is None:
         cache = _cache_limit(os.environ.get("LOCKBOX_CACHE", "auto"))
     opts: dict[str, Any] = {"cache": cache, "limits": _unlock_limits(args),
-                            "generation": getattr(args, "generation", None)}
+                            "generation": getattr(args, "generation", None),
+                            "walk_limits": _walk_limits(args)}
     if write and opts["generation"] is not None:
         raise UsageError("--generation opens an older commit read-only; "
                          "leave it out to change the archive")
@@ -1057,7 +1059,15 @@ def _common_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]
     lim.add_argument("--max-unlock-work", type=_parse_size, default=argparse.SUPPRESS,
                      metavar="SIZE", help="total Argon2id work of one unlock, the sum of "
                      "passes x memory over the slots tried (default: 1G)")
+    lim.add_argument("--max-tree-amplification", type=_positive_int, default=argparse.SUPPRESS,
+                     metavar="N", help="how much a tree's nodes may decompress, as a "
+                     "multiple of the bytes read (default: 256; a zstd bomb guard)")
     return quiet, secrets
+
+
+def _walk_limits(args: argparse.Namespace) -> WalkLimits | None:
+    factor = getattr(args, "max_tree_amplification", None)
+    return None if factor is None else WalkLimits(amplification=factor)
 
 
 def _unlock_limits(args: argparse.Namespace) -> UnlockLimits | None:

@@ -208,8 +208,9 @@ class _Walk:
                 f"{_tree_name(self.kind)}: its nodes decode to {self.weight:,} bytes (with "
                 f"their items' memory) from {self.frame_bytes:,} bytes of frames, over the "
                 f"decompression limit of {limits.amplification}x the frame bytes read + "
-                f"{limits.free_bytes // MiB} MiB (WalkLimits.amplification): a decompression "
-                "bomb, or a tree of unusually compressible entries")
+                f"{limits.free_bytes // MiB} MiB: a decompression bomb, or a tree of unusually "
+                "compressible entries (if you trust the archive, raise the limit with "
+                "--max-tree-amplification N, WalkLimits.amplification in the API)")
 
     # -- fetching ------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ import json
 import re
 import time
 import zipfile
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -55,10 +55,9 @@ from .errors import (
     WrongKeyError,
 )
 from .extract import link_escape, safe_mode
-from .format.constants import SUPERBLOCK_SIZE, EntryType, FrameKind
-from .format.entry import Entry, child_range, normalize_path
+from .format.constants import SUPERBLOCK_SIZE, EntryType
+from .format.entry import Entry, normalize_path
 from .format.keydir import PasswordSlot, RecipientSlot, decode_keydir
-from .format.node import Leaf
 from .format.refs import Ref
 from .format.superblock import decode_superblock
 from .info import EntryInfo, entry_info
@@ -365,25 +364,9 @@ def _zip_time(mtime_ns: int) -> tuple[int, int, int, int, int, int]:
 
 
 def _children_flow(view: ArchiveView, path: str) -> Flow[list[tuple[bytes, bytes]]]:
-    """(key, raw entry value) of a folder's direct children: ``ArchiveView.listdir_flow``
-    without decoding every entry (the same round trips: the root from its listing
-    leaves, other folders by a stat and one scan)."""
-    lo, hi = child_range(path)
-    c = view.commit
-    if path == "" and c.root_leaves and c.root_leaves_complete:
-        leaves = yield from view.nodes_flow(FrameKind.TOC_NODE, list(c.root_leaves))
-        pairs: list[tuple[bytes, bytes]] = []
-        for leaf in leaves:
-            if not isinstance(leaf, Leaf):
-                raise IntegrityError("root listing points at a non-leaf node")
-            a, b = bisect_left(leaf.keys, lo), bisect_left(leaf.keys, hi)
-            pairs.extend(zip(leaf.keys[a:b], leaf.values[a:b]))
-        return pairs
-    if path:
-        entry = yield from view.stat_flow(path)
-        if not entry.is_dir:
-            raise InvalidPathError(f"not a directory: {path}")
-    return (yield from view.scan_flow(FrameKind.TOC_NODE, c.toc, [(lo, hi)]))
+    """(key, raw entry value) of a folder's direct children, without decoding every
+    entry: ``ArchiveView.dir_items_flow`` (one round trip per tree level)."""
+    return (yield from view.dir_items_flow(path))
 
 
 def _uvarint(buf: bytes, pos: int) -> tuple[int, int]:
