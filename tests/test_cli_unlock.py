@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import Runner, one_line_error
+from cli_helpers import WEAK, Runner, one_line_error
 from hostile.tree_cases import distinct_bombs
 from hostile.two_truths import ACCOUNT_A, ACCOUNT_B, ALICE, BOB, two_truths_archive
 from hostile.unlock_cost import PASSWORD, decoy_archive
@@ -103,3 +103,20 @@ def test_tree_amplification_limit_is_named_and_can_be_raised(tmp_path: Path,
     res = run("ls", arch, "-R", "--password-file", pw, "--max-tree-amplification", "100000")
     assert res.rc == 0, res.err
     assert len(res.lines) == 64 * 17
+
+
+def test_right_after_add_recipient_a_stranger_is_told_the_truth(
+        tmp_path: Path, run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The newcomer's case: one `keys add-recipient`, then another identity. The older
+    superblock slot has no recipient slot at all; the message describes the newest."""
+    monkeypatch.setenv("LOCKBOX_PASSWORD", "pw")
+    arch = tmp_path / "r.lbox"
+    run.ok("create", arch, *WEAK)
+    me, other = tmp_path / "me.identity", tmp_path / "other.identity"
+    recipient = run.ok("keygen", "-o", me).text.strip()
+    run.ok("keygen", "-o", other, "-q")
+    run.ok("keys", "add-recipient", arch, recipient)
+    monkeypatch.delenv("LOCKBOX_PASSWORD")
+    line = one_line_error(run("ls", arch, "-i", other), 6)
+    assert "not a recipient" in line and "no recipient slot" not in line
+    assert run("ls", arch, "-i", me).rc == 0
