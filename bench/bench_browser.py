@@ -11,7 +11,7 @@ this benchmark's page, ``bench/browser/``, copied to ``<site>/bench/``):
 * Pyodide cold start (a new browser context each run) and warm start (a persistent
   profile, Chromium relaunched each run) to the boot worker's "ready";
 * open + unlock + root listing of a 100,000-entry archive (the viewer's own calls,
-  ``lockbox.webview.Session``: ``open_source``, ``unlock``, ``ls("")``) over loopback with
+  ``lockbox.viewer.session.Session``: ``open_source``, ``unlock``, ``ls("")``) over loopback with
   0 ms and with 50 ms added round-trip latency (a delaying TCP proxy in front of the
   server: 25 ms each way, page and archive through it, so one origin);
 * Argon2id with the default parameters (t=3, m=64 MiB, p=1) in the worker, alone and as
@@ -446,7 +446,7 @@ from pyodide.ffi import to_js
 from lockbox import AsyncLockbox
 from lockbox.platform import default_crypto
 from lockbox.sources.browser import AsyncBlobRangeSource, FetchRangeSource
-from lockbox.webview import Session
+from lockbox.viewer.session import Session
 
 def _bench_source(url):
     # cache "no-store": every run goes to the network like a first visit (repeated runs
@@ -873,7 +873,8 @@ def report(r: dict[str, Any], meta: dict[str, Any], info: dict[str, Any],
         "`build.py`, the real server (`lockbox_server.running`) on a free loopback port. Start-up "
         "is measured in the page: `performance.now()` (from navigation start) when the boot "
         "worker posts `ready`. Open + unlock + listing are the viewer's calls "
-        "(`lockbox.webview.Session.open_source` on a `FetchRangeSource`, `unlock`, `ls(\"\")`), "
+        "(`lockbox.viewer.session.Session.open_source` on a `FetchRangeSource`, "
+        "`unlock`, `ls(\"\")`), "
         "timed inside the worker and summed (the gaps between calls, where a user would type "
         "the password, are not counted). The +50 ms case puts a TCP proxy in front of the "
         "server that delays every piece of data 25 ms each way (page and archive both through "

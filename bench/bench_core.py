@@ -38,7 +38,7 @@ def child(code: str, *args: str) -> dict:
 PRELUDE = """
 import json, os, resource, sys, time
 import lockbox
-from lockbox.keys import Argon2Params
+from lockbox.formats.lbox.keys import Argon2Params
 WEAK = Argon2Params(1, 64)
 def rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -25,7 +25,7 @@ MiB = 1 << 20
 
 COMPACT = """
 import json, os, sys, time, lockbox
-from lockbox.keys import Argon2Params
+from lockbox.formats.lbox.keys import Argon2Params
 path, size_mib = sys.argv[1], int(sys.argv[2])
 if os.path.exists(path): os.unlink(path)
 box = lockbox.create(path, password="pw", argon2=Argon2Params(1, 64))
@@ -46,7 +46,7 @@ print(json.dumps({"seconds": dt, "before": before, "after": report.size_after,
 
 JOBS = """
 import json, os, sys, time, lockbox
-from lockbox.keys import Argon2Params
+from lockbox.formats.lbox.keys import Argon2Params
 src, path, jobs = sys.argv[1], sys.argv[2], sys.argv[3]
 if os.path.exists(path): os.unlink(path)
 box = lockbox.create(path, password="pw", argon2=Argon2Params(1, 64))
@@ -59,7 +59,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "entries": n}))
 WARM = """
 import json, sys, time, lockbox
 from lockbox.cache import PageCache
-from lockbox.keys import Argon2Params
+from lockbox.formats.lbox.keys import Argon2Params
 path = sys.argv[1]
 box = lockbox.open(path, password="pw")
 key = (box.view.archive_id, box._content_key)
@@ -79,7 +79,7 @@ print(json.dumps({"median_ms": times[len(times) // 2] * 1000, "entries": b.info(
 
 BUILD_100K = """
 import os, sys, lockbox
-from lockbox.keys import Argon2Params
+from lockbox.formats.lbox.keys import Argon2Params
 path = sys.argv[1]
 box = lockbox.create(path, password="pw", argon2=Argon2Params(1, 64))
 with box.writer() as w:

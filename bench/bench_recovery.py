@@ -87,7 +87,7 @@ print(json.dumps({"files": len(refs)}))
 
 SCAN = """
 import json, os, resource, sys, time
-from lockbox.recovery import RecoveryScanner
+from lockbox.formats.lbox.recovery import RecoveryScanner
 from lockbox.sources import FileSource
 from lockbox.platform import default_codec, default_crypto
 path, out, salvage = sys.argv[1], sys.argv[2], sys.argv[3]

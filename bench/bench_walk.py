@@ -16,7 +16,7 @@
   400 bytes: height 5), through the same proxy.
 * **hostile**: every archive of ``tests/hostile/tree_cases.py`` through the CLI
   (``lockbox ls``, ``ls -R``, ``ls PATH`` = stat, ``verify``), peak RSS and wall time.
-* **ratios**: the decompression ratio (node weight ÷ frame bytes, ``lockbox.walk``) of
+* **ratios**: the decompression ratio (node weight ÷ frame bytes, ``lockbox.formats.lbox.walk``) of
   archives the reference writer makes from generated trees — the measurements behind the
   walk's default decompression bound.
 
@@ -51,7 +51,7 @@ TALL_ENTRIES, TALL_NODE = 3000, 400
 
 BUILD_MANY = """
 import os, sys, time, lockbox
-from lockbox.keys import Argon2Params
+from lockbox.formats.lbox.keys import Argon2Params
 arch, count = sys.argv[1], int(sys.argv[2])
 tmp = arch + ".part"
 if os.path.exists(tmp): os.unlink(tmp)
@@ -67,10 +67,10 @@ print(time.perf_counter() - t)
 """
 
 BUILD_TALL = """
-import os, sys, lockbox, lockbox.tree
-from lockbox.keys import Argon2Params
+import os, sys, lockbox, lockbox.formats.lbox.write.tree
+from lockbox.formats.lbox.keys import Argon2Params
 arch, count, node = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-lockbox.tree.NODE_TARGET_SIZE = node  # smaller nodes, the same format
+lockbox.formats.lbox.write.tree.NODE_TARGET_SIZE = node  # smaller nodes, the same format
 box = lockbox.create(arch, password="pw", argon2=Argon2Params(1, 64))
 with box.writer() as w:
     for i in range(count):
@@ -173,7 +173,7 @@ def log(msg: str) -> None:
 
 
 def ensure_many(entries: int) -> Path:
-    from lockbox.format.constants import FORMAT_VERSION
+    from lockbox.formats.lbox.wire.constants import FORMAT_VERSION
 
     path = WORK / f"many-{entries}-v{FORMAT_VERSION}.lbox"
     if not path.exists():
@@ -185,7 +185,7 @@ def ensure_many(entries: int) -> Path:
 
 
 def ensure_tall() -> Path:
-    from lockbox.format.constants import FORMAT_VERSION
+    from lockbox.formats.lbox.wire.constants import FORMAT_VERSION
 
     path = WORK / f"tall-{TALL_ENTRIES}-{TALL_NODE}-v{FORMAT_VERSION}.lbox"
     if not path.exists():
@@ -237,7 +237,7 @@ def hostile() -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "tests"))
     import lockbox
     from hostile import tree_cases
-    from lockbox.format.constants import FrameKind
+    from lockbox.formats.lbox.wire.constants import FrameKind
     from lockbox.sources.memory import BytesSource
 
     out: dict[str, Any] = {}
@@ -269,7 +269,7 @@ RATIO_SHAPES = {
 
 BUILD_SHAPE = """
 import os, sys, lockbox
-from lockbox.keys import Argon2Params
+from lockbox.formats.lbox.keys import Argon2Params
 name, path = sys.argv[1], sys.argv[2]
 M = 1_700_000_000_000_000_000
 box = lockbox.create(path, password="pw", argon2=Argon2Params(1, 64))
@@ -299,8 +299,8 @@ box.close()
 
 RATIO = """
 import json, sys, lockbox
-from lockbox.format.constants import FrameKind
-from lockbox.walk import WalkLimits
+from lockbox.formats.lbox.wire.constants import FrameKind
+from lockbox.formats.lbox.walk import WalkLimits
 box = lockbox.open(sys.argv[1], password="pw", cache=0)
 v = box.view
 v.limits = WalkLimits(amplification=10**9)  # measure, do not stop
@@ -338,7 +338,7 @@ def _ratio(d: dict[str, Any]) -> float:
 
 
 def render(r: dict[str, Any], args: argparse.Namespace) -> str:
-    from lockbox.walk import WalkLimits
+    from lockbox.formats.lbox.walk import WalkLimits
 
     lim = WalkLimits()
     base = r.get("baseline_label")
@@ -349,7 +349,8 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
              f"`.venv/bin/python bench/bench_walk.py{' --baseline-src DIR' if base else ''}`"
              f"{' (DIR: ' + base + ', for the *before* rows)' if base else ''}"
              " (single runs on a shared VM: expect ±30 % noise on times).", "",
-             "Every tree read is one walk (`lockbox.walk`): all the nodes of a level in one "
+             "Every tree read is one walk (`lockbox.formats.lbox.walk`): all the nodes of a "
+             "level in one "
              f"`Read`, unless the level's frames exceed the budget (`WalkLimits`: "
              f"{lim.batch_bytes >> 20} MiB or {lim.batch_refs:,} refs per `Read`) — then "
              "the level is fetched in budget-sized groups, depth-first, and each extra `Read` "

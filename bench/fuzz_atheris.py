@@ -50,8 +50,8 @@ def _seeds_of(sel: int, t: object) -> list[bytes]:
     from hypothesis import HealthCheck, given, settings
 
     from fuzz import targets as T
-    from lockbox.format.constants import FrameKind
-    from lockbox.frames import encode_plain
+    from lockbox.formats.lbox.frames import encode_plain
+    from lockbox.formats.lbox.wire.constants import FrameKind
 
     n = len(T.TARGETS)
     found: list[bytes] = []
@@ -78,7 +78,7 @@ def _seeds_of(sel: int, t: object) -> list[bytes]:
 def _long_key_leaf(items: int) -> bytes:
     """A valid leaf with long keys that share long prefixes (legal, and the shape that
     prefix compression makes cheap to encode)."""
-    from lockbox.format.encoding import Builder
+    from lockbox.formats.lbox.wire.encoding import Builder
 
     b = Builder().u8(1).u8(0).uvarint(items).uvarint(0).blob(b"k" * 3000).blob(b"")
     for i in range(1, items):
@@ -110,12 +110,12 @@ def worker(argv: list[str]) -> None:
     # texts) for coverage; the test-side modules (fuzz.*) stay uninstrumented.
     with atheris.instrument_imports(include=["lockbox"]):
         import lockbox.codec.zstd
-        import lockbox.format.chunk
-        import lockbox.format.commit
-        import lockbox.format.superblock
-        import lockbox.frames
-        import lockbox.keys
-        import lockbox.space
+        import lockbox.formats.lbox.frames
+        import lockbox.formats.lbox.keys
+        import lockbox.formats.lbox.wire.chunk
+        import lockbox.formats.lbox.wire.commit
+        import lockbox.formats.lbox.wire.superblock
+        import lockbox.formats.lbox.write.space
     del lockbox
     from fuzz.targets import OPENED, TARGETS, ContractViolation, check
 

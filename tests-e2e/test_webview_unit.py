@@ -1,4 +1,4 @@
-"""lockbox.webview (the viewer's Python side) on CPython, over file sources: fast checks of
+"""lockbox.viewer.session (the viewer's Python side) on CPython, over file sources: fast checks of
 what the browser tests rely on (listing columns, previews, streams, zips, messages)."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 
 import lockbox
 from conftest import CORRUPT_FILE, ENV, PASSWORD, SYMLINKS, TREE, Archives
-from lockbox.format.entry import decode_entry
+from lockbox.formats.lbox.wire.entry import decode_entry
 from lockbox.sources import AsyncFileSource
-from lockbox.webview import Session, _entry_head, classify
+from lockbox.viewer.session import Session, _entry_head, classify
 
 
 def run(coro: Any) -> Any:
@@ -83,7 +83,7 @@ def test_probe_unlock_listing(archives: Archives) -> None:
 
 def test_entry_head_agrees_with_decode_entry(archives: Archives) -> None:
     with lockbox.open(archives.path("tree.lbox"), password=PASSWORD) as box:
-        from lockbox.format.constants import FrameKind
+        from lockbox.formats.lbox.wire.constants import FrameKind
 
         pairs = box._run(box.view.scan_flow(FrameKind.TOC_NODE, box.view.commit.toc,
                                             [(b"", b"\xff" * 8)]))
@@ -228,8 +228,8 @@ def test_preview_then_download_reuses_the_verified_chunks(archives: Archives) ->
 
 
 def test_plain_cache_is_bounded() -> None:
-    from lockbox.view import ChunkData
-    from lockbox.webview import _PlainCache
+    from lockbox.formats.lbox.view import ChunkData
+    from lockbox.viewer.session import _PlainCache
 
     cache = _PlainCache(limit_bytes=100)
     chunk = ChunkData(0, memoryview(b"x" * 40), None)  # type: ignore[arg-type]
@@ -283,7 +283,7 @@ def test_zip_of_many_small_files_costs_a_few_round_trips(tmp_path: Path,
     # the batch's frames are adjacent: one request for all of them
     assert requests <= 6, requests
     # the budget splits the batches: 120 files, 50 per batch -> 3 round trips of content
-    monkeypatch.setattr("lockbox.webview.ZIP_BATCH_FILES", 50)
+    monkeypatch.setattr("lockbox.viewer.session.ZIP_BATCH_FILES", 50)
     rt_split, _, files = run(zip_round_trips(many))
     assert rt_split == rt_many + 2 and len(files) == 120
 
@@ -291,7 +291,7 @@ def test_zip_of_many_small_files_costs_a_few_round_trips(tmp_path: Path,
 def test_zip_batches_files_with_index_frames_and_streams_large_ones(tmp_path: Path) -> None:
     """Small files of many chunks (their refs in index frames: one round trip for all the
     batch's indexes) and a file larger than ZIP_SMALL_FILE (streamed alone)."""
-    from lockbox.webview import ZIP_SMALL_FILE
+    from lockbox.viewer.session import ZIP_SMALL_FILE
 
     path = tmp_path / "mixed.lbox"
     indexed = {f"many/idx{i}.bin": bytes([i]) * (4096 * 10 + i) for i in range(4)}

@@ -48,8 +48,9 @@ from lockbox import (
     UsageError,
     WrongKeyError,
 )
-from lockbox.format.commit import CommitRecord, TreeRoot, decode_commit, encode_commit
-from lockbox.format.constants import (
+from lockbox.formats.lbox.frames import FrameOpener, FrameSealer
+from lockbox.formats.lbox.wire.commit import CommitRecord, TreeRoot, decode_commit, encode_commit
+from lockbox.formats.lbox.wire.constants import (
     FRAME_MAGIC,
     MAX_CHUNK_SIZE,
     PAGE_HEADER_SIZE,
@@ -61,14 +62,13 @@ from lockbox.format.constants import (
     PageKind,
     SlotKind,
 )
-from lockbox.format.encoding import uvarint
-from lockbox.format.entry import LAYOUT_CHUNKS, LAYOUT_INDEX, Entry
-from lockbox.format.frame import decode_frame_header
-from lockbox.format.keydir import UnusableSlot, decode_keydir
-from lockbox.format.page import decode_page_header
-from lockbox.format.refs import Ref
-from lockbox.format.superblock import ExternalKeydir, Slot, decode_slot, encode_slot
-from lockbox.frames import FrameOpener, FrameSealer
+from lockbox.formats.lbox.wire.encoding import uvarint
+from lockbox.formats.lbox.wire.entry import LAYOUT_CHUNKS, LAYOUT_INDEX, Entry
+from lockbox.formats.lbox.wire.frame import decode_frame_header
+from lockbox.formats.lbox.wire.keydir import UnusableSlot, decode_keydir
+from lockbox.formats.lbox.wire.page import decode_page_header
+from lockbox.formats.lbox.wire.refs import Ref
+from lockbox.formats.lbox.wire.superblock import ExternalKeydir, Slot, decode_slot, encode_slot
 from lockbox.sources import BytesSource
 
 CHUNK = 4096

@@ -15,7 +15,7 @@ import pytest
 
 import lockbox
 from lockbox import errors
-from lockbox.format.keydir import keydir_has_commitment
+from lockbox.formats.lbox.wire.keydir import keydir_has_commitment
 
 VECTORS = Path(__file__).parent / "vectors"
 GOLDEN = VECTORS / "v1"

@@ -25,8 +25,8 @@ from lockbox import (
     UsageError,
     WrongKeyError,
 )
-from lockbox.format.constants import INLINE_CHUNK_REFS
-from lockbox.format.entry import LAYOUT_CHUNKS, LAYOUT_INDEX
+from lockbox.formats.lbox.wire.constants import INLINE_CHUNK_REFS
+from lockbox.formats.lbox.wire.entry import LAYOUT_CHUNKS, LAYOUT_INDEX
 from lockbox.sources import AsyncBytesSource, AsyncFileSource, BytesSource
 
 CHUNK = 4096

@@ -27,9 +27,9 @@ from cli_helpers import (
     static_server,
 )
 from lockbox import cli
-from lockbox.format.constants import FORMAT_VERSION, SUPERBLOCK_SIZE
-from lockbox.format.keydir import decode_keydir
-from lockbox.format.superblock import decode_superblock
+from lockbox.formats.lbox.wire.constants import FORMAT_VERSION, SUPERBLOCK_SIZE
+from lockbox.formats.lbox.wire.keydir import decode_keydir
+from lockbox.formats.lbox.wire.superblock import decode_superblock
 
 PW = "correct horse battery staple"
 BIG = os.urandom(3 * 1024 * 1024 + 123)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import lockbox
 from cli_helpers import Runner, one_line_error, run_lockbox
 from lockbox.cli import escape_controls
-from lockbox.format.constants import SUPERBLOCK_SIZE
+from lockbox.formats.lbox.wire.constants import SUPERBLOCK_SIZE
 
 PW = "pw"
 BIG = random.Random(7).randbytes(65536)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lockbox.archive import Lockbox
 from lockbox.errors import IntegrityError
+from lockbox.formats.lbox.archive import Lockbox
 from lockbox.sources.memory import BytesSource
 
 HELLO = Path(__file__).parent / "vectors" / "v1" / "hello.lbox"

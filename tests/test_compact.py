@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import lockbox
-from lockbox.keys import Identity
+from lockbox.formats.lbox.keys import Identity
 from lockbox.platform import default_crypto
 
 WEAK = lockbox.Argon2Params(time_cost=1, memory_kib=64)
@@ -87,7 +87,7 @@ def test_compact_failure_leaves_the_original_untouched(fragmented, monkeypatch):
     path, _ = fragmented
     original = path.read_bytes()
     box = lockbox.open(path, password="pw")
-    from lockbox.writer import Writer
+    from lockbox.formats.lbox.write.writer import Writer
 
     calls = {"n": 0}
     real = Writer.copy_file

@@ -31,7 +31,8 @@ WORKLOADS = ("add", "rm", "env", "commit", "compact")
 # SIGKILL points per (workload, seed) run, and the least each workload must reach:
 # 50 + 50 + 40 + 60 = 200 without compaction, 230 with it.
 KILLS_PER_RUN = {"add": 25, "rm": 25, "env": 20, "commit": 30, "compact": 15}
-NO_COMPACT = "lockbox has no compaction yet (neither Lockbox.compact nor lockbox.compact())"
+NO_COMPACT = ("lockbox has no compaction yet (neither Lockbox.compact nor "
+              "lockbox.formats.lbox.write.compact())")
 
 
 def _workloads() -> list[str]:

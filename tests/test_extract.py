@@ -19,7 +19,7 @@ from hostile import extract_cases as cases
 from lockbox import StorageError, UnsafePathError, UsageError
 from lockbox import extract as extract_mod
 from lockbox.extract import ExtractReport, SkippedEntry, link_escape, safe_mode
-from lockbox.format.constants import EntryType
+from lockbox.formats.lbox.wire.constants import EntryType
 
 MTIME = cases.MTIME_NS
 
@@ -425,7 +425,7 @@ def test_overlapping_paths_are_extracted_once(tmp_path: Path, make_archive) -> N
 
 def test_viewer_zip_drops_links_leading_outside_the_folder(tmp_path: Path, new_box) -> None:
     from lockbox.sources import AsyncFileSource
-    from lockbox.webview import Session
+    from lockbox.viewer.session import Session
 
     box, path = new_box
     with box.writer() as w:

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 import lockbox
-from lockbox.compact import compact_archive
-from lockbox.format.constants import SLOT_SIZE
-from lockbox.format.keydir import decode_key_directory, keydir_has_commitment
-from lockbox.format.page import decode_keydir_page
-from lockbox.format.superblock import ExternalKeydir, decode_superblock
-from lockbox.keys import key_commitment
+from lockbox.formats.lbox.keys import key_commitment
+from lockbox.formats.lbox.wire.constants import SLOT_SIZE
+from lockbox.formats.lbox.wire.keydir import decode_key_directory, keydir_has_commitment
+from lockbox.formats.lbox.wire.page import decode_keydir_page
+from lockbox.formats.lbox.wire.superblock import ExternalKeydir, decode_superblock
+from lockbox.formats.lbox.write.compact import compact_archive
 
 LEGACY = Path(__file__).parent / "vectors" / "v1" / "legacy-hello.lbox"
 
@@ -100,9 +100,9 @@ def test_a_legacy_archive_with_too_many_password_slots_must_shrink_first(
         tmp_path: Path, weak_argon2: Any) -> None:
     """Version 1 allowed more password slots than version 2: the upgrade refuses until
     the commit that removes enough of them."""
-    from lockbox.format.keydir import encode_keydir
-    from lockbox.keys import new_password_slot
-    from lockbox.newarchive import write_new_archive
+    from lockbox.formats.lbox.keys import new_password_slot
+    from lockbox.formats.lbox.wire.keydir import encode_keydir
+    from lockbox.formats.lbox.write.newarchive import write_new_archive
     from lockbox.platform import default_codec, default_crypto
 
     crypto = default_crypto()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import lockbox
-from lockbox import pipeline
+from lockbox.formats.lbox.write import pipeline
 
 WEAK = lockbox.Argon2Params(time_cost=1, memory_kib=64)
 

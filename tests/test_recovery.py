@@ -25,19 +25,7 @@ from lockbox.errors import (
     UnsupportedVersionError,
     WrongKeyError,
 )
-from lockbox.format.constants import (
-    FRAME_HEADER_SIZE,
-    MAX_FRAME_SEALED_SIZE,
-    PAGE_UNIT,
-    SUPERBLOCK_SIZE,
-    FrameKind,
-    PageKind,
-)
-from lockbox.format.entry import LAYOUT_CHUNKS
-from lockbox.format.frame import FrameHeader, encode_frame_header
-from lockbox.format.page import PageHeader, encode_page_header
-from lockbox.format.refs import Ref
-from lockbox.recovery import (
+from lockbox.formats.lbox.recovery import (
     COMPLETE,
     LOST,
     PARTIAL,
@@ -48,6 +36,18 @@ from lockbox.recovery import (
     RecoveryScanner,
     _covered_by_newer,
 )
+from lockbox.formats.lbox.wire.constants import (
+    FRAME_HEADER_SIZE,
+    MAX_FRAME_SEALED_SIZE,
+    PAGE_UNIT,
+    SUPERBLOCK_SIZE,
+    FrameKind,
+    PageKind,
+)
+from lockbox.formats.lbox.wire.entry import LAYOUT_CHUNKS
+from lockbox.formats.lbox.wire.frame import FrameHeader, encode_frame_header
+from lockbox.formats.lbox.wire.page import PageHeader, encode_page_header
+from lockbox.formats.lbox.wire.refs import Ref
 from lockbox.sources import BytesSource, FileSource
 
 WEAK = lockbox.Argon2Params(time_cost=1, memory_kib=64)
@@ -176,7 +176,7 @@ def test_small_window_and_second_read_give_the_same_report(tmp_path: Path, monke
     assert statuses(small) == statuses(ref) and small.ok
     assert small.frames_authenticated == ref.frames_authenticated
     # No group hashed while streaming: every file is checked by a second read.
-    monkeypatch.setattr("lockbox.recovery._MAX_OPEN_HASHERS", 0)
+    monkeypatch.setattr("lockbox.formats.lbox.recovery._MAX_OPEN_HASHERS", 0)
     again = scan(src)
     assert statuses(again) == statuses(ref) and again.ok
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import lockbox
-from lockbox.format.constants import FrameKind
-from lockbox.space import FRAMES, FREE
-from lockbox.spacekeeper import SpaceKeeper
+from lockbox.formats.lbox.wire.constants import FrameKind
+from lockbox.formats.lbox.write.space import FRAMES, FREE
+from lockbox.formats.lbox.write.spacekeeper import SpaceKeeper
 
 WEAK = lockbox.Argon2Params(time_cost=1, memory_kib=64)
 
@@ -163,9 +163,9 @@ def strip_space_map(box: lockbox.Lockbox, path: Path) -> None:
     (the map's own pages become unreferenced tail pages, like garbage)."""
     import dataclasses
 
-    from lockbox.format.commit import encode_commit
-    from lockbox.format.superblock import Slot, encode_slot, slot_offset
-    from lockbox.frames import FrameSealer
+    from lockbox.formats.lbox.frames import FrameSealer
+    from lockbox.formats.lbox.wire.commit import encode_commit
+    from lockbox.formats.lbox.wire.superblock import Slot, encode_slot, slot_offset
 
     view = box.view
     record = dataclasses.replace(view.commit, space=None)

@@ -34,11 +34,13 @@ from typing import Any
 import blake3
 import pytest
 
-from lockbox.archive import Lockbox
 from lockbox.errors import WrongKeyError
-from lockbox.format.chunk import decode_chunk, decode_index
-from lockbox.format.commit import CommitRecord, TreeRoot, decode_commit
-from lockbox.format.constants import (
+from lockbox.formats.lbox.archive import Lockbox
+from lockbox.formats.lbox.frames import FrameOpener, decode_plain, session_key
+from lockbox.formats.lbox.keys import Identity, key_commitment, unlock
+from lockbox.formats.lbox.wire.chunk import decode_chunk, decode_index
+from lockbox.formats.lbox.wire.commit import CommitRecord, TreeRoot, decode_commit
+from lockbox.formats.lbox.wire.constants import (
     FRAME_HEADER_SIZE,
     MAX_ROOT_LISTING_LEAVES,
     PAGE_HEADER_SIZE,
@@ -49,20 +51,18 @@ from lockbox.format.constants import (
     FrameKind,
     PageKind,
 )
-from lockbox.format.encoding import Reader, svarint, uvarint
-from lockbox.format.entry import decode_entry, key_path, split_path, toc_key
-from lockbox.format.frame import decode_frame_header, frame_aad, frame_nonce
-from lockbox.format.keydir import (
+from lockbox.formats.lbox.wire.encoding import Reader, svarint, uvarint
+from lockbox.formats.lbox.wire.entry import decode_entry, key_path, split_path, toc_key
+from lockbox.formats.lbox.wire.frame import decode_frame_header, frame_aad, frame_nonce
+from lockbox.formats.lbox.wire.keydir import (
     PasswordSlot,
     RecipientSlot,
     decode_key_directory,
 )
-from lockbox.format.node import Internal, Leaf, decode_node
-from lockbox.format.page import decode_keydir_page, decode_page_header
-from lockbox.format.refs import Ref
-from lockbox.format.superblock import ExternalKeydir, decode_slot, decode_superblock
-from lockbox.frames import FrameOpener, decode_plain, session_key
-from lockbox.keys import Identity, key_commitment, unlock
+from lockbox.formats.lbox.wire.node import Internal, Leaf, decode_node
+from lockbox.formats.lbox.wire.page import decode_keydir_page, decode_page_header
+from lockbox.formats.lbox.wire.refs import Ref
+from lockbox.formats.lbox.wire.superblock import ExternalKeydir, decode_slot, decode_superblock
 from lockbox.platform import default_codec, default_crypto
 from lockbox.sources.memory import BytesSource
 
@@ -402,7 +402,7 @@ def _commit_records(vs: list[dict[str, Any]], vec: dict[str, Any]) -> None:
 
 @strict("space_records")
 def _space_records(vs: list[dict[str, Any]], vec: dict[str, Any]) -> None:
-    from lockbox.space import SpaceMap
+    from lockbox.formats.lbox.write.space import SpaceMap
 
     items = [(h(v["key"]), h(v["hex"])) for v in vs]
     assert [k for k, _ in items] == sorted(k for k, _ in items)  # tree order

@@ -22,21 +22,21 @@ from hostile.two_truths import (
     dual_key_seal,
     two_truths_archive,
 )
-from lockbox.archive import Lockbox
 from lockbox.cache import PageCache
 from lockbox.drivers import run_sync
 from lockbox.errors import IntegrityError, NotFoundError, UsageError, WrongKeyError
-from lockbox.format.constants import SLOT_SIZE
-from lockbox.format.keydir import (
+from lockbox.formats.lbox.archive import Lockbox
+from lockbox.formats.lbox.keys import key_commitment, new_password_slot, unlock
+from lockbox.formats.lbox.opening import open_flow
+from lockbox.formats.lbox.wire.constants import SLOT_SIZE
+from lockbox.formats.lbox.wire.keydir import (
     PasswordSlot,
     decode_key_directory,
     encode_keydir,
     keydir_has_commitment,
     slot_aad,
 )
-from lockbox.format.superblock import decode_superblock
-from lockbox.keys import key_commitment, new_password_slot, unlock
-from lockbox.opening import open_flow
+from lockbox.formats.lbox.wire.superblock import decode_superblock
 from lockbox.platform import default_codec, default_crypto
 from lockbox.sources.memory import BytesSource
 
@@ -175,7 +175,7 @@ def test_one_wrapped_key_can_give_two_content_keys(crypto: Any) -> None:
     """ChaCha20-Poly1305 is not key-committing: ONE password slot whose wrapped key
     authenticates under Alice's wrap key and under Bob's, giving each a different
     content key. The AEAD accepts both; only the key commitment tells them apart."""
-    from lockbox.keys import _password_wrap_key, normalize_password
+    from lockbox.formats.lbox.keys import _password_wrap_key, normalize_password
 
     salt = bytes(range(16))
     slot = PasswordSlot(7, salt, 1, 64, 1, b"")

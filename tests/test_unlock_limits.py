@@ -19,14 +19,14 @@ from hostile.unlock_cost import (
     decoy_archive,
     too_many_password_slots_archive,
 )
-from lockbox.archive import Lockbox
 from lockbox.cache import PageCache
 from lockbox.drivers import run_sync
 from lockbox.errors import LimitExceededError, UsageError, WrongKeyError
-from lockbox.format.constants import MAX_PASSWORD_SLOTS
-from lockbox.format.keydir import PasswordSlot, decode_keydir, encode_keydir
-from lockbox.keys import UnlockLimits, key_commitment, new_password_slot, unlock
-from lockbox.opening import open_flow
+from lockbox.formats.lbox.archive import Lockbox
+from lockbox.formats.lbox.keys import UnlockLimits, key_commitment, new_password_slot, unlock
+from lockbox.formats.lbox.opening import open_flow
+from lockbox.formats.lbox.wire.constants import MAX_PASSWORD_SLOTS
+from lockbox.formats.lbox.wire.keydir import PasswordSlot, decode_keydir, encode_keydir
 from lockbox.platform import default_codec, default_crypto, default_unlock_limits
 from lockbox.sources.memory import BytesSource
 
@@ -170,7 +170,7 @@ def test_password_slots_tried_per_unlock(crypto: Any) -> None:
 
 def test_recipient_slots_are_not_limited(crypto: Any) -> None:
     ident = lockbox.Identity.generate(crypto)
-    from lockbox.keys import new_recipient_slot
+    from lockbox.formats.lbox.keys import new_recipient_slot
 
     rs = new_recipient_slot(crypto, AID, KEY, ident.recipient(crypto))
     limits = UnlockLimits(8, 1, 1, 1)

@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from lockbox.archive import Lockbox
 from lockbox.errors import (
     FormatError,
     IntegrityError,
@@ -34,7 +33,17 @@ from lockbox.errors import (
     UnsupportedVersionError,
     WrongKeyError,
 )
-from lockbox.format.chunk import (
+from lockbox.formats.lbox.archive import Lockbox
+from lockbox.formats.lbox.frames import FrameOpener, FrameSealer, session_key
+from lockbox.formats.lbox.keys import (
+    Argon2Params,
+    Identity,
+    Recipient,
+    key_commitment,
+    normalize_password,
+    unlock,
+)
+from lockbox.formats.lbox.wire.chunk import (
     ChunkHeader,
     ChunkMeta,
     decode_chunk,
@@ -42,18 +51,24 @@ from lockbox.format.chunk import (
     encode_chunk,
     encode_index,
 )
-from lockbox.format.commit import CommitRecord, Stats, TreeRoot, decode_commit, encode_commit
-from lockbox.format.constants import SLOT_SIZE, EntryType, FrameKind, PageKind
-from lockbox.format.encoding import Builder, Reader, svarint, uvarint, zigzag
-from lockbox.format.entry import Entry, decode_entry, encode_entry, key_path, toc_key
-from lockbox.format.frame import (
+from lockbox.formats.lbox.wire.commit import (
+    CommitRecord,
+    Stats,
+    TreeRoot,
+    decode_commit,
+    encode_commit,
+)
+from lockbox.formats.lbox.wire.constants import SLOT_SIZE, EntryType, FrameKind, PageKind
+from lockbox.formats.lbox.wire.encoding import Builder, Reader, svarint, uvarint, zigzag
+from lockbox.formats.lbox.wire.entry import Entry, decode_entry, encode_entry, key_path, toc_key
+from lockbox.formats.lbox.wire.frame import (
     FrameHeader,
     decode_frame_header,
     encode_frame_header,
     frame_aad,
     frame_nonce,
 )
-from lockbox.format.keydir import (
+from lockbox.formats.lbox.wire.keydir import (
     PasswordSlot,
     RecipientSlot,
     UnusableSlot,
@@ -63,31 +78,22 @@ from lockbox.format.keydir import (
     keydir_has_commitment,
     slot_aad,
 )
-from lockbox.format.node import Internal, Leaf, decode_node, encode_node
-from lockbox.format.page import (
+from lockbox.formats.lbox.wire.node import Internal, Leaf, decode_node, encode_node
+from lockbox.formats.lbox.wire.page import (
     PageHeader,
     decode_keydir_page,
     decode_page_header,
     encode_keydir_page,
     encode_page_header,
 )
-from lockbox.format.refs import Ref
-from lockbox.format.superblock import (
+from lockbox.formats.lbox.wire.refs import Ref
+from lockbox.formats.lbox.wire.superblock import (
     ExternalKeydir,
     Slot,
     commit_frame_offset,
     decode_slot,
     decode_superblock,
     encode_slot,
-)
-from lockbox.frames import FrameOpener, FrameSealer, session_key
-from lockbox.keys import (
-    Argon2Params,
-    Identity,
-    Recipient,
-    key_commitment,
-    normalize_password,
-    unlock,
 )
 from lockbox.platform import default_codec, default_crypto
 
@@ -411,7 +417,13 @@ def test_free_pages_in_golden_archives() -> None:
 
 
 def test_space_records() -> None:
-    from lockbox.space import TAIL_KEY, PageRecord, SpaceMap, decode_record, encode_record
+    from lockbox.formats.lbox.write.space import (
+        TAIL_KEY,
+        PageRecord,
+        SpaceMap,
+        decode_record,
+        encode_record,
+    )
 
     items = []
     for v in VEC["space_records"]:
@@ -447,7 +459,7 @@ def test_space_root_is_a_ref_into_the_maps_own_pages(name: str) -> None:
     """§7/§14: every commit after creation has a space root, never INLINE: a REF to a
     SPACE_NODE frame in the map's own pages [tail_start, archive_end), which are
     FRAMES pages of the commit's generation holding only SPACE_NODE frames."""
-    from lockbox.space import SpaceMap
+    from lockbox.formats.lbox.write.space import SpaceMap
 
     m = ARCHIVES[name]
     data = (V1 / name).read_bytes()

@@ -1,7 +1,8 @@
-"""The one tree walk (lockbox.walk): round trips per tree level on tall trees, budget
+"""The one tree walk (lockbox.formats.lbox.walk): round trips per tree level on tall trees, budget
 splits, the checks that refuse hostile shapes, and bounded memory on hostile archives.
 
-Tall trees are cheap: ``lockbox.tree.NODE_TARGET_SIZE`` (the writer's node target, read
+Tall trees are cheap: ``lockbox.formats.lbox.write.tree.NODE_TARGET_SIZE`` (the writer's
+node target, read
 when a tree is built) is shrunk to a few hundred bytes, so a few thousand entries make a
 tree of height 3 to 6 — the same format with smaller nodes. Round trips are counted from
 the source's own log (every ``read`` call is one round trip, with its ranges)."""
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 import lockbox
-import lockbox.tree
+import lockbox.formats.lbox.write.tree
 from hostile import tree_cases
 from lockbox import (
     FormatError,
@@ -29,8 +30,14 @@ from lockbox import (
     NotFoundError,
     TruncatedError,
 )
-from lockbox.format.constants import MAX_NODE_PLAIN_SIZE, SUPERBLOCK_SIZE, EntryType, FrameKind
-from lockbox.format.entry import (
+from lockbox.formats.lbox.walk import WalkLimits, WalkStats
+from lockbox.formats.lbox.wire.constants import (
+    MAX_NODE_PLAIN_SIZE,
+    SUPERBLOCK_SIZE,
+    EntryType,
+    FrameKind,
+)
+from lockbox.formats.lbox.wire.entry import (
     LAYOUT_INDEX,
     Entry,
     LazyRefs,
@@ -38,11 +45,10 @@ from lockbox.format.entry import (
     encode_entry,
     key_path,
 )
-from lockbox.format.refs import Ref
+from lockbox.formats.lbox.wire.refs import Ref
 from lockbox.ranges import ByteRange
 from lockbox.sources.file import FileSource
 from lockbox.sources.memory import BytesSource
-from lockbox.walk import WalkLimits, WalkStats
 
 PW = "pw"
 WEAK = lockbox.Argon2Params(time_cost=1, memory_kib=64)
@@ -112,7 +118,7 @@ def _tall(path: Path, entries: int) -> Path:
 @pytest.fixture(scope="module")
 def tall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, Path]]:
     mp = pytest.MonkeyPatch()
-    mp.setattr(lockbox.tree, "NODE_TARGET_SIZE", TINY_NODES)
+    mp.setattr(lockbox.formats.lbox.write.tree, "NODE_TARGET_SIZE", TINY_NODES)
     root = tmp_path_factory.mktemp("tall")
     out = {h: _tall(root / f"h{h}.lbox", n) for h, n in HEIGHTS.items()}
     for h, p in out.items():
@@ -181,7 +187,7 @@ def test_verify_walks_each_tree_in_one_round_trip_per_level(tall: dict[int, Path
 def test_a_commit_reads_the_tree_once_per_level(tall: dict[int, Path], height: int,
                                                 tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lockbox.tree, "NODE_TARGET_SIZE", TINY_NODES)
+    monkeypatch.setattr(lockbox.formats.lbox.write.tree, "NODE_TARGET_SIZE", TINY_NODES)
     path = tmp_path / "copy.lbox"
     path.write_bytes(tall[height].read_bytes())
     box, _ = open_logged(path, cache=0)  # the lookups before the commit cache nothing
@@ -247,7 +253,7 @@ def test_tree_updates_on_tiny_nodes_match_a_model(tmp_path: Path,
     rebuilt) keep exactly the model's entries and a valid tree."""
     import random
 
-    monkeypatch.setattr(lockbox.tree, "NODE_TARGET_SIZE", 160)
+    monkeypatch.setattr(lockbox.formats.lbox.write.tree, "NODE_TARGET_SIZE", 160)
     rng = random.Random(7)
     path = tmp_path / "model.lbox"
     lockbox.create(path, password=PW, argon2=WEAK).close()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .archive import AsyncLockbox, Lockbox
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .extract import ExtractReport
+from .formats.lbox.archive import AsyncLockbox, Lockbox
+from .formats.lbox.keys import Argon2Params, Identity, Recipient, UnlockLimits
+from .formats.lbox.verify import VerifyReport
 from .info import ArchiveInfo, EntryInfo
-from .keys import Argon2Params, Identity, Recipient, UnlockLimits
-from .verify import VerifyReport
 
 __version__ = "0.1.0"
 
@@ -42,7 +42,7 @@ async def open_async(location: Any, *, password: str | bytes | None = None,
 def create(path: str | os.PathLike[str], *, password: str | bytes | None = None,
            recipients: Any = (), **kw: Any) -> Lockbox:
     """Create a new empty archive and return it opened (ready for ``writer()``)."""
-    from .newarchive import create_archive
+    from .formats.lbox.write.newarchive import create_archive
 
     archive_id, content_key = create_archive(path, password=password, recipients=recipients,
                                              **kw)

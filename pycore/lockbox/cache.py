@@ -4,7 +4,7 @@ Correctness never depends on it: every entry is keyed by the archive and the
 exact frame it was decoded from (offset and tag), so a hit is the same
 authenticated bytes; one cache may be shared by several open archives. Tree
 nodes weigh what they take in memory (their decoded size plus their items as
-Python objects, ``lockbox.walk.node_weight``: the same weight the walks'
+Python objects, ``lockbox.formats.lbox.walk.node_weight``: the same weight the walks'
 decompression bound counts); chunk indexes their full size.
 """
 

@@ -29,7 +29,6 @@ from dataclasses import asdict
 from typing import Any
 
 from . import __version__
-from .archive import Lockbox
 from .errors import (
     FormatError,
     IntegrityError,
@@ -40,15 +39,8 @@ from .errors import (
     UsageError,
     WrongKeyError,
 )
-from .format.constants import (
-    ARGON2_MAX_MEMORY_KIB,
-    ARGON2_MAX_TIME_COST,
-    ARGON2_MIN_MEMORY_KIB,
-    DEFAULT_CHUNK_SIZE,
-)
-from .format.entry import normalize_path
-from .info import EntryInfo
-from .keys import (
+from .formats.lbox.archive import Lockbox
+from .formats.lbox.keys import (
     DEFAULT_ARGON2,
     IDENTITY_PREFIX,
     RECIPIENT_PREFIX,
@@ -57,9 +49,17 @@ from .keys import (
     Recipient,
     UnlockLimits,
 )
+from .formats.lbox.walk import WalkLimits
+from .formats.lbox.wire.constants import (
+    ARGON2_MAX_MEMORY_KIB,
+    ARGON2_MAX_TIME_COST,
+    ARGON2_MIN_MEMORY_KIB,
+    DEFAULT_CHUNK_SIZE,
+)
+from .formats.lbox.wire.entry import normalize_path
+from .info import EntryInfo
 from .platform import default_unlock_limits
 from .sources import is_url
-from .walk import WalkLimits
 
 __all__ = ["main", "build_parser", "escape_controls"]
 
@@ -402,7 +402,7 @@ def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
     """Create args.archive from the creation options; returns it opened."""
     # Not lockbox.create(): its lazy `from .newarchive import ...` rebinds the package
     # attribute `lockbox.create` to the submodule after the first call.
-    from .newarchive import create_archive
+    from .formats.lbox.write.newarchive import create_archive
 
     if is_url(args.archive):
         raise UsageError("cannot create an archive on a web server")
@@ -731,7 +731,7 @@ def _recover_line(e: Any) -> str:
 def cmd_recover(args: argparse.Namespace) -> int:
     """lockbox recover: rebuild what a damaged archive holds; with -o, write the complete
     files into a new archive. Exit 0 when every file is complete, 5 otherwise."""
-    from .recovery import RecoveryScanner
+    from .formats.lbox.recovery import RecoveryScanner
     from .sources import open_source
 
     out = None if args.dry_run else args.output

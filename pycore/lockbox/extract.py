@@ -64,8 +64,8 @@ from .errors import (
     UnsafePathError,
     UsageError,
 )
-from .format.constants import EntryType
-from .format.entry import Entry, normalize_path
+from .formats.lbox.wire.constants import EntryType
+from .formats.lbox.wire.entry import Entry, normalize_path
 
 __all__ = ["Extractor", "ExtractReport", "SkippedEntry", "safe_mode", "link_escape",
            "free_bytes", "MAX_LINK_HOPS", "BLOCK_SIZE", "SPACE_MARGIN"]

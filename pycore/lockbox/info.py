@@ -6,9 +6,9 @@ import datetime as _dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .format.constants import FORMAT_VERSION, EntryType
-from .format.entry import Entry
-from .format.keydir import KeySlot, PasswordSlot, RecipientSlot
+from .formats.lbox.wire.constants import FORMAT_VERSION, EntryType
+from .formats.lbox.wire.entry import Entry
+from .formats.lbox.wire.keydir import KeySlot, PasswordSlot, RecipientSlot
 
 __all__ = ["EntryInfo", "ArchiveInfo", "SlotInfo", "entry_info"]
 

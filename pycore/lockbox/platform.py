@@ -10,7 +10,7 @@ from .codec.base import Codec
 from .crypto.base import CryptoBackend
 
 if TYPE_CHECKING:
-    from .keys import UnlockLimits
+    from .formats.lbox.keys import UnlockLimits
     from .sources.base import AsyncRangeSource, RangeSource
 
 __all__ = ["IS_BROWSER", "default_crypto", "default_codec", "default_unlock_limits",
@@ -41,7 +41,7 @@ def default_unlock_limits() -> UnlockLimits:
     is never derived. Browser: 256 MiB per slot and 512 MiB of work (what a page's
     WASM heap can take).
     """
-    from .keys import UnlockLimits
+    from .formats.lbox.keys import UnlockLimits
 
     if IS_BROWSER:
         return UnlockLimits(max_argon2_memory_kib=256 * 1024, max_argon2_time_cost=16,

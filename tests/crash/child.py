@@ -82,7 +82,7 @@ def run_compact(box: lockbox.Lockbox, path: str) -> lockbox.Lockbox:
         box.close()
     else:
         box.close()
-        lockbox.compact(path, password=PASSWORD)  # type: ignore[operator]
+        lockbox.formats.lbox.write.compact(path, password=PASSWORD)  # type: ignore[operator]
     return lockbox.open(path, password=PASSWORD)
 
 

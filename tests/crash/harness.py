@@ -245,7 +245,7 @@ def check_state(box: lockbox.Lockbox, want: C.Model, what: str) -> list[str]:
 
 
 def _space_map(path: str, box: lockbox.Lockbox) -> Any:
-    from lockbox.spacekeeper import SpaceKeeper
+    from lockbox.formats.lbox.write.spacekeeper import SpaceKeeper
 
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -257,7 +257,7 @@ def _space_map(path: str, box: lockbox.Lockbox) -> Any:
 def freed_ranges(path: str, box: lockbox.Lockbox) -> list[tuple[int, int]]:
     """What the open commit freed: its DEAD frames and the bodies of its pages left
     without live bytes (all to be zeroed once it is durable)."""
-    from lockbox.space import FRAMES, KEYDIR, SPACEMAP
+    from lockbox.formats.lbox.write.space import FRAMES, KEYDIR, SPACEMAP
 
     if box.view.commit.space is None:
         return []
@@ -272,8 +272,8 @@ def stale_bytes(path: str, box: lockbox.Lockbox, generation: int,
                 freed: list[tuple[int, int]]) -> list[str]:
     """After a later commit, each range ``generation`` freed holds zeros, except where
     a page written by a later commit reuses it (page headers aside)."""
-    from lockbox.format.constants import PageKind
-    from lockbox.format.page import decode_page_header
+    from lockbox.formats.lbox.wire.constants import PageKind
+    from lockbox.formats.lbox.wire.page import decode_page_header
 
     if not freed:
         return []

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from lockbox.errors import FormatError, IntegrityError
-from lockbox.format.constants import FRAME_HEADER_SIZE, MAX_FRAME_SEALED_SIZE, TAG_SIZE
-from lockbox.format.refs import Ref
+from lockbox.formats.lbox.wire.constants import FRAME_HEADER_SIZE, MAX_FRAME_SEALED_SIZE, TAG_SIZE
+from lockbox.formats.lbox.wire.refs import Ref
 
 __all__ = ["FUZZ", "ROUND_TRIP", "refs", "decode_or_typed_error", "mutate", "fix_crc",
            "MAX_FRAME_TOTAL"]

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockbox.errors import FormatError, LimitExceededError, TruncatedError
-from lockbox.format.chunk import (
+from lockbox.formats.lbox.wire.chunk import (
     FLAG_LAST,
     ChunkHeader,
     ChunkMeta,
@@ -20,15 +20,15 @@ from lockbox.format.chunk import (
     encode_index,
     encode_meta,
 )
-from lockbox.format.constants import (
+from lockbox.formats.lbox.wire.constants import (
     INDEX_FANOUT,
     MAX_CHUNK_SIZE,
     MAX_PATH_SIZE,
     MAX_SYMLINK_SIZE,
     EntryType,
 )
-from lockbox.format.encoding import Builder, uvarint
-from lockbox.format.refs import Ref
+from lockbox.formats.lbox.wire.encoding import Builder, uvarint
+from lockbox.formats.lbox.wire.refs import Ref
 
 from . import FUZZ, ROUND_TRIP, decode_or_typed_error, mutate, refs
 

@@ -14,7 +14,7 @@ from lockbox.errors import (
     TruncatedError,
     UnsupportedVersionError,
 )
-from lockbox.format.commit import (
+from lockbox.formats.lbox.wire.commit import (
     COMMIT_VERSION,
     EMPTY_TREE,
     ROOT_EMPTY,
@@ -26,15 +26,15 @@ from lockbox.format.commit import (
     decode_commit,
     encode_commit,
 )
-from lockbox.format.constants import (
+from lockbox.formats.lbox.wire.constants import (
     INLINE_ROOT_MAX,
     MAX_CHUNK_SIZE,
     MAX_ROOT_LISTING_LEAVES,
     MAX_TREE_HEIGHT,
     MIN_CHUNK_SIZE,
 )
-from lockbox.format.encoding import Builder, uvarint
-from lockbox.format.refs import Ref, encode_ref
+from lockbox.formats.lbox.wire.encoding import Builder, uvarint
+from lockbox.formats.lbox.wire.refs import Ref, encode_ref
 
 from . import FUZZ, ROUND_TRIP, decode_or_typed_error, mutate, refs
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockbox.errors import FormatError, LimitExceededError, TruncatedError
-from lockbox.format.encoding import Builder, Reader, svarint, uvarint, zigzag
+from lockbox.formats.lbox.wire.encoding import Builder, Reader, svarint, uvarint, zigzag
 
 from . import FUZZ, ROUND_TRIP, decode_or_typed_error
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockbox.errors import FormatError, InvalidPathError, LimitExceededError, TruncatedError
-from lockbox.format.constants import (
+from lockbox.formats.lbox.wire.constants import (
     INDEX_FANOUT,
     INLINE_CHUNK_REFS,
     MAX_CHUNK_SIZE,
@@ -17,8 +17,8 @@ from lockbox.format.constants import (
     MIN_CHUNK_SIZE,
     EntryType,
 )
-from lockbox.format.encoding import Builder, svarint, uvarint
-from lockbox.format.entry import (
+from lockbox.formats.lbox.wire.encoding import Builder, svarint, uvarint
+from lockbox.formats.lbox.wire.entry import (
     LAYOUT_CHUNKS,
     LAYOUT_INDEX,
     MAX_INDEX_REFS,
@@ -33,7 +33,7 @@ from lockbox.format.entry import (
     subtree_ranges,
     toc_key,
 )
-from lockbox.format.refs import Ref, encode_ref
+from lockbox.formats.lbox.wire.refs import Ref, encode_ref
 
 from . import FUZZ, ROUND_TRIP, decode_or_typed_error, mutate, refs
 

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockbox.errors import FormatError, IntegrityError, LimitExceededError, TruncatedError
-from lockbox.format.constants import (
+from lockbox.formats.lbox.frames import PLAIN_LIMITS, FrameOpener, FrameSealer, decode_plain
+from lockbox.formats.lbox.wire.constants import (
     AAD_FRAME,
     FRAME_HEADER_SIZE,
     FRAME_MAGIC,
@@ -19,15 +20,14 @@ from lockbox.format.constants import (
     Codec,
     FrameKind,
 )
-from lockbox.format.encoding import uvarint
-from lockbox.format.frame import (
+from lockbox.formats.lbox.wire.encoding import uvarint
+from lockbox.formats.lbox.wire.frame import (
     FrameHeader,
     decode_frame_header,
     encode_frame_header,
     frame_aad,
     frame_nonce,
 )
-from lockbox.frames import PLAIN_LIMITS, FrameOpener, FrameSealer, decode_plain
 from lockbox.platform import default_codec
 
 from . import FUZZ, ROUND_TRIP, decode_or_typed_error, fix_crc, mutate

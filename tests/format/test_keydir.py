@@ -15,7 +15,7 @@ from lockbox.errors import (
     TruncatedError,
     UnsupportedVersionError,
 )
-from lockbox.format.constants import (
+from lockbox.formats.lbox.wire.constants import (
     AAD_SLOT,
     ARGON2_MAX_MEMORY_KIB,
     ARGON2_MAX_TIME_COST,
@@ -26,7 +26,7 @@ from lockbox.format.constants import (
     MAX_PASSWORD_SLOTS,
     SlotKind,
 )
-from lockbox.format.keydir import (
+from lockbox.formats.lbox.wire.keydir import (
     KEM_CT_SIZE,
     KEYDIR_VERSION,
     LEGACY_KEYDIR_VERSION,

@@ -9,15 +9,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockbox.errors import FormatError, LimitExceededError, TruncatedError
-from lockbox.format.constants import (
+from lockbox.formats.lbox.wire.constants import (
     MAX_KEY_SIZE,
     MAX_NODE_ENTRIES,
     MAX_NODE_PLAIN_SIZE,
     MAX_TREE_HEIGHT,
 )
-from lockbox.format.encoding import Builder, Reader, uvarint
-from lockbox.format.node import INTERNAL, LEAF, Child, Internal, Leaf, decode_node, encode_node
-from lockbox.format.refs import Ref, decode_ref, encode_ref
+from lockbox.formats.lbox.wire.encoding import Builder, Reader, uvarint
+from lockbox.formats.lbox.wire.node import (
+    INTERNAL,
+    LEAF,
+    Child,
+    Internal,
+    Leaf,
+    decode_node,
+    encode_node,
+)
+from lockbox.formats.lbox.wire.refs import Ref, decode_ref, encode_ref
 
 from . import FUZZ, MAX_FRAME_TOTAL, ROUND_TRIP, decode_or_typed_error, mutate, refs
 

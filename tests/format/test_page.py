@@ -15,8 +15,13 @@ from lockbox.errors import (
     TruncatedError,
     UnsupportedVersionError,
 )
-from lockbox.format.constants import MAX_PAGE_SIZE, PAGE_HEADER_SIZE, PAGE_MAGIC, PageKind
-from lockbox.format.page import (
+from lockbox.formats.lbox.wire.constants import (
+    MAX_PAGE_SIZE,
+    PAGE_HEADER_SIZE,
+    PAGE_MAGIC,
+    PageKind,
+)
+from lockbox.formats.lbox.wire.page import (
     PAGE_VERSION,
     PageHeader,
     decode_keydir_page,

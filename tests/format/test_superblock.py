@@ -15,14 +15,14 @@ from lockbox.errors import (
     TruncatedError,
     UnsupportedVersionError,
 )
-from lockbox.format.constants import (
+from lockbox.formats.lbox.wire.constants import (
     FORMAT_VERSION,
     SLOT_HEADER_SIZE,
     SLOT_MAGIC,
     SLOT_SIZE,
     SUPERBLOCK_SIZE,
 )
-from lockbox.format.superblock import (
+from lockbox.formats.lbox.wire.superblock import (
     SLOT_CAPACITY,
     ExternalKeydir,
     Slot,

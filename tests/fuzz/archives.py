@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import lockbox
-from lockbox.format.chunk import decode_chunk, decode_index
-from lockbox.format.commit import decode_commit
-from lockbox.format.constants import (
+from lockbox.formats.lbox.frames import session_key
+from lockbox.formats.lbox.keys import Argon2Params, Identity
+from lockbox.formats.lbox.wire.chunk import decode_chunk, decode_index
+from lockbox.formats.lbox.wire.commit import decode_commit
+from lockbox.formats.lbox.wire.constants import (
     FRAME_HEADER_SIZE,
     FRAME_MAGIC,
     PAGE_HEADER_SIZE,
@@ -34,18 +36,16 @@ from lockbox.format.constants import (
     FrameKind,
     PageKind,
 )
-from lockbox.format.encoding import Reader
-from lockbox.format.entry import LAYOUT_INDEX, MAX_ENTRY_SIZE, decode_entry
-from lockbox.format.frame import decode_frame_header, frame_aad, frame_nonce
-from lockbox.format.keydir import decode_keydir
-from lockbox.format.node import Internal, Leaf, decode_node
-from lockbox.format.page import decode_page_header
-from lockbox.format.superblock import decode_slot
-from lockbox.frames import session_key
-from lockbox.keys import Argon2Params, Identity
+from lockbox.formats.lbox.wire.encoding import Reader
+from lockbox.formats.lbox.wire.entry import LAYOUT_INDEX, MAX_ENTRY_SIZE, decode_entry
+from lockbox.formats.lbox.wire.frame import decode_frame_header, frame_aad, frame_nonce
+from lockbox.formats.lbox.wire.keydir import decode_keydir
+from lockbox.formats.lbox.wire.node import Internal, Leaf, decode_node
+from lockbox.formats.lbox.wire.page import decode_page_header
+from lockbox.formats.lbox.wire.superblock import decode_slot
+from lockbox.formats.lbox.write.space import decode_record
 from lockbox.platform import default_codec, default_crypto
 from lockbox.sources.memory import BytesSource
-from lockbox.space import decode_record
 
 from . import strategies as S
 

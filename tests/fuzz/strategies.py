@@ -35,16 +35,16 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-import lockbox.format.chunk as _chunk_mod
-import lockbox.format.commit as _commit_mod
-import lockbox.format.entry as _entry_mod
-import lockbox.format.keydir as _keydir_mod
-import lockbox.format.node as _node_mod
-import lockbox.frames as _frames_mod
-import lockbox.space as _space_mod
-from lockbox.format.chunk import ChunkHeader, ChunkMeta
-from lockbox.format.commit import EMPTY_TREE, CommitRecord, Stats, TreeRoot
-from lockbox.format.constants import (
+import lockbox.formats.lbox.frames as _frames_mod
+import lockbox.formats.lbox.wire.chunk as _chunk_mod
+import lockbox.formats.lbox.wire.commit as _commit_mod
+import lockbox.formats.lbox.wire.entry as _entry_mod
+import lockbox.formats.lbox.wire.keydir as _keydir_mod
+import lockbox.formats.lbox.wire.node as _node_mod
+import lockbox.formats.lbox.write.space as _space_mod
+from lockbox.formats.lbox.wire.chunk import ChunkHeader, ChunkMeta
+from lockbox.formats.lbox.wire.commit import EMPTY_TREE, CommitRecord, Stats, TreeRoot
+from lockbox.formats.lbox.wire.constants import (
     ARGON2_MAX_MEMORY_KIB,
     ARGON2_MAX_TIME_COST,
     ARGON2_MIN_MEMORY_KIB,
@@ -68,8 +68,8 @@ from lockbox.format.constants import (
     PageKind,
     SlotKind,
 )
-from lockbox.format.encoding import Reader, uvarint
-from lockbox.format.entry import (
+from lockbox.formats.lbox.wire.encoding import Reader, uvarint
+from lockbox.formats.lbox.wire.entry import (
     LAYOUT_CHUNKS,
     LAYOUT_INDEX,
     MAX_INDEX_REFS,
@@ -78,8 +78,8 @@ from lockbox.format.entry import (
     encode_entry,
     toc_key,
 )
-from lockbox.format.frame import FrameHeader
-from lockbox.format.keydir import (
+from lockbox.formats.lbox.wire.frame import FrameHeader
+from lockbox.formats.lbox.wire.keydir import (
     KEM_CT_SIZE,
     WRAPPED_KEY_SIZE,
     KeySlot,
@@ -89,11 +89,19 @@ from lockbox.format.keydir import (
     check_argon2_params,
     encode_keydir,
 )
-from lockbox.format.node import Child, Internal, Leaf, encode_node
-from lockbox.format.page import PageHeader
-from lockbox.format.refs import Ref
-from lockbox.format.superblock import SLOT_CAPACITY, ExternalKeydir, Slot
-from lockbox.space import FRAMES, FREE, KEYDIR, SPACEMAP, TAIL_KEY, PageRecord, encode_record
+from lockbox.formats.lbox.wire.node import Child, Internal, Leaf, encode_node
+from lockbox.formats.lbox.wire.page import PageHeader
+from lockbox.formats.lbox.wire.refs import Ref
+from lockbox.formats.lbox.wire.superblock import SLOT_CAPACITY, ExternalKeydir, Slot
+from lockbox.formats.lbox.write.space import (
+    FRAMES,
+    FREE,
+    KEYDIR,
+    SPACEMAP,
+    TAIL_KEY,
+    PageRecord,
+    encode_record,
+)
 
 __all__ = [
     "same_length_edit", "field_edit", "U64", "uvarints", "svarints", "tags", "refs",

@@ -21,38 +21,44 @@ from typing import Any
 from hypothesis import strategies as st
 
 from lockbox.errors import FormatError, IntegrityError
-from lockbox.format.chunk import decode_chunk, decode_index, encode_chunk, encode_index
-from lockbox.format.commit import decode_commit, encode_commit
-from lockbox.format.constants import (
+from lockbox.formats.lbox.frames import (
+    PLAIN_LIMITS,
+    FrameOpener,
+    FrameSealer,
+    decode_plain,
+    encode_plain,
+)
+from lockbox.formats.lbox.keys import Identity, Recipient
+from lockbox.formats.lbox.wire.chunk import decode_chunk, decode_index, encode_chunk, encode_index
+from lockbox.formats.lbox.wire.commit import decode_commit, encode_commit
+from lockbox.formats.lbox.wire.constants import (
     MAX_ENV_VALUE_SIZE,
     MAX_SYMLINK_SIZE,
     SLOT_HEADER_SIZE,
     SLOT_SIZE,
     FrameKind,
 )
-from lockbox.format.encoding import Reader, svarint, uvarint
-from lockbox.format.entry import MAX_ENTRY_SIZE, decode_entry, encode_entry, key_path
-from lockbox.format.frame import decode_frame_header, encode_frame_header
-from lockbox.format.keydir import (
+from lockbox.formats.lbox.wire.encoding import Reader, svarint, uvarint
+from lockbox.formats.lbox.wire.entry import MAX_ENTRY_SIZE, decode_entry, encode_entry, key_path
+from lockbox.formats.lbox.wire.frame import decode_frame_header, encode_frame_header
+from lockbox.formats.lbox.wire.keydir import (
     PasswordSlot,
     RecipientSlot,
     UnusableSlot,
     decode_keydir,
     encode_keydir,
 )
-from lockbox.format.node import Leaf, decode_node, encode_node
-from lockbox.format.page import (
+from lockbox.formats.lbox.wire.node import Leaf, decode_node, encode_node
+from lockbox.formats.lbox.wire.page import (
     PageHeader,
     decode_keydir_page,
     decode_page_header,
     encode_keydir_page,
     encode_page_header,
 )
-from lockbox.format.superblock import decode_slot, decode_superblock, encode_slot
-from lockbox.frames import PLAIN_LIMITS, FrameOpener, FrameSealer, decode_plain, encode_plain
-from lockbox.keys import Identity, Recipient
+from lockbox.formats.lbox.wire.superblock import decode_slot, decode_superblock, encode_slot
+from lockbox.formats.lbox.write.space import SpaceMap, decode_record, encode_record
 from lockbox.platform import default_codec, default_crypto
-from lockbox.space import SpaceMap, decode_record, encode_record
 
 from . import strategies as S
 

@@ -29,9 +29,10 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from lockbox.errors import FormatError, IntegrityError, LimitExceededError, LockboxError
-from lockbox.format.chunk import decode_chunk, decode_index
-from lockbox.format.commit import decode_commit
-from lockbox.format.constants import (
+from lockbox.formats.lbox.frames import PLAIN_LIMITS, decode_plain
+from lockbox.formats.lbox.wire.chunk import decode_chunk, decode_index
+from lockbox.formats.lbox.wire.commit import decode_commit
+from lockbox.formats.lbox.wire.constants import (
     INLINE_ROOT_MAX,
     MAX_ENV_VALUE_SIZE,
     MAX_KEY_SIZE,
@@ -39,14 +40,13 @@ from lockbox.format.constants import (
     MAX_NODE_PLAIN_SIZE,
     SLOT_SIZE,
 )
-from lockbox.format.encoding import Builder, Reader, uvarint
-from lockbox.format.entry import MAX_ENTRY_SIZE, decode_entry
-from lockbox.format.frame import decode_frame_header
-from lockbox.format.keydir import decode_keydir
-from lockbox.format.node import INTERNAL, LEAF, decode_node
-from lockbox.format.superblock import decode_slot, decode_superblock
-from lockbox.frames import PLAIN_LIMITS, decode_plain
-from lockbox.space import SpaceMap, decode_record
+from lockbox.formats.lbox.wire.encoding import Builder, Reader, uvarint
+from lockbox.formats.lbox.wire.entry import MAX_ENTRY_SIZE, decode_entry
+from lockbox.formats.lbox.wire.frame import decode_frame_header
+from lockbox.formats.lbox.wire.keydir import decode_keydir
+from lockbox.formats.lbox.wire.node import INTERNAL, LEAF, decode_node
+from lockbox.formats.lbox.wire.superblock import decode_slot, decode_superblock
+from lockbox.formats.lbox.write.space import SpaceMap, decode_record
 
 from . import fuzz_settings
 from . import strategies as S

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 
 import lockbox
 from lockbox.errors import LockboxError
-from lockbox.format.constants import EntryType
+from lockbox.formats.lbox.wire.constants import EntryType
 
 from . import fuzz_settings
 from . import strategies as S

@@ -57,7 +57,8 @@ class _FrozenTime:
 @contextlib.contextmanager
 def frozen_clock() -> Iterator[None]:
     """``time.time_ns`` of the writer and of archive creation: a fixed sequence."""
-    mods = [importlib.import_module(m) for m in ("lockbox.writer", "lockbox.newarchive")]
+    mods = [importlib.import_module(m) for m in ("lockbox.formats.lbox.write.writer",
+                                                 "lockbox.formats.lbox.write.newarchive")]
     saved = [m.time for m in mods]  # type: ignore[attr-defined]
     fake = _FrozenTime(saved[0])
     for m in mods:

@@ -17,8 +17,8 @@ from typing import Any
 
 import lockbox
 from lockbox import Argon2Params
-from lockbox.format.constants import EntryType
-from lockbox.format.entry import Entry
+from lockbox.formats.lbox.wire.constants import EntryType
+from lockbox.formats.lbox.wire.entry import Entry
 
 __all__ = ["PASSWORD", "CASES", "chained_symlinks", "lexically_inside_chain",
            "order_dependent_symlinks",

@@ -20,21 +20,21 @@ from typing import Any
 from unittest import mock
 
 import lockbox
-import lockbox.writer
+import lockbox.formats.lbox.write.writer as writer_mod
 from lockbox import Argon2Params
-from lockbox.format.commit import TreeRoot
-from lockbox.format.constants import (
+from lockbox.formats.lbox.wire.commit import TreeRoot
+from lockbox.formats.lbox.wire.constants import (
     MAX_CHUNK_SIZE,
     MAX_NODE_PLAIN_SIZE,
     SUPERBLOCK_SIZE,
     EntryType,
     FrameKind,
 )
-from lockbox.format.encoding import uvarint
-from lockbox.format.entry import LAYOUT_INDEX, MAX_INDEX_REFS, Entry, encode_entry
-from lockbox.format.node import Child, Internal, Leaf, encode_node
-from lockbox.format.refs import Ref
-from lockbox.tree import TreeUpdate
+from lockbox.formats.lbox.wire.encoding import uvarint
+from lockbox.formats.lbox.wire.entry import LAYOUT_INDEX, MAX_INDEX_REFS, Entry, encode_entry
+from lockbox.formats.lbox.wire.node import Child, Internal, Leaf, encode_node
+from lockbox.formats.lbox.wire.refs import Ref
+from lockbox.formats.lbox.write.tree import TreeUpdate
 
 __all__ = ["PASSWORD", "CASES", "same_frame_fanout", "distinct_bombs", "entry_flood",
            "flood_at_limit", "shared_chunks", "overlapping_refs", "internal_bombs", "name_key",
@@ -78,7 +78,7 @@ def _bomb_leaf(first: int) -> Leaf:
 
 def _build(make_toc: Callable[[Emit], TreeRoot]) -> tuple[bytes, str]:
     """Create an archive and commit once, with ``make_toc(emit)`` as the TOC."""
-    real = lockbox.writer.update_tree_flow
+    real = writer_mod.update_tree_flow
 
     def stand_in(view: Any, kind: FrameKind, root: TreeRoot, changes: Any, emit: Emit,
                  inline_ok: bool = True) -> Generator[Any, Any, TreeUpdate]:
@@ -95,7 +95,7 @@ def _build(make_toc: Callable[[Emit], TreeRoot]) -> tuple[bytes, str]:
         path = Path(tmp) / "hostile.lbox"
         box = lockbox.create(path, password=PASSWORD, argon2=ARGON2)
         try:
-            with mock.patch.object(lockbox.writer, "update_tree_flow", stand_in), \
+            with mock.patch.object(writer_mod, "update_tree_flow", stand_in), \
                     box.writer() as w:
                 w.mkdir("placeholder", mtime_ns=MTIME_NS)  # a change, so the TOC is written
         finally:
@@ -203,7 +203,7 @@ def shared_chunks(copies: int = 100_000) -> tuple[bytes, str]:
     entry alone is valid; a valid archive never shares a frame between files. A reader
     must list it; ``verify`` must not decompress and hash the chunk 100,000 times (400 GiB)
     but report the sharing."""
-    real = lockbox.writer.update_tree_flow
+    real = writer_mod.update_tree_flow
 
     def stand_in(view: Any, kind: FrameKind, root: TreeRoot, changes: dict[bytes, Any],
                  emit: Emit, inline_ok: bool = True) -> Generator[Any, Any, TreeUpdate]:
@@ -216,7 +216,7 @@ def shared_chunks(copies: int = 100_000) -> tuple[bytes, str]:
         path = Path(tmp) / "hostile.lbox"
         box = lockbox.create(path, password=PASSWORD, argon2=ARGON2, chunk_size=MAX_CHUNK_SIZE)
         try:
-            with mock.patch.object(lockbox.writer, "update_tree_flow", stand_in), \
+            with mock.patch.object(writer_mod, "update_tree_flow", stand_in), \
                     box.writer() as w:
                 w.add_bytes("seed", bytes(MAX_CHUNK_SIZE), mtime_ns=MTIME_NS)
         finally:

@@ -26,12 +26,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import lockbox.writer as writer_mod
-from lockbox.archive import Lockbox
-from lockbox.format.keydir import KeySlot, encode_keydir
-from lockbox.frames import FrameSealer
-from lockbox.keys import Argon2Params, key_commitment, new_password_slot
-from lockbox.newarchive import write_new_archive
+import lockbox.formats.lbox.write.writer as writer_mod
+from lockbox.formats.lbox.archive import Lockbox
+from lockbox.formats.lbox.frames import FrameSealer
+from lockbox.formats.lbox.keys import Argon2Params, key_commitment, new_password_slot
+from lockbox.formats.lbox.wire.keydir import KeySlot, encode_keydir
+from lockbox.formats.lbox.write.newarchive import write_new_archive
 from lockbox.platform import default_codec
 
 from . import MTIME, DetCrypto, frozen_clock

@@ -9,12 +9,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from lockbox.archive import Lockbox
-from lockbox.format.constants import KEYDIR_MAGIC, MAX_PASSWORD_SLOTS
-from lockbox.format.encoding import Builder
-from lockbox.format.keydir import KEYDIR_VERSION, KeySlot, PasswordSlot, encode_keydir
-from lockbox.keys import Argon2Params, key_commitment, new_password_slot
-from lockbox.newarchive import write_new_archive
+from lockbox.formats.lbox.archive import Lockbox
+from lockbox.formats.lbox.keys import Argon2Params, key_commitment, new_password_slot
+from lockbox.formats.lbox.wire.constants import KEYDIR_MAGIC, MAX_PASSWORD_SLOTS
+from lockbox.formats.lbox.wire.encoding import Builder
+from lockbox.formats.lbox.wire.keydir import KEYDIR_VERSION, KeySlot, PasswordSlot, encode_keydir
+from lockbox.formats.lbox.write.newarchive import write_new_archive
 from lockbox.platform import default_codec
 
 from . import MTIME, DetCrypto, frozen_clock

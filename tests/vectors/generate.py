@@ -12,7 +12,8 @@ Everything is computed by the real code (``lockbox``), never by hand:
   backend whose ``random_bytes`` reads a SHAKE-256 stream seeded with
   ``"lockbox/v1/test-vectors/" + name``. Archive ids, content keys, salts, slot
   ids, session ids and file ids are therefore reproducible.
-* Time: ``time.time_ns`` is frozen in ``lockbox.writer`` and ``lockbox.newarchive``
+* Time: ``time.time_ns`` is frozen in ``lockbox.formats.lbox.write.writer`` and
+  ``lockbox.formats.lbox.write.newarchive``
   (commit times, default mtimes, implicit parent directories).
 * ML-KEM encapsulation in the ``cryptography`` backend draws its randomness
   inside OpenSSL, so archives with recipient slots are NOT reproducible byte
@@ -48,12 +49,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import lockbox.writer as writer_mod
-from lockbox.archive import Lockbox
+import lockbox.formats.lbox.write.writer as writer_mod
 from lockbox.crypto.base import Aead, CryptoBackend
-from lockbox.format.chunk import ChunkHeader, ChunkMeta, encode_chunk, encode_index
-from lockbox.format.commit import CommitRecord, Stats, TreeRoot, encode_commit
-from lockbox.format.constants import (
+from lockbox.formats.lbox.archive import Lockbox
+from lockbox.formats.lbox.frames import FrameSealer, session_key
+from lockbox.formats.lbox.keys import (
+    Argon2Params,
+    Identity,
+    key_commitment,
+    new_password_slot,
+    normalize_password,
+)
+from lockbox.formats.lbox.wire.chunk import ChunkHeader, ChunkMeta, encode_chunk, encode_index
+from lockbox.formats.lbox.wire.commit import CommitRecord, Stats, TreeRoot, encode_commit
+from lockbox.formats.lbox.wire.constants import (
     DEFAULT_CHUNK_SIZE,
     SLOT_HEADER_SIZE,
     SLOT_SIZE,
@@ -61,16 +70,16 @@ from lockbox.format.constants import (
     FrameKind,
     PageKind,
 )
-from lockbox.format.encoding import Builder, svarint, uvarint, zigzag
-from lockbox.format.entry import (
+from lockbox.formats.lbox.wire.encoding import Builder, svarint, uvarint, zigzag
+from lockbox.formats.lbox.wire.entry import (
     LAYOUT_CHUNKS,
     LAYOUT_INDEX,
     Entry,
     encode_entry,
     toc_key,
 )
-from lockbox.format.frame import FrameHeader, encode_frame_header, frame_aad, frame_nonce
-from lockbox.format.keydir import (
+from lockbox.formats.lbox.wire.frame import FrameHeader, encode_frame_header, frame_aad, frame_nonce
+from lockbox.formats.lbox.wire.keydir import (
     PasswordSlot,
     RecipientSlot,
     UnusableSlot,
@@ -80,33 +89,26 @@ from lockbox.format.keydir import (
     keydir_has_commitment,
     slot_aad,
 )
-from lockbox.format.node import Child, Internal, Leaf, encode_node
-from lockbox.format.page import (
+from lockbox.formats.lbox.wire.node import Child, Internal, Leaf, encode_node
+from lockbox.formats.lbox.wire.page import (
     PageHeader,
     decode_keydir_page,
     decode_page_header,
     encode_keydir_page,
     encode_page_header,
 )
-from lockbox.format.refs import Ref
-from lockbox.format.superblock import (
+from lockbox.formats.lbox.wire.refs import Ref
+from lockbox.formats.lbox.wire.superblock import (
     ExternalKeydir,
     Slot,
     commit_frame_offset,
     decode_superblock,
     encode_slot,
 )
-from lockbox.frames import FrameSealer, session_key
-from lockbox.keys import (
-    Argon2Params,
-    Identity,
-    key_commitment,
-    new_password_slot,
-    normalize_password,
-)
 from lockbox.platform import default_codec, default_crypto
 
-create_mod = importlib.import_module("lockbox.newarchive")  # create_archive and its clock
+# create_archive and its clock
+create_mod = importlib.import_module("lockbox.formats.lbox.write.newarchive")
 create_archive = create_mod.create_archive
 
 HERE = Path(__file__).resolve().parent
@@ -212,7 +214,8 @@ class _FrozenTime:
 
 @contextlib.contextmanager
 def frozen_time(clock: Clock) -> Iterator[None]:
-    """Replace the ``time`` module seen by lockbox.writer and lockbox.newarchive."""
+    """Replace the ``time`` module seen by lockbox.formats.lbox.write.writer and
+    lockbox.formats.lbox.write.newarchive."""
     mods = (writer_mod, create_mod)
     saved = [m.time for m in mods]  # type: ignore[attr-defined]
     fake = _FrozenTime(clock, saved[0])
@@ -622,7 +625,7 @@ def _err(fn: Callable[[], object]) -> str:
 
 
 def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
-    from lockbox.format.encoding import Reader
+    from lockbox.formats.lbox.wire.encoding import Reader
 
     v: dict[str, Any] = {
         "format_version": 2,
@@ -814,7 +817,7 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
                            for n, c in commits]
     # §14 space-map records: one of each kind, together one consistent map (the pages
     # tile [16384, 45056), the DEAD frame lies in the FRAMES page, TAIL = 45056)
-    from lockbox.space import PageRecord, encode_record, encode_tail
+    from lockbox.formats.lbox.write.space import PageRecord, encode_record, encode_tail
 
     v["space_records"] = [
         {"name": n, "key": key.hex(), "hex": val.hex()} for n, key, val in (
@@ -925,13 +928,13 @@ def _commit_json(c: CommitRecord) -> dict[str, Any]:
 
 def tiny_archive(path: Path) -> dict[str, Any]:
     """The §19 walk-through of hello.lbox, every intermediate value included."""
-    from lockbox.format.chunk import decode_chunk
-    from lockbox.format.commit import decode_commit
-    from lockbox.format.entry import decode_entry
-    from lockbox.format.frame import decode_frame_header
-    from lockbox.format.node import decode_node
-    from lockbox.frames import FrameOpener
-    from lockbox.keys import unlock
+    from lockbox.formats.lbox.frames import FrameOpener
+    from lockbox.formats.lbox.keys import unlock
+    from lockbox.formats.lbox.wire.chunk import decode_chunk
+    from lockbox.formats.lbox.wire.commit import decode_commit
+    from lockbox.formats.lbox.wire.entry import decode_entry
+    from lockbox.formats.lbox.wire.frame import decode_frame_header
+    from lockbox.formats.lbox.wire.node import decode_node
 
     data = path.read_bytes()
     crypto = default_crypto()

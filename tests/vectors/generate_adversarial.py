@@ -152,10 +152,10 @@ class KeyHolder:
     case as overwritten bytes, like any other edit."""
 
     def __init__(self, case: Case, password: str) -> None:
-        from lockbox.format.keydir import decode_key_directory
-        from lockbox.format.superblock import decode_superblock
-        from lockbox.frames import FrameOpener
-        from lockbox.keys import unlock
+        from lockbox.formats.lbox.frames import FrameOpener
+        from lockbox.formats.lbox.keys import unlock
+        from lockbox.formats.lbox.wire.keydir import decode_key_directory
+        from lockbox.formats.lbox.wire.superblock import decode_superblock
         from lockbox.platform import default_codec, default_crypto
 
         self.case = case
@@ -173,16 +173,16 @@ class KeyHolder:
 
     def commit(self) -> Any:
         """The newest commit record (a ``CommitRecord``)."""
-        from lockbox.format.commit import decode_commit
-        from lockbox.format.constants import FrameKind
+        from lockbox.formats.lbox.wire.commit import decode_commit
+        from lockbox.formats.lbox.wire.constants import FrameKind
 
         _, payload = self.opener.open_at(self.slot.commit_frame, self.slot.commit_frame_offset,
                                          FrameKind.COMMIT)
         return decode_commit(bytes(payload))
 
     def frame_payload(self, offset: int, size: int, kind: int) -> bytes:
-        from lockbox.format.constants import FrameKind
-        from lockbox.format.refs import Ref
+        from lockbox.formats.lbox.wire.constants import FrameKind
+        from lockbox.formats.lbox.wire.refs import Ref
 
         blob = bytes(self.case.data[offset:offset + size])
         tag = blob[-16:]
@@ -191,9 +191,14 @@ class KeyHolder:
     def seal(self, kind: int, generation: int, offset: int, plain: bytes) -> bytes:
         """A frame of ``kind`` holding the frame plaintext ``plain`` (codec byte, size,
         body: §5), sealed to authenticate at ``offset``."""
-        from lockbox.format.constants import TAG_SIZE, FrameKind
-        from lockbox.format.frame import FrameHeader, encode_frame_header, frame_aad, frame_nonce
-        from lockbox.frames import session_key
+        from lockbox.formats.lbox.frames import session_key
+        from lockbox.formats.lbox.wire.constants import TAG_SIZE, FrameKind
+        from lockbox.formats.lbox.wire.frame import (
+            FrameHeader,
+            encode_frame_header,
+            frame_aad,
+            frame_nonce,
+        )
 
         header = encode_frame_header(FrameHeader(FrameKind(kind), len(plain) + TAG_SIZE,
                                                  generation, self.session_id, self.counter))
@@ -206,7 +211,7 @@ class KeyHolder:
     def reseal_frame(self, offset: int, size: int, kind: int, plain: bytes) -> Any:
         """Replace the frame at ``offset`` (``size`` bytes) by one holding ``plain``, in
         the same place (the page has room after it); returns its new ``Ref``."""
-        from lockbox.format.refs import Ref
+        from lockbox.formats.lbox.wire.refs import Ref
 
         generation = struct.unpack_from("<Q", self.case.data, offset + 12)[0]
         frame = self.seal(kind, generation, offset, plain)
@@ -218,9 +223,9 @@ class KeyHolder:
         """Rewrite the newest slot: its commit frame sealed anew (from ``record``, or
         the frame plaintext ``plain``, as a frame of ``kind``) or replaced by ``frame``
         bytes; ``C`` and the slot CRC follow."""
-        from lockbox.format.commit import encode_commit
-        from lockbox.format.superblock import Slot, encode_slot
-        from lockbox.frames import encode_plain
+        from lockbox.formats.lbox.frames import encode_plain
+        from lockbox.formats.lbox.wire.commit import encode_commit
+        from lockbox.formats.lbox.wire.superblock import Slot, encode_slot
 
         s = self.slot
         if frame is None:
@@ -656,14 +661,14 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
     add(c, "env", "ok", still_reads=others)
 
     # ---- the commit frame's plaintext and record (§5, §7): a key holder's edits ----
-    from lockbox.format.encoding import uvarint
+    from lockbox.formats.lbox.wire.encoding import uvarint
 
     def commit_case(name: str, about: str, source: str = "hello.lbox"
                     ) -> tuple[Case, KeyHolder, Any, bytes]:
         case = Case(name, source, about)
         kh = KeyHolder(case, pw[source])
         record = kh.commit()
-        from lockbox.format.commit import encode_commit
+        from lockbox.formats.lbox.wire.commit import encode_commit
 
         return case, kh, record, encode_commit(record)
 
@@ -726,11 +731,11 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
 
     import dataclasses
 
-    from lockbox.format.commit import TreeRoot
-    from lockbox.format.entry import decode_entry, encode_entry
-    from lockbox.format.node import Leaf, decode_node, encode_node
-    from lockbox.format.refs import Ref
-    from lockbox.frames import encode_plain
+    from lockbox.formats.lbox.frames import encode_plain
+    from lockbox.formats.lbox.wire.commit import TreeRoot
+    from lockbox.formats.lbox.wire.entry import decode_entry, encode_entry
+    from lockbox.formats.lbox.wire.node import Leaf, decode_node, encode_node
+    from lockbox.formats.lbox.wire.refs import Ref
 
     c, kh, rec, raw = commit_case(
         "inline-root-height-2", "the newest commit's INLINE TOC root says height 2: "

@@ -89,7 +89,7 @@ async function boot() {
   if (!loaded || loaded.length === 0 || errors.length) {
     throw new Error(`could not load the lockbox wheel: ${errors.join(" ") || "nothing loaded"}`);
   }
-  const session = pyodide.pyimport("lockbox.webview").Session();
+  const session = pyodide.pyimport("lockbox.viewer.session").Session();
   const versions = pyodide.runPython(
     "import json, sys, lockbox; json.dumps({'python': sys.version.split()[0], " +
     "'lockbox': lockbox.__version__})",

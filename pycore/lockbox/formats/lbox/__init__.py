@@ -1,0 +1,1 @@
+"""The lockbox archive format (.lbox): docs/FORMAT.md."""

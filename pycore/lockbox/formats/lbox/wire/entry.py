@@ -1,0 +1,269 @@
+"""TOC entries and keys.
+
+Archive paths are relative POSIX paths of UTF-8 names ("docs/a.txt"); the
+root directory is "". The TOC key of a path is ``parent || 0x00 || name`` so
+that the children of one directory are contiguous and sorted by name, and the
+root's children (parent "") sort before everything else. docs/FORMAT.md §9.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import overload
+
+from ....errors import FormatError, InvalidPathError
+from .constants import (
+    INDEX_FANOUT,
+    INLINE_CHUNK_REFS,
+    MAX_CHUNK_SIZE,
+    MAX_NAME_SIZE,
+    MAX_PATH_SIZE,
+    MAX_SYMLINK_SIZE,
+    MIN_CHUNK_SIZE,
+    EntryType,
+)
+from .encoding import Reader, svarint, uvarint
+from .refs import Ref, decode_ref
+
+__all__ = ["Entry", "normalize_path", "toc_key", "key_path", "split_path", "child_range",
+           "subtree_ranges", "encode_entry", "decode_entry", "chunk_count",
+           "LAYOUT_CHUNKS", "LAYOUT_INDEX", "MAX_ENTRY_SIZE", "MAX_INDEX_REFS", "LazyRefs"]
+
+LAYOUT_CHUNKS = 0
+LAYOUT_INDEX = 1
+_TYPE_BYTE = {t: bytes([int(t)]) for t in EntryType}
+_LAYOUT_BYTE = {LAYOUT_CHUNKS: b"\x00", LAYOUT_INDEX: b"\x01"}
+MAX_ENTRY_SIZE = 64 * 1024
+# Index refs of one entry: 2048 indexes x 4096 chunks x chunk size (8 TiB at 1 MiB chunks)
+# keeps every entry far below MAX_ENTRY_SIZE.
+MAX_INDEX_REFS = 2048
+_MAX_REFS = max(INLINE_CHUNK_REFS, MAX_INDEX_REFS)
+_MIN_REF_SIZE, _MAX_REF_SIZE = 1 + 1 + 16, 10 + 4 + 16  # offset, frame size, tag
+
+
+def normalize_path(path: str) -> str:
+    """Canonical archive path: strip leading/trailing '/', refuse '.', '..', empty
+    components, NUL and non-UTF-8. Returns "" for the root."""
+    if "\x00" in path:
+        raise InvalidPathError(f"path contains NUL: {path!r}")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    for p in parts:
+        if p == "..":
+            raise InvalidPathError(f"path escapes the archive root: {path!r}")
+    norm = "/".join(parts)
+    try:
+        data = norm.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPathError(f"path is not valid UTF-8: {path!r}") from None
+    if len(data) > MAX_PATH_SIZE:
+        raise InvalidPathError("path longer than 4096 bytes")
+    if any(len(p.encode()) > MAX_NAME_SIZE for p in parts):
+        raise InvalidPathError("name longer than 1024 bytes")
+    return norm
+
+
+def split_path(path: str) -> tuple[str, str]:
+    parent, _, name = path.rpartition("/")
+    return parent, name
+
+
+def toc_key(path: str) -> bytes:
+    parent, name = split_path(path)
+    return parent.encode() + b"\x00" + name.encode()
+
+
+def key_path(key: bytes) -> str:
+    parent, sep, name = key.partition(b"\x00")
+    if not sep or not name or b"\x00" in name:
+        raise FormatError("TOC key is malformed")
+    try:
+        p = parent.decode()
+        n = name.decode()
+    except UnicodeDecodeError:
+        raise FormatError("TOC key is not UTF-8") from None
+    if "/" in n or n in (".", ".."):
+        raise FormatError("TOC key has a bad name")
+    if p and any(c in ("", ".", "..") for c in p.split("/")):
+        raise FormatError("TOC key has a bad parent path")
+    return f"{p}/{n}" if p else n
+
+
+def child_range(dir_path: str) -> tuple[bytes, bytes]:
+    """Keys of the direct children of ``dir_path``: ``lo <= key < hi``."""
+    d = dir_path.encode()
+    return d + b"\x00", d + b"\x01"
+
+
+def subtree_ranges(dir_path: str) -> list[tuple[bytes, bytes]]:
+    """Key ranges of every descendant of ``dir_path`` (children, then deeper)."""
+    if not dir_path:
+        return [(b"", b"\xff" * 8)]
+    d = dir_path.encode()
+    return [child_range(dir_path), (d + b"/", d + b"0")]
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    """Every file has at least one chunk (an empty file has one empty chunk)."""
+    return max(1, -(-size // chunk_size))
+
+
+class LazyRefs(Sequence[Ref]):
+    """A FILE entry's refs, decoded and checked when used (``len`` needs no decoding).
+
+    :func:`decode_entry` with ``lazy_refs=True`` checks everything before the refs (and
+    their count against the size and the bytes left), and leaves the refs themselves —
+    up to 2048 per entry, which a listing never needs — to this object: ``refs[i]``
+    decodes the refs up to ``i``, anything else all of them (and the end of the entry);
+    both raise the ``FormatError`` an eager decode would have raised. Equal to the tuple
+    of the same refs."""
+
+    __slots__ = ("_buf", "_count", "_pos", "_refs", "_some")
+
+    def __init__(self, buf: bytes, pos: int, count: int) -> None:
+        self._buf = buf
+        self._pos = pos  # where the first ref not in _some starts
+        self._count = count
+        self._some: list[Ref] = []  # the first refs, decoded so far
+        self._refs: tuple[Ref, ...] | None = None
+
+    def _prefix(self, n: int) -> list[Ref]:
+        some = self._some
+        if len(some) < n:
+            r = Reader(self._buf, "TOC entry")
+            r.pos = self._pos
+            while len(some) < n:
+                some.append(decode_ref(r))
+            self._pos = r.pos
+        return some
+
+    def _load(self) -> tuple[Ref, ...]:
+        refs = self._refs
+        if refs is None:
+            some = self._prefix(self._count)
+            r = Reader(self._buf, "TOC entry")
+            r.pos = self._pos
+            r.done()
+            refs = self._refs = tuple(some)
+            self._some = []
+            self._buf = b""
+        return refs
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    @overload
+    def __getitem__(self, index: int) -> Ref: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Ref, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Ref | tuple[Ref, ...]:
+        if self._refs is None and isinstance(index, int) and 0 <= index < self._count:
+            return self._prefix(index + 1)[index]
+        return self._load()[index]
+
+    def __iter__(self) -> Iterator[Ref]:
+        return iter(self._load())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (tuple, LazyRefs)):
+            return self._load() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._load())
+
+    def __repr__(self) -> str:
+        return repr(self._load())
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    type: EntryType
+    mode: int
+    mtime_ns: int
+    size: int = 0
+    stored_size: int = 0  # bytes of every frame holding the content (chunks + indexes)
+    content_hash: bytes = b""  # BLAKE3-256 of the content
+    file_id: bytes = b""
+    chunk_size: int = 0
+    layout: int = LAYOUT_CHUNKS
+    refs: tuple[Ref, ...] | LazyRefs = field(default_factory=tuple)
+    target: str = ""
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == EntryType.DIR
+
+    @property
+    def chunks(self) -> int:
+        return chunk_count(self.size, self.chunk_size)
+
+
+def encode_entry(e: Entry) -> bytes:
+    head = b"".join((_TYPE_BYTE[e.type], uvarint(e.mode), svarint(e.mtime_ns)))
+    if e.type == EntryType.FILE:
+        parts = [head, uvarint(e.size), uvarint(e.stored_size), e.content_hash, e.file_id,
+                 uvarint(e.chunk_size), _LAYOUT_BYTE[e.layout], uvarint(len(e.refs))]
+        for ref in e.refs:
+            parts += (uvarint(ref.frame_offset), uvarint(ref.frame_size), ref.tag)
+        return b"".join(parts)
+    if e.type == EntryType.SYMLINK:
+        t = e.target.encode()
+        return b"".join((head, uvarint(len(t)), t))
+    return head
+
+
+def decode_entry(buf: bytes, *, lazy_refs: bool = False) -> Entry:
+    """Decode and check an entry. ``lazy_refs``: a FILE entry's refs are decoded (and
+    checked) on first use (:class:`LazyRefs`); listings use it."""
+    r = Reader(buf, "TOC entry")
+    t = r.u8()
+    mode = r.uvarint(0o7777)
+    mtime = r.svarint()
+    if t == EntryType.FILE:
+        size = r.uvarint()
+        stored = r.uvarint()
+        digest = r.raw(32)
+        file_id = r.raw(16)
+        csize = r.uvarint(MAX_CHUNK_SIZE)
+        if csize < MIN_CHUNK_SIZE:
+            raise FormatError("TOC entry: chunk size below the minimum")
+        layout = r.u8()
+        n = r.uvarint(_MAX_REFS)
+        chunks = chunk_count(size, csize)
+        if layout == LAYOUT_CHUNKS:
+            if n != chunks or n > INLINE_CHUNK_REFS:
+                raise FormatError("TOC entry: chunk reference count does not match the size")
+        elif layout == LAYOUT_INDEX:
+            if n != -(-chunks // INDEX_FANOUT) or chunks <= INLINE_CHUNK_REFS:
+                raise FormatError("TOC entry: index reference count does not match the size")
+        else:
+            raise FormatError(f"TOC entry: unknown layout {layout}")
+        if lazy_refs and n:
+            if not _MIN_REF_SIZE * n <= r.remaining() <= _MAX_REF_SIZE * n:
+                raise FormatError("TOC entry: its refs do not fill the entry")
+            refs: tuple[Ref, ...] | LazyRefs = LazyRefs(buf, r.pos, n)
+        else:
+            refs = tuple(decode_ref(r) for _ in range(n))
+            r.done()
+        return Entry(EntryType.FILE, mode, mtime, size, stored, digest, file_id, csize, layout,
+                     refs)
+    if t == EntryType.DIR:
+        r.done()
+        return Entry(EntryType.DIR, mode, mtime)
+    if t == EntryType.SYMLINK:
+        raw = r.blob(MAX_SYMLINK_SIZE)
+        r.done()
+        try:
+            target = raw.decode()
+        except UnicodeDecodeError:
+            raise FormatError("TOC entry: symlink target is not UTF-8") from None
+        if not target or "\x00" in target:
+            raise FormatError("TOC entry: symlink target is empty or contains NUL")
+        return Entry(EntryType.SYMLINK, mode, mtime, target=target)
+    raise FormatError(f"TOC entry: unknown type {t}")

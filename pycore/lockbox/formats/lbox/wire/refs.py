@@ -1,0 +1,41 @@
+"""Ref: a pointer to one sealed frame, pinned to its exact bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ....errors import FormatError
+from ....ranges import ByteRange
+from .constants import FRAME_HEADER_SIZE, MAX_FRAME_SEALED_SIZE, TAG_SIZE
+from .encoding import Builder, Reader
+
+__all__ = ["Ref", "encode_ref", "decode_ref"]
+
+_MAX_FRAME_TOTAL = FRAME_HEADER_SIZE + MAX_FRAME_SEALED_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """``frame_offset`` and ``frame_size`` locate the whole frame (header
+    included) so a reader fetches exactly it; ``tag`` is the frame's 16-byte
+    Poly1305 tag, which pins the parent to that exact ciphertext."""
+
+    frame_offset: int
+    frame_size: int
+    tag: bytes
+
+    @property
+    def byte_range(self) -> ByteRange:
+        return ByteRange(self.frame_offset, self.frame_size)
+
+
+def encode_ref(b: Builder, ref: Ref) -> None:
+    b.uvarint(ref.frame_offset).uvarint(ref.frame_size).raw(ref.tag)
+
+
+def decode_ref(r: Reader) -> Ref:
+    offset = r.uvarint()
+    size = r.uvarint(_MAX_FRAME_TOTAL)
+    if size < FRAME_HEADER_SIZE + TAG_SIZE:
+        raise FormatError(f"{r.what}: frame size {size} below the minimum")
+    return Ref(offset, size, r.raw(TAG_SIZE))

@@ -1,0 +1,1 @@
+"""Writing .lbox archives (local files, CPython)."""

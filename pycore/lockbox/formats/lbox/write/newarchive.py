@@ -1,0 +1,128 @@
+"""Creating a new, empty archive atomically (temporary file, fsync, rename)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+
+from ....codec.base import Codec as CodecBackend
+from ....crypto.base import CryptoBackend
+from ....errors import StorageError, UsageError
+from ....platform import default_codec, default_crypto
+from ..frames import FrameSealer
+from ..keys import (
+    DEFAULT_ARGON2,
+    Argon2Params,
+    Recipient,
+    committed_keydir,
+    new_password_slot,
+    new_recipient_slot,
+)
+from ..wire.commit import EMPTY_TREE, CommitRecord, encode_commit
+from ..wire.constants import (
+    DEFAULT_CHUNK_SIZE,
+    MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+    SLOT_SIZE,
+    SUPERBLOCK_SIZE,
+    FrameKind,
+)
+from ..wire.keydir import KeySlot
+from ..wire.page import encode_keydir_page
+from ..wire.superblock import (
+    ExternalKeydir,
+    Slot,
+    commit_frame_offset,
+    encode_slot,
+    keydir_fits_inline,
+    slot_offset,
+)
+
+__all__ = ["create_archive", "write_new_archive"]
+
+
+def create_archive(path: str | os.PathLike[str], *, password: str | bytes | None = None,
+                   recipients: Sequence[Recipient] = (),
+                   argon2: Argon2Params = DEFAULT_ARGON2,
+                   chunk_size: int = DEFAULT_CHUNK_SIZE, overwrite: bool = False,
+                   crypto: CryptoBackend | None = None,
+                   codec: CodecBackend | None = None) -> tuple[bytes, bytes]:
+    """Write a new empty archive (generation 1) at ``path``; returns its archive id
+    and content key (kept in memory only, to open it without re-deriving)."""
+    crypto = crypto or default_crypto()
+    codec = codec or default_codec()
+    if password is None and not recipients:
+        raise UsageError("an archive needs a password or at least one recipient")
+    if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE or chunk_size % MIN_CHUNK_SIZE:
+        raise UsageError("chunk size must be a multiple of 4 KiB between 4 KiB and 4 MiB")
+    path = os.path.abspath(os.fspath(path))
+    if os.path.lexists(path) and not overwrite:
+        raise StorageError(f"{path} already exists")
+    archive_id = crypto.random_bytes(16)
+    content_key = crypto.random_bytes(32)
+    slots: list[KeySlot] = []
+    if password is not None:
+        slots.append(new_password_slot(crypto, archive_id, content_key, password, argon2))
+    for r in recipients:
+        slots.append(new_recipient_slot(crypto, archive_id, content_key, r,
+                                        {s.slot_id for s in slots}))
+    write_new_archive(path, archive_id=archive_id, content_key=content_key,
+                      keydir=committed_keydir(crypto, archive_id, content_key, slots),
+                      chunk_size=chunk_size, overwrite=overwrite,
+                      crypto=crypto, codec=codec)
+    return archive_id, content_key
+
+def write_new_archive(path: str, *, archive_id: bytes, content_key: bytes, keydir: bytes,
+                      chunk_size: int, overwrite: bool, crypto: CryptoBackend,
+                      codec: CodecBackend, generation: int = 1) -> None:
+    """Write an empty archive with the given identity and key directory, atomically
+    (temporary file, fsync, link or rename, fsync of the directory). ``keydir`` is a
+    version-2 key directory (``lockbox.formats.lbox.keys.committed_keydir``)."""
+    # The key directory always gets a KEYDIR page right after the superblock (a copy for
+    # recovery scanners); the slot holds it inline when it fits, else points at the page.
+    keydir_page = encode_keydir_page(archive_id, keydir, generation)
+    keydir_field: bytes | ExternalKeydir = keydir if keydir_fits_inline(len(keydir)) else \
+        ExternalKeydir(SUPERBLOCK_SIZE, len(keydir), hashlib.sha256(keydir).digest())
+    record = CommitRecord(
+        generation=generation, time_ns=time.time_ns(),
+        archive_end=SUPERBLOCK_SIZE + len(keydir_page),
+        default_chunk_size=chunk_size, keydir_sha256=hashlib.sha256(keydir).digest(),
+        toc=EMPTY_TREE, env=EMPTY_TREE, space=None)
+    sealer = FrameSealer(crypto, codec, archive_id, content_key)
+    slot_no = generation % 2
+    frame, _ = sealer.seal(FrameKind.COMMIT, generation, commit_frame_offset(slot_no, keydir_field),
+                           sealer.encode_plain(encode_commit(record), compress=False))
+    image = bytearray(SUPERBLOCK_SIZE)
+    image[slot_offset(slot_no):slot_offset(slot_no) + SLOT_SIZE] = encode_slot(
+        Slot(slot_no, archive_id, generation, keydir_field, frame))
+    image += keydir_page
+    directory = os.path.dirname(path)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.lbx-new")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(image)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if the path appeared meanwhile
+            os.unlink(tmp)
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except FileExistsError:
+        raise StorageError(f"{path} already exists") from None
+    except OSError as e:
+        raise StorageError(f"cannot create {path}: {e.strerror}") from e
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

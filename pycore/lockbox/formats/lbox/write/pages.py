@@ -1,0 +1,161 @@
+"""Page allocation and buffered page writes for one write session.
+
+Frames are appended to the open page; a page is closed when the next frame
+would not fit or at commit, then padded with zeros to a multiple of 4 KiB and
+given its header. A new page goes into the best-fitting FREE extent of the
+space map (the rest of the extent stays FREE, with its own header), or at the
+end of the file. Either way nothing the durable commit references is ever
+overwritten. docs/FORMAT.md §4 and §14.
+"""
+
+from __future__ import annotations
+
+from ....errors import CommitError
+from ....fileio import pread_exact, pwrite_all, write_zeros
+from ..frames import FrameSealer
+from ..wire.constants import (
+    FRAME_OVERHEAD,
+    MAX_PAGE_SIZE,
+    PAGE_HEADER_SIZE,
+    PAGE_UNIT,
+    FrameKind,
+    PageKind,
+)
+from ..wire.page import PageHeader, encode_page_header
+from ..wire.refs import Ref
+from .space import FRAMES, FREE, SpaceMap
+
+__all__ = ["PageWriter", "free_page_header"]
+
+_FLUSH_BYTES = 1 << 20
+_MIN_REUSE = 16 * 1024  # smaller free extents are left for compaction
+
+
+def _round_up(n: int) -> int:
+    return -(-n // PAGE_UNIT) * PAGE_UNIT
+
+
+def free_page_header(size: int, generation: int) -> bytes:
+    return encode_page_header(PageHeader(PageKind.FREE, size, PAGE_HEADER_SIZE, generation))
+
+
+class PageWriter:
+    def __init__(self, fd: int, end_offset: int, generation: int, sealer: FrameSealer,
+                 space: SpaceMap | None = None) -> None:
+        if end_offset % PAGE_UNIT:
+            raise CommitError("archive end is not page aligned")
+        self.fd = fd
+        self.sealer = sealer
+        self.generation = generation
+        self.space = space
+        self.end = end_offset  # end of the file's page area (new tail pages go here)
+        self.tail_only = False  # the space map's own pages always go to the tail
+        self.page_offset = 0  # start of the open page
+        self.capacity = 0  # size of the extent the open page may grow to
+        self.extent = 0  # size of the extent taken (== capacity, or tail)
+        self.from_tail = True
+        self.used = 0  # bytes of the open page (0: no page open)
+        self.live = 0
+        self._buf = bytearray()
+        self._buf_offset = 0  # file offset of _buf[0]
+        self.pages_written = 0
+        self.bytes_written = 0
+        self.reused_bytes = 0
+        # FREE extents this session wrote into: (offset, size, original header), so
+        # that an abort can put them back byte for byte.
+        self.taken: list[tuple[int, int, bytes]] = []
+
+    @property
+    def end_offset(self) -> int:
+        """End of the file's page area once the open page is closed."""
+        if self.used and self.from_tail:
+            return self.page_offset + _round_up(self.used)
+        return self.end
+
+    def _open(self, need: int) -> None:
+        extent = None
+        if self.space is not None and not self.tail_only:
+            extent = self.space.take_free_extent(max(_round_up(need), _MIN_REUSE))
+        if extent is not None:
+            self.page_offset, self.extent = extent
+            header = pread_exact(self.fd, PAGE_HEADER_SIZE, self.page_offset)
+            self.taken.append((self.page_offset, self.extent, header))
+            self.capacity = min(self.extent, MAX_PAGE_SIZE)
+            self.from_tail = False
+        else:
+            self.page_offset = self.end
+            self.capacity = MAX_PAGE_SIZE
+            self.from_tail = True
+        self.used = PAGE_HEADER_SIZE
+        self.live = 0
+        self._buf += b"\x00" * PAGE_HEADER_SIZE  # header written at close
+        self._buf_offset = self.page_offset
+
+    def append(self, kind: FrameKind, plain: bytes) -> Ref:
+        size = FRAME_OVERHEAD + len(plain)
+        if self.used and self.used + size > self.capacity:
+            self.close_page()
+        if not self.used:
+            self._open(PAGE_HEADER_SIZE + size)
+        offset = self.page_offset + self.used
+        frame, ref = self.sealer.seal(kind, self.generation, offset, plain)
+        self._buf += frame
+        self.used += len(frame)
+        self.live += len(frame)
+        if len(self._buf) >= _FLUSH_BYTES:
+            self._flush()
+        return ref
+
+    def _pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
+        pwrite_all(self.fd, data, offset)
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._pwrite(self._buf, self._buf_offset)
+            self.bytes_written += len(self._buf)
+            self._buf_offset += len(self._buf)
+            self._buf = bytearray()
+
+    def close_page(self) -> None:
+        if not self.used:
+            return
+        size = _round_up(self.used)
+        self._buf += b"\x00" * (size - self.used)
+        self._flush()
+        header = encode_page_header(PageHeader(PageKind.FRAMES, size, self.used,
+                                               self.generation))
+        self._pwrite(header, self.page_offset)
+        if self.space is not None:
+            self.space.add_page(self.page_offset, FRAMES, size, self.live)
+        if self.from_tail:
+            self.end = self.page_offset + size
+        else:
+            self.reused_bytes += size
+            rest = self.extent - size
+            if rest:  # the rest of the extent stays free, with its own header
+                self._pwrite(free_page_header(rest, self.generation), self.page_offset + size)
+                if self.space is not None:
+                    self.space.add_page(self.page_offset + size, FREE, rest)
+        self.used = 0
+        self.pages_written += 1
+
+    def restore_taken(self) -> None:
+        """Abort: put back every FREE extent this session wrote into (zeros and its
+        original header), so the file is as it was before the session."""
+        self._buf = bytearray()
+        self.used = 0
+        for offset, size, header in reversed(self.taken):
+            write_zeros(self.fd, offset, size)
+            self._pwrite(header, offset)
+        self.taken.clear()
+
+    def write_page(self, page: bytes) -> int:
+        """Write a complete page image (e.g. a KEYDIR page) at the tail."""
+        self.close_page()
+        if len(page) % PAGE_UNIT:
+            raise CommitError("a page image must be a multiple of the page unit")
+        offset = self.end
+        self._pwrite(page, offset)
+        self.end += len(page)
+        self.pages_written += 1
+        return offset

@@ -1,0 +1,143 @@
+"""The writer's side of the space map: loading (or rebuilding) it, accounting
+freed frames at commit, and redacting what a durable commit freed.
+docs/FORMAT.md §14."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ....errors import FormatError, IntegrityError
+from ....fileio import fsync, pread_exact, pwrite_all, write_zeros
+from ..view import ArchiveView
+from ..wire.constants import (
+    FRAME_HEADER_SIZE,
+    FRAME_MAGIC,
+    PAGE_HEADER_SIZE,
+    SUPERBLOCK_SIZE,
+    FrameKind,
+    PageKind,
+)
+from ..wire.entry import LAYOUT_INDEX, Entry, decode_entry
+from ..wire.frame import decode_frame_header
+from ..wire.page import decode_page_header
+from ..wire.refs import Ref
+from ..wire.superblock import ExternalKeydir
+from .pages import free_page_header
+from .space import FRAMES, FREE, KEYDIR, SPACEMAP, SpaceMap
+
+__all__ = ["SpaceKeeper"]
+
+_KIND = {PageKind.FRAMES: FRAMES, PageKind.KEYDIR: KEYDIR, PageKind.FREE: FREE}
+
+
+class SpaceKeeper:
+    def __init__(self, fd: int, run: Callable[[Any], Any]) -> None:
+        self.fd = fd
+        self.run = run
+
+    # -- low-level I/O ---------------------------------------------------------------
+
+    def _pread(self, offset: int, size: int) -> bytes:
+        return pread_exact(self.fd, size, offset)
+
+    def _zero(self, offset: int, size: int) -> None:
+        write_zeros(self.fd, offset, size)
+
+    # -- loading -----------------------------------------------------------------------
+
+    def load(self, view: ArchiveView) -> tuple[SpaceMap, int]:
+        """The durable commit's map and where its own pages begin."""
+        c = view.commit
+        if c.space is None:
+            return self.rebuild(view), c.archive_end
+        items = self.run(view.scan_flow(FrameKind.SPACE_NODE, c.space, [(b"", b"\xff" * 9)]))
+        space = SpaceMap.from_items(items)
+        tail = space.tail_start if space.tail_start is not None else c.archive_end
+        problem = space.check_cover(tail)
+        if problem:
+            raise IntegrityError(problem)
+        return space, tail
+
+    def walk_pages(self, start: int, end: int) -> list[tuple[int, int, int, int]]:
+        """(offset, kind, size, used) of the page chain in [start, end)."""
+        out = []
+        pos = start
+        while pos < end:
+            h = decode_page_header(self._pread(pos, PAGE_HEADER_SIZE))
+            out.append((pos, _KIND[h.kind], h.page_size, h.used_size))
+            pos += h.page_size
+        if pos != end:
+            raise FormatError("pages do not end where expected")
+        return out
+
+    def rebuild(self, view: ArchiveView) -> SpaceMap:
+        """A map for an archive written without one: the page chain, plus every
+        frame the commit references, plus every unreferenced frame as DEAD."""
+        c = view.commit
+        space = SpaceMap()
+        used_of: dict[int, int] = {}
+        keydir_pages = []
+        for off, kind, size, used in self.walk_pages(SUPERBLOCK_SIZE, c.archive_end):
+            space.add_page(off, kind, size)
+            used_of[off] = used
+            if kind == KEYDIR:
+                keydir_pages.append(off)
+        live: list[Ref] = []
+        live += self.run(view.node_refs_flow(FrameKind.TOC_NODE, c.toc))
+        live += self.run(view.node_refs_flow(FrameKind.ENV_NODE, c.env))
+        for leaf in self.run(view.iter_leaves_flow(FrameKind.TOC_NODE, c.toc)):
+            for value in leaf.values:
+                e = decode_entry(value)
+                if e.refs:
+                    live += self.run(view.content_refs_flow(e))
+        for ref in live:
+            space.add_live(ref)
+        if keydir_pages:  # the current copy: the external one, else the newest written
+            kd = view.slot.keydir
+            current = kd.page_offset if isinstance(kd, ExternalKeydir) else keydir_pages[-1]
+            space.pages[current].live = used_of[current]
+        live_at = {r.frame_offset for r in live}
+        for off, rec in list(space.pages.items()):
+            if rec.kind == FRAMES and rec.live < used_of[off] - PAGE_HEADER_SIZE:
+                pos, end = off + PAGE_HEADER_SIZE, off + used_of[off]
+                while pos < end:
+                    head = self._pread(pos, FRAME_HEADER_SIZE)
+                    if head[:4] != FRAME_MAGIC:
+                        break  # a hole (already zeroed): the rest of the page is dead
+                    size = decode_frame_header(head).frame_size
+                    if pos not in live_at:
+                        space.dead[pos] = size
+                    pos += size
+        return space
+
+    # -- committing ----------------------------------------------------------------------
+
+    def freed_content(self, view: ArchiveView, old: list[Entry],
+                      new: list[Entry]) -> list[Ref]:
+        """Frames of replaced or removed files that no staged entry still uses."""
+        kept = {r.frame_offset for e in new for r in e.refs}
+        out: list[Ref] = []
+        for e in old:
+            for ref in e.refs:
+                if ref.frame_offset in kept:
+                    continue
+                out.append(ref)
+            if e.layout == LAYOUT_INDEX and not any(r.frame_offset in kept for r in e.refs):
+                out += self.run(view.chunk_refs_flow(e, 0, e.chunks))
+        return out
+
+    def record_tail(self, space: SpaceMap, start: int, end: int) -> None:
+        """The previous map's own pages join the map (nothing references them now)."""
+        for off, _, size, _ in self.walk_pages(start, end):
+            space.add_page(off, SPACEMAP, size)
+
+    def redact(self, space: SpaceMap, generation: int) -> int:
+        """Zero what the durable commit freed; free pages that hold nothing live."""
+
+        def free_header(offset: int, size: int) -> None:
+            pwrite_all(self.fd, free_page_header(size, generation), offset)
+
+        done = space.redact(self._zero, free_header, keep=set())
+        fsync(self.fd)
+        return done

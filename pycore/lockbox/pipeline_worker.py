@@ -1,6 +1,0 @@
-"""Entry point of a pipeline worker process: ``python -m lockbox.pipeline_worker``."""
-
-from lockbox.pipeline import worker_main
-
-if __name__ == "__main__":
-    worker_main()

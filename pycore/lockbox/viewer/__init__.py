@@ -1,0 +1,1 @@
+"""The viewer's Python side (runs in a Web Worker under Pyodide)."""
