@@ -62,7 +62,7 @@ from lockbox.cache import PageCache
 from lockbox.formats.lbox.keys import Argon2Params
 path = sys.argv[1]
 box = lockbox.open(path, password="pw")
-key = (box.view.archive_id, box._content_key)
+key = (box.view.archive_id, box.content_key)
 cache = PageCache("auto")
 lockbox.Lockbox.open(path, known_key=key, cache=cache).ls()  # warm the cache
 times = []

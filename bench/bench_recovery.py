@@ -78,9 +78,9 @@ with lockbox.open(path, password="pw") as box:
     v = box.view
     for e in box.ls(recursive=True):
         if e.is_file:
-            entry = box._run(v.stat_flow(e.path))
+            entry = box.run(v.stat_flow(e.path))
             refs[e.path] = [[r.frame_offset, r.frame_size]
-                            for r in box._run(v.chunk_refs_flow(entry, 0, entry.chunks))]
+                            for r in box.run(v.chunk_refs_flow(entry, 0, entry.chunks))]
 json.dump(refs, open(out, "w"))
 print(json.dumps({"files": len(refs)}))
 """

@@ -247,7 +247,7 @@ def hostile() -> dict[str, Any]:
             path = Path(tmp) / f"{name}.lbox"
             path.write_bytes(data)
             box = lockbox.Lockbox(BytesSource(data), password=pw, cache=0)
-            root = box._run(box.view.root_node_flow(FrameKind.TOC_NODE, box.view.commit.toc))
+            root = box.run(box.view.root_node_flow(FrameKind.TOC_NODE, box.view.commit.toc))
             first = root.children[0].first_key[1:].decode()  # type: ignore[union-attr]
             row: dict[str, Any] = {"size": len(data)}
             for op, argv in (("ls", ["ls", str(path)]), ("ls -R", ["ls", "-R", str(path)]),
@@ -310,7 +310,7 @@ for kind, root in ((FrameKind.TOC_NODE, v.commit.toc), (FrameKind.ENV_NODE, v.co
     if root is None or root.empty:
         continue
     before = v.walk_stats.copy()
-    box._run(v.walk_tree_flow(kind, root, lambda node, ref: None))
+    box.run(v.walk_tree_flow(kind, root, lambda node, ref: None))
     d = v.walk_stats - before
     out[kind.name] = {"nodes": d.nodes, "frame_bytes": d.frame_bytes,
                       "weight": d.decoded_bytes, "entries": root.count}

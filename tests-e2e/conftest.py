@@ -168,7 +168,7 @@ def write_tree(path: Path, *, files: dict[str, bytes] = TREE, password: str | No
 def corrupt_chunk(path: Path, file: str) -> None:
     """Flip bytes in the middle of ``file``'s first data chunk (a sealed frame)."""
     with lockbox.open(path, password=PASSWORD) as box:
-        entry = box._run(box.view.stat_flow(file))
+        entry = box.run(box.view.stat_flow(file))
         ref = entry.refs[0]
     with open(path, "r+b") as f:
         f.seek(ref.frame_offset + ref.frame_size // 2)

@@ -438,7 +438,7 @@ def test_preview_then_download_fetches_nothing_twice(viewer: Viewer, server: str
         assert viewer.archive_requests(url, since=mark) == [], name
     # a binary file whose preview read its first chunk: the download fetches the rest only
     with lockbox.open(archives.path("tree.lbox"), password=PASSWORD) as box:
-        refs = box._run(box.view.stat_flow("data/random.bin")).refs
+        refs = box.run(box.view.stat_flow("data/random.bin")).refs
     first, second = refs[0].byte_range, refs[1].byte_range
     page.goto(f"{server}/{deep_link(url, 'data/random.bin')}")
     page.wait_for_selector("pre.hex")

@@ -85,7 +85,7 @@ def test_entry_head_agrees_with_decode_entry(archives: Archives) -> None:
     with lockbox.open(archives.path("tree.lbox"), password=PASSWORD) as box:
         from lockbox.formats.lbox.wire.constants import FrameKind
 
-        pairs = box._run(box.view.scan_flow(FrameKind.TOC_NODE, box.view.commit.toc,
+        pairs = box.run(box.view.scan_flow(FrameKind.TOC_NODE, box.view.commit.toc,
                                             [(b"", b"\xff" * 8)]))
     assert len(pairs) > len(TREE)
     for _, value in pairs:
@@ -211,7 +211,7 @@ def test_preview_then_download_reuses_the_verified_chunks(archives: Archives) ->
         head = await s.call_binary("read", json.dumps({"path": "data/random.bin",
                                                          "size": 4096}))
         assert head == data[:4096]
-        e = await s._need()._run(s._need().view.stat_flow("data/random.bin"))
+        e = await s._need().run(s._need().view.stat_flow("data/random.bin"))
         assert e.chunks == 2
         rt, nbytes = trips(s)
         reused = s.network()["reused"]["chunks"]

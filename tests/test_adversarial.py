@@ -141,12 +141,12 @@ def frames(data: bytes) -> Iterator[tuple[int, object]]:
 
 
 def entry_of(box: Lockbox, path: str) -> Entry:
-    return box._run(box.view.stat_flow(path))
+    return box.run(box.view.stat_flow(path))
 
 
 def chunk_refs(box: Lockbox, path: str) -> list[Ref]:
     e = entry_of(box, path)
-    return box._run(box.view.chunk_refs_flow(e, 0, e.chunks))
+    return box.run(box.view.chunk_refs_flow(e, 0, e.chunks))
 
 
 class _Timeout(Exception):
@@ -979,7 +979,7 @@ def test_rle_bomb_is_a_real_zstd_frame(codec):
 def test_decompression_bomb_in_a_sealed_frame(layered, crypto, codec, claimed, declared):
     _, data = layered
     box = open_bytes(data)
-    sealer = FrameSealer(crypto, codec, box.view.archive_id, box._content_key)
+    sealer = FrameSealer(crypto, codec, box.view.archive_id, box.content_key)
     plain = bytes([Codec.ZSTD]) + uvarint(claimed) + zstd_rle_bomb(1 << 30, declared)
     frame, ref = sealer.seal(FrameKind.DATA_CHUNK, 3, 999_424, plain)
     with bounded(seconds=5):
@@ -1044,7 +1044,7 @@ def test_unknown_commit_record_version(layered, make_archive):
     path = make_archive()
     fresh = path.read_bytes()
     with lockbox.open(path, password="pw") as box:
-        key = box._content_key
+        key = box.content_key
     with pytest.raises(UnsupportedVersionError):
         open_bytes(reseal_commit(fresh, 1, key, v9))
 

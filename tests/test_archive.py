@@ -70,7 +70,7 @@ def same_bytes(path: Path, before: bytes) -> bool:
 
 def entry_layout(box, path: str):
     """The stored entry (internal): to check which chunk-ref layout a file got."""
-    return box._run(box.view.stat_flow(path))
+    return box.run(box.view.stat_flow(path))
 
 
 @pytest.fixture

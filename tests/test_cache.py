@@ -35,7 +35,7 @@ def test_results_do_not_depend_on_the_cache(tmp_path):
     with box.writer() as w:
         for i in range(3000):
             w.add_bytes(f"d{i % 30}/f{i}", b"%d" % i * (i % 7))
-    key = (box.view.archive_id, box._content_key)
+    key = (box.view.archive_id, box.content_key)
     shared = PageCache("auto")
     listings = []
     for cache in (0, 4096, "auto", shared, shared):

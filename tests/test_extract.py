@@ -253,7 +253,7 @@ def test_a_failed_file_leaves_no_temporary_file(tmp_path: Path, make_archive) ->
         raise lockbox.IntegrityError(f"{path}: content does not match")
 
     with _open(path) as box:
-        items = [(p, e) for p, e in box._run(box.view.walk_flow("")) if p]
+        items = [(p, e) for p, e in box.run(box.view.walk_flow("")) if p]
     with pytest.raises(lockbox.IntegrityError):
         extract_mod.Extractor(dest).run(items, failing)
     assert os.listdir(dest / "d") == []

@@ -28,7 +28,7 @@ def _slots(path: Path) -> list[Any]:
 def _committed_to(box: lockbox.Lockbox) -> bool:
     d = decode_key_directory(box.view.keydir)
     return d.key_commitment == key_commitment(box.crypto, box.view.archive_id,
-                                              box._content_key)
+                                              box.content_key)
 
 
 def test_every_writer_writes_version_2(tmp_path: Path, crypto: Any,

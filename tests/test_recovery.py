@@ -117,12 +117,12 @@ def layout(path: Path) -> dict[str, object]:
     """Where things are in an intact archive: TOC node refs and each file's chunk refs."""
     with lockbox.open(path, password=PW) as box:
         view = box.view
-        toc = box._run(view.node_refs_flow(FrameKind.TOC_NODE, view.commit.toc))
+        toc = box.run(view.node_refs_flow(FrameKind.TOC_NODE, view.commit.toc))
         chunks: dict[str, list[Ref]] = {}
         for e in box.ls(recursive=True):
             if e.is_file:
-                entry = box._run(view.stat_flow(e.path))
-                chunks[e.path] = box._run(view.chunk_refs_flow(entry, 0, entry.chunks))
+                entry = box.run(view.stat_flow(e.path))
+                chunks[e.path] = box.run(view.chunk_refs_flow(entry, 0, entry.chunks))
         return {"toc": toc, "chunks": chunks, "end": view.commit.archive_end}
 
 
@@ -621,7 +621,7 @@ def test_index_layout_files_do_not_need_their_index(tmp_path: Path) -> None:
     big = os.urandom(120_000)  # 30 chunks: the INDEX layout
     src = build(tmp_path / "a.lbox", {"big.bin": big})
     with lockbox.open(src, password=PW) as box:
-        entry = box._run(box.view.stat_flow("big.bin"))
+        entry = box.run(box.view.stat_flow("big.bin"))
         assert entry.layout != LAYOUT_CHUNKS
         index = entry.refs[0]
     data = bytearray(src.read_bytes())

@@ -22,14 +22,14 @@ def new_box(tmp_path: Path, **kw) -> tuple[lockbox.Lockbox, Path]:
 
 
 def content_refs(box: lockbox.Lockbox, path: str):
-    entry = box._run(box.view.stat_flow(path))
-    return box._run(box.view.content_refs_flow(entry))
+    entry = box.run(box.view.stat_flow(path))
+    return box.run(box.view.content_refs_flow(entry))
 
 
 def load_map(box: lockbox.Lockbox, path: Path):
     fd = os.open(path, os.O_RDONLY)
     try:
-        return SpaceKeeper(fd, box._run).load(box.view)
+        return SpaceKeeper(fd, box.run).load(box.view)
     finally:
         os.close(fd)
 
@@ -45,8 +45,8 @@ def check_map(box: lockbox.Lockbox, path: Path) -> None:
     live: dict[int, int] = {}
     refs = []
     c = box.view.commit
-    refs += box._run(box.view.node_refs_flow(FrameKind.TOC_NODE, c.toc))
-    refs += box._run(box.view.node_refs_flow(FrameKind.ENV_NODE, c.env))
+    refs += box.run(box.view.node_refs_flow(FrameKind.TOC_NODE, c.toc))
+    refs += box.run(box.view.node_refs_flow(FrameKind.ENV_NODE, c.env))
     for e in box.ls(recursive=True):
         if e.is_file:
             refs += content_refs(box, e.path)
@@ -86,13 +86,13 @@ def test_replaced_file_and_old_tree_nodes_are_redacted(tmp_path):
         for i in range(300):
             w.add_bytes(f"d/f{i:03d}", b"v1-%d" % i * 50)
     old = [r for i in range(0, 300, 37) for r in content_refs(box, f"d/f{i:03d}")]
-    old_nodes = box._run(box.view.node_refs_flow(FrameKind.TOC_NODE, box.view.commit.toc))
+    old_nodes = box.run(box.view.node_refs_flow(FrameKind.TOC_NODE, box.view.commit.toc))
     with box.writer() as w:
         for i in range(0, 300, 37):
             w.add_bytes(f"d/f{i:03d}", b"v2")
     data = path.read_bytes()
     new_nodes = {r.frame_offset for r in
-                 box._run(box.view.node_refs_flow(FrameKind.TOC_NODE, box.view.commit.toc))}
+                 box.run(box.view.node_refs_flow(FrameKind.TOC_NODE, box.view.commit.toc))}
     for r in old + [n for n in old_nodes if n.frame_offset not in new_nodes]:
         span = data[r.frame_offset:r.frame_offset + r.frame_size]
         # zeroed, or (reused) holding some other frame now
@@ -169,7 +169,7 @@ def strip_space_map(box: lockbox.Lockbox, path: Path) -> None:
 
     view = box.view
     record = dataclasses.replace(view.commit, space=None)
-    sealer = FrameSealer(box.crypto, box.codec, view.archive_id, box._content_key)
+    sealer = FrameSealer(box.crypto, box.codec, view.archive_id, box.content_key)
     frame, _ = sealer.seal(FrameKind.COMMIT, record.generation, view.slot.commit_frame_offset,
                            sealer.encode_plain(encode_commit(record), compress=False))
     slot = Slot(view.slot.slot_no, view.archive_id, record.generation, view.slot.keydir, frame)

@@ -67,7 +67,7 @@ def _read(view: Any, data: bytes, path: str = "account.txt") -> bytes:
     box = Lockbox.__new__(Lockbox)
     box._setup(None, None, 0)
     box.source, box.path, box._close_source = BytesSource(data), None, True
-    box._set_view(view)
+    box.set_view(view)
     return box.read_bytes(path)
 
 

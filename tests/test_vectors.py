@@ -466,7 +466,7 @@ def test_space_root_is_a_ref_into_the_maps_own_pages(name: str) -> None:
     with Lockbox.open(V1 / name, **_secrets(m)[0]) as box:
         c = box.view.commit
         assert c.space is not None and c.space.inline is None and c.space.ref is not None
-        items = box._run(box.view.scan_flow(FrameKind.SPACE_NODE, c.space,
+        items = box.run(box.view.scan_flow(FrameKind.SPACE_NODE, c.space,
                                             [(b"", b"\xff" * 9)]))
     space = SpaceMap.from_items(items)
     assert space.tail_start is not None and c.archive_end == len(data)

@@ -88,7 +88,7 @@ def node_offsets(box: lockbox.Lockbox, kind: FrameKind) -> set[int]:
                 FrameKind.ENV_NODE: other.view.commit.env,
                 FrameKind.SPACE_NODE: other.view.commit.space}[kind]
         assert root is not None
-        refs = other._run(other.view.node_refs_flow(kind, root))
+        refs = other.run(other.view.node_refs_flow(kind, root))
         return {r.frame_offset for r in refs}
 
 
@@ -206,7 +206,7 @@ def test_a_commit_reads_the_tree_once_per_level(tall: dict[int, Path], height: i
         assert (d.walks, d.splits) == (2, 0)
         # emptying one leaf (all its entries removed): the run absorbs the next leaf,
         # loaded in one more batch
-        leaves = box._run(w.view.iter_leaves_flow(FrameKind.TOC_NODE, w.view.commit.toc))
+        leaves = box.run(w.view.iter_leaves_flow(FrameKind.TOC_NODE, w.view.commit.toc))
         middle = leaves[len(leaves) // 2]
         assert all(not k.startswith(b"\x00") for k in middle.keys)  # no folder with children
         for k in middle.keys:
@@ -285,7 +285,7 @@ def test_duplicate_overlapping_and_misplaced_refs_are_refused_before_fetching(
         tall: dict[int, Path]) -> None:
     box, view = _view(tall)
     root = view.commit.toc
-    refs = box._run(view.node_refs_flow(FrameKind.TOC_NODE, root))
+    refs = box.run(view.node_refs_flow(FrameKind.TOC_NODE, root))
     a, b = refs[1], refs[2]
     src = LogSource(box.source)
     box.source = src  # type: ignore[assignment]
@@ -297,7 +297,7 @@ def test_duplicate_overlapping_and_misplaced_refs_are_refused_before_fetching(
     ]
     for batch, exc, words in cases:
         with pytest.raises(exc, match=words):
-            box._run(view.nodes_flow(FrameKind.TOC_NODE, batch))
+            box.run(view.nodes_flow(FrameKind.TOC_NODE, batch))
     assert src.log == []  # refused before any read
     box.close()
 
@@ -310,7 +310,7 @@ def test_a_node_is_checked_before_anything_below_it_is_fetched(tall: dict[int, P
     src = LogSource(box.source)
     box.source = src  # type: ignore[assignment]
     with pytest.raises(IntegrityError, match="commit record"):
-        box._run(view.scan_flow(FrameKind.TOC_NODE, bad, [(b"", b"\xff")]))
+        box.run(view.scan_flow(FrameKind.TOC_NODE, bad, [(b"", b"\xff")]))
     assert len(src.log) == 1
     box.close()
 
@@ -398,7 +398,7 @@ data, pw = tree_cases.CASES[sys.argv[2]]()
 out = {"size": len(data)}
 box = lockbox.Lockbox(BytesSource(data), password=pw)
 toc = box.view.commit.toc
-first = box._run(box.view.root_node_flow(2, toc)).children[0].first_key[1:].decode()
+first = box.run(box.view.root_node_flow(2, toc)).children[0].first_key[1:].decode()
 ops = {"ls": lambda: box.ls(), "ls -R": lambda: box.ls("", recursive=True),
        "stat": lambda: box.stat(first), "verify": lambda: box.verify().problems}
 for name, op in ops.items():
@@ -446,7 +446,7 @@ def test_hostile_cases_are_genuine_archives() -> None:
     for name, build in tree_cases.CASES.items():
         data, pw = build()
         box = lockbox.Lockbox(BytesSource(data), password=pw, cache=0)
-        root = box._run(box.view.root_node_flow(FrameKind.TOC_NODE, box.view.commit.toc))
+        root = box.run(box.view.root_node_flow(FrameKind.TOC_NODE, box.view.commit.toc))
         assert root is not None and root.level >= 1, name
         assert len(tree_cases._HUGE) <= MAX_NODE_PLAIN_SIZE
 

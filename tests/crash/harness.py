@@ -249,7 +249,7 @@ def _space_map(path: str, box: lockbox.Lockbox) -> Any:
 
     fd = os.open(path, os.O_RDONLY)
     try:
-        return SpaceKeeper(fd, box._run).load(box.view)[0]
+        return SpaceKeeper(fd, box.run).load(box.view)[0]
     finally:
         os.close(fd)
 

@@ -194,7 +194,7 @@ def _case(name: str, path: Path, states: dict[int, State], crypto: Any) -> Archi
     data = path.read_bytes()
     with lockbox.open(path, password=PASSWORD, crypto=crypto) as box:
         view = box.view
-        case = ArchiveCase(name, data, states, view.archive_id, box._content_key,
+        case = ArchiveCase(name, data, states, view.archive_id, box.content_key,
                            view.generation, view.commit.archive_end)
     case.fields = structure_fields(case)
     return case

@@ -584,9 +584,9 @@ def check_archives(out: Path, manifest: dict[str, Any]) -> None:
         box.close()
     box = Lockbox.open(out / "multichunk.lbox", password="many chunks")
     try:
-        e = box._run(box.view.stat_flow("big.txt"))
+        e = box.run(box.view.stat_flow("big.txt"))
         assert e.layout == LAYOUT_INDEX and e.chunks == 11, e
-        e = box._run(box.view.stat_flow("eight.txt"))
+        e = box.run(box.view.stat_flow("eight.txt"))
         assert e.layout == LAYOUT_CHUNKS and len(e.refs) == 8, e
     finally:
         box.close()

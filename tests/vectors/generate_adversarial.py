@@ -257,8 +257,8 @@ def file_refs(source: str, password: str, path: str) -> list[tuple[int, int]]:
     import lockbox
 
     with lockbox.open(GOLDEN / source, password=password) as box:
-        entry = box._run(box.view.stat_flow(path))
-        refs = box._run(box.view.content_refs_flow(entry))
+        entry = box.run(box.view.stat_flow(path))
+        refs = box.run(box.view.content_refs_flow(entry))
     return [(r.frame_offset, r.frame_size) for r in refs]
 
 

@@ -715,7 +715,7 @@ class Session:
         box = AsyncLockbox(rec)
         self._plain.clear()
         rec.label = "unlock"
-        box._set_view(await box._run(open_flow(
+        box.set_view(await box.run(open_flow(
             box.crypto, box.codec, password=password or None, identity=ident,
             cache=box.cache)))
         self._box = box
@@ -749,7 +749,7 @@ class Session:
         box = self._need()
         p = normalize_path(path)
         self._label(f"list /{p}")
-        pairs = await box._run(_children_flow(box.view, p))
+        pairs = await box.run(_children_flow(box.view, p))
         cut = len(p.encode()) + 1
         rows = []
         for key, value in pairs:
@@ -789,7 +789,7 @@ class Session:
         return (await box.stat(path)).to_json()
 
     async def _file(self, box: AsyncLockbox, p: str) -> Entry:
-        e = await box._run(box.view.stat_flow(p))
+        e = await box.run(box.view.stat_flow(p))
         if e.type != EntryType.FILE:
             raise UsageError(f"not a file: {p}")
         return e
@@ -801,7 +801,7 @@ class Session:
         kept there when ``keep``."""
         plan = FileReadPlan(e, p, box.crypto)
         while (batch := plan.next_batch()) is not None:
-            chunks = await box._run(_read_chunks_flow(box.view, [(p, e, *batch)], self._plain,
+            chunks = await box.run(_read_chunks_flow(box.view, [(p, e, *batch)], self._plain,
                                                       keep))
             for piece in plan.accept(chunks[0]):
                 yield piece
@@ -821,7 +821,7 @@ class Session:
             return b""
         cs = e.chunk_size
         first, stop = offset // cs, (end - 1) // cs + 1
-        chunks = (await box._run(_read_chunks_flow(box.view, [(p, e, first, stop)],
+        chunks = (await box.run(_read_chunks_flow(box.view, [(p, e, first, stop)],
                                                    self._plain, True)))[0]
         data = b"".join(bytes(c.data) for c in chunks)
         base = first * cs
@@ -858,7 +858,7 @@ class Session:
         box = self._need()
         p = normalize_path(path)
         self._label(f"walk /{p}")
-        walked = await box._run(box.view.walk_flow(p))
+        walked = await box.run(box.view.walk_flow(p))
         if p and len(walked) == 1 and walked[0][0] == p and not walked[0][1].is_dir:
             raise UsageError(f"not a folder: {p}")
         items = [(q, e) for q, e in walked if q != p]
@@ -919,7 +919,7 @@ class Session:
                     self._label(f"zip {len(batch)} file{'s' if len(batch) > 1 else ''} "
                                 f"from /{path}")
                     asks = [(items[k][0], items[k][1], 0, items[k][1].chunks) for k in batch]
-                    got = await box._run(_read_chunks_flow(box.view, asks, self._plain,
+                    got = await box.run(_read_chunks_flow(box.view, asks, self._plain,
                                                            False))
                     ready.update(zip(batch, got))
                 with zf.open(zi, "w", force_zip64=e.size > 0xFFFF0000) as out:

@@ -66,11 +66,17 @@ class _Base:
 
     walk_limits: WalkLimits | None = None
 
-    def _set_view(self, view: ArchiveView) -> None:
+    def set_view(self, view: ArchiveView) -> None:
         if self.walk_limits is not None:
             view.limits = self.walk_limits
         self.view = view
-        self._content_key = view.opener._content_key
+        self._content_key = view.opener.content_key
+
+    @property
+    def content_key(self) -> bytes:
+        """The 32-byte content key (a secret: whoever holds it can read and change the
+        archive). Writers and compaction use it; never log or store it."""
+        return self._content_key
 
     @property
     def archive_id(self) -> str:
@@ -101,7 +107,7 @@ class Lockbox(_Base):
         self._close_source = close_source
         self.pinned_generation = generation
         try:
-            self._set_view(self._run(open_flow(self.crypto, self.codec, password=password,
+            self.set_view(self.run(open_flow(self.crypto, self.codec, password=password,
                                                identity=identity, cache=self.cache,
                                                known_key=known_key, limits=limits,
                                                generation=generation)))
@@ -119,20 +125,20 @@ class Lockbox(_Base):
         path = None if _is_url(loc) else os.path.abspath(loc)
         return cls(open_source(loc), password=password, identity=identity, path=path, **kw)
 
-    def _run(self, flow: Flow[T]) -> T:
+    def run(self, flow: Flow[T]) -> T:
         return run_sync(flow, self.source)
 
-    def _rebase_source(self) -> None:
+    def rebase_source(self) -> None:
         """The archive file was changed by this process's own writer: accept it."""
         rebase = getattr(self.source, "rebase", None)
         if rebase is not None:
             rebase()
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
         """Re-read the superblock (a writer does this under its lock)."""
-        self._rebase_source()
+        self.rebase_source()
         self.cache.clear()
-        self._set_view(self._run(open_flow(
+        self.set_view(self.run(open_flow(
             self.crypto, self.codec, password=None, identity=None, cache=self.cache,
             known_key=(self.view.archive_id, self._content_key))))
 
@@ -143,7 +149,7 @@ class Lockbox(_Base):
 
     def stat(self, path: str) -> EntryInfo:
         p = normalize_path(path)
-        return entry_info(p, self._run(self.view.stat_flow(p)))
+        return entry_info(p, self.run(self.view.stat_flow(p)))
 
     def exists(self, path: str) -> bool:
         try:
@@ -155,14 +161,14 @@ class Lockbox(_Base):
     def ls(self, path: str = "", *, recursive: bool = False) -> list[EntryInfo]:
         p = normalize_path(path)
         if recursive:
-            return [entry_info(q, e) for q, e in self._run(self.view.walk_flow(p))
+            return [entry_info(q, e) for q, e in self.run(self.view.walk_flow(p))
                     if q != p]
         return [entry_info(f"{p}/{name}" if p else name, e)
-                for name, e in self._run(self.view.listdir_flow(p))]
+                for name, e in self.run(self.view.listdir_flow(p))]
 
     def _file_entry(self, path: str) -> tuple[str, Entry]:
         p = normalize_path(path)
-        e = self._run(self.view.stat_flow(p))
+        e = self.run(self.view.stat_flow(p))
         if e.type != EntryType.FILE:
             raise UsageError(f"not a file: {p}")
         return p, e
@@ -170,7 +176,7 @@ class Lockbox(_Base):
     def open_file(self, path: str) -> LockboxFile:
         """A seekable binary file object (wrap in io.BufferedReader for small reads)."""
         p, e = self._file_entry(path)
-        return LockboxFile(self.view, e, p, self._run)
+        return LockboxFile(self.view, e, p, self.run)
 
     def iter_bytes(self, path: str) -> Iterator[memoryview]:
         """The file's content piece by piece; raises IntegrityError before the
@@ -181,7 +187,7 @@ class Lockbox(_Base):
     def _iter_entry(self, p: str, e: Entry) -> Iterator[memoryview]:
         plan = FileReadPlan(e, p, self.crypto)
         while (batch := plan.next_batch()) is not None:
-            yield from plan.accept(self._run(self.view.chunks_flow(e, *batch)))
+            yield from plan.accept(self.run(self.view.chunks_flow(e, *batch)))
 
     def read_bytes(self, path: str) -> bytes:
         return b"".join(self.iter_bytes(path))
@@ -205,7 +211,7 @@ class Lockbox(_Base):
         ``skipped`` (one ``SkippedEntry(path, reason)`` each)."""
         items: dict[str, Entry] = {}
         for p in (paths or [""]):
-            for path, e in self._run(self.view.walk_flow(p)):
+            for path, e in self.run(self.view.walk_flow(p)):
                 if path:
                     items.setdefault(path, e)
         out = Extractor(dest, overwrite=overwrite, preserve_permissions=preserve_permissions,
@@ -216,13 +222,13 @@ class Lockbox(_Base):
         return report
 
     def verify(self, *, progress: Progress | None = None) -> VerifyReport:
-        return self._run(verify_flow(self.view, progress=progress))
+        return self.run(verify_flow(self.view, progress=progress))
 
     def env_get(self, name: str) -> bytes:
-        return self._run(self.view.env_get_flow(name))
+        return self.run(self.view.env_get_flow(name))
 
     def env_items(self) -> list[tuple[str, bytes]]:
-        return self._run(self.view.env_items_flow())
+        return self.run(self.view.env_items_flow())
 
     def env_names(self) -> list[str]:
         return [k for k, _ in self.env_items()]
@@ -259,7 +265,7 @@ class Lockbox(_Base):
         from .wire.constants import FrameKind
         from .write.space import SpaceMap
 
-        items = self._run(self.view.scan_flow(FrameKind.SPACE_NODE, self.view.commit.space,
+        items = self.run(self.view.scan_flow(FrameKind.SPACE_NODE, self.view.commit.space,
                                               [(b"", b"\xff" * 9)]))
         space = SpaceMap.from_items(items)
         return space.reclaimable_bytes(), self.view.commit.archive_end
@@ -300,7 +306,7 @@ class AsyncLockbox(_Base):
         self = cls(source, **kw)
         self.walk_limits = walk_limits
         try:
-            self._set_view(await self._run(open_flow(
+            self.set_view(await self.run(open_flow(
                 self.crypto, self.codec, password=password, identity=identity,
                 cache=self.cache, limits=limits, generation=generation)))
         except BaseException:
@@ -308,7 +314,7 @@ class AsyncLockbox(_Base):
             raise
         return self
 
-    async def _run(self, flow: Flow[T]) -> T:
+    async def run(self, flow: Flow[T]) -> T:
         return await run_async(flow, self.source)
 
     def info(self) -> ArchiveInfo:
@@ -316,37 +322,37 @@ class AsyncLockbox(_Base):
 
     async def stat(self, path: str) -> EntryInfo:
         p = normalize_path(path)
-        return entry_info(p, await self._run(self.view.stat_flow(p)))
+        return entry_info(p, await self.run(self.view.stat_flow(p)))
 
     async def ls(self, path: str = "", *, recursive: bool = False) -> list[EntryInfo]:
         p = normalize_path(path)
         if recursive:
-            return [entry_info(q, e) for q, e in await self._run(self.view.walk_flow(p))
+            return [entry_info(q, e) for q, e in await self.run(self.view.walk_flow(p))
                     if q != p]
         return [entry_info(f"{p}/{name}" if p else name, e)
-                for name, e in await self._run(self.view.listdir_flow(p))]
+                for name, e in await self.run(self.view.listdir_flow(p))]
 
     async def iter_bytes(self, path: str) -> AsyncIterator[memoryview]:
         p = normalize_path(path)
-        e = await self._run(self.view.stat_flow(p))
+        e = await self.run(self.view.stat_flow(p))
         if e.type != EntryType.FILE:
             raise UsageError(f"not a file: {p}")
         plan = FileReadPlan(e, p, self.crypto)
         while (batch := plan.next_batch()) is not None:
-            for piece in plan.accept(await self._run(self.view.chunks_flow(e, *batch))):
+            for piece in plan.accept(await self.run(self.view.chunks_flow(e, *batch))):
                 yield piece
 
     async def read_bytes(self, path: str) -> bytes:
         return b"".join([bytes(p) async for p in self.iter_bytes(path)])
 
     async def verify(self, *, progress: Progress | None = None) -> VerifyReport:
-        return await self._run(verify_flow(self.view, progress=progress))
+        return await self.run(verify_flow(self.view, progress=progress))
 
     async def env_get(self, name: str) -> bytes:
-        return await self._run(self.view.env_get_flow(name))
+        return await self.run(self.view.env_get_flow(name))
 
     async def env_items(self) -> list[tuple[str, bytes]]:
-        return await self._run(self.view.env_items_flow())
+        return await self.run(self.view.env_items_flow())
 
     async def aclose(self) -> None:
         await self.source.aclose()

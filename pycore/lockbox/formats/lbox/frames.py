@@ -98,6 +98,10 @@ class FrameOpener:
         self._content_key = content_key
         self._sessions: dict[bytes, Aead] = {}
 
+    @property
+    def content_key(self) -> bytes:
+        return self._content_key
+
     def _aead_for(self, session_id: bytes) -> Aead:
         aead = self._sessions.get(session_id)
         if aead is None:

@@ -190,7 +190,7 @@ def _check_one_key(crypto: CryptoBackend, codec: CodecBackend, newest: Slot,
         header = _commit_frame_header(newest)
     except LockboxError:
         return  # too malformed to be tried: damage that every key holder sees alike
-    opener = FrameOpener(crypto, codec, newest.archive_id, view.opener._content_key)
+    opener = FrameOpener(crypto, codec, newest.archive_id, view.opener.content_key)
     if header.kind != FrameKind.COMMIT or not opener.authenticates_at(
             newest.commit_frame, header, newest.commit_frame_offset):
         g = view.generation

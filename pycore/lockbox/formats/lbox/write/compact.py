@@ -62,24 +62,24 @@ def compact_archive(box: Lockbox) -> CompactReport:
                            f".{os.path.basename(path)}.{os.getpid()}.lbx-compact")
         keydir = view.keydir
         if not keydir_has_commitment(keydir):  # written before key commitments: upgrade
-            keydir = committed_keydir(box.crypto, view.archive_id, box._content_key,
+            keydir = committed_keydir(box.crypto, view.archive_id, box.content_key,
                                       view.key_slots)
-        write_new_archive(tmp, archive_id=view.archive_id, content_key=box._content_key,
+        write_new_archive(tmp, archive_id=view.archive_id, content_key=box.content_key,
                           keydir=keydir, chunk_size=view.commit.default_chunk_size,
                           overwrite=True, crypto=box.crypto, codec=box.codec,
                           generation=view.generation + 1)
         files = 0
         try:
-            new = Lockbox.open(tmp, known_key=(view.archive_id, box._content_key),
+            new = Lockbox.open(tmp, known_key=(view.archive_id, box.content_key),
                                crypto=box.crypto, codec=box.codec)
             with new, new.writer() as w:
-                for path_in, entry in old._run(view.walk_flow("")):  # type: ignore[attr-defined]
+                for path_in, entry in old.run(view.walk_flow("")):
                     if entry.type == EntryType.FILE:
                         w.copy_file(path_in, entry, _plains(old, view, entry))
                         files += 1
                     else:
                         w.put_entry(path_in, entry)
-                for name, value in old._run(view.env_items_flow()):  # type: ignore[attr-defined]
+                for name, value in old.run(view.env_items_flow()):
                     w.env_set(name, value)
             fd = os.open(tmp, os.O_RDONLY)
             try:
@@ -98,7 +98,7 @@ def compact_archive(box: Lockbox) -> CompactReport:
             if isinstance(exc, OSError):
                 raise StorageError(f"compaction failed: {exc.strerror or exc}") from exc
             raise
-    box._refresh()
+    box.refresh()
     return CompactReport(size_before, os.path.getsize(path), files, box.generation)
 
 
@@ -111,9 +111,9 @@ def _plains(old: object, view: object, entry: Entry):  # type: ignore[no-untyped
         stop = min(entry.chunks, first + per)
 
         def flow(first: int = first, stop: int = stop):  # type: ignore[no-untyped-def]
-            refs = yield from view.chunk_refs_flow(entry, first, stop)  # type: ignore[attr-defined]
+            refs = yield from view.chunk_refs_flow(entry, first, stop)
             blobs = yield Read(tuple(r.byte_range for r in refs))
-            return [view.opener.open_ref_plain(b, r, FrameKind.DATA_CHUNK)  # type: ignore[attr-defined]
+            return [view.opener.open_ref_plain(b, r, FrameKind.DATA_CHUNK)
                     for r, b in zip(refs, blobs)]
 
-        yield from old._run(flow())  # type: ignore[attr-defined]
+        yield from old.run(flow())

@@ -171,7 +171,7 @@ class Writer:
         try:
             _lock(self.fd)
             self._source = _FdSource(self.fd)
-            archive._refresh()  # the committed state under the lock is the truth
+            archive.refresh()  # the committed state under the lock is the truth
             self._begin(archive.view, level)
         except BaseException:
             os.close(self.fd)
@@ -185,8 +185,8 @@ class Writer:
         self.codec = self._archive.codec
         self.generation = view.generation + 1
         self.sealer = FrameSealer(self.crypto, self.codec, view.archive_id,
-                                  self._archive._content_key, level)
-        self._keeper = SpaceKeeper(self.fd, self._run)
+                                  self._archive.content_key, level)
+        self._keeper = SpaceKeeper(self.fd, self.run)
         if space is None:
             # The durable commit's map; finish any redaction an earlier session left.
             self.space, self._map_tail = self._keeper.load(view)
@@ -218,7 +218,7 @@ class Writer:
         # tree: nothing below them can exist there, so no tree lookup is needed.
         self._new_dirs: set[str] = set()
 
-    def _run(self, flow: Flow[object]) -> object:
+    def run(self, flow: Flow[object]) -> object:
         return run_sync(flow, self._source)
 
     # -- lookups (staged changes first, then the committed tree) -----------------
@@ -231,7 +231,7 @@ class Writer:
             return self.toc_changes[key]
         if split_path(path)[0] in self._new_dirs or self.view.commit.toc.empty:
             return None
-        v = self._run(self.view.get_flow(FrameKind.TOC_NODE, self.view.commit.toc, key))
+        v = self.run(self.view.get_flow(FrameKind.TOC_NODE, self.view.commit.toc, key))
         return None if v is None else decode_entry(v)  # type: ignore[arg-type]
 
     def exists(self, path: str) -> bool:
@@ -612,7 +612,7 @@ class Writer:
     def _subtree(self, path: str) -> list[bytes]:
         """Keys of every (staged or committed) descendant of directory ``path``."""
         ranges = subtree_ranges(path)
-        pairs = self._run(self.view.scan_flow(FrameKind.TOC_NODE, self.view.commit.toc, ranges))
+        pairs = self.run(self.view.scan_flow(FrameKind.TOC_NODE, self.view.commit.toc, ranges))
         keys = {k for k, _ in pairs}  # type: ignore[attr-defined]
         for k, v in self.toc_changes.items():
             if any(lo <= k < hi for lo, hi in ranges):
@@ -689,7 +689,7 @@ class Writer:
         if key in self.env_changes:
             present = self.env_changes[key] is not None
         else:
-            v = self._run(self.view.get_flow(FrameKind.ENV_NODE, self.view.commit.env, key))
+            v = self.run(self.view.get_flow(FrameKind.ENV_NODE, self.view.commit.env, key))
             present = v is not None
         if not present:
             raise NotFoundError(f"no such env value: {name}")
@@ -700,7 +700,7 @@ class Writer:
     def add_password(self, password: str | bytes,
                      params: Argon2Params = DEFAULT_ARGON2) -> int:
         check_password_slot_room(self.key_slots, adding=1)
-        slot = new_password_slot(self.crypto, self.view.archive_id, self._archive._content_key,
+        slot = new_password_slot(self.crypto, self.view.archive_id, self._archive.content_key,
                                  password, params, {s.slot_id for s in self.key_slots})
         self.key_slots.append(slot)
         self._keys_changed = True
@@ -708,7 +708,7 @@ class Writer:
 
     def add_recipient(self, recipient: Recipient) -> int:
         slot = new_recipient_slot(self.crypto, self.view.archive_id,
-                                  self._archive._content_key, recipient,
+                                  self._archive.content_key, recipient,
                                   {s.slot_id for s in self.key_slots})
         self.key_slots.append(slot)
         self._keys_changed = True
@@ -761,12 +761,12 @@ class Writer:
             check_password_slot_room(self.key_slots)
         encoded = {k: (None if e is None else encode_entry(e))
                    for k, e in self.toc_changes.items()}
-        toc: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
+        toc: TreeUpdate = self.run(update_tree_flow(  # type: ignore[assignment]
             old, FrameKind.TOC_NODE, old.commit.toc, encoded, self._emit))  # type: ignore[arg-type]
         if not encoded:  # unchanged: keep the root listing too
             toc = TreeUpdate(old.commit.toc, {}, old.commit.root_leaves,
                              old.commit.root_leaves_complete)
-        env: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
+        env: TreeUpdate = self.run(update_tree_flow(  # type: ignore[assignment]
             old, FrameKind.ENV_NODE, old.commit.env, self.env_changes, self._emit))  # type: ignore[arg-type]
         stats = _apply_stats(old.commit.stats, toc, self.toc_changes)
         keydir_field: bytes | ExternalKeydir
@@ -774,7 +774,7 @@ class Writer:
         # first commit that has the key (docs/FORMAT.md §6, §20).
         if rekey:
             keydir = committed_keydir(self.crypto, old.archive_id,
-                                      self._archive._content_key, self.key_slots)
+                                      self._archive.content_key, self.key_slots)
             page = encode_keydir_page(old.archive_id, keydir, self.generation)
             page_offset = self.pages.write_page(page)
             for rec in space.pages.values():  # the previous copies are now dead
@@ -821,7 +821,7 @@ class Writer:
         tail_start = self.pages.end_offset
         items = space.items()
         items[TAIL_KEY] = encode_tail(tail_start)
-        space_update: TreeUpdate = self._run(update_tree_flow(  # type: ignore[assignment]
+        space_update: TreeUpdate = self.run(update_tree_flow(  # type: ignore[assignment]
             None, FrameKind.SPACE_NODE, EMPTY_TREE, items, self._emit,  # type: ignore[arg-type]
             inline_ok=False))  # the map's root is never inline: the slot's room is spent
         self.pages.close_page()
@@ -848,12 +848,12 @@ class Writer:
         # The commit is durable: from here on an abort must keep it (not go back).
         self.view = view
         self.pages.taken.clear()
-        self._archive._set_view(view)
-        self._archive._rebase_source()
+        self._archive.set_view(view)
+        self._archive.rebase_source()
         # Now destroy what it freed (redaction). If this fails, the next writer (or
         # the abort below this commit) finishes it from the durable map's DEAD records.
         self.redacted_bytes = self._keeper.redact(space, self.generation)
-        self._archive._rebase_source()
+        self._archive.rebase_source()
         self._begin(view, self.sealer.level, (space, tail_start))
         return view
 
@@ -877,7 +877,7 @@ class Writer:
         if self._slot_attempted:
             attempted, self._slot_attempted = self._slot_attempted, 0
             try:
-                self._archive._refresh()
+                self._archive.refresh()
                 if self._archive.view.generation == attempted:
                     self.pages.taken.clear()
                     self._begin(self._archive.view, self.sealer.level)
@@ -890,7 +890,7 @@ class Writer:
         except (OSError, LockboxError):
             pass  # unreferenced bytes are harmless: only the byte-identity is lost
         try:
-            self._archive._rebase_source()
+            self._archive.rebase_source()
         except LockboxError:
             pass
         # Forget everything staged: the changes, the known directories, the key
