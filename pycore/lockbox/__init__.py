@@ -15,9 +15,10 @@ from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .extract import ExtractReport
 from .formats.lbox.archive import AsyncLockbox, Lockbox
+from .formats.lbox.info import ArchiveInfo
 from .formats.lbox.keys import Argon2Params, Identity, Recipient, UnlockLimits
 from .formats.lbox.verify import VerifyReport
-from .info import ArchiveInfo, EntryInfo
+from .info import EntryInfo
 
 __version__ = "0.1.0"
 

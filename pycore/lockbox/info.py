@@ -1,18 +1,12 @@
-"""Public, read-only descriptions of entries and archives."""
+"""Public, read-only descriptions of archive entries, the same for every format."""
 
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from .formats.lbox.wire.constants import FORMAT_VERSION, EntryType
-from .formats.lbox.wire.entry import Entry
-from .formats.lbox.wire.keydir import KeySlot, PasswordSlot, RecipientSlot
-
-__all__ = ["EntryInfo", "ArchiveInfo", "SlotInfo", "entry_info"]
-
-_TYPE_NAMES = {EntryType.FILE: "file", EntryType.DIR: "dir", EntryType.SYMLINK: "symlink"}
+__all__ = ["EntryInfo"]
 
 
 @dataclass(frozen=True)
@@ -51,56 +45,11 @@ class EntryInfo:
         if self.type != "file":
             for k in ("size", "stored_size", "blake3"):
                 d.pop(k)
+        elif not self.blake3:  # a format without content hashes
+            d.pop("blake3")
         if self.type != "symlink":
             d.pop("target")
         for k in ("owner", "group"):
             if not d[k]:
                 d.pop(k)
         return d
-
-
-def entry_info(path: str, e: Entry) -> EntryInfo:
-    return EntryInfo(path, _TYPE_NAMES[e.type], e.mode, e.mtime_ns, e.size, e.stored_size,
-                     e.content_hash.hex(), e.target)
-
-
-@dataclass(frozen=True)
-class SlotInfo:
-    slot_id: int
-    kind: str  # "password" or "recipient"
-    detail: str
-
-    @classmethod
-    def of(cls, s: KeySlot) -> SlotInfo:
-        if isinstance(s, PasswordSlot):
-            mem = (f"{s.memory_kib // 1024} MiB" if s.memory_kib % 1024 == 0
-                   else f"{s.memory_kib} KiB")
-            return cls(s.slot_id, "password",
-                       f"argon2id m={mem} t={s.time_cost} p={s.parallelism}")
-        if isinstance(s, RecipientSlot):
-            return cls(s.slot_id, "recipient", "ml-kem-1024 (recipient not recorded)")
-        return cls(s.slot_id, "unusable", s.reason)
-
-
-@dataclass(frozen=True)
-class ArchiveInfo:
-    archive_id: str
-    generation: int
-    committed_at: str
-    archive_size: int | None
-    archive_end: int
-    files: int
-    dirs: int
-    symlinks: int
-    file_bytes: int
-    stored_bytes: int
-    chunk_size: int
-    toc_height: int
-    env_count: int
-    slots: list[SlotInfo] = field(default_factory=list)
-    unlocked_slot: int = 0
-    format_version: int = FORMAT_VERSION
-    key_commitment: bool = True  # False: a version-1 key directory (FORMAT §17.6)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)

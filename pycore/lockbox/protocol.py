@@ -10,7 +10,9 @@ local file, HTTP Range or the browser, driven by ``lockbox.drivers``; a caller
 never touches a format's internals.
 
 Paths are ``/``-separated, relative, without ``.``/``..`` components; the root is
-``""``. A path component that is not UTF-8 in the archive is decoded with
+``""``. Sessions may offer more (an ``.lbox`` session has ``view``, the format's own
+reader, for its env values and key slots); generic callers use only this protocol.
+A path component that is not UTF-8 in the archive is decoded with
 ``surrogateescape`` (as ``os.fsdecode`` does on POSIX), so it round-trips to the
 original bytes with ``os.fsencode``.
 """
@@ -93,6 +95,13 @@ class FormatSession(Protocol):
     def read_flow(self, path: str, offset: int, size: int) -> Flow[bytes]:
         """Up to ``size`` bytes of a file from ``offset`` (short only at the end), every
         byte authenticated or checksummed before it is returned."""
+        ...
+
+    def stream_flow(self, path: str, sink: Callable[[bytes | memoryview], None]
+                    ) -> Flow[int]:
+        """The whole file, in order, piece by piece to ``sink``; returns its size. The
+        whole-file check (hash, CRC) runs before the last piece is handed over, so a
+        consumer that commits only after the flow returns never commits bad data."""
         ...
 
     def verify_flow(self, progress: Callable[[str, int], None] | None = None

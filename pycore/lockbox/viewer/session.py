@@ -55,6 +55,7 @@ from ..errors import (
 )
 from ..extract import link_escape, safe_mode
 from ..formats.lbox.archive import AsyncLockbox
+from ..formats.lbox.info import entry_info
 from ..formats.lbox.keys import Identity
 from ..formats.lbox.reading import FileReadPlan
 from ..formats.lbox.view import ArchiveView, ChunkData
@@ -63,7 +64,7 @@ from ..formats.lbox.wire.entry import Entry, normalize_path
 from ..formats.lbox.wire.keydir import PasswordSlot, RecipientSlot, decode_keydir
 from ..formats.lbox.wire.refs import Ref
 from ..formats.lbox.wire.superblock import decode_superblock
-from ..info import EntryInfo, entry_info
+from ..info import EntryInfo
 from ..ranges import ByteRange, coalesce
 from ..sources import is_url
 from ..sources.base import AsyncRangeSource, SourceStats

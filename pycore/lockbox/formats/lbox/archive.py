@@ -18,10 +18,11 @@ from ...crypto.base import CryptoBackend
 from ...drivers import Flow, run_async, run_sync
 from ...errors import NotFoundError, UnsafePathError, UsageError
 from ...extract import Extractor, ExtractReport
-from ...info import ArchiveInfo, EntryInfo, SlotInfo, entry_info
+from ...info import EntryInfo
 from ...platform import default_codec, default_crypto
 from ...sources.base import AsyncRangeSource, RangeSource
 from .fileobj import LockboxFile
+from .info import ArchiveInfo, SlotInfo, entry_info
 from .keys import Identity, UnlockLimits
 from .opening import open_flow
 from .reading import FileReadPlan

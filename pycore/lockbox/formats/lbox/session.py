@@ -1,0 +1,178 @@
+"""The ``.lbox`` format behind the format-neutral protocol (``lockbox.protocol``).
+
+:class:`LboxFormat` recognises the superblock magic and opens (unlocks) an archive
+with :func:`~lockbox.formats.lbox.opening.open_flow`; :class:`LboxSession` answers the
+protocol's flows from an :class:`~lockbox.formats.lbox.view.ArchiveView`. Secrets and
+settings come in :class:`~lockbox.protocol.OpenOptions`:
+
+* ``secrets``: ``password`` (str or bytes), ``identity`` (an ``Identity``),
+  ``known_key`` (``(archive_id, content_key)``, for a writer's own re-open);
+* ``settings``: ``crypto``, ``codec``, ``cache`` (a ``PageCache`` or a limit),
+  ``limits`` (``UnlockLimits``), ``generation`` (an older commit, read-only),
+  ``walk_limits`` (``WalkLimits``).
+
+The session also exposes ``view`` (the ``.lbox`` reader itself) for what only this
+format has: env values, key slots, the commit record.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from ...cache import PageCache
+from ...drivers import Flow
+from ...errors import InvalidPathError, LockboxError
+from ...info import EntryInfo
+from ...platform import default_codec, default_crypto
+from ...protocol import CheckReport, Emit, OpenOptions, SessionInfo
+from .info import entry_info
+from .opening import open_flow
+from .reading import FileReadPlan
+from .verify import verify_flow
+from .view import ArchiveView
+from .wire.constants import SLOT_MAGIC, SLOT_SIZE, EntryType, FrameKind
+from .wire.entry import decode_entry, key_path, normalize_path, subtree_ranges
+from .wire.keydir import keydir_has_commitment
+from .wire.node import Leaf, Node
+from .wire.refs import Ref
+
+__all__ = ["LboxFormat", "LboxSession", "EMIT_BATCH"]
+
+EMIT_BATCH = 4096  # entries handed to ``emit`` at a time by walk_flow
+
+
+class LboxFormat:
+    """The lockbox archive format (docs/FORMAT.md)."""
+
+    name: ClassVar[str] = "lbox"
+    title: ClassVar[str] = "lockbox archive"
+    extensions: ClassVar[tuple[str, ...]] = (".lbox",)
+    probe_size: ClassVar[int] = SLOT_SIZE + len(SLOT_MAGIC)
+    encrypted: ClassVar[bool] = True
+    writable: ClassVar[bool] = True
+
+    @staticmethod
+    def probe(head: bytes) -> bool:
+        """Either superblock slot starts with the magic (slot 0 may be damaged)."""
+        return head[:len(SLOT_MAGIC)] == SLOT_MAGIC or \
+            head[SLOT_SIZE:SLOT_SIZE + len(SLOT_MAGIC)] == SLOT_MAGIC
+
+    def open_flow(self, size: int | None, options: OpenOptions) -> Flow[LboxSession]:
+        s, st = options.secrets, options.settings
+        cache = st.get("cache", "auto")
+        view = yield from open_flow(
+            st.get("crypto") or default_crypto(), st.get("codec") or default_codec(),
+            password=s.get("password"), identity=s.get("identity"),
+            cache=cache if isinstance(cache, PageCache) else PageCache(cache),
+            known_key=s.get("known_key"), limits=st.get("limits"),
+            generation=st.get("generation"))
+        if st.get("walk_limits") is not None:
+            view.limits = st["walk_limits"]
+        return LboxSession(view, size)
+
+
+class LboxSession:
+    """One unlocked ``.lbox`` archive at one commit, behind the protocol."""
+
+    def __init__(self, view: ArchiveView, size: int | None) -> None:
+        self.view = view
+        self.size = size
+
+    def info(self) -> SessionInfo:
+        v, c = self.view, self.view.commit
+        stats = c.stats
+        details: dict[str, Any] = {
+            "archive_id": v.archive_id.hex(), "generation": c.generation,
+            "committed_at": _dt.datetime.fromtimestamp(c.time_ns / 1e9, _dt.UTC).isoformat(),
+            "format_version": v.slot.version,
+            "key_commitment": keydir_has_commitment(v.keydir),
+            "files": stats.files, "dirs": stats.dirs, "symlinks": stats.symlinks,
+            "stored_bytes": stats.stored_bytes, "chunk_size": c.default_chunk_size,
+            "key_slots": len(v.key_slots), "env_values": c.env.count,
+        }
+        return SessionInfo("lbox", True, self.size,
+                           entries=stats.files + stats.dirs + stats.symlinks,
+                           file_bytes=stats.file_bytes, details=details)
+
+    def stat_flow(self, path: str) -> Flow[EntryInfo]:
+        p = normalize_path(path)
+        return entry_info(p, (yield from self.view.stat_flow(p)))
+
+    def listdir_flow(self, path: str) -> Flow[list[EntryInfo]]:
+        p = normalize_path(path)
+        items = yield from self.view.listdir_flow(p)
+        return [entry_info(f"{p}/{name}" if p else name, e) for name, e in items]
+
+    def walk_flow(self, path: str, emit: Emit) -> Flow[None]:
+        """Streams the TOC leaves (TOC key order puts a directory before its contents):
+        one round trip per tree level, memory bounded by the view's walk limits."""
+        p = normalize_path(path)
+        if p:
+            own = yield from self.view.stat_flow(p)
+            if own.type != EntryType.DIR:
+                emit([entry_info(p, own)])
+                return
+        batch: list[EntryInfo] = []
+        spans = sorted(subtree_ranges(p))
+
+        def visit(node: Node, ref: Ref | None) -> None:
+            if not isinstance(node, Leaf):
+                return
+            keys, values = node.keys, node.values
+            for lo, hi in spans:  # disjoint, in key order: the output stays in key order
+                for j in range(bisect_left(keys, lo), bisect_left(keys, hi)):
+                    batch.append(entry_info(key_path(keys[j]),
+                                            decode_entry(values[j], lazy_refs=True)))
+            if len(batch) >= EMIT_BATCH:
+                emit(batch[:])
+                batch.clear()
+
+        yield from self.view.walk_tree_flow(FrameKind.TOC_NODE, self.view.commit.toc, visit,
+                                            ranges=spans)
+        if batch:
+            emit(batch)
+
+    def _file(self, path: str) -> Flow[tuple[str, Any]]:
+        p = normalize_path(path)
+        e = yield from self.view.stat_flow(p)
+        if e.type != EntryType.FILE:
+            raise InvalidPathError(f"not a file: {p}")
+        return p, e
+
+    def read_flow(self, path: str, offset: int, size: int) -> Flow[bytes]:
+        """Only the chunks covering the range are fetched; each is authenticated (AEAD,
+        pinned tag, file id and chunk number) before its bytes are returned."""
+        _, e = yield from self._file(path)
+        if offset < 0 or size < 0:
+            raise InvalidPathError("negative offset or size")
+        end = min(e.size, offset + size)
+        if offset >= end:
+            return b""
+        cs = e.chunk_size
+        first, stop = offset // cs, (end - 1) // cs + 1
+        chunks = yield from self.view.chunks_flow(e, first, stop)
+        data = b"".join(bytes(c.data) for c in chunks)
+        start = offset - first * cs
+        return data[start:start + (end - offset)]
+
+    def stream_flow(self, path: str, sink: Callable[[bytes | memoryview], None]) -> Flow[int]:
+        p, e = yield from self._file(path)
+        plan = FileReadPlan(e, p, self.view.opener.crypto)
+        total = 0
+        while (batch := plan.next_batch()) is not None:
+            for piece in plan.accept((yield from self.view.chunks_flow(e, *batch))):
+                sink(piece)
+                total += len(piece)
+        return total
+
+    def verify_flow(self, progress: Callable[[str, int], None] | None = None
+                    ) -> Flow[CheckReport]:
+        try:
+            report = yield from verify_flow(self.view, progress=progress)
+        except LockboxError as exc:  # a structure too damaged to walk
+            return CheckReport(problems=[f"{type(exc).__name__}: {exc}"])
+        return CheckReport(entries_checked=report.files_checked,
+                           bytes_checked=report.bytes_checked, problems=list(report.problems))

@@ -1,0 +1,1 @@
+"""Tests of lockbox.formats.lbox behind the format-neutral protocol."""
