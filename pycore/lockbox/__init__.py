@@ -20,7 +20,7 @@ from .formats.lbox.keys import Argon2Params, Identity, Recipient, UnlockLimits
 from .formats.lbox.verify import VerifyReport
 from .info import EntryInfo
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place: pyproject.toml (dynamic version) reads it
 
 __all__ = [
     "open", "open_async", "create", "Lockbox", "AsyncLockbox", "EntryInfo", "ArchiveInfo",

@@ -1,11 +1,15 @@
 """lockbox_server: serves lockbox archives by HTTP Range (and the viewer). It never decrypts.
 
 * :func:`create_app` builds the Starlette app;
-* :func:`serve` runs it under uvicorn until interrupted (``lockbox serve``,
-  ``python -m lockbox_server``);
+* :func:`serve` runs it under uvicorn until interrupted (``lockbox serve``; the same
+  command line is ``python -m lockbox_server``);
 * :func:`running` runs it in a background thread (tests, tools);
 * :func:`archive_urls` names the archives a server of a directory serves
-  (the ``lockbox serve`` banner).
+  (the ``lockbox serve`` banner);
+* :func:`default_site_dir` finds the built viewer (``$LOCKBOX_SITE``, the viewer packaged
+  in ``lockbox_server/viewer/``, else the checkout's ``dist/site``).
+
+Installed with lockbox's ``server`` extra: ``pip install 'lockbox[server]'``.
 
 See docs/SERVER.md for the HTTP behaviour.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 from .app import LISTING_LIMIT, archive_urls, create_app, list_archives, safe_archive_path
 from .runner import running, serve
 from .site import MIME_TYPES, SITE_CSP
+from .sitedir import default_site_dir
 
 __all__ = [
     "LISTING_LIMIT",
@@ -22,6 +27,7 @@ __all__ = [
     "SITE_CSP",
     "archive_urls",
     "create_app",
+    "default_site_dir",
     "list_archives",
     "running",
     "safe_archive_path",
