@@ -8,25 +8,31 @@ directory stay the same (the key slots bind the archive id), so every
 password and identity keeps working; nothing freed, stale or garbage is
 carried over. The old file keeps its writer lock until the rename, so no
 other writer can commit in between.
+
+``box`` is any :class:`~.target.WritableArchive` (``Lockbox``); the new file is
+opened with the same kind of archive object, ``type(box).open(...)``, so this
+module never imports the facade.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from ....drivers import Flow, Read
 from ....errors import StorageError
 from ..keys import committed_keydir
 from ..reading import BATCH_BYTES
+from ..view import ArchiveView
 from ..wire.constants import EntryType, FrameKind
 from ..wire.entry import Entry
 from ..wire.keydir import keydir_has_commitment
 from .newarchive import write_new_archive
-
-if TYPE_CHECKING:
-    from ..archive import Lockbox
+from .target import WritableArchive
+from .writer import Writer
 
 __all__ = ["CompactReport", "compact_archive"]
 
@@ -43,14 +49,15 @@ class CompactReport:
         return self.size_before - self.size_after
 
 
-def compact_archive(box: Lockbox) -> CompactReport:
-    """Rewrite ``box`` (a local archive) compactly; ``box`` then reads the new file."""
-    from ..archive import Lockbox
+def compact_archive(box: WritableArchive) -> CompactReport:
+    """Rewrite ``box`` (a local archive) compactly; ``box`` then reads the new file.
 
+    ``Lockbox.compact`` is the public entry (it refuses an archive opened at a pinned
+    generation first)."""
     if box.path is None:
         raise StorageError("only a local archive file can be compacted")
     path = box.path
-    with box.writer() as old:  # the lock (and any pending redaction)
+    with Writer(box) as old:  # the lock (and any pending redaction)
         view = old.view
         size_before = os.fstat(old.fd).st_size
         need = view.commit.stats.stored_bytes + 2 * view.commit.toc.count * 200 + (1 << 20)
@@ -70,9 +77,9 @@ def compact_archive(box: Lockbox) -> CompactReport:
                           generation=view.generation + 1)
         files = 0
         try:
-            new = Lockbox.open(tmp, known_key=(view.archive_id, box.content_key),
-                               crypto=box.crypto, codec=box.codec)
-            with new, new.writer() as w:
+            new = type(box).open(tmp, known_key=(view.archive_id, box.content_key),
+                                 crypto=box.crypto, codec=box.codec)
+            with contextlib.closing(new), Writer(new) as w:
                 for path_in, entry in old.run(view.walk_flow("")):
                     if entry.type == EntryType.FILE:
                         w.copy_file(path_in, entry, _plains(old, view, entry))
@@ -99,18 +106,17 @@ def compact_archive(box: Lockbox) -> CompactReport:
                 raise StorageError(f"compaction failed: {exc.strerror or exc}") from exc
             raise
     box.refresh()
-    return CompactReport(size_before, os.path.getsize(path), files, box.generation)
+    return CompactReport(size_before, os.path.getsize(path), files,
+                         box.view.generation)
 
 
-def _plains(old: object, view: object, entry: Entry):  # type: ignore[no-untyped-def]
+def _plains(old: Writer, view: ArchiveView, entry: Entry) -> Iterator[bytes]:
     """The authenticated frame plaintexts of a file's chunks, in order, in batches."""
-    from ....drivers import Read
-
     per = max(1, BATCH_BYTES // entry.chunk_size)
     for first in range(0, entry.chunks, per):
         stop = min(entry.chunks, first + per)
 
-        def flow(first: int = first, stop: int = stop):  # type: ignore[no-untyped-def]
+        def flow(first: int = first, stop: int = stop) -> Flow[list[bytes]]:
             refs = yield from view.chunk_refs_flow(entry, first, stop)
             blobs = yield Read(tuple(r.byte_range for r in refs))
             return [view.opener.open_ref_plain(b, r, FrameKind.DATA_CHUNK)

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, TypeVar
 
 from ....drivers import Flow, run_sync
 from ....errors import (
@@ -82,12 +82,12 @@ from .pages import PageWriter
 from .pipeline import Prepared, SmallFile, SmallFilePipeline, resolve_jobs
 from .space import FREE, KEYDIR, TAIL_KEY, SpaceMap, encode_tail
 from .spacekeeper import SpaceKeeper
+from .target import WritableArchive
 from .tree import TreeUpdate, update_tree_flow
 
-if TYPE_CHECKING:
-    from ..archive import Lockbox
-
 __all__ = ["Writer", "Progress"]
+
+T = TypeVar("T")
 
 Progress = Callable[[str, int], None]  # (archive path, bytes just added)
 _NOT_LAST = encode_meta(None)
@@ -159,7 +159,7 @@ class Writer:
     previous commit, byte for byte).
     """
 
-    def __init__(self, archive: Lockbox, *, level: int = 3) -> None:
+    def __init__(self, archive: WritableArchive, *, level: int = 3) -> None:
         if archive.path is None:
             raise UsageError("only a local archive file can be written")
         self._archive = archive
@@ -218,7 +218,8 @@ class Writer:
         # tree: nothing below them can exist there, so no tree lookup is needed.
         self._new_dirs: set[str] = set()
 
-    def run(self, flow: Flow[object]) -> object:
+    def run(self, flow: Flow[T]) -> T:
+        """Run a read flow on the archive through this writer's own fd."""
         return run_sync(flow, self._source)
 
     # -- lookups (staged changes first, then the committed tree) -----------------
