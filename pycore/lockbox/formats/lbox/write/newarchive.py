@@ -20,25 +20,16 @@ from ..keys import (
     new_password_slot,
     new_recipient_slot,
 )
-from ..wire.commit import EMPTY_TREE, CommitRecord, encode_commit
+from ..wire.commit import EMPTY_TREE, CommitRecord
 from ..wire.constants import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_SIZE,
     MIN_CHUNK_SIZE,
-    SLOT_SIZE,
     SUPERBLOCK_SIZE,
-    FrameKind,
 )
 from ..wire.keydir import KeySlot
 from ..wire.page import encode_keydir_page
-from ..wire.superblock import (
-    ExternalKeydir,
-    Slot,
-    commit_frame_offset,
-    encode_slot,
-    keydir_fits_inline,
-    slot_offset,
-)
+from .commit import keydir_field_for, write_commit_slot
 
 __all__ = ["create_archive", "write_new_archive"]
 
@@ -83,20 +74,19 @@ def write_new_archive(path: str, *, archive_id: bytes, content_key: bytes, keydi
     # The key directory always gets a KEYDIR page right after the superblock (a copy for
     # recovery scanners); the slot holds it inline when it fits, else points at the page.
     keydir_page = encode_keydir_page(archive_id, keydir, generation)
-    keydir_field: bytes | ExternalKeydir = keydir if keydir_fits_inline(len(keydir)) else \
-        ExternalKeydir(SUPERBLOCK_SIZE, len(keydir), hashlib.sha256(keydir).digest())
+    keydir_field = keydir_field_for(keydir, SUPERBLOCK_SIZE)
     record = CommitRecord(
         generation=generation, time_ns=time.time_ns(),
         archive_end=SUPERBLOCK_SIZE + len(keydir_page),
         default_chunk_size=chunk_size, keydir_sha256=hashlib.sha256(keydir).digest(),
         toc=EMPTY_TREE, env=EMPTY_TREE, space=None)
-    sealer = FrameSealer(crypto, codec, archive_id, content_key)
-    slot_no = generation % 2
-    frame, _ = sealer.seal(FrameKind.COMMIT, generation, commit_frame_offset(slot_no, keydir_field),
-                           sealer.encode_plain(encode_commit(record), compress=False))
     image = bytearray(SUPERBLOCK_SIZE)
-    image[slot_offset(slot_no):slot_offset(slot_no) + SLOT_SIZE] = encode_slot(
-        Slot(slot_no, archive_id, generation, keydir_field, frame))
+
+    def put(data: bytes, offset: int) -> None:
+        image[offset:offset + len(data)] = data
+
+    write_commit_slot(put, FrameSealer(crypto, codec, archive_id, content_key), archive_id,
+                      record, keydir_field)
     image += keydir_page
     directory = os.path.dirname(path)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.lbx-new")

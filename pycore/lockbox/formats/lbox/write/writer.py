@@ -72,12 +72,8 @@ from ..wire.refs import Ref
 from ..wire.superblock import (
     SLOT_CAPACITY,
     ExternalKeydir,
-    Slot,
-    commit_frame_offset,
-    encode_slot,
-    keydir_fits_inline,
-    slot_offset,
 )
+from .commit import keydir_field_for, write_commit_slot
 from .pages import PageWriter
 from .pipeline import Prepared, SmallFile, SmallFilePipeline, resolve_jobs
 from .space import FREE, KEYDIR, TAIL_KEY, SpaceMap, encode_tail
@@ -783,8 +779,7 @@ class Writer:
                     rec.live = 0
             space.add_page(page_offset, KEYDIR, len(page),
                            PAGE_HEADER_SIZE + 16 + len(keydir))
-            keydir_field = keydir if keydir_fits_inline(len(keydir)) else ExternalKeydir(
-                page_offset, len(keydir), hashlib.sha256(keydir).digest())
+            keydir_field = keydir_field_for(keydir, page_offset)
         else:  # unchanged: the same inline bytes, or the same KEYDIR page
             keydir, keydir_field = old.keydir, old.slot.keydir
         record = self._record(old, toc, env, stats, keydir, 0, None)
@@ -830,17 +825,15 @@ class Writer:
         end = self.pages.end_offset
         _fsync(self.fd)
         record = self._record(old, toc, env, stats, keydir, end, space_update.root)
-        slot_no = self.generation % 2
-        offset = commit_frame_offset(slot_no, keydir_field)
-        frame, _ = self.sealer.seal(FrameKind.COMMIT, self.generation, offset,
-                                    self.sealer.encode_plain(encode_commit(record),
-                                                             compress=False))
-        slot = Slot(slot_no, old.archive_id, self.generation, keydir_field, frame)
-        image = encode_slot(slot)
-        # From here on the new commit may be durable even if a write or fsync fails:
-        # abort() then re-reads the superblock instead of rolling back blindly.
-        self._slot_attempted = self.generation
-        self.pages._pwrite(image, slot_offset(slot_no))
+
+        def write_slot(image: bytes, offset: int) -> None:
+            # From here on the new commit may be durable even if a write or fsync fails:
+            # abort() then re-reads the superblock instead of rolling back blindly.
+            self._slot_attempted = self.generation
+            self.pages._pwrite(image, offset)
+
+        slot = write_commit_slot(write_slot, self.sealer, old.archive_id, record,
+                                 keydir_field)
         _fsync(self.fd)
         if os.fstat(self.fd).st_size > end:
             os.ftruncate(self.fd, end)  # garbage of an earlier, aborted session
