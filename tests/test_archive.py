@@ -242,9 +242,10 @@ def test_open_file_seek_and_read_across_chunk_boundaries(make_archive):
             assert _read_exactly(raw, n) == data[off:off + n]
             buffered.seek(off)
             assert buffered.read(n) == data[off:off + n]
-        # a raw read never crosses a chunk boundary, but never returns empty before EOF
+        # a raw read may cross a chunk boundary (it reads ahead in windows) and never
+        # returns empty before EOF
         raw.seek(CHUNK - 3)
-        assert raw.read(10) == data[CHUNK - 3:CHUNK]
+        assert raw.read(10) == data[CHUNK - 3:CHUNK + 7]
         assert raw.seek(-5, io.SEEK_END) == size - 5
         assert raw.read(100) == data[-5:]
         assert raw.read(100) == b""

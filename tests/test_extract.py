@@ -248,12 +248,12 @@ def test_a_failed_file_leaves_no_temporary_file(tmp_path: Path, make_archive) ->
     path = make_archive({"d/f": b"x" * 10_000})
     dest = tmp_path / "out"
 
-    def failing(path: str, entry: object):
+    def failing(path: str):
         yield memoryview(b"partial")
         raise lockbox.IntegrityError(f"{path}: content does not match")
 
     with _open(path) as box:
-        items = [(p, e) for p, e in box.run(box.view.walk_flow("")) if p]
+        items = list(box.iter_entries())
     with pytest.raises(lockbox.IntegrityError):
         extract_mod.Extractor(dest).run(items, failing)
     assert os.listdir(dest / "d") == []

@@ -4,6 +4,9 @@
 >>> lockbox.create("a.lbox", password="pw")
 >>> with lockbox.open("a.lbox", password="pw") as box, box.writer() as w:
 ...     w.add_bytes("hello.txt", b"hi")
+
+``lockbox.open`` reads every registered format (``.lbox``, ``.uri``): it gives an
+:class:`Archive` (a :class:`Lockbox` for a ``.lbox`` archive).
 """
 
 from __future__ import annotations
@@ -13,31 +16,41 @@ from typing import Any
 
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
-from .extract import ExtractReport
+from .extract import ExtractReport, SkippedEntry
+from .facade import Archive, ArchiveFile, AsyncArchive
 from .formats.lbox.archive import AsyncLockbox, Lockbox
 from .formats.lbox.info import ArchiveInfo
 from .formats.lbox.keys import Argon2Params, Identity, Recipient, UnlockLimits
 from .formats.lbox.verify import VerifyReport
 from .info import EntryInfo
+from .protocol import CheckReport, SessionInfo
 
 __version__ = "0.1.0"  # the one place: pyproject.toml (dynamic version) reads it
 
 __all__ = [
-    "open", "open_async", "create", "Lockbox", "AsyncLockbox", "EntryInfo", "ArchiveInfo",
-    "VerifyReport", "ExtractReport", "Identity", "Recipient", "Argon2Params", "UnlockLimits",
-    "__version__", *_errors_all,
+    "open", "open_async", "create", "Archive", "AsyncArchive", "ArchiveFile", "Lockbox",
+    "AsyncLockbox", "EntryInfo", "SessionInfo", "CheckReport", "ArchiveInfo",
+    "VerifyReport", "ExtractReport", "SkippedEntry", "Identity", "Recipient", "Argon2Params",
+    "UnlockLimits", "__version__", *_errors_all,
 ]
 
 
-def open(location: str | os.PathLike[str], *, password: str | bytes | None = None,
-         identity: Identity | None = None, **kw: Any) -> Lockbox:
-    """Open a local archive file or an http(s) URL."""
-    return Lockbox.open(location, password=password, identity=identity, **kw)
+def open(location: Any, *, password: str | bytes | None = None,
+         identity: Identity | None = None, format: str | None = None, **kw: Any) -> Archive:
+    """Open a local archive file, an http(s) URL or a range source, of any format lockbox
+    reads (recognised by its first bytes, or named by ``format``): an :class:`Archive`,
+    a :class:`Lockbox` for a ``.lbox``. The password or identity unlocks an encrypted
+    format and is ignored by the others; other keywords are the format's settings."""
+    return Archive.open(location, password=password, identity=identity, format=format, **kw)
 
 
 async def open_async(location: Any, *, password: str | bytes | None = None,
-                     identity: Identity | None = None, **kw: Any) -> AsyncLockbox:
-    return await AsyncLockbox.open(location, password=password, identity=identity, **kw)
+                     identity: Identity | None = None, format: str | None = None,
+                     **kw: Any) -> AsyncArchive:
+    """:func:`open`, async: an :class:`AsyncArchive` (an :class:`AsyncLockbox` for a
+    ``.lbox``)."""
+    return await AsyncArchive.open(location, password=password, identity=identity,
+                                   format=format, **kw)
 
 
 def create(path: str | os.PathLike[str], *, password: str | bytes | None = None,

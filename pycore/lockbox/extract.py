@@ -41,9 +41,22 @@ conflict with an existing path is found first too (StorageError, nothing written
 The space check counts each file rounded up to whole 4 KiB blocks, plus one block per
 entry, plus a margin (1 MiB or 1 %), and does not count what overwritten files free.
 
+**Times and owners.** An entry's modification time is set when the archive has one; a
+format without times (``.uri``: ``mtime_ns`` 0) leaves the file's own time (the time of
+extraction), never 1970. Owner and group names (formats that record them) are applied
+only with ``same_owner=True`` and only when running as root, like tar's
+``--same-owner``; names unknown to this system are left as they are. What was not
+applied is counted in :attr:`ExtractReport.notes` (one line each).
+
 **Unsafe entries** (unsafe path, a symlink or non-directory in the way, escaping or
-malformed symlink target) are skipped and listed in :attr:`ExtractReport.skipped`; the
-rest is extracted. Storage and integrity errors still stop the extraction.
+malformed symlink target, an entry type other than file, directory and symlink) are
+skipped and listed in :attr:`ExtractReport.skipped`; the rest is extracted. Storage and
+integrity errors still stop the extraction.
+
+The extractor works on :class:`~lockbox.info.EntryInfo` (any format) and an
+``open_content(path)`` that gives a file's content as an iterator of pieces and raises
+IntegrityError before the last piece when the file does not check out (for a format
+session: its ``stream_flow``); the file is renamed into place only after its last piece.
 """
 
 from __future__ import annotations
@@ -59,20 +72,21 @@ from typing import NamedTuple, TypeVar
 
 from .errors import (
     BackendUnavailableError,
-    InvalidPathError,
     StorageError,
     UnsafePathError,
     UsageError,
 )
-from .formats.lbox.wire.constants import EntryType
-from .formats.lbox.wire.entry import Entry, normalize_path
+from .info import EntryInfo
 
-__all__ = ["Extractor", "ExtractReport", "SkippedEntry", "safe_mode", "link_escape",
-           "free_bytes", "MAX_LINK_HOPS", "BLOCK_SIZE", "SPACE_MARGIN"]
+__all__ = ["Extractor", "ExtractReport", "SkippedEntry", "OpenContent", "safe_mode",
+           "link_escape", "free_bytes", "MAX_LINK_HOPS", "BLOCK_SIZE", "SPACE_MARGIN",
+           "MAX_PATH_BYTES", "MAX_NAME_BYTES"]
 
 MAX_LINK_HOPS = 64  # more than any kernel follows (Linux 40, BSD/macOS 32)
 BLOCK_SIZE = 4096
 SPACE_MARGIN = 1024 * 1024
+MAX_PATH_BYTES = 4096   # longer archive paths are skipped (no system creates them)
+MAX_NAME_BYTES = 1024   # longer names are skipped
 _TEMP_TRIES = 100
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | _O_CLOEXEC
@@ -80,7 +94,9 @@ _O_TEMP = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) |
 
 T = TypeVar("T")
 Progress = Callable[[str, int], None]
-OpenContent = Callable[[str, Entry], Iterable[memoryview]]
+OpenContent = Callable[[str], Iterable[bytes | bytearray | memoryview]]
+"""``open_content(path)``: a file's content in pieces; IntegrityError before the last
+piece when the content does not check out."""
 # lookup(directory components, name) -> ("dir" | "link" | "missing" | "other", link target)
 Lookup = Callable[[Sequence[str], str], tuple[str, str]]
 
@@ -107,6 +123,9 @@ class ExtractReport:
     symlinks: int = 0
     file_bytes: int = 0
     skipped: list[SkippedEntry] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """One line per kind of information of the archive that was not applied (times the
+    archive does not have, owners not applied); nothing is left out silently."""
 
     @property
     def entries(self) -> int:
@@ -125,12 +144,14 @@ class _Skip(UnsafePathError):
     """Internal: this entry is unsafe; skip it and go on."""
 
 
-def safe_mode(entry_type: EntryType, mode: int, preserve: bool = False) -> int:
-    """The permission bits an extracted file or directory gets (see the module doc)."""
+def safe_mode(entry_type: str | int, mode: int, preserve: bool = False) -> int:
+    """The permission bits an extracted file or directory gets (see the module doc).
+    ``entry_type``: ``"dir"``/``"file"`` (``EntryInfo.type``) or a format's own enum
+    whose member is named ``DIR``/``FILE``."""
     if preserve:
         return mode & 0o7777
     m = mode & 0o755
-    if entry_type == EntryType.DIR:
+    if str(getattr(entry_type, "name", entry_type)).lower() == "dir":
         return m | 0o700
     if not m & 0o100:
         m &= ~0o111
@@ -198,16 +219,23 @@ def link_escape(link_dir: Sequence[str], target: str, lookup: Lookup,
 
 
 def _check_member(path: str) -> list[str]:
+    """The components of a safe archive path: relative, no '.', '..' or empty component,
+    no NUL, representable as a file name here (a component that was not UTF-8 in the
+    archive comes decoded with ``surrogateescape`` and is created with its own bytes)."""
     parts = path.split("/")
     if (path.startswith("/") or (os.sep != "/" and os.sep in path)
             or any(p in ("", ".", "..") for p in parts)):
         raise _Skip(f"unsafe path in the archive ({path!r})")
+    if "\x00" in path:
+        raise _Skip(f"unsafe path in the archive (path contains NUL: {path!r})")
     try:
-        canonical = normalize_path(path)
-    except InvalidPathError as e:  # NUL, not UTF-8, too long
-        raise _Skip(f"unsafe path in the archive ({e})") from None
-    if canonical != path:
-        raise _Skip(f"unsafe path in the archive ({path!r})")
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:
+        raise _Skip(f"unsafe path in the archive (not a file name here: {path!r})") from None
+    if len(raw) > MAX_PATH_BYTES:
+        raise _Skip(f"unsafe path in the archive (longer than {MAX_PATH_BYTES} bytes)")
+    if any(len(os.fsencode(p)) > MAX_NAME_BYTES for p in parts):
+        raise _Skip(f"unsafe path in the archive (a name longer than {MAX_NAME_BYTES} bytes)")
     return parts
 
 
@@ -314,16 +342,71 @@ class _Link:
     target: str
 
 
+class _Owners:
+    """Owner/group names -> ids on this system (applied only with ``same_owner`` as
+    root), and the counts behind :attr:`ExtractReport.notes`."""
+
+    def __init__(self, same_owner: bool) -> None:
+        self.requested = same_owner
+        self.apply = same_owner and hasattr(os, "geteuid") and os.geteuid() == 0
+        self.carried = 0     # entries that had an owner or group name
+        self.unknown = 0     # ... whose names this system does not know (left as is)
+        self.no_time = 0     # entries without a modification time
+        self._users: dict[str, int] = {}
+        self._groups: dict[str, int] = {}
+
+    def ids(self, entry: EntryInfo) -> tuple[int, int] | None:
+        """(uid, gid) to give ``entry`` (-1: leave), or None to change nothing."""
+        if not (entry.owner or entry.group):
+            return None
+        self.carried += 1
+        if not self.apply:
+            return None
+        uid = self._lookup(entry.owner, self._users, "pwd", "getpwnam", "pw_uid")
+        gid = self._lookup(entry.group, self._groups, "grp", "getgrnam", "gr_gid")
+        if (entry.owner and uid < 0) or (entry.group and gid < 0):
+            self.unknown += 1
+        return None if uid < 0 and gid < 0 else (uid, gid)
+
+    @staticmethod
+    def _lookup(name: str, cache: dict[str, int], module: str, func: str, attr: str) -> int:
+        if not name:
+            return -1
+        if name not in cache:
+            try:
+                mod = __import__(module)
+                cache[name] = int(getattr(getattr(mod, func)(name), attr))
+            except (ImportError, KeyError, UnicodeEncodeError, ValueError):
+                cache[name] = -1
+        return cache[name]
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.no_time:
+            out.append(f"{self.no_time} entries have no modification time in the archive: "
+                       "they keep the time of extraction")
+        if self.carried and not self.apply:
+            why = ("--same-owner needs root" if self.requested
+                   else "use --same-owner as root to apply them")
+            out.append(f"owner/group names of {self.carried} entries not applied ({why})")
+        elif self.unknown:
+            out.append(f"owner/group names of {self.unknown} entries unknown on this system: "
+                       "left as the extracting user's")
+        return out
+
+
 class Extractor:
     """Extracts entries under ``dest`` (see the module doc for the rules).
 
-    ``run(items, open_content, progress)`` takes ``(archive path, entry)`` pairs and a
-    function giving a file's content as an iterator of pieces that raises
-    IntegrityError before the last piece if the content is bad."""
+    ``run(items, open_content, progress)`` takes :class:`~lockbox.info.EntryInfo` items
+    (any format) and ``open_content(path)``, a file's content as an iterator of pieces
+    that raises IntegrityError before the last piece if the content is bad.
+    ``same_owner``: apply owner/group names (only as root)."""
 
     def __init__(self, dest: str | os.PathLike[str], *, overwrite: bool = False,
                  preserve_permissions: bool = False, max_size: int | None = None,
-                 free_space: Callable[[str], int] | None = None) -> None:
+                 free_space: Callable[[str], int] | None = None,
+                 same_owner: bool = False) -> None:
         _check_platform()
         if max_size is not None and max_size < 0:
             raise UsageError("max_size must be a number of bytes >= 0")
@@ -332,19 +415,20 @@ class Extractor:
         self.preserve_permissions = preserve_permissions
         self.max_size = max_size
         self._free_space = free_space
+        self._owners = _Owners(same_owner)
         self.report = ExtractReport(dest=self.dest)
         self._dirs: _Dirs | None = None
-        self._dir_attrs: list[tuple[list[str], int, int]] = []
+        self._dir_attrs: list[tuple[list[str], int, int | None, tuple[int, int] | None]] = []
         self._links: list[_Link] = []
 
     # -- before writing anything ---------------------------------------------------------
 
-    def _check_size(self, items: Sequence[tuple[str, Entry]]) -> None:
-        total = sum(e.size for _, e in items if e.type == EntryType.FILE)
+    def _check_size(self, items: Sequence[EntryInfo]) -> None:
+        total = sum(e.size for e in items if e.type == "file")
         if self.max_size is not None and total > self.max_size:
             raise UsageError(f"refusing to extract {_human(total)} of files ({total:,} bytes): "
                              f"over the limit of {_human(self.max_size)} (--max-size)")
-        need = sum(_blocks(e.size) for _, e in items if e.type == EntryType.FILE)
+        need = sum(_blocks(e.size) for e in items if e.type == "file")
         need += BLOCK_SIZE * len(items)
         need += max(SPACE_MARGIN, need // 100)
         probe = self.dest
@@ -359,7 +443,7 @@ class Extractor:
                                f"{_human(total)} of files needs about {_human(need)}, "
                                f"{_human(free)} available")
 
-    def _check_conflicts(self, items: Sequence[tuple[str, Entry]]) -> None:
+    def _check_conflicts(self, items: Sequence[EntryInfo]) -> None:
         """Existing paths the extraction would replace (all of them, before writing)."""
         try:
             root_fd = os.open(self.dest, _O_DIR & ~getattr(os, "O_NOFOLLOW", 0))
@@ -371,7 +455,8 @@ class Extractor:
         conflicts: list[str] = []
         replace_dir: list[str] = []
         try:
-            for path, entry in items:
+            for entry in items:
+                path = entry.path
                 try:
                     parts = _check_member(path)
                     fd = dirs.open(parts[:-1], create=False)
@@ -384,7 +469,7 @@ class Extractor:
                 except OSError:
                     continue  # missing, or an error reported when extracting
                 if stat_mod.S_ISDIR(st.st_mode):
-                    if entry.type != EntryType.DIR:
+                    if entry.type != "dir":
                         replace_dir.append(path)
                 elif not self.overwrite:
                     conflicts.append(path)
@@ -402,9 +487,9 @@ class Extractor:
 
     # -- extracting -----------------------------------------------------------------------
 
-    def run(self, items: Iterable[tuple[str, Entry]], open_content: OpenContent,
+    def run(self, items: Iterable[EntryInfo], open_content: OpenContent,
             progress: Progress | None = None) -> ExtractReport:
-        todo = sorted(items, key=lambda pe: pe[0].split("/"))
+        todo = sorted(items, key=lambda e: e.path.split("/"))
         self._check_size(todo)
         self._check_conflicts(todo)
         try:
@@ -415,28 +500,30 @@ class Extractor:
                                f"{e.strerror or e}") from e
         self._dirs = _Dirs(root_fd, self.dest)
         try:
-            links: list[tuple[str, list[str], Entry]] = []
-            for path, entry in todo:
+            links: list[tuple[list[str], EntryInfo]] = []
+            for entry in todo:
+                path = entry.path
                 try:
                     parts = _check_member(path)
-                    if entry.type == EntryType.DIR:
+                    if entry.type == "dir":
                         self._directory(parts, entry)
-                    elif entry.type == EntryType.SYMLINK:
-                        links.append((path, parts, entry))
-                    elif entry.type == EntryType.FILE:
-                        self._file(path, parts, entry, open_content(path, entry), progress)
+                    elif entry.type == "symlink":
+                        links.append((parts, entry))
+                    elif entry.type == "file":
+                        self._file(parts, entry, open_content, progress)
                     else:
-                        raise _Skip("unsupported entry type")
+                        raise _Skip(f"unsupported entry type ({entry.type})")
                 except _Skip as s:
                     self.report.skipped.append(SkippedEntry(path, str(s)))
-            for path, parts, entry in links:
+            for parts, entry in links:
                 try:
-                    self._symlink(path, parts, entry)
+                    self._symlink(parts, entry)
                 except _Skip as s:
-                    self.report.skipped.append(SkippedEntry(path, str(s)))
+                    self.report.skipped.append(SkippedEntry(entry.path, str(s)))
             self._recheck_links()
             self._set_dir_attrs()
             self.report.skipped.sort(key=lambda sk: sk.path.split("/"))
+            self.report.notes = self._owners.notes()
         finally:
             self._dirs.close()
             os.close(root_fd)
@@ -449,7 +536,14 @@ class Extractor:
         assert fd is not None
         return fd
 
-    def _directory(self, parts: list[str], entry: Entry) -> None:
+    def _mtime(self, entry: EntryInfo) -> int | None:
+        """The time to set, or None when the archive has none (mtime_ns 0)."""
+        if entry.mtime_ns:
+            return entry.mtime_ns
+        self._owners.no_time += 1
+        return None
+
+    def _directory(self, parts: list[str], entry: EntryInfo) -> None:
         assert self._dirs is not None
         fd = self._parent(parts)
         name = parts[-1]
@@ -465,8 +559,9 @@ class Extractor:
                 os.mkdir(name, 0o700, dir_fd=fd)
         except OSError as e:
             raise StorageError(f"cannot create {self._dirs.show(parts)}: {e.strerror}") from e
-        self._dir_attrs.append((parts, safe_mode(EntryType.DIR, entry.mode,
-                                                 self.preserve_permissions), entry.mtime_ns))
+        mtime = self._mtime(entry)
+        self._dir_attrs.append((parts, safe_mode("dir", entry.mode, self.preserve_permissions),
+                                mtime, self._owners.ids(entry)))
         self.report.dirs += 1
 
     def _temp(self, parts: Sequence[str], make: Callable[[str], T]) -> tuple[str, T]:
@@ -484,9 +579,10 @@ class Extractor:
         raise StorageError(f"cannot find a free temporary name next to "
                            f"{self._dirs.show(parts)}")
 
-    def _file(self, path: str, parts: list[str], entry: Entry, pieces: Iterable[memoryview],
+    def _file(self, parts: list[str], entry: EntryInfo, open_content: OpenContent,
               progress: Progress | None) -> None:
         assert self._dirs is not None
+        path = entry.path
         fd = self._parent(parts)
         name = parts[-1]
         self._check_replace(fd, parts)
@@ -495,18 +591,24 @@ class Extractor:
         size = 0
         try:
             try:
-                for piece in pieces:
-                    view = memoryview(piece)
+                for piece in open_content(path):
+                    view = memoryview(piece).cast("B")
+                    n_piece = len(view)
                     while view:
                         n = os.write(out, view)
                         if n <= 0:
                             raise OSError(errno.EIO, "the system wrote nothing")
                         view = view[n:]
-                    size += len(piece)
+                    size += n_piece
                     if progress is not None:
-                        progress(path, len(piece))
-                os.fchmod(out, safe_mode(EntryType.FILE, entry.mode, self.preserve_permissions))
-                os.utime(out, ns=(entry.mtime_ns, entry.mtime_ns))
+                        progress(path, n_piece)
+                ids = self._owners.ids(entry)
+                if ids is not None:
+                    os.fchown(out, *ids)  # before chmod: chown clears setuid/setgid
+                os.fchmod(out, safe_mode("file", entry.mode, self.preserve_permissions))
+                mtime = self._mtime(entry)
+                if mtime is not None:
+                    os.utime(out, ns=(mtime, mtime))
             finally:
                 os.close(out)
             os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
@@ -550,7 +652,7 @@ class Extractor:
             raise _Skip(f"cannot check where the symlink leads: {e.strerror}") from e
         return ("dir" if stat_mod.S_ISDIR(st.st_mode) else "other"), ""
 
-    def _symlink(self, path: str, parts: list[str], entry: Entry) -> None:
+    def _symlink(self, parts: list[str], entry: EntryInfo) -> None:
         assert self._dirs is not None
         target = entry.target
         why = link_escape(parts[:-1], target, self._lookup)
@@ -575,12 +677,20 @@ class Extractor:
         except OSError as e:
             raise StorageError(f"cannot create the symlink {self._dirs.show(parts)}: "
                                f"{e.strerror}") from e
-        try:
-            os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=fd,
-                     follow_symlinks=False)
-        except (NotImplementedError, OSError):
-            pass  # a link's own time cannot be set everywhere; it is not worth failing
-        self._links.append(_Link(path, parts, target))
+        ids = self._owners.ids(entry)
+        if ids is not None:
+            try:
+                os.chown(name, *ids, dir_fd=fd, follow_symlinks=False)
+            except OSError as e:
+                raise StorageError(f"cannot set the owner of {self._dirs.show(parts)}: "
+                                   f"{e.strerror}") from e
+        mtime = self._mtime(entry)
+        if mtime is not None:
+            try:
+                os.utime(name, ns=(mtime, mtime), dir_fd=fd, follow_symlinks=False)
+            except (NotImplementedError, OSError):
+                pass  # a link's own time cannot be set everywhere; it is not worth failing
+        self._links.append(_Link(entry.path, parts, target))
         self.report.symlinks += 1
 
     def _recheck_links(self) -> None:
@@ -614,13 +724,16 @@ class Extractor:
 
     def _set_dir_attrs(self) -> None:
         assert self._dirs is not None
-        for parts, mode, mtime in sorted(self._dir_attrs, key=lambda t: -len(t[0])):
+        for parts, mode, mtime, ids in sorted(self._dir_attrs, key=lambda t: -len(t[0])):
             try:
                 fd = self._dirs.open(parts, create=False)
                 if fd is None:
                     raise FileNotFoundError(errno.ENOENT, "it has disappeared")
+                if ids is not None:
+                    os.fchown(fd, *ids)
                 os.fchmod(fd, mode)
-                os.utime(fd, ns=(mtime, mtime))
+                if mtime is not None:
+                    os.utime(fd, ns=(mtime, mtime))
             except OSError as e:
                 raise StorageError(f"cannot set attributes of {self._dirs.show(parts)}: "
                                    f"{e.strerror}") from e

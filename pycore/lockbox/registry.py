@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 from functools import cache
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from .drivers import Flow, Read
 from .errors import FormatError, UsageError
@@ -21,7 +21,7 @@ from .protocol import FormatSession, FormatSpec, OpenOptions
 from .ranges import ByteRange
 
 __all__ = ["formats", "by_name", "for_path", "detect", "describe", "probe_flow",
-           "open_session_flow", "PROBE_SIZE"]
+           "open_session_flow", "open_flow", "Probe", "PROBE_SIZE"]
 
 # name -> "module:attribute" of its FormatSpec, in probing order.
 _FORMATS: dict[str, str] = {
@@ -72,7 +72,8 @@ def detect(head: bytes) -> FormatSpec:
     for spec in formats():
         if spec.probe(head[: spec.probe_size]):
             return spec
-    raise FormatError(f"not an archive lockbox can read: {describe(head)}")
+    raise FormatError(f"not a lockbox archive, nor another format lockbox reads: "
+                      f"{describe(head)}")
 
 
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -121,23 +122,48 @@ def describe(head: bytes) -> str:
     return f"unknown bytes ({head[:8].hex(' ')} ...)"
 
 
-def probe_flow() -> Flow[tuple[FormatSpec, bytes]]:
-    """Read the first :data:`PROBE_SIZE` bytes (one round trip) and detect the format.
-    Returns the spec and the bytes read (short if the file is)."""
+class Probe(NamedTuple):
+    """What :func:`probe_flow` found: the format and the file's first bytes (short only
+    when the file is). Give it back to :func:`open_flow` to open without reading them
+    again (e.g. after asking for a password only an encrypted format needs)."""
+
+    spec: FormatSpec
+    head: bytes
+
+
+def probe_flow() -> Flow[Probe]:
+    """Read the first :data:`PROBE_SIZE` bytes (one round trip) and detect the format."""
     blobs = yield Read((ByteRange(0, PROBE_SIZE),))
-    head = blobs[0]
-    return detect(head), head
+    head = bytes(blobs[0])
+    return Probe(detect(head), head)
+
+
+def open_flow(options: OpenOptions, size: int | None, *, format: str | None = None,
+              probe: Probe | None = None) -> Flow[tuple[FormatSpec, FormatSession]]:
+    """Detect the format (unless ``format`` names one, or ``probe`` already did) and open
+    it; returns the spec and the session. The bytes read to detect it answer the
+    format's own first reads, so detection costs no round trip of its own (a ``.lbox``
+    still opens with one 16 KiB read). With ``format`` and ``probe`` both given, the
+    probed bytes must be of that format (FormatError otherwise)."""
+    if probe is None and format is not None:
+        spec = by_name(format)
+        return spec, (yield from spec.open_flow(size, options))
+    if probe is None:
+        probe = yield from probe_flow()
+    spec = probe.spec
+    if format is not None and by_name(format) is not spec:
+        want = by_name(format)
+        if not want.probe(probe.head[: want.probe_size]):
+            raise FormatError(f"not a {want.title}: it is a {spec.title}")
+        spec = want
+    return spec, (yield from _answer_from_head(spec.open_flow(size, options), probe.head))
 
 
 def open_session_flow(options: OpenOptions, size: int | None, *,
                       format: str | None = None) -> Flow[FormatSession]:
-    """Detect the format (unless ``format`` names one) and open it. The bytes read to
-    detect it answer the format's own first reads, so detection costs no round trip of
-    its own (a ``.lbox`` still opens with one 16 KiB read)."""
-    if format is not None:
-        return (yield from by_name(format).open_flow(size, options))
-    spec, head = yield from probe_flow()
-    return (yield from _answer_from_head(spec.open_flow(size, options), head))
+    """:func:`open_flow` without the spec: just the opened session."""
+    _, session = yield from open_flow(options, size, format=format)
+    return session
 
 
 def _answer_from_head(flow: Flow[T], head: bytes) -> Flow[T]:

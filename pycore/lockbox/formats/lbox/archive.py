@@ -1,46 +1,47 @@
-"""The public facades: :class:`Lockbox` (sync) and :class:`AsyncLockbox` (async).
+"""The ``.lbox`` facades: :class:`Lockbox` (sync) and :class:`AsyncLockbox` (async).
 
-Both only *run* flows from ``lockbox.formats.lbox.view`` /
-``lockbox.formats.lbox.verify`` with their
-driver; neither contains read logic of its own.
+They are the generic :class:`~lockbox.facade.Archive` / :class:`~lockbox.facade.AsyncArchive`
+over an :class:`~lockbox.formats.lbox.session.LboxSession` -- every read (stat, ls,
+iter_entries, open_file, iter_bytes, extract) comes from the generic facade -- plus what
+only this format has: ``info()`` as an :class:`ArchiveInfo` (key slots, generation),
+``verify()`` as the detailed :class:`VerifyReport`, env values, ``writer()``,
+``compact()``, ``reclaimable()``, and the hooks a writer uses (``run``, ``set_view``,
+``refresh``, ``rebase_source``, ``content_key``; the
+``lockbox.formats.lbox.write.target.WritableArchive`` protocol).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import os
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from ...cache import CacheLimit, PageCache
 from ...codec.base import Codec as CodecBackend
 from ...crypto.base import CryptoBackend
-from ...drivers import Flow, run_async, run_sync
-from ...errors import NotFoundError, UnsafePathError, UsageError
-from ...extract import Extractor, ExtractReport
-from ...info import EntryInfo
+from ...drivers import run_sync
+from ...errors import UsageError
+from ...facade import Archive, AsyncArchive
 from ...platform import default_codec, default_crypto
+from ...protocol import FormatSession, FormatSpec, OpenOptions
+from ...registry import by_name
 from ...sources.base import AsyncRangeSource, RangeSource
-from .fileobj import LockboxFile
-from .info import ArchiveInfo, SlotInfo, entry_info
+from .info import ArchiveInfo, SlotInfo
 from .keys import Identity, UnlockLimits
 from .opening import open_flow
-from .reading import FileReadPlan
+from .session import LboxFormat, LboxSession
 from .verify import VerifyReport, verify_flow
 from .view import ArchiveView
 from .walk import WalkLimits
-from .wire.constants import EntryType
-from .wire.entry import Entry, normalize_path
 from .wire.keydir import keydir_has_commitment
+
+if TYPE_CHECKING:
+    from .write.compact import CompactReport
+    from .write.writer import Writer
 
 __all__ = ["Lockbox", "AsyncLockbox"]
 
-T = TypeVar("T")
 Progress = Callable[[str, int], None]
-
-
-def _is_url(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
 
 
 def _info(view: ArchiveView, size: int | None) -> ArchiveInfo:
@@ -56,8 +57,26 @@ def _info(view: ArchiveView, size: int | None) -> ArchiveInfo:
         format_version=view.slot.version, key_commitment=keydir_has_commitment(view.keydir))
 
 
-class _Base:
-    view: ArchiveView
+def _lbox_options(password: str | bytes | None, identity: Identity | None,
+                  known_key: tuple[bytes, bytes] | None, **settings: Any) -> OpenOptions:
+    secrets = {k: v for k, v in (("password", password), ("identity", identity),
+                                 ("known_key", known_key)) if v is not None}
+    return OpenOptions(secrets=secrets,
+                       settings={k: v for k, v in settings.items() if v is not None})
+
+
+class _LboxCommon:
+    """What both ``.lbox`` facades hold besides the generic reads: the backends, the
+    view (the session's), the content key and the pinned generation."""
+
+    session: FormatSession
+    source: Any
+    crypto: CryptoBackend
+    codec: CodecBackend
+    cache: PageCache
+    walk_limits: WalkLimits | None = None
+    pinned_generation: int | None = None
+    _content_key: bytes
 
     def _setup(self, crypto: CryptoBackend | None, codec: CodecBackend | None,
                cache: CacheLimit | PageCache) -> None:
@@ -65,12 +84,30 @@ class _Base:
         self.codec = codec or default_codec()
         self.cache = cache if isinstance(cache, PageCache) else PageCache(cache)
 
-    walk_limits: WalkLimits | None = None
+    def _adopt_session(self, session: LboxSession, options: OpenOptions) -> None:
+        view = session.view
+        self.crypto = view.opener.crypto
+        self.codec = view.opener.codec
+        self.cache = view.cache
+        self.walk_limits = options.settings.get("walk_limits")
+        self.pinned_generation = options.settings.get("generation")
+        self.set_view(view)
+
+    @property
+    def view(self) -> ArchiveView:
+        """The ``.lbox`` reader at the opened commit (the session's); assigning one is
+        :meth:`set_view`."""
+        return cast(LboxSession, self.session).view
+
+    @view.setter
+    def view(self, view: ArchiveView) -> None:
+        self.set_view(view)
 
     def set_view(self, view: ArchiveView) -> None:
+        """Read ``view`` from now on (a writer's new commit, a refresh)."""
         if self.walk_limits is not None:
             view.limits = self.walk_limits
-        self.view = view
+        self.session = LboxSession(view, self.source.size)
         self._content_key = view.opener.content_key
 
     @property
@@ -87,12 +124,11 @@ class _Base:
     def generation(self) -> int:
         return self.view.generation
 
-    def env_names(self) -> list[str]:
-        raise NotImplementedError
 
-
-class Lockbox(_Base):
+class Lockbox(_LboxCommon, Archive):
     """A lockbox archive opened for reading (and, when local, writing)."""
+
+    default_format = "lbox"
 
     def __init__(self, source: RangeSource, *, password: str | bytes | None = None,
                  identity: Identity | None = None, crypto: CryptoBackend | None = None,
@@ -101,33 +137,26 @@ class Lockbox(_Base):
                  known_key: tuple[bytes, bytes] | None = None,
                  limits: UnlockLimits | None = None, generation: int | None = None,
                  walk_limits: WalkLimits | None = None) -> None:
-        self._setup(crypto, codec, cache)
-        self.walk_limits = walk_limits
-        self.source = source
-        self.path = path
-        self._close_source = close_source
-        self.pinned_generation = generation
+        options = _lbox_options(password, identity, known_key, crypto=crypto, codec=codec,
+                                cache=cache, limits=limits, generation=generation,
+                                walk_limits=walk_limits)
         try:
-            self.set_view(self.run(open_flow(self.crypto, self.codec, password=password,
-                                               identity=identity, cache=self.cache,
-                                               known_key=known_key, limits=limits,
-                                               generation=generation)))
+            session = run_sync(LboxFormat().open_flow(source.size, options), source)
         except BaseException:
             if close_source:
                 source.close()
             raise
+        self._attach(source, by_name("lbox"), path, path, close_source)
+        self._adopt_session(session, options)
 
     @classmethod
-    def open(cls, location: str | os.PathLike[str], *, password: str | bytes | None = None,
-             identity: Identity | None = None, **kw: Any) -> Lockbox:
-        from ...sources import open_source
-
-        loc = os.fspath(location)
-        path = None if _is_url(loc) else os.path.abspath(loc)
-        return cls(open_source(loc), password=password, identity=identity, path=path, **kw)
-
-    def run(self, flow: Flow[T]) -> T:
-        return run_sync(flow, self.source)
+    def _from_session(cls, source: RangeSource, session: Any, *, spec: FormatSpec,
+                      options: OpenOptions, path: str | None, location: str | None,
+                      close_source: bool) -> Lockbox:
+        self = cls.__new__(cls)
+        self._attach(source, spec, path, location, close_source)
+        self._adopt_session(session, options)
+        return self
 
     def rebase_source(self) -> None:
         """The archive file was changed by this process's own writer: accept it."""
@@ -143,86 +172,16 @@ class Lockbox(_Base):
             self.crypto, self.codec, password=None, identity=None, cache=self.cache,
             known_key=(self.view.archive_id, self._content_key))))
 
-    # -- reading -------------------------------------------------------------------
+    # -- what only .lbox has ----------------------------------------------------------
 
-    def info(self) -> ArchiveInfo:
+    def info(self) -> ArchiveInfo:  # type: ignore[override]
+        """The archive's facts, key slots included (``session.info()`` gives the
+        format-neutral :class:`~lockbox.protocol.SessionInfo`)."""
         return _info(self.view, self.source.size)
 
-    def stat(self, path: str) -> EntryInfo:
-        p = normalize_path(path)
-        return entry_info(p, self.run(self.view.stat_flow(p)))
-
-    def exists(self, path: str) -> bool:
-        try:
-            self.stat(path)
-        except NotFoundError:
-            return False
-        return True
-
-    def ls(self, path: str = "", *, recursive: bool = False) -> list[EntryInfo]:
-        p = normalize_path(path)
-        if recursive:
-            return [entry_info(q, e) for q, e in self.run(self.view.walk_flow(p))
-                    if q != p]
-        return [entry_info(f"{p}/{name}" if p else name, e)
-                for name, e in self.run(self.view.listdir_flow(p))]
-
-    def _file_entry(self, path: str) -> tuple[str, Entry]:
-        p = normalize_path(path)
-        e = self.run(self.view.stat_flow(p))
-        if e.type != EntryType.FILE:
-            raise UsageError(f"not a file: {p}")
-        return p, e
-
-    def open_file(self, path: str) -> LockboxFile:
-        """A seekable binary file object (wrap in io.BufferedReader for small reads)."""
-        p, e = self._file_entry(path)
-        return LockboxFile(self.view, e, p, self.run)
-
-    def iter_bytes(self, path: str) -> Iterator[memoryview]:
-        """The file's content piece by piece; raises IntegrityError before the
-        last piece if the whole-file SHA-256 does not match."""
-        p, e = self._file_entry(path)
-        return self._iter_entry(p, e)
-
-    def _iter_entry(self, p: str, e: Entry) -> Iterator[memoryview]:
-        plan = FileReadPlan(e, p, self.crypto)
-        while (batch := plan.next_batch()) is not None:
-            yield from plan.accept(self.run(self.view.chunks_flow(e, *batch)))
-
-    def read_bytes(self, path: str) -> bytes:
-        return b"".join(self.iter_bytes(path))
-
-    def extract(self, dest: str | os.PathLike[str], paths: list[str] | None = None, *,
-                overwrite: bool = False, progress: Progress | None = None,
-                preserve_permissions: bool = False, max_size: int | None = None,
-                strict: bool = True) -> ExtractReport:
-        """Extract everything (or the given paths, each with its subtree) under dest,
-        safely (the rules: :mod:`lockbox.extract`).
-
-        Before writing anything: refuses (StorageError) to overwrite existing entries
-        unless ``overwrite``, and when the files do not fit in the free space; refuses
-        (UsageError) when they total more than ``max_size`` bytes. Modes lose setuid,
-        setgid, sticky and group/other write unless ``preserve_permissions``.
-
-        Unsafe entries (a path or symlink leading outside ``dest``, a symlink in the
-        way) are skipped and the rest is extracted. Then, if any was skipped and
-        ``strict``, UnsafePathError names how many (and the first few); with
-        ``strict=False`` nothing is raised for them: they are in the returned report's
-        ``skipped`` (one ``SkippedEntry(path, reason)`` each)."""
-        items: dict[str, Entry] = {}
-        for p in (paths or [""]):
-            for path, e in self.run(self.view.walk_flow(p)):
-                if path:
-                    items.setdefault(path, e)
-        out = Extractor(dest, overwrite=overwrite, preserve_permissions=preserve_permissions,
-                        max_size=max_size)
-        report = out.run(items.items(), self._iter_entry, progress)
-        if strict and report.skipped:
-            raise UnsafePathError(report.skipped_summary())
-        return report
-
-    def verify(self, *, progress: Progress | None = None) -> VerifyReport:
+    def verify(self, *, progress: Progress | None = None) -> VerifyReport:  # type: ignore[override]
+        """Authenticate every structure and check every file's content hash (the
+        detailed report; ``ok`` and ``problems`` as in the generic CheckReport)."""
         return self.run(verify_flow(self.view, progress=progress))
 
     def env_get(self, name: str) -> bytes:
@@ -236,7 +195,7 @@ class Lockbox(_Base):
 
     # -- writing -------------------------------------------------------------------
 
-    def writer(self, **kw: Any) -> Any:
+    def writer(self, **kw: Any) -> Writer:
         """A :class:`~lockbox.formats.lbox.write.writer.Writer`; use
         ``with archive.writer() as w:``."""
         from .write.writer import Writer
@@ -244,10 +203,9 @@ class Lockbox(_Base):
         self._check_writable()
         return Writer(self, **kw)
 
-    def compact(self) -> Any:
+    def compact(self) -> CompactReport:
         """Rewrite the archive without garbage (see
-        :mod:`lockbox.formats.lbox.write.compact`); returns a
-        :class:`~lockbox.formats.lbox.write.compact.CompactReport`."""
+        :mod:`lockbox.formats.lbox.write.compact`)."""
         from .write.compact import compact_archive
 
         self._check_writable()
@@ -271,82 +229,36 @@ class Lockbox(_Base):
         space = SpaceMap.from_items(items)
         return space.reclaimable_bytes(), self.view.commit.archive_end
 
-    def close(self) -> None:
-        if self._close_source:
-            self.source.close()
 
-    def __enter__(self) -> Lockbox:
-        return self
+class AsyncLockbox(_LboxCommon, AsyncArchive):
+    """Async reading facade of a ``.lbox`` archive: the generic async reads plus the
+    format's own (``info`` as ArchiveInfo, ``verify`` as VerifyReport, env values).
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    ``AsyncLockbox(source)`` is a facade not unlocked yet (``set_view`` gives it its
+    archive: the viewer unlocks that way); :meth:`open` opens and unlocks at once."""
 
-
-class AsyncLockbox(_Base):
-    """Async reading facade: the same flows, driven by an async range source."""
-
-    path = None
+    default_format = "lbox"
 
     def __init__(self, source: AsyncRangeSource, *, crypto: CryptoBackend | None = None,
                  codec: CodecBackend | None = None,
                  cache: CacheLimit | PageCache = "auto") -> None:
+        self._attach(source, by_name("lbox"), None, None, True)
         self._setup(crypto, codec, cache)
-        self.source = source
 
     @classmethod
-    async def open(cls, location: str | os.PathLike[str] | AsyncRangeSource, *,
-                   password: str | bytes | None = None, identity: Identity | None = None,
-                   limits: UnlockLimits | None = None, generation: int | None = None,
-                   walk_limits: WalkLimits | None = None, **kw: Any) -> AsyncLockbox:
-        if isinstance(location, (str, os.PathLike)):
-            from ...sources import open_async_source
-
-            source = open_async_source(os.fspath(location))
-        else:
-            source = location
-        self = cls(source, **kw)
-        self.walk_limits = walk_limits
-        try:
-            self.set_view(await self.run(open_flow(
-                self.crypto, self.codec, password=password, identity=identity,
-                cache=self.cache, limits=limits, generation=generation)))
-        except BaseException:
-            await source.aclose()
-            raise
+    def _from_session(cls, source: AsyncRangeSource, session: Any, *, spec: FormatSpec,
+                      options: OpenOptions, path: str | None, location: str | None,
+                      close_source: bool) -> AsyncLockbox:
+        self = cls.__new__(cls)
+        self._attach(source, spec, path, location, close_source)
+        self._adopt_session(session, options)
         return self
 
-    async def run(self, flow: Flow[T]) -> T:
-        return await run_async(flow, self.source)
-
-    def info(self) -> ArchiveInfo:
+    def info(self) -> ArchiveInfo:  # type: ignore[override]
         return _info(self.view, self.source.size)
 
-    async def stat(self, path: str) -> EntryInfo:
-        p = normalize_path(path)
-        return entry_info(p, await self.run(self.view.stat_flow(p)))
-
-    async def ls(self, path: str = "", *, recursive: bool = False) -> list[EntryInfo]:
-        p = normalize_path(path)
-        if recursive:
-            return [entry_info(q, e) for q, e in await self.run(self.view.walk_flow(p))
-                    if q != p]
-        return [entry_info(f"{p}/{name}" if p else name, e)
-                for name, e in await self.run(self.view.listdir_flow(p))]
-
-    async def iter_bytes(self, path: str) -> AsyncIterator[memoryview]:
-        p = normalize_path(path)
-        e = await self.run(self.view.stat_flow(p))
-        if e.type != EntryType.FILE:
-            raise UsageError(f"not a file: {p}")
-        plan = FileReadPlan(e, p, self.crypto)
-        while (batch := plan.next_batch()) is not None:
-            for piece in plan.accept(await self.run(self.view.chunks_flow(e, *batch))):
-                yield piece
-
-    async def read_bytes(self, path: str) -> bytes:
-        return b"".join([bytes(p) async for p in self.iter_bytes(path)])
-
-    async def verify(self, *, progress: Progress | None = None) -> VerifyReport:
+    async def verify(self, *, progress: Progress | None = None  # type: ignore[override]
+                     ) -> VerifyReport:
         return await self.run(verify_flow(self.view, progress=progress))
 
     async def env_get(self, name: str) -> bytes:
@@ -355,13 +267,5 @@ class AsyncLockbox(_Base):
     async def env_items(self) -> list[tuple[str, bytes]]:
         return await self.run(self.view.env_items_flow())
 
-    async def aclose(self) -> None:
-        await self.source.aclose()
-
-    async def __aenter__(self) -> AsyncLockbox:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
+    async def env_names(self) -> list[str]:
+        return [k for k, _ in await self.env_items()]

@@ -12,7 +12,8 @@ settings come in :class:`~lockbox.protocol.OpenOptions`:
   ``walk_limits`` (``WalkLimits``).
 
 The session also exposes ``view`` (the ``.lbox`` reader itself) for what only this
-format has: env values, key slots, the commit record.
+format has: env values, key slots, the commit record. ``lockbox.open`` wraps a session
+of this format in :class:`~lockbox.formats.lbox.archive.Lockbox` (``facade`` below).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 
 from ...cache import PageCache
 from ...drivers import Flow
-from ...errors import InvalidPathError, LockboxError
+from ...errors import InvalidPathError, LockboxError, NotFoundError
 from ...info import EntryInfo
 from ...platform import default_codec, default_crypto
 from ...protocol import CheckReport, Emit, OpenOptions, SessionInfo
@@ -34,7 +35,7 @@ from .reading import FileReadPlan
 from .verify import verify_flow
 from .view import ArchiveView
 from .wire.constants import SLOT_MAGIC, SLOT_SIZE, EntryType, FrameKind
-from .wire.entry import decode_entry, key_path, normalize_path, subtree_ranges
+from .wire.entry import decode_entry, key_path, normalize_path, subtree_ranges, toc_key
 from .wire.keydir import keydir_has_commitment
 from .wire.node import Leaf, Node
 from .wire.refs import Ref
@@ -53,6 +54,9 @@ class LboxFormat:
     probe_size: ClassVar[int] = SLOT_SIZE + len(SLOT_MAGIC)
     encrypted: ClassVar[bool] = True
     writable: ClassVar[bool] = True
+    # The facades ``lockbox.open`` / ``lockbox.open_async`` give for this format.
+    facade: ClassVar[str] = "lockbox.formats.lbox.archive:Lockbox"
+    async_facade: ClassVar[str] = "lockbox.formats.lbox.archive:AsyncLockbox"
 
     @staticmethod
     def probe(head: bytes) -> bool:
@@ -67,7 +71,7 @@ class LboxFormat:
             st.get("crypto") or default_crypto(), st.get("codec") or default_codec(),
             password=s.get("password"), identity=s.get("identity"),
             cache=cache if isinstance(cache, PageCache) else PageCache(cache),
-            known_key=s.get("known_key"), limits=st.get("limits"),
+            known_key=s.get("known_key", st.get("known_key")), limits=st.get("limits"),
             generation=st.get("generation"))
         if st.get("walk_limits") is not None:
             view.limits = st["walk_limits"]
@@ -108,15 +112,16 @@ class LboxSession:
 
     def walk_flow(self, path: str, emit: Emit) -> Flow[None]:
         """Streams the TOC leaves (TOC key order puts a directory before its contents):
-        one round trip per tree level, memory bounded by the view's walk limits."""
+        one round trip per tree level -- the entry of ``path`` itself comes in the same
+        walk (its key sorts before its descendants') -- memory bounded by the view's
+        walk limits."""
         p = normalize_path(path)
-        if p:
-            own = yield from self.view.stat_flow(p)
-            if own.type != EntryType.DIR:
-                emit([entry_info(p, own)])
-                return
         batch: list[EntryInfo] = []
         spans = sorted(subtree_ranges(p))
+        own_key = toc_key(p) if p else b""
+        if p:
+            spans = sorted([(own_key, own_key + b"\x00"), *spans])
+        own: list[Any] = [] if p else [None]
 
         def visit(node: Node, ref: Ref | None) -> None:
             if not isinstance(node, Leaf):
@@ -124,7 +129,16 @@ class LboxSession:
             keys, values = node.keys, node.values
             for lo, hi in spans:  # disjoint, in key order: the output stays in key order
                 for j in range(bisect_left(keys, lo), bisect_left(keys, hi)):
-                    batch.append(entry_info(key_path(keys[j]),
+                    key = keys[j]
+                    if p and key == own_key:
+                        e = decode_entry(values[j], lazy_refs=True)
+                        own.append(e)
+                        if e.type != EntryType.DIR:
+                            batch.append(entry_info(p, e))
+                        continue
+                    if not own:  # a descendant without its directory: nothing to list
+                        raise NotFoundError(f"no such file or directory in the archive: {p}")
+                    batch.append(entry_info(key_path(key),
                                             decode_entry(values[j], lazy_refs=True)))
             if len(batch) >= EMIT_BATCH:
                 emit(batch[:])
@@ -132,6 +146,8 @@ class LboxSession:
 
         yield from self.view.walk_tree_flow(FrameKind.TOC_NODE, self.view.commit.toc, visit,
                                             ranges=spans)
+        if not own:
+            raise NotFoundError(f"no such file or directory in the archive: {p}")
         if batch:
             emit(batch)
 
