@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from ....drivers import Flow, Read
 from ....errors import StorageError
+from ....fileio import replace_atomically, temp_path
 from ..keys import committed_keydir
 from ..reading import BATCH_BYTES
 from ..view import ArchiveView
@@ -65,8 +66,7 @@ def compact_archive(box: WritableArchive) -> CompactReport:
         if free < need:
             raise StorageError(f"not enough free disk space to compact: {need:,} bytes "
                                f"needed, {free:,} free")
-        tmp = os.path.join(os.path.dirname(path),
-                           f".{os.path.basename(path)}.{os.getpid()}.lbx-compact")
+        tmp = temp_path(path, "lbx-compact")
         keydir = view.keydir
         if not keydir_has_commitment(keydir):  # written before key commitments: upgrade
             keydir = committed_keydir(box.crypto, view.archive_id, box.content_key,
@@ -88,17 +88,7 @@ def compact_archive(box: WritableArchive) -> CompactReport:
                         w.put_entry(path_in, entry)
                 for name, value in old.run(view.env_items_flow()):
                     w.env_set(name, value)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            dfd = os.open(os.path.dirname(path), os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            replace_atomically(tmp, path, what="compaction failed")
         except BaseException as exc:
             if os.path.exists(tmp):
                 os.unlink(tmp)

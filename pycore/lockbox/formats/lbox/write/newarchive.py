@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from ....codec.base import Codec as CodecBackend
 from ....crypto.base import CryptoBackend
 from ....errors import StorageError, UsageError
+from ....fileio import write_atomically
 from ....platform import default_codec, default_crypto
 from ..frames import FrameSealer
 from ..keys import (
@@ -69,7 +70,8 @@ def write_new_archive(path: str, *, archive_id: bytes, content_key: bytes, keydi
                       chunk_size: int, overwrite: bool, crypto: CryptoBackend,
                       codec: CodecBackend, generation: int = 1) -> None:
     """Write an empty archive with the given identity and key directory, atomically
-    (temporary file, fsync, link or rename, fsync of the directory). ``keydir`` is a
+    (``lockbox.fileio.write_atomically``: temporary file, fsync, link or rename, fsync
+    of the directory; StorageError when ``path`` exists and not ``overwrite``). ``keydir`` is a
     version-2 key directory (``lockbox.formats.lbox.keys.committed_keydir``)."""
     # The key directory always gets a KEYDIR page right after the superblock (a copy for
     # recovery scanners); the slot holds it inline when it fits, else points at the page.
@@ -88,31 +90,4 @@ def write_new_archive(path: str, *, archive_id: bytes, content_key: bytes, keydi
     write_commit_slot(put, FrameSealer(crypto, codec, archive_id, content_key), archive_id,
                       record, keydir_field)
     image += keydir_page
-    directory = os.path.dirname(path)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.lbx-new")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(image)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if the path appeared meanwhile
-            os.unlink(tmp)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except FileExistsError:
-        raise StorageError(f"{path} already exists") from None
-    except OSError as e:
-        raise StorageError(f"cannot create {path}: {e.strerror}") from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, image, overwrite=overwrite, tag="lbx-new")

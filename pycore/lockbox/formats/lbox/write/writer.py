@@ -28,6 +28,7 @@ from ....errors import (
     StorageError,
     UsageError,
 )
+from ....fileio import fsync
 from ....ranges import ByteRange
 from ....sources.base import SourceStats
 from ..frames import FrameSealer
@@ -823,7 +824,7 @@ class Writer:
         self.pages.close_page()
         self.pages.tail_only = False
         end = self.pages.end_offset
-        _fsync(self.fd)
+        fsync(self.fd, error=CommitError)
         record = self._record(old, toc, env, stats, keydir, end, space_update.root)
 
         def write_slot(image: bytes, offset: int) -> None:
@@ -834,7 +835,7 @@ class Writer:
 
         slot = write_commit_slot(write_slot, self.sealer, old.archive_id, record,
                                  keydir_field)
-        _fsync(self.fd)
+        fsync(self.fd, error=CommitError)
         if os.fstat(self.fd).st_size > end:
             os.ftruncate(self.fd, end)  # garbage of an earlier, aborted session
         view = ArchiveView(old.opener, slot, record, list(self.key_slots),
@@ -917,13 +918,6 @@ class Writer:
 
 def encode_slot_field(field: bytes | ExternalKeydir) -> bytes:
     return field if isinstance(field, bytes) else b"\x00" * 44
-
-
-def _fsync(fd: int) -> None:
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        raise CommitError(f"fsync failed: {e.strerror}") from e
 
 
 def _env_key(name: str) -> bytes:
