@@ -385,8 +385,8 @@ class Viewer:
     def all_names(self) -> list[str]:
         """Every name of the current folder (scrolling the virtual list)."""
         seen: dict[int, str] = {}
-        total = int(self.page.get_attribute("#list", "aria-label").rsplit(",", 1)[1]
-                    .split()[0].replace(",", ""))
+        label = self.page.get_attribute("#list", "aria-label")  # "Contents of ..., 1,234 items"
+        total = int(label.rsplit(" items", 1)[0].rsplit(" ", 1)[1].replace(",", ""))
         top = 0
         while len(seen) < total:
             for pos, name in self.page.eval_on_selector_all(

@@ -24,7 +24,7 @@
 //                                                        return JSON strings for anything rich
 //   worker -> page  {id, error}                          the Python traceback (or JS error) text
 //
-// The viewer's calls (lockbox.webview.Session, one per worker; they run concurrently,
+// The viewer's calls (lockbox.viewer.session.Session, one per worker; they run concurrently,
 // interleaving at their awaits, and never wait for the {id, code} queue):
 //
 //   page -> worker  {id, call, args, blob?}              Session.call(call, JSON(args), blob):

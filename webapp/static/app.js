@@ -1,9 +1,16 @@
 // lockbox viewer: the page. Plain ES modules, no framework.
 //
 // All the work happens in a module Web Worker (boot-worker.<hash>.mjs from manifest.json),
-// which runs Python (Pyodide) with lockbox and its viewer session (lockbox/webview.py):
-// the page only sends calls ({id, call|binary, args}) and draws the answers, so it never
-// freezes. Nothing is loaded from anywhere but this site and the archive's server.
+// which runs Python (Pyodide) with lockbox and its viewer session
+// (lockbox/viewer/session.py): the page only sends calls ({id, call|binary, args}) and
+// draws the answers, so it never freezes. Nothing is loaded from anywhere but this site
+// and the archive's server.
+//
+// Any format lockbox reads opens here (.lbox, .uri; the format comes from the first
+// bytes): an encrypted one asks for its password or identity file first, any other is
+// listed at once. Listings come folder by folder (info.listing "folders": .lbox has a
+// tree), or from one walk of the whole archive streamed in batches ("walk": .uri has no
+// index), drawn as they arrive.
 //
 // Deep links: #url=<archive URL>&path=<file or folder inside>. The hash is kept up to date
 // while browsing (history.replaceState), never with a secret in it.
@@ -100,7 +107,7 @@ class Python {
     });
   }
 
-  // A JSON method of lockbox.webview.Session: resolves to {ok} or {error}.
+  // A JSON method of lockbox.viewer.session.Session: resolves to {ok} or {error}.
   call(method, args = {}, blob = undefined) {
     return this.send({ call: method, args, blob });
   }
@@ -155,7 +162,7 @@ const py = new Python();
 const state = {
   view: "open",
   probe: null, // what open_* returned
-  info: null, // after unlock
+  info: null, // once opened (and unlocked): format, listing mode, ...
   source: null, // {kind: "url", url} | {kind: "file", file}
   dir: "",
   listing: null, // {path, names, types, sizes, mtimes, targets, counts}
@@ -169,7 +176,10 @@ const state = {
   previewToken: 0,
   listToken: 0,
   pendingPath: null, // from the deep link, applied after unlock
-  listCache: new Map(),
+  listCache: new Map(), // listing "folders" only
+  walk: null, // listing "walk": {entries, batches, done, error}
+  refreshTimer: null,
+  lastRefresh: 0,
 };
 
 function setView(view) {
@@ -318,7 +328,7 @@ async function openUrl(url, { path = null } = {}) {
     return false;
   }
   writeHash();
-  showUnlock(r.ok);
+  await opened(r.ok);
   return true;
 }
 
@@ -336,8 +346,15 @@ async function openFile(file) {
     return false;
   }
   writeHash();
-  showUnlock(r.ok);
+  await opened(r.ok);
   return true;
+}
+
+// After open_*: an encrypted archive asks for its secret; any other is shown at once.
+function opened(probe) {
+  state.probe = probe;
+  if (probe.encrypted) return showUnlock(probe);
+  return enterBrowse(probe.info);
 }
 
 function reopen() {
@@ -354,8 +371,9 @@ function showUnlock(probe) {
   const how = probe.methods.includes("password") && probe.methods.includes("identity")
     ? "a password or an identity file"
     : probe.methods.includes("identity") ? "an identity file" : "a password";
-  $("unlock-meta").textContent =
-    `${fmtBytes(probe.size)} · generation ${probe.generation} · unlocks with ${how}`;
+  $("unlock-meta").textContent = [fmtBytes(probe.size), probe.format_title,
+    probe.generation != null ? `generation ${probe.generation}` : "", `unlocks with ${how}`]
+    .filter(Boolean).join(" · ");
   $("form-password").hidden = !probe.methods.includes("password");
   $("identity-block").hidden = !probe.methods.includes("identity");
   $("unlock-error").hidden = true;
@@ -387,8 +405,15 @@ async function unlock(args) {
     return;
   }
   $("password").value = "";
-  state.info = r.ok;
+  await enterBrowse(r.ok);
+}
+
+// The archive is open (and unlocked): list it. Env values exist in .lbox archives only.
+async function enterBrowse(info) {
+  state.info = info;
+  $("btn-env").hidden = !info.lbox;
   setView("browse");
+  if (info.listing === "walk") runWalk(state.epoch);
   const target = state.pendingPath;
   state.pendingPath = null;
   if (target) await goToPath(target);
@@ -432,6 +457,9 @@ function closeArchiveState() {
   state.order = null;
   state.dir = "";
   state.listCache.clear();
+  state.walk = null;
+  clearTimeout(state.refreshTimer);
+  state.refreshTimer = null;
   closePreview();
   for (const d of document.querySelectorAll("dialog[open]")) d.close();
 }
@@ -524,12 +552,15 @@ window.addEventListener("hashchange", () => {
 
 // ------------------------------------------------------------------ listing
 
+const streamedListing = () => !!state.info && state.info.listing === "walk";
+
 async function navigate(dir, { select = null } = {}) {
   const token = ++state.listToken;
   state.dir = dir;
   renderCrumbs();
   $("filter").value = "";
-  let listing = state.listCache.get(dir);
+  // A streamed listing is asked for every time: Python holds what the walk found so far.
+  let listing = streamedListing() ? null : state.listCache.get(dir);
   if (!listing) {
     $("summary").textContent = "Loading…";
     const r = await py.call("ls", { path: dir });
@@ -543,8 +574,10 @@ async function navigate(dir, { select = null } = {}) {
       return;
     }
     listing = r.ok;
-    if (state.listCache.size > 20) state.listCache.delete(state.listCache.keys().next().value);
-    state.listCache.set(dir, listing);
+    if (!listing.streamed) {
+      if (state.listCache.size > 20) state.listCache.delete(state.listCache.keys().next().value);
+      state.listCache.set(dir, listing);
+    }
   }
   state.listing = listing;
   applyOrder();
@@ -573,10 +606,15 @@ function renderCrumbs() {
   });
 }
 
-function applyOrder() {
+// keep: the listing grew (a streamed walk): keep the scroll position and the active row
+// (activeName: the active row's name when the listing was replaced).
+function applyOrder({ keep = false, activeName = undefined } = {}) {
   const L = state.listing;
   const n = L.names.length;
   const q = $("filter").value.trim().toLowerCase();
+  let activeItem = keep && activeName === undefined && state.active >= 0 && state.order
+    ? state.order[state.active] : -1;
+  if (keep && activeName != null) activeItem = L.names.indexOf(activeName);
   let idx = [];
   if (q) {
     for (let i = 0; i < n; i++) if (L.names[i].toLowerCase().includes(q)) idx.push(i);
@@ -584,7 +622,8 @@ function applyOrder() {
     idx = Array.from({ length: n }, (_, i) => i);
   }
   const { key, dir } = state.sort;
-  if (key !== "name" || dir !== 1) {
+  // Python sends a listing sorted by name (folders first); rows a walk added since are not.
+  if (key !== "name" || dir !== 1 || L.unsorted) {
     const isDir = (i) => (L.types[i] === "d" ? 0 : 1);
     const cmp = {
       name: (a, b) => isDir(a) - isDir(b) || dir * (L.names[a] < L.names[b] ? -1 : 1),
@@ -602,26 +641,123 @@ function applyOrder() {
     b.setAttribute("aria-label", `Sort by ${b.textContent.toLowerCase()}` +
       (on ? (dir === 1 ? ", ascending" : ", descending") : ""));
   }
+  updateSummary();
+  const empty = $("list-empty");
+  const pending = L.streamed && !L.complete;
+  empty.hidden = state.order.length > 0;
+  empty.textContent = n === 0 ? (pending ? "Nothing listed here yet…" : "This folder is empty.")
+    : "Nothing matches the filter.";
+  $("list").setAttribute("aria-label",
+    `Contents of ${state.dir ? "/" + state.dir : "the archive root"}, ${fmtInt(state.order.length)} items`);
+  if (keep) state.active = activeItem >= 0 ? state.order.indexOf(activeItem) : -1;
+  state.active = Math.min(state.active, state.order.length - 1);
+  const list = $("list");
+  $("list-spacer").style.height = `${state.order.length * ROW_HEIGHT}px`;
+  for (const row of rows.values()) row.remove();
+  rows.clear();
+  if (!keep) list.scrollTop = 0;
+  renderRows();
+  if (keep) {
+    if (state.active >= 0) list.setAttribute("aria-activedescendant", `row-${state.active}`);
+    else list.removeAttribute("aria-activedescendant");
+  }
+}
+
+// "4 folders, 10 files (1.2 MiB)", the filter's matches, and a streamed listing's progress.
+function updateSummary() {
+  const L = state.listing;
+  if (!L || !state.order) return;
   const c = L.counts;
   const parts = [];
   if (c.dirs) parts.push(`${fmtInt(c.dirs)} folder${c.dirs === 1 ? "" : "s"}`);
   parts.push(`${fmtInt(c.files)} file${c.files === 1 ? "" : "s"} (${fmtBytes(c.bytes)})`);
   if (c.symlinks) parts.push(`${fmtInt(c.symlinks)} link${c.symlinks === 1 ? "" : "s"}`);
   let summary = parts.join(", ");
-  if (q) summary = `${fmtInt(state.order.length)} of ${fmtInt(n)} match “${q}” · ${summary}`;
+  const q = $("filter").value.trim().toLowerCase();
+  if (q) summary = `${fmtInt(state.order.length)} of ${fmtInt(L.names.length)} match “${q}” · ${summary}`;
+  const w = state.walk;
+  if (L.streamed && !L.complete && w) {
+    summary += w.error ? " · the listing stopped (the archive is damaged there)"
+      : ` · listing… ${fmtInt(w.entries)} entries read so far`;
+  }
   $("summary").textContent = summary;
-  const empty = $("list-empty");
-  empty.hidden = state.order.length > 0;
-  empty.textContent = n === 0 ? "This folder is empty." : "Nothing matches the filter.";
-  $("list").setAttribute("aria-label",
-    `Contents of ${state.dir ? "/" + state.dir : "the archive root"}, ${fmtInt(state.order.length)} items`);
-  state.active = Math.min(state.active, state.order.length - 1);
-  const list = $("list");
-  $("list-spacer").style.height = `${state.order.length * ROW_HEIGHT}px`;
-  for (const row of rows.values()) row.remove();
-  rows.clear();
-  list.scrollTop = 0;
-  renderRows();
+}
+
+// ------------------------------------------------------------------ streamed listing (walk)
+
+// Listing "walk": Python walks the whole archive once; each list_next answer holds the
+// entries found since the last one, by folder. The folder shown gets its new rows at once
+// (drawn at most every 200 ms); other folders are asked for when opened.
+async function runWalk(epoch) {
+  state.walk = { entries: 0, batches: 0, done: false, error: null };
+  document.body.dataset.walk = "running";
+  for (;;) {
+    const r = await py.call("list_next");
+    if (epoch !== state.epoch || !state.walk) return;
+    const w = state.walk;
+    if (r.error) {
+      w.error = r.error;
+      document.body.dataset.walk = "failed";
+      updateSummary();
+      handleError(r.error);
+      return;
+    }
+    const b = r.ok;
+    w.batches++;
+    w.entries = b.entries;
+    w.done = b.done;
+    if (mergeBatch(b)) scheduleRefresh();
+    else updateSummary();
+    if (b.done) {
+      document.body.dataset.walk = "done";
+      return refreshStreamed(epoch);
+    }
+  }
+}
+
+// Appends a batch's rows for the folder shown (unless the listing holds them already).
+function mergeBatch(batch) {
+  const L = state.listing;
+  if (!L || !L.streamed || batch.seq <= L.seq) return false;
+  L.seq = batch.seq;
+  const add = batch.added[L.path];
+  if (!add || !add.names.length) return false;
+  const base = L.names.length;
+  for (let k = 0; k < add.names.length; k++) {
+    L.names.push(add.names[k]);
+    L.sizes.push(add.sizes[k]);
+    L.mtimes.push(add.mtimes[k]);
+  }
+  L.types += add.types;
+  for (const [k, v] of Object.entries(add.targets)) L.targets[String(base + Number(k))] = v;
+  for (const k of ["dirs", "files", "symlinks", "bytes"]) L.counts[k] += add.counts[k];
+  L.unsorted = true;
+  return true;
+}
+
+function scheduleRefresh() {
+  if (state.refreshTimer) return;
+  const wait = Math.max(0, state.lastRefresh + 200 - performance.now());
+  state.refreshTimer = setTimeout(() => {
+    state.refreshTimer = null;
+    state.lastRefresh = performance.now();
+    if (state.listing) applyOrder({ keep: true });
+  }, wait);
+}
+
+// The walk ended: the folder shown gets its final listing (or "not found").
+async function refreshStreamed(epoch) {
+  const L = state.listing;
+  if (!L || !L.streamed) return;
+  const token = state.listToken;
+  const r = await py.call("ls", { path: L.path });
+  if (epoch !== state.epoch || token !== state.listToken) return;
+  if (r.error) return handleError(r.error);
+  clearTimeout(state.refreshTimer);
+  state.refreshTimer = null;
+  const activeName = state.active >= 0 && state.order ? L.names[state.order[state.active]] : null;
+  state.listing = r.ok;
+  applyOrder({ keep: true, activeName });
 }
 
 // Virtual scrolling: only the rows in view (plus some) exist in the DOM.
@@ -811,6 +947,8 @@ async function showPreview(path, meta) {
     if (meta.size > bytes.length) {
       parts.unshift(el("p", { class: "meta",
         text: `Showing the first ${fmtBytes(bytes.length)} of ${fmtBytes(meta.size)}. Download the file to see all of it.` }));
+      const note = uncheckedNote(meta.size);
+      if (note) parts.unshift(note);
     }
     body.replaceChildren(...parts);
     return;
@@ -845,6 +983,16 @@ function previewError(err, path) {
   if (err.kind === "changed") handleError(err);
 }
 
+// A partial preview of a large file in a format whose checksum covers whole files only
+// (.uri: one CRC per file) was not checked: say so. The download checks the whole file.
+function uncheckedNote(size) {
+  const max = state.info ? state.info.checked_preview_max : null;
+  if (max == null || size <= max) return null;
+  return el("p", { class: "unchecked", role: "note",
+    text: "Not checked yet: this archive format checksums whole files only, and this preview " +
+      "shows part of the file. Downloading the file checks all of it." });
+}
+
 function looksLikeText(bytes) {
   const n = Math.min(bytes.length, 8192);
   for (let i = 0; i < n; i++) if (bytes[i] === 0) return false;
@@ -868,6 +1016,7 @@ function showHex(bytes, size) {
   const pre = el("pre", { class: "hex", tabindex: "0", "aria-label": "Hex dump" });
   pre.textContent = lines.join("\n");
   $("preview-body").replaceChildren(
+    ...(bytes.length < size ? [uncheckedNote(size)].filter(Boolean) : []),
     el("p", { class: "meta", text: `Binary file: no preview. The first ${fmtBytes(n)} of ${fmtBytes(size)} in hex:` }),
     pre);
 }
@@ -1083,7 +1232,7 @@ $("btn-download").addEventListener("click", () => {
   if (p) download("file", p.path, p.name, p.size);
 });
 $("btn-zip").addEventListener("click", () => {
-  const base = state.dir ? baseOf(state.dir) : (state.probe ? state.probe.name.replace(/\.lbox$/, "") : "archive");
+  const base = state.dir ? baseOf(state.dir) : (state.info && state.info.stem) || "archive";
   const bytes = state.listing ? state.listing.counts.bytes : 0;
   download("zip", state.dir, `${base}.zip`, bytes);
 });
@@ -1102,19 +1251,28 @@ async function openInfo() {
   const r = await py.call("info");
   if (r.error) return handleError(r.error);
   const i = r.ok;
+  const d = i.details || {};
+  const lbox = i.lbox || null;
+  const walked = i.walked && i.walked.complete ? i.walked : null;
+  const count = (k) => (d[k] != null ? d[k] : walked ? walked[k] : null);
+  const num = (v) => (v == null ? "" : fmtInt(v));
+  const content = i.file_bytes != null ? i.file_bytes : walked ? walked.bytes : null;
   facts($("info-list"), [
-    ["Name", i.name], ["Location", i.location], ["Archive size", `${fmtBytes(i.archive_size)} (${fmtInt(i.archive_size)} bytes)`],
-    ["Generation", i.generation], ["Committed", new Date(i.committed_at).toLocaleString()],
-    ["Files", fmtInt(i.files)], ["Folders", fmtInt(i.dirs)], ["Symbolic links", fmtInt(i.symlinks)],
-    ["Content", `${fmtBytes(i.file_bytes)} (stored: ${fmtBytes(i.stored_bytes)})`],
-    ["Chunk size", fmtBytes(i.chunk_size)], ["Env values", fmtInt(i.env_count)],
-    ["Tree height", i.toc_height], ["Format version", i.format_version], ["Archive id", i.archive_id],
-    ["Unlocked with", i.unlocked_with],
+    ["Name", i.name], ["Location", i.location], ["Format", i.format_title],
+    ["Archive size", i.archive_size != null ? `${fmtBytes(i.archive_size)} (${fmtInt(i.archive_size)} bytes)` : ""],
+    ["Encryption", i.encrypted ? "encrypted; decrypted in this page" : "none (each file is checked by its CRC-32)"],
+    ["Generation", d.generation], ["Committed", d.committed_at ? new Date(d.committed_at).toLocaleString() : ""],
+    ["Files", num(count("files"))], ["Folders", num(count("dirs"))], ["Symbolic links", num(count("symlinks"))],
+    ["Content", content == null ? "" : fmtBytes(content) + (d.stored_bytes != null ? ` (stored: ${fmtBytes(d.stored_bytes)})` : "")],
+    ["Chunk size", d.chunk_size ? fmtBytes(d.chunk_size) : ""], ["Env values", num(d.env_values)],
+    ["Tree height", lbox ? lbox.toc_height : ""], ["Format version", d.format_version != null ? d.format_version : d.version],
+    ["Archive id", d.archive_id], ["Unlocked with", lbox ? lbox.unlocked_with : ""],
   ]);
   const ul = $("info-slots");
   ul.replaceChildren();
-  for (const s of i.slots) {
-    const used = s.slot_id === i.unlocked_slot;
+  $("info-slots-title").hidden = ul.hidden = !lbox;
+  for (const s of lbox ? lbox.slots : []) {
+    const used = s.slot_id === lbox.unlocked_slot;
     ul.append(el("li", { class: used ? "used" : "" },
       el("strong", { text: s.kind }), ` ${s.detail}`, used ? el("span", { class: "tag", text: "used to unlock" }) : null));
   }
@@ -1163,8 +1321,7 @@ async function refreshNet() {
     ["Archive", n.location], ["Archive size", n.size != null ? `${fmtBytes(n.size)} (${fmtInt(n.size)} bytes)` : ""],
     ["Round trips", fmtInt(n.round_trips)], ["Requests", fmtInt(n.requests)],
     ["Bytes fetched", `${fmtBytes(n.bytes)} (${fmtInt(n.bytes)} bytes)`],
-    ["Reused, not fetched again", n.reused && n.reused.chunks
-      ? `${fmtInt(n.reused.chunks)} chunk${n.reused.chunks === 1 ? "" : "s"} (${fmtBytes(n.reused.bytes)})` : ""],
+    ["Reused, not fetched again", reusedText(n.reused)],
     ["Share of the archive", n.size ? `${((100 * n.bytes) / n.size).toFixed(2)} %` : ""],
   ]);
   const tbody = $("net-log").tBodies[0];
@@ -1175,6 +1332,13 @@ async function refreshNet() {
       el("td", { text: e.ranges }), el("td", { text: e.requests }), el("td", { text: fmtInt(e.bytes) }),
       el("td", { text: e.ms })));
   }
+}
+
+// Verified chunks kept by the .lbox extension, or raw ranges kept for other formats.
+function reusedText(reused) {
+  if (!reused) return "";
+  const [n, what] = reused.chunks ? [reused.chunks, "chunk"] : reused.ranges ? [reused.ranges, "read"] : [0, ""];
+  return n ? `${fmtInt(n)} ${what}${n === 1 ? "" : "s"} (${fmtBytes(reused.bytes)})` : "";
 }
 
 async function openNet() {

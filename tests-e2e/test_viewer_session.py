@@ -1,5 +1,6 @@
-"""lockbox.viewer.session (the viewer's Python side) on CPython, over file sources: fast checks of
-what the browser tests rely on (listing columns, previews, streams, zips, messages)."""
+"""lockbox.viewer.session (the viewer's Python side) on CPython, over file sources: fast checks
+of what the browser tests rely on (listing columns, previews, streams, zips, messages), for
+.lbox and .uri archives."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import lockbox
 from conftest import CORRUPT_FILE, ENV, PASSWORD, SYMLINKS, TREE, Archives
 from lockbox.formats.lbox.wire.entry import decode_entry
 from lockbox.sources import AsyncFileSource
-from lockbox.viewer.session import Session, _entry_head, classify
+from lockbox.viewer.messages import ViewerError
+from lockbox.viewer.session import Session, classify
 
 
 def run(coro: Any) -> Any:
@@ -60,7 +62,9 @@ def test_probe_unlock_listing(archives: Archives) -> None:
         bad = await call(s, "unlock", password="nope")
         assert bad["error"]["kind"] == "wrong_key"
         info = (await call(s, "unlock", password=PASSWORD))["ok"]
-        assert info["files"] == len(TREE) and info["unlocked_with"] == "password"
+        assert info["details"]["files"] == len(TREE)
+        assert info["lbox"]["unlocked_with"] == "password"
+        assert (info["format"], info["encrypted"], info["listing"]) == ("lbox", True, "folders")
         root = (await call(s, "ls", path=""))["ok"]
         assert root["names"][:4] == ["data", "docs", "images", "media"]
         assert root["types"] == "dddd" + "".join(
@@ -81,16 +85,32 @@ def test_probe_unlock_listing(archives: Archives) -> None:
     run(go())
 
 
-def test_entry_head_agrees_with_decode_entry(archives: Archives) -> None:
-    with lockbox.open(archives.path("tree.lbox"), password=PASSWORD) as box:
-        from lockbox.formats.lbox.wire.constants import FrameKind
+def test_listing_columns_agree_with_the_entries(archives: Archives) -> None:
+    """Every column of every folder's listing is what the TOC entry says."""
+    from lockbox.formats.lbox.wire.constants import EntryType, FrameKind
+    from lockbox.formats.lbox.wire.entry import key_path
 
+    with lockbox.open(archives.path("tree.lbox"), password=PASSWORD) as box:
         pairs = box.run(box.view.scan_flow(FrameKind.TOC_NODE, box.view.commit.toc,
                                             [(b"", b"\xff" * 8)]))
     assert len(pairs) > len(TREE)
-    for _, value in pairs:
-        e = decode_entry(value)
-        assert _entry_head(value) == (int(e.type), e.mtime_ns, e.size, e.target)
+    entries = {key_path(k): decode_entry(v) for k, v in pairs}
+
+    async def go() -> dict[str, tuple[str, int, int, str]]:
+        s = await opened(archives.path("tree.lbox"))
+        seen = {}
+        for folder in ["", *(p for p, e in entries.items() if e.type == EntryType.DIR)]:
+            cols = (await call(s, "ls", path=folder))["ok"]
+            for i, name in enumerate(cols["names"]):
+                seen[f"{folder}/{name}" if folder else name] = (
+                    cols["types"][i], cols["sizes"][i], cols["mtimes"][i],
+                    cols["targets"].get(str(i), ""))
+        await s.close()
+        return seen
+
+    codes = {EntryType.FILE: "f", EntryType.DIR: "d", EntryType.SYMLINK: "l"}
+    assert run(go()) == {p: (codes[e.type], e.size, e.mtime_ns // 1_000_000, e.target)
+                         for p, e in entries.items()}
 
 
 def test_reads_streams_and_zip(archives: Archives) -> None:
@@ -138,14 +158,18 @@ def test_corrupt_chunk_is_named_and_others_read(archives: Archives) -> None:
     run(go())
 
 
-def test_not_a_lockbox(archives: Archives) -> None:
+def test_not_an_archive(archives: Archives) -> None:
     s = Session()
     out = json.loads(run(s.call("open_url", json.dumps({"url": "ftp://x/y"}))))
     assert out["error"]["kind"] == "usage"
-    with pytest.raises(lockbox.FormatError) as exc:
+    with pytest.raises(ViewerError) as exc:
         run(s.open_source(AsyncFileSource(archives.path("not-an-archive.lbox")),
                           location="x", name="x", kind="file"))
-    assert classify(exc.value, stage="open")["kind"] == "not_lockbox"
+    info = classify(exc.value, stage="open", location="x")
+    assert info["kind"] == "not_archive"
+    assert info["title"] == "Not an archive lockbox can read"
+    assert info["message"] == ("This file is not a .lbox or .uri archive (x): it looks like "
+                               "a ZIP archive.")
 
 
 @pytest.mark.parametrize(("error", "kind"), [
@@ -211,7 +235,9 @@ def test_preview_then_download_reuses_the_verified_chunks(archives: Archives) ->
         head = await s.call_binary("read", json.dumps({"path": "data/random.bin",
                                                          "size": 4096}))
         assert head == data[:4096]
-        e = await s._need().run(s._need().view.stat_flow("data/random.bin"))
+        ext = s._lbox
+        assert ext is not None
+        e = await ext.source.run(ext.view.stat_flow("data/random.bin"))
         assert e.chunks == 2
         rt, nbytes = trips(s)
         reused = s.network()["reused"]["chunks"]
@@ -221,17 +247,19 @@ def test_preview_then_download_reuses_the_verified_chunks(archives: Archives) ->
         assert rt2 == rt + 1 and nbytes2 - nbytes == e.refs[1].frame_size
         assert s.network()["reused"]["chunks"] == reused + 1
         # closing forgets them
+        plain = ext.plain
         await s.close()
-        assert len(s._plain) == 0 and s._plain.size_bytes == 0
+        assert s._lbox is None and s.network()["reused"]["chunks"] == 0
+        assert len(plain) > 0  # (the cache went with the archive)
 
     run(go())
 
 
 def test_plain_cache_is_bounded() -> None:
     from lockbox.formats.lbox.view import ChunkData
-    from lockbox.viewer.session import _PlainCache
+    from lockbox.viewer.lbox import PlainCache
 
-    cache = _PlainCache(limit_bytes=100)
+    cache = PlainCache(limit_bytes=100)
     chunk = ChunkData(0, memoryview(b"x" * 40), None)  # type: ignore[arg-type]
     for n in range(5):
         cache.put((b"f", b"h", n), chunk)
@@ -283,7 +311,7 @@ def test_zip_of_many_small_files_costs_a_few_round_trips(tmp_path: Path,
     # the batch's frames are adjacent: one request for all of them
     assert requests <= 6, requests
     # the budget splits the batches: 120 files, 50 per batch -> 3 round trips of content
-    monkeypatch.setattr("lockbox.viewer.session.ZIP_BATCH_FILES", 50)
+    monkeypatch.setattr("lockbox.viewer.lbox.ZIP_BATCH_FILES", 50)
     rt_split, _, files = run(zip_round_trips(many))
     assert rt_split == rt_many + 2 and len(files) == 120
 
@@ -291,7 +319,7 @@ def test_zip_of_many_small_files_costs_a_few_round_trips(tmp_path: Path,
 def test_zip_batches_files_with_index_frames_and_streams_large_ones(tmp_path: Path) -> None:
     """Small files of many chunks (their refs in index frames: one round trip for all the
     batch's indexes) and a file larger than ZIP_SMALL_FILE (streamed alone)."""
-    from lockbox.viewer.session import ZIP_SMALL_FILE
+    from lockbox.viewer.lbox import ZIP_SMALL_FILE
 
     path = tmp_path / "mixed.lbox"
     indexed = {f"many/idx{i}.bin": bytes([i]) * (4096 * 10 + i) for i in range(4)}
