@@ -19,7 +19,7 @@ from conftest import CORRUPT_FILE, ENV, PASSWORD, SYMLINKS, TREE, Archives
 from lockbox.formats.lbox.wire.entry import decode_entry
 from lockbox.sources import AsyncFileSource
 from lockbox.viewer.messages import ViewerError
-from lockbox.viewer.session import Session, classify
+from lockbox.viewer.session import CHECKED_PREVIEW_MAX, Session, classify
 
 
 def run(coro: Any) -> Any:
@@ -356,3 +356,163 @@ def test_zip_masks_modes(tmp_path: Path) -> None:
         modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
     assert modes == {"d/sticky/": 0o40755, "d/plain": 0o100644,
                      "d/private": 0o100600, "d/suid": 0o100755}
+
+
+# -- .uri: no unlock, a streamed walk, checked and unchecked reads ------------------------------
+
+
+@pytest.fixture(scope="module")
+def uri_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from lockbox.formats.uri import write_uri
+
+    root = tmp_path_factory.mktemp("uri")
+    out = {}
+    for name, files, links in (
+            ("tree", TREE, SYMLINKS),
+            ("many", {f"f{i:04d}.txt": b"%d\n" % i for i in range(1000)}, {}),
+            ("large", {"big/large.bin": bytes(range(256)) * (24 * 1024), "small.txt": b"s\n"},
+             {"big/out": "../../etc"})):
+        src = root / name
+        for path, data in files.items():
+            (src / path).parent.mkdir(parents=True, exist_ok=True)
+            (src / path).write_bytes(data)
+        for path, target in links.items():
+            (src / path).symlink_to(target)
+        write_uri(root / f"{name}.uri", src)
+        out[name] = root / f"{name}.uri"
+    return out
+
+
+async def walked(s: Session) -> list[dict[str, Any]]:
+    """Every list_next answer until the walk is done."""
+    answers = []
+    while True:
+        answer = (await call(s, "list_next"))["ok"]
+        answers.append(answer)
+        if answer["done"]:
+            return answers
+
+
+def test_uri_opens_without_unlock_and_streams_its_listing(uri_files: dict[str, Path]) -> None:
+    async def go() -> None:
+        s = Session()
+        probe = await s.open_source(AsyncFileSource(uri_files["many"]), location="many.uri",
+                                    name="many.uri", kind="file")
+        assert (probe["format"], probe["encrypted"], probe["stem"]) == ("uri", False, "many")
+        assert "methods" not in probe
+        info = probe["info"]
+        assert info["listing"] == "walk" and info["entries"] is None
+        assert info["checked_preview_max"] == CHECKED_PREVIEW_MAX
+        assert (await call(s, "unlock", password="x"))["error"]["kind"] == "usage"
+        assert (await call(s, "env"))["error"]["kind"] == "usage"
+        # before the walk: nothing listed yet, not complete
+        first = (await call(s, "ls", path=""))["ok"]
+        assert (first["names"], first["complete"], first["seq"]) == ([], False, 0)
+        answers = await walked(s)
+        assert len(answers) >= 2  # the first window's entries came before the rest
+        assert sum(len(a["added"].get("", {}).get("names", [])) for a in answers) == 1000
+        with_rows = [a["seq"] for a in answers if a["added"]]
+        assert with_rows == list(range(1, len(with_rows) + 1))  # one seq per batch added
+        middle = (await call(s, "ls", path=""))["ok"]  # a listing says which batches it holds
+        assert middle["seq"] == with_rows[-1]
+        assert answers[-1]["entries"] == 1000 and answers[-1]["counts"]["files"] == 1000
+        root = (await call(s, "ls", path=""))["ok"]
+        assert root["complete"] and root["names"] == [f"f{i:04d}.txt" for i in range(1000)]
+        assert root["sizes"][12] == 3 and root["counts"]["bytes"] == sum(
+            len(b"%d\n" % i) for i in range(1000))
+        # open + the whole walk: 2 round trips (the probe, the first window); then the
+        # reader's own index (stat, read) comes from the ranges the walk read
+        trips = s.network()["round_trips"]
+        assert trips <= 3, s.network()["log"]
+        assert await s.call_binary("read", json.dumps({"path": "f0012.txt"})) == b"12\n"
+        assert s.network()["round_trips"] == trips
+        assert (await call(s, "stat", path="f0012.txt"))["ok"]["size"] == 3
+        assert (await call(s, "list_next"))["ok"]["done"]
+        await s.close()
+
+    run(go())
+
+
+def test_uri_folders_reads_streams_and_zips(uri_files: dict[str, Path]) -> None:
+    async def go() -> None:
+        s = Session()
+        await s.open_source(AsyncFileSource(uri_files["tree"]), location="tree.uri",
+                            name="tree.uri", kind="file")
+        await walked(s)
+        root = (await call(s, "ls", path=""))["ok"]
+        assert root["names"][:4] == ["data", "docs", "images", "media"]
+        assert root["types"].startswith("dddd")
+        assert root["targets"][str(root["names"].index("latest-guide"))] == "docs/guide.txt"
+        docs = (await call(s, "ls", path="docs/"))["ok"]
+        assert docs["names"] == ["deep", "guide.txt"] and docs["mtimes"] == [0, 0]
+        assert (await call(s, "ls", path="nope"))["error"]["kind"] == "not_found"
+        assert (await call(s, "ls", path="README.md"))["error"]["kind"] == "usage"
+        data = TREE["data/random.bin"]
+        h = (await call(s, "stream_open", path="data/random.bin"))["ok"]
+        assert h["size"] == len(data) and await drain(s, h["handle"]) == data
+        assert await s.call_binary("read", json.dumps(
+            {"path": "data/random.bin", "offset": 1000, "size": 50})) == data[1000:1050]
+        z = (await call(s, "zip_open", path=""))["ok"]
+        assert z["name"] == "tree.zip" and z["dropped_links"] == []
+        blob = await drain(s, z["handle"])
+        assert isinstance(blob, bytes)
+        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+            assert zf.testzip() is None
+            files = {n[len("tree/"):]: zf.read(n) for n in zf.namelist()
+                     if not n.endswith("/") and n[len("tree/"):] not in SYMLINKS}
+            assert files == TREE
+            assert zf.read("tree/latest-guide") == b"docs/guide.txt"
+        info = (await call(s, "info"))["ok"]
+        assert info["format_title"] == "uri archive" and info["walked"]["complete"]
+        assert info["walked"]["files"] == len(TREE)
+        await s.close()
+
+    run(go())
+
+
+def test_uri_partial_preview_of_a_large_file_reads_only_its_range(
+        uri_files: dict[str, Path]) -> None:
+    async def go() -> None:
+        s = Session()
+        await s.open_source(AsyncFileSource(uri_files["large"]), location="large.uri",
+                            name="large.uri", kind="file")
+        size = 256 * 24 * 1024
+        assert size > CHECKED_PREVIEW_MAX
+        before = s.network()["bytes"]
+        head = await s.call_binary("read", json.dumps({"path": "big/large.bin",
+                                                         "size": 4096}))
+        assert head == (bytes(range(256)) * 16)
+        assert s.network()["bytes"] - before < size // 4  # not the whole file
+        # a zip of the folder leaves out the link that leads outside it
+        z = (await call(s, "zip_open", path="big"))["ok"]
+        assert [d["path"] for d in z["dropped_links"]] == ["big/out"]
+        blob = await drain(s, z["handle"])
+        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+            assert zf.namelist() == ["big/large.bin"]
+        await s.close()
+
+    run(go())
+
+
+def test_uri_damaged_file_is_named(uri_files: dict[str, Path], tmp_path: Path) -> None:
+    damaged = bytearray(uri_files["tree"].read_bytes())
+    at = damaged.find(TREE["docs/guide.txt"][:100])
+    damaged[at + 50] ^= 1
+    path = tmp_path / "damaged.uri"
+    path.write_bytes(bytes(damaged))
+
+    async def go() -> None:
+        s = Session()
+        await s.open_source(AsyncFileSource(path), location="damaged.uri", name="damaged.uri",
+                            kind="file")
+        err = json.loads(await s.call_binary("read", json.dumps({"path": "docs/guide.txt"})))
+        assert err["error"]["kind"] == "corrupt" and err["error"]["path"] == "docs/guide.txt"
+        assert "does not match its checksum" in err["error"]["message"]
+        assert await s.call_binary("read", json.dumps({"path": "README.md"})) == \
+            TREE["README.md"]
+        h = (await call(s, "stream_open", path="docs/guide.txt"))["ok"]
+        failed = await drain(s, h["handle"])
+        assert isinstance(failed, dict) and failed["path"] == "docs/guide.txt"
+        await s.close()
+
+    run(go())
