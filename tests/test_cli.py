@@ -470,7 +470,7 @@ def test_interrupt_and_debug(run: Runner, box: Path, monkeypatch: pytest.MonkeyP
     def interrupted(*a: object, **k: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_open", interrupted)
+    monkeypatch.setattr(cli, "_open_any", interrupted)
     assert one_line_error(run("ls", box), 130) == "lockbox: interrupted"
     monkeypatch.undo()
     monkeypatch.setenv("LOCKBOX_PASSWORD", "wrong")

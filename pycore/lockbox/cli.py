@@ -29,6 +29,7 @@ from dataclasses import asdict
 from typing import Any
 
 from . import __version__
+from .convert import NewLbox, convert, target_format
 from .errors import (
     FormatError,
     IntegrityError,
@@ -39,6 +40,7 @@ from .errors import (
     UsageError,
     WrongKeyError,
 )
+from .facade import Archive, probe
 from .formats.lbox.archive import Lockbox
 from .formats.lbox.keys import (
     DEFAULT_ARGON2,
@@ -49,6 +51,7 @@ from .formats.lbox.keys import (
     Recipient,
     UnlockLimits,
 )
+from .formats.lbox.verify import VerifyReport
 from .formats.lbox.walk import WalkLimits
 from .formats.lbox.wire.constants import (
     ARGON2_MAX_MEMORY_KIB,
@@ -59,7 +62,8 @@ from .formats.lbox.wire.constants import (
 from .formats.lbox.wire.entry import normalize_path
 from .info import EntryInfo
 from .platform import default_unlock_limits
-from .sources import is_url
+from .protocol import SessionInfo
+from .sources import is_url, open_source
 
 __all__ = ["main", "build_parser", "escape_controls"]
 
@@ -316,38 +320,77 @@ def _check_source(location: str) -> None:
     open_source(location).close()
 
 
-def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
-    """Open args.archive with the secrets the user gave (or a prompt on a terminal)."""
-    location: str = args.archive
-    if write and is_url(location):
-        raise UsageError("an archive on a web server is read-only here; "
-                         "download it to change it")
-    password = _password(args)
-    identity = _identity(args)
+def _open_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The format settings the options give (each format uses what applies to it)."""
     cache = getattr(args, "cache", None)
     if cache is None:
         cache = _cache_limit(os.environ.get("LOCKBOX_CACHE", "auto"))
-    opts: dict[str, Any] = {"cache": cache, "limits": _unlock_limits(args),
-                            "generation": getattr(args, "generation", None),
-                            "walk_limits": _walk_limits(args)}
-    if write and opts["generation"] is not None:
-        raise UsageError("--generation opens an older commit read-only; "
-                         "leave it out to change the archive")
-    if password is not None or identity is not None:
-        return Lockbox.open(location, password=password, identity=identity, **opts)
-    _check_source(location)
+    return {"cache": cache, "limits": _unlock_limits(args),
+            "generation": getattr(args, "generation", None),
+            "walk_limits": _walk_limits(args)}
+
+
+def _open_any(args: argparse.Namespace, *, only_lbox: str | None = None) -> Archive:
+    """Open args.archive, whatever its format, through the generic facade.
+
+    The format is probed first (one read, reused by the open): a password is asked (or
+    required) only when the format is encrypted. ``only_lbox``: the command, which works
+    on .lbox archives only (UsageError for another format, before any prompt)."""
+    location: str = args.archive
+    password = _password(args)
+    identity = _identity(args)
+    settings = _open_settings(args)
+    source = open_source(location)  # a missing file is reported before any prompt
+    try:
+        probed = probe(source)
+        if only_lbox and probed.spec.name != "lbox":
+            raise UsageError(f"{location} is a {probed.spec.title}: '{only_lbox}' works on "
+                             ".lbox archives only")
+        secret_given = password is not None or identity is not None
+        if not probed.spec.encrypted or secret_given:
+            box = Archive.open(location, source=source, probe=probed, password=password,
+                               identity=identity, close_source=False, **settings)
+        else:
+            box = _open_prompting(location, source, probed, settings)
+    except BaseException:
+        source.close()
+        raise
+    box.close_source = True
+    return box
+
+
+def _open_prompting(location: str, source: Any, probed: Any,
+                    settings: dict[str, Any]) -> Archive:
     if not _stdin_tty():
         raise UsageError(NO_SECRET)
     attempts = 3
     for attempt in range(1, attempts + 1):
         typed = _prompt(f"Password for {os.path.basename(location) or location}: ")
         try:
-            return Lockbox.open(location, password=typed, **opts)
+            return Archive.open(location, source=source, probe=probed, password=typed,
+                                close_source=False, **settings)
         except WrongKeyError:
             if attempt == attempts:
                 raise
             _err("wrong password, try again")
     raise AssertionError("unreachable")
+
+
+def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
+    """Open args.archive, a .lbox archive, with the user's secrets (or a prompt on a
+    terminal), for a command of that format (``write``: one that changes it)."""
+    if write and is_url(args.archive):
+        raise UsageError("an archive on a web server is read-only here; "
+                         "download it to change it")
+    if write and getattr(args, "generation", None) is not None:
+        raise UsageError("--generation opens an older commit read-only; "
+                         "leave it out to change the archive")
+    command = " ".join(c for c in (getattr(args, "command", None),
+                                   getattr(args, "env_command", None),
+                                   getattr(args, "keys_command", None)) if c)
+    box = _open_any(args, only_lbox=command or "this command")
+    assert isinstance(box, Lockbox)
+    return box
 
 
 def _load_recipients(values: Sequence[str]) -> list[Recipient]:
@@ -543,17 +586,25 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 _TYPE_BITS = {"file": stat_mod.S_IFREG, "dir": stat_mod.S_IFDIR, "symlink": stat_mod.S_IFLNK}
+_NO_TIME = "-"  # ls --long for a format without modification times
 
 
 def _long_lines(entries: Sequence[EntryInfo]) -> list[str]:
-    """ls --long lines: mode, size, mtime (UTC), path, symlink target."""
+    """ls --long lines: mode, [owner group,] size, mtime (UTC), path, symlink target.
+    Owner and group appear when the format records them; a format without times shows
+    '-' for the time."""
     sizes = [str(e.size) if e.is_file else "-" for e in entries]
     width = max((len(s) for s in sizes), default=1)
+    owners = any(e.owner or e.group for e in entries)
+    o_width = max((len(e.owner or "-") for e in entries), default=1)
+    g_width = max((len(e.group or "-") for e in entries), default=1)
     lines = []
     for e, size in zip(entries, sizes):
-        mode = stat_mod.filemode(_TYPE_BITS[e.type] | (e.mode & 0o7777))
-        when = e.mtime.isoformat(timespec="seconds").replace("+00:00", "Z")
-        line = f"{mode} {size:>{width}} {when} {e.path}"
+        mode = stat_mod.filemode(_TYPE_BITS.get(e.type, 0) | (e.mode & 0o7777))
+        when = (e.mtime.isoformat(timespec="seconds").replace("+00:00", "Z")
+                if e.mtime_ns else _NO_TIME.ljust(20))
+        who = f"{e.owner or '-':<{o_width}} {e.group or '-':<{g_width}} " if owners else ""
+        line = f"{mode} {who}{size:>{width}} {when} {e.path}"
         if e.type == "symlink":
             line += f" -> {e.target}"
         lines.append(line)
@@ -561,8 +612,8 @@ def _long_lines(entries: Sequence[EntryInfo]) -> list[str]:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    """lockbox ls: list a directory (or one entry)."""
-    with _open(args) as box:
+    """lockbox ls: list a directory (or one entry), in any format."""
+    with _open_any(args) as box:
         path = (args.path or "").strip("/")
         entries: list[EntryInfo]
         if path:
@@ -583,7 +634,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_cat(args: argparse.Namespace) -> int:
     """lockbox cat: stream a file's content to stdout."""
-    with _open(args) as box:
+    with _open_any(args) as box:
         sys.stdout.flush()
         out = sys.stdout.buffer
         for piece in box.iter_bytes(args.path):
@@ -592,35 +643,111 @@ def cmd_cat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selected_bytes(box: Archive, paths: Sequence[str]) -> int:
+    """File bytes under the given paths (for a progress bar's total)."""
+    total = 0
+    for p in paths or [""]:
+        total += sum(e.size for e in box.iter_entries(p) if e.is_file)
+    return total
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     """lockbox extract: write entries under a local directory."""
-    with _open(args) as box:
+    with _open_any(args) as box:
         started = time.monotonic()
         total = None
         if _stderr_tty() and not args.quiet:
-            total = 0
-            for p in args.paths or [""]:
-                st = box.stat(p)
-                items = box.ls(p, recursive=True) if st.is_dir else [st]
-                total += sum(e.size for e in items if e.is_file)
+            total = _selected_bytes(box, args.paths)
         meter = _Meter(total, "extracting", enabled=not args.quiet)
         try:
             # strict=False: unsafe entries are skipped and reported here, one line each.
             report = box.extract(args.to, list(args.paths) or None, overwrite=args.overwrite,
                                  progress=meter, strict=False,
                                  preserve_permissions=args.preserve_permissions,
-                                 max_size=args.max_size)
+                                 max_size=args.max_size, same_owner=args.same_owner)
         finally:
             meter.close()
     for s in report.skipped:
         _err(f"skipping {s.path}: {s.reason}")
     if not args.quiet:
+        for note in report.notes:
+            _err(f"note: {note}")
         _out(f"extracted {report.entries} entries, {meter.bytes:,} bytes "
              f"({_human(meter.bytes)}) to {args.to} in {time.monotonic() - started:.2f} s")
     if report.skipped:
         n = len(report.skipped)
         _err(f"{n} unsafe entr{'y was' if n == 1 else 'ies were'} skipped (the rest was "
              "extracted)")
+        return UnsafePathError.exit_code
+    return 0
+
+
+def _new_lbox(args: argparse.Namespace, source_encrypted: bool) -> NewLbox:
+    """How to protect the .lbox that convert writes: the creation options; its password
+    from --new-password-file / LOCKBOX_NEW_PASSWORD, else (when the source needs none)
+    --password-file / LOCKBOX_PASSWORD as for create, else asked twice on a terminal."""
+    recipients = _load_recipients(args.recipient or [])
+    password: str | None = None
+    if args.no_password:
+        if not recipients:
+            raise UsageError("--no-password needs at least one --recipient")
+    elif args.new_password_file or os.environ.get("LOCKBOX_NEW_PASSWORD"):
+        password = _new_password(args, "new_password_file", "LOCKBOX_NEW_PASSWORD")
+    elif not source_encrypted and _password(args) is not None:
+        password = _password(args)
+    elif _stdin_tty():
+        password = _new_password(args, "new_password_file", "LOCKBOX_NEW_PASSWORD")
+    else:
+        also = "" if source_encrypted else ", --password-file FILE or LOCKBOX_PASSWORD"
+        raise UsageError("the new archive needs a password: use --new-password-file FILE or "
+                         f"LOCKBOX_NEW_PASSWORD{also} (or --no-password with --recipient)")
+    return NewLbox(password, recipients, _argon2(args), args.chunk_size)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """lockbox convert: from any readable format or a directory to .lbox, .uri or a
+    directory. Exit 0 when every entry was converted, 8 when some were left out."""
+    target = target_format(args.dst, args.to_format)
+    if is_url(args.dst):
+        raise UsageError("convert writes a local file or directory, not a URL")
+    started = time.monotonic()
+    box: Archive | None = None
+    if is_url(args.src) or not os.path.isdir(args.src):
+        args.archive = args.src
+        box = _open_any(args)
+    try:
+        encrypted = box is not None and box.spec is not None and box.spec.encrypted
+        new = _new_lbox(args, encrypted) if target == "lbox" else None
+        started = time.monotonic()  # after any password prompt
+        total = None
+        if box is not None and _stderr_tty() and not args.quiet:
+            total = box.session.info().file_bytes
+        meter = _Meter(total, "converting", enabled=not args.quiet)
+        try:
+            report = convert(box if box is not None else args.src, args.dst, to_format=target,
+                             new_lbox=new, overwrite=args.overwrite, progress=meter,
+                             preserve_permissions=args.preserve_permissions,
+                             same_owner=args.same_owner, max_size=args.max_size)
+        finally:
+            meter.close()
+    finally:
+        if box is not None:
+            box.close()
+    for s in report.skipped:
+        _err(f"skipping {s.path}: {s.reason}")
+    for note in report.notes:
+        _err(f"note: {note}")
+    if not args.quiet:
+        _out(f"converted {report.entries} entries ({report.files} files, "
+             f"{report.file_bytes:,} bytes, {_human(report.file_bytes)}) from {args.src} "
+             f"({report.source_format}) to {args.dst} ({report.target_format}) in "
+             f"{time.monotonic() - started:.2f} s")
+    if report.skipped:
+        n, unsafe = len(report.skipped), report.unsafe
+        why = f"{unsafe} unsafe, {n - unsafe} not storable in the target" if unsafe else \
+            "not storable in the target"
+        _err(f"{n} entr{'y was' if n == 1 else 'ies were'} left out ({why}); the rest was "
+             "converted")
         return UnsafePathError.exit_code
     return 0
 
@@ -655,10 +782,54 @@ COMPACT_HINT = 0.25  # info suggests compacting past this reclaimable share
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """lockbox info: facts about the archive."""
-    with _open(args) as box:
-        info = box.info()
-        reclaim = box.reclaimable()
+    """lockbox info: facts about the archive (the .lbox details for a .lbox)."""
+    with _open_any(args) as box:
+        if isinstance(box, Lockbox):
+            info = box.info()
+            reclaim = box.reclaimable()
+            return _print_lbox_info(args, info, reclaim)
+        sinfo = box.info()
+        counts: dict[str, int] = {}
+        if sinfo.entries is None:  # a format without an index: count with one walk
+            for e in box.iter_entries():
+                counts[e.type] = counts.get(e.type, 0) + 1
+                if e.is_file:
+                    counts["bytes"] = counts.get("bytes", 0) + e.size
+            sinfo = dataclasses.replace(
+                sinfo, entries=sum(v for k, v in counts.items() if k != "bytes"),
+                file_bytes=counts.get("bytes", 0),
+                details={**sinfo.details, "files": counts.get("file", 0),
+                         "dirs": counts.get("dir", 0), "symlinks": counts.get("symlink", 0)})
+        title = box.spec.title if box.spec is not None else sinfo.format
+    _print_session_info(args, sinfo, title)
+    return 0
+
+
+def _print_session_info(args: argparse.Namespace, info: SessionInfo, title: str) -> None:
+    """Any format's SessionInfo: the common facts, then the format's details."""
+    if args.json:
+        _out_json({**asdict(info), "title": title})
+        return
+    size = "unknown" if info.archive_size is None else (
+        f"{info.archive_size:,} bytes ({_human(info.archive_size)})")
+    rows = [("format", f"{title} ({info.format})"),
+            ("encrypted", "yes" if info.encrypted else "no"),
+            ("size", size)]
+    d = info.details
+    if info.entries is not None:
+        parts = [f"{d[k]} {label}" for k, label in (("files", "files"), ("dirs", "directories"),
+                                                    ("symlinks", "symlinks")) if k in d]
+        rows.append(("entries", f"{info.entries}" + (f" ({', '.join(parts)})" if parts else "")))
+    if info.file_bytes is not None:
+        rows.append(("file bytes", f"{info.file_bytes:,} ({_human(info.file_bytes)})"))
+    shown = {"files", "dirs", "symlinks"}
+    rows.extend((k.replace("_", " "), str(v)) for k, v in d.items() if k not in shown)
+    for k, v in rows:
+        _out(f"{k + ':':<12} {v}")
+
+
+def _print_lbox_info(args: argparse.Namespace, info: Any, reclaim: tuple[int, int] | None
+                     ) -> int:
     if args.json:
         data = info.to_json()
         if reclaim is not None:
@@ -696,8 +867,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """lockbox verify: check everything; exit 5 when damaged."""
-    with _open(args) as box:
-        total = box.info().file_bytes
+    with _open_any(args) as box:
+        total = box.session.info().file_bytes
         meter = _Meter(total, "verifying", enabled=not args.quiet)
         try:
             report = box.verify(progress=meter)
@@ -706,9 +877,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         _out_json({**asdict(report), "ok": report.ok})
     elif report.ok and not args.quiet:
-        _out(f"ok: generation {report.generation}, {report.files_checked} files "
-             f"({_human(report.bytes_checked)}), {report.nodes_checked} tree nodes, "
-             f"{report.pages_checked} pages checked")
+        if isinstance(report, VerifyReport):
+            _out(f"ok: generation {report.generation}, {report.files_checked} files "
+                 f"({_human(report.bytes_checked)}), {report.nodes_checked} tree nodes, "
+                 f"{report.pages_checked} pages checked")
+        else:
+            _out(f"ok: {report.entries_checked} entries ({_human(report.bytes_checked)}) "
+                 "checked")
     if report.ok:
         return 0
     for problem in report.problems:
@@ -1002,11 +1177,14 @@ examples:
   lockbox add photos.lbox ~/Pictures/2024 --to pictures
   lockbox ls -l https://example.org/photos.lbox pictures
   lockbox cat photos.lbox pictures/2024/a.jpg > a.jpg
+  lockbox ls -R https://example.org/photos.uri    # other formats too
+  lockbox convert photos.uri photos.lbox           # or to .uri, or to a directory
   lockbox keygen -o ~/.lockbox-id          # prints your recipient
   lockbox keys add-recipient photos.lbox lockbox-recipient-1:...
 
-exit codes: 0 ok, 2 usage, 3/4 not a (supported) lockbox archive, 5 damaged,
-  6 wrong password or identity, 7 not found, 8 unsafe path, 9 storage error,
+exit codes: 0 ok, 2 usage, 3/4 not a (supported) archive, 5 damaged,
+  6 wrong password or identity, 7 not found, 8 unsafe path (convert: entries
+  left out), 9 storage error,
   10-12 HTTP source problems, 13 locked by another writer, 14 commit failed,
   130 interrupted. Set LOCKBOX_DEBUG=1 to see tracebacks.
 """
@@ -1027,6 +1205,29 @@ in it. With ~/Pictures/2026 holding beach.jpg:
 Unlike cp -r, where the result depends on whether the destination exists, the
 same command always puts things in the same place, so it can be run again to
 update them.
+"""
+
+
+_CONVERT_DESCRIPTION = """\
+Convert SRC -- an archive of any format lockbox reads, or a directory -- into DST:
+a .lbox or .uri archive, or a directory. DST's extension picks the format
+(--to-format forces one); an existing directory, a name ending in '/' or a name
+without an extension is a directory target, which is an extraction with all its
+safety rules. Archives are written to a temporary file next to DST and renamed
+over it at the end: a failure leaves nothing at DST. Files are streamed (bounded
+memory, whatever their size). Modes, modification times and symlinks are kept
+where both formats have them. A new .lbox asks for a password as 'create' does
+(see --new-password-file).
+
+Nothing is dropped silently: what DST cannot carry is reported on stderr, one
+line each -- 'note: ...' for information (modification times into .uri,
+owner/group names into .lbox), 'skipping PATH: reason' for entries left out
+(fifos, sockets, devices; names the format cannot hold; and, from an archive,
+unsafe entries: paths or symlinks leading outside it, as extract does).
+
+exit status: 0 every entry was converted (notes may have been printed);
+  8 some entries were left out (listed on stderr), the rest was converted;
+  other codes as for every command (e.g. 5: SRC is damaged; DST is not written).
 """
 
 
@@ -1168,11 +1369,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache", type=_cache_limit, default=None, metavar="LIMIT",
                    help="decoded-page cache: auto, a size like 256M, or 0 to disable "
                         "(default: LOCKBOX_CACHE, else auto)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                parser_class=_CommandParser)
+    sub: Any = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=_CommandParser)
 
     both = [quiet, secrets]
     ro = "ARCHIVE may be a local file or an http(s):// URL."
+    anyfmt = ("ARCHIVE may be any format lockbox reads (.lbox, .uri: recognised by its first "
+              "bytes), a local file or an http(s):// URL; a password is asked only for an "
+              "encrypted format.")
 
     def cmd(name: str, func: Callable[[argparse.Namespace], int], help: str,
             parents: list[argparse.ArgumentParser] | None = None, where: Any = sub,
@@ -1202,7 +1406,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "at most 6; 1 = none)")
     _creation_options(p)
 
-    p = cmd("ls", cmd_ls, "list entries", description=f"List entries. {ro}")
+    p = cmd("ls", cmd_ls, "list entries", description=f"List entries. {anyfmt}")
     p.add_argument("archive", metavar="ARCHIVE")
     p.add_argument("path", metavar="PATH", nargs="?", default="",
                    help="directory (or file) in the archive (default: the root)")
@@ -1212,14 +1416,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list of entries")
 
     p = cmd("cat", cmd_cat, "write a file's content to stdout",
-            description=f"Write a file's content to stdout. {ro}")
+            description=f"Write a file's content to stdout. {anyfmt}")
     p.add_argument("archive", metavar="ARCHIVE")
     p.add_argument("path", metavar="PATH")
 
     p = cmd("extract", cmd_extract, "extract entries to a directory",
             description="Extract everything (or the given paths with their subtrees) into "
                         "DIR, restoring modes, modification times and symlinks. Files are "
-                        f"checked before they are put in place. {ro}")
+                        f"checked before they are put in place. {anyfmt}")
     p.add_argument("archive", metavar="ARCHIVE")
     p.add_argument("paths", metavar="PATH", nargs="*", help="what to extract (default: all)")
     p.add_argument("--to", "-C", required=True, metavar="DIR",
@@ -1231,6 +1435,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-size", type=_parse_size, metavar="SIZE",
                    help="refuse (before writing anything) when the files total more than "
                         "SIZE, e.g. 500M or 2G")
+    p.add_argument("--same-owner", action="store_true",
+                   help="give entries the owner and group names the archive records (formats "
+                        "that have them, e.g. .uri), when running as root, like tar's "
+                        "--same-owner; otherwise they are reported, not applied")
+
+    p = cmd("convert", cmd_convert, "convert between formats (and directories)",
+            description=_CONVERT_DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", metavar="SRC", help="an archive of any format lockbox reads (a "
+                   "local file or an http(s):// URL), or a directory")
+    p.add_argument("dst", metavar="DST", help="a .lbox or .uri file, or a directory")
+    p.add_argument("--to-format", choices=["lbox", "uri", "dir"], default=None,
+                   help="the format of DST whatever its name")
+    p.add_argument("--force", "--overwrite", dest="overwrite", action="store_true",
+                   help="replace an existing DST file (a directory target: existing files)")
+    p.add_argument("--new-password-file", metavar="FILE",
+                   help="the password of a new .lbox: first line of FILE (default: "
+                        "LOCKBOX_NEW_PASSWORD; when SRC needs no password, also "
+                        "--password-file / LOCKBOX_PASSWORD; else asked twice)")
+    p.add_argument("-p", "--preserve-permissions", action="store_true",
+                   help="a directory target: keep the modes as they are (as for extract)")
+    p.add_argument("--same-owner", action="store_true",
+                   help="a directory target: apply owner/group names, as root (as for "
+                        "extract)")
+    p.add_argument("--max-size", type=_parse_size, metavar="SIZE",
+                   help="a directory target: refuse when the files total more than SIZE")
+    _creation_options(p)
 
     p = cmd("rm", cmd_rm, "remove entries")
     p.add_argument("archive", metavar="ARCHIVE")
@@ -1245,13 +1476,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", metavar="DST")
 
     p = cmd("info", cmd_info, "show facts about the archive",
-            description=f"Show the archive's id, generation, sizes and key slots. {ro}")
+            description="Show the archive's format, sizes and entry counts; for a .lbox also "
+                        f"its id, generation and key slots. {anyfmt}")
     p.add_argument("archive", metavar="ARCHIVE")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = cmd("verify", cmd_verify, "check every byte of the archive",
-            description="Authenticate every structure and check every file's content hash. "
-                        f"Exit code 0 when intact, 5 (problems on stderr) otherwise. {ro}")
+            description="Check every entry and every byte (a .lbox: authenticate every "
+                        "structure and check every file's content hash; a .uri: every CRC). "
+                        f"Exit code 0 when intact, 5 (problems on stderr) otherwise. {anyfmt}")
     p.add_argument("archive", metavar="ARCHIVE")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -1413,7 +1646,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from lockbox_server import serve
     except ImportError:
-        raise UsageError("the server is not installed (pip install -e server/)") from None
+        raise UsageError("the server is not installed (pip install 'lockbox[server]')") from None
     site = args.site if args.site is not None else _default_site()
 
     def ready(url: str) -> None:

@@ -79,8 +79,8 @@ from .errors import (
 from .info import EntryInfo
 
 __all__ = ["Extractor", "ExtractReport", "SkippedEntry", "OpenContent", "safe_mode",
-           "link_escape", "free_bytes", "MAX_LINK_HOPS", "BLOCK_SIZE", "SPACE_MARGIN",
-           "MAX_PATH_BYTES", "MAX_NAME_BYTES"]
+           "link_escape", "path_problem", "free_bytes", "MAX_LINK_HOPS", "BLOCK_SIZE",
+           "SPACE_MARGIN", "MAX_PATH_BYTES", "MAX_NAME_BYTES"]
 
 MAX_LINK_HOPS = 64  # more than any kernel follows (Linux 40, BSD/macOS 32)
 BLOCK_SIZE = 4096
@@ -237,6 +237,16 @@ def _check_member(path: str) -> list[str]:
     if any(len(os.fsencode(p)) > MAX_NAME_BYTES for p in parts):
         raise _Skip(f"unsafe path in the archive (a name longer than {MAX_NAME_BYTES} bytes)")
     return parts
+
+
+def path_problem(path: str) -> str | None:
+    """Why extraction would refuse the archive path ``path`` (the reason it would give),
+    or None when it is a safe relative path."""
+    try:
+        _check_member(path)
+    except _Skip as s:
+        return str(s)
+    return None
 
 
 def _human(n: int) -> str:
