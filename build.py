@@ -12,7 +12,9 @@ What goes into the site (every input pinned; nothing is fetched by the site at r
 * ``pyodide/<hash>/``: the Pyodide runtime files from the npm package ``pyodide`` (only the five
   that are needed). Their names are fixed by Pyodide, so the folder carries the hash.
 * ``boot-worker.<hash>.mjs``: the module worker from ``webapp/src/boot-worker.mjs``.
-* every file of ``webapp/static/`` under its own name (the viewer pages).
+* every file of ``webapp/static/`` under its own name (the viewer pages); each ``.html`` page
+  gets the server's Content-Security-Policy as a ``<meta http-equiv>`` tag (read from
+  ``server/lockbox_server/site.py``, without the directives a meta policy ignores).
 * ``manifest.json``: logical name -> cache-busted path (relative to the site root), read by the
   pages and the worker at start.
 
@@ -27,8 +29,10 @@ longer part of the build are removed (only in a folder holding a previous build'
 from __future__ import annotations
 
 import argparse
+import ast
 import gzip
 import hashlib
+import html
 import json
 import os
 import shutil
@@ -280,6 +284,8 @@ def _plan(node_modules: Path, wheel: Path, bundle: Path) -> tuple[dict[str, byte
                 if rel == MANIFEST or rel in files:
                     raise BuildError(f"webapp/static/{rel} collides with a built file")
                 files[rel] = path.read_bytes()
+                if rel.endswith(".html"):
+                    files[rel] = with_csp_meta(rel, files[rel])
                 static[rel] = _sha256(files[rel])
 
     manifest: dict[str, object] = {
@@ -293,6 +299,57 @@ def _plan(node_modules: Path, wheel: Path, bundle: Path) -> tuple[dict[str, byte
     }
     manifest["sizes"] = {path: len(data) for path, data in sorted(files.items())}
     return files, manifest
+
+
+# --------------------------------------------------------------------------------- CSP
+
+
+SITE_PY = ROOT / "server" / "lockbox_server" / "site.py"
+# Directives a policy given by <meta http-equiv> ignores (CSP Level 3, "delivery via meta").
+META_IGNORED = ("frame-ancestors", "report-uri", "sandbox")
+_CHARSET_META = b'<meta charset="utf-8">'
+
+
+def site_csp() -> str:
+    """The server's policy, ``lockbox_server.site.SITE_CSP``, read from its source (the
+    build does not import the server: that needs Starlette)."""
+    try:
+        tree = ast.parse(SITE_PY.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError) as exc:
+        raise BuildError(f"cannot read SITE_CSP from {SITE_PY}: {exc}") from exc
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        if not (isinstance(target, ast.Name) and target.id == "SITE_CSP" and node.value):
+            continue
+        value = node.value
+        try:
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and \
+                    value.func.attr == "join" and len(value.args) == 1:
+                return str(ast.literal_eval(value.func.value)).join(ast.literal_eval(value.args[0]))
+            return str(ast.literal_eval(value))
+        except ValueError:
+            break
+    raise BuildError(f"{SITE_PY}: SITE_CSP is not a literal string nor '; '.join([...literals])")
+
+
+def meta_csp(policy: str) -> str:
+    """``policy`` without the directives a ``<meta>`` policy ignores (:data:`META_IGNORED`)."""
+    kept = [d.strip() for d in policy.split(";")
+            if d.strip() and d.split()[0].lower() not in META_IGNORED]
+    return "; ".join(kept)
+
+
+def with_csp_meta(rel: str, page: bytes) -> bytes:
+    """``page`` with ``<meta http-equiv="Content-Security-Policy">`` right after its
+    ``<meta charset="utf-8">``: the server's policy (:func:`site_csp`, less what a meta
+    policy ignores), so a static host that sends no headers still applies it."""
+    if _CHARSET_META not in page:
+        raise BuildError(f"webapp/static/{rel}: no {_CHARSET_META.decode()} to put the "
+                         "Content-Security-Policy after")
+    tag = (f'\n<meta http-equiv="Content-Security-Policy" '
+           f'content="{html.escape(meta_csp(site_csp()), quote=True)}">').encode()
+    return page.replace(_CHARSET_META, _CHARSET_META + tag, 1)
 
 
 def _wheel_version(name: str) -> str:
