@@ -1,5 +1,12 @@
 #!/usr/bin/env python3
-"""Build the static lockbox site: ``python build.py [--out dist/site]``.
+"""Build the static lockbox site: ``python build.py [--out dist/site] [--wheel [DIR]]``.
+
+With ``--wheel`` it then also makes the wheel to install (``build_dist_wheel``):
+``DIR/lockbox-<version>-py3-none-any.whl`` (default ``dist/``) holding lockbox,
+lockbox_server and this site as ``lockbox_server/viewer/``, so that
+``pip install 'lockbox-<version>-py3-none-any.whl[server]'`` then ``lockbox serve DIR``
+serves the viewer with no checkout around. ``pip wheel .`` (or ``pip install .``) makes the
+same wheel without the viewer: a PEP 517 build does not run Node.js.
 
 What goes into the site (every input pinned; nothing is fetched by the site at run time):
 
@@ -46,12 +53,14 @@ from pathlib import Path
 
 __all__ = [
     "ROOT", "WEBAPP", "DEFAULT_OUT", "PYODIDE_FILES", "BuildError", "BuildResult",
-    "build", "ensure_node_modules", "build_wheel", "build_crypto_bundle", "main",
+    "build", "ensure_node_modules", "build_wheel", "build_dist_wheel", "build_crypto_bundle",
+    "main",
 ]
 
 ROOT = Path(__file__).resolve().parent
 WEBAPP = ROOT / "webapp"
 DEFAULT_OUT = ROOT / "dist" / "site"
+DEFAULT_WHEEL_DIR = ROOT / "dist"
 CACHE = ROOT / ".cache" / "build"
 PYODIDE_FILES = (
     "pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json",
@@ -156,18 +165,24 @@ def _pyodide_version(node_modules: Path) -> str:
 # --------------------------------------------------------------------------------- wheel
 
 
+def _files(folder: Path, prefix: str) -> list[tuple[str, bytes]]:
+    """Every file below ``folder`` as (``prefix/relative path``, bytes); no bytecode caches."""
+    parts = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc",
+                                                                                      ".pyo"):
+            parts.append((f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes()))
+    return parts
+
+
 def _wheel_inputs() -> list[tuple[str, bytes]]:
+    """The sources of the site's wheel: the project files and ``pycore/lockbox`` only."""
     parts = []
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         path = ROOT / name
         if path.is_file():
             parts.append((name, path.read_bytes()))
-    package = ROOT / "pycore" / "lockbox"
-    for path in sorted(package.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc",
-                                                                                      ".pyo"):
-            parts.append((path.relative_to(ROOT).as_posix(), path.read_bytes()))
-    return parts
+    return parts + _files(ROOT / "pycore" / "lockbox", "pycore/lockbox")
 
 
 def _can_build_without_isolation() -> bool:
@@ -177,21 +192,18 @@ def _can_build_without_isolation() -> bool:
     except ImportError:
         return False
     major = int(setuptools.__version__.split(".")[0])
-    return major >= 70
+    return major >= 77  # pyproject.toml: build-system requires
 
 
-def build_wheel(*, quiet: bool = False) -> Path:
-    """The pure wheel of lockbox, cached under a hash of its sources."""
-    inputs = _wheel_inputs()
-    key = _tree_hash(inputs)[:HASH_LEN]
-    cached = CACHE / f"wheel-{key}"
-    found = sorted(cached.glob("lockbox-*-py3-none-any.whl")) if cached.is_dir() else []
-    if found:
-        return found[0]
-    _log(quiet, "pip wheel --no-deps (pycore/lockbox) ...")
+def _pip_wheel(inputs: list[tuple[str, bytes]], out_dir: Path, *, quiet: bool,
+               what: str) -> Path:
+    """``pip wheel --no-deps`` of a clean copy of ``inputs`` (no stale build/ or egg-info
+    leaks in; ``SOURCE_DATE_EPOCH`` fixed, so the same inputs give the same bytes); the
+    wheel is moved into ``out_dir``, replacing one of the same name."""
+    _log(quiet, f"pip wheel --no-deps ({what}) ...")
     with tempfile.TemporaryDirectory(prefix="lockbox-wheel-") as tmp:
         src = Path(tmp) / "src"
-        for name, data in inputs:  # a clean copy: no stale build/ or egg-info leaks in
+        for name, data in inputs:
             dest = src / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
@@ -207,13 +219,54 @@ def build_wheel(*, quiet: bool = False) -> Path:
         if len(wheels) != 1:
             raise BuildError(f"pip wheel made {[w.name for w in out.iterdir()]}, "
                              "expected one lockbox-*-py3-none-any.whl")
-        tmp_cache = CACHE / f".wheel-{key}.tmp"
-        shutil.rmtree(tmp_cache, ignore_errors=True)
-        tmp_cache.mkdir(parents=True)
-        shutil.copyfile(wheels[0], tmp_cache / wheels[0].name)
-        shutil.rmtree(cached, ignore_errors=True)
-        tmp_cache.rename(cached)
-    return cached / wheels[0].name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp_wheel = out_dir / f".{wheels[0].name}.tmp"
+        shutil.copyfile(wheels[0], tmp_wheel)
+        return tmp_wheel.replace(out_dir / wheels[0].name)
+
+
+def build_wheel(*, quiet: bool = False) -> Path:
+    """The pure wheel of lockbox the site carries (Pyodide), cached under a hash of its
+    sources: ``pycore/lockbox`` only, no lockbox_server (a browser does not serve)."""
+    inputs = _wheel_inputs()
+    key = _tree_hash(inputs)[:HASH_LEN]
+    cached = CACHE / f"wheel-{key}"
+    found = sorted(cached.glob("lockbox-*-py3-none-any.whl")) if cached.is_dir() else []
+    if found:
+        return found[0]
+    tmp_cache = CACHE / f".wheel-{key}.tmp"
+    shutil.rmtree(tmp_cache, ignore_errors=True)
+    wheel = _pip_wheel(inputs, tmp_cache, quiet=quiet, what="pycore/lockbox")
+    shutil.rmtree(cached, ignore_errors=True)
+    tmp_cache.rename(cached)
+    return cached / wheel.name
+
+
+#: Where the viewer goes inside lockbox_server (lockbox_server.sitedir.PACKAGED_SITE).
+PACKAGED_SITE = "server/lockbox_server/viewer"
+
+
+def build_dist_wheel(out_dir: Path = DEFAULT_WHEEL_DIR, *, site_dir: Path | None = None,
+                     quiet: bool = False) -> Path:
+    """The wheel to install (``pip install 'lockbox-….whl[server]'``): lockbox and
+    lockbox_server, and with ``site_dir`` (a built site) the viewer as
+    ``lockbox_server/viewer/``, which ``lockbox serve`` then serves by default. Written
+    into ``out_dir``; returns its path. ``pip wheel .`` makes the same wheel without the
+    viewer."""
+    inputs = _wheel_inputs() + [
+        (name, data) for name, data in _files(ROOT / "server" / "lockbox_server",
+                                              "server/lockbox_server")
+        if not name.startswith(PACKAGED_SITE + "/")  # only the site given below
+    ]
+    what = "lockbox + lockbox_server"
+    if site_dir is not None:
+        site_dir = Path(site_dir)
+        if not (site_dir / "index.html").is_file():
+            raise BuildError(f"{site_dir} holds no index.html: build the site first "
+                             "(python build.py)")
+        inputs += _files(site_dir, PACKAGED_SITE)
+        what += f" + the viewer from {site_dir}"
+    return _pip_wheel(inputs, Path(out_dir), quiet=quiet, what=what)
 
 
 # --------------------------------------------------------------------------------- crypto bundle
@@ -421,14 +474,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"output folder (default: {DEFAULT_OUT.relative_to(ROOT)})")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("--wheel", type=Path, nargs="?", const=DEFAULT_WHEEL_DIR, default=None,
+                        metavar="DIR",
+                        help="then also make the wheel to install, lockbox + lockbox_server "
+                             "+ this viewer, in DIR (default: "
+                             f"{DEFAULT_WHEEL_DIR.relative_to(ROOT)}/)")
     args = parser.parse_args(argv)
     try:
         result = build(args.out, quiet=args.quiet)
+        wheel = (build_dist_wheel(args.wheel, site_dir=result.out, quiet=args.quiet)
+                 if args.wheel is not None else None)
     except BuildError as exc:
         print(f"build.py: error: {exc}", file=sys.stderr)
         return 1
     if not args.quiet:
         print(_report(result))
+        if wheel is not None:
+            print(f"wheel {wheel} ({wheel.stat().st_size:,} B; the viewer inside: "
+                  "pip install it with [server], then lockbox serve DIR)")
     return 0
 
 

@@ -25,5 +25,6 @@ try: print(m.version("lockbox-server"))
 except m.PackageNotFoundError: pass')" ]; then
   "${pip[@]}" uninstall -y lockbox-server
 fi
-"${pip[@]}" install --no-deps -e '.[server]'
+# --no-build-isolation: setuptools and wheel are pinned in dev.lock (no download, ~1 s).
+"${pip[@]}" install --no-deps --no-build-isolation -e '.[server]'
 touch "$stamp"
