@@ -13,7 +13,7 @@ mkdir -p demo
 rm -f demo/demo.lbox
 export LOCKBOX_PASSWORD=${LOCKBOX_PASSWORD:-demo}
 .venv/bin/lockbox create demo/demo.lbox -q
-.venv/bin/lockbox add demo/demo.lbox README.md docs webapp/static pycore/lockbox/format -q
+.venv/bin/lockbox add demo/demo.lbox README.md docs webapp/static pycore/lockbox/formats -q
 printf 'hello from lockbox\n' | .venv/bin/lockbox env set demo/demo.lbox GREETING
 BASE="http://127.0.0.1:${PORT}"
 URL="${BASE}/archives/demo.lbox"
