@@ -170,3 +170,14 @@ def test_one_server_command_line() -> None:
     assert module.stdout == serve.stdout
     for option in ("--host", "--port", "--site", "--allow-origin"):
         assert option in module.stdout
+
+
+def test_a_core_only_install_names_the_extra() -> None:
+    """Without the [server] extra's packages, importing lockbox_server says what to install."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['starlette'] = None\n"
+         "try:\n    import lockbox_server\n"
+         "except ModuleNotFoundError as e:\n    print(e.name, e)"],
+        capture_output=True, text=True, timeout=HANG_GUARD, check=True)
+    assert done.stdout == (
+        "starlette lockbox_server needs starlette: pip install 'lockbox[server]'\n")

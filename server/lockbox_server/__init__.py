@@ -16,6 +16,13 @@ See docs/SERVER.md for the HTTP behaviour.
 
 from __future__ import annotations
 
+try:  # the [server] extra's packages: a core-only install says how to get them
+    import starlette  # noqa: F401
+    import uvicorn  # noqa: F401
+except ModuleNotFoundError as exc:
+    raise ModuleNotFoundError(f"lockbox_server needs {exc.name}: pip install 'lockbox[server]'",
+                              name=exc.name) from exc
+
 from .app import LISTING_LIMIT, archive_urls, create_app, list_archives, safe_archive_path
 from .runner import running, serve
 from .site import MIME_TYPES, SITE_CSP
