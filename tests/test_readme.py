@@ -236,6 +236,10 @@ def _check_outcomes(ran: list[Ran], work: Path) -> None:
     remote = out("lockbox ls http://127.0.0.1:").out.decode().splitlines()
     assert remote == ["2026/"]
     assert out("lockbox verify http://127.0.0.1:").out.startswith(b"ok: ")
+    assert out("lockbox convert").out.startswith(b"converted 4 entries (2 files")
+    remote_uri = [r for r in ran if r.line.startswith("lockbox ls http") and ".uri" in r.line]
+    assert remote_uri[0].out.decode().splitlines() == [
+        "2026/", "2026/best/", "2026/best/beach.jpg", "2026/notes.txt"]
     assert out("lockbox compact").out.startswith(b"compacted photos.lbox: ")
     recovered = out("lockbox recover").out.decode()
     assert re.search(r"^(partial  |lost     )2026/best/beach\.jpg  \(", recovered, re.M), (
@@ -291,4 +295,6 @@ def test_python_section(world: tuple[Path, dict[str, str]]) -> None:
     assert "src/main.py 12" in lines and "src/lib 0" in lines, lines
     assert lines[-1] == "b'llo'"  # notes.txt is b"hello": seek(2), read(3)
     assert (work / "out" / "notes.txt").read_bytes() == b"hello"
+    assert "src/lib/util.py 0o644" in lines or "src/lib/util.py 0o664" in lines, lines
+    assert (work / "a.uri").read_bytes().startswith(b"uri\x00")
     assert (work / "out" / "src" / "lib" / "util.py").read_text() == "X = 1\n"
