@@ -516,3 +516,37 @@ def test_uri_damaged_file_is_named(uri_files: dict[str, Path], tmp_path: Path) -
         await s.close()
 
     run(go())
+
+
+def test_uri_listing_stops_at_a_damaged_chunk_and_keeps_what_it_found(
+        uri_files: dict[str, Path], tmp_path: Path) -> None:
+    damaged = bytearray(uri_files["many"].read_bytes())
+    at = damaged.find(b"f0700.txt")
+    damaged[at - 60] ^= 0xFF  # inside that chunk's header: its CRC fails
+    path = tmp_path / "stops.uri"
+    path.write_bytes(bytes(damaged))
+
+    async def go() -> None:
+        s = Session()
+        await s.open_source(AsyncFileSource(path), location="stops.uri", name="stops.uri",
+                            kind="file")
+        listed = 0
+        while True:
+            answer = await call(s, "list_next")
+            if "error" in answer:
+                break
+            assert not answer["ok"]["done"]
+            listed = answer["ok"]["entries"]
+        err = answer["error"]
+        assert err["kind"] == "corrupt" and err["title"] == "Damaged archive listing"
+        assert 0 < listed <= 700
+        root = (await call(s, "ls", path=""))["ok"]
+        assert not root["complete"] and len(root["names"]) == listed
+        assert root["names"][-1] == f"f{listed - 1:04d}.txt"
+        assert (await call(s, "list_next"))["error"]["kind"] == "corrupt"  # stays stopped
+        # the reader's index needs every header: reads fail too (named, not a crash)
+        failed = await s.call_binary("read", json.dumps({"path": "f0001.txt"}))
+        assert isinstance(failed, str) and json.loads(failed)["error"]["kind"] == "corrupt"
+        await s.close()
+
+    run(go())

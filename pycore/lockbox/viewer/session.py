@@ -112,7 +112,7 @@ class _Walk:
         try:
             while not self._batches and not self.steps.done:
                 await self.steps.step()
-        except LockboxError as exc:
+        except Exception as exc:  # the walk ends here; what it found stays listed
             self.error = exc
             if not self._batches:
                 raise
