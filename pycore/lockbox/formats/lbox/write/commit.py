@@ -1,20 +1,43 @@
-"""The commit protocol's last step, shared by archive creation and every commit:
-sealing a commit record into its superblock slot. docs/FORMAT.md §3, §11.
+"""The commit protocol (docs/FORMAT.md §11): one write session's staged changes become
+generation ``g`` at once.
 
-Generation ``g`` goes into slot ``g % 2``; its commit frame is sealed at the offset its
-AAD binds (right after the slot's key-directory field), so the slot image is complete
-before a byte of it is written.
+1. The staged TOC and env changes are applied to their trees (only touched leaves are
+   rewritten); a changed key directory (or one written before key commitments) gets a
+   new KEYDIR page; inline roots that do not fit beside the key directory are written
+   out.
+2. Space accounting: every frame the commit stops referencing is DEAD; the new space
+   map is written in fresh pages at the tail.
+3. fsync; the commit record is sealed into the slot that does *not* hold the current
+   commit (:func:`write_commit_slot`, shared with archive creation); fsync. A crash at
+   any point leaves the previous commit intact and readable.
+
+What follows a durable commit (the archive object reads it, redaction, the next
+generation) is the writer's (``writer.Writer._commit``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol, TypeVar
 
+from ....crypto.base import CryptoBackend
+from ....drivers import Flow
+from ....errors import CommitError
+from ....fileio import fsync
 from ..frames import FrameSealer
-from ..wire.commit import CommitRecord, encode_commit
-from ..wire.constants import FrameKind
+from ..keys import check_password_slot_room, committed_keydir
+from ..view import ArchiveView
+from ..wire.commit import EMPTY_TREE, CommitRecord, Stats, TreeRoot, encode_commit
+from ..wire.constants import PAGE_HEADER_SIZE, EntryType, FrameKind
+from ..wire.entry import Entry, decode_entry, encode_entry
+from ..wire.keydir import KeySlot, keydir_has_commitment
+from ..wire.page import encode_keydir_page
+from ..wire.refs import Ref
 from ..wire.superblock import (
+    SLOT_CAPACITY,
     ExternalKeydir,
     Slot,
     commit_frame_offset,
@@ -22,10 +45,194 @@ from ..wire.superblock import (
     keydir_fits_inline,
     slot_offset,
 )
+from .content import ContentWriter
+from .keyslots import StagedKeySlots
+from .pages import PageWriter
+from .space import KEYDIR, TAIL_KEY, SpaceMap, encode_tail
+from .spacekeeper import SpaceKeeper
+from .staging import Staging
+from .tree import Emit, TreeUpdate, update_tree_flow
 
-__all__ = ["WriteAt", "keydir_field_for", "write_commit_slot"]
+__all__ = ["WriteAt", "CommitSession", "TreeUpdater", "KeydirMaker", "commit_generation",
+           "keydir_field_for", "write_commit_slot"]
 
+T = TypeVar("T")
 WriteAt = Callable[[bytes, int], None]  # (data, offset): a positioned write
+KeydirMaker = Callable[[CryptoBackend, bytes, bytes, list[KeySlot]], bytes]
+# Room kept in the slot for the commit record's fields besides the inline roots.
+_RECORD_RESERVE = 640
+
+
+class TreeUpdater(Protocol):
+    """``tree.update_tree_flow``'s signature."""
+
+    def __call__(self, view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
+                 changes: Mapping[bytes, bytes | None], emit: Emit,
+                 inline_ok: bool = True) -> Flow[TreeUpdate]: ...
+
+
+class CommitSession(Protocol):
+    """What the commit protocol uses of the write session (the ``Writer``)."""
+
+    fd: int
+    view: ArchiveView  # the durable commit this one follows
+    generation: int  # the generation being committed
+    chunk_size: int
+    crypto: CryptoBackend
+    sealer: FrameSealer
+    pages: PageWriter
+    space: SpaceMap  # the durable map, updated in place
+    map_tail: int  # where the durable map's own pages begin
+    keeper: SpaceKeeper
+    staging: Staging
+    keys: StagedKeySlots
+    content: ContentWriter
+
+    @property
+    def content_key(self) -> bytes: ...
+
+    def run(self, flow: Flow[T]) -> T: ...
+
+
+def commit_generation(s: CommitSession, write_slot: WriteAt, *,
+                      update_tree: TreeUpdater = update_tree_flow,
+                      make_keydir: KeydirMaker = committed_keydir,
+                      now_ns: Callable[[], int] = time.time_ns) -> tuple[ArchiveView, int]:
+    """Commit the session's staged changes as generation ``s.generation``; returns the
+    new (durable) view and where the new space map's pages begin.
+
+    ``write_slot`` writes the slot image (the writer's: it notes that the commit may be
+    durable from then on). ``update_tree``, ``make_keydir`` and ``now_ns`` are the tree
+    update, the key directory and the clock; the writer passes its own module's, which
+    tests stand in for."""
+    old = s.view
+    space = s.space
+    pages = s.pages
+    keys = s.keys
+    toc_changes = s.staging.toc_changes
+
+    def emit(kind: FrameKind, payload: bytes) -> Ref:
+        return s.pages.append(kind, s.sealer.encode_plain(payload))
+
+    def record_of(toc: TreeUpdate, env: TreeUpdate, stats: Stats, keydir: bytes, end: int,
+                  space_root: TreeRoot | None) -> CommitRecord:
+        return CommitRecord(
+            generation=s.generation, time_ns=now_ns(), archive_end=end,
+            default_chunk_size=s.chunk_size,
+            keydir_sha256=hashlib.sha256(keydir).digest(), toc=toc.root, env=env.root,
+            space=space_root, root_leaves=toc.root_leaves,
+            root_leaves_complete=toc.root_leaves_complete, stats=stats)
+
+    rekey = keys.changed or not keydir_has_commitment(old.keydir)
+    if rekey:  # before anything is written: a version-1 directory may hold too many
+        check_password_slot_room(keys.slots)
+    encoded: dict[bytes, bytes | None] = {
+        k: (None if e is None else encode_entry(e)) for k, e in toc_changes.items()}
+    toc = s.run(update_tree(old, FrameKind.TOC_NODE, old.commit.toc, encoded, emit))
+    if not encoded:  # unchanged: keep the root listing too
+        toc = TreeUpdate(old.commit.toc, {}, old.commit.root_leaves,
+                         old.commit.root_leaves_complete)
+    env = s.run(update_tree(old, FrameKind.ENV_NODE, old.commit.env, s.staging.env_changes,
+                            emit))
+    stats = apply_stats(old.commit.stats, toc, toc_changes)
+    keydir_field: bytes | ExternalKeydir
+    # A key directory written before key commitments (version 1) is upgraded by the
+    # first commit that has the key (docs/FORMAT.md §6, §20).
+    if rekey:
+        keydir = make_keydir(s.crypto, old.archive_id, s.content_key, keys.slots)
+        page = encode_keydir_page(old.archive_id, keydir, s.generation)
+        page_offset = pages.write_page(page)
+        for rec in space.pages.values():  # the previous copies are now dead
+            if rec.kind == KEYDIR:
+                rec.live = 0
+        space.add_page(page_offset, KEYDIR, len(page), PAGE_HEADER_SIZE + 16 + len(keydir))
+        keydir_field = keydir_field_for(keydir, page_offset)
+    else:  # unchanged: the same inline bytes, or the same KEYDIR page
+        keydir, keydir_field = old.keydir, old.slot.keydir
+    record = record_of(toc, env, stats, keydir, 0, None)
+    # An inline root that does not fit beside the key directory is written out.
+    roots = {"toc": toc.root, "env": env.root}
+    budget = SLOT_CAPACITY - _keydir_field_size(keydir_field) - _RECORD_RESERVE
+    for name in ("toc", "env"):
+        r = roots[name]
+        if r.inline is not None and len(encode_commit(record)) > budget:
+            ref = pages.append(FrameKind.TOC_NODE if name == "toc" else FrameKind.ENV_NODE,
+                               s.sealer.encode_plain(r.inline))
+            roots[name] = TreeRoot(r.count, 1, ref, None)
+            toc = TreeUpdate(roots["toc"], toc.old_values, toc.root_leaves,
+                             toc.root_leaves_complete, toc.freed)
+            env = TreeUpdate(roots["env"], env.old_values, freed=env.freed)
+            record = record_of(toc, env, stats, keydir, 0, None)
+    pages.close_page()
+    _account_freed(s, toc, env)
+    # The new map, in fresh pages at the tail (not counted in itself).
+    pages.tail_only = True
+    tail_start = pages.end_offset
+    items = space.items()
+    items[TAIL_KEY] = encode_tail(tail_start)
+    space_update = s.run(update_tree(None, FrameKind.SPACE_NODE, EMPTY_TREE, items, emit,
+                                     inline_ok=False))  # the slot's room is spent
+    pages.close_page()
+    pages.tail_only = False
+    end = pages.end_offset
+    fsync(s.fd, error=CommitError)
+    record = record_of(toc, env, stats, keydir, end, space_update.root)
+    slot = write_commit_slot(write_slot, s.sealer, old.archive_id, record, keydir_field)
+    fsync(s.fd, error=CommitError)
+    if os.fstat(s.fd).st_size > end:
+        os.ftruncate(s.fd, end)  # garbage of an earlier, aborted session
+    view = ArchiveView(old.opener, slot, record, list(keys.slots), old.unlocked_slot_id,
+                       keydir, old.cache)
+    return view, tail_start
+
+
+def _account_freed(s: CommitSession, toc: TreeUpdate, env: TreeUpdate) -> None:
+    """What this commit stops referencing becomes DEAD in the space map: replaced tree
+    nodes, the content of replaced or removed files, frames of file versions written
+    in this session that no staged entry references, the previous map's own pages."""
+    old = s.view
+    space = s.space
+    for ref in toc.freed + env.freed:
+        space.free_frame(ref)
+    staged = [e for e in s.staging.toc_changes.values() if e is not None and e.refs]
+    old_files = [decode_entry(v) for v in toc.old_values.values()]
+    for ref in s.keeper.freed_content(old, [e for e in old_files if e.refs], staged):
+        space.free_frame(ref)
+    referenced = {e.file_id for e in staged}
+    for file_id, refs in s.content.frames.items():
+        if file_id not in referenced:
+            for ref in refs:
+                space.free_frame(ref)
+    if s.map_tail < old.commit.archive_end:  # the previous map's own pages
+        s.keeper.record_tail(space, s.map_tail, old.commit.archive_end)
+
+
+def _keydir_field_size(field: bytes | ExternalKeydir) -> int:
+    return len(field) if isinstance(field, bytes) else 44
+
+
+def apply_stats(old: Stats, toc: TreeUpdate, changes: dict[bytes, Entry | None]) -> Stats:
+    """The commit record's stats: ``old`` minus the replaced entries plus the staged."""
+    files, dirs, links, size, stored = (old.files, old.dirs, old.symlinks, old.file_bytes,
+                                        old.stored_bytes)
+
+    def account(e: Entry, sign: int) -> None:
+        nonlocal files, dirs, links, size, stored
+        if e.type == EntryType.FILE:
+            files += sign
+            size += sign * e.size
+            stored += sign * e.stored_size
+        elif e.type == EntryType.DIR:
+            dirs += sign
+        else:
+            links += sign
+
+    for value in toc.old_values.values():
+        account(decode_entry(value), -1)
+    for entry in changes.values():
+        if entry is not None:
+            account(entry, +1)
+    return Stats(files, dirs, links, size, stored)
 
 
 def keydir_field_for(keydir: bytes, page_offset: int) -> bytes | ExternalKeydir:

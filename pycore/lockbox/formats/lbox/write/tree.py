@@ -17,7 +17,7 @@ build tall trees cheaply with ``monkeypatch.setattr(lockbox.formats.lbox.write.t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 
 from ....drivers import Read
@@ -83,7 +83,7 @@ def _split_leaves(keys: list[bytes], values: list[bytes]) -> list[Leaf]:
 
 
 def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
-                     changes: dict[bytes, bytes | None], emit: Emit,
+                     changes: Mapping[bytes, bytes | None], emit: Emit,
                      inline_ok: bool = True) -> Generator[Read, list[bytes], TreeUpdate]:
     """Apply ``changes`` (key -> new value, or None to delete) to the tree. A small
     single-leaf result is returned inline (for the commit record) if ``inline_ok``."""
