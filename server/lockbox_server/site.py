@@ -57,6 +57,7 @@ MIME_TYPES: dict[str, str] = {
     ".tar": "application/x-tar",
     ".gz": "application/gzip",
     ".lbox": "application/octet-stream",
+    ".uri": "application/octet-stream",  # mimetypes says text/uri-list, which hosts compress
     ".txt": "text/plain; charset=utf-8",
     ".md": "text/markdown; charset=utf-8",
     ".py": "text/x-python; charset=utf-8",
