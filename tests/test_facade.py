@@ -267,3 +267,24 @@ def test_lockbox_file_name_still_imports() -> None:
     from lockbox.formats.lbox.fileobj import LockboxFile
 
     assert LockboxFile is ArchiveFile
+
+
+def test_lbox_files_just_walked_need_no_toc_lookup(make_archive: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = make_archive({f"d/f{i}": b"%d" % i for i in range(50)})
+    with lockbox.open(path, password="pw") as box:
+        walked = [e.path for e in box.iter_entries("d")]
+        calls: list[str] = []
+        real = box.view.stat_flow
+
+        def counting(p: str) -> Any:
+            calls.append(p)
+            return real(p)
+
+        monkeypatch.setattr(box.view, "stat_flow", counting)
+        got = {p: b"".join(box._content(p)) for p in walked}
+        assert got == {f"d/f{i}": b"%d" % i for i in range(50)}
+        assert calls == []  # the entries came with the walk
+        fresh = lockbox.open(path, password="pw")
+        assert fresh.read_bytes("d/f7") == b"7"
+        fresh.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -35,14 +36,22 @@ from .reading import FileReadPlan
 from .verify import verify_flow
 from .view import ArchiveView
 from .wire.constants import SLOT_MAGIC, SLOT_SIZE, EntryType, FrameKind
-from .wire.entry import decode_entry, key_path, normalize_path, subtree_ranges, toc_key
+from .wire.entry import (
+    Entry,
+    decode_entry,
+    key_path,
+    normalize_path,
+    subtree_ranges,
+    toc_key,
+)
 from .wire.keydir import keydir_has_commitment
 from .wire.node import Leaf, Node
 from .wire.refs import Ref
 
-__all__ = ["LboxFormat", "LboxSession", "EMIT_BATCH"]
+__all__ = ["LboxFormat", "LboxSession", "EMIT_BATCH", "RECENT_FILES"]
 
 EMIT_BATCH = 4096  # entries handed to ``emit`` at a time by walk_flow
+RECENT_FILES = 8192  # file entries a session remembers from its walks and listings
 
 
 class LboxFormat:
@@ -84,6 +93,16 @@ class LboxSession:
     def __init__(self, view: ArchiveView, size: int | None) -> None:
         self.view = view
         self.size = size
+        # The file entries the last walks and listings decoded (bounded, oldest dropped):
+        # reading a file just listed -- extract, convert -- needs no TOC lookup. Same view,
+        # same authenticated nodes.
+        self._recent: OrderedDict[str, Entry] = OrderedDict()
+
+    def _remember(self, path: str, e: Entry) -> None:
+        if e.type == EntryType.FILE:
+            self._recent[path] = e
+            if len(self._recent) > RECENT_FILES:
+                self._recent.popitem(last=False)
 
     def info(self) -> SessionInfo:
         v, c = self.view, self.view.commit
@@ -108,7 +127,12 @@ class LboxSession:
     def listdir_flow(self, path: str) -> Flow[list[EntryInfo]]:
         p = normalize_path(path)
         items = yield from self.view.listdir_flow(p)
-        return [entry_info(f"{p}/{name}" if p else name, e) for name, e in items]
+        out = []
+        for name, e in items:
+            q = f"{p}/{name}" if p else name
+            self._remember(q, e)
+            out.append(entry_info(q, e))
+        return out
 
     def walk_flow(self, path: str, emit: Emit) -> Flow[None]:
         """Streams the TOC leaves (TOC key order puts a directory before its contents):
@@ -138,8 +162,9 @@ class LboxSession:
                         continue
                     if not own:  # a descendant without its directory: nothing to list
                         raise NotFoundError(f"no such file or directory in the archive: {p}")
-                    batch.append(entry_info(key_path(key),
-                                            decode_entry(values[j], lazy_refs=True)))
+                    q, e = key_path(key), decode_entry(values[j], lazy_refs=True)
+                    self._remember(q, e)
+                    batch.append(entry_info(q, e))
             if len(batch) >= EMIT_BATCH:
                 emit(batch[:])
                 batch.clear()
@@ -153,7 +178,9 @@ class LboxSession:
 
     def _file(self, path: str) -> Flow[tuple[str, Any]]:
         p = normalize_path(path)
-        e = yield from self.view.stat_flow(p)
+        e = self._recent.get(p)
+        if e is None:
+            e = yield from self.view.stat_flow(p)
         if e.type != EntryType.FILE:
             raise InvalidPathError(f"not a file: {p}")
         return p, e
