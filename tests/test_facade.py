@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import random
+import stat
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -288,3 +290,34 @@ def test_lbox_files_just_walked_need_no_toc_lookup(make_archive: Any,
         fresh = lockbox.open(path, password="pw")
         assert fresh.read_bytes("d/f7") == b"7"
         fresh.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_same_owner_applies_recorded_names_as_root(tmp_path: Path) -> None:
+    import grp
+    import pwd
+
+    try:
+        uid, gid = pwd.getpwnam("daemon").pw_uid, grp.getgrnam("daemon").gr_gid
+    except KeyError:
+        pytest.skip("no 'daemon' user and group here")
+    path = tmp_path / "owned.uri"
+    path.write_bytes(ind.write([
+        Entry(b"DIR ", b"d", 0o755, b"daemon", b"daemon"),
+        Entry(b"FILE", b"d/f", 0o4755, b"daemon", b"daemon", b"f"),
+        Entry(b"SLNK", b"d/l", 0o777, b"daemon", b"no-such-group-here", b"f"),
+        Entry(b"FILE", b"mine", 0o644, data=b"m")]))
+    with lockbox.open(path) as arc:
+        plain = arc.extract(tmp_path / "plain")
+        owned = arc.extract(tmp_path / "owned", same_owner=True, preserve_permissions=True)
+    assert os.stat(tmp_path / "plain" / "d" / "f").st_uid == os.geteuid()
+    assert plain.notes[-1] == ("owner/group names of 3 entries not applied (use --same-owner "
+                               "as root to apply them)")
+    st = os.stat(tmp_path / "owned" / "d" / "f")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, 0o4755)
+    assert os.stat(tmp_path / "owned" / "d").st_uid == uid
+    link = os.lstat(tmp_path / "owned" / "d" / "l")
+    assert (link.st_uid, link.st_gid) == (uid, os.getegid())  # the unknown group: left
+    assert os.stat(tmp_path / "owned" / "mine").st_uid == os.geteuid()
+    assert owned.notes[-1] == ("owner/group names of 1 entries unknown on this system: left "
+                               "as the extracting user's")

@@ -4,10 +4,11 @@ the viewer and the WebDAV mount.
 A format is a :class:`FormatSpec` (registered in ``lockbox.registry``): it
 recognises its first bytes (``probe``) and opens a :class:`FormatSession` with a
 sans-I/O flow. A session answers ``stat``, ``listdir``, ``walk`` (streaming, to an
-``emit`` callback), ``read`` (a byte range of one file) and ``verify``, each as a
-flow that yields :class:`~lockbox.drivers.Read` batches. The same flows run over a
-local file, HTTP Range or the browser, driven by ``lockbox.drivers``; a caller
-never touches a format's internals.
+``emit`` callback), ``read`` (a byte range of one file), ``stream`` (a whole file,
+checked before its last piece) and ``verify``, each as a flow that yields
+:class:`~lockbox.drivers.Read` batches. The same flows run over a local file, HTTP
+Range or the browser, driven by ``lockbox.drivers``; ``lockbox.facade`` drives them
+for callers, who never touch a format's internals.
 
 Paths are ``/``-separated, relative, without ``.``/``..`` components; the root is
 ``""``. Sessions may offer more (an ``.lbox`` session has ``view``, the format's own
@@ -111,7 +112,13 @@ class FormatSession(Protocol):
 
 
 class FormatSpec(Protocol):
-    """A format: how to recognise it and how to open it."""
+    """A format: how to recognise it and how to open it.
+
+    Optional class attributes ``facade`` / ``async_facade`` ("module:Class") name the
+    facade ``lockbox.open`` / ``lockbox.open_async`` give for files of this format: a
+    subclass of :class:`lockbox.facade.Archive` / :class:`~lockbox.facade.AsyncArchive`
+    that adds what only the format has (``.lbox``: ``Lockbox``). Without them, the
+    generic facades, which use nothing but this protocol."""
 
     name: ClassVar[str]              # short id: "lbox", "uri", "sync", "snappack"
     title: ClassVar[str]             # human name: "lockbox archive"
