@@ -34,8 +34,8 @@ from lockbox.formats.lbox.recovery import (
     SOURCE_TOC_LEAF,
     RecoveryReport,
     RecoveryScanner,
-    _covered_by_newer,
 )
+from lockbox.formats.lbox.recovery.rebuild import covered_by_newer
 from lockbox.formats.lbox.wire.constants import (
     FRAME_HEADER_SIZE,
     MAX_FRAME_SEALED_SIZE,
@@ -176,7 +176,7 @@ def test_small_window_and_second_read_give_the_same_report(tmp_path: Path, monke
     assert statuses(small) == statuses(ref) and small.ok
     assert small.frames_authenticated == ref.frames_authenticated
     # No group hashed while streaming: every file is checked by a second read.
-    monkeypatch.setattr("lockbox.formats.lbox.recovery._MAX_OPEN_HASHERS", 0)
+    monkeypatch.setattr("lockbox.formats.lbox.recovery.scanner._MAX_OPEN_HASHERS", 0)
     again = scan(src)
     assert statuses(again) == statuses(ref) and again.ok
 
@@ -404,7 +404,7 @@ def test_superseded_and_removed_versions_do_not_come_back(tmp_path: Path) -> Non
 def test_newer_leaves_hide_removed_keys() -> None:
     spans = [(b"\x00a", b"\x00m", 5), (b"\x00n", b"\x00z", 3)]
     keys = [(b"\x00c", 4), (b"\x00c2", 5), (b"\x00p", 2), (b"\x00p2", 3), (b"\x00zz", 1)]
-    assert _covered_by_newer(keys, spans) == {b"\x00c", b"\x00p"}
+    assert covered_by_newer(keys, spans) == {b"\x00c", b"\x00p"}
 
 
 # -- keys and errors -----------------------------------------------------------------------
