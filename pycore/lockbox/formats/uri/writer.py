@@ -37,6 +37,7 @@ from typing import Any, BinaryIO
 from ...drivers import Read, run_sync
 from ...errors import FormatError, InvalidPathError, StorageError, UsageError
 from ...extract import SkippedEntry
+from ...fileio import replace_atomically
 from ...info import EntryInfo
 from ...sources.base import RangeSource
 from .codec import (
@@ -496,14 +497,12 @@ def write_uri(dest: str | bytes | os.PathLike[str],
             else:
                 _write_entries(out, source, prefix_b, strict, tally)  # type: ignore[arg-type]
             f.flush()
-            os.fsync(fd)
         os.close(fd)
         fd = -1
         if not overwrite and os.path.lexists(dest_s):
             raise UsageError(f"{dest_s} exists (overwrite it with --force)")
-        os.replace(tmp, dest_s)
+        replace_atomically(tmp, dest_s, what=f"cannot write {dest_s}")  # fsync, rename, dir
         tmp = ""
-        _fsync_dir(directory)
     except OSError as e:
         raise StorageError(f"cannot write {dest_s}: {e.strerror or e}") from None
     finally:
@@ -531,17 +530,3 @@ def _write_prefix(out: _Out, prefix: bytes, root: bytes | None, tally: _Tally) -
     parts = prefix.split(b"/")
     for i in range(len(parts)):
         out.small(TYPE_DIR, b"/".join(parts[: i + 1]), mode, owner, group)
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
