@@ -87,7 +87,10 @@ def test_manifest_shape() -> None:
                 "LimitExceededError", "WrongKeyError", "verify-reports", "verify-ok"):
         assert cls in expected_kinds
     # The unlock-path cases of the security review (issue 7, items 4 and 7).
-    for name in ("two-truths", "two-truths-legacy", "two-truths-bob-removed",
+    for name in ("tree-same-frame-fanout", "tree-distinct-bombs", "tree-entry-flood",
+                 "tree-flood-at-limit", "tree-shared-chunks", "tree-overlapping-refs",
+                 "tree-internal-bombs",  # issue 7, item 3: bounded tree walks
+                 "two-truths", "two-truths-legacy", "two-truths-bob-removed",
                  "decoy-4gib-slot", "too-many-password-slots", "commitment-mismatch",
                  "legacy-keydir-v1", "keydir-downgraded-to-v1"):
         assert name in names, name
@@ -116,7 +119,7 @@ def test_manifest_shape() -> None:
         assert len(data) == c["size"]
         assert hashlib.sha256(data).hexdigest() == c["sha256"]
     total = sum(p.stat().st_size for p in CORPUS.iterdir())
-    assert total < 3_500_000  # ~100 cases of ~28 KiB archives
+    assert total < 4_200_000  # ~100 cases of ~28 KiB archives, 7 crafted trees of ~80 KiB
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["case"] for c in CASES])

@@ -36,6 +36,8 @@ from lockbox.formats.lbox.wire.node import Child, Internal, Leaf, encode_node
 from lockbox.formats.lbox.wire.refs import Ref
 from lockbox.formats.lbox.write.tree import TreeUpdate
 
+from . import DetCrypto, frozen_clock
+
 __all__ = ["PASSWORD", "CASES", "same_frame_fanout", "distinct_bombs", "entry_flood",
            "flood_at_limit", "shared_chunks", "overlapping_refs", "internal_bombs", "name_key",
            "HUGE_ENTRIES_PER_LEAF"]
@@ -76,8 +78,10 @@ def _bomb_leaf(first: int) -> Leaf:
     return Leaf(keys, [_HUGE] * len(keys))
 
 
-def _build(make_toc: Callable[[Emit], TreeRoot]) -> tuple[bytes, str]:
-    """Create an archive and commit once, with ``make_toc(emit)`` as the TOC."""
+def _build(make_toc: Callable[[Emit], TreeRoot], label: str) -> tuple[bytes, str]:
+    """Create an archive and commit once, with ``make_toc(emit)`` as the TOC. Random
+    bytes come from ``DetCrypto(label)`` and the clock is frozen: the same bytes every
+    time (the adversarial corpus regenerates them)."""
     real = writer_mod.update_tree_flow
 
     def stand_in(view: Any, kind: FrameKind, root: TreeRoot, changes: Any, emit: Emit,
@@ -93,13 +97,15 @@ def _build(make_toc: Callable[[Emit], TreeRoot]) -> tuple[bytes, str]:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "hostile.lbox"
-        box = lockbox.create(path, password=PASSWORD, argon2=ARGON2)
-        try:
-            with mock.patch.object(writer_mod, "update_tree_flow", stand_in), \
-                    box.writer() as w:
-                w.mkdir("placeholder", mtime_ns=MTIME_NS)  # a change, so the TOC is written
-        finally:
-            box.close()
+        with frozen_clock():
+            box = lockbox.create(path, password=PASSWORD, argon2=ARGON2,
+                                 crypto=DetCrypto(f"tree-{label}"))
+            try:
+                with mock.patch.object(writer_mod, "update_tree_flow", stand_in), \
+                        box.writer() as w:
+                    w.mkdir("placeholder", mtime_ns=MTIME_NS)  # a change: the TOC is written
+            finally:
+                box.close()
         return path.read_bytes(), PASSWORD
 
 
@@ -120,7 +126,7 @@ def same_frame_fanout(children: int = 38_000) -> tuple[bytes, str]:
         root = emit(FrameKind.TOC_NODE, encode_node(Internal(1, kids)))
         return TreeRoot(n * HUGE_ENTRIES_PER_LEAF, 2, root, None)
 
-    return _build(toc)
+    return _build(toc, "same_frame_fanout")
 
 
 def distinct_bombs(leaves: int = 256) -> tuple[bytes, str]:
@@ -138,7 +144,7 @@ def distinct_bombs(leaves: int = 256) -> tuple[bytes, str]:
         root = emit(FrameKind.TOC_NODE, encode_node(Internal(1, kids)))
         return TreeRoot(sum(c.count for c in kids), 2, root, None)
 
-    return _build(toc)
+    return _build(toc, "distinct_bombs")
 
 
 def entry_flood(leaves: int = 40) -> tuple[bytes, str]:
@@ -162,7 +168,7 @@ def entry_flood(leaves: int = 40) -> tuple[bytes, str]:
         root = emit(FrameKind.TOC_NODE, encode_node(Internal(1, kids)))
         return TreeRoot(len(kids) * per_leaf, 2, root, None)
 
-    return _build(toc)
+    return _build(toc, "entry_flood")
 
 
 def flood_at_limit(pad_leaves: int = 2, flood_leaves: int = 4) -> tuple[bytes, str]:
@@ -194,7 +200,7 @@ def flood_at_limit(pad_leaves: int = 2, flood_leaves: int = 4) -> tuple[bytes, s
         root = emit(FrameKind.TOC_NODE, encode_node(Internal(1, kids)))
         return TreeRoot(sum(c.count for c in kids), 2, root, None)
 
-    return _build(toc)
+    return _build(toc, "flood_at_limit")
 
 
 def shared_chunks(copies: int = 100_000) -> tuple[bytes, str]:
@@ -214,13 +220,15 @@ def shared_chunks(copies: int = 100_000) -> tuple[bytes, str]:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "hostile.lbox"
-        box = lockbox.create(path, password=PASSWORD, argon2=ARGON2, chunk_size=MAX_CHUNK_SIZE)
-        try:
-            with mock.patch.object(writer_mod, "update_tree_flow", stand_in), \
-                    box.writer() as w:
-                w.add_bytes("seed", bytes(MAX_CHUNK_SIZE), mtime_ns=MTIME_NS)
-        finally:
-            box.close()
+        with frozen_clock():
+            box = lockbox.create(path, password=PASSWORD, argon2=ARGON2,
+                                 chunk_size=MAX_CHUNK_SIZE, crypto=DetCrypto("tree-shared"))
+            try:
+                with mock.patch.object(writer_mod, "update_tree_flow", stand_in), \
+                        box.writer() as w:
+                    w.add_bytes("seed", bytes(MAX_CHUNK_SIZE), mtime_ns=MTIME_NS)
+            finally:
+                box.close()
         return path.read_bytes(), PASSWORD
 
 
@@ -237,7 +245,7 @@ def overlapping_refs(children: int = 38_000) -> tuple[bytes, str]:
         root = emit(FrameKind.TOC_NODE, encode_node(Internal(1, kids)))
         return TreeRoot(n, 2, root, None)
 
-    return _build(toc)
+    return _build(toc, "overlapping_refs")
 
 
 def internal_bombs(nodes: int = 64) -> tuple[bytes, str]:
@@ -263,7 +271,7 @@ def internal_bombs(nodes: int = 64) -> tuple[bytes, str]:
         root = emit(FrameKind.TOC_NODE, encode_node(Internal(2, kids)))
         return TreeRoot(len(kids) * n, 3, root, None)
 
-    return _build(toc)
+    return _build(toc, "internal_bombs")
 
 
 CASES: dict[str, Callable[[], tuple[bytes, str]]] = {

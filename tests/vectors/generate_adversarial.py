@@ -57,6 +57,9 @@ BUILDERS = {
     "hostile.unlock_cost:decoy_archive()": lambda: _hostile("unlock_cost").decoy_archive(),
     "hostile.unlock_cost:too_many_password_slots_archive()":
         lambda: _hostile("unlock_cost").too_many_password_slots_archive(),
+    **{f"hostile.tree_cases:{name}()": (lambda name=name: _hostile("tree_cases").CASES[name]()[0])
+       for name in ("same_frame_fanout", "distinct_bombs", "entry_flood", "flood_at_limit",
+                    "shared_chunks", "overlapping_refs", "internal_bombs")},
 }
 
 
@@ -893,6 +896,32 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
              "refused before any Argon2id",
              built_by="hostile.unlock_cost:too_many_password_slots_archive()")
     add(c, "open", "LimitExceededError", secret={"password": "the real password"})
+
+    # ---- hostile tree shapes (issue 7, item 3): bounded walks ------------------------
+    tree_pw = {"password": "pw"}
+    for name, op, expected, about in (
+        ("same_frame_fanout", "ls", "IntegrityError",
+         "one internal node names the same leaf frame ~38,000 times: refused before fetching"),
+        ("distinct_bombs", "ls", "LimitExceededError",
+         "256 distinct ~290-byte leaf frames that each inflate to a 1 MiB node: the walk's "
+         "decompression bound"),
+        ("entry_flood", "ls", "LimitExceededError",
+         "leaves of 65,536 empty directories each, from a 45 KiB archive: the decompression "
+         "bound"),
+        ("flood_at_limit", "ls", "ok",
+         "a valid 80 KiB tree just under the decompression bound: it lists (bounded memory)"),
+        ("shared_chunks", "verify", "verify-reports",
+         "100,000 entries naming one 4 MiB chunk frame: verify reports the sharing without "
+         "hashing it 100,000 times"),
+        ("overlapping_refs", "ls", "TruncatedError",
+         "children whose refs overlap and run past the archive's end: refused before "
+         "fetching"),
+        ("internal_bombs", "ls", "IntegrityError",
+         "internal nodes that inflate and name frames twice: refused"),
+    ):
+        c = Case(f"tree-{name.replace('_', '-')}", None, about,
+                 built_by=f"hostile.tree_cases:{name}()")
+        add(c, op, expected, secret=tree_pw)
 
     return cases
 
