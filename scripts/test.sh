@@ -26,8 +26,9 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   apt-get -o DPkg::Lock::Timeout=300 install -y -q chromium
 fi
 
-echo "==> lint (ruff)"
+echo "==> lint (ruff) and types (mypy: pycore/lockbox, server/lockbox_server)"
 .venv/bin/ruff check pycore server tests tests-e2e bench
+.venv/bin/mypy
 
 status=0
 echo "==> build the viewer (npm ci + esbuild: about 5 s, plus 15 MB of npm packages the first time; both suites use it)"

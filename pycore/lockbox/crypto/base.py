@@ -41,7 +41,7 @@ class Aead(Protocol):
         """Return ``ciphertext || tag`` (len(plaintext) + 16 bytes)."""
         ...
 
-    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+    def open(self, nonce: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes:
         """Authenticate and decrypt ``ciphertext || tag``.
 
         Raises :class:`lockbox.errors.IntegrityError` when the tag does not

@@ -104,7 +104,7 @@ class _ChaCha20Poly1305Aead:
         sealed: bytes = self._api.aeadSeal(self._key, nonce, plaintext, aad).to_bytes()
         return sealed
 
-    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+    def open(self, nonce: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes:
         check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
         opened = self._api.aeadOpen(self._key, nonce, sealed, aad)
         if opened is None:

@@ -64,7 +64,7 @@ class _ChaCha20Poly1305Aead:
         check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
         return self._cipher.encrypt(nonce, plaintext, aad)
 
-    def open(self, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+    def open(self, nonce: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes:
         check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
         try:
             return self._cipher.decrypt(nonce, sealed, aad)

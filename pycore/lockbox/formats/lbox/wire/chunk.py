@@ -102,7 +102,7 @@ def encode_index(file_id: bytes, first_chunk_no: int, refs: list[Ref]) -> bytes:
     return b.getvalue()
 
 
-def decode_index(buf: bytes) -> tuple[bytes, int, list[Ref]]:
+def decode_index(buf: bytes | memoryview) -> tuple[bytes, int, list[Ref]]:
     r = Reader(buf, "chunk index")
     file_id = r.raw(16)
     first = r.uvarint(1 << 40)

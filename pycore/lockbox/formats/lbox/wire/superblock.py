@@ -164,17 +164,17 @@ def decode_superblock(buf: bytes | memoryview) -> list[Slot]:
             slots.append(decode_slot(region, no))
         except (FormatError, IntegrityError) as e:
             errors.append(e)
-    for e in errors:
-        if isinstance(e, UnsupportedVersionError):
+    for err in errors:
+        if isinstance(err, UnsupportedVersionError):
             # A newer writer's slot: never fall back silently to an older slot (this
             # writer would then overwrite the newer commit).
-            raise e
+            raise err
     if slots:
         if len({s.archive_id for s in slots}) > 1:
             raise IntegrityError("superblock: the two slots belong to different archives")
         return sorted(slots, key=lambda s: s.generation, reverse=True)
     for kind in (UnsupportedVersionError, TruncatedError, IntegrityError, FormatError):
-        for e in errors:
-            if isinstance(e, kind):
-                raise e
+        for err in errors:
+            if isinstance(err, kind):
+                raise err
     raise FormatError("not a lockbox archive")
