@@ -28,8 +28,7 @@ from ..wire.page import PageHeader, decode_keydir_page, decode_page_header
 
 # The slot header layout, from the wire module that owns it: a damaged slot is read
 # field by field, past the checks its strict decoder would stop at.
-from ..wire.superblock import _EXT as _EXTERNAL_POINTER
-from ..wire.superblock import _HEAD as _SLOT_HEADER
+from ..wire.superblock import EXTERNAL_POINTER as _EXTERNAL_POINTER
 from ..wire.superblock import (
     FLAG_KEYDIR_EXTERNAL,
     SLOT_CAPACITY,
@@ -38,6 +37,7 @@ from ..wire.superblock import (
     decode_slot,
     slot_offset,
 )
+from ..wire.superblock import SLOT_HEADER as _SLOT_HEADER
 
 __all__ = ["read_slots", "parse_slot", "page_header_at", "keydir_page", "frame_header_at",
            "FRAME_CANDIDATE", "CANDIDATE_SIZE"]

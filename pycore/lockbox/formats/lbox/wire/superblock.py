@@ -31,10 +31,10 @@ from .constants import (
 
 __all__ = ["ExternalKeydir", "Slot", "keydir_fits_inline", "COMMIT_RESERVE", "encode_slot",
            "decode_slot", "decode_superblock", "slot_offset", "commit_frame_offset",
-           "SLOT_CAPACITY"]
+           "SLOT_CAPACITY", "SLOT_HEADER", "EXTERNAL_POINTER"]
 
-_HEAD = struct.Struct("<8sHBBI16sQII")  # 48 bytes
-_EXT = struct.Struct("<QI32s")  # 44 bytes
+SLOT_HEADER = struct.Struct("<8sHBBI16sQII")  # the 48-byte slot header (§3)
+EXTERNAL_POINTER = struct.Struct("<QI32s")  # the 44-byte external key-directory pointer
 _CRC = struct.Struct("<I")
 FLAG_KEYDIR_EXTERNAL = 0x01
 # Bytes available to keydir field + commit frame in one slot.
@@ -79,7 +79,7 @@ def slot_offset(slot_no: int) -> int:
 
 def _keydir_field(keydir: bytes | ExternalKeydir) -> bytes:
     if isinstance(keydir, ExternalKeydir):
-        return _EXT.pack(keydir.page_offset, keydir.keydir_size, keydir.sha256)
+        return EXTERNAL_POINTER.pack(keydir.page_offset, keydir.keydir_size, keydir.sha256)
     return keydir
 
 
@@ -95,7 +95,7 @@ def encode_slot(slot: Slot) -> bytes:
         raise ValueError("key directory and commit record do not fit in a slot")
     if slot.version not in READABLE_FORMAT_VERSIONS:
         raise ValueError(f"slot version {slot.version}")
-    head = _HEAD.pack(SLOT_MAGIC, slot.version, slot.slot_no, flags, 0, slot.archive_id,
+    head = SLOT_HEADER.pack(SLOT_MAGIC, slot.version, slot.slot_no, flags, 0, slot.archive_id,
                       slot.generation, len(field), len(slot.commit_frame))
     body = head + field + slot.commit_frame
     image = body + _CRC.pack(zlib.crc32(body))
@@ -107,7 +107,7 @@ def decode_slot(buf: bytes | memoryview, slot_no: int) -> Slot:
     TruncatedError or IntegrityError (checksum: e.g. a torn write)."""
     if len(buf) < SLOT_HEADER_SIZE:
         raise TruncatedError(f"slot {slot_no}: truncated")
-    magic, version, no, flags, reserved, archive_id, gen, kd_size, c_size = _HEAD.unpack_from(
+    magic, version, no, flags, reserved, archive_id, gen, kd_size, c_size = SLOT_HEADER.unpack_from(
         buf, 0)
     if magic != SLOT_MAGIC:
         raise FormatError(f"slot {slot_no}: not a lockbox slot (bad magic)")
@@ -135,9 +135,9 @@ def decode_slot(buf: bytes | memoryview, slot_no: int) -> Slot:
     field = bytes(buf[SLOT_HEADER_SIZE : SLOT_HEADER_SIZE + kd_size])
     keydir: bytes | ExternalKeydir
     if flags & FLAG_KEYDIR_EXTERNAL:
-        if kd_size != _EXT.size:
+        if kd_size != EXTERNAL_POINTER.size:
             raise FormatError(f"slot {slot_no}: bad external key directory pointer")
-        off, size, digest = _EXT.unpack(field)
+        off, size, digest = EXTERNAL_POINTER.unpack(field)
         keydir = ExternalKeydir(off, size, digest)
     else:
         keydir = field
