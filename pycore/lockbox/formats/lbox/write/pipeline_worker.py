@@ -1,4 +1,5 @@
-"""Entry point of a pipeline worker process: ``python -m lockbox.pipeline_worker``."""
+"""Entry point of a pipeline worker process:
+``python -m lockbox.formats.lbox.write.pipeline_worker``."""
 
 from lockbox.formats.lbox.write.pipeline import worker_main
 
