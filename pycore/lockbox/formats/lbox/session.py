@@ -51,7 +51,7 @@ from .wire.refs import Ref
 __all__ = ["LboxFormat", "LboxSession", "EMIT_BATCH", "RECENT_FILES"]
 
 EMIT_BATCH = 4096  # entries handed to ``emit`` at a time by walk_flow
-RECENT_FILES = 8192  # file entries a session remembers from its walks and listings
+RECENT_FILES = 1 << 18  # file paths a session remembers from its walks and listings
 
 
 class LboxFormat:
@@ -93,16 +93,29 @@ class LboxSession:
     def __init__(self, view: ArchiveView, size: int | None) -> None:
         self.view = view
         self.size = size
-        # The file entries the last walks and listings decoded (bounded, oldest dropped):
-        # reading a file just listed -- extract, convert -- needs no TOC lookup. Same view,
-        # same authenticated nodes.
-        self._recent: OrderedDict[str, Entry] = OrderedDict()
+        # Where the files of the last walks and listings are (bounded, oldest dropped): the
+        # TOC leaf a walk found a file in (its entry is found again in the cached leaf), or
+        # the entry a listing decoded. Reading a file just listed -- extract, convert --
+        # then needs no tree lookup. Same view, same authenticated nodes.
+        self._recent: OrderedDict[str, Ref | Entry] = OrderedDict()
 
-    def _remember(self, path: str, e: Entry) -> None:
-        if e.type == EntryType.FILE:
-            self._recent[path] = e
-            if len(self._recent) > RECENT_FILES:
-                self._recent.popitem(last=False)
+    def _remember(self, path: str, where: Ref | Entry) -> None:
+        self._recent[path] = where
+        if len(self._recent) > RECENT_FILES:
+            self._recent.popitem(last=False)
+
+    def _recent_entry(self, path: str) -> Entry | None:
+        where = self._recent.get(path)
+        if where is None or isinstance(where, Entry):
+            return where
+        leaf = self.view.cached_node(FrameKind.TOC_NODE, where)
+        if not isinstance(leaf, Leaf):
+            return None  # no longer cached: look it up
+        key = toc_key(path)
+        j = bisect_left(leaf.keys, key)
+        if j == len(leaf.keys) or leaf.keys[j] != key:
+            return None
+        return decode_entry(leaf.values[j], lazy_refs=True)
 
     def info(self) -> SessionInfo:
         v, c = self.view, self.view.commit
@@ -130,7 +143,8 @@ class LboxSession:
         out = []
         for name, e in items:
             q = f"{p}/{name}" if p else name
-            self._remember(q, e)
+            if e.type == EntryType.FILE:
+                self._remember(q, e)
             out.append(entry_info(q, e))
         return out
 
@@ -163,7 +177,8 @@ class LboxSession:
                     if not own:  # a descendant without its directory: nothing to list
                         raise NotFoundError(f"no such file or directory in the archive: {p}")
                     q, e = key_path(key), decode_entry(values[j], lazy_refs=True)
-                    self._remember(q, e)
+                    if ref is not None and e.type == EntryType.FILE:
+                        self._remember(q, ref)
                     batch.append(entry_info(q, e))
             if len(batch) >= EMIT_BATCH:
                 emit(batch[:])
@@ -178,7 +193,7 @@ class LboxSession:
 
     def _file(self, path: str) -> Flow[tuple[str, Any]]:
         p = normalize_path(path)
-        e = self._recent.get(p)
+        e = self._recent_entry(p)
         if e is None:
             e = yield from self.view.stat_flow(p)
         if e.type != EntryType.FILE:
