@@ -9,11 +9,12 @@ may name a richer facade of its own (``FormatSpec.facade`` / ``async_facade``, e
 
 Streaming. :meth:`Archive.iter_entries` and :meth:`Archive.iter_bytes` drive their flow
 one round trip at a time and hand out what the flow produced in between, so memory stays
-bounded by one batch (a walk's ``emit`` batch, a file's read window) whatever the size of
-the archive or the file. :meth:`Archive.open_file` gives a seekable file object: read
-from the start in order it streams (and so gets the format's whole-file check -- a
-content hash, a CRC -- before its last bytes), elsewhere it reads bounded windows with
-``read_flow``, each checked by the session.
+bounded by what one round trip brings (a ``.uri`` scan window, a ``.lbox`` walk's budget
+per read, a file's read window) whatever the size of the archive or the file.
+:meth:`Archive.open_file` gives a seekable file object: read from the start in order it
+streams (and so gets the format's whole-file check -- a content hash, a CRC -- before
+its last bytes), elsewhere it reads bounded windows with ``read_flow``, each checked by
+the session.
 """
 
 from __future__ import annotations
@@ -270,8 +271,9 @@ class Archive:
 
     def iter_entries(self, path: str = "") -> Iterator[EntryInfo]:
         """Every entry below ``path`` (``path`` itself when it is not a directory), in
-        the format's order -- a directory before its contents -- as the walk reads them:
-        one batch is held at a time, whatever the archive's size."""
+        the format's order -- a directory before its contents -- handed out between the
+        walk's round trips: only what one round trip decoded is held, whatever the
+        archive's size."""
         root = canonical_path(path)
         batches: deque[list[EntryInfo]] = deque()
         for batch in _stepped(self.session.walk_flow(path, batches.append), self.source,
@@ -549,7 +551,7 @@ class AsyncArchive:
         return out
 
     async def iter_entries(self, path: str = "") -> AsyncIterator[EntryInfo]:
-        """:meth:`Archive.iter_entries` as an async generator (one batch held at a time)."""
+        """:meth:`Archive.iter_entries` as an async generator."""
         root = canonical_path(path)
         batches: deque[list[EntryInfo]] = deque()
         async for batch in _astepped(self.session.walk_flow(path, batches.append),
