@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 import lockbox
-from conftest import WEAK_ARGON2
 from formats.uri import independent as ind
 from formats.uri.independent import Entry
 from lockbox.convert import ConvertReport, NewLbox, convert, target_format
 from lockbox.errors import IntegrityError, UnsafePathError, UsageError
 
+WEAK_ARGON2 = lockbox.Argon2Params(time_cost=1, memory_kib=64)
 NEW = NewLbox(password="pw2", argon2=WEAK_ARGON2)
 MTIME = 1_600_000_000_123_456_789
 
