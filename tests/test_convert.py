@@ -230,9 +230,12 @@ _MEMORY_CHILD = textwrap.dedent("""
 
 
 def test_a_large_file_converts_in_bounded_memory(tmp_path: Path) -> None:
-    """A 384 MiB file (sparse zeros: cheap to make) through .uri -> .lbox -> .uri -> a
-    directory in a child process whose peak memory stays far below the file's size."""
-    size = 384 * 1024 * 1024
+    """A 1 GiB file (sparse zeros: cheap to make) through .uri -> .lbox -> .uri -> a
+    directory in a child process whose peak memory stays far below the file's size.
+    (Alone the child peaks near 60 MiB; after some other tests in the same run it was
+    seen at up to 300 MiB, so the bound is loose: what it rules out is memory that grows
+    with the file.)"""
+    size = 1024 * 1024 * 1024
     path = b"zeros.bin"
     crc = zlib.crc32(path)
     block = bytes(1024 * 1024)
@@ -251,6 +254,6 @@ def test_a_large_file_converts_in_bounded_memory(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=600, check=False)
     assert child.returncode == 0, child.stderr
     peak_kib = int(child.stdout.split()[-1])
-    assert peak_kib < 128 * 1024, f"peak {peak_kib} KiB for a {size >> 20} MiB file"
+    assert peak_kib < 384 * 1024, f"peak {peak_kib} KiB for a {size >> 20} MiB file"
     assert (tmp_path / "out" / "zeros.bin").stat().st_size == size
     assert (tmp_path / "y.uri").stat().st_size == src.stat().st_size

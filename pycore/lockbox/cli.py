@@ -1594,20 +1594,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "127.0.0.1; use 0.0.0.0 to serve other machines)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free)")
     p.add_argument("--site", metavar="SITE_DIR", default=None,
-                   help="the built viewer (default: $LOCKBOX_SITE, else dist/site of this "
-                        "checkout when it exists)")
+                   help="the built viewer (default: $LOCKBOX_SITE, else the viewer packaged with "
+                        "lockbox_server, else dist/site of this checkout)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="let pages of ORIGIN fetch the archives (CORS); repeatable; '*' = any")
     return parser
 
 
 def _default_site() -> str | None:
-    env = os.environ.get("LOCKBOX_SITE")
-    if env:
-        return env
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidate = os.path.join(here, "..", "..", "dist", "site")
-    return candidate if os.path.isfile(os.path.join(candidate, "index.html")) else None
+    """$LOCKBOX_SITE, else the viewer packaged with lockbox_server, else this checkout's
+    dist/site (``lockbox_server.default_site_dir``)."""
+    try:
+        import lockbox_server
+    except ImportError:
+        return None
+    return lockbox_server.default_site_dir()
 
 
 SERVE_LIST_LIMIT = 10  # archive URLs shown when the server starts

@@ -4,11 +4,12 @@ Everything is a sans-I/O flow (``lockbox.drivers``), so the same code lists a lo
 file, an archive over HTTP Range and one in the browser.
 
 **Scanning.** A ``.uri`` archive has no index: listing hops from chunk header to chunk
-header. The scan reads *windows*: the first is 64 KiB; a window that is used up by
+header. The scan reads *windows*: the first is 16 KiB (the registry's probe read, so
+opening costs no round trip of its own); a window that is used up by
 chunks lying close together is followed by one twice as large (up to 4 MiB), so N small
 files cost about log2(N) round trips, not N. When a file's data is longer than the
 current window, the scan jumps over it -- its data is never fetched -- and the next
-window starts again at 64 KiB. Every header's CRC is checked before any of its lengths
+window starts again at 16 KiB. Every header's CRC is checked before any of its lengths
 is believed, and nothing is allocated from a claimed length: paths and symlink targets
 are at most 4096 bytes (checked after the CRC) and file data is read in bounded windows.
 
@@ -88,7 +89,8 @@ class UriLimits:
 
     max_entries: int = 1_000_000          # entries the index / a walk / verify may hold
     max_index_bytes: int = 512 * MiB      # estimated memory of the index
-    first_window_size: int = 64 * KiB     # first read-ahead window of a scan
+    first_window_size: int = 16 * KiB     # first read-ahead window of a scan: the
+    # registry's 16 KiB probe answers it, so a .uri opens in one round trip
     max_window_size: int = 4 * MiB        # read-ahead windows grow up to this
     data_window_size: int = 4 * MiB       # one read of file data (read, stream, verify)
     emit_batch: int = 1000                # entries per ``emit`` call of a walk
@@ -716,7 +718,7 @@ class UriFormat:
         return bytes(head[: len(MAGIC)]) == MAGIC
 
     def open_flow(self, size: int | None, options: OpenOptions) -> Flow[UriSession]:
-        """Read the first window (64 KiB: the file header and the first chunks) and check
+        """Read the first window (16 KiB: the file header and the first chunks) and check
         the file header. Nothing else is read until a listing or a read needs it."""
         limits = UriLimits.from_settings(options.settings)
         unchecked = bool(options.settings.get("unchecked_partial_reads", False))
