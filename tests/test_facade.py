@@ -284,7 +284,7 @@ def test_lbox_files_just_walked_need_no_toc_lookup(make_archive: Any,
             return real(p)
 
         monkeypatch.setattr(box.view, "stat_flow", counting)
-        got = {p: b"".join(box._content(p)) for p in walked}
+        got = {p: b"".join(box.open_content(p)) for p in walked}
         assert got == {f"d/f{i}": b"%d" % i for i in range(50)}
         assert calls == []  # the entries came with the walk
         fresh = lockbox.open(path, password="pw")

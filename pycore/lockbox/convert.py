@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidPathError, StorageError, UsageError
 from .extract import Extractor, SkippedEntry, link_escape, path_problem
 from .facade import Archive
+from .fileio import replace_atomically
 from .info import EntryInfo
 from .registry import for_path
 
@@ -355,19 +356,6 @@ def _temp_name(dest: str, suffix: str) -> str:
     return os.path.join(directory, f".{os.path.basename(dest)}.{secrets.token_hex(6)}{suffix}")
 
 
-def _fsync_dir(directory: str) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
 def _check_dest_file(dest: str, overwrite: bool) -> tuple[int, int] | None:
     """(dev, ino) of an existing destination file (to replace), None if there is none."""
     if os.path.isdir(dest):
@@ -436,8 +424,7 @@ def _write_lbox(pairs: Iterable[tuple[EntryInfo, Content]], dest: str, new: NewL
                 no_time += not info.mtime_ns
         if not overwrite and os.path.lexists(dest):
             raise UsageError(f"{dest} exists (replace it with --force)")
-        os.replace(tmp, dest)
-        _fsync_dir(os.path.dirname(os.path.abspath(dest)))
+        replace_atomically(tmp, dest, what=f"cannot write {dest}")  # fsync, rename, dir
     except OSError as e:
         raise StorageError(f"cannot write {dest}: {e.strerror or e}") from None
     finally:
@@ -518,9 +505,9 @@ def convert(source: Archive | str | os.PathLike[str], dest: str | os.PathLike[st
     try:
         if archive is not None:
             report.source_format = archive.spec.name if archive.spec is not None else "?"
-            pairs = _Pairs(archive.iter_entries(), archive._content, judge=True)
+            pairs = _Pairs(archive.iter_entries(), archive.open_content, judge=True)
             if target == "dir":
-                _write_dir(archive.iter_entries(), archive._content, dest_s, report,
+                _write_dir(archive.iter_entries(), archive.open_content, dest_s, report,
                            overwrite=overwrite, progress=progress,
                            preserve_permissions=preserve_permissions, same_owner=same_owner,
                            max_size=max_size)

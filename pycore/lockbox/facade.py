@@ -297,10 +297,11 @@ class Archive:
         """A file's content piece by piece, in bounded memory. The format's whole-file
         check runs before the last piece: IntegrityError instead of it when the content
         does not check out. UsageError at once when ``path`` is not a file."""
-        return self._content(self._file_info(path).path)
+        return self.open_content(self._file_info(path).path)
 
-    def _content(self, path: str) -> Iterator[bytes | memoryview]:
-        """``open_content`` of the extractor: the stream of a file known to be one."""
+    def open_content(self, path: str) -> Iterator[bytes | memoryview]:
+        """The content of a file known to be one, piece by piece (the extractor's
+        ``open_content``): IntegrityError before the last piece if it does not check out."""
         pieces: deque[bytes | memoryview] = deque()
         return _stepped(self.session.stream_flow(path, pieces.append), self.source, pieces)
 
@@ -332,7 +333,7 @@ class Archive:
         items = _collect(paths, self.iter_entries)
         out = Extractor(dest, overwrite=overwrite, preserve_permissions=preserve_permissions,
                         max_size=max_size, same_owner=same_owner)
-        report = out.run(items, self._content, progress)
+        report = out.run(items, self.open_content, progress)
         if strict and report.skipped:
             raise UnsafePathError(report.skipped_summary())
         return report
@@ -420,7 +421,7 @@ class ArchiveFile(io.RawIOBase):
 
     def _from_stream(self, mv: memoryview) -> int:
         if self._stream is None:
-            self._stream = self._archive._content(self.name)
+            self._stream = self._archive.open_content(self.name)
             self._stream_pos = 0
         while not self._piece:
             piece = next(self._stream, None)
