@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidPathError, StorageError, UsageError
 from .extract import Extractor, SkippedEntry, link_escape, path_problem
 from .facade import Archive
-from .fileio import replace_atomically
+from .fileio import group_name, replace_atomically, user_name
 from .info import EntryInfo
 from .registry import for_path
 
@@ -127,34 +127,6 @@ def target_format(dest: str | os.PathLike[str], to_format: str | None = None) ->
 # ----------------------------------------------------------------------- directory source
 
 
-class _Names:
-    """uid/gid -> name, cached; "" when the system has no name for it."""
-
-    def __init__(self) -> None:
-        self._users: dict[int, str] = {}
-        self._groups: dict[int, str] = {}
-
-    def user(self, uid: int) -> str:
-        if uid not in self._users:
-            try:
-                import pwd
-
-                self._users[uid] = pwd.getpwuid(uid).pw_name
-            except (ImportError, KeyError):
-                self._users[uid] = ""
-        return self._users[uid]
-
-    def group(self, gid: int) -> str:
-        if gid not in self._groups:
-            try:
-                import grp
-
-                self._groups[gid] = grp.getgrgid(gid).gr_name
-            except (ImportError, KeyError):
-                self._groups[gid] = ""
-        return self._groups[gid]
-
-
 class TreeReader:
     """A local directory as a source of entries: its contents (not the directory
     itself) depth first, each directory right before its contents, siblings sorted by
@@ -169,7 +141,6 @@ class TreeReader:
             raise UsageError(f"{os.fsdecode(self.root)} is not a directory")
         self.exclude = set(exclude)
         self.skipped: list[SkippedEntry] = []
-        self._names = _Names()
         self._stats: dict[str, tuple[int, int, int]] = {}  # path -> (dev, ino, size) of files
 
     def _list(self, d: bytes) -> list[bytes]:
@@ -203,7 +174,7 @@ class TreeReader:
                 self.skipped.append(SkippedEntry(arch, f"{kind}: archives store only files, "
                                                        "directories and symlinks"))
                 continue
-            owner, group = self._names.user(st.st_uid), self._names.group(st.st_gid)
+            owner, group = user_name(st.st_uid), group_name(st.st_gid)
             mode = st.st_mode & 0o7777
             if stat_mod.S_ISDIR(st.st_mode):
                 yield EntryInfo(arch, "dir", mode, st.st_mtime_ns, owner=owner, group=group)

@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from functools import cache
 
 from .errors import LockboxError, StorageError
 
 __all__ = ["pwrite_all", "pread_exact", "write_zeros", "fsync", "fsync_dir", "temp_path",
-           "atomic_file", "write_atomically", "replace_atomically"]
+           "atomic_file", "write_atomically", "replace_atomically", "user_name", "group_name"]
 
 _ZEROS = bytes(1 << 20)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -149,3 +150,25 @@ def replace_atomically(tmp: str, path: str, *, what: str | None = None) -> None:
         _fsync_dir(os.path.dirname(os.path.abspath(path)))
     except OSError as e:
         raise StorageError(f"{what or f'cannot replace {path}'}: {e.strerror or e}") from e
+
+
+@cache
+def user_name(uid: int) -> str:
+    """The host's name for ``uid`` ("" when it has none, or on a system without pwd)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return ""
+
+
+@cache
+def group_name(gid: int) -> str:
+    """The host's name for ``gid`` ("" when it has none, or on a system without grp)."""
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return ""

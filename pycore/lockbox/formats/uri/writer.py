@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 from ...drivers import Read, run_sync
 from ...errors import FormatError, InvalidPathError, StorageError, UsageError
 from ...extract import SkippedEntry
-from ...fileio import replace_atomically
+from ...fileio import group_name, replace_atomically, user_name
 from ...info import EntryInfo
 from ...sources.base import RangeSource
 from .codec import (
@@ -166,34 +166,6 @@ class _Out:
 # ----------------------------------------------------------------------- from a directory
 
 
-class _Names:
-    """uid/gid -> name bytes, cached; b"" when the system has no name for it."""
-
-    def __init__(self) -> None:
-        self._users: dict[int, bytes] = {}
-        self._groups: dict[int, bytes] = {}
-
-    def user(self, uid: int) -> bytes:
-        if uid not in self._users:
-            try:
-                import pwd
-
-                self._users[uid] = os.fsencode(pwd.getpwuid(uid).pw_name)
-            except (ImportError, KeyError):
-                self._users[uid] = b""
-        return self._users[uid]
-
-    def group(self, gid: int) -> bytes:
-        if gid not in self._groups:
-            try:
-                import grp
-
-                self._groups[gid] = os.fsencode(grp.getgrgid(gid).gr_name)
-            except (ImportError, KeyError):
-                self._groups[gid] = b""
-        return self._groups[gid]
-
-
 def _sorted_names(dir_path: bytes) -> list[bytes]:
     try:
         with os.scandir(dir_path) as it:
@@ -204,7 +176,6 @@ def _sorted_names(dir_path: bytes) -> list[bytes]:
 
 def _write_tree(out: _Out, root: bytes, prefix: bytes, exclude: set[tuple[int, int]],
                 replaced: tuple[int, int] | None, strict: bool, tally: _Tally) -> None:
-    names = _Names()
     report = out.report
     # depth first with an explicit stack: (directory on disk, its archive path, names left)
     stack: list[tuple[bytes, bytes, Iterator[bytes]]] = [
@@ -236,8 +207,8 @@ def _write_tree(out: _Out, root: bytes, prefix: bytes, exclude: set[tuple[int, i
             report.skipped.append(SkippedEntry(shown, why))
             continue
         tally.mtimes += 1
-        owner = _name_field(names.user(st.st_uid), tally)
-        group = _name_field(names.group(st.st_gid), tally)
+        owner = _name_field(os.fsencode(user_name(st.st_uid)), tally)
+        group = _name_field(os.fsencode(group_name(st.st_gid)), tally)
         if stat_mod.S_ISDIR(st.st_mode):
             out.small(TYPE_DIR, arch, st.st_mode, owner, group)
             stack.append((disk, arch, iter(_sorted_names(disk))))
@@ -523,10 +494,9 @@ def _write_prefix(out: _Out, prefix: bytes, root: bytes | None, tally: _Tally) -
     mode, owner, group = DEFAULT_DIR_MODE, b"", b""
     if root is not None:
         st = os.stat(root)
-        names = _Names()
         mode = st.st_mode
-        owner = _name_field(names.user(st.st_uid), tally)
-        group = _name_field(names.group(st.st_gid), tally)
+        owner = _name_field(os.fsencode(user_name(st.st_uid)), tally)
+        group = _name_field(os.fsencode(group_name(st.st_gid)), tally)
     parts = prefix.split(b"/")
     for i in range(len(parts)):
         out.small(TYPE_DIR, b"/".join(parts[: i + 1]), mode, owner, group)
