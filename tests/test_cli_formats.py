@@ -93,6 +93,9 @@ def test_ls_cat_info_verify_of_a_uri(run: Runner, uri: Path) -> None:
     assert json.loads(run.ok("verify", "--json", uri).out)["ok"]
     assert "works on .lbox archives only" in one_line_error(run("env", "ls", uri), 2)
     assert "works on .lbox archives only" in one_line_error(run("rm", uri, "run.sh"), 2)
+    # .lbox-only options are refused, not silently ignored
+    line = one_line_error(run("ls", uri, "--generation", "2", "--max-argon2-time", "3"), 2)
+    assert "--generation, --max-argon2-time applies to .lbox archives only" in line
 
 
 def test_extract_a_uri(run: Runner, uri: Path, tmp_path: Path) -> None:

@@ -171,3 +171,19 @@ def test_real_busy_port(tmp_path: Path) -> None:
     assert done.stdout == ""
     assert done.stderr == (f"lockbox: port {port} is busy: use --port N "
                            "(or stop the other server)\n")
+
+
+def test_isolate_reaches_the_server(run: Runner, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+
+    def serve(directory: str, *, ready: Callable[[str], None], **kw: object) -> None:
+        seen.update(kw)
+        ready(URL)
+
+    monkeypatch.setattr(lockbox_server, "serve", serve)
+    monkeypatch.setattr(lockbox_server, "archive_urls", fake_archive_urls(0))
+    run.ok("serve", tmp_path, "--isolate")
+    assert seen["isolate"] is True
+    run.ok("serve", tmp_path)
+    assert seen["isolate"] is False

@@ -320,6 +320,14 @@ def _check_source(location: str) -> None:
     open_source(location).close()
 
 
+# Options that only mean something for a .lbox (their defaults are SUPPRESS: present in
+# the namespace only when given).
+_LBOX_ONLY_OPTIONS = (("generation", "--generation"), ("max_argon2_memory", "--max-argon2-memory"),
+                      ("max_argon2_time", "--max-argon2-time"),
+                      ("max_unlock_work", "--max-unlock-work"),
+                      ("max_tree_amplification", "--max-tree-amplification"))
+
+
 def _open_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The format settings the options give (each format uses what applies to it)."""
     cache = getattr(args, "cache", None)
@@ -346,6 +354,11 @@ def _open_any(args: argparse.Namespace, *, only_lbox: str | None = None) -> Arch
         if only_lbox and probed.spec.name != "lbox":
             raise UsageError(f"{location} is a {probed.spec.title}: '{only_lbox}' works on "
                              ".lbox archives only")
+        if probed.spec.name != "lbox":
+            given = [flag for attr, flag in _LBOX_ONLY_OPTIONS if hasattr(args, attr)]
+            if given:
+                raise UsageError(f"{location} is a {probed.spec.title}: {', '.join(given)} "
+                                 "applies to .lbox archives only")
         secret_given = password is not None or identity is not None
         if not probed.spec.encrypted or secret_given:
             box = Archive.open(location, source=source, probe=probed, password=password,
@@ -1598,6 +1611,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "lockbox_server, else dist/site of this checkout)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="let pages of ORIGIN fetch the archives (CORS); repeatable; '*' = any")
+    p.add_argument("--isolate", action="store_true",
+                   help="serve the viewer cross-origin isolated (COOP/COEP headers)")
     return parser
 
 
@@ -1658,7 +1673,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         serve(args.directory, host=args.host, port=args.port, site_dir=site,
-              allowed_origins=args.allow_origin, ready=ready)
+              allowed_origins=args.allow_origin, ready=ready, isolate=args.isolate)
     except KeyboardInterrupt:  # Ctrl-C is how the server is stopped: not an error
         return 0
     except (FileNotFoundError, NotADirectoryError) as e:
