@@ -43,7 +43,13 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidPathError, StorageError, UsageError
 from .extract import Extractor, SkippedEntry, link_escape, path_problem
 from .facade import Archive
-from .fileio import group_name, replace_atomically, user_name
+from .fileio import (
+    O_READ_HOST_FILE,
+    group_name,
+    replace_atomically,
+    special_file_kind,
+    user_name,
+)
 from .info import EntryInfo
 from .registry import for_path
 
@@ -57,10 +63,6 @@ TARGETS = ("lbox", "uri", "dir")
 COPY_SIZE = 1024 * 1024
 Progress = Callable[[str, int], None]
 Content = Iterable[bytes | bytearray | memoryview] | None
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | _O_CLOEXEC
-_SPECIAL = {stat_mod.S_IFIFO: "a fifo", stat_mod.S_IFSOCK: "a socket",
-            stat_mod.S_IFCHR: "a character device", stat_mod.S_IFBLK: "a block device"}
 
 
 @dataclass
@@ -169,7 +171,7 @@ class TreeReader:
                 raise StorageError(f"cannot stat {os.fsdecode(disk)}: {e.strerror}") from None
             if (st.st_dev, st.st_ino) in self.exclude:
                 continue
-            kind = _SPECIAL.get(stat_mod.S_IFMT(st.st_mode))
+            kind = special_file_kind(st.st_mode)
             if kind is not None:
                 self.skipped.append(SkippedEntry(arch, f"{kind}: archives store only files, "
                                                        "directories and symlinks"))
@@ -199,7 +201,7 @@ class TreeReader:
         disk = os.path.join(self.root, os.fsencode(path))
         shown = os.fsdecode(disk)
         try:
-            fd = os.open(disk, _O_READ)
+            fd = os.open(disk, O_READ_HOST_FILE)
         except OSError as e:
             raise StorageError(f"cannot open {shown}: {e.strerror}") from None
         try:

@@ -18,16 +18,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from functools import cache
 
 from .errors import LockboxError, StorageError
 
 __all__ = ["pwrite_all", "pread_exact", "write_zeros", "fsync", "fsync_dir", "temp_path",
-           "atomic_file", "write_atomically", "replace_atomically", "user_name", "group_name"]
+           "atomic_file", "write_atomically", "replace_atomically", "user_name", "group_name",
+           "O_READ_HOST_FILE", "special_file_kind"]
 
 _ZEROS = bytes(1 << 20)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+O_READ_HOST_FILE = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                    | _O_CLOEXEC)
+"""Flags to open a host file for reading while walking a tree: never through a symlink,
+never blocking on a fifo swapped in after the stat."""
+
+_SPECIAL_KINDS = {stat.S_IFIFO: "a fifo", stat.S_IFSOCK: "a socket",
+                  stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+
+
+def special_file_kind(st_mode: int) -> str | None:
+    """"a fifo", "a socket", "a character device", "a block device", or None."""
+    return _SPECIAL_KINDS.get(stat.S_IFMT(st_mode))
 
 
 def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:

@@ -37,7 +37,13 @@ from typing import Any, BinaryIO
 from ...drivers import Read, run_sync
 from ...errors import FormatError, InvalidPathError, StorageError, UsageError
 from ...extract import SkippedEntry
-from ...fileio import group_name, replace_atomically, user_name
+from ...fileio import (
+    O_READ_HOST_FILE,
+    group_name,
+    replace_atomically,
+    special_file_kind,
+    user_name,
+)
 from ...info import EntryInfo
 from ...sources.base import RangeSource
 from .codec import (
@@ -63,9 +69,6 @@ DEFAULT_DIR_MODE = 0o755
 Content = Iterable[bytes | bytearray | memoryview] | None
 Progress = Callable[[str, int], None]
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | _O_CLOEXEC
-_SPECIAL = {stat_mod.S_IFIFO: "a fifo", stat_mod.S_IFSOCK: "a socket",
-            stat_mod.S_IFCHR: "a character device", stat_mod.S_IFBLK: "a block device"}
 
 
 @dataclass
@@ -231,7 +234,7 @@ def _write_tree(out: _Out, root: bytes, prefix: bytes, exclude: set[tuple[int, i
 
 def _refusal(arch: bytes, st_mode: int) -> str | None:
     """Why an entry cannot be stored, or None."""
-    kind = _SPECIAL.get(stat_mod.S_IFMT(st_mode))
+    kind = special_file_kind(st_mode)
     if kind is not None:
         return f"{kind}: the .uri format stores only files, directories and symlinks"
     if len(arch) > MAX_PATH_SIZE:
@@ -250,7 +253,7 @@ def _target_refusal(target: bytes) -> str | None:
 def _copy_file(out: _Out, disk: bytes, arch: bytes, lst: os.stat_result, owner: bytes,
                group: bytes, shown: str) -> None:
     try:
-        fd = os.open(disk, _O_READ)
+        fd = os.open(disk, O_READ_HOST_FILE)
     except OSError as e:
         raise StorageError(f"cannot open {os.fsdecode(disk)}: {e.strerror}") from None
     try:
