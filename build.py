@@ -18,7 +18,12 @@ What goes into the site (every input pinned; nothing is fetched by the site at r
   (libsodium-wrappers-sumo, @noble/post-quantum ML-KEM, @noble/hashes Argon2id, hash-wasm BLAKE3).
 * ``pyodide/<hash>/``: the Pyodide runtime files from the npm package ``pyodide`` (only the five
   that are needed). Their names are fixed by Pyodide, so the folder carries the hash.
+* ``wheels/<hash>/tomli_w-1.2.0-py3-none-any.whl``: tomli-w (the ``.sync`` manifest writer), a
+  pure wheel fetched from PyPI once by ``pip download`` and checked against its pinned SHA-256
+  (:data:`TOMLI_W_SHA256`); the worker loads it before lockbox's wheel.
 * ``boot-worker.<hash>.mjs``: the module worker from ``webapp/src/boot-worker.mjs``.
+* ``hook-worker.<hash>.mjs``: the ``.sync`` update hook's sandbox (``webapp/src/hook-worker.mjs``,
+  plain JS: a dedicated module worker per run, no Pyodide).
 * every file of ``webapp/static/`` under its own name (the viewer pages); each ``.html`` page
   gets the server's Content-Security-Policy as a ``<meta http-equiv>`` tag (read from
   ``server/lockbox_server/site.py``, without the directives a meta policy ignores).
@@ -54,7 +59,7 @@ from pathlib import Path
 __all__ = [
     "ROOT", "WEBAPP", "DEFAULT_OUT", "PYODIDE_FILES", "BuildError", "BuildResult",
     "build", "ensure_node_modules", "build_wheel", "build_dist_wheel", "build_crypto_bundle",
-    "main",
+    "fetch_pure_wheel", "TOMLI_W", "TOMLI_W_SHA256", "main",
 ]
 
 ROOT = Path(__file__).resolve().parent
@@ -70,6 +75,10 @@ MANIFEST_FORMAT = 1
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest date a zip can hold
 HASH_LEN = 12
 _NPM_STAMP = ".lockbox-npm-stamp"
+# Pure wheels the site ships next to lockbox's (loaded by the worker before it): name ==
+# version, and the SHA-256 of the py3-none-any wheel on PyPI.
+TOMLI_W = "tomli_w==1.2.0"
+TOMLI_W_SHA256 = "188306098d013b691fcadc011abd66727d3c414c571bb01b1a174ba8c983cf90"
 _ESBUILD_ARGS = ("--bundle", "--format=esm", "--minify", "--target=es2022",
                  "--platform=browser", "--charset=utf8", "--log-level=warning")
 
@@ -269,6 +278,39 @@ def build_dist_wheel(out_dir: Path = DEFAULT_WHEEL_DIR, *, site_dir: Path | None
     return _pip_wheel(inputs, Path(out_dir), quiet=quiet, what=what)
 
 
+def fetch_pure_wheel(requirement: str, sha256: str, *, quiet: bool = False) -> Path:
+    """The pure ``py3-none-any`` wheel of ``requirement`` (``name==version``) from PyPI
+    (``pip download --no-deps --only-binary=:all:``), checked against ``sha256`` and cached
+    in ``.cache/build/pypi/`` (fetched once; a cached file is checked again every build)."""
+    name, _, version = requirement.partition("==")
+    if not version:
+        raise BuildError(f"{requirement!r}: pin an exact version (name==version)")
+    filename = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    cached = CACHE / "pypi" / filename
+    if cached.is_file():
+        if _sha256(cached.read_bytes()) == sha256:
+            return cached
+        cached.unlink()  # damaged or replaced: fetch it again
+    _log(quiet, f"pip download {requirement} ...")
+    with tempfile.TemporaryDirectory(prefix="lockbox-pypi-") as tmp:
+        env = dict(os.environ, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+              "-q", "-d", tmp, requirement],
+             cwd=Path(tmp), env=env, timeout=300)
+        got = Path(tmp) / filename
+        if not got.is_file():
+            raise BuildError(f"pip download {requirement} made "
+                             f"{sorted(p.name for p in Path(tmp).iterdir())}, expected {filename}")
+        digest = _sha256(got.read_bytes())
+        if digest != sha256:
+            raise BuildError(f"{filename} from PyPI has SHA-256 {digest}, not the pinned "
+                             f"{sha256}: refusing it")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp_cached = cached.with_name(f".{filename}.tmp")
+        shutil.copyfile(got, tmp_cached)
+        return tmp_cached.replace(cached)
+
+
 # --------------------------------------------------------------------------------- crypto bundle
 
 
@@ -303,8 +345,9 @@ def _hashed_name(name: str, data: bytes) -> str:
     return f"{stem}.{_sha256(data)[:HASH_LEN]}{dot}{ext}"
 
 
-def _plan(node_modules: Path, wheel: Path, bundle: Path) -> tuple[dict[str, bytes], dict[str,
-                                                                                         object]]:
+def _plan(node_modules: Path, wheel: Path, bundle: Path,
+          extra_wheels: dict[str, Path] | None = None
+          ) -> tuple[dict[str, bytes], dict[str, object]]:
     """Every output file (relative path -> bytes) and the manifest."""
     files: dict[str, bytes] = {}
     entries: dict[str, str] = {}
@@ -319,6 +362,10 @@ def _plan(node_modules: Path, wheel: Path, bundle: Path) -> tuple[dict[str, byte
     wheel_data = wheel.read_bytes()
     entries["wheel"] = f"wheels/{_sha256(wheel_data)[:HASH_LEN]}/{wheel.name}"
     files[entries["wheel"]] = wheel_data
+    for logical, path in (extra_wheels or {}).items():
+        data = path.read_bytes()
+        entries[logical] = f"wheels/{_sha256(data)[:HASH_LEN]}/{path.name}"
+        files[entries[logical]] = data
 
     bundle_data = bundle.read_bytes()
     entries["crypto"] = "vendor/" + _hashed_name("crypto.mjs", bundle_data)
@@ -327,6 +374,10 @@ def _plan(node_modules: Path, wheel: Path, bundle: Path) -> tuple[dict[str, byte
     worker_data = (WEBAPP / "src" / "boot-worker.mjs").read_bytes()
     entries["boot-worker"] = _hashed_name("boot-worker.mjs", worker_data)
     files[entries["boot-worker"]] = worker_data
+
+    hook_data = (WEBAPP / "src" / "hook-worker.mjs").read_bytes()
+    entries["hook-worker"] = _hashed_name("hook-worker.mjs", hook_data)
+    files[entries["hook-worker"]] = hook_data
 
     static: dict[str, str] = {}
     static_dir = WEBAPP / "static"
@@ -447,7 +498,8 @@ def build(out: Path = DEFAULT_OUT, *, quiet: bool = False) -> BuildResult:
     node_modules = ensure_node_modules(quiet=quiet)
     wheel = build_wheel(quiet=quiet)
     bundle = build_crypto_bundle(node_modules, quiet=quiet)
-    files, manifest = _plan(node_modules, wheel, bundle)
+    tomli_w = fetch_pure_wheel(TOMLI_W, TOMLI_W_SHA256, quiet=quiet)
+    files, manifest = _plan(node_modules, wheel, bundle, {"tomli_w": tomli_w})
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     _sync(out, files, manifest_bytes)
     sizes = {rel: len(data) for rel, data in files.items()}

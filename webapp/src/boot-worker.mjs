@@ -7,7 +7,7 @@
 //
 // Everything is loaded from this site (no CDN): the worker reads manifest.json next to
 // itself, loads the Pyodide runtime (manifest.entries.pyodide is its indexURL), loads
-// the lockbox wheel by URL, imports the crypto bundle and sets it on
+// the lockbox wheel (and tomli_w's) by URL, imports the crypto bundle and sets it on
 // globalThis.lockboxCrypto (what lockbox.crypto.browser.BrowserCryptoBackend uses).
 //
 // Message protocol (page -> worker -> page); every message is a plain object:
@@ -80,14 +80,17 @@ async function boot() {
 
   progress("wheel", manifest.lockbox);
   // loadPackage() does not reject on a failed download (it reports through errorCallback
-  // and resolves to []), so collect the errors and check the result.
+  // and resolves to []), so collect the errors and check the result. The pure wheels
+  // lockbox uses (tomli_w: writing .sync manifests) are loaded before lockbox's own.
+  const wheels = [...(manifest.entries.tomli_w ? [at("tomli_w")] : []), at("wheel")];
   const errors = [];
-  const loaded = await pyodide.loadPackage(at("wheel"), {
+  const loaded = await pyodide.loadPackage(wheels, {
     messageCallback: () => {},
     errorCallback: (msg) => errors.push(msg),
   });
-  if (!loaded || loaded.length === 0 || errors.length) {
-    throw new Error(`could not load the lockbox wheel: ${errors.join(" ") || "nothing loaded"}`);
+  if (!loaded || loaded.length !== wheels.length || errors.length) {
+    throw new Error(`could not load the lockbox wheels: ${errors.join(" ") ||
+      `loaded ${loaded ? loaded.length : 0} of ${wheels.length}`}`);
   }
   const session = pyodide.pyimport("lockbox.viewer.session").Session();
   const versions = pyodide.runPython(
