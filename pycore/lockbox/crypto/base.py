@@ -14,6 +14,10 @@ Primitives (all must be byte-identical across backends):
   encapsulation to a 1568-byte encapsulation key, decapsulation.
 * BLAKE3 (32-byte output), the content hash of archived files.
 * A cryptographically secure random source.
+* Ed25519 signature verification (RFC 8032), for signed ``.sync`` containers.
+* age (age-encryption.org/v1) decryption with a passphrase (scrypt stanza), for ``.sync``
+  vault payloads. Callers bound the scrypt work factor before calling
+  (:mod:`lockbox.formats.sync.vault`); backends may refuse large ones as well.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import Protocol, runtime_checkable
 
 __all__ = ["Aead", "Hasher", "CryptoBackend", "check_size", "check_int", "AEAD_KEY_SIZE",
            "AEAD_NONCE_SIZE", "AEAD_TAG_SIZE", "MLKEM1024_SEED_SIZE", "MLKEM1024_EK_SIZE",
-           "MLKEM1024_CT_SIZE", "MLKEM_SS_SIZE"]
+           "MLKEM1024_CT_SIZE", "MLKEM_SS_SIZE", "ED25519_PUBLIC_KEY_SIZE",
+           "ED25519_SIGNATURE_SIZE"]
 
 AEAD_KEY_SIZE = 32
 AEAD_NONCE_SIZE = 12
@@ -31,6 +36,8 @@ MLKEM1024_SEED_SIZE = 64
 MLKEM1024_EK_SIZE = 1568
 MLKEM1024_CT_SIZE = 1568
 MLKEM_SS_SIZE = 32
+ED25519_PUBLIC_KEY_SIZE = 32
+ED25519_SIGNATURE_SIZE = 64
 
 
 @runtime_checkable
@@ -101,6 +108,19 @@ class CryptoBackend(Protocol):
 
     def random_bytes(self, size: int) -> bytes:
         """``size`` bytes from a CSPRNG."""
+        ...
+
+    def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` (64 bytes) is a valid Ed25519 signature of ``message`` by
+        ``public_key`` (32 bytes). False, never an exception, for a bad signature or a key
+        that is not a curve point; ValueError for wrong argument sizes."""
+        ...
+
+    def age_decrypt_passphrase(self, ciphertext: bytes, passphrase: str) -> bytes:
+        """The plaintext of a binary age file encrypted to a passphrase (one scrypt
+        stanza). Raises WrongKeyError (wrong passphrase), IntegrityError (header MAC or
+        payload authentication failed, truncated payload), FormatError (not an age
+        passphrase file), LimitExceededError (a work factor the library refuses)."""
         ...
 
 

@@ -13,6 +13,8 @@ from typing import Any
 from lockbox.crypto.base import (
     AEAD_KEY_SIZE,
     AEAD_NONCE_SIZE,
+    ED25519_PUBLIC_KEY_SIZE,
+    ED25519_SIGNATURE_SIZE,
     MLKEM1024_CT_SIZE,
     MLKEM1024_EK_SIZE,
     MLKEM1024_SEED_SIZE,
@@ -21,14 +23,22 @@ from lockbox.crypto.base import (
     check_int,
     check_size,
 )
-from lockbox.errors import BackendUnavailableError, FormatError, IntegrityError
+from lockbox.errors import (
+    BackendUnavailableError,
+    FormatError,
+    IntegrityError,
+    LimitExceededError,
+    WrongKeyError,
+)
 
 _blake3: Any = None
+_pyrage: Any = None
 
 try:
-    from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+    from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import mlkem
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
     from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -44,7 +54,29 @@ _ARGON2_MAX_LANES = (1 << 24) - 1
 _ARGON2_MIN_SALT = 8
 _ARGON2_MIN_LENGTH = 4
 
+# pyrage (rage) error messages -> our classes. rage reports a failed scrypt unwrap (wrong
+# passphrase, or a damaged wrapped key: the two cannot be told apart) as "Decryption
+# failed"; payload (STREAM) failures and truncation come back as I/O errors.
+# tests/crypto/test_cpython.py pins each message with a real file.
+_AGE_ERRORS: tuple[tuple[str, type[Exception], str], ...] = (
+    ("decryption failed", WrongKeyError, "wrong passphrase for the age file"),
+    ("failed to decrypt an encrypted key", WrongKeyError, "wrong passphrase for the age file"),
+    ("no matching keys", FormatError, "the age file is not encrypted to a passphrase"),
+    ("header mac is invalid", IntegrityError, "the age header MAC does not verify"),
+    ("excessive work", LimitExceededError, "the age file's scrypt work factor is too large"),
+    ("header is invalid", FormatError, "not a valid age header"),
+    ("incomplete header", FormatError, "the age header is cut short"),
+    ("unknown age format", FormatError, "not an age file"),
+)
 
+
+def _age_error(exc: Exception) -> Exception:
+    message = str(exc)
+    lowered = message.lower()
+    for needle, cls, text in _AGE_ERRORS:
+        if needle in lowered:
+            return cls(f"{text} ({message})")
+    return IntegrityError(f"the age payload is damaged or truncated ({message})")
 
 
 def _unavailable(exc: UnsupportedAlgorithm, what: str) -> BackendUnavailableError:
@@ -146,3 +178,33 @@ class CryptographyBackend:
     def random_bytes(self, size: int) -> bytes:
         check_int(size, 0, "random_bytes size")
         return os.urandom(size)
+
+    def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        check_size(public_key, ED25519_PUBLIC_KEY_SIZE, "Ed25519 public key")
+        check_size(signature, ED25519_SIGNATURE_SIZE, "Ed25519 signature")
+        try:
+            key = Ed25519PublicKey.from_public_bytes(bytes(public_key))
+            key.verify(bytes(signature), bytes(message))
+        except (InvalidSignature, ValueError):
+            return False
+        except UnsupportedAlgorithm as exc:
+            raise _unavailable(exc, "Ed25519") from exc
+        return True
+
+    def age_decrypt_passphrase(self, ciphertext: bytes, passphrase: str) -> bytes:
+        global _pyrage
+        if _pyrage is None:
+            try:
+                import pyrage
+            except ImportError as exc:
+                raise BackendUnavailableError(
+                    "the 'pyrage' package is needed for age vault payloads (pip install pyrage)"
+                ) from exc
+            _pyrage = pyrage
+        if not isinstance(passphrase, str):
+            raise TypeError("an age passphrase is a str")
+        try:
+            plaintext: bytes = _pyrage.passphrase.decrypt(bytes(ciphertext), passphrase)
+        except _pyrage.DecryptError as exc:
+            raise _age_error(exc) from None
+        return plaintext
