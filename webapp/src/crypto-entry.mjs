@@ -24,13 +24,17 @@
 //   @noble/hashes argon2id:  the same in pure synchronous JS, for when JSPI is not available
 //   @noble/post-quantum:     ML-KEM-1024 (FIPS 203)
 //   hash-wasm createBLAKE3:  BLAKE3 (WASM, ~25x faster than pure JS)
+//   libsodium crypto_sign_verify_detached: Ed25519 verification (signed .sync containers)
+//   age-encryption:          age passphrase (scrypt) decryption (.sync vault payloads);
+//                            async, so Python awaits it with JSPI (run_sync)
 
 import sodium from "libsodium-wrappers-sumo";
 import { argon2id as nobleArgon2id } from "@noble/hashes/argon2.js";
 import { ml_kem1024 } from "@noble/post-quantum/ml-kem.js";
 import { argon2id as hashWasmArgon2id, createBLAKE3 } from "hash-wasm";
+import { Decrypter as AgeDecrypter, Encrypter as AgeEncrypter } from "age-encryption";
 
-export const API_VERSION = 1;
+export const API_VERSION = 2; // 2: ed25519Verify, ageDecryptPassphrase
 
 let blake3Wasm = null; // the one hash-wasm BLAKE3 instance (WASM state), shared by all hashers
 let blake3Owner = null; // the Blake3 whose state is currently loaded in blake3Wasm
@@ -209,6 +213,59 @@ function blake3() {
   return new Blake3();
 }
 
+// -- Ed25519 (RFC 8032) ----------------------------------------------------------------------
+
+/** Whether signature (64 bytes) verifies for message under publicKey (32 bytes). */
+function ed25519Verify(publicKey, message, signature) {
+  return withAll([publicKey, message, signature], (pk, m, sig) => {
+    try {
+      return sodium.crypto_sign_verify_detached(sig, m, pk) === true;
+    } catch (_err) {
+      return false;
+    }
+  });
+}
+
+// -- age (age-encryption.org/v1), passphrase (scrypt) files ----------------------------------
+
+// typage's error messages -> the kinds browser.py maps to its error classes; anything else
+// (a STREAM chunk that fails authentication, a cut payload) is "integrity".
+const AGE_ERROR_KINDS = [
+  [/no identity matched/i, "wrongkey"],
+  [/invalid header HMAC/i, "integrity"],
+  [/work factor is too high/i, "limit"],
+  [/invalid (scrypt )?stanza|invalid version|invalid header|non-ASCII|not the only one/i,
+    "format"],
+];
+
+/**
+ * A Promise of {kind: "ok", plaintext} or {kind: "wrongkey"|"integrity"|"format"|"limit",
+ * message}. The ciphertext is copied before the first await (a PyProxy argument does not
+ * outlive the synchronous call).
+ */
+async function ageDecryptPassphrase(ciphertext, passphrase) {
+  const data = copyBytes(ciphertext);
+  const decrypter = new AgeDecrypter();
+  decrypter.addPassphrase(String(passphrase));
+  try {
+    const plaintext = await decrypter.decrypt(data);
+    return { kind: "ok", plaintext, message: "" };
+  } catch (err) {
+    const message = String(err && err.message ? err.message : err);
+    const match = AGE_ERROR_KINDS.find(([pattern]) => pattern.test(message));
+    return { kind: match ? match[1] : "integrity", message };
+  }
+}
+
+/** An age passphrase file (for the viewer and the tests): a Promise of a Uint8Array. */
+async function ageEncryptPassphrase(plaintext, passphrase, logN) {
+  const data = copyBytes(plaintext);
+  const encrypter = new AgeEncrypter();
+  encrypter.setPassphrase(String(passphrase));
+  encrypter.setScryptWorkFactor(logN);
+  return await encrypter.encrypt(data);
+}
+
 // -- randomness -------------------------------------------------------------------------------
 
 const RANDOM_CHUNK = 65536; // getRandomValues refuses more per call
@@ -245,6 +302,9 @@ export async function init() {
     mlkemDecapsulate,
     blake3,
     randomBytes,
+    ed25519Verify,
+    ageDecryptPassphrase,
+    ageEncryptPassphrase,
     // The libraries themselves, for the viewer and for cross-checks in tests.
     libs: Object.freeze({ sodium, ml_kem1024, nobleArgon2id, hashWasmArgon2id, createBLAKE3 }),
   });

@@ -24,6 +24,10 @@ Primitives (the bundle's glue functions are synchronous once ``init()`` resolved
 * BLAKE3: hash-wasm ``createBLAKE3`` (WASM); Python buffers reach it without a
   Python-side copy (the glue reads them through ``PyProxy.getBuffer``).
 * Random bytes: ``crypto.getRandomValues`` (in pieces of at most 65,536 bytes).
+* Ed25519 verification: libsodium ``crypto_sign_verify_detached``.
+* age passphrase decryption: age-encryption (typage) ``Decrypter.addPassphrase``; it is
+  async (a Promise), so it needs JSPI (``run_sync``); without it the call raises
+  :class:`BackendUnavailableError`. typage refuses scrypt work factors above 2^20.
 
 Importing this module outside Pyodide raises :class:`BackendUnavailableError`.
 """
@@ -35,6 +39,8 @@ from typing import Any
 from lockbox.crypto.base import (
     AEAD_KEY_SIZE,
     AEAD_NONCE_SIZE,
+    ED25519_PUBLIC_KEY_SIZE,
+    ED25519_SIGNATURE_SIZE,
     MLKEM1024_CT_SIZE,
     MLKEM1024_EK_SIZE,
     MLKEM1024_SEED_SIZE,
@@ -44,7 +50,13 @@ from lockbox.crypto.base import (
     check_size,
 )
 from lockbox.crypto.hkdf import hkdf_sha256
-from lockbox.errors import BackendUnavailableError, FormatError, IntegrityError
+from lockbox.errors import (
+    BackendUnavailableError,
+    FormatError,
+    IntegrityError,
+    LimitExceededError,
+    WrongKeyError,
+)
 
 try:
     import js  # type: ignore[import-not-found]
@@ -62,12 +74,19 @@ except ImportError:  # pragma: no cover - older Pyodide
 __all__ = ["BrowserCryptoBackend", "CRYPTO_GLOBAL", "BUNDLE_API_VERSION"]
 
 CRYPTO_GLOBAL = "lockboxCrypto"  # globalThis name of the bundle's init() result
-BUNDLE_API_VERSION = 1  # API_VERSION of crypto-entry.mjs this module speaks
+BUNDLE_API_VERSION = 2  # API_VERSION of crypto-entry.mjs this module speaks
 
 _ARGON2_MAX_LANES = (1 << 24) - 1
 _ARGON2_MIN_SALT = 8
 _ARGON2_MIN_LENGTH = 4
 _ARGON2_MAX_U32 = (1 << 32) - 1
+# ageDecryptPassphrase's error kinds (crypto-entry.mjs) -> (class, message)
+_AGE_ERRORS: dict[str, tuple[type[Exception], str]] = {
+    "wrongkey": (WrongKeyError, "wrong passphrase for the age file"),
+    "integrity": (IntegrityError, "the age file is damaged or truncated"),
+    "format": (FormatError, "not a valid age passphrase file"),
+    "limit": (LimitExceededError, "the age file's scrypt work factor is too large"),
+}
 
 
 
@@ -211,3 +230,29 @@ class BrowserCryptoBackend:
             return b""
         out: bytes = self._api.randomBytes(size).to_bytes()
         return out
+
+    def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        check_size(public_key, ED25519_PUBLIC_KEY_SIZE, "Ed25519 public key")
+        check_size(signature, ED25519_SIGNATURE_SIZE, "Ed25519 signature")
+        return bool(self._api.ed25519Verify(bytes(public_key), bytes(message),
+                                            bytes(signature)))
+
+    def age_decrypt_passphrase(self, ciphertext: bytes, passphrase: str) -> bytes:
+        if not isinstance(passphrase, str):
+            raise TypeError("an age passphrase is a str")
+        if run_sync is None or can_run_sync is None or not can_run_sync():
+            raise BackendUnavailableError(
+                "decrypting an age vault here needs JSPI (WebAssembly stack switching): "
+                "age-encryption is asynchronous"
+            )
+        try:
+            result = run_sync(self._api.ageDecryptPassphrase(bytes(ciphertext), passphrase))
+        except JsException as exc:  # e.g. out of memory in scrypt
+            raise BackendUnavailableError(f"age decryption failed in this browser: {exc}"
+                                          ) from None
+        kind = str(result.kind)
+        if kind == "ok":
+            plaintext: bytes = result.plaintext.to_bytes()
+            return plaintext
+        cls, text = _AGE_ERRORS.get(kind, (IntegrityError, "age decryption failed"))
+        raise cls(f"{text} ({result.message})")
