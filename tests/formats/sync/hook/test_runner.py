@@ -305,8 +305,8 @@ def test_wasi_import_is_refused_before_running() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('(module (import "host" "nope" (func)) (memory (export "memory") 1) (func (export "run")))',
-         "host.nope"),
+        ('(module (import "host" "nope" (func)) (memory (export "memory") 1)'
+         ' (func (export "run")))', "host.nope"),
         ('(module (import "host" "payload_size" (func (result i64))) (memory (export "memory") 1)'
          ' (func (export "run")))', "payload_size"),
         ('(module (import "host" "payload_size" (global i32)) (memory (export "memory") 1)'
