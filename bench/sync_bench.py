@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CountingSource, machine, serve, today, write_section
-
 import wasmtime
+from common import CountingSource, machine, serve, today, write_section
 
 from lockbox import cli_sync
 from lockbox.facade import Archive, probe

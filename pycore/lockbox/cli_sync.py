@@ -227,27 +227,36 @@ def _signature_status(box: Archive) -> Any:
     return verify_embedded(manifest, payload_blake3)
 
 
-def _status_json(status: Any) -> dict[str, Any]:
-    return {"kind": status.kind, "valid": status.valid, "signer": status.signer,
-            "reason": status.reason}
-
-
-def _status_line(status: Any) -> str:
-    if status.kind == "none":
+def _status_line(status: dict[str, Any]) -> str:
+    if status["kind"] == "none":
         return "none (unsigned)"
-    if status.valid:
-        return f"valid ({status.kind}, by {status.signer})"
-    return f"INVALID ({status.kind}): {status.reason}"
+    if status["valid"]:
+        return f"valid ({status['kind']}, by {status['signer']})"
+    return f"INVALID ({status['kind']}): {status['reason']}"
 
 
 # -- summaries -------------------------------------------------------------------------
 
 
 def _entry_json(entry: Any) -> dict[str, Any]:
-    return {"name": entry.name, "method": "stored" if entry.method == 0 else
-            "deflate" if entry.method == 8 else str(entry.method),
+    from .formats.sync.zipfmt import method_name
+
+    return {"name": entry.name, "method": method_name(entry.method),
             "compressed_size": entry.compressed_size, "size": entry.uncompressed_size,
-            "crc32": f"{entry.crc32:08x}", "header_offset": entry.header_offset}
+            "crc32": f"{entry.crc32:08x}", "header_offset": entry.header_offset,
+            "data_offset": entry.data_offset}
+
+
+def _has_hook(layout: Any) -> bool:
+    """Whether sync.wasm is a real module rather than the 8-byte stub (told from its
+    size and CRC-32, without reading it)."""
+    import zlib
+
+    from .formats.sync.container import WASM_STUB
+
+    wasm = layout.wasm
+    return wasm is not None and not (wasm.uncompressed_size == len(WASM_STUB)
+                                     and wasm.crc32 == zlib.crc32(WASM_STUB))
 
 
 def sync_summary(box: Archive, location: str, *, now: _dt.datetime | None = None
@@ -257,21 +266,20 @@ def sync_summary(box: Archive, location: str, *, now: _dt.datetime | None = None
     session = _session(box)
     manifest, layout = session.manifest, session.layout
     now = now or _now()
-    created = manifest.created_at
-    expires_at = created + _dt.timedelta(seconds=manifest.ttl)
+    expires_at = manifest.expires_at()
     r = layout.payload_range
     return {
         "file": location,
         "size": box.info().archive_size,
         "manifest": manifest.data,
-        "entries": [_entry_json(e) for e in layout.entries],
+        "entries": [_entry_json(e) for e in layout.entries.values()],
         "payload": {"name": _payload_name(box), "offset": r.offset, "size": r.size},
         "vault": manifest.is_vault,
-        "hook": not layout.has_hook,
+        "hook": _has_hook(layout),
         "expired": manifest.is_expired(now),
-        "expires_at": _rfc3339(expires_at),
+        "expires_at": None if expires_at is None else _rfc3339(expires_at),
         "expires_in": manifest.expires_in(now),
-        "signature": _status_json(_signature_status(box)),
+        "signature": _signature_status(box).to_dict(),
         "warnings": list(layout.warnings),
     }
 
@@ -298,6 +306,17 @@ def _display_ext(payload_path: str) -> str:
 def _content_type(payload_path: str) -> str:
     guessed, _ = mimetypes.guess_type(os.path.basename(payload_path), strict=False)
     return guessed or "application/octet-stream"
+
+
+def _check_hosts(patterns: Sequence[str]) -> list[str]:
+    """The --allow-host patterns, refused (UsageError) when one matches nothing."""
+    from .formats.sync.hook.hosts import invalid_patterns
+
+    bad = invalid_patterns(patterns)
+    if bad:
+        raise UsageError(f"--allow-host {bad[0]!r} is not a host pattern (a host name, "
+                         "*.example.com for its subdomains, or an IP address; :PORT optional)")
+    return list(patterns)
 
 
 def cmd_sync_pack(args: argparse.Namespace) -> int:
@@ -333,7 +352,7 @@ def cmd_sync_pack(args: argparse.Namespace) -> int:
         display_ext=args.display_ext if args.display_ext is not None
         else _display_ext(args.payload),
         variant=variant, ttl=args.ttl, timeout=args.timeout,
-        allow_hosts=tuple(args.allow_host), allow_env=(),
+        allow_hosts=_check_hosts(args.allow_host), allow_env=(),
         created_by=key.did if key is not None else f"lockbox {__version__}",
         created_at=now)
     try:
@@ -384,8 +403,12 @@ def _print_summary(s: dict[str, Any]) -> None:
     sync, meta, policy = m.get("sync", {}), m.get("meta", {}), m.get("policy", {})
     p = s["payload"]
     size = "unknown" if s["size"] is None else f"{s['size']:,} bytes ({_human(s['size'])})"
-    fresh = (f"expired at {s['expires_at']}" if s["expired"] else
-             f"fresh, expires in {_duration(s['expires_in'])} (at {s['expires_at']})")
+    if s["expired"]:
+        fresh = f"expired at {s['expires_at']}"
+    elif s["expires_at"] is None:
+        fresh = "fresh, never expires (created_at + ttl is past the year 9999)"
+    else:
+        fresh = f"fresh, expires in {_duration(s['expires_in'])} (at {s['expires_at']})"
     rows = [
         ("file", f"{s['file']}: .sync container, version {sync.get('version', '?')}"),
         ("size", size),
@@ -398,26 +421,21 @@ def _print_summary(s: dict[str, Any]) -> None:
         ("hook", ("sync.wasm" if s["hook"] else "none (the 8-byte stub)")
          + f"; timeout {policy.get('timeout')} s; allow_hosts "
          + (", ".join(m.get("permissions", {}).get("allow_hosts", [])) or "none")),
-        ("signature", _status_line(_Status(**s["signature"]))),
+        ("signature", _status_line(s["signature"])),
     ]
     for k, v in rows:
         _out(f"{k + ':':<11} {v}")
     _out("entries:")
     for e in s["entries"]:
-        _out(f"  {e['name']:<14} {e['method']:<8} {e['size']:>12,} bytes"
-             + (f" ({e['compressed_size']:,} stored)" if e["method"] != "stored" else "")
-             + f"  crc32 {e['crc32']}")
+        _out(f"  {e['name']:<14} {e['method']:<8} {e['size']:>12,} bytes at offset "
+             f"{e['data_offset']}"
+             + (f" ({e['compressed_size']:,} stored)" if e["method"] != "STORED" else "")
+             + f", crc32 {e['crc32']}")
     for w in s["warnings"]:
         _out(f"warning: {w}")
     _out("manifest.toml:")
     for line in tomli_w.dumps(m).splitlines():
         _out(f"  {line}" if line else "")
-
-
-class _Status:
-    def __init__(self, kind: str, valid: bool, signer: str | None, reason: str | None
-                 ) -> None:
-        self.kind, self.valid, self.signer, self.reason = kind, valid, signer, reason
 
 
 def cmd_sync_cat(args: argparse.Namespace) -> int:
@@ -458,7 +476,7 @@ def cmd_sync_update(args: argparse.Namespace) -> int:
     if is_url(args.file):
         raise UsageError("a .sync on a web server is read-only here; download it to update "
                          "it")
-    grants = list(args.allow_host) if args.allow_host else None
+    grants = _check_hosts(args.allow_host) if args.allow_host else None
     with open_sync(args.file) as box:
         vault = _session(box).manifest.is_vault
 
@@ -487,12 +505,19 @@ def _print_update(args: argparse.Namespace, report: Any) -> None:
              "s)")
 
 
+_REQUEST_CODES = {-1: "bad memory or UTF-8", -2: "host not allowed", -3: "refused",
+                  -4: "body refused", -5: "transport error"}
+
+
 def _request_line(req: Any) -> str:
-    status = req.status
-    outcome = {-1: "bad memory or UTF-8", -2: "host not allowed", -3: "client error",
-               -4: "body error (too large?)", -5: "transport error"}.get(status, "")
-    size = f", {req.response_size:,} bytes" if status >= 0 else ""
-    return f"GET {req.url} -> {status}{' (' + outcome + ')' if outcome else ''}{size}"
+    """``GET URL -> 200, 1,234 bytes`` / ``GET URL -> -2 (host not allowed)``."""
+    result = req.result
+    if result >= 0:
+        via = f" via {req.final_url}" if req.redirects and req.final_url else ""
+        return f"GET {req.url} -> {result}, {req.response_size:,} bytes{via}"
+    why = _REQUEST_CODES.get(result, "failed")
+    detail = f": {req.error}" if req.error else ""
+    return f"GET {req.url} -> {result} ({why}{detail})"
 
 
 def _load_key(path: str) -> Any:
@@ -508,7 +533,7 @@ def cmd_sync_keygen(args: argparse.Namespace) -> int:
     if os.path.lexists(args.output) and not args.force:
         raise UsageError(f"{args.output} already exists (use --force to replace it)")
     key = SigningKey.generate()
-    key.save(args.output, overwrite=args.force)
+    key.save(args.output, overwrite=args.force)  # 0600, atomic
     _out(key.did)
     return 0
 
@@ -524,7 +549,7 @@ def cmd_sync_sign(args: argparse.Namespace) -> int:
         sig = sign_detached(_file_hash(args.file), key, int(time.time()))
         from .fileio import write_atomically
 
-        write_atomically(args.detached, (sig.to_json() + "\n").encode(), overwrite=True,
+        write_atomically(args.detached, sig.to_json(), overwrite=True,
                          mode=0o644, what=f"cannot write {args.detached}")
         if not args.quiet:
             _out(f"signed {args.file} (detached, {args.detached}) as {key.did}")
@@ -592,7 +617,7 @@ _SYNC_DESCRIPTION = """\
 manifest.toml, one payload (read in place, by range: FILE_OR_URL may be an
 http(s):// URL), an optional WebAssembly update hook (sync.wasm) and context.json.
 
-  lockbox sync pack report.csv -o report.csv.sync --ttl 3600 --allow-host api.example.com --wasm hook.wasm
+  lockbox sync pack report.csv -o report.csv.sync --wasm hook.wasm --allow-host api.example.com
   lockbox sync inspect https://example.org/report.csv.sync
   lockbox sync cat report.csv.sync > report.csv
   lockbox sync update report.csv.sync          # runs the hook (owner), refreshes it
