@@ -479,6 +479,7 @@ def cmd_sync_update(args: argparse.Namespace) -> int:
     grants = _check_hosts(args.allow_host) if args.allow_host else None
     with open_sync(args.file) as box:
         vault = _session(box).manifest.is_vault
+        ttl = _session(box).manifest.ttl
 
     def run(passphrase: str | None) -> Any:
         return update_sync_file(args.file, grants=grants, passphrase=passphrase)
@@ -487,22 +488,34 @@ def cmd_sync_update(args: argparse.Namespace) -> int:
         report = _with_passphrase(args, _archive_name(args.file), run)
     else:
         report = run(None)
-    _print_update(args, report)
+    _print_update(args, ttl, report)
     return 0
 
 
-def _print_update(args: argparse.Namespace, report: Any) -> None:
+def _print_update(args: argparse.Namespace, manifest_ttl: int, report: Any) -> None:
+    """What ``sync update`` did: the hosts, each request, the new payload, freshness."""
+    for w in report.warnings:
+        _err(f"warning: {w}")
     if args.quiet:
         return
+    hosts = ", ".join(report.allow_hosts) or "none (no network)"
+    _out(f"hook: {report.entry} ran {report.hook.run_s:.2f} s (timeout "
+         f"{report.timeout_s:g} s); hosts allowed: {hosts}")
     for req in report.requests:
-        _out(f"request: {_request_line(req)}")
+        _out(f"  {_request_line(req)}")
     if report.updated:
-        _out(f"updated {args.file}: new payload {report.payload_size:,} bytes "
-             f"({_human(report.payload_size)}); fresh until {_rfc3339(report.fresh_until)}"
-             f"; hook ran {report.elapsed_s:.2f} s")
+        try:
+            until = _rfc3339(report.fresh_at + _dt.timedelta(seconds=manifest_ttl))
+        except OverflowError:
+            until = "the year 9999 and beyond"
+        _out(f"updated {args.file}: new payload {report.new_payload_size:,} bytes "
+             f"({_human(report.new_payload_size)}, was {report.old_payload_size:,}); fresh "
+             f"until {until}")
+    elif report.entry != "run":
+        _out(f"{args.file} unchanged: the hook has no 'run' ('{report.entry}' ran and its "
+             f"{report.hook.discarded_size:,} written bytes were discarded)")
     else:
-        _out(f"{args.file} unchanged: the hook wrote no payload (ran {report.elapsed_s:.2f} "
-             "s)")
+        _out(f"{args.file} unchanged: the hook wrote no payload")
 
 
 _REQUEST_CODES = {-1: "bad memory or UTF-8", -2: "host not allowed", -3: "refused",
