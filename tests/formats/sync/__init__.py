@@ -1,1 +1,1 @@
-"""Tests of lockbox.formats.sync: the .sync container (sync-rs), manifest, signatures, vault, hook."""
+"""Tests of lockbox.formats.sync: the .sync container, manifest, signatures, vault, hook."""
