@@ -21,18 +21,22 @@
 // every import comes from module "host", every parameter and result is an i32.
 //
 //   http_request(url_ptr, url_len, method_ptr, method_len) -> HTTP status, or
-//       -1 bad pointer or UTF-8, -2 host not allowed, -3 client (method not GET, not an
-//       http(s) URL, too many requests), -4 body (larger than the response cap, or cut),
-//       -5 transport (network, CORS, a redirect, timeout)
+//       -1 bad pointer or UTF-8, -2 host not allowed, -3 client (method not GET or empty,
+//       not an http(s) URL, a URL over 8 KiB or with user-info, a redirect, too many
+//       requests), -4 body (larger than the response cap, or cut), -5 transport
+//       (network, CORS refusal)
 //   last_response_size() / last_response_read(out_ptr, max_len) -> bytes copied
 //   payload_size() / payload_read(offset, len, out_ptr) -> bytes copied, 0 past the end
 //   payload_write(offset, len, ptr) -> bytes written into a fresh buffer (starts empty,
-//       gaps zero-filled); -1 past the write cap
+//       gaps zero-filled); -4 past the write cap (nothing written)
 //   context_size() / context_read(offset, len, out_ptr): context.json (our extension)
+// A pointer argument names a buffer [ptr, ptr + len) that must lie inside the guest's
+// memory whatever the amount of data copied (else -1); negative values are -1.
 //
 // Exports: `memory` and `run: () -> ()`; without `run`, `_start` runs and its writes are
 // discarded. A module importing anything else (WASI, another module, a memory, a table, a
-// global) is refused before it runs.
+// global), or one of these with another type, is refused before it runs (its type and
+// import sections are read here: JS cannot ask a compiled module for import types).
 //
 // Limits, and what a browser allows:
 // * Time: the page terminates this worker after policy.timeout (Worker.terminate() stops
@@ -49,7 +53,8 @@
 //   on the URL as the browser parsed it (lowercase, IDNA to punycode, IPv4 forms such as
 //   127.1 normalised to 127.0.0.1), so the host checked is the host fetched. fetch() runs with redirect: "manual": a redirect
 //   answers -5, because a page cannot see where a cross-origin redirect leads and so
-//   cannot re-check its host (the browser would follow it unchecked otherwise).
+//   cannot re-check its host (the browser would follow it unchecked otherwise): this
+//   runner's max_redirects is 0, and a redirect is -3 as one past the limit is on CPython.
 //   credentials: "omit" (no cookies, no HTTP auth), no referrer, no cache. The server must
 //   allow the viewer's origin by CORS (a browser rule; otherwise -5). The body is read up
 //   to limits.responseBytes (more: -4), binary-safe.
@@ -57,10 +62,13 @@
 //   137+) suspends it while fetch runs. A browser without JSPI cannot run a hook that
 //   imports http_request (refused with a message; the command line can).
 
-export const ABI_IMPORTS = new Set([
-  "http_request", "last_response_size", "last_response_read", "payload_size",
-  "payload_read", "payload_write", "context_size", "context_read",
+// name -> [i32 parameters, i32 results] (lockbox.formats.sync.hook.runner.ABI_IMPORTS)
+export const ABI_IMPORTS = new Map([
+  ["http_request", [4, 1]], ["last_response_size", [0, 1]], ["last_response_read", [2, 1]],
+  ["payload_size", [0, 1]], ["payload_read", [3, 1]], ["payload_write", [3, 1]],
+  ["context_size", [0, 1]], ["context_read", [3, 1]],
 ]);
+export const MAX_URL_SIZE = 8192; // UTF-8 bytes of a URL http_request accepts (-3 past it)
 export const BAD_MEMORY = -1;
 export const HOST_DENIED = -2;
 export const CLIENT_ERROR = -3;
@@ -211,8 +219,68 @@ function u32Bytes(value) {
   return out;
 }
 
-// The module with its memory's maximum lowered to `maxPages` (set when it has none).
-// Refuses shared or 64-bit memories and an initial size above the cap.
+function readName(bytes, at) {
+  const n = readU32(bytes, at);
+  if (at.pos + n > bytes.length) throw new HookRefused("the module is truncated");
+  const text = new TextDecoder().decode(bytes.subarray(at.pos, at.pos + n));
+  at.pos += n;
+  return text;
+}
+
+const I32 = 0x7f;
+
+// The function types of the type section: [[params], [results]] of value type codes.
+function readTypes(bytes, at, end) {
+  const types = [];
+  const count = readU32(bytes, at);
+  for (let i = 0; i < count; i++) {
+    if (bytes[at.pos++] !== 0x60) throw new HookRefused("the module's type section is not understood");
+    const params = [];
+    const results = [];
+    for (const list of [params, results]) {
+      const n = readU32(bytes, at);
+      if (at.pos + n > end) throw new HookRefused("the module is truncated");
+      for (let k = 0; k < n; k++) list.push(bytes[at.pos++]);
+    }
+    types.push([params, results]);
+  }
+  return types;
+}
+
+const signature = ([params, results]) => {
+  const name = (c) => ({ 0x7f: "i32", 0x7e: "i64", 0x7d: "f32", 0x7c: "f64" })[c] || `0x${c.toString(16)}`;
+  return `(${params.map(name).join(", ")}) -> (${results.map(name).join(", ")})`;
+};
+
+// Checks every import against the ABI (module "host", a function of the ABI, all i32).
+function checkImports(bytes, at, types) {
+  const count = readU32(bytes, at);
+  for (let i = 0; i < count; i++) {
+    const module = readName(bytes, at);
+    const name = readName(bytes, at);
+    const kind = bytes[at.pos++];
+    const where = `${module}.${name}`;
+    if (module !== "host" || !ABI_IMPORTS.has(name) || kind !== 0) {
+      const what = ["a function", "a table", "a memory", "a global", "a tag"][kind] || "something";
+      throw new HookRefused(`the hook imports ${where} (${what}); a hook may import only the ` +
+        "host functions of the .sync hook ABI from module \"host\"" +
+        (module.startsWith("wasi") ? " (WASI is not available to hooks)" : ""));
+    }
+    const type = types[readU32(bytes, at)];
+    const [nParams, nResults] = ABI_IMPORTS.get(name);
+    const ok = type && type[0].length === nParams && type[1].length === nResults &&
+      [...type[0], ...type[1]].every((c) => c === I32);
+    if (!ok) {
+      const want = signature([Array(nParams).fill(I32), Array(nResults).fill(I32)]);
+      throw new HookRefused(`the hook imports ${where} as ${type ? signature(type) : "an unknown type"}; ` +
+                            `the ABI has ${want}`);
+    }
+  }
+}
+
+// The module with its memory's maximum lowered to `maxPages` (set when it has none), after
+// checking its imports (checkImports). Refuses shared or 64-bit memories and an initial
+// size above the cap.
 export function capMemory(wasm, maxPages) {
   const bytes = wasm instanceof Uint8Array ? wasm : new Uint8Array(wasm);
   if (bytes.length < 8 || bytes[0] !== 0 || bytes[1] !== 0x61 || bytes[2] !== 0x73 ||
@@ -225,6 +293,7 @@ export function capMemory(wasm, maxPages) {
   const parts = [bytes.subarray(0, 8)];
   const at = { pos: 8 };
   let memories = 0;
+  let types = [];
   while (at.pos < bytes.length) {
     const start = at.pos;
     const id = bytes[at.pos++];
@@ -232,6 +301,8 @@ export function capMemory(wasm, maxPages) {
     const body = at.pos;
     const end = body + size;
     if (end > bytes.length) throw new HookRefused("the module is truncated");
+    if (id === 1) types = readTypes(bytes, at, end);
+    else if (id === 2) checkImports(bytes, at, types);
     if (id !== 5) {
       parts.push(bytes.subarray(start, end));
       at.pos = end;
@@ -276,7 +347,7 @@ export function checkModule(module, { jspi }) {
       throw new HookRefused(`the hook imports ${what}: only the "host" functions of the hook ` +
         (imp.module.startsWith("wasi") ? "ABI are offered (no WASI)" : "ABI are offered"));
     }
-    if (imp.kind !== "function" || !ABI_IMPORTS.has(imp.name)) {
+    if (imp.kind !== "function" || !ABI_IMPORTS.has(imp.name)) { // checked already: defence
       throw new HookRefused(`the hook imports ${what}, which the hook ABI does not offer`);
     }
     if (imp.name === "http_request" && !jspi) {
@@ -327,9 +398,9 @@ export class Host {
 
   copyOut(source, offset, len, outPtr) {
     if (offset < 0 || len < 0 || outPtr < 0) return BAD_MEMORY;
-    const n = Math.max(0, Math.min(len, source.length - offset));
-    const dest = this.span(outPtr, n);
+    const dest = this.span(outPtr, len); // the declared buffer, whatever is copied
     if (!dest) return BAD_MEMORY;
+    const n = Math.max(0, Math.min(len, source.length - offset));
     if (n) dest.set(source.subarray(offset, offset + n));
     return n;
   }
@@ -353,7 +424,7 @@ export class Host {
     const src = this.span(ptr, len);
     if (offset < 0 || !src) return BAD_MEMORY;
     const end = offset + len;
-    if (end > this.limits.writeBytes) return BAD_MEMORY;
+    if (end > this.limits.writeBytes) return BODY_ERROR; // too big: nothing written
     if (end > this.written.length) {
       const grown = new Uint8Array(Math.min(this.limits.writeBytes,
                                             Math.max(end, 2 * this.written.length, 4096)));
@@ -388,7 +459,8 @@ export class Host {
       return result;
     };
     if (this.requests.length >= this.limits.maxRequests) return done(CLIENT_ERROR);
-    if (method.toUpperCase() !== "GET") return done(CLIENT_ERROR);
+    if (method.toUpperCase() !== "GET" && method !== "") return done(CLIENT_ERROR);
+    if (urlBytes.length > MAX_URL_SIZE) return done(CLIENT_ERROR);
     let parsed;
     try {
       parsed = new URL(url);
@@ -409,8 +481,9 @@ export class Host {
     } catch {
       return done(TRANSPORT_ERROR);
     }
-    if (resp.type === "opaqueredirect" || (resp.status >= 300 && resp.status < 400)) {
-      return done(TRANSPORT_ERROR); // cannot re-check where it leads: refused
+    if (resp.type === "opaqueredirect" || [301, 302, 303, 307, 308].includes(resp.status)) {
+      resp.body?.cancel().catch(() => {});
+      return done(CLIENT_ERROR); // where it leads cannot be re-checked: max_redirects is 0
     }
     const cap = this.limits.responseBytes;
     const declared = Number(resp.headers.get("content-length"));
@@ -458,6 +531,9 @@ export const hasJspi = () => typeof WebAssembly.Suspending === "function" &&
 export async function runHook({ wasm, payload, context, allowHosts, limits }, notify = () => {}) {
   const jspi = hasJspi();
   const t0 = performance.now();
+  if (wasm.length > limits.wasmBytes) {
+    throw new HookRefused(`sync.wasm is ${wasm.length} bytes, over the hook's limit of ${limits.wasmBytes}`);
+  }
   const maxPages = Math.max(1, Math.floor(limits.memoryBytes / PAGE));
   const capped = capMemory(wasm, maxPages);
   let module;

@@ -6,9 +6,11 @@
 // draws the answers, so it never freezes. Nothing is loaded from anywhere but this site
 // and the archive's server.
 //
-// Any format lockbox reads opens here (.lbox, .uri; the format comes from the first
-// bytes): an encrypted one asks for its password or identity file first, any other is
-// listed at once. Listings come folder by folder (info.listing "folders": .lbox has a
+// Any format lockbox reads opens here (.lbox, .uri, .sync; the format comes from the first
+// bytes): an encrypted one asks for its password or identity file first (a .sync vault:
+// its passphrase), any other is listed at once. A .sync also gets its panel (manifest,
+// freshness, signature) and its update hook, run in a sandboxed worker of its own
+// (hook-worker.<hash>.mjs). Listings come folder by folder (info.listing "folders": .lbox has a
 // tree), or from one walk of the whole archive streamed in batches ("walk": .uri has no
 // index), drawn as they arrive.
 //
@@ -368,17 +370,23 @@ function showUnlock(probe) {
   setView("unlock");
   $("unlock-name").textContent = probe.name;
   $("pw-user").value = probe.location || probe.name; // lets password managers tell archives apart
-  const how = probe.methods.includes("password") && probe.methods.includes("identity")
-    ? "a password or an identity file"
-    : probe.methods.includes("identity") ? "an identity file" : "a password";
+  const passphrase = probe.methods.includes("passphrase");
+  const how = passphrase ? "its passphrase (an age vault)"
+    : probe.methods.includes("password") && probe.methods.includes("identity")
+      ? "a password or an identity file"
+      : probe.methods.includes("identity") ? "an identity file" : "a password";
+  const sync = probe.sync;
   $("unlock-meta").textContent = [fmtBytes(probe.size), probe.format_title,
-    probe.generation != null ? `generation ${probe.generation}` : "", `unlocks with ${how}`]
-    .filter(Boolean).join(" · ");
-  $("form-password").hidden = !probe.methods.includes("password");
+    probe.generation != null ? `generation ${probe.generation}` : "",
+    sync ? `${sync.payload.content_type}, ${fmtBytes(sync.payload.size)} encrypted` : "",
+    `unlocks with ${how}`].filter(Boolean).join(" · ");
+  $("password-label").textContent = passphrase ? "Passphrase" : "Password";
+  $("form-password").hidden = !(probe.methods.includes("password") || passphrase);
   $("identity-block").hidden = !probe.methods.includes("identity");
   $("unlock-error").hidden = true;
   $("password").value = "";
-  (probe.methods.includes("password") ? $("password") : $("btn-identity")).focus();
+  (probe.methods.includes("identity") && !probe.methods.includes("password")
+    ? $("btn-identity") : $("password")).focus();
 }
 
 async function unlock(args) {
@@ -413,10 +421,13 @@ async function enterBrowse(info) {
   state.info = info;
   $("btn-env").hidden = !info.lbox;
   setView("browse");
+  showSyncPanel(info.sync || null);
   if (info.listing === "walk") runWalk(state.epoch);
   const target = state.pendingPath;
   state.pendingPath = null;
+  // A .sync holds one file, its payload: it is previewed at once.
   if (target) await goToPath(target);
+  else if (info.sync) await goToPath(info.sync.payload.path);
   else await navigate("");
 }
 
@@ -424,6 +435,9 @@ async function enterBrowse(info) {
 // name the secret actually given (its message stays Python's).
 function unlockErrorTitle(err, args) {
   if (err.kind !== "wrong_key") return err.title || "Error";
+  if (state.probe && state.probe.methods && state.probe.methods.includes("passphrase")) {
+    return "Wrong passphrase";
+  }
   return args.identity ? "Wrong identity file" : "Wrong password";
 }
 
@@ -461,6 +475,7 @@ function closeArchiveState() {
   clearTimeout(state.refreshTimer);
   state.refreshTimer = null;
   closePreview();
+  showSyncPanel(null);
   for (const d of document.querySelectorAll("dialog[open]")) d.close();
 }
 
@@ -931,8 +946,22 @@ async function showPreview(path, meta) {
   const status = el("p", { class: "meta", role: "status", text: "Decrypting…" });
   body.replaceChildren(status);
   const stale = () => token !== state.previewToken;
-  let [kind, type] = previewKind(name);
+  let [kind, type] = syncPreviewKind(path) || previewKind(name);
 
+  if (kind === "json" || kind === "csv" || kind === "tsv") {
+    const r = await py.binary("read", { path, offset: 0, size: TEXT_PREVIEW });
+    if (stale()) return;
+    if (r.error) return previewError(r.error, path);
+    if (r.ok.length === meta.size) state.previewBlob = { path, blob: new Blob([r.ok]) };
+    return showStructured(kind, r.ok, meta.size, name);
+  }
+  if (kind === "hex") {
+    const r = await py.binary("read", { path, offset: 0, size: 4096 });
+    if (stale()) return;
+    if (r.error) return previewError(r.error, path);
+    if (r.ok.length === meta.size) state.previewBlob = { path, blob: new Blob([r.ok]) };
+    return showHex(r.ok, meta.size);
+  }
   if (kind === "text" || kind === "sniff") {
     const r = await py.binary("read", { path, offset: 0, size: TEXT_PREVIEW });
     if (stale()) return;
@@ -973,6 +1002,108 @@ async function showPreview(path, meta) {
   else if (kind === "video") node = el("video", { src: url, controls: true, class: "media", "aria-label": name });
   else node = el("iframe", { src: url, title: `PDF: ${name}`, class: "pdf" });
   body.replaceChildren(node);
+}
+
+// A .sync's payload is previewed by its manifest's content_type, not by its name.
+function syncPreviewKind(path) {
+  const sync = state.info && state.info.sync;
+  if (!sync || path !== sync.payload.path) return null;
+  const type = sync.payload.content_type.split(";")[0].trim().toLowerCase();
+  const how = sync.payload.preview;
+  if (how === "binary") return ["hex", "application/octet-stream"];
+  if (["image", "audio", "video", "pdf"].includes(how)) return [how, type];
+  return [how, type]; // json, csv, tsv, text
+}
+
+// JSON pretty-printed, CSV/TSV as a table (the first row as its head); text when the
+// bytes do not parse (or are only the start of a larger file).
+const CSV_ROWS = 1000;
+
+function showStructured(kind, bytes, size, name) {
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(bytes);
+  const partial = size > bytes.length;
+  const parts = [];
+  if (partial) {
+    parts.push(el("p", { class: "meta",
+      text: `Showing the first ${fmtBytes(bytes.length)} of ${fmtBytes(size)}. Download the file to see all of it.` }));
+  }
+  let node = null;
+  if (kind === "json" && !partial) {
+    try {
+      node = el("pre", { class: "text-preview json-preview", tabindex: "0", "aria-label": `JSON of ${name}` });
+      node.textContent = JSON.stringify(JSON.parse(text), null, 2);
+    } catch {
+      parts.push(el("p", { class: "meta", text: "This is not valid JSON: shown as text." }));
+      node = null;
+    }
+  } else if (kind === "csv" || kind === "tsv") {
+    const rows = parseDelimited(text, kind === "tsv" ? "\t" : ",", CSV_ROWS + 1, partial);
+    if (rows.length) {
+      const table = el("table", { class: "csv-preview", "aria-label": `Table of ${name}` });
+      const head = el("tr", {}, ...rows[0].map((c) => el("th", { scope: "col", text: c })));
+      table.append(el("thead", {}, head));
+      const body = el("tbody");
+      for (const row of rows.slice(1, CSV_ROWS + 1)) body.append(el("tr", {}, ...row.map((c) => el("td", { text: c }))));
+      table.append(body);
+      node = el("div", { class: "csv-wrap", tabindex: "0" }, table);
+      if (rows.length > CSV_ROWS + 1) {
+        parts.push(el("p", { class: "meta", text: `Showing the first ${fmtInt(CSV_ROWS)} rows.` }));
+      }
+    }
+  }
+  if (!node) {
+    node = el("pre", { class: "text-preview", tabindex: "0", "aria-label": `Text of ${name}` });
+    node.textContent = text;
+  }
+  parts.push(node);
+  $("preview-body").replaceChildren(...parts);
+}
+
+// RFC 4180 rows (quoted fields, doubled quotes, CRLF or LF); at most `limit` rows; a
+// partial text's last (possibly cut) row is left out.
+function parseDelimited(text, sep, limit, partial) {
+  const rows = [];
+  let row = [];
+  let field = "";
+  let quoted = false;
+  let i = 0;
+  const n = text.length;
+  while (i < n && rows.length < limit) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"') {
+        if (text[i + 1] === '"') {
+          field += '"';
+          i += 2;
+          continue;
+        }
+        quoted = false;
+      } else {
+        field += c;
+      }
+      i++;
+      continue;
+    }
+    if (c === '"' && field === "") quoted = true;
+    else if (c === sep) {
+      row.push(field);
+      field = "";
+    } else if (c === "\n" || c === "\r") {
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = "";
+      if (c === "\r" && text[i + 1] === "\n") i++;
+    } else {
+      field += c;
+    }
+    i++;
+  }
+  if (!partial && rows.length < limit && (field !== "" || row.length)) {
+    row.push(field);
+    rows.push(row);
+  }
+  return rows;
 }
 
 function previewError(err, path) {
@@ -1163,7 +1294,9 @@ function saveBlob(blob, name) {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
-async function download(kind, path, name, sizeHint) {
+// kind: "file" | "zip", or "opened" with `opened` = {handle, size, name} of a stream the
+// worker has already started (the updated .sync of a hook run).
+async function download(kind, path, name, sizeHint, opened = null) {
   // File System Access (showSaveFilePicker) streams to disk; it must be called while the
   // click's user activation lasts, so before any other await.
   let fileHandle = null;
@@ -1183,6 +1316,8 @@ async function download(kind, path, name, sizeHint) {
   let open;
   if (kept) {
     open = { ok: { handle: null, size: kept.size, name } };
+  } else if (opened) {
+    open = { ok: opened };
   } else {
     open = await py.call(kind === "zip" ? "zip_open" : "stream_open", { path });
     if (epoch !== state.epoch) { // the archive was closed meanwhile
@@ -1236,6 +1371,254 @@ $("btn-zip").addEventListener("click", () => {
   const bytes = state.listing ? state.listing.counts.bytes : 0;
   download("zip", state.dir, `${base}.zip`, bytes);
 });
+
+// ------------------------------------------------------------------ .sync: panel and update hook
+
+// "in 52 min", "3 h ago": a rough duration for freshness.
+function fmtDuration(seconds) {
+  const s = Math.abs(seconds);
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 90 * 60) return `${Math.round(s / 60)} min`;
+  if (s < 48 * 3600) return `${(s / 3600).toFixed(s < 10 * 3600 ? 1 : 0)} h`;
+  return `${Math.round(s / 86400)} days`;
+}
+
+function setBadge(node, text, stateName) {
+  node.textContent = text;
+  node.dataset.state = stateName;
+}
+
+function freshnessText(fresh) {
+  if (fresh.expires_at == null) return ["Fresh: never expires", "ok"];
+  if (fresh.expired) {
+    const ago = (Date.parse(fresh.checked_at) - Date.parse(fresh.expires_at)) / 1000;
+    return [`Expired ${fmtDuration(ago)} ago`, "bad"];
+  }
+  return [`Fresh: expires in ${fmtDuration(fresh.expires_in_s)}`, "ok"];
+}
+
+function signatureText(sig) {
+  if (sig.kind === "none") return ["Unsigned", "warn"];
+  if (!sig.checked) return ["Signature: checking…", "warn"];
+  if (sig.valid) return [`Signed (${sig.kind}): valid`, "ok"];
+  return [`Signature does not verify${sig.reason ? ": " + sig.reason : ""}`, "bad"];
+}
+
+// A manifest value as text: strings as they are, the rest as JSON.
+const valueText = (v) => (typeof v === "string" ? v : JSON.stringify(v));
+
+const hook = { worker: null, finish: null, result: null, epoch: -1 };
+
+function showSyncPanel(sync) {
+  stopHook("closed");
+  $("sync-panel").hidden = !sync;
+  if (!sync) return;
+  const [fresh, freshState] = freshnessText(sync.fresh);
+  setBadge($("sync-fresh"), fresh, freshState);
+  const [sig, sigState] = signatureText(sync.signature);
+  setBadge($("sync-sig"), sig, sigState);
+  const p = sync.payload;
+  facts($("sync-facts"), [
+    ["Payload", `${p.path} · ${p.content_type} · ${fmtBytes(p.size)} (${fmtInt(p.size)} bytes)`],
+    ["Payload in the file", `offset ${fmtInt(p.offset)}, ${fmtInt(p.size)} bytes, stored`],
+    ["Variant", sync.vault ? `${sync.variant} (age passphrase; decrypted in this page)` : sync.variant],
+    ["Created", `${sync.fresh.created_at} by ${sync.created_by}`],
+    ["Freshness", `ttl ${fmtInt(sync.fresh.ttl_s)} s` + (sync.fresh.expires_at ? `, until ${sync.fresh.expires_at}` : "")],
+    ["Signer", sync.signature.kind !== "none" ? sync.signature.signer : ""],
+    ["Entries", sync.entries.map((e) => `${e.name} (${fmtBytes(e.size)}${e.method !== "stored" ? ", " + e.method : ""})`).join(", ")],
+  ]);
+  $("sync-warnings").hidden = !sync.warnings.length;
+  $("sync-warnings").textContent = sync.warnings.length
+    ? `Read leniently: ${sync.warnings.join("; ")}` : "";
+  const tables = $("sync-tables");
+  tables.replaceChildren();
+  for (const [name, table] of Object.entries(sync.manifest)) {
+    const dl = el("dl", { class: "facts" });
+    const rows = [];
+    const walk = (prefix, obj) => {
+      for (const [k, v] of Object.entries(obj)) {
+        if (v && typeof v === "object" && !Array.isArray(v)) walk(`${prefix}${k}.`, v);
+        else rows.push([`${prefix}${k}`, valueText(v)]);
+      }
+    };
+    if (table && typeof table === "object" && !Array.isArray(table)) walk("", table);
+    else rows.push(["", valueText(table)]);
+    for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", {}, el("code", { text: v })));
+    tables.append(el("h4", { text: `[${name}]` }), dl);
+  }
+  // The update hook: the hosts it may fetch from are granted one by one (all by default).
+  $("sync-hook").hidden = !sync.hook.present;
+  $("sync-hook-meta").textContent = sync.hook.present
+    ? `sync.wasm runs in a sandboxed worker of this page, stopped after ${fmtInt(sync.hook.timeout_s)} s ` +
+      "(policy.timeout). It may read the payload and context.json and write a new payload; " +
+      "the updated .sync is then offered for download (the archive itself is not changed)."
+    : "";
+  const list = $("sync-hosts-list");
+  list.replaceChildren();
+  for (const host of sync.hook.allow_hosts) {
+    list.append(el("label", {}, el("input", { type: "checkbox", value: host, checked: true }), host));
+  }
+  if (!sync.hook.allow_hosts.length) {
+    list.append(el("span", { class: "meta", text: "none: the manifest allows no host (every request is denied)" }));
+  }
+  hookStatus("", "");
+  $("sync-hook-log").replaceChildren();
+  $("btn-hook-download").hidden = true;
+  $("btn-hook-run").disabled = false;
+  if (sync.signature.kind !== "none" && !sync.signature.checked) checkSignature(state.epoch);
+}
+
+async function checkSignature(epoch) {
+  const r = await py.call("sync_signature");
+  if (epoch !== state.epoch || !state.info || !state.info.sync) return;
+  if (r.error) {
+    setBadge($("sync-sig"), `Signature not checked: ${r.error.message}`, "bad");
+    return;
+  }
+  state.info.sync.signature = r.ok;
+  const [text, st] = signatureText(r.ok);
+  setBadge($("sync-sig"), text, st);
+}
+
+function hookStatus(text, stateName) {
+  $("sync-hook-status").textContent = text;
+  $("sync-hook-status").dataset.state = stateName;
+}
+
+const HOOK_CODES = { "-1": "bad memory or UTF-8", "-2": "host not allowed", "-3": "refused (client)",
+                     "-4": "body refused", "-5": "transport error" };
+
+function logRequest(entry) {
+  const result = entry.result < 0 ? `${entry.result} (${HOOK_CODES[entry.result] || "error"})`
+    : `HTTP ${entry.result}, ${fmtBytes(entry.bytes)}`;
+  $("sync-hook-log").append(el("li", { "data-result": entry.result,
+    text: `${entry.method} ${visible(entry.url)} → ${result}` }));
+}
+
+// Ends a run in progress (terminating its worker); `why` is reported to the run.
+function stopHook(why) {
+  if (hook.finish) hook.finish({ type: why });
+}
+
+function runInWorker(message, transfer, timeoutMs, onEvent) {
+  return new Promise((resolve) => {
+    const worker = new Worker(py.manifest.entries["hook-worker"], { type: "module", name: "lockbox hook" });
+    let timer = null;
+    const finish = (result) => {
+      if (hook.worker !== worker) return;
+      clearTimeout(timer);
+      worker.terminate(); // stops the guest wherever it is, loops included
+      hook.worker = null;
+      hook.finish = null;
+      resolve(result);
+    };
+    hook.worker = worker;
+    hook.finish = finish;
+    timer = setTimeout(() => finish({ type: "timeout" }), Math.max(1, timeoutMs));
+    worker.addEventListener("message", (e) => {
+      const m = e.data || {};
+      if (m.type === "done" || m.type === "failed") finish(m);
+      else onEvent(m);
+    });
+    worker.addEventListener("error", (e) => {
+      e.preventDefault();
+      finish({ type: "failed", reason: "trap", message: e.message || "the hook worker did not start" });
+    });
+    worker.postMessage(message, transfer);
+  });
+}
+
+async function runSyncHook() {
+  const sync = state.info && state.info.sync;
+  if (!sync || hook.worker) return;
+  const epoch = state.epoch;
+  const stale = () => epoch !== state.epoch;
+  const grants = [...document.querySelectorAll("#sync-hosts-list input")].filter((i) => i.checked)
+    .map((i) => i.value);
+  $("btn-hook-run").disabled = true;
+  $("btn-hook-download").hidden = true;
+  $("sync-hook-log").replaceChildren();
+  hook.result = null;
+  document.body.dataset.hook = "preparing";
+  hookStatus("Preparing the hook…", "running");
+  const fail = (text) => {
+    if (stale()) return;
+    hookStatus(text, "failed");
+    document.body.dataset.hook = "failed";
+    $("btn-hook-run").disabled = false;
+  };
+  const plan = await py.call("sync_hook_plan", { grants });
+  if (stale()) return;
+  if (plan.error) return fail(`The hook was not run: ${plan.error.message}`);
+  const [wasm, context] = [await py.binary("sync_entry", { name: "sync.wasm" }),
+                           await py.binary("sync_entry", { name: "context.json" })];
+  if (stale()) return;
+  if (wasm.error || context.error) return fail(`The hook was not run: ${(wasm.error || context.error).message}`);
+  let payload;
+  const kept = state.previewBlob && state.previewBlob.path === plan.ok.payload_path ? state.previewBlob.blob : null;
+  if (kept) {
+    payload = new Uint8Array(await kept.arrayBuffer());
+  } else {
+    const parts = await readWhole(plan.ok.payload_path, () => {}, stale);
+    if (stale()) return;
+    if (parts.error) return fail(`The hook was not run: ${parts.error.message}`);
+    payload = new Uint8Array(await new Blob(parts).arrayBuffer());
+  }
+  if (stale()) return;
+  const limits = plan.ok.limits;
+  const started = performance.now();
+  hookStatus(`Running sync.wasm (stopped after ${fmtInt(plan.ok.timeout_s)} s)…`, "running");
+  document.body.dataset.hook = "running";
+  $("btn-hook-stop").hidden = false;
+  const result = await runInWorker(
+    { type: "run", wasm: wasm.ok, payload, context: context.ok.length ? context.ok : null,
+      allowHosts: plan.ok.effective_hosts, limits },
+    [wasm.ok.buffer, payload.buffer], limits.timeout_ms,
+    (m) => {
+      if (m.type === "request") logRequest(m);
+      else if (m.type === "started") hook.startedMs = m.compileMs;
+    });
+  $("btn-hook-stop").hidden = true;
+  if (stale() || result.type === "closed") return;
+  const secs = ((performance.now() - started) / 1000).toFixed(2);
+  hook.result = result;
+  if (result.type === "timeout") {
+    return fail(`The hook was stopped after its time limit (${fmtInt(plan.ok.timeout_s)} s, policy.timeout). ` +
+                "Nothing changed.");
+  }
+  if (result.type === "stopped") return fail("The hook was stopped. Nothing changed.");
+  if (result.type === "failed") {
+    return fail(result.reason === "refused" ? `The hook was not run: ${result.message}`
+      : `The hook failed: ${result.message}. Nothing changed.`);
+  }
+  document.body.dataset.hook = "done";
+  $("btn-hook-run").disabled = false;
+  const timing = `compiled in ${result.compileMs.toFixed(0)} ms, ran in ${result.runMs.toFixed(0)} ms; ${secs} s in all`;
+  if (!result.written) {
+    hookStatus(result.entry === "_start"
+      ? `The hook has no run(): its _start ran and what it wrote was discarded (${timing}). Nothing changed.`
+      : `The hook ran and wrote nothing (${timing}): the archive stays as it is.`, "done");
+    return;
+  }
+  hookStatus(`The hook wrote a new payload of ${fmtBytes(result.written.length)} (${timing}). ` +
+             "Download the updated .sync to keep it.", "done");
+  $("btn-hook-download").hidden = false;
+  $("btn-hook-download").focus();
+}
+
+async function downloadUpdatedSync() {
+  const result = hook.result;
+  if (!result || !result.written) return;
+  const epoch = state.epoch;
+  const r = await py.call("sync_update", {}, new Blob([result.written]));
+  if (epoch !== state.epoch) return;
+  if (r.error) return handleError(r.error);
+  await download("opened", "", r.ok.name, r.ok.size, r.ok);
+}
+
+$("btn-hook-run").addEventListener("click", runSyncHook);
+$("btn-hook-stop").addEventListener("click", () => stopHook("stopped"));
+$("btn-hook-download").addEventListener("click", downloadUpdatedSync);
 
 // ------------------------------------------------------------------ dialogs: info, env, network
 
@@ -1375,7 +1758,7 @@ $("form-password").addEventListener("submit", (e) => {
   e.preventDefault();
   const pw = $("password").value;
   if (!pw) {
-    $("unlock-error").textContent = "Enter the password.";
+    $("unlock-error").textContent = `Enter the ${$("password-label").textContent.toLowerCase()}.`;
     $("unlock-error").hidden = false;
     $("password").focus();
     return;

@@ -13,9 +13,9 @@ becomes a message for people (:func:`lockbox.viewer.messages.classify`).
 Flow of a session::
 
     probe  = await s.open_url(url)          # or open_blob(file): reads the first 16 KiB
-    # encrypted (.lbox): probe["methods"] says what unlocks it
+    # encrypted (.lbox; a .sync vault): probe["methods"] says what unlocks it
     info   = await s.unlock(password=...)   # or identity="LOCKBOX-IDENTITY-1:..."; no request
-    # not encrypted (.uri): opened already, probe["info"] is the archive's info
+    # not encrypted (.uri, .sync): opened already, probe["info"] is the archive's info
     root   = await s.ls("")                 # a folder's children, as columns
     batch  = await s.list_next()            # listing "walk": the next entries of the walk
     head   = await s.read("a.txt", 0, 65536)
@@ -62,6 +62,7 @@ from .driving import FlowSteps, RangeCache, Recorder, flow_pieces
 from .lbox import LboxExtension, identity_secret, unlock_methods
 from .listing import WalkedTree, columns
 from .messages import AtPath, ViewerError, classify, error_info, not_an_archive
+from .sync import SyncExtension
 from .zipping import unsafe_zip_links, zip_pieces
 
 __all__ = ["Session", "classify", "PREVIEW_LIMIT", "STREAM_PIECE", "CHECKED_PREVIEW_MAX",
@@ -153,10 +154,12 @@ class Session:
         self._spec: FormatSpec | None = None
         self._session: FormatSession | None = None
         self._lbox: LboxExtension | None = None
+        self._sync: SyncExtension | None = None
         self._tree: WalkedTree | None = None  # listing "walk": what the walk found
         self._walk: _Walk | None = None
         self._location = ""
         self._kind = ""
+        self._name = ""
         self._probe: dict[str, Any] = {}
         self._streams: dict[int, _Stream] = {}
         self._next_handle = 1
@@ -253,6 +256,7 @@ class Session:
         await self.close()
         self._location = location
         self._kind = kind
+        self._name = name
         self._spec = None
         self._probe = {}
         rec = Recorder(source)
@@ -276,8 +280,15 @@ class Session:
                 probe["methods"] = ["password"]
             self._probe = probe
             if not spec.encrypted:
-                await self._open(OpenOptions(settings=dict(_SETTINGS)))
-                probe["info"] = self.info()
+                await self._open(OpenOptions(settings=self._settings()))
+                if self._sync is not None and self._sync.manifest.is_vault:
+                    # A vault's payload is an age ciphertext: the page asks for its
+                    # passphrase (the manifest is shown meanwhile: probe["sync"]).
+                    probe["encrypted"] = True
+                    probe["methods"] = ["passphrase"]
+                    probe["sync"] = self._sync.info()
+                else:
+                    probe["info"] = self.info()
         except BaseException:
             await self.close()
             raise
@@ -285,11 +296,25 @@ class Session:
 
     async def unlock(self, password: str | None = None,
                      identity: str | None = None) -> dict[str, Any]:
-        """Unlock the opened archive with a password or the text of an identity file."""
+        """Unlock the opened archive with a password or the text of an identity file (a
+        ``.sync`` vault: its passphrase, given as ``password``)."""
         if self._source is None or self._spec is None:
             raise UsageError("open an archive first")
-        if not self._spec.encrypted:
+        if not self._probe.get("encrypted"):
             raise UsageError("this archive is not encrypted: there is nothing to unlock")
+        if self._spec.name == "sync":
+            if not password:
+                raise UsageError("enter the passphrase")
+            self._source.label = "unlock"
+            await self._open(OpenOptions(secrets={"passphrase": password},
+                                         settings=self._settings()))
+            assert self._sync is not None
+            try:  # a wrong passphrase shows here, not at the first preview
+                await self._sync.check_passphrase()
+            except BaseException:
+                self._session = self._sync = None
+                raise
+            return self.info()
         if not password and not identity:
             raise UsageError("enter the password or choose an identity file")
         secrets: dict[str, Any] = {}
@@ -299,18 +324,32 @@ class Session:
             secrets["identity"] = identity_secret(identity) if self._spec.name == "lbox" \
                 else identity
         self._source.label = "unlock"
-        await self._open(OpenOptions(secrets=secrets, settings=dict(_SETTINGS)))
+        await self._open(OpenOptions(secrets=secrets, settings=self._settings()))
         return self.info()
+
+    def _settings(self) -> dict[str, Any]:
+        """What every format is given (each takes what applies to it): the viewer's
+        settings and the archive's file name (a ``.sync`` names its payload after it)."""
+        return {**_SETTINGS, "archive_name": self._name}
 
     async def _open(self, options: OpenOptions) -> None:
         rec = self._source
         assert rec is not None
-        self._session = self._lbox = self._tree = None
+        self._session = self._lbox = self._sync = self._tree = None
+        if rec.cache is None and self._spec is not None and self._spec.name == "sync":
+            rec.cache = RangeCache()  # kept across a vault's open and unlock: read once
         session = await rec.run(open_session_flow(options, rec.size))
         if isinstance(session, LboxSession):
             self._lbox = LboxExtension(session, rec)
-        else:
+        elif rec.cache is None:
             rec.cache = RangeCache()
+        if self._spec is not None and self._spec.name == "sync":
+            listed = await rec.run(session.listdir_flow(""))
+            files = [e for e in listed if e.is_file]
+            if len(files) != 1:
+                raise FormatError(f"a .sync lists one file, its payload; this one lists "
+                                  f"{len(files)}")
+            self._sync = SyncExtension(session, rec, files[0].path)
         if session.info().entries is None:
             self._tree = WalkedTree()
         self._session = session
@@ -355,6 +394,8 @@ class Session:
                              **self._tree.counts}
         if self._lbox is not None:
             out["lbox"] = self._lbox.info()
+        if self._sync is not None:
+            out["sync"] = self._sync.info()
         return out
 
     async def ls(self, path: str = "") -> dict[str, Any]:
@@ -545,6 +586,52 @@ class Session:
     async def env_value(self, name: str) -> dict[str, Any]:
         return await self._env_holder().env_value(name)
 
+    # -- .sync ---------------------------------------------------------------------------
+
+    def _sync_holder(self) -> SyncExtension:
+        self._need()
+        if self._sync is None:
+            raise UsageError("this is not a .sync container")
+        return self._sync
+
+    async def sync_signature(self) -> dict[str, Any]:
+        """The embedded signature's status (reads the payload to hash it when signed)."""
+        return await self._sync_holder().signature()
+
+    async def sync_hook_plan(self, grants: list[str] | None = None) -> dict[str, Any]:
+        """What the page's hook worker needs (:meth:`SyncExtension.hook_plan`)."""
+        return self._sync_holder().hook_plan(grants)
+
+    async def sync_entry(self, name: str) -> bytes:
+        """``sync.wasm`` or ``context.json`` (b"" when absent), for the hook worker."""
+        return await self._sync_holder().entry(name)
+
+    async def sync_update(self, extra: Any = None, now: str | None = None) -> dict[str, Any]:
+        """The updated ``.sync`` after a hook run: ``extra`` is the new payload (a Blob,
+        or bytes), ``now`` the time to mark it fresh at (RFC 3339; default: now). Starts
+        its download like :meth:`stream_open` (``{handle, size, name, created_at}``)."""
+        ext = self._sync_holder()
+        if extra is None:
+            raise UsageError("no new payload was given")
+        payload = await _blob_bytes(extra)
+        when = None
+        if now:
+            from ..formats.sync.manifest import parse_timestamp
+
+            when = parse_timestamp(now)
+        data, facts = await ext.updated(payload, when)
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for at in range(0, len(data), STREAM_PIECE):
+                yield data[at:at + STREAM_PIECE]
+
+        name = self._name or "updated.sync"
+        if not name.lower().endswith(".sync"):
+            name += ".sync"
+        out = self._add_stream(_Stream(pieces(), len(data), name))
+        out.update(facts)
+        return out
+
     # -- network and closing -----------------------------------------------------------
 
     def network(self) -> dict[str, Any]:
@@ -572,6 +659,7 @@ class Session:
         self._walk = None
         self._tree = None
         self._lbox = None
+        self._sync = None
         self._session = None
         src, self._source = self._source, None
         if src is not None:
@@ -602,6 +690,9 @@ _JSON_METHODS: dict[str, Any] = {
     "stream_close": Session.stream_close,
     "env": Session.env,
     "env_value": Session.env_value,
+    "sync_signature": Session.sync_signature,
+    "sync_hook_plan": Session.sync_hook_plan,
+    "sync_update": Session.sync_update,
     "network": Session._network,
     "close": Session.close,
 }
@@ -609,4 +700,14 @@ _JSON_METHODS: dict[str, Any] = {
 _BINARY_METHODS: dict[str, Any] = {
     "read": Session.read,
     "stream_next": Session.stream_next,
+    "sync_entry": Session.sync_entry,
 }
+
+
+async def _blob_bytes(value: Any) -> bytes:
+    """Bytes from the page: a JS Blob/File (read here), or bytes already."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    buffer = await value.arrayBuffer()
+    data: bytes = buffer.to_bytes()
+    return data
