@@ -224,23 +224,24 @@ class _Checker:
             raise FormatError(f"manifest.toml: {message}")
         self.warnings.append(message)
 
-    def table(self, data: dict[str, Any], name: str, where: str, required: bool
-              ) -> dict[str, Any] | None:
+    def table(self, data: dict[str, Any], name: str, where: str,
+              fields: Iterable[_Field] | None) -> dict[str, Any] | None:
+        """The table ``data[name]``; ``fields`` given: it is required (a missing or
+        non-table one is refused, or invented with the defaults of its required keys)."""
         value = data.get(name)
+        if isinstance(value, dict):
+            return value
         if value is None:
-            if required:
-                self.problem(f"missing required table [{where}]")
-                data[name] = {}
-                return data[name]  # type: ignore[no-any-return]
-            return None
-        if not isinstance(value, dict):
+            if fields is None:
+                return None
+            self.problem(f"missing required table [{where}]")
+        else:
             self.problem(f"[{where}] must be a table, got {_type_name(value)}")
-            if not required:
+            if fields is None:
                 del data[name]
                 return None
-            data[name] = {}
-            return data[name]  # type: ignore[no-any-return]
-        return value
+        data[name] = {f.key: _default(f) for f in fields or () if f.required}
+        return data[name]  # type: ignore[no-any-return]
 
     def fields(self, table: dict[str, Any], where: str, fields: Iterable[_Field]) -> None:
         for f in fields:
@@ -297,15 +298,15 @@ class Manifest:
         doc = copy.deepcopy(dict(data))
         checker = _Checker(strict)
         for name, (required, fields) in _TABLES.items():
-            table = checker.table(doc, name, name, required)
+            table = checker.table(doc, name, name, fields if required else None)
             if table is None:
                 continue
             checker.fields(table, name, fields)
             if name == "encryption":
-                meta = checker.table(table, "meta", "encryption.meta", False)
+                meta = checker.table(table, "meta", "encryption.meta", None)
                 if meta is not None:
                     checker.fields(meta, "encryption.meta", _ENCRYPTION_META)
-        signature = checker.table(doc, "signature", "signature", False)
+        signature = checker.table(doc, "signature", "signature", None)
         if signature is not None:
             try:
                 _Checker(True).fields(signature, "signature", _SIGNATURE)
