@@ -1613,6 +1613,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let pages of ORIGIN fetch the archives (CORS); repeatable; '*' = any")
     p.add_argument("--isolate", action="store_true",
                    help="serve the viewer cross-origin isolated (COOP/COEP headers)")
+
+    # `lockbox sync ACTION`: .sync containers (sync-rs). Imported here, not at the top:
+    # cli_sync builds on this module's helpers.
+    from . import cli_sync
+    cli_sync.add_sync_parser(sub)
     return parser
 
 
