@@ -1411,6 +1411,8 @@ const hook = { worker: null, finish: null, result: null, epoch: -1 };
 
 function showSyncPanel(sync) {
   stopHook("closed");
+  hook.result = null;
+  delete document.body.dataset.hook;
   $("sync-panel").hidden = !sync;
   if (!sync) return;
   const [fresh, freshState] = freshnessText(sync.fresh);
