@@ -55,6 +55,7 @@ from .zipfmt import (
     METHOD_STORED,
     U16_MAX,
     ZipEntry,
+    decode_central_record,
     encode_central_record,
     encode_end_record,
     encode_local_header,
@@ -73,6 +74,7 @@ UNIX_FILE_ATTR = 0o100644 << 16
 """External attributes of every entry: a regular file, rw-r--r-- (the crate's default)."""
 
 _SYSTEM_UNIX = 3
+_ZEROS = bytes(COPY_PIECE_SIZE)
 
 Payload = bytes | bytearray | memoryview | BinaryIO
 
@@ -89,13 +91,47 @@ def _stream_size(f: BinaryIO) -> int:
     return max(0, end - start)
 
 
+def _segments(f: BinaryIO, start: int, size: int) -> Iterator[tuple[bool, int]]:
+    """``(is_hole, length)`` runs covering ``size`` bytes of ``f`` from ``start``:
+    holes of a sparse file (SEEK_HOLE/SEEK_DATA) where the system tells them, else one
+    run of data."""
+    end = start + size
+    try:
+        fd = f.fileno()
+        os.lseek(fd, start, os.SEEK_HOLE)
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        if size:
+            yield False, size
+        return
+    pos = start
+    while pos < end:
+        try:
+            data = min(os.lseek(fd, pos, os.SEEK_DATA), end)
+        except OSError:  # ENXIO: only a hole up to the end of the file
+            data = end
+        if data > pos:
+            yield True, data - pos
+            pos = data
+            continue
+        try:
+            hole = min(os.lseek(fd, pos, os.SEEK_HOLE), end)
+        except OSError:
+            hole = end
+        if hole <= pos:
+            hole = end
+        yield False, hole - pos
+        pos = hole
+
+
 class _ZipOut:
     """Entries written one after the other to a seekable binary file, then the central
     directory and the end records. Offsets are relative to where ``out`` was when this
     started (the ZIP starts there)."""
 
-    def __init__(self, out: BinaryIO, force_zip64: bool = False) -> None:
+    def __init__(self, out: BinaryIO, force_zip64: bool = False, *,
+                 sparse: bool = False) -> None:
         self.out = out
+        self.sparse = sparse  # a fresh file: runs of zeros may be left as holes
         try:
             self.base = out.tell()
         except (OSError, AttributeError) as e:
@@ -144,18 +180,41 @@ class _ZipOut:
     def add_stream(self, name: str, f: BinaryIO) -> ZipEntry:
         """A STORED entry copied from a file object (from its position to its end) in
         bounded pieces; the CRC is computed while copying and written back into the local
-        header."""
+        header. Holes of a sparse file are not read (their CRC is that of zeros), and
+        stay holes in a fresh output file."""
         size = _stream_size(f)
+        start = f.tell()
         entry = self._start(name, method=METHOD_STORED, crc=0, csize=size, usize=size)
         crc = 0
         copied = 0
-        while copied < size:
-            piece = f.read(min(COPY_PIECE_SIZE, size - copied))
-            if not piece:
+        for hole, length in _segments(f, start, size):
+            if hole:
+                done = 0
+                while done < length:
+                    n = min(COPY_PIECE_SIZE, length - done)
+                    zeros = _ZEROS if n == COPY_PIECE_SIZE else _ZEROS[:n]
+                    crc = zlib.crc32(zeros, crc)
+                    self._zeros_or_hole(zeros)
+                    done += n
+                copied += length
+                continue
+            f.seek(start + copied)
+            done = 0
+            while done < length:
+                piece = f.read(min(COPY_PIECE_SIZE, length - done))
+                if not piece:
+                    break
+                crc = zlib.crc32(piece, crc)
+                done += len(piece)
+                if self.sparse and piece == (_ZEROS if len(piece) == COPY_PIECE_SIZE
+                                             else _ZEROS[:len(piece)]):
+                    self._zeros_or_hole(piece)
+                else:
+                    self._write(piece)
+            copied += done
+            if done < length:
                 break
-            crc = zlib.crc32(piece, crc)
-            copied += len(piece)
-            self._write(piece)
+        f.seek(start + copied)
         if copied != size or f.read(1):
             raise StorageError(f"the payload changed while it was copied ({size} bytes "
                                f"expected, {copied}{'+' if copied == size else ''} read)")
@@ -166,6 +225,13 @@ class _ZipOut:
         entry = replace(entry, crc32=crc)
         self.entries[-1] = entry
         return entry
+
+    def _zeros_or_hole(self, zeros: bytes) -> None:
+        if self.sparse:
+            self.out.seek(len(zeros), io.SEEK_CUR)  # something is always written after
+            self.pos += len(zeros)
+        else:
+            self._write(zeros)
 
     def add_raw(self, entry: ZipEntry, pieces: Iterator[bytes]) -> ZipEntry:
         """An entry copied as it is (its compressed bytes, method, CRC and sizes) from
@@ -186,14 +252,19 @@ class _ZipOut:
 
     def finish(self, comment: bytes = b"") -> SyncLayout:
         cd_offset = self.pos
+        entries: list[ZipEntry] = []
         for e in self.entries:
-            self._write(encode_central_record(e, force_zip64=self.force_zip64))
+            record = encode_central_record(e, force_zip64=self.force_zip64)
+            # the entry as a reader will decode it (record offset, ZIP64 extra ...)
+            decoded, _ = decode_central_record(record, 0, self.pos)
+            entries.append(replace(decoded, data_offset=e.data_offset))
+            self._write(record)
         cd_size = self.pos - cd_offset
-        n = len(self.entries)
+        n = len(entries)
         zip64 = self.force_zip64 or n >= U16_MAX or needs_zip64(cd_offset) or \
             needs_zip64(cd_size)
         if zip64:
-            needed = max([10] + [e.version_needed for e in self.entries])
+            needed = max([10] + [e.version_needed for e in entries])
             eocd64_offset = self.pos
             self._write(encode_zip64_end_record(entries=n, cd_size=cd_size,
                                                 cd_offset=cd_offset, version_made_by=needed,
@@ -202,7 +273,7 @@ class _ZipOut:
         self._write(encode_end_record(entries=n, cd_size=cd_size, cd_offset=cd_offset,
                                       comment=comment, markers=self.force_zip64))
         self.out.flush()
-        return SyncLayout(self.pos, {e.name: e for e in self.entries}, True, [], comment,
+        return SyncLayout(self.pos, {e.name: e for e in entries}, True, [], comment,
                           zip64, cd_offset, cd_size)
 
 
@@ -215,14 +286,15 @@ def _add_payload(z: _ZipOut, payload: Payload) -> None:
 
 def encode_sync(*, manifest_toml: bytes, payload: Payload, wasm: bytes | None = None,
                 context: bytes | None = None, proof: bytes | None = None, out: BinaryIO,
-                force_zip64: bool = False, comment: bytes = b"") -> SyncLayout:
+                force_zip64: bool = False, comment: bytes = b"",
+                _sparse: bool = False) -> SyncLayout:
     """Write a ``.sync`` to ``out`` (a seekable binary file, at its current position):
     ``manifest.toml``, ``payload`` (bytes, or a file object copied from its position to
     its end in bounded memory), ``sync.wasm`` (:data:`WASM_STUB` when None),
     ``context.json`` and ``sync.proof`` when given, all STORED, in that order. Returns
     the layout written (offsets relative to where ``out`` was). ``force_zip64`` writes
     every ZIP64 field even when nothing needs it (for tests and interop checks)."""
-    z = _ZipOut(out, force_zip64)
+    z = _ZipOut(out, force_zip64, sparse=_sparse)
     z.add_bytes(MANIFEST_NAME, manifest_toml)
     _add_payload(z, payload)
     z.add_bytes(WASM_NAME, WASM_STUB if wasm is None else wasm)
@@ -265,7 +337,7 @@ def write_sync_file(path: str | os.PathLike[str], *, manifest_toml: bytes, paylo
         with open(fd, "wb", closefd=False) as out:
             layout = encode_sync(manifest_toml=manifest_toml, payload=payload, wasm=wasm,
                                  context=context, proof=proof, out=out,
-                                 force_zip64=force_zip64)
+                                 force_zip64=force_zip64, _sparse=True)
     return layout
 
 
@@ -307,7 +379,7 @@ def rewrite_sync_file(path: str | os.PathLike[str], *, manifest_toml: bytes | No
                                 mode=_file_mode(target, 0o666),
                                 what=f"cannot rewrite {target}") as fd:
             with open(fd, "wb", closefd=False) as out:
-                z = _ZipOut(out, force_zip64)
+                z = _ZipOut(out, force_zip64, sparse=True)
                 for name in names:
                     if name == MANIFEST_NAME and manifest_toml is not None:
                         z.add_bytes(name, manifest_toml)
