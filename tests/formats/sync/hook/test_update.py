@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lockbox.drivers import run_sync
-from lockbox.errors import StorageError, UsageError
+from lockbox.errors import StorageError, UsageError, WrongKeyError
 from lockbox.formats.sync.container import (
     CONTEXT_NAME,
     MANIFEST_NAME,
@@ -252,13 +252,24 @@ def test_vault_needs_its_passphrase(tmp_path: Path) -> None:
 
 
 def test_vault_round_trip(tmp_path: Path) -> None:
-    vault = pytest.importorskip("lockbox.formats.sync.vault")
-    ciphertext = vault.encrypt_vault(b"secret rows", "pass phrase")
+    from lockbox.formats.sync.vault import (
+        decrypt_vault,
+        encrypt_vault,
+        parse_age_header,
+        scrypt_work_factor,
+    )
+
+    ciphertext = encrypt_vault(b"secret rows", "pass phrase", scrypt_log_n=10)
     path = make_sync(tmp_path / "v.sync", COPY_PAYLOAD_AND_CONTEXT, variant="vault",
                      payload=ciphertext)
+    before = digest(path)
+    with pytest.raises(WrongKeyError):
+        update_sync_file(path, passphrase="wrong", now=NOW)
+    assert digest(path) == before
     report = update_sync_file(path, passphrase="pass phrase", now=NOW)
     assert report.updated
     manifest, payload, _ = read_back(path)
     assert manifest.is_vault
-    assert payload != ciphertext and b"secret" not in payload
-    assert vault.decrypt_vault(payload, "pass phrase") == b'secret rows{"city": "Lyon"}'
+    assert b"secret" not in payload
+    assert scrypt_work_factor(parse_age_header(payload)) == 10  # the vault's own cost
+    assert decrypt_vault(payload, "pass phrase") == b'secret rows{"city": "Lyon"}'

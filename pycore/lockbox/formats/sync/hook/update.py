@@ -14,7 +14,8 @@ nothing new went into it).
 Vault archives (``variant = "vault"``): with the passphrase, the hook reads the
 decrypted payload and its new payload is encrypted again with the same passphrase
 (age, a fresh file key and salt); without one, the update is refused before anything
-runs. The payload of a plain archive is read in place (by range), never whole.
+runs. The new ciphertext uses the vault's own scrypt work factor. The payload of a
+plain archive is read in place (by range), never whole.
 """
 
 from __future__ import annotations
@@ -180,10 +181,12 @@ def update_sync_file(
     new_payload = result.new_payload
     if new_payload is not None:
         if ciphertext is not None:
-            from ..vault import encrypt_vault
+            from ..vault import encrypt_vault, parse_age_header, scrypt_work_factor
 
             assert passphrase is not None
-            new_payload = encrypt_vault(new_payload, passphrase)
+            # the same scrypt work factor as the vault had: the owner's choice of cost
+            log_n = scrypt_work_factor(parse_age_header(ciphertext))
+            new_payload = encrypt_vault(new_payload, passphrase, scrypt_log_n=log_n)
         fresh_at = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
         fresh = manifest.mark_fresh(fresh_at)
         if manifest.signature is not None:
