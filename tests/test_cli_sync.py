@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import functools
 import io
 import json
 import os
@@ -116,6 +117,15 @@ def script_prompts(monkeypatch: pytest.MonkeyPatch, *answers: str) -> list[str]:
 @pytest.fixture
 def run(capsysbinary: pytest.CaptureFixture[bytes]) -> Runner:
     return Runner(capsysbinary)
+
+
+@pytest.fixture
+def cheap_vault(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Vaults written in-process with scrypt 2^10 instead of age's 2^18 (0.9 s each)."""
+    from lockbox.formats.sync import vault
+
+    monkeypatch.setattr(vault, "encrypt_vault",
+                        functools.partial(vault.encrypt_vault, scrypt_log_n=10))
 
 
 # -- an independent .sync writer (CPython's zipfile) and plain-ZIP reading -------------
@@ -272,7 +282,8 @@ def test_independent_sync_inspects_and_cats(run: Runner, independent: Path) -> N
     assert m["meta"]["created_by"] == "independent-writer"
     assert [e["name"] for e in info["entries"]] == ["manifest.toml", "payload", "sync.wasm",
                                                     "context.json"]
-    assert info["entries"][0]["method"] == "deflate"
+    assert info["entries"][0]["method"] == "DEFLATE"
+    assert info["entries"][1]["data_offset"] == offset
     assert info["signature"]["kind"] == "none"
     assert run.ok("sync", "cat", independent).out == PAYLOAD_CSV
     text = run.ok("sync", "inspect", independent).text
@@ -536,7 +547,7 @@ def test_inspect_and_cat_over_http(run: Runner, served: tuple[str, Path],
 
 
 def test_vault_pack_and_cat(run: Runner, csv_file: Path, tmp_path: Path,
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+                            monkeypatch: pytest.MonkeyPatch, cheap_vault: None) -> None:
     out = tmp_path / "secret.sync"
     seen = script_prompts(monkeypatch, "correct horse", "correct horse")
     run.ok("sync", "pack", csv_file, "-o", out, "--passphrase")
@@ -612,9 +623,10 @@ def test_expiry_boundary_and_exact_json(run: Runner, tmp_path: Path,
             "x_vendor": {"note": "unknown table", "level": 3},
         },
         "entries": [{"name": i.filename,
-                     "method": "deflate" if i.compress_type == 8 else "stored",
+                     "method": "DEFLATE" if i.compress_type == 8 else "STORED",
                      "compressed_size": i.compress_size, "size": i.file_size,
-                     "crc32": f"{i.CRC:08x}", "header_offset": i.header_offset}
+                     "crc32": f"{i.CRC:08x}", "header_offset": i.header_offset,
+                     "data_offset": data_offset(path, i.filename)[0]}
                     for i in infos],
         "payload": {"name": "old.csv", "offset": offset, "size": size},
         "vault": False,
@@ -622,7 +634,8 @@ def test_expiry_boundary_and_exact_json(run: Runner, tmp_path: Path,
         "expired": True,
         "expires_at": "2020-01-01T00:01:00Z",
         "expires_in": 0.0,
-        "signature": {"kind": "none", "valid": False, "signer": None, "reason": None},
+        "signature": {"kind": "none", "valid": False, "signer": None,
+                      "reason": "the manifest has no [signature]"},
         "warnings": [],
     }
     text = run.ok("sync", "inspect", path).text
