@@ -7,7 +7,6 @@ payload byte; vaults; HTTP by range; exact ``--json``."""
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as dt
 import functools
@@ -28,7 +27,7 @@ from typing import Any
 import pytest
 import wasmtime
 
-from cli_helpers import Runner, lockbox_command, one_line_error, static_server
+from cli_helpers import Runner, one_line_error, static_server
 from lockbox import __version__, cli, cli_sync
 
 UTC = dt.UTC
@@ -37,57 +36,21 @@ FIXED = (2026, 1, 2, 3, 4, 6)  # ZIP entry times of the independent writer
 PAYLOAD_CSV = b"city,temp\nParis,11\nOslo,-3\n"
 
 
-# -- wiring: the lead adds `cli_sync.add_sync_parser(sub)` to cli.build_parser ----------
-
-
-def _subparsers(parser: argparse.ArgumentParser) -> Any:
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-
-
-def _wired() -> bool:
-    return "sync" in _subparsers(cli.build_parser()).choices
-
-
-_SHIM = ("import argparse, sys\n"
-         "from lockbox import cli, cli_sync\n"
-         "_build = cli.build_parser\n"
-         "def build():\n"
-         "    p = _build()\n"
-         "    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))\n"
-         "    cli_sync.add_sync_parser(sub)\n"
-         "    return p\n"
-         "cli.build_parser = build\n"
-         "sys.exit(cli.main())\n")
-
-
-def lockbox_argv() -> list[str]:
-    """The real `lockbox` command once `sync` is wired into cli.py, else a shim that
-    wires it the same way (one call of add_sync_parser)."""
-    return lockbox_command() if _wired() else [sys.executable, "-c", _SHIM]
-
-
 def run_lockbox(*argv: str | os.PathLike[str], env: dict[str, str] | None = None,
                 stdin: bytes | None = None, timeout: float = 60
                 ) -> subprocess.CompletedProcess[bytes]:
+    """A real ``python -m lockbox`` process; no LOCKBOX_* variables but those in ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("LOCKBOX_")}
-    return subprocess.run([*lockbox_argv(), *map(os.fspath, argv)], env={**base, **(env or {})},
+    return subprocess.run([sys.executable, "-m", "lockbox", *map(os.fspath, argv)],
+                          env={**base, **(env or {})},
                           input=stdin if stdin is not None else b"", capture_output=True,
                           timeout=timeout, check=False)
 
 
 @pytest.fixture(autouse=True)
-def wired_and_no_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`sync` in the parser; no secret anywhere; a 'terminal' whose prompt fails the test
-    unless a test scripts it."""
-    if not _wired():
-        build = cli.build_parser
-
-        def with_sync() -> argparse.ArgumentParser:
-            parser = build()
-            cli_sync.add_sync_parser(_subparsers(parser))
-            return parser
-
-        monkeypatch.setattr(cli, "build_parser", with_sync)
+def no_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No secret anywhere; a 'terminal' whose prompt fails the test unless a test scripts
+    it."""
     for name in ("LOCKBOX_PASSWORD", "LOCKBOX_PASSPHRASE", "LOCKBOX_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
