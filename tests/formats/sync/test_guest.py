@@ -163,6 +163,38 @@ def test_owner_writes(tmp_path: Path) -> None:
         "manifest.toml", "payload", "sync.wasm", "context.json"]
 
 
+def test_write_context_adds_one_and_keeps_the_other_entries(tmp_path: Path) -> None:
+    path = tmp_path / "p.sync"
+    manifest = Manifest.new(content_type="text/csv", display_ext="csv", created_by="test",
+                            created_at=CREATED)
+    write_sync_file(path, manifest_toml=manifest.to_toml(), payload=PAYLOAD, wasm=None,
+                    proof=b"proof bytes")
+    (reply,) = serve(path, request(path, "WriteContext", [1, "two"], write_context=True))
+    assert reply["ok"]
+    after = entries(path)
+    assert list(after) == ["manifest.toml", "payload", "sync.wasm", "context.json",
+                           "sync.proof"]
+    assert after["context.json"] == b'[1,"two"]' and after["sync.proof"] == b"proof bytes"
+    assert after["payload"] == PAYLOAD and after["manifest.toml"] == manifest.to_toml()
+
+
+def test_write_context_refuses_to_drop_unknown_entries(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "x.sync"
+    manifest = Manifest.new(content_type="text/csv", display_ext="csv", created_by="test",
+                            created_at=CREATED)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("manifest.toml", manifest.to_toml())
+        z.writestr("payload", PAYLOAD)
+        z.writestr("sync.wasm", b"\0asm\x01\0\0\0")
+        z.writestr("extra.txt", b"someone else's")
+    before = path.read_bytes()
+    (reply,) = serve(path, request(path, "WriteContext", {}, write_context=True))
+    assert reply["error"]["code"] == "IoError" and "extra.txt" in reply["error"]["message"]
+    assert path.read_bytes() == before
+
+
 def test_execute_wasm_with_the_effective_allow_list(tmp_path: Path) -> None:
     with loopback() as server:
         server.routes["/"] = Reply(200, b"fetched\x00")

@@ -407,16 +407,10 @@ class _Archive:
 
 def _rewrite_context(archive: _Archive, context: bytes) -> None:
     """Replace ``context.json`` (atomically; every other entry's content kept)."""
-    from .writer import rewrite_sync_file, write_sync_file
+    from .writer import write_sync_file
 
-    try:
-        import inspect
-
-        if "context" in inspect.signature(rewrite_sync_file).parameters:
-            rewrite_sync_file(archive.path, context=context)  # type: ignore[call-arg]
-            return
-    except (TypeError, ValueError):
-        pass
+    # (rewrite_sync_file replaces only the manifest and the payload: the file is written
+    # anew from its entries, so entries outside the .sync set would be lost: refused)
     layout = archive.layout
     extra = [name for name in layout.entries if name not in SYNC_NAMES]
     if extra or layout.comment:

@@ -323,7 +323,8 @@ def test_modules_outside_the_abi_are_refused(text: str, message: str) -> None:
 
 
 def test_stub_and_garbage_are_refused() -> None:
-    for wasm in (b"\0asm\x01\0\0\0", b"not wasm at all"):
+    text = b'(module (memory (export "memory") 1) (func (export "run")))'
+    for wasm in (b"\0asm\x01\0\0\0", b"not wasm at all", text, b"\0asm\x01\0\0\0\xff", b""):
         with pytest.raises(HookError) as info:
             run_hook(wasm, payload=BytesPayload(b""))
         assert info.value.reason == "invalid"

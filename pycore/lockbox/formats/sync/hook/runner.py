@@ -718,9 +718,13 @@ def run_hook(
             f"the payload is {payload.size} bytes; hooks address payloads with i32 offsets "
             f"(at most {I32_MAX} bytes)"
         )
+    if bytes(wasm[:4]) != b"\0asm":
+        # (wasmtime-py would compile text as WAT: hooks are binaries, as in the browser)
+        raise HookError("sync.wasm is not a WebAssembly binary (no \\0asm magic)",
+                        reason="invalid")
     engine = _engine()
     try:
-        module = wasmtime.Module(engine, wasm)
+        module = wasmtime.Module(engine, bytes(wasm))
     except wasmtime.WasmtimeError as exc:
         raise HookError(f"sync.wasm is not a valid WebAssembly module: {_first_line(str(exc))}",
                         reason="invalid") from None
