@@ -36,7 +36,7 @@ from .sources import is_url, open_async_source, open_source
 from .sources.base import AsyncRangeSource, RangeSource
 
 __all__ = ["Archive", "AsyncArchive", "ArchiveFile", "probe", "probe_async",
-           "canonical_path", "READ_AHEAD_SIZE"]
+           "canonical_path", "archive_name", "READ_AHEAD_SIZE"]
 
 T = TypeVar("T")
 X = TypeVar("X")
@@ -53,6 +53,18 @@ def canonical_path(path: str) -> str:
     """``path`` as the protocol spells it: ``/``-separated, no empty or ``.`` component,
     no outer ``/`` (the root is ``""``). ``..`` is left for the session to refuse."""
     return "/".join(p for p in path.split("/") if p not in ("", "."))
+
+
+def archive_name(location: str) -> str:
+    """The file name of a local path or an http(s) URL (its path's last component,
+    percent-decoded): what a format may name its content after (``OpenOptions.settings
+    ["archive_name"]``; a ``.sync`` shows ``report.csv.sync``'s payload as
+    ``report.csv``)."""
+    if is_url(location):
+        from urllib.parse import unquote, urlsplit
+
+        return os.path.basename(unquote(urlsplit(location).path))
+    return os.path.basename(location)
 
 
 def probe(source: RangeSource) -> Probe:
@@ -216,8 +228,15 @@ class Archive:
             src = source if source is not None else open_source(loc)
         else:
             loc, path, src = None, None, location
+        if loc is not None and "archive_name" not in settings:
+            settings["archive_name"] = archive_name(loc)
         options = _options(password, identity, secrets, settings)
         try:
+            if probe is None and format is None and cls.default_format is None and \
+                    src.size is None:
+                # An HTTP source learns the size from its first answer: probing first
+                # (the read the open would do anyway) gives the format the size.
+                probe = run_sync(probe_flow(), src)
             spec, session = run_sync(open_flow(options, src.size,
                                                format=format or cls.default_format,
                                                probe=probe), src)
@@ -507,8 +526,13 @@ class AsyncArchive:
             src = source if source is not None else open_async_source(loc)
         else:
             loc, path, src = None, None, location
+        if loc is not None and "archive_name" not in settings:
+            settings["archive_name"] = archive_name(loc)
         options = _options(password, identity, secrets, settings)
         try:
+            if probe is None and format is None and cls.default_format is None and \
+                    src.size is None:
+                probe = await run_async(probe_flow(), src)
             spec, session = await run_async(open_flow(options, src.size,
                                                       format=format or cls.default_format,
                                                       probe=probe), src)

@@ -27,6 +27,7 @@ __all__ = ["formats", "by_name", "for_path", "detect", "describe", "probe_flow",
 _FORMATS: dict[str, str] = {
     "lbox": "lockbox.formats.lbox.session:LboxFormat",
     "uri": "lockbox.formats.uri:UriFormat",
+    "sync": "lockbox.formats.sync.session:SyncFormat",
 }
 
 T = TypeVar("T")
