@@ -136,6 +136,38 @@ def test_response_cap() -> None:
         assert run(fetch(server.url("/small")), allow_hosts=hosts, limits=limits)[0] == [200, 1000]
 
 
+def test_content_encoding_is_decoded_and_capped_after_decoding() -> None:
+    import gzip
+
+    with loopback() as server:
+        server.routes["/gz"] = Reply(200, gzip.compress(BINARY), {"Content-Encoding": "gzip"})
+        server.routes["/bomb"] = Reply(200, gzip.compress(bytes(10**6)),
+                                       {"Content-Encoding": "gzip"})
+        server.routes["/broken"] = Reply(200, b"not gzip", {"Content-Encoding": "gzip"})
+        hosts, limits = ["127.0.0.1"], HookLimits(response_bytes=10**5)
+        _, written = run(fetch(server.url("/gz"), copy_body=True), allow_hosts=hosts,
+                         limits=limits)
+        assert outputs(written[:12]) == [200, len(BINARY), len(BINARY)]
+        assert written[12:] == BINARY
+        assert run(fetch(server.url("/bomb")), allow_hosts=hosts, limits=limits)[0] == [-4, 0]
+        assert run(fetch(server.url("/broken")), allow_hosts=hosts)[0] == [-4, 0]
+
+
+def test_last_response_read_copies_at_most_max_len() -> None:
+    with loopback() as server:
+        server.routes["/"] = Reply(200, b"0123456789")
+        url = server.url("/")
+        body = f"""
+          (call $out (call $http (i32.const {URL}) (i32.const {len(url)}) (i32.const {GET})
+                                (i32.const 3)))
+          (call $out (call $rread (i32.const 200) (i32.const 4)))
+          (call $out (call $rread (i32.const 200) (i32.const 0)))
+          (drop (call $pwrite (i32.const 12) (i32.const 4) (i32.const 200)))"""
+        _, written = run(guest(body, data={URL: url.encode(), GET: b"GET"}),
+                         allow_hosts=["127.0.0.1"])
+        assert outputs(written[:12]) == [200, 4, 0] and written[12:] == b"0123"
+
+
 def test_request_count_cap() -> None:
     with loopback() as server:
         server.routes["/"] = Reply(200, b"ok")
