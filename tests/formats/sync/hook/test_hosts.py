@@ -89,3 +89,13 @@ def test_intersection_never_widens() -> None:
     assert intersect_patterns(["*.example.com"], ["api.example.com"]) == []
     assert intersect_patterns(["example.com"], []) == []
     assert intersect_patterns([], ["example.com"]) == []
+
+
+def test_idna_without_the_idna_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``idna`` is missing (a Pyodide build without it) the stdlib codec is used."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "idna", None)  # makes `import idna` fail
+    assert host_allowed("bücher.example", ["xn--bcher-kva.example"])
+    assert host_allowed("api.bücher.example", ["*.BÜCHER.example"])
+    assert not host_allowed("bücher.example", ["bucher.example"])

@@ -102,12 +102,18 @@ def _name(text: str) -> str | None:
     if not text:
         return None
     if not text.isascii():
-        import idna  # an httpx dependency; only non-ASCII names need it
-
         try:
-            text = idna.encode(text, uts46=True, transitional=False).decode("ascii")
-        except (idna.IDNAError, UnicodeError, ValueError):
-            return None
+            import idna  # IDNA 2008 + UTS 46 (an httpx dependency)
+        except ImportError:  # e.g. Pyodide without it: the stdlib's IDNA 2003 codec
+            try:
+                text = text.encode("idna").decode("ascii")
+            except UnicodeError:
+                return None
+        else:
+            try:
+                text = idna.encode(text, uts46=True, transitional=False).decode("ascii")
+            except (idna.IDNAError, UnicodeError, ValueError):
+                return None
     text = text.lower()
     if len(text) > _MAX_NAME:
         return None
