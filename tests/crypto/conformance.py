@@ -16,6 +16,8 @@ them were also checked against a second, independent implementation.
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +32,7 @@ from lockbox.crypto.base import (
     Aead,
     CryptoBackend,
 )
-from lockbox.errors import FormatError, IntegrityError
+from lockbox.errors import FormatError, IntegrityError, WrongKeyError
 
 __all__ = ["CryptoBackendConformance", "HKDF_RFC5869_VECTORS"]
 
@@ -246,6 +248,43 @@ MLKEM_STRCMP_SS = _hex("c6338bf92f3930b95f81d87fe669fabc42aaa549e8fecfbfdbe237d7
 def _implicit_rejection_key(seed: bytes, ciphertext: bytes) -> bytes:
     """FIPS 203 Algorithm 18, line 8: K-bar = J(z || c) with J = SHAKE256(., 32)."""
     return hashlib.shake_256(seed[32:] + ciphertext).digest(MLKEM_SS_SIZE)
+
+
+# --- Ed25519 (RFC 8032 §7.1, TEST 1-3): (public key, message, signature) ------------------
+
+ED25519_RFC8032_VECTORS = [
+    pytest.param(
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e"
+        "39701cf9b46bd25bf5f0595bbe24655141438e7a100b", id="test1-empty"),
+    pytest.param(
+        "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+        "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f"
+        "3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00", id="test2-one-byte"),
+    pytest.param(
+        "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
+        "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67"
+        "f760984dc6594a7c15e9716ed28dc027beceea1ec40a", id="test3-two-bytes"),
+]
+ED25519_L = 2**252 + 27742317777372353535851937790883648493  # the group order
+ED25519_P = 2**255 - 19
+# y of the points of small order (order 1, 2, 4 and the two order-8 y values), as
+# libsodium lists them; each is tried with both signs of x and, for 0 and 1, also
+# non-canonically (y + p).
+ED25519_SMALL_ORDER_Y = (
+    0, 1, ED25519_P - 1,
+    2707385501144840649318225287225658788936804267575313519463743609750303402022,
+    55188659117513257062467267217118295137698188065244968500265048394206261417927,
+    ED25519_P, ED25519_P + 1,
+)
+ED25519_NOT_A_POINT = (2).to_bytes(32, "little")  # (y^2 - 1) / (d y^2 + 1) is no square
+
+# --- age passphrase files (tests/formats/sync/vectors/age.json) --------------------------------
+# Written by age-encryption 0.3.1 (the browser library) and by lockbox's encrypt_vault; pyrage
+# (rage) reads them all too. Tiny scrypt work factors keep the suite fast.
+
+AGE_VECTORS_DIR = Path(__file__).resolve().parents[1] / "formats" / "sync" / "vectors"
+AGE_VECTORS = json.loads((AGE_VECTORS_DIR / "age.json").read_text(encoding="utf-8"))
 
 
 def _flip(data: bytes, index: int, mask: int = 0x01) -> bytes:
@@ -529,3 +568,75 @@ class CryptoBackendConformance:
         assert a != b
         sample = backend.random_bytes(65_536)
         assert len(set(sample)) == 256  # every byte value appears (fails with p ~ 2**-360)
+
+    # -- Ed25519 ----------------------------------------------------------------------------
+
+    @pytest.mark.parametrize(("public_key", "message", "signature"), ED25519_RFC8032_VECTORS)
+    def test_ed25519_rfc8032(self, backend: CryptoBackend, public_key: str, message: str,
+                             signature: str) -> None:
+        pk, msg, sig = _hex(public_key), _hex(message), _hex(signature)
+        assert backend.ed25519_verify(pk, msg, sig) is True
+        for kind in (bytearray, memoryview):
+            assert backend.ed25519_verify(kind(pk), kind(msg), kind(sig)) is True
+        assert backend.ed25519_verify(pk, msg + b"\0", sig) is False
+        for index in (0, 31, 32, 63):
+            assert backend.ed25519_verify(pk, msg, _flip(sig, index)) is False
+        assert backend.ed25519_verify(_flip(pk, 0), msg, sig) is False
+
+    def test_ed25519_refuses_s_not_below_l(self, backend: CryptoBackend) -> None:
+        pk, _msg, sig = (_hex(v) for v in ED25519_RFC8032_VECTORS[0].values)
+        s = int.from_bytes(sig[32:], "little")
+        malleated = sig[:32] + (s + ED25519_L).to_bytes(32, "little")  # same point equation
+        assert backend.ed25519_verify(pk, b"", malleated) is False
+
+    def test_ed25519_key_not_on_the_curve(self, backend: CryptoBackend) -> None:
+        _pk, msg, sig = (_hex(v) for v in ED25519_RFC8032_VECTORS[1].values)
+        assert backend.ed25519_verify(ED25519_NOT_A_POINT, msg, sig) is False
+
+    @pytest.mark.parametrize("y", ED25519_SMALL_ORDER_Y)
+    @pytest.mark.parametrize("sign", [0, 1])
+    def test_ed25519_refuses_small_order_keys(self, backend: CryptoBackend, y: int,
+                                              sign: int) -> None:
+        # With the identity as the key, R = identity and S = 0 satisfy the cofactorless
+        # equation for every message: a key of small order must be refused outright.
+        weak = (y | sign << 255).to_bytes(32, "little")
+        identity = (1).to_bytes(32, "little")
+        for r in (identity, weak):
+            assert backend.ed25519_verify(weak, b"any message", r + bytes(32)) is False
+
+    @pytest.mark.parametrize(("pk_size", "sig_size"), [(31, 64), (33, 64), (32, 63), (32, 65)])
+    def test_ed25519_rejects_wrong_sizes(self, backend: CryptoBackend, pk_size: int,
+                                         sig_size: int) -> None:
+        with pytest.raises(ValueError):
+            backend.ed25519_verify(bytes(pk_size), b"m", bytes(sig_size))
+
+    # -- age (passphrase) -------------------------------------------------------------------
+
+    @pytest.mark.parametrize("vector", AGE_VECTORS, ids=[v["file"] for v in AGE_VECTORS])
+    def test_age_decrypt_vectors(self, backend: CryptoBackend, vector: dict) -> None:
+        data = (AGE_VECTORS_DIR / vector["file"]).read_bytes()
+        plaintext = backend.age_decrypt_passphrase(data, vector["passphrase"])
+        assert isinstance(plaintext, bytes) and len(plaintext) == vector["plaintext_size"]
+        assert hashlib.sha256(plaintext).hexdigest() == vector["plaintext_sha256"]
+
+    def test_age_wrong_passphrase(self, backend: CryptoBackend) -> None:
+        data = (AGE_VECTORS_DIR / "age-typage-hello.age").read_bytes()
+        with pytest.raises(WrongKeyError):
+            backend.age_decrypt_passphrase(data, "PW")
+
+    def test_age_damage_is_an_integrity_error(self, backend: CryptoBackend) -> None:
+        data = (AGE_VECTORS_DIR / "age-lockbox-2chunks.age").read_bytes()
+        passphrase = "pässwörd ✓"
+        header_size = data.index(b"\n--- ") + 1 + 48  # "--- " + 43 MAC characters + LF
+        assert data[header_size - 1:header_size] == b"\n"
+        for index in (header_size + 5, header_size + 16 + 100, len(data) - 1):
+            # the STREAM nonce, the first chunk, the last chunk
+            with pytest.raises(IntegrityError):
+                backend.age_decrypt_passphrase(_flip(data, index), passphrase)
+        with pytest.raises(IntegrityError):  # the final chunk dropped
+            backend.age_decrypt_passphrase(data[:-17], passphrase)
+        mac_at = header_size - 44  # the MAC's first base64 character
+        forged = data[:mac_at] + (b"A" if data[mac_at:mac_at + 1] != b"A" else b"B") + \
+            data[mac_at + 1:]
+        with pytest.raises(IntegrityError):
+            backend.age_decrypt_passphrase(forged, passphrase)

@@ -112,8 +112,10 @@ class CryptoBackend(Protocol):
 
     def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         """Whether ``signature`` (64 bytes) is a valid Ed25519 signature of ``message`` by
-        ``public_key`` (32 bytes). False, never an exception, for a bad signature or a key
-        that is not a curve point; ValueError for wrong argument sizes."""
+        ``public_key`` (32 bytes), with libsodium's rules: S < L, a cofactorless check, and
+        a public key or R that is a non-canonical encoding or a point of small order is
+        refused. False, never an exception, for a bad signature or a key that is not a
+        curve point; ValueError for wrong argument sizes."""
         ...
 
     def age_decrypt_passphrase(self, ciphertext: bytes, passphrase: str) -> bytes:

@@ -28,6 +28,7 @@ from lockbox.errors import (
     FormatError,
     IntegrityError,
     LimitExceededError,
+    TruncatedError,
     WrongKeyError,
 )
 
@@ -50,6 +51,17 @@ except ImportError as exc:  # missing, or too old for ML-KEM / Argon2id
 __all__ = ["CryptographyBackend"]
 
 _HKDF_MAX_LENGTH = 255 * 32
+# Ed25519 points libsodium's crypto_sign_verify_detached refuses as a public key or as R
+# (so both backends give one verdict): non-canonical encodings (y >= p) and the eight
+# points of small order, whose y is one of these (the two order-8 y values solve
+# d*y^4 + 2*y^2 - 1 = 0). OpenSSL alone would accept, e.g., the identity as a key with
+# R = identity, S = 0 for every message.
+_ED25519_P = 2**255 - 19
+_ED25519_SMALL_ORDER_Y = frozenset({
+    0, 1, _ED25519_P - 1,
+    2707385501144840649318225287225658788936804267575313519463743609750303402022,
+    55188659117513257062467267217118295137698188065244968500265048394206261417927,
+})
 _ARGON2_MAX_LANES = (1 << 24) - 1
 _ARGON2_MIN_SALT = 8
 _ARGON2_MIN_LENGTH = 4
@@ -57,7 +69,8 @@ _ARGON2_MIN_LENGTH = 4
 # pyrage (rage) error messages -> our classes. rage reports a failed scrypt unwrap (wrong
 # passphrase, or a damaged wrapped key: the two cannot be told apart) as "Decryption
 # failed"; payload (STREAM) failures and truncation come back as I/O errors.
-# tests/crypto/test_cpython.py pins each message with a real file.
+# tests/crypto/conformance.py and tests/formats/sync/test_vault.py pin them with real files.
+_AGE_MAGIC = b"age-encryption.org/v1\n"
 _AGE_ERRORS: tuple[tuple[str, type[Exception], str], ...] = (
     ("decryption failed", WrongKeyError, "wrong passphrase for the age file"),
     ("failed to decrypt an encrypted key", WrongKeyError, "wrong passphrase for the age file"),
@@ -77,6 +90,11 @@ def _age_error(exc: Exception) -> Exception:
         if needle in lowered:
             return cls(f"{text} ({message})")
     return IntegrityError(f"the age payload is damaged or truncated ({message})")
+
+
+def _weak_ed25519_point(encoding: bytes) -> bool:
+    y = int.from_bytes(encoding, "little") & ((1 << 255) - 1)
+    return y >= _ED25519_P or y in _ED25519_SMALL_ORDER_Y
 
 
 def _unavailable(exc: UnsupportedAlgorithm, what: str) -> BackendUnavailableError:
@@ -182,6 +200,8 @@ class CryptographyBackend:
     def ed25519_verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         check_size(public_key, ED25519_PUBLIC_KEY_SIZE, "Ed25519 public key")
         check_size(signature, ED25519_SIGNATURE_SIZE, "Ed25519 signature")
+        if _weak_ed25519_point(bytes(public_key)) or _weak_ed25519_point(bytes(signature[:32])):
+            return False
         try:
             key = Ed25519PublicKey.from_public_bytes(bytes(public_key))
             key.verify(bytes(signature), bytes(message))
@@ -203,8 +223,14 @@ class CryptographyBackend:
             _pyrage = pyrage
         if not isinstance(passphrase, str):
             raise TypeError("an age passphrase is a str")
+        data = bytes(ciphertext)
+        if not data.startswith(_AGE_MAGIC):  # rage would report a short read
+            raise FormatError("not an age file (no 'age-encryption.org/v1' line)")
+        mac_line = data.find(b"\n--- ")
+        if mac_line < 0 or data.find(b"\n", mac_line + 5) < 0:  # idem
+            raise TruncatedError("the age header is cut short")
         try:
-            plaintext: bytes = _pyrage.passphrase.decrypt(bytes(ciphertext), passphrase)
+            plaintext: bytes = _pyrage.passphrase.decrypt(data, passphrase)
         except _pyrage.DecryptError as exc:
             raise _age_error(exc) from None
         return plaintext

@@ -250,3 +250,25 @@ def test_body_wrapping_at_64_characters() -> None:
     without_empty_line = data.replace(text + b"\n\n", text + b"\n")
     with pytest.raises(FormatError, match=r"unpadded base64|not base64|unexpected line"):
         parse_age_header(without_empty_line)
+
+
+# --- the CPython backend's own error mapping (pyrage messages -> error classes) ----------------
+
+
+def test_backend_maps_pyrage_errors() -> None:
+    from lockbox.crypto.cpython import CryptographyBackend
+
+    backend = CryptographyBackend()
+    with pytest.raises(LimitExceededError, match="work factor"):  # rage's own ceiling
+        backend.age_decrypt_passphrase(_with_log_n(_vault(), "40"), "pw")
+    with pytest.raises(FormatError):
+        backend.age_decrypt_passphrase(b"PK\x03\x04 not age", "pw")
+    with pytest.raises(FormatError):
+        backend.age_decrypt_passphrase(b"age-encryption.org/v1\n-> scr", "pw")
+    with pytest.raises(WrongKeyError):
+        backend.age_decrypt_passphrase(_vault(), "wrong")
+    ciphertext = _vault(b"abc")
+    with pytest.raises(IntegrityError):
+        backend.age_decrypt_passphrase(ciphertext[:-1], "pw")
+    with pytest.raises(TypeError):
+        backend.age_decrypt_passphrase(ciphertext, b"pw")  # type: ignore[arg-type]
