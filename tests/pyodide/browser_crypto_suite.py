@@ -7,13 +7,18 @@ does not start with ``test_``, and it imports ``js``).
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import js  # type: ignore[import-not-found]
 import pytest
 
 from crypto.conformance import CryptoBackendConformance
 from lockbox.crypto.browser import BrowserCryptoBackend
+from lockbox.errors import BackendUnavailableError, IntegrityError, WrongKeyError
 from lockbox.platform import IS_BROWSER, default_crypto
+
+SYNC_VECTORS = Path(__file__).resolve().parents[1] / "formats" / "sync" / "vectors"
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +127,72 @@ def test_random_bytes_large(browser_backend: BrowserCryptoBackend) -> None:
     assert len(out) == 200_000
     assert hashlib.sha256(out[:65536]).digest() != hashlib.sha256(out[65536:131072]).digest()
     assert out[-65536:].count(0) < 1000
+
+
+# -- .sync: age vaults and Ed25519 signatures in the browser ----------------------------------
+
+
+def _typage_encrypt(plaintext: bytes, passphrase: str, log_n: int) -> bytes:
+    from pyodide.ffi import run_sync  # type: ignore[import-not-found]
+
+    out: bytes = run_sync(js.lockboxCrypto.ageEncryptPassphrase(
+        js.Uint8Array.new(plaintext), passphrase, log_n)).to_bytes()
+    return out
+
+
+@pytest.mark.parametrize("size", [0, 1, 65536, 200_001])
+def test_age_roundtrip_with_age_encryption(browser_backend: BrowserCryptoBackend,
+                                           size: int) -> None:
+    plaintext = bytes(i % 251 for i in range(size))
+    ciphertext = _typage_encrypt(plaintext, "pässwörd", 2)
+    assert browser_backend.age_decrypt_passphrase(ciphertext, "pässwörd") == plaintext
+    with pytest.raises(WrongKeyError):
+        browser_backend.age_decrypt_passphrase(ciphertext, "passwörd")
+    with pytest.raises(IntegrityError):
+        browser_backend.age_decrypt_passphrase(ciphertext[:-1], "pässwörd")
+
+
+def test_decrypt_vault_in_the_browser() -> None:
+    from lockbox.errors import LimitExceededError
+    from lockbox.formats.sync.vault import decrypt_vault
+
+    data = (SYNC_VECTORS / "age-lockbox-2chunks.age").read_bytes()  # written by CPython
+    plaintext = decrypt_vault(data, "pässwörd ✓")
+    assert plaintext == bytes(i % 251 for i in range(65537))
+    with pytest.raises(LimitExceededError):
+        decrypt_vault(data, "pässwörd ✓", max_scrypt_log_n=2)
+
+
+def test_age_needs_jspi(browser_backend: BrowserCryptoBackend,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import lockbox.crypto.browser as module
+
+    data = (SYNC_VECTORS / "age-typage-hello.age").read_bytes()
+    monkeypatch.setattr(module, "can_run_sync", lambda: False)
+    with pytest.raises(BackendUnavailableError, match="JSPI"):
+        browser_backend.age_decrypt_passphrase(data, "pw")
+
+
+def test_signature_vectors_verify_in_the_browser() -> None:
+    from lockbox.formats.sync.manifest import Manifest
+    from lockbox.formats.sync.signing import DetachedSignature, verify_detached, verify_embedded
+
+    vectors = json.loads((SYNC_VECTORS / "signatures.json").read_text(encoding="utf-8"))
+    manifest = Manifest.parse(vectors["signed_manifest_toml"].encode())
+    assert manifest.canonical_json() == vectors["canonical_json"].encode()
+
+    def b3(data: bytes) -> bytes:
+        h = default_crypto().blake3()
+        h.update(data)
+        return h.digest()
+
+    payload = vectors["payload_utf8"].encode()
+    status = verify_embedded(manifest, b3(payload))
+    assert status.valid and status.signer == vectors["did"]
+    assert verify_embedded(manifest, b3(payload + b"x")).reason == "payload hash mismatch"
+    tampered = manifest.replace(ttl=1)
+    assert verify_embedded(tampered, b3(payload)).reason == "manifest hash mismatch"
+    detached = DetachedSignature.from_json(vectors["detached"]["json"])
+    file_bytes = bytes.fromhex(vectors["detached"]["file_hex"])
+    assert verify_detached(detached, b3(file_bytes)).valid
+    assert verify_detached(detached, b3(file_bytes[:-1])).reason == "content hash mismatch"
