@@ -64,7 +64,7 @@ from .container import (
     read_entry_flow,
     stream_entry_flow,
 )
-from .zipfmt import LOCAL_HEADER_SIZE, LOCAL_SIG
+from .zipfmt import LOCAL_HEADER_SIZE, LOCAL_SIG, ZipEntry
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...crypto.base import CryptoBackend
@@ -281,27 +281,8 @@ class SyncSession:
         signed = self.manifest.signature
         wants_hash = signed is not None and signed.get("payload_hash") is not None
         for entry in sorted(self.layout.entries.values(), key=lambda e: e.header_offset):
-            hasher = self._crypto_backend().blake3() \
-                if entry.name == PAYLOAD_NAME and wants_hash else None
-
-            def sink(piece: bytes, name: str = entry.name, h: Any = hasher) -> None:
-                report.bytes_checked += len(piece)
-                if h is not None:
-                    h.update(piece)
-                if progress is not None:
-                    progress(name, len(piece))
-
-            try:
-                yield from stream_entry_flow(self.layout, entry.name, sink, hold_last=False)
-                if hasher is not None:
-                    self._payload_blake3 = hasher.digest()
-                if entry.name == PAYLOAD_NAME:
-                    self._crc_verdict = None
-            except LockboxError as e:
-                report.problems.append(f"{type(e).__name__}: {e}")
-                if entry.name == PAYLOAD_NAME:
-                    self._crc_verdict = str(e)
-            report.entries_checked += 1
+            yield from self._verify_entry_flow(entry, report, progress,
+                                               entry.name == PAYLOAD_NAME and wants_hash)
         if signed is not None:
             if wants_hash and self._payload_blake3 is None:
                 report.problems.append("the embedded signature was not checked: the payload "
@@ -311,6 +292,35 @@ class SyncSession:
                 if status is not None and not status.valid:
                     report.problems.append(f"embedded signature invalid: {status.reason}")
         return report
+
+    def _verify_entry_flow(self, entry: ZipEntry, report: CheckReport,
+                           progress: Callable[[str, int], None] | None,
+                           hash_it: bool) -> Flow[None]:
+        hasher = self._crypto_backend().blake3() if hash_it else None
+        hashed = 0
+
+        def sink(piece: bytes) -> None:
+            nonlocal hashed
+            report.bytes_checked += len(piece)
+            if hasher is not None:
+                hasher.update(piece)
+                hashed += len(piece)
+            if progress is not None:
+                progress(entry.name, len(piece))
+
+        try:
+            yield from stream_entry_flow(self.layout, entry.name, sink, hold_last=False)
+            if entry.name == PAYLOAD_NAME:
+                self._crc_verdict = None
+        except LockboxError as e:
+            report.problems.append(f"{type(e).__name__}: {e}")
+            if entry.name == PAYLOAD_NAME:
+                self._crc_verdict = str(e)
+        # a payload read whole is hashed even when its CRC failed: the signature's
+        # verdict is then reported too
+        if hasher is not None and hashed == entry.compressed_size:
+            self._payload_blake3 = hasher.digest()
+        report.entries_checked += 1
 
     # -- signature -----------------------------------------------------------------
 
