@@ -199,6 +199,10 @@ def test_not_utf8_or_not_toml_fails_in_both_modes(strict: bool) -> None:
         Manifest.parse(b"[sync\n", strict=strict)
     with pytest.raises(FormatError, match="not valid TOML"):  # duplicate key
         Manifest.parse(MINIMAL + b'\n[sync]\nversion = "2"\n', strict=strict)
+    with pytest.raises(FormatError, match="too deeply"):
+        Manifest.parse(b"a = " + b"[" * 100_000, strict=strict)
+    with pytest.raises(FormatError, match="too deeply"):
+        Manifest.parse(b"a = " + b"{b = " * 100_000, strict=strict)
 
 
 # --- canonical JSON ----------------------------------------------------------------------------

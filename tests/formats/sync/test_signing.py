@@ -327,6 +327,7 @@ def test_detached_one_byte_of_the_file() -> None:
     (VECTORS["detached"]["json"].replace('"signed_at"', '"algorithm": "x", "signed_at"')
      .encode(), "duplicate field 'algorithm'"),
     (b" " * 70000, "at most 65536 bytes"),
+    (b"[" * 60000, "too deeply"),
 ])
 def test_detached_json_refusals(text: bytes, message: str) -> None:
     with pytest.raises(FormatError, match=message):

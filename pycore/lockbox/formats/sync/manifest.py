@@ -347,6 +347,8 @@ class Manifest:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise FormatError(f"manifest.toml is not valid TOML: {exc}") from None
+        except RecursionError:  # tomllib recurses into nested arrays and inline tables
+            raise FormatError("manifest.toml nests arrays or tables too deeply") from None
         return cls(data, strict=strict)
 
     @classmethod

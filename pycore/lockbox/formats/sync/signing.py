@@ -317,6 +317,8 @@ class DetachedSignature:
             obj = json.loads(data, object_pairs_hook=_no_duplicates)
         except (ValueError, UnicodeDecodeError) as exc:
             raise FormatError(f"the detached signature is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise FormatError("the detached signature nests JSON too deeply") from None
         if not isinstance(obj, dict):
             raise FormatError("the detached signature must be a JSON object")
         return cls.from_dict(obj)
