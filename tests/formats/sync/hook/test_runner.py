@@ -177,6 +177,23 @@ def test_request_count_cap() -> None:
         wasm = guest(call * 3, data={URL: url.encode(), GET: b"GET"})
         limits = HookLimits(max_requests=2)
         assert run(wasm, allow_hosts=["127.0.0.1"], limits=limits)[0] == [200, 200, -3]
+        # refused calls (-2) do not count as requests
+        denied = guest((call * 2).replace(f"(i32.const {len(url)})", "(i32.const 18)"),
+                       data={URL: b"http://example.com", GET: b"GET"})
+        assert run(denied, allow_hosts=["127.0.0.1"], limits=limits)[0] == [-2, -2]
+
+
+def test_calls_in_a_loop_keep_a_bounded_record() -> None:
+    body = f"""(local $i i32)
+      (loop $l
+        (drop (call $http (i32.const {URL}) (i32.const 18) (i32.const {GET}) (i32.const 3)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))"""
+    wasm = guest(body, data={URL: b"http://example.com", GET: b"GET"})
+    result = run_hook(wasm, payload=BytesPayload(b""), limits=HookLimits(max_requests=4))
+    assert len(result.requests) == 4 + 256
+    assert result.unrecorded_requests == 1000 - 260
+    assert {r.result for r in result.requests} == {-2}
 
 
 def test_out_of_bounds_pointers_return_minus_1_for_every_import() -> None:

@@ -92,6 +92,7 @@ MAX_TIMEOUT_S = 86_400.0
 """Timeouts are clamped to a day (a u64 manifest timeout is otherwise unbounded)."""
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_EXTRA_RECORDS = 256  # refused calls recorded beyond max_requests (then only counted)
 _USER_AGENT = f"lockbox-sync-hook/{__version__}"
 
 
@@ -168,7 +169,9 @@ class HookRequest:
 class HookResult:
     """What a run produced. ``new_payload`` is the write buffer after ``run`` when the
     guest wrote anything (None otherwise, and always None for a ``_start``-only module,
-    whose ``discarded_size`` bytes were dropped). Times in seconds: ``compile_s``
+    whose ``discarded_size`` bytes were dropped). ``requests`` lists the ``http_request``
+    calls (at most ``max_requests`` + 256; ``unrecorded_requests`` counts the calls past
+    that, all refused). Times in seconds: ``compile_s``
     (validation + compilation), ``instantiate_s``, ``run_s`` (the entry point),
     ``elapsed_s`` (all of it)."""
 
@@ -176,6 +179,7 @@ class HookResult:
     new_payload: bytes | None
     requests: list[HookRequest] = field(default_factory=list)
     discarded_size: int = 0
+    unrecorded_requests: int = 0
     compile_s: float = 0.0
     instantiate_s: float = 0.0
     run_s: float = 0.0
@@ -408,6 +412,8 @@ class _Host:
         self.written = bytearray()
         self.last_response = b""
         self.requests: list[HookRequest] = []
+        self.fetches = 0
+        self.unrecorded = 0
         self._client: Any = None
         self._client_lock = threading.Lock()
 
@@ -529,16 +535,23 @@ class _Host:
             return self._record(repr(raw_url), _Fetched(BAD_MEMORY, error="not UTF-8"))
         if method.strip().upper() not in ("", "GET"):
             return self._record(url, _Fetched(CLIENT, error=f"method {method!r}: GET only"))
-        if len(self.requests) >= self.limits.max_requests:
+        parsed, refusal = self._check_url(url)
+        if refusal is not None:  # refused before any connection: not counted as a request
+            return self._record(url, refusal)
+        if self.fetches >= self.limits.max_requests:
             return self._record(
                 url, _Fetched(CLIENT, error=f"over {self.limits.max_requests} requests")
             )
-        fetched = self._fetch_with_deadline(url)
+        self.fetches += 1
+        fetched = self._fetch_with_deadline(url, parsed)
         if fetched.result >= 0:
             self.last_response = fetched.body
         return self._record(url, fetched)
 
     def _record(self, url: str, fetched: _Fetched) -> int:
+        if len(self.requests) >= self.limits.max_requests + _EXTRA_RECORDS:
+            self.unrecorded += 1  # a guest calling in a loop: keep memory bounded
+            return fetched.result
         self.requests.append(
             HookRequest(
                 url=url,
@@ -553,14 +566,14 @@ class _Host:
 
     # HTTP ---------------------------------------------------------------------------
 
-    def _fetch_with_deadline(self, url: str) -> _Fetched:
+    def _fetch_with_deadline(self, url: str, parsed: Any) -> _Fetched:
         """Run the fetch on a worker thread and wait for it no longer than the run's
         remaining time (DNS and slow servers cannot hold the guest past its deadline)."""
         box: list[_Fetched] = []
 
         def work() -> None:
             try:
-                box.append(self._fetch(url))
+                box.append(self._fetch(parsed))
             except Exception as exc:  # never let a library error escape
                 box.append(_Fetched(TRANSPORT, error=f"{type(exc).__name__}: {exc}"))
 
@@ -611,12 +624,10 @@ class _Host:
             return url, _Fetched(DENIED, error=f"host {host!r} is not allowed")
         return url, None
 
-    def _fetch(self, text: str) -> _Fetched:
+    def _fetch(self, url: Any) -> _Fetched:
+        """GET ``url`` (already checked), following redirects that pass the checks."""
         import httpx
 
-        url, refusal = self._check_url(text)
-        if refusal is not None:
-            return refusal
         client = self._http_client()
         redirects = 0
         while True:
@@ -782,6 +793,7 @@ def run_hook(
         new_payload=written if keep else None,
         requests=host.requests,
         discarded_size=0 if keep else len(written),
+        unrecorded_requests=host.unrecorded,
         compile_s=compiled - started,
         instantiate_s=instantiated - compiled,
         run_s=finished - instantiated,
