@@ -14,12 +14,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lockbox.drivers import run_sync
 from lockbox.errors import (
     FormatError,
     IntegrityError,
     LimitExceededError,
+    LockboxError,
     NotFoundError,
     TruncatedError,
 )
@@ -511,3 +514,45 @@ def test_zip_crate_model_matches_our_writer_layout():
     data = refzip.zip_crate_sync(MANIFEST, b"1,2\n", context=b"{}")
     lay = layout_of(data)
     assert payload_of(lay, data) == b"1,2\n" and lay.warnings == []
+
+
+# ------------------------------------------------------------------------------ fuzz
+
+_FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
+                 suppress_health_check=[HealthCheck.too_slow])
+_BASE = build(sync_entries(context=b"{}"), comment=b"c").data
+_BASE64 = build(sync_entries(zip64=True, context=b"{}"), zip64_end=True).data
+
+
+@_FUZZ
+@given(st.data())
+def test_mutated_files_give_a_layout_or_a_typed_error(data):
+    blob = bytearray(data.draw(st.sampled_from([_BASE, _BASE64])))
+    for _ in range(data.draw(st.integers(1, 8))):
+        i = data.draw(st.integers(0, len(blob) - 1))
+        blob[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(len(blob) - 40, len(blob)))
+    raw = bytes(blob[:max(cut, 0)])
+    for strict in (True, False):
+        try:
+            lay = layout_of(raw, strict=strict)
+        except LockboxError:
+            continue
+        for e in lay.entries.values():  # whatever was accepted is inside the file
+            assert e.data_offset is not None and e.data_end <= len(raw)
+        try:
+            run_sync(read_entry_flow(lay, "manifest.toml", max_size=MAX_MANIFEST_SIZE),
+                     BytesSource(raw))
+        except LockboxError:
+            pass
+
+
+def test_the_async_driver():
+    import asyncio
+
+    from lockbox.drivers import run_async
+    from lockbox.sources import AsyncBytesSource
+
+    data = build(sync_entries(payload=b"y" * 70_000)).data
+    lay = asyncio.run(run_async(open_layout_flow(len(data)), AsyncBytesSource(data)))
+    assert lay.payload_size == 70_000

@@ -339,7 +339,10 @@ class SyncSession:
         """For ``info``: the status, or ``{"kind": "embedded", "valid": None, ...}`` when
         the payload hash has not been computed yet (``verify`` or :meth:`signature_flow`
         compute it)."""
-        status = self._signature_status()
+        try:
+            status = self._signature_status()
+        except LockboxError as e:  # info never raises
+            return {"kind": "embedded", "valid": False, "signer": None, "reason": str(e)}
         if status is None:
             return {"kind": "embedded", "valid": None, "signer": self.manifest.created_by,
                     "reason": "not checked yet: the payload hash is computed by verify"}

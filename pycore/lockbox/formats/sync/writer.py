@@ -316,7 +316,7 @@ def sync_bytes(*, manifest_toml: bytes, payload: Payload, wasm: bytes | None = N
     return buf.getvalue()
 
 
-def _file_mode(path: str, default: int) -> int:
+def _file_mode(path: str, default: int | None) -> int | None:
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
@@ -331,9 +331,12 @@ def write_sync_file(path: str | os.PathLike[str], *, manifest_toml: bytes, paylo
     fsync, rename, directory fsync). ``overwrite=False`` never replaces an existing
     file (StorageError). On any failure ``path`` is untouched."""
     target = os.fspath(path)
+    mode = _file_mode(target, None)
     with fileio.atomic_file(target, overwrite=overwrite, tag="sync-tmp",
-                            mode=_file_mode(target, 0o666),
+                            mode=0o666 if mode is None else mode,
                             what=f"cannot write {target}") as fd:
+        if mode is not None:
+            os.fchmod(fd, mode)  # the replaced file's permissions, whatever the umask
         with open(fd, "wb", closefd=False) as out:
             layout = encode_sync(manifest_toml=manifest_toml, payload=payload, wasm=wasm,
                                  context=context, proof=proof, out=out,
@@ -375,9 +378,12 @@ def rewrite_sync_file(path: str | os.PathLike[str], *, manifest_toml: bytes | No
                 yield bytes(blob)
                 pos += n
 
+        mode = _file_mode(target, None)
         with fileio.atomic_file(target, overwrite=True, tag="sync-tmp",
-                                mode=_file_mode(target, 0o666),
+                                mode=0o600 if mode is None else mode,
                                 what=f"cannot rewrite {target}") as fd:
+            if mode is not None:
+                os.fchmod(fd, mode)  # the original's permissions, whatever the umask
             with open(fd, "wb", closefd=False) as out:
                 z = _ZipOut(out, force_zip64, sparse=True)
                 for name in names:
