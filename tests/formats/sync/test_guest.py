@@ -258,6 +258,17 @@ def test_bad_lines_get_error_replies(tmp_path: Path) -> None:
     assert entries(path)["payload"] == PAYLOAD
 
 
+def test_oversized_lines_are_refused_and_skipped(tmp_path: Path) -> None:
+    path = make_sync(tmp_path / "a.sync")
+    good = json.dumps(request(path, "ReadContext", read_context=True)).encode()
+    stdin = io.BytesIO(b"x" * 5000 + b"\n" + good + b"\n")
+    stdout = io.BytesIO()
+    serve_guest(path, stdin, stdout, max_line_size=len(good) + 10)
+    first, second = (json.loads(x) for x in stdout.getvalue().splitlines())
+    assert first["error"]["code"] == "InvalidRequest" and "over" in first["error"]["message"]
+    assert second["ok"] and second["result"]["city"] == "Lyon"
+
+
 def test_text_streams_work_too(tmp_path: Path) -> None:
     path = make_sync(tmp_path / "a.sync")
     stdout = io.StringIO()

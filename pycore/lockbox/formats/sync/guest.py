@@ -600,32 +600,40 @@ def handle_request(path: str | os.PathLike[str], line: bytes | str, *,
 
 
 def serve_guest(path: str | os.PathLike[str], stdin: IO[bytes] | IO[str],
-                stdout: IO[bytes] | IO[str], *, env: Mapping[str, str] | None = None) -> int:
+                stdout: IO[bytes] | IO[str], *, env: Mapping[str, str] | None = None,
+                max_line_size: int = MAX_LINE_SIZE) -> int:
     """Speak guest.v1 for the ``.sync`` at ``path``: one reply line per request line read
-    from ``stdin`` (binary or text), until EOF. Returns 0 (the exit status)."""
+    from ``stdin`` (binary or text), until EOF. Returns 0 (the exit status); StorageError
+    when a stream fails (the host app went away)."""
     while True:
-        line = stdin.readline(MAX_LINE_SIZE + 1)
+        try:
+            line = stdin.readline(max_line_size + 1)
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"guest.v1: cannot read a request: {exc}") from None
         if not line:
             return 0
         raw = line.encode("utf-8") if isinstance(line, str) else line
-        if len(raw) > MAX_LINE_SIZE and not raw.endswith(b"\n"):
+        if len(raw) > max_line_size and not raw.endswith(b"\n"):
             while True:  # drop the rest of the oversized line
-                rest = stdin.readline(MAX_LINE_SIZE + 1)
+                rest = stdin.readline(max_line_size + 1)
                 if not rest or (rest.endswith("\n") if isinstance(rest, str)
                                 else rest.endswith(b"\n")):
                     break
             reply = GuestResponse.failure("", _invalid(
-                f"the request line is over {MAX_LINE_SIZE} bytes"))
+                f"the request line is over {max_line_size} bytes"))
         elif not raw.strip():
             continue
         else:
             reply = handle_request(path, raw, env=env)
         out = reply.to_line()
-        if isinstance(stdout, io.TextIOBase):
-            stdout.write(out.decode("utf-8"))
-        else:
-            stdout.write(out)  # type: ignore[arg-type]
-        stdout.flush()
+        try:
+            if isinstance(stdout, io.TextIOBase):
+                stdout.write(out.decode("utf-8"))
+            else:
+                stdout.write(out)  # type: ignore[arg-type]
+            stdout.flush()
+        except (OSError, ValueError) as exc:  # the host app closed its end
+            raise StorageError(f"guest.v1: cannot write the reply: {exc}") from None
 
 
 # --- the host-side session -----------------------------------------------------------
