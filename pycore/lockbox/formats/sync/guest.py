@@ -65,6 +65,7 @@ from typing import IO, Any
 
 from ...drivers import run_sync
 from ...errors import LockboxError, StorageError, UsageError
+from ...ranges import ByteRange
 from ...sources import FileSource
 from .container import (
     CONTEXT_NAME,
@@ -347,12 +348,13 @@ def _line(value: Any) -> bytes:
 
 
 class _RangeReader(io.RawIOBase):
-    """A read-only, seekable view of ``size`` bytes at ``offset`` of an open file (the
-    payload copied by the context rewrite, in bounded pieces)."""
+    """A read-only, seekable view of ``size`` bytes at ``offset`` of a file source (the
+    payload copied by the context rewrite, in bounded pieces; a file changed meanwhile
+    fails the copy)."""
 
-    def __init__(self, fd: int, offset: int, size: int) -> None:
+    def __init__(self, source: FileSource, offset: int, size: int) -> None:
         super().__init__()
-        self._fd, self._offset, self._size, self._pos = fd, offset, size, 0
+        self._source, self._offset, self._size, self._pos = source, offset, size, 0
 
     def readable(self) -> bool:
         return True
@@ -371,7 +373,7 @@ class _RangeReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         want = max(0, min(len(view), self._size - self._pos))
-        data = os.pread(self._fd, want, self._offset + self._pos) if want else b""
+        data = self._source.read([ByteRange(self._offset + self._pos, want)])[0] if want else b""
         view[: len(data)] = data
         self._pos += len(data)
         return len(data)
@@ -383,6 +385,7 @@ class _Archive:
     def __init__(self, path: str) -> None:
         self.path = path
         with FileSource(path) as source:
+            self.identity = source.identity
             self.layout: SyncLayout = run_sync(open_layout_flow(source.size), source)
             self.manifest_bytes = run_sync(
                 read_entry_flow(self.layout, MANIFEST_NAME, max_size=MAX_MANIFEST_SIZE), source)
@@ -419,13 +422,12 @@ def _rewrite_context(archive: _Archive, context: bytes) -> None:
     wasm = archive.entry(WASM_NAME, 2**31) if layout.wasm is not None else None
     proof = archive.entry(PROOF_NAME, 2**31) if layout.proof is not None else None
     payload_range = layout.payload_range
-    fd = os.open(archive.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        with io.BufferedReader(_RangeReader(fd, payload_range.offset, payload_range.size)) as f:
-            write_sync_file(archive.path, manifest_toml=archive.manifest_bytes, payload=f,
-                            wasm=wasm, context=context, proof=proof, overwrite=True)
-    finally:
-        os.close(fd)
+    with FileSource(archive.path) as source, io.BufferedReader(
+            _RangeReader(source, payload_range.offset, payload_range.size)) as f:
+        if source.identity != archive.identity:
+            raise StorageError(f"{archive.path} changed while the request was served")
+        write_sync_file(archive.path, manifest_toml=archive.manifest_bytes, payload=f,
+                        wasm=wasm, context=context, proof=proof, overwrite=True)
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -68,6 +68,7 @@ import wasmtime
 
 from .... import __version__
 from ....errors import LimitExceededError, LockboxError, StorageError, UsageError
+from ....ranges import ByteRange
 from .hosts import host_allowed, normalize_host
 
 __all__ = [
@@ -212,16 +213,17 @@ class BytesPayload:
 
 
 class FilePayload:
-    """A payload read in place from a file range by ``pread`` (never read whole).
-    Use it as a context manager (or call ``close``)."""
+    """A payload read in place from a file range (never read whole), through a
+    :class:`~lockbox.sources.FileSource`: ``pread`` where there is one, and a file that
+    changes while the hook runs fails the run (SourceChangedError) instead of feeding it
+    a mix. Use it as a context manager (or call ``close``)."""
 
     def __init__(self, path: str | os.PathLike[str], offset: int, size: int) -> None:
+        from ....sources import FileSource
+
         if offset < 0 or size < 0:
             raise UsageError(f"invalid payload range {offset}+{size}")
-        try:
-            self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except OSError as exc:
-            raise StorageError(f"cannot open {os.fspath(path)}: {exc.strerror}") from exc
+        self._source = FileSource(path)
         self._path = os.fspath(path)
         self._offset = offset
         self._size = size
@@ -231,24 +233,13 @@ class FilePayload:
         return self._size
 
     def read(self, offset: int, size: int) -> bytes:
-        chunks: list[bytes] = []
-        position, left = self._offset + offset, size
-        try:
-            while left > 0:
-                chunk = os.pread(self._fd, left, position)
-                if not chunk:
-                    raise StorageError(f"{self._path} ended inside its payload (was it truncated?)")
-                chunks.append(chunk)
-                position += len(chunk)
-                left -= len(chunk)
-        except OSError as exc:
-            raise StorageError(f"cannot read the payload of {self._path}: {exc.strerror}") from exc
-        return b"".join(chunks)
+        (data,) = self._source.read([ByteRange(self._offset + offset, size)])
+        if len(data) != size:
+            raise StorageError(f"{self._path} ended inside its payload (was it truncated?)")
+        return bytes(data)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._source.close()
 
     def __enter__(self) -> FilePayload:
         return self
