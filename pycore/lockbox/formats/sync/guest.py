@@ -391,8 +391,16 @@ class _Archive:
                 read_entry_flow(self.layout, MANIFEST_NAME, max_size=MAX_MANIFEST_SIZE), source)
         self.manifest = Manifest.parse(self.manifest_bytes)
 
+    def open(self) -> FileSource:
+        """The file again, as it was when the layout was read (StorageError otherwise)."""
+        source = FileSource(self.path)
+        if source.identity != self.identity:
+            source.close()
+            raise StorageError(f"{self.path} changed while the request was served")
+        return source
+
     def entry(self, name: str, max_size: int) -> bytes:
-        with FileSource(self.path) as source:
+        with self.open() as source:
             return run_sync(read_entry_flow(self.layout, name, max_size=max_size), source)
 
     def payload(self) -> bytes:
@@ -401,11 +409,14 @@ class _Archive:
             raise GuestError(GuestErrorCode.EXECUTION_FAILED,
                              f"the payload is {size} bytes, over guest.v1's limit of "
                              f"{MAX_GUEST_PAYLOAD_SIZE} (it travels as one base64 line)")
-        with FileSource(self.path) as source:
+        with self.open() as source:
             data = source.read([self.layout.payload_range])[0]
         if len(data) != size:
             raise StorageError(f"{self.path} ends inside its payload")
         return bytes(data)
+
+
+_MAX_COPIED_ENTRY = 256 * 2**20  # sync.wasm / sync.proof held in memory by a context rewrite
 
 
 def _rewrite_context(archive: _Archive, context: bytes) -> None:
@@ -419,13 +430,11 @@ def _rewrite_context(archive: _Archive, context: bytes) -> None:
     if extra or layout.comment:
         raise StorageError(f"{archive.path} has entries ({', '.join(extra)}) or a ZIP comment "
                            "that a context.json rewrite would drop; it is left as it is")
-    wasm = archive.entry(WASM_NAME, 2**31) if layout.wasm is not None else None
-    proof = archive.entry(PROOF_NAME, 2**31) if layout.proof is not None else None
+    wasm = archive.entry(WASM_NAME, _MAX_COPIED_ENTRY) if layout.wasm is not None else None
+    proof = archive.entry(PROOF_NAME, _MAX_COPIED_ENTRY) if layout.proof is not None else None
     payload_range = layout.payload_range
-    with FileSource(archive.path) as source, io.BufferedReader(
+    with archive.open() as source, io.BufferedReader(
             _RangeReader(source, payload_range.offset, payload_range.size)) as f:
-        if source.identity != archive.identity:
-            raise StorageError(f"{archive.path} changed while the request was served")
         write_sync_file(archive.path, manifest_toml=archive.manifest_bytes, payload=f,
                         wasm=wasm, context=context, proof=proof, overwrite=True)
 
