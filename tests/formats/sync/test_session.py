@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lockbox
 from cli_helpers import run_lockbox
@@ -79,6 +81,13 @@ def open_bytes(data: bytes, **settings: Any) -> SyncSession:
 ])
 def test_display_names(archive, ext, expected):
     assert display_name(archive, ext) == expected
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.one_of(st.none(), st.text(max_size=40)), st.text(max_size=40))
+def test_display_names_are_always_one_safe_component(archive, ext):
+    name = display_name(archive, ext)
+    assert name and "/" not in name and "\x00" not in name and name not in (".", "..")
 
 
 def test_archive_name_of_paths_and_urls():
@@ -217,7 +226,8 @@ def test_vault_payloads():
     data = sync_bytes(manifest_toml=m, payload=ciphertext)
     s = open_bytes(data)
     info = s.info()
-    assert info.encrypted and info.details["vault"] and info.file_bytes is None
+    assert info.encrypted and info.details["vault"] and info.file_bytes == len(CSV)
+    assert run_sync(s.stat_flow("payload.csv"), BytesSource(data)).size == len(CSV)
     with pytest.raises(UsageError, match="passphrase"):
         run_sync(s.read_flow("payload.csv", 0, 10), BytesSource(data))
     s = open_bytes(data, secrets={"passphrase": "correct horse"})
@@ -232,6 +242,17 @@ def test_vault_payloads():
         run_sync(open_bytes(data, secrets={"passphrase": "wrong"}).read_flow(
             "payload.csv", 0, 1), BytesSource(data))
     assert run_sync(open_bytes(data).verify_flow(), BytesSource(data)).ok
+
+
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 3 * 65536, 200_000])
+def test_age_plaintext_size_from_the_framing(size):
+    from lockbox.formats.sync.session import age_plaintext_size
+    from lockbox.formats.sync.vault import encrypt_vault
+
+    ct = encrypt_vault(b"v" * size, "pw", scrypt_log_n=1)
+    assert age_plaintext_size(ct[:4096], len(ct)) == size
+    assert age_plaintext_size(b"not age", len(ct)) is None
+    assert age_plaintext_size(ct[:4096], len(ct) - (len(ct) - 10)) is None
 
 
 # ------------------------------------------------------------------------------ signatures

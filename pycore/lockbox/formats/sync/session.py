@@ -71,7 +71,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .manifest import Manifest
     from .signing import SignatureStatus
 
-__all__ = ["SyncFormat", "SyncSession", "display_name", "MAX_VAULT_SIZE", "FILE_MODE",
+__all__ = ["SyncFormat", "SyncSession", "display_name", "age_plaintext_size",
+           "MAX_VAULT_SIZE", "FILE_MODE",
            "ROOT_MODE", "PROBE_SIZE"]
 
 MiB = 1024 * 1024
@@ -124,6 +125,33 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_AGE_HEAD_READ = 4096   # a passphrase age header is about 150 bytes
+_AGE_CHUNK = 64 * 1024
+_AGE_TAG = 16
+_AGE_NONCE = 16
+
+
+def age_plaintext_size(start: bytes, ciphertext_size: int) -> int | None:
+    """The plaintext size of a binary age file of ``ciphertext_size`` bytes that starts
+    with ``start`` (its header, then a 16-byte nonce and 64 KiB chunks each with a
+    16-byte tag); None when the header is not in ``start`` or the sizes do not fit."""
+    from .vault import parse_age_header
+
+    try:
+        header = parse_age_header(start)
+    except LockboxError:
+        return None
+    body = ciphertext_size - header.size - _AGE_NONCE
+    if body < _AGE_TAG:
+        return None
+    full, rest = divmod(body, _AGE_CHUNK + _AGE_TAG)
+    if rest == 0:
+        return full * _AGE_CHUNK
+    if rest < _AGE_TAG:
+        return None
+    return full * _AGE_CHUNK + rest - _AGE_TAG
+
+
 class SyncSession:
     """One opened ``.sync`` (a :class:`lockbox.protocol.FormatSession`)."""
 
@@ -151,6 +179,7 @@ class SyncSession:
         self._passphrase: str | None = passphrase
         self._crc_verdict: str | bool | None = False  # False: unknown, None: ok, str: error
         self._plaintext: bytes | None = None
+        self.vault_plaintext_size: int | None = None  # from the age framing, at open
         self._payload_blake3: bytes | None = None
 
     # -- helpers -------------------------------------------------------------------
@@ -175,6 +204,8 @@ class SyncSession:
     def _payload_size(self) -> int:
         if self._plaintext is not None:
             return len(self._plaintext)
+        if self.is_vault and self.vault_plaintext_size is not None:
+            return self.vault_plaintext_size
         if self.layout.payload is None:
             return 0
         return self.layout.payload_size
@@ -216,7 +247,7 @@ class SyncSession:
         }
         entries = 1 if payload is not None else 0
         file_bytes = self._payload_size() if self._plaintext is not None or \
-            not self.is_vault else None
+            not self.is_vault or self.vault_plaintext_size is not None else None
         return SessionInfo("sync", self.is_vault, self.size, entries, file_bytes, details)
 
     def stat_flow(self, path: str) -> Flow[EntryInfo]:
@@ -439,4 +470,11 @@ class SyncFormat:
         layout = yield from open_layout_flow(size, head, strict=strict)
         raw = yield from read_entry_flow(layout, MANIFEST_NAME, max_size=MAX_MANIFEST_SIZE)
         manifest = Manifest.parse(raw, strict=strict)
-        return SyncSession(layout, manifest, options)
+        session = SyncSession(layout, manifest, options)
+        if manifest.is_vault and layout.payload is not None:
+            # the plaintext's size, from the age header's length (the registry's probe
+            # holds the payload's start in practice: no round trip)
+            r = layout.payload_range
+            start = yield from layout.read_flow(r.offset, min(r.size, _AGE_HEAD_READ))
+            session.vault_plaintext_size = age_plaintext_size(start, r.size)
+        return session
