@@ -321,6 +321,30 @@ def test_file_payload_is_read_by_range(tmp_path: Path) -> None:
     )
 
 
+def test_a_large_file_payload_is_never_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "big"
+    with open(path, "wb") as f:
+        f.truncate(1 << 30)  # 1 GiB, sparse
+    body = """
+      (call $out (call $psize))
+      (call $out (call $pread (i32.const 536870912) (i32.const 16) (i32.const 100)))"""
+    with FilePayload(path, 4096, (1 << 30) - 4096) as payload:
+        result = run_hook(guest(body), payload=payload)
+        assert payload.bytes_read == 16
+    assert outputs(result.new_payload) == [(1 << 30) - 4096, 16]
+
+
+def test_a_file_changed_during_the_run_fails_it(tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(b"x" * 100)
+    body = "(drop (call $pread (i32.const 0) (i32.const 8) (i32.const 100)))"
+    with FilePayload(path, 0, 100) as payload:
+        with open(path, "ab") as f:
+            f.write(b"appended")
+        with pytest.raises(StorageError, match="modified"):
+            run_hook(guest(body), payload=payload)
+
+
 def test_truncated_file_payload_fails_the_run(tmp_path: Path) -> None:
     path = tmp_path / "blob"
     path.write_bytes(b"short")

@@ -238,6 +238,11 @@ class FilePayload:
             raise StorageError(f"{self._path} ended inside its payload (was it truncated?)")
         return bytes(data)
 
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read from the file so far (what the guest asked for, no more)."""
+        return self._source.stats.bytes_read
+
     def close(self) -> None:
         self._source.close()
 
