@@ -5,10 +5,13 @@ A ``.sync`` is a ZIP with fixed entry names (``manifest.toml``, ``payload``,
 in that order). :func:`open_layout_flow` finds every entry and where its data starts,
 reading as little as it can: the tail of the file (the end record and, nearly always, the
 whole central directory in one read), then the local headers that the reads so far do not
-hold (one batch). Over HTTP, after the registry's 16 KiB probe that learns the size, that
-is one round trip for a file up to 16 KiB, two for any other ordinary ``.sync``: the probe
-holds the manifest and the payload's local header, the tail holds the rest. The payload is
-never read by the layout: it is :attr:`SyncLayout.payload_range`, read in place.
+hold (one batch). Over HTTP the registry's 16 KiB probe comes first (the source learns
+the size from it); a ``.sync`` up to 16 KiB then needs no other read, any other ordinary
+one a single 16 KiB read of its tail: the probe holds the manifest and the payload's
+local header, the tail the end record, the central directory and the local headers of
+the entries after the payload. The payload is never read by the layout: it is
+:attr:`SyncLayout.payload_range`, read in place (the first payload byte over HTTP is the
+third round trip).
 
 **Strict** (the default) refuses, each with one line: a compressed payload, duplicate
 entry names, local/central header mismatches (name, method, flags, sizes and CRC unless a
@@ -303,11 +306,12 @@ def open_layout_flow(size: int | None, head: bytes | None = None, *, strict: boo
             raise TruncatedError(f"the file is shorter than its size ({size} bytes)")
         eocd = find_end_record(tail, size - want, size, exact=strict)
     if eocd is None:
-        exact = find_end_record(tail, size - want, size, exact=False)
-        if exact is not None:
-            raise FormatError(f"not a .sync: the ZIP end record at offset {exact.offset} is "
-                              f"followed by {size - exact.offset - EOCD_SIZE - len(exact.comment)}"
-                              " stray bytes (open it leniently to read it anyway)")
+        loose = find_end_record(tail, size - want, size, exact=False)
+        if loose is not None:
+            stray = size - loose.offset - EOCD_SIZE - len(loose.comment)
+            raise FormatError(f"not a .sync: the ZIP end record at offset {loose.offset} is "
+                              f"followed by {stray} stray bytes (open it leniently to read "
+                              "it anyway)")
         raise FormatError(f"not a .sync: no ZIP end of central directory record in the last "
                           f"{want} bytes of the file")
     trailing = size - (eocd.offset + EOCD_SIZE + len(eocd.comment))
