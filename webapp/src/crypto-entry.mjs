@@ -26,7 +26,8 @@
 //   hash-wasm createBLAKE3:  BLAKE3 (WASM, ~25x faster than pure JS)
 //   libsodium crypto_sign_verify_detached: Ed25519 verification (signed .sync containers)
 //   age-encryption:          age passphrase (scrypt) decryption (.sync vault payloads);
-//                            async, so Python awaits it with JSPI (run_sync)
+//                            async, so Python awaits it with JSPI (run_sync); without JSPI
+//                            Python decrypts from libsodium's scrypt and ChaCha20-Poly1305
 
 import sodium from "libsodium-wrappers-sumo";
 import { argon2id as nobleArgon2id } from "@noble/hashes/argon2.js";
@@ -34,7 +35,7 @@ import { ml_kem1024 } from "@noble/post-quantum/ml-kem.js";
 import { argon2id as hashWasmArgon2id, createBLAKE3 } from "hash-wasm";
 import { Decrypter as AgeDecrypter, Encrypter as AgeEncrypter } from "age-encryption";
 
-export const API_VERSION = 2; // 2: ed25519Verify, ageDecryptPassphrase
+export const API_VERSION = 2; // 2: ed25519Verify, ageDecryptPassphrase, scrypt
 
 let blake3Wasm = null; // the one hash-wasm BLAKE3 instance (WASM state), shared by all hashers
 let blake3Owner = null; // the Blake3 whose state is currently loaded in blake3Wasm
@@ -257,6 +258,15 @@ async function ageDecryptPassphrase(ciphertext, passphrase) {
   }
 }
 
+/**
+ * scrypt(N = 2^logN, r = 8, p = 1), synchronously (libsodium's low-level scrypt, WASM): the
+ * key derivation of age passphrase files when age-encryption cannot be awaited (no JSPI).
+ */
+function scrypt(password, salt, logN, length) {
+  return withAll([password, salt], (pw, s) =>
+    sodium.crypto_pwhash_scryptsalsa208sha256_ll(pw, s, 2 ** logN, 8, 1, length));
+}
+
 /** An age passphrase file (for the viewer and the tests): a Promise of a Uint8Array. */
 async function ageEncryptPassphrase(plaintext, passphrase, logN) {
   const data = copyBytes(plaintext);
@@ -305,6 +315,7 @@ export async function init() {
     ed25519Verify,
     ageDecryptPassphrase,
     ageEncryptPassphrase,
+    scrypt,
     // The libraries themselves, for the viewer and for cross-checks in tests.
     libs: Object.freeze({ sodium, ml_kem1024, nobleArgon2id, hashWasmArgon2id, createBLAKE3 }),
   });

@@ -25,9 +25,11 @@ Primitives (the bundle's glue functions are synchronous once ``init()`` resolved
   Python-side copy (the glue reads them through ``PyProxy.getBuffer``).
 * Random bytes: ``crypto.getRandomValues`` (in pieces of at most 65,536 bytes).
 * Ed25519 verification: libsodium ``crypto_sign_verify_detached``.
-* age passphrase decryption: age-encryption (typage) ``Decrypter.addPassphrase``; it is
-  async (a Promise), so it needs JSPI (``run_sync``); without it the call raises
-  :class:`BackendUnavailableError`. typage refuses scrypt work factors above 2^20.
+* age passphrase decryption: age-encryption (typage) ``Decrypter.addPassphrase``, which
+  is async (a Promise), awaited with JSPI (``run_sync``); it refuses scrypt work factors
+  above 2^20. Without JSPI the same file is decrypted synchronously from primitives
+  (:func:`lockbox.formats.sync.vault.decrypt_age_passphrase`: libsodium's scrypt
+  ``crypto_pwhash_scryptsalsa208sha256_ll``, ChaCha20-Poly1305, HKDF, HMAC), same bound.
 
 Importing this module outside Pyodide raises :class:`BackendUnavailableError`.
 """
@@ -241,10 +243,10 @@ class BrowserCryptoBackend:
         if not isinstance(passphrase, str):
             raise TypeError("an age passphrase is a str")
         if run_sync is None or can_run_sync is None or not can_run_sync():
-            raise BackendUnavailableError(
-                "decrypting an age vault here needs JSPI (WebAssembly stack switching): "
-                "age-encryption is asynchronous"
-            )
+            from lockbox.formats.sync.vault import decrypt_age_passphrase
+
+            return decrypt_age_passphrase(ciphertext, passphrase, scrypt=self._scrypt,
+                                          crypto=self)
         try:
             result = run_sync(self._api.ageDecryptPassphrase(bytes(ciphertext), passphrase))
         except JsException as exc:  # e.g. out of memory in scrypt
@@ -256,3 +258,19 @@ class BrowserCryptoBackend:
             return plaintext
         cls, text = _AGE_ERRORS.get(kind, (IntegrityError, "age decryption failed"))
         raise cls(f"{text} ({result.message})")
+
+    def age_engine(self) -> str:
+        """What :meth:`age_decrypt_passphrase` uses here: ``age-encryption`` (JSPI) or
+        ``primitives`` (synchronous: libsodium scrypt and ChaCha20-Poly1305)."""
+        if run_sync is not None and can_run_sync is not None and can_run_sync():
+            return "age-encryption"
+        return "primitives"
+
+    def _scrypt(self, password: bytes, salt: bytes, log_n: int) -> bytes:
+        """scrypt(N = 2^log_n, r = 8, p = 1) to 32 bytes, on libsodium."""
+        try:
+            out: bytes = self._api.scrypt(bytes(password), bytes(salt), log_n, 32).to_bytes()
+        except JsException as exc:  # the WASM heap cannot grow to 2^log_n KiB
+            raise BackendUnavailableError(
+                f"scrypt with N = 2^{log_n} failed in this browser: {exc}") from None
+        return out

@@ -23,6 +23,7 @@ from lockbox.errors import (
 )
 from lockbox.formats.sync.vault import (
     DEFAULT_MAX_SCRYPT_LOG_N,
+    decrypt_age_passphrase,
     decrypt_vault,
     encrypt_vault,
     parse_age_header,
@@ -272,3 +273,86 @@ def test_backend_maps_pyrage_errors() -> None:
         backend.age_decrypt_passphrase(ciphertext[:-1], "pw")
     with pytest.raises(TypeError):
         backend.age_decrypt_passphrase(ciphertext, b"pw")  # type: ignore[arg-type]
+
+
+# --- the synchronous age decryption from primitives (the browser's path without JSPI) ----------
+
+
+def _hashlib_scrypt(password: bytes, salt: bytes, log_n: int) -> bytes:
+    return hashlib.scrypt(password, salt=salt, n=1 << log_n, r=8, p=1, dklen=32)
+
+
+def _from_primitives(ciphertext: bytes, passphrase: str) -> bytes:
+    return decrypt_age_passphrase(ciphertext, passphrase, scrypt=_hashlib_scrypt,
+                                  crypto=default_crypto())
+
+
+def _from_backend(ciphertext: bytes, passphrase: str) -> bytes:
+    return default_crypto().age_decrypt_passphrase(ciphertext, passphrase)  # pyrage
+
+
+DECRYPTORS = [pytest.param(_from_primitives, id="primitives"),
+              pytest.param(_from_backend, id="pyrage")]
+_TWO_CHUNKS = encrypt_vault(bytes(70000), "pw", scrypt_log_n=LOG_N)
+_HEADER = parse_age_header(_TWO_CHUNKS)
+_SEALED = 65536 + 16
+
+
+def _flip_at(data: bytes, pos: int) -> bytes:
+    out = bytearray(data)
+    out[pos] ^= 0x01
+    return bytes(out)
+
+
+def _forge_mac(data: bytes) -> bytes:
+    pos = _HEADER.mac_line_offset + 4
+    return data[:pos] + (b"A" if data[pos:pos + 1] != b"A" else b"B") + data[pos + 1:]
+
+
+def _damage_wrapped_key(data: bytes) -> bytes:
+    pos = data.index(b"\n", len(b"age-encryption.org/v1\n")) + 1
+    return data[:pos] + (b"A" if data[pos:pos + 1] != b"A" else b"B") + data[pos + 1:]
+
+
+DAMAGE = [
+    pytest.param(_TWO_CHUNKS, "PW", WrongKeyError, id="wrong-passphrase"),
+    pytest.param(_damage_wrapped_key(_TWO_CHUNKS), "pw", WrongKeyError, id="wrapped-key"),
+    pytest.param(_forge_mac(_TWO_CHUNKS), "pw", IntegrityError, id="header-mac"),
+    pytest.param(_flip_at(_TWO_CHUNKS, _HEADER.size + 3), "pw", IntegrityError, id="nonce"),
+    pytest.param(_flip_at(_TWO_CHUNKS, _HEADER.size + 16 + 5), "pw", IntegrityError,
+                 id="first-chunk"),
+    pytest.param(_flip_at(_TWO_CHUNKS, len(_TWO_CHUNKS) - 1), "pw", IntegrityError,
+                 id="last-chunk"),
+    pytest.param(_TWO_CHUNKS[:-1], "pw", IntegrityError, id="cut-1-byte"),
+    pytest.param(_TWO_CHUNKS[:_HEADER.size + 16 + _SEALED], "pw", IntegrityError,
+                 id="cut-at-chunk-boundary"),
+    pytest.param(_TWO_CHUNKS + b"\0", "pw", IntegrityError, id="extra-byte"),
+    pytest.param(_TWO_CHUNKS[:_HEADER.size + 16], "pw", IntegrityError, id="nonce-only"),
+    pytest.param(_TWO_CHUNKS[:_HEADER.size + 7], "pw", IntegrityError, id="nonce-cut"),
+    pytest.param(_TWO_CHUNKS[:_HEADER.size - 1], "pw", TruncatedError, id="header-cut"),
+]
+
+
+@pytest.mark.parametrize("decrypt", DECRYPTORS)
+@pytest.mark.parametrize(("data", "passphrase", "error"), DAMAGE)
+def test_both_decryptors_give_the_same_verdicts(decrypt: Any, data: bytes, passphrase: str,
+                                                error: type[Exception]) -> None:
+    with pytest.raises(error):
+        decrypt(data, passphrase)
+
+
+@pytest.mark.parametrize("decrypt", DECRYPTORS)
+def test_empty_final_chunk_after_a_full_one(decrypt: Any) -> None:
+    # 65536 bytes: one full chunk that is the final one. Re-sealing is impossible without
+    # the key, so append a 16-byte "empty chunk" instead: both refuse it.
+    data = encrypt_vault(bytes(65536), "pw", scrypt_log_n=LOG_N)
+    assert decrypt(data, "pw") == bytes(65536)
+    with pytest.raises(IntegrityError):
+        decrypt(data + bytes(16), "pw")
+
+
+@pytest.mark.parametrize("vector", AGE_VECTORS, ids=[v["file"] for v in AGE_VECTORS])
+def test_primitives_read_the_vectors(vector: dict[str, Any]) -> None:
+    plaintext = _from_primitives((VECTORS_DIR / vector["file"]).read_bytes(),
+                                 vector["passphrase"])
+    assert hashlib.sha256(plaintext).hexdigest() == vector["plaintext_sha256"]

@@ -28,16 +28,24 @@ import binascii
 import hmac
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...crypto.base import CryptoBackend
 from ...crypto.hkdf import hkdf_sha256
-from ...errors import FormatError, LimitExceededError, TruncatedError, UsageError
+from ...errors import (
+    FormatError,
+    IntegrityError,
+    LimitExceededError,
+    TruncatedError,
+    UsageError,
+    WrongKeyError,
+)
 
 __all__ = [
     "AGE_MAGIC", "DEFAULT_MAX_SCRYPT_LOG_N", "DEFAULT_SCRYPT_LOG_N", "MAX_AGE_HEADER_SIZE",
     "AgeStanza", "AgeHeader", "parse_age_header", "scrypt_work_factor", "decrypt_vault",
-    "encrypt_vault",
+    "encrypt_vault", "ScryptFunction", "decrypt_age_passphrase",
 ]
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
@@ -70,6 +78,7 @@ class AgeHeader:
     stanzas: tuple[AgeStanza, ...]
     size: int          # bytes from the start up to and including the MAC line's LF
     mac: bytes
+    mac_line_offset: int  # where "--- " starts: the MAC covers the bytes before, and "---"
 
 
 def _b64_nopad(text: bytes, what: str) -> bytes:
@@ -109,7 +118,7 @@ def parse_age_header(data: bytes | bytearray | memoryview) -> AgeHeader:
             mac = _b64_nopad(line[4:], "the header MAC")
             if len(mac) != _MAC_SIZE:
                 raise FormatError("age header: the MAC is not 32 bytes")
-            return AgeHeader(tuple(stanzas), end + 1, mac)
+            return AgeHeader(tuple(stanzas), end + 1, mac, pos)
         if not line.startswith(b"-> "):
             raise FormatError(f"age header: unexpected line at byte {pos}")
         args = line[3:].split(b" ")
@@ -240,4 +249,55 @@ def encrypt_vault(plaintext: bytes | bytearray | memoryview, passphrase: str, *,
         chunk_nonce = index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
         out += stream.encrypt(chunk_nonce, data[index * _CHUNK_SIZE:(index + 1) * _CHUNK_SIZE],
                               None)
+    return bytes(out)
+
+
+# scrypt(password, salt, log_n) -> 32 bytes, with r = 8, p = 1 (age's parameters)
+ScryptFunction = Callable[[bytes, bytes, int], bytes]
+
+
+def decrypt_age_passphrase(ciphertext: bytes | bytearray | memoryview, passphrase: str, *,
+                           scrypt: ScryptFunction, crypto: CryptoBackend,
+                           max_scrypt_log_n: int = DEFAULT_MAX_SCRYPT_LOG_N) -> bytes:
+    """Decrypt an age passphrase file synchronously from primitives: ``scrypt`` and the
+    backend's ChaCha20-Poly1305, HKDF-SHA-256 and HMAC-SHA-256 (stdlib). The browser
+    backend uses it where age-encryption cannot be awaited (no JSPI); the checks and
+    errors are those of the backend protocol (``age_decrypt_passphrase``), the work
+    factor bounded as in :func:`decrypt_vault`."""
+    data = memoryview(bytes(ciphertext))
+    header = parse_age_header(data)
+    log_n = scrypt_work_factor(header)
+    if log_n > max_scrypt_log_n:
+        raise LimitExceededError(f"the age file's scrypt work factor 2^{log_n} is above the "
+                                 f"limit 2^{max_scrypt_log_n}")
+    stanza = header.stanzas[0]
+    salt = _b64_nopad(stanza.args[0].encode("ascii"), "the scrypt salt")
+    wrap_key = scrypt(passphrase.encode("utf-8"), _SCRYPT_LABEL + salt, log_n)
+    try:
+        file_key = crypto.aead(wrap_key).open(bytes(12), stanza.body, b"")
+    except IntegrityError:
+        raise WrongKeyError("wrong passphrase for the age file") from None
+    mac_key = hkdf_sha256(file_key, b"", b"header", 32)
+    expected = hmac.new(mac_key, data[:header.mac_line_offset + 3], "sha256").digest()
+    if not hmac.compare_digest(expected, header.mac):
+        raise IntegrityError("the age header MAC does not verify")
+    nonce = data[header.size:header.size + _NONCE_SIZE]
+    if len(nonce) < _NONCE_SIZE:
+        raise IntegrityError("the age payload is cut short (no nonce)")
+    payload = data[header.size + _NONCE_SIZE:]
+    sealed_size = _CHUNK_SIZE + _TAG_SIZE
+    count = max(1, -(-len(payload) // sealed_size))
+    stream = crypto.aead(hkdf_sha256(file_key, bytes(nonce), b"payload", 32))
+    out = bytearray()
+    for index in range(count):
+        last = index == count - 1
+        sealed = payload[index * sealed_size:(index + 1) * sealed_size]
+        if last and index > 0 and len(sealed) == _TAG_SIZE:
+            raise IntegrityError("the age payload ends with an empty chunk")
+        chunk_nonce = index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+        try:
+            out += stream.open(chunk_nonce, sealed, b"")
+        except IntegrityError:
+            raise IntegrityError(f"the age payload fails authentication in chunk {index} "
+                                 "(damaged or cut short)") from None
     return bytes(out)
