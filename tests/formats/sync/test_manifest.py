@@ -203,6 +203,12 @@ def test_not_utf8_or_not_toml_fails_in_both_modes(strict: bool) -> None:
         Manifest.parse(b"a = " + b"[" * 100_000, strict=strict)
     with pytest.raises(FormatError, match="too deeply"):
         Manifest.parse(b"a = " + b"{b = " * 100_000, strict=strict)
+    for depth in (65, 300, 900):  # parsed by tomllib, refused before copying or writing
+        nested = b"a = " + b"[" * depth + b"]" * depth + b"\n" + MINIMAL
+        with pytest.raises(FormatError, match="more than 64 levels"):
+            Manifest.parse(nested, strict=strict)
+    ok = Manifest.parse(b"a = " + b"[" * 63 + b"]" * 63 + b"\n" + MINIMAL, strict=strict)
+    assert Manifest.parse(ok.to_toml()) == ok
 
 
 # --- canonical JSON ----------------------------------------------------------------------------

@@ -41,8 +41,8 @@ from ...errors import FormatError, UsageError
 
 __all__ = [
     "Manifest", "VARIANTS", "FORMAT_VERSION", "HASH_ALGO", "AGE_ALGORITHM",
-    "DEFAULT_TTL_S", "DEFAULT_TIMEOUT_S", "U64_MAX", "format_timestamp", "parse_timestamp",
-    "canonical_json_bytes",
+    "DEFAULT_TTL_S", "DEFAULT_TIMEOUT_S", "U64_MAX", "MAX_NESTING_DEPTH", "format_timestamp",
+    "parse_timestamp", "canonical_json_bytes",
 ]
 
 VARIANTS = ("plain", "vault", "app", "data")
@@ -52,6 +52,9 @@ AGE_ALGORITHM = "age-v1"
 DEFAULT_TTL_S = 3600         # sync-rs ManifestPolicy::default()
 DEFAULT_TIMEOUT_S = 30
 U64_MAX = (1 << 64) - 1
+MAX_NESTING_DEPTH = 64      # of arrays and tables (sync-rs's model needs 3)
+_TOO_DEEP = f"manifest.toml nests arrays or tables too deeply (more than {MAX_NESTING_DEPTH} " \
+    "levels)"
 _EPOCH_TEXT = "1970-01-01T00:00:00Z"
 _BOM = "\ufeff"
 
@@ -262,7 +265,7 @@ class _Checker:
                                  f"{value.lower()!r}")
                     table[f.key] = value.lower()
                     continue
-                got = repr(value) if f.kind == _VARIANT and isinstance(value, str) else \
+                got = repr(value[:40]) if f.kind == _VARIANT and isinstance(value, str) else \
                     _type_name(value)
                 if f.kind == _U64 and isinstance(value, int) and not isinstance(value, bool):
                     got = f"{value} (out of range)"
@@ -295,6 +298,8 @@ class Manifest:
 
     def __init__(self, data: Mapping[str, Any], *, strict: bool = True) -> None:
         """Check (strict) or repair (lenient) a manifest given as a parsed TOML dict."""
+        if _nesting_depth(data) > MAX_NESTING_DEPTH:  # copying and writing recurse
+            raise FormatError(_TOO_DEEP)
         doc = copy.deepcopy(dict(data))
         checker = _Checker(strict)
         for name, (required, fields) in _TABLES.items():
@@ -348,7 +353,7 @@ class Manifest:
         except tomllib.TOMLDecodeError as exc:
             raise FormatError(f"manifest.toml is not valid TOML: {exc}") from None
         except RecursionError:  # tomllib recurses into nested arrays and inline tables
-            raise FormatError("manifest.toml nests arrays or tables too deeply") from None
+            raise FormatError(_TOO_DEEP) from None
         return cls(data, strict=strict)
 
     @classmethod
@@ -595,6 +600,21 @@ class Manifest:
         return (f"Manifest(content_type={self.content_type!r}, display_ext="
                 f"{self.display_ext!r}, variant={self.variant!r}, "
                 f"created_at={self.created_at_text!r}, ttl={self.ttl})")
+
+
+def _nesting_depth(value: Any) -> int:
+    """How deep lists and dicts nest in ``value`` (iteratively: no recursion)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth + 1)
+            if deepest > MAX_NESTING_DEPTH:
+                break
+            stack.extend((child, depth + 1) for child in
+                         (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _str_list(values: Iterable[str], what: str) -> list[str]:
