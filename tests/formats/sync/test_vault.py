@@ -164,6 +164,10 @@ def test_work_factor_bounded_before_decryption() -> None:
     with pytest.raises(LimitExceededError, match=r"2\^40 \(1 PiB of memory\), above the "
                                                  r"limit 2\^20"):
         decrypt_vault(ciphertext, "pw", crypto=RefusingCrypto())  # type: ignore[arg-type]
+    with pytest.raises(LimitExceededError, match=r"2\^99999999999999999999 \(2\^9+ KiB of "):
+        decrypt_vault(_with_log_n(_vault(), "9" * 20), "pw", crypto=RefusingCrypto())  # type: ignore[arg-type]
+    with pytest.raises(LimitExceededError, match=r"2\^60 \(1048576 PiB"):
+        decrypt_vault(_with_log_n(_vault(), "60"), "pw", crypto=RefusingCrypto())  # type: ignore[arg-type]
     with pytest.raises(LimitExceededError, match=r"2\^21 \(2 GiB"):
         decrypt_vault(_with_log_n(_vault(), "21"), "pw", crypto=RefusingCrypto())  # type: ignore[arg-type]
     with pytest.raises(LimitExceededError, match=r"limit 2\^1$"):

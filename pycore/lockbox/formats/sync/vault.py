@@ -189,12 +189,12 @@ def decrypt_vault(ciphertext: bytes | bytearray | memoryview, passphrase: str, *
 
 
 def _memory(log_n: int) -> str:
-    kib = 1 << log_n  # 128 * r * N bytes with r = 8
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        if kib < 1024:
-            return f"{kib} {unit}"
-        kib //= 1024
-    return f"{kib} PiB"
+    """scrypt's memory, 128 * r * N bytes = 2^log_n KiB with r = 8, for a message."""
+    units = ("KiB", "MiB", "GiB", "TiB", "PiB")
+    index = min(log_n // 10, len(units) - 1)
+    if log_n - 10 * index > 20:
+        return f"2^{log_n} KiB"
+    return f"{1 << (log_n - 10 * index)} {units[index]}"
 
 
 def _wrap_b64(raw: bytes) -> bytes:
