@@ -81,8 +81,8 @@ class RangeCache:
 class Recorder:
     """Wraps the archive's async source: counts round trips and logs them (the network
     panel), answers reads inside ``head`` (the first bytes, read once when the archive
-    was opened) without a request, and with a :class:`RangeCache` answers what it holds
-    and fetches only the rest."""
+    was opened; all of a small file) without a request, and with a :class:`RangeCache`
+    answers what it holds and fetches only the rest."""
 
     def __init__(self, inner: AsyncRangeSource, head: bytes | None = None,
                  cache: RangeCache | None = None) -> None:
@@ -105,7 +105,10 @@ class Recorder:
 
     async def read(self, ranges: Sequence[ByteRange]) -> list[bytes]:
         head = self.head
-        if head is not None and ranges and all(r.end <= len(head) for r in ranges):
+        # The head answers what it holds; when it holds the whole file, everything (a
+        # range past the end gets what a source gives there: the bytes up to the end).
+        whole = head is not None and self.size is not None and len(head) >= self.size
+        if head is not None and ranges and (whole or all(r.end <= len(head) for r in ranges)):
             return [head[r.offset:r.end] for r in ranges]
         out: list[bytes | None] = [None] * len(ranges)
         if self.cache is not None:

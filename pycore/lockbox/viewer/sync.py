@@ -31,9 +31,8 @@ from ..ranges import ByteRange
 from .driving import Recorder
 
 __all__ = ["SyncExtension", "preview_kind", "hook_limits", "rewrite_sync_bytes",
-           "HookLimitsJson", "HASH_PIECE", "ENTRY_MAX", "HOOK_PAYLOAD_MAX", "MAX_TIMEOUT_S"]
+           "HookLimitsJson", "ENTRY_MAX", "HOOK_PAYLOAD_MAX", "MAX_TIMEOUT_S"]
 
-HASH_PIECE = 4 * 1024 * 1024  # the payload is hashed in ranges of this size (one round trip each)
 ENTRY_MAX = 64 * 1024 * 1024  # sync.wasm, context.json, sync.proof: read whole up to this size
 # A hook run holds the payload, the module's memory and the new payload in the page.
 HOOK_PAYLOAD_MAX = 256 * 1024 * 1024
@@ -55,11 +54,11 @@ def preview_kind(content_type: str) -> str:
         return "csv"
     if media == "text/tab-separated-values":
         return "tsv"
-    if media.startswith("text/") or media in _TEXT_TYPES or media.endswith("+xml"):
-        return "text"
-    for kind in ("image", "audio", "video"):
+    for kind in ("image", "audio", "video"):  # an SVG image too (an <img> runs no script)
         if media.startswith(kind + "/"):
             return kind
+    if media.startswith("text/") or media in _TEXT_TYPES or media.endswith("+xml"):
+        return "text"
     if media == "application/pdf":
         return "pdf"
     return "binary"
@@ -181,41 +180,20 @@ class SyncExtension:
 
     # -- the signature --------------------------------------------------------------------
 
-    async def payload_blake3(self) -> bytes:
-        """BLAKE3 of the payload as stored (the bytes ``payload_hash`` covers), read range
-        by range (each range is kept by the viewer's range cache while it fits)."""
-        from ..platform import default_crypto
-
-        hasher = default_crypto().blake3()
-        r: ByteRange = self.layout.payload_range
-        offset = r.offset
-        while offset < r.end:
-            size = min(HASH_PIECE, r.end - offset)
-            (blob,) = await self.source.read([ByteRange(offset, size)])
-            if len(blob) != size:
-                from ..errors import TruncatedError
-
-                raise TruncatedError(f"the payload ends early: {len(blob)} of {size} bytes "
-                                     f"at offset {offset}")
-            hasher.update(blob)
-            offset += size
-        return hasher.digest()
-
     async def signature(self) -> dict[str, Any]:
         """The embedded signature's status: ``{kind: "none"|"embedded", valid, signer,
-        reason, checked: true}`` (the payload is read for its hash when signed)."""
+        reason, checked: true}``. When it covers the payload, the payload is hashed
+        (BLAKE3 through the crypto backend) range by range as stored
+        (``SyncSession.signature_flow``); the ranges stay in the viewer's range cache
+        for the preview while they fit."""
         if self._signature is not None:
             return self._signature
-        from ..formats.sync.signing import verify_embedded
-
-        m = self.manifest
-        if m.signature is None:
-            status = verify_embedded(m, None)
-        else:
-            self.source.label = "signature (payload hash)"
-            status = verify_embedded(m, await self.payload_blake3())
+        self.source.label = "signature (payload hash)"
+        status = await self.source.run(self.session.signature_flow())
         self._signature = {"kind": status.kind, "valid": bool(status.valid),
-                           "signer": status.signer, "reason": status.reason, "checked": True}
+                           "signer": status.signer,
+                           "reason": None if status.kind == "none" else status.reason,
+                           "checked": True}
         return self._signature
 
     # -- entries and the hook ---------------------------------------------------------------
