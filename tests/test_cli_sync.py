@@ -329,17 +329,21 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 def test_update_fetches_from_an_allowed_loopback_host(run: Runner, served: tuple[str, Path],
-                                                      csv_file: Path, tmp_path: Path) -> None:
+                                                      csv_file: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     url, root = served
     fresh = bytes(range(256)) * 40 + b"\r\n\0binary-safe"
     (root / "latest.bin").write_bytes(fresh)
     hook = tmp_path / "hook.wasm"
     hook.write_bytes(fetch_hook(f"{url}/latest.bin"))
     out = tmp_path / "report.csv.sync"
-    run.ok("sync", "pack", csv_file, "-o", out, "--wasm", hook, "--allow-host", "127.0.0.1",
-           "--ttl", "100")
+    packed_at = dt.datetime.now(UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+    with monkeypatch.context() as m:
+        m.setattr(cli_sync, "_now", lambda: packed_at)
+        run.ok("sync", "pack", csv_file, "-o", out, "--wasm", hook, "--allow-host",
+               "127.0.0.1", "--ttl", "100")
     before = inspect_json(run, out)
-    time.sleep(1.1)  # created_at has whole seconds: the update must move it
+    assert before["expired"] is True
     r = run.ok("sync", "update", out)
     assert f"{url}/latest.bin" in r.text and "200" in r.text
     assert f"new payload {len(fresh):,} bytes" in r.text
@@ -654,17 +658,19 @@ def test_not_a_sync_and_missing_files(run: Runner, tmp_path: Path) -> None:
     assert run("sync", "frobnicate").rc == 2
 
 
-def test_real_processes_pack_cat_verify(tmp_path: Path, csv_file: Path) -> None:
+def test_real_processes_pack_cat_verify(run: Runner, tmp_path: Path, csv_file: Path,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        cheap_vault: None) -> None:
     keyfile, out = tmp_path / "k.pem", tmp_path / "report.csv.sync"
     p = run_lockbox("sync", "keygen", "-o", keyfile)
     assert p.returncode == 0, p.stderr
     did = p.stdout.decode().strip()
-    p = run_lockbox("sync", "pack", csv_file, "-o", out, "--sign", keyfile,
-                    "--passphrase", env={"LOCKBOX_PASSPHRASE": "s3cret"})
-    assert p.returncode == 0, p.stderr
+    monkeypatch.setenv("LOCKBOX_PASSPHRASE", "s3cret")
+    run.ok("sync", "pack", csv_file, "-o", out, "--sign", keyfile, "--passphrase")
     p = run_lockbox("sync", "cat", out, env={"LOCKBOX_PASSPHRASE": "s3cret"})
     assert (p.returncode, p.stdout) == (0, PAYLOAD_CSV), p.stderr
     p = run_lockbox("sync", "cat", out)   # no terminal, no passphrase
     assert p.returncode == 2 and b"LOCKBOX_PASSPHRASE" in p.stderr
+    assert len(p.stderr.splitlines()) == 1
     p = run_lockbox("sync", "verify", out)
     assert p.returncode == 0 and did.encode() in p.stdout, p.stderr

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from . import cli as _cli
@@ -34,6 +34,10 @@ from .errors import (
 )
 from .facade import Archive, probe
 from .sources import is_url, open_source
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .formats.sync.session import SyncSession
+    from .formats.sync.signing import SignatureStatus
 
 __all__ = ["add_sync_parser", "cmd_sync_pack", "cmd_sync_inspect", "cmd_sync_cat",
            "cmd_sync_update", "cmd_sync_keygen", "cmd_sync_sign", "cmd_sync_verify",
@@ -109,11 +113,15 @@ def _archive_name(location: str) -> str:
 
 
 def open_sync(location: str, *, passphrase: str | None = None) -> Archive:
-    """A ``.sync`` (local path or http(s) URL) opened through the generic facade; a
-    FormatError naming what it is when it is another format."""
+    """A ``.sync`` (local path or http(s) URL) opened through the generic facade (strict),
+    its payload named after ``location``. FormatError naming what it is when it is
+    another format, or what is wrong when it is a ZIP but not a ``.sync``."""
     source = open_source(location)
     try:
-        probed = probe(source)
+        try:
+            probed = probe(source)
+        except FormatError:  # no format recognises its start: the .sync reader says why
+            probed = None
         secrets = {"passphrase": passphrase} if passphrase is not None else None
         box = Archive.open(location, source=source, probe=probed, format="sync",
                            secrets=secrets, close_source=False,
@@ -125,15 +133,19 @@ def open_sync(location: str, *, passphrase: str | None = None) -> Archive:
     return box
 
 
-def _session(box: Archive) -> Any:
-    return box.session
+def _session(box: Archive) -> SyncSession:
+    from .formats.sync.session import SyncSession
+
+    session = box.session
+    assert isinstance(session, SyncSession)
+    return session
 
 
 def _payload_name(box: Archive) -> str:
-    entries = box.ls("")
-    if len(entries) != 1:  # pragma: no cover - the session shows exactly one file
-        raise FormatError("a .sync shows exactly one file")
-    return entries[0].path
+    session = _session(box)
+    if session.layout.payload is None:  # only in lenient mode, which the CLI does not use
+        raise FormatError("this .sync has no payload entry")
+    return session.payload_name
 
 
 def _now() -> _dt.datetime:
@@ -200,7 +212,10 @@ def _file_hash(location: str) -> bytes:
             pos = 0
             while pos < size:
                 n = min(HASH_CHUNK_SIZE, size - pos)
-                yield source.read([ByteRange(pos, n)])[0]
+                blob = source.read([ByteRange(pos, n)])[0]
+                if len(blob) != n:
+                    raise StorageError(f"{location} changed while it was read")
+                yield blob
                 pos += n
 
         return _hash_stream(pieces())
@@ -214,17 +229,10 @@ def _payload_hash(box: Archive) -> bytes:
     return _hash_range(box, r.offset, r.size)
 
 
-def _signature_status(box: Archive) -> Any:
-    """The embedded signature's status (kind "none" when unsigned); the payload hash is
-    computed only when the signature covers it."""
-    from .formats.sync.signing import verify_embedded
-
-    manifest = _session(box).manifest
-    sig = manifest.signature
-    payload_blake3 = None
-    if sig is not None and sig.get("payload_hash") is not None:
-        payload_blake3 = _payload_hash(box)
-    return verify_embedded(manifest, payload_blake3)
+def _signature_status(box: Archive) -> SignatureStatus:
+    """The embedded signature's status (kind "none" when unsigned); the payload is read
+    (by range, in bounded windows) and hashed only when the signature covers it."""
+    return box.run(_session(box).signature_flow())
 
 
 def _status_line(status: dict[str, Any]) -> str:
@@ -583,26 +591,27 @@ def cmd_sync_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_sync_verify(args: argparse.Namespace) -> int:
-    """lockbox sync verify: the container's CRCs and the signature(s); exit 5 with the
-    failed check when anything is wrong."""
+    """lockbox sync verify: every entry's CRC-32, the embedded signature and/or the
+    detached one; exit 5 with the check that failed when anything is wrong."""
     from .formats.sync.signing import DetachedSignature, verify_detached
 
-    with open_sync(args.file) as box:
-        report = box.verify()
-        if not report.ok:
-            raise IntegrityError(f"{args.file}: {report.problems[0]}")
-        embedded = _signature_status(box)
-    statuses = []
-    if embedded.kind != "none":
-        statuses.append(embedded)
+    detached = None
     if args.detached is not None:
         text = _read_host_file(args.detached, "signature file", 1 << 20)
-        try:
-            sig = DetachedSignature.from_json(text.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise FormatError(f"{args.detached} is not a detached signature (not UTF-8)") \
-                from None
-        statuses.append(verify_detached(sig, _file_hash(args.file)))
+        detached = DetachedSignature.from_json(text)
+    with open_sync(args.file) as box:
+        report = box.verify()  # CRCs, then the embedded signature when there is one
+        if not report.ok:
+            more = len(report.problems) - 1
+            raise IntegrityError(f"{args.file}: {report.problems[0]}"
+                                 + (f" (and {more} more problem{'s' * (more > 1)})"
+                                    if more else ""))
+        statuses = []
+        embedded = _signature_status(box)  # already checked by verify: no new reads
+        if embedded.kind != "none":
+            statuses.append(embedded)
+    if detached is not None:
+        statuses.append(verify_detached(detached, _file_hash(args.file)))
     if not statuses:
         raise IntegrityError(f"{args.file} is not signed (no [signature] in its manifest; "
                              "a detached signature is checked with --detached SIG.json)")
@@ -611,6 +620,8 @@ def cmd_sync_verify(args: argparse.Namespace) -> int:
             raise IntegrityError(f"{args.file}: {status.kind} signature invalid: "
                                  f"{status.reason}")
     if not args.quiet:
+        _out(f"ok: {report.entries_checked} entries ({_human(report.bytes_checked)}) "
+             "checked")
         for status in statuses:
             _out(f"ok: {status.kind} signature by {status.signer}")
     return 0
