@@ -148,6 +148,11 @@ def _payload_name(box: Archive) -> str:
     return session.payload_name
 
 
+def _bytes(n: int) -> str:
+    """``8 bytes``; ``1,100 bytes (1.1 KiB)`` from 1 KiB on."""
+    return f"{n:,} bytes" + (f" ({_human(n)})" if n >= 1024 else "")
+
+
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
@@ -388,8 +393,8 @@ def cmd_sync_pack(args: argparse.Namespace) -> int:
         r = layout.payload_range
         what = "vault (age passphrase)" if vault else variant
         signed = f", signed by {key.did}" if key is not None else ""
-        _out(f"packed {args.output}: {manifest.content_type} payload {r.size:,} bytes "
-             f"({_human(r.size)}) at offset {r.offset}, {what}{signed}")
+        _out(f"packed {args.output}: {manifest.content_type} payload {_bytes(r.size)} at "
+             f"offset {r.offset}, {what}{signed}")
     return 0
 
 
@@ -410,7 +415,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     m = s["manifest"]
     sync, meta, policy = m.get("sync", {}), m.get("meta", {}), m.get("policy", {})
     p = s["payload"]
-    size = "unknown" if s["size"] is None else f"{s['size']:,} bytes ({_human(s['size'])})"
+    size = "unknown" if s["size"] is None else _bytes(s["size"])
     if s["expired"]:
         fresh = f"expired at {s['expires_at']}"
     elif s["expires_at"] is None:
@@ -420,7 +425,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     rows = [
         ("file", f"{s['file']}: .sync container, version {sync.get('version', '?')}"),
         ("size", size),
-        ("payload", f"{p['name']}: {p['size']:,} bytes ({_human(p['size'])}) at offset "
+        ("payload", f"{p['name']}: {_bytes(p['size'])} at offset "
                     f"{p['offset']}" + (", age-encrypted (vault)" if s["vault"] else "")),
         ("content", f"{sync.get('content_type')} (display_ext {sync.get('display_ext')!r}, "
                     f"variant {sync.get('variant', 'plain')})"),
@@ -516,9 +521,8 @@ def _print_update(args: argparse.Namespace, manifest_ttl: int, report: Any) -> N
             until = _rfc3339(report.fresh_at + _dt.timedelta(seconds=manifest_ttl))
         except OverflowError:
             until = "the year 9999 and beyond"
-        _out(f"updated {args.file}: new payload {report.new_payload_size:,} bytes "
-             f"({_human(report.new_payload_size)}, was {report.old_payload_size:,}); fresh "
-             f"until {until}")
+        _out(f"updated {args.file}: new payload {_bytes(report.new_payload_size)} (was "
+             f"{_bytes(report.old_payload_size)}); fresh until {until}")
     elif report.entry != "run":
         _out(f"{args.file} unchanged: the hook has no 'run' ('{report.entry}' ran and its "
              f"{report.hook.discarded_size:,} written bytes were discarded)")
@@ -620,7 +624,7 @@ def cmd_sync_verify(args: argparse.Namespace) -> int:
             raise IntegrityError(f"{args.file}: {status.kind} signature invalid: "
                                  f"{status.reason}")
     if not args.quiet:
-        _out(f"ok: {report.entries_checked} entries ({_human(report.bytes_checked)}) "
+        _out(f"ok: {report.entries_checked} entries ({_bytes(report.bytes_checked)}) "
              "checked")
         for status in statuses:
             _out(f"ok: {status.kind} signature by {status.signer}")
