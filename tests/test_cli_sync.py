@@ -207,6 +207,29 @@ def status_hook(url: str) -> bytes:
     (drop (call $pwrite (i32.const 0) (i32.const 4) (i32.const 1024)))))"""))
 
 
+ECHO_HOOK = bytes(wasmtime.wat2wasm("""(module
+  (import "host" "payload_size" (func $psize (result i32)))
+  (import "host" "payload_read" (func $pread (param i32 i32 i32) (result i32)))
+  (import "host" "payload_write" (func $pwrite (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "run") (local $n i32)
+    (local.set $n (call $psize))
+    (drop (call $pread (i32.const 0) (local.get $n) (i32.const 0)))
+    (i32.store8 (local.get $n) (i32.const 33))
+    (drop (call $pwrite (i32.const 0) (i32.add (local.get $n) (i32.const 1))
+                        (i32.const 0)))))"""))
+"""The new payload is the old one (as the hook reads it) and "!"."""
+
+CONTEXT_HOOK = bytes(wasmtime.wat2wasm("""(module
+  (import "host" "context_size" (func $csize (result i32)))
+  (import "host" "context_read" (func $cread (param i32 i32 i32) (result i32)))
+  (import "host" "payload_write" (func $pwrite (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "run") (local $n i32)
+    (local.set $n (call $cread (i32.const 0) (call $csize) (i32.const 0)))
+    (drop (call $pwrite (i32.const 0) (local.get $n) (i32.const 0)))))"""))
+"""The new payload is context.json (our extension's imports)."""
+
 ENDLESS_HOOK = bytes(wasmtime.wat2wasm(
     '(module (memory (export "memory") 1) (func (export "run") (loop $l (br $l))))'))
 
@@ -410,6 +433,35 @@ def test_endless_guest_dies_in_time_and_the_payload_is_untouched(csv_file: Path,
     assert elapsed < 30  # generous: the guarantee (timeout + 1 s) is B's test
 
 
+def test_update_of_a_vault_and_the_context(run: Runner, csv_file: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           cheap_vault: None) -> None:
+    echo, ctx, out = tmp_path / "echo.wasm", tmp_path / "ctx.json", tmp_path / "v.sync"
+    echo.write_bytes(ECHO_HOOK)
+    ctx.write_bytes(b'{"station": "Oslo"}')
+    monkeypatch.setenv("LOCKBOX_PASSPHRASE", "pw")
+    run.ok("sync", "pack", csv_file, "-o", out, "--wasm", echo, "--passphrase")
+    monkeypatch.delenv("LOCKBOX_PASSPHRASE")
+    before = out.read_bytes()
+    monkeypatch.setattr(cli, "_stdin_tty", lambda: False)
+    assert "LOCKBOX_PASSPHRASE" in one_line_error(run("sync", "update", out), 2)
+    assert out.read_bytes() == before
+    monkeypatch.setattr(cli, "_stdin_tty", lambda: True)
+    script_prompts(monkeypatch, "pw")
+    run.ok("sync", "update", out)           # the hook saw the plaintext
+    assert payload_of(out).startswith(b"age-encryption.org/v1\n")
+    monkeypatch.setenv("LOCKBOX_PASSPHRASE", "pw")
+    assert run.ok("sync", "cat", out).out == PAYLOAD_CSV + b"!"
+    assert "not a host pattern" in one_line_error(
+        run("sync", "update", out, "--allow-host", "*"), 2)
+    hook = tmp_path / "ctx.wasm"
+    hook.write_bytes(CONTEXT_HOOK)
+    plain = tmp_path / "plain.sync"
+    run.ok("sync", "pack", csv_file, "-o", plain, "--wasm", hook, "--context", ctx)
+    run.ok("sync", "update", plain)
+    assert payload_of(plain) == b'{"station": "Oslo"}'
+
+
 # -- Must show 6: a flipped payload byte fails `sync verify`, both schemes --------------
 
 
@@ -508,6 +560,11 @@ def test_inspect_and_cat_over_http(run: Runner, served: tuple[str, Path],
     assert info["payload"]["size"] == len(big)
     line = one_line_error(run("sync", "update", f"{url}/weather.sync"), 2)
     assert "read-only" in line
+    # by range: the summary of a 3 MiB .sync fetches the ZIP's ends, not its payload
+    with cli_sync.open_sync(f"{url}/big.bin.sync") as box:
+        assert cli_sync.sync_summary(box, "x")["payload"]["size"] == len(big)
+        assert box.source.stats.bytes_read < 64 * 1024
+        assert box.read(info["payload"]["name"], len(big) - 5, 5) == big[-5:]
 
 
 # -- vaults ------------------------------------------------------------------------------
