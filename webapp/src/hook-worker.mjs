@@ -377,6 +377,7 @@ export class Host {
     this.written = new Uint8Array(0);
     this.writtenSize = 0;
     this.requests = [];
+    this.fetches = 0;
     this.memory = null;
   }
 
@@ -436,34 +437,34 @@ export class Host {
     return len;
   }
 
+  // The checks in the CPython runner's order: memory, sizes, UTF-8, method, URL and host
+  // (refused before any connection: not counted), then the request count.
   async httpRequest(urlPtr, urlLen, methodPtr, methodLen) {
     this.response = new Uint8Array(0);
-    const urlBytes = this.span(urlPtr, urlLen);
-    const methodBytes = this.span(methodPtr, methodLen);
-    if (!urlBytes || !methodBytes) return BAD_MEMORY;
-    let url;
-    let method;
-    try {
-      const dec = new TextDecoder("utf-8", { fatal: true });
-      url = dec.decode(urlBytes.slice());
-      method = dec.decode(methodBytes.slice());
-    } catch {
-      return BAD_MEMORY;
-    }
-    const log = { url, method, result: 0, bytes: 0 };
+    const log = { url: "", method: "", result: 0, bytes: 0 };
     const done = (result) => {
       log.result = result;
       log.bytes = this.response.length;
-      if (this.requests.length < 1000) this.requests.push(log);
+      if (this.requests.length < this.limits.maxRequests + 256) this.requests.push(log);
       this.onRequest(log);
       return result;
     };
-    if (this.requests.length >= this.limits.maxRequests) return done(CLIENT_ERROR);
-    if (method.toUpperCase() !== "GET" && method !== "") return done(CLIENT_ERROR);
-    if (urlBytes.length > MAX_URL_SIZE) return done(CLIENT_ERROR);
+    const urlBytes = this.span(urlPtr, urlLen);
+    const methodBytes = this.span(methodPtr, methodLen);
+    if (!urlBytes || !methodBytes) return done(BAD_MEMORY);
+    if (urlLen > MAX_URL_SIZE || methodLen > MAX_URL_SIZE) return done(CLIENT_ERROR);
+    try {
+      const dec = new TextDecoder("utf-8", { fatal: true });
+      log.url = dec.decode(urlBytes.slice());
+      log.method = dec.decode(methodBytes.slice());
+    } catch {
+      return done(BAD_MEMORY);
+    }
+    const method = log.method.trim().toUpperCase();
+    if (method !== "GET" && method !== "") return done(CLIENT_ERROR);
     let parsed;
     try {
-      parsed = new URL(url);
+      parsed = new URL(log.url);
     } catch {
       return done(CLIENT_ERROR);
     }
@@ -472,6 +473,8 @@ export class Host {
     if (!hostAllowed(parsed.hostname, this.allowHosts, effectivePort(parsed))) {
       return done(HOST_DENIED);
     }
+    if (this.fetches >= this.limits.maxRequests) return done(CLIENT_ERROR);
+    this.fetches++;
     let resp;
     try {
       resp = await fetch(parsed.href, {

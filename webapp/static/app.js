@@ -1494,7 +1494,7 @@ function logRequest(entry) {
   const result = entry.result < 0 ? `${entry.result} (${HOOK_CODES[entry.result] || "error"})`
     : `HTTP ${entry.result}, ${fmtBytes(entry.bytes)}`;
   $("sync-hook-log").append(el("li", { "data-result": entry.result,
-    text: `${entry.method} ${visible(entry.url)} → ${result}` }));
+    text: `${entry.method || "GET"} ${visible(entry.url)} → ${result}` }));
 }
 
 // Ends a run in progress (terminating its worker); `why` is reported to the run.
