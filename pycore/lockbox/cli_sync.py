@@ -17,6 +17,7 @@ import datetime as _dt
 import json
 import mimetypes
 import os
+import stat as stat_mod
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -334,8 +335,10 @@ def _check_hosts(patterns: Sequence[str]) -> list[str]:
 
 def cmd_sync_pack(args: argparse.Namespace) -> int:
     """lockbox sync pack: a new .sync holding PAYLOAD."""
-    from .formats.sync.container import MAX_MANIFEST_SIZE, WASM_STUB
+    from .formats.sync.container import WASM_STUB
+    from .formats.sync.hook.update import MAX_CONTEXT_SIZE
     from .formats.sync.manifest import Manifest
+    from .formats.sync.session import MAX_VAULT_SIZE
     from .formats.sync.writer import write_sync_file
 
     if is_url(args.output):
@@ -350,7 +353,7 @@ def cmd_sync_pack(args: argparse.Namespace) -> int:
     wasm = _read_host_file(args.wasm, "hook module") if args.wasm else None
     if wasm is not None and wasm[:4] != WASM_STUB[:4]:
         raise UsageError(f"{args.wasm} is not a WebAssembly module (no \\0asm magic)")
-    context = _read_host_file(args.context, "context", MAX_MANIFEST_SIZE) \
+    context = _read_host_file(args.context, "context", MAX_CONTEXT_SIZE) \
         if args.context else None
     if context is not None:
         try:
@@ -358,6 +361,16 @@ def cmd_sync_pack(args: argparse.Namespace) -> int:
         except (UnicodeDecodeError, ValueError) as e:
             raise UsageError(f"{args.context} is not JSON (context.json must be): {e}") \
                 from None
+    try:
+        st = os.stat(args.payload)
+    except OSError as e:
+        raise UsageError(f"cannot read {args.payload}: {e.strerror or e}") from e
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise UsageError(f"{args.payload} is not a regular file")
+    age_overhead = (st.st_size // 65536 + 1) * 16 + 1024  # tags + header, generously
+    if vault and st.st_size + age_overhead > MAX_VAULT_SIZE:
+        raise UsageError(f"a vault payload is encrypted and read whole in memory: "
+                         f"{args.payload} is over the {_human(MAX_VAULT_SIZE)} readers accept")
     passphrase = _new_passphrase(args) if vault else None
     now = _now().replace(microsecond=0)
     manifest = Manifest.new(
@@ -388,7 +401,8 @@ def cmd_sync_pack(args: argparse.Namespace) -> int:
                 payload_file.seek(0)
             manifest = sign_manifest(manifest, digest, key, now)
         layout = write_sync_file(args.output, manifest_toml=manifest.to_toml(),
-                                 payload=payload, wasm=wasm, context=context)
+                                 payload=payload, wasm=wasm, context=context,
+                                 overwrite=args.force)
     if not args.quiet:
         r = layout.payload_range
         what = "vault (age passphrase)" if vault else variant
