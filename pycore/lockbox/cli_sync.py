@@ -466,21 +466,19 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def cmd_sync_cat(args: argparse.Namespace) -> int:
-    """lockbox sync cat: the payload on stdout (a vault's decrypted)."""
+    """lockbox sync cat: the payload on stdout, streamed (a vault's decrypted)."""
     box = open_sync(args.file)
-    try:
-        if _session(box).manifest.is_vault:
-            box.close()
-            box = _with_passphrase(args, _archive_name(args.file) or args.file,
-                                   lambda pw: _opened_vault(args.file, pw))
+    if _session(box).manifest.is_vault:
+        box.close()
+        box = _with_passphrase(args, _archive_name(args.file) or args.file,
+                               lambda pw: _opened_vault(args.file, pw))
+    with box:
         name = _payload_name(box)
         sys.stdout.flush()
         out = sys.stdout.buffer
-        for piece in box.iter_bytes(name):
+        for piece in box.iter_bytes(name):  # the CRC is checked before the last piece
             out.write(piece)
         out.flush()
-    finally:
-        box.close()
     return 0
 
 
