@@ -471,6 +471,7 @@ def key(run: Runner, tmp_path: Path) -> tuple[Path, str]:
     did = run.ok("sync", "keygen", "-o", path).text.strip()
     assert did.startswith("did:key:z6Mk")
     assert (path.stat().st_mode & 0o777) == 0o600
+    assert "already exists" in one_line_error(run("sync", "keygen", "-o", path), 2)
     return path, did
 
 
@@ -545,7 +546,7 @@ def test_embedded_sign_rewrites_the_manifest_and_keeps_the_rest(
 
 
 def test_inspect_and_cat_over_http(run: Runner, served: tuple[str, Path],
-                                   independent: Path) -> None:
+                                   independent: Path, key: tuple[Path, str]) -> None:
     url, root = served
     big = os.urandom(3 * 1024 * 1024 + 5)
     (root / "weather.sync").write_bytes(independent.read_bytes())
@@ -560,6 +561,12 @@ def test_inspect_and_cat_over_http(run: Runner, served: tuple[str, Path],
     assert info["payload"]["size"] == len(big)
     line = one_line_error(run("sync", "update", f"{url}/weather.sync"), 2)
     assert "read-only" in line
+    assert "read-only" in one_line_error(
+        run("sync", "sign", f"{url}/weather.sync", "--key", key[0]), 2)
+    sig = independent.with_name("remote.sig.json")
+    run.ok("sync", "sign", f"{url}/weather.sync", "--key", key[0], "--detached", sig)
+    run.ok("sync", "verify", independent, "--detached", sig)     # the same bytes
+    run.ok("sync", "verify", f"{url}/weather.sync", "--detached", sig)
     # by range: the summary of a 3 MiB .sync fetches the ZIP's ends, not its payload
     with cli_sync.open_sync(f"{url}/big.bin.sync") as box:
         assert cli_sync.sync_summary(box, "x")["payload"]["size"] == len(big)

@@ -205,24 +205,26 @@ def _hash_range(box: Archive, offset: int, size: int) -> bytes:
 
 
 def _file_hash(location: str) -> bytes:
-    """BLAKE3 of a whole local file or URL (the detached scheme's content hash)."""
+    """BLAKE3 of a whole local file or URL (the detached scheme's content hash), read in
+    1 MiB pieces (an HTTP source learns the size from its first answer)."""
     from .ranges import ByteRange
 
     source = open_source(location)
     try:
-        size = source.size
-        if size is None:
-            raise StorageError(f"{location}: its size is unknown")
-
         def pieces() -> Iterator[bytes]:
             pos = 0
-            while pos < size:
-                n = min(HASH_CHUNK_SIZE, size - pos)
-                blob = source.read([ByteRange(pos, n)])[0]
-                if len(blob) != n:
-                    raise StorageError(f"{location} changed while it was read")
+            while True:
+                size = source.size
+                want = HASH_CHUNK_SIZE if size is None else min(HASH_CHUNK_SIZE, size - pos)
+                if want <= 0:
+                    return
+                blob = source.read([ByteRange(pos, want)])[0]
+                if not blob:
+                    if source.size is not None and pos < source.size:
+                        raise StorageError(f"{location} changed while it was read")
+                    return
                 yield blob
-                pos += n
+                pos += len(blob)
 
         return _hash_stream(pieces())
     finally:
