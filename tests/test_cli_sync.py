@@ -277,6 +277,14 @@ def test_independent_sync_inspects_and_cats(run: Runner, independent: Path) -> N
     assert 'x_future_key = "kept"' in text
 
 
+def test_inspect_shows_toml_dates_of_unknown_keys(run: Runner, tmp_path: Path) -> None:
+    path = write_independent(tmp_path / "d.sync",
+                             manifest_text(extra="seen = 2026-03-04T05:06:07Z\n"), b"x")
+    info = inspect_json(run, path)
+    assert info["manifest"]["x_vendor"]["seen"] == "2026-03-04T05:06:07+00:00"
+    assert "seen = 2026-03-04 05:06:07+00:00" in run.ok("sync", "inspect", path).text
+
+
 # -- Must show 2: `sync pack` output in sync-rs's layout, read by zipfile ----------------
 
 

@@ -21,7 +21,7 @@ import stat as stat_mod
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import __version__
 from . import cli as _cli
@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["add_sync_parser", "cmd_sync_pack", "cmd_sync_inspect", "cmd_sync_cat",
            "cmd_sync_update", "cmd_sync_keygen", "cmd_sync_sign", "cmd_sync_verify",
            "cmd_sync_guest", "PASSPHRASE_ENV", "open_sync", "sync_summary"]
+
+T = TypeVar("T")
 
 PASSPHRASE_ENV = "LOCKBOX_PASSPHRASE"
 VARIANTS = ("plain", "vault", "app", "data")
@@ -81,8 +83,7 @@ def _new_passphrase(args: argparse.Namespace) -> str:
     return first
 
 
-def _with_passphrase(args: argparse.Namespace, label: str,
-                     attempt: Callable[[str], Any]) -> Any:
+def _with_passphrase(args: argparse.Namespace, label: str, attempt: Callable[[str], T]) -> T:
     """``attempt(passphrase)`` with the given passphrase, or with up to three typed on
     the terminal (WrongKeyError after the last wrong one)."""
     given = _given_passphrase(args)
@@ -287,7 +288,7 @@ def sync_summary(box: Archive, location: str, *, now: _dt.datetime | None = None
     return {
         "file": location,
         "size": box.info().archive_size,
-        "manifest": manifest.data,
+        "manifest": session.info().details["manifest"],  # TOML dates as ISO 8601 text
         "entries": [_entry_json(e) for e in layout.entries.values()],
         "payload": {"name": _payload_name(box), "offset": r.offset, "size": r.size},
         "vault": manifest.is_vault,
@@ -296,7 +297,7 @@ def sync_summary(box: Archive, location: str, *, now: _dt.datetime | None = None
         "expires_at": None if expires_at is None else _rfc3339(expires_at),
         "expires_in": manifest.expires_in(now),
         "signature": _signature_status(box).to_dict(),
-        "warnings": list(layout.warnings),
+        "warnings": list(session.warnings),
     }
 
 
@@ -338,6 +339,7 @@ def _check_hosts(patterns: Sequence[str]) -> list[str]:
 def cmd_sync_pack(args: argparse.Namespace) -> int:
     """lockbox sync pack: a new .sync holding PAYLOAD."""
     from .formats.sync.container import WASM_STUB
+    from .formats.sync.hook.runner import HookLimits
     from .formats.sync.hook.update import MAX_CONTEXT_SIZE
     from .formats.sync.manifest import Manifest
     from .formats.sync.session import MAX_VAULT_SIZE
@@ -352,7 +354,8 @@ def cmd_sync_pack(args: argparse.Namespace) -> int:
     if args.passphrase and not vault:
         raise UsageError(f"--passphrase makes a vault; it cannot be a {variant} .sync")
     key = _load_key(args.sign) if args.sign else None
-    wasm = _read_host_file(args.wasm, "hook module") if args.wasm else None
+    wasm = _read_host_file(args.wasm, "hook module", HookLimits().wasm_bytes) \
+        if args.wasm else None
     if wasm is not None and wasm[:4] != WASM_STUB[:4]:
         raise UsageError(f"{args.wasm} is not a WebAssembly module (no \\0asm magic)")
     context = _read_host_file(args.context, "context", MAX_CONTEXT_SIZE) \
@@ -418,16 +421,15 @@ def cmd_sync_inspect(args: argparse.Namespace) -> int:
     """lockbox sync inspect: the manifest, the payload's place, freshness, signature."""
     with open_sync(args.file) as box:
         summary = sync_summary(box, args.file)
+        manifest_toml = _session(box).manifest.to_toml().decode("utf-8")
     if args.json:
         _out_json(summary)
         return 0
-    _print_summary(summary)
+    _print_summary(summary, manifest_toml)
     return 0
 
 
-def _print_summary(s: dict[str, Any]) -> None:
-    import tomli_w
-
+def _print_summary(s: dict[str, Any], manifest_toml: str) -> None:
     m = s["manifest"]
     sync, meta, policy = m.get("sync", {}), m.get("meta", {}), m.get("policy", {})
     p = s["payload"]
@@ -462,8 +464,8 @@ def _print_summary(s: dict[str, Any]) -> None:
              + f", crc32 {e['crc32']}")
     for w in s["warnings"]:
         _out(f"warning: {w}")
-    _out("manifest.toml:")
-    for line in tomli_w.dumps(m).splitlines():
+    _out("manifest (as TOML):")
+    for line in manifest_toml.splitlines():
         _out(f"  {line}" if line else "")
 
 
