@@ -727,6 +727,11 @@ def test_sync_vault_passphrase_and_a_dropped_image(
     page.wait_for_selector(".text-preview")
     assert page.text_content(".text-preview") == VAULT_TEXT.decode()
     assert "age passphrase; decrypted in this page" in page.text_content("#sync-facts")
+    # the payload downloads like any file (the plaintext, under its display name)
+    with page.expect_download() as info:
+        page.click("#btn-download")
+    assert info.value.suggested_filename == "vault.txt"
+    assert Path(info.value.path()).read_bytes() == VAULT_TEXT
     # nothing secret left the page
     for r in viewer.requests:
         assert VAULT_PASS not in r.url and VAULT_PASS not in json.dumps(r.headers)

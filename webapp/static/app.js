@@ -941,7 +941,7 @@ async function showPreview(path, meta) {
   document.body.classList.add("previewing");
   $("preview-title").textContent = name;
   const mtime = meta.mtime_ms || (meta.mtime ? Date.parse(meta.mtime) : 0);
-  $("preview-meta").textContent = `${fmtBytes(meta.size)} · ${fmtDate(mtime)} · /${path}`;
+  $("preview-meta").textContent = [fmtBytes(meta.size), fmtDate(mtime), `/${path}`].filter(Boolean).join(" · ");
   const body = $("preview-body");
   const status = el("p", { class: "meta", role: "status", text: "Decrypting…" });
   body.replaceChildren(status);
