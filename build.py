@@ -18,9 +18,11 @@ What goes into the site (every input pinned; nothing is fetched by the site at r
   (libsodium-wrappers-sumo, @noble/post-quantum ML-KEM, @noble/hashes Argon2id, hash-wasm BLAKE3).
 * ``pyodide/<hash>/``: the Pyodide runtime files from the npm package ``pyodide`` (only the five
   that are needed). Their names are fixed by Pyodide, so the folder carries the hash.
-* ``wheels/<hash>/tomli_w-1.2.0-py3-none-any.whl``: tomli-w (the ``.sync`` manifest writer), a
-  pure wheel fetched from PyPI once by ``pip download`` and checked against its pinned SHA-256
-  (:data:`TOMLI_W_SHA256`); the worker loads it before lockbox's wheel.
+* ``wheels/<hash>/tomli_w-1.2.0-py3-none-any.whl`` (the ``.sync`` manifest writer) and
+  ``wheels/<hash>/idna-3.20-py3-none-any.whl`` (IDNA 2008 host names, as the ``.sync`` hook's
+  allow-lists compare them on CPython): pure wheels fetched from PyPI once by ``pip download``
+  and checked against their pinned SHA-256 (:data:`PURE_WHEELS`); the worker loads them
+  before lockbox's wheel (the manifest's ``python_wheels``).
 * ``boot-worker.<hash>.mjs``: the module worker from ``webapp/src/boot-worker.mjs``.
 * ``hook-worker.<hash>.mjs``: the ``.sync`` update hook's sandbox (``webapp/src/hook-worker.mjs``,
   plain JS: a dedicated module worker per run, no Pyodide).
@@ -59,7 +61,7 @@ from pathlib import Path
 __all__ = [
     "ROOT", "WEBAPP", "DEFAULT_OUT", "PYODIDE_FILES", "BuildError", "BuildResult",
     "build", "ensure_node_modules", "build_wheel", "build_dist_wheel", "build_crypto_bundle",
-    "fetch_pure_wheel", "TOMLI_W", "TOMLI_W_SHA256", "main",
+    "fetch_pure_wheel", "PURE_WHEELS", "main",
 ]
 
 ROOT = Path(__file__).resolve().parent
@@ -75,10 +77,15 @@ MANIFEST_FORMAT = 1
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest date a zip can hold
 HASH_LEN = 12
 _NPM_STAMP = ".lockbox-npm-stamp"
-# Pure wheels the site ships next to lockbox's (loaded by the worker before it): name ==
-# version, and the SHA-256 of the py3-none-any wheel on PyPI.
-TOMLI_W = "tomli_w==1.2.0"
-TOMLI_W_SHA256 = "188306098d013b691fcadc011abd66727d3c414c571bb01b1a174ba8c983cf90"
+# Pure wheels the site ships next to lockbox's (the worker loads them before it): logical
+# name -> (name==version, the SHA-256 of the py3-none-any wheel on PyPI). Versions as in
+# requirements/dev.lock.
+PURE_WHEELS: dict[str, tuple[str, str]] = {
+    "tomli_w": ("tomli_w==1.2.0",
+                "188306098d013b691fcadc011abd66727d3c414c571bb01b1a174ba8c983cf90"),
+    "idna": ("idna==3.20",
+             "ab7ae7122974553370f0bdb919e1a960b2cd1bc1ef0276416d896db81c14582c"),
+}
 _ESBUILD_ARGS = ("--bundle", "--format=esm", "--minify", "--target=es2022",
                  "--platform=browser", "--charset=utf8", "--log-level=warning")
 
@@ -397,6 +404,7 @@ def _plan(node_modules: Path, wheel: Path, bundle: Path,
         "lockbox": _wheel_version(wheel.name),
         "pyodide": _pyodide_version(node_modules),
         "crypto_global": "lockboxCrypto",
+        "python_wheels": list(extra_wheels or {}),  # logical names, loaded before "wheel"
         "entries": dict(sorted(entries.items())),
         "static": static,
         "sizes": {},
@@ -498,8 +506,9 @@ def build(out: Path = DEFAULT_OUT, *, quiet: bool = False) -> BuildResult:
     node_modules = ensure_node_modules(quiet=quiet)
     wheel = build_wheel(quiet=quiet)
     bundle = build_crypto_bundle(node_modules, quiet=quiet)
-    tomli_w = fetch_pure_wheel(TOMLI_W, TOMLI_W_SHA256, quiet=quiet)
-    files, manifest = _plan(node_modules, wheel, bundle, {"tomli_w": tomli_w})
+    extra = {name: fetch_pure_wheel(req, sha, quiet=quiet)
+             for name, (req, sha) in PURE_WHEELS.items()}
+    files, manifest = _plan(node_modules, wheel, bundle, extra)
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     _sync(out, files, manifest_bytes)
     sizes = {rel: len(data) for rel, data in files.items()}

@@ -7,7 +7,7 @@
 //
 // Everything is loaded from this site (no CDN): the worker reads manifest.json next to
 // itself, loads the Pyodide runtime (manifest.entries.pyodide is its indexURL), loads
-// the lockbox wheel (and tomli_w's) by URL, imports the crypto bundle and sets it on
+// the lockbox wheel (and the pure wheels it uses) by URL, imports the crypto bundle and sets it on
 // globalThis.lockboxCrypto (what lockbox.crypto.browser.BrowserCryptoBackend uses).
 //
 // Message protocol (page -> worker -> page); every message is a plain object:
@@ -81,8 +81,9 @@ async function boot() {
   progress("wheel", manifest.lockbox);
   // loadPackage() does not reject on a failed download (it reports through errorCallback
   // and resolves to []), so collect the errors and check the result. The pure wheels
-  // lockbox uses (tomli_w: writing .sync manifests) are loaded before lockbox's own.
-  const wheels = [...(manifest.entries.tomli_w ? [at("tomli_w")] : []), at("wheel")];
+  // lockbox uses (manifest.python_wheels: tomli_w writes .sync manifests, idna compares
+  // host names) are loaded before lockbox's own.
+  const wheels = [...(manifest.python_wheels || []).map(at), at("wheel")];
   const errors = [];
   const loaded = await pyodide.loadPackage(wheels, {
     messageCallback: () => {},
