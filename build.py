@@ -430,11 +430,16 @@ def site_csp() -> str:
     except (OSError, SyntaxError) as exc:
         raise BuildError(f"cannot read SITE_CSP from {SITE_PY}: {exc}") from exc
     for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (
-            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
-        if not (isinstance(target, ast.Name) and target.id == "SITE_CSP" and node.value):
+        target: ast.expr
+        value: ast.expr | None
+        if isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
             continue
-        value = node.value
+        if not (isinstance(target, ast.Name) and target.id == "SITE_CSP" and value):
+            continue
         try:
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and \
                     value.func.attr == "join" and len(value.args) == 1:
