@@ -1572,14 +1572,16 @@ async function runSyncHook() {
   hookStatus(`Running sync.wasm (stopped after ${fmtInt(plan.ok.timeout_s)} s)…`, "running");
   document.body.dataset.hook = "running";
   $("btn-hook-stop").hidden = false;
-  const result = await runInWorker(
-    { type: "run", wasm: wasm.ok, payload, context: context.ok.length ? context.ok : null,
-      allowHosts: plan.ok.effective_hosts, limits },
-    [wasm.ok.buffer, payload.buffer], limits.timeout_ms,
-    (m) => {
-      if (m.type === "request") logRequest(m);
-      else if (m.type === "started") hook.startedMs = m.compileMs;
-    });
+  let result;
+  try {
+    result = await runInWorker(
+      { type: "run", wasm: wasm.ok, payload, context: context.ok.length ? context.ok : null,
+        allowHosts: plan.ok.effective_hosts, limits },
+      [wasm.ok.buffer, payload.buffer], limits.timeout_ms,
+      (m) => { if (m.type === "request") logRequest(m); });
+  } catch (err) { // the worker could not be created (an old site without hook-worker)
+    result = { type: "failed", reason: "refused", message: `its worker did not start: ${err.message || err}` };
+  }
   $("btn-hook-stop").hidden = true;
   if (stale() || result.type === "closed") return;
   const secs = ((performance.now() - started) / 1000).toFixed(2);
