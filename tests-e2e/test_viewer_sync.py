@@ -502,6 +502,9 @@ def test_session_vault_asks_for_the_passphrase(sync_archives: Archives) -> None:
         assert probe["sync"]["vault"] is True and probe["sync"]["payload"]["path"] == "vault.txt"
         wrong = await call(s, "unlock", password="not it")
         assert wrong["error"]["kind"] == "wrong_key", wrong
+        assert wrong["error"]["message"] == ("This passphrase does not decrypt the vault's "
+                                             "payload. Check it and try again.")
+        assert (await call(s, "ls", path=""))["error"]["message"] == "the archive is not unlocked"
         info = (await call(s, "unlock", password=VAULT_PASS))["ok"]
         assert info["sync"]["payload"]["path"] == "vault.txt"
         assert await s.call_binary("read", json.dumps({"path": "vault.txt"})) == VAULT_TEXT
@@ -721,8 +724,9 @@ def test_sync_vault_passphrase_and_a_dropped_image(
     page.fill("#password", "not the passphrase")
     page.press("#password", "Enter")
     page.wait_for_selector("#unlock-error:visible", timeout=60_000)
-    assert page.text_content("#unlock-error").startswith("Wrong passphrase"), \
-        page.text_content("#unlock-error")
+    assert page.text_content("#unlock-error") == (
+        "Wrong passphrase: This passphrase does not decrypt the vault's payload. Check it and "
+        "try again."), page.text_content("#unlock-error")
     assert page.is_visible("#password")  # asked again
     page.fill("#password", VAULT_PASS)
     page.press("#password", "Enter")

@@ -51,7 +51,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..drivers import Flow
-from ..errors import FormatError, IntegrityError, LockboxError, UsageError
+from ..errors import FormatError, IntegrityError, LockboxError, UsageError, WrongKeyError
 from ..formats.lbox.session import LboxSession
 from ..info import EntryInfo
 from ..protocol import FormatSession, FormatSpec, OpenOptions
@@ -311,8 +311,13 @@ class Session:
             assert self._sync is not None
             try:  # a wrong passphrase shows here, not at the first preview
                 await self._sync.check_passphrase()
-            except BaseException:
+            except BaseException as exc:
                 self._session = self._sync = None
+                if isinstance(exc, WrongKeyError):
+                    raise ViewerError(error_info(
+                        "wrong_key", "Wrong key", "This passphrase does not decrypt the "
+                        "vault's payload. Check it and try again.",
+                        detail=f"{type(exc).__name__}: {exc}")) from None
                 raise
             return self.info()
         if not password and not identity:
@@ -356,7 +361,7 @@ class Session:
 
     def _need(self) -> FormatSession:
         if self._session is None:
-            if self._spec is not None and self._spec.encrypted:
+            if self._probe.get("encrypted"):
                 raise UsageError("the archive is not unlocked")
             raise UsageError("open an archive first")
         return self._session
