@@ -756,3 +756,49 @@ def test_sync_vault_passphrase_and_a_dropped_image(
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img)
     assert img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [40, 30]
     assert not [r for r in viewer.requests[mark:] if "/archives/" in r.url]
+
+
+def test_session_reads_a_foreign_zip_and_updates_it_as_the_cli_does(tmp_path: Path) -> None:
+    """A .sync written by CPython's zipfile (a deflated manifest with unknown keys, a
+    deflated context.json, entry times and a ZIP comment of its own): shown, read, and its
+    update built with the same bytes as ``rewrite_sync_file`` gives."""
+    from lockbox.formats.sync.manifest import Manifest, parse_timestamp
+    from lockbox.formats.sync.writer import rewrite_sync_file
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    toml = manifest_toml(content_type="text/plain", display_ext="txt", created_at=now,
+                         allow_hosts=("example.com",))
+    path = tmp_path / "notes.sync"
+    with zipfile.ZipFile(path, "w") as z:
+        z.comment = b"written by zipfile"
+        z.writestr(zipfile.ZipInfo("manifest.toml", (2024, 5, 6, 7, 8, 10)), toml,
+                   compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr(zipfile.ZipInfo("payload", (2024, 5, 6, 7, 8, 12)), b"foreign payload\n")
+        z.writestr("sync.wasm", wat(ENDLESS_WAT))
+        z.writestr("context.json", b'{"note": "' + b"x" * 500 + b'"}',
+                   compress_type=zipfile.ZIP_DEFLATED)
+
+    async def go() -> None:
+        s, probe = await opened(path)
+        sync = probe["info"]["sync"]
+        assert sync["payload"]["path"] == "notes.txt"
+        assert sync["manifest"]["x-unknown"] == {"kept": "yes"}
+        methods = {e["name"]: e["method"] for e in sync["entries"]}
+        assert methods == {"manifest.toml": "deflate", "payload": "stored",
+                           "sync.wasm": "stored", "context.json": "deflate"}
+        assert await s.call_binary("read", json.dumps({"path": "notes.txt"})) == \
+            b"foreign payload\n"
+        assert (await call(s, "sync_hook_plan"))["ok"]["effective_hosts"] == ["example.com"]
+        when = "2026-12-04T18:00:00Z"
+        update = (await call(s, "sync_update", b"new payload", now=when))["ok"]
+        data = await drain(s, update["handle"])
+        await s.close()
+        rewrite_sync_file(path, manifest_toml=Manifest.parse(toml).mark_fresh(
+            parse_timestamp(when)).to_toml(), payload=b"new payload")
+        assert data == path.read_bytes()
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            assert z.comment == b"written by zipfile"
+            assert z.getinfo("context.json").compress_type == zipfile.ZIP_DEFLATED
+            assert z.read("payload") == b"new payload"
+
+    run(go())
