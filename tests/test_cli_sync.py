@@ -614,6 +614,24 @@ def test_vault_pack_and_cat(run: Runner, csv_file: Path, tmp_path: Path,
     assert "wrong passphrase, try again" in r.err
 
 
+def test_generic_commands_on_a_vault(run: Runner, csv_file: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch, cheap_vault: None) -> None:
+    """`lockbox ls/cat` (the format-neutral commands) list a vault without a secret and
+    ask for its passphrase on a terminal before reading it; LOCKBOX_PASSWORD works too."""
+    out = tmp_path / "secret.csv.sync"
+    script_prompts(monkeypatch, "correct horse", "correct horse")
+    run.ok("sync", "pack", csv_file, "-o", out, "--passphrase")
+    seen = script_prompts(monkeypatch, "correct horse")
+    assert run.ok("cat", out, "secret.csv").out == PAYLOAD_CSV
+    assert len(seen) == 1 and "Passphrase for secret.csv.sync" in seen[0]
+    script_prompts(monkeypatch, "wrong")
+    one_line_error(run("cat", out, "secret.csv"), 6)
+    monkeypatch.setattr(cli, "_stdin_tty", lambda: False)
+    assert "LOCKBOX_PASSWORD" in one_line_error(run("cat", out, "secret.csv"), 2)
+    monkeypatch.setenv("LOCKBOX_PASSWORD", "correct horse")
+    assert run.ok("cat", out, "secret.csv").out == PAYLOAD_CSV
+
+
 def test_vault_mismatched_passphrases_and_no_terminal(run: Runner, csv_file: Path,
                                                       tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:

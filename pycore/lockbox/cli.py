@@ -363,6 +363,13 @@ def _open_any(args: argparse.Namespace, *, only_lbox: str | None = None) -> Arch
         if not probed.spec.encrypted or secret_given:
             box = Archive.open(location, source=source, probe=probed, password=password,
                                identity=identity, close_source=False, **settings)
+            if (not secret_given and getattr(box.session, "is_vault", False)
+                    and _stdin_tty()):
+                # A .sync vault: the container is plain (it lists without a secret), its
+                # payload is age-encrypted. Ask now, as for an encrypted format.
+                typed = _prompt(f"Passphrase for {os.path.basename(location) or location}: ")
+                box = Archive.open(location, source=source, probe=probed, password=typed,
+                                   close_source=False, **settings)
         else:
             box = _open_prompting(location, source, probed, settings)
     except BaseException:
@@ -836,9 +843,24 @@ def _print_session_info(args: argparse.Namespace, info: SessionInfo, title: str)
     if info.file_bytes is not None:
         rows.append(("file bytes", f"{info.file_bytes:,} ({_human(info.file_bytes)})"))
     shown = {"files", "dirs", "symlinks"}
-    rows.extend((k.replace("_", " "), str(v)) for k, v in d.items() if k not in shown)
+    rows.extend((k.replace("_", " "), _detail_text(v)) for k, v in d.items() if k not in shown)
+    width = max(12, *(len(k) + 1 for k, _ in rows))
     for k, v in rows:
-        _out(f"{k + ':':<12} {v}")
+        _out(f"{k + ':':<{width}} {escape_controls(v)}")
+
+
+def _detail_text(value: Any) -> str:
+    """One format-specific detail on one line: scalars as they read, None as "-", lists
+    and tables as compact JSON (the same values ``info --json`` gives)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+    return str(value)
 
 
 def _print_lbox_info(args: argparse.Namespace, info: Any, reclaim: tuple[int, int] | None
@@ -1199,6 +1221,7 @@ exit codes: 0 ok, 2 usage, 3/4 not a (supported) archive, 5 damaged,
   6 wrong password or identity, 7 not found, 8 unsafe path (convert: entries
   left out), 9 storage error,
   10-12 HTTP source problems, 13 locked by another writer, 14 commit failed,
+  15 crypto backend missing, 16 a .sync update hook failed or timed out,
   130 interrupted. Set LOCKBOX_DEBUG=1 to see tracebacks.
 """
 
@@ -1387,9 +1410,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     both = [quiet, secrets]
     ro = "ARCHIVE may be a local file or an http(s):// URL."
-    anyfmt = ("ARCHIVE may be any format lockbox reads (.lbox, .uri: recognised by its first "
-              "bytes), a local file or an http(s):// URL; a password is asked only for an "
-              "encrypted format.")
+    anyfmt = ("ARCHIVE may be any format lockbox reads (.lbox, .uri, .sync: recognised by its "
+              "first bytes), a local file or an http(s):// URL; a password is asked only for "
+              "an encrypted format.")
 
     def cmd(name: str, func: Callable[[argparse.Namespace], int], help: str,
             parents: list[argparse.ArgumentParser] | None = None, where: Any = sub,

@@ -29,6 +29,8 @@ __all__ = [
     "CommitError",
     "BackendUnavailableError",
     "UsageError",
+    "HookError",
+    "HookTimeoutError",
 ]
 
 
@@ -130,6 +132,28 @@ class BackendUnavailableError(LockboxError):
     """A crypto or codec backend needed for this operation is not available here."""
 
     exit_code = 15
+
+
+class HookError(LockboxError):
+    """A .sync update hook could not run or failed: refused module, trap, limit, timeout.
+
+    ``reason`` is one of ``"invalid"`` (not a usable hook module: bad bytes, a forbidden
+    import such as WASI, no entry point), ``"limit"`` (memory or size cap), ``"trap"``
+    (the guest trapped), ``"timeout"``. The archive is left as it was.
+    """
+
+    exit_code = 16
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class HookTimeoutError(HookError):
+    """The hook ran past its timeout and was stopped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="timeout")
 
 
 class UsageError(LockboxError):

@@ -421,7 +421,8 @@ class SyncSession:
             return self._plaintext
         if not self._passphrase:
             raise UsageError("this .sync is a vault (an age-encrypted payload): its "
-                             "passphrase is needed to read it")
+                             "passphrase is needed to read it (--password-file FILE, "
+                             "LOCKBOX_PASSWORD, or a terminal to ask on)")
         r = self.layout.payload_range
         if r.size > self.max_vault_size:
             raise LimitExceededError(f"the vault payload is {r.size} bytes, over the limit "

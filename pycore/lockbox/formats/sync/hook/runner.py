@@ -67,7 +67,14 @@ from typing import Any, Protocol
 import wasmtime
 
 from .... import __version__
-from ....errors import LimitExceededError, LockboxError, StorageError, UsageError
+from ....errors import (
+    HookError,
+    HookTimeoutError,
+    LimitExceededError,
+    LockboxError,
+    StorageError,
+    UsageError,
+)
 from ....ranges import ByteRange
 from .hosts import host_allowed, normalize_host
 
@@ -95,28 +102,6 @@ MAX_TIMEOUT_S = 86_400.0
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _EXTRA_RECORDS = 256  # refused calls recorded beyond max_requests (then only counted)
 _USER_AGENT = f"lockbox-sync-hook/{__version__}"
-
-
-class HookError(LockboxError):
-    """The update hook could not run or failed: refused module, trap, limit, timeout.
-
-    ``reason`` is one of ``"invalid"`` (not a usable hook module: bad bytes, a forbidden
-    import such as WASI, no entry point), ``"limit"`` (memory or size cap),
-    ``"trap"`` (the guest trapped), ``"timeout"``.
-    """
-
-    exit_code = 16
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class HookTimeoutError(HookError):
-    """The hook ran past its timeout and was stopped."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, reason="timeout")
 
 
 @dataclass(frozen=True)
