@@ -632,6 +632,28 @@ def test_generic_commands_on_a_vault(run: Runner, csv_file: Path, tmp_path: Path
     assert run.ok("cat", out, "secret.csv").out == PAYLOAD_CSV
 
 
+def test_vault_scrypt_bound(run: Runner, csv_file: Path, tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch, cheap_vault: None) -> None:
+    """A vault costing more scrypt work than --max-scrypt-log-n allows is refused before
+    any key derivation (exit 3, no prompt), for cat and for update alike."""
+    out = tmp_path / "v.sync"
+    monkeypatch.setenv("LOCKBOX_PASSPHRASE", "pw")
+    run.ok("sync", "pack", csv_file, "-o", out, "--passphrase")   # 2^10 (cheap_vault)
+    line = one_line_error(run("sync", "cat", out, "--max-scrypt-log-n", "9"), 3)
+    assert "2^10" in line and "2^9" in line and "--max-scrypt-log-n 10" in line
+    assert run.ok("sync", "cat", out, "--max-scrypt-log-n", "10").out == PAYLOAD_CSV
+    r = run("sync", "cat", out, "--max-scrypt-log-n", "31")
+    assert r.rc == 2 and "between 1 and 30" in r.err
+    before = out.read_bytes()
+    wasm = tmp_path / "h.wasm"
+    wasm.write_bytes(wasmtime.wat2wasm('(module (memory (export "memory") 1) '
+                                       '(func (export "run")))'))
+    run.ok("sync", "pack", csv_file, "-o", out, "--passphrase", "--wasm", wasm, "--force")
+    before = out.read_bytes()
+    one_line_error(run("sync", "update", out, "--max-scrypt-log-n", "9"), 3)
+    assert out.read_bytes() == before
+
+
 def test_vault_mismatched_passphrases_and_no_terminal(run: Runner, csv_file: Path,
                                                       tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:

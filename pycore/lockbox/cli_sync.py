@@ -114,7 +114,8 @@ def _archive_name(location: str) -> str:
     return os.path.basename(location)
 
 
-def open_sync(location: str, *, passphrase: str | None = None) -> Archive:
+def open_sync(location: str, *, passphrase: str | None = None,
+              max_scrypt_log_n: int | None = None) -> Archive:
     """A ``.sync`` (local path or http(s) URL) opened through the generic facade (strict),
     its payload named after ``location``. FormatError naming what it is when it is
     another format, or what is wrong when it is a ZIP but not a ``.sync``."""
@@ -127,7 +128,8 @@ def open_sync(location: str, *, passphrase: str | None = None) -> Archive:
         secrets = {"passphrase": passphrase} if passphrase is not None else None
         box = Archive.open(location, source=source, probe=probed, format="sync",
                            secrets=secrets, close_source=False,
-                           archive_name=_archive_name(location))
+                           archive_name=_archive_name(location),
+                           max_scrypt_log_n=max_scrypt_log_n)
     except BaseException:
         source.close()
         raise
@@ -475,7 +477,8 @@ def cmd_sync_cat(args: argparse.Namespace) -> int:
     if _session(box).manifest.is_vault:
         box.close()
         box = _with_passphrase(args, _archive_name(args.file) or args.file,
-                               lambda pw: _opened_vault(args.file, pw))
+                               lambda pw: _opened_vault(args.file, pw,
+                                                        args.max_scrypt_log_n))
     with box:
         name = _payload_name(box)
         sys.stdout.flush()
@@ -486,10 +489,11 @@ def cmd_sync_cat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _opened_vault(location: str, passphrase: str) -> Archive:
+def _opened_vault(location: str, passphrase: str, max_scrypt_log_n: int | None = None
+                  ) -> Archive:
     """A vault opened with ``passphrase``; WrongKeyError (raised by the first read of its
     payload) when it is not the one."""
-    box = open_sync(location, passphrase=passphrase)
+    box = open_sync(location, passphrase=passphrase, max_scrypt_log_n=max_scrypt_log_n)
     try:
         box.read(_payload_name(box), 0, 1)
     except BaseException:
@@ -511,7 +515,8 @@ def cmd_sync_update(args: argparse.Namespace) -> int:
         ttl = _session(box).manifest.ttl
 
     def run(passphrase: str | None) -> Any:
-        return update_sync_file(args.file, grants=grants, passphrase=passphrase)
+        return update_sync_file(args.file, grants=grants, passphrase=passphrase,
+                                max_scrypt_log_n=args.max_scrypt_log_n)
 
     if vault:
         report = _with_passphrase(args, _archive_name(args.file), run)
@@ -683,10 +688,25 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
-def _passphrase_option(p: argparse.ArgumentParser) -> None:
+def _passphrase_option(p: argparse.ArgumentParser, *, reading: bool = True) -> None:
     p.add_argument("--passphrase-file", metavar="FILE",
                    help=f"a vault's passphrase: the first line of FILE (default: "
                         f"{PASSPHRASE_ENV}, else asked on the terminal)")
+    if reading:
+        p.add_argument("--max-scrypt-log-n", type=_scrypt_log_n, default=None, metavar="N",
+                       help="open a vault whose passphrase costs up to 2^N scrypt work "
+                            "(default: 20, 1 GiB of memory; a file can ask for more to "
+                            "exhaust the reader, so raise it only for files you trust)")
+
+
+def _scrypt_log_n(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 30:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 30: {text!r}")
+    return value
 
 
 def add_sync_parser(sub: Any) -> argparse.ArgumentParser:
@@ -735,7 +755,7 @@ def add_sync_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--passphrase", action="store_true",
                    help="make a vault: the payload is encrypted with a passphrase (asked "
                         "twice, or --passphrase-file / LOCKBOX_PASSPHRASE)")
-    _passphrase_option(p)
+    _passphrase_option(p, reading=False)
     p.add_argument("--force", action="store_true", help="replace an existing OUT.sync")
 
     p = cmd("inspect", cmd_sync_inspect, "show a .sync's manifest, payload and status",

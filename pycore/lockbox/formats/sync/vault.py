@@ -180,7 +180,8 @@ def decrypt_vault(ciphertext: bytes | bytearray | memoryview, passphrase: str, *
     if log_n > max_scrypt_log_n:
         raise LimitExceededError(
             f"the vault's scrypt work factor is 2^{log_n} ({_memory(log_n)} of memory), "
-            f"above the limit 2^{max_scrypt_log_n}")
+            f"above the limit 2^{max_scrypt_log_n} (raise it with --max-scrypt-log-n "
+            f"{log_n} if you trust the file)")
     if crypto is None:
         from ...platform import default_crypto
 

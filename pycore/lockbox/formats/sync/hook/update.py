@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ....drivers import run_sync
-from ....errors import StorageError, TruncatedError, UsageError
+from ....errors import LimitExceededError, StorageError, TruncatedError, UsageError
 from ....sources import FileSource
 from ..container import (
     CONTEXT_NAME,
@@ -115,13 +115,16 @@ def update_sync_file(
     passphrase: str | None = None,
     now: datetime | None = None,
     limits: HookLimits | None = None,
+    max_scrypt_log_n: int | None = None,
 ) -> UpdateReport:
     """Run the hook of the ``.sync`` at ``path`` as its owner (module docstring).
 
     ``grants``: the hosts the owner allows (None: the manifest's ``allow_hosts``); the
     hook may reach only hosts both allow. ``passphrase``: a vault's. ``now``: the
     freshness stamp (default: the current UTC time). ``limits``: caps of the run; its
-    timeout never exceeds the manifest's ``policy.timeout``.
+    timeout never exceeds the manifest's ``policy.timeout``. ``max_scrypt_log_n``: the
+    highest scrypt work factor a vault's passphrase may cost (default: the vault module's
+    bound); a vault's ciphertext is read only up to the session's ``MAX_VAULT_SIZE``.
 
     Raises UsageError (no hook: ``sync.wasm`` is the stub; a vault without passphrase),
     :class:`~.runner.HookError` / :class:`~.runner.HookTimeoutError`, FormatError and
@@ -153,6 +156,12 @@ def update_sync_file(
             if passphrase is None:
                 raise UsageError(f"{target} is a vault: its passphrase is needed to run its hook "
                                  "(the hook reads the decrypted payload)")
+            from ..session import MAX_VAULT_SIZE
+
+            if payload_range.size > MAX_VAULT_SIZE:
+                raise LimitExceededError(
+                    f"{target}: the vault's payload ({payload_range.size} bytes) is over the "
+                    f"{MAX_VAULT_SIZE} bytes a vault may hold here")
             ciphertext = source.read([payload_range])[0]
             if len(ciphertext) != payload_range.size:
                 raise TruncatedError(f"{target} ends inside its payload")
@@ -168,7 +177,11 @@ def update_sync_file(
         from ..vault import decrypt_vault
 
         assert passphrase is not None
-        payload = BytesPayload(decrypt_vault(ciphertext, passphrase))
+        if max_scrypt_log_n is None:
+            plaintext = decrypt_vault(ciphertext, passphrase)
+        else:
+            plaintext = decrypt_vault(ciphertext, passphrase, max_scrypt_log_n=max_scrypt_log_n)
+        payload = BytesPayload(plaintext)
         result = run_hook(wasm, payload=payload, context=context, allow_hosts=allow_hosts,
                           limits=run_limits)
     else:
