@@ -1,0 +1,532 @@
+"""``lockbox snap ...``: snapdir snapshots, stores and SNAPPACK on the command line.
+
+``add_snap_parser(sub)`` adds the ``snap`` command group to the top-level subparsers of
+:func:`lockbox.cli.build_parser`; each ``cmd_snap_*`` function runs one action. Errors
+are raised as ``lockbox.errors`` classes and reported by :func:`lockbox.cli.main` (one
+line, the class's exit code). The formats are specified in ``docs/formats/SNAPDIR.md``
+(manifests, ids, stores) and ``docs/formats/SNAPPACK.md`` (the pack wire format).
+
+The commands, their names, flags and output follow snapdir 1.11's ``snapdir`` binary:
+``manifest`` (byte-identical text), ``id``, ``push`` (prints the id), ``pull``,
+``verify``, ``diff`` (porcelain ``A\\tPATH`` lines or ``--json``), ``version
+[--capabilities]`` and the wire plumbing ``objects-needed``, ``send-pack`` and
+``receive-pack``. Differences: ``pull``/``verify`` take the id as an argument (snapdir:
+``--id``), ``pull`` writes to ``--to DEST`` and ``diff`` compares two ids of one store.
+
+A store is ``file:///path`` (or a plain path), or ``http(s)://host/prefix/``: read with
+plain GETs of the store layout (any static host), written through lockbox's server
+(``lockbox serve --snap-store DIR --push-token-file F``) with a bearer token read from
+``--token-file FILE`` (its first line) or the ``LOCKBOX_SNAP_TOKEN`` environment
+variable, never from argv. ``--store`` falls back to ``SNAPDIR_STORE`` as in snapdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any
+
+from . import cli as _cli
+from .cli import _common_parents, _err, _human, _out, _read_secret_line
+from .errors import IntegrityError, UsageError
+
+__all__ = ["add_snap_parser", "cmd_snap_manifest", "cmd_snap_id", "cmd_snap_push",
+           "cmd_snap_pull", "cmd_snap_verify", "cmd_snap_diff", "cmd_snap_version",
+           "cmd_snap_objects_needed", "cmd_snap_send_pack", "cmd_snap_receive_pack",
+           "SNAPDIR_VERSION", "WIRE_VERSION", "WIRE_CAPS", "TOKEN_ENV", "STORE_ENV",
+           "ZSTD_LEVEL_ENV", "capabilities_line", "read_id_lines", "render_diff_porcelain",
+           "render_diff_json"]
+
+SNAPDIR_VERSION = "1.11.0"
+"""The snapdir release whose formats, stores and CLI these commands speak."""
+WIRE_VERSION = 1
+WIRE_CAPS = ("objects-needed", "send-pack", "receive-pack", "snappack-zstd")
+TOKEN_ENV = "LOCKBOX_SNAP_TOKEN"
+STORE_ENV = "SNAPDIR_STORE"
+ZSTD_LEVEL_ENV = "SNAPDIR_SSH_ZSTD_LEVEL"
+DEFAULT_ZSTD_LEVEL = 3
+NO_STORE = (f"no store configured: pass --store URI or set the {STORE_ENV} environment "
+            "variable")
+_HEX = frozenset("0123456789abcdef")
+
+
+def capabilities_line() -> str:
+    """``snapdir 1.11.0 wire=1 caps=objects-needed,send-pack,receive-pack,snappack-zstd``."""
+    return f"snapdir {SNAPDIR_VERSION} wire={WIRE_VERSION} caps={','.join(WIRE_CAPS)}"
+
+
+def _is_hex64(text: str) -> bool:
+    return len(text) == 64 and _HEX.issuperset(text)
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """``text`` quoted for a message, cut at ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _check_id(value: str, what: str) -> str:
+    if not _is_hex64(value):
+        raise UsageError(f"invalid {what} {_shown(value)}: expected 64 lowercase hex "
+                         "characters")
+    return value
+
+
+def read_id_lines(data: bytes, where: str) -> list[str]:
+    """The object ids of a list, one per line (snapdir's rule: ``\\n`` or ``\\r\\n`` ends a
+    line, empty lines are skipped), duplicates dropped keeping the first occurrence.
+    Every line is checked before anything is returned: one bad line is a UsageError
+    naming it (nothing is half answered)."""
+    ids: list[str] = []
+    seen: set[str] = set()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for number, raw in enumerate(lines, 1):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if not raw:
+            continue
+        text = raw.decode("utf-8", "backslashreplace")
+        if not _is_hex64(text):
+            raise UsageError(f"{where} line {number}: invalid object checksum {_shown(text)}: "
+                             "expected 64 lowercase hex characters")
+        if text not in seen:
+            seen.add(text)
+            ids.append(text)
+    return ids
+
+
+# -- output ----------------------------------------------------------------------------
+
+
+def _write_raw(data: bytes) -> None:
+    """Exact bytes on stdout (manifests, packs)."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _note(text: str) -> None:
+    """A line of status on stderr (stdout carries the result)."""
+    print(_cli.escape_controls(text), file=sys.stderr, flush=True)
+
+
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _json_string(text: str) -> str:
+    """A JSON string the way snapdir's diff writes it: UTF-8 as is, ``"``, ``\\``,
+    ``\\n``, ``\\r``, ``\\t`` escaped, other controls ``\\u00xx``."""
+    out = []
+    for ch in text:
+        named = _JSON_ESCAPES.get(ch)
+        if named is not None:
+            out.append(named)
+        elif ord(ch) < 0x20:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+_DIFF_LETTERS = {"A": "A", "D": "D", "M": "M", "=": "="}
+
+
+def render_diff_porcelain(rows: Iterable[tuple[str, str]]) -> str:
+    """snapdir's porcelain: ``STATUS\\tPATH`` per row (A added, D deleted, M modified,
+    ``=`` unchanged with ``--all``), each line ending in a newline."""
+    return "".join(f"{status}\t{path}\n" for status, path in rows)
+
+
+def render_diff_json(rows: Iterable[tuple[str, str]]) -> str:
+    """snapdir's ``--json``: one compact array of ``{"status":..,"path":..}``."""
+    return "[" + ",".join('{"status":' + _json_string(status) + ',"path":'
+                          + _json_string(path) + "}" for status, path in rows) + "]"
+
+
+# -- stores and trees ------------------------------------------------------------------
+
+
+def _store_uri(args: argparse.Namespace) -> str:
+    uri = getattr(args, "store", None) or os.environ.get(STORE_ENV) or None
+    if uri is None:
+        raise UsageError(NO_STORE)
+    return str(uri)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The push token: --token-file's first line, else LOCKBOX_SNAP_TOKEN (never argv)."""
+    path = getattr(args, "token_file", None)
+    if path:
+        return _read_secret_line(path, "token")
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _is_remote(uri: str) -> bool:
+    return uri[:8].lower().startswith(("http://", "https://"))
+
+
+def _read_store(args: argparse.Namespace) -> Any:
+    """The store of --store for reading: a FileStore, or an HttpStore (plain GETs)."""
+    from .formats.snap.store import open_store
+
+    return open_store(_store_uri(args))
+
+
+def _write_store(args: argparse.Namespace) -> Any:
+    """The store of --store for writing: a FileStore, or lockbox's server (ServerStore,
+    with the bearer token)."""
+    uri = _store_uri(args)
+    if _is_remote(uri):
+        from .formats.snap.remote import ServerStore
+
+        token = _token(args)
+        if token is None:
+            raise UsageError(f"writing to {uri} needs the server's push token: use "
+                             f"--token-file FILE or the {TOKEN_ENV} environment variable")
+        return ServerStore(uri, token=token)
+    from .formats.snap.store import open_store
+
+    return open_store(uri)
+
+
+def _manifest_bytes(args: argparse.Namespace) -> bytes:
+    """The manifest of args.archive: a directory walked like snapdir, or any archive the
+    reader opens (streamed through BLAKE3; a .lbox decrypts as it streams)."""
+    from .formats.snap import manifest as snapmanifest
+
+    location: str = args.archive
+    if not _is_remote(location) and os.path.isdir(location):
+        m = snapmanifest.manifest_of_directory(location,
+                                               follow_symlinks=not args.no_follow)
+        return bytes(snapmanifest.render_manifest(m))
+    if args.no_follow:
+        raise UsageError("--no-follow applies to directories (an archive's symlinks are "
+                         "followed inside it, as in its extracted tree)")
+    with _cli._open_any(args) as box:
+        m = snapmanifest.manifest_of_archive(box)
+    return bytes(snapmanifest.render_manifest(m))
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def cmd_snap_manifest(args: argparse.Namespace) -> int:
+    """lockbox snap manifest: snapdir's manifest of a directory or an archive."""
+    _write_raw(_manifest_bytes(args))
+    return 0
+
+
+def cmd_snap_id(args: argparse.Namespace) -> int:
+    """lockbox snap id: the snapshot id of a directory, an archive, or a manifest on
+    stdin."""
+    from .formats.snap import manifest as snapmanifest
+
+    if args.archive is None:
+        if _cli._stdin_tty():
+            raise UsageError("no directory given and no manifest on stdin; pass a PATH "
+                             "(or .), or pipe a manifest")
+        text = sys.stdin.buffer.read()
+        m = snapmanifest.parse_manifest(text)
+        _out(snapmanifest.snapshot_id(snapmanifest.render_manifest(m)))
+        return 0
+    _out(snapmanifest.snapshot_id(_manifest_bytes(args)))
+    return 0
+
+
+def cmd_snap_push(args: argparse.Namespace) -> int:
+    """lockbox snap push: push a directory or an archive; prints the snapshot id."""
+    from .formats.snap import ops
+
+    store = _write_store(args)
+    location: str = args.archive
+    if not _is_remote(location) and os.path.isdir(location):
+        result = ops.push(location, store)
+    else:
+        with _cli._open_any(args) as box:
+            result = ops.push(box, store)
+    _out(str(getattr(result, "snapshot_id", result)))
+    return 0
+
+
+def cmd_snap_pull(args: argparse.Namespace) -> int:
+    """lockbox snap pull: fetch a snapshot (every object verified) into DEST."""
+    from .formats.snap import ops
+
+    snapshot_id = _check_id(args.id, "snapshot id")
+    store = _read_store(args)
+    report = ops.pull(snapshot_id, store, args.to)
+    if not args.quiet:
+        entries = getattr(report, "entries", None)
+        size = getattr(report, "bytes", None)
+        detail = "" if entries is None else f": {entries} entries"
+        if size is not None:
+            detail += f", {size:,} bytes ({_human(size)})"
+        _out(f"pulled {snapshot_id}{detail} to {args.to}")
+    return 0
+
+
+def cmd_snap_verify(args: argparse.Namespace) -> int:
+    """lockbox snap verify: check a snapshot's manifest and every object in the store."""
+    from .formats.snap import ops
+
+    snapshot_id = _check_id(args.id, "snapshot id")
+    report = ops.verify(snapshot_id, _read_store(args))
+    if report.ok:
+        if not args.quiet:
+            _out(f"ok: {snapshot_id}: {report.entries_checked} entries "
+                 f"({_human(report.bytes_checked)}) checked")
+        return 0
+    for problem in report.problems:
+        _err(f"verify: {problem}")
+    return IntegrityError.exit_code
+
+
+def cmd_snap_diff(args: argparse.Namespace) -> int:
+    """lockbox snap diff: what changed from ID_A to ID_B (manifests only)."""
+    from .formats.snap import ops
+
+    id_a = _check_id(args.id_a, "snapshot id")
+    id_b = _check_id(args.id_b, "snapshot id")
+    entries = ops.diff(id_a, id_b, _read_store(args), include_unchanged=args.all)
+    rows = [(e.status, e.path) for e in entries]
+    if args.json:
+        _write_raw((render_diff_json(rows) + "\n").encode("utf-8", "surrogateescape"))
+    else:
+        for status, path in rows:
+            _out(f"{status}\t{path}")
+    if args.exit_code and any(status != "=" for status, _ in rows):
+        return 1
+    return 0
+
+
+def cmd_snap_version(args: argparse.Namespace) -> int:
+    """lockbox snap version: the snapdir version spoken (and the wire capabilities)."""
+    _out(capabilities_line() if args.capabilities else f"snapdir {SNAPDIR_VERSION}")
+    return 0
+
+
+def cmd_snap_objects_needed(args: argparse.Namespace) -> int:
+    """lockbox snap objects-needed: the ids on stdin the store lacks, first-seen order."""
+    from .formats.snap import ops
+
+    ids = read_id_lines(sys.stdin.buffer.read(), "stdin")
+    uri = _store_uri(args)
+    store = _write_store(args) if _is_remote(uri) and _token(args) else _read_store(args)
+    needed = ops.objects_needed(store, ids)
+    _write_raw("".join(f"{i}\n" for i in needed).encode("ascii"))
+    return 0
+
+
+def _zstd_level() -> int:
+    """SNAPDIR_SSH_ZSTD_LEVEL, as snapdir reads it (a bad value: the default)."""
+    try:
+        return int(os.environ.get(ZSTD_LEVEL_ENV, "").strip())
+    except ValueError:
+        return DEFAULT_ZSTD_LEVEL
+
+
+def _read_ids_arg(path: str) -> list[str]:
+    if path == "-":
+        return read_id_lines(sys.stdin.buffer.read(), "stdin")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read --ids file {path}: {e.strerror or e}") from e
+    return read_id_lines(data, path)
+
+
+def cmd_snap_send_pack(args: argparse.Namespace) -> int:
+    """lockbox snap send-pack: a SNAPPACK stream of the listed objects on stdout."""
+    from .formats.snap import snappack
+
+    ids = _read_ids_arg(args.ids)
+    manifest_id = args.manifest_id
+    if manifest_id is not None:
+        _check_id(manifest_id, "--manifest-id")
+    store = _read_store(args)
+    manifest = store.get_manifest(manifest_id) if manifest_id is not None else None
+    sys.stdout.flush()
+    out: IO[bytes] = sys.stdout.buffer
+    report = snappack.write_pack(ids, store.get_object, out,
+                                 manifest=(manifest_id, manifest) if manifest else None,
+                                 pack_format=args.pack_format, level=_zstd_level())
+    out.flush()
+    if not args.quiet:
+        written = getattr(report, "objects_written", len(ids))
+        _note(f"sent pack: {written} object(s)" + (" + manifest" if manifest_id else ""))
+    return 0
+
+
+def cmd_snap_receive_pack(args: argparse.Namespace) -> int:
+    """lockbox snap receive-pack: file a SNAPPACK stream from stdin into the store."""
+    from .formats.snap import snappack
+
+    required = args.require_manifest
+    if required is not None:
+        _check_id(required, "--require-manifest")
+    uri = _store_uri(args)
+    stdin = sys.stdin.buffer
+    if _is_remote(uri):
+        report = _write_store(args).receive_pack(stdin, require_manifest=required)
+    else:
+        report = snappack.read_pack(stdin, snappack.FileSink(_read_store(args)),
+                                    require_manifest=required)
+    if not args.quiet:
+        manifest = getattr(report, "manifest_id", None)
+        _note(f"received pack: {report.objects_written} object(s) written, "
+              f"{report.objects_skipped} skipped" + (f", manifest {manifest}" if manifest
+                                                     else ""))
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------
+
+
+_SNAP_DESCRIPTION = f"""\
+snapdir snapshots (content-addressed directory trees) and their stores, speaking
+snapdir {SNAPDIR_VERSION}'s manifests, ids, store layout and SNAPPACK wire format byte
+for byte (docs/formats/SNAPDIR.md, docs/formats/SNAPPACK.md).
+
+A DIR|ARCHIVE is a directory, or any archive lockbox reads (.lbox, .uri, .sync; a local
+file or an http(s):// URL; a .lbox is decrypted as it streams): an archive's id is the
+id of its extracted tree.
+
+A store URI is file:///path (or a plain path), or http(s)://host/prefix/ (read with
+plain GETs: any static host; written through 'lockbox serve --snap-store DIR' with a
+bearer token from --token-file FILE or {TOKEN_ENV}). --store defaults to
+${STORE_ENV}. A snapshot in a store is also an archive for ls/cat/extract/convert:
+'file:///srv/store#id=ID'.
+
+examples:
+  lockbox snap id ~/photos                        # == snapdir id ~/photos
+  lockbox snap push photos.lbox --store file:///srv/snaps
+  lockbox snap pull ID --store https://example.org/snaps/ --to restored
+  lockbox snap send-pack --store file:///a --ids ids.txt --manifest-id ID \\
+    | ssh host lockbox snap receive-pack --store file:///b --require-manifest ID
+"""
+
+
+def add_snap_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add ``lockbox snap ACTION ...`` to the top-level subparsers ``sub`` (those of
+    :func:`lockbox.cli.build_parser`); returns the ``snap`` parser."""
+    quiet, secrets = _common_parents()
+    group: argparse.ArgumentParser = sub.add_parser(
+        "snap", help="snapdir snapshots and stores: id, push, pull, send/receive-pack ...",
+        description=_SNAP_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[quiet])
+    actions = group.add_subparsers(dest="snap_command", metavar="ACTION", required=True)
+
+    def cmd(name: str, func: Callable[[argparse.Namespace], int], help: str,
+            description: str | None = None,
+            parents: Sequence[argparse.ArgumentParser] = (quiet,)) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = actions.add_parser(
+            name, help=help, description=description or help, parents=list(parents))
+        p.set_defaults(func=func)
+        return p
+
+    def store_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--store", metavar="URI", default=None,
+                       help=f"the store: file:///path, a path, or http(s)://... "
+                            f"(default: ${STORE_ENV})")
+
+    def token_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--token-file", metavar="FILE", default=None,
+                       help="an http(s) store (lockbox serve --snap-store): the push token, "
+                            f"first line of FILE (default: ${TOKEN_ENV})")
+
+    def tree_arguments(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+        p.add_argument("archive", metavar="DIR|ARCHIVE", nargs="?" if optional else None,
+                       help="a directory, or an archive of any format lockbox reads")
+        p.add_argument("--no-follow", action="store_true",
+                       help="a directory: leave symbolic links out (default: follow them, "
+                            "as snapdir does)")
+
+    p = cmd("manifest", cmd_snap_manifest, "print the manifest (byte-identical to snapdir's)",
+            description="Print snapdir's manifest of DIR or ARCHIVE: one 'TYPE PERMS "
+                        "CHECKSUM SIZE PATH' line per entry, sorted by path, exactly the "
+                        "bytes 'snapdir manifest' prints.", parents=(quiet, secrets))
+    tree_arguments(p)
+
+    p = cmd("id", cmd_snap_id, "print the snapshot id",
+            description="Print the snapshot id of DIR or ARCHIVE (the BLAKE3 of its "
+                        "manifest), or of a manifest piped on stdin when no path is given.",
+            parents=(quiet, secrets))
+    tree_arguments(p, optional=True)
+
+    p = cmd("push", cmd_snap_push, "push a snapshot into a store; prints its id",
+            description="Push DIR or ARCHIVE into the store: only the objects it lacks, "
+                        "the manifest last. Prints the snapshot id.", parents=(quiet, secrets))
+    tree_arguments(p)
+    store_option(p)
+    token_option(p)
+
+    p = cmd("pull", cmd_snap_pull, "pull a snapshot from a store into a directory",
+            description="Fetch snapshot ID from the store into DEST: every object is "
+                        "BLAKE3-checked before it is put in place; nothing is written "
+                        "outside DEST.")
+    p.add_argument("id", metavar="ID")
+    store_option(p)
+    p.add_argument("--to", "-C", required=True, metavar="DEST",
+                   help="destination directory (created if missing)")
+
+    p = cmd("verify", cmd_snap_verify, "check a snapshot in a store",
+            description="Check that snapshot ID's manifest hashes to ID and that every "
+                        "object it names is in the store with the right BLAKE3. Exit code "
+                        "0 when intact, 5 (problems on stderr) otherwise.")
+    p.add_argument("id", metavar="ID")
+    store_option(p)
+
+    p = cmd("diff", cmd_snap_diff, "what changed between two snapshots",
+            description="Compare the manifests of ID_A and ID_B (no object is read): one "
+                        "'STATUS<TAB>PATH' line per file added (A), deleted (D) or "
+                        "modified (M), as snapdir diff prints them.")
+    p.add_argument("id_a", metavar="ID_A")
+    p.add_argument("id_b", metavar="ID_B")
+    store_option(p)
+    p.add_argument("--json", action="store_true",
+                   help='print a JSON array of {"status", "path"} objects')
+    p.add_argument("--all", action="store_true", help="also list unchanged paths (=)")
+    p.add_argument("--exit-code", action="store_true",
+                   help="exit 1 when there is any difference")
+
+    p = cmd("version", cmd_snap_version, "print the snapdir version spoken",
+            description=f"Print 'snapdir {SNAPDIR_VERSION}', the snapdir release these "
+                        "commands speak; --capabilities adds the wire version and the "
+                        "plumbing capabilities.")
+    p.add_argument("--capabilities", action="store_true",
+                   help="also print the wire version and capabilities")
+
+    p = cmd("objects-needed", cmd_snap_objects_needed,
+            "print the object ids on stdin that the store lacks",
+            description="Read object ids on stdin (one per line) and print those the store "
+                        "does not hold, in first-seen order. Any malformed line fails the "
+                        "command before anything is printed.")
+    store_option(p)
+    token_option(p)
+
+    p = cmd("send-pack", cmd_snap_send_pack, "write a SNAPPACK stream to stdout",
+            description="Write a SNAPPACK stream of the listed objects (and the manifest "
+                        "of --manifest-id, last) to stdout. A missing object stops the "
+                        "stream before its 'end' line, so the receiver fails too.")
+    store_option(p)
+    p.add_argument("--ids", required=True, metavar="FILE|-",
+                   help="file listing one object id per line ('-': stdin)")
+    p.add_argument("--manifest-id", metavar="ID", default=None,
+                   help="snapshot id whose manifest rides the pack as the last record")
+    p.add_argument("--pack-format", choices=("v1", "zstd"), default="v1",
+                   help=f"v1 (SNAPPACK 1, default) or zstd (SNAPPACK 1Z, level "
+                        f"${ZSTD_LEVEL_ENV} or {DEFAULT_ZSTD_LEVEL})")
+
+    p = cmd("receive-pack", cmd_snap_receive_pack, "file a SNAPPACK stream from stdin",
+            description="Read a SNAPPACK 1 or 1Z stream on stdin into the store: every "
+                        "object is BLAKE3-checked before it is filed, the manifest is "
+                        "filed only after the stream's 'end'. A summary goes to stderr.")
+    store_option(p)
+    token_option(p)
+    p.add_argument("--require-manifest", metavar="ID", default=None,
+                   help="fail unless the stream carries exactly this manifest")
+    return group
