@@ -1636,6 +1636,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let pages of ORIGIN fetch the archives (CORS); repeatable; '*' = any")
     p.add_argument("--isolate", action="store_true",
                    help="serve the viewer cross-origin isolated (COOP/COEP headers)")
+    p.add_argument("--snap-store", metavar="STORE_DIR", default=None,
+                   help="also serve this snapdir store under /snap/ (plain GETs of its layout: "
+                        "lockbox snap pull ID --store http://HOST:PORT/snap/)")
+    p.add_argument("--push-token-file", metavar="FILE", default=None,
+                   help="accept pushes to --snap-store from clients that send this file's "
+                        "token (Authorization: Bearer); without it, pushes are refused")
+    p.add_argument("--max-push-size", type=_parse_size, default=None, metavar="SIZE",
+                   help="largest pack one push may send (default: 16G)")
 
     # `lockbox sync ACTION`: .sync containers (sync-rs). Imported here, not at the top:
     # cli_sync builds on this module's helpers.
@@ -1692,16 +1700,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         raise UsageError("the server is not installed (pip install 'lockbox[server]')") from None
     site = args.site if args.site is not None else _default_site()
+    snap: dict[str, Any] = {}
+    if args.snap_store is None and (args.push_token_file or args.max_push_size):
+        raise UsageError("--push-token-file and --max-push-size need --snap-store DIR")
+    if args.snap_store is not None:
+        from lockbox_server.snapstore import TokenFileError, read_push_token
+
+        if not os.path.isdir(args.snap_store):
+            raise UsageError(f"cannot serve --snap-store {args.snap_store}: not a directory")
+        snap["snap_store"] = args.snap_store
+        if args.max_push_size:
+            snap["max_pack_size"] = args.max_push_size
+        if args.push_token_file is not None:
+            try:
+                snap["push_token"], warning = read_push_token(args.push_token_file)
+            except TokenFileError as e:
+                raise UsageError(str(e)) from None
+            if warning:
+                _err(f"warning: {warning}")
 
     def ready(url: str) -> None:
         if not args.quiet:
             for line in _serve_banner(args.directory, url, site):
                 _out(line)
+            if args.snap_store is not None:
+                pushes = ("on (bearer token)" if "push_token" in snap
+                          else "off (no --push-token-file)")
+                _out(f"  snap store: {args.snap_store} at {url}snap/ (pushes {pushes})")
             sys.stdout.flush()
 
     try:
         serve(args.directory, host=args.host, port=args.port, site_dir=site,
-              allowed_origins=args.allow_origin, ready=ready, isolate=args.isolate)
+              allowed_origins=args.allow_origin, ready=ready, isolate=args.isolate, **snap)
     except KeyboardInterrupt:  # Ctrl-C is how the server is stopped: not an error
         return 0
     except (FileNotFoundError, NotADirectoryError) as e:

@@ -9,7 +9,10 @@ Routes (all read-only: GET and HEAD, anything else is 405):
 * ``/`` and below: the viewer site when ``site_dir`` is given, otherwise a
   minimal HTML index of the archives at ``/`` only;
 * ``/{name}`` where ``/archives/{name}`` exists (and the site has no such
-  file): a 307 redirect to it, so ``lockbox ls http://host:port/x.lbox`` works.
+  file): a 307 redirect to it, so ``lockbox ls http://host:port/x.lbox`` works;
+* with ``snap_store``: a snapdir store under ``/snap/`` (GETs of its layout, and
+  the ``POST`` endpoints ``objects-needed`` and ``receive-pack`` that need the
+  push token; see :mod:`.snapstore`).
 
 Only regular files directly inside the directory are archives: names starting
 with a dot, subdirectories, FIFOs/devices and anything whose resolved path
@@ -45,6 +48,7 @@ from starlette.routing import Route
 from .conditional import make_etag
 from .files import FileStream, file_response, open_regular
 from .site import SITE_CSP, security_headers, site_response
+from .snapstore import DEFAULT_MAX_IDS_SIZE, DEFAULT_MAX_PACK_SIZE, SnapStoreConfig, snap_routes
 
 __all__ = [
     "ARCHIVE_HEADERS",
@@ -187,12 +191,21 @@ def create_app(
     allowed_origins: Iterable[str] = (),
     isolate: bool = False,
     csp: str = SITE_CSP,
+    snap_store: str | os.PathLike[str] | None = None,
+    push_token: str | None = None,
+    max_pack_size: int = DEFAULT_MAX_PACK_SIZE,
+    max_ids_size: int = DEFAULT_MAX_IDS_SIZE,
 ) -> Starlette:
     """The ASGI app serving ``archive_dir`` (and the viewer in ``site_dir``).
 
     ``allowed_origins``: origins allowed to read the archives and the listing
     cross-origin (exact ``scheme://host[:port]`` strings, or ``"*"``); empty
     means same-origin only. ``isolate`` adds COOP/COEP to the site.
+
+    ``snap_store``: a snapdir store directory served under ``/snap/``;
+    ``push_token`` (None: pushing is refused with 403) guards its POST
+    endpoints, whose bodies are capped by ``max_pack_size`` (receive-pack) and
+    ``max_ids_size`` (objects-needed), in bytes.
     """
     root = Path(archive_dir).resolve(strict=True)
     if not root.is_dir():
@@ -201,6 +214,13 @@ def create_app(
     if site_root is not None and not site_root.is_dir():
         raise NotADirectoryError(str(site_root))
     origins = tuple(allowed_origins)
+    snap_root = Path(snap_store).resolve(strict=True) if snap_store is not None else None
+    if snap_root is not None and not snap_root.is_dir():
+        raise NotADirectoryError(str(snap_root))
+    if push_token is not None and not push_token:
+        raise ValueError("push_token must not be empty")
+    if max_pack_size < 1 or max_ids_size < 1:
+        raise ValueError("max_pack_size and max_ids_size must be positive")
 
     def not_found() -> Response:
         return PlainTextResponse("not found\n", status_code=404, headers=ARCHIVE_HEADERS)
@@ -263,6 +283,10 @@ def create_app(
         Route("/archives/{name}", archive, methods=read_only),
         Route("/api/archives", api_archives, methods=read_only),
     ]
+    if snap_root is not None:
+        routes.extend(snap_routes(SnapStoreConfig(
+            snap_root, push_token=push_token, max_pack_size=max_pack_size,
+            max_ids_size=max_ids_size)))
     if site_root is None:
         routes.append(Route("/", index, methods=read_only))
         routes.append(Route("/{name}", top_level, methods=read_only))

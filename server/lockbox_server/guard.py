@@ -11,8 +11,13 @@ descriptors. :class:`GuardedH11Protocol` is uvicorn's h11 protocol plus:
   ``header_timeout`` seconds of the connection opening, or of the previous
   response ending (keep-alive). The deadline is absolute: sending a byte now
   and then does not extend it. Else the connection is closed, with no answer.
-* **body deadline**: a request body (the server never needs one) must be
-  complete within ``body_timeout`` seconds of the end of its headers.
+* **body deadline**: a request body must be complete within ``body_timeout``
+  seconds of the end of its headers, plus one second per ``body_min_rate``
+  bytes received (Apache's ``mod_reqtimeout`` ``MinRate``): a push of many
+  GiB that keeps arriving at a sane rate is never cut, a body that dribbles
+  is. Time in which the server itself stopped reading (uvicorn's flow
+  control: the app is behind, e.g. writing to disk) is not counted against
+  the client.
 * **connection cap**: at most ``max_connections`` open connections. A new one
   beyond the cap makes room by closing the connection that has waited longest
   for a request head (an idle keep-alive connection or a slow client); when
@@ -41,6 +46,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = [
+    "DEFAULT_BODY_MIN_RATE",
     "FD_RESERVE",
     "GuardedH11Protocol",
     "Limits",
@@ -55,6 +61,14 @@ log = logging.getLogger("lockbox_server")
 #: the event loop, logs, worker threads, the site's files.
 FD_RESERVE = 64
 
+#: The default :attr:`Limits.body_min_rate`: 16 KiB/s (128 kbit/s). A push over a
+#: slower link needs a lower value (``serve(body_min_rate=...)``).
+DEFAULT_BODY_MIN_RATE = 16 * 1024.0
+
+#: While the server is not reading (flow control), the body deadline is looked at
+#: again after this many seconds, and that time is credited to the client.
+_PAUSED_RECHECK_S = 1.0
+
 _REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: 20\r\nconnection: close\r\n\r\ntoo many connections")
 
@@ -66,10 +80,16 @@ class Limits:
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     max_connections: int = 512
+    #: Bytes per second a body must keep arriving at (on average, after the first
+    #: ``body_timeout`` seconds) for its deadline to move on: each byte received
+    #: adds ``1 / body_min_rate`` seconds.
+    body_min_rate: float = DEFAULT_BODY_MIN_RATE
 
     def __post_init__(self) -> None:
         if not self.header_timeout > 0 or not self.body_timeout > 0:
             raise ValueError("header_timeout and body_timeout must be positive")
+        if not self.body_min_rate > 0:
+            raise ValueError("body_min_rate must be positive")
         if self.max_connections < 1:
             raise ValueError("max_connections must be at least 1")
 
@@ -86,6 +106,11 @@ class GuardedH11Protocol(H11Protocol):
         #: loop.time() when this connection began waiting for a request head, or
         #: None while a request is being handled. The oldest waiter is evicted first.
         self.waiting_since: float | None = None
+        # The body deadline: _body_start + body_timeout + _body_credit_s
+        # + _body_bytes / body_min_rate (see _read_timed_out).
+        self._body_start = 0.0
+        self._body_bytes = 0
+        self._body_credit_s = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -100,6 +125,8 @@ class GuardedH11Protocol(H11Protocol):
         self._update_deadline()
 
     def data_received(self, data: bytes) -> None:
+        if self._phase == "body":
+            self._body_bytes += len(data)
         super().data_received(data)
         self._update_deadline()
 
@@ -135,12 +162,31 @@ class GuardedH11Protocol(H11Protocol):
         self._cancel_deadline()
         self._phase = phase
         self.waiting_since = self.loop.time() if phase == "head" else None
+        if phase == "body":
+            self._body_start = self.loop.time()
+            self._body_bytes = 0
+            self._body_credit_s = 0.0
         if phase is not None:
             timeout = self.limits.header_timeout if phase == "head" else self.limits.body_timeout
             self._deadline = self.loop.call_later(timeout, self._read_timed_out)
 
+    def _body_time_left(self) -> float:
+        """Seconds left before the body deadline (see the module), <= 0 once passed."""
+        allowed = (self._body_start + self.limits.body_timeout + self._body_credit_s
+                   + self._body_bytes / self.limits.body_min_rate)
+        return allowed - self.loop.time()
+
     def _read_timed_out(self) -> None:
         self._deadline = None
+        if self._phase == "body" and self.transport is not None:
+            left = self._body_time_left()
+            if left <= 0 and getattr(self.flow, "read_paused", False):
+                # The server stopped reading (the app is behind): not the client's fault.
+                self._body_credit_s += _PAUSED_RECHECK_S - left
+                left = _PAUSED_RECHECK_S
+            if left > 0:
+                self._deadline = self.loop.call_later(left, self._read_timed_out)
+                return
         if self.transport is not None and not self.transport.is_closing():
             log.debug("request %s not received in time: closing the connection", self._phase)
             self.transport.close()

@@ -21,7 +21,15 @@ from typing import Any
 import uvicorn
 
 from .app import create_app
-from .guard import GuardedH11Protocol, Limits, connection_cap, current_fd_limit, raise_fd_limit
+from .guard import (
+    DEFAULT_BODY_MIN_RATE,
+    GuardedH11Protocol,
+    Limits,
+    connection_cap,
+    current_fd_limit,
+    raise_fd_limit,
+)
+from .snapstore import DEFAULT_MAX_PACK_SIZE
 
 __all__ = ["serve", "running"]
 
@@ -113,9 +121,10 @@ def _config(
     log_level: str,
     limits: Limits,
     keep_alive_timeout: float,
+    snap: dict[str, Any],
 ) -> _Config:
     app = create_app(directory, site_dir=site_dir, allowed_origins=allowed_origins,
-                     isolate=isolate)
+                     isolate=isolate, **snap)
     return _Config(
         app,
         limits=limits,
@@ -133,12 +142,17 @@ def _config(
 
 
 def _limits(header_timeout: float, body_timeout: float, max_connections: int,
-            fd_limit: int) -> Limits:
+            fd_limit: int, body_min_rate: float) -> Limits:
     cap = connection_cap(max_connections, fd_limit)
     if cap < max_connections:
         log.info("at most %d connections (open-file limit %d)", cap, fd_limit)
     return Limits(header_timeout=header_timeout, body_timeout=body_timeout,
-                  max_connections=cap)
+                  max_connections=cap, body_min_rate=body_min_rate)
+
+
+def _snap(snap_store: str | os.PathLike[str] | None, push_token: str | None,
+          max_pack_size: int) -> dict[str, Any]:
+    return {"snap_store": snap_store, "push_token": push_token, "max_pack_size": max_pack_size}
 
 
 def serve(
@@ -155,6 +169,10 @@ def serve(
     body_timeout: float = 10.0,
     keep_alive_timeout: float = 5.0,
     max_connections: int = 512,
+    body_min_rate: float = DEFAULT_BODY_MIN_RATE,
+    snap_store: str | os.PathLike[str] | None = None,
+    push_token: str | None = None,
+    max_pack_size: int = DEFAULT_MAX_PACK_SIZE,
 ) -> None:
     """Serve ``directory`` until interrupted (Ctrl-C / SIGTERM); blocks.
 
@@ -165,15 +183,21 @@ def serve(
 
     Slow clients (seconds): a request's line and headers must arrive within
     ``header_timeout`` of the connection opening or of the previous response;
-    a request body within ``body_timeout`` of its headers; an idle keep-alive
-    connection is closed after ``keep_alive_timeout``. At most
-    ``max_connections`` connections are open (lowered to fit the open-file
-    limit, whose soft value is first raised to the hard one).
+    a request body within ``body_timeout`` of its headers plus one second per
+    ``body_min_rate`` bytes received; an idle keep-alive connection is closed
+    after ``keep_alive_timeout``. At most ``max_connections`` connections are
+    open (lowered to fit the open-file limit, whose soft value is first raised
+    to the hard one).
+
+    ``snap_store``: a snapdir store directory served under ``/snap/``, with
+    push endpoints guarded by ``push_token`` (None: pushes are refused) and
+    capped at ``max_pack_size`` bytes per pack (see :mod:`.snapstore`).
     """
     fd_limit = raise_fd_limit()
     config = _config(directory, host, port, site_dir, allowed_origins, isolate, log_level,
-                     _limits(header_timeout, body_timeout, max_connections, fd_limit),
-                     keep_alive_timeout)
+                     _limits(header_timeout, body_timeout, max_connections, fd_limit,
+                             body_min_rate),
+                     keep_alive_timeout, _snap(snap_store, push_token, max_pack_size))
     sockets = _bind(host, port)
     server = _Server(config, ready)
     try:
@@ -204,6 +228,10 @@ def running(
     body_timeout: float = 10.0,
     keep_alive_timeout: float = 5.0,
     max_connections: int = 512,
+    body_min_rate: float = DEFAULT_BODY_MIN_RATE,
+    snap_store: str | os.PathLike[str] | None = None,
+    push_token: str | None = None,
+    max_pack_size: int = DEFAULT_MAX_PACK_SIZE,
 ) -> Iterator[str]:
     """Run the server in a background thread; yield its URL (``http://host:port/``).
 
@@ -213,8 +241,9 @@ def running(
     """
     up = threading.Event()
     config = _config(directory, host, port, site_dir, allowed_origins, isolate, log_level,
-                     _limits(header_timeout, body_timeout, max_connections, current_fd_limit()),
-                     keep_alive_timeout)
+                     _limits(header_timeout, body_timeout, max_connections, current_fd_limit(),
+                             body_min_rate),
+                     keep_alive_timeout, _snap(snap_store, push_token, max_pack_size))
     sockets = _bind(host, port)
     server = _Server(config, lambda _url: up.set())
     failure: list[BaseException] = []

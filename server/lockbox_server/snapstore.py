@@ -1,0 +1,360 @@
+"""A snapdir store served under ``/snap/``: plain GETs of its layout, and push endpoints.
+
+``lockbox serve DIR --snap-store STORE [--push-token-file FILE]`` adds:
+
+* ``GET``/``HEAD /snap/.objects/<h[0:3]>/<h[3:6]>/<h[6:9]>/<h[9:]>`` and the same
+  under ``/snap/.manifests/``: the store's files, with the range and validator
+  code of the archives (:func:`.files.file_response`). Only paths of the layout
+  are answered (lowercase hex shards, checked by one regular expression before
+  the file system is touched), so no ``..``, no other file of the store, no
+  listing. Content-addressed files never change: they are ``immutable``. So the
+  store URL of a reader is ``http://host:port/snap/``, exactly as it would be on
+  any static host that serves the store directory.
+* ``POST /snap/objects-needed``: the body is one object id per line; the answer
+  (``text/plain``) the ids the store lacks, in first-seen order, each once.
+  One bad line is a 400 naming the line, before any output.
+* ``POST /snap/receive-pack[?require-manifest=ID]``: the body is a SNAPPACK 1 or
+  1Z stream, parsed as it arrives (never buffered whole) and filed through
+  lockbox's verify-before-file sink (temp sibling + atomic rename, the manifest
+  only after ``end``). The answer is a JSON report. A client that goes away
+  mid-body leaves no manifest and no temp file (objects already verified and
+  filed stay: a rerun skips them).
+
+Both POSTs need ``Authorization: Bearer <token>`` (compared in constant time)
+with the token of ``--push-token-file``; without a token file they answer 403.
+Errors are one line of ``text/plain``. Cross-origin pages may read the layout
+(CORS as for the archives) but never push (the CORS preflight allows GET/HEAD).
+
+Unlike the rest of the server, the push endpoints import lockbox
+(:mod:`lockbox.formats.snap`) to verify what they file. Nothing is decrypted.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import json
+import logging
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from .files import FileStream, file_response
+
+__all__ = [
+    "DEFAULT_MAX_IDS_SIZE",
+    "DEFAULT_MAX_PACK_SIZE",
+    "SNAP_PREFIX",
+    "LAYOUT_HEADERS",
+    "SnapStoreConfig",
+    "TokenFileError",
+    "layout_file",
+    "read_push_token",
+    "snap_routes",
+]
+
+log = logging.getLogger("lockbox_server")
+
+#: Where the store is served: its layout is ``/snap/.objects/...`` and
+#: ``/snap/.manifests/...``; the endpoints are ``/snap/objects-needed`` and
+#: ``/snap/receive-pack``.
+SNAP_PREFIX = "/snap/"
+
+#: Default cap on a ``receive-pack`` body (bytes on the wire): 16 GiB.
+DEFAULT_MAX_PACK_SIZE = 16 * 1024 ** 3
+#: Default cap on an ``objects-needed`` body: 64 MiB, about a million ids.
+DEFAULT_MAX_IDS_SIZE = 64 * 1024 ** 2
+
+#: Added to every answer of the layout. Objects and manifests are named by
+#: the BLAKE3 of their bytes, so a URL always has the same bytes: immutable.
+LAYOUT_HEADERS: dict[str, str] = {
+    "Cache-Control": "public, max-age=31536000, immutable, no-transform",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+#: A 404 of the layout must not be cached: the object may be pushed next.
+_MISSING_HEADERS: dict[str, str] = {
+    "Cache-Control": "no-cache",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+_POST_HEADERS: dict[str, str] = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+_LAYOUT_PATH = re.compile(r"\.(objects|manifests)/([0-9a-f]{3})/([0-9a-f]{3})/([0-9a-f]{3})/"
+                          r"([0-9a-f]{55})")
+_HEX64 = re.compile(rb"[0-9a-f]{64}")
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: it travels in a header
+
+
+class TokenFileError(ValueError):
+    """The push token file cannot be used (one line saying why)."""
+
+
+def read_push_token(path: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """``(token, warning)`` from a push token file; read once, at start-up.
+
+    The token is the file's text without surrounding whitespace (a trailing
+    newline is fine): visible ASCII, at least one character. ``warning`` is a
+    line to show when the file is readable by its group or by others, else
+    None. Raises :class:`TokenFileError` with one line.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise TokenFileError(f"push token file {name} is not a regular file")
+            raw = f.read(64 * 1024 + 1)
+    except OSError as e:
+        raise TokenFileError(f"cannot read push token file {name}: {e.strerror or e}") from None
+    if len(raw) > 64 * 1024:
+        raise TokenFileError(f"push token file {name} is larger than 64 KiB: not a token")
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise TokenFileError(f"push token file {name} is not ASCII text") from None
+    if not token:
+        raise TokenFileError(f"push token file {name} is empty")
+    if not _TOKEN.fullmatch(token):
+        raise TokenFileError(f"push token file {name} must hold one token: visible ASCII, "
+                             "no spaces")
+    warning = None
+    if st.st_mode & 0o044:
+        warning = (f"push token file {name} is readable by its group or others "
+                   f"(mode {stat.S_IMODE(st.st_mode):o}): chmod 600 {name}")
+    return token, warning
+
+
+def layout_file(root: Path, url_path: str) -> Path | None:
+    """The file of the store layout that ``url_path`` (below ``/snap/``) names, or None.
+
+    Only ``.objects/`` and ``.manifests/`` paths with lowercase hex shards of
+    3/3/3/55 digits are accepted; nothing else of the directory is reachable.
+    """
+    if _LAYOUT_PATH.fullmatch(url_path) is None:
+        return None
+    return root.joinpath(*url_path.split("/"))
+
+
+def _object_file(root: Path, hex_id: str) -> Path:
+    return root / ".objects" / hex_id[0:3] / hex_id[3:6] / hex_id[6:9] / hex_id[9:]
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class SnapStoreConfig:
+    """What :func:`snap_routes` serves: the store directory, the push token, the caps."""
+
+    root: Path
+    push_token: str | None = None
+    max_pack_size: int = DEFAULT_MAX_PACK_SIZE
+    max_ids_size: int = DEFAULT_MAX_IDS_SIZE
+
+
+def _line(status: int, message: str, *, close: bool = False,
+          headers: dict[str, str] | None = None) -> Response:
+    """One line of text/plain; ``close``: do not read the rest of the body."""
+    out = {**_POST_HEADERS, **(headers or {})}
+    if close:
+        out["Connection"] = "close"
+    return PlainTextResponse(message.rstrip("\n") + "\n", status_code=status, headers=out)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def snap_routes(config: SnapStoreConfig) -> list[Route]:
+    """The routes of the store (to be placed before any catch-all route)."""
+    root = config.root
+
+    def refuse_unauthorised(request: Request) -> Response | None:
+        if config.push_token is None:
+            return _line(403, "pushing is off: this server was started without "
+                              "--push-token-file", close=True)
+        header = request.headers.get("authorization")
+        scheme, _, given = (header or "").strip().partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer realm="lockbox snap store"'}
+        if header is None or scheme.lower() != "bearer" or not given.strip():
+            return _line(401, "this endpoint needs Authorization: Bearer <token> (the token of "
+                              "the server's --push-token-file)", close=True, headers=challenge)
+        if not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"),
+                                   config.push_token.encode("ascii")):
+            return _line(401, "wrong push token", close=True, headers=challenge)
+        return None
+
+    def declared_too_large(request: Request, cap: int) -> Response | None:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > cap:
+            return _line(413, f"the body ({length} bytes) is larger than this server accepts "
+                              f"({cap} bytes)", close=True)
+        return None
+
+    async def layout(request: Request) -> Response | FileStream:
+        path = layout_file(root, request.path_params["path"])
+        answer = None
+        if path is not None:
+            answer = file_response(request, path, content_type="application/octet-stream",
+                                   headers=LAYOUT_HEADERS)
+        if answer is None:
+            return PlainTextResponse("not found\n", status_code=404, headers=_MISSING_HEADERS)
+        return answer
+
+    async def objects_needed(request: Request) -> Response:
+        refused = refuse_unauthorised(request) or declared_too_large(request, config.max_ids_size)
+        if refused is not None:
+            return refused
+        ids: list[str] = []
+        seen: set[bytes] = set()
+        pending = b""
+        line_no = 0
+        received = 0
+
+        def take(line: bytes) -> str | None:
+            """Record one line; the error message if it is not an id."""
+            nonlocal line_no
+            line_no += 1
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                return None
+            if _HEX64.fullmatch(line) is None:
+                shown = line[:80].decode("ascii", "backslashreplace")
+                return (f"line {line_no}: not an object id (64 lowercase hex digits): "
+                        f"{shown!r}{'...' if len(line) > 80 else ''}")
+            if line not in seen:
+                seen.add(line)
+                ids.append(line.decode("ascii"))
+            return None
+
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > config.max_ids_size:
+                    return _line(413, f"the id list is larger than this server accepts "
+                                      f"({config.max_ids_size} bytes)", close=True)
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    problem = take(line)
+                    if problem is not None:
+                        return _line(400, problem)
+                if len(pending) > 1024:  # no id line is that long: fail before buffering more
+                    problem = take(pending)
+                    return _line(400, problem or f"line {line_no}: too long")
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody reads it
+        if pending:
+            problem = take(pending)
+            if problem is not None:
+                return _line(400, problem)
+
+        def absent() -> list[str]:
+            return [i for i in ids if not _is_regular(_object_file(root, i))]
+
+        needed = await anyio.to_thread.run_sync(absent)
+        body = "".join(i + "\n" for i in needed)
+        return PlainTextResponse(body, headers=_POST_HEADERS)
+
+    async def receive_pack(request: Request) -> Response:
+        refused = refuse_unauthorised(request) or declared_too_large(request, config.max_pack_size)
+        if refused is not None:
+            return refused
+        required = request.query_params.get("require-manifest")
+        if required is not None and _HEX64.fullmatch(required.encode("ascii", "replace")) is None:
+            return _line(400, f"require-manifest={required[:80]!r} is not a snapshot id "
+                              "(64 lowercase hex digits)", close=True)
+        unknown = sorted(set(request.query_params) - {"require-manifest"})
+        if unknown:
+            return _line(400, f"unknown parameter {unknown[0][:40]!r} (only require-manifest)",
+                         close=True)
+        return await _receive(request, config, required)
+
+    return [
+        Route(SNAP_PREFIX + "objects-needed", objects_needed, methods=["POST"]),
+        Route(SNAP_PREFIX + "receive-pack", receive_pack, methods=["POST"]),
+        Route(SNAP_PREFIX + "{path:path}", layout, methods=["GET", "HEAD"]),
+    ]
+
+
+# -- receive-pack ---------------------------------------------------------------------------
+
+
+def _status_of(exc: BaseException) -> int:
+    """The HTTP status of a failure while filing a pack."""
+    from lockbox.errors import (
+        FormatError,
+        IntegrityError,
+        LimitExceededError,
+        StorageError,
+        UsageError,
+    )
+
+    if isinstance(exc, LimitExceededError):
+        return 413
+    if isinstance(exc, (FormatError, IntegrityError, UsageError)):
+        return 400
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 507
+    if isinstance(exc, StorageError):
+        return 500
+    return 500
+
+
+async def _receive(request: Request, config: SnapStoreConfig, required: str | None) -> Response:
+    """Stream the body of ``request`` into the store; the answer (see the module)."""
+    receiver = await anyio.to_thread.run_sync(_open_receiver, config.root, required)
+    received = 0
+    done = False
+    try:
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > config.max_pack_size:
+                    raise _BodyTooLarge()
+                if chunk:
+                    await anyio.to_thread.run_sync(receiver.feed, chunk)
+            report = await anyio.to_thread.run_sync(receiver.finish)
+            done = True
+        except ClientDisconnect:
+            log.info("receive-pack: the client went away after %d bytes: nothing committed "
+                     "beyond the verified objects", received)
+            return Response(status_code=400)  # nobody reads it
+        except _BodyTooLarge:
+            return _line(413, f"the pack is larger than this server accepts "
+                              f"({config.max_pack_size} bytes)", close=True)
+        except Exception as exc:  # a bad pack, a full disk: one line, nothing committed
+            status = _status_of(exc)
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, OSError):
+                message = f"cannot file the pack: {exc.strerror or exc}"
+            (log.warning if status >= 500 else log.info)("receive-pack refused (%d): %s",
+                                                         status, message)
+            return _line(status, message)
+    finally:
+        if not done:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(receiver.abort)
+    body: dict[str, Any] = {**report, "pack_bytes": received}
+    log.info("receive-pack: %s", json.dumps(body, sort_keys=True))
+    return Response(json.dumps(body) + "\n", media_type="application/json",
+                    headers=_POST_HEADERS)
+
+
+def _open_receiver(root: Path, required: str | None) -> Any:
+    raise NotImplementedError  # replaced once lockbox.formats.snap lands
