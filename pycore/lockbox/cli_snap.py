@@ -295,8 +295,8 @@ def cmd_snap_diff(args: argparse.Namespace) -> int:
     if args.json:
         _write_raw((render_diff_json(rows) + "\n").encode("utf-8", "surrogateescape"))
     else:
-        for status, path in rows:
-            _out(f"{status}\t{path}")
+        for status, path in rows:  # paths escaped as ls escapes them; --json is exact
+            print(f"{status}\t{_cli.escape_controls(path)}")
     if args.exit_code and any(status != "=" for status, _ in rows):
         return 1
     return 0
