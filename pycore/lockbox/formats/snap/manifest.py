@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ManifestEntry", "Manifest", "Row", "parse_manifest", "render_manifest", "snapshot_id",
     "object_id", "directory_checksum", "is_hex64", "build_manifest", "manifest_of_directory",
-    "manifest_of_archive", "hash_stream", "new_hasher", "check_rel_path", "rendered_path",
-    "MAX_MANIFEST_SIZE", "EMPTY_BLAKE3", "HASH_CHUNK_SIZE",
+    "manifest_of_archive", "archive_snapshot", "hash_stream", "new_hasher", "check_rel_path",
+    "rendered_path", "MAX_MANIFEST_SIZE", "EMPTY_BLAKE3", "HASH_CHUNK_SIZE",
 ]
 
 Kind = Literal["F", "D"]
@@ -473,8 +473,19 @@ def manifest_of_archive(archive: Archive, *, follow_symlinks: bool = True,
     tree (see :func:`manifest_of_directory`); one leading outside the archive, broken or
     cyclic is dropped (the extractor does not create it either). ``follow_symlinks=
     False`` drops every symlink."""
+    return archive_snapshot(archive, follow_symlinks=follow_symlinks, root_mode=root_mode,
+                            progress=progress)[0]
+
+
+def archive_snapshot(archive: Archive, *, follow_symlinks: bool = True,
+                     root_mode: int = 0o755,
+                     progress: Callable[[str, int], None] | None = None
+                     ) -> tuple[Manifest, dict[str, str]]:
+    """:func:`manifest_of_archive`, and for each object id the path of a file of the
+    archive that holds it (to read the object again)."""
     rows: list[Row] = []
     links: dict[str, str] = {}
+    real: dict[str, str] = {}
     for info in archive.iter_entries(""):
         rel = info.path
         if not rel:
@@ -489,12 +500,13 @@ def manifest_of_archive(archive: Archive, *, follow_symlinks: bool = True,
             if progress is not None:
                 progress(rel, size)
             rows.append((rel, "F", info.mode, size, checksum))
+            real.setdefault(checksum, rel)
         elif info.type == "symlink":
             if follow_symlinks:
                 links[rel] = info.target
     if links:
         rows += _resolve_links(rows, links)
-    return build_manifest(rows, implicit_dir_mode=root_mode)
+    return build_manifest(rows, implicit_dir_mode=root_mode), real
 
 
 def _resolve_links(rows: list[Row], links: dict[str, str]) -> list[Row]:
