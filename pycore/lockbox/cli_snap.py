@@ -23,79 +23,60 @@ variable, never from argv. ``--store`` falls back to ``SNAPDIR_STORE`` as in sna
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import cli as _cli
 from .cli import _common_parents, _err, _human, _out, _read_secret_line
-from .errors import IntegrityError, UsageError
+from .errors import IntegrityError, LimitExceededError, NotFoundError, UsageError
+from .sources import is_url
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .facade import Archive
+    from .formats.snap.manifest import Manifest
+    from .formats.snap.store import Store, StoreUri
 
 __all__ = ["add_snap_parser", "cmd_snap_manifest", "cmd_snap_id", "cmd_snap_push",
            "cmd_snap_pull", "cmd_snap_verify", "cmd_snap_diff", "cmd_snap_version",
            "cmd_snap_objects_needed", "cmd_snap_send_pack", "cmd_snap_receive_pack",
-           "SNAPDIR_VERSION", "WIRE_VERSION", "WIRE_CAPS", "TOKEN_ENV", "STORE_ENV",
-           "ZSTD_LEVEL_ENV", "capabilities_line", "read_id_lines", "render_diff_porcelain",
-           "render_diff_json"]
+           "SNAPDIR_VERSION", "TOKEN_ENV", "STORE_ENV", "ZSTD_LEVEL_ENV", "capabilities_line",
+           "render_diff_porcelain", "render_diff_json"]
 
 SNAPDIR_VERSION = "1.11.0"
 """The snapdir release whose formats, stores and CLI these commands speak."""
-WIRE_VERSION = 1
-WIRE_CAPS = ("objects-needed", "send-pack", "receive-pack", "snappack-zstd")
 TOKEN_ENV = "LOCKBOX_SNAP_TOKEN"
 STORE_ENV = "SNAPDIR_STORE"
 ZSTD_LEVEL_ENV = "SNAPDIR_SSH_ZSTD_LEVEL"
-DEFAULT_ZSTD_LEVEL = 3
 NO_STORE = (f"no store configured: pass --store URI or set the {STORE_ENV} environment "
             "variable")
-_HEX = frozenset("0123456789abcdef")
 
 
 def capabilities_line() -> str:
     """``snapdir 1.11.0 wire=1 caps=objects-needed,send-pack,receive-pack,snappack-zstd``."""
-    return f"snapdir {SNAPDIR_VERSION} wire={WIRE_VERSION} caps={','.join(WIRE_CAPS)}"
+    from .formats.snap import snappack
 
-
-def _is_hex64(text: str) -> bool:
-    return len(text) == 64 and _HEX.issuperset(text)
-
-
-def _shown(text: str, limit: int = 80) -> str:
-    """``text`` quoted for a message, cut at ``limit`` characters."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+    return snappack.capabilities_line(SNAPDIR_VERSION)
 
 
 def _check_id(value: str, what: str) -> str:
-    if not _is_hex64(value):
-        raise UsageError(f"invalid {what} {_shown(value)}: expected 64 lowercase hex "
-                         "characters")
+    from .formats.snap.manifest import is_hex64
+
+    if not is_hex64(value):
+        shown = value if len(value) <= 80 else value[:80] + "..."
+        raise UsageError(f"invalid {what} {shown!r}: expected 64 lowercase hex characters")
     return value
 
 
-def read_id_lines(data: bytes, where: str) -> list[str]:
-    """The object ids of a list, one per line (snapdir's rule: ``\\n`` or ``\\r\\n`` ends a
-    line, empty lines are skipped), duplicates dropped keeping the first occurrence.
-    Every line is checked before anything is returned: one bad line is a UsageError
-    naming it (nothing is half answered)."""
-    ids: list[str] = []
-    seen: set[str] = set()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    for number, raw in enumerate(lines, 1):
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if not raw:
-            continue
-        text = raw.decode("utf-8", "backslashreplace")
-        if not _is_hex64(text):
-            raise UsageError(f"{where} line {number}: invalid object checksum {_shown(text)}: "
-                             "expected 64 lowercase hex characters")
-        if text not in seen:
-            seen.add(text)
-            ids.append(text)
-    return ids
+def _id_list(data: bytes) -> list[str]:
+    """The ids of an objects-needed / send-pack list, checked (one bad line fails before
+    anything is answered) and deduplicated, first occurrence kept (snapdir's rules)."""
+    from .formats.snap import snappack
+
+    return snappack.parse_id_lines(data, dedupe=True)
 
 
 # -- output ----------------------------------------------------------------------------
@@ -149,11 +130,13 @@ def render_diff_json(rows: Iterable[tuple[str, str]]) -> str:
 # -- stores and trees ------------------------------------------------------------------
 
 
-def _store_uri(args: argparse.Namespace) -> str:
+def _store_uri(args: argparse.Namespace) -> StoreUri:
+    from .formats.snap.store import StoreUri
+
     uri = getattr(args, "store", None) or os.environ.get(STORE_ENV) or None
     if uri is None:
         raise UsageError(NO_STORE)
-    return str(uri)
+    return StoreUri.parse(uri)
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -164,90 +147,120 @@ def _token(args: argparse.Namespace) -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
-def _is_remote(uri: str) -> bool:
-    return uri[:8].lower().startswith(("http://", "https://"))
-
-
-def _read_store(args: argparse.Namespace) -> Any:
-    """The store of --store for reading: a FileStore, or an HttpStore (plain GETs)."""
+@contextlib.contextmanager
+def _reading(args: argparse.Namespace) -> Iterator[Store]:
+    """The store of --store, to read: a FileStore or an HttpStore (plain GETs)."""
     from .formats.snap.store import open_store
 
-    return open_store(_store_uri(args))
+    store = open_store(_store_uri(args))
+    try:
+        yield store
+    finally:
+        store.close()
 
 
-def _write_store(args: argparse.Namespace) -> Any:
-    """The store of --store for writing: a FileStore, or lockbox's server (ServerStore,
-    with the bearer token)."""
-    uri = _store_uri(args)
-    if _is_remote(uri):
-        from .formats.snap.remote import ServerStore
+@contextlib.contextmanager
+def _server(args: argparse.Namespace, uri: StoreUri) -> Iterator[Any]:
+    """lockbox's server at ``uri`` (lockbox serve --snap-store), with the push token."""
+    from .formats.snap.remote import ServerStore
 
-        token = _token(args)
-        if token is None:
-            raise UsageError(f"writing to {uri} needs the server's push token: use "
-                             f"--token-file FILE or the {TOKEN_ENV} environment variable")
-        return ServerStore(uri, token=token)
-    from .formats.snap.store import open_store
+    token = _token(args)
+    if token is None:
+        raise UsageError(f"writing to {uri} needs the server's push token: use "
+                         f"--token-file FILE or the {TOKEN_ENV} environment variable")
+    server = ServerStore(uri, token=token)
+    try:
+        yield server
+    finally:
+        server.close()
 
-    return open_store(uri)
+
+def _is_directory(location: str) -> bool:
+    from .formats.snap.store import parse_snap_location
+
+    return (not is_url(location) and parse_snap_location(location) is None
+            and os.path.isdir(location))
 
 
-def _manifest_bytes(args: argparse.Namespace) -> bytes:
-    """The manifest of args.archive: a directory walked like snapdir, or any archive the
-    reader opens (streamed through BLAKE3; a .lbox decrypts as it streams)."""
+@contextlib.contextmanager
+def _tree(args: argparse.Namespace) -> Iterator[str | Archive]:
+    """args.archive: a directory (its path) or an opened archive of any format the
+    reader opens (a .lbox asks for its password like ``lockbox ls``)."""
+    location: str = args.archive
+    if _is_directory(location):
+        yield location
+        return
+    with _cli._open_any(args) as box:
+        yield box
+
+
+def _manifest_of(tree: str | Archive, args: argparse.Namespace) -> Manifest:
     from .formats.snap import manifest as snapmanifest
 
-    location: str = args.archive
-    if not _is_remote(location) and os.path.isdir(location):
-        m = snapmanifest.manifest_of_directory(location,
-                                               follow_symlinks=not args.no_follow)
-        return bytes(snapmanifest.render_manifest(m))
-    if args.no_follow:
-        raise UsageError("--no-follow applies to directories (an archive's symlinks are "
-                         "followed inside it, as in its extracted tree)")
-    with _cli._open_any(args) as box:
-        m = snapmanifest.manifest_of_archive(box)
-    return bytes(snapmanifest.render_manifest(m))
+    follow = not getattr(args, "no_follow", False)
+    if isinstance(tree, str):
+        return snapmanifest.manifest_of_directory(tree, follow_symlinks=follow)
+    return snapmanifest.manifest_of_archive(tree, follow_symlinks=follow)
 
 
 # -- commands --------------------------------------------------------------------------
 
 
 def cmd_snap_manifest(args: argparse.Namespace) -> int:
-    """lockbox snap manifest: snapdir's manifest of a directory or an archive."""
-    _write_raw(_manifest_bytes(args))
+    """lockbox snap manifest: snapdir's manifest of a directory or an archive, exactly the
+    bytes ``snapdir manifest`` prints."""
+    with _tree(args) as tree:
+        manifest = _manifest_of(tree, args)
+    _write_raw(manifest.render())
     return 0
 
 
 def cmd_snap_id(args: argparse.Namespace) -> int:
-    """lockbox snap id: the snapshot id of a directory, an archive, or a manifest on
-    stdin."""
+    """lockbox snap id: the snapshot id of a directory, an archive, or a manifest piped
+    on stdin."""
     from .formats.snap import manifest as snapmanifest
 
     if args.archive is None:
         if _cli._stdin_tty():
-            raise UsageError("no directory given and no manifest on stdin; pass a PATH "
+            raise UsageError("no directory given and no manifest on stdin: pass a PATH "
                              "(or .), or pipe a manifest")
-        text = sys.stdin.buffer.read()
-        m = snapmanifest.parse_manifest(text)
-        _out(snapmanifest.snapshot_id(snapmanifest.render_manifest(m)))
+        data = sys.stdin.buffer.read(snapmanifest.MAX_MANIFEST_SIZE + 1)
+        if len(data) > snapmanifest.MAX_MANIFEST_SIZE:
+            raise LimitExceededError(f"the manifest on stdin is over "
+                                     f"{snapmanifest.MAX_MANIFEST_SIZE} bytes")
+        _out(snapmanifest.parse_manifest(data).id)
         return 0
-    _out(snapmanifest.snapshot_id(_manifest_bytes(args)))
+    with _tree(args) as tree:
+        manifest = _manifest_of(tree, args)
+    _out(manifest.id)
     return 0
 
 
 def cmd_snap_push(args: argparse.Namespace) -> int:
-    """lockbox snap push: push a directory or an archive; prints the snapshot id."""
+    """lockbox snap push: push a directory or an archive (only the objects the store
+    lacks, the manifest last); prints the snapshot id."""
     from .formats.snap import ops
+    from .formats.snap.store import FileStore
 
-    store = _write_store(args)
-    location: str = args.archive
-    if not _is_remote(location) and os.path.isdir(location):
-        result = ops.push(location, store)
-    else:
-        with _cli._open_any(args) as box:
-            result = ops.push(box, store)
-    _out(str(getattr(result, "snapshot_id", result)))
+    uri = _store_uri(args)
+    follow = not getattr(args, "no_follow", False)
+    with _tree(args) as tree:
+        if uri.kind == "http":
+            with _server(args, uri) as server:
+                report = ops.push(tree, server, follow_symlinks=follow)
+        else:
+            store = FileStore(uri, create=True)
+            try:
+                report = ops.push(tree, store, follow_symlinks=follow)
+            finally:
+                store.close()
+    _out(report.snapshot_id)
+    if not args.quiet:
+        if report.already_present:
+            _note(f"{report.snapshot_id} was already in {uri}: nothing sent")
+        else:
+            _note(f"pushed {report.snapshot_id} to {uri}: {report.objects_sent} of "
+                  f"{report.objects} objects sent ({_human(report.bytes_sent)})")
     return 0
 
 
@@ -256,24 +269,23 @@ def cmd_snap_pull(args: argparse.Namespace) -> int:
     from .formats.snap import ops
 
     snapshot_id = _check_id(args.id, "snapshot id")
-    store = _read_store(args)
-    report = ops.pull(snapshot_id, store, args.to)
+    started = time.monotonic()
+    with _reading(args) as store:
+        report = ops.pull(snapshot_id, store, args.to)
     if not args.quiet:
-        entries = getattr(report, "entries", None)
-        size = getattr(report, "bytes", None)
-        detail = "" if entries is None else f": {entries} entries"
-        if size is not None:
-            detail += f", {size:,} bytes ({_human(size)})"
-        _out(f"pulled {snapshot_id}{detail} to {args.to}")
+        _out(f"pulled {snapshot_id}: {report.entries} entries, {report.bytes:,} bytes "
+             f"({_human(report.bytes)}) to {args.to} in {time.monotonic() - started:.2f} s")
     return 0
 
 
 def cmd_snap_verify(args: argparse.Namespace) -> int:
-    """lockbox snap verify: check a snapshot's manifest and every object in the store."""
+    """lockbox snap verify: the manifest hashes to ID and every object it names is in the
+    store with the right BLAKE3; exit 5 with one line per problem otherwise."""
     from .formats.snap import ops
 
     snapshot_id = _check_id(args.id, "snapshot id")
-    report = ops.verify(snapshot_id, _read_store(args))
+    with _reading(args) as store:
+        report = ops.verify(snapshot_id, store)
     if report.ok:
         if not args.quiet:
             _out(f"ok: {snapshot_id}: {report.entries_checked} entries "
@@ -285,17 +297,19 @@ def cmd_snap_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_snap_diff(args: argparse.Namespace) -> int:
-    """lockbox snap diff: what changed from ID_A to ID_B (manifests only)."""
+    """lockbox snap diff: what changed from ID_A to ID_B (manifests only), in snapdir's
+    porcelain (paths escaped as ``ls`` escapes them) or its exact ``--json``."""
     from .formats.snap import ops
 
     id_a = _check_id(args.id_a, "snapshot id")
     id_b = _check_id(args.id_b, "snapshot id")
-    entries = ops.diff(id_a, id_b, _read_store(args), include_unchanged=args.all)
+    with _reading(args) as store:
+        entries = ops.diff(id_a, id_b, store, include_unchanged=args.all)
     rows = [(e.status, e.path) for e in entries]
     if args.json:
         _write_raw((render_diff_json(rows) + "\n").encode("utf-8", "surrogateescape"))
     else:
-        for status, path in rows:  # paths escaped as ls escapes them; --json is exact
+        for status, path in rows:
             print(f"{status}\t{_cli.escape_controls(path)}")
     if args.exit_code and any(status != "=" for status, _ in rows):
         return 1
@@ -309,77 +323,102 @@ def cmd_snap_version(args: argparse.Namespace) -> int:
 
 
 def cmd_snap_objects_needed(args: argparse.Namespace) -> int:
-    """lockbox snap objects-needed: the ids on stdin the store lacks, first-seen order."""
+    """lockbox snap objects-needed: the ids on stdin the store lacks, first-seen order.
+    Every line is checked before the store is asked (nothing is half answered)."""
     from .formats.snap import ops
 
-    ids = read_id_lines(sys.stdin.buffer.read(), "stdin")
+    ids = _id_list(sys.stdin.buffer.read())
     uri = _store_uri(args)
-    store = _write_store(args) if _is_remote(uri) and _token(args) else _read_store(args)
-    needed = ops.objects_needed(store, ids)
+    if uri.kind == "http" and _token(args) is not None:
+        with _server(args, uri) as server:  # one POST to lockbox's server
+            needed = server.objects_needed(ids)
+    else:
+        with _reading(args) as store:
+            needed = ops.objects_needed(store, ids)
     _write_raw("".join(f"{i}\n" for i in needed).encode("ascii"))
     return 0
 
 
 def _zstd_level() -> int:
-    """SNAPDIR_SSH_ZSTD_LEVEL, as snapdir reads it (a bad value: the default)."""
+    """SNAPDIR_SSH_ZSTD_LEVEL as snapdir reads it: an integer (clamped to 1..19 by the
+    writer), anything else the default."""
+    from .formats.snap import snappack
+
     try:
         return int(os.environ.get(ZSTD_LEVEL_ENV, "").strip())
     except ValueError:
-        return DEFAULT_ZSTD_LEVEL
+        return snappack.DEFAULT_ZSTD_LEVEL
 
 
 def _read_ids_arg(path: str) -> list[str]:
     if path == "-":
-        return read_id_lines(sys.stdin.buffer.read(), "stdin")
+        return _id_list(sys.stdin.buffer.read())
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise UsageError(f"cannot read --ids file {path}: {e.strerror or e}") from e
-    return read_id_lines(data, path)
+    return _id_list(data)
 
 
 def cmd_snap_send_pack(args: argparse.Namespace) -> int:
-    """lockbox snap send-pack: a SNAPPACK stream of the listed objects on stdout."""
+    """lockbox snap send-pack: a SNAPPACK stream of the listed objects (and a manifest,
+    last) on stdout; any failure stops it before ``end``."""
     from .formats.snap import snappack
+    from .formats.snap.store import FileStore
 
     ids = _read_ids_arg(args.ids)
     manifest_id = args.manifest_id
     if manifest_id is not None:
         _check_id(manifest_id, "--manifest-id")
-    store = _read_store(args)
-    manifest = store.get_manifest(manifest_id) if manifest_id is not None else None
-    sys.stdout.flush()
-    out: IO[bytes] = sys.stdout.buffer
-    report = snappack.write_pack(ids, store.get_object, out,
-                                 manifest=(manifest_id, manifest) if manifest else None,
-                                 pack_format=args.pack_format, level=_zstd_level())
-    out.flush()
+    with _reading(args) as store:
+        manifest = None
+        if manifest_id is not None:
+            manifest = (manifest_id, store.get_manifest_bytes(manifest_id))
+
+        def get_object(object_id: str) -> bytes | snappack.ObjectStream:
+            if isinstance(store, FileStore):  # streamed: memory bounded whatever the size
+                size = store.object_size(object_id)
+                if size is None:
+                    raise NotFoundError(f"object {object_id} is not in the store {store.uri}")
+                return snappack.ObjectStream(size, store.iter_object(object_id))
+            return store.get_object(object_id)
+
+        sys.stdout.flush()
+        report = snappack.write_pack(ids, get_object, sys.stdout.buffer, manifest=manifest,
+                                     pack_format=args.pack_format, level=_zstd_level())
     if not args.quiet:
-        written = getattr(report, "objects_written", len(ids))
-        _note(f"sent pack: {written} object(s)" + (" + manifest" if manifest_id else ""))
+        _note(f"sent pack: {report.objects_written} object(s)"
+              + (" + manifest" if report.manifest_written else ""))
     return 0
 
 
 def cmd_snap_receive_pack(args: argparse.Namespace) -> int:
-    """lockbox snap receive-pack: file a SNAPPACK stream from stdin into the store."""
+    """lockbox snap receive-pack: file a SNAPPACK 1 or 1Z stream from stdin into the
+    store (lockbox's server for an http(s) store); stdout stays silent."""
     from .formats.snap import snappack
+    from .formats.snap.store import FileStore
 
     required = args.require_manifest
     if required is not None:
         _check_id(required, "--require-manifest")
     uri = _store_uri(args)
     stdin = sys.stdin.buffer
-    if _is_remote(uri):
-        report = _write_store(args).receive_pack(stdin, require_manifest=required)
+    if uri.kind == "http":
+        with _server(args, uri) as server:
+            report = server.receive_pack(stdin, require_manifest=required)
     else:
-        report = snappack.read_pack(stdin, snappack.FileSink(_read_store(args)),
-                                    require_manifest=required)
+        store = FileStore(uri, create=True)
+        sink = snappack.FileSink(store)
+        try:
+            report = snappack.read_pack(stdin, sink, require_manifest=required)
+        finally:
+            sink.close()
+            store.close()
     if not args.quiet:
-        manifest = getattr(report, "manifest_id", None)
         _note(f"received pack: {report.objects_written} object(s) written, "
-              f"{report.objects_skipped} skipped" + (f", manifest {manifest}" if manifest
-                                                     else ""))
+              f"{report.objects_skipped} skipped"
+              + (f", manifest {report.manifest_id}" if report.manifest_id else ""))
     return 0
 
 
@@ -441,15 +480,14 @@ def add_snap_parser(sub: Any) -> argparse.ArgumentParser:
     def tree_arguments(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
         p.add_argument("archive", metavar="DIR|ARCHIVE", nargs="?" if optional else None,
                        help="a directory, or an archive of any format lockbox reads")
-        p.add_argument("--no-follow", action="store_true",
-                       help="a directory: leave symbolic links out (default: follow them, "
-                            "as snapdir does)")
 
     p = cmd("manifest", cmd_snap_manifest, "print the manifest (byte-identical to snapdir's)",
             description="Print snapdir's manifest of DIR or ARCHIVE: one 'TYPE PERMS "
                         "CHECKSUM SIZE PATH' line per entry, sorted by path, exactly the "
                         "bytes 'snapdir manifest' prints.", parents=(quiet, secrets))
     tree_arguments(p)
+    p.add_argument("--no-follow", action="store_true",
+                   help="leave symbolic links out (default: follow them, as snapdir does)")
 
     p = cmd("id", cmd_snap_id, "print the snapshot id",
             description="Print the snapshot id of DIR or ARCHIVE (the BLAKE3 of its "
@@ -518,8 +556,8 @@ def add_snap_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--manifest-id", metavar="ID", default=None,
                    help="snapshot id whose manifest rides the pack as the last record")
     p.add_argument("--pack-format", choices=("v1", "zstd"), default="v1",
-                   help=f"v1 (SNAPPACK 1, default) or zstd (SNAPPACK 1Z, level "
-                        f"${ZSTD_LEVEL_ENV} or {DEFAULT_ZSTD_LEVEL})")
+                   help=f"v1 (SNAPPACK 1, default) or zstd (SNAPPACK 1Z at level "
+                        f"${ZSTD_LEVEL_ENV}, default 3)")
 
     p = cmd("receive-pack", cmd_snap_receive_pack, "file a SNAPPACK stream from stdin",
             description="Read a SNAPPACK 1 or 1Z stream on stdin into the store: every "
