@@ -11,13 +11,16 @@ ls/cat/extract."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -675,21 +678,59 @@ class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionError):  # a client that read enough and left
+            super().handle()
 
-@pytest.fixture
-def static_host(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """CPython's http.server over tmp_path/www: plain GETs, no Range, no listing needed."""
-    root = tmp_path / "www"
-    root.mkdir()
+
+@contextlib.contextmanager
+def http_server_host(root: Path) -> Iterator[str]:
+    """CPython's http.server: plain GETs, no Range support at all."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         thread.join(10)
         server.server_close()
+
+
+@contextlib.contextmanager
+def starlette_host(root: Path) -> Iterator[str]:
+    """Starlette's StaticFiles on uvicorn (Range requests answered)."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    app = Starlette(routes=[Mount("/", StaticFiles(directory=root))])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "no static host"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(params=["http.server", "starlette"])
+def static_host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A static host over tmp_path/www: (base URL, root)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    host = http_server_host if request.param == "http.server" else starlette_host
+    with host(root) as url:
+        yield url, root
 
 
 def test_pull_verify_diff_from_a_static_http_host(run: SnapRunner, tmp_path: Path,
@@ -725,3 +766,92 @@ def test_snapshot_in_a_store_is_an_archive(run: SnapRunner, tmp_path: Path) -> N
     run.ok("extract", location, "--to", out, "-p")
     assert tree_state(out) == tree_state(src)
     assert run.ok("snap", "id", location).out.decode().strip() == snapshot_id
+
+
+@contextlib.contextmanager
+def lockbox_serve(tmp_path: Path, store: Path, token_file: Path | None
+                  ) -> Iterator[str]:
+    """A real ``lockbox serve --snap-store STORE [--push-token-file F]`` process on a free
+    port; yields the store URL (``http://127.0.0.1:PORT/snap/``)."""
+    served = tmp_path / "served"
+    served.mkdir(exist_ok=True)
+    store.mkdir(exist_ok=True)
+    argv = [sys.executable, "-m", "lockbox", "serve", str(served), "--port", "0",
+            "--snap-store", str(store)]
+    if token_file is not None:
+        argv += ["--push-token-file", str(token_file)]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKBOX_", "SNAPDIR_"))}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        url = None
+        deadline = time.monotonic() + 30
+        for line in proc.stdout:  # the banner: "  snap store: DIR at URL (pushes ...)"
+            if "snap store:" in line:
+                url = line.split(" at ", 1)[1].split(" (", 1)[0].strip()
+                break
+            assert time.monotonic() < deadline, "lockbox serve did not start"
+        assert url is not None, proc.stderr.read() if proc.stderr else ""
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hang guard
+            proc.kill()
+            proc.wait(10)
+
+
+def test_push_to_lockbox_serve_and_pull_back_over_http(run: SnapRunner, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    src = plain_tree(tmp_path)
+    store = tmp_path / "served-store"
+    token = tmp_path / "token"
+    token.write_text("s3cret-push-token\n")
+    token.chmod(0o600)
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text("not-the-token\n")
+    with lockbox_serve(tmp_path, store, token) as url:
+        line = one_line_error(run("snap", "push", src, "--store", url, "--token-file", wrong),
+                              2)
+        assert "401" in line or "403" in line
+        assert not store_files(store)
+        r = run.ok("snap", "push", src, "--store", url, "--token-file", token)
+        snapshot_id = r.text.strip()
+        assert snapshot_id == sd_id(src)
+        assert_clean_store(store, manifests={snapshot_id})
+        assert sd_verify(snapshot_id, store)
+        # the token from the environment; the second push sends nothing
+        monkeypatch.setenv("LOCKBOX_SNAP_TOKEN", "s3cret-push-token")
+        again = run.ok("snap", "push", src, "--store", url)
+        assert again.text.strip() == snapshot_id
+        assert "nothing sent" in again.err
+        # pulled back over HTTP (plain GETs under /snap/), verified, diffed
+        dest = tmp_path / "dest"
+        run.ok("snap", "pull", snapshot_id, "--store", url, "--to", dest)
+        assert tree_state(dest) == tree_state(src)
+        run.ok("snap", "verify", snapshot_id, "--store", url)
+        # objects-needed and receive-pack through the server's endpoints
+        objects = [b"fresh object", b"another"]
+        r = run.with_stdin("".join(f"{b3(d)}\n" for d in [*objects, b""]).encode(),
+                           "snap", "objects-needed", "--store", url)
+        assert r.out.decode().split() == [b3(d) for d in objects]
+        manifest = hand_manifest({"x": objects[0], "y": objects[1]})
+        r = run.with_stdin(hand_pack(objects, manifest, zstd_body=True), "snap",
+                           "receive-pack", "--store", url, "--require-manifest", b3(manifest))
+        assert r.rc == 0, r.err
+        assert_clean_store(store, manifests={snapshot_id, b3(manifest)})
+        # a truncated pack through the server: no manifest, no temp file
+        broken = hand_pack([b"never complete"], hand_manifest({"z": b"never complete"}))
+        r = run.with_stdin(broken[:-6], "snap", "receive-pack", "--store", url)
+        assert r.rc != 0
+        one_line_error(r, r.rc)
+        assert_clean_store(store, manifests={snapshot_id, b3(manifest)})
+    # without --push-token-file the server refuses pushes
+    with lockbox_serve(tmp_path, tmp_path / "read-only", None) as url:
+        r = run("snap", "push", src, "--store", url, "--token-file", token)
+        assert r.rc != 0
+        one_line_error(r, r.rc)
+        assert not store_files(tmp_path / "read-only")
