@@ -31,7 +31,7 @@ from .errors import FormatError, NotFoundError, TruncatedError, UnsafePathError,
 from .extract import Extractor, ExtractReport
 from .info import EntryInfo
 from .protocol import CheckReport, FormatSession, FormatSpec, OpenOptions, SessionInfo
-from .registry import Probe, open_flow, probe_flow
+from .registry import Probe, open_flow, open_location, probe_flow
 from .sources import is_url, open_async_source, open_source
 from .sources.base import AsyncRangeSource, RangeSource
 
@@ -165,6 +165,14 @@ def _options(password: str | bytes | None, identity: Any, secrets: Mapping[str, 
                        settings={k: v for k, v in settings.items() if v is not None})
 
 
+def _special_format(given: str | None, wanted: str) -> str:
+    """The format of a special location (``STORE_URI#id=ID``: ``snap``); UsageError when
+    the caller named another."""
+    if given is not None and given.strip().lower().lstrip(".") != wanted:
+        raise UsageError(f"this location is a {wanted} location, not a {given} file")
+    return wanted
+
+
 def _not_a_file(info: EntryInfo) -> UsageError:
     return UsageError(f"not a file: {info.path or '/'} (a {info.type})")
 
@@ -221,8 +229,15 @@ class Archive:
         cache, limits, generation ...). ``source``: the already opened source of
         ``location``; ``probe``: what :func:`probe` found on it. For a format that names a
         facade of its own the result is that class (a ``.lbox`` gives a ``Lockbox``)."""
-        if isinstance(location, (str, os.PathLike)):
-            loc: str | None = os.fspath(location)
+        loc: str | None
+        special = (open_location(location) if source is None and
+                   isinstance(location, str) else None)
+        if special is not None:  # STORE_URI#id=ID: a snapdir snapshot
+            loc, path, src = str(location), None, special.source
+            format = _special_format(format, special.format)
+            settings = {**special.settings, **settings}
+        elif isinstance(location, (str, os.PathLike)):
+            loc = os.fspath(location)
             assert loc is not None
             path = None if is_url(loc) else os.path.abspath(loc)
             src = source if source is not None else open_source(loc)
@@ -519,8 +534,15 @@ class AsyncArchive:
                    source: AsyncRangeSource | None = None, probe: Probe | None = None,
                    close_source: bool = True, **settings: Any) -> AA:
         """:meth:`Archive.open`, async (a ``.lbox`` gives an ``AsyncLockbox``)."""
-        if isinstance(location, (str, os.PathLike)):
-            loc: str | None = os.fspath(location)
+        loc: str | None
+        special = (open_location(location, asynchronous=True) if source is None and
+                   isinstance(location, str) else None)
+        if special is not None:  # STORE_URI#id=ID: a snapdir snapshot
+            loc, path, src = str(location), None, special.source
+            format = _special_format(format, special.format)
+            settings = {**special.settings, **settings}
+        elif isinstance(location, (str, os.PathLike)):
+            loc = os.fspath(location)
             assert loc is not None
             path = None if is_url(loc) else os.path.abspath(loc)
             src = source if source is not None else open_async_source(loc)

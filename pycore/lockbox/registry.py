@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from functools import cache
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .drivers import Flow, Read
 from .errors import FormatError, UsageError
@@ -21,14 +22,25 @@ from .protocol import FormatSession, FormatSpec, OpenOptions
 from .ranges import ByteRange
 
 __all__ = ["formats", "by_name", "for_path", "detect", "describe", "probe_flow",
-           "open_session_flow", "open_flow", "Probe", "PROBE_SIZE"]
+           "open_session_flow", "open_flow", "Probe", "PROBE_SIZE", "open_location",
+           "is_special_location", "LocationOpen"]
 
 # name -> "module:attribute" of its FormatSpec, in probing order.
 _FORMATS: dict[str, str] = {
     "lbox": "lockbox.formats.lbox.session:LboxFormat",
     "uri": "lockbox.formats.uri:UriFormat",
     "sync": "lockbox.formats.sync.session:SyncFormat",
+    "snap": "lockbox.formats.snap.session:SnapFormat",   # by location only, never probed
 }
+
+# Locations that name an archive by more than a path or a URL, recognised by their form
+# alone (before any probing): pattern -> "module:function" giving a LocationOpen.
+_LOCATIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # a snapdir store and a snapshot id: STORE_URI#id=ID (the scheme is required, so a
+    # file name holding '#' stays a file name)
+    (re.compile(r"(?:file|https?)://[^#]*#id=", re.IGNORECASE),
+     "lockbox.formats.snap.session:open_location"),
+)
 
 T = TypeVar("T")
 
@@ -121,6 +133,37 @@ def describe(head: bytes) -> str:
     if printable and not any(b < 9 or 13 < b < 32 for b in sample):
         return "it looks like text"
     return f"unknown bytes ({head[:8].hex(' ')} ...)"
+
+
+class LocationOpen(NamedTuple):
+    """An opened special location: the source to drive the flows against (an
+    ``AsyncRangeSource`` when asked for one), the format's name, its open settings."""
+
+    source: Any
+    format: str
+    settings: dict[str, Any]
+
+
+def is_special_location(location: str | os.PathLike[str]) -> bool:
+    """True if ``location`` has the form of a special location (``STORE_URI#id=ID``)."""
+    return isinstance(location, str) and any(p.match(location) for p, _ in _LOCATIONS)
+
+
+def open_location(location: str | os.PathLike[str], *, asynchronous: bool = False
+                  ) -> LocationOpen | None:
+    """Open a special location -- ``STORE_URI#id=ID``, snapshot ID of the snapdir store
+    at ``file://``, ``http://`` or ``https://`` STORE_URI -- as its source, format and
+    settings; None for a plain path or URL (open those with ``lockbox.sources``)."""
+    if not isinstance(location, str):
+        return None
+    for pattern, target in _LOCATIONS:
+        if pattern.match(location):
+            module, _, attr = target.partition(":")
+            opened = getattr(importlib.import_module(module), attr)(
+                location, asynchronous=asynchronous)
+            if opened is not None:
+                return LocationOpen(opened.source, opened.format, dict(opened.settings))
+    return None
 
 
 class Probe(NamedTuple):
