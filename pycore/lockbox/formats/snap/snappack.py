@@ -298,8 +298,9 @@ class PackParser:
         if self._input or self._chunk_pos < len(self._chunk) or self._iterating:
             raise UsageError("close() before the events of the data fed were consumed")
         self._eof = True
+        error = self._truncation()
         self._state = _FAILED
-        raise self._truncation()
+        raise error
 
     # ------------------------------------------------------------------ events
 
@@ -388,7 +389,7 @@ class PackParser:
                 out = decompressor.decompress(data, _ZSTD_STEP_SIZE)
             except zstd.ZstdError as exc:
                 message = str(exc)
-                if "window" in message.lower() or "frameParameter_windowTooLarge" in message:
+                if "too much memory" in message or "window" in message.lower():
                     raise LimitExceededError(
                         f"the SNAPPACK 1Z zstd frame asks for a window larger than "
                         f"{MAX_ZSTD_WINDOW_SIZE} bytes ({message})") from None
@@ -907,11 +908,7 @@ class _Emitter:
         self.wire_size = 0
         self.out_failed = False
 
-    def _put(self, data: bytes | bytearray | memoryview) -> None:
-        if self._compressor is not None:
-            data = self._compressor.compress(data)
-            if not data:
-                return
+    def _write_out(self, data: bytes | bytearray | memoryview) -> None:
         try:
             self._out.write(data)
         except OSError as exc:
@@ -919,15 +916,17 @@ class _Emitter:
             raise StorageError(f"writing the pack failed: {exc.strerror or exc}") from exc
         self.wire_size += len(data)
 
+    def _put(self, data: bytes | bytearray | memoryview) -> None:
+        if self._compressor is not None:
+            data = self._compressor.compress(data)
+            if not data:
+                return
+        self._write_out(data)
+
     def raw(self, data: bytes) -> None:
         """Bytes outside the zstd frame (the magic)."""
         self.flush_buffer()
-        try:
-            self._out.write(data)
-        except OSError as exc:
-            self.out_failed = True
-            raise StorageError(f"writing the pack failed: {exc.strerror or exc}") from exc
-        self.wire_size += len(data)
+        self._write_out(data)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if len(data) >= _WRITE_BUFFER_SIZE:
@@ -950,7 +949,7 @@ class _Emitter:
             tail = self._compressor.flush(self._compressor.FLUSH_FRAME)
             self._compressor = None
             if tail:
-                self._put(tail)
+                self._write_out(tail)
 
     def flush_partial(self) -> None:
         """After a failure: push out what was written, never ending the 1Z frame, so the
@@ -962,7 +961,7 @@ class _Emitter:
             if self._compressor is not None:
                 tail = self._compressor.flush(self._compressor.FLUSH_BLOCK)
                 if tail:
-                    self._put(tail)
+                    self._write_out(tail)
         except LockboxError:
             pass
 
