@@ -1649,6 +1649,9 @@ def build_parser() -> argparse.ArgumentParser:
     # cli_sync builds on this module's helpers.
     from . import cli_sync
     cli_sync.add_sync_parser(sub)
+    # `lockbox snap ACTION`: snapdir snapshots, stores and SNAPPACK (the same reason).
+    from . import cli_snap
+    cli_snap.add_snap_parser(sub)
     return parser
 
 
