@@ -53,6 +53,7 @@ from .files import FileStream, file_response
 __all__ = [
     "DEFAULT_MAX_IDS_SIZE",
     "DEFAULT_MAX_PACK_SIZE",
+    "ERROR_HEADER",
     "SNAP_PREFIX",
     "LAYOUT_HEADERS",
     "SnapStoreConfig",
@@ -88,6 +89,8 @@ _MISSING_HEADERS: dict[str, str] = {
     "X-Content-Type-Options": "nosniff",
 }
 _POST_HEADERS: dict[str, str] = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+#: Names the lockbox error class of a refused push (the client raises the same class).
+ERROR_HEADER = "Lockbox-Error"
 
 _LAYOUT_PATH = re.compile(r"\.(objects|manifests)/([0-9a-f]{3})/([0-9a-f]{3})/([0-9a-f]{3})/"
                           r"([0-9a-f]{55})")
@@ -104,15 +107,13 @@ def read_push_token(path: str | os.PathLike[str]) -> tuple[str, str | None]:
 
     The token is the file's text without surrounding whitespace (a trailing
     newline is fine): visible ASCII, at least one character. ``warning`` is a
-    line to show when the file is readable by its group or by others, else
-    None. Raises :class:`TokenFileError` with one line.
+    line to show when the file (a regular one; a pipe is fine too) is readable
+    by its group or by others, else None. Raises :class:`TokenFileError` with one line.
     """
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
+        with open(name, "rb") as f:  # a pipe is fine too: --push-token-file <(pass tok)
             st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise TokenFileError(f"push token file {name} is not a regular file")
             raw = f.read(64 * 1024 + 1)
     except OSError as e:
         raise TokenFileError(f"cannot read push token file {name}: {e.strerror or e}") from None
@@ -128,7 +129,7 @@ def read_push_token(path: str | os.PathLike[str]) -> tuple[str, str | None]:
         raise TokenFileError(f"push token file {name} must hold one token: visible ASCII, "
                              "no spaces")
     warning = None
-    if st.st_mode & 0o044:
+    if stat.S_ISREG(st.st_mode) and st.st_mode & 0o044:
         warning = (f"push token file {name} is readable by its group or others "
                    f"(mode {stat.S_IMODE(st.st_mode):o}): chmod 600 {name}")
     return token, warning
@@ -297,28 +298,33 @@ def snap_routes(config: SnapStoreConfig) -> list[Route]:
 
 def _status_of(exc: BaseException) -> int:
     """The HTTP status of a failure while filing a pack."""
-    from lockbox.errors import (
-        FormatError,
-        IntegrityError,
-        LimitExceededError,
-        StorageError,
-        UsageError,
-    )
+    from lockbox.errors import FormatError, IntegrityError, StorageError, UsageError
 
-    if isinstance(exc, LimitExceededError):
-        return 413
     if isinstance(exc, (FormatError, IntegrityError, UsageError)):
-        return 400
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return 507
+        return 400  # FormatError includes LimitExceededError: a limit of the wire format
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    if isinstance(cause, OSError):
+        return 507 if cause.errno in (errno.ENOSPC, errno.EDQUOT) else 500
     if isinstance(exc, StorageError):
-        return 500
+        return 409  # the store refused it, e.g. a manifest whose objects are not there
     return 500
 
 
 async def _receive(request: Request, config: SnapStoreConfig, required: str | None) -> Response:
-    """Stream the body of ``request`` into the store; the answer (see the module)."""
-    receiver = await anyio.to_thread.run_sync(_open_receiver, config.root, required)
+    """Stream the body of ``request`` into the store; the answer (see the module).
+
+    Each chunk goes through lockbox's :class:`PackReceiver` in a worker thread (file
+    writes, hashing, 1Z decompression). The thread is never abandoned: a cancelled
+    request waits for the chunk in hand, then the receiver is aborted (the staged
+    object's temp file removed), so nothing half-written survives a dropped connection.
+    """
+    from lockbox.formats.snap.snappack import FileSink, PackReceiver
+    from lockbox.formats.snap.store import FileStore
+
+    def open_receiver() -> PackReceiver:
+        return PackReceiver(FileSink(FileStore(str(config.root))), require_manifest=required)
+
+    receiver = await anyio.to_thread.run_sync(open_receiver)
     received = 0
     done = False
     try:
@@ -329,32 +335,51 @@ async def _receive(request: Request, config: SnapStoreConfig, required: str | No
                     raise _BodyTooLarge()
                 if chunk:
                     await anyio.to_thread.run_sync(receiver.feed, chunk)
-            report = await anyio.to_thread.run_sync(receiver.finish)
+                if receiver.done:
+                    break  # `end` was read (bytes after it are not looked at, as snapdir)
+            report = await anyio.to_thread.run_sync(receiver.close)
             done = True
         except ClientDisconnect:
-            log.info("receive-pack: the client went away after %d bytes: nothing committed "
-                     "beyond the verified objects", received)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(receiver.abort)  # before saying so
+            log.info("receive-pack: the client went away after %d bytes: no manifest "
+                     "filed (verified objects stay)", received)
             return Response(status_code=400)  # nobody reads it
         except _BodyTooLarge:
             return _line(413, f"the pack is larger than this server accepts "
-                              f"({config.max_pack_size} bytes)", close=True)
-        except Exception as exc:  # a bad pack, a full disk: one line, nothing committed
-            status = _status_of(exc)
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if isinstance(exc, OSError):
-                message = f"cannot file the pack: {exc.strerror or exc}"
-            (log.warning if status >= 500 else log.info)("receive-pack refused (%d): %s",
-                                                         status, message)
-            return _line(status, message)
+                              f"({config.max_pack_size} bytes)", close=True,
+                         headers={ERROR_HEADER: "LimitExceededError"})
+        except Exception as exc:  # a bad pack, a full disk: one line, no manifest filed
+            return _refusal(exc)
     finally:
         if not done:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(receiver.abort)
-    body: dict[str, Any] = {**report, "pack_bytes": received}
+    body: dict[str, Any] = {
+        "objects_written": report.objects_written,
+        "objects_skipped": report.objects_skipped,
+        "manifest_id": report.manifest_id,
+        "object_bytes": report.object_bytes,
+        "pack_format": report.pack_format,
+        "pack_bytes": received,
+    }
     log.info("receive-pack: %s", json.dumps(body, sort_keys=True))
     return Response(json.dumps(body) + "\n", media_type="application/json",
                     headers=_POST_HEADERS)
 
 
-def _open_receiver(root: Path, required: str | None) -> Any:
-    raise NotImplementedError  # replaced once lockbox.formats.snap lands
+def _refusal(exc: Exception) -> Response:
+    """The answer to a pack that could not be filed: one line, the error's class."""
+    from lockbox.errors import LockboxError
+
+    status = _status_of(exc)
+    text = str(exc).strip()
+    message = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, OSError):
+        message = f"cannot file the pack: {exc.strerror or exc}"
+    headers = {ERROR_HEADER: type(exc).__name__} if isinstance(exc, LockboxError) else {}
+    if status >= 500:
+        log.warning("receive-pack failed (%d): %s", status, message)
+    else:
+        log.info("receive-pack refused (%d): %s", status, message)
+    return _line(status, message, headers=headers)
