@@ -56,7 +56,7 @@ __all__ = [
     "OBJECTS_DIR", "MANIFESTS_DIR", "object_path", "manifest_path", "StoreUri",
     "parse_snap_location", "snap_location", "Store", "FileStore", "HttpStore", "ObjectWriter",
     "open_store", "StoreSource", "ObjectSpace", "SLOT_BITS", "MAX_OBJECT_SIZE",
-    "check_id",
+    "check_id", "NoStoreError",
 ]
 
 OBJECTS_DIR = ".objects"
@@ -70,6 +70,10 @@ MAX_OBJECT_SIZE = (1 << SLOT_BITS) - 1
 
 _counter = itertools.count()
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class NoStoreError(NotFoundError):
+    """The store itself does not exist (its directory is missing)."""
 
 
 def check_id(hex_id: str, what: str = "id") -> str:
@@ -245,6 +249,8 @@ class _StoreBase:
         rel = manifest_path(hex_id)
         try:
             raw = self.read_range(rel, 0, MAX_MANIFEST_SIZE + 1)
+        except NoStoreError:
+            raise
         except NotFoundError:
             raise NotFoundError(f"no snapshot {hex_id} in the store {self.uri}") from None
         if len(raw) > MAX_MANIFEST_SIZE:
@@ -406,7 +412,7 @@ class FileStore(_StoreBase):
             fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
         except FileNotFoundError:
             if not os.path.isdir(self.root):
-                raise NotFoundError(f"no store at {self.root}") from None
+                raise NoStoreError(f"no store at {self.root}") from None
             raise NotFoundError(f"not in the store: {rel_path}") from None
         except OSError as e:
             raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
@@ -584,6 +590,8 @@ def _httpx_transport(timeout: float) -> tuple[Transport, Callable[[], None]]:
                 for chunk in resp.iter_bytes():
                     out += chunk
                     if len(out) > cap:
+                        if resp.status_code == 200:
+                            break   # the whole file for a range: what was asked is here
                         raise StorageError(f"GET {url}: the answer runs past {cap} bytes")
                 return _cut(bytes(out), want, resp.status_code)
         except httpx.HTTPError as e:
