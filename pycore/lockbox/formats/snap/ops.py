@@ -287,7 +287,7 @@ def verify(snapshot: str, store: Store, *, progress: Progress | None = None) -> 
             continue
         except IntegrityError as damaged:
             report.problems.append(f"{shown}: {damaged}")
-            size = 0
+            continue
         except StorageError as unreadable:
             report.problems.append(f"object {h} ({shown}) cannot be read: {unreadable}")
             continue
