@@ -305,3 +305,16 @@ def test_objects_needed(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="object id"):
         ops.objects_needed(Counting(tmp_path), ["b" * 64, "B" * 64])
     assert asked == []   # a bad line fails before any lookup
+
+
+def test_object_reader_gives_true_sizes(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"twelve bytes")
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "link").symlink_to(outside)
+    manifest, reader = ops.snapshot_of(tree)
+    e = manifest.get("link")
+    assert e is not None and e.size == len(str(outside))   # snapdir's record of a link
+    assert reader.size(e.checksum) == 12
+    assert b"".join(reader(e.checksum)) == b"twelve bytes"

@@ -45,10 +45,7 @@ if TYPE_CHECKING:
     from ...facade import Archive
 
 __all__ = ["push", "pull", "verify", "diff", "objects_needed", "snapshot_of", "PushReport",
-           "PullReport", "DiffEntry", "ObjectOpener", "check_manifest_tree"]
-
-ObjectOpener = Callable[[str], Iterable[bytes]]
-"""The content of an object of a snapshot being pushed, by object id, piece by piece."""
+           "PullReport", "DiffEntry", "ObjectReader", "check_manifest_tree"]
 
 Progress = Callable[[str, int], None]
 
@@ -103,10 +100,27 @@ def _read_host_file(path: str) -> Iterator[bytes]:
         raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
 
 
+class ObjectReader:
+    """The objects of a snapshot being pushed: ``reader(id)`` gives the object's bytes
+    piece by piece (from the first file that holds it), ``reader.size(id)`` its true size
+    (which a followed symlink's manifest SIZE is not: snapdir records the link's own)."""
+
+    def __init__(self, open_one: Callable[[str], Iterable[bytes]],
+                 size_of: Callable[[str], int]) -> None:
+        self._open = open_one
+        self._size = size_of
+
+    def __call__(self, hex_id: str) -> Iterable[bytes]:
+        return self._open(hex_id)
+
+    def size(self, hex_id: str) -> int:
+        return self._size(hex_id)
+
+
 def snapshot_of(source: str | os.PathLike[str] | Archive, *, follow_symlinks: bool = True,
-                progress: Progress | None = None) -> tuple[Manifest, ObjectOpener]:
-    """The manifest of a host directory or an opened archive, and how to read each of
-    its objects again (from the first file that has it)."""
+                progress: Progress | None = None) -> tuple[Manifest, ObjectReader]:
+    """The manifest of a host directory or an opened archive, and an
+    :class:`ObjectReader` to read each of its objects again."""
     if isinstance(source, (str, os.PathLike)):
         root = os.path.abspath(os.fspath(source))
         manifest = manifest_of_directory(root, follow_symlinks=follow_symlinks)
@@ -114,18 +128,22 @@ def snapshot_of(source: str | os.PathLike[str] | Archive, *, follow_symlinks: bo
         for e in manifest.files():
             where.setdefault(e.checksum, os.path.join(root, *e.rel_path.split("/")))
 
-        def open_host(hex_id: str) -> Iterable[bytes]:
-            return _read_host_file(where[hex_id])
+        def host_size(hex_id: str) -> int:
+            try:
+                return os.stat(where[hex_id]).st_size
+            except OSError as e:
+                raise StorageError(f"cannot read {where[hex_id]}: {e.strerror or e}") from e
 
-        return manifest, open_host
+        return manifest, ObjectReader(lambda h: _read_host_file(where[h]), host_size)
     manifest, real_paths = archive_snapshot(source, follow_symlinks=follow_symlinks,
                                             progress=progress)
     archive = source
+    sizes = {h: manifest.get(p).size for h, p in real_paths.items()}  # type: ignore[union-attr]
 
     def open_archived(hex_id: str) -> Iterable[bytes]:
         return (bytes(p) for p in archive.open_content(real_paths[hex_id]))
 
-    return manifest, open_archived
+    return manifest, ObjectReader(open_archived, sizes.__getitem__)
 
 
 def objects_needed(store: Store | Any, ids: Iterable[str]) -> list[str]:
@@ -157,12 +175,11 @@ def push(source: str | os.PathLike[str] | Archive, store: Store | Any, *,
     if has_manifest is not None and has_manifest(sid):
         return PushReport(sid, len(ids), 0, 0, True)
     needed = objects_needed(store, ids)
-    sizes = {e.checksum: e.size for e in manifest.files()}
     receive = getattr(store, "receive_objects", None)
     if receive is not None:
         # A store that takes objects + manifest in one stream (lockbox's server).
         receive(manifest, [(h, opener) for h in needed])
-        sent = sum(sizes[h] for h in needed)
+        sent = sum(opener.size(h) for h in needed)
         return PushReport(sid, len(ids), len(needed), sent, False)
     if not isinstance(store, FileStore):
         raise UsageError(f"cannot push to {store!r}")
