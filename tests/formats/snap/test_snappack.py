@@ -652,6 +652,18 @@ def test_1z_window_larger_than_8_mib_is_refused() -> None:
         receive_memory(hp.zpack(frame=frame))
 
 
+def test_1z_max_body_size() -> None:
+    data = hp.zpack(hp.obj(C))
+    body_size = len(hp.body(hp.obj(C)))
+    assert receive_memory(data, max_body_size=body_size).objects_written == 1
+    sink = sp.MemorySink()
+    with pytest.raises(LimitExceededError, match=f"more than {body_size - 1} bytes"):
+        receive_memory(data, sink, max_body_size=body_size - 1)
+    assert sink.objects == {}
+    with pytest.raises(UsageError):
+        sp.PackParser(max_body_size=-1)
+
+
 def _bomb(size: int, claimed: str | None = None) -> tuple[str, bytes]:
     """A 1Z pack of one object of ``size`` zero bytes (under its id, or ``claimed``),
     built without holding them."""

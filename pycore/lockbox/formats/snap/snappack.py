@@ -30,7 +30,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ...crypto.base import Hasher
@@ -221,16 +221,24 @@ class PackParser:
     IntegrityError (a payload that does not hash to its id; ``require_manifest`` not met).
 
     ``require_manifest``: the only manifest id the stream may carry (checked on its header).
+    ``max_body_size``: refuse a 1Z body that decompresses to more bytes (LimitExceededError;
+    default None: no limit, as snapdir; a v1 body is as large as the stream).
     ``check_manifest(manifest_id, data, where)``: the canonical-form check of the manifest
     (default: UTF-8, parses and re-renders byte-identically with lockbox's manifest codec).
     """
 
     def __init__(self, *, require_manifest: str | None = None,
-                 check_manifest: Callable[[str, bytes, str], None] | None = None) -> None:
+                 check_manifest: Callable[[str, bytes, str], None] | None = None,
+                 max_body_size: int | None = None) -> None:
         if require_manifest is not None and not is_hex64(require_manifest):
             raise UsageError(f"the required manifest id {require_manifest!r} is not 64 "
                              "lowercase hex characters")
+        if max_body_size is not None and (isinstance(max_body_size, bool)
+                                          or not isinstance(max_body_size, int)
+                                          or max_body_size < 0):
+            raise UsageError(f"max_body_size must be a size in bytes, not {max_body_size!r}")
         self._require_manifest = require_manifest
+        self._max_body_size = max_body_size
         self._check_manifest = check_manifest or _check_manifest_bytes
         self._state = _MAGIC
         self._zstd_form = False
@@ -404,6 +412,11 @@ class PackParser:
                     self.wire_size -= len(leftover)
                     self._input.appendleft(memoryview(leftover))
             if out:
+                limit = self._max_body_size
+                if limit is not None and self._offset + len(out) > limit:
+                    raise LimitExceededError(
+                        f"the SNAPPACK 1Z body decompresses to more than {limit} bytes "
+                        "(the limit set by the receiver)")
                 self._set_chunk(memoryview(out))
                 return True
 
@@ -742,6 +755,10 @@ class PackReadReport:
     wire_size: int = 0
     """Stream bytes consumed up to ``end`` (1Z: compressed bytes)."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (the server's answer, the CLI's ``--json``)."""
+        return asdict(self)
+
 
 class PackReceiver:
     """Files a SNAPPACK stream into ``sink`` as its bytes arrive (the push half of
@@ -762,10 +779,11 @@ class PackReceiver:
     """
 
     def __init__(self, sink: PackSink, *, require_manifest: str | None = None,
-                 check_manifest: Callable[[str, bytes, str], None] | None = None) -> None:
+                 check_manifest: Callable[[str, bytes, str], None] | None = None,
+                 max_body_size: int | None = None) -> None:
         self.sink = sink
         self.parser = PackParser(require_manifest=require_manifest,
-                                 check_manifest=check_manifest)
+                                 check_manifest=check_manifest, max_body_size=max_body_size)
         self._require_manifest = require_manifest
         self.report = PackReadReport()
         """Progress so far (also after a failure: what was filed before it)."""
@@ -851,16 +869,19 @@ class PackReceiver:
 
 
 def read_pack(stream: Any, sink: PackSink, *, require_manifest: str | None = None,
+              max_body_size: int | None = None,
               chunk_size: int = _READ_CHUNK_SIZE) -> PackReadReport:
     """Read a SNAPPACK 1 or 1Z stream from ``stream`` (a binary file-like with ``read(n)``)
     into ``sink``; stops reading right after ``end``. Memory is bounded whatever the input.
+    ``require_manifest`` and ``max_body_size``: as :class:`PackParser`.
 
     Raises (nothing committed past the failure, no temporary file left): FormatError and
     its subclasses for a malformed, oversized or truncated stream, IntegrityError for a
     payload that does not hash to its id or a ``require_manifest`` not met, StorageError
     when the sink or the stream fails.
     """
-    with PackReceiver(sink, require_manifest=require_manifest) as receiver:
+    with PackReceiver(sink, require_manifest=require_manifest,
+                      max_body_size=max_body_size) as receiver:
         while not receiver.done:
             try:
                 chunk = stream.read(chunk_size)
