@@ -252,7 +252,7 @@ def test_manifest_of_directory_hashes_big_files(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------- properties
 
-_names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\n\r\x00"),
+_names = st.text(st.characters(codec="utf-8", exclude_characters="/\n\r\x00"),
                  min_size=1, max_size=6).filter(lambda s: s not in (".", ".."))
 
 
