@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,7 +47,7 @@ def lockbox_process(*argv: str | os.PathLike[str], stdin: bytes = b"",
     """A real ``python -m lockbox`` process; no LOCKBOX_*/SNAPDIR_* variables but ``env``."""
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("LOCKBOX_", "SNAPDIR_"))}
-    return subprocess.run([sys.executable, "-m", "lockbox", *map(os.fspath, argv)],
+    return subprocess.run([sys.executable, "-m", "lockbox", *(os.fspath(a) for a in argv)],
                           env={**base, **(env or {})}, input=stdin, capture_output=True,
                           timeout=timeout, check=False)
 
@@ -210,7 +210,7 @@ def store_files(store: Path) -> list[str]:
                   if not p.is_dir())
 
 
-def assert_clean_store(store: Path, *, manifests: set[str] = frozenset()) -> set[str]:
+def assert_clean_store(store: Path, *, manifests: Iterable[str] = ()) -> set[str]:
     """Only final, verified objects (and exactly ``manifests``) in the store: no temp
     file anywhere. Returns the object ids present."""
     objects: set[str] = set()
@@ -753,6 +753,21 @@ def test_pull_verify_diff_from_a_static_http_host(run: SnapRunner, tmp_path: Pat
     assert r.out.startswith(b"SNAPPACK 1\nmanifest " + snapshot_id.encode())
 
 
+def test_snap_commands_take_a_snapshot_location(run: SnapRunner, tmp_path: Path) -> None:
+    """STORE_URI#id=ID is an archive for snap manifest/id/push too: the same manifest,
+    id and (pushed elsewhere) store."""
+    src = plain_tree(tmp_path)
+    store = tmp_path / "store"
+    snapshot_id = sd_push(src, store)
+    location = f"{store.as_uri()}#id={snapshot_id}"
+    assert run.ok("snap", "id", location).out.decode().strip() == snapshot_id
+    assert run.ok("snap", "manifest", location).out == (store / sharded(
+        ".manifests", snapshot_id)).read_bytes()
+    copy = tmp_path / "copy"
+    assert run.ok("snap", "push", location, "--store", copy).text.strip() == snapshot_id
+    assert store_files(copy) == store_files(store)
+
+
 def test_snapshot_in_a_store_is_an_archive(run: SnapRunner, tmp_path: Path) -> None:
     """ls/cat/extract through the format-neutral protocol: STORE_URI#id=ID."""
     src = plain_tree(tmp_path)
@@ -765,7 +780,6 @@ def test_snapshot_in_a_store_is_an_archive(run: SnapRunner, tmp_path: Path) -> N
     out = tmp_path / "out"
     run.ok("extract", location, "--to", out, "-p")
     assert tree_state(out) == tree_state(src)
-    assert run.ok("snap", "id", location).out.decode().strip() == snapshot_id
 
 
 @contextlib.contextmanager

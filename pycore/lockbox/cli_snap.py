@@ -175,19 +175,20 @@ def _server(args: argparse.Namespace, uri: StoreUri) -> Iterator[Any]:
         server.close()
 
 
-def _is_directory(location: str) -> bool:
-    from .formats.snap.store import parse_snap_location
-
-    return (not is_url(location) and parse_snap_location(location) is None
-            and os.path.isdir(location))
-
-
 @contextlib.contextmanager
 def _tree(args: argparse.Namespace) -> Iterator[str | Archive]:
-    """args.archive: a directory (its path) or an opened archive of any format the
-    reader opens (a .lbox asks for its password like ``lockbox ls``)."""
+    """args.archive: a directory (its path), a snapshot in a store (``STORE_URI#id=ID``)
+    or an opened archive of any format the reader opens (a .lbox asks for its password
+    like ``lockbox ls``)."""
+    from .facade import Archive
+    from .formats.snap.store import parse_snap_location
+
     location: str = args.archive
-    if _is_directory(location):
+    if parse_snap_location(location) is not None:
+        with Archive.open(location) as snapshot:
+            yield snapshot
+        return
+    if not is_url(location) and os.path.isdir(location):
         yield location
         return
     with _cli._open_any(args) as box:
