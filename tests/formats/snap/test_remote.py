@@ -293,3 +293,42 @@ def test_send_pack_matches_write_pack(server: tuple[str, Path], wire: Wire,
         written = write_pack(list(objects), objects.__getitem__, f)
     assert report.pack_bytes == written.wire_size == os.path.getsize(tmp_path / "p")
     assert report.objects_written == 3
+
+
+# -- the command line through the server -------------------------------------------------
+
+
+def test_cli_push_pull_verify_receive_pack_through_the_server(
+        server: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`lockbox snap push/pull/verify` with an http store written through the server, and
+    `lockbox snap receive-pack --store http://...` piping a pack into it."""
+    import subprocess
+    import sys
+
+    from lockbox.cli import main
+
+    url, store = server
+    tree = make_tree(tmp_path / "tree")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    assert main(["snap", "push", str(tree), "--store", url, "--token-file", str(token_file)]) == 0
+    snapshot = capsys.readouterr().out.strip()
+    assert snapshot == ops.snapshot_of(tree)[0].id
+    assert main(["snap", "pull", snapshot, "--store", url, "--to", str(tmp_path / "out")]) == 0
+    same_tree(tree, tmp_path / "out")
+    assert main(["snap", "verify", snapshot, "--store", url]) == 0
+    assert leftovers(store) == []
+
+    data = b"piped through receive-pack"
+    done = subprocess.run(
+        [sys.executable, "-m", "lockbox", "snap", "receive-pack", "--store", url,
+         "--token-file", str(token_file)],
+        input=_pack([data]), capture_output=True, timeout=GUARD_S, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (store / ".objects" / object_id(data)[0:3]).is_dir()
+    done = subprocess.run(
+        [sys.executable, "-m", "lockbox", "snap", "receive-pack", "--store", url,
+         "--token-file", str(token_file)],
+        input=_pack([data])[:-4], capture_output=True, timeout=GUARD_S, check=False)
+    assert done.returncode != 0 and done.stderr.count(b"\n") == 1, done.stderr
+    assert b"end" in done.stderr
