@@ -255,6 +255,9 @@ def test_uri_archive_with_modes_and_symlinks(tmp_path: Path) -> None:
     items = [item("d", "dir", 0o700), item("d/run", "file", 0o755, b"#!/bin/sh\n"),
              item("d/secret", "file", 0o600, b"s"), item("empty", "dir", 0o755),
              item("ln", "symlink", 0o777, target="d/run"),
+             item("d/inner", "symlink", 0o777, target="run"),
+             item("d/sub", "dir", 0o750), item("d/sub/back", "symlink", 0o777, target="../run"),
+             item("chain", "symlink", 0o777, target="lndir/sub"),
              item("lndir", "symlink", 0o777, target="d"),
              item("up", "symlink", 0o777, target="../outside"),
              item("broken", "symlink", 0o777, target="nowhere")]
@@ -266,3 +269,27 @@ def test_uri_archive_with_modes_and_symlinks(tmp_path: Path) -> None:
         assert ours.id == theirs(tmp_path / "x")[1]
         assert manifest_of_archive(box, follow_symlinks=False).id == \
             theirs(tmp_path / "x", no_follow=True)[1]
+        paths = [e.path for e in ours.entries]
+        assert "./lndir/inner" in paths and "./chain/back" in paths and "./up" not in paths
+
+
+def test_archive_with_a_symlink_cycle_is_refused(tmp_path: Path) -> None:
+    from lockbox.errors import UsageError
+    from lockbox.formats.uri import write_uri
+
+    items = [(EntryInfo("d", "dir", 0o755, 0), None),
+             (EntryInfo("d/up", "symlink", 0o777, 0, target=".."), None)]
+    write_uri(tmp_path / "a.uri", items)
+    with lockbox.open(tmp_path / "a.uri") as box:
+        with pytest.raises(UsageError, match="symlink cycle"):
+            manifest_of_archive(box)
+        assert [e.path for e in manifest_of_archive(box, follow_symlinks=False).entries] \
+            == ["./", "./d/"]
+    (tmp_path / "t" / "d").mkdir(parents=True)
+    (tmp_path / "t" / "d" / "up").symlink_to("..")
+    with pytest.raises(UsageError, match="symlink cycle"):
+        manifest_of_directory(tmp_path / "t")
+    # snapdir unrolls the loop until the kernel's ELOOP (40 links): a manifest of 80
+    # directories that no tree has. lockbox refuses instead (docs/formats/SNAPDIR.md §8).
+    raw, _ = theirs(tmp_path / "t")
+    assert raw.count(b"\nD 777 ") == 40

@@ -510,14 +510,17 @@ def archive_snapshot(archive: Archive, *, follow_symlinks: bool = True,
 
 
 def _resolve_links(rows: list[Row], links: dict[str, str]) -> list[Row]:
-    """Rows for the archive's symlinks followed: a link to a file becomes that file
-    (mode 777, size = the target text's length, as snapdir records a followed link), a
-    link to a directory a copy of its subtree (the directory itself 777)."""
+    """Rows for the archive's symlinks followed as snapdir follows them on the extracted
+    tree: a link to a file becomes that file (mode 777, size = the target text's length,
+    as snapdir records a followed link), a link to a directory a copy of what is below
+    it, links in it followed too (the directory itself 777). Dropped: a link that is
+    absolute, leaves the archive or is broken, and one with entries of the archive
+    under it (the extractor makes a real directory there). UsageError: a cycle."""
     by_path = {r[0]: r for r in rows}
-    out: list[Row] = []
+    memo: dict[str, list[Row]] = {}
 
-    def resolve(rel: str, seen: frozenset[str]) -> str | None:
-        """The real (non-link) path ``rel`` leads to, or None (broken, outside, cycle)."""
+    def resolve(rel: str) -> str | None:
+        """The real (non-link) path ``rel`` leads to, or None (broken or outside)."""
         parts: list[str] = []
         todo = rel.split("/")
         hops = 0
@@ -534,34 +537,50 @@ def _resolve_links(rows: list[Row], links: dict[str, str]) -> list[Row]:
             here = "/".join(parts)
             if here in links:
                 hops += 1
-                if hops > 40 or here in seen:
-                    return None
-                target = links[here]
-                if target.startswith("/"):
-                    return None
+                if hops > 40 or links[here].startswith("/"):
+                    return None   # ELOOP, or out of the archive
                 parts.pop()
-                todo = target.split("/") + todo
-            elif here not in by_path and todo:
-                return None
+                todo = links[here].split("/") + todo
+            elif todo and (here not in by_path or by_path[here][1] != "D"):
+                return None       # ENOENT / ENOTDIR on the way
         real = "/".join(parts)
         return real if real in by_path or real == "" else None
 
-    for link, _target in sorted(links.items()):
-        parent = link.rpartition("/")[0]
-        if parent and resolve(parent, frozenset()) != parent:
-            continue  # under another link: the extractor would not create it
-        dest = resolve(link, frozenset())
+    def expand(link: str, stack: tuple[str, ...]) -> list[Row]:
+        if link in memo:
+            return memo[link]
+        if link in stack:
+            raise UsageError(f"symlink cycle in the archive: {link} leads back into itself")
+        dest = resolve(link)
+        out: list[Row] = []
         if dest is None:
-            continue
-        if dest == "" or by_path[dest][1] == "D":
-            if dest == "" or link == dest or link.startswith(dest + "/"):
-                continue  # a link to an ancestor: snapdir would loop
+            pass
+        elif dest != "" and by_path[dest][1] == "F":
+            out.append((link, "F", 0o777, len(links[link].encode("utf-8")), by_path[dest][4]))
+        else:
+            if dest == "" or link.startswith(dest + "/"):
+                raise UsageError(f"symlink cycle in the archive: {link} leads to a "
+                                 f"directory above it")
+            prefix = dest + "/" if dest else ""
             out.append((link, "D", 0o777, 0, ""))
-            prefix = dest + "/"
             for p, r in by_path.items():
                 if p.startswith(prefix):
-                    out.append((link + "/" + p[len(prefix):], *r[1:]))  # type: ignore[arg-type]
-        else:
-            _, _, _, _, checksum = by_path[dest]
-            out.append((link, "F", 0o777, len(links[link].encode("utf-8")), checksum))
-    return out
+                    out.append((link + "/" + p[len(prefix):], r[1], r[2], r[3], r[4]))
+            for inner in links:
+                if inner.startswith(prefix) and _directly_under_real(inner):
+                    for r in expand(inner, (*stack, link)):
+                        out.append((link + "/" + r[0][len(prefix):], r[1], r[2], r[3], r[4]))
+        memo[link] = out
+        return out
+
+    def _directly_under_real(link: str) -> bool:
+        parent = link.rpartition("/")[0]
+        if any(p.startswith(link + "/") for p in by_path):
+            return False   # entries under it: the extractor makes a real directory
+        return not parent or resolve(parent) == parent
+
+    result: list[Row] = []
+    for link in sorted(links):
+        if _directly_under_real(link):
+            result += expand(link, ())
+    return result
