@@ -1,6 +1,6 @@
 """The range service: a Starlette app serving the archives of one directory.
 
-Routes (all read-only: GET and HEAD, anything else is 405):
+Routes (read-only: GET and HEAD, anything else is 405; the store's two POSTs aside):
 
 * ``/archives/{name}``: one archive, with our own RFC 9110 range code
   (:mod:`.ranges`, :mod:`.conditional`, :mod:`.files`), never compressed;
@@ -18,9 +18,10 @@ Only regular files directly inside the directory are archives: names starting
 with a dot, subdirectories, FIFOs/devices and anything whose resolved path
 leaves the directory are refused (404) and never listed. A symlink whose
 target is a regular file directly inside the directory is served (under the
-link's name, with the target's validators). Nothing here imports lockbox or
-decrypts anything. Redirects are built from validated names only, so a
-``Location`` is always a path on this server (never ``//host`` or ``/\\host``).
+link's name, with the target's validators). Nothing is decrypted; only the
+store's push endpoints import lockbox (to verify what they file). Redirects
+are built from validated names only, so a ``Location`` is always a path on
+this server (never ``//host`` or ``/\\host``).
 """
 
 from __future__ import annotations
