@@ -71,7 +71,10 @@ def pack(objects: list[bytes], manifest: bytes | None = None, *, end: bool = Tru
 
 
 def pack_zstd(objects: list[bytes], manifest: bytes | None = None) -> bytes:
-    from backports import zstd  # type: ignore[import-not-found, unused-ignore]
+    try:
+        from compression import zstd  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:  # before 3.14
+        from backports import zstd  # type: ignore[import-not-found, no-redef, unused-ignore]
 
     body = pack(objects, manifest)[len(b"SNAPPACK 1\n"):]
     return b"SNAPPACK 1Z\n" + zstd.compress(body, level=3)
