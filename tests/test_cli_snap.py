@@ -391,6 +391,14 @@ def test_snapdir_push_then_lockbox_pull(run: SnapRunner, tmp_path: Path) -> None
     assert tree_state(dest) == tree_state(src)
     assert sd_id(dest) == snapshot_id
     run.ok("snap", "verify", snapshot_id, "--store", store.as_uri())
+    # an existing destination: refused before anything is written, unless --overwrite
+    (dest / "run.sh").write_bytes(b"local change\n")
+    r = run("snap", "pull", snapshot_id, "--store", store, "--to", dest)
+    assert r.rc != 0
+    one_line_error(r, r.rc)
+    assert (dest / "run.sh").read_bytes() == b"local change\n"
+    run.ok("-q", "snap", "pull", snapshot_id, "--store", store, "--to", dest, "--overwrite")
+    assert tree_state(dest) == tree_state(src)
 
 
 def test_pulls_of_an_awkward_tree_agree(run: SnapRunner, tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ The commands, their names, flags and output follow snapdir 1.11's ``snapdir`` bi
 A store is ``file:///path`` (or a plain path), or ``http(s)://host/prefix/``: read with
 plain GETs of the store layout (any static host), written through lockbox's server
 (``lockbox serve --snap-store DIR --push-token-file F``) with a bearer token read from
-``--token-file FILE`` (its first line) or the ``LOCKBOX_SNAP_TOKEN`` environment
-variable, never from argv. ``--store`` falls back to ``SNAPDIR_STORE`` as in snapdir.
+``--token-file FILE`` (read as the server reads its token file) or the
+``LOCKBOX_SNAP_TOKEN`` environment variable, never from argv. ``--store`` falls back to
+``SNAPDIR_STORE`` as in snapdir.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import cli as _cli
-from .cli import _common_parents, _err, _human, _out, _read_secret_line
+from .cli import _common_parents, _err, _human, _out
 from .errors import IntegrityError, LimitExceededError, NotFoundError, UsageError
 from .sources import is_url
 
@@ -112,9 +113,6 @@ def _json_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-_DIFF_LETTERS = {"A": "A", "D": "D", "M": "M", "=": "="}
-
-
 def render_diff_porcelain(rows: Iterable[tuple[str, str]]) -> str:
     """snapdir's porcelain: ``STATUS\\tPATH`` per row (A added, D deleted, M modified,
     ``=`` unchanged with ``--all``), each line ending in a newline."""
@@ -140,11 +138,14 @@ def _store_uri(args: argparse.Namespace) -> StoreUri:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    """The push token: --token-file's first line, else LOCKBOX_SNAP_TOKEN (never argv)."""
+    """The push token: the text of --token-file, else LOCKBOX_SNAP_TOKEN (never argv);
+    read as the server reads its --push-token-file (surrounding whitespace dropped)."""
     path = getattr(args, "token_file", None)
     if path:
-        return _read_secret_line(path, "token")
-    return os.environ.get(TOKEN_ENV) or None
+        from .formats.snap.remote import read_token_file
+
+        return read_token_file(path)
+    return os.environ.get(TOKEN_ENV, "").strip() or None
 
 
 @contextlib.contextmanager
@@ -272,7 +273,7 @@ def cmd_snap_pull(args: argparse.Namespace) -> int:
     snapshot_id = _check_id(args.id, "snapshot id")
     started = time.monotonic()
     with _reading(args) as store:
-        report = ops.pull(snapshot_id, store, args.to)
+        report = ops.pull(snapshot_id, store, args.to, overwrite=args.overwrite)
     if not args.quiet:
         _out(f"pulled {snapshot_id}: {report.entries} entries, {report.bytes:,} bytes "
              f"({_human(report.bytes)}) to {args.to} in {time.monotonic() - started:.2f} s")
@@ -475,8 +476,8 @@ def add_snap_parser(sub: Any) -> argparse.ArgumentParser:
 
     def token_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--token-file", metavar="FILE", default=None,
-                       help="an http(s) store (lockbox serve --snap-store): the push token, "
-                            f"first line of FILE (default: ${TOKEN_ENV})")
+                       help="an http(s) store (lockbox serve --snap-store): the push token "
+                            f"in FILE (default: ${TOKEN_ENV})")
 
     def tree_arguments(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
         p.add_argument("archive", metavar="DIR|ARCHIVE", nargs="?" if optional else None,
@@ -511,6 +512,8 @@ def add_snap_parser(sub: Any) -> argparse.ArgumentParser:
     store_option(p)
     p.add_argument("--to", "-C", required=True, metavar="DEST",
                    help="destination directory (created if missing)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing files (default: refuse before writing anything)")
 
     p = cmd("verify", cmd_snap_verify, "check a snapshot in a store",
             description="Check that snapshot ID's manifest hashes to ID and that every "
