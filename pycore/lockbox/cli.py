@@ -63,6 +63,7 @@ from .formats.lbox.wire.entry import normalize_path
 from .info import EntryInfo
 from .platform import default_unlock_limits
 from .protocol import SessionInfo
+from .registry import is_special_location
 from .sources import is_url, open_source
 
 __all__ = ["main", "build_parser", "escape_controls"]
@@ -313,7 +314,7 @@ def _new_password(args: argparse.Namespace, file_attr: str, env_name: str) -> st
 
 def _check_source(location: str) -> None:
     """Fail early (before prompting) when a local archive cannot be opened."""
-    if is_url(location):
+    if is_url(location) or is_special_location(location):
         return
     from .sources import open_source
 
@@ -345,9 +346,18 @@ def _open_any(args: argparse.Namespace, *, only_lbox: str | None = None) -> Arch
     required) only when the format is encrypted. ``only_lbox``: the command, which works
     on .lbox archives only (UsageError for another format, before any prompt)."""
     location: str = args.archive
+    settings = _open_settings(args)
+    if is_special_location(location):  # STORE_URI#id=ID: a snapdir snapshot, no probing
+        if only_lbox:
+            raise UsageError(f"{location} is a snapdir snapshot: '{only_lbox}' works on "
+                             ".lbox archives only")
+        given = [flag for attr, flag in _LBOX_ONLY_OPTIONS if hasattr(args, attr)]
+        if given:
+            raise UsageError(f"{location} is a snapdir snapshot: {', '.join(given)} "
+                             "applies to .lbox archives only")
+        return Archive.open(location, **settings)
     password = _password(args)
     identity = _identity(args)
-    settings = _open_settings(args)
     source = open_source(location)  # a missing file is reported before any prompt
     try:
         probed = probe(source)
