@@ -110,7 +110,8 @@ def open_and_read_alert(viewer: Viewer, url: str) -> tuple[str, str]:
 def test_not_an_archive(viewer: Viewer, server: str) -> None:
     title, message = open_and_read_alert(viewer, f"{server}/archives/not-an-archive.lbox")
     assert title == "Not an archive lockbox can read"
-    assert "not a .lbox or .uri archive" in message and "it looks like a ZIP archive" in message
+    assert "not a .lbox, .uri or .sync archive" in message
+    assert "it looks like a ZIP archive" in message
     # the page still works: open a real one next
     viewer.open_url(f"{server}/archives/tree.lbox")
     viewer.unlock()

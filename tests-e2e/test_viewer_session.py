@@ -168,8 +168,8 @@ def test_not_an_archive(archives: Archives) -> None:
     info = classify(exc.value, stage="open", location="x")
     assert info["kind"] == "not_archive"
     assert info["title"] == "Not an archive lockbox can read"
-    assert info["message"] == ("This file is not a .lbox or .uri archive (x): it looks like "
-                               "a ZIP archive.")
+    assert info["message"] == ("This file is not a .lbox, .uri or .sync archive (x): it "
+                               "looks like a ZIP archive.")
 
 
 @pytest.mark.parametrize(("error", "kind"), [
