@@ -38,9 +38,10 @@ import logging
 import os
 import re
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -49,6 +50,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from .files import FileStream, file_response
+
+if TYPE_CHECKING:
+    from lockbox.formats.snap.snappack import PackReadReport
 
 __all__ = [
     "DEFAULT_MAX_IDS_SIZE",
@@ -314,17 +318,31 @@ async def _receive(request: Request, config: SnapStoreConfig, required: str | No
     """Stream the body of ``request`` into the store; the answer (see the module).
 
     Each chunk goes through lockbox's :class:`PackReceiver` in a worker thread (file
-    writes, hashing, 1Z decompression). The thread is never abandoned: a cancelled
-    request waits for the chunk in hand, then the receiver is aborted (the staged
-    object's temp file removed), so nothing half-written survives a dropped connection.
+    writes, hashing, 1Z decompression), one at a time under a lock. However the request
+    ends without a report (a dropped connection, a refusal, the server stopping and
+    cancelling it), the receiver is aborted (the staged object's temp file removed)
+    before the handler returns. The abort runs in the event loop itself, holding the
+    lock: a cancelled await may leave a chunk still being filed in its thread, and the
+    abort must come after it. It is a close and an unlink, so it never blocks for long.
     """
     from lockbox.formats.snap.snappack import FileSink, PackReceiver
     from lockbox.formats.snap.store import FileStore
 
-    def open_receiver() -> PackReceiver:
-        return PackReceiver(FileSink(FileStore(str(config.root))), require_manifest=required)
+    receiver = PackReceiver(FileSink(FileStore(str(config.root))), require_manifest=required)
+    lock = threading.Lock()
 
-    receiver = await anyio.to_thread.run_sync(open_receiver)
+    def feed(chunk: bytes) -> None:
+        with lock:
+            receiver.feed(chunk)
+
+    def close() -> PackReadReport:
+        with lock:
+            return receiver.close()
+
+    def abort() -> None:
+        with lock:
+            receiver.abort()
+
     received = 0
     done = False
     try:
@@ -334,14 +352,13 @@ async def _receive(request: Request, config: SnapStoreConfig, required: str | No
                 if received > config.max_pack_size:
                     raise _BodyTooLarge()
                 if chunk:
-                    await anyio.to_thread.run_sync(receiver.feed, chunk)
+                    await anyio.to_thread.run_sync(feed, chunk)
                 if receiver.done:
                     break  # `end` was read (bytes after it are not looked at, as snapdir)
-            report = await anyio.to_thread.run_sync(receiver.close)
+            report = await anyio.to_thread.run_sync(close)
             done = True
         except ClientDisconnect:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(receiver.abort)  # before saying so
+            abort()  # before saying so
             log.info("receive-pack: the client went away after %d bytes: no manifest "
                      "filed (verified objects stay)", received)
             return Response(status_code=400)  # nobody reads it
@@ -353,8 +370,7 @@ async def _receive(request: Request, config: SnapStoreConfig, required: str | No
             return _refusal(exc)
     finally:
         if not done:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(receiver.abort)
+            abort()
     body: dict[str, Any] = {
         "objects_written": report.objects_written,
         "objects_skipped": report.objects_skipped,

@@ -648,3 +648,26 @@ def test_command_line_refusals(tmp_path: Path, store: Path, make: Callable[[Path
         capture_output=True, text=True, timeout=GUARD_S, check=False)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and re.search("lockbox: " + message, done.stderr)
+
+
+def test_stopping_the_server_mid_upload_leaves_no_temp_file(tmp_path: Path, store: Path) -> None:
+    """uvicorn's graceful shutdown cancels the request after 3 s: the receiver is aborted
+    (the staged object's temp file removed), no manifest is filed."""
+    data = os.urandom(200_000)
+    manifest = manifest_for({"big": data})
+    body = pack([data], manifest)
+    head = (f"POST /snap/receive-pack HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}"
+            f"\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with contextlib.ExitStack() as client:  # the client outlives the server
+        with snap_server(tmp_path, store) as url:
+            sock = client.enter_context(socket.create_connection(_addr(url), 5))
+            sock.sendall(head + body[:100_000])  # mid-object: a temp file is being written
+            _wait_for(lambda: bool(leftovers(store)), "no temp file while the object streams")
+        # The server has stopped (the with block waited for it); the client is still there.
+        assert leftovers(store) == []
+        assert not (store / ".manifests").exists()
+        sock.settimeout(GUARD_S)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 500 "), answer  # uvicorn's 500
