@@ -874,6 +874,22 @@ def test_write_then_read_round_trip(items: list[bytes], with_manifest: bool, pac
     assert sink.manifests == ({manifest[0]: manifest[1]} if manifest else {})
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([b"", hp.MAGIC, hp.MAGIC_Z, hp.MAGIC + hp.obj(A)]), st.binary(max_size=300),
+       st.integers(1, 64))
+def test_arbitrary_bytes_only_ever_raise_lockbox_errors(prefix: bytes, tail: bytes,
+                                                        chunk_size: int) -> None:
+    sink = sp.MemorySink()
+    try:
+        report = receive_memory(prefix + tail, sink, size=chunk_size)
+    except (FormatError, IntegrityError):
+        assert sink.manifests == {} and not sink.staging
+    else:
+        assert report.manifest_committed == bool(sink.manifests)
+    for hex_id, data in sink.objects.items():
+        assert hp.hex_of(data) == hex_id
+
+
 # ----------------------------------------------------------------------------- memory and sinks
 
 
