@@ -56,6 +56,7 @@ INNER_SUITES = (
     "tests/pyodide/browser_sources_conformance.py",
     "tests/pyodide/browser_sources_suite.py",
     "tests/pyodide/browser_e2e_suite.py",
+    "tests/pyodide/browser_formats_suite.py",
 )
 # Shared tests that cannot run in Pyodide, with the reason.
 INNER_DESELECT = {
@@ -262,7 +263,10 @@ def base_config(site_dir: Path, manifest: dict[str, Any], wheels: Sequence[Path]
     return {
         "indexURL": str(site_dir / entries["pyodide"]).rstrip("/") + "/",
         "crypto": str(site_dir / entries["crypto"]),
-        "wheels": [str(site_dir / entries["wheel"]), *map(str, wheels)],
+        # the site's pure dependency wheels first (tomli_w, idna: what the viewer's worker
+        # loads before lockbox), then lockbox's own, then pytest's
+        "wheels": [*(str(site_dir / entries[name]) for name in manifest.get("python_wheels", ())),
+                   str(site_dir / entries["wheel"]), *map(str, wheels)],
         "mounts": mounts,
         "cwd": INSIDE_REPO,
         "sys_path": [f"{INSIDE_REPO}/tests"],
