@@ -16,21 +16,24 @@ and 1Z (zstd level 3).
   same tree into a fresh, empty ``file://`` store: it walks and hashes the tree, copies
   every object (verified) into the store with temp + rename, then writes the manifest.
   Both file the same objects and manifest; the input differs (a stream from memory / a
-  tree in the page cache). Also ``lockbox snap receive-pack`` as a process (start-up
-  included), the pack on its stdin.
+  tree in the page cache) and so does durability: snapdir's push does not fsync, so
+  lockbox's v1 run is also timed with ``os.fsync`` made a no-op. Also ``lockbox snap
+  receive-pack`` as a process, the pack on its stdin: a one-object pack (the fixed
+  cost) and the 256 x 1 MiB v1 pack.
 * **id of a tree**: ``manifest_of_directory`` + ``snapshot_id`` against ``snapdir.id``
   of the same tree (the files are in the page cache after the warm-up).
 
-Each measurement is the median of ``--rounds`` runs (3 by default), lockbox and snapdir
-alternating run by run; the id runs come after one warm-up of each. Stores are removed
-between runs (not timed). One more run of the small v1 pack under cProfile says where
-lockbox's time goes (fsync, mkdir).
+Each measurement is the median of ``--rounds`` rounds (3 by default); a round runs each
+contender once in turn (lockbox and snapdir alternate); the ids after one warm-up round.
+Stores are removed between runs (not timed). One more run of the small v1 pack under
+cProfile says where lockbox's time goes (fsync, mkdir).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import shutil
@@ -39,7 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -99,10 +103,27 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def lockbox_receive(pack: bytes, store_dir: Path) -> None:
+@contextlib.contextmanager
+def fsync_off() -> Iterator[None]:
+    """``os.fsync`` as a no-op: lockbox doing what ``snapdir.push`` does (no fsync)."""
+    real = os.fsync
+    os.fsync = lambda fd: None
+    try:
+        yield
+    finally:
+        os.fsync = real
+
+
+def lockbox_receive(pack: bytes, store_dir: Path, *, durable: bool = True,
+                    manifest_id: str | None = None) -> None:
+    """read_pack into a FileSink over the store at ``store_dir``; with ``manifest_id``,
+    check that it was filed."""
     store = FileStore(store_dir, create=True)
     try:
-        read_pack(io.BytesIO(pack), FileSink(store))
+        with contextlib.nullcontext() if durable else fsync_off():
+            read_pack(io.BytesIO(pack), FileSink(store))
+        if manifest_id is not None and not store.has_manifest(manifest_id):
+            raise SystemExit(f"receive-pack filed no manifest {manifest_id}")
     finally:
         store.close()
 
@@ -118,33 +139,26 @@ def snapdir_push(tree: Path, store_dir: Path) -> None:
     asyncio.run(snapdir.push(str(tree), snapdir.StoreUri(store_dir.as_uri())))
 
 
-def compare(rounds: int, ours: Callable[[], object], theirs: Callable[[], object],
-            reset: Callable[[], object] = lambda: None, *, warm_up: bool = True
-            ) -> tuple[float, float]:
-    """Medians (seconds) of ``rounds`` alternating runs (after one warm-up of each)."""
-    a: list[float] = []
-    b: list[float] = []
+def alternate(rounds: int, runs: dict[str, Callable[[], object]],
+              reset: Callable[[], object] = lambda: None, *, warm_up: bool = False
+              ) -> dict[str, float]:
+    """Medians (seconds) of ``rounds`` rounds, each running every entry of ``runs`` once
+    in turn (``reset`` before each run); one more round first when ``warm_up``."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for i in range(rounds + warm_up):
-        reset()
-        t_ours = timed(ours)
-        reset()
-        t_theirs = timed(theirs)
-        if i or not warm_up:
-            a.append(t_ours)
-            b.append(t_theirs)
+        for name, fn in runs.items():
+            reset()
+            t = timed(fn)
+            if i or not warm_up:
+                times[name].append(t)
     reset()
-    return statistics.median(a), statistics.median(b)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def median_of(rounds: int, fn: Callable[[], object],
               reset: Callable[[], object] = lambda: None) -> float:
     """The median (seconds) of ``rounds`` runs."""
-    times = []
-    for _ in range(rounds):
-        reset()
-        times.append(timed(fn))
-    reset()
-    return statistics.median(times)
+    return alternate(rounds, {"": fn}, reset)[""]
 
 
 def rate(n_bytes: int, seconds: float) -> str:
@@ -155,9 +169,22 @@ def fmt(seconds: float) -> str:
     return f"{seconds * 1000:,.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
-def bench_dataset(work: Path, label: str, count: int, size: int, rounds: int
-                  ) -> tuple[list[str], str]:
-    """The receive-pack rows (v1, 1Z) and the id row of one data set."""
+def cell(n_bytes: int, seconds: float) -> str:
+    return f"{fmt(seconds)} ({rate(n_bytes, seconds)})"
+
+
+@dataclass
+class DatasetResult:
+    pack_row: str
+    id_row: str
+    cli: str | None = None
+    profile: str | None = None
+
+
+def bench_dataset(work: Path, label: str, count: int, size: int, rounds: int, *,
+                  profile: bool = False) -> DatasetResult:
+    """receive-pack (v1, 1Z, v1 without fsync) against snapdir.push, and the id, of one
+    data set."""
     tree = make_tree(fresh(work / "tree"), count, size)
     manifest = manifest_of_directory(tree).render()
     tree_id = snapshot_id(manifest)
@@ -165,60 +192,75 @@ def bench_dataset(work: Path, label: str, count: int, size: int, rounds: int
         raise SystemExit(f"{label}: lockbox and snapdir disagree on the tree's id")
     payload = count * size
     v1 = make_pack(tree, manifest)
+    v1z = zstd_pack(v1)
     ours_dir, theirs_dir = work / "store-lockbox", work / "store-snapdir"
-    pack_file = work / "pack.bin"
 
     def reset() -> None:
         fresh(ours_dir)
         fresh(theirs_dir)
 
-    rows = []
-    for name, pack in (("SNAPPACK 1", v1), ("SNAPPACK 1Z", zstd_pack(v1))):
-        t_ours, t_theirs = compare(rounds, partial(lockbox_receive, pack, ours_dir),
-                                   partial(snapdir_push, tree, theirs_dir), reset,
-                                   warm_up=False)
-        pack_file.write_bytes(pack)
-        t_cli = median_of(rounds, lambda: cli_receive(pack_file, ours_dir), reset)
-        lockbox_receive(pack, ours_dir)
-        filed = FileStore(ours_dir)
-        if not filed.has_manifest(tree_id):
-            raise SystemExit(f"{label} {name}: receive-pack filed no manifest")
-        filed.close()
-        rows.append(f"| {label} | {name} ({len(pack) / MiB:,.1f} MiB) | {fmt(t_ours)} "
-                    f"({rate(payload, t_ours)}) | {fmt(t_cli)} ({rate(payload, t_cli)}) | "
-                    f"{fmt(t_theirs)} ({rate(payload, t_theirs)}) | "
-                    f"{t_ours / t_theirs:.1f}× |")
-        print(rows[-1], flush=True)
-    reset()
-    t_ours, t_theirs = compare(rounds, lambda: snapshot_id(manifest_of_directory(tree).render()),
-                               lambda: asyncio.run(snapdir.id(str(tree))))
-    id_row = (f"| {label} | {fmt(t_ours)} ({rate(payload, t_ours)}) | "
-              f"{fmt(t_theirs)} ({rate(payload, t_theirs)}) | {t_ours / t_theirs:.1f}× |")
+    t = alternate(rounds, {
+        "v1": partial(lockbox_receive, v1, ours_dir, manifest_id=tree_id),
+        "1z": partial(lockbox_receive, v1z, ours_dir, manifest_id=tree_id),
+        "v1-nofsync": partial(lockbox_receive, v1, ours_dir, durable=False,
+                              manifest_id=tree_id),
+        "snapdir": partial(snapdir_push, tree, theirs_dir)}, reset)
+    pack_row = (f"| {label} | {len(v1) / MiB:,.1f} / {len(v1z) / MiB:,.1f} MiB | "
+                f"{cell(payload, t['v1'])} | {cell(payload, t['1z'])} | "
+                f"{cell(payload, t['v1-nofsync'])} | {cell(payload, t['snapdir'])} | "
+                f"{t['v1'] / t['snapdir']:.1f}× / {t['v1-nofsync'] / t['snapdir']:.1f}× |")
+    print(pack_row, flush=True)
+    ids = alternate(rounds, {
+        "lockbox": lambda: snapshot_id(manifest_of_directory(tree).render()),
+        "snapdir": lambda: asyncio.run(snapdir.id(str(tree)))}, warm_up=True)
+    id_row = (f"| {label} | {cell(payload, ids['lockbox'])} | {cell(payload, ids['snapdir'])} "
+              f"| {ids['lockbox'] / ids['snapdir']:.1f}× |")
     print(id_row, flush=True)
+    result = DatasetResult(pack_row, id_row)
+    if payload >= 64 * MiB:
+        pack_file = work / "pack.bin"
+        pack_file.write_bytes(v1)
+        result.cli = cell(payload, median_of(rounds, partial(cli_receive, pack_file, ours_dir),
+                                             reset))
+        pack_file.unlink()
+    if profile:
+        result.profile = syscall_share(v1, ours_dir)
+        print(result.profile, flush=True)
     shutil.rmtree(tree)
-    return rows, id_row
+    return result
 
 
-def syscall_share(work: Path, count: int, size: int) -> str:
-    """Where one receive-pack of the data set's v1 pack spends its time (cProfile)."""
+def cli_fixed_cost(work: Path, rounds: int) -> float:
+    """``lockbox snap receive-pack`` of a one-object pack, as a process: the start-up."""
+    data = b"one small object\n"
+    manifest = (f"D 755 {b3(b3(data).encode())} {len(data)} ./\n"
+                f"F 644 {b3(data)} {len(data)} ./f\n").encode()
+    pack = (b"SNAPPACK 1\n" + f"obj {b3(data)} {len(data)}\n".encode() + data
+            + f"manifest {b3(manifest)} {len(manifest)}\n".encode() + manifest + b"end\n")
+    pack_file = work / "tiny.pack"
+    pack_file.write_bytes(pack)
+    store = work / "store-tiny"
+    return median_of(rounds, lambda: cli_receive(pack_file, store), lambda: fresh(store))
+
+
+def syscall_share(pack: bytes, store_dir: Path) -> str:
+    """Where one receive-pack of ``pack`` into a fresh store spends its time (cProfile)."""
     import cProfile
     import pstats
 
-    tree = make_tree(fresh(work / "tree"), count, size)
-    pack = make_pack(tree, manifest_of_directory(tree).render())
-    store_dir = fresh(work / "store-lockbox")
+    fresh(store_dir)
     profile = cProfile.Profile()
     profile.runcall(lockbox_receive, pack, store_dir)
+    fresh(store_dir)
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     total = sum(v[2] for v in stats.values())
     parts = []
-    for name in ("fsync", "mkdir", "open", "rename", "replace"):
-        calls = sum(v[1] for k, v in stats.items() if k[2] == f"<built-in method posix.{name}>")
-        spent = sum(v[2] for k, v in stats.items() if k[2] == f"<built-in method posix.{name}>")
+    for name in ("fsync", "mkdir", "open", "rename"):
+        key = f"<built-in method posix.{name}>"
+        calls = sum(v[1] for k, v in stats.items() if k[2] == key)
+        spent = sum(v[2] for k, v in stats.items() if k[2] == key)
         if calls:
             parts.append(f"`{name}` {calls:,} calls {spent:.1f} s")
-    shutil.rmtree(tree)
-    fresh(store_dir)
     return f"{', '.join(parts)} of {total:.1f} s"
 
 
@@ -232,20 +274,17 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="snap-bench-"))
     os.environ.setdefault("SNAPDIR_CACHE_DIR", str(work / "snapdir-cache"))
     started = time.monotonic()
-    pack_rows: list[str] = []
-    id_rows: list[str] = []
+    results: list[tuple[str, DatasetResult]] = []
     try:
-        for label, count, size in DATASETS:
-            rows, id_row = bench_dataset(work, label, count, size, args.rounds)
-            pack_rows += rows
-            id_rows.append(id_row)
-        label, count, size = DATASETS[0]
-        profile = syscall_share(work, count, size)
-        print(profile, flush=True)
+        for i, (label, count, size) in enumerate(DATASETS):
+            results.append((label, bench_dataset(work, label, count, size, args.rounds,
+                                                 profile=i == 0)))
+        t_tiny = cli_fixed_cost(work, args.rounds)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     elapsed = time.monotonic() - started
+    cli_text = "".join(f"; the {label} v1 pack {r.cli}" for label, r in results if r.cli)
     body = "\n".join([
         f"## snapdir snapshots and SNAPPACK (issue #10) — {today()}",
         "",
@@ -256,32 +295,40 @@ def main() -> None:
         "",
         "**receive-pack**: lockbox files a whole pack (from memory) into a fresh, empty "
         "file store: `read_pack` into a `FileSink` (each object BLAKE3-hashed while it is "
-        "written to a temp file, renamed into place; one fsync barrier; the manifest last), "
-        "and `lockbox snap receive-pack` as a process (start-up included, the pack on its "
-        "stdin). The snapdir binding has no pack API: the closest equivalent it has is "
+        "written to a temp file, renamed into place; one fsync barrier; the manifest last). "
+        "The snapdir binding has no pack API: the closest equivalent it has is "
         "`snapdir.push` of the same tree into a fresh, empty `file://` store, which hashes "
         "the tree and copies every object (verified, temp + rename) and then the manifest. "
         "Both end with the same objects and manifest on disk; lockbox's input is a stream, "
         "snapdir's a tree in the page cache. Throughput counts file bytes.",
         "",
-        "| data | pack | lockbox `read_pack` | `lockbox snap receive-pack` | "
-        "`snapdir.push` | lockbox ÷ snapdir |",
-        "|---|---|---|---|---|---|",
-        *pack_rows,
+        "| data | pack v1 / 1Z | lockbox, SNAPPACK 1 | lockbox, SNAPPACK 1Z | "
+        "lockbox, SNAPPACK 1, fsync off | `snapdir.push` (no fsync) | lockbox ÷ snapdir "
+        "(durable / fsync off) |",
+        "|---|---|---|---|---|---|---|",
+        *(r.pack_row for _, r in results),
+        "",
+        "snapdir's receive-pack fsyncs (one barrier for the objects, then the manifest), as "
+        "lockbox's does; its `push` into a `file://` store does not fsync at all. The "
+        "\"fsync off\" column is lockbox with `os.fsync` made a no-op for the run: the "
+        "same durability as `snapdir.push`.",
+        "",
+        "`lockbox snap receive-pack --store DIR < PACK` as a process: a one-object pack "
+        f"takes {fmt(t_tiny)} (Python start-up and imports){cli_text}.",
         "",
         f"Small objects are bound by the file system, not by hashing or parsing: one "
-        f"receive-pack of the {label} v1 pack under cProfile spent {profile} (each object "
-        f"is fsynced at the barrier, with every shard directory it created: snapdir's "
-        f"durable discipline; random ids put nearly every object in new shard "
-        f"directories). 1Z costs little more than v1: zstd's decompression is fast and "
-        f"random data barely compresses.",
+        f"receive-pack of the {results[0][0]} v1 pack under cProfile spent "
+        f"{results[0][1].profile} (each "
+        f"object is fsynced at the barrier, with every shard directory it was renamed into; "
+        f"random ids put nearly every object in new shard directories). 1Z costs little "
+        f"more than v1: zstd decompresses fast and random data barely compresses.",
         "",
         "**id of a tree**: lockbox's `manifest_of_directory` + `snapshot_id` against "
         "`snapdir.id` (the same tree, in the page cache). Both give the same id (checked).",
         "",
         "| data | lockbox | `snapdir.id` | lockbox ÷ snapdir |",
         "|---|---|---|---|",
-        *id_rows,
+        *(r.id_row for _, r in results),
     ])
     print(body)
     if not args.no_write:
