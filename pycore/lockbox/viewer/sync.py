@@ -30,8 +30,8 @@ from ..errors import LimitExceededError, UsageError
 from ..ranges import ByteRange
 from .driving import Recorder
 
-__all__ = ["SyncExtension", "preview_kind", "hook_limits", "rewrite_sync_bytes",
-           "HookLimitsJson", "ENTRY_MAX", "HOOK_PAYLOAD_MAX", "MAX_TIMEOUT_S"]
+__all__ = ["SyncExtension", "preview_kind", "hook_limits", "HookLimitsJson", "ENTRY_MAX",
+           "HOOK_PAYLOAD_MAX", "MAX_TIMEOUT_S"]
 
 ENTRY_MAX = 64 * 1024 * 1024  # sync.wasm, context.json, sync.proof: read whole up to this size
 # A hook run holds the payload, the module's memory and the new payload in the page.
@@ -258,11 +258,14 @@ class SyncExtension:
                       ) -> tuple[bytes, dict[str, Any]]:
         """The ``.sync`` after a hook run that wrote ``new_payload``, in memory: what
         ``lockbox sync update`` writes for the same new payload and time
-        (:func:`rewrite_sync_bytes`): the manifest marked fresh at ``now`` (whole UTC
+        (:func:`lockbox.formats.sync.writer.rewrite_sync_bytes`, the implementation
+        ``rewrite_sync_file`` writes with): the manifest marked fresh at ``now`` (whole UTC
         seconds; :meth:`Manifest.mark_fresh`, which drops an embedded signature: it
         covered the old payload), every other entry copied as it is."""
         if not new_payload:
             raise UsageError("the hook wrote nothing: the archive stays as it is")
+        from ..formats.sync.writer import rewrite_sync_bytes
+
         fresh_at = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
         manifest = self.manifest.mark_fresh(fresh_at)
         raw = {name: await self.raw_entry(name) for name in self.layout.entries
@@ -272,32 +275,6 @@ class SyncExtension:
         return data, {"created_at": manifest.created_at_text, "size": len(data),
                       "payload_size": len(new_payload),
                       "signature_removed": self.manifest.signature is not None}
-
-
-def rewrite_sync_bytes(layout: Any, raw_entries: dict[str, bytes], *, manifest_toml: bytes,
-                       payload: bytes) -> bytes:
-    """The bytes :func:`lockbox.formats.sync.writer.rewrite_sync_file` writes, in memory:
-    entries in their file order, the new manifest and payload STORED, every other entry
-    copied as it is (``raw_entries``: its stored data, by name), the ZIP comment kept."""
-    import io
-
-    from ..formats.sync.writer import _add_payload, _ZipOut
-
-    order = sorted(layout.entries.values(), key=lambda e: e.header_offset)
-    names = [e.name for e in order]
-    if "payload" not in names:
-        names.insert(names.index("manifest.toml") + 1, "payload")
-    buf = io.BytesIO()
-    z = _ZipOut(buf)
-    for name in names:
-        if name == "manifest.toml":
-            z.add_bytes(name, manifest_toml)
-        elif name == "payload":
-            _add_payload(z, payload)
-        else:
-            z.add_raw(layout.entries[name], iter([raw_entries[name]]))
-    z.finish(layout.comment)
-    return buf.getvalue()
 
 
 def hook_limits(timeout_s: float) -> HookLimitsJson:

@@ -20,6 +20,7 @@ from lockbox.formats.sync import writer as writer_mod
 from lockbox.formats.sync.container import WASM_STUB, open_layout_flow
 from lockbox.formats.sync.writer import (
     encode_sync,
+    rewrite_sync_bytes,
     rewrite_sync_file,
     sync_bytes,
     write_sync_file,
@@ -217,6 +218,42 @@ def test_rewrite_refuses_a_broken_original(tmp_path):
     with pytest.raises(FormatError):
         rewrite_sync_file(path, payload=b"x")
     assert path.read_bytes() == b"not a zip at all, just some text"
+
+
+def _stored_data(data: bytes, layout: Any) -> dict[str, bytes]:
+    return {name: data[e.data_offset:e.data_offset + e.compressed_size]
+            for name, e in layout.entries.items()}
+
+
+@pytest.mark.parametrize("change", [{"payload": b"new payload"},
+                                    {"manifest_toml": MANIFEST},
+                                    {"manifest_toml": MANIFEST, "payload": b""}])
+def test_rewrite_in_memory_gives_the_bytes_of_the_file_rewrite(tmp_path, change):
+    entries = sync_entries(MANIFEST_UNKNOWN_KEYS, context=b'{"c": 1}', proof=b"pf")
+    entries[0].method = 8
+    entries.append(Ref(b"extra.bin", b"kept", comment=b"an entry comment"))
+    original = build(entries, comment=b"the archive's comment").data
+    path = tmp_path / "c.sync"
+    path.write_bytes(original)
+    layout = reopen(original)
+    # only the entries that are copied are needed
+    replaced = {"manifest.toml" if key == "manifest_toml" else key for key in change}
+    raw = {name: blob for name, blob in _stored_data(original, layout).items()
+           if name not in replaced}
+    in_memory = rewrite_sync_bytes(layout, raw, **change)
+    rewrite_sync_file(path, **change)
+    assert in_memory == path.read_bytes()
+    assert reopen(in_memory).comment == b"the archive's comment"
+
+
+def test_rewrite_in_memory_errors():
+    data = sync_bytes(manifest_toml=MANIFEST, payload=b"p", context=b"{}")
+    layout = reopen(data)
+    with pytest.raises(UsageError, match="nothing to rewrite"):
+        rewrite_sync_bytes(layout, _stored_data(data, layout))
+    with pytest.raises(UsageError, match="context.json"):
+        rewrite_sync_bytes(layout, {"manifest.toml": MANIFEST, "sync.wasm": WASM_STUB},
+                           payload=b"q")
 
 
 # ------------------------------------------------------------------------------ > 4 GiB

@@ -27,13 +27,13 @@ import io
 import os
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import BinaryIO
 
 from ... import fileio
 from ...drivers import run_sync
-from ...errors import StorageError, UsageError
+from ...errors import FormatError, StorageError, UsageError
 from ...ranges import ByteRange
 from ...sources import open_source
 from .container import (
@@ -65,7 +65,8 @@ from .zipfmt import (
 )
 
 __all__ = ["encode_sync", "sync_bytes", "write_sync_file", "rewrite_sync_file",
-           "COPY_PIECE_SIZE", "UNIX_FILE_ATTR"]
+           "encode_rewritten_sync", "rewrite_sync_bytes", "COPY_PIECE_SIZE",
+           "UNIX_FILE_ATTR"]
 
 COPY_PIECE_SIZE = 1024 * 1024
 """Bytes copied at a time from a payload file object (and when rewriting)."""
@@ -316,6 +317,59 @@ def sync_bytes(*, manifest_toml: bytes, payload: Payload, wasm: bytes | None = N
     return buf.getvalue()
 
 
+def encode_rewritten_sync(layout: SyncLayout,
+                          raw_data: Callable[[ZipEntry], Iterable[bytes]], *,
+                          out: BinaryIO, manifest_toml: bytes | None = None,
+                          payload: Payload | None = None, force_zip64: bool = False,
+                          _sparse: bool = False) -> SyncLayout:
+    """Write to ``out`` the ``.sync`` of ``layout`` with its manifest and/or payload
+    replaced: the entries in their file order, a new manifest or payload STORED (a
+    payload missing from the original goes right after the manifest), every other entry
+    copied as it is from ``raw_data(entry)`` (its data as stored, in pieces), the ZIP
+    comment kept. The one implementation behind :func:`rewrite_sync_file` (pieces read
+    from the original file) and :func:`rewrite_sync_bytes` (the viewer: pieces in
+    memory). Returns the layout written."""
+    order = sorted(layout.entries.values(), key=lambda e: e.header_offset)
+    names = [e.name for e in order]
+    if PAYLOAD_NAME not in names and payload is not None:
+        if MANIFEST_NAME not in names:
+            raise FormatError("not a .sync: the ZIP has no manifest.toml entry")
+        names.insert(names.index(MANIFEST_NAME) + 1, PAYLOAD_NAME)
+    z = _ZipOut(out, force_zip64, sparse=_sparse)
+    for name in names:
+        if name == MANIFEST_NAME and manifest_toml is not None:
+            z.add_bytes(name, manifest_toml)
+        elif name == PAYLOAD_NAME and payload is not None:
+            _add_payload(z, payload)
+        else:
+            entry = layout.entries[name]
+            z.add_raw(entry, iter(raw_data(entry)))
+    return z.finish(layout.comment)
+
+
+def rewrite_sync_bytes(layout: SyncLayout, raw_entries: Mapping[str, bytes], *,
+                       manifest_toml: bytes | None = None, payload: Payload | None = None,
+                       force_zip64: bool = False) -> bytes:
+    """:func:`rewrite_sync_file` in memory (the browser's updated ``.sync`` after a hook
+    run): ``raw_entries`` holds, by name, the data as stored of every entry that is
+    copied (all but those replaced). The same bytes as :func:`rewrite_sync_file` writes
+    for the same original and replacements."""
+    if manifest_toml is None and payload is None:
+        raise UsageError("nothing to rewrite: give a new manifest, a new payload or both")
+
+    def raw_data(entry: ZipEntry) -> Iterable[bytes]:
+        try:
+            return (raw_entries[entry.name],)
+        except KeyError:
+            raise UsageError(f"the stored data of entry {entry.name!r} is needed to copy "
+                             f"it") from None
+
+    buf = io.BytesIO()
+    encode_rewritten_sync(layout, raw_data, out=buf, manifest_toml=manifest_toml,
+                          payload=payload, force_zip64=force_zip64)
+    return buf.getvalue()
+
+
 def _file_mode(path: str, default: int | None) -> int | None:
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
@@ -362,10 +416,6 @@ def rewrite_sync_file(path: str | os.PathLike[str], *, manifest_toml: bytes | No
     try:
         size = source.size
         layout = run_sync(open_layout_flow(size, strict=strict), source)
-        order = sorted(layout.entries.values(), key=lambda e: e.header_offset)
-        names = [e.name for e in order]
-        if PAYLOAD_NAME not in names and payload is not None:
-            names.insert(names.index(MANIFEST_NAME) + 1, PAYLOAD_NAME)
 
         def raw_pieces(e: ZipEntry) -> Iterator[bytes]:
             assert e.data_offset is not None
@@ -385,15 +435,9 @@ def rewrite_sync_file(path: str | os.PathLike[str], *, manifest_toml: bytes | No
             if mode is not None:
                 os.fchmod(fd, mode)  # the original's permissions, whatever the umask
             with open(fd, "wb", closefd=False) as out:
-                z = _ZipOut(out, force_zip64, sparse=True)
-                for name in names:
-                    if name == MANIFEST_NAME and manifest_toml is not None:
-                        z.add_bytes(name, manifest_toml)
-                    elif name == PAYLOAD_NAME and payload is not None:
-                        _add_payload(z, payload)
-                    else:
-                        z.add_raw(layout.entries[name], raw_pieces(layout.entries[name]))
-                new = z.finish(layout.comment)
+                new = encode_rewritten_sync(layout, raw_pieces, out=out,
+                                            manifest_toml=manifest_toml, payload=payload,
+                                            force_zip64=force_zip64, _sparse=True)
     finally:
         source.close()
     return new
