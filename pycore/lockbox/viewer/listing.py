@@ -1,5 +1,5 @@
-"""Folder listings as the page draws them: columns (names, types, sizes, mtimes, link
-targets, counts), from a folder's entries (:func:`columns`) or from a streamed walk of
+"""Folder listings as the page draws them: columns (names, types, sizes, mtimes, permission
+bits, link targets, counts), from a folder's entries (:func:`columns`) or from a streamed walk of
 the whole archive (:class:`WalkedTree`, for formats that have no index to list one
 folder from)."""
 
@@ -16,17 +16,21 @@ __all__ = ["columns", "WalkedTree", "TYPE_CODES"]
 TYPE_CODES = {"dir": "d", "file": "f", "symlink": "l"}
 
 
-def _rows_json(path: str, rows: list[tuple[str, str, int, int, str]]) -> dict[str, Any]:
-    """rows: (name, type code, size, mtime_ms, target)."""
-    names, sizes, mtimes = [], [], []
+Row = tuple[str, str, int, int, str, int]
+"""(name, type code, size, mtime_ms, target, permission bits)"""
+
+
+def _rows_json(path: str, rows: list[Row]) -> dict[str, Any]:
+    names, sizes, mtimes, modes = [], [], [], []
     types = []
     targets: dict[str, str] = {}
     dirs = files = links = total = 0
-    for i, (name, t, size, mtime_ms, target) in enumerate(rows):
+    for i, (name, t, size, mtime_ms, target, mode) in enumerate(rows):
         names.append(name)
         types.append(t)
         sizes.append(size)
         mtimes.append(mtime_ms)
+        modes.append(mode)
         if t == "d":
             dirs += 1
         elif t == "l":
@@ -36,16 +40,17 @@ def _rows_json(path: str, rows: list[tuple[str, str, int, int, str]]) -> dict[st
             files += 1
             total += size
     return {"path": path, "names": names, "types": "".join(types), "sizes": sizes,
-            "mtimes": mtimes, "targets": targets,
+            "mtimes": mtimes, "modes": modes, "targets": targets,
             "counts": {"dirs": dirs, "files": files, "symlinks": links, "bytes": total}}
 
 
-def _row(e: EntryInfo) -> tuple[str, str, int, int, str]:
+def _row(e: EntryInfo) -> Row:
     t = TYPE_CODES[e.type]
-    return (e.name, t, e.size if t == "f" else 0, e.mtime_ns // 1_000_000, e.target)
+    return (e.name, t, e.size if t == "f" else 0, e.mtime_ns // 1_000_000, e.target,
+            e.mode & 0o7777)
 
 
-def _order(row: tuple[str, str, int, int, str]) -> tuple[bool, str]:
+def _order(row: Row) -> tuple[bool, str]:
     return (row[1] != "d", row[0])
 
 
@@ -58,7 +63,7 @@ class _Folder:
     __slots__ = ("rows",)
 
     def __init__(self) -> None:
-        self.rows: list[tuple[str, str, int, int, str]] = []
+        self.rows: list[Row] = []
 
 
 class WalkedTree:
@@ -77,7 +82,7 @@ class WalkedTree:
         self.counts = {"dirs": 0, "files": 0, "symlinks": 0, "bytes": 0}
 
     def add(self, batch: Iterable[EntryInfo]) -> dict[str, dict[str, Any]]:
-        added: dict[str, list[tuple[str, str, int, int, str]]] = {}
+        added: dict[str, list[Row]] = {}
         for e in batch:
             if not e.path:
                 continue
@@ -111,7 +116,7 @@ class WalkedTree:
         out.update(complete=self.complete, seq=self.seq, streamed=True)
         return out
 
-    def find(self, path: str) -> tuple[str, str, int, int, str] | None:
+    def find(self, path: str) -> Row | None:
         """The row of ``path`` if its folder's rows hold it."""
         parent, _, name = path.rpartition("/")
         folder = self.folders.get(parent)

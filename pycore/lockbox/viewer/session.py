@@ -13,6 +13,7 @@ becomes a message for people (:func:`lockbox.viewer.messages.classify`).
 Flow of a session::
 
     probe  = await s.open_url(url)          # or open_blob(file): reads the first 16 KiB
+    probe  = await s.open_snap(store, id)   # a snapdir snapshot: reads its manifest
     # encrypted (.lbox; a .sync vault): probe["methods"] says what unlocks it
     info   = await s.unlock(password=...)   # or identity="LOCKBOX-IDENTITY-1:..."; no request
     # not encrypted (.uri, .sync): opened already, probe["info"] is the archive's info
@@ -33,6 +34,12 @@ them as it reads; they are handed over after each round trip), grouped by folder
 also get a bounded cache of raw ranges (:class:`~lockbox.viewer.driving.RangeCache`), so
 the reader's own index scan after the walk, and a download after a preview, fetch nothing
 again when the archive's windows fit.
+
+**snapdir snapshots** (:mod:`lockbox.viewer.snap`): ``open_snap(store, id)`` (or
+``open_url("STORE_URL#id=ID")``) opens snapshot ``id`` of a store on any static host: the
+manifest is fetched once and checked against the id, listed folder by folder, and each
+file's object is fetched by id (one GET) and its BLAKE3 checked before any byte of it
+reaches the page. ``snap_check_next`` re-checks every object, a step per call.
 
 **Checked previews.** Every byte shown has been authenticated or checksummed, except a
 *partial* preview of a file larger than :data:`CHECKED_PREVIEW_MAX` in a format without
@@ -62,6 +69,7 @@ from .driving import FlowSteps, RangeCache, Recorder, flow_pieces
 from .lbox import LboxExtension, identity_secret, unlock_methods
 from .listing import WalkedTree, columns
 from .messages import AtPath, ViewerError, classify, error_info, not_an_archive
+from .snap import SnapExtension, open_message, open_snapshot, snapshot_name
 from .sync import SyncExtension
 from .zipping import unsafe_zip_links, zip_pieces
 
@@ -155,6 +163,7 @@ class Session:
         self._session: FormatSession | None = None
         self._lbox: LboxExtension | None = None
         self._sync: SyncExtension | None = None
+        self._snap: SnapExtension | None = None
         self._tree: WalkedTree | None = None  # listing "walk": what the walk found
         self._walk: _Walk | None = None
         self._location = ""
@@ -193,13 +202,17 @@ class Session:
             return json.dumps({"error": self._classify(exc, method, args_json)})
 
     def _classify(self, exc: BaseException, method: str, args_json: str) -> dict[str, Any]:
-        stage = {"open_url": "open", "open_blob": "open", "unlock": "unlock",
-                 "list_next": "ls"}.get(method, method)
+        stage = {"open_url": "open", "open_blob": "open", "open_snap": "open",
+                 "unlock": "unlock", "list_next": "ls"}.get(method, method)
         path = None
         try:
             path = json.loads(args_json or "{}").get("path")
         except (ValueError, AttributeError):
             pass
+        if self._snap is not None:
+            info = self._snap.message(exc, stage, path)
+            if info is not None:
+                return info
         spec = self._spec
         how = {"location": self._location, "format_title": spec.title if spec else "",
                "encrypted": spec.encrypted if spec else True}
@@ -227,9 +240,17 @@ class Session:
 
     async def open_url(self, url: str) -> dict[str, Any]:
         """Open ``url`` (reads its first 16 KiB); returns what the next step needs."""
+        from ..formats.snap.store import parse_snap_location
         from ..sources import is_url, open_async_source
 
         url = url.strip()
+        try:
+            snap = parse_snap_location(url)
+        except UsageError as exc:  # STORE_URL#id=<not 64 hex digits>
+            raise ViewerError(error_info("usage", "Not a snapshot id", str(exc),
+                                         detail=f"UsageError: {exc}")) from None
+        if snap is not None:
+            return await self.open_snap(url.rsplit("#", 1)[0], snap[1])
         if not is_url(url):
             raise ViewerError(error_info("usage", "Not a web address",
                                          "Enter an http:// or https:// address of an "
@@ -237,6 +258,42 @@ class Session:
         name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or url
         return await self.open_source(open_async_source(url), location=url, name=name,
                                       kind="url")
+
+    async def open_snap(self, store: str, id: str) -> dict[str, Any]:
+        """Open snapshot ``id`` of the snapdir store at ``store`` (an http(s) URL: the
+        folder holding ``.objects`` and ``.manifests``): one GET of its manifest, checked
+        against the id. Not encrypted: ``info`` is there at once."""
+        from ..formats.snap.session import SnapFormat
+        from ..formats.snap.store import snap_location
+
+        await self.close()
+        self._spec = None
+        self._probe = {}
+        self._kind = "snap"
+        self._location = store
+        sid = (id or "").strip()
+        self._name = snapshot_name(sid)
+        try:
+            rec, session, uri = await open_snapshot(store, sid)
+        except ViewerError:
+            raise
+        except Exception as exc:
+            info = open_message(exc, store, sid)
+            if info is None:
+                raise
+            raise ViewerError(info) from None
+        self._source = rec
+        self._spec = SnapFormat()
+        self._session = session
+        self._snap = SnapExtension(session, rec, uri)
+        self._location = snap_location(uri, sid)
+        name = self._name
+        self._probe = {"name": name, "stem": name, "location": self._location, "kind": "snap",
+                       "size": None, "format": SnapFormat.name,
+                       "format_title": SnapFormat.title, "encrypted": False,
+                       "store": str(uri), "id": sid}
+        self._probe["info"] = self.info()
+        return self._probe
 
     async def open_blob(self, extra: Any = None, name: str = "") -> dict[str, Any]:
         """Open a picked or dropped File (read in ranges by Blob.slice, never whole)."""
@@ -392,7 +449,10 @@ class Session:
             else (self._source.size if self._source else None),
             "entries": si.entries, "file_bytes": si.file_bytes, "details": si.details,
             "listing": "folders" if self._tree is None else "walk",
-            "checked_preview_max": None if si.encrypted else CHECKED_PREVIEW_MAX,
+            # every byte a .lbox or snapshot preview shows was checked (a snapshot's
+            # previews read whole objects, up to snap.PREVIEW_MAX)
+            "checked_preview_max": None if si.encrypted or self._snap is not None
+            else CHECKED_PREVIEW_MAX,
         }
         if self._tree is not None:
             out["walked"] = {"entries": self._tree.entries, "complete": self._tree.complete,
@@ -401,6 +461,8 @@ class Session:
             out["lbox"] = self._lbox.info()
         if self._sync is not None:
             out["sync"] = self._sync.info()
+        if self._snap is not None:
+            out["snap"] = self._snap.info()
         return out
 
     async def ls(self, path: str = "") -> dict[str, Any]:
@@ -439,7 +501,10 @@ class Session:
         s = self._need()
         p = _clean(path)
         self._label(f"stat /{p}")
-        return (await self._run(s.stat_flow(p))).to_json()
+        entry = await self._run(s.stat_flow(p))
+        if self._snap is not None:
+            return self._snap.stat_json(entry)
+        return entry.to_json()  # type: ignore[no-any-return]
 
     async def _file(self, p: str) -> EntryInfo:
         e: EntryInfo = await self._run(self._need().stat_flow(p))
@@ -457,6 +522,8 @@ class Session:
             return await self._lbox.read(p, offset, size)
         s = self._need()
         e = await self._file(p)
+        if self._snap is not None:
+            self._snap.check_preview(e, offset, size)
         if offset == 0 and e.size <= max(size, CHECKED_PREVIEW_MAX):
             data: bytes = await self._run(s.read_flow(p, 0, e.size))
             return data[:size]
@@ -637,6 +704,22 @@ class Session:
         out.update(facts)
         return out
 
+    # -- snapdir snapshots -------------------------------------------------------------
+
+    def _snap_holder(self) -> SnapExtension:
+        self._need()
+        if self._snap is None:
+            raise UsageError("this is not a snapdir snapshot")
+        return self._snap
+
+    async def snap_check_next(self) -> dict[str, Any]:
+        """Check every object of the snapshot, a step per call
+        (:meth:`SnapExtension.check_next`)."""
+        return await self._snap_holder().check_next()
+
+    async def snap_check_stop(self) -> bool:
+        return self._snap_holder().check_stop()
+
     # -- network and closing -----------------------------------------------------------
 
     def network(self) -> dict[str, Any]:
@@ -665,6 +748,9 @@ class Session:
         self._tree = None
         self._lbox = None
         self._sync = None
+        if self._snap is not None:
+            self._snap.check_stop()
+        self._snap = None
         self._session = None
         src, self._source = self._source, None
         if src is not None:
@@ -685,6 +771,7 @@ class Session:
 _JSON_METHODS: dict[str, Any] = {
     "open_url": Session.open_url,
     "open_blob": Session.open_blob,
+    "open_snap": Session.open_snap,
     "unlock": Session.unlock,
     "info": Session._info,
     "ls": Session.ls,
@@ -698,6 +785,8 @@ _JSON_METHODS: dict[str, Any] = {
     "sync_signature": Session.sync_signature,
     "sync_hook_plan": Session.sync_hook_plan,
     "sync_update": Session.sync_update,
+    "snap_check_next": Session.snap_check_next,
+    "snap_check_stop": Session.snap_check_stop,
     "network": Session._network,
     "close": Session.close,
 }

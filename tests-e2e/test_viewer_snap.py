@@ -1,0 +1,305 @@
+"""snapdir snapshots in the viewer: a store on a static host browsed at
+``#store=URL&id=ID``; the listing from the manifest, files fetched by id, every byte
+BLAKE3-checked in the page before it is shown or saved; a damaged or a missing object
+named, the rest still opening.
+
+Two layers: the viewer's Python side on CPython (lockbox.viewer.session + viewer/snap.py,
+over a store served by a plain http.server), then Chromium against the store served by the
+lockbox server (``--snap-store``: ``/snap/``, same origin, Range-capable) and by a plain
+``http.server`` on another origin (no Range support: it answers 200 with the whole file;
+CORS headers added, as any cross-origin static host needs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import png
+
+#: The snapshot's tree: path -> (bytes, mode).
+TREE: dict[str, tuple[bytes, int]] = {
+    "README.md": (b"# A snapdir snapshot\n\nBrowsed in the page.\n", 0o644),
+    "bin/run.sh": (b"#!/bin/sh\necho run\n", 0o755),
+    "docs/guide.txt": (("guide line %d\n" * 300 % tuple(range(300))).encode(), 0o644),
+    "docs/naïve name with spaces.txt": (b"spaces and accents\n", 0o600),
+    "docs/deep/note.md": (b"deep note\n", 0o644),
+    "images/red.png": (png(32, 24, (220, 40, 40)), 0o644),
+    "data/random.bin": (bytes(range(256)) * 2048, 0o644),  # 512 KiB
+    "data/same-as-readme.md": (b"# A snapdir snapshot\n\nBrowsed in the page.\n", 0o644),
+    "bad/damaged.txt": (b"these bytes will be changed on the server\n" * 10, 0o644),
+    "bad/missing.txt": (b"this object will be deleted from the store\n", 0o644),
+    "bad/fine.txt": (b"a good file next to bad ones\n", 0o644),
+}
+EMPTY_DIRS = ("empty",)
+DAMAGED, MISSING = "bad/damaged.txt", "bad/missing.txt"
+
+
+def run(coro: Any) -> Any:
+    """asyncio.run in a thread of its own (Playwright's sync API holds the main loop)."""
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, 60)
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, bounded()).result(90)
+
+
+@dataclass
+class Store:
+    dir: Path
+    id: str
+    tree: Path
+
+    def object_file(self, path: str) -> Path:
+        from lockbox.formats.snap.manifest import object_id
+        from lockbox.formats.snap.store import object_path
+
+        return self.dir / object_path(object_id(TREE[path][0]))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """The tree pushed into a file store by lockbox (its id checked against snapdir's), then
+    one object damaged and one deleted."""
+    import snapdir
+
+    from lockbox.formats.snap.ops import push
+    from lockbox.formats.snap.store import FileStore
+
+    tree = tmp_path_factory.mktemp("snaptree")
+    for rel, (data, mode) in TREE.items():
+        p = tree / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        p.chmod(mode)
+    for rel in EMPTY_DIRS:
+        (tree / rel).mkdir()
+    root = tmp_path_factory.mktemp("snapstore")
+    sid = str(push(tree, FileStore(root, create=True)))
+    assert sid == str(run(snapdir.id(str(tree))))
+    s = Store(root, sid, tree)
+    damaged = s.object_file(DAMAGED)
+    data = bytearray(damaged.read_bytes())
+    data[7] ^= 0x20
+    damaged.chmod(0o644)
+    damaged.write_bytes(bytes(data))
+    s.object_file(MISSING).unlink()
+    for p in root.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return s
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """python -m http.server's handler (no Range: a 200 with the whole file), with CORS
+    headers as a cross-origin static host must send, and a log of the paths asked for."""
+
+    log: list[tuple[str, str]]
+
+    def end_headers(self) -> None:
+        self.send_header("Access-Control-Allow-Origin", "*")
+        super().end_headers()
+
+    def do_GET(self) -> None:
+        self.log.append((self.path, self.headers.get("Range", "")))
+        super().do_GET()
+
+    def do_OPTIONS(self) -> None:  # a CORS preflight (a Range the browser does not safelist)
+        self.send_response(204)
+        self.send_header("Access-Control-Allow-Methods", "GET, HEAD")
+        self.send_header("Access-Control-Allow-Headers", "Range")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class PlainHost:
+    """A store folder on ``python -m http.server`` (in a thread)."""
+
+    def __init__(self, directory: Path) -> None:
+        handler = type("Handler", (_Handler,), {"log": []})
+        self.log: list[tuple[str, str]] = handler.log
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0),
+                                         partial(handler, directory=str(directory)))
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def gets(self, kind: str, since: int = 0) -> list[str]:
+        """Paths asked for under ``.objects`` or ``.manifests`` (``kind``)."""
+        return [p for p, _ in self.log[since:] if p.startswith(f"/{kind}/")]
+
+
+@pytest.fixture(scope="module")
+def plain_host(store: Store) -> Iterator[PlainHost]:
+    host = PlainHost(store.dir)
+    try:
+        yield host
+    finally:
+        host.close()
+
+
+# ----------------------------------------------------------------------------- the Python side
+
+
+async def call(s: Any, method: str, **args: Any) -> Any:
+    return json.loads(await s.call(method, json.dumps(args)))
+
+
+async def binary(s: Any, method: str, **args: Any) -> Any:
+    out = await s.call_binary(method, json.dumps(args))
+    return json.loads(out) if isinstance(out, str) else out
+
+
+async def drain(s: Any, handle: int) -> bytes | dict[str, Any]:
+    out = b""
+    while True:
+        piece = await binary(s, "stream_next", handle=handle)
+        if isinstance(piece, dict):
+            return piece
+        if not piece:
+            return out
+        out += piece
+
+
+def test_session_browses_a_store_on_a_plain_host(store: Store, plain_host: PlainHost) -> None:
+    from lockbox.formats.snap.manifest import object_id
+    from lockbox.viewer.session import Session
+
+    async def go() -> None:
+        s = Session()
+        mark = len(plain_host.log)
+        probe = (await call(s, "open_url", url=f"{plain_host.url}#id={store.id}"))["ok"]
+        # opening: one GET, of the manifest
+        assert plain_host.gets(".manifests", mark) == [
+            "/.manifests/" + "/".join([store.id[:3], store.id[3:6], store.id[6:9],
+                                       store.id[9:]])]
+        assert len(plain_host.log) == mark + 1
+        assert (probe["format"], probe["encrypted"], probe["kind"]) == ("snap", False, "snap")
+        assert probe["location"] == f"{plain_host.url}#id={store.id}"
+        info = probe["info"]
+        assert info["listing"] == "folders" and info["checked_preview_max"] is None
+        snap = info["snap"]
+        assert snap["snapshot_id"] == store.id and snap["store"] == plain_host.url
+        assert snap["files"] == len(TREE) and snap["objects"] == len(TREE) - 1  # a duplicate
+        assert snap["file_bytes"] == sum(len(d) for d, _ in TREE.values())
+        root = (await call(s, "ls", path=""))["ok"]
+        assert root["names"] == ["bad", "bin", "data", "docs", "empty", "images", "README.md"]
+        assert root["types"] == "ddddddf"
+        docs = (await call(s, "ls", path="docs"))["ok"]
+        assert docs["names"] == ["deep", "guide.txt", "naïve name with spaces.txt"]
+        assert docs["modes"][1:] == [0o644, 0o600]
+        assert docs["sizes"][1:] == [len(TREE["docs/guide.txt"][0]),
+                                     len(TREE["docs/naïve name with spaces.txt"][0])]
+        assert (await call(s, "ls", path="bin"))["ok"]["modes"] == [0o755]
+        assert len(plain_host.log) == mark + 1  # listings come from the manifest
+        # a file: one GET of its object, checked; read again: from the verified cache
+        before = len(plain_host.log)
+        assert await binary(s, "read", path="docs/guide.txt") == TREE["docs/guide.txt"][0]
+        assert len(plain_host.gets(".objects", before)) == 1
+        h = (await call(s, "stream_open", path="docs/guide.txt"))["ok"]["handle"]
+        assert await drain(s, h) == TREE["docs/guide.txt"][0]
+        assert len(plain_host.log) == before + 1
+        st = (await call(s, "stat", path="README.md"))["ok"]
+        assert st["blake3"] == object_id(TREE["README.md"][0]) and st["mode"] == 0o644
+        # the damaged object: named, with its file; nothing of it released
+        bad = await binary(s, "read", path=DAMAGED)
+        err = bad["error"]
+        assert (err["kind"], err["title"], err["path"]) == ("corrupt", f"Damaged: {DAMAGED}",
+                                                           DAMAGED), err
+        assert "does not match its BLAKE3 id" in err["message"]
+        h = (await call(s, "stream_open", path=DAMAGED))["ok"]["handle"]
+        assert (await drain(s, h))["error"]["kind"] == "corrupt"  # type: ignore[index]
+        missing = (await binary(s, "read", path=MISSING))["error"]
+        assert (missing["kind"], missing["title"]) == ("not_found", f"Missing: {MISSING}")
+        assert "is not in the store" in missing["message"]
+        # ... and the rest still opens
+        assert await binary(s, "read", path="bad/fine.txt") == TREE["bad/fine.txt"][0]
+        failed = (await call(s, "info"))["ok"]["snap"]["failed"]
+        assert failed == {DAMAGED: "corrupt", MISSING: "not_found"}
+        assert (await call(s, "stat", path=DAMAGED))["ok"]["failed"] == "corrupt"
+        # a folder as a zip: every file checked before it is written
+        z = (await call(s, "zip_open", path="docs"))["ok"]
+        data = await drain(s, z["handle"])
+        assert isinstance(data, bytes)
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            assert zf.read("docs/guide.txt") == TREE["docs/guide.txt"][0]
+            assert zf.read("docs/naïve name with spaces.txt") == TREE[
+                "docs/naïve name with spaces.txt"][0]
+            assert zf.getinfo("docs/naïve name with spaces.txt").external_attr >> 16 \
+                == 0o100600
+        z = (await call(s, "zip_open", path="bad"))["ok"]
+        err = await drain(s, z["handle"])
+        assert isinstance(err, dict) and err["error"]["path"] in (DAMAGED, MISSING), err
+        # checking every object: the two bad ones reported
+        for _ in range(100):
+            step = (await call(s, "snap_check_next"))["ok"]
+            if step["done"]:
+                break
+        report = step["report"]
+        assert not report["ok"] and len(report["problems"]) == 2, report
+        assert step["objects"] == len(TREE) - 3 and step["objects_total"] == len(TREE) - 1
+        net = (await call(s, "network"))["ok"]
+        assert net["format"] == "snap" and net["requests"] >= 1
+        await s.close()
+
+    run(go())
+
+
+def test_session_open_errors(store: Store, plain_host: PlainHost) -> None:
+    from lockbox.viewer.session import Session
+
+    other = "0" * 64
+
+    async def go() -> None:
+        s = Session()
+        err = (await call(s, "open_snap", store=plain_host.url, id=other))["error"]
+        assert (err["kind"], err["title"]) == ("not_found", "No such snapshot"), err
+        assert other in err["message"]
+        err = (await call(s, "open_snap", store=plain_host.url, id="ABC"))["error"]
+        assert err["kind"] == "usage" and "64" in err["message"], err
+        err = (await call(s, "open_url", url=f"{plain_host.url}#id=xyz"))["error"]
+        assert (err["kind"], err["title"]) == ("usage", "Not a snapshot id"), err
+        err = (await call(s, "open_snap", store="file:///etc", id=store.id))["error"]
+        assert (err["kind"], err["title"]) == ("usage", "Not a store address"), err
+        # the address of the tree itself (not a store): no manifest there
+        err = (await call(s, "open_snap", store=plain_host.url + ".objects/", id=store.id))
+        assert err["error"]["kind"] == "not_found", err
+        # a store whose manifest was changed: refused before anything is listed
+        from lockbox.formats.snap.store import manifest_path
+
+        path = store.dir / manifest_path(store.id)
+        original = path.read_bytes()
+        try:
+            path.write_bytes(original.replace(b"README.md", b"README.mx"))
+            err = (await call(s, "open_snap", store=plain_host.url, id=store.id))["error"]
+            assert (err["kind"], err["title"]) == ("corrupt", "Damaged snapshot manifest"), err
+            path.write_bytes(b"<!doctype html><title>not here</title>\n")
+            err = (await call(s, "open_snap", store=plain_host.url, id=store.id))["error"]
+            assert (err["kind"], err["title"]) == ("not_archive", "Not a snapdir manifest"), err
+        finally:
+            path.write_bytes(original)
+        err = (await call(s, "open_snap", store="http://127.0.0.1:9/", id=store.id))["error"]
+        assert err["kind"] == "network", err
+        assert (await call(s, "open_snap", store=plain_host.url, id=store.id))["ok"]
+        await s.close()
+
+    run(go())
