@@ -316,6 +316,9 @@ def test_usage_errors_are_one_line(run: SnapRunner, tmp_path: Path) -> None:
                               "--manifest-id", "xyz"), 2)
     assert "--manifest-id" in line
     one_line_error(run("snap", "id", tmp_path / "missing"), 12)  # as `lockbox ls missing`
+    run.monkeypatch.setattr(cli_snap, "_stdout_tty", lambda: True)
+    line = one_line_error(run("snap", "send-pack", "--store", tmp_path, "--ids", "-"), 2)
+    assert "binary pack" in line
 
 
 # -- ids and manifests -----------------------------------------------------------------
@@ -618,6 +621,15 @@ def test_send_pack_bytes_follow_the_grammar(run: SnapRunner, tmp_path: Path) -> 
                        "--pack-format", "zstd")
     assert z.out.startswith(b"SNAPPACK 1Z\n")
     assert zstd.decompress(z.out[12:]) == hand_pack(list(reversed(objects)))[11:]
+    # the level comes from SNAPDIR_SSH_ZSTD_LEVEL, as in snapdir (a bad value: level 3)
+    levels = {}
+    for level in ("1", "19", "many"):
+        run.monkeypatch.setenv("SNAPDIR_SSH_ZSTD_LEVEL", level)
+        levels[level] = run.with_stdin(ids.encode(), "snap", "send-pack", "--store", store,
+                                       "--ids", "-", "--pack-format", "zstd").out
+        assert zstd.decompress(levels[level][12:]) == hand_pack(list(reversed(objects)))[11:]
+    assert levels["many"] == z.out and levels["1"] != levels["19"]
+    run.monkeypatch.delenv("SNAPDIR_SSH_ZSTD_LEVEL")
     missing = b3(b"not there")
     r = run.with_stdin(f"{b3(objects[0])}\n{missing}\n".encode(), "snap", "send-pack",
                        "--store", store, "--ids", "-")
@@ -635,6 +647,9 @@ def test_verify_reports_each_bad_object(run: SnapRunner, tmp_path: Path) -> None
     snapshot_id = sd_push(src, store)
     r = run.ok("snap", "verify", snapshot_id, "--store", store)
     assert r.text.startswith(f"ok: {snapshot_id}")
+    run.monkeypatch.setenv("SNAPDIR_STORE", store.as_uri())  # --store's fallback
+    assert run.ok("snap", "verify", snapshot_id).out == r.out
+    run.monkeypatch.delenv("SNAPDIR_STORE")
     assert run.ok("-q", "snap", "verify", snapshot_id, "--store", store).out == b""
     gone = store / sharded(".objects", b3((src / "big.bin").read_bytes()))
     gone.unlink()

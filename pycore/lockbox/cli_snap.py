@@ -90,6 +90,13 @@ def _write_raw(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
+def _stdout_tty() -> bool:
+    try:
+        return sys.stdout is not None and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def _note(text: str) -> None:
     """A line of status on stderr (stdout carries the result)."""
     print(_cli.escape_controls(text), file=sys.stderr, flush=True)
@@ -369,6 +376,9 @@ def cmd_snap_send_pack(args: argparse.Namespace) -> int:
     from .formats.snap import snappack
     from .formats.snap.store import FileStore
 
+    if _stdout_tty():
+        raise UsageError("send-pack writes a binary pack to stdout: pipe it (to "
+                         "receive-pack, ssh, curl) or redirect it to a file")
     ids = _read_ids_arg(args.ids)
     manifest_id = args.manifest_id
     if manifest_id is not None:
