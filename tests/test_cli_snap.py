@@ -805,6 +805,22 @@ def test_snapshot_in_a_store_is_an_archive(run: SnapRunner, tmp_path: Path) -> N
     assert tree_state(out) == tree_state(src)
 
 
+def test_convert_a_snapshot_of_an_awkward_tree(run: SnapRunner, tmp_path: Path) -> None:
+    """A followed symlink's manifest SIZE is the link's (snapdir records it so), not its
+    content's: convert (and the tree it gives) still follows the objects."""
+    src = awkward_tree(tmp_path)
+    store = tmp_path / "store"
+    snapshot_id = sd_push(src, store)
+    location = f"{store.as_uri()}#id={snapshot_id}"
+    uri = tmp_path / "snapshot.uri"
+    run.ok("convert", location, uri)
+    from_uri, pulled = tmp_path / "from-uri", tmp_path / "pulled"
+    run.ok("extract", uri, "--to", from_uri, "-p")
+    run.ok("snap", "pull", snapshot_id, "--store", store, "--to", pulled)
+    assert tree_state(from_uri) == tree_state(pulled)
+    assert (from_uri / "link-to-file").read_bytes() == (src / "run.sh").read_bytes()
+
+
 @contextlib.contextmanager
 def lockbox_serve(tmp_path: Path, store: Path, token_file: Path | None
                   ) -> Iterator[str]:
