@@ -777,9 +777,9 @@ def test_pull_verify_diff_from_a_static_http_host(run: SnapRunner, tmp_path: Pat
 
 
 def test_snap_commands_take_a_snapshot_location(run: SnapRunner, tmp_path: Path) -> None:
-    """STORE_URI#id=ID is an archive for snap manifest/id/push too: the same manifest,
-    id and (pushed elsewhere) store."""
-    src = plain_tree(tmp_path)
+    """STORE_URI#id=ID for snap manifest/id/push: the snapshot as stored (a followed
+    symlink keeps the SIZE snapdir recorded), pushed elsewhere as it is (snapdir sync)."""
+    src = awkward_tree(tmp_path)
     store = tmp_path / "store"
     snapshot_id = sd_push(src, store)
     location = f"{store.as_uri()}#id={snapshot_id}"
@@ -789,6 +789,8 @@ def test_snap_commands_take_a_snapshot_location(run: SnapRunner, tmp_path: Path)
     copy = tmp_path / "copy"
     assert run.ok("snap", "push", location, "--store", copy).text.strip() == snapshot_id
     assert store_files(copy) == store_files(store)
+    assert "nothing sent" in run.ok("snap", "push", location, "--store", copy).err
+    assert sd_verify(snapshot_id, copy)
 
 
 def test_snapshot_in_a_store_is_an_archive(run: SnapRunner, tmp_path: Path) -> None:
@@ -881,6 +883,12 @@ def test_push_to_lockbox_serve_and_pull_back_over_http(run: SnapRunner, tmp_path
         again = run.ok("snap", "push", src, "--store", url)
         assert again.text.strip() == snapshot_id
         assert "nothing sent" in again.err
+        # a snapshot of another store, copied as it is through the server
+        other = tmp_path / "other-store"
+        other_id = sd_push(awkward_tree(tmp_path), other)
+        r = run.ok("snap", "push", f"{other.as_uri()}#id={other_id}", "--store", url)
+        assert r.text.strip() == other_id
+        assert sd_verify(other_id, store)
         # pulled back over HTTP (plain GETs under /snap/), verified, diffed
         dest = tmp_path / "dest"
         run.ok("snap", "pull", snapshot_id, "--store", url, "--to", dest)
@@ -895,13 +903,13 @@ def test_push_to_lockbox_serve_and_pull_back_over_http(run: SnapRunner, tmp_path
         r = run.with_stdin(hand_pack(objects, manifest, zstd_body=True), "snap",
                            "receive-pack", "--store", url, "--require-manifest", b3(manifest))
         assert r.rc == 0, r.err
-        assert_clean_store(store, manifests={snapshot_id, b3(manifest)})
+        assert_clean_store(store, manifests={snapshot_id, other_id, b3(manifest)})
         # a truncated pack through the server: no manifest, no temp file
         broken = hand_pack([b"never complete"], hand_manifest({"z": b"never complete"}))
         r = run.with_stdin(broken[:-6], "snap", "receive-pack", "--store", url)
         assert r.rc != 0
         one_line_error(r, r.rc)
-        assert_clean_store(store, manifests={snapshot_id, b3(manifest)})
+        assert_clean_store(store, manifests={snapshot_id, other_id, b3(manifest)})
     # without --push-token-file the server refuses pushes
     with lockbox_serve(tmp_path, tmp_path / "read-only", None) as url:
         r = run("snap", "push", src, "--store", url, "--token-file", token)

@@ -39,6 +39,8 @@ from .sources import is_url
 if TYPE_CHECKING:  # pragma: no cover
     from .facade import Archive
     from .formats.snap.manifest import Manifest
+    from .formats.snap.ops import PushReport
+    from .formats.snap.snappack import ObjectStream
     from .formats.snap.store import Store, StoreUri
 
 __all__ = ["add_snap_parser", "cmd_snap_manifest", "cmd_snap_id", "cmd_snap_push",
@@ -203,13 +205,37 @@ def _tree(args: argparse.Namespace) -> Iterator[str | Archive]:
         yield box
 
 
+@contextlib.contextmanager
+def _snapshot(location: str) -> Iterator[tuple[Store, Manifest] | None]:
+    """For ``STORE_URI#id=ID``: the store and the snapshot's manifest, read from the store
+    and checked against ID (not recomputed: a followed symlink's SIZE, which snapdir
+    records as the link's own, stays as recorded). None for any other location."""
+    from .formats.snap.store import open_store, parse_snap_location
+
+    parsed = parse_snap_location(location)
+    if parsed is None:
+        yield None
+        return
+    uri, snapshot_id = parsed
+    store = open_store(uri)
+    try:
+        yield store, store.get_manifest(snapshot_id)
+    finally:
+        store.close()
+
+
 def _manifest_of(tree: str | Archive, args: argparse.Namespace) -> Manifest:
     from .formats.snap import manifest as snapmanifest
 
     follow = not getattr(args, "no_follow", False)
     if isinstance(tree, str):
         return snapmanifest.manifest_of_directory(tree, follow_symlinks=follow)
-    return snapmanifest.manifest_of_archive(tree, follow_symlinks=follow)
+    meter = _cli._Meter(tree.session.info().file_bytes, "hashing",
+                        enabled=not getattr(args, "quiet", False))
+    try:
+        return snapmanifest.manifest_of_archive(tree, follow_symlinks=follow, progress=meter)
+    finally:
+        meter.close()
 
 
 # -- commands --------------------------------------------------------------------------
@@ -218,10 +244,16 @@ def _manifest_of(tree: str | Archive, args: argparse.Namespace) -> Manifest:
 def cmd_snap_manifest(args: argparse.Namespace) -> int:
     """lockbox snap manifest: snapdir's manifest of a directory or an archive, exactly the
     bytes ``snapdir manifest`` prints."""
-    with _tree(args) as tree:
-        manifest = _manifest_of(tree, args)
-    _write_raw(manifest.render())
+    _write_raw(_manifest(args).render())
     return 0
+
+
+def _manifest(args: argparse.Namespace) -> Manifest:
+    with _snapshot(args.archive) as stored:
+        if stored is not None:
+            return stored[1]
+    with _tree(args) as tree:
+        return _manifest_of(tree, args)
 
 
 def cmd_snap_id(args: argparse.Namespace) -> int:
@@ -239,9 +271,7 @@ def cmd_snap_id(args: argparse.Namespace) -> int:
                                      f"{snapmanifest.MAX_MANIFEST_SIZE} bytes")
         _out(snapmanifest.parse_manifest(data).id)
         return 0
-    with _tree(args) as tree:
-        manifest = _manifest_of(tree, args)
-    _out(manifest.id)
+    _out(_manifest(args).id)
     return 0
 
 
@@ -253,16 +283,30 @@ def cmd_snap_push(args: argparse.Namespace) -> int:
 
     uri = _store_uri(args)
     follow = not getattr(args, "no_follow", False)
-    with _tree(args) as tree:
-        if uri.kind == "http":
-            with _server(args, uri) as server:
-                report = ops.push(tree, server, follow_symlinks=follow)
-        else:
-            store = FileStore(uri, create=True)
-            try:
-                report = ops.push(tree, store, follow_symlinks=follow)
-            finally:
-                store.close()
+    with _snapshot(args.archive) as stored:
+        if stored is not None:  # a snapshot of another store: copied as it is
+            report = _copy_snapshot(stored[0], stored[1], args, uri)
+            _pushed(args, report, uri)
+            return 0
+    meter = _cli._Meter(None, "hashing", enabled=not args.quiet)
+    try:
+        with _tree(args) as tree:
+            if uri.kind == "http":
+                with _server(args, uri) as server:
+                    report = ops.push(tree, server, follow_symlinks=follow, progress=meter)
+            else:
+                store = FileStore(uri, create=True)
+                try:
+                    report = ops.push(tree, store, follow_symlinks=follow, progress=meter)
+                finally:
+                    store.close()
+    finally:
+        meter.close()
+    _pushed(args, report, uri)
+    return 0
+
+
+def _pushed(args: argparse.Namespace, report: PushReport, uri: StoreUri) -> None:
     _out(report.snapshot_id)
     if not args.quiet:
         if report.already_present:
@@ -270,7 +314,66 @@ def cmd_snap_push(args: argparse.Namespace) -> int:
         else:
             _note(f"pushed {report.snapshot_id} to {uri}: {report.objects_sent} of "
                   f"{report.objects} objects sent ({_human(report.bytes_sent)})")
-    return 0
+
+
+def _object_reader(store: Store) -> Callable[[str], bytes | ObjectStream]:
+    """An object of ``store`` for write_pack: streamed from a local store (memory bounded
+    whatever its size), whole from an HTTP one; verified either way."""
+    from .formats.snap import snappack
+    from .formats.snap.store import FileStore
+
+    def get_object(object_id: str) -> bytes | ObjectStream:
+        if isinstance(store, FileStore):
+            size = store.object_size(object_id)
+            if size is None:
+                raise NotFoundError(f"object {object_id} is not in the store {store.uri}")
+            return snappack.ObjectStream(size, store.iter_object(object_id))
+        return store.get_object(object_id)
+
+    return get_object
+
+
+def _copy_snapshot(source: Store, manifest: Manifest, args: argparse.Namespace,
+                   uri: StoreUri) -> PushReport:
+    """Copy a snapshot from one store to another as it is (snapdir's ``sync``): only the
+    objects the target lacks, each verified, the manifest last."""
+    from .formats.snap import snappack
+    from .formats.snap.ops import PushReport
+    from .formats.snap.store import FileStore
+
+    snapshot_id = manifest.id
+    ids = list(dict.fromkeys(manifest.object_ids()))
+    if uri.kind == "http":
+        with _server(args, uri) as server:
+            if server.has_manifest(snapshot_id):
+                return PushReport(snapshot_id, len(ids), 0, 0, True)
+            needed = server.objects_needed(ids)
+            reader = _object_reader(source)
+            sizes: list[int] = []
+
+            def counted(object_id: str) -> bytes | ObjectStream:
+                obj = reader(object_id)
+                sizes.append(obj.size if isinstance(obj, snappack.ObjectStream) else len(obj))
+                return obj
+
+            server.send_pack(needed, counted, manifest=(snapshot_id, manifest.render()))
+            return PushReport(snapshot_id, len(ids), len(needed), sum(sizes), False)
+    target = FileStore(uri, create=True)
+    try:
+        if target.has_manifest(snapshot_id):
+            return PushReport(snapshot_id, len(ids), 0, 0, True)
+        needed = [i for i in ids if not target.has_object(i)]
+        sent = 0
+        for object_id in needed:
+            with target.object_writer(object_id) as writer:
+                for piece in source.iter_object(object_id):
+                    writer.write(piece)
+                writer.commit()
+                sent += writer.size
+        target.put_manifest(manifest, snapshot_id)
+        return PushReport(snapshot_id, len(ids), len(needed), sent, False)
+    finally:
+        target.close()
 
 
 def cmd_snap_pull(args: argparse.Namespace) -> int:
@@ -279,8 +382,13 @@ def cmd_snap_pull(args: argparse.Namespace) -> int:
 
     snapshot_id = _check_id(args.id, "snapshot id")
     started = time.monotonic()
-    with _reading(args) as store:
-        report = ops.pull(snapshot_id, store, args.to, overwrite=args.overwrite)
+    meter = _cli._Meter(None, "pulling", enabled=not args.quiet)
+    try:
+        with _reading(args) as store:
+            report = ops.pull(snapshot_id, store, args.to, overwrite=args.overwrite,
+                              progress=meter)
+    finally:
+        meter.close()
     if not args.quiet:
         _out(f"pulled {snapshot_id}: {report.entries} entries, {report.bytes:,} bytes "
              f"({_human(report.bytes)}) to {args.to} in {time.monotonic() - started:.2f} s")
@@ -293,8 +401,12 @@ def cmd_snap_verify(args: argparse.Namespace) -> int:
     from .formats.snap import ops
 
     snapshot_id = _check_id(args.id, "snapshot id")
-    with _reading(args) as store:
-        report = ops.verify(snapshot_id, store)
+    meter = _cli._Meter(None, "verifying", enabled=not args.quiet)
+    try:
+        with _reading(args) as store:
+            report = ops.verify(snapshot_id, store, progress=meter)
+    finally:
+        meter.close()
     if report.ok:
         if not args.quiet:
             _out(f"ok: {snapshot_id}: {report.entries_checked} entries "
@@ -374,7 +486,6 @@ def cmd_snap_send_pack(args: argparse.Namespace) -> int:
     """lockbox snap send-pack: a SNAPPACK stream of the listed objects (and a manifest,
     last) on stdout; any failure stops it before ``end``."""
     from .formats.snap import snappack
-    from .formats.snap.store import FileStore
 
     if _stdout_tty():
         raise UsageError("send-pack writes a binary pack to stdout: pipe it (to "
@@ -388,16 +499,9 @@ def cmd_snap_send_pack(args: argparse.Namespace) -> int:
         if manifest_id is not None:
             manifest = (manifest_id, store.get_manifest_bytes(manifest_id))
 
-        def get_object(object_id: str) -> bytes | snappack.ObjectStream:
-            if isinstance(store, FileStore):  # streamed: memory bounded whatever the size
-                size = store.object_size(object_id)
-                if size is None:
-                    raise NotFoundError(f"object {object_id} is not in the store {store.uri}")
-                return snappack.ObjectStream(size, store.iter_object(object_id))
-            return store.get_object(object_id)
-
         sys.stdout.flush()
-        report = snappack.write_pack(ids, get_object, sys.stdout.buffer, manifest=manifest,
+        report = snappack.write_pack(ids, _object_reader(store), sys.stdout.buffer,
+                                     manifest=manifest,
                                      pack_format=args.pack_format, level=_zstd_level())
     if not args.quiet:
         _note(f"sent pack: {report.objects_written} object(s)"
