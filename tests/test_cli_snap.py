@@ -316,6 +316,8 @@ def test_usage_errors_are_one_line(run: SnapRunner, tmp_path: Path) -> None:
                               "--manifest-id", "xyz"), 2)
     assert "--manifest-id" in line
     one_line_error(run("snap", "id", tmp_path / "missing"), 12)  # as `lockbox ls missing`
+    line = one_line_error(run("snap", "id"), 2)  # no path, and stdin is a terminal
+    assert "pipe a manifest" in line
     run.monkeypatch.setattr(cli_snap, "_stdout_tty", lambda: True)
     line = one_line_error(run("snap", "send-pack", "--store", tmp_path, "--ids", "-"), 2)
     assert "binary pack" in line

@@ -11,7 +11,11 @@ The commands, their names, flags and output follow snapdir 1.11's ``snapdir`` bi
 ``verify``, ``diff`` (porcelain ``A\\tPATH`` lines or ``--json``), ``version
 [--capabilities]`` and the wire plumbing ``objects-needed``, ``send-pack`` and
 ``receive-pack``. Differences: ``pull``/``verify`` take the id as an argument (snapdir:
-``--id``), ``pull`` writes to ``--to DEST`` and ``diff`` compares two ids of one store.
+``--id``), ``pull`` writes to ``--to DEST`` and ``diff`` compares two ids of one store;
+``--exclude`` is not supported yet.
+
+A DIR|ARCHIVE may also be a snapshot in a store, ``STORE_URI#id=ID``: ``manifest`` and
+``id`` give it as stored, ``push`` copies it as it is (snapdir's ``sync``).
 
 A store is ``file:///path`` (or a plain path), or ``http(s)://host/prefix/``: read with
 plain GETs of the store layout (any static host), written through lockbox's server
