@@ -361,7 +361,20 @@ def test_id_of_archives_equals_snapdirs_id_of_their_extraction(
     uri = tmp_path / "photos.uri"
     run.ok("convert", box, uri, "--password-file", pw)
     assert run.ok("snap", "id", uri).out.decode().strip() == lbox_id
-    # without the password and no terminal: one line, nothing asked
+    # LOCKBOX_PASSWORD, or asked on the terminal, as for `lockbox ls`
+    run.monkeypatch.setenv("LOCKBOX_PASSWORD", "correct horse")
+    assert run.ok("snap", "id", box).out.decode().strip() == lbox_id
+    run.monkeypatch.delenv("LOCKBOX_PASSWORD")
+    asked: list[str] = []
+
+    def answer(prompt: str = "") -> str:
+        asked.append(prompt)
+        return "correct horse"
+
+    run.monkeypatch.setattr(cli.getpass, "getpass", answer)
+    assert run.ok("snap", "id", box).out.decode().strip() == lbox_id
+    assert asked == ["Password for photos.lbox: "]
+    # an unreadable password file: one line
     line = one_line_error(run("snap", "id", box, "--password-file", tmp_path / "nope"), 2)
     assert "password file" in line
 
@@ -502,7 +515,7 @@ def _damaged_packs() -> Iterator[tuple[str, bytes]]:
     yield "bad magic", b"SNAPPACK 2\n" + good[header_end:]
     yield "over-long header", b"SNAPPACK 1\nobj " + b"a" * 200 + b"\n"
     yield "uppercase id", good.replace(b3(b"").encode(), b3(b"").upper().encode(), 1)
-    yield "zstd bomb", b"SNAPPACK 1Z\n" + zstd.compress(
+    yield "1Z bomb (a tiny frame, a 70 MB manifest)", b"SNAPPACK 1Z\n" + zstd.compress(
         b"SNAPPACK 1\nmanifest " + b"0" * 64 + b" 70000000\n" + b"\0" * (70 << 20), 19)
     truncated_z = hand_pack(list(HAND_FILES.values()), manifest, zstd_body=True)
     yield "1Z truncated", truncated_z[:-7]
@@ -510,8 +523,10 @@ def _damaged_packs() -> Iterator[tuple[str, bytes]]:
                                       end=False)
 
 
-@pytest.mark.parametrize("name,pack", list(_damaged_packs()),
-                         ids=[n for n, _ in _damaged_packs()])
+DAMAGED_PACKS = list(_damaged_packs())
+
+
+@pytest.mark.parametrize("name,pack", DAMAGED_PACKS, ids=[n for n, _ in DAMAGED_PACKS])
 def test_damaged_pack_files_no_manifest_and_no_temp_file(run: SnapRunner, tmp_path: Path,
                                                          name: str, pack: bytes) -> None:
     store = tmp_path / "store"
