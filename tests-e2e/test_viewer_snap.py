@@ -24,10 +24,11 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
-from conftest import png
+from conftest import Viewer, close_viewer, new_viewer, png
 
 #: The snapshot's tree: path -> (bytes, mode).
 TREE: dict[str, tuple[bytes, int]] = {
@@ -303,3 +304,187 @@ def test_session_open_errors(store: Store, plain_host: PlainHost) -> None:
         await s.close()
 
     run(go())
+
+
+# ----------------------------------------------------------------------------- in Chromium
+
+
+@pytest.fixture(scope="module")
+def snap_server(site: Path, store: Store, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[str]:
+    """The viewer and the store on one origin: ``lockbox serve --snap-store`` (``/snap/``)."""
+    from lockbox_server import running
+
+    empty = tmp_path_factory.mktemp("no-archives")
+    with running(empty, site_dir=site, snap_store=store.dir, timeout=15) as url:
+        yield url.rstrip("/")
+
+
+@pytest.fixture
+def snap_viewer(browser: Any, snap_server: str, request: Any) -> Iterator[Viewer]:
+    v = new_viewer(browser, snap_server)
+    try:
+        yield v
+    finally:
+        close_viewer(v, request)
+
+
+def snap_link(store_url: str, snapshot: str, path: str | None = None) -> str:
+    link = f"#store={quote(store_url, safe='')}&id={snapshot}"
+    return link + (f"&path={quote(path, safe='')}" if path else "")
+
+
+def layout_gets(v: Viewer, kind: str, since: int = 0) -> list[Any]:
+    """The viewer's GETs of the store's ``.manifests`` or ``.objects``."""
+    return [r for r in v.requests[since:] if r.method == "GET" and f"/{kind}/" in r.url]
+
+
+def downloaded(v: Viewer, selector: str) -> bytes:
+    with v.page.expect_download() as info:
+        v.page.click(selector)
+    return Path(info.value.path()).read_bytes()
+
+
+def test_snapshot_on_the_lockbox_server(snap_viewer: Viewer, snap_server: str,
+                                        store: Store) -> None:
+    from lockbox.formats.snap.manifest import object_id
+
+    v, page = snap_viewer, snap_viewer.page
+    store_url = f"{snap_server}/snap/"
+    v.goto(snap_link(store_url, store.id))
+    v.wait_python()
+    v.wait_listing("README.md")
+    # opening: the manifest, fetched once; no object
+    manifests = layout_gets(v, ".manifests")
+    assert len(manifests) == 1 and not layout_gets(v, ".objects"), [r.url for r in v.requests]
+    print(f"\n[e2e] snapshot opened: 1 GET of its manifest ({manifests[0].body_bytes:,} bytes, "
+          f"HTTP {manifests[0].status})")
+    assert v.names() == ["bad", "bin", "data", "docs", "empty", "images", "README.md"]
+    assert page.is_visible("#snap-panel")
+    assert store.id in page.text_content("#snap-facts")
+    assert page.text_content("#snap-state") == "Manifest checked against the id"
+    assert page.is_visible(".list-head .col-mode") and page.is_hidden(".list-head .col-date")
+    # modes from the manifest
+    v.click_row("bin")
+    v.wait_listing("run.sh")
+    mode = page.get_attribute('.row-item[data-name="run.sh"] .col-mode', "data-mode")
+    assert (mode, page.text_content('.row-item[data-name="run.sh"] .col-mode')) == (
+        "0755", "rwxr-xr-x")
+    # a file: one GET of its object, checked, then shown; its download reads nothing more
+    page.click(".crumb >> nth=0")
+    v.wait_listing("docs")
+    v.click_row("docs")
+    v.wait_listing("guide.txt")
+    mark = len(v.requests)
+    v.click_row("guide.txt")
+    page.wait_for_selector(".text-preview")
+    assert page.text_content(".text-preview") == TREE["docs/guide.txt"][0].decode()
+    guide_id = object_id(TREE["docs/guide.txt"][0])
+    assert guide_id in page.text_content(".verified")
+    got = layout_gets(v, ".objects", mark)
+    assert [r.url.rsplit("/snap/", 1)[1].replace("/", "") for r in got] == [
+        ".objects" + guide_id], [r.url for r in got]
+    print(f"[e2e] a {len(TREE['docs/guide.txt'][0]):,}-byte file shown: 1 GET of its object "
+          f"({got[0].body_bytes:,} bytes, HTTP {got[0].status})")
+    assert downloaded(v, "#btn-download") == TREE["docs/guide.txt"][0]
+    assert len(layout_gets(v, ".objects", mark)) == 1
+    page.fill("#filter", "")
+    assert "rw-------" in page.eval_on_selector(
+        '.row-item[data-name="naïve name with spaces.txt"] .col-mode', "e => e.textContent")
+    # an image: previewed from its verified bytes
+    page.click(".crumb >> nth=0")
+    v.wait_listing("images")
+    v.click_row("images")
+    v.wait_listing("red.png")
+    v.click_row("red.png")
+    page.wait_for_selector("img.media")
+    assert page.eval_on_selector("img.media", "i => i.decode().then(() => i.naturalWidth)") == 32
+    # the damaged and the missing object: named, marked, and the rest still opens
+    page.click(".crumb >> nth=0")
+    v.wait_listing("bad")
+    v.click_row("bad")
+    v.wait_listing("damaged.txt")
+    v.click_row("damaged.txt")
+    err = page.wait_for_selector(".preview-error")
+    assert err.query_selector("strong").text_content() == f"Damaged: {DAMAGED}"
+    assert "does not match its BLAKE3 id" in err.text_content()
+    assert page.is_hidden(".verified")
+    page.fill("#filter", "")
+    page.wait_for_selector('.row-item[data-name="damaged.txt"][data-failed=corrupt] .tag.bad')
+    v.click_row("missing.txt")
+    page.wait_for_function("() => document.querySelector('.preview-error strong')?.textContent"
+                           " === 'Missing: bad/missing.txt'")
+    assert "is not in the store" in page.text_content(".preview-error")
+    v.click_row("fine.txt")
+    page.wait_for_selector(".text-preview")
+    assert page.text_content(".text-preview") == TREE["bad/fine.txt"][0].decode()
+    page.fill("#filter", "")
+    assert page.get_attribute('.row-item[data-name="missing.txt"]', "data-failed") == "not_found"
+    # a folder with a bad file as a .zip: the download fails, naming the file
+    page.click("#btn-zip")
+    failed = page.wait_for_selector(".transfer[data-state=failed]")
+    assert DAMAGED in failed.text_content() or MISSING in failed.text_content()
+    page.click("#alert-dismiss")
+    # a good folder as a .zip: every file checked before it is written
+    page.click(".crumb >> nth=0")
+    v.wait_listing("docs")
+    v.click_row("docs")
+    v.wait_listing("guide.txt")
+    with zipfile.ZipFile(io.BytesIO(downloaded(v, "#btn-zip"))) as z:
+        for rel in ("docs/guide.txt", "docs/naïve name with spaces.txt", "docs/deep/note.md"):
+            assert z.read(rel) == TREE[rel][0], rel
+        assert z.getinfo("docs/naïve name with spaces.txt").external_attr >> 16 == 0o100600
+    # every object checked again, in steps: the two bad ones reported
+    page.click("#btn-snap-check")
+    page.wait_for_selector("body[data-snap-check=problems], body[data-snap-check=ok], "
+                           "body[data-snap-check=failed]", timeout=60_000)
+    assert page.get_attribute("body", "data-snap-check") == "problems"
+    problems = page.eval_on_selector_all("#snap-problems li", "ls => ls.map(l => l.textContent)")
+    assert len(problems) == 2 and any(DAMAGED in p for p in problems) \
+        and any(MISSING in p for p in problems), problems
+    assert page.text_content("#snap-state") == "2 damaged or missing"
+    # the info dialog
+    page.click("#btn-info")
+    page.wait_for_selector("#dlg-info[open]")
+    text = page.text_content("#dlg-info")
+    assert store.id in text and "snapdir snapshot" in text and "BLAKE3" in text
+    page.click("#dlg-info .dlg-close")
+    assert v.origins() <= {snap_server}, v.origins()
+    assert not [c for c in v.console if c.startswith(("pageerror", "error"))
+                and "404" not in c], v.console
+
+
+def test_snapshot_on_a_plain_static_host(snap_viewer: Viewer, plain_host: PlainHost,
+                                         store: Store) -> None:
+    """python -m http.server on another origin: no Range (a 200 with the whole file), so
+    the store's reader keeps what was asked for; opened from the URL field and a deep link."""
+    v, page = snap_viewer, snap_viewer.page
+    v.goto()
+    v.wait_python()
+    mark = len(plain_host.log)
+    v.open_url(f"{plain_host.url}#id={store.id}")
+    v.wait_listing("README.md")
+    assert len(plain_host.gets(".manifests", mark)) == 1 and len(plain_host.log) == mark + 1
+    # the page's address names the store and the id
+    hash_ = page.evaluate("location.hash")
+    assert hash_ == f"#store={quote(plain_host.url, safe='')}&id={store.id}", hash_
+    v.click_row("data")
+    v.wait_listing("random.bin")
+    at = len(plain_host.log)
+    v.click_row("random.bin")
+    page.wait_for_selector("pre.hex")
+    assert page.text_content("pre.hex").startswith("00000000  00 01 02 03 04 05")
+    assert len(plain_host.gets(".objects", at)) == 1 and len(plain_host.log) == at + 1
+    path, range_header = plain_host.log[at]
+    print(f"\n[e2e] plain http.server (no Range): {path.split('/')[1]} asked with "
+          f"Range {range_header!r}, answered 200 whole; 1 GET for the 512 KiB file")
+    assert page.is_visible(".verified")
+    # a deep link to a file: the snapshot opens and previews it
+    v.goto(snap_link(plain_host.url, store.id, "docs/deep/note.md"))
+    page.wait_for_selector(".text-preview")
+    assert page.text_content(".text-preview") == "deep note\n"
+    assert page.text_content("#preview-title") == "note.md"
+    # a snapshot that is not in the store
+    page.evaluate("h => { location.hash = h; }", snap_link(plain_host.url, "0" * 64))
+    page.wait_for_selector("#alert:not([hidden])")
+    assert page.text_content("#alert-title") == "No such snapshot"

@@ -14,8 +14,15 @@
 // tree), or from one walk of the whole archive streamed in batches ("walk": .uri has no
 // index), drawn as they arrive.
 //
-// Deep links: #url=<archive URL>&path=<file or folder inside>. The hash is kept up to date
-// while browsing (history.replaceState), never with a secret in it.
+// A snapdir snapshot in a store on any static host opens too (#store=<store URL>&id=<id>,
+// or "<store URL>#id=<id>" in the URL field): the listing comes from its manifest (fetched
+// once), each file from its object (fetched by id), and every byte is BLAKE3-checked in
+// the worker before the page gets it; a damaged or missing object is named and marked in
+// the listing, the rest still opens. Its panel can check every object of the snapshot.
+//
+// Deep links: #url=<archive URL>&path=<file or folder inside>, or #store=…&id=…&path=….
+// The hash is kept up to date while browsing (history.replaceState), never with a secret
+// in it.
 
 const $ = (id) => document.getElementById(id);
 const ROW_HEIGHT = 36; // px, keep in sync with .row-item in style.css
@@ -141,6 +148,20 @@ const extOf = (name) => {
   const i = name.lastIndexOf(".");
   return i > 0 ? name.slice(i + 1).toLowerCase() : name.toLowerCase();
 };
+// Permission bits as ls shows them ("rwxr-xr-x"; setuid, setgid and sticky as s/S, t/T).
+function fmtMode(mode) {
+  const bits = "rwxrwxrwx";
+  let out = "";
+  for (let i = 0; i < 9; i++) out += mode & (1 << (8 - i)) ? bits[i] : "-";
+  const special = (at, flag, lower, upper) => {
+    if (mode & flag) out = out.slice(0, at) + (out[at] === "x" ? lower : upper) + out.slice(at + 1);
+  };
+  special(2, 0o4000, "s", "S");
+  special(5, 0o2000, "s", "S");
+  special(8, 0o1000, "t", "T");
+  return out;
+}
+const fmtOctal = (mode) => mode.toString(8).padStart(4, "0");
 const join = (dir, name) => (dir ? `${dir}/${name}` : name);
 const parentOf = (path) => (path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "");
 const baseOf = (path) => path.slice(path.lastIndexOf("/") + 1);
@@ -165,7 +186,8 @@ const state = {
   view: "open",
   probe: null, // what open_* returned
   info: null, // once opened (and unlocked): format, listing mode, ...
-  source: null, // {kind: "url", url} | {kind: "file", file}
+  source: null, // {kind: "url", url} | {kind: "file", file} | {kind: "snap", store, id}
+  failed: new Map(), // path -> error kind: files that failed their check (marked in the listing)
   dir: "",
   listing: null, // {path, names, types, sizes, mtimes, targets, counts}
   order: null, // Int32Array of indexes into listing, sorted + filtered
@@ -334,6 +356,35 @@ async function openUrl(url, { path = null } = {}) {
   return true;
 }
 
+// "<store URL>#id=<64 hex>": a snapdir snapshot (the store's folder, then its id).
+const SNAP_LOCATION = /^(https?:\/\/[^#]*)#id=([^&#]*)$/i;
+
+async function openSnap(store, id, { path = null } = {}) {
+  hideAlert();
+  closeArchiveState();
+  state.pendingPath = path;
+  state.source = { kind: "snap", store, id };
+  $("url").value = `${store}#id=${id}`;
+  setView("open");
+  showBusy(waitText("Opening the snapshot…"), "open");
+  const r = await py.call("open_snap", { store, id });
+  showBusy(null);
+  if (r.error) {
+    handleError(r.error);
+    return false;
+  }
+  state.source = { kind: "snap", store: r.ok.store, id: r.ok.id };
+  writeHash();
+  await opened(r.ok);
+  return true;
+}
+
+// The URL field: an archive's URL, or a snapshot's "<store URL>#id=<id>".
+function openLocation(text, options = {}) {
+  const m = SNAP_LOCATION.exec(text);
+  return m ? openSnap(m[1], m[2], options) : openUrl(text, options);
+}
+
 async function openFile(file) {
   hideAlert();
   closeArchiveState();
@@ -362,6 +413,7 @@ function opened(probe) {
 function reopen() {
   const src = state.source;
   if (!src) return setView("open");
+  if (src.kind === "snap") return openSnap(src.store, src.id, { path: state.dir || null });
   return src.kind === "url" ? openUrl(src.url, { path: state.dir || null }) : openFile(src.file);
 }
 
@@ -420,8 +472,10 @@ async function unlock(args) {
 async function enterBrowse(info) {
   state.info = info;
   $("btn-env").hidden = !info.lbox;
+  document.body.dataset.format = info.format;
   setView("browse");
   showSyncPanel(info.sync || null);
+  showSnapPanel(info.snap || null);
   if (info.listing === "walk") runWalk(state.epoch);
   const target = state.pendingPath;
   state.pendingPath = null;
@@ -474,8 +528,11 @@ function closeArchiveState() {
   state.walk = null;
   clearTimeout(state.refreshTimer);
   state.refreshTimer = null;
+  state.failed.clear();
+  delete document.body.dataset.format;
   closePreview();
   showSyncPanel(null);
+  showSnapPanel(null);
   for (const d of document.querySelectorAll("dialog[open]")) d.close();
 }
 
@@ -543,27 +600,46 @@ async function listServedArchives() {
 
 function readHash() {
   const params = new URLSearchParams(location.hash.replace(/^#/, ""));
-  return { url: params.get("url"), path: params.get("path") };
+  return { url: params.get("url"), path: params.get("path"), store: params.get("store"),
+           id: params.get("id") };
 }
 
 function writeHash(path = null) {
-  if (!state.source || state.source.kind !== "url") return;
+  const src = state.source;
+  if (!src || (src.kind !== "url" && src.kind !== "snap")) return;
   const params = new URLSearchParams();
-  params.set("url", state.source.url);
+  if (src.kind === "snap") {
+    params.set("store", src.store);
+    params.set("id", src.id);
+  } else {
+    params.set("url", src.url);
+  }
   if (path) params.set("path", path);
   const hash = "#" + params.toString();
   if (location.hash !== hash) history.replaceState(null, "", hash);
 }
 
-window.addEventListener("hashchange", () => {
-  const { url, path } = readHash();
-  if (!url) return;
-  if (state.source && state.source.kind === "url" && state.source.url === url && state.info) {
+// The hash names what is open: the same archive or snapshot goes to the path, another opens.
+function openFromHash({ url, path, store, id }) {
+  const src = state.source;
+  if (store && id) {
+    if (src && src.kind === "snap" && src.store === store && src.id === id && state.info) {
+      goToPath(path || "");
+    } else {
+      openSnap(store, id, { path });
+    }
+    return true;
+  }
+  if (!url) return false;
+  if (src && src.kind === "url" && src.url === url && state.info) {
     goToPath(path || "");
   } else {
-    openUrl(url, { path });
+    openLocation(url, { path });
   }
-});
+  return true;
+}
+
+window.addEventListener("hashchange", () => openFromHash(readHash()));
 
 // ------------------------------------------------------------------ listing
 
@@ -644,6 +720,7 @@ function applyOrder({ keep = false, activeName = undefined } = {}) {
       name: (a, b) => isDir(a) - isDir(b) || dir * (L.names[a] < L.names[b] ? -1 : 1),
       size: (a, b) => isDir(a) - isDir(b) || dir * (L.sizes[a] - L.sizes[b]) || a - b,
       mtime: (a, b) => dir * (L.mtimes[a] - L.mtimes[b]) || a - b,
+      mode: (a, b) => isDir(a) - isDir(b) || dir * ((L.modes ? L.modes[a] - L.modes[b] : 0) || a - b),
     }[key];
     idx.sort(cmp);
   }
@@ -742,6 +819,7 @@ function mergeBatch(batch) {
     L.names.push(add.names[k]);
     L.sizes.push(add.sizes[k]);
     L.mtimes.push(add.mtimes[k]);
+    if (L.modes && add.modes) L.modes.push(add.modes[k]);
   }
   L.types += add.types;
   for (const [k, v] of Object.entries(add.targets)) L.targets[String(base + Number(k))] = v;
@@ -812,18 +890,26 @@ function makeRow(pos) {
   const type = L.types[i];
   const name = L.names[i];
   const kind = type === "d" ? "folder" : type === "l" ? "link" : "file";
+  // A file that failed its check (a snapshot's damaged or missing object) is marked.
+  const failed = state.failed.get(join(L.path, name)) || null;
+  const mark = failed ? (failed === "not_found" ? "missing" : "damaged") : null;
   const row = el("div", {
-    class: `row-item ${kind}`, role: "option", id: `row-${pos}`,
+    class: `row-item ${kind}${failed ? " failed" : ""}`, role: "option", id: `row-${pos}`,
     "aria-posinset": pos + 1, "aria-setsize": state.order.length, "data-pos": pos,
-    "data-name": name, "data-type": kind, title: type === "l" ? `${name} → ${L.targets[i]}` : name,
+    "data-name": name, "data-type": kind, "data-failed": failed,
+    title: type === "l" ? `${name} → ${L.targets[i]}` : mark ? `${name} (${mark})` : name,
   });
   row.style.transform = `translateY(${pos * ROW_HEIGHT}px)`;
   const label = type === "l" ? `${name} → ${L.targets[i]}` : name;
+  const mode = L.modes ? L.modes[i] : null;
   row.append(
     el("span", { class: "col-name" }, el("span", { class: `icon ${kind}`, "aria-hidden": "true" }),
-       el("span", { class: "name", text: label })),
+       el("span", { class: "name", text: label }),
+       mark ? el("span", { class: "tag bad", text: mark }) : null),
     el("span", { class: "col-size", text: type === "f" ? fmtBytes(L.sizes[i]) : type === "d" ? "folder" : "link" }),
     el("span", { class: "col-date", text: fmtDate(L.mtimes[i]) }),
+    el("span", { class: "col-mode", text: mode == null ? "" : fmtMode(mode),
+                 title: mode == null ? null : fmtOctal(mode), "data-mode": mode == null ? null : fmtOctal(mode) }),
   );
   return row;
 }
@@ -931,7 +1017,33 @@ function closePreview() {
   document.body.classList.remove("previewing");
 }
 
+const isSnap = () => !!state.info && state.info.format === "snap";
+
 async function showPreview(path, meta) {
+  await renderPreview(path, meta);
+  if (isSnap()) await noteSnapChecked(path);
+}
+
+// A snapshot's file: its mode and object id in the preview's meta line, and, once shown,
+// that its bytes were checked against that id (the worker releases nothing before).
+async function noteSnapChecked(path) {
+  const token = state.previewToken;
+  const st = await py.call("stat", { path });
+  if (token !== state.previewToken || st.error) return;
+  const { blake3, mode } = st.ok;
+  const meta = $("preview-meta");
+  if (!meta.dataset.object) {
+    meta.textContent += ` · ${fmtMode(mode)} · object ${blake3.slice(0, 12)}…`;
+    meta.dataset.object = blake3;
+  }
+  const body = $("preview-body");
+  if (!body.querySelector(".text-preview, .hex, .csv-wrap, .media, .pdf") || body.querySelector(".verified")) return;
+  body.prepend(el("p", { class: "verified", role: "note" },
+    "BLAKE3 checked in this page: these bytes are the object ", el("code", { text: blake3 }),
+    " named in the snapshot's manifest."));
+}
+
+async function renderPreview(path, meta) {
   closePreview();
   const token = state.previewToken;
   const name = baseOf(path);
@@ -942,8 +1054,10 @@ async function showPreview(path, meta) {
   $("preview-title").textContent = name;
   const mtime = meta.mtime_ms || (meta.mtime ? Date.parse(meta.mtime) : 0);
   $("preview-meta").textContent = [fmtBytes(meta.size), fmtDate(mtime), `/${path}`].filter(Boolean).join(" · ");
+  delete $("preview-meta").dataset.object;
   const body = $("preview-body");
-  const status = el("p", { class: "meta", role: "status", text: "Decrypting…" });
+  const status = el("p", { class: "meta", role: "status",
+                           text: isSnap() ? "Fetching and checking…" : "Decrypting…" });
   body.replaceChildren(status);
   const stale = () => token !== state.previewToken;
   let [kind, type] = syncPreviewKind(path) || previewKind(name);
@@ -987,7 +1101,8 @@ async function showPreview(path, meta) {
       text: `This file is too large to preview here (${fmtBytes(meta.size)}). Download it instead.` }));
     return;
   }
-  const bar = el("progress", { max: meta.size || 1, value: 0, "aria-label": `Decrypting ${name}` });
+  const bar = el("progress", { max: meta.size || 1, value: 0,
+                               "aria-label": `${isSnap() ? "Fetching" : "Decrypting"} ${name}` });
   body.replaceChildren(status, bar);
   const parts = await readWhole(path, (done) => { bar.value = done; }, stale);
   if (stale()) return;
@@ -1111,7 +1226,18 @@ function previewError(err, path) {
     el("strong", { text: err.title }), el("p", { text: err.message }));
   if (err.detail) box.append(el("details", {}, el("summary", { text: "Details" }), el("pre", { text: err.detail })));
   $("preview-body").replaceChildren(box);
+  noteFailure(err);
   if (err.kind === "changed") handleError(err);
+}
+
+// A snapshot's file whose object is damaged or missing is marked in the listing.
+function noteFailure(err) {
+  if (!isSnap() || !err || !err.path || !["corrupt", "not_found"].includes(err.kind)) return;
+  if (state.failed.get(err.path) === err.kind) return;
+  state.failed.set(err.path, err.kind);
+  for (const row of rows.values()) row.remove();
+  rows.clear();
+  renderRows();
 }
 
 // A partial preview of a large file in a format whose checksum covers whole files only
@@ -1358,6 +1484,7 @@ async function download(kind, path, name, sizeHint, opened = null) {
     if (epoch !== state.epoch) return; // closed with the archive: nothing to report
     const e = err && err.kind ? err : { kind: "internal", title: "Download failed", message: String(err) };
     finishTransfer(t, `${e.title}${e.message ? ": " + e.message : ""}`, false);
+    noteFailure(e);
     if (e.kind !== "usage") handleError(e);
   }
 }
@@ -1624,6 +1751,95 @@ $("btn-hook-run").addEventListener("click", runSyncHook);
 $("btn-hook-stop").addEventListener("click", () => stopHook("stopped"));
 $("btn-hook-download").addEventListener("click", downloadUpdatedSync);
 
+// ------------------------------------------------------------------ snapdir snapshot: panel and check
+
+const snapCheck = { running: false, stop: false, epoch: -1 };
+
+function showSnapPanel(snap) {
+  $("snap-panel").hidden = !snap;
+  delete document.body.dataset.snapCheck;
+  $("snap-problems").replaceChildren();
+  $("snap-check-status").textContent = "";
+  $("snap-check-bar").hidden = true;
+  $("btn-snap-check").disabled = false;
+  $("btn-snap-stop").hidden = true;
+  if (!snap) return;
+  setBadge($("snap-state"), "Manifest checked against the id", "ok");
+  facts($("snap-facts"), [
+    ["Snapshot id", snap.snapshot_id],
+    ["Store", snap.store],
+    ["Contents", `${fmtInt(snap.files)} file${snap.files === 1 ? "" : "s"}, ${fmtInt(snap.dirs)} folder${snap.dirs === 1 ? "" : "s"}, ${fmtBytes(snap.file_bytes)}`],
+    ["Objects", `${fmtInt(snap.objects)} (${fmtBytes(snap.object_bytes)})`],
+  ]);
+}
+
+// Every object fetched again and re-hashed, a step (about 8 MiB) per call; "Stop" ends it
+// between two steps.
+async function checkSnapshot() {
+  const epoch = state.epoch;
+  if ((snapCheck.running && snapCheck.epoch === epoch) || !isSnap()) return;
+  snapCheck.running = true;
+  snapCheck.epoch = epoch;
+  snapCheck.stop = false;
+  const bar = $("snap-check-bar");
+  const status = $("snap-check-status");
+  $("snap-problems").replaceChildren();
+  $("btn-snap-check").disabled = true;
+  $("btn-snap-stop").hidden = false;
+  bar.hidden = false;
+  bar.value = 0;
+  document.body.dataset.snapCheck = "running";
+  status.textContent = "Checking every object…";
+  const started = performance.now();
+  try {
+    for (;;) {
+      if (snapCheck.stop) {
+        await py.call("snap_check_stop");
+        if (epoch !== state.epoch) return;
+        status.textContent = "Check stopped.";
+        document.body.dataset.snapCheck = "stopped";
+        return;
+      }
+      const r = await py.call("snap_check_next");
+      if (epoch !== state.epoch) return;
+      if (r.error) {
+        status.textContent = `The check failed: ${r.error.message}`;
+        document.body.dataset.snapCheck = "failed";
+        return;
+      }
+      const p = r.ok;
+      bar.max = p.objects_total || 1;
+      bar.value = p.objects;
+      status.textContent = `${fmtInt(p.objects)} of ${fmtInt(p.objects_total)} objects checked (${fmtBytes(p.bytes)})…`;
+      if (!p.done) continue;
+      const rep = p.report;
+      const secs = ((performance.now() - started) / 1000).toFixed(1);
+      bar.value = bar.max;
+      if (rep.ok) {
+        status.textContent = `Every object checks out: ${fmtInt(p.objects_total)} objects, ${fmtBytes(rep.bytes_checked)} re-hashed in ${secs} s.`;
+        setBadge($("snap-state"), "Every object checked", "ok");
+      } else {
+        const n = rep.problems.length;
+        status.textContent = `${fmtInt(n)} problem${n === 1 ? "" : "s"} found (${fmtBytes(rep.bytes_checked)} checked in ${secs} s):`;
+        setBadge($("snap-state"), `${fmtInt(n)} damaged or missing`, "bad");
+        $("snap-problems").replaceChildren(...rep.problems.slice(0, DROPPED_SHOWN).map((line) => el("li", { text: visible(line) })));
+        if (n > DROPPED_SHOWN) $("snap-problems").append(el("li", { class: "meta", text: `… and ${fmtInt(n - DROPPED_SHOWN)} more` }));
+      }
+      document.body.dataset.snapCheck = rep.ok ? "ok" : "problems";
+      return;
+    }
+  } finally {
+    if (snapCheck.epoch === epoch) snapCheck.running = false;
+    if (epoch === state.epoch) {
+      $("btn-snap-check").disabled = false;
+      $("btn-snap-stop").hidden = true;
+    }
+  }
+}
+
+$("btn-snap-check").addEventListener("click", checkSnapshot);
+$("btn-snap-stop").addEventListener("click", () => { snapCheck.stop = true; });
+
 // ------------------------------------------------------------------ dialogs: info, env, network
 
 function facts(dl, pairs) {
@@ -1641,13 +1857,19 @@ async function openInfo() {
   const d = i.details || {};
   const lbox = i.lbox || null;
   const walked = i.walked && i.walked.complete ? i.walked : null;
-  const count = (k) => (d[k] != null ? d[k] : walked ? walked[k] : null);
+  const snap = i.snap || null;
+  const count = (k) => (d[k] != null ? d[k] : walked ? walked[k] : snap ? snap[k] : null);
   const num = (v) => (v == null ? "" : fmtInt(v));
   const content = i.file_bytes != null ? i.file_bytes : walked ? walked.bytes : null;
   facts($("info-list"), [
     ["Name", i.name], ["Location", i.location], ["Format", i.format_title],
     ["Archive size", i.archive_size != null ? `${fmtBytes(i.archive_size)} (${fmtInt(i.archive_size)} bytes)` : ""],
-    ["Encryption", i.encrypted ? "encrypted; decrypted in this page" : "none (each file is checked by its CRC-32)"],
+    ["Encryption", i.encrypted ? "encrypted; decrypted in this page"
+      : snap ? "none (each file's bytes are checked against its BLAKE3 id in this page)"
+        : "none (each file is checked by its CRC-32)"],
+    ["Snapshot id", snap ? snap.snapshot_id : ""], ["Store", snap ? snap.store : ""],
+    ["Objects", snap ? `${fmtInt(snap.objects)} (${fmtBytes(snap.object_bytes)}; files that share content share one)` : ""],
+    ["Manifest", snap ? `${fmtBytes(snap.manifest_size)}, checked against the id` : ""],
     ["Generation", d.generation], ["Committed", d.committed_at ? new Date(d.committed_at).toLocaleString() : ""],
     ["Files", num(count("files"))], ["Folders", num(count("dirs"))], ["Symbolic links", num(count("symlinks"))],
     ["Content", content == null ? "" : fmtBytes(content) + (d.stored_bytes != null ? ` (stored: ${fmtBytes(d.stored_bytes)})` : "")],
@@ -1750,7 +1972,7 @@ $("btn-close").addEventListener("click", closeArchive);
 $("form-url").addEventListener("submit", (e) => {
   e.preventDefault();
   const url = $("url").value.trim();
-  if (url) openUrl(url);
+  if (url) openLocation(url);
 });
 $("btn-file").addEventListener("click", () => $("file").click());
 $("file").addEventListener("change", () => {
@@ -1827,8 +2049,4 @@ document.addEventListener("keydown", (e) => {
 
 setView("open");
 listServedArchives();
-{
-  const { url, path } = readHash();
-  if (url) openUrl(url, { path });
-  else $("url").focus();
-}
+if (!openFromHash(readHash())) $("url").focus();
