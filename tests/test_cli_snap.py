@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -933,3 +934,31 @@ def test_push_to_lockbox_serve_and_pull_back_over_http(run: SnapRunner, tmp_path
         assert r.rc != 0
         one_line_error(r, r.rc)
         assert not store_files(tmp_path / "read-only")
+
+
+def test_interrupted_push_leaves_no_manifest_and_no_temp_file(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) to a real ``lockbox snap push`` once it has started filing objects:
+    exit 130, no manifest, no temp file; a rerun completes the same snapshot."""
+    src = tmp_path / "big"
+    src.mkdir()
+    for i in range(64):
+        (src / f"f{i:02d}.bin").write_bytes(os.urandom(1 << 20))
+    store = tmp_path / "store"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKBOX_", "SNAPDIR_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "lockbox", "snap", "push", str(src),
+                             "--store", str(store)], env=base, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (store / ".objects").exists():  # hashing done, filing has begun
+        assert proc.poll() is None and time.monotonic() < deadline, "push ended early"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out == b""
+    assert_clean_store(store)  # objects only (those filed before the signal), all verified
+    done = lockbox_process("snap", "push", src, "--store", store)
+    assert done.returncode == 0, done.stderr
+    snapshot_id = done.stdout.decode().strip()
+    assert snapshot_id == sd_id(src)
+    assert len(assert_clean_store(store, manifests={snapshot_id})) == 64
