@@ -35,6 +35,10 @@
 //   worker -> page  {id, bytes}                          a Uint8Array (its buffer transferred)
 //   worker -> page  {id, result: {error}}                on failure
 //
+// A snapdir snapshot (Session.open_snap, or open_url("STORE_URL#id=ID")) is read from its
+// store by synchronous XHR in this worker (lockbox.formats.snap.store.HttpStore): a call
+// that fetches an object keeps the worker busy until its GET has ended.
+//
 // Requests run one at a time, in arrival order (Python is single-threaded; a queue keeps
 // one request's awaits from interleaving with another's globals).
 //
