@@ -297,9 +297,10 @@ class _PieceReader:
             if nxt is None:
                 return b""
             self._cur = memoryview(nxt).cast("B")
-            if len(self._cur) == n:
-                out, self._cur = bytes(self._cur), memoryview(b"")
-                return out
+        if len(self._cur) >= n:  # the common case: one copy of n bytes, no growing buffer
+            out = bytes(self._cur[:n])
+            self._cur = self._cur[n:]
+            return out
         buf = bytearray()
         while len(buf) < n:
             if not self._cur:
