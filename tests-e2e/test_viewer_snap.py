@@ -306,6 +306,79 @@ def test_session_open_errors(store: Store, plain_host: PlainHost) -> None:
     run(go())
 
 
+LARGE = 17 * 1024 * 1024 + 5  # over the session's whole-object size: read in windows
+
+
+@pytest.fixture(scope="module")
+def large_snapshot(store: Store, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A second snapshot in the same store: two objects over 16 MiB (one damaged in its
+    last window) and a small file."""
+    from lockbox.formats.snap.manifest import object_id
+    from lockbox.formats.snap.ops import push
+    from lockbox.formats.snap.store import FileStore, object_path
+
+    block = bytes((i * 13 + 1) % 251 for i in range(65536))
+    good = (block * (LARGE // len(block) + 1))[:LARGE]
+    bad = bytes(reversed(good))
+    files = {"big/large.bin": good, "big/large-bad.bin": bad, "big/small.txt": b"small\n"}
+    tree = tmp_path_factory.mktemp("largetree")
+    for rel, data in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(data)
+    sid = str(push(tree, FileStore(store.dir)))
+    damaged = store.dir / object_path(object_id(bad))
+    damaged.chmod(0o644)
+    with open(damaged, "r+b") as f:
+        f.seek(LARGE - 3)
+        f.write(b"XYZ")
+    return {"id": sid, "files": files}
+
+
+def test_session_large_objects_checked_in_windows(store: Store, plain_host: PlainHost,
+                                                  large_snapshot: dict[str, Any]) -> None:
+    from lockbox.viewer.session import Session
+
+    sid, files = large_snapshot["id"], large_snapshot["files"]
+
+    async def go() -> None:
+        s = Session()
+        # checking every object first: the damaged one is found and its file marked
+        assert (await call(s, "open_snap", store=plain_host.url, id=sid))["ok"]
+        steps = 0
+        while True:
+            steps += 1
+            step = (await call(s, "snap_check_next"))["ok"]
+            assert steps < 100
+            if step["done"]:
+                break
+        assert steps > 2  # about 8 MiB per call: progress between calls
+        report = step["report"]
+        assert report["failed"] == {"big/large-bad.bin": "corrupt"}, report
+        assert (await call(s, "info"))["ok"]["snap"]["failed"] == report["failed"]
+        # a preview of part of a large file is refused (it would need the whole object)
+        err = (await binary(s, "read", path="big/large.bin", size=4096))["error"]
+        assert (err["kind"], err["title"]) == ("usage", "Too large to preview"), err
+        assert await binary(s, "read", path="big/small.txt") == b"small\n"
+        # its download: window by window, the hash checked before the last piece
+        h = (await call(s, "stream_open", path="big/large.bin"))["ok"]
+        assert h["size"] == LARGE
+        assert await drain(s, h["handle"]) == files["big/large.bin"]
+        # the damaged one fails before its last piece: never complete in the page
+        h = (await call(s, "stream_open", path="big/large-bad.bin"))["ok"]["handle"]
+        got = 0
+        while True:
+            piece = await binary(s, "stream_next", handle=h)
+            if isinstance(piece, dict):
+                err = piece["error"]
+                break
+            assert piece, "the damaged object streamed to its end"
+            got += len(piece)
+        assert got < LARGE and (err["kind"], err["path"]) == ("corrupt", "big/large-bad.bin")
+        await s.close()
+
+    run(go())
+
+
 # ----------------------------------------------------------------------------- in Chromium
 
 

@@ -1235,6 +1235,10 @@ function noteFailure(err) {
   if (!isSnap() || !err || !err.path || !["corrupt", "not_found"].includes(err.kind)) return;
   if (state.failed.get(err.path) === err.kind) return;
   state.failed.set(err.path, err.kind);
+  redrawRows();
+}
+
+function redrawRows() {
   for (const row of rows.values()) row.remove();
   rows.clear();
   renderRows();
@@ -1825,6 +1829,9 @@ async function checkSnapshot() {
         $("snap-problems").replaceChildren(...rep.problems.slice(0, DROPPED_SHOWN).map((line) => el("li", { text: visible(line) })));
         if (n > DROPPED_SHOWN) $("snap-problems").append(el("li", { class: "meta", text: `… and ${fmtInt(n - DROPPED_SHOWN)} more` }));
       }
+      // The files whose objects failed are marked in the listing.
+      for (const [path, kind] of Object.entries(rep.failed || {})) state.failed.set(path, kind);
+      redrawRows();
       document.body.dataset.snapCheck = rep.ok ? "ok" : "problems";
       return;
     }

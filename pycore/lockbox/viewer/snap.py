@@ -30,6 +30,7 @@ file is fine). What this module adds:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..errors import (
@@ -56,6 +57,8 @@ a preview of a larger file would fetch and hash all of it to show its start."""
 
 CHECK_STEP_BYTES = 8 * 1024 * 1024
 """:meth:`SnapExtension.check_next` returns after about this much was fetched."""
+
+_PROBLEM_OBJECT = re.compile(r"\(object ([0-9a-f]{64})\): ")
 
 
 def store_uri(store: str) -> Any:
@@ -266,11 +269,33 @@ class SnapExtension:
             report = steps.result
             assert report is not None
             self._check = None
+            self._note_problems(report.problems)
             self._report = {"ok": report.ok, "problems": list(report.problems),
                             "bytes_checked": report.bytes_checked,
-                            "entries_checked": report.entries_checked}
+                            "entries_checked": report.entries_checked,
+                            "failed": dict(self.failed)}
             out["report"] = self._report
         return out
+
+    def _note_problems(self, problems: list[str]) -> None:
+        """Every file whose object a check found damaged or missing goes into
+        :attr:`failed` (a problem line names one file and its object; files that share
+        the object share its fate)."""
+        bad: dict[str, str] = {}
+        for line in problems:
+            found = list(_PROBLEM_OBJECT.finditer(line))  # the last: a path may hold one
+            if not found:
+                continue
+            m = found[-1]
+            rest = line[m.end():]
+            if rest.startswith("the object is not in the store"):
+                bad[m.group(1)] = "not_found"
+            elif rest.startswith("the object in the store is damaged"):
+                bad[m.group(1)] = "corrupt"
+        for e in self.session.manifest.files():
+            kind = bad.get(e.checksum)
+            if kind is not None:
+                self.failed[e.rel_path] = kind
 
     def check_stop(self) -> bool:
         """Stop a check in progress (what it checked is dropped)."""
