@@ -107,9 +107,11 @@ class _Handler(SimpleHTTPRequestHandler):
     headers as a cross-origin static host must send, and a log of the paths asked for."""
 
     log: list[tuple[str, str]]
+    cors = True
 
     def end_headers(self) -> None:
-        self.send_header("Access-Control-Allow-Origin", "*")
+        if self.cors:
+            self.send_header("Access-Control-Allow-Origin", "*")
         super().end_headers()
 
     def do_GET(self) -> None:
@@ -130,8 +132,8 @@ class _Handler(SimpleHTTPRequestHandler):
 class PlainHost:
     """A store folder on ``python -m http.server`` (in a thread)."""
 
-    def __init__(self, directory: Path) -> None:
-        handler = type("Handler", (_Handler,), {"log": []})
+    def __init__(self, directory: Path, *, cors: bool = True) -> None:
+        handler = type("Handler", (_Handler,), {"log": [], "cors": cors})
         self.log: list[tuple[str, str]] = handler.log
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0),
                                          partial(handler, directory=str(directory)))
@@ -352,6 +354,12 @@ def test_session_large_objects_checked_in_windows(store: Store, plain_host: Plai
             if step["done"]:
                 break
         assert steps > 2  # about 8 MiB per call: progress between calls
+        # a check stopped between two steps starts again from the first object
+        assert (await call(s, "snap_check_next"))["ok"]["objects"] <= 1
+        assert (await call(s, "snap_check_stop"))["ok"] is True
+        assert (await call(s, "snap_check_stop"))["ok"] is False
+        assert (await call(s, "snap_check_next"))["ok"]["objects"] <= 1
+        assert (await call(s, "snap_check_stop"))["ok"] is True
         report = step["report"]
         assert report["failed"] == {"big/large-bad.bin": "corrupt"}, report
         assert (await call(s, "info"))["ok"]["snap"]["failed"] == report["failed"]
@@ -561,3 +569,13 @@ def test_snapshot_on_a_plain_static_host(snap_viewer: Viewer, plain_host: PlainH
     page.evaluate("h => { location.hash = h; }", snap_link(plain_host.url, "0" * 64))
     page.wait_for_selector("#alert:not([hidden])")
     assert page.text_content("#alert-title") == "No such snapshot"
+    # a store on another origin that does not allow this page (no CORS headers)
+    closed = PlainHost(store.dir, cors=False)
+    try:
+        page.click("#alert-dismiss")
+        page.evaluate("h => { location.hash = h; }", snap_link(closed.url, store.id))
+        page.wait_for_selector("#alert:not([hidden])")
+        assert page.text_content("#alert-title") == "Could not reach the store"
+        assert "(CORS)" in page.text_content("#alert-message")
+    finally:
+        closed.close()
