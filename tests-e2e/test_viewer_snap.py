@@ -92,10 +92,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     assert sid == str(run(snapdir.id(str(tree))))
     s = Store(root, sid, tree)
     damaged = s.object_file(DAMAGED)
-    data = bytearray(damaged.read_bytes())
-    data[7] ^= 0x20
+    flipped = bytearray(damaged.read_bytes())
+    flipped[7] ^= 0x20
     damaged.chmod(0o644)
-    damaged.write_bytes(bytes(data))
+    damaged.write_bytes(bytes(flipped))
     s.object_file(MISSING).unlink()
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
@@ -133,8 +133,9 @@ class PlainHost:
     """A store folder on ``python -m http.server`` (in a thread)."""
 
     def __init__(self, directory: Path, *, cors: bool = True) -> None:
-        handler = type("Handler", (_Handler,), {"log": [], "cors": cors})
-        self.log: list[tuple[str, str]] = handler.log
+        log: list[tuple[str, str]] = []
+        handler = type("Handler", (_Handler,), {"log": log, "cors": cors})
+        self.log = log
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0),
                                          partial(handler, directory=str(directory)))
         self.port = self.httpd.server_address[1]
@@ -230,7 +231,8 @@ def test_session_browses_a_store_on_a_plain_host(store: Store, plain_host: Plain
                                                            DAMAGED), err
         assert "does not match its BLAKE3 id" in err["message"]
         h = (await call(s, "stream_open", path=DAMAGED))["ok"]["handle"]
-        assert (await drain(s, h))["error"]["kind"] == "corrupt"  # type: ignore[index]
+        failed_read = await drain(s, h)
+        assert isinstance(failed_read, dict) and failed_read["error"]["kind"] == "corrupt"
         missing = (await binary(s, "read", path=MISSING))["error"]
         assert (missing["kind"], missing["title"]) == ("not_found", f"Missing: {MISSING}")
         assert "is not in the store" in missing["message"]
