@@ -16,6 +16,7 @@ import pytest
 
 import lockbox
 from lockbox import registry
+from lockbox.convert import convert
 from lockbox.drivers import run_sync
 from lockbox.errors import (
     FormatError,
@@ -229,3 +230,31 @@ def test_a_store_on_a_static_http_server(snap: tuple[FileStore, str, Path],
         assert [e.name for e in a.ls()] == ["big.bin", "docs", "run", "twin"]
         assert a.read_bytes("big.bin") == BIG and a.read_bytes("docs/ü") == b"unicode"
         assert a.verify().ok
+
+
+def test_a_followed_symlink_reports_its_objects_size(tmp_path: Path) -> None:
+    """snapdir records a followed symlink with its link's lstat (PERMS 777, SIZE = the
+    length of the target text); the session reports the object's real length (what a
+    read gives), so convert and extract see consistent sizes. A real 0o777 file is
+    unchanged, and the manifest itself (its SIZE) is kept as stored."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "target.txt").write_bytes(b"x" * 1000)
+    os.symlink("target.txt", tree / "link")
+    (tree / "open.sh").write_bytes(b"#!/bin/sh\n")
+    (tree / "open.sh").chmod(0o777)
+    store = FileStore(tmp_path / "store")
+    sid = ops.push(tree, store).snapshot_id
+    manifest = store.get_manifest(sid)
+    stored = manifest.get("link")
+    assert stored is not None and stored.perms == 0o777 and stored.size == len("target.txt")
+    with lockbox.open(loc(store, sid)) as a:
+        link = a.stat("link")
+        assert link.size == 1000 and link.mode & 0o777 == 0o777
+        assert {e.path: e.size for e in a.ls("")} == {
+            "link": 1000, "open.sh": 10, "target.txt": 1000}
+        assert len(a.read_bytes("link")) == 1000
+        out = tmp_path / "copy.uri"
+        convert(a, out)
+    with lockbox.open(out) as b:
+        assert b.read_bytes("link") == b"x" * 1000

@@ -26,6 +26,7 @@ object); the listing and every other file still open.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
@@ -71,6 +72,10 @@ def _query(path: str) -> str:
     return "/".join(parts)
 
 
+_LINK_PERMS = 0o777
+"""The PERMS snapdir records for a followed symlink (its lstat mode)."""
+
+
 class _VerifiedCache:
     """Verified objects by id, at most ``budget`` bytes in all."""
 
@@ -108,6 +113,7 @@ class SnapSession:
         self.whole_object_size = whole_object_size
         self.window_size = window_size
         self._cache = _VerifiedCache(cache_size)
+        self._true_sizes: dict[str, int] = {}  # object id -> length (PERMS-777 entries)
         self._children: dict[str, list[str]] = {}
         for e in manifest.entries:
             if e.rel_path:
@@ -144,9 +150,29 @@ class SnapSession:
                            details={"snapshot_id": self.snapshot_id, "store": self.store,
                                     "objects": len(m.object_ids())})
 
+    # A followed symlink is recorded with its *link's* lstat: PERMS 777 and SIZE the length
+    # of the link's target text, while its object is the target's content (snapdir does
+    # this; the ids depend on it). Only such an entry can have a SIZE that is not its
+    # object's length, so for a file entry with PERMS 777 the true size is taken from the
+    # object itself (fetched and verified once, then cached) before it is reported.
+    def _sized_flow(self, e: ManifestEntry) -> Flow[EntryInfo]:
+        info = self._info(e)
+        if e.kind != "F" or e.perms != _LINK_PERMS:
+            return info
+        size = self._true_sizes.get(e.checksum)
+        if size is None:
+            whole, first = yield from self._whole_flow(e)
+            if whole is not None:
+                size = len(whole)
+            else:
+                size = yield from self._large_flow(e, first, lambda data, offset: None)
+            self._true_sizes[e.checksum] = size
+        if size == e.size:
+            return info
+        return dataclasses.replace(info, size=size, stored_size=size)
+
     def stat_flow(self, path: str) -> Flow[EntryInfo]:
-        return self._info(self._entry(path))
-        yield  # pragma: no cover - a flow without reads
+        return (yield from self._sized_flow(self._entry(path)))
 
     def listdir_flow(self, path: str) -> Flow[list[EntryInfo]]:
         e = self._entry(path)
@@ -156,14 +182,13 @@ class SnapSession:
         for child in self._children.get(e.rel_path, ()):
             c = self.manifest.get(child)
             assert c is not None
-            out.append(self._info(c))
+            out.append((yield from self._sized_flow(c)))
         return out
-        yield  # pragma: no cover
 
     def walk_flow(self, path: str, emit: Emit) -> Flow[None]:
         e = self._entry(path)
         if e.kind == "F":
-            emit([self._info(e)])
+            emit([(yield from self._sized_flow(e))])
             return None
         q = e.rel_path
         prefix = q + "/" if q else ""
@@ -172,14 +197,13 @@ class SnapSession:
         for entry in self.manifest.entries:
             rel = entry.rel_path
             if rel and rel.startswith(prefix) and rel != q:
-                batch.append(self._info(entry))
+                batch.append((yield from self._sized_flow(entry)))
                 if len(batch) >= EMIT_BATCH:
                     emit(batch)
                     batch = []
         if batch:
             emit(batch)
         return None
-        yield  # pragma: no cover
 
     # -- objects
     def _name(self, e: ManifestEntry) -> str:
