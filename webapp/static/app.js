@@ -1838,6 +1838,7 @@ async function checkSnapshot() {
   } finally {
     if (snapCheck.epoch === epoch) snapCheck.running = false;
     if (epoch === state.epoch) {
+      bar.hidden = true; // the status line says how it ended
       $("btn-snap-check").disabled = false;
       $("btn-snap-stop").hidden = true;
     }
