@@ -310,6 +310,39 @@ def test_session_open_errors(store: Store, plain_host: PlainHost) -> None:
     run(go())
 
 
+def test_session_a_store_that_never_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GET that takes longer than the viewer's limit: one message saying so."""
+    from http.server import BaseHTTPRequestHandler
+
+    import lockbox.viewer.snap as snap_module
+    from lockbox.viewer.session import Session
+
+    release = threading.Event()
+
+    class Stalling(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            release.wait(60)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setattr(snap_module, "GET_TIMEOUT_S", 0.5)
+
+    async def go() -> Any:
+        return await call(Session(), "open_snap", store=f"http://127.0.0.1:{httpd.server_address[1]}/",
+                          id="1" * 64)
+
+    try:
+        err = run(go())["error"]
+    finally:
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()
+    assert (err["kind"], err["title"]) == ("network", "The store did not answer in time"), err
+
+
 LARGE = 17 * 1024 * 1024 + 5  # over the session's whole-object size: read in windows
 
 

@@ -58,6 +58,10 @@ a preview of a larger file would fetch and hash all of it to show its start."""
 CHECK_STEP_BYTES = 8 * 1024 * 1024
 """:meth:`SnapExtension.check_next` returns after about this much was fetched."""
 
+GET_TIMEOUT_S = 120.0
+"""Each GET of the store, body included: an object of up to 16 MiB comes in one GET (the
+store's default of 30 s would fail it below about 4.5 Mbit/s)."""
+
 _PROBLEM_OBJECT = re.compile(r"\(object ([0-9a-f]{64})\): ")
 
 
@@ -94,7 +98,7 @@ async def open_snapshot(store: str, snapshot: str) -> tuple[Recorder, Any, Any]:
 
     uri = store_uri(store)
     sid = check_id((snapshot or "").strip(), "snapshot id")
-    source = StoreSource(HttpStore(uri), sid)
+    source = StoreSource(HttpStore(uri, timeout=GET_TIMEOUT_S), sid)
     rec = Recorder(AsyncOverSync(source))
     rec.label = "open (manifest)"
     try:
@@ -115,7 +119,12 @@ def _object_of(session: Any, path: str) -> str:
 def _network(exc: StorageError, store: str) -> dict[str, Any]:
     text = str(exc)
     detail = f"{type(exc).__name__}: {exc}"
-    if " failed" in text:  # no answer at all: network, CORS, timeout
+    if "Timeout" in text or "timed out" in text:
+        return error_info(
+            "network", "The store did not answer in time",
+            f"A request to the store ({store}) took longer than {GET_TIMEOUT_S:.0f} s, "
+            "body included. Try again on a faster connection.", detail=detail)
+    if " failed" in text:  # no answer at all: network, CORS
         return error_info(
             "network", "Could not reach the store",
             f"The request to the store ({store}) failed: the server is unreachable, or it "
