@@ -51,10 +51,11 @@
 // * HTTP: GET only, http: and https: only, the host (and port) checked against allowHosts
 //   on label boundaries (hostAllowed below, the rules of lockbox.formats.sync.hook.hosts)
 //   on the URL as the browser parsed it (lowercase, IDNA to punycode, IPv4 forms such as
-//   127.1 normalised to 127.0.0.1), so the host checked is the host fetched. fetch() runs with redirect: "manual": a redirect
-//   answers -5, because a page cannot see where a cross-origin redirect leads and so
-//   cannot re-check its host (the browser would follow it unchecked otherwise): this
-//   runner's max_redirects is 0, and a redirect is -3 as one past the limit is on CPython.
+//   127.1 normalised to 127.0.0.1), so the host checked is the host fetched.
+//   fetch() runs with redirect: "manual" and a redirect is never followed, because a page
+//   cannot see where a cross-origin redirect leads and so cannot re-check its host (the
+//   browser would follow it unchecked otherwise): this runner's max_redirects is 0, and a
+//   redirect answers -3, as one past the limit does on CPython.
 //   credentials: "omit" (no cookies, no HTTP auth), no referrer, no cache. The server must
 //   allow the viewer's origin by CORS (a browser rule; otherwise -5). The body is read up
 //   to limits.responseBytes (more: -4), binary-safe.
