@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,32 +203,206 @@ def test_get_manifest_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert MAX_MANIFEST_SIZE == 64 << 20
 
 
-def test_manifest_is_filed_after_a_barrier_on_the_objects(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch
-                                                          ) -> None:
-    s = FileStore(tmp_path)
+def _record_sync_calls(monkeypatch: pytest.MonkeyPatch, base: Path) -> list[str]:
+    """os.fsync, os.rename and the store's syncfs, as they happen (paths below ``base``,
+    written with a leading "/"; ``base`` itself is "/")."""
     events: list[str] = []
+    lock = threading.Lock()
     real_fsync, real_rename = os.fsync, os.rename
 
+    def short(path: str) -> str:
+        return "/" + os.path.relpath(path, base).replace(os.sep, "/").removeprefix(".")
+
     def fsync(fd: int) -> None:
-        events.append("fsync " + os.readlink(f"/proc/self/fd/{fd}").replace(str(tmp_path), ""))
+        with lock:
+            events.append("fsync " + short(os.readlink(f"/proc/self/fd/{fd}")))
         real_fsync(fd)
 
     def rename(a: str, b: str) -> None:
-        events.append("rename " + str(b).replace(str(tmp_path), ""))
+        events.append("rename " + short(str(b)))
         real_rename(a, b)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(store_mod, "_syncfs", lambda root: events.append(
+        "syncfs " + short(root)))
+    return events
+
+
+def _chain(path: str) -> set[str]:
+    """``path``'s directories, up to the store root "/store"."""
+    out = set()
+    while path != "/store":
+        path = os.path.dirname(path)
+        out.add(path)
+    return out
+
+
+def test_fsync_barrier_makes_every_new_name_durable_before_the_manifest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = _record_sync_calls(monkeypatch, tmp_path)
+    s = FileStore(tmp_path / "store", create=True, sync="fsync")
+    assert s.sync_method == "fsync"
+    hashes = [s.put_object(data) for data in (b"one", b"two", b"three")]
+    m = build_manifest([(f"f{i}", "F", 0o644, 3, h) for i, h in enumerate(hashes)])
+    s.put_manifest(m, require_objects=False)
+    objs = ["/store/" + object_path(h) for h in hashes]
+    man = "/store/" + manifest_path(m.id)
+    assert events[:3] == [f"rename {o}" for o in objs]
+    temp = next(i for i, e in enumerate(events) if e.endswith(".tmp"))
+    # the barrier: each object, every directory up to the store root (makedirs made them
+    # all), and the directory above the root that create= added an entry to
+    barrier = events[3:temp]
+    expected = set(objs).union(*(_chain(o) for o in objs)) | {"/"}
+    assert sorted(barrier) == sorted(f"fsync {p}" for p in expected)
+    assert events[temp].startswith(f"fsync {man}.")
+    # the manifest's name, its new shard directories, .manifests and the root, in order
+    assert events[temp + 1:] == [f"rename {man}"] + [
+        f"fsync {d}" for d in sorted(_chain(man), key=len, reverse=True)]
+
+
+def test_fsync_barrier_covers_the_directories_create_made_above_the_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").mkdir()
+    events = _record_sync_calls(monkeypatch, tmp_path)
+    s = FileStore(tmp_path / "a" / "b" / "store", create=True, sync="fsync")
+    s.barrier()
+    assert sorted(events) == ["fsync /a", "fsync /a/b"]
+    events.clear()
+    s.barrier()  # nothing filed since
+    assert events == []
+
+
+def test_syncfs_barrier_is_one_call_before_the_manifest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "syncfs_unavailable", lambda root: None)
+    events = _record_sync_calls(monkeypatch, tmp_path)
+    s = FileStore(tmp_path / "store", create=True)
+    assert s.sync_method == "syncfs"
     h = s.put_object(b"data")
     m = build_manifest([("f", "F", 0o644, 4, h)])
     s.put_manifest(m)
-    obj, man = "/" + object_path(h), "/" + manifest_path(m.id)
-    assert events[0] == f"rename {obj}"
-    assert events[1] == f"fsync {obj}"                       # the object, durable first
-    assert events[2] == f"fsync {os.path.dirname(obj)}"      # and its name
-    assert events[3].startswith(f"fsync {man}.") and events[3].endswith(".tmp")
-    assert events[4:] == [f"rename {man}", f"fsync {os.path.dirname(man)}"]
+    obj, man = "/store/" + object_path(h), "/store/" + manifest_path(m.id)
+    assert events[:2] == [f"rename {obj}", "syncfs /store"]
+    assert events[2].startswith(f"fsync {man}.") and events[2].endswith(".tmp")
+    assert events[3:] == [f"rename {man}", "syncfs /store"]
+    # a new store's first barrier syncs even with nothing filed (objects an earlier,
+    # killed receiver filed and never synced); then only when something was filed
+    events.clear()
+    fresh = FileStore(tmp_path / "store", sync="syncfs")
+    fresh.barrier()
+    fresh.barrier()
+    assert events == ["syncfs /store"]
+
+
+def test_sync_modes_and_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UsageError, match="unknown sync mode 'never'"):
+        FileStore(tmp_path, sync="never")
+    monkeypatch.setattr(store_mod, "syncfs_unavailable", lambda root: "a test says no")
+    assert FileStore(tmp_path).sync_method == "fsync"
+    with pytest.raises(UsageError, match=r"syncfs cannot make .* durable: a test says no"):
+        FileStore(tmp_path, sync="syncfs").barrier()
+
+
+def test_a_failing_sync_files_no_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    import errno
+
+    def eio(*args: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    for mode in ("fsync", "syncfs"):
+        monkeypatch.setattr(store_mod, "syncfs_unavailable", lambda root: None)
+        s = FileStore(tmp_path / mode, create=True, sync=mode)
+        h = s.put_object(b"data")
+        monkeypatch.setattr(os, "fsync", eio)
+        monkeypatch.setattr(store_mod, "_syncfs", eio)
+        m = build_manifest([("f", "F", 0o644, 4, h)])
+        with pytest.raises(StorageError, match=r"cannot sync the store .*Input/output"):
+            s.put_manifest(m)
+        assert not s.has_manifest(m.id) and not temp_files(tmp_path)
+        monkeypatch.undo()
+
+
+@pytest.mark.skipif(store_mod.syncfs_unavailable(tempfile.gettempdir()) is not None,
+                    reason="syncfs is not used here")
+def test_the_real_syncfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+    import errno
+
+    s = FileStore(tmp_path, sync="syncfs")
+    h = s.put_object(b"x" * 5000)
+    s.put_manifest(build_manifest([("f", "F", 0o644, 5000, h)]))
+    assert s.get_object(h) == b"x" * 5000
+    store_mod._syncfs(str(tmp_path / "no store yet"))  # nothing there to sync
+
+    def failing(fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(store_mod, "_libc_syncfs", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        store_mod._syncfs(str(tmp_path))
+
+
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 27 0:40 / /srv rw - xfs /dev/vdb rw
+41 40 0:41 / /srv/fuse\\040dir rw - fuse.sshfs host: rw
+42 40 0:42 / /srv/nfs rw master:3 optional:4 - nfs4 server:/x rw
+43 27 0:43 / /srv rw - btrfs /dev/vdc rw
+"""
+
+
+@pytest.mark.parametrize("path, fstype", [
+    ("/", "ext4"), ("/home/u/store", "ext4"), ("/proc/1", "proc"), ("/srvx", "ext4"),
+    ("/srv", "btrfs"),  # the later mount on /srv hides the earlier
+    ("/srv/fuse dir/s", "fuse.sshfs"), ("/srv/nfs/a", "nfs4"), ("/srv/nfsx", "btrfs"),
+])
+def test_mount_fstype(path: str, fstype: str) -> None:
+    assert store_mod._mount_fstype(path, MOUNTINFO) == fstype
+
+
+def test_syncfs_unavailable_reasons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    assert store_mod._kernel_version("6.18.44-fc-v1147") == (6, 18)
+    assert store_mod._kernel_version("5.4.0-150-generic") == (5, 4)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert store_mod.syncfs_unavailable(str(tmp_path)) == "syncfs is Linux's (darwin)"
+    monkeypatch.setattr(sys, "platform", "linux")
+    uname = os.uname()
+
+    def fake_uname(release: str) -> os.uname_result:
+        return os.uname_result((uname.sysname, uname.nodename, release, uname.version,
+                                uname.machine))
+
+    monkeypatch.setattr(os, "uname", lambda: fake_uname("5.4.0-150-generic"))
+    assert "does not report write-back errors" in str(
+        store_mod.syncfs_unavailable(str(tmp_path)))
+    monkeypatch.setattr(os, "uname", lambda: fake_uname("6.1.0"))
+    monkeypatch.setattr(store_mod, "_mount_fstype", lambda path, text: "fuse.sshfs")
+    assert store_mod.syncfs_unavailable(str(tmp_path)) == (
+        "its filesystem (fuse.sshfs) is not one syncfs is trusted on")
+
+
+def test_object_writer_hashed_by_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    s = FileStore(tmp_path)
+    h = object_id(b"payload")
+    with monkeypatch.context() as patch:
+        patch.setattr(store_mod, "new_hasher", lambda: pytest.fail("hashed a second time"))
+        with s.object_writer(h, 7, hashed_by_caller=True) as w:
+            w.write(b"payload")
+            assert w.commit()
+    assert s.get_object(h) == b"payload"
+    other = object_id(b"other")
+    with s.object_writer(other, 5, hashed_by_caller=True) as w:
+        w.write(b"oth")
+        with pytest.raises(IntegrityError, match="3 bytes received, 5 expected"):
+            w.commit()
+    assert not s.has_object(other) and not temp_files(tmp_path)
 
 
 def test_missing_store(tmp_path: Path) -> None:

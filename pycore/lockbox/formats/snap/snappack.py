@@ -668,13 +668,17 @@ class FileSink:
     its root directory, created if missing).
 
     Each object streams into a temporary sibling of its final path
-    (``<name>.<pid>.<n>.tmp``, as snapdir) through the store's :class:`~.store.ObjectWriter`
-    (which hashes it once more), then is renamed into place: memory is O(1) per record
-    whatever its size. A failure removes the temporary file; objects committed before it
-    stay (a rerun resumes). The barrier is the store's: every object committed is fsynced,
-    and the directories they were renamed into; then the manifest goes to a temporary file,
-    fsynced, renamed, its directory fsynced: a durable manifest implies durable objects.
-    Shard directories created for a record that then failed are left (empty).
+    (``<name>.<pid>.<n>.tmp``, as snapdir) through the store's :class:`~.store.ObjectWriter`,
+    then is renamed into place: memory is O(1) per record whatever its size. The writer
+    does not hash the bytes again (``hashed_by_caller``): a :class:`PackSink` is told to
+    commit only once the receiver's own BLAKE3 of the record matched its id, and the
+    writer still checks the size. A failure removes the temporary file; objects committed
+    before it stay (a rerun resumes). The barrier is the store's
+    (:meth:`~.store.FileStore.barrier`: every object committed and every directory up to
+    the store root made durable, by one syncfs or by fsyncs); then the manifest goes to a
+    temporary file, fsynced, renamed, its name made durable: a durable manifest implies
+    durable objects. Shard directories created for a record that then failed are left
+    (empty).
 
     ``require_objects`` (default True): the manifest is refused (StorageError, not filed)
     when an object it lists is not in the store. snapdir files it regardless.
@@ -692,7 +696,8 @@ class FileSink:
 
     def begin_object(self, object_id: str, size: int) -> None:
         self.abort_object(object_id)
-        self._writer = self.store.object_writer(object_id, expected_size=size)
+        self._writer = self.store.object_writer(object_id, expected_size=size,
+                                                hashed_by_caller=True)
 
     def write_object(self, data: memoryview) -> None:
         if self._writer is None:
