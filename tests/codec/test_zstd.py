@@ -35,7 +35,7 @@ def test_missing_zstd_is_backend_unavailable(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(BackendUnavailableError):
         ZstdCodec()
     with pytest.raises(BackendUnavailableError):
-        zstd_module._load_zstd()
+        zstd_module.load_zstd()
 
 
 def test_large_window_without_content_size_is_refused() -> None:

@@ -263,9 +263,9 @@ def test_hostile_lengths_do_not_allocate(label: str, decode: Callable[[bytes], A
 def test_zstd_bomb_stops_at_the_declared_size() -> None:
     """A 1 MiB-of-zeros zstd frame in a plaintext that declares 1 KiB (and a frame with
     no content size that would expand to 64 MiB): refused, at most limit-sized output."""
-    from lockbox.codec.zstd import _load_zstd
+    from lockbox.codec.zstd import load_zstd
 
-    _zstd = _load_zstd()  # the codec's own zstd module
+    _zstd = load_zstd()  # the codec's own zstd module
     bomb = _zstd.compress(bytes(1 << 20))
     plain = b"\x01" + uvarint(1024) + bomb
     err = assert_bounded(lambda: decode_plain(CODEC, plain, 1 << 20), len(plain), 1024 * 4)

@@ -18,7 +18,7 @@ from lockbox.errors import (
     TruncatedError,
 )
 
-__all__ = ["ZstdCodec"]
+__all__ = ["ZstdCodec", "load_zstd"]
 
 _MAGIC = b"\x28\xb5\x2f\xfd"
 # Frames without a content size may use a window up to this even when max_size
@@ -30,7 +30,11 @@ _FCS_FIELD_SIZES = (0, 2, 4, 8)  # by Frame_Content_Size_flag (RFC 8878 §3.1.1.
 _DID_FIELD_SIZES = (0, 1, 2, 4)  # by Dictionary_ID_flag
 
 
-def _load_zstd() -> Any:
+def load_zstd() -> Any:
+    """The running Python's zstd module: stdlib ``compression.zstd`` (3.14+, Pyodide) or
+    ``backports.zstd`` (the same API), for callers that stream (``ZstdCompressor``,
+    ``ZstdDecompressor``) rather than code whole frames with :class:`ZstdCodec`.
+    BackendUnavailableError when neither is installed."""
     try:
         from compression import zstd  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
@@ -80,7 +84,7 @@ class ZstdCodec:
     name = "zstd"
 
     def __init__(self) -> None:
-        self._zstd = _load_zstd()
+        self._zstd = load_zstd()
         self._error = self._zstd.ZstdError
         self._flush_frame = self._zstd.ZstdCompressor.FLUSH_FRAME
         self._window_param = self._zstd.DecompressionParameter.window_log_max

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ...codec.zstd import load_zstd
 from ...crypto.base import Hasher
 from ...errors import (
     FormatError,
@@ -131,12 +132,6 @@ def _clamp_level(level: int) -> int:
     if isinstance(level, bool) or not isinstance(level, int):
         raise UsageError(f"the zstd level must be an integer, not {level!r}")
     return min(max(level, MIN_ZSTD_LEVEL), MAX_ZSTD_LEVEL)
-
-
-def _zstd() -> Any:
-    from ...codec.zstd import _load_zstd
-
-    return _load_zstd()
 
 
 def _check_manifest_bytes(manifest_id: str, data: bytes, where: str) -> None:
@@ -522,7 +517,7 @@ class PackParser:
             self._state = _HEADER
             return
         if line + b"\n" == WIRE_MAGIC_ZSTD:
-            self._zstd_module = _zstd()
+            self._zstd_module = load_zstd()
             self._zstd_form = True
             self._state = _HEADER
             self._offset = 0
@@ -1039,7 +1034,7 @@ def write_pack(ids: Iterable[str],
 
     compressor = None
     if pack_format == "zstd":
-        compressor = _zstd().ZstdCompressor(level=zstd_level)
+        compressor = load_zstd().ZstdCompressor(level=zstd_level)
     emitter = _Emitter(out, compressor)
     objects_written = 0
     try:
