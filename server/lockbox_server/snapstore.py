@@ -20,8 +20,16 @@
   mid-body leaves no manifest and no temp file (objects already verified and
   filed stay: a rerun skips them).
 
+A 1Z pack is also bounded by what it decompresses to: ``max_body_size``
+(default: the same number as ``--max-push-size``), so one upload never files
+or hashes more than a SNAPPACK 1 upload of the largest accepted size would.
+
 Both POSTs need ``Authorization: Bearer <token>`` (compared in constant time)
 with the token of ``--push-token-file``; without a token file they answer 403.
+With pushing on, the server is a writer of the store: at start-up a thread
+removes the temporary files a killed writer left in the layout (only names of
+the store's own pattern, ``<rest>.<pid>.<n>.tmp`` in a shard directory,
+untouched for :data:`STALE_TEMP_AGE_S`; see :func:`sweep_stale_temps`).
 Errors are one line of ``text/plain``. Cross-origin pages may read the layout
 (CORS as for the archives) but never push (the CORS preflight allows GET/HEAD).
 
@@ -39,6 +47,7 @@ import os
 import re
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,11 +69,15 @@ __all__ = [
     "ERROR_HEADER",
     "SNAP_PREFIX",
     "LAYOUT_HEADERS",
+    "STALE_TEMP_AGE_S",
     "SnapStoreConfig",
+    "SweepReport",
     "TokenFileError",
     "layout_file",
     "read_push_token",
     "snap_routes",
+    "start_sweep",
+    "sweep_stale_temps",
 ]
 
 log = logging.getLogger("lockbox_server")
@@ -78,6 +91,13 @@ SNAP_PREFIX = "/snap/"
 DEFAULT_MAX_PACK_SIZE = 16 * 1024 ** 3
 #: Default cap on an ``objects-needed`` body: 64 MiB, about a million ids.
 DEFAULT_MAX_IDS_SIZE = 64 * 1024 ** 2
+
+#: A temporary file of the store untouched (mtime) for this long belongs to a writer
+#: that died: 15 minutes. A live upload to this server writes its temp file as its body
+#: arrives, and a body slower than the server's minimum rate is cut long before; a
+#: stalled writer of another process (``lockbox snap receive-pack`` on a pipe) whose
+#: file is swept fails cleanly at its rename (nothing half-written is ever filed).
+STALE_TEMP_AGE_S = 15 * 60.0
 
 #: Added to every answer of the layout. Objects and manifests are named by
 #: the BLAKE3 of their bytes, so a URL always has the same bytes: immutable.
@@ -100,6 +120,9 @@ _LAYOUT_PATH = re.compile(r"\.(objects|manifests)/([0-9a-f]{3})/([0-9a-f]{3})/([
                           r"([0-9a-f]{55})")
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: it travels in a header
+_SHARD = re.compile(r"[0-9a-f]{3}")
+#: A temp sibling of an object or manifest (FileStore's and snapdir's ``<rest>.<pid>.<n>.tmp``).
+_TEMP_NAME = re.compile(r"[0-9a-f]{55}\.[0-9]+\.[0-9]+\.tmp")
 
 
 class TokenFileError(ValueError):
@@ -169,6 +192,21 @@ class SnapStoreConfig:
     push_token: str | None = None
     max_pack_size: int = DEFAULT_MAX_PACK_SIZE
     max_ids_size: int = DEFAULT_MAX_IDS_SIZE
+    max_body_size: int | None = None
+    """Cap on the bytes a SNAPPACK 1Z body decompresses to; None: ``max_pack_size``.
+
+    The wire cap alone does not bound a 1Z upload: zstd turns a few KiB into GiB, and
+    what an upload costs the store (decompression, hashing, files written) grows with
+    the decompressed bytes. Capping those at the same number makes ``--max-push-size``
+    mean the same for both forms (the v1 stream of the same records is the decompressed
+    body plus its 11-byte magic line): compression saves the network, never raises what
+    one upload may file. A larger tree goes in several packs (objects filed stay, a
+    rerun skips them)."""
+
+    @property
+    def body_cap(self) -> int:
+        """The decompressed-body cap in force (see :attr:`max_body_size`)."""
+        return self.max_pack_size if self.max_body_size is None else self.max_body_size
 
 
 def _line(status: int, message: str, *, close: bool = False,
@@ -185,8 +223,11 @@ class _BodyTooLarge(Exception):
 
 
 def snap_routes(config: SnapStoreConfig) -> list[Route]:
-    """The routes of the store (to be placed before any catch-all route)."""
+    """The routes of the store (to be placed before any catch-all route). With pushing
+    on, also starts the sweep of stale temporary files (:func:`start_sweep`)."""
     root = config.root
+    if config.push_token is not None:
+        start_sweep(root)
 
     def refuse_unauthorised(request: Request) -> Response | None:
         if config.push_token is None:
@@ -328,7 +369,8 @@ async def _receive(request: Request, config: SnapStoreConfig, required: str | No
     from lockbox.formats.snap.snappack import FileSink, PackReceiver
     from lockbox.formats.snap.store import FileStore
 
-    receiver = PackReceiver(FileSink(FileStore(str(config.root))), require_manifest=required)
+    receiver = PackReceiver(FileSink(FileStore(str(config.root))), require_manifest=required,
+                            max_body_size=config.body_cap)
     lock = threading.Lock()
 
     def feed(chunk: bytes) -> None:
@@ -399,3 +441,120 @@ def _refusal(exc: Exception) -> Response:
     else:
         log.info("receive-pack refused (%d): %s", status, message)
     return _line(status, message, headers=headers)
+
+
+# -- stale temporary files ------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    """What :func:`sweep_stale_temps` did."""
+
+    removed: list[Path]
+    """Stale temporary files removed."""
+    young: list[Path]
+    """Temporary files of the pattern not yet stale (perhaps being written)."""
+    failed: list[tuple[Path, str]]
+    """Stale ones that could not be removed, with the system's reason."""
+    youngest_mtime: float | None = None
+    """The latest mtime among :attr:`young` (when the next look may find them stale)."""
+
+
+def _shard_dirs(directory: str) -> list[str]:
+    try:
+        with os.scandir(directory) as entries:
+            return [e.path for e in entries
+                    if _SHARD.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _temp_candidates(root: Path) -> list[str]:
+    """Every file named as a temp sibling, in a shard directory of the layout (symlinks
+    and other directories are not entered)."""
+    found: list[str] = []
+    for kind in (".objects", ".manifests"):
+        for a in _shard_dirs(os.path.join(root, kind)):
+            for b in _shard_dirs(a):
+                for c in _shard_dirs(b):
+                    try:
+                        with os.scandir(c) as entries:
+                            found.extend(e.path for e in entries
+                                         if _TEMP_NAME.fullmatch(e.name))
+                    except OSError:
+                        continue
+    return found
+
+
+def sweep_stale_temps(root: Path, *, min_age_s: float = STALE_TEMP_AGE_S,
+                      now: float | None = None,
+                      paths: list[Path] | None = None) -> SweepReport:
+    """Remove the temporary files of the store at ``root`` that a writer which died
+    left behind: regular files (never through a symlink) named ``<55 hex>.<pid>.<n>.tmp``
+    in a ``.objects/`` or ``.manifests/`` shard directory (three levels of 3 lowercase
+    hex digits), whose mtime is at least ``min_age_s`` before ``now`` (default: now).
+    Nothing else of the directory is looked at. ``paths``: look at these
+    (earlier :attr:`SweepReport.young`) instead of walking the store. Each removal is
+    logged; the report says what was done."""
+    moment = time.time() if now is None else now
+    report = SweepReport([], [], [])
+    candidates = [str(p) for p in paths] if paths is not None else _temp_candidates(root)
+    for name in candidates:
+        try:
+            st = os.lstat(name)
+        except OSError:
+            continue  # renamed into place or removed by its writer meanwhile
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        if moment - st.st_mtime < min_age_s:
+            report.young.append(Path(name))
+            if report.youngest_mtime is None or st.st_mtime > report.youngest_mtime:
+                report.youngest_mtime = st.st_mtime
+            continue
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            report.failed.append((Path(name), e.strerror or str(e)))
+            continue
+        report.removed.append(Path(name))
+    _log_sweep(root, report, min_age_s)
+    return report
+
+
+_LOGGED_PER_SWEEP = 20
+
+
+def _log_sweep(root: Path, report: SweepReport, min_age_s: float) -> None:
+    for path in report.removed[:_LOGGED_PER_SWEEP]:
+        log.warning("snap store: removed a stale temporary file (a writer died): %s", path)
+    if len(report.removed) > _LOGGED_PER_SWEEP:
+        log.warning("snap store: ... and %d more stale temporary files removed under %s",
+                    len(report.removed) - _LOGGED_PER_SWEEP, root)
+    for path, reason in report.failed[:_LOGGED_PER_SWEEP]:
+        log.warning("snap store: cannot remove the stale temporary file %s: %s", path, reason)
+    if report.young:
+        log.info("snap store: %d temporary file(s) younger than %d s left for now under %s",
+                 len(report.young), int(min_age_s), root)
+
+
+def start_sweep(root: Path, *, min_age_s: float | None = None) -> threading.Thread:
+    """Sweep ``root`` in a daemon thread (a large store is walked without delaying the
+    server's start): the stale temporary files go now; those still young (a server
+    killed a moment ago and restarted at once) are looked at once more when they would
+    be stale, and removed then if nothing touched them meanwhile."""
+    age = STALE_TEMP_AGE_S if min_age_s is None else min_age_s
+
+    def run() -> None:
+        try:
+            report = sweep_stale_temps(root, min_age_s=age)
+            if report.young and report.youngest_mtime is not None:
+                time.sleep(max(0.0, report.youngest_mtime + age - time.time()) + 1.0)
+                sweep_stale_temps(root, min_age_s=age, paths=report.young)
+        except Exception:  # a sweep must never take the server down
+            log.exception("snap store: the sweep of stale temporary files failed")
+
+    thread = threading.Thread(target=run, name="snap-temp-sweep", daemon=True)
+    thread.start()
+    return thread

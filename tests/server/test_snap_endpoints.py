@@ -27,7 +27,7 @@ import blake3
 import httpx
 import pytest
 
-from lockbox_server import running
+from lockbox_server import running, snapstore
 from lockbox_server.snapstore import TokenFileError, layout_file, read_push_token
 
 from .test_app import raw_request
@@ -434,6 +434,27 @@ def test_body_cap(tmp_path: Path, store: Path, http: httpx.Client) -> None:
     assert leftovers(store) == []
 
 
+def test_zstd_body_is_capped_by_what_it_decompresses_to(tmp_path: Path, store: Path,
+                                                       http: httpx.Client) -> None:
+    """A 1Z pack far under the wire cap that decompresses past it is refused; one that
+    decompresses within it is filed (the cap is the same number: --max-push-size)."""
+    bomb = [bytes([i]) * 30_000 for i in range(3)]  # 90 kB of records, ~100 B on the wire
+    bomb_manifest = manifest_for({f"f{i}": data for i, data in enumerate(bomb)})
+    body = pack_zstd(bomb, bomb_manifest)
+    assert len(body) < 1_000
+    small = manifest_for(FILES)
+    with snap_server(tmp_path, store, max_pack_size=100_000) as url:
+        r = http.post(url + "receive-pack", content=pack_zstd(_objects(), small), headers=AUTH)
+        assert r.status_code == 200, r.text
+    with snap_server(tmp_path, store, max_pack_size=50_000) as url:
+        r = http.post(url + "receive-pack", content=body, headers=AUTH)
+        assert r.status_code == 400
+        assert r.headers["lockbox-error"] == "LimitExceededError"
+        assert "decompresses to more than 50000 bytes" in r.text
+    assert not (store / rel("manifests", oid(bomb_manifest))).exists()
+    assert leftovers(store) == []
+
+
 # -- interrupted uploads -----------------------------------------------------------------
 
 
@@ -565,6 +586,84 @@ def test_a_long_steady_push_outlives_the_body_timeout(tmp_path: Path, store: Pat
             assert closed, "the dribbling body was never cut"
         assert not (store / rel("manifests", oid(other))).exists()
         _wait_for(lambda: leftovers(store) == [], "temp files left")
+
+
+# -- stale temporary files -----------------------------------------------------------------
+
+
+def _temp_name(hex_id: str, pid: int = 4242, n: int = 7) -> str:
+    return f"{hex_id[9:]}.{pid}.{n}.tmp"
+
+
+def _touch(path: Path, mtime: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half an object")
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_sweep_removes_only_the_stores_own_stale_temp_files(
+        tmp_path: Path, store: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="lockbox_server")
+    now = time.time()
+    old = now - snapstore.STALE_TEMP_AGE_S - 60
+    a, b = oid(b"a"), oid(b"b")
+    stale = [_touch((store / rel("objects", a)).with_name(_temp_name(a)), old),
+             _touch((store / rel("manifests", b)).with_name(_temp_name(b, 1, 0)), old)]
+    young = _touch((store / rel("objects", b)).with_name(_temp_name(b)), now - 5)
+    outside = _touch(tmp_path / "elsewhere.tmp", old)
+    kept = [
+        _touch(store / rel("objects", a), old),                        # an object
+        _touch((store / rel("objects", a)).with_name(a[9:] + ".tmp"), old),  # no pid, no n
+        _touch(store / "notes.1.2.tmp", old),                           # not in the layout
+        _touch(store / ".objects" / a[:3] / _temp_name(a), old),        # wrong depth
+        _touch(store / ".objects" / "ABC" / "def" / "012" / _temp_name(a), old),  # not hex
+        _touch(store / ".other" / a[:3] / a[3:6] / a[6:9] / _temp_name(a), old),
+    ]
+    link = store / ".objects" / a[:3] / a[3:6] / a[6:9] / _temp_name(a, 1, 1)
+    link.symlink_to(outside)
+    linked_shard = tmp_path / "shard"
+    _touch(linked_shard / "def" / "012" / _temp_name(a), old)
+    (store / ".objects" / "eee").symlink_to(linked_shard, target_is_directory=True)
+    (store / ".objects" / "ddd" / "eee" / "fff" / _temp_name(a)).mkdir(parents=True)
+
+    report = snapstore.sweep_stale_temps(store, now=now)
+    assert sorted(report.removed) == sorted(stale)
+    assert report.young == [young] and report.failed == []
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in [*kept, young, outside, link,
+                                    linked_shard / "def" / "012" / _temp_name(a)])
+    logged = [r for r in caplog.records if "removed a stale temporary file" in r.getMessage()]
+    assert sorted(r.getMessage().rsplit(" ", 1)[1] for r in logged) == sorted(map(str, stale))
+    assert all(r.levelno == logging.WARNING for r in logged)
+    # a later look at the young one alone, once it is stale
+    later = snapstore.sweep_stale_temps(store, now=now + snapstore.STALE_TEMP_AGE_S,
+                                        paths=report.young)
+    assert later.removed == [young] and not young.exists()
+
+
+def test_a_server_with_pushing_on_sweeps_at_start_up(
+        tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stale temp files go at start-up; one a killed server left a moment ago goes once it
+    is stale (here: after 0.5 s). A server without pushing never writes the store."""
+    started: list[Path] = []
+    real_start = snapstore.start_sweep
+    monkeypatch.setattr(snapstore, "start_sweep", lambda root, **kw: started.append(root))
+    with snap_server(tmp_path, store, token=None):
+        pass
+    assert started == []
+    with snap_server(tmp_path, store):
+        pass
+    assert started == [store.resolve()]
+    monkeypatch.setattr(snapstore, "start_sweep", real_start)
+    monkeypatch.setattr(snapstore, "STALE_TEMP_AGE_S", 0.5)
+    a = oid(b"a")
+    stale = _touch((store / rel("objects", a)).with_name(_temp_name(a)), time.time() - 60)
+    fresh = _touch((store / rel("manifests", a)).with_name(_temp_name(a)), time.time())
+    with snap_server(tmp_path, store):
+        _wait_for(lambda: not stale.exists(), "the stale temp file is still there")
+        _wait_for(lambda: not fresh.exists(), "the temp file a moment old never went")
+    assert leftovers(store) == []
 
 
 # -- the token file and the command line -----------------------------------------------------
