@@ -7,9 +7,11 @@ Layout (the same on disk and over HTTP)::
 
 :class:`FileStore` reads and writes a local store: every file is written to a temp
 sibling (``<name>.<pid>.<n>.tmp``) and renamed into place; an object is hashed while it
-is written and renamed only if it is what its name says; the objects filed are made
-durable by one barrier before a manifest, itself fsynced, renamed and its directory
-fsynced -- the manifest last (snapdir's ``fsync.rs`` discipline).
+is written and renamed only if it is what its name says; the objects filed, and every
+directory from their shards up to the store root, are made durable by one barrier (a
+``syncfs`` where sound, else parallel fsyncs) before a manifest, itself fsynced, renamed
+and its name made durable the same way -- the manifest last (snapdir's ``fsync.rs``
+discipline, closing its gap of the directory entries).
 :class:`HttpStore` reads a store on any static host with plain GETs (404 = absent).
 :func:`parse_snap_location` recognises ``STORE_URI#id=ID`` and :class:`StoreSource`
 exposes a store's files as one range source for the sans-I/O sessions (``session.py``).
@@ -665,7 +667,7 @@ def _fsync_path(path: str) -> None:
 def _fsync_paths(paths: Sequence[str]) -> None:
     """fsync every path, :data:`SYNC_WORKERS` at a time; the first failure is raised
     once all have run."""
-    if len(paths) <= 1:
+    if len(paths) <= 1 or IS_BROWSER:  # Pyodide starts no thread
         for path in paths:
             _fsync_path(path)
         return
