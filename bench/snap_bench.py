@@ -110,7 +110,7 @@ def fsync_off() -> Iterator[None]:
     ``snapdir.push`` does (no sync at all)."""
     real_fsync, real_syncfs = os.fsync, snapstore._syncfs
     os.fsync = lambda fd: None
-    snapstore._syncfs = lambda path: None
+    snapstore._syncfs = lambda root: None
     try:
         yield
     finally:
