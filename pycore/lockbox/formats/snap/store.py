@@ -524,12 +524,13 @@ class FileStore(_StoreBase):
         syncs those paths, :data:`SYNC_WORKERS` at a time (fsync releases the GIL, and a
         journaling filesystem commits concurrent fsyncs together). StorageError when the
         system reports a failure: nothing may be filed that relies on them."""
+        method = self.sync_method  # decided before taking the list (it may refuse)
         with self._lock:
             pending, self._pending = self._pending, []
             extra, self._created_parents = self._created_parents, []
             unsynced, self._unsynced = self._unsynced, False
         try:
-            if self.sync_method == "syncfs":
+            if method == "syncfs":
                 if unsynced or extra:
                     _syncfs(self.root)
             elif pending or extra:
