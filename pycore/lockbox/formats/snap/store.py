@@ -401,6 +401,7 @@ class FileStore(_StoreBase):
         self._pending: list[str] = []
         self._created_parents: list[str] = []  # parents of directories create= made
         self._unsynced = True  # the first syncfs barrier runs even with nothing pending
+        self._sync_failure: str | None = None
         self._lock = threading.Lock()
         if create:
             self._created_parents = _make_dirs(self.root, f"cannot create the store "
@@ -523,8 +524,11 @@ class FileStore(_StoreBase):
         objects an earlier, killed receiver filed but never synced; the ``fsync`` method
         syncs those paths, :data:`SYNC_WORKERS` at a time (fsync releases the GIL, and a
         journaling filesystem commits concurrent fsyncs together). StorageError when the
-        system reports a failure: nothing may be filed that relies on them."""
+        system reports a failure, and at every later barrier of this store object:
+        nothing may be filed that relies on them."""
         method = self.sync_method  # decided before taking the list (it may refuse)
+        if self._sync_failure is not None:
+            raise StorageError(self._sync_failure)
         with self._lock:
             pending, self._pending = self._pending, []
             extra, self._created_parents = self._created_parents, []
@@ -537,7 +541,13 @@ class FileStore(_StoreBase):
                 _fsync_paths(list(dict.fromkeys(
                     pending + _directory_chains(pending, self.root) + extra)))
         except OSError as e:
-            raise StorageError(f"cannot sync the store {self.root}: {e.strerror or e}") from e
+            # A sync error may have dropped written data and is reported once only (a
+            # second fsync or syncfs can succeed over the loss): this store object
+            # files no manifest any more.
+            self._sync_failure = (f"cannot sync the store {self.root}: {e.strerror or e}"
+                                  f" (objects filed since the last good sync may be lost; "
+                                  f"`lockbox snap verify` checks them)")
+            raise StorageError(self._sync_failure) from e
 
     def put_manifest(self, manifest: Manifest | bytes, hex_id: str | None = None, *,
                      require_objects: bool = True) -> str:
