@@ -251,7 +251,7 @@ def test_rewrite_in_memory_errors():
     layout = reopen(data)
     with pytest.raises(UsageError, match="nothing to rewrite"):
         rewrite_sync_bytes(layout, _stored_data(data, layout))
-    with pytest.raises(UsageError, match="context.json"):
+    with pytest.raises(UsageError, match=r"context\.json"):
         rewrite_sync_bytes(layout, {"manifest.toml": MANIFEST, "sync.wasm": WASM_STUB},
                            payload=b"q")
 
