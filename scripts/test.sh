@@ -18,12 +18,17 @@ result() {  # result NAME STATUS START: one entry of the final summary
 }
 
 bash scripts/setup.sh
-# Playwright cannot download its own browser here: the e2e suite drives /usr/bin/chromium.
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "==> install Debian's chromium for the browser tests (apt-get, a few minutes the first time)"
+# Debian packages the tests drive: chromium (Playwright cannot download its own browser
+# here: the e2e suite drives /usr/bin/chromium) and the WebDAV clients of the mount tests
+# (litmus, rclone, cadaver). Installed with apt-get when missing and when we may.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+for tool in litmus rclone cadaver; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "==> install Debian's ${missing[*]} for the tests (apt-get, a few minutes the first time)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get -o DPkg::Lock::Timeout=300 update -q
-  apt-get -o DPkg::Lock::Timeout=300 install -y -q chromium
+  apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing[@]}"
 fi
 
 echo "==> lint (ruff) and types (mypy: pycore/lockbox, server/lockbox_server)"
