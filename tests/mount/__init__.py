@@ -1,0 +1,1 @@
+"""Tests of lockbox_server.mount (lockbox mount: WebDAV)."""
