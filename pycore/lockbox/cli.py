@@ -1655,6 +1655,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-push-size", type=_parse_size, default=None, metavar="SIZE",
                    help="largest pack one push may send (default: 16G)")
 
+    p = cmd("mount", cmd_mount, "serve an archive or a sync store over WebDAV (file managers)",
+            parents=[quiet],
+            description="Serve TARGET over WebDAV, for file managers and WebDAV clients "
+                        "(rclone, cadaver, davfs2, Finder, Explorer): any archive file or URL "
+                        "read-only; a .lbox with --writable; a .sync file (its payload); a "
+                        "directory of .sync files (a sync store; writable with --writable); a "
+                        "snapdir snapshot STORE_URI#id=ID. docs/MOUNT.md.")
+    p.add_argument("archive", metavar="TARGET")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                   "127.0.0.1; any other needs --user and --password-file)")
+    p.add_argument("--port", type=int, default=4918, help="port (default: 4918; 0: any free)")
+    p.add_argument("--writable", action="store_true",
+                   help="allow changes (a .lbox archive or a directory of .sync files)")
+    p.add_argument("--user", metavar="NAME", help="require HTTP basic auth as NAME")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="the WebDAV password of --user (first line of FILE)")
+    g = p.add_argument_group("archive secrets")
+    g.add_argument("--archive-password-file", metavar="FILE",
+                   help="read the archive's password from the first line of FILE "
+                        "(default: LOCKBOX_PASSWORD, else ask on the terminal)")
+    g.add_argument("--identity", "-i", metavar="FILE",
+                   help="open with the identity in FILE (default: LOCKBOX_IDENTITY)")
+
     # `lockbox sync ACTION`: .sync containers (sync-rs). Imported here, not at the top:
     # cli_sync builds on this module's helpers.
     from . import cli_sync
@@ -1756,6 +1779,80 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if e.strerror:
             raise StorageError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from e
         raise StorageError(str(e) or f"cannot listen on {args.host}:{args.port}") from e
+    return 0
+
+
+def _mount_banner(target: str, url: str, writable: bool) -> list[str]:
+    mode = "writable" if writable else "read-only"
+    return [f"mounted {target} at {url} ({mode}; Ctrl-C to stop)",
+            f"  rclone:   rclone mount ':webdav,url={url}:' ~/mnt   (or rclone copy/sync)",
+            f"  cadaver:  cadaver {url}",
+            f"  davfs2:   sudo mount -t davfs {url} /mnt/lockbox",
+            f"  macOS:    Finder > Go > Connect to Server > {url}",
+            f"  Windows:  net use * {url}"]
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    """lockbox mount: WebDAV over an archive or a sync store (lockbox_server.mount)."""
+    if args.password_file and not args.user:
+        raise UsageError("--password-file is the WebDAV password of --user NAME; the "
+                         "archive's password: --archive-password-file FILE or LOCKBOX_PASSWORD")
+    auth = None
+    if args.user:
+        if not args.password_file:
+            raise UsageError("--user needs --password-file FILE (the WebDAV password)")
+        auth = (args.user, _read_secret_line(args.password_file, "password"))
+    try:
+        from lockbox_server.mount import check_binding, make_mount_app, run_mount
+    except ImportError:
+        raise UsageError("the server is not installed (pip install 'lockbox[server]')") from None
+    warning = check_binding(args.host, auth)
+    ns = argparse.Namespace(**vars(args))
+    ns.password_file = args.archive_password_file
+    location: str = args.archive
+    target: Any = location
+    secrets: dict[str, Any] = {}
+    local_dir = not is_url(location) and not is_special_location(location) and \
+        os.path.isdir(location)
+    fmt = None
+    if not local_dir and not is_special_location(location):
+        with open_source(location) as source:
+            fmt = probe(source).spec.name
+    if fmt == "lbox" and args.writable:
+        secrets = {"password": _password(ns), "identity": _identity(ns)}
+        if secrets["password"] is None and secrets["identity"] is None:
+            if not _stdin_tty():
+                raise UsageError(NO_SECRET)
+            secrets["password"] = _prompt(f"Password for {os.path.basename(location)}: ")
+    elif fmt == "sync":
+        secrets = {"password": _password(ns)}
+    elif not local_dir and not args.writable:
+        target = _open_any(ns)  # asks for a password like the other verbs
+    try:
+        app = make_mount_app(target, writable=args.writable, auth=auth, verbose=0, **secrets)
+    except BaseException:
+        if isinstance(target, Archive):
+            target.close()
+        raise
+    if warning:
+        _err(warning)
+
+    def ready(url: str) -> None:
+        if not args.quiet:
+            for line in _mount_banner(location, url, args.writable):
+                _out(line)
+        sys.stdout.flush()
+
+    try:
+        run_mount(app, host=args.host, port=args.port, ready=ready)
+    except KeyboardInterrupt:  # Ctrl-C is how the mount is stopped: not an error
+        return 0
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise StorageError(f"port {args.port} is busy: use --port N (or stop the other "
+                               "server)") from None
+        raise StorageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}"
+                           ) from e
     return 0
 
 
