@@ -11,9 +11,9 @@ How to use them (each is a pytest fixture; ask for it by name):
   ``lbox_rw.make_provider(...)``); ``kw``: ``writable``, ``password``, ``identity``,
   ``auth=(user, password)``, ``settings`` ...::
 
-      def test_x(mount_server, make_archive):
+      def test_x(mount_server, webdav, make_archive):
           with mount_server(make_archive({"a.txt": b"hi"}), password="pw") as url:
-              assert requests.get(url + "a.txt").content == b"hi"
+              assert webdav.get(url + "a.txt").content == b"hi"
 
   ``mount_server.last`` is the last :class:`~lockbox_server.mount.MountServer` (its
   ``app``, ``port``), for a test that looks at the provider.
@@ -24,15 +24,15 @@ How to use them (each is a pytest fixture; ask for it by name):
   (put it in the assertion message). Skips when litmus is not installed.
 * ``rclone(*args, check=True) -> CompletedProcess`` -- runs ``rclone`` with no config
   file (``--config /dev/null``), a 300 s hang guard, text output. Build the remote with
-  :func:`rclone_remote` ``(url, auth=None) -> ":webdav,url=...:"`` (append a path):
-  ``rclone("copy", str(src), rclone_remote(url) + "dir")``. Skips without rclone.
+  the ``rclone_remote`` fixture, a function ``(url, auth=None) -> ":webdav,url=...:"``
+  (append a path): ``rclone("copy", str(src), rclone_remote(url) + "dir")``. Skips
+  without rclone.
 * ``cadaver(url, script, auth=None) -> CompletedProcess`` -- runs cadaver with the
   commands of ``script`` (one a line) on stdin. Skips without cadaver.
-* ``webdav`` -- a ``requests.Session`` (close on teardown) for raw WebDAV requests
-  (``webdav.request("PROPFIND", url, headers={"Depth": "1"})``).
+* ``webdav`` -- an ``httpx.Client`` (closed on teardown; 120 s timeout) for raw WebDAV
+  requests (``webdav.request("PROPFIND", url, headers={"Depth": "1"})``).
 
-Import the helpers directly when a fixture is awkward:
-``from tests.mount.conftest import LITMUS_SUITES, rclone_remote, parse_litmus``.
+(tests/ is not a package on sys.path: use the fixtures rather than importing this file.)
 """
 
 from __future__ import annotations
@@ -46,12 +46,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-pytest.importorskip("wsgidav", reason="the [server] extra (wsgidav) is not installed")
-requests = pytest.importorskip("requests")
-
-from lockbox_server.mount import MountServer, make_mount_app, start_mount_server  # noqa: E402
+try:  # the [server] extra; without it the fixtures skip (conftest must import anyway)
+    from lockbox_server.mount import MountServer, make_mount_app, start_mount_server
+except ModuleNotFoundError as _exc:
+    _MISSING: str | None = f"the [server] extra is not installed ({_exc.name})"
+else:
+    _MISSING = None
 
 LITMUS_SUITES = ("basic", "copymove", "props", "locks", "http")
 """litmus's suites: 104 tests in all (16 + 13 + 30 + 41 + 4 on litmus 0.13)."""
@@ -80,7 +83,7 @@ def _need(binary: str) -> str:
     return path
 
 
-def rclone_remote(url: str, auth: tuple[str, str] | None = None) -> str:
+def make_rclone_remote(url: str, auth: tuple[str, str] | None = None) -> str:
     """An rclone connection-string remote for the WebDAV server at ``url``
     (append the path inside it)."""
     parts = [f"url='{url}'", "vendor=other"]
@@ -93,8 +96,15 @@ def rclone_remote(url: str, auth: tuple[str, str] | None = None) -> str:
     return ":webdav," + ",".join(parts) + ":"
 
 
+@pytest.fixture(name="rclone_remote")
+def rclone_remote_fixture() -> Callable[..., str]:
+    return make_rclone_remote
+
+
 @pytest.fixture
 def mount_server() -> Iterator[Any]:
+    if _MISSING:
+        pytest.skip(_MISSING)
     started: list[MountServer] = []
 
     @contextlib.contextmanager
@@ -173,7 +183,6 @@ def cadaver(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 @pytest.fixture
-def webdav() -> Iterator[Any]:
-    session = requests.Session()
-    yield session
-    session.close()
+def webdav() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=HANG_GUARD_S / 2.5) as client:
+        yield client

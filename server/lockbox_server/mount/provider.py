@@ -14,7 +14,8 @@ unlocked with its password or identity, a ``.uri``, a ``.sync``, a snapdir snaps
   definition: same bytes, same tag, across commits); otherwise the entry's size and
   mtime plus a token of the archive file (its size and mtime, or the URL's length), so
   a rewritten archive does not reuse an old tag;
-* Last-Modified and creationdate: the entry's mtime.
+* Last-Modified and creationdate: the entry's mtime (whole seconds); in a format that
+  keeps none (``.uri``: 0), the archive file's; none at all for such a format on a URL.
 
 The provider is read-only (``is_readonly()``): the mount app answers every write
 method with 403 before it reaches wsgidav (``lockbox_server.mount.app``). The archive
@@ -70,6 +71,17 @@ def _archive_token(archive: Archive) -> str:
     return h.hexdigest()
 
 
+def _archive_mtime_ns(archive: Archive) -> int | None:
+    """The archive file's mtime: the entries' Last-Modified in a format that keeps none
+    (``.uri``); None for a URL."""
+    if archive.path is None:
+        return None
+    try:
+        return os.stat(archive.path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def _archive_path(path: str) -> str:
     """The archive's path for a share path (``/a/b/`` -> ``a/b``; ``/`` -> ``""``)."""
     return "/".join(p for p in path.split("/") if p)
@@ -114,11 +126,17 @@ class _Entry:
     info: EntryInfo
     provider: ArchiveProvider
 
-    def get_creation_date(self) -> float:
-        return self.info.mtime_ns / 1e9
+    def _mtime_ns(self) -> int | None:
+        return self.info.mtime_ns or self.provider.fallback_mtime_ns
 
-    def get_last_modified(self) -> float:
-        return self.info.mtime_ns / 1e9
+    def get_creation_date(self) -> float | None:
+        mtime_ns = self._mtime_ns()
+        return None if mtime_ns is None else mtime_ns / 1e9
+
+    def get_last_modified(self) -> int | None:
+        # Whole seconds, as HTTP dates are: If-Modified-Since compares against this.
+        mtime_ns = self._mtime_ns()
+        return None if mtime_ns is None else mtime_ns // 1_000_000_000
 
     def get_display_name(self) -> str:
         return self.info.name
@@ -130,7 +148,7 @@ class _Entry:
         return True
 
     def support_modified(self) -> bool:
-        return True
+        return self._mtime_ns() is not None
 
 
 class ArchiveMember(_Entry, DAVNonCollection):
@@ -221,6 +239,7 @@ class ArchiveProvider(DAVProvider):
         loc = archive.location or ""
         self.display_name = display_name or os.path.basename(loc.split("#", 1)[0].rstrip("/"))
         self.archive_token = _archive_token(archive)
+        self.fallback_mtime_ns = _archive_mtime_ns(archive)
         with self.lock:
             root = archive.stat("")
         self._root = root
