@@ -10,6 +10,7 @@ the binding rule: loopback by default; any other address needs a user and passwo
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import threading
@@ -280,7 +281,15 @@ class MountServer:
 
 def _bind(app: WsgiDAVApp, host: str, port: int) -> wsgi.Server:
     server = wsgi.Server((host, port), app, numthreads=THREADS, server_name="lockbox-mount")
-    server.prepare()  # binds: a busy port raises OSError here
+    try:
+        server.prepare()  # binds
+    except OSError as e:
+        # cheroot reports every failed bind as one OSError without errno, the reasons
+        # in its text: give a busy port its errno back (the CLI names it).
+        if e.errno is None and (f"[Errno {errno.EADDRINUSE}]" in str(e)
+                                or os.strerror(errno.EADDRINUSE) in str(e)):
+            raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE)) from e
+        raise
     return server
 
 
