@@ -21,7 +21,7 @@ import pytest
 import lockbox
 from lockbox.errors import LockedError
 
-from .conftest import LITMUS_SUITES, rclone_remote
+from .conftest import LITMUS_SUITES
 
 PASSWORD = "pw"
 HANG_GUARD_S = 120
@@ -53,3 +53,322 @@ def test_litmus_all_suites(mount_server: Any, run_litmus: Any, lbox: Path) -> No
     with lockbox.open(lbox, password=PASSWORD) as box:
         assert box.verify().ok
         assert box.exists("docs/readme.txt")
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _request(url: str, method: str, path: str, body: Any = None,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request on a new connection: (status, headers, body)."""
+    import http.client
+    from urllib.parse import quote, urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=HANG_GUARD_S)
+    try:
+        conn.request(method, quote(path), body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def _blocks(total_size: int, block_size: int = 1 << 20, seed: int = 7) -> Any:
+    """``total_size`` pseudo-random bytes, a block at a time (never all in memory)."""
+    import random
+
+    rng = random.Random(seed)
+    left = total_size
+    while left:
+        n = min(block_size, left)
+        yield rng.randbytes(n)
+        left -= n
+
+
+def _digest(total_size: int) -> str:
+    h = hashlib.sha256()
+    for b in _blocks(total_size):
+        h.update(b)
+    return h.hexdigest()
+
+
+# -- rclone, cadaver ----------------------------------------------------------------
+
+
+def _make_tree(root: Path) -> dict[str, bytes]:
+    import random
+
+    rng = random.Random(11)
+    files = {
+        "a.txt": b"alpha\n",
+        "empty.dat": b"",
+        "nested/deeper/deepest/leaf.bin": rng.randbytes(70_000),
+        "nested/empty-too": b"",
+        "ünïcødé/日本語 ファイル.txt": "こんにちは\n".encode(),
+        "ünïcødé/emoji 🎉.md": b"# party\n",
+        "spaces and #hash%/x y.txt": b"odd names\n",
+        "big/twenty.bin": rng.randbytes(20 << 20),
+    }
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    (root / "only-a-dir").mkdir()
+    return files
+
+
+def _read_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_rclone_round_trip_is_committed(mount_server: Any, rclone: Any, rclone_remote: Any,
+                                        lbox: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    files = _make_tree(src)
+    out = tmp_path / "out"
+    with mount_server(lbox, writable=True, password=PASSWORD) as url:
+        provider = mount_server.last.app.provider_map["/"]
+        remote = rclone_remote(url)
+        rclone("copy", "--transfers", "4", str(src), remote + "up")
+        rclone("copy", remote + "up", str(out))
+        stats = provider.batch.stats
+        assert stats.requests >= len(files) and stats.failed == 0
+    assert _read_tree(out) == files
+    # Committed: a fresh open of the archive file has every upload, byte for byte.
+    committed = _files(lbox)
+    assert {p[len("up/"):]: d for p, d in committed.items() if p.startswith("up/")} == files
+    assert committed["docs/readme.txt"] == b"hello\n"
+    with lockbox.open(lbox, password=PASSWORD) as box:
+        assert box.verify().ok
+
+
+def test_cadaver_script(mount_server: Any, cadaver: Any, lbox: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local.txt"
+    local.write_bytes(b"from cadaver\n" * 100)
+    script = textwrap.dedent(f"""\
+        mkcol work
+        put {local} work/one.txt
+        copy work/one.txt work/two.txt
+        mkcol work/sub
+        move work/two.txt work/sub/moved.txt
+        put {local} gone.txt
+        delete gone.txt
+        delete top.bin
+        get work/sub/moved.txt {tmp_path / 'back.txt'}
+        ls work
+        """)
+    with mount_server(lbox, writable=True, password=PASSWORD) as url:
+        proc = cadaver(url, script)
+        assert "failed" not in proc.stdout.lower(), proc.stdout + proc.stderr
+    assert (tmp_path / "back.txt").read_bytes() == local.read_bytes()
+    files = _files(lbox)
+    assert files["work/one.txt"] == local.read_bytes()
+    assert files["work/sub/moved.txt"] == local.read_bytes()
+    assert "work/two.txt" not in files and "gone.txt" not in files and "top.bin" not in files
+
+
+# -- semantics ------------------------------------------------------------------------
+
+
+def test_put_answers_after_commit_and_etag_follows_content(mount_server: Any,
+                                                           lbox: Path) -> None:
+    with mount_server(lbox, writable=True, password=PASSWORD) as url:
+        status, headers, _ = _request(url, "PUT", "/n/ew.txt", b"v1")
+        assert status == 409  # the parent collection does not exist
+        status, headers, _ = _request(url, "PUT", "/new.txt", b"v1")
+        assert status == 201
+        etag1 = headers["etag"]
+        assert _files(lbox)["new.txt"] == b"v1"  # durable before the answer
+        status, headers, _ = _request(url, "PUT", "/new.txt", b"v2")
+        assert status == 204 and headers["etag"] != etag1
+        etag2 = headers["etag"]
+        status, headers, body = _request(url, "GET", "/new.txt")
+        assert (status, body, headers["etag"]) == (200, b"v2", etag2)
+        status, _, body = _request(url, "GET", "/new.txt", headers={"If-None-Match": etag2})
+        assert status == 304
+        status, _, body = _request(url, "GET", "/new.txt", headers={"Range": "bytes=1-1"})
+        assert (status, body) == (206, b"2")
+        # The writer is the mount's for its lifetime: another writer is refused.
+        with lockbox.open(lbox, password=PASSWORD) as box, pytest.raises(LockedError):
+            box.writer()
+    with lockbox.open(lbox, password=PASSWORD) as box:
+        info = box.stat("new.txt")
+        assert box.read_bytes("new.txt") == b"v2"
+        assert abs(info.mtime_ns / 1e9 - time.time()) < 3600  # the PUT time, not 0
+
+
+def test_group_commit_shares_one_commit(mount_server: Any, lbox: Path) -> None:
+    from lockbox_server.mount import lbox_rw
+
+    provider = lbox_rw.make_provider(lbox, password=PASSWORD, max_delay_s=3600)
+    n = 8
+    results: list[int] = []
+    with mount_server(provider) as url:
+        generation = provider.box.generation
+        with provider.batch.turn():  # hold the writer: every PUT queues behind it
+            threads = [threading.Thread(target=lambda i=i: results.append(
+                _request(url, "PUT", f"/burst{i}.txt", f"{i}".encode())[0]))
+                for i in range(n)]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + HANG_GUARD_S
+            while provider.batch._queued < n and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert provider.batch._queued == n
+        for t in threads:
+            t.join(HANG_GUARD_S)
+        assert sorted(results) == [201] * n
+        assert provider.batch.stats.commits == 1 and provider.batch.stats.requests == n
+        assert provider.box.generation == generation + 1
+    files = _files(lbox)
+    assert all(files[f"burst{i}.txt"] == f"{i}".encode() for i in range(n))
+
+
+def test_failed_request_changes_nothing(mount_server: Any, lbox: Path) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    with mount_server(lbox, writable=True, password=PASSWORD) as url:
+        generation = _generation(lbox)
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=HANG_GUARD_S)
+        conn.putrequest("PUT", "/cut.bin")
+        conn.putheader("Content-Length", str(4 << 20))
+        conn.endheaders()
+        conn.send(b"x" * (1 << 20))
+        conn.close()  # the client goes away mid-body
+        status, _, _ = _request(url, "PUT", "/after.txt", b"ok")  # the writer is free
+        assert status == 201
+        status, _, _ = _request(url, "GET", "/cut.bin")
+        assert status == 404
+    files = _files(lbox)
+    assert "cut.bin" not in files and files["after.txt"] == b"ok"
+    assert _generation(lbox) == generation + 1
+
+
+# -- bounded memory ---------------------------------------------------------------------
+
+
+def test_large_put_streams_in_bounded_memory(mount_server: Any, make_archive: Any) -> None:
+    import tracemalloc
+
+    path = make_archive(chunk_size=1 << 20)
+    size = 192 << 20
+    with mount_server(path, writable=True, password=PASSWORD) as url:
+        tracemalloc.start()
+        try:
+            status, _, _ = _request(url, "PUT", "/large.bin", _blocks(size),
+                                    headers={"Content-Length": str(size)})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert status == 201
+    # The chunk, its read-ahead, the sealed frame and a few socket blocks: a few MiB
+    # whatever the size (the bound is loose; the point is it does not grow with it).
+    assert peak < 32 << 20, f"peak {peak / 2**20:.1f} MiB for a {size >> 20} MiB PUT"
+    with lockbox.open(path, password=PASSWORD) as box:
+        h = hashlib.sha256()
+        for piece in box.iter_bytes("large.bin"):
+            h.update(piece)
+    assert h.hexdigest() == _digest(size)
+
+
+# -- kill -9 -----------------------------------------------------------------------------
+
+_MOUNT_SCRIPT = textwrap.dedent("""\
+    import os, signal, sys
+
+    point = os.environ.get("LOCKBOX_TEST_KILL_AT", "")
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point in ("before-slot", "after-slot"):
+        import lockbox.formats.lbox.write.commit as commit_mod
+        real_fsync = commit_mod.fsync
+        calls = []
+
+        def fsync(fd, **kw):
+            calls.append(fd)
+            if point == "before-slot" and len(calls) == 1:
+                die()  # the commit's pages are written, its slot is not
+            real_fsync(fd, **kw)
+            if point == "after-slot" and len(calls) == 2:
+                die()  # the commit is durable, the answer is not sent
+
+        commit_mod.fsync = fsync
+    elif point == "torn-slot":
+        from lockbox.formats.lbox.write.writer import Writer
+
+        def torn(self, image, offset):
+            self.pages._pwrite(image[:100], offset)
+            die()  # the head of a commit slot on disk, the rest the older commit's
+
+        Writer._write_slot = torn
+
+    from lockbox_server.mount import make_mount_app, run_mount
+
+    app = make_mount_app(sys.argv[1], writable=True, password="pw", verbose=0)
+    run_mount(app, host="127.0.0.1", port=0, ready=lambda url: print(url, flush=True))
+    """)
+
+
+def _spawn_mount(path: Path, kill_at: str) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "LOCKBOX_TEST_KILL_AT": kill_at}
+    proc = subprocess.Popen([sys.executable, "-c", _MOUNT_SCRIPT, str(path)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert url.startswith("http://"), url
+    return proc, url
+
+
+@pytest.mark.parametrize("kill_at", ["body-1MiB", "body-5MiB", "before-slot", "torn-slot",
+                                     "after-slot"])
+def test_kill_9_during_a_put_keeps_the_last_commit(make_archive: Any, kill_at: str) -> None:
+    from urllib.parse import urlsplit
+
+    path = make_archive({"kept/a.txt": b"committed before\n"}, chunk_size=65536)
+    before = _files(path)
+    size = 8 << 20
+    proc, url = _spawn_mount(path, "" if kill_at.startswith("body") else kill_at)
+    try:
+        parts = urlsplit(url)
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=HANG_GUARD_S)
+        sock.sendall(f"PUT /big.bin HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                     f"Content-Length: {size}\r\n\r\n".encode())
+        stop_after = {"body-1MiB": 1 << 20, "body-5MiB": 5 << 20}.get(kill_at, size)
+        sent = 0
+        for block in _blocks(size):
+            block = block[:stop_after - sent]
+            sock.sendall(block)
+            sent += len(block)
+            if sent >= stop_after:
+                break
+        if kill_at.startswith("body"):
+            proc.send_signal(signal.SIGKILL)
+        else:  # the server kills itself inside the commit: the connection just ends
+            try:
+                while sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+        sock.close()
+        assert proc.wait(HANG_GUARD_S) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    after = _files(path)  # it opens: the last commit is intact
+    if kill_at == "after-slot":  # that commit was durable before the kill
+        assert hashlib.sha256(after.pop("big.bin")).hexdigest() == _digest(size)
+    assert after == before  # no partial file, nothing lost
+    with lockbox.open(path, password=PASSWORD) as box:
+        assert box.verify().ok
+        with box.writer() as w:  # and writable again (the killed writer's lock is gone)
+            w.add_bytes("later.txt", b"after the crash")
+    assert _files(path)["later.txt"] == b"after the crash"

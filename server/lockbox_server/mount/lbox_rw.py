@@ -39,6 +39,7 @@ from typing import Any
 
 from wsgidav import util
 from wsgidav.dav_error import (
+    HTTP_BAD_REQUEST,
     HTTP_CONFLICT,
     HTTP_FORBIDDEN,
     HTTP_INTERNAL_ERROR,
@@ -118,10 +119,12 @@ class _BodyReader:
     """wsgidav's PUT body blocks as a ``read(n)`` stream: ``n`` bytes, fewer only at
     the end (what the writer's chunker expects). Holds at most one block + ``n``."""
 
-    def __init__(self, blocks: Iterable[bytes]) -> None:
+    def __init__(self, blocks: Iterable[bytes], expected_size: int | None) -> None:
         self._blocks = iter(blocks)
         self._buf = bytearray()
         self._eof = False
+        self._expected_size = expected_size
+        self._received = 0
         self.size = 0
 
     def read(self, n: int) -> bytes:
@@ -130,7 +133,13 @@ class _BodyReader:
                 block = next(self._blocks)
             except StopIteration:
                 self._eof = True
+                if self._expected_size is not None and self._received != self._expected_size:
+                    # The server's input ends quietly when the client goes away: a
+                    # short body is a failed upload, never a shorter file.
+                    raise DAVError(HTTP_BAD_REQUEST, f"the body ended after {self._received} "
+                                   f"of {self._expected_size} bytes") from None
                 break
+            self._received += len(block)
             self._buf += block
         out = bytes(self._buf[:n])
         del self._buf[:n]
@@ -149,7 +158,9 @@ class _PutSink:
         res = self._resource
         provider = res.provider
         mode = res.node.mode if res.node is not None else 0o644
-        entry = provider.writer.add_stream(res.apath, _BodyReader(blocks), mode=mode & 0o7777)
+        length = res.environ.get("CONTENT_LENGTH") or ""
+        body = _BodyReader(blocks, int(length) if length.isdigit() else None)
+        entry = provider.writer.add_stream(res.apath, body, mode=mode & 0o7777)
         provider.mark_staged()
         res.node = Node.of_entry(res.apath, entry)
 
