@@ -49,6 +49,7 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
 import lockbox
+from lockbox.cache import CacheLimit, PageCache
 from lockbox.errors import (
     InvalidPathError,
     LockboxError,
@@ -604,6 +605,28 @@ class LboxProvider(DAVProvider):
             self.box.close()
 
 
+class _SharedPageCache(PageCache):
+    """The archive's page cache, shared by the reads of the committed state (under the
+    provider's lock) and the writer's lookups of the staged state (under the writer
+    turn): one lock keeps its LRU consistent."""
+
+    def __init__(self, budget_bytes: CacheLimit = "auto") -> None:
+        super().__init__(budget_bytes)
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any | None:
+        with self._lock:
+            return super().get(key)
+
+    def put(self, key: Any, value: Any, weight: int) -> None:
+        with self._lock:
+            super().put(key, value, weight)
+
+    def clear(self) -> None:
+        with self._lock:
+            super().clear()
+
+
 class _LockedReader:
     """A committed file read under the provider's lock (COPY's source)."""
 
@@ -627,8 +650,13 @@ def make_provider(path: str | os.PathLike[str], *, password: str | bytes | None 
     ``identity``; it holds the archive's writer until ``close()`` (LockedError when
     another writer has it). ``max_batch`` / ``max_delay_s``: the group-commit bounds
     (:class:`~.lbox_batch.GroupCommit`); ``settings`` go to ``lockbox.open``."""
+    cache = settings.pop("cache", "auto")
+    if not isinstance(cache, PageCache):
+        cache = _SharedPageCache(cache)
+    elif not isinstance(cache, _SharedPageCache):
+        raise UsageError("a writable mount makes its own page cache: give a size, not a cache")
     box = lockbox.open(os.fspath(path), password=password, identity=identity, format="lbox",
-                       **settings)
+                       cache=cache, **settings)
     if not isinstance(box, Lockbox):  # pragma: no cover - format="lbox" opens a Lockbox
         box.close()
         raise UsageError(f"{path} is not a .lbox archive")
