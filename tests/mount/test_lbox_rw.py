@@ -372,3 +372,109 @@ def test_kill_9_during_a_put_keeps_the_last_commit(make_archive: Any, kill_at: s
         with box.writer() as w:  # and writable again (the killed writer's lock is gone)
             w.add_bytes("later.txt", b"after the crash")
     assert _files(path)["later.txt"] == b"after the crash"
+
+
+# -- concurrency ---------------------------------------------------------------------------
+
+
+def test_concurrent_readers_and_writers(mount_server: Any, lbox: Path) -> None:
+    errors: list[str] = []
+
+    def writer(k: int) -> None:
+        for i in range(12):
+            name = f"/w{k}/f{i % 3}.txt"
+            if i == 0:
+                status = _request(url, "MKCOL", f"/w{k}")[0]
+                ok: tuple[int, ...] = (201,)
+            elif i % 4 == 3:
+                status = _request(url, "DELETE", name)[0]
+                ok = (204, 404)
+            else:
+                status = _request(url, "PUT", name, f"{k}-{i}".encode() * 100)[0]
+                ok = (201, 204)
+            if status not in ok:
+                errors.append(f"writer {k} step {i}: {status}")
+
+    def reader() -> None:
+        for _ in range(15):
+            status, _, body = _request(url, "GET", "/docs/readme.txt")
+            if (status, body) != (200, b"hello\n"):
+                errors.append(f"GET {status} {body[:40]!r}")
+            status = _request(url, "PROPFIND", "/", headers={"Depth": "1"})[0]
+            if status != 207:
+                errors.append(f"PROPFIND {status}")
+
+    with mount_server(lbox, writable=True, password=PASSWORD) as url:
+        provider = mount_server.last.app.provider_map["/"]
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+        threads += [threading.Thread(target=reader) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG_GUARD_S)
+        assert not any(t.is_alive() for t in threads)
+        stats = provider.batch.stats
+        # What is served is what is committed: compare with a fresh open.
+        served = {}
+        for k in range(4):
+            for i in range(3):
+                status, _, body = _request(url, "GET", f"/w{k}/f{i}.txt")
+                if status == 200:
+                    served[f"w{k}/f{i}.txt"] = body
+    assert errors == []
+    assert stats.failed == 0 and stats.commits <= stats.requests
+    files = _files(lbox)
+    assert {p: d for p, d in files.items() if p.startswith("w")} == served
+
+
+def test_get_never_mixes_versions(mount_server: Any, make_archive: Any) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    path = make_archive(chunk_size=65536)
+    size = 16 << 20
+    with mount_server(path, writable=True, password=PASSWORD) as url:
+        assert _request(url, "PUT", "/v.bin", _blocks(size, seed=1),
+                        headers={"Content-Length": str(size)})[0] == 201
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port,
+                                          timeout=HANG_GUARD_S)
+        conn.request("GET", "/v.bin")
+        resp = conn.getresponse()
+        head = resp.read(1 << 20)
+        # Replace the file while the GET is being answered.
+        assert _request(url, "PUT", "/v.bin", _blocks(size, seed=2),
+                        headers={"Content-Length": str(size)})[0] == 204
+        try:
+            rest = resp.read()
+        except http.client.IncompleteRead as e:
+            rest = e.partial
+        conn.close()
+    got = head + rest
+    first = b"".join(_blocks(size, seed=1))
+    assert got == first[:len(got)]  # a prefix of the old version, never new bytes
+    assert _files(path)["v.bin"] == b"".join(_blocks(size, seed=2))
+
+
+def test_move_and_copy_trees_are_committed(mount_server: Any, make_archive: Any) -> None:
+    path = make_archive({"t/a.txt": b"A", "t/sub/b.txt": b"B" * 70_000, "other.txt": b"O"},
+                        chunk_size=65536)
+    with mount_server(path, writable=True, password=PASSWORD) as url:
+        dest = {"Destination": url + "copy"}
+        assert _request(url, "COPY", "/t", headers=dest)[0] == 201
+        assert _request(url, "COPY", "/t", headers={**dest, "Overwrite": "F"})[0] == 412
+        assert _request(url, "COPY", "/t", headers={"Destination": url + "shallow",
+                                                    "Depth": "0"})[0] == 201
+        assert _request(url, "MOVE", "/copy/sub", headers={"Destination": url + "moved"})[0] \
+            == 201
+        # MOVE over an existing file (Overwrite defaults to T): 204, the old one is gone.
+        assert _request(url, "MOVE", "/other.txt",
+                        headers={"Destination": url + "t/a.txt"})[0] == 204
+        assert _request(url, "DELETE", "/copy")[0] == 204
+    files = _files(path)
+    assert files == {"t/a.txt": b"O", "t/sub/b.txt": b"B" * 70_000,
+                     "moved/b.txt": b"B" * 70_000}
+    with lockbox.open(path, password=PASSWORD) as box:
+        assert box.stat("shallow").is_dir and box.ls("shallow") == []
+        assert not box.exists("copy")
+        assert box.verify().ok

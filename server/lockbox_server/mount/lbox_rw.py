@@ -367,6 +367,20 @@ class LboxFolder(_Resource, DAVCollection):
     def get_member(self, name: str) -> LboxFile | LboxFolder | None:
         return self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
 
+    def get_descendants(self, *, collections: bool = True, resources: bool = True,
+                        depth_first: bool = False, depth: str = "infinity",
+                        add_self: bool = False) -> list[Any]:
+        # wsgidav 4.4 lists a COPY's source with depth infinity whatever the Depth
+        # header says: a COPY with Depth 0 copies the collection alone (RFC 4918 9.8.3).
+        env = self.environ
+        if (env.get("REQUEST_METHOD") == "COPY" and env.get("HTTP_DEPTH") == "0"
+                and _archive_path(env.get("PATH_INFO", "")) == self.apath):
+            depth = "0"
+        result: list[Any] = super().get_descendants(
+            collections=collections, resources=resources, depth_first=depth_first,
+            depth=depth, add_self=add_self)
+        return result
+
     def create_empty_resource(self, name: str) -> LboxFile:
         self._staging()
         path = util.join_uri(self.path, name)
