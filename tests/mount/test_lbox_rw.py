@@ -478,3 +478,49 @@ def test_move_and_copy_trees_are_committed(mount_server: Any, make_archive: Any)
         assert box.stat("shallow").is_dir and box.ls("shallow") == []
         assert not box.exists("copy")
         assert box.verify().ok
+
+
+def test_a_storage_error_fails_only_its_request(mount_server: Any, lbox: Path) -> None:
+    from lockbox_server.mount import lbox_rw
+
+    provider = lbox_rw.make_provider(lbox, password=PASSWORD, max_delay_s=3600)
+    real_add_stream = provider.writer.add_stream
+
+    class Exploding:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+            self.reads = 0
+
+        def read(self, n: int) -> bytes:
+            self.reads += 1
+            if self.reads > 1:
+                raise OSError(28, "No space left on device")
+            data: bytes = self.inner.read(n)
+            return data
+
+    def add_stream(path: str, stream: Any, **kw: Any) -> Any:
+        if path == "bad.bin":
+            stream = Exploding(stream)
+        return real_add_stream(path, stream, **kw)
+
+    provider.writer.add_stream = add_stream  # type: ignore[method-assign]
+    results: dict[str, int] = {}
+    with mount_server(provider) as url:
+        with provider.batch.turn():  # both PUTs queue: one stages while the other waits
+            threads = [threading.Thread(target=lambda name=name, body=body: results.update(
+                {name: _request(url, "PUT", "/" + name, body)[0]}))
+                for name, body in (("good.txt", b"good"), ("bad.bin", b"x" * 300_000))]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + HANG_GUARD_S
+            while provider.batch._queued < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        for t in threads:
+            t.join(HANG_GUARD_S)
+        assert results == {"good.txt": 201, "bad.bin": 500}
+        assert _request(url, "PUT", "/later.txt", b"later")[0] == 201  # writer still fine
+    files = _files(lbox)
+    assert files["good.txt"] == b"good" and files["later.txt"] == b"later"
+    assert "bad.bin" not in files
+    with lockbox.open(lbox, password=PASSWORD) as box:
+        assert box.verify().ok

@@ -488,10 +488,13 @@ class LboxProvider(DAVProvider):
             environ[_STAGING] = True
             try:
                 body = list(default_handler(environ, held_start_response))
-            except BaseException:
-                if self._staged or self.writer.staging.dirty:  # take back its changes
-                    (staging.toc_changes, staging.env_changes, staging.known_dirs,
-                     staging.new_dirs) = saved
+            except BaseException as e:
+                # Take back what this request staged (its content frames are dead
+                # weight, accounted at the next commit).
+                (staging.toc_changes, staging.env_changes, staging.known_dirs,
+                 staging.new_dirs) = saved
+                if _is_failure(e):
+                    self._reset_writer()
                 raise
             finally:
                 environ[_STAGING] = False
@@ -505,6 +508,16 @@ class LboxProvider(DAVProvider):
         status, headers, exc_info = answer
         start_response(status, headers, exc_info)
         return body
+
+    def _reset_writer(self) -> None:
+        """After an I/O or internal error while staging (the writer's pages may be in
+        any state): commit what other requests staged (or fail them all), then drop
+        whatever this session wrote past the last commit."""
+        self.batch.flush()
+        try:
+            self._abort()
+        except Exception:
+            pass  # the next commit (or the next writer) starts from the durable state
 
     @staticmethod
     def _flush_first(environ: dict[str, Any]) -> bool:
@@ -651,6 +664,13 @@ class _LockedReader:
     def read(self, n: int) -> bytes:
         with self._lock:
             return self._inner.read(n)
+
+
+def _is_failure(e: BaseException) -> bool:
+    """An error of the server or the disk (not a refused request: 4xx)."""
+    if isinstance(e, DAVError):
+        return int(e.value) >= 500
+    return True
 
 
 def _no_write(data: bytes) -> None:  # pragma: no cover - wsgidav never uses write()
