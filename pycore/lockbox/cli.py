@@ -1816,8 +1816,11 @@ def cmd_mount(args: argparse.Namespace) -> int:
         os.path.isdir(location)
     fmt = None
     if not local_dir and not is_special_location(location):
-        with open_source(location) as source:
+        source = open_source(location)  # a missing file is reported before any prompt
+        try:
             fmt = probe(source).spec.name
+        finally:
+            source.close()
     if fmt == "lbox" and args.writable:
         secrets = {"password": _password(ns), "identity": _identity(ns)}
         if secrets["password"] is None and secrets["identity"] is None:
