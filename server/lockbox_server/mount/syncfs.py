@@ -74,6 +74,7 @@ from typing import Any, BinaryIO
 
 from wsgidav import util
 from wsgidav.dav_error import (
+    HTTP_BAD_REQUEST,
     HTTP_CONFLICT,
     HTTP_FORBIDDEN,
     HTTP_INTERNAL_ERROR,
@@ -629,6 +630,20 @@ def _stamp_props(res: Any, dest_path: str, *, is_move: bool, with_children: bool
         prop_man.copy_properties(res.get_ref_url(), dest_url, res.environ)
 
 
+def _check_not_locked(res: Any) -> None:
+    """423 Locked when ``res`` is locked by another token than the request's (what
+    wsgidav checks before it deletes a resource itself)."""
+    lock_man = res.provider.lock_manager
+    if lock_man is None:
+        return
+    environ = res.environ
+    if "wsgidav.conditions.if" not in environ:
+        util.parse_if_header_dict(environ)
+    lock_man.check_write_permission(url=res.get_ref_url(), depth="0",
+                                    token_list=environ["wsgidav.ifLockTokenList"],
+                                    principal=environ["wsgidav.user_name"])
+
+
 class StoreFolder(DAVCollection):
     """A folder of the store (the root too)."""
 
@@ -751,6 +766,14 @@ class _Upload:
 
     def __init__(self, res: StoreFile) -> None:
         self.res = res
+        self.size = 0
+        environ = res.environ
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            length = -1
+        self.expected_size = None if chunked or length < 0 else length
         try:
             self.spool: BinaryIO | None = tempfile.TemporaryFile(dir=res.dir_path)
         except OSError as e:
@@ -759,6 +782,7 @@ class _Upload:
 
     def write(self, data: bytes) -> int:
         assert self.spool is not None
+        self.size += len(data)
         return self.spool.write(data)
 
     def close(self) -> None:
@@ -766,6 +790,10 @@ class _Upload:
             return
         self.done = True
         try:
+            if self.expected_size is not None and self.size != self.expected_size:
+                # wsgidav ends the body at EOF: a cut connection must not store a part
+                raise DAVError(HTTP_BAD_REQUEST, f"the body ended after {self.size} of "
+                                                 f"{self.expected_size} bytes: nothing stored")
             self.spool.flush()
             self.spool.seek(0)
             self.res.commit(self.spool)
@@ -888,6 +916,13 @@ class StoreFile(DAVNonCollection):
         self.remove_all_properties(recursive=True)
         self.remove_all_locks(recursive=True)
 
+    def handle_delete(self) -> bool:
+        """Deleted here: wsgidav's own DELETE checks afterwards that the name is gone,
+        which is not so when a hidden file of the same display name shows up then."""
+        _check_not_locked(self)
+        self.delete()
+        return True
+
     def _transfer(self, dest_path: str, *, is_move: bool) -> None:
         provider = self.provider
         provider.require_writable()
@@ -970,6 +1005,11 @@ class IgnoredFile(DAVNonCollection):
     def delete(self) -> None:
         self.remove_all_properties(recursive=True)
         self.remove_all_locks(recursive=True)
+
+    def handle_delete(self) -> bool:
+        _check_not_locked(self)
+        self.delete()  # the name stays (it always exists): wsgidav's check would fail
+        return True
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         pass
