@@ -231,3 +231,45 @@ def test_cli_busy_port(make_archive: Any, mount_server: Any) -> None:
                               timeout=HANG_GUARD_S, env={**os.environ, "LOCKBOX_PASSWORD": "pw"})
     assert proc.returncode != 0
     assert f"port {port} is busy" in proc.stderr, proc.stderr
+
+
+def test_cli_writable_lbox_commits_a_put(make_archive: Any) -> None:
+    box = make_archive({"a.txt": b"a"})
+    proc = _start([str(box), "--writable", "--port", "0"], env={"LOCKBOX_PASSWORD": "pw"})
+    try:
+        url = _url_of(proc)
+        r = httpx.put(url + "n%C3%A9w.txt", content=b"new content", timeout=HANG_GUARD_S)
+        assert r.status_code == 201
+    finally:
+        code, err = _stop(proc)
+    assert code == 0, err
+    with lockbox.open(box, password="pw") as archive:
+        assert archive.read_bytes("n\u00e9w.txt") == b"new content"
+
+
+def test_cli_writable_lbox_without_secret_or_terminal(make_archive: Any) -> None:
+    box = make_archive({"a.txt": b"a"})
+    proc = subprocess.run([sys.executable, "-m", "lockbox", "mount", str(box), "--writable",
+                           "--port", "0"], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=HANG_GUARD_S,
+                          env={**os.environ, "LOCKBOX_PASSWORD": ""})
+    assert proc.returncode != 0
+    assert "no password or identity given" in proc.stderr, proc.stderr
+
+
+def test_sync_store_upload_then_the_sync_file_mounts_read_only(
+        mount_server: Any, webdav: httpx.Client, tmp_path: Path) -> None:
+    """The dispatch end to end: a folder + writable -> the sync store (an upload becomes
+    notes.csv.sync); that file -> the single-.sync provider (read-only, its payload at
+    the display name)."""
+    store = tmp_path / "store"
+    store.mkdir()
+    with mount_server(str(store), writable=True) as url:
+        assert webdav.put(url + "notes.csv", content=b"a,b\n1,2\n").status_code == 201
+    assert (store / "notes.csv.sync").is_file()
+    provider = make_provider(store / "notes.csv.sync")
+    assert provider.is_readonly() and not isinstance(provider, ArchiveProvider)
+    with mount_server(provider) as url:
+        assert webdav.get(url + "notes.csv").content == b"a,b\n1,2\n"
+        assert webdav.put(url + "notes.csv", content=b"x").status_code == 403
+        assert webdav.get(url + "other").status_code == 404
