@@ -524,3 +524,27 @@ def test_a_storage_error_fails_only_its_request(mount_server: Any, lbox: Path) -
     assert "bad.bin" not in files
     with lockbox.open(lbox, password=PASSWORD) as box:
         assert box.verify().ok
+
+
+def test_dead_properties_follow_move_and_copy(mount_server: Any, lbox: Path) -> None:
+    from urllib.parse import quote
+
+    proppatch = (b'<?xml version="1.0" encoding="utf-8"?>'
+                 b'<D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:x-test:">'
+                 b"<D:set><D:prop><Z:colour>ochre</Z:colour></D:prop></D:set>"
+                 b"</D:propertyupdate>")
+    propfind = (b'<?xml version="1.0" encoding="utf-8"?>'
+                b'<D:propfind xmlns:D="DAV:" xmlns:Z="urn:x-test:">'
+                b"<D:prop><Z:colour/></D:prop></D:propfind>")
+    with mount_server(lbox, writable=True, password=PASSWORD) as url:
+        assert _request(url, "PUT", "/ü x.txt", b"data")[0] == 201
+        assert _request(url, "PROPPATCH", "/ü x.txt", proppatch)[0] == 207
+        assert _request(url, "MOVE", "/ü x.txt",
+                        headers={"Destination": url + quote("neu ü.txt")})[0] == 201
+        assert _request(url, "COPY", "/neu ü.txt",
+                        headers={"Destination": url + quote("kopie.txt")})[0] == 201
+        for name in ("/neu ü.txt", "/kopie.txt"):
+            status, _, body = _request(url, "PROPFIND", name, propfind, {"Depth": "0"})
+            assert status == 207 and b"ochre" in body, body
+        assert _request(url, "PROPFIND", "/ü x.txt", propfind, {"Depth": "0"})[0] == 404
+    assert _files(lbox)["kopie.txt"] == b"data"

@@ -254,16 +254,20 @@ class _Resource:
         return _archive_path(dest_path)
 
     def _props(self, dest_path: str, *, is_move: bool, with_children: bool) -> None:
+        """Dead properties follow a MOVE / COPY (keyed by quoted ref URL, as wsgidav's
+        property manager stores them)."""
         pm = self.provider.prop_manager
         if not pm:
             return
-        src_url = self.provider.ref_url(self.path)
-        dest_url = self.provider.ref_url(dest_path)
+        dest = self.provider.get_resource_inst(dest_path, self.environ)  # staged: exists
+        if dest is None:
+            return
+        src_url = self.get_ref_url()  # type: ignore[attr-defined]
         if is_move:
-            pm.move_properties(src_url, dest_url, with_children=with_children,
+            pm.move_properties(src_url, dest.get_ref_url(), with_children=with_children,
                                environ=self.environ)
         else:
-            pm.copy_properties(src_url, dest_url, self.environ)
+            pm.copy_properties(src_url, dest.get_ref_url(), self.environ)
 
     def _remove(self) -> None:
         self._staging()
@@ -450,9 +454,6 @@ class LboxProvider(DAVProvider):
     def is_readonly(self) -> bool:
         return False
 
-    def ref_url(self, path: str) -> str:
-        return self.share_path + path
-
     # -- the writer ------------------------------------------------------------------
 
     def mark_staged(self) -> None:
@@ -501,7 +502,11 @@ class LboxProvider(DAVProvider):
             if self._staged:
                 ticket = self.batch.add()
         if ticket is not None:
-            ticket.wait()
+            while not ticket.wait(5.0):
+                # A safety net: the batching rule always leaves a committer, but a
+                # turn taken and given back commits whatever is still pending.
+                with self.batch.turn():
+                    pass
             if ticket.error is not None:
                 raise DAVError(HTTP_INTERNAL_ERROR,
                                f"the change was not committed: {ticket.error}")
