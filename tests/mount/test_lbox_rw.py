@@ -190,6 +190,11 @@ def test_put_answers_after_commit_and_etag_follows_content(mount_server: Any,
         assert status == 304
         status, _, body = _request(url, "GET", "/new.txt", headers={"Range": "bytes=1-1"})
         assert (status, body) == (206, b"2")
+        quota = (b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop>'
+                 b"<D:quota-used-bytes/><D:quota-available-bytes/></D:prop></D:propfind>")
+        status, _, body = _request(url, "PROPFIND", "/", quota, {"Depth": "0"})
+        used = os.path.getsize(lbox)
+        assert status == 207 and f"quota-used-bytes>{used}<".encode() in body, body
         # The writer is the mount's for its lifetime: another writer is refused.
         with lockbox.open(lbox, password=PASSWORD) as box, pytest.raises(LockedError):
             box.writer()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -361,6 +362,14 @@ class LboxFolder(_Resource, DAVCollection):
     def support_etag(self) -> bool:
         return False
 
+    def get_used_bytes(self) -> int:
+        """The archive file's size (DAV:quota-used-bytes: file managers show it)."""
+        return self.provider.archive_size()
+
+    def get_available_bytes(self) -> int:
+        """Free space where the archive file is (DAV:quota-available-bytes)."""
+        return self.provider.free_bytes()
+
     def get_member_names(self) -> list[str]:
         return [n.name for n in self.provider.children(self.apath, self.environ)]
 
@@ -441,6 +450,7 @@ class LboxProvider(DAVProvider):
         if box.path is None:
             raise UsageError("only a local .lbox file mounts writable")
         self.box = box
+        self.path: str = box.path
         self.lock = threading.RLock()  # the archive object: reads, commits
         self.writer: Writer = box.writer()
         self.batch = GroupCommit(self._commit, self._abort, max_batch=max_batch,
@@ -603,6 +613,16 @@ class LboxProvider(DAVProvider):
         finally:
             source.close()
         self.mark_staged()
+
+    def archive_size(self) -> int:
+        with self.lock:
+            return int(self.box.source.size)
+
+    def free_bytes(self) -> int:
+        try:
+            return shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
+        except OSError:
+            return 0
 
     # -- wsgidav -----------------------------------------------------------------------
 
