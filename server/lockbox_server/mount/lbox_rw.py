@@ -312,7 +312,7 @@ class LboxFile(_Resource, DAVNonCollection):
         return 0 if self.node is None else self.node.size
 
     def get_content_type(self) -> str:
-        return str(util.guess_mime_type(self.path))
+        return str(util.guess_mime_type(self.path, self.environ.get("wsgidav.config")))
 
     def get_etag(self) -> str | None:
         return None if self.node is None else _etag(self.node)
