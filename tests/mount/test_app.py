@@ -273,3 +273,24 @@ def test_sync_store_upload_then_the_sync_file_mounts_read_only(
         assert webdav.get(url + "notes.csv").content == b"a,b\n1,2\n"
         assert webdav.put(url + "notes.csv", content=b"x").status_code == 403
         assert webdav.get(url + "other").status_code == 404
+
+
+def test_cli_a_failed_request_is_one_line_on_stderr(make_archive: Any) -> None:
+    box = make_archive({"f.bin": os.urandom(200_000), "ok.txt": b"ok"})
+    raw = bytearray(box.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    box.write_bytes(bytes(raw))
+    proc = _start([str(box), "--port", "0"], env={"LOCKBOX_PASSWORD": "pw"})
+    try:
+        url = _url_of(proc)
+        with pytest.raises(httpx.HTTPError):
+            r = httpx.get(url + "f.bin", timeout=HANG_GUARD_S)
+            r.raise_for_status()
+        assert httpx.get(url + "ok.txt", timeout=HANG_GUARD_S).content == b"ok"
+    finally:
+        code, err = _stop(proc)
+    assert code == 0
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("lockbox mount: a request failed: f.bin: "), err

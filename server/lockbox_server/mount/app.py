@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -304,10 +306,44 @@ def start_mount_server(app: WsgiDAVApp, *, host: str = DEFAULT_HOST, port: int =
     return MountServer(server, thread, app, host, bound_port)
 
 
+class _OneLineErrors(logging.Handler):
+    """wsgidav logs a failed request (500) as a traceback and then the error itself
+    (``e.src_exception:``); on the command line, print only that, on one line."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(logging.ERROR)
+        self.prefix = prefix
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(("Caught HTTPRequestException", "Traceback")):
+            return
+        message = message.removeprefix("e.src_exception:").strip()
+        line = " ".join(message.split())
+        if line:
+            try:
+                print(f"{self.prefix}: a request failed: {line}", file=sys.stderr, flush=True)
+            except (OSError, ValueError):
+                pass
+
+
+def one_line_errors(prefix: str = "lockbox mount") -> None:
+    """Route wsgidav's error log to stderr, one line per failed request (no
+    tracebacks): what :func:`run_mount` sets up for the command line."""
+    logger = logging.getLogger("wsgidav")
+    if not any(isinstance(h, _OneLineErrors) for h in logger.handlers):
+        logger.addHandler(_OneLineErrors(prefix))
+    logger.propagate = False
+
+
 def run_mount(app: WsgiDAVApp, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
               ready: Callable[[str], None] | None = None) -> None:
     """Serve ``app`` on ``host:port`` until Ctrl-C (KeyboardInterrupt, re-raised after a
-    clean stop). ``ready(url)`` is called once listening. A busy port: OSError."""
+    clean stop). ``ready(url)`` is called once listening. A busy port: OSError. Unless
+    the app logs verbosely (``verbose`` > 1), a failed request prints one line on stderr
+    (:func:`one_line_errors`)."""
+    if app.config.get("verbose", 1) <= 1:
+        one_line_errors()
     server = _bind(app, host, port)
     shown = f"[{host}]" if ":" in host else host
     if ready is not None:

@@ -113,7 +113,7 @@ class _LockedFile(io.RawIOBase):
             try:
                 return self._inner.readinto(buffer)
             except LockboxError as e:  # mid-response: the client sees a cut body
-                raise OSError(str(e)) from e
+                raise OSError(f"{self._inner.info.path}: {e}") from e
 
     def close(self) -> None:
         self._inner.close()
