@@ -304,6 +304,13 @@ _MOUNT_SCRIPT = textwrap.dedent("""\
                 die()  # the commit is durable, the answer is not sent
 
         commit_mod.fsync = fsync
+    elif point == "redaction":
+        from lockbox.formats.lbox.write.spacekeeper import SpaceKeeper
+
+        def zero(self, offset, size):
+            die()  # the commit is durable; what it freed is being zeroed
+
+        SpaceKeeper._zero = zero
     elif point == "torn-slot":
         from lockbox.formats.lbox.write.writer import Writer
 
@@ -331,11 +338,13 @@ def _spawn_mount(path: Path, kill_at: str) -> tuple[subprocess.Popen[str], str]:
 
 
 @pytest.mark.parametrize("kill_at", ["body-1MiB", "body-5MiB", "before-slot", "torn-slot",
-                                     "after-slot"])
+                                     "after-slot", "redaction"])
 def test_kill_9_during_a_put_keeps_the_last_commit(make_archive: Any, kill_at: str) -> None:
     from urllib.parse import urlsplit
 
-    path = make_archive({"kept/a.txt": b"committed before\n"}, chunk_size=65536)
+    # The PUT replaces big.bin: its commit frees the old version (then zeroed).
+    path = make_archive({"kept/a.txt": b"committed before\n", "big.bin": b"old version"},
+                        chunk_size=65536)
     before = _files(path)
     size = 8 << 20
     proc, url = _spawn_mount(path, "" if kill_at.startswith("body") else kill_at)
@@ -369,8 +378,9 @@ def test_kill_9_during_a_put_keeps_the_last_commit(make_archive: Any, kill_at: s
         if proc.stdout is not None:
             proc.stdout.close()
     after = _files(path)  # it opens: the last commit is intact
-    if kill_at == "after-slot":  # that commit was durable before the kill
+    if kill_at in ("after-slot", "redaction"):  # that commit was durable before the kill
         assert hashlib.sha256(after.pop("big.bin")).hexdigest() == _digest(size)
+        before.pop("big.bin")
     assert after == before  # no partial file, nothing lost
     with lockbox.open(path, password=PASSWORD) as box:
         assert box.verify().ok
