@@ -31,6 +31,7 @@ from .app import (
     is_loopback,
     make_mount_app,
     make_provider,
+    one_line_errors,
     run_mount,
     start_mount_server,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "is_loopback",
     "make_mount_app",
     "make_provider",
+    "one_line_errors",
     "run_mount",
     "start_mount_server",
 ]

@@ -38,7 +38,7 @@ from .provider import ArchiveProvider
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "NO_TLS_WARNING", "WRITE_METHODS", "MountGuard",
            "MountServer", "check_binding", "is_loopback", "make_mount_app", "make_provider",
-           "run_mount", "start_mount_server"]
+           "one_line_errors", "run_mount", "start_mount_server"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4918
