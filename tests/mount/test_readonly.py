@@ -143,6 +143,10 @@ def test_range_get_reads_only_the_chunks_it_needs(mount_server: Any, webdav: Any
         # One read window (256 KiB) of 64 KiB chunks plus the tree pages on the way:
         # far below the file's 24 MiB.
         assert read < 1024 * 1024, read
+        before = archive.source.stats.bytes_read
+        head = webdav.head(url + "big.bin")
+        assert head.headers["Content-Length"] == str(size)
+        assert archive.source.stats.bytes_read == before  # a HEAD reads no content
         whole = webdav.get(url + "big.bin")
         assert hashlib.sha256(whole.content).digest() == hashlib.sha256(data).digest()
 
