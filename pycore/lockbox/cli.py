@@ -1807,6 +1807,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
     except ImportError:
         raise UsageError("the server is not installed (pip install 'lockbox[server]')") from None
     warning = check_binding(args.host, auth)
+    if args.writable and is_url(args.archive):
+        raise UsageError("an archive on a web server mounts read-only; download it to "
+                         "change it")
     ns = argparse.Namespace(**vars(args))
     ns.password_file = args.archive_password_file
     location: str = args.archive
