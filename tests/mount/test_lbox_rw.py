@@ -563,3 +563,29 @@ def test_dead_properties_follow_move_and_copy(mount_server: Any, lbox: Path) -> 
             assert status == 207 and b"ochre" in body, body
         assert _request(url, "PROPFIND", "/ü x.txt", propfind, {"Depth": "0"})[0] == 404
     assert _files(lbox)["kopie.txt"] == b"data"
+
+
+def test_a_failed_commit_answers_500_and_keeps_the_last_commit(mount_server: Any,
+                                                                lbox: Path) -> None:
+    from lockbox.errors import CommitError
+    from lockbox_server.mount import lbox_rw
+
+    provider = lbox_rw.make_provider(lbox, password=PASSWORD)
+    real_commit = provider.writer.commit
+    failures = [CommitError("commit failed: No space left on device")]
+
+    def commit() -> Any:
+        if failures:
+            raise failures.pop()
+        return real_commit()
+
+    provider.writer.commit = commit  # type: ignore[method-assign]
+    before = _files(lbox)
+    with mount_server(provider) as url:
+        status, _, body = _request(url, "PUT", "/lost.txt", b"not committed")
+        assert status == 500, body
+        assert _request(url, "GET", "/lost.txt")[0] == 404
+        assert _files(lbox) == before
+        assert _request(url, "PUT", "/kept.txt", b"committed")[0] == 201
+    assert provider.batch.stats.failed == 1
+    assert _files(lbox) == {**before, "kept.txt": b"committed"}

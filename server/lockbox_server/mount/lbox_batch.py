@@ -119,7 +119,7 @@ class GroupCommit:
         error: BaseException | None = None
         try:
             self._commit()
-        except Exception as e:  # every request of the batch is answered with it
+        except BaseException as e:  # every request of the batch is answered with it
             error = e
             self.stats.failed += 1
             try:
@@ -132,3 +132,5 @@ class GroupCommit:
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         for ticket in batch:
             ticket.finish(error)
+        if error is not None and not isinstance(error, Exception):
+            raise error  # KeyboardInterrupt, SystemExit: after every waiter is answered
