@@ -589,3 +589,29 @@ def test_a_failed_commit_answers_500_and_keeps_the_last_commit(mount_server: Any
         assert _request(url, "PUT", "/kept.txt", b"committed")[0] == 201
     assert provider.batch.stats.failed == 1
     assert _files(lbox) == {**before, "kept.txt": b"committed"}
+
+
+def test_mtime_from_x_oc_mtime_and_proppatch(mount_server: Any, lbox: Path) -> None:
+    # wsgidav's switches for clients that keep mtimes (rclone's owncloud/nextcloud
+    # vendors send X-OC-Mtime; others PROPPATCH getlastmodified).
+    with mount_server(lbox, writable=True, password=PASSWORD) as url:
+        config = mount_server.last.app.config
+        config["honor_mtime_header"] = True
+        config["mutable_live_props"] = ["{DAV:}getlastmodified"]
+        assert _request(url, "PUT", "/old.txt", b"from 2001",
+                        headers={"X-OC-Mtime": "1000000000"})[0] == 201
+        assert _request(url, "MKCOL", "/olddir", headers={"X-OC-Mtime": "1100000000"})[0] \
+            == 201
+        patch = (b'<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop>'
+                 b"<D:getlastmodified>Sun, 06 Nov 1994 08:49:37 GMT</D:getlastmodified>"
+                 b"</D:prop></D:set></D:propertyupdate>")
+        status, _, body = _request(url, "PROPPATCH", "/docs/readme.txt", patch)
+        assert status == 207 and b"200 OK" in body, body
+        status, headers, _ = _request(url, "HEAD", "/old.txt")
+        assert headers["last-modified"] == "Sun, 09 Sep 2001 01:46:40 GMT"
+    with lockbox.open(lbox, password=PASSWORD) as box:
+        assert box.stat("old.txt").mtime_ns == 1_000_000_000 * 10**9
+        assert box.stat("olddir").mtime_ns == 1_100_000_000 * 10**9
+        assert box.stat("docs/readme.txt").mtime_ns == 784111777 * 10**9
+        assert box.read_bytes("docs/readme.txt") == b"hello\n"
+        assert box.verify().ok
