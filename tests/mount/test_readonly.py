@@ -330,3 +330,13 @@ def test_a_damaged_chunk_never_serves_wrong_bytes(mount_server: Any, webdav: Any
         if fraction > 0.5:
             assert status == 200 and len(got) >= 256 * 1024  # the first blocks were good
         assert webdav.get(url + "ok.txt").content == b"fine\n"
+
+
+def test_a_browser_gets_an_html_listing(mount_server: Any, webdav: Any, box: Path) -> None:
+    with mount_server(box, password="pw") as url:
+        r = webdav.get(url + q("dir \u00fc"))
+        assert r.status_code == 301 and r.headers["Location"].endswith(q("dir \u00fc/"))
+        page = webdav.get(url + q("dir \u00fc/"))
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+        assert f'href="{q("inner file.bin")}"' in page.text
+        assert webdav.get(url).text.count(q("emoji \U0001F600.txt")) >= 1
