@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -294,3 +294,22 @@ def test_cli_a_failed_request_is_one_line_on_stderr(make_archive: Any) -> None:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("lockbox mount: a request failed: f.bin: "), err
+
+
+class _MtimeFolder(FilesystemProvider):  # type: ignore[misc]
+    mount_config: ClassVar[dict[str, Any]] = {"honor_mtime_header": True,
+                                              "hotfixes": {"emulate_win32_lastmod": True}}
+
+
+def test_a_provider_asks_for_its_wsgidav_switches(mount_server: Any, webdav: httpx.Client,
+                                                  tmp_path: Path) -> None:
+    with mount_server(_MtimeFolder(str(tmp_path))) as url:
+        config = mount_server.last.app.config
+        assert config["honor_mtime_header"] is True
+        assert config["hotfixes"]["emulate_win32_lastmod"] is True
+        assert config["hotfixes"]["re_encode_path_info"] is True  # merged, not replaced
+        r = webdav.put(url + "f.txt", content=b"x", headers={"X-OC-Mtime": "1000000000"})
+        assert r.status_code == 201
+    assert (tmp_path / "f.txt").stat().st_mtime == 1_000_000_000
+    with mount_server(FilesystemProvider(str(tmp_path))) as url:
+        assert mount_server.last.app.config.get("honor_mtime_header") is False

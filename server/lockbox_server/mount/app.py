@@ -205,7 +205,10 @@ def make_mount_app(target: str | os.PathLike[str] | Archive | DAVProvider, *,
     :meth:`Archive.open <lockbox.facade.Archive.open>` (cache, limits ...). ``auth``:
     ``(user, password)`` for HTTP basic auth (None: anonymous). ``verbose``: wsgidav's
     log level (0 silent, 3 one line a request). ``dir_browser``: an HTML listing for a
-    browser's GET on a collection."""
+    browser's GET on a collection. A provider with a ``mount_config`` dict attribute
+    gets those wsgidav settings merged in (the switches only it supports, e.g.
+    ``honor_mtime_header``: setting them for every provider would make a provider
+    without ``set_last_modified`` answer 500)."""
     if isinstance(target, DAVProvider):
         provider = target
     else:
@@ -243,6 +246,13 @@ def make_mount_app(target: str | os.PathLike[str] | Archive | DAVProvider, *,
                         "show_user": auth is not None, "icon": True,
                         "ignore": []},
     }
+    # A provider may ask for wsgidav switches it supports (e.g. the writable .lbox:
+    # honor_mtime_header, mutable_live_props, hotfixes.emulate_win32_lastmod).
+    for key, value in (getattr(provider, "mount_config", None) or {}).items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
     return WsgiDAVApp(config)
 
 
