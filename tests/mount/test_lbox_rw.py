@@ -595,9 +595,9 @@ def test_mtime_from_x_oc_mtime_and_proppatch(mount_server: Any, lbox: Path) -> N
     # wsgidav's switches for clients that keep mtimes (rclone's owncloud/nextcloud
     # vendors send X-OC-Mtime; others PROPPATCH getlastmodified).
     with mount_server(lbox, writable=True, password=PASSWORD) as url:
-        config = mount_server.last.app.config
-        config["honor_mtime_header"] = True
-        config["mutable_live_props"] = ["{DAV:}getlastmodified"]
+        config = mount_server.last.app.config  # set by LboxProvider.mount_config
+        assert config["honor_mtime_header"] is True
+        assert "{DAV:}getlastmodified" in config["mutable_live_props"]
         assert _request(url, "PUT", "/old.txt", b"from 2001",
                         headers={"X-OC-Mtime": "1000000000"})[0] == 201
         assert _request(url, "MKCOL", "/olddir", headers={"X-OC-Mtime": "1100000000"})[0] \
