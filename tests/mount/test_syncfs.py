@@ -184,6 +184,24 @@ def test_readonly_sync_vault(tmp_path: Path, mount_server: Any, webdav: Any) -> 
         assert r.status_code == 206 and r.content == secret[11:22]
 
 
+def test_readonly_sync_over_http(tmp_path: Path, mount_server: Any, webdav: Any) -> None:
+    """A .sync on a web server (lockbox serve's range server): Range GETs become range
+    reads of the remote file."""
+    from lockbox_server import running
+
+    payload = os.urandom(200_000)
+    make_sync(tmp_path / "r\u00e9sum\u00e9.sync", payload, "pdf", content_type="application/pdf")
+    with running(str(tmp_path), port=0) as base:
+        remote = base.rstrip("/") + "/" + urllib.parse.quote("r\u00e9sum\u00e9.sync")
+        with mount_server(remote) as url:
+            assert propfind_names(webdav, url) == ["r\u00e9sum\u00e9.pdf"]
+            target = url + urllib.parse.quote("r\u00e9sum\u00e9.pdf")
+            assert webdav.get(target).content == payload
+            r = webdav.get(target, headers={"Range": "bytes=100000-100009"})
+            assert r.status_code == 206 and r.content == payload[100000:100010]
+            assert webdav.put(target, content=b"x").status_code == 403
+
+
 def test_invalid_single_file_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sync"
     bad.write_bytes(b"PK\x03\x04 not really")

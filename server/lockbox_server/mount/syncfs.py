@@ -237,6 +237,9 @@ class SyncFileProvider(_GuardedProvider):
         if self.is_remote:
             source = self._source = self._source or open_source(self.location)
             size = source.size
+            if size is None:  # an HTTP source learns it from its first answer
+                source.read([ByteRange(0, 16 * 1024)])
+                size = source.size
             if size is None:
                 raise UsageError(f"{self.location}: the server does not say the file's size")
             info = parse_sync(source, size, (0, 0, size, 0, 0), 0.0)
