@@ -472,3 +472,21 @@ def test_factories_reject_unknown_options(tmp_path: Path) -> None:
         syncfs.make_store_provider(str(tmp_path), writable=True, colour="blue")
     with pytest.raises(UsageError, match="not a directory"):
         syncfs.make_store_provider(str(tmp_path / "missing"), writable=False)
+
+
+def test_store_cadaver_script(tmp_path: Path, mount_server: Any, cadaver: Any) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    local = tmp_path / "report.txt"
+    local.write_bytes(b"quarterly\n")
+    got = tmp_path / "got.txt"
+    with mount_server(str(store), writable=True) as url:
+        proc = cadaver(url, f"mkcol docs\ncd docs\nput {local} report.txt\ncopy report.txt "
+                            f"copy.txt\nmove report.txt final.txt\nls\nget final.txt {got}\n"
+                            "delete copy.txt\nls\n")
+    assert got.read_bytes() == b"quarterly\n", proc.stdout
+    assert "final.txt" in proc.stdout, proc.stdout
+    assert sorted(os.listdir(store / "docs")) == ["final.txt.sync"]
+    layout, m, raw = open_sync(store / "docs" / "final.txt.sync")
+    assert (m.display_ext, m.content_type) == ("txt", "text/plain")
+    assert entry_bytes(layout, raw, "payload") == b"quarterly\n"
