@@ -20,6 +20,10 @@ an invalid file is skipped with a logged warning (once per version of the file);
 symlinks are not followed. Two files showing the same name (``notes.csv.sync`` and
 ``notes.sync`` with ``display_ext = "csv"``): the one named ``<name>.sync`` wins, else
 the first by file name; a subfolder wins over a file; the hidden ones are warned about.
+A file's ETag is its payload's CRC-32 and size and the file's version, Last-Modified
+the file's mtime (an overwrite keeps ``created_at``), creationdate ``created_at``;
+GETs read the payload in place (Range requests seek); a vault in a store is listed but
+not served (403: mount the file itself with its passphrase).
 
 Writes (``writable=True``):
 
