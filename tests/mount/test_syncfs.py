@@ -177,6 +177,19 @@ def test_readonly_sync_vault(tmp_path: Path, mount_server: Any, webdav: Any) -> 
         syncfs.make_file_provider(str(path))
     with pytest.raises(WrongKeyError):
         syncfs.make_file_provider(str(path), passphrase="nope")
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return "pw"
+
+    provider = syncfs.make_file_provider(str(path), ask_passphrase=ask)
+    assert asked == ["Passphrase for keys.sync: "]
+    provider.close()  # type: ignore[attr-defined]
+    plain = tmp_path / "plain.sync"
+    make_sync(plain, b"x")
+    syncfs.make_file_provider(str(plain), ask_passphrase=ask).close()  # type: ignore[attr-defined]
+    assert len(asked) == 1  # not asked for a file that is not a vault
     with mount_server(str(path), password="pw") as url:
         assert propfind_names(webdav, url) == ["keys.csv"]
         assert webdav.get(url + "keys.csv").content == secret

@@ -203,9 +203,11 @@ class SyncFileProvider(_GuardedProvider):
 
     def __init__(self, location: str, *, passphrase: str | None = None,
                  max_vault_size: int = MAX_VAULT_SIZE,
-                 max_scrypt_log_n: int | None = None) -> None:
+                 max_scrypt_log_n: int | None = None,
+                 ask_passphrase: Callable[[str], str] | None = None) -> None:
         super().__init__()
         self.location = location
+        self.ask_passphrase = ask_passphrase
         self.is_remote = is_url(location)
         self.passphrase = passphrase
         self.max_vault_size = max_vault_size
@@ -224,9 +226,12 @@ class SyncFileProvider(_GuardedProvider):
         from lockbox.errors import LimitExceededError
         from lockbox.formats.sync.vault import decrypt_vault
 
+        if not self.passphrase and self.ask_passphrase is not None:
+            name = os.path.basename(self.location.rstrip("/"))
+            self.passphrase = self.ask_passphrase(f"Passphrase for {name}: ")
         if not self.passphrase:
             raise UsageError(f"{self.location} is a vault (an age-encrypted payload): give "
-                             "its passphrase to mount it (--password-file FILE or "
+                             "its passphrase to mount it (--archive-password-file FILE or "
                              "LOCKBOX_PASSWORD)")
         if info.payload_size > self.max_vault_size:
             raise LimitExceededError(f"the vault payload is {info.payload_size} bytes, over "
@@ -374,7 +379,9 @@ def make_file_provider(location: str | os.PathLike[str], *, passphrase: str | by
     """The read-only provider of one ``.sync`` (a path or an http(s) URL).
 
     ``passphrase`` (or ``password``, what the CLI passes): a vault's, needed to mount
-    one. ``options``: ``max_vault_size`` (bytes, default 256 MiB), ``max_scrypt_log_n``;
+    one. ``options``: ``ask_passphrase`` (a function ``prompt -> passphrase``, called
+    only for a vault when no passphrase is given: the CLI's terminal prompt),
+    ``max_vault_size`` (bytes, default 256 MiB), ``max_scrypt_log_n``;
     ``settings`` (a dict, the mount's reader settings) is accepted and its keys of those
     names used. Raises UsageError (not a valid ``.sync``, a vault without passphrase),
     WrongKeyError (a wrong passphrase), StorageError / SourceUnavailableError."""
@@ -383,7 +390,7 @@ def make_file_provider(location: str | os.PathLike[str], *, passphrase: str | by
         secret = secret.decode("utf-8")
     settings = dict(options.pop("settings", None) or {})
     known = {"max_vault_size", "max_scrypt_log_n"}
-    unknown = set(options) - known
+    unknown = set(options) - known - {"ask_passphrase"}
     if unknown:
         raise UsageError(f"make_file_provider: unknown option(s) {', '.join(sorted(unknown))}")
     kwargs = {k: v for k, v in settings.items() if k in known and v is not None}
