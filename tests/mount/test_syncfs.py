@@ -442,6 +442,20 @@ def test_store_move_copy_mkcol_delete(tmp_path: Path, mount_server: Any,
         assert (store / "copy" / "sub" / "d.csv.sync").exists()
         assert webdav.delete(url + "moved").status_code == 204
         assert not (store / "moved").exists()
+        # upload to a temporary name, then rename (GNOME, davfs2): the store's own
+        # template manifest is made again for the final name
+        webdav.put(url + ".goutputstream-X1", content=b"%PDF-1.7")
+        r = webdav.request("MOVE", url + ".goutputstream-X1",
+                           headers={"Destination": url + "report.pdf"})
+        assert r.status_code == 201
+        _, m, _ = open_sync(store / "report.pdf.sync")
+        assert (m.display_ext, m.content_type) == ("pdf", "application/pdf")
+        # a manifest made elsewhere travels unchanged, byte for byte
+        make_sync(store / "theirs.sync", b"t", "csv")
+        manifest_before = open_sync(store / "theirs.sync")[1]
+        r = webdav.request("MOVE", url + "theirs.csv", headers={"Destination": url + "t.json"})
+        assert r.status_code == 201
+        assert open_sync(store / "t.json.sync")[1] == manifest_before
         # a name ending in .sync round-trips
         webdav.put(url + "x.sync", content=b"wrapped")
         assert webdav.get(url + "x.sync").content == b"wrapped"

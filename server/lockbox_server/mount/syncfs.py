@@ -45,9 +45,12 @@ Writes (``writable=True``):
   payload is not replaced by plaintext: 403.
 * **MKCOL, DELETE, MOVE, COPY** work on files and folders. A file moved or copied to
   ``M`` becomes ``M.sync`` with its manifest unchanged (``notes.csv`` -> ``data.csv``
-  renames ``notes.csv.sync`` to ``data.csv.sync``), except when ``M`` has no dot and
-  the manifest's display_ext would add one: then the copy's display_ext is cleared
-  (the only way it can be listed as ``M``). DELETE of a folder removes what the store
+  renames ``notes.csv.sync`` to ``data.csv.sync``), with two exceptions: a manifest
+  the store made itself from the old name (``created_by``, display_ext and MIME type
+  as the template gave them, no signature) is made again for the new name (a client
+  that uploads to a temporary name, then renames, gets the right type); and when
+  ``M`` has no dot, a display_ext that would add one is cleared (the only way it can
+  be listed as ``M``). DELETE of a folder removes what the store
   shows (and macOS's ``._*`` / ``.DS_Store`` files); a folder that holds anything else
   (an invalid ``.sync``, another file) is refused with 409 and left whole.
 * macOS's ``._*`` and ``.DS_Store`` are accepted and store nothing: PUT succeeds, GET
@@ -95,10 +98,13 @@ from lockbox.ranges import ByteRange
 from lockbox.sources import is_url, open_source
 
 from .sync_store import (
+    CREATED_BY,
     SYNC_SUFFIX,
     PayloadReader,
     SyncFileCache,
     SyncFileInfo,
+    display_ext_for_name,
+    guess_content_type,
     is_ignored_name,
     is_sync_file_name,
     normalize_display_ext,
@@ -555,17 +561,36 @@ class SyncStoreProvider(_GuardedProvider):
                                           ".sync, or hidden): left untouched")
         return target
 
-    def fit_display_ext(self, target: str, name: str) -> None:
-        """Clear the display_ext of ``target`` when it keeps the file from showing as
-        ``name`` (a name without a dot)."""
+    def fit_manifest(self, target: str, old_name: str, name: str) -> None:
+        """After a MOVE or COPY of ``old_name`` to ``name`` (the file ``target``):
+
+        * a manifest this store made from ``old_name`` (``created_by`` ours, its
+          display_ext and MIME type what the template gives ``old_name``, no signature)
+          is made again for ``name``: a client that uploads to a temporary name and then
+          renames it (GNOME, davfs2, office suites) gets ``report.pdf`` typed as a PDF;
+        * any other manifest is kept (sync-mount), except that a display_ext that keeps
+          the file from showing as ``name`` (a name without a dot) is cleared.
+
+        A change rewrites the manifest (atomically; the payload is copied)."""
         st = os.lstat(target)
         info = self.cache.get(target, st)
-        if info is None or store_display_name(os.path.basename(target),
-                                              info.display_ext) == name:
+        if info is None:
             return
-        if normalize_display_ext(info.display_ext)[0]:
-            manifest = info.manifest.replace(display_ext="")
-            rewrite_sync_file(target, manifest_toml=manifest.to_toml())
+        m = info.manifest
+        changes: dict[str, str] = {}
+        if m.created_by == CREATED_BY and m.signature is None and \
+                m.display_ext == display_ext_for_name(old_name) and \
+                m.content_type == guess_content_type(old_name):
+            ext, ctype = display_ext_for_name(name), guess_content_type(name)
+            if (ext, ctype) != (m.display_ext, m.content_type):
+                changes = {"display_ext": ext, "content_type": ctype}
+        shown_ext = changes.get("display_ext", m.display_ext)
+        if store_display_name(os.path.basename(target), shown_ext) != name and \
+                normalize_display_ext(shown_ext)[0]:
+            changes["display_ext"] = ""
+        if changes:
+            rewrite_sync_file(target, manifest_toml=m.replace(**changes).to_toml())
+            self.cache.forget(target)
 
     def create_sync(self, dir_path: str, name: str, payload: BinaryIO) -> str:
         """Write a new ``name.sync`` (template manifest, ``payload``, stub wasm) or swap
@@ -965,7 +990,7 @@ class StoreFile(DAVNonCollection):
                                                mode=0o666) as fd, \
                             open(fd, "wb", closefd=False) as out:
                         shutil.copyfileobj(src, out, COPY_PIECE_SIZE)
-                provider.fit_display_ext(target, name)
+                provider.fit_manifest(target, self.name, name)
             except (LockboxError, OSError) as e:
                 raise _dav_error(e, dest_path) from e
         _stamp_props(self, dest_path, is_move=is_move, with_children=False)
