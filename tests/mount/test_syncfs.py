@@ -440,6 +440,7 @@ def test_store_move_copy_mkcol_delete(tmp_path: Path, mount_server: Any,
         (store / "copy" / "sub" / "keep.txt").write_bytes(b"mine")
         assert webdav.delete(url + "copy").status_code == 409
         assert (store / "copy" / "sub" / "d.csv.sync").exists()
+        (store / "moved" / ".d.csv.sync.999999999.sync-tmp").write_bytes(b"killed writer's")
         assert webdav.delete(url + "moved").status_code == 204
         assert not (store / "moved").exists()
         # upload to a temporary name, then rename (GNOME, davfs2): the store's own

@@ -71,6 +71,7 @@ import errno
 import io
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -627,8 +628,9 @@ class SyncStoreProvider(_GuardedProvider):
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 hidden += self._hidden_content(entry.path)
-            elif is_ignored_name(entry.name) and stat.S_ISREG(st.st_mode):
-                continue
+            elif stat.S_ISREG(st.st_mode) and (is_ignored_name(entry.name) or
+                                               _stale_temp(entry.name)):
+                continue  # macOS metadata, a killed writer's temporary file: junk
             elif not (stat.S_ISREG(st.st_mode) and is_sync_file_name(entry.name)
                       and self.cache.get(entry.path, st) is not None):
                 hidden.append(os.path.relpath(entry.path, self.root))
@@ -667,6 +669,24 @@ def _stamp_props(res: Any, dest_path: str, *, is_move: bool, with_children: bool
                                  environ=res.environ)
     else:
         prop_man.copy_properties(res.get_ref_url(), dest_url, res.environ)
+
+
+_TEMP_NAME = re.compile(r"\..+\.(\d+)\.sync-tmp")
+
+
+def _stale_temp(name: str) -> bool:
+    """A temporary file of lockbox's ``.sync`` writer (``.{name}.{pid}.sync-tmp``)
+    whose process is gone (a kill during a write)."""
+    match = _TEMP_NAME.fullmatch(name)
+    if match is None:
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False
 
 
 def _check_not_locked(res: Any) -> None:
