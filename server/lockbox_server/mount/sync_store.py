@@ -91,8 +91,8 @@ def is_ignored_name(name: str) -> bool:
 
 def is_sync_file_name(name: str) -> bool:
     """A file a store lists: ``<stem>.sync`` (Rust's ``Path::extension() == "sync"``: a
-    non-empty stem; ``.sync`` alone has no extension)."""
-    return name.endswith(SYNC_SUFFIX) and name[:-len(SYNC_SUFFIX)] not in ("", ".", "..")
+    non-empty stem; ``.sync`` alone has no extension), and a stem that is not all dots."""
+    return name.endswith(SYNC_SUFFIX) and name[:-len(SYNC_SUFFIX)].strip(".") != ""
 
 
 def normalize_display_ext(display_ext: str) -> tuple[str, str | None]:
