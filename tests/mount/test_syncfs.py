@@ -518,3 +518,35 @@ def test_store_cadaver_script(tmp_path: Path, mount_server: Any, cadaver: Any) -
     layout, m, raw = open_sync(store / "docs" / "final.txt.sync")
     assert (m.display_ext, m.content_type) == ("txt", "text/plain")
     assert entry_bytes(layout, raw, "payload") == b"quarterly\n"
+
+
+def test_store_concurrent_puts(tmp_path: Path, mount_server: Any) -> None:
+    """Threads uploading at once (distinct names, and all to one name) leave only whole,
+    valid files: each name holds one of the versions sent to it."""
+    import concurrent.futures
+
+    import httpx
+
+    store = tmp_path / "store"
+    store.mkdir()
+    versions = {f"v{i}": os.urandom(50_000 + i) for i in range(8)}
+    with mount_server(str(store), writable=True) as url:
+        def upload(job: tuple[str, str]) -> int:
+            name, version = job
+            with httpx.Client(timeout=120) as client:
+                return client.put(url + name, content=versions[version]).status_code
+
+        jobs = [(f"own-{v}.bin", v) for v in versions] * 3 + [("shared.bin", v)
+                                                            for v in versions] * 3
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(upload, jobs))
+        assert set(statuses) <= {201, 204}, statuses
+        with httpx.Client(timeout=120) as client:
+            for v, data in versions.items():
+                assert client.get(url + f"own-{v}.bin").content == data
+            assert client.get(url + "shared.bin").content in versions.values()
+    assert sorted(os.listdir(store)) == sorted([f"own-{v}.bin.sync" for v in versions] +
+                                               ["shared.bin.sync"])
+    for path in store.iterdir():
+        layout, _, raw = open_sync(path)
+        assert entry_bytes(layout, raw, "payload") in versions.values()
