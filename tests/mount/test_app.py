@@ -313,3 +313,27 @@ def test_a_provider_asks_for_its_wsgidav_switches(mount_server: Any, webdav: htt
     assert (tmp_path / "f.txt").stat().st_mtime == 1_000_000_000
     with mount_server(FilesystemProvider(str(tmp_path))) as url:
         assert mount_server.last.app.config.get("honor_mtime_header") is False
+
+
+def test_dotdot_above_the_root_is_403(mount_server: Any, tmp_path: Path) -> None:
+    """A request naming `..` (raw, percent-encoded or backslashed) gets one complete 403
+    answer from the guard, whatever the provider (clients saw a 400 with a promised body
+    that never came)."""
+    import socket
+
+    store = tmp_path / "store"
+    store.mkdir()
+    with mount_server(store, writable=True) as url:
+        host, port = url.split("//", 1)[1].rstrip("/").split(":")
+        for path in ("/../x", "/a/../../x", "/%2e%2e/x", "/a/..%5c..%5cx"):
+            with socket.create_connection((host, int(port)), timeout=30) as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                          .encode())
+                reply = b""
+                while chunk := s.recv(65536):
+                    reply += chunk
+            head, _, body = reply.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 403"), (path, head)
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            assert len(body) == length and b".." in body, (path, body)

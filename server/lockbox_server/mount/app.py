@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from cheroot import wsgi
 from wsgidav.dav_provider import DAVProvider
@@ -88,6 +89,37 @@ class MountGuard(BaseMiddleware):
             return [_FINITE_DEPTH_BODY]
         result: Iterable[bytes] = self.next_app(environ, start_response)
         return result
+
+
+def _climbs(environ: dict[str, Any]) -> bool:
+    """True if the request's path, as sent or as decoded, has a ``..`` segment (also
+    ``%2e%2e`` and backslash-separated): nothing above or beside the mount's root is ever
+    named, so such a request gets 403 here rather than whatever a later layer makes of
+    it (wsgidav answered 400 with a body it never sent)."""
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI") or ""
+    raw = raw.split("?", 1)[0]
+    for text in (raw, unquote(raw), environ.get("PATH_INFO", "")):
+        if ".." in text.replace("\\", "/").split("/"):
+            return True
+    return False
+
+
+def refuse_climbing(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """The outermost WSGI layer of a mount (what cheroot calls): a path with a ``..``
+    segment gets one complete 403 before wsgidav sees it."""
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]
+                ) -> Iterable[bytes]:
+        if _climbs(environ):
+            body = b"403 Forbidden: '..' in a path\n"
+            _drain(environ)
+            start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8"),
+                                             ("Content-Length", str(len(body))),
+                                             ("Connection", "close")])
+            return [body]
+        return app(environ, start_response)
+
+    return guarded
 
 
 def _drain(environ: dict[str, Any], limit: int = 1 << 20) -> None:
@@ -292,7 +324,8 @@ class MountServer:
 
 
 def _bind(app: WsgiDAVApp, host: str, port: int) -> wsgi.Server:
-    server = wsgi.Server((host, port), app, numthreads=THREADS, server_name="lockbox-mount")
+    server = wsgi.Server((host, port), refuse_climbing(app), numthreads=THREADS,
+                         server_name="lockbox-mount")
     try:
         server.prepare()  # binds
     except OSError as e:
