@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,17 @@ def make_tree(root: Path, seed: str = "1") -> Path:
     return root
 
 
-def leftovers(store: Path) -> list[str]:
-    return [str(p) for p in store.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+def leftovers(store: Path, *, settle_s: float = 30.0) -> list[str]:
+    """The store's temp files once the server has finished with a cut upload: the client
+    can see its own error before the server has noticed the disconnect and removed the
+    staged object's temp file, so this waits (a hang guard, not a timing assertion) until
+    there are none or ``settle_s`` has passed, and returns what is left."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        found = [str(p) for p in store.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def same_tree(a: Path, b: Path) -> None:
