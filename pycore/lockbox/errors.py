@@ -31,6 +31,7 @@ __all__ = [
     "UsageError",
     "HookError",
     "HookTimeoutError",
+    "VaultError",
 ]
 
 
@@ -154,6 +155,14 @@ class HookTimeoutError(HookError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, reason="timeout")
+
+
+class VaultError(StorageError):
+    """The local vault or the unlock agent cannot be used safely: a directory, file or
+    socket with the wrong owner or permissions (or a symlink where none may be), an agent
+    that is already running, or one that does not answer as it should."""
+
+    exit_code = 17
 
 
 class UsageError(LockboxError):
