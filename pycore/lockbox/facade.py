@@ -155,12 +155,14 @@ def _pick(cls: type[T], target: type[Any], spec: FormatSpec) -> type[T]:
 
 
 def _options(password: str | bytes | None, identity: Any, secrets: Mapping[str, Any] | None,
-             settings: Mapping[str, Any]) -> OpenOptions:
+             settings: Mapping[str, Any], link: Any = None) -> OpenOptions:
     given: dict[str, Any] = dict(secrets or {})
     if password is not None:
         given["password"] = password
     if identity is not None:
         given["identity"] = identity
+    if link is not None:
+        given["link"] = link
     return OpenOptions(secrets=given,
                        settings={k: v for k, v in settings.items() if v is not None})
 
@@ -217,6 +219,7 @@ class Archive:
     @classmethod
     def open(cls: type[A], location: Location | RangeSource, *,
              password: str | bytes | None = None, identity: Any = None,
+             link: Any = None,
              format: str | None = None, secrets: Mapping[str, Any] | None = None,
              source: RangeSource | None = None, probe: Probe | None = None,
              close_source: bool = True, **settings: Any) -> A:
@@ -224,11 +227,13 @@ class Archive:
 
         The format is recognised by its first bytes (one 16 KiB read, which also answers
         the format's own first reads: no extra round trip), unless ``format`` names one.
-        ``password`` / ``identity`` (and ``secrets``) unlock an encrypted format and are
-        ignored by the others; ``settings`` go to the format (``OpenOptions.settings``:
-        cache, limits, generation ...). ``source``: the already opened source of
-        ``location``; ``probe``: what :func:`probe` found on it. For a format that names a
-        facade of its own the result is that class (a ``.lbox`` gives a ``Lockbox``)."""
+        ``password`` / ``identity`` / ``link`` (a share link's key: a ``.lbox``
+        ``LinkSecret`` or its ``lbk1-...`` text) and ``secrets`` unlock an encrypted
+        format and are ignored by the others; ``settings`` go to the format
+        (``OpenOptions.settings``: cache, limits, generation ...). ``source``: the
+        already opened source of ``location``; ``probe``: what :func:`probe` found on
+        it. For a format that names a facade of its own the result is that class (a
+        ``.lbox`` gives a ``Lockbox``)."""
         loc: str | None
         special = (open_location(location) if source is None and
                    isinstance(location, str) else None)
@@ -245,7 +250,7 @@ class Archive:
             loc, path, src = None, None, location
         if loc is not None and "archive_name" not in settings:
             settings["archive_name"] = archive_name(loc)
-        options = _options(password, identity, secrets, settings)
+        options = _options(password, identity, secrets, settings, link)
         try:
             if probe is None and format is None and cls.default_format is None and \
                     src.size is None:
@@ -530,6 +535,7 @@ class AsyncArchive:
     @classmethod
     async def open(cls: type[AA], location: Location | AsyncRangeSource, *,
                    password: str | bytes | None = None, identity: Any = None,
+                   link: Any = None,
                    format: str | None = None, secrets: Mapping[str, Any] | None = None,
                    source: AsyncRangeSource | None = None, probe: Probe | None = None,
                    close_source: bool = True, **settings: Any) -> AA:
@@ -550,7 +556,7 @@ class AsyncArchive:
             loc, path, src = None, None, location
         if loc is not None and "archive_name" not in settings:
             settings["archive_name"] = archive_name(loc)
-        options = _options(password, identity, secrets, settings)
+        options = _options(password, identity, secrets, settings, link)
         try:
             if probe is None and format is None and cls.default_format is None and \
                     src.size is None:

@@ -32,6 +32,7 @@ from lockbox.formats.lbox.wire.keydir import (
     LEGACY_KEYDIR_VERSION,
     SALT_SIZE,
     WRAPPED_KEY_SIZE,
+    LinkSlot,
     PasswordSlot,
     RecipientSlot,
     UnusableSlot,
@@ -242,8 +243,11 @@ recipient_slots = st.builds(
     st.binary(min_size=WRAPPED_KEY_SIZE, max_size=WRAPPED_KEY_SIZE))
 unusable_slots = st.builds(
     lambda i, kind, body: UnusableSlot(i, kind, body, f"unknown slot kind {kind}"),
-    st.integers(0, 2 ** 32 - 1), st.sampled_from([0, 3, 99, 255]), st.binary(max_size=40))
-slot_lists = st.lists(st.one_of(password_slots, recipient_slots, unusable_slots), max_size=4,
+    st.integers(0, 2 ** 32 - 1), st.sampled_from([0, 4, 99, 255]), st.binary(max_size=40))
+link_slots = st.builds(LinkSlot, st.integers(0, 2 ** 32 - 1),
+                       st.binary(min_size=WRAPPED_KEY_SIZE, max_size=WRAPPED_KEY_SIZE))
+slot_lists = st.lists(st.one_of(password_slots, recipient_slots, link_slots, unusable_slots),
+                      max_size=4,
                       unique_by=lambda s: s.slot_id)
 
 

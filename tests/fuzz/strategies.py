@@ -81,8 +81,10 @@ from lockbox.formats.lbox.wire.entry import (
 from lockbox.formats.lbox.wire.frame import FrameHeader
 from lockbox.formats.lbox.wire.keydir import (
     KEM_CT_SIZE,
+    LINK_KIND,
     WRAPPED_KEY_SIZE,
     KeySlot,
+    LinkSlot,
     PasswordSlot,
     RecipientSlot,
     UnusableSlot,
@@ -204,7 +206,7 @@ def recipient_slots(slot_id: int) -> st.SearchStrategy[RecipientSlot]:
 def unusable_slots(draw: st.DrawFn, slot_id: int) -> UnusableSlot:
     """A later slot kind, or a password slot with Argon2id parameters out of range."""
     if draw(st.booleans()):
-        kind = draw(st.integers(0, 255).filter(lambda k: k not in (1, 2)))
+        kind = draw(st.integers(0, 255).filter(lambda k: k not in (1, 2, LINK_KIND)))
         body = draw(st.binary(max_size=64))
         return UnusableSlot(slot_id, kind, body, f"unknown slot kind {kind}")
     t = draw(st.sampled_from([0, 1, ARGON2_MAX_TIME_COST + 1, 2**32 - 1]))
@@ -224,9 +226,11 @@ def keydirs(draw: st.DrawFn, max_slots: int = 5, recipients: bool = True) -> lis
     ids = draw(st.lists(slot_ids, unique=True, max_size=max_slots))
     out: list[KeySlot] = []
     for sid in ids:
-        choice = draw(st.sampled_from(["pw", "pw", "rcpt", "unusable"] if recipients
-                                      else ["pw", "pw", "unusable"]))
-        if choice == "pw":
+        choice = draw(st.sampled_from(["pw", "pw", "rcpt", "link", "unusable"] if recipients
+                                      else ["pw", "pw", "link", "unusable"]))
+        if choice == "link":
+            out.append(LinkSlot(sid, draw(wrapped_keys)))
+        elif choice == "pw":
             out.append(draw(password_slots(sid)))
         elif choice == "rcpt":
             out.append(draw(recipient_slots(sid)))

@@ -9,7 +9,7 @@ from typing import Any
 from ...info import EntryInfo
 from .wire.constants import FORMAT_VERSION, EntryType
 from .wire.entry import Entry
-from .wire.keydir import KeySlot, PasswordSlot, RecipientSlot
+from .wire.keydir import KeySlot, LinkSlot, PasswordSlot, RecipientSlot
 
 __all__ = ["ArchiveInfo", "SlotInfo", "entry_info"]
 
@@ -24,7 +24,7 @@ def entry_info(path: str, e: Entry) -> EntryInfo:
 @dataclass(frozen=True)
 class SlotInfo:
     slot_id: int
-    kind: str  # "password" or "recipient"
+    kind: str  # "password", "recipient", "link" or "unusable"
     detail: str
 
     @classmethod
@@ -36,6 +36,8 @@ class SlotInfo:
                        f"argon2id m={mem} t={s.time_cost} p={s.parallelism}")
         if isinstance(s, RecipientSlot):
             return cls(s.slot_id, "recipient", "ml-kem-1024 (recipient not recorded)")
+        if isinstance(s, LinkSlot):
+            return cls(s.slot_id, "link", "share link (lbk1 key; revoke: lockbox keys rm)")
         return cls(s.slot_id, "unusable", s.reason)
 
 

@@ -1,13 +1,16 @@
-"""Key slots: wrapping the archive's content key for passwords and ML-KEM-1024
-recipients, and unlocking. docs/FORMAT.md §6.
+"""Key slots: wrapping the archive's content key for passwords, ML-KEM-1024
+recipients and share links, and unlocking. docs/FORMAT.md §6.
 
 Password slot:  ``ikm = Argon2id(NFC(password), salt, t, m, p=1, 32)``,
 ``wrap_key = HKDF-SHA256(ikm, salt=archive_id, info="lockbox/v1/password-wrap")``.
 Recipient slot: ``(ss, ct) = ML-KEM-1024.Encaps(ek)``, ``wrap_key =
 HKDF-SHA256(ss, salt=archive_id, info="lockbox/v1/recipient-wrap" || SHA-256(ek)
 || SHA-256(ct))``.
-Both wrap the content key with ChaCha20-Poly1305 under a zero nonce (each wrap
-key is used exactly once: fresh salt / fresh encapsulation) and AAD
+Link slot: a 32-byte random secret (full entropy: no Argon2id), ``wrap_key =
+HKDF-SHA256(secret, salt=archive_id, info="lockbox/v1/link-wrap" || u32le(slot_id))``;
+its text form is ``lbk1-`` + unpadded base64url (:class:`LinkSecret`).
+All wrap the content key with ChaCha20-Poly1305 under a zero nonce (each wrap
+key seals one message: fresh salt / fresh encapsulation / fresh secret) and AAD
 ``"lockbox/v1/slot" || archive_id || kind || slot_id || slot descriptor``.
 
 Key commitment (key directory version 2): ``HKDF-SHA256(content_key,
@@ -27,7 +30,7 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...crypto.base import MLKEM1024_EK_SIZE, MLKEM1024_SEED_SIZE, CryptoBackend
 from ...errors import (
@@ -48,8 +51,11 @@ from .wire.constants import (
     SlotKind,
 )
 from .wire.keydir import (
+    LINK_KIND,
     SALT_SIZE,
+    WRAPPED_KEY_SIZE,
     KeySlot,
+    LinkSlot,
     PasswordSlot,
     RecipientSlot,
     UnusableSlot,
@@ -59,14 +65,19 @@ from .wire.keydir import (
     slot_aad,
 )
 
-__all__ = ["Identity", "Recipient", "Argon2Params", "UnlockLimits", "new_password_slot",
-           "new_recipient_slot", "unlock", "normalize_password", "key_commitment",
-           "committed_keydir", "check_password_slot_room", "DEFAULT_ARGON2"]
+__all__ = ["Identity", "Recipient", "LinkSecret", "Argon2Params", "UnlockLimits",
+           "new_password_slot", "new_recipient_slot", "new_link_slot", "link_wrap_key",
+           "as_link_secret", "unlock", "LINK_PREFIX", "LINK_SECRET_SIZE",
+           "normalize_password", "key_commitment", "committed_keydir",
+           "check_password_slot_room", "DEFAULT_ARGON2"]
 
 _ZERO_NONCE = b"\x00" * 12
-_KNOWN_SLOT_KINDS = frozenset((SlotKind.PASSWORD, SlotKind.MLKEM1024))
+_KNOWN_SLOT_KINDS = frozenset((int(SlotKind.PASSWORD), int(SlotKind.MLKEM1024), LINK_KIND))
 IDENTITY_PREFIX = "LOCKBOX-IDENTITY-1:"
 RECIPIENT_PREFIX = "lockbox-recipient-1:"
+LINK_PREFIX = "lbk1-"
+LINK_SECRET_SIZE = 32
+LABEL_LINK_WRAP = b"lockbox/v1/link-wrap"
 
 
 @dataclass(frozen=True)
@@ -204,6 +215,49 @@ class Identity:
         raise FormatError("not a lockbox identity file (no 'LOCKBOX-IDENTITY-1:' line)")
 
 
+@dataclass(frozen=True)
+class LinkSecret:
+    """A share link's key: 32 random bytes (256 bits of entropy). Its text form
+    ``lbk1-`` + 43 characters of unpadded base64url goes in a viewer URL's fragment
+    (``#url=...&key=lbk1-...``), never in a request. A secret: ``repr`` hides it."""
+
+    secret: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.secret, bytes) or len(self.secret) != LINK_SECRET_SIZE:
+            raise FormatError(f"link key: {LINK_SECRET_SIZE} bytes expected")
+
+    @classmethod
+    def generate(cls, crypto: CryptoBackend) -> LinkSecret:
+        return cls(crypto.random_bytes(LINK_SECRET_SIZE))
+
+    def text(self) -> str:
+        """``lbk1-`` + the unpadded base64url of the 32 bytes (48 characters)."""
+        return LINK_PREFIX + base64.urlsafe_b64encode(self.secret).decode().rstrip("=")
+
+    @classmethod
+    def parse(cls, text: str) -> LinkSecret:
+        """Strict: the prefix, then canonical unpadded base64url of exactly 32 bytes
+        (leading and trailing whitespace aside); anything else is a FormatError."""
+        text = text.strip()
+        if not text.startswith(LINK_PREFIX):
+            raise FormatError("not a lockbox link key (expected 'lbk1-...')")
+        data = _b64(text[len(LINK_PREFIX):], "link key")
+        if len(data) != LINK_SECRET_SIZE:
+            raise FormatError(f"link key: {len(data)} bytes, expected {LINK_SECRET_SIZE}")
+        return cls(data)
+
+
+def as_link_secret(value: LinkSecret | str | None) -> LinkSecret | None:
+    """A link secret given as a :class:`LinkSecret` or its ``lbk1-...`` text."""
+    if value is None or isinstance(value, LinkSecret):
+        return value
+    if isinstance(value, str):
+        return LinkSecret.parse(value)
+    raise UsageError(f"a link key is a LinkSecret or an 'lbk1-...' text, not "
+                     f"{type(value).__name__}")
+
+
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -234,6 +288,14 @@ def _recipient_wrap_key(crypto: CryptoBackend, archive_id: bytes, ss: bytes, ek:
                         ct: bytes) -> bytes:
     info = LABEL_RECIPIENT_WRAP + hashlib.sha256(ek).digest() + hashlib.sha256(ct).digest()
     return crypto.hkdf_sha256(ss, archive_id, info, 32)
+
+
+def link_wrap_key(crypto: CryptoBackend, archive_id: bytes, secret: LinkSecret,
+                  slot_id: int) -> bytes:
+    """``HKDF-SHA256(secret, salt=archive_id, info="lockbox/v1/link-wrap" ||
+    u32le(slot_id), L=32)``: one key per archive and slot (docs/FORMAT.md §6)."""
+    return crypto.hkdf_sha256(secret.secret, archive_id,
+                              LABEL_LINK_WRAP + slot_id.to_bytes(4, "little"), 32)
 
 
 def key_commitment(crypto: CryptoBackend, archive_id: bytes, content_key: bytes) -> bytes:
@@ -284,31 +346,48 @@ def new_recipient_slot(crypto: CryptoBackend, archive_id: bytes, content_key: by
     return RecipientSlot(slot.slot_id, ct, wrapped)
 
 
+def new_link_slot(crypto: CryptoBackend, archive_id: bytes, content_key: bytes,
+                  secret: LinkSecret, taken: set[int] | None = None) -> LinkSlot:
+    """A link slot wrapping ``content_key`` for ``secret`` (draw one secret per link:
+    :meth:`LinkSecret.generate`)."""
+    slot = LinkSlot(_new_slot_id(crypto, taken or set()), b"")
+    key = link_wrap_key(crypto, archive_id, secret, slot.slot_id)
+    wrapped = crypto.aead(key).seal(_ZERO_NONCE, content_key, slot_aad(archive_id, slot))
+    assert len(wrapped) == WRAPPED_KEY_SIZE
+    return LinkSlot(slot.slot_id, wrapped)
+
+
 def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
            password: str | bytes | None = None, identity: Identity | None = None,
-           commitment: bytes | None = None,
+           link: LinkSecret | str | None = None, commitment: bytes | None = None,
            limits: UnlockLimits | None = None) -> tuple[bytes, int]:
     """Return ``(content_key, slot_id)`` of the first slot the secret opens.
 
-    Recipient slots are tried in directory order, password slots cheapest first
-    (``time_cost * memory_kib``) within ``limits`` (default: this platform's);
-    slots over a limit are skipped. With ``commitment`` (a version-2 key directory's
-    key commitment), the key a slot gives must match it: else IntegrityError (a
-    hostile or damaged archive), never another slot or a silent success.
+    Link slots are tried first, then recipient slots, both in directory order (one
+    HKDF, resp. one ML-KEM decapsulation, and one AEAD each), then password slots
+    cheapest first (``time_cost * memory_kib``) within ``limits`` (default: this
+    platform's); slots over a limit are skipped. With ``commitment`` (a version-2 key
+    directory's key commitment), the key a slot gives must match it: else
+    IntegrityError (a hostile or damaged archive), never another slot or a silent
+    success. ``link``: a :class:`LinkSecret` or its ``lbk1-...`` text.
 
     Raises LimitExceededError when no slot was tried and a slot this secret might open
     was passed over (an unusable or over-the-limits slot of the secret's kind, or a slot
     of an unknown kind), else WrongKeyError when no slot opens (the message says which
     kinds were tried and which slots the local limits skipped). docs/FORMAT.md §6.
     """
-    if password is None and identity is None:
-        raise UsageError("a password or an identity is needed to open this archive")
+    link = as_link_secret(link)
+    if password is None and identity is None and link is None:
+        raise UsageError("a password, an identity or a link key is needed to open this "
+                         "archive")
     if limits is None:
         limits = UnlockLimits.default()
     pw = normalize_password(password) if password is not None else None
     ek = identity.recipient(crypto).public_key if identity is not None else None
-    candidates: list[PasswordSlot | RecipientSlot] = []
+    candidates: list[PasswordSlot | RecipientSlot | LinkSlot] = []
     skipped: list[str] = []
+    if link is not None:  # cheapest first: one HKDF and one AEAD per link slot
+        candidates += [s for s in slots if isinstance(s, LinkSlot)]
     if identity is not None:
         candidates += [s for s in slots if isinstance(s, RecipientSlot)]
     if pw is not None:
@@ -323,7 +402,10 @@ def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
             work_kib += s.time_cost * s.memory_kib
             candidates.append(s)
     for slot in candidates:
-        if isinstance(slot, PasswordSlot):
+        if isinstance(slot, LinkSlot):
+            assert link is not None
+            key = link_wrap_key(crypto, archive_id, link, slot.slot_id)
+        elif isinstance(slot, PasswordSlot):
             assert pw is not None
             key = _password_wrap_key(crypto, archive_id, pw, slot.salt, slot.time_cost,
                                      slot.memory_kib)
@@ -345,9 +427,10 @@ def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
     # docs/FORMAT.md §6 "Unlocking", rule 1: nothing was tried, and a slot this secret
     # might open was passed over — one of the secret's own kind this reader cannot use
     # (Argon2id parameters outside the format's limits, or over the local limits), or
-    # one of a kind it does not know (which may be for either secret).
-    own_kinds = ({SlotKind.PASSWORD} if pw is not None else set()) | \
-        ({SlotKind.MLKEM1024} if identity is not None else set())
+    # one of a kind it does not know (which may be for any secret).
+    own_kinds = ({int(SlotKind.PASSWORD)} if pw is not None else set()) | \
+        ({int(SlotKind.MLKEM1024)} if identity is not None else set()) | \
+        ({LINK_KIND} if link is not None else set())
     unusable = [f"slot {s.slot_id}: {s.reason}" for s in slots
                 if isinstance(s, UnusableSlot)
                 and (s.kind in own_kinds or s.kind not in _KNOWN_SLOT_KINDS)]
@@ -355,10 +438,16 @@ def unlock(crypto: CryptoBackend, archive_id: bytes, slots: list[KeySlot], *,
         raise LimitExceededError("no key slot can be used by this reader: "
                                  + "; ".join(skipped + unusable))
     not_tried = f" (not tried: {'; '.join(skipped)})" if skipped else ""
-    if pw is not None and not any(s.kind == SlotKind.PASSWORD for s in slots):
+    if link is not None and pw is None and identity is None:  # rule 2
+        if not any(int(s.kind) == LINK_KIND for s in slots):
+            raise WrongKeyError("this archive has no link slot: the link was revoked, or "
+                                "it is not for this archive")
+        raise WrongKeyError("this link's key does not open the archive (revoked or wrong)")
+    if pw is not None and not any(s.kind == SlotKind.PASSWORD for s in slots):  # rule 3
         raise WrongKeyError("this archive has no password slot; open it with an identity")
-    if identity is not None and pw is None:
+    if identity is not None and pw is None and link is None:  # rule 4
         if not any(s.kind == SlotKind.MLKEM1024 for s in slots):
             raise WrongKeyError("this archive has no recipient slot; open it with a password")
         raise WrongKeyError("this identity is not a recipient of this archive")
-    raise WrongKeyError("wrong password or identity: no key slot opens" + not_tried)
+    what = "password, identity or link key" if link is not None else "password or identity"
+    raise WrongKeyError(f"wrong {what}: no key slot opens" + not_tried)  # rule 5

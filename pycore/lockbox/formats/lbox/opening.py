@@ -39,7 +39,7 @@ from ...errors import (
 )
 from ...ranges import ByteRange
 from .frames import FrameOpener
-from .keys import Identity, UnlockLimits, key_commitment, unlock
+from .keys import Identity, LinkSecret, UnlockLimits, as_link_secret, key_commitment, unlock
 from .view import ArchiveView
 from .wire.commit import decode_commit
 from .wire.constants import (
@@ -87,10 +87,11 @@ class _Unlocker:
 
     def __init__(self, crypto: CryptoBackend, password: str | bytes | None,
                  identity: Identity | None, known_key: tuple[bytes, bytes] | None,
-                 limits: UnlockLimits) -> None:
+                 limits: UnlockLimits, link: LinkSecret | None = None) -> None:
         self.crypto = crypto
         self.password = password
         self.identity = identity
+        self.link = link
         self.known_key = known_key
         self.limits = limits
         self._done: dict[tuple[bytes, bytes], tuple[bytes, int] | LockboxError] = {}
@@ -112,7 +113,8 @@ class _Unlocker:
         if done is None:
             try:
                 done = unlock(self.crypto, archive_id, key_slots, password=self.password,
-                              identity=self.identity, commitment=commitment,
+                              identity=self.identity, link=self.link,
+                              commitment=commitment,
                               limits=self.limits)
             except (WrongKeyError, LimitExceededError, IntegrityError) as exc:
                 done = exc
@@ -210,22 +212,26 @@ def open_flow(crypto: CryptoBackend, codec: CodecBackend, *, password: str | byt
               identity: Identity | None, cache: PageCache,
               known_key: tuple[bytes, bytes] | None = None,
               limits: UnlockLimits | None = None,
-              generation: int | None = None) -> Flow[ArchiveView]:
+              generation: int | None = None,
+              link: LinkSecret | str | None = None) -> Flow[ArchiveView]:
     """First round trip: the 16 KiB superblock. Then unlock locally and open the
     newest valid slot (docs/FORMAT.md §11 "Opening").
 
     ``limits``: the local unlock limits (default: this platform's,
     ``lockbox.platform.default_unlock_limits``). ``generation``: open exactly that
     generation (one of the two the superblock holds), with no fallback at all;
-    NotFoundError names the generations there are.
+    NotFoundError names the generations there are. ``link``: a share link's key (a
+    ``LinkSecret`` or its ``lbk1-...`` text), a third secret besides ``password`` and
+    ``identity``.
     """
+    link = as_link_secret(link)
     if generation is not None and (isinstance(generation, bool)
                                    or not isinstance(generation, int) or generation < 1):
         raise UsageError(f"a generation is a number >= 1, not {generation!r}")
     blobs = yield Read((ByteRange(0, SUPERBLOCK_SIZE),))
     slots = decode_superblock(blobs[0])
     unlocker = _Unlocker(crypto, password, identity, known_key,
-                         limits if limits is not None else UnlockLimits.default())
+                         limits if limits is not None else UnlockLimits.default(), link)
     if generation is not None:
         chosen = [s for s in slots if s.generation == generation]
         if not chosen:

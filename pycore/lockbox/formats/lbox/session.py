@@ -5,7 +5,8 @@ with :func:`~lockbox.formats.lbox.opening.open_flow`; :class:`LboxSession` answe
 protocol's flows from an :class:`~lockbox.formats.lbox.view.ArchiveView`. Secrets and
 settings come in :class:`~lockbox.protocol.OpenOptions`:
 
-* ``secrets``: ``password`` (str or bytes), ``identity`` (an ``Identity``),
+* ``secrets``: ``password`` (str or bytes), ``identity`` (an ``Identity``), ``link``
+  (a share link's key: a ``LinkSecret`` or its ``lbk1-...`` text),
   ``known_key`` (``(archive_id, content_key)``, for a writer's own re-open);
 * ``settings``: ``crypto``, ``codec``, ``cache`` (a ``PageCache`` or a limit),
   ``limits`` (``UnlockLimits``), ``generation`` (an older commit, read-only),
@@ -81,7 +82,7 @@ class LboxFormat:
             password=s.get("password"), identity=s.get("identity"),
             cache=cache if isinstance(cache, PageCache) else PageCache(cache),
             known_key=s.get("known_key", st.get("known_key")), limits=st.get("limits"),
-            generation=st.get("generation"))
+            generation=st.get("generation"), link=s.get("link"))
         if st.get("walk_limits") is not None:
             view.limits = st["walk_limits"]
         return LboxSession(view, size)

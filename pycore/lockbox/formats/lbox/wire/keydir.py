@@ -9,6 +9,10 @@ at most ``MAX_PASSWORD_SLOTS`` password slots. Version 1 (archives written
 before) has neither; readers still read it (``KeyDirectory.key_commitment`` is
 then ``None``) and the next writer commit upgrades it.
 
+Link slots (kind 3, ``LINK_KIND``) wrap the content key under a key derived by HKDF
+from a 32-byte random secret (a share link's ``lbk1-...`` key): their body is the
+wrapped key alone (no descriptor).
+
 A slot this reader cannot use (an unknown kind, or Argon2 parameters outside
 its limits) does not make the whole directory unreadable: it is kept as an
 :class:`UnusableSlot` (bytes preserved, so a writer rewrites it unchanged) and
@@ -35,16 +39,18 @@ from .constants import (
 )
 from .encoding import Builder, Reader
 
-__all__ = ["PasswordSlot", "RecipientSlot", "UnusableSlot", "KeySlot", "KeyDirectory",
+__all__ = ["PasswordSlot", "RecipientSlot", "LinkSlot", "UnusableSlot", "KeySlot", "KeyDirectory",
            "encode_keydir", "decode_keydir", "decode_key_directory", "keydir_has_commitment",
            "password_slot_count", "slot_aad", "check_argon2_params", "KEYDIR_VERSION",
-           "LEGACY_KEYDIR_VERSION", "WRAPPED_KEY_SIZE", "SALT_SIZE", "KEM_CT_SIZE"]
+           "LEGACY_KEYDIR_VERSION", "WRAPPED_KEY_SIZE", "SALT_SIZE", "KEM_CT_SIZE", "LINK_KIND",
+           "slot_kind_name"]
 
 KEYDIR_VERSION = 2  # what writers write: with the key commitment
 LEGACY_KEYDIR_VERSION = 1  # archives written before key commitments (read only)
 WRAPPED_KEY_SIZE = 48  # 32-byte content key + 16-byte tag
 SALT_SIZE = 16
 KEM_CT_SIZE = 1568
+LINK_KIND = 3  # a share link's slot (docs/FORMAT.md §6); SlotKind has PASSWORD and MLKEM1024
 _PW = struct.Struct("<16sIIB")  # salt, time_cost, memory_kib, parallelism
 
 
@@ -98,6 +104,24 @@ class RecipientSlot:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkSlot:
+    """A share link: the content key wrapped under ``HKDF(secret, archive_id, ...)`` of a
+    32-byte random secret. The body is the wrapped key alone: the slot shows that a link
+    exists and nothing else."""
+
+    slot_id: int
+    wrapped_key: bytes
+
+    kind = LINK_KIND
+
+    def descriptor(self) -> bytes:
+        return b""
+
+    def body(self) -> bytes:
+        return self.wrapped_key
+
+
+@dataclass(frozen=True, slots=True)
 class UnusableSlot:
     """A slot this reader cannot use; its bytes are kept verbatim."""
 
@@ -114,7 +138,16 @@ class UnusableSlot:
         return self.raw_body
 
 
-KeySlot = PasswordSlot | RecipientSlot | UnusableSlot
+KeySlot = PasswordSlot | RecipientSlot | LinkSlot | UnusableSlot
+
+_KIND_NAMES = {int(SlotKind.PASSWORD): "password", int(SlotKind.MLKEM1024): "recipient",
+               LINK_KIND: "link"}
+
+
+def slot_kind_name(kind: int) -> str:
+    """``password``, ``recipient``, ``link``, or ``kind N`` for a kind this reader does
+    not know."""
+    return _KIND_NAMES.get(int(kind), f"kind {int(kind)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +167,7 @@ def password_slot_count(slots: list[KeySlot]) -> int:
     return sum(1 for s in slots if int(s.kind) == SlotKind.PASSWORD)
 
 
-def slot_aad(archive_id: bytes, slot: PasswordSlot | RecipientSlot) -> bytes:
+def slot_aad(archive_id: bytes, slot: PasswordSlot | RecipientSlot | LinkSlot) -> bytes:
     return b"".join((AAD_SLOT, archive_id, bytes([int(slot.kind)]),
                      slot.slot_id.to_bytes(4, "little"), slot.descriptor()))
 
@@ -215,6 +248,10 @@ def decode_key_directory(buf: bytes) -> KeyDirectory:
             if size != KEM_CT_SIZE + WRAPPED_KEY_SIZE:
                 raise FormatError("key directory: bad recipient slot size")
             slots.append(RecipientSlot(slot_id, body[:KEM_CT_SIZE], body[KEM_CT_SIZE:]))
+        elif kind == LINK_KIND:
+            if size != WRAPPED_KEY_SIZE:
+                raise FormatError("key directory: bad link slot size")
+            slots.append(LinkSlot(slot_id, bytes(body)))
         else:
             slots.append(UnusableSlot(slot_id, kind, body, f"unknown slot kind {kind}"))
     r.done()

@@ -1,5 +1,5 @@
-"""Key-slot changes staged by a write session: password and recipient slots added or
-removed, written as a new key directory by the next commit (docs/FORMAT.md §6, §11)."""
+"""Key-slot changes staged by a write session: password, recipient and link slots added
+or removed, written as a new key directory by the next commit (docs/FORMAT.md §6, §11)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from ....errors import NotFoundError, UsageError
 from ..keys import (
     DEFAULT_ARGON2,
     Argon2Params,
+    LinkSecret,
     Recipient,
     check_password_slot_room,
+    new_link_slot,
     new_password_slot,
     new_recipient_slot,
 )
@@ -47,6 +49,15 @@ class StagedKeySlots:
                       recipient: Recipient) -> int:
         """Wrap ``content_key`` for ``recipient`` in a new slot; returns its id."""
         slot = new_recipient_slot(crypto, archive_id, content_key, recipient, self._ids())
+        self.slots.append(slot)
+        self.changed = True
+        return slot.slot_id
+
+    def add_link(self, crypto: CryptoBackend, archive_id: bytes, content_key: bytes,
+                 secret: LinkSecret) -> int:
+        """Wrap ``content_key`` for a share link's ``secret`` in a new link slot; returns
+        its id (``remove`` it to revoke the link)."""
+        slot = new_link_slot(crypto, archive_id, content_key, secret, self._ids())
         self.slots.append(slot)
         self.changed = True
         return slot.slot_id
