@@ -124,3 +124,189 @@ def test_a_legacy_archive_with_too_many_password_slots_must_shrink_first(
             w.remove_slot(slots[0].slot_id)
             w.add_bytes("f", b"1")
         assert _committed_to(box) and len(box.view.key_slots) == 4
+
+
+# -- share links: key-slot kind 3 LINK (docs/FORMAT.md §6, §17.8, §19.7) --------------------
+
+LINK_TEXT_CASES = [
+    ("lbk1-" + "A" * 43 + "=", "padding"),
+    ("lbk1-" + "A" * 42 + "+", "standard alphabet"),
+    ("lbk1-" + "A" * 21 + "/" + "A" * 21, "standard alphabet"),
+    ("lbk1-" + "A" * 42 + "B", "dangling bits (the last character's 2 low bits)"),
+    ("lbk1-" + "A" * 42, "31 bytes"),
+    ("lbk1-" + "A" * 44, "33 bytes"),
+    ("lbk1-" + "A" * 41, "a dangling character"),
+    ("lbk1-" + "A" * 20 + " " + "A" * 22, "whitespace inside"),
+    ("LBK1-" + "A" * 43, "the prefix is case-sensitive"),
+    ("lbk2-" + "A" * 43, "another prefix"),
+    ("A" * 43, "no prefix"),
+    ("lbk1-" + "A" * 42 + "\x00", "a NUL"),
+]
+
+
+def test_link_secret_text_is_strict_and_round_trips(crypto: Any) -> None:
+    from lockbox.formats.lbox.keys import LinkSecret, as_link_secret
+
+    secret = LinkSecret.generate(crypto)
+    text = secret.text()
+    assert len(text) == 48 and text.startswith("lbk1-")
+    assert LinkSecret.parse(text) == secret == as_link_secret(text) == as_link_secret(secret)
+    assert LinkSecret.parse(f"  {text}\n") == secret  # outer whitespace, as for recipients
+    assert text[5:] not in repr(secret) and secret.secret.hex() not in repr(secret)
+    assert LinkSecret.parse("lbk1-" + "A" * 43) == LinkSecret(bytes(32))
+    assert LinkSecret.parse("lbk1-" + "A" * 42 + "E").secret == bytes(31) + b"\x01"
+    for bad, why in LINK_TEXT_CASES:
+        with pytest.raises(lockbox.FormatError):
+            LinkSecret.parse(bad)
+            pytest.fail(why)
+    with pytest.raises(lockbox.FormatError):
+        LinkSecret(bytes(31))
+    with pytest.raises(lockbox.UsageError):
+        as_link_secret(b"lbk1-" + b"A" * 43)  # type: ignore[arg-type]
+
+
+def test_link_unlock_rules(crypto: Any, weak_argon2: Any) -> None:
+    from lockbox.formats.lbox.keys import (
+        LinkSecret,
+        new_link_slot,
+        new_password_slot,
+        unlock,
+    )
+    from lockbox.formats.lbox.wire.keydir import UnusableSlot
+
+    aid, key = crypto.random_bytes(16), crypto.random_bytes(32)
+    commitment = key_commitment(crypto, aid, key)
+    one, two = LinkSecret.generate(crypto), LinkSecret.generate(crypto)
+    a = new_link_slot(crypto, aid, key, one)
+    b = new_link_slot(crypto, aid, key, two, {a.slot_id})
+    pw = new_password_slot(crypto, aid, key, "pw", weak_argon2, {a.slot_id, b.slot_id})
+    assert len(a.body()) == 48 and a.descriptor() == b""
+    # Every link slot is tried, in directory order; the text form works too.
+    assert unlock(crypto, aid, [pw, a, b], link=two, commitment=commitment) == (key, b.slot_id)
+    assert unlock(crypto, aid, [pw, a, b], link=one.text()) == (key, a.slot_id)
+    # Link slots come first (no Argon2id): a wrong password alongside does not matter.
+    assert unlock(crypto, aid, [pw, b], link=two, password="nope") == (key, b.slot_id)
+    assert unlock(crypto, aid, [pw, b], link=one, password="pw") == (key, pw.slot_id)
+    # Rule 2: a link alone.
+    with pytest.raises(lockbox.WrongKeyError, match="no link slot"):
+        unlock(crypto, aid, [pw], link=one)
+    with pytest.raises(lockbox.WrongKeyError, match=r"revoked or wrong"):
+        unlock(crypto, aid, [pw, b], link=one)
+    # The same secret does not open the same slot of another archive.
+    with pytest.raises(lockbox.WrongKeyError):
+        unlock(crypto, crypto.random_bytes(16), [a], link=one)
+    # Rule 1: only a slot of an unknown kind, which may be a link's of a later version.
+    later = UnusableSlot(7, 200, b"x", "unknown slot kind 200")
+    with pytest.raises(lockbox.LimitExceededError, match="unknown slot kind 200"):
+        unlock(crypto, aid, [later, pw], link=one)
+    # A password meeting only link slots: "no password slot"; with both, rule 5.
+    with pytest.raises(lockbox.WrongKeyError, match="no password slot"):
+        unlock(crypto, aid, [a], password="pw")
+    with pytest.raises(lockbox.WrongKeyError, match="wrong password, identity or link key"):
+        unlock(crypto, aid, [pw, b], link=one, password="nope")
+    with pytest.raises(lockbox.UsageError):
+        unlock(crypto, aid, [a])
+
+
+def test_link_slot_that_fails_the_key_commitment(tmp_path: Path, crypto: Any,
+                                                 weak_argon2: Any) -> None:
+    """§19.7: a key holder adds a link slot wrapping another key: the link opens the
+    slot, the key fails the commitment -> IntegrityError, never another slot or an
+    older generation."""
+    from lockbox.formats.lbox.keys import LinkSecret, new_link_slot, unlock
+    from lockbox.formats.lbox.wire.keydir import decode_key_directory
+
+    path = tmp_path / "hostile.lbox"
+    lockbox.create(path, password="pw", argon2=weak_argon2).close()
+    secret = LinkSecret.generate(crypto)
+    with lockbox.open(path, password="pw") as box, box.writer() as w:
+        other_key = crypto.random_bytes(32)
+        w.key_slots = [*w.key_slots, new_link_slot(crypto, box.view.archive_id, other_key,
+                                                   secret, {s.slot_id for s in w.key_slots})]
+        w.keys.changed = True
+    with lockbox.open(path, password="pw") as box:  # the password slot is fine
+        d = decode_key_directory(box.view.keydir)
+        assert [s.kind for s in box.info().slots] == ["password", "link"]
+        assert unlock(crypto, box.view.archive_id, d.slots, link=secret)[0] == other_key
+    with pytest.raises(lockbox.IntegrityError, match="different content key"):
+        lockbox.open(path, link=secret)
+
+
+def test_link_slot_decoding_limits() -> None:
+    """§19.7: a link body of another size is a FormatError (a known kind has one body
+    layout); 513 slots are a LimitExceededError, 512 link slots decode and unlock."""
+    import os
+
+    from lockbox.formats.lbox.keys import LinkSecret, unlock
+    from lockbox.formats.lbox.wire.keydir import LinkSlot, decode_keydir, encode_keydir
+    from lockbox.platform import default_crypto
+
+    crypto = default_crypto()
+    commitment = bytes(32)
+
+    def record(kind: int, slot_id: int, body: bytes) -> bytes:
+        return bytes([kind]) + slot_id.to_bytes(4, "little") + len(body).to_bytes(2, "little") \
+            + body
+
+    def keydir(*records: bytes) -> bytes:
+        return b"LBKD\x02" + commitment + len(records).to_bytes(2, "little") + b"".join(records)
+
+    assert decode_keydir(keydir(record(3, 1, bytes(48)))) == [LinkSlot(1, bytes(48))]
+    for size in (0, 47, 49, 73):
+        with pytest.raises(lockbox.FormatError, match="bad link slot size") as exc:
+            decode_keydir(keydir(record(3, 1, bytes(size))))
+        assert type(exc.value) is lockbox.FormatError
+    with pytest.raises(lockbox.TruncatedError):  # the body runs past the directory
+        decode_keydir(keydir(record(3, 1, bytes(48)))[:-1])
+    many = [LinkSlot(i, os.urandom(48)) for i in range(1, 514)]
+    with pytest.raises(lockbox.LimitExceededError, match="too many slots"):
+        decode_keydir(keydir(*(record(3, s.slot_id, s.body()) for s in many)))
+    with pytest.raises(ValueError):
+        encode_keydir(many, commitment)
+    slots = decode_keydir(encode_keydir(many[:512], commitment))
+    assert len(slots) == 512
+    with pytest.raises(lockbox.WrongKeyError, match="revoked or wrong"):
+        unlock(crypto, bytes(16), slots, link=LinkSecret(bytes(32)))  # 512 tried, cheaply
+
+
+def test_a_reader_without_link_slots_keeps_them(tmp_path: Path, crypto: Any, weak_argon2: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """§20: kind 3 needs no version change. A reader that does not know it (emulated: the
+    decoder's link kind moved away, so kind 3 decodes by the unknown-kind rule, as before
+    link slots) opens the archive by password, shows the slot as unusable, and its
+    writer keeps the slot byte for byte when other slots change; the link then still
+    opens the archive."""
+    from lockbox.formats.lbox.keys import LinkSecret
+    from lockbox.formats.lbox.wire import keydir as keydir_mod
+
+    path = tmp_path / "a.lbox"
+    lockbox.create(path, password="pw", argon2=weak_argon2).close()
+    secret = LinkSecret.generate(crypto)
+    with lockbox.open(path, password="pw") as box, box.writer() as w:
+        w.add_bytes("f", b"1")
+        link_id = w.keys.add_link(w.crypto, w.view.archive_id, w.content_key, secret)
+    with lockbox.open(path, password="pw") as box:
+        record = next(s for s in box.view.key_slots if s.slot_id == link_id)
+        raw = bytes([3]) + link_id.to_bytes(4, "little") + (48).to_bytes(2, "little") + \
+            record.body()
+        assert raw in box.view.keydir
+
+    monkeypatch.setattr(keydir_mod, "LINK_KIND", -1)  # a reader before link slots
+    with lockbox.open(path, password="pw") as box:
+        old = next(s for s in box.view.key_slots if s.slot_id == link_id)
+        assert isinstance(old, keydir_mod.UnusableSlot) and old.reason == "unknown slot kind 3"
+        assert [s.kind for s in box.info().slots] == ["password", "unusable"]
+        with box.writer() as w:  # a key change: the directory is re-encoded
+            second = w.add_password("second", weak_argon2)
+            w.add_bytes("g", b"2")
+        assert raw in box.view.keydir
+        with box.writer() as w:
+            w.remove_slot(second)
+        assert raw in box.view.keydir
+    with pytest.raises(lockbox.LimitExceededError, match="unknown slot kind 3"):
+        lockbox.open(path, link=secret)  # that reader cannot test a link: rule 1
+    monkeypatch.undo()
+
+    with lockbox.open(path, link=secret) as box:
+        assert box.info().unlocked_slot == link_id and box.read_bytes("g") == b"2"
+        assert box.verify().ok
