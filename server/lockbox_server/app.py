@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import html
 import os
+import stat
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import (
@@ -45,9 +45,10 @@ from starlette.responses import (
     Response,
 )
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .conditional import make_etag
-from .files import FileStream, file_response, open_regular
+from .files import FdCache, FileStream, file_answer, file_response, open_regular
 from .site import SITE_CSP, security_headers, site_response
 from .snapstore import DEFAULT_MAX_IDS_SIZE, DEFAULT_MAX_PACK_SIZE, SnapStoreConfig, snap_routes
 
@@ -59,6 +60,7 @@ __all__ = [
     "archive_names",
     "archive_url_path",
     "archive_urls",
+    "ArchiveFastPath",
     "create_app",
     "list_archives",
     "safe_archive_path",
@@ -196,8 +198,13 @@ def create_app(
     push_token: str | None = None,
     max_pack_size: int = DEFAULT_MAX_PACK_SIZE,
     max_ids_size: int = DEFAULT_MAX_IDS_SIZE,
-) -> Starlette:
+) -> ASGIApp:
     """The ASGI app serving ``archive_dir`` (and the viewer in ``site_dir``).
+
+    GETs and HEADs of ``/archives/NAME`` where NAME is a regular file (the hot
+    path) are answered by :class:`ArchiveFastPath` without Starlette's routing
+    and middleware; everything else (symlinks, 404s, the listing, the site, the
+    store) by the Starlette app. The answers are the same either way.
 
     ``allowed_origins``: origins allowed to read the archives and the listing
     cross-origin (exact ``scheme://host[:port]`` strings, or ``"*"``); empty
@@ -294,21 +301,87 @@ def create_app(
     else:
         routes.append(Route("/{path:path}", site, methods=read_only))
 
-    middleware = []
-    if origins:
-        middleware.append(Middleware(
-            CORSMiddleware,
+    # Deliberately no GZipMiddleware: archives are encrypted (incompressible)
+    # and a compressed range would break byte offsets.
+    app = Starlette(routes=routes)
+    # No automatic "/x/" <-> "/x" redirects: Starlette builds them from the Host
+    # header. Our only redirects are built from validated paths.
+    app.router.redirect_slashes = False
+    top: ASGIApp = ArchiveFastPath(root, app)
+    if origins:  # outermost, so both paths get the same CORS answers
+        top = CORSMiddleware(
+            top,
             allow_origins=origins,
             allow_methods=("GET", "HEAD"),
             allow_headers=CORS_ALLOW_HEADERS,
             expose_headers=CORS_EXPOSE_HEADERS,
             allow_private_network=True,
             max_age=86400,
-        ))
-    # Deliberately no GZipMiddleware: archives are encrypted (incompressible)
-    # and a compressed range would break byte offsets.
-    app = Starlette(routes=routes, middleware=middleware)
-    # No automatic "/x/" <-> "/x" redirects: Starlette builds them from the Host
-    # header. Our only redirects are built from validated paths.
-    app.router.redirect_slashes = False
-    return app
+        )
+    return top
+
+
+#: The request headers an archive answer depends on.
+_CONDITIONAL = frozenset({b"range", b"if-match", b"if-none-match", b"if-modified-since",
+                          b"if-unmodified-since", b"if-range"})
+
+
+class ArchiveFastPath:
+    """ASGI: GET/HEAD ``/archives/NAME`` of a regular file directly in ``root``, else ``app``.
+
+    The hot path of the server. Per request: one ``lstat`` of the name, the
+    descriptor from an :class:`.files.FdCache` (reopened when the name no longer
+    names the cached inode), the precondition and range code shared with the
+    Starlette path (:func:`.files.plan_answer`), and one read and one send for
+    an answer of up to :data:`.files.CHUNK_SIZE` bytes. Anything else (a
+    symlink, a missing or refused name, other paths and methods) goes to
+    ``app``, which answers as it always did.
+    """
+
+    def __init__(self, root: Path, app: ASGIApp, *, cache: FdCache | None = None) -> None:
+        self.root = root
+        self.app = app
+        self.cache = cache if cache is not None else FdCache()
+        self._prefix = str(root) + os.sep
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            answer = self.answer(scope)
+            if answer is not None:
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def answer(self, scope: Scope) -> FileStream | None:
+        """The answer to ``scope`` if it is for the hot path, else None."""
+        method = scope["method"]
+        path: str = scope["path"]
+        if method not in ("GET", "HEAD") or not path.startswith("/archives/") \
+                or scope.get("root_path"):
+            return None
+        name = path[10:]
+        if not _name_ok(name):
+            return None
+        full = self._prefix + name
+        try:
+            st = os.lstat(full)
+        except (OSError, ValueError):
+            return None
+        if not stat.S_ISREG(st.st_mode):  # symlinks and the rest: the careful path
+            return None
+        got = self.cache.acquire(name, full, st)
+        if got is None:
+            return None
+        fd, st, validators, release = got
+        found: dict[str, list[str]] = {}
+        for key, value in scope["headers"]:
+            if key in _CONDITIONAL:
+                found.setdefault(key.decode("latin-1"), []).append(value.decode("latin-1"))
+        try:
+            return file_answer(method, lambda n: found.get(n, []), fd, st,
+                               content_type="application/octet-stream",
+                               headers=ARCHIVE_HEADERS, release=release,
+                               validators=validators)
+        except BaseException:
+            release()
+            raise
