@@ -29,6 +29,12 @@ What goes into the site (every input pinned; nothing is fetched by the site at r
 * every file of ``webapp/static/`` under its own name (the viewer pages); each ``.html`` page
   gets the server's Content-Security-Policy as a ``<meta http-equiv>`` tag (read from
   ``server/lockbox_server/site.py``, without the directives a meta policy ignores).
+* ``pyodide-snapshot.<hash>.bin``: a Pyodide memory snapshot (gzip), made here under Node
+  (:func:`build_snapshot`) from the same runtime files with the site's wheels on ``sys.path``
+  and the viewer's modules imported (:data:`SNAPSHOT_PRELOAD`), before any archive exists:
+  it holds no secret. The worker restores it instead of starting the interpreter (the
+  manifest's ``snapshot`` says for which runtime and wheels it was made, and its SHA-256);
+  any failure falls back to a normal start. ``--no-snapshot`` leaves it out.
 * ``manifest.json``: logical name -> cache-busted path (relative to the site root), read by the
   pages and the worker at start.
 
@@ -61,7 +67,8 @@ from pathlib import Path
 __all__ = [
     "ROOT", "WEBAPP", "DEFAULT_OUT", "PYODIDE_FILES", "BuildError", "BuildResult",
     "build", "ensure_node_modules", "build_wheel", "build_dist_wheel", "build_crypto_bundle",
-    "fetch_pure_wheel", "PURE_WHEELS", "main",
+    "fetch_pure_wheel", "PURE_WHEELS", "build_snapshot", "SNAPSHOT_PRELOAD", "SNAPSHOT_WHEEL_DIR",
+    "main",
 ]
 
 ROOT = Path(__file__).resolve().parent
@@ -86,6 +93,24 @@ PURE_WHEELS: dict[str, tuple[str, str]] = {
     "idna": ("idna==3.20",
              "ab7ae7122974553370f0bdb919e1a960b2cd1bc1ef0276416d896db81c14582c"),
 }
+#: Where the worker puts the site's wheels inside Pyodide's file system; each wheel goes on
+#: ``sys.path`` as a zip (zipimport: nothing is unpacked). The same paths in the snapshot
+#: and in a normal start, so the snapshot's ``sys.path`` finds them after a restore.
+SNAPSHOT_WHEEL_DIR = "/lib/lockbox-wheels"
+#: Packages imported into the snapshot (with every module below them, except those listed
+#: in :data:`SNAPSHOT_SKIP`): what the viewer uses to open, unlock, list and read any format,
+#: so that none of it is compiled at run time.
+SNAPSHOT_PRELOAD = (
+    "lockbox.viewer", "lockbox.formats", "lockbox.crypto.browser", "lockbox.crypto.hkdf",
+    "lockbox.sources.browser", "lockbox.codec.zstd", "tomli_w", "idna",
+)
+#: Not in the snapshot: the write side, recovery and the CPython-only hook runner.
+SNAPSHOT_SKIP = (
+    "lockbox.formats.lbox.write", "lockbox.formats.lbox.recovery",
+    "lockbox.formats.sync.hook.runner", "lockbox.formats.sync.hook.update",
+    "lockbox.formats.snap.snappack",
+)
+SNAPSHOT_TIMEOUT_S = 300
 _ESBUILD_ARGS = ("--bundle", "--format=esm", "--minify", "--target=es2022",
                  "--platform=browser", "--charset=utf8", "--log-level=warning")
 
@@ -344,6 +369,95 @@ def build_crypto_bundle(node_modules: Path, *, quiet: bool = False) -> Path:
     return cached
 
 
+# --------------------------------------------------------------------------------- snapshot
+
+# Run by Node (build_snapshot): load Pyodide with _makeSnapshot, put the wheels where the
+# worker puts them, run the preparation, write the memory snapshot (Pyodide's format: a
+# header with the runtime's BUILD_ID and the JS references Python holds, by their path from
+# globalThis, then the WebAssembly memory).
+_SNAPSHOT_JS = """\
+import { readFileSync, writeFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
+setTimeout(() => {
+  console.error(`no snapshot within ${cfg.timeout} s`);
+  process.exit(124);
+}, cfg.timeout * 1000).unref();
+const { loadPyodide } = await import(pathToFileURL(cfg.indexURL + "pyodide.mjs").href);
+const wheels = cfg.wheels.map((w) => [w.path, readFileSync(w.file)]);
+const pyodide = await loadPyodide({
+  indexURL: cfg.indexURL,
+  _makeSnapshot: true,
+  fsInit: (FS) => {
+    FS.mkdirTree(cfg.wheelDir);
+    for (const [path, data] of wheels) FS.writeFile(path, data);
+  },
+});
+pyodide.runPython(cfg.prepare);
+writeFileSync(cfg.out, pyodide.makeMemorySnapshot());
+"""
+
+
+def snapshot_wheel_paths(wheel_names: Iterable[str]) -> list[str]:
+    """Where each wheel (by file name) lives inside Pyodide: :data:`SNAPSHOT_WHEEL_DIR`."""
+    return [f"{SNAPSHOT_WHEEL_DIR}/{name}" for name in wheel_names]
+
+
+def _snapshot_prepare(wheel_paths: list[str]) -> str:
+    """The Python run before the snapshot is taken: the wheels on ``sys.path`` (as the
+    worker's normal start puts them), then every module of :data:`SNAPSHOT_PRELOAD`."""
+    return "\n".join([
+        "def _lockbox_preload():",
+        "    import importlib, pkgutil, sys",
+        f"    sys.path[1:1] = {wheel_paths!r}",
+        f"    skip = {SNAPSHOT_SKIP!r}",
+        "    def walk(name):",
+        "        module = importlib.import_module(name)",
+        "        for info in pkgutil.iter_modules(getattr(module, '__path__', ()), name + '.'):",
+        "            if not info.name.startswith(skip):",
+        "                walk(info.name)",
+        f"    for name in {SNAPSHOT_PRELOAD!r}:",
+        "        walk(name)",
+        "_lockbox_preload()",
+        "del _lockbox_preload",
+        "",
+    ])
+
+
+def build_snapshot(node_modules: Path, wheels: list[Path], *, quiet: bool = False) -> Path:
+    """The gzip'd Pyodide memory snapshot of the site (see the module docstring), made by
+    Node from ``node_modules/pyodide`` with ``wheels`` (in ``sys.path`` order) and cached
+    under a hash of everything it depends on."""
+    runtime = [(name, (node_modules / "pyodide" / name).read_bytes()) for name in PYODIDE_FILES]
+    wheel_paths = snapshot_wheel_paths(w.name for w in wheels)
+    prepare = _snapshot_prepare(wheel_paths)
+    key = _tree_hash([
+        *runtime, *((f"wheel/{w.name}", w.read_bytes()) for w in wheels),
+        ("script", _SNAPSHOT_JS.encode()), ("prepare", prepare.encode()),
+    ])[:HASH_LEN]
+    cached = CACHE / f"snapshot-{key}.bin"
+    if cached.is_file():
+        return cached
+    node = _tool("node")
+    _log(quiet, "Pyodide memory snapshot (node) ...")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lockbox-snapshot-") as tmp:
+        raw = Path(tmp) / "snapshot.raw"
+        config = {
+            "indexURL": str(node_modules / "pyodide") + "/", "wheelDir": SNAPSHOT_WHEEL_DIR,
+            "wheels": [{"path": path, "file": str(w)} for path, w in zip(wheel_paths, wheels)],
+            "prepare": prepare, "out": str(raw), "timeout": SNAPSHOT_TIMEOUT_S,
+        }
+        (Path(tmp) / "config.json").write_text(json.dumps(config))
+        (Path(tmp) / "snapshot.mjs").write_text(_SNAPSHOT_JS)
+        _run([node, "snapshot.mjs", "config.json"], cwd=Path(tmp),
+             timeout=SNAPSHOT_TIMEOUT_S + 30)
+        data = gzip.compress(raw.read_bytes(), compresslevel=6, mtime=0)
+    tmp_cached = CACHE / f".snapshot-{key}.tmp"
+    tmp_cached.write_bytes(data)
+    return tmp_cached.replace(cached)
+
+
 # --------------------------------------------------------------------------------- site
 
 
@@ -353,7 +467,7 @@ def _hashed_name(name: str, data: bytes) -> str:
 
 
 def _plan(node_modules: Path, wheel: Path, bundle: Path,
-          extra_wheels: dict[str, Path] | None = None
+          extra_wheels: dict[str, Path] | None = None, snapshot: Path | None = None
           ) -> tuple[dict[str, bytes], dict[str, object]]:
     """Every output file (relative path -> bytes) and the manifest."""
     files: dict[str, bytes] = {}
@@ -373,6 +487,21 @@ def _plan(node_modules: Path, wheel: Path, bundle: Path,
         data = path.read_bytes()
         entries[logical] = f"wheels/{_sha256(data)[:HASH_LEN]}/{path.name}"
         files[entries[logical]] = data
+
+    snapshot_info: dict[str, object] | None = None
+    if snapshot is not None:
+        snapshot_data = snapshot.read_bytes()
+        entries["snapshot"] = _hashed_name("pyodide-snapshot.bin", snapshot_data)
+        files[entries["snapshot"]] = snapshot_data
+        snapshot_info = {
+            # what the worker checks before restoring it: the bytes, and that it was made
+            # from this runtime folder and these wheels (in sys.path order)
+            "sha256": _sha256(snapshot_data),
+            "size": int.from_bytes(snapshot_data[-4:], "little"),  # gzip ISIZE: < 4 GiB
+            "pyodide": entries["pyodide"],
+            "wheels": [entries[name] for name in [*(extra_wheels or {}), "wheel"]],
+            "encoding": "gzip",
+        }
 
     bundle_data = bundle.read_bytes()
     entries["crypto"] = "vendor/" + _hashed_name("crypto.mjs", bundle_data)
@@ -405,10 +534,13 @@ def _plan(node_modules: Path, wheel: Path, bundle: Path,
         "pyodide": _pyodide_version(node_modules),
         "crypto_global": "lockboxCrypto",
         "python_wheels": list(extra_wheels or {}),  # logical names, loaded before "wheel"
+        "wheel_dir": SNAPSHOT_WHEEL_DIR,  # the wheels' folder inside Pyodide (on sys.path)
         "entries": dict(sorted(entries.items())),
         "static": static,
         "sizes": {},
     }
+    if snapshot_info is not None:
+        manifest["snapshot"] = snapshot_info
     manifest["sizes"] = {path: len(data) for path, data in sorted(files.items())}
     return files, manifest
 
@@ -504,8 +636,9 @@ def _sync(out: Path, files: dict[str, bytes], manifest_bytes: bytes) -> None:
         tmp.replace(target)
 
 
-def build(out: Path = DEFAULT_OUT, *, quiet: bool = False) -> BuildResult:
-    """Build the site into ``out``; returns the manifest and the sizes."""
+def build(out: Path = DEFAULT_OUT, *, quiet: bool = False, snapshot: bool = True) -> BuildResult:
+    """Build the site into ``out``; returns the manifest and the sizes. ``snapshot=False``
+    leaves the Pyodide memory snapshot out (the worker then always starts Python itself)."""
     started = time.monotonic()
     out = Path(out).resolve()
     node_modules = ensure_node_modules(quiet=quiet)
@@ -513,7 +646,9 @@ def build(out: Path = DEFAULT_OUT, *, quiet: bool = False) -> BuildResult:
     bundle = build_crypto_bundle(node_modules, quiet=quiet)
     extra = {name: fetch_pure_wheel(req, sha, quiet=quiet)
              for name, (req, sha) in PURE_WHEELS.items()}
-    files, manifest = _plan(node_modules, wheel, bundle, extra)
+    snap = build_snapshot(node_modules, [*extra.values(), wheel], quiet=quiet) if snapshot \
+        else None
+    files, manifest = _plan(node_modules, wheel, bundle, extra, snap)
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     _sync(out, files, manifest_bytes)
     sizes = {rel: len(data) for rel, data in files.items()}
@@ -545,9 +680,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="then also make the wheel to install, lockbox + lockbox_server "
                              "+ this viewer, in DIR (default: "
                              f"{DEFAULT_WHEEL_DIR.relative_to(ROOT)}/)")
+    parser.add_argument("--no-snapshot", action="store_true",
+                        help="leave the Pyodide memory snapshot out (the viewer then starts "
+                             "Python itself on every visit)")
     args = parser.parse_args(argv)
     try:
-        result = build(args.out, quiet=args.quiet)
+        result = build(args.out, quiet=args.quiet, snapshot=not args.no_snapshot)
         wheel = (build_dist_wheel(args.wheel, site_dir=result.out, quiet=args.quiet)
                  if args.wheel is not None else None)
     except BuildError as exc:

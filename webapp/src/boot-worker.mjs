@@ -49,6 +49,9 @@
 const started = performance.now();
 const post = (msg) => self.postMessage(msg);
 const progress = (stage, detail = "") => post({ type: "progress", stage, detail });
+// Seconds since the worker started, per step of the start-up (sent with "ready").
+const steps = {};
+const step = (name, since) => { steps[name] = +((performance.now() - since) / 1000).toFixed(3); };
 
 async function fetchManifest() {
   const url = new URL("manifest.json", import.meta.url);
@@ -57,16 +60,16 @@ async function fetchManifest() {
   return resp.json();
 }
 
-async function boot() {
-  progress("manifest");
-  const manifest = await fetchManifest();
-  const site = new URL("./", new URL("manifest.json", import.meta.url));
-  const at = (logical) => new URL(manifest.entries[logical], site).href;
+async function fetchBytes(url) {
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(`GET ${url}: HTTP ${resp.status}`);
+  return new Uint8Array(await resp.arrayBuffer());
+}
 
-  progress("pyodide", manifest.pyodide);
-  // Pyodide hangs forever, without an error, when its .wasm is not served as
-  // application/wasm: check the type first (a HEAD request) and fail with the reason.
-  const wasmUrl = new URL("pyodide.asm.wasm", at("pyodide")).href;
+// Pyodide hangs forever, without an error, when its .wasm is not served as
+// application/wasm: a HEAD request checks the type (beside the start-up, not before it)
+// and the start fails with the reason.
+async function checkWasmType(wasmUrl) {
   const head = await fetch(wasmUrl, { method: "HEAD" });
   const wasmType = (head.headers.get("content-type") || "").split(";")[0].trim();
   if (!head.ok || wasmType !== "application/wasm") {
@@ -75,40 +78,136 @@ async function boot() {
         "Content-Type: application/wasm (configure the web server's MIME types)"
       : `GET ${wasmUrl}: HTTP ${head.status}`);
   }
-  const { loadPyodide } = await import(at("pyodide.mjs"));
-  const pyodide = await loadPyodide({ indexURL: at("pyodide") });
+}
 
-  progress("crypto");
-  const bundle = await import(at("crypto"));
-  globalThis[manifest.crypto_global || "lockboxCrypto"] = await bundle.init();
+const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
 
-  progress("wheel", manifest.lockbox);
-  // loadPackage() does not reject on a failed download (it reports through errorCallback
-  // and resolves to []), so collect the errors and check the result. The pure wheels
-  // lockbox uses (manifest.python_wheels: tomli_w writes .sync manifests, idna compares
-  // host names) are loaded before lockbox's own.
-  const wheels = [...(manifest.python_wheels || []).map(at), at("wheel")];
-  const errors = [];
-  const loaded = await pyodide.loadPackage(wheels, {
-    messageCallback: () => {},
-    errorCallback: (msg) => errors.push(msg),
-  });
-  if (!loaded || loaded.length !== wheels.length || errors.length) {
-    throw new Error(`could not load the lockbox wheels: ${errors.join(" ") ||
-      `loaded ${loaded ? loaded.length : 0} of ${wheels.length}`}`);
+// The memory snapshot of manifest.snapshot (build.py), checked: made from this runtime
+// folder and these wheels, and its bytes' SHA-256 is the manifest's. Throws otherwise.
+async function fetchSnapshot(manifest, at, wheels) {
+  const info = manifest.snapshot;
+  if (!info || !manifest.entries.snapshot) throw new Error("this site has no snapshot");
+  if (info.pyodide !== manifest.entries.pyodide ||
+      JSON.stringify(info.wheels) !== JSON.stringify(wheels)) {
+    throw new Error("the snapshot was made for another runtime or other wheels");
   }
+  if (info.encoding !== "gzip" || typeof DecompressionStream !== "function" ||
+      !(self.crypto && self.crypto.subtle)) {
+    throw new Error("this browser cannot check or unpack the snapshot here");
+  }
+  const t = performance.now();
+  const packed = await fetchBytes(at("snapshot"));
+  step("snapshot_fetch", t);
+  const digest = hex(await self.crypto.subtle.digest("SHA-256", packed));
+  if (digest !== info.sha256) throw new Error(`the snapshot's SHA-256 is ${digest}, not the manifest's`);
+  const stream = new Blob([packed]).stream().pipeThrough(new DecompressionStream("gzip"));
+  const raw = new Uint8Array(await new Response(stream).arrayBuffer());
+  if (raw.length !== info.size) throw new Error("the snapshot unpacked to the wrong size");
+  step("snapshot_ready", t);
+  return raw;
+}
+
+// The Python run after a restore: what differs between copies of one snapshot.
+const AFTER_RESTORE = [
+  "import random, sys",
+  "random.seed()  # the snapshot's generator state is the same in every copy",
+  "while sys.path.count('') > 1: sys.path.remove('')",
+].join("\n");
+
+async function boot() {
+  progress("manifest");
+  const manifest = await fetchManifest();
+  step("manifest", started);
+  const site = new URL("./", new URL("manifest.json", import.meta.url));
+  const at = (logical) => new URL(manifest.entries[logical], site).href;
+
+  progress("pyodide", manifest.pyodide);
+  // Everything the start needs is asked for at once: the runtime, the crypto bundle, the
+  // wheels (lockbox's last) and the snapshot.
+  const wheelNames = [...(manifest.python_wheels || []), "wheel"];
+  const wheelDir = manifest.wheel_dir || "/lib/lockbox-wheels";
+  const wheelPath = (logical) => `${wheelDir}/${manifest.entries[logical].split("/").pop()}`;
+  const wheelBytes = Promise.all(wheelNames.map((name) => fetchBytes(at(name))));
+  wheelBytes.catch(() => {}); // awaited below
+  const wasmChecked = checkWasmType(new URL("pyodide.asm.wasm", at("pyodide")).href);
+  wasmChecked.catch(() => {});
+  const pyodideModule = import(at("pyodide.mjs"));
+  const runtimeModule = import(new URL("pyodide.asm.mjs", at("pyodide")).href);
+  runtimeModule.catch(() => {}); // awaited below
+  const cryptoReady = import(at("crypto")).then(async (bundle) => {
+    globalThis[manifest.crypto_global || "lockboxCrypto"] = await bundle.init();
+  });
+  cryptoReady.catch(() => {});
+  let snapshot = null;
+  let snapshotError = "";
+  if (manifest.snapshot) {
+    snapshot = fetchSnapshot(manifest, at, wheelNames.map((name) => manifest.entries[name]));
+    snapshot.catch(() => {});
+  } else {
+    snapshotError = "this site has no snapshot";
+  }
+  const { loadPyodide } = await pyodideModule;
+  const fsInit = async (FS) => {
+    const data = await wheelBytes;
+    FS.mkdirTree(wheelDir);
+    wheelNames.forEach((name, i) => FS.writeFile(wheelPath(name), data[i]));
+  };
+  // Pyodide 314 copies a snapshot into the WebAssembly memory as it is after start-up
+  // (its INITIAL_MEMORY setting has no effect: the module makes its own memory), so a
+  // snapshot of a larger heap would not fit: the memory is grown to the snapshot's size
+  // first, by a preRun step added to the module's settings (createPyodideModule).
+  const { default: createModule } = await runtimeModule;
+  const withMemory = (bytes) => (settings) => {
+    settings.preRun.push((Module) => {
+      if (Module.HEAP8.length < bytes) Module.growMemory(bytes);
+    });
+    return createModule(settings);
+  };
+  // A wrong .wasm type makes loadPyodide hang: the failed check ends the wait instead.
+  const load = (options) => Promise.race([
+    wasmChecked.then(() => new Promise(() => {})),
+    loadPyodide({ indexURL: at("pyodide"), fsInit, ...options }),
+  ]);
+  await cryptoReady; // the snapshot's Python may name globalThis.lockboxCrypto
+  let pyodide = null;
+  const t = performance.now();
+  if (snapshot) {
+    try {
+      const bytes = await snapshot;
+      pyodide = await load({ _loadSnapshot: bytes, createPyodideModule: withMemory(bytes.length) });
+      pyodide.runPython(AFTER_RESTORE);
+      step("restore", t);
+    } catch (err) {
+      snapshotError = String(err && err.message ? err.message : err);
+      progress("snapshot-failed", snapshotError);
+      pyodide = null;
+    }
+  }
+  if (!pyodide) {
+    const t2 = performance.now();
+    pyodide = await load({});
+    step("loadPyodide", t2);
+  }
+  progress("crypto");
+  progress("wheel", manifest.lockbox);
+  const t3 = performance.now();
+  const paths = JSON.stringify(wheelNames.map(wheelPath));
+  pyodide.runPython(`import sys\nfor p in reversed(${paths}):\n    p in sys.path or sys.path.insert(1, p)`);
   const session = pyodide.pyimport("lockbox.viewer.session").Session();
   const versions = pyodide.runPython(
     "import json, sys, lockbox; json.dumps({'python': sys.version.split()[0], " +
     "'lockbox': lockbox.__version__})",
   );
+  step("import", t3);
   progress("ready");
-  return { pyodide, session, versions: { ...JSON.parse(versions), pyodide: manifest.pyodide } };
+  const how = { snapshot: !snapshotError, ...(snapshotError ? { fallback: snapshotError } : {}), steps };
+  return { pyodide, session, how, versions: { ...JSON.parse(versions), pyodide: manifest.pyodide } };
 }
 
 const booting = boot();
 booting.then(
-  ({ versions }) => post({ type: "ready", versions, seconds: (performance.now() - started) / 1000 }),
+  ({ versions, how }) => post({ type: "ready", versions, boot: how,
+                                seconds: (performance.now() - started) / 1000 }),
   (err) => post({ type: "failed", error: String(err && err.stack ? err.stack : err) }),
 );
 

@@ -265,11 +265,13 @@ const STAGES = {
   pyodide: [15, "Downloading and starting Python (Pyodide)…"],
   crypto: [75, "Loading the crypto library…"],
   wheel: [85, "Loading lockbox…"],
+  "snapshot-failed": [15, "Starting Python without its snapshot…"],
   ready: [100, "Python ready"],
 };
 const bootStarted = performance.now();
 
 py.onProgress = (stage, detail) => {
+  performance.mark(`lockbox:${stage}`); // start-up stages, for bench/bench_browser.py
   const [pct, text] = STAGES[stage] || [null, stage];
   if (pct != null) $("runtime-progress").value = pct;
   $("runtime-text").textContent = text + (detail && stage === "pyodide" ? ` ${detail}` : "");
@@ -298,7 +300,11 @@ py.onReady = (msg) => {
   clearInterval(creep);
   clearTimeout(slowStart);
   if (document.documentElement.dataset.python === "slow") hideAlert();
+  performance.mark("lockbox:ready", { detail: { seconds: msg.seconds, boot: msg.boot || null } });
   document.documentElement.dataset.python = "ready";
+  // "snapshot": Python restored from the site's memory snapshot; "started": started
+  // afresh (no snapshot, or it could not be used: msg.boot.fallback says why).
+  document.documentElement.dataset.pythonStart = msg.boot && msg.boot.snapshot ? "snapshot" : "started";
   $("runtime-progress").value = 100;
   $("runtime-text").textContent = `Python ready (${msg.seconds.toFixed(1)} s)`;
   $("runtime").classList.add("ok");
