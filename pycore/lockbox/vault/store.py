@@ -143,13 +143,18 @@ class Vault:
     # -- opening -----------------------------------------------------------------------
 
     @staticmethod
-    def file_path(directory: str | None = None) -> str:
-        """Where the identities file is (the vault directory is checked, and made)."""
-        return os.path.join(vault_dir(directory=directory), IDENTITIES_FILE)
+    def file_path(directory: str | None = None, *, create: bool = True) -> str:
+        """Where the identities file is (the vault directory is checked, and made when
+        ``create``; FileNotFoundError when it is missing and not ``create``)."""
+        return os.path.join(vault_dir(directory=directory, create=create), IDENTITIES_FILE)
 
     @classmethod
     def exists(cls, directory: str | None = None) -> bool:
-        return os.path.lexists(cls.file_path(directory))
+        """Whether there is a vault (nothing is created; VaultError for an unsafe one)."""
+        try:
+            return os.path.lexists(cls.file_path(directory, create=False))
+        except FileNotFoundError:
+            return False
 
     @classmethod
     def create(cls, passphrase: str, *, directory: str | None = None,
