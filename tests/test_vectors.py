@@ -703,6 +703,60 @@ def test_recipient_slot() -> None:
         unlock(CRYPTO, aid, [slot], identity=Identity(bytes(64)))
 
 
+def _hkdf_sha256(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    """RFC 5869 with L = 32 (one block), by hand: independent of the crypto backend."""
+    import hmac
+
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
+def test_link_slot() -> None:
+    """§19.3: a link slot for a fixed secret; its text form; a key directory holding it."""
+    from lockbox.formats.lbox.keys import LinkSecret, link_wrap_key, new_link_slot
+    from lockbox.formats.lbox.wire.keydir import LinkSlot
+
+    v = VEC["link_slot"]
+    aid, ck, secret = h(v["archive_id"]), h(v["content_key"]), h(v["secret"])
+    assert LinkSecret.parse(v["text"]).secret == secret and LinkSecret(secret).text() == v["text"]
+    # §6 "Text encodings": the forms a lenient decoder would map to the same secret.
+    assert v["text"].endswith("8") and len(v["text"]) == 48
+    for bad in (v["text"] + "=", v["text"][:-1] + "9", v["text"][:-1]):
+        with pytest.raises(FormatError):
+            LinkSecret.parse(bad)
+    info = b"lockbox/v1/link-wrap" + v["slot_id"].to_bytes(4, "little")
+    assert info.hex() == v["wrap_info"]
+    assert _hkdf_sha256(secret, aid, info).hex() == v["wrap_key"]
+    assert link_wrap_key(CRYPTO, aid, LinkSecret(secret), v["slot_id"]).hex() == v["wrap_key"]
+    slot = LinkSlot(v["slot_id"], h(v["wrapped_key"]))
+    assert slot.descriptor() == b"" and slot.body() == h(v["wrapped_key"])
+    assert len(slot.body()) == v["body_size"] == 48
+    aad = slot_aad(aid, slot)
+    assert aad == b"lockbox/v1/slot" + aid + b"\x03" + v["slot_id"].to_bytes(4, "little")
+    assert aad.hex() == v["aad"]
+    assert CRYPTO.aead(h(v["wrap_key"])).seal(bytes(12), ck, aad).hex() == v["wrapped_key"]
+    made = new_link_slot(gen.ScriptedCrypto(v["slot_id"].to_bytes(4, "little")), aid, ck,
+                         LinkSecret(secret))
+    assert made == slot
+    commitment = h(VEC["key_commitment"]["hex"])
+    assert unlock(CRYPTO, aid, [slot], link=v["text"], commitment=commitment) == \
+        (ck, v["slot_id"])
+    with pytest.raises(WrongKeyError):
+        unlock(CRYPTO, aid, [slot], link=LinkSecret(bytes(32)))
+    kd = h(v["keydir"]["hex"])
+    assert len(kd) == v["keydir"]["size"] and hashlib.sha256(kd).hexdigest() == \
+        v["keydir"]["sha256"]
+    d = decode_key_directory(kd)
+    assert d.key_commitment == commitment and d.slots[1] == slot
+    assert d.slots[0].body().hex() == VEC["password_slot"]["descriptor"] + \
+        VEC["password_slot"]["wrapped_key"]
+    record = b"\x03" + v["slot_id"].to_bytes(4, "little") + (48).to_bytes(2, "little") + \
+        slot.body()
+    assert kd.endswith(record) and encode_keydir(d.slots, commitment) == kd
+    assert unlock(CRYPTO, aid, d.slots, link=LinkSecret(secret),
+                  commitment=d.key_commitment) == (ck, v["slot_id"])
+
+
 def test_key_commitment() -> None:
     v = VEC["key_commitment"]
     aid, ck = h(v["archive_id"]), h(v["content_key"])
@@ -994,7 +1048,8 @@ def test_format_md_quotes_the_golden_bytes() -> None:
         VEC["free_page_header"]["hex"], VEC["keydir_page"]["header"],
         VEC["keydir_page"]["keydir_sha256"], VEC["keydir"]["sha256"],
         VEC["recipient_slot"]["aad_sha256"], VEC["key_commitment"]["hex"],
-        t["key_commitment"], VEC["keydir_v1"]["sha256"],
+        t["key_commitment"], VEC["keydir_v1"]["sha256"], VEC["link_slot"]["wrap_key"],
+        VEC["link_slot"]["wrapped_key"], VEC["link_slot"]["keydir"]["sha256"],
     ):
         assert value in flat, value[:40]
 

@@ -56,7 +56,10 @@ from lockbox.formats.lbox.frames import FrameSealer, session_key
 from lockbox.formats.lbox.keys import (
     Argon2Params,
     Identity,
+    LinkSecret,
     key_commitment,
+    link_wrap_key,
+    new_link_slot,
     new_password_slot,
     normalize_password,
 )
@@ -605,6 +608,8 @@ TAG_C = bytes([0xC0] * 16)
 TAG_D = bytes([0xD0] * 16)
 TAG_E = bytes([0xE0] * 16)
 MLKEM_SEED = bytes(range(0x80, 0xC0))
+LINK_SECRET = bytes(range(0xC0, 0xE0))
+LINK_SLOT_ID = 0x11121314
 VECTOR_PASSWORD = "pa\u0073\u0073wo\u0308rd"  # "passwörd", decomposed ö: NFC composes it
 
 
@@ -744,6 +749,7 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
                       "version": 1, "size": len(legacy_kd),
                       "sha256": hashlib.sha256(legacy_kd).hexdigest(), "hex": legacy_kd.hex()}
     v["unusable_slots"] = unusable_slots(pslot, commitment)
+    v["link_slot"] = link_slot(pslot, commitment)
     # §4 the KEYDIR page holding that key directory (generation 3, as the slot below)
     page = encode_keydir_page(ARCHIVE_ID, kd, 3)
     kd_used = 32 + 16 + len(kd)
@@ -889,6 +895,31 @@ def unusable_slots(pslot: PasswordSlot, commitment: bytes) -> dict[str, Any]:
                    "usable": not isinstance(s, UnusableSlot),
                    "reason": s.reason if isinstance(s, UnusableSlot) else ""}
                   for s in decoded],
+    }
+
+
+def link_slot(pslot: PasswordSlot, commitment: bytes) -> dict[str, Any]:
+    """A link slot (kind 3) for a fixed secret, and a key directory holding it after the
+    §19.3 password slot."""
+    crypto = default_crypto()
+    secret = LinkSecret(LINK_SECRET)
+    sid = LINK_SLOT_ID.to_bytes(4, "little")
+    slot = new_link_slot(ScriptedCrypto(sid), ARCHIVE_ID, CONTENT_KEY, secret)
+    info = b"lockbox/v1/link-wrap" + sid
+    wrap = crypto.hkdf_sha256(LINK_SECRET, ARCHIVE_ID, info, 32)
+    assert wrap == link_wrap_key(crypto, ARCHIVE_ID, secret, LINK_SLOT_ID)
+    aad = slot_aad(ARCHIVE_ID, slot)
+    assert aad == b"lockbox/v1/slot" + ARCHIVE_ID + b"\x03" + sid  # an empty descriptor
+    assert crypto.aead(wrap).seal(b"\x00" * 12, CONTENT_KEY, aad) == slot.wrapped_key
+    kd = encode_keydir([pslot, slot], commitment)
+    assert decode_keydir(kd) == [pslot, slot]
+    return {
+        "secret": LINK_SECRET.hex(), "text": secret.text(), "archive_id": ARCHIVE_ID.hex(),
+        "content_key": CONTENT_KEY.hex(), "slot_id": LINK_SLOT_ID, "wrap_info": info.hex(),
+        "wrap_key": wrap.hex(), "aad": aad.hex(), "wrapped_key": slot.wrapped_key.hex(),
+        "body_size": len(slot.body()),
+        "keydir": {"slots": ["password_slot", "link_slot"], "size": len(kd),
+                   "sha256": hashlib.sha256(kd).hexdigest(), "hex": kd.hex()},
     }
 
 
