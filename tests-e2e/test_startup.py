@@ -1,0 +1,111 @@
+"""Python's start in the viewer: restored from the site's memory snapshot (build.py), and a
+normal start whenever that snapshot cannot be used (damaged, missing, made for another
+runtime folder, made by another Pyodide build): the viewer works either way."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Archives, Viewer, close_viewer, new_viewer
+
+BOOT = "() => performance.getEntriesByName('lockbox:ready')[0].detail.boot"
+
+
+def started_how(v: Viewer) -> tuple[str, dict[str, Any]]:
+    """(html[data-python-start], the worker's account of its start) once Python is ready."""
+    v.wait_python()
+    return v.page.get_attribute("html", "data-python-start") or "", v.page.evaluate(BOOT)
+
+
+def open_and_list(v: Viewer, server: str) -> None:
+    """A password archive opened, unlocked (Argon2id and AEAD in the crypto bundle) and
+    listed: the Python that started can do the viewer's work."""
+    v.open_url(f"{server}/archives/tree.lbox")
+    v.unlock()
+    v.wait_listing("docs")
+    v.click_row("README.md")
+    v.page.wait_for_selector(".text-preview")
+    assert "Hello from the e2e suite." in (v.page.text_content(".text-preview") or "")
+
+
+def test_python_starts_from_the_snapshot(viewer: Viewer, server: str, site: Path) -> None:
+    manifest = json.loads((site / "manifest.json").read_text())
+    assert manifest["snapshot"]["pyodide"] == manifest["entries"]["pyodide"]
+    viewer.goto()
+    start, how = started_how(viewer)
+    assert start == "snapshot", how
+    assert how["snapshot"] is True and "fallback" not in how
+    open_and_list(viewer, server)
+    snapshot_url = f"{server}/{manifest['entries']['snapshot']}"
+    assert [r.status for r in viewer.requests if r.url == snapshot_url] == [200]
+
+
+def _damage(site: Path, manifest: dict[str, Any]) -> None:
+    path = site / manifest["entries"]["snapshot"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _missing(site: Path, manifest: dict[str, Any]) -> None:
+    (site / manifest["entries"]["snapshot"]).unlink()
+
+
+def _other_runtime(site: Path, manifest: dict[str, Any]) -> None:
+    manifest["snapshot"]["pyodide"] = "pyodide/000000000000/"
+
+
+def _other_build(site: Path, manifest: dict[str, Any]) -> None:
+    """A well-formed snapshot whose Pyodide BUILD_ID (bytes 16-47 of its header) is not
+    this runtime's, listed in the manifest with its right SHA-256: Pyodide itself refuses it."""
+    path = site / manifest["entries"]["snapshot"]
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[16:48] = bytes(32)
+    packed = gzip.compress(bytes(raw), compresslevel=1, mtime=0)
+    path.write_bytes(packed)
+    manifest["snapshot"]["sha256"] = hashlib.sha256(packed).hexdigest()
+
+
+@contextmanager
+def serve_variant(site: Path, tmp_path: Path, archives: Archives,
+                  change: Callable[[Path, dict[str, Any]], None]) -> Iterator[str]:
+    from lockbox_server import running
+
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    change(copy, manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with running(archives.dir, site_dir=copy, timeout=15) as url:
+        yield url.rstrip("/")
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (_damage, "SHA-256"),
+    (_missing, "HTTP 404"),
+    (_other_runtime, "another runtime"),
+    (_other_build, "build id mismatch"),
+], ids=["damaged", "missing", "other-runtime", "other-build"])
+def test_a_snapshot_that_cannot_be_used_falls_back_to_a_normal_start(
+        browser: Any, site: Path, archives: Archives, tmp_path: Path, request: Any,
+        change: Callable[[Path, dict[str, Any]], None], reason: str) -> None:
+    with serve_variant(site, tmp_path, archives, change) as base:
+        v = new_viewer(browser, base)
+        try:
+            v.goto()
+            start, how = started_how(v)
+            assert start == "started", how
+            assert how["snapshot"] is False
+            assert reason in how["fallback"], how
+            open_and_list(v, base)
+        finally:
+            close_viewer(v, request)
