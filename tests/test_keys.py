@@ -310,3 +310,31 @@ def test_a_reader_without_link_slots_keeps_them(tmp_path: Path, crypto: Any, wea
     with lockbox.open(path, link=secret) as box:
         assert box.info().unlocked_slot == link_id and box.read_bytes("g") == b"2"
         assert box.verify().ok
+
+
+def test_every_open_takes_a_link(tmp_path: Path, crypto: Any, weak_argon2: Any) -> None:
+    """lockbox.open / Lockbox.open / open_async / OpenOptions secrets all pass the link
+    key (a LinkSecret or its text) down to the unlock."""
+    import asyncio
+
+    from lockbox.formats.lbox.keys import LinkSecret
+
+    path = tmp_path / "a.lbox"
+    lockbox.create(path, password="pw", argon2=weak_argon2).close()
+    secret = LinkSecret.generate(crypto)
+    with lockbox.open(path, password="pw") as box, box.writer() as w:
+        w.add_bytes("f", b"1")
+        link_id = w.keys.add_link(w.crypto, w.view.archive_id, w.content_key, secret)
+    for opened in (lockbox.open(path, link=secret), lockbox.Lockbox.open(path, link=secret),
+                   lockbox.open(path, secrets={"link": secret.text()})):
+        with opened as box:
+            assert box.info().unlocked_slot == link_id and box.read_bytes("f") == b"1"
+
+    async def read() -> bytes:
+        async with await lockbox.open_async(path, link=secret.text()) as box:
+            assert box.info().unlocked_slot == link_id
+            return await box.read_bytes("f")
+
+    assert asyncio.run(read()) == b"1"
+    with pytest.raises(lockbox.FormatError):
+        lockbox.open(path, link="lbk1-not-a-key")

@@ -56,3 +56,19 @@ def test_link_slots_are_staged_like_the_others(crypto, weak_argon2) -> None:
     committed.remove(again)
     with pytest.raises(WrongKeyError, match="revoked or wrong"):
         unlock(crypto, archive_id, committed.slots, link=secret)
+
+
+def test_a_directory_holds_at_most_512_slots(crypto) -> None:
+    from lockbox.formats.lbox.keys import LinkSecret
+
+    archive_id, key = os.urandom(16), os.urandom(32)
+    keys = StagedKeySlots([])
+    secret = LinkSecret.generate(crypto)
+    for _ in range(512):
+        keys.add_link(crypto, archive_id, key, secret)
+    for add in (lambda: keys.add_link(crypto, archive_id, key, secret),
+                lambda: keys.add_recipient(crypto, archive_id, key,
+                                           Identity.generate(crypto).recipient(crypto))):
+        with pytest.raises(UsageError, match="at most 512 key slots"):
+            add()
+    assert len(keys.slots) == 512

@@ -17,6 +17,7 @@ from ..keys import (
     new_password_slot,
     new_recipient_slot,
 )
+from ..wire.constants import MAX_KEY_SLOTS
 from ..wire.keydir import KeySlot
 
 __all__ = ["StagedKeySlots"]
@@ -35,10 +36,16 @@ class StagedKeySlots:
     def _ids(self) -> set[int]:
         return {s.slot_id for s in self.slots}
 
+    def _check_room(self) -> None:
+        if len(self.slots) >= MAX_KEY_SLOTS:
+            raise UsageError(f"an archive holds at most {MAX_KEY_SLOTS} key slots (this one "
+                             "has as many): remove one first (lockbox keys rm ID)")
+
     def add_password(self, crypto: CryptoBackend, archive_id: bytes, content_key: bytes,
                      password: str | bytes, params: Argon2Params = DEFAULT_ARGON2) -> int:
         """Wrap ``content_key`` under ``password`` in a new slot; returns its id."""
         check_password_slot_room(self.slots, adding=1)
+        self._check_room()
         slot = new_password_slot(crypto, archive_id, content_key, password, params,
                                  self._ids())
         self.slots.append(slot)
@@ -48,6 +55,7 @@ class StagedKeySlots:
     def add_recipient(self, crypto: CryptoBackend, archive_id: bytes, content_key: bytes,
                       recipient: Recipient) -> int:
         """Wrap ``content_key`` for ``recipient`` in a new slot; returns its id."""
+        self._check_room()
         slot = new_recipient_slot(crypto, archive_id, content_key, recipient, self._ids())
         self.slots.append(slot)
         self.changed = True
@@ -57,6 +65,7 @@ class StagedKeySlots:
                  secret: LinkSecret) -> int:
         """Wrap ``content_key`` for a share link's ``secret`` in a new link slot; returns
         its id (``remove`` it to revoke the link)."""
+        self._check_room()
         slot = new_link_slot(crypto, archive_id, content_key, secret, self._ids())
         self.slots.append(slot)
         self.changed = True
