@@ -6,19 +6,33 @@ does not start with ``test_``, and it imports ``js``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import js  # type: ignore[import-not-found]
 import pytest
+from pyodide.ffi import to_js  # type: ignore[import-not-found]
 
+import lockbox
 from crypto.conformance import CryptoBackendConformance
+from lockbox.crypto.base import FrameJob, open_frames_loop
 from lockbox.crypto.browser import BrowserCryptoBackend
-from lockbox.errors import IntegrityError, WrongKeyError
+from lockbox.errors import FormatError, IntegrityError, WrongKeyError
+from lockbox.formats.lbox.frames import PLAIN_LIMITS, decode_plain, encode_plain
+from lockbox.formats.lbox.wire.constants import FrameKind
+from lockbox.formats.lbox.wire.encoding import uvarint
 from lockbox.platform import IS_BROWSER, default_crypto
+from lockbox.sources.memory import AsyncBytesSource
 
 SYNC_VECTORS = Path(__file__).resolve().parents[1] / "formats" / "sync" / "vectors"
+SERVED_DIR = os.environ.get("LOCKBOX_TEST_SERVED_DIR", "")
+_E2E_JSON = os.path.join(SERVED_DIR, "e2e.json")
+E2E: dict[str, Any] = (json.loads(Path(_E2E_JSON).read_text())
+                       if SERVED_DIR and os.path.exists(_E2E_JSON) else {})
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +234,172 @@ def test_signature_vectors_verify_in_the_browser() -> None:
     file_bytes = bytes.fromhex(vectors["detached"]["file_hex"])
     assert verify_detached(detached, b3(file_bytes)).valid
     assert verify_detached(detached, b3(file_bytes[:-1])).reason == "content hash mismatch"
+
+
+# -- frame batches: the worker pool (its protocol, over MessageChannels here: Node has no
+#    Web Workers) against the same frames opened in this thread and by the plain loop ------
+
+
+@pytest.fixture
+def pool() -> Any:
+    """The bundle's pool set to 2 in-thread 'workers' (the pool protocol and transfers over
+    MessageChannels); back to none (in-thread only) afterwards."""
+    api = js.lockboxCrypto
+    api.configurePool(to_js({"size": 2, "factory": api.inThreadWorker},
+                            dict_converter=js.Object.fromEntries))
+    yield api
+    api.configurePool(to_js({"size": 0}, dict_converter=js.Object.fromEntries))
+
+
+def _no_pool() -> None:
+    js.lockboxCrypto.configurePool(to_js({"size": 0}, dict_converter=js.Object.fromEntries))
+
+
+def _frames(backend: BrowserCryptoBackend) -> tuple[list[FrameJob], list[bytes]]:
+    """Sealed frame plaintexts of every kind the pool decodes itself, or leaves to Python."""
+    from lockbox.platform import default_codec
+
+    codec = default_codec()
+    text = bytes(b"abcdefghijklmnop"[i * 7 % 16] for i in range(300_000))
+    zstd_body = codec.compress(text, 3)
+    plains = [
+        encode_plain(codec, text),                      # zstd, decoded by the pool
+        encode_plain(codec, bytes(range(256)) * 40),    # zstd, short
+        encode_plain(codec, os.urandom(70_000)),        # raw (incompressible)
+        encode_plain(codec, b"tiny"),                   # raw, under the compression floor
+        b"\x01" + uvarint(len(text)) + zstd_body + b"\x00",  # trailing byte: Python's error
+        b"\x00\x85\x00" + b"12345",                     # non-minimal varint: Python's error
+    ]
+    aead = backend.aead(bytes(range(32)))
+    jobs = []
+    for n, plain in enumerate(plains):
+        nonce = n.to_bytes(12, "little")
+        aad = b"frame %d" % n
+        jobs.append(FrameJob(aead, nonce, aead.seal(nonce, plain, aad), aad))
+    return jobs, plains
+
+
+def _decode(plain: bytes) -> bytes | memoryview:
+    from lockbox.platform import default_codec
+
+    return decode_plain(default_codec(), plain, PLAIN_LIMITS[FrameKind.DATA_CHUNK])
+
+
+def _as_bytes(results: list[Any]) -> list[Any]:
+    return [r if isinstance(r, Exception) else bytes(r) for r in results]
+
+
+def _same(a: list[Any], b: list[Any]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        if isinstance(x, Exception) or isinstance(y, Exception):
+            assert type(x) is type(y) and str(x) == str(y)
+        else:
+            assert bytes(x) == bytes(y)
+
+
+def test_open_frames_pool_equals_thread_equals_loop(browser_backend: BrowserCryptoBackend,
+                                                    pool: Any) -> None:
+    jobs, plains = _frames(browser_backend)
+    limit = PLAIN_LIMITS[FrameKind.DATA_CHUNK]
+    loop = open_frames_loop(jobs[:4], _decode)
+    assert [bytes(x) for x in loop] == [bytes(_decode(p)) for p in plains[:4]]
+    before = int(pool.poolInfo().frames)
+    pooled = browser_backend.open_frames(jobs[:4], _decode, limit)
+    assert int(pool.poolInfo().frames) == before + 4  # the pool opened them
+    _same(pooled, loop)
+    for bad in (4, 5):  # frames the bundle leaves to Python: the same error as the loop
+        want = open_frames_loop(jobs[:bad + 1], _decode)
+        assert isinstance(want[-1], FormatError)
+        _same(browser_backend.open_frames(jobs[:bad + 1], _decode, limit), want)
+    _no_pool()
+    _same(browser_backend.open_frames(jobs[:4], _decode, limit), loop)  # in this thread
+
+
+def test_open_frames_tampered_frame_ends_the_batch(browser_backend: BrowserCryptoBackend,
+                                                   pool: Any) -> None:
+    jobs, _ = _frames(browser_backend)
+    jobs = jobs[:4]
+    sealed = bytearray(jobs[2].sealed)
+    sealed[10] ^= 1
+    jobs[2] = jobs[2]._replace(sealed=bytes(sealed))
+    for where in ("pool", "thread"):
+        if where == "thread":
+            _no_pool()
+        got = browser_backend.open_frames(jobs, _decode, PLAIN_LIMITS[FrameKind.DATA_CHUNK])
+        assert len(got) == 3 and isinstance(got[2], IntegrityError), where
+        _same(got, open_frames_loop(jobs, _decode))
+
+
+def test_blake3_deferred_updates_equal_immediate(browser_backend: BrowserCryptoBackend) -> None:
+    from lockbox.crypto.browser import _Blake3
+
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    pieces = [data[i:i + 300_000] for i in range(0, len(data), 300_000)]
+    later, now = (_Blake3(js.lockboxCrypto.blake3(), defer) for defer in (True, False))
+    other = browser_backend.blake3()  # interleaved: states must not leak
+    for piece in pieces:
+        later.update(memoryview(piece))
+        now.update(piece)
+        other.update(piece[:100])
+    assert later.digest() == now.digest()
+    later.update(data[:70_000])
+    now.update(data[:70_000])
+    assert later.digest() == now.digest()
+
+
+async def _e2e_box(data: bytes) -> Any:
+    return await lockbox.AsyncLockbox.open(AsyncBytesSource(data), password=E2E["password"])
+
+
+def _e2e_archive() -> bytes:
+    with open(os.path.join(SERVED_DIR, E2E["archive"]), "rb") as f:
+        return f.read()
+
+
+@pytest.mark.skipif(not E2E, reason="needs the harness's e2e archive")
+def test_archive_reads_pool_equals_thread(pool: Any) -> None:
+    data = _e2e_archive()
+
+    async def read_all() -> dict[str, str]:
+        box = await _e2e_box(data)
+        out = {}
+        for path in E2E["files"]:
+            h = hashlib.sha256()
+            async for piece in box.iter_bytes(path):
+                h.update(piece)
+            out[path] = h.hexdigest()
+        return out
+
+    before = int(pool.poolInfo().frames)
+    pooled = asyncio.run(read_all())
+    assert int(pool.poolInfo().frames) > before  # multi-chunk files went through the pool
+    _no_pool()
+    assert asyncio.run(read_all()) == pooled == {p: w["sha256"] for p, w in E2E["files"].items()}
+
+
+@pytest.mark.skipif(not E2E, reason="needs the harness's e2e archive")
+def test_archive_tampered_chunk_in_a_pooled_batch_releases_nothing(pool: Any) -> None:
+    data = bytearray(_e2e_archive())
+
+    async def refs() -> Any:
+        box = await _e2e_box(bytes(data))
+        e = await box.run(box.view.stat_flow("data/random.bin"))
+        return e, await box.run(box.view.chunk_refs_flow(e, 0, e.chunks))
+
+    entry, chunk_refs = asyncio.run(refs())
+    assert entry.chunks == 4  # one batch
+    bad = chunk_refs[2]
+    data[bad.frame_offset + bad.frame_size - 40] ^= 0x01  # inside chunk 2's ciphertext
+
+    async def read() -> list[int]:
+        box = await _e2e_box(bytes(data))
+        got = []
+        with pytest.raises(IntegrityError):
+            async for piece in box.iter_bytes("data/random.bin"):
+                got.append(len(piece))
+        return got
+
+    assert asyncio.run(read()) == []  # nothing of the batch was released
+    _no_pool()
+    assert asyncio.run(read()) == []

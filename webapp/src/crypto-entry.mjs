@@ -28,14 +28,27 @@
 //   age-encryption:          age passphrase (scrypt) decryption (.sync vault payloads);
 //                            async, so Python awaits it with JSPI (run_sync); without JSPI
 //                            Python decrypts from libsodium's scrypt and ChaCha20-Poly1305
+//   zstddec:                 zstd decoding (WASM, the reference decoder) of authenticated
+//                            frame plaintext in frame batches (below)
+//
+// Frame batches (frameBatch): many sealed frames opened at once -- authenticated with
+// ChaCha20-Poly1305 and, when the frame plaintext is the common case, decoded (zstd) -- by a
+// small pool of module Workers started from this very bundle (new Worker(import.meta.url,
+// {type: "module", name: POOL_WORKER_NAME})) when Workers exist, else in this thread. The
+// batch's results are handed over only when every frame of it is done, so Python gets no
+// plaintext of a frame whose tag did not verify.
 
 import sodium from "libsodium-wrappers-sumo";
 import { argon2id as nobleArgon2id } from "@noble/hashes/argon2.js";
 import { ml_kem1024 } from "@noble/post-quantum/ml-kem.js";
 import { argon2id as hashWasmArgon2id, createBLAKE3 } from "hash-wasm";
 import { Decrypter as AgeDecrypter, Encrypter as AgeEncrypter } from "age-encryption";
+import { ZSTDDecoder } from "zstddec";
 
-export const API_VERSION = 2; // 2: ed25519Verify, ageDecryptPassphrase, scrypt
+// 2: ed25519Verify, ageDecryptPassphrase, scrypt; 3: frameBatch, poolInfo, configurePool,
+// deferred BLAKE3 updates
+export const API_VERSION = 3;
+export const POOL_WORKER_NAME = "lockbox-crypto-pool";
 
 let blake3Wasm = null; // the one hash-wasm BLAKE3 instance (WASM state), shared by all hashers
 let blake3Owner = null; // the Blake3 whose state is currently loaded in blake3Wasm
@@ -185,6 +198,39 @@ function claimBlake3(hasher) {
   blake3Owner = hasher;
 }
 
+// Deferred updates (updateLater): the bytes are copied into the hasher's queue and hashed
+// when this thread's event loop is otherwise idle -- e.g. while Python waits (JSPI) for the
+// worker pool to open the next batch of frames, so hashing overlaps decryption. Any other
+// call on the hasher (update, digest) hashes its queue first, in order: the result is the
+// same as hashing at once. At most DEFER_MAX_BYTES wait over all hashers (past that,
+// updateLater hashes at once).
+const DEFER_MAX_BYTES = 32 * 1024 * 1024;
+let deferredBytes = 0;
+const idleHashers = []; // hashers with queued pieces, oldest first
+let idleScheduled = false;
+let idleChannel = null;
+
+function scheduleIdleHashing() {
+  if (idleScheduled) return;
+  idleScheduled = true;
+  if (idleChannel === null && typeof MessageChannel === "function") {
+    idleChannel = new MessageChannel(); // a macrotask per piece, without setTimeout's clamping
+    idleChannel.port1.onmessage = idleHashStep;
+    if (typeof idleChannel.port1.unref === "function") idleChannel.port1.unref(); // Node
+  }
+  if (idleChannel !== null) idleChannel.port2.postMessage(0);
+  else setTimeout(idleHashStep, 0);
+}
+
+/** Hash one queued piece (one per macrotask, so pool messages are not held up). */
+function idleHashStep() {
+  idleScheduled = false;
+  while (idleHashers.length && idleHashers[0].pending.length === 0) idleHashers.shift();
+  if (!idleHashers.length) return;
+  idleHashers[0].hashOne();
+  scheduleIdleHashing();
+}
+
 /**
  * An incremental BLAKE3 hash. All hashers share one WASM instance: the active
  * one keeps its state inside WASM, the others hold a saved copy (~2 KB), so a
@@ -193,15 +239,42 @@ function claimBlake3(hasher) {
 class Blake3 {
   constructor() {
     this.state = null; // null: fresh (nothing hashed yet)
+    this.pending = []; // deferred pieces (copies), oldest first
+  }
+
+  hashOne() {
+    const piece = this.pending.shift();
+    deferredBytes -= piece.length;
+    claimBlake3(this);
+    blake3Wasm.update(piece);
+  }
+
+  flush() {
+    while (this.pending.length) this.hashOne();
   }
 
   update(data) {
+    this.flush();
     claimBlake3(this);
     withBytes(data, (d) => blake3Wasm.update(d));
   }
 
+  /** update(), perhaps later (see above); the bytes are copied now. */
+  updateLater(data) {
+    const size = withBytes(data, (d) => d.length);
+    if (deferredBytes + size > DEFER_MAX_BYTES) {
+      this.update(data);
+      return;
+    }
+    this.pending.push(copyBytes(data));
+    deferredBytes += size;
+    if (!idleHashers.includes(this)) idleHashers.push(this);
+    scheduleIdleHashing();
+  }
+
   /** The 32-byte hash so far; the hasher stays usable (more updates may follow). */
   digest() {
+    this.flush();
     claimBlake3(this);
     this.state = blake3Wasm.save();
     const out = blake3Wasm.digest("binary");
@@ -212,6 +285,355 @@ class Blake3 {
 
 function blake3() {
   return new Blake3();
+}
+
+// -- frame batches: authenticate + decrypt + decode many frames, in a worker pool ------------
+
+// A frame's plaintext (docs/FORMAT.md §5): codec byte (0 raw, 1 zstd), uvarint plain size,
+// body. decodeFramePlain decodes only the common, well-formed case, with conditions under
+// which Python's decode_plain (lockbox.formats.lbox.frames) gives exactly the same bytes:
+// a minimal varint <= limit; raw: the body's length is the size; zstd: size > 0, exactly
+// one frame spanning the body (its blocks walked), no dictionary, its declared content size
+// equal to size, decoding to exactly size bytes. Anything else comes back undecoded
+// (FRAME_PLAIN) and Python decodes it -- or raises the error it always raised.
+const FRAME_FAILED = 0; // the tag did not verify: no plaintext
+const FRAME_PAYLOAD = 1; // authenticated and decoded: the frame's payload
+const FRAME_PLAIN = 2; // authenticated, not decoded here: the whole frame plaintext
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+
+let zstdDecoder = null;
+
+/** [value, next position] of a minimal uvarint of at most 5 bytes at pos, or null. */
+function readUvarint(b, pos) {
+  let value = 0;
+  for (let i = 0; i < 5; i++) {
+    if (pos + i >= b.length) return null;
+    const byte = b[pos + i];
+    value += (byte & 0x7f) * 2 ** (7 * i);
+    if (!(byte & 0x80)) {
+      if (byte === 0 && i > 0) return null; // not minimal: Python refuses it
+      return [value, pos + i + 1];
+    }
+  }
+  return null;
+}
+
+/** Whether body is exactly one zstd frame without dictionary, declaring size bytes. */
+function oneZstdFrame(body, size) {
+  const n = body.length;
+  if (n < 6) return false;
+  for (let i = 0; i < 4; i++) if (body[i] !== ZSTD_MAGIC[i]) return false;
+  const descriptor = body[4];
+  if (descriptor & 0x1b) return false; // unused/reserved bits, dictionary id
+  const fcsFlag = descriptor >> 6;
+  const singleSegment = (descriptor & 0x20) !== 0;
+  const fcsSize = [singleSegment ? 1 : 0, 2, 4, 8][fcsFlag];
+  if (fcsSize === 0) return false; // no declared content size
+  let pos = 5 + (singleSegment ? 0 : 1);
+  if (pos + fcsSize > n) return false;
+  let declared = 0;
+  for (let i = fcsSize - 1; i >= 0; i--) declared = declared * 256 + body[pos + i];
+  if (fcsSize === 2) declared += 256;
+  if (declared !== size) return false;
+  pos += fcsSize;
+  for (;;) {
+    if (pos + 3 > n) return false;
+    const bh = body[pos] | (body[pos + 1] << 8) | (body[pos + 2] << 16);
+    const type = (bh >> 1) & 3;
+    if (type === 3) return false;
+    pos += 3 + (type === 1 ? 1 : bh >>> 3);
+    if (pos > n) return false;
+    if (bh & 1) break;
+  }
+  if (descriptor & 0x04) pos += 4; // content checksum
+  return pos === n;
+}
+
+/** The payload of an authenticated frame plaintext, or null (left to Python). */
+function decodeFramePlain(plain, limit) {
+  if (plain.length < 2) return null;
+  const codec = plain[0];
+  const varint = readUvarint(plain, 1);
+  if (varint === null) return null;
+  const [size, start] = varint;
+  if (size > limit) return null;
+  const body = plain.subarray(start);
+  if (codec === 0) return body.length === size ? body : null;
+  if (codec !== 1 || size === 0 || !oneZstdFrame(body, size)) return null;
+  try {
+    const out = zstdDecoder.decode(body, size);
+    return out.length === size ? out : null;
+  } catch (_err) {
+    return null;
+  }
+}
+
+/** [status, bytes] of one sealed frame (see FRAME_*). */
+function openFrame(key, nonce, sealed, aad, limit) {
+  if (sealed.length < sodium.crypto_aead_chacha20poly1305_ietf_ABYTES) return [FRAME_FAILED, null];
+  let plain;
+  try {
+    plain = sodium.crypto_aead_chacha20poly1305_ietf_decrypt(
+      null, sealed, aad.length ? aad : null, nonce, key);
+  } catch (_err) {
+    return [FRAME_FAILED, null];
+  }
+  const payload = decodeFramePlain(plain, limit);
+  return payload === null ? [FRAME_PLAIN, plain] : [FRAME_PAYLOAD, payload];
+}
+
+/** The pool: module Workers running this bundle, each taking up to 2 frames at a time. */
+class CryptoPool {
+  constructor(size, factory) {
+    this.size = size;
+    this.factory = factory;
+    this.workers = null;
+    this.nextId = 1;
+    this.waiting = []; // jobs not yet sent: {msg, transfer, resolve, reject}
+    this.broken = null; // why the pool cannot be used (a worker failed to start or died)
+    this.frames = 0; // frames opened by the pool so far
+  }
+
+  start() {
+    this.workers = [];
+    for (let i = 0; i < this.size; i++) {
+      const worker = this.factory();
+      const slot = { worker, inflight: new Map() };
+      const onMessage = (event) => this.answer(slot, event.data);
+      const onError = (event) => this.fail(`a crypto worker failed: ${event && event.message
+        ? event.message : event}`);
+      if (typeof worker.addEventListener === "function") {
+        worker.addEventListener("message", onMessage);
+        worker.addEventListener("error", onError);
+      } else {
+        worker.onmessage = onMessage;
+        worker.onerror = onError;
+      }
+      this.workers.push(slot);
+    }
+  }
+
+  /** A Promise of [status, bytes] for one frame. */
+  open(job, limit) {
+    if (this.broken !== null) return Promise.reject(new Error(this.broken));
+    if (this.workers === null) this.start();
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      const msg = { id, key: job.key, nonce: job.nonce, sealed: job.sealed, aad: job.aad, limit };
+      this.waiting.push({ id, msg, transfer: [job.sealed.buffer], resolve, reject });
+      this.pump();
+    });
+  }
+
+  pump() {
+    while (this.waiting.length) {
+      let best = null;
+      for (const slot of this.workers) {
+        if (slot.inflight.size < 2 && (best === null || slot.inflight.size < best.inflight.size)) {
+          best = slot;
+        }
+      }
+      if (best === null) return;
+      const job = this.waiting.shift();
+      best.inflight.set(job.id, job);
+      best.worker.postMessage(job.msg, job.transfer);
+    }
+  }
+
+  answer(slot, data) {
+    const job = slot.inflight.get(data && data.id);
+    if (!job) return;
+    slot.inflight.delete(data.id);
+    if (data.error !== undefined) {
+      job.reject(new Error(data.error));
+    } else {
+      this.frames++;
+      job.resolve([data.status, data.bytes]);
+    }
+    this.pump();
+  }
+
+  fail(reason) {
+    this.broken = reason;
+    for (const slot of this.workers || []) {
+      for (const job of slot.inflight.values()) job.reject(new Error(reason));
+      slot.inflight.clear();
+      try {
+        slot.worker.terminate();
+      } catch (_err) { /* already gone */ }
+    }
+    for (const job of this.waiting.splice(0)) job.reject(new Error(reason));
+  }
+}
+
+let pool = null; // a CryptoPool, once configured (configurePool, or the default on first use)
+let poolConfigured = false;
+
+/** The default: Workers from this bundle's URL, when this runtime has module Workers. */
+function defaultPoolFactory() {
+  if (typeof Worker !== "function" || typeof import.meta.url !== "string"
+      || !/^https?:/.test(import.meta.url)) {
+    return null; // Node (the test runner), or a bundle not loaded from a web origin
+  }
+  const url = import.meta.url;
+  return () => new Worker(url, { type: "module", name: POOL_WORKER_NAME });
+}
+
+function defaultPoolSize() {
+  const cores = (globalThis.navigator && globalThis.navigator.hardwareConcurrency) || 2;
+  return Math.max(1, Math.min(4, cores));
+}
+
+/**
+ * Set up the pool: {size, factory} (factory() returns a Worker-like object: postMessage,
+ * addEventListener or onmessage/onerror, terminate), {size: 0} for none (in-thread only),
+ * or {} for the default. Tests use it to run the pool's protocol over MessageChannels.
+ */
+function configurePool(options) {
+  const opts = options || {};
+  if (pool !== null && pool.workers !== null) pool.fail("the pool was reconfigured");
+  const size = opts.size === undefined ? defaultPoolSize() : Number(opts.size);
+  const factory = opts.factory || defaultPoolFactory();
+  pool = size > 0 && factory ? new CryptoPool(size, factory) : null;
+  poolConfigured = true;
+  return poolInfo();
+}
+
+function currentPool() {
+  if (!poolConfigured) configurePool({});
+  return pool !== null && pool.broken === null ? pool : null;
+}
+
+/**
+ * {size, started, broken, frames}: the pool as it is (size 0: frames are opened in this
+ * thread; frames: how many it opened).
+ */
+function poolInfo() {
+  const p = poolConfigured ? pool : (defaultPoolFactory() ? { size: defaultPoolSize() } : null);
+  return { size: p ? p.size : 0, started: Boolean(p && p.workers),
+    broken: p ? p.broken || null : null, frames: p ? p.frames || 0 : 0 };
+}
+
+/**
+ * A batch of sealed frames to open (see FRAME_*). add() copies its arguments (PyProxy
+ * buffers do not outlive the call); run() opens them in the pool when there is one and
+ * more than one frame, else here; status(i)/bytes(i) read the results once it resolved.
+ * runHere() is the same, synchronously, always in this thread.
+ */
+class FrameBatch {
+  constructor(limit) {
+    this.limit = limit;
+    this.jobs = [];
+    this.results = null;
+    this.where = null;
+  }
+
+  add(key, nonce, sealed, aad) {
+    this.jobs.push({ key: copyBytes(key), nonce: copyBytes(nonce), sealed: copyBytes(sealed),
+      aad: copyBytes(aad) });
+  }
+
+  get length() {
+    return this.jobs.length;
+  }
+
+  runHere() {
+    this.results = this.jobs.map((j) => openFrame(j.key, j.nonce, j.sealed, j.aad, this.limit));
+    this.jobs = [];
+    this.where = "thread";
+    return this.where;
+  }
+
+  /**
+   * A Promise of where the frames were opened: "pool", "thread", or "broken" (the pool
+   * failed: a worker did not load or died; the frames went to it and are gone, so the
+   * caller adds them to a new batch and uses runHere(); the pool is not used again).
+   */
+  async run() {
+    const p = currentPool();
+    if (p === null || this.jobs.length < 2) return this.runHere();
+    try {
+      this.results = await Promise.all(this.jobs.map((j) => p.open(j, this.limit)));
+    } catch (_err) {
+      this.jobs = [];
+      this.where = "broken";
+      return this.where;
+    }
+    this.jobs = [];
+    this.where = "pool";
+    return this.where;
+  }
+
+  status(i) {
+    return this.results[i][0];
+  }
+
+  bytes(i) {
+    return this.results[i][1];
+  }
+}
+
+function frameBatch(limit) {
+  return new FrameBatch(limit);
+}
+
+// -- the pool worker's side: this same bundle, started with name POOL_WORKER_NAME -----------
+
+/** Answer {id, key, nonce, sealed, aad, limit} with {id, status, bytes} (bytes transferred). */
+async function poolWorkerMessage(ready, post, event) {
+  const { id, key, nonce, sealed, aad, limit } = event.data || {};
+  try {
+    await ready;
+    const [status, bytes] = openFrame(key, nonce, sealed, aad, limit);
+    if (bytes === null) post({ id, status, bytes }, []);
+    else post({ id, status, bytes }, [bytes.buffer]);
+  } catch (err) {
+    post({ id, error: String(err && err.message ? err.message : err) }, []);
+  }
+}
+
+/** Make a MessagePort-like endpoint answer pool requests (the worker's self, or a test's port). */
+function servePool(endpoint) {
+  const ready = initPrimitives();
+  const post = (msg, transfer) => endpoint.postMessage(msg, transfer);
+  endpoint.onmessage = (event) => poolWorkerMessage(ready, post, event);
+}
+
+/**
+ * A Worker-like object answered in this thread over a MessageChannel: the pool's protocol
+ * and transfers without a thread (for tests: Node has no Web Workers). configurePool({size,
+ * factory: inThreadWorker}).
+ */
+function inThreadWorker() {
+  // (Under Node the ports keep the process alive until terminate(): configurePool({size: 0})
+  // after use. Unreferenced ports would let Node exit while Python waits for an answer.)
+  const channel = new MessageChannel();
+  servePool(channel.port2);
+  const port = channel.port1;
+  return {
+    postMessage: (msg, transfer) => port.postMessage(msg, transfer),
+    addEventListener: (type, fn) => {
+      if (type === "message") port.onmessage = fn;
+    },
+    terminate: () => {
+      port.close();
+      channel.port2.close();
+    },
+  };
+}
+
+async function initPrimitives() {
+  await sodium.ready;
+  if (zstdDecoder === null) {
+    const decoder = new ZSTDDecoder();
+    await decoder.init();
+    zstdDecoder = decoder;
+  }
+}
+
+if (typeof WorkerGlobalScope !== "undefined" && globalThis instanceof WorkerGlobalScope
+    && globalThis.name === POOL_WORKER_NAME) {
+  servePool(globalThis);
 }
 
 // -- Ed25519 (RFC 8032) ----------------------------------------------------------------------
@@ -295,7 +717,7 @@ let api = null;
 /** Instantiate the WASM modules (once) and return the glue API to put on globalThis. */
 export async function init() {
   if (api !== null) return api;
-  await sodium.ready;
+  await initPrimitives();
   blake3Wasm = await createBLAKE3();
   api = Object.freeze({
     API_VERSION,
@@ -316,6 +738,14 @@ export async function init() {
     ageDecryptPassphrase,
     ageEncryptPassphrase,
     scrypt,
+    frameBatch,
+    FRAME_FAILED,
+    FRAME_PAYLOAD,
+    FRAME_PLAIN,
+    configurePool,
+    poolInfo,
+    servePool,
+    inThreadWorker,
     // The libraries themselves, for the viewer and for cross-checks in tests.
     libs: Object.freeze({ sodium, ml_kem1024, nobleArgon2id, hashWasmArgon2id, createBLAKE3 }),
   });

@@ -18,13 +18,23 @@ Primitives (all must be byte-identical across backends):
 * age (age-encryption.org/v1) decryption with a passphrase (scrypt stanza), for ``.sync``
   vault payloads. Callers bound the scrypt work factor before calling
   (:mod:`lockbox.formats.sync.vault`); backends may refuse large ones as well.
+
+One optional batch operation, :func:`open_frames` (many sealed frames authenticated and
+decoded at once): a backend may have an ``open_frames`` method that does it faster (the
+browser's opens them in a pool of Web Workers); the default is the loop, one frame after
+the other, as the format layer always did.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["Aead", "Hasher", "CryptoBackend", "check_size", "check_int", "AEAD_KEY_SIZE",
+from lockbox.errors import LockboxError
+
+__all__ = ["Aead", "Hasher", "CryptoBackend", "FrameJob", "FrameResult", "Decode", "open_frames",
+           "open_frames_loop",
+           "check_size", "check_int", "AEAD_KEY_SIZE",
            "AEAD_NONCE_SIZE", "AEAD_TAG_SIZE", "MLKEM1024_SEED_SIZE", "MLKEM1024_EK_SIZE",
            "MLKEM1024_CT_SIZE", "MLKEM_SS_SIZE", "ED25519_PUBLIC_KEY_SIZE",
            "ED25519_SIGNATURE_SIZE"]
@@ -124,6 +134,55 @@ class CryptoBackend(Protocol):
         payload authentication failed, truncated payload), FormatError (not an age
         passphrase file), LimitExceededError (a work factor the library refuses)."""
         ...
+
+
+class FrameJob(NamedTuple):
+    """One sealed frame to open: ``aead.open(nonce, sealed, aad)``, then the caller's
+    ``decode`` of the authenticated plaintext (see :func:`open_frames`)."""
+
+    aead: Aead
+    nonce: bytes
+    sealed: bytes | memoryview
+    aad: bytes
+
+
+FrameResult = bytes | memoryview | LockboxError
+Decode = Callable[[bytes], "bytes | memoryview"]
+
+
+def open_frames(crypto: CryptoBackend, jobs: Sequence[FrameJob], decode: Decode,
+                plain_limit: int) -> list[FrameResult]:
+    """Authenticate and decode sealed frames, in order: ``decode(aead.open(...))`` of each.
+
+    ``decode`` turns an authenticated frame plaintext into its payload (raising a
+    :class:`~lockbox.errors.LockboxError` for a malformed one); ``plain_limit`` is the most
+    payload bytes a frame may declare (a backend's own decoder uses it; ``decode`` must
+    enforce it too). The result has one item per job until the first failure: the payload,
+    or the error of that job (an :class:`~lockbox.errors.IntegrityError` for a tag that
+    does not verify), which ends the list -- so a caller that checks the items in order and
+    raises the first error it meets behaves exactly as the loop that opens, decodes and
+    checks one frame after the other. No plaintext of a frame comes back unless its tag
+    verified.
+
+    A backend with an ``open_frames(jobs, decode, plain_limit)`` method does the work (the
+    browser's: a pool of Web Workers); otherwise this loop does, in this thread."""
+    batch = getattr(crypto, "open_frames", None)
+    if batch is not None:
+        out: list[FrameResult] = batch(jobs, decode, plain_limit)
+        return out
+    return open_frames_loop(jobs, decode)
+
+
+def open_frames_loop(jobs: Sequence[FrameJob], decode: Decode) -> list[FrameResult]:
+    """:func:`open_frames` one frame after the other (every backend's fallback)."""
+    out: list[FrameResult] = []
+    for job in jobs:
+        try:
+            out.append(decode(job.aead.open(job.nonce, job.sealed, job.aad)))
+        except LockboxError as exc:
+            out.append(exc)
+            break
+    return out
 
 
 def check_size(value: bytes | bytearray | memoryview, size: int, what: str) -> None:

@@ -24,6 +24,17 @@ Primitives (the bundle's glue functions are synchronous once ``init()`` resolved
 * BLAKE3: hash-wasm ``createBLAKE3`` (WASM); Python buffers reach it without a
   Python-side copy (the glue reads them through ``PyProxy.getBuffer``).
 * Random bytes: ``crypto.getRandomValues`` (in pieces of at most 65,536 bytes).
+* Frame batches (:meth:`BrowserCryptoBackend.open_frames`, used through
+  :func:`lockbox.crypto.base.open_frames`): many sealed frames authenticated (libsodium) and
+  their plaintext decoded (zstddec, the reference zstd decoder in WASM) by a pool of module
+  Workers started from the bundle itself, while Python waits (JSPI ``run_sync``); in this
+  thread when there is no pool (Node, no Workers) or Python cannot wait (no JSPI). Results
+  come back when the whole batch is done; a frame whose plaintext the bundle does not
+  decode itself (anything but the common well-formed case) comes back authenticated but
+  undecoded and is decoded by the caller's ``decode`` (the same errors as ever).
+* BLAKE3 updates of 64 KiB or more are deferred when Python can wait (JSPI): the bundle
+  copies them and hashes them while this thread is idle (e.g. waiting for the pool), so
+  the whole-file hash overlaps decryption; ``digest()`` hashes what is left first.
 * Ed25519 verification: libsodium ``crypto_sign_verify_detached``.
 * age passphrase decryption: age-encryption (typage) ``Decrypter.addPassphrase``, which
   is async (a Promise), awaited with JSPI (``run_sync``); it refuses scrypt work factors
@@ -36,6 +47,7 @@ Importing this module outside Pyodide raises :class:`BackendUnavailableError`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from lockbox.crypto.base import (
@@ -47,9 +59,13 @@ from lockbox.crypto.base import (
     MLKEM1024_EK_SIZE,
     MLKEM1024_SEED_SIZE,
     Aead,
+    Decode,
+    FrameJob,
+    FrameResult,
     Hasher,
     check_int,
     check_size,
+    open_frames_loop,
 )
 from lockbox.crypto.hkdf import hkdf_sha256
 from lockbox.errors import (
@@ -57,6 +73,7 @@ from lockbox.errors import (
     FormatError,
     IntegrityError,
     LimitExceededError,
+    LockboxError,
     WrongKeyError,
 )
 
@@ -76,7 +93,9 @@ except ImportError:  # pragma: no cover - older Pyodide
 __all__ = ["BrowserCryptoBackend", "CRYPTO_GLOBAL", "BUNDLE_API_VERSION"]
 
 CRYPTO_GLOBAL = "lockboxCrypto"  # globalThis name of the bundle's init() result
-BUNDLE_API_VERSION = 2  # API_VERSION of crypto-entry.mjs this module speaks
+BUNDLE_API_VERSION = 3  # API_VERSION of crypto-entry.mjs this module speaks
+_DEFER_MIN_BYTES = 64 * 1024  # BLAKE3 updates this large are deferred (when JSPI)
+_FRAME_FAILED, _FRAME_PAYLOAD, _FRAME_PLAIN = 0, 1, 2  # crypto-entry.mjs FRAME_*
 
 _ARGON2_MAX_LANES = (1 << 24) - 1
 _ARGON2_MIN_SALT = 8
@@ -134,16 +153,25 @@ class _ChaCha20Poly1305Aead:
         return plaintext
 
 
+def _can_wait() -> bool:
+    """Whether Python may block on a JS promise here (JSPI)."""
+    return run_sync is not None and can_run_sync is not None and bool(can_run_sync())
+
+
 class _Blake3:
     """An incremental BLAKE3 hash on hash-wasm (the JS ``Blake3`` glue object)."""
 
-    __slots__ = ("_h",)
+    __slots__ = ("_defer", "_h")
 
-    def __init__(self, js_hasher: Any) -> None:
+    def __init__(self, js_hasher: Any, defer: bool) -> None:
         self._h = js_hasher
+        self._defer = defer
 
     def update(self, data: bytes | bytearray | memoryview) -> _Blake3:
-        self._h.update(data)  # the glue reads the Python buffer in place
+        if self._defer and len(data) >= _DEFER_MIN_BYTES:
+            self._h.updateLater(data)  # copied now, hashed when the thread is idle
+        else:
+            self._h.update(data)  # the glue reads the Python buffer in place
         return self
 
     def digest(self) -> bytes:
@@ -224,7 +252,53 @@ class BrowserCryptoBackend:
         return out
 
     def blake3(self) -> Hasher:
-        return _Blake3(self._api.blake3())
+        return _Blake3(self._api.blake3(), _can_wait())
+
+    def open_frames(self, jobs: Sequence[FrameJob], decode: Decode,
+                    plain_limit: int) -> list[FrameResult]:
+        """:func:`lockbox.crypto.base.open_frames` in the bundle: the worker pool when there
+        is one, more than one frame and Python can wait for it (JSPI), else this thread."""
+        if not jobs or not all(isinstance(j.aead, _ChaCha20Poly1305Aead) for j in jobs):
+            return open_frames_loop(jobs, decode)
+        batch = self._frame_batch(jobs, plain_limit)
+        where = None  # run() opens them in the pool, or here when there is none
+        if len(jobs) > 1 and _can_wait():
+            where = str(run_sync(batch.run()))
+        if where == "broken":  # the pool failed under this batch (its frames went with it)
+            batch = self._frame_batch(jobs, plain_limit)
+            where = None
+        if where is None:
+            batch.runHere()
+        out: list[FrameResult] = []
+        for i in range(len(jobs)):
+            status = batch.status(i)
+            if status == _FRAME_FAILED:
+                out.append(IntegrityError("ChaCha20-Poly1305 authentication failed"))
+                break
+            data: bytes = batch.bytes(i).to_bytes()
+            if status == _FRAME_PAYLOAD:
+                out.append(data)
+                continue
+            try:
+                out.append(decode(data))
+            except LockboxError as exc:
+                out.append(exc)
+                break
+        return out
+
+    def _frame_batch(self, jobs: Sequence[FrameJob], plain_limit: int) -> Any:
+        batch = self._api.frameBatch(plain_limit)
+        for job in jobs:
+            aead = job.aead
+            assert isinstance(aead, _ChaCha20Poly1305Aead)
+            check_size(job.nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
+            batch.add(aead._key, job.nonce, job.sealed, job.aad)
+        return batch
+
+    def pool_info(self) -> dict[str, Any]:
+        """The bundle's worker pool: ``{"size", "started", "broken"}`` (size 0: none)."""
+        info: dict[str, Any] = self._api.poolInfo().to_py()
+        return info
 
     def random_bytes(self, size: int) -> bytes:
         check_int(size, 0, "random_bytes size")
