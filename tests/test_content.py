@@ -8,6 +8,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 import lockbox
 from lockbox.formats.lbox.wire.constants import INLINE_CHUNK_REFS, PAGE_HEADER_SIZE, PAGE_UNIT
 from lockbox.formats.lbox.wire.entry import LAYOUT_CHUNKS, LAYOUT_INDEX
@@ -65,3 +67,172 @@ def test_prepared_small_files_are_sealed_where_they_land(tmp_path: Path, weak_ar
             assert (entry.mode, entry.mtime_ns, entry.size) == (0o640, 9, 300)
             w.put_entry("d/f.txt", entry)
         assert box.read_bytes("d/f.txt") == host.read_bytes() and box.verify().ok
+
+
+# -- the zero-copy chunk loop and the write-behind thread -------------------------------------
+
+BIG_CHUNK = 128 * 1024
+
+
+def _mixed_data() -> bytes:
+    text = b"".join(b"line %d of some compressible text\n" % i for i in range(20000))
+    return (os.urandom(3 * BIG_CHUNK) + text[:2 * BIG_CHUNK] + os.urandom(BIG_CHUNK)
+            + text[:BIG_CHUNK // 2 + 5])
+
+
+class _ReadOnly:
+    """A stream with ``read`` only (no readinto, no fd)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._f = io.BytesIO(data)
+
+    def read(self, n: int) -> bytes:
+        return self._f.read(min(n, 10_000))  # short reads too
+
+
+def _add_big(tmp_path: Path, template: Path, name: str, data: bytes, monkeypatch,
+             *, behind: bool, jobs: int, stream: str):
+    """Add ``data`` as big.bin to a copy of ``template`` with deterministic randomness;
+    returns (entry, the bytes of the pages written, the archive's path)."""
+    import random
+
+    from lockbox.formats.lbox.write import pages as pages_mod
+    from lockbox.formats.lbox.write.hostwalk import reading
+
+    path = tmp_path / name
+    path.write_bytes(template.read_bytes())
+    host = tmp_path / "big.host"
+    host.write_bytes(data)
+    monkeypatch.setattr(pages_mod, "WRITE_BEHIND", behind)
+    started = []
+    real = pages_mod._WriteBehind
+
+    def spy(fd: int):
+        started.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(pages_mod, "_WriteBehind", spy)
+    rng = random.Random(42)
+    with lockbox.open(path, password="pw") as box:
+        monkeypatch.setattr(os, "urandom", rng.randbytes)
+        pool = ThreadPoolExecutor(jobs) if jobs > 1 else None
+        try:
+            with box.writer() as w:
+                start = w.view.commit.archive_end
+                if stream == "fd":
+                    with reading(host) as r:
+                        entry = w.content.add_stream("big.bin", r, 0o644, 7, pool=pool,
+                                                     jobs=jobs)
+                else:
+                    s = io.BytesIO(data) if stream == "bytesio" else _ReadOnly(data)
+                    entry = w.content.add_stream("big.bin", s, 0o644, 7, pool=pool,
+                                                 jobs=jobs)
+                end = w.pages.end_offset
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    written = f.read(end - start)
+                w.staging.put("big.bin", entry)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        monkeypatch.undo()
+        assert bool(started) == behind
+        assert box.read_bytes("big.bin") == data and box.verify().ok
+    return entry, written, path
+
+
+def test_every_path_writes_byte_identical_frames(tmp_path: Path, weak_argon2,
+                                                 monkeypatch) -> None:
+    """Single-threaded (Pyodide's path) and write-behind, with and without the
+    compression pool, from readinto / an fd / read(): the same entry, the same bytes."""
+    template = tmp_path / "t.lbox"
+    lockbox.create(template, password="pw", argon2=weak_argon2, chunk_size=BIG_CHUNK).close()
+    data = _mixed_data()
+    results = [_add_big(tmp_path, template, f"{i}.lbox", data, monkeypatch, behind=behind,
+                        jobs=jobs, stream=stream)
+               for i, (behind, jobs, stream) in enumerate((
+                   (False, 1, "bytesio"), (True, 1, "bytesio"), (True, 2, "fd"),
+                   (True, 2, "readonly"), (False, 2, "fd")))]
+    entry, written, _ = results[0]
+    for other_entry, other_written, _ in results[1:]:
+        assert other_entry == entry
+        assert other_written == written
+    assert entry.size == len(data) and entry.chunks == 7
+
+
+def test_raw_frames_hold_exactly_the_encoded_chunk(tmp_path: Path, weak_argon2,
+                                                   monkeypatch) -> None:
+    """The plaintext built in place in front of the data is encode_plain's RAW form of
+    encode_chunk's payload; compressible chunks are ZSTD frames."""
+    from lockbox.formats.lbox.frames import encode_plain
+    from lockbox.formats.lbox.wire.chunk import ChunkMeta, encode_chunk_parts, encode_meta
+    from lockbox.formats.lbox.wire.constants import Codec, EntryType, FrameKind
+    from lockbox.platform import default_codec, default_crypto
+
+    template = tmp_path / "t.lbox"
+    lockbox.create(template, password="pw", argon2=weak_argon2, chunk_size=BIG_CHUNK).close()
+    data = _mixed_data()
+    entry, _, path = _add_big(tmp_path, template, "a.lbox", data, monkeypatch, behind=True,
+                              jobs=1, stream="bytesio")
+    with lockbox.open(path, password="pw") as box:
+        view = box.view
+        refs = box.run(view.chunk_refs_flow(entry, 0, entry.chunks))
+        codecs = []
+        with open(path, "rb") as f:
+            for n, ref in enumerate(refs):
+                f.seek(ref.frame_offset)
+                plain = view.opener.open_ref_plain(f.read(ref.frame_size), ref,
+                                                   FrameKind.DATA_CHUNK)
+                codecs.append(plain[0])
+                part = data[n * BIG_CHUNK:(n + 1) * BIG_CHUNK]
+                last = n == entry.chunks - 1
+                meta = encode_meta(ChunkMeta(EntryType.FILE, 0o644, 7, len(data),
+                                             entry.content_hash, BIG_CHUNK) if last else None)
+                payload = encode_chunk_parts(entry.file_id, n, b"big.bin", meta, part)
+                if plain[0] == Codec.RAW:
+                    assert plain == encode_plain(default_codec(), payload, compress=False)
+                else:
+                    assert plain == encode_plain(default_codec(), payload)
+        assert codecs == [Codec.RAW] * 3 + [Codec.ZSTD] * 2 + [Codec.RAW, Codec.ZSTD]
+        assert default_crypto()  # the backend that sealed them in place
+
+
+def test_a_failed_page_write_is_a_storage_error_and_the_archive_is_unchanged(
+        tmp_path: Path, weak_argon2, monkeypatch) -> None:
+    import errno
+
+    from lockbox.formats.lbox.write import pages as pages_mod
+
+    monkeypatch.setattr(pages_mod, "WRITE_BEHIND", True)
+    path = tmp_path / "a.lbox"
+    lockbox.create(path, password="pw", argon2=weak_argon2, chunk_size=BIG_CHUNK).close()
+    before = path.read_bytes()
+    real = os.pwrite
+    calls = 0
+
+    def full_disk(fd: int, data, offset: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data, offset)
+
+    with lockbox.open(path, password="pw") as box:
+        with pytest.raises(lockbox.StorageError, match="No space left on device"):
+            with box.writer() as w:
+                monkeypatch.setattr(os, "pwrite", full_disk)
+                w.add_bytes("big.bin", os.urandom(40 * BIG_CHUNK))
+        monkeypatch.setattr(os, "pwrite", real)
+    assert calls >= 3
+    assert path.read_bytes() == before
+
+
+def test_incompressible_chunks_are_found_on_a_sample() -> None:
+    from lockbox.formats.lbox.write.content import _worth_compressing
+    from lockbox.platform import default_codec
+
+    codec = default_codec()
+    text = b"".join(b"row %d, some text\n" % i for i in range(100_000))[:1 << 20]
+    assert not _worth_compressing(codec, 3, memoryview(os.urandom(1 << 20)))
+    assert _worth_compressing(codec, 3, memoryview(text))
+    assert _worth_compressing(codec, 3, memoryview(os.urandom(4096)))  # small: always tried

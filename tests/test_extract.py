@@ -464,3 +464,88 @@ def test_viewer_zip_drops_links_leading_outside_the_folder(tmp_path: Path, new_b
         assert [n for n in names if n != "f/"] == ["f/Dot", "f/ok", "f/sub/", "f/sub/l1",
                                                    "f/sub/l3", "f/x.txt"], names
         assert zf.read("f/ok") == b"x.txt"
+
+
+# -- 5. the write-behind thread (large files) ------------------------------------------------
+
+
+def _big_items(size: int) -> tuple[list, dict[str, bytes]]:
+    from lockbox.info import EntryInfo
+
+    contents = {"big.bin": os.urandom(size), "d/also.bin": os.urandom(size // 2 + 7),
+                "small.txt": b"small"}
+    items = [EntryInfo("d", "dir", 0o755, MTIME)] + [
+        EntryInfo(p, "file", 0o644, MTIME, size=len(c)) for p, c in contents.items()]
+    return items, contents
+
+
+def _pieces(contents: dict[str, bytes], piece: int, mutable: bool = False):
+    def open_content(path: str):
+        data = contents[path]
+        buf = bytearray(piece)
+        for i in range(0, len(data), piece):
+            if mutable:  # one buffer, refilled for every piece (as a format may do)
+                part = data[i:i + piece]
+                buf[:len(part)] = part
+                yield memoryview(buf)[:len(part)]
+            else:
+                yield memoryview(data)[i:i + piece]
+    return open_content
+
+
+@pytest.mark.parametrize("mutable", [False, True])
+def test_write_behind_writes_the_same_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           mutable: bool) -> None:
+    monkeypatch.setattr(extract_mod, "_BEHIND_MIN_SIZE", 64 * 1024)
+    monkeypatch.setattr(extract_mod, "_BEHIND_BYTES", 48 * 1024)  # the queue fills up
+    items, contents = _big_items(1024 * 1024 + 3)
+    trees = []
+    for on in (False, True):
+        monkeypatch.setattr(extract_mod, "WRITE_BEHIND", on)
+        dest = tmp_path / f"out-{on}"
+        report = extract_mod.Extractor(dest).run(items, _pieces(contents, 16 * 1024, mutable))
+        assert report.files == 3 and report.file_bytes == sum(map(len, contents.values()))
+        trees.append({p: (dest / p).read_bytes() for p in contents})
+        assert sorted(os.listdir(dest / "d")) == ["also.bin"]  # no temporary file left
+    assert trees[0] == trees[1] == contents
+
+
+def test_write_behind_a_failed_write_is_a_storage_error_and_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    monkeypatch.setattr(extract_mod, "_BEHIND_MIN_SIZE", 64 * 1024)
+    monkeypatch.setattr(extract_mod, "WRITE_BEHIND", True)
+    items, contents = _big_items(1024 * 1024)
+    real_write = os.write
+    calls = 0
+
+    def full_disk(fd: int, data) -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_disk)
+    dest = tmp_path / "out"
+    with pytest.raises(StorageError, match="No space left on device"):
+        extract_mod.Extractor(dest).run(items, _pieces(contents, 16 * 1024))
+    assert calls > 5 and not [p for p in dest.rglob("*") if not p.is_dir()]
+
+
+def test_write_behind_an_integrity_error_leaves_no_file(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extract_mod, "_BEHIND_MIN_SIZE", 64 * 1024)
+    monkeypatch.setattr(extract_mod, "WRITE_BEHIND", True)
+    items, contents = _big_items(1024 * 1024)
+    good = _pieces(contents, 16 * 1024)
+
+    def tampered(path: str):
+        yield from good(path)
+        raise lockbox.IntegrityError(f"{path}: content does not match its BLAKE3 content hash")
+
+    dest = tmp_path / "out"
+    with pytest.raises(lockbox.IntegrityError):
+        extract_mod.Extractor(dest).run(items, tampered)
+    assert not [p for p in dest.rglob("*") if not p.is_dir()]

@@ -66,6 +66,8 @@ import os
 import secrets
 import shutil
 import stat as stat_mod
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
@@ -77,6 +79,7 @@ from .errors import (
     UsageError,
 )
 from .info import EntryInfo
+from .platform import IS_BROWSER
 
 __all__ = ["Extractor", "ExtractReport", "SkippedEntry", "OpenContent", "safe_mode",
            "link_escape", "path_problem", "free_bytes", "MAX_LINK_HOPS", "BLOCK_SIZE",
@@ -87,6 +90,11 @@ BLOCK_SIZE = 4096
 SPACE_MARGIN = 1024 * 1024
 MAX_PATH_BYTES = 4096   # longer archive paths are skipped (no system creates them)
 MAX_NAME_BYTES = 1024   # longer names are skipped
+WRITE_BEHIND = not IS_BROWSER
+"""Whether a large file's pieces are written by a thread while the next are decoded
+(not under Pyodide, which has no threads). Tests turn it off to compare."""
+_BEHIND_MIN_SIZE = 4 * 1024 * 1024  # smaller files are written by the caller's thread
+_BEHIND_BYTES = 16 * 1024 * 1024  # at most this much waits to be written
 _TEMP_TRIES = 100
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | _O_CLOEXEC
@@ -599,19 +607,24 @@ class Extractor:
         tmp, out = self._temp(parts, lambda t: os.open(t, _O_TEMP, 0o600, dir_fd=fd))
         ok = False
         size = 0
+        behind = (_WriteBehind(out) if WRITE_BEHIND and entry.size >= _BEHIND_MIN_SIZE
+                  else None)
         try:
             try:
                 for piece in open_content(path):
                     view = memoryview(piece).cast("B")
                     n_piece = len(view)
-                    while view:
-                        n = os.write(out, view)
-                        if n <= 0:
-                            raise OSError(errno.EIO, "the system wrote nothing")
-                        view = view[n:]
+                    if behind is not None:
+                        # A piece that may change once given back is copied first.
+                        behind.write(view if view.readonly else memoryview(bytes(view)))
+                    else:
+                        _write_all(out, view)
                     size += n_piece
                     if progress is not None:
                         progress(path, n_piece)
+                if behind is not None:
+                    behind.finish()  # every byte written (or its OSError raised)
+                    behind = None
                 ids = self._owners.ids(entry)
                 if ids is not None:
                     os.fchown(out, *ids)  # before chmod: chown clears setuid/setgid
@@ -620,6 +633,8 @@ class Extractor:
                 if mtime is not None:
                     os.utime(out, ns=(mtime, mtime))
             finally:
+                if behind is not None:  # failed: no write may outlive the descriptor
+                    behind.abandon()
                 os.close(out)
             os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
             ok = True
@@ -747,6 +762,86 @@ class Extractor:
             except OSError as e:
                 raise StorageError(f"cannot set attributes of {self._dirs.show(parts)}: "
                                    f"{e.strerror}") from e
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.EIO, "the system wrote nothing")
+        view = view[n:]
+
+
+class _WriteBehind:
+    """Writes one file's pieces in order on a thread of its own (``os.write`` releases
+    the GIL) while the caller decodes the next ones; at most :data:`_BEHIND_BYTES`
+    wait (bounded memory). The first OSError stops the writing and is raised to the
+    caller by its next :meth:`write` or by :meth:`finish`."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._cond = threading.Condition()
+        self._pending: deque[memoryview] = deque()
+        self._pending_bytes = 0
+        self._error: OSError | None = None
+        self._stop = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="lockbox-extract-write",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        cond, pending = self._cond, self._pending
+        while True:
+            with cond:
+                while not pending and not self._closed:
+                    cond.wait()
+                if not pending:
+                    return
+                view = pending[0]
+                skip = self._stop or self._error is not None
+            if not skip:
+                try:
+                    _write_all(self._fd, view)
+                except OSError as e:
+                    with cond:
+                        self._error = e
+            with cond:
+                pending.popleft()
+                self._pending_bytes -= len(view)
+                cond.notify_all()
+
+    def write(self, view: memoryview) -> None:
+        """Queue ``view`` (which must not change until written); waits while too much is
+        queued. Raises the OSError of an earlier write."""
+        size = len(view)
+        with self._cond:
+            while (self._pending_bytes and self._pending_bytes + size > _BEHIND_BYTES
+                   and self._error is None):
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            self._pending.append(view)
+            self._pending_bytes += size
+            self._cond.notify_all()
+
+    def _join(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def finish(self) -> None:
+        """Wait until everything queued is written; raise the first OSError."""
+        self._join()
+        if self._error is not None:
+            raise self._error
+
+    def abandon(self) -> None:
+        """Skip what is still queued and wait for the thread (errors dropped)."""
+        with self._cond:
+            self._stop = True
+        self._join()
 
 
 def _first(paths: Sequence[str], limit: int = 3) -> str:

@@ -17,7 +17,7 @@ __all__ = ["Codec"]
 class Codec(Protocol):
     name: str
 
-    def compress(self, data: bytes, level: int = 3) -> bytes:
+    def compress(self, data: bytes | bytearray | memoryview, level: int = 3) -> bytes:
         """One complete zstd frame holding ``data``."""
         ...
 

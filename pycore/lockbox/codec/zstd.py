@@ -100,7 +100,7 @@ class ZstdCodec:
             compressor = cache[level] = self._zstd.ZstdCompressor(level=level)
         return compressor
 
-    def compress(self, data: bytes, level: int = 3) -> bytes:
+    def compress(self, data: bytes | bytearray | memoryview, level: int = 3) -> bytes:
         """One zstd frame with the content size recorded (no checksum: the AEAD covers it)."""
         if isinstance(level, bool) or not isinstance(level, int):
             raise TypeError("level must be an int")

@@ -13,6 +13,7 @@ from typing import Any
 from lockbox.crypto.base import (
     AEAD_KEY_SIZE,
     AEAD_NONCE_SIZE,
+    AEAD_TAG_SIZE,
     ED25519_PUBLIC_KEY_SIZE,
     ED25519_SIGNATURE_SIZE,
     MLKEM1024_CT_SIZE,
@@ -119,6 +120,28 @@ class _ChaCha20Poly1305Aead:
         try:
             return self._cipher.decrypt(nonce, sealed, aad)
         except InvalidTag:
+            raise IntegrityError("ChaCha20-Poly1305 authentication failed") from None
+
+    def seal_into(self, nonce: bytes, plaintext: bytes | bytearray | memoryview, aad: bytes,
+                  out: bytearray | memoryview) -> None:
+        """:meth:`seal` written into ``out`` (exactly ``len(plaintext) + 16`` bytes, not
+        overlapping ``plaintext``): no new buffer per frame."""
+        check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
+        if len(out) != len(plaintext) + AEAD_TAG_SIZE:
+            raise ValueError("seal_into: out must be len(plaintext) + 16 bytes")
+        self._cipher.encrypt_into(nonce, plaintext, aad, out)
+
+    def open_into(self, nonce: bytes, sealed: bytes | bytearray | memoryview, aad: bytes,
+                  out: bytearray | memoryview) -> None:
+        """:meth:`open` written into ``out`` (exactly ``len(sealed) - 16`` bytes). On
+        IntegrityError ``out`` holds no plaintext that may be used (it is zeroed)."""
+        check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
+        if len(sealed) < AEAD_TAG_SIZE or len(out) != len(sealed) - AEAD_TAG_SIZE:
+            raise ValueError("open_into: out must be len(sealed) - 16 bytes")
+        try:
+            self._cipher.decrypt_into(nonce, sealed, aad, out)
+        except InvalidTag:
+            memoryview(out).cast("B")[:] = bytes(len(out))
             raise IntegrityError("ChaCha20-Poly1305 authentication failed") from None
 
 

@@ -14,6 +14,8 @@ it, authenticates, and only then decompresses with a hard bound.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ...codec.base import Codec as CodecBackend
 from ...crypto.base import Aead, CryptoBackend
 from ...errors import FormatError, IntegrityError, LimitExceededError, TruncatedError
@@ -39,7 +41,7 @@ from .wire.frame import (
 from .wire.refs import Ref
 
 __all__ = ["FrameSealer", "FrameOpener", "PLAIN_LIMITS", "session_key", "encode_plain",
-           "decode_plain"]
+           "decode_plain", "raw_plain_prefix"]
 
 PLAIN_LIMITS = {
     FrameKind.COMMIT: MAX_COMMIT_PLAIN_SIZE,
@@ -70,9 +72,34 @@ class FrameSealer:
         self._aead: Aead = crypto.aead(session_key(crypto, content_key, self.session_id))
         self.counter = 0
         self.level = level
+        # The backend's in-place sealing (CPython), when it has one.
+        self._seal_into: Callable[..., None] | None = getattr(self._aead, "seal_into", None)
 
-    def encode_plain(self, payload: bytes, compress: bool = True) -> bytes:
+    def encode_plain(self, payload: bytes | bytearray | memoryview,
+                     compress: bool = True) -> bytes:
         return encode_plain(self.codec, payload, self.level, compress)
+
+    def seal_into(self, kind: FrameKind, generation: int, frame_offset: int,
+                  plain: bytes | bytearray | memoryview, out: memoryview) -> Ref:
+        """:meth:`seal`, the frame written into ``out`` (exactly ``FRAME_OVERHEAD +
+        len(plain)`` bytes, not overlapping ``plain``) instead of a new bytes object: the
+        same bytes, one copy fewer. Backends without ``seal_into`` seal and copy."""
+        counter = self.counter
+        self.counter = counter + 1
+        size = len(plain)
+        header = encode_frame_header(
+            FrameHeader(kind, size + TAG_SIZE, generation, self.session_id, counter))
+        end = FRAME_HEADER_SIZE + size + TAG_SIZE
+        if len(out) != end:
+            raise ValueError("seal_into: out must be the frame's size")
+        out[:FRAME_HEADER_SIZE] = header
+        aad = frame_aad(self.archive_id, header, frame_offset)
+        if self._seal_into is not None:
+            self._seal_into(frame_nonce(counter), plain, aad, out[FRAME_HEADER_SIZE:end])
+        else:
+            out[FRAME_HEADER_SIZE:end] = self._aead.seal(frame_nonce(counter), bytes(plain),
+                                                         aad)
+        return Ref(frame_offset, end, bytes(out[end - TAG_SIZE:end]))
 
     def seal(self, kind: FrameKind, generation: int, frame_offset: int,
              plain: bytes) -> tuple[bytes, Ref]:
@@ -180,7 +207,13 @@ class FrameOpener:
         return self.open_at(blob, ref.frame_offset, kind, ref.tag)[1]
 
 
-def encode_plain(codec: CodecBackend, payload: bytes, level: int = 3,
+def raw_plain_prefix(payload_size: int) -> bytes:
+    """The first bytes of a RAW frame plaintext whose payload (``payload_size`` bytes)
+    follows them: ``raw_plain_prefix(len(p)) + p == encode_plain(..., compress=False)``."""
+    return _RAW_BYTE + uvarint(payload_size)
+
+
+def encode_plain(codec: CodecBackend, payload: bytes | bytearray | memoryview, level: int = 3,
                  compress: bool = True) -> bytes:
     """Frame plaintext: codec byte, plain size, body (zstd frame, or raw when zstd
     does not save at least 1/64 of the size)."""

@@ -10,17 +10,21 @@ of a version no staged entry references at commit are dead.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
+from ....codec.base import Codec
 from ....crypto.base import CryptoBackend
 from ....errors import CommitError, UsageError
-from ..frames import FrameSealer
-from ..wire.chunk import ChunkMeta, encode_chunk_parts, encode_index, encode_meta
+from ..frames import FrameSealer, raw_plain_prefix
+from ..wire.chunk import ChunkMeta, encode_index, encode_meta
 from ..wire.constants import INDEX_FANOUT, INLINE_CHUNK_REFS, EntryType, FrameKind
+from ..wire.encoding import uvarint
 from ..wire.entry import LAYOUT_CHUNKS, LAYOUT_INDEX, MAX_INDEX_REFS, Entry
 from ..wire.refs import Ref
 from .pages import PageWriter
@@ -32,6 +36,64 @@ __all__ = ["ContentWriter", "ContentSession", "Readable", "Progress"]
 Progress = Callable[[str, int], None]  # (archive path, bytes just added)
 _NOT_LAST = encode_meta(None)
 _MAX_CHUNKS = MAX_INDEX_REFS * INDEX_FANOUT
+# Room in front of a chunk's data for its frame plaintext's prefix: codec byte and size
+# (1 + 10), file id, chunk number, path length (16 + 10 + 10), the last chunk's metadata
+# (2 + 10 + 10 + 10 + 32 + 10 + 10), the data's length (10); plus the path itself.
+_SLACK = 192
+_SAMPLE_SIZE = 16 * 1024
+_SAMPLES = 3
+
+
+def _worth_compressing(codec: Codec, level: int, data: memoryview) -> bool:
+    """Whether to compress a chunk: small ones always (encode_plain decides); larger
+    ones when zstd shrinks a few spread samples (3 x 16 KiB) by at least 1/32 together.
+    Random or already-compressed data is stored RAW after ~1/20 of a full compression's
+    work; compressible data is compressed whole (encode_plain keeps RAW when the whole
+    does not save 1/64)."""
+    n = len(data)
+    if n <= 4 * _SAMPLE_SIZE:
+        return True
+    step = (n - _SAMPLE_SIZE) // (_SAMPLES - 1)
+    sample = b"".join(data[i * step:i * step + _SAMPLE_SIZE] for i in range(_SAMPLES))
+    packed = codec.compress(sample, level)
+    return len(packed) < len(sample) - len(sample) // 32
+
+
+def _filler(stream: Readable) -> Callable[[memoryview], int]:
+    """``fill(view)``: read from ``stream`` into ``view`` until it is full or the stream
+    ends; returns the bytes read. Uses the stream's ``readinto`` (unless it raises
+    NotImplementedError, as ``io.RawIOBase``'s own does), else ``os.readv`` on its
+    ``fd`` (``hostwalk.FdReader``), else ``read`` and a copy."""
+    readinto: Callable[[memoryview], int | None] | None = getattr(stream, "readinto", None)
+    fd = getattr(stream, "fd", None)
+    if readinto is None and isinstance(fd, int) and hasattr(os, "readv"):
+        def readinto(view: memoryview) -> int:
+            return os.readv(fd, [view])
+
+    def by_read(view: memoryview) -> int:
+        data = stream.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    step = readinto or by_read
+
+    def fill(view: memoryview) -> int:
+        nonlocal step
+        got = 0
+        size = len(view)
+        while got < size:
+            try:
+                n = step(view[got:])
+            except NotImplementedError:
+                if step is by_read:
+                    raise
+                step = by_read
+                continue
+            if not n:
+                break
+            got += n
+        return got
+    return fill
 
 
 class Readable(Protocol):
@@ -58,14 +120,23 @@ class ContentWriter:
         self._session = session
         # Every content frame written in this generation, by file version (file_id).
         self.frames: dict[bytes, list[Ref]] = {}
+        self._buffers: list[bytearray] = []  # free chunk buffers (see _ring)
+        self._ring_size = 0
 
     def add_stream(self, path: str, stream: Readable, mode: int, mtime_ns: int,
                    progress: Progress | None = None, *,
                    pool: ThreadPoolExecutor | None = None, jobs: int = 1) -> Entry:
         """Write ``stream`` as a new version of ``path`` (normalised, already checked);
-        returns its entry. With ``pool``, the chunks of a large file are compressed
-        there (zstd releases the GIL; ``2 * jobs`` in flight) while this thread reads,
-        hashes, seals and writes them in order."""
+        returns its entry.
+
+        Chunks are read into reused buffers (``readinto``, or ``readv`` on a stream's
+        ``fd``), hashed there, and a RAW chunk's frame plaintext is built in place in
+        front of its data, so the data is copied once, by the sealing into the page
+        buffer; page writes go to a write-behind thread (:meth:`PageWriter.write_behind`)
+        while the next chunks are sealed. With ``pool``, the chunks that are compressed
+        are compressed there (zstd releases the GIL; ``2 * jobs`` in flight) while this
+        thread reads, hashes, seals and places them in order. Incompressible data is
+        detected on a sample (:func:`_worth_compressing`) and stored RAW."""
         s = self._session
         csize = s.chunk_size
         file_id = s.crypto.random_bytes(16)
@@ -74,76 +145,109 @@ class ContentWriter:
         pages = s.pages
         append = pages.append
         encode_plain = s.sealer.encode_plain
+        codec, level = s.sealer.codec, s.sealer.level
         now, lap = s.timer.now, s.timer.add
         refs: list[Ref] = []
         stored = 0
         total = 0
         chunk_no = 0
-        skip_compress = 0
         written = self.frames.setdefault(file_id, [])
+        fill = _filler(stream)
+        slack = _SLACK + len(path_bytes)
+        ring = self._ring(slack + csize)
         t = now()
-        cur = stream.read(csize)
-        own_pages = len(cur) == csize  # a large file gets pages of its own, so that
-        if own_pages:                  # removing it frees whole pages for reuse
+        cur = ring.pop()
+        n_cur = fill(memoryview(cur)[slack:slack + csize])
+        own_pages = n_cur == csize  # a large file gets pages of its own, so that
+        if own_pages:               # removing it frees whole pages for reuse
             pages.close_page()
-        if not own_pages:
+        else:
             pool = None
-        inflight: deque[tuple[Future[bytes], int]] = deque()
+        # In order: (a pending compression or a ready plaintext, data bytes, ring buffer)
+        inflight: deque[tuple[Future[bytes] | memoryview, int, bytearray]] = deque()
         limit = 2 * jobs
 
-        def place(plain: bytes, nbytes: int) -> None:
-            nonlocal stored, skip_compress, t
-            if plain[0] == 0 and nbytes >= 65536 and skip_compress == 0:
-                skip_compress = 7  # incompressible data: probe again every 8th chunk
-            ref = append(FrameKind.DATA_CHUNK, plain)
-            t = lap("write", t)
-            stored += ref.frame_size
-            refs.append(ref)
-            written.append(ref)
-            if progress is not None:
-                progress(path, nbytes)
-
         def drain(keep: int) -> None:
-            nonlocal t
+            nonlocal t, stored
             while len(inflight) > keep:
-                fut, nbytes = inflight.popleft()
+                item, nbytes, buf = inflight.popleft()
                 t = now()
-                plain = fut.result()
+                plain = item if isinstance(item, memoryview) else item.result()
                 t = lap("prepare", t)
-                place(plain, nbytes)
+                ref = append(FrameKind.DATA_CHUNK, plain)
+                ring.append(buf)
+                t = lap("write", t)
+                stored += ref.frame_size
+                refs.append(ref)
+                written.append(ref)
+                if progress is not None:
+                    progress(path, nbytes)
 
-        while True:
-            if chunk_no >= _MAX_CHUNKS:
-                raise UsageError(f"{path}: larger than the format allows at this chunk size "
-                                 f"({_MAX_CHUNKS * csize:,} bytes)")
-            nxt = stream.read(csize) if len(cur) == csize else b""
-            t = lap("read", t)
-            digest.update(cur)
-            total += len(cur)
-            meta = _NOT_LAST if nxt else encode_meta(ChunkMeta(
-                EntryType.FILE, mode, mtime_ns, total, digest.digest(), csize))
-            payload = encode_chunk_parts(file_id, chunk_no, path_bytes, meta, cur)
-            compress = skip_compress == 0
-            if skip_compress:
-                skip_compress -= 1
-            if pool is None:
-                plain = encode_plain(payload, compress=compress)
-                t = lap("prepare", t)
-                place(plain, len(cur))
-            else:
-                inflight.append((pool.submit(encode_plain, payload, compress), len(cur)))
-                drain(limit)
-            t = now()
-            if not nxt:
-                break
-            cur = nxt
-            chunk_no += 1
-        drain(0)
-        layout, refs, stored = self._layout(file_id, refs, stored, written)
-        if own_pages:
-            pages.close_page()
+        with pages.write_behind() if own_pages else contextlib.nullcontext():
+            try:
+                while True:
+                    if chunk_no >= _MAX_CHUNKS:
+                        raise UsageError(
+                            f"{path}: larger than the format allows at this chunk size "
+                            f"({_MAX_CHUNKS * csize:,} bytes)")
+                    if n_cur == csize:
+                        nxt = ring.pop() if ring else bytearray(slack + csize)
+                        n_nxt = fill(memoryview(nxt)[slack:slack + csize])
+                    else:
+                        nxt, n_nxt = cur, 0
+                    t = lap("read", t)
+                    view = memoryview(cur)
+                    data = view[slack:slack + n_cur]
+                    digest.update(data)
+                    total += n_cur
+                    meta = _NOT_LAST if n_nxt else encode_meta(ChunkMeta(
+                        EntryType.FILE, mode, mtime_ns, total, digest.digest(), csize))
+                    head = b"".join((file_id, uvarint(chunk_no), uvarint(len(path_bytes)),
+                                     path_bytes, meta, uvarint(n_cur)))
+                    payload_start = slack - len(head)
+                    view[payload_start:slack] = head
+                    payload = view[payload_start:slack + n_cur]
+                    if _worth_compressing(codec, level, data):
+                        if pool is None:
+                            inflight.append((memoryview(encode_plain(payload)), n_cur, cur))
+                        else:
+                            inflight.append((pool.submit(encode_plain, payload), n_cur, cur))
+                    else:
+                        prefix = raw_plain_prefix(len(payload))
+                        plain_start = payload_start - len(prefix)
+                        view[plain_start:payload_start] = prefix
+                        inflight.append((view[plain_start:slack + n_cur], n_cur, cur))
+                    t = lap("prepare", t)
+                    drain(limit if pool is not None else 0)
+                    t = now()
+                    if not n_nxt:
+                        if nxt is not cur:
+                            ring.append(nxt)
+                        break
+                    cur, n_cur = nxt, n_nxt
+                    chunk_no += 1
+                drain(0)
+                layout, refs, stored = self._layout(file_id, refs, stored, written)
+                if own_pages:
+                    pages.close_page()
+            finally:
+                for item, _n, _buf in inflight:  # an error: let no worker hold a buffer
+                    if not isinstance(item, memoryview):
+                        item.cancel()
+                        with contextlib.suppress(BaseException):
+                            item.result()
         return Entry(EntryType.FILE, mode, mtime_ns, total, stored, digest.digest(),
                      file_id, csize, layout, tuple(refs))
+
+    def _ring(self, size: int) -> list[bytearray]:
+        """The reused chunk buffers (at least one, each ``size`` bytes), kept between
+        files; they hold plaintext only while a file is being added."""
+        if self._ring_size != size:
+            self._buffers = []
+            self._ring_size = size
+        if not self._buffers:
+            self._buffers.append(bytearray(size))
+        return self._buffers
 
     def copy_file(self, path: str, entry: Entry, plains: Iterable[bytes]) -> Entry:
         """``entry`` with its chunk frames re-sealed here from their plaintexts (from
