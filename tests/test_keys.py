@@ -163,6 +163,9 @@ def test_link_secret_text_is_strict_and_round_trips(crypto: Any) -> None:
         LinkSecret(bytes(31))
     with pytest.raises(lockbox.UsageError):
         as_link_secret(b"lbk1-" + b"A" * 43)  # type: ignore[arg-type]
+    for bad, _ in LINK_TEXT_CASES:
+        with pytest.raises(lockbox.UsageError):
+            as_link_secret(bad)
 
 
 def test_link_unlock_rules(crypto: Any, weak_argon2: Any) -> None:
@@ -336,5 +339,5 @@ def test_every_open_takes_a_link(tmp_path: Path, crypto: Any, weak_argon2: Any) 
             return await box.read_bytes("f")
 
     assert asyncio.run(read()) == b"1"
-    with pytest.raises(lockbox.FormatError):
+    with pytest.raises(lockbox.UsageError, match="not a valid link key"):  # not the archive's
         lockbox.open(path, link="lbk1-not-a-key")

@@ -249,11 +249,16 @@ class LinkSecret:
 
 
 def as_link_secret(value: LinkSecret | str | None) -> LinkSecret | None:
-    """A link secret given as a :class:`LinkSecret` or its ``lbk1-...`` text."""
+    """A link secret given as a :class:`LinkSecret` or its ``lbk1-...`` text. A text
+    that is not a link key is the caller's mistake, not the archive's: UsageError (the
+    FormatError of :meth:`LinkSecret.parse` would read as a damaged archive)."""
     if value is None or isinstance(value, LinkSecret):
         return value
     if isinstance(value, str):
-        return LinkSecret.parse(value)
+        try:
+            return LinkSecret.parse(value)
+        except FormatError as exc:
+            raise UsageError(f"not a valid link key: {exc}") from None
     raise UsageError(f"a link key is a LinkSecret or an 'lbk1-...' text, not "
                      f"{type(value).__name__}")
 
