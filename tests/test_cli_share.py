@@ -74,6 +74,7 @@ def test_share_open_list_revoke(run: Runner, box: Path, monkeypatch: pytest.Monk
     assert f"lockbox keys rm {box} {slot_id}" in slot_line
     key = frag["key"]
     assert LinkSecret.parse(key).text() == key and key.startswith("lbk1-")
+    assert key[5:] not in r.err and r.text.count(key[5:]) == 1  # printed once: in the link
 
     # The link alone opens it: no password anywhere.
     monkeypatch.delenv("LOCKBOX_PASSWORD")
