@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import errno
 import getpass
 import json
@@ -22,14 +21,12 @@ import os
 import stat as stat_mod
 import sys
 import time
-import traceback
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .convert import NewLbox, convert, target_format
 from .errors import (
     FormatError,
     IntegrityError,
@@ -40,31 +37,25 @@ from .errors import (
     UsageError,
     WrongKeyError,
 )
-from .facade import Archive, probe
-from .formats.lbox.archive import Lockbox
-from .formats.lbox.keys import (
-    DEFAULT_ARGON2,
-    IDENTITY_PREFIX,
-    RECIPIENT_PREFIX,
-    Argon2Params,
-    Identity,
-    Recipient,
-    UnlockLimits,
-)
-from .formats.lbox.verify import VerifyReport
-from .formats.lbox.walk import WalkLimits
+from .formats.lbox.keys import DEFAULT_ARGON2, UnlockLimits
 from .formats.lbox.wire.constants import (
     ARGON2_MAX_MEMORY_KIB,
     ARGON2_MAX_TIME_COST,
     ARGON2_MIN_MEMORY_KIB,
     DEFAULT_CHUNK_SIZE,
 )
-from .formats.lbox.wire.entry import normalize_path
-from .info import EntryInfo
-from .platform import default_unlock_limits
-from .protocol import SessionInfo
-from .registry import is_special_location
-from .sources import is_url, open_source
+
+# Everything else is imported by the command that needs it: a command pays only for its
+# own imports (``python -X importtime -m lockbox ls ...``).
+if TYPE_CHECKING:
+    from .convert import NewLbox
+    from .facade import Archive
+    from .formats.lbox.archive import Lockbox
+    from .formats.lbox.keys import Argon2Params, Identity, Recipient
+    from .formats.lbox.walk import WalkLimits
+    from .info import EntryInfo
+    from .protocol import SessionInfo
+
 
 __all__ = ["main", "build_parser", "escape_controls"]
 
@@ -276,6 +267,8 @@ def _password(args: argparse.Namespace) -> str | None:
 
 
 def _identity(args: argparse.Namespace) -> Identity | None:
+    from .formats.lbox.keys import Identity
+
     path = getattr(args, "identity", None) or os.environ.get("LOCKBOX_IDENTITY") or None
     if path is None:
         return None
@@ -314,9 +307,11 @@ def _new_password(args: argparse.Namespace, file_attr: str, env_name: str) -> st
 
 def _check_source(location: str) -> None:
     """Fail early (before prompting) when a local archive cannot be opened."""
+    from .registry import is_special_location
+    from .sources import is_url, open_source
+
     if is_url(location) or is_special_location(location):
         return
-    from .sources import open_source
 
     open_source(location).close()
 
@@ -345,6 +340,10 @@ def _open_any(args: argparse.Namespace, *, only_lbox: str | None = None) -> Arch
     The format is probed first (one read, reused by the open): a password is asked (or
     required) only when the format is encrypted. ``only_lbox``: the command, which works
     on .lbox archives only (UsageError for another format, before any prompt)."""
+    from .facade import Archive, probe
+    from .registry import is_special_location
+    from .sources import open_source
+
     location: str = args.archive
     settings = _open_settings(args)
     if is_special_location(location):  # STORE_URI#id=ID: a snapdir snapshot, no probing
@@ -391,6 +390,8 @@ def _open_any(args: argparse.Namespace, *, only_lbox: str | None = None) -> Arch
 
 def _open_prompting(location: str, source: Any, probed: Any,
                     settings: dict[str, Any]) -> Archive:
+    from .facade import Archive
+
     if not _stdin_tty():
         raise UsageError(NO_SECRET)
     attempts = 3
@@ -409,6 +410,9 @@ def _open_prompting(location: str, source: Any, probed: Any,
 def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
     """Open args.archive, a .lbox archive, with the user's secrets (or a prompt on a
     terminal), for a command of that format (``write``: one that changes it)."""
+    from .formats.lbox.archive import Lockbox
+    from .sources import is_url
+
     if write and is_url(args.archive):
         raise UsageError("an archive on a web server is read-only here; "
                          "download it to change it")
@@ -425,6 +429,8 @@ def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
 
 def _load_recipients(values: Sequence[str]) -> list[Recipient]:
     """Recipient strings, or files holding one or more recipient lines (# comments ok)."""
+    from .formats.lbox.keys import IDENTITY_PREFIX, RECIPIENT_PREFIX, Recipient
+
     out: list[Recipient] = []
     for value in values:
         if value.strip().startswith(RECIPIENT_PREFIX):
@@ -458,6 +464,8 @@ def _load_recipients(values: Sequence[str]) -> list[Recipient]:
 
 def _argon2(args: argparse.Namespace) -> Argon2Params:
     """Argon2id parameters from the options (validated)."""
+    from .formats.lbox.keys import Argon2Params
+
     kib = getattr(args, "argon2_memory_kib", None)
     mib = getattr(args, "argon2_memory", None)
     if kib is None:
@@ -473,9 +481,12 @@ def _argon2(args: argparse.Namespace) -> Argon2Params:
 
 def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
     """Create args.archive from the creation options; returns it opened."""
+    from .formats.lbox.archive import Lockbox
+
     # Not lockbox.create(): its lazy `from .newarchive import ...` rebinds the package
     # attribute `lockbox.create` to the submodule after the first call.
     from .formats.lbox.write.newarchive import create_archive
+    from .sources import is_url
 
     if is_url(args.archive):
         raise UsageError("cannot create an archive on a web server")
@@ -501,6 +512,8 @@ def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
 
 def cmd_create(args: argparse.Namespace) -> int:
     """lockbox create: a new, empty archive."""
+    from .sources import is_url
+
     if not args.force and not is_url(args.archive) and os.path.lexists(args.archive):
         raise StorageError(f"{args.archive} already exists (use --force to replace it)")
     with _create(args, overwrite=args.force):
@@ -575,6 +588,8 @@ def _total_bytes(hosts: Sequence[str]) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     """lockbox add: add paths recursively in one commit."""
+    from .sources import is_url
+
     if args.create and not is_url(args.archive) and not os.path.lexists(args.archive):
         box = _create(args, overwrite=False)
     else:
@@ -716,6 +731,8 @@ def _new_lbox(args: argparse.Namespace, source_encrypted: bool) -> NewLbox:
     """How to protect the .lbox that convert writes: the creation options; its password
     from --new-password-file / LOCKBOX_NEW_PASSWORD, else (when the source needs none)
     --password-file / LOCKBOX_PASSWORD as for create, else asked twice on a terminal."""
+    from .convert import NewLbox
+
     recipients = _load_recipients(args.recipient or [])
     password: str | None = None
     if args.no_password:
@@ -737,6 +754,9 @@ def _new_lbox(args: argparse.Namespace, source_encrypted: bool) -> NewLbox:
 def cmd_convert(args: argparse.Namespace) -> int:
     """lockbox convert: from any readable format or a directory to .lbox, .uri or a
     directory. Exit 0 when every entry was converted, 8 when some were left out."""
+    from .convert import convert, target_format
+    from .sources import is_url
+
     target = target_format(args.dst, args.to_format)
     if is_url(args.dst):
         raise UsageError("convert writes a local file or directory, not a URL")
@@ -784,6 +804,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     """lockbox rm: remove entries."""
+    from .formats.lbox.wire.entry import normalize_path
+
     removed = 0
     with _open(args, write=True) as box, box.writer() as w:
         for p in args.paths:
@@ -813,6 +835,8 @@ COMPACT_HINT = 0.25  # info suggests compacting past this reclaimable share
 
 def cmd_info(args: argparse.Namespace) -> int:
     """lockbox info: facts about the archive (the .lbox details for a .lbox)."""
+    from .formats.lbox.archive import Lockbox
+
     with _open_any(args) as box:
         if isinstance(box, Lockbox):
             info = box.info()
@@ -912,6 +936,8 @@ def _print_lbox_info(args: argparse.Namespace, info: Any, reclaim: tuple[int, in
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """lockbox verify: check everything; exit 5 when damaged."""
+    from .formats.lbox.verify import VerifyReport
+
     with _open_any(args) as box:
         total = box.session.info().file_bytes
         meter = _Meter(total, "verifying", enabled=not args.quiet)
@@ -1186,6 +1212,9 @@ def _write_identity(path: str, text: str, force: bool) -> None:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     """lockbox keygen: a new identity file, or the recipient of one."""
+    import datetime as _dt
+
+    from .formats.lbox.keys import Identity
     from .platform import default_crypto
 
     crypto = default_crypto()
@@ -1313,12 +1342,16 @@ def _common_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]
 
 
 def _walk_limits(args: argparse.Namespace) -> WalkLimits | None:
+    from .formats.lbox.walk import WalkLimits
+
     factor = getattr(args, "max_tree_amplification", None)
     return None if factor is None else WalkLimits(amplification=factor)
 
 
 def _unlock_limits(args: argparse.Namespace) -> UnlockLimits | None:
     """The local unlock limits: the platform's defaults, raised or lowered by the flags."""
+    from .platform import default_unlock_limits
+
     changes: dict[str, int] = {}
     memory = getattr(args, "max_argon2_memory", None)
     if memory is not None:
@@ -1794,6 +1827,10 @@ def _mount_banner(target: str, url: str, writable: bool) -> list[str]:
 
 def cmd_mount(args: argparse.Namespace) -> int:
     """lockbox mount: WebDAV over an archive or a sync store (lockbox_server.mount)."""
+    from .facade import Archive, probe
+    from .registry import is_special_location
+    from .sources import is_url, open_source
+
     if args.password_file and not args.user:
         raise UsageError("--password-file is the WebDAV password of --user NAME; the "
                          "archive's password: --archive-password-file FILE or LOCKBOX_PASSWORD")
@@ -1864,6 +1901,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    import traceback
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

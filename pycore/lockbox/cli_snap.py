@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 from . import cli as _cli
 from .cli import _common_parents, _err, _human, _out
 from .errors import IntegrityError, LimitExceededError, NotFoundError, UsageError
-from .sources import is_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from .facade import Archive
@@ -196,6 +195,7 @@ def _tree(args: argparse.Namespace) -> Iterator[str | Archive]:
     like ``lockbox ls``)."""
     from .facade import Archive
     from .formats.snap.store import parse_snap_location
+    from .sources import is_url
 
     location: str = args.archive
     if parse_snap_location(location) is not None:

@@ -33,10 +33,9 @@ from .errors import (
     UsageError,
     WrongKeyError,
 )
-from .facade import Archive, probe
-from .sources import is_url, open_source
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .facade import Archive
     from .formats.sync.session import SyncSession
     from .formats.sync.signing import SignatureStatus
 
@@ -107,6 +106,8 @@ def _with_passphrase(args: argparse.Namespace, label: str, attempt: Callable[[st
 
 def _archive_name(location: str) -> str:
     """The file name a .sync's payload is named after (``report.csv.sync``)."""
+    from .sources import is_url
+
     if is_url(location):
         from urllib.parse import unquote, urlsplit
 
@@ -119,6 +120,9 @@ def open_sync(location: str, *, passphrase: str | None = None,
     """A ``.sync`` (local path or http(s) URL) opened through the generic facade (strict),
     its payload named after ``location``. FormatError naming what it is when it is
     another format, or what is wrong when it is a ZIP but not a ``.sync``."""
+    from .facade import Archive, probe
+    from .sources import open_source
+
     source = open_source(location)
     try:
         try:
@@ -211,6 +215,7 @@ def _file_hash(location: str) -> bytes:
     """BLAKE3 of a whole local file or URL (the detached scheme's content hash), read in
     1 MiB pieces (an HTTP source learns the size from its first answer)."""
     from .ranges import ByteRange
+    from .sources import open_source
 
     source = open_source(location)
     try:
@@ -346,6 +351,7 @@ def cmd_sync_pack(args: argparse.Namespace) -> int:
     from .formats.sync.manifest import Manifest
     from .formats.sync.session import MAX_VAULT_SIZE
     from .formats.sync.writer import write_sync_file
+    from .sources import is_url
 
     if is_url(args.output):
         raise UsageError("sync pack writes a local file, not a URL")
@@ -505,6 +511,7 @@ def _opened_vault(location: str, passphrase: str, max_scrypt_log_n: int | None =
 def cmd_sync_update(args: argparse.Namespace) -> int:
     """lockbox sync update: run the hook as owner; a new payload replaces the old one."""
     from .formats.sync.hook.update import update_sync_file
+    from .sources import is_url
 
     if is_url(args.file):
         raise UsageError("a .sync on a web server is read-only here; download it to update "
@@ -586,6 +593,8 @@ def cmd_sync_keygen(args: argparse.Namespace) -> int:
 
 def cmd_sync_sign(args: argparse.Namespace) -> int:
     """lockbox sync sign: embed a [signature] (default) or write a detached one."""
+    from .sources import is_url
+
     key = _load_key(args.key)
     if args.detached is not None:
         from .formats.sync.signing import sign_detached

@@ -9,7 +9,7 @@ from typing import Any
 __all__ = ["EntryInfo"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class EntryInfo:
     path: str
     type: str  # "file", "dir" or "symlink"
@@ -21,6 +21,14 @@ class EntryInfo:
     target: str = ""
     owner: str = ""  # formats that record them (e.g. .uri); "" when unknown
     group: str = ""
+
+    def __init__(self, path: str, type: str, mode: int, mtime_ns: int, size: int = 0,
+                 stored_size: int = 0, blake3: str = "", target: str = "", owner: str = "",
+                 group: str = "") -> None:
+        # The dataclass's frozen __init__, in one step: a listing makes one per entry.
+        self.__dict__.update(path=path, type=type, mode=mode, mtime_ns=mtime_ns, size=size,
+                             stored_size=stored_size, blake3=blake3, target=target,
+                             owner=owner, group=group)
 
     @property
     def name(self) -> str:

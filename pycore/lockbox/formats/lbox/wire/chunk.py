@@ -15,9 +15,11 @@ from .encoding import Builder, Reader, svarint, uvarint
 from .refs import Ref, decode_ref, encode_ref
 
 __all__ = ["ChunkMeta", "ChunkHeader", "encode_chunk", "encode_chunk_parts", "encode_meta",
+           "encode_file_meta",
            "decode_chunk", "encode_index", "decode_index"]
 
 FLAG_LAST = 0x01
+_FILE_LAST = bytes((FLAG_LAST, int(EntryType.FILE)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +43,19 @@ class ChunkHeader:
     meta: ChunkMeta | None  # present exactly on the last chunk
 
 
+def encode_file_meta(mode: int, mtime_ns: int, size: int, content_hash: bytes,
+                     chunk_size: int) -> bytes:
+    """``encode_meta`` of a regular file's last chunk, without building a ChunkMeta."""
+    return b"".join((_FILE_LAST, uvarint(mode), svarint(mtime_ns), uvarint(size),
+                     content_hash, uvarint(chunk_size), b"\x00"))
+
+
 def encode_meta(m: ChunkMeta | None) -> bytes:
     """The flags byte and, on a last chunk, the metadata that follows it."""
     if m is None:
         return b"\x00"
+    if m.type == EntryType.FILE and not m.target:
+        return encode_file_meta(m.mode, m.mtime_ns, m.size, m.content_hash, m.chunk_size)
     target = m.target.encode()
     return b"".join((bytes((FLAG_LAST, int(m.type))), uvarint(m.mode), svarint(m.mtime_ns),
                      uvarint(m.size), m.content_hash, uvarint(m.chunk_size),

@@ -11,7 +11,7 @@ import struct
 
 from ....errors import FormatError, LimitExceededError, TruncatedError
 
-__all__ = ["Reader", "Builder", "uvarint", "svarint", "zigzag"]
+__all__ = ["Reader", "Builder", "uvarint", "uvarint_at", "svarint", "zigzag"]
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -35,12 +35,17 @@ def uvarint(value: int) -> bytes:
         raise ValueError("uvarint of a negative number")
     if value >= 1 << 64:
         raise ValueError("uvarint above 2**64-1")
-    out = bytearray()  # 5..10 bytes (e.g. nanosecond times): seven bits at a time
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    # 5..10 bytes (e.g. nanosecond times): the low 28 bits as four continued bytes, then
+    # the rest (no per-byte loop: this is on every entry's and chunk's mtime)
+    low = value & 0xFFFFFFF
+    if 1 << 56 <= value < 1 << 63:  # nanosecond times of these decades: nine bytes
+        mid = (value >> 28) & 0xFFFFFFF
+        return bytes(((low & 0x7F) | 0x80, ((low >> 7) & 0x7F) | 0x80,
+                      ((low >> 14) & 0x7F) | 0x80, (low >> 21) | 0x80,
+                      (mid & 0x7F) | 0x80, ((mid >> 7) & 0x7F) | 0x80,
+                      ((mid >> 14) & 0x7F) | 0x80, (mid >> 21) | 0x80, value >> 56))
+    return bytes(((low & 0x7F) | 0x80, ((low >> 7) & 0x7F) | 0x80,
+                  ((low >> 14) & 0x7F) | 0x80, (low >> 21) | 0x80)) + uvarint(value >> 28)
 
 
 def zigzag(value: int) -> int:
@@ -50,7 +55,9 @@ def zigzag(value: int) -> int:
 
 
 def svarint(value: int) -> bytes:
-    return uvarint(zigzag(value))
+    if -(1 << 63) <= value < 1 << 63:
+        return uvarint((value << 1) ^ (value >> 63))
+    return uvarint(zigzag(value))  # raises
 
 
 class Builder:
@@ -96,6 +103,29 @@ class Builder:
 
     def getvalue(self) -> bytes:
         return bytes(self.buf)
+
+
+def uvarint_at(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """(value, next position) of the canonical LEB128 varint at ``pos``; IndexError when
+    cut, ValueError when not canonical or over 64 bits (the fast path's signal to let
+    :class:`Reader` report it)."""
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
+    result = b & 0x7F
+    shift = 7
+    pos += 1
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            if b == 0 or shift > 63 or result >> 64:
+                raise ValueError("non-canonical or over 64 bits")
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
 
 
 class Reader:

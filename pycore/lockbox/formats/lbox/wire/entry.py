@@ -23,7 +23,7 @@ from .constants import (
     MIN_CHUNK_SIZE,
     EntryType,
 )
-from .encoding import Reader, svarint, uvarint
+from .encoding import Reader, svarint, uvarint, uvarint_at
 from .refs import Ref, decode_ref
 
 __all__ = ["Entry", "normalize_path", "toc_key", "key_path", "split_path", "child_range",
@@ -34,6 +34,8 @@ LAYOUT_CHUNKS = 0
 LAYOUT_INDEX = 1
 _TYPE_BYTE = {t: bytes([int(t)]) for t in EntryType}
 _LAYOUT_BYTE = {LAYOUT_CHUNKS: b"\x00", LAYOUT_INDEX: b"\x01"}
+_FILE = EntryType.FILE
+_FILE_BYTE = _TYPE_BYTE[_FILE]
 MAX_ENTRY_SIZE = 64 * 1024
 # Index refs of one entry: 2048 indexes x 4096 chunks x chunk size (8 TiB at 1 MiB chunks)
 # keeps every entry far below MAX_ENTRY_SIZE.
@@ -73,19 +75,31 @@ def toc_key(path: str) -> bytes:
     return parent.encode() + b"\x00" + name.encode()
 
 
+_last_parent: tuple[bytes, str] = (b"", "")  # the parent last checked (listings repeat it)
+
+
 def key_path(key: bytes) -> str:
+    global _last_parent
     parent, sep, name = key.partition(b"\x00")
     if not sep or not name or b"\x00" in name:
         raise FormatError("TOC key is malformed")
     try:
-        p = parent.decode()
         n = name.decode()
+        last = _last_parent
+        if parent == last[0]:
+            p = last[1]
+        else:
+            p = parent.decode()
+            # no empty, "." or ".." component (C-level searches, not a split)
+            if p:
+                wrapped = f"/{p}/"
+                if "//" in wrapped or "/./" in wrapped or "/../" in wrapped:
+                    raise FormatError("TOC key has a bad parent path")
+            _last_parent = (parent, p)
     except UnicodeDecodeError:
         raise FormatError("TOC key is not UTF-8") from None
     if "/" in n or n in (".", ".."):
         raise FormatError("TOC key has a bad name")
-    if p and any(c in ("", ".", "..") for c in p.split("/")):
-        raise FormatError("TOC key has a bad parent path")
     return f"{p}/{n}" if p else n
 
 
@@ -205,22 +219,78 @@ class Entry:
 
 
 def encode_entry(e: Entry) -> bytes:
-    head = b"".join((_TYPE_BYTE[e.type], uvarint(e.mode), svarint(e.mtime_ns)))
-    if e.type == EntryType.FILE:
-        parts = [head, uvarint(e.size), uvarint(e.stored_size), e.content_hash, e.file_id,
-                 uvarint(e.chunk_size), _LAYOUT_BYTE[e.layout], uvarint(len(e.refs))]
-        for ref in e.refs:
+    t = e.type
+    if t is _FILE or t == _FILE:
+        refs = e.refs
+        parts = [_FILE_BYTE, uvarint(e.mode), svarint(e.mtime_ns), uvarint(e.size),
+                 uvarint(e.stored_size), e.content_hash, e.file_id, uvarint(e.chunk_size),
+                 _LAYOUT_BYTE[e.layout], uvarint(len(refs))]
+        for ref in refs:
             parts += (uvarint(ref.frame_offset), uvarint(ref.frame_size), ref.tag)
         return b"".join(parts)
-    if e.type == EntryType.SYMLINK:
-        t = e.target.encode()
-        return b"".join((head, uvarint(len(t)), t))
+    head = b"".join((_TYPE_BYTE[t], uvarint(e.mode), svarint(e.mtime_ns)))
+    if t == EntryType.SYMLINK:
+        data = e.target.encode()
+        return b"".join((head, uvarint(len(data)), data))
     return head
 
 
 def decode_entry(buf: bytes, *, lazy_refs: bool = False) -> Entry:
     """Decode and check an entry. ``lazy_refs``: a FILE entry's refs are decoded (and
     checked) on first use (:class:`LazyRefs`); listings use it."""
+    if lazy_refs:
+        try:
+            entry = _decode_listed(buf)
+        except (IndexError, ValueError):  # cut or malformed: the checked path says how
+            entry = None
+        if entry is not None:
+            return entry
+    return _decode_checked(buf, lazy_refs)
+
+
+def _decode_listed(buf: bytes) -> Entry | None:
+    """The common entries of a listing (a FILE with chunk or index refs, left lazy; a
+    DIR), decoded without a :class:`Reader`, with the same checks as
+    :func:`_decode_checked`. None (or IndexError/ValueError) for anything else or
+    anything wrong: the checked decoder then decodes it or raises the precise error."""
+    t = buf[0]
+    mode, pos = uvarint_at(buf, 1)
+    if mode > 0o7777:
+        return None
+    z, pos = uvarint_at(buf, pos)
+    mtime = (z >> 1) ^ -(z & 1)
+    if t == 2:  # DIR
+        return Entry(EntryType.DIR, mode, mtime) if pos == len(buf) else None
+    if t != 1:  # FILE
+        return None
+    size, pos = uvarint_at(buf, pos)
+    stored, pos = uvarint_at(buf, pos)
+    if pos + 48 > len(buf):
+        return None
+    digest = buf[pos:pos + 32]
+    file_id = buf[pos + 32:pos + 48]
+    csize, pos = uvarint_at(buf, pos + 48)
+    if not MIN_CHUNK_SIZE <= csize <= MAX_CHUNK_SIZE:
+        return None
+    layout = buf[pos]
+    n, pos = uvarint_at(buf, pos + 1)
+    chunks = max(1, -(-size // csize))
+    if layout == LAYOUT_CHUNKS:
+        if n != chunks or n > INLINE_CHUNK_REFS:
+            return None
+    elif layout == LAYOUT_INDEX:
+        if n != -(-chunks // INDEX_FANOUT) or chunks <= INLINE_CHUNK_REFS or n > _MAX_REFS:
+            return None
+    else:
+        return None
+    left = len(buf) - pos
+    if not _MIN_REF_SIZE * n <= left <= _MAX_REF_SIZE * n or n == 0:
+        return None
+    return Entry(EntryType.FILE, mode, mtime, size, stored, bytes(digest), bytes(file_id),
+                 csize, layout, LazyRefs(buf, pos, n))
+
+
+def _decode_checked(buf: bytes, lazy_refs: bool) -> Entry:
     r = Reader(buf, "TOC entry")
     t = r.u8()
     mode = r.uvarint(0o7777)

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 from ....errors import FormatError, LimitExceededError
 from .constants import MAX_KEY_SIZE, MAX_NODE_ENTRIES, MAX_NODE_PLAIN_SIZE, MAX_TREE_HEIGHT
-from .encoding import Builder, Reader
+from .encoding import Builder, Reader, uvarint, uvarint_at
 from .refs import Ref, decode_ref, encode_ref
 
 __all__ = ["Leaf", "Internal", "Child", "Node", "encode_node", "decode_node", "LEAF", "INTERNAL"]
 
 LEAF = 1
 INTERNAL = 2
+_LEAF_HEAD = bytes((LEAF, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,30 +51,33 @@ Node = Leaf | Internal
 
 
 def _shared(a: bytes, b: bytes) -> int:
+    """Length of the common prefix of ``a`` and ``b`` (no per-byte loop: the highest
+    differing bit of the two prefixes read as big-endian integers)."""
     n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    x = int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")
+    return n - (x.bit_length() + 7) // 8
 
 
 def encode_node(node: Node) -> bytes:
-    b = Builder()
     prev = b""
     if isinstance(node, Leaf):
-        b.u8(LEAF).u8(0).uvarint(len(node.keys))
-        for key, value in zip(node.keys, node.values):
-            s = _shared(prev, key)
-            b.uvarint(s).blob(key[s:]).blob(value)
+        keys = node.keys
+        parts = [_LEAF_HEAD, uvarint(len(keys))]
+        add = parts.extend
+        for key, value in zip(keys, node.values):
+            s = _shared(prev, key) if prev else 0
+            rest = key[s:]
+            add((uvarint(s), uvarint(len(rest)), rest, uvarint(len(value)), value))
             prev = key
-    else:
-        b.u8(INTERNAL).u8(node.level).uvarint(len(node.children))
-        for c in node.children:
-            s = _shared(prev, c.first_key)
-            b.uvarint(s).blob(c.first_key[s:])
-            encode_ref(b, c.ref)
-            b.uvarint(c.count)
-            prev = c.first_key
+        return b"".join(parts)
+    b = Builder()
+    b.u8(INTERNAL).u8(node.level).uvarint(len(node.children))
+    for c in node.children:
+        s = _shared(prev, c.first_key)
+        b.uvarint(s).blob(c.first_key[s:])
+        encode_ref(b, c.ref)
+        b.uvarint(c.count)
+        prev = c.first_key
     return b.getvalue()
 
 
@@ -109,9 +113,50 @@ class _KeyReader:
         return key
 
 
+def _decode_leaf(buf: bytes, value_limit: int) -> Leaf | None:
+    """A leaf decoded without a :class:`Reader`, with every check of the checked path
+    below; None (or IndexError/ValueError) when anything is off, and the checked path
+    then raises the precise error. Leaves are most of a tree: listings decode them."""
+    if buf[1] != 0:
+        return None
+    count, pos = uvarint_at(buf, 2)
+    if count > MAX_NODE_ENTRIES:
+        return None
+    end = len(buf)
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    prev = b""
+    total = 0
+    for _ in range(count):
+        s, pos = uvarint_at(buf, pos)
+        n, pos = uvarint_at(buf, pos)
+        if s > len(prev) or n > MAX_KEY_SIZE - s or pos + n > end:
+            return None
+        key = prev[:s] + buf[pos:pos + n]
+        pos += n
+        total += len(key)
+        if total > MAX_NODE_PLAIN_SIZE or (keys and key <= prev):
+            return None
+        n, pos = uvarint_at(buf, pos)
+        if n > value_limit or pos + n > end:
+            return None
+        values.append(buf[pos:pos + n])
+        pos += n
+        keys.append(key)
+        prev = key
+    return Leaf(keys, values) if pos == end else None
+
+
 def decode_node(buf: bytes | memoryview, value_limit: int) -> Node:
     if len(buf) > MAX_NODE_PLAIN_SIZE:
         raise LimitExceededError("node larger than the limit")
+    if buf and buf[0] == LEAF:
+        try:
+            leaf = _decode_leaf(bytes(buf), value_limit)
+        except (IndexError, ValueError):  # cut or malformed: the checked path says how
+            leaf = None
+        if leaf is not None:
+            return leaf
     r = Reader(buf, "tree node")
     node_type = r.u8()
     level = r.u8()

@@ -20,8 +20,10 @@ from typing import Protocol
 
 from ....errors import InvalidPathError, StorageError
 from ..frames import FrameSealer
-from ..wire.entry import normalize_path
+from ..wire.constants import MAX_NAME_SIZE, MAX_PATH_SIZE, EntryType, FrameKind
+from ..wire.entry import LAYOUT_CHUNKS, Entry, normalize_path, toc_key
 from .content import ContentWriter, Progress
+from .pages import PageWriter
 from .pipeline import Prepared, SmallFile, SmallFilePipeline, resolve_jobs
 from .staging import Staging
 from .timings import Timer
@@ -76,6 +78,7 @@ class HostSession(Protocol):
 
     staging: Staging
     content: ContentWriter
+    pages: PageWriter
     chunk_size: int
     sealer: FrameSealer
     timer: Timer
@@ -92,7 +95,9 @@ class HostWalk:
         self._on_skip = on_skip
         self._jobs = resolve_jobs(jobs)
         self._exclude = set(exclude)  # (st_dev, st_ino) never added (the archive itself)
-        self._pending: dict[str, str] = {}  # archive path -> host path, in the pipeline
+        # (TOC key, host path) of each file in the pipeline, in order (results come back
+        # in the order they were submitted)
+        self._added = 0  # small files staged so far
         self._pool: ThreadPoolExecutor | None = None
 
     def add_tree(self, src: str | os.PathLike[str], dest: str = "") -> int:
@@ -102,11 +107,14 @@ class HostWalk:
         njobs = self._jobs
         if njobs > 1:
             self._pool = ThreadPoolExecutor(njobs, thread_name_prefix="lockbox-zstd")
-        pipe = SmallFilePipeline(njobs, s.chunk_size, s.sealer.level, self._stage_prepared)
+        pipe: SmallFilePipeline[tuple[bytes, str]] = SmallFilePipeline(
+            njobs, s.chunk_size, s.sealer.level, self._stage_prepared)
+        self._added = 0
         try:
             with pipe:
                 count = self._walk(os.fspath(src), dest, pipe)
                 pipe.finish()
+            count += self._added
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -123,30 +131,68 @@ class HostWalk:
                                          self._progress, pool=self._pool, jobs=self._jobs)
         s.staging.put(path, entry)
 
-    def _stage_prepared(self, batch: list[Prepared]) -> None:
-        """The ordered writer's half of the pipeline: seal, place, stage."""
+    def _stage_prepared(self, batch: list[Prepared], tags: list[tuple[bytes, str]]) -> None:
+        """The ordered writer's half of the pipeline: seal, place, stage (the
+        equivalent of ``ContentWriter.place_prepared`` and ``Staging.put`` per file,
+        with the loop's lookups hoisted: this runs once per small file)."""
         s = self._session
         t = s.timer.now()
         try:
             progress = self._progress
-            for p in batch:
+            append = s.pages.append
+            frames = s.content.frames
+            toc = s.staging.toc_changes
+            chunk_size = s.chunk_size
+            kind, file_type = FrameKind.DATA_CHUNK, EntryType.FILE
+            for p, (key, host) in zip(batch, tags):
                 if p.error:
                     raise StorageError(p.error)
                 if p.grown:  # no longer fits one chunk: streamed here instead
-                    host = self._pending[p.path]
-                    st = os.stat(host)
-                    self._add_host_file(self._pending.pop(p.path), p.path, st)
+                    self._add_host_file(host, p.path, os.stat(host))
                     continue
-                self._pending.pop(p.path, None)
-                s.staging.put(p.path, s.content.place_prepared(p))
+                ref = append(kind, p.plain)
+                frames[p.file_id] = [ref]
+                toc[key] = Entry(file_type, p.mode, p.mtime_ns, p.size, ref.frame_size,
+                                 p.content_hash, p.file_id, chunk_size, LAYOUT_CHUNKS, (ref,))
                 if progress is not None:
                     progress(p.path, p.size)
+            self._added += len(batch)
         finally:
             s.timer.add("write", t)
+
+    def _small_files(self, arch: str, files: list[tuple[str, str, os.stat_result]],
+                     pipe: SmallFilePipeline) -> None:
+        """Submit the small regular files ``(host, name, stat)`` of the directory
+        ``arch`` (their names come from the directory listing: no '/', NUL, '.' or
+        '..'; only the lengths are left to check)."""
+        staging = self._session.staging
+        toc = staging.toc_changes
+        # In a directory this session created, nothing can exist yet: no lookups.
+        fresh = arch in staging.new_dirs
+        arch_b = arch.encode()
+        key_head = arch_b + b"\x00"
+        room = MAX_PATH_SIZE - len(arch_b) - 1 if arch else MAX_PATH_SIZE
+        submit = pipe.submit
+        for host, name, st in files:
+            name_b = name.encode()
+            if len(name_b) > MAX_NAME_SIZE:
+                raise InvalidPathError("name longer than 1024 bytes")
+            if len(name_b) > room:
+                raise InvalidPathError("path longer than 4096 bytes")
+            path = f"{arch}/{name}" if arch else name
+            key = key_head + name_b
+            mtime_ns = st.st_mtime_ns
+            if not fresh or key in toc:
+                staging.prepare_file(path, mtime_ns)
+            submit(SmallFile(host, path, st.st_mode & 0o7777, mtime_ns), (key, host),
+                   st.st_size)
 
     def _walk(self, src: str, dest: str, pipe: SmallFilePipeline) -> int:
         s = self._session
         on_skip = self._on_skip
+        exclude = self._exclude
+        chunk_size = s.chunk_size
+        s_isreg, s_isdir, s_islnk = stat_mod.S_ISREG, stat_mod.S_ISDIR, stat_mod.S_ISLNK
         try:
             st = os.lstat(src)
         except OSError as e:
@@ -156,30 +202,33 @@ class HostWalk:
         stack = [(src, dest, st)]
         while stack:
             host, arch, st = stack.pop()
-            if self._exclude and (st.st_dev, st.st_ino) in self._exclude:
+            if exclude and (st.st_dev, st.st_ino) in exclude:
                 if on_skip is not None:
                     on_skip(host, "it is the archive being written")
                 continue
-            if not arch and not stat_mod.S_ISDIR(st.st_mode):
+            if not arch and not s_isdir(st.st_mode):
                 arch = normalize_path(os.path.basename(host))
-            if stat_mod.S_ISLNK(st.st_mode):
+            if s_islnk(st.st_mode):
                 s.staging.symlink(arch, os.readlink(host), st.st_mode, st.st_mtime_ns)
-            elif stat_mod.S_ISREG(st.st_mode):
+            elif s_isreg(st.st_mode):
                 path = normalize_path(arch)
-                if st.st_size <= s.chunk_size and path not in self._pending:
+                if st.st_size <= chunk_size:
                     s.staging.prepare_file(path, st.st_mtime_ns)
-                    self._pending[path] = host
-                    pipe.submit(SmallFile(host, path, st.st_mode & 0o7777, st.st_mtime_ns))
+                    pipe.submit(SmallFile(host, path, st.st_mode & 0o7777, st.st_mtime_ns),
+                                (toc_key(path), host), st.st_size)
+                    continue  # counted when staged
                 else:
                     self._add_host_file(host, path, st)
-            elif stat_mod.S_ISDIR(st.st_mode):
+            elif s_isdir(st.st_mode):
                 if arch:
                     s.staging.mkdir(arch, st.st_mode, st.st_mtime_ns)
                 try:
                     with os.scandir(host) as it:
-                        kids = sorted(it, key=lambda d: d.name, reverse=True)
+                        kids = sorted(it, key=lambda d: d.name)
                 except OSError as e:
                     raise StorageError(f"cannot list {host}: {e.strerror}") from e
+                small: list[tuple[str, str, os.stat_result]] = []
+                rest = []
                 for d in kids:
                     try:
                         kst = d.stat(follow_symlinks=False)
@@ -190,7 +239,17 @@ class HostWalk:
                         name.encode("utf-8")
                     except UnicodeEncodeError:
                         raise InvalidPathError(f"file name is not UTF-8: {d.path!r}") from None
-                    stack.append((d.path, f"{arch}/{name}" if arch else name, kst))
+                    if s_isreg(kst.st_mode) and kst.st_size <= chunk_size:
+                        if exclude and (kst.st_dev, kst.st_ino) in exclude:
+                            if on_skip is not None:
+                                on_skip(d.path, "it is the archive being written")
+                            continue
+                        small.append((d.path, name, kst))
+                    else:
+                        rest.append((d.path, f"{arch}/{name}" if arch else name, kst))
+                if small:
+                    self._small_files(arch, small, pipe)
+                stack.extend(reversed(rest))  # popped in name order, depth first
                 if not arch:
                     continue
             else:

@@ -1,45 +1,58 @@
 """Parallel preparation of small files for ``add --jobs N``.
 
-Reader (the writer's directory walk) -> bounded queue of batches -> worker
-processes that read, hash (BLAKE3), encode and compress each small file ->
-the ordered page writer in the main process, which seals (the AAD binds the
-frame's final offset, so sealing happens where offsets are assigned) and
-stages the entry. The archive's content is the same as with one job; memory
-is bounded by ``jobs * 2`` batches in flight.
+Reader (the writer's directory walk) -> batches of small files -> worker processes
+that read, hash (BLAKE3), encode and compress each file -> the page writer in the
+main process, which seals (the AAD binds the frame's final offset, so sealing happens
+where offsets are assigned) and stages the entry. The archive's content is the same
+as with one job.
 
-Only files that fit in one chunk go through the workers; larger files are
-streamed by the main process (their cost is per byte, not per file).
+Scheduling balances itself: each worker holds at most two batches; when every worker
+is busy (or still starting) the main process prepares the batch itself, and results
+are staged as they arrive. So the workers never make a run slower than one job by
+more than their start-up, and they start only once a walk has queued
+``START_AFTER`` small files. Memory: at most ``2 * jobs + 1`` batches, each at most
+``BATCH_FILES`` files and about ``BATCH_BYTES`` bytes.
+
+Only files that fit in one chunk go through the workers; larger files are streamed by
+the main process (their cost is per byte, not per file). Under Pyodide (no
+subprocesses) everything runs inline.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import subprocess
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from ..frames import encode_plain
-from ..wire.chunk import ChunkMeta, encode_chunk_parts, encode_meta
-from ..wire.constants import EntryType
+from ..wire.chunk import encode_chunk_parts, encode_file_meta
 
 __all__ = ["SmallFile", "Prepared", "prepare_batch", "SmallFilePipeline", "resolve_jobs"]
 
 BATCH_FILES = 256
-START_AFTER = 2048  # below this many small files, workers cost more than they save
+BATCH_BYTES = 4 << 20  # a batch closes at this many bytes of file content
+START_AFTER = 1024  # below this many small files, workers cost more than they save
+PER_WORKER = 2  # batches in flight per worker
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+T = TypeVar("T")
 
 
 def resolve_jobs(jobs: int | str | None) -> int:
-    """``auto`` = CPUs, at most 6; an int as given (at least 1)."""
+    """``auto`` = CPUs, at most 6; an int as given (at least 1). Always 1 where there
+    are no subprocesses (Pyodide)."""
+    from ....platform import IS_BROWSER
+
     if jobs is None or jobs == "auto":
-        return max(1, min(6, os.cpu_count() or 1))
-    n = int(jobs)
-    if n < 1:
-        raise ValueError("jobs must be at least 1")
-    return n
+        n = max(1, min(6, os.cpu_count() or 1))
+    else:
+        n = int(jobs)
+        if n < 1:
+            raise ValueError("jobs must be at least 1")
+    return 1 if IS_BROWSER else n
 
 
 class SmallFile(NamedTuple):
@@ -67,60 +80,81 @@ def prepare_batch(batch: list[SmallFile], chunk_size: int, level: int) -> list[P
 
     codec = default_codec()
     crypto = default_crypto()
-    out = []
-    for f in batch:
+    blake3 = crypto.blake3
+    ids = crypto.random_bytes(16 * len(batch))  # one call for the batch's file ids
+    os_open, os_read, os_close = os.open, os.read, os.close
+    flags = os.O_RDONLY | _O_CLOEXEC
+    limit = chunk_size + 1
+    out: list[Prepared] = []
+    append = out.append
+    for i, f in enumerate(batch):
         try:
-            fd = os.open(f.host, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = os_open(f.host, flags)
             try:
-                data = os.read(fd, chunk_size + 1)
-                if len(data) < chunk_size + 1:
-                    more = os.read(fd, chunk_size + 1 - len(data)) if data else b""
-                    data += more
+                data = os_read(fd, limit)
+                if data and len(data) < limit:  # a short read: read on (the end, or more)
+                    more = os_read(fd, limit - len(data))
+                    if more:
+                        data += more
             finally:
-                os.close(fd)
+                os_close(fd)
         except OSError as e:
-            out.append(Prepared(f.path, f.mode, f.mtime_ns, b"", 0, b"", b"",
-                                error=f"cannot read {f.host}: {e.strerror}"))
+            append(Prepared(f.path, f.mode, f.mtime_ns, b"", 0, b"", b"",
+                            error=f"cannot read {f.host}: {e.strerror}"))
             continue
-        if len(data) > chunk_size:
-            out.append(Prepared(f.path, f.mode, f.mtime_ns, b"", 0, b"", b"", grown=True))
+        size = len(data)
+        if size > chunk_size:
+            append(Prepared(f.path, f.mode, f.mtime_ns, b"", 0, b"", b"", grown=True))
             continue
-        h = crypto.blake3()
+        h = blake3()
         h.update(data)
         digest = h.digest()
-        file_id = crypto.random_bytes(16)
-        meta = encode_meta(ChunkMeta(EntryType.FILE, f.mode, f.mtime_ns, len(data), digest,
-                                     chunk_size))
+        file_id = ids[16 * i:16 * i + 16]
+        meta = encode_file_meta(f.mode, f.mtime_ns, size, digest, chunk_size)
         plain = encode_plain(codec, encode_chunk_parts(file_id, 0, f.path.encode(), meta, data),
                              level)
-        out.append(Prepared(f.path, f.mode, f.mtime_ns, file_id, len(data), digest, plain))
+        append(Prepared(f.path, f.mode, f.mtime_ns, file_id, size, digest, plain))
     return out
 
 
 class _Worker:
-    """One worker process (``python -m lockbox.pipeline_worker``) fed over its stdin/stdout
-    with length-prefixed pickles. A plain subprocess, not multiprocessing: it never
-    re-imports the caller's ``__main__`` and never forks a threaded process."""
+    """One worker process (``python -m lockbox.formats.lbox.write.pipeline_worker``) fed
+    over its stdin/stdout with length-prefixed pickles. A plain subprocess, not
+    multiprocessing: it never re-imports the caller's ``__main__`` and never forks a
+    threaded process. Its pipes are unbuffered, so ``ready`` (poll) tells the truth."""
 
     def __init__(self) -> None:
+        import subprocess
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lockbox.formats.lbox.write.pipeline_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._in = self.proc.stdin.fileno()
+        self._out = self.proc.stdout.fileno()
+        self.inflight: deque[Any] = deque()  # the tags of the batches sent, in order
 
-    def send(self, obj: object) -> None:
+    def send(self, obj: object, tag: Any) -> None:
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(len(data).to_bytes(8, "little") + data)
-        self.proc.stdin.flush()
+        _write_all(self._in, len(data).to_bytes(8, "little") + data)
+        self.inflight.append(tag)
 
-    def recv(self) -> Any:
-        assert self.proc.stdout is not None
-        head = self.proc.stdout.read(8)
-        if len(head) != 8:
-            raise RuntimeError("a pipeline worker exited unexpectedly")
-        return pickle.loads(self.proc.stdout.read(int.from_bytes(head, "little")))
+    def ready(self) -> bool:
+        """Whether a result can be read without waiting (a POSIX poll; elsewhere: yes,
+        reading waits)."""
+        if _poll is None:
+            return True
+        return bool(_poll([self._out], [], [], 0)[0])
+
+    def recv(self) -> tuple[Any, Any]:
+        """(result, tag) of the oldest batch in flight (waits for it)."""
+        head = _read_exact(self._out, 8)
+        result = pickle.loads(_read_exact(self._out, int.from_bytes(head, "little")))
+        return result, self.inflight.popleft()
 
     def close(self) -> None:
+        import subprocess
+
         try:
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
@@ -131,70 +165,105 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
-class SmallFilePipeline:
-    """Feeds batches to worker processes and hands results back in order."""
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    parts = []
+    while n:
+        part = os.read(fd, min(n, 1 << 20))
+        if not part:
+            raise RuntimeError("a pipeline worker exited unexpectedly")
+        parts.append(part)
+        n -= len(part)
+    return b"".join(parts)
+
+
+try:
+    from select import select as _poll
+except ImportError:  # pragma: no cover - no select (Pyodide runs inline anyway)
+    _poll = None  # type: ignore[assignment]
+if os.name != "posix":  # pragma: no cover - select() takes sockets only there
+    _poll = None  # type: ignore[assignment]
+
+
+class SmallFilePipeline(Generic[T]):
+    """Prepares batches of small files (in worker processes or inline) and hands each
+    result to ``consume(prepared, tags)`` with the tags given to :meth:`submit`, in
+    the order of each file within its batch (batches may complete out of order)."""
 
     def __init__(self, jobs: int, chunk_size: int, level: int,
-                 consume: Callable[[list[Prepared]], None]) -> None:
+                 consume: Callable[[list[Prepared], list[T]], None]) -> None:
         self.jobs = jobs
         self.chunk_size = chunk_size
         self.level = level
         self.consume = consume
         self._batch: list[SmallFile] = []
+        self._tags: list[T] = []
+        self._bytes = 0
         self._queued = 0
         self._workers: list[_Worker] = []
-        self._next = 0
-        self._inflight: deque[_Worker] = deque()
         self.prepare_seconds = 0.0  # inline preparation, or waiting for the workers
+        self.inline_batches = 0
+        self.worker_batches = 0
 
-    def submit(self, f: SmallFile) -> None:
+    def submit(self, f: SmallFile, tag: T, size: int = 0) -> None:
         self._batch.append(f)
+        self._tags.append(tag)
         self._queued += 1
-        if len(self._batch) >= BATCH_FILES:
+        self._bytes += size
+        if len(self._batch) >= BATCH_FILES or self._bytes >= BATCH_BYTES:
             self._dispatch()
 
     def _dispatch(self) -> None:
-        batch, self._batch = self._batch, []
+        batch, tags = self._batch, self._tags
         if not batch:
             return
+        self._batch, self._tags, self._bytes = [], [], 0
         if not self._workers and self.jobs > 1 and self._queued >= START_AFTER:
             self._workers = [_Worker() for _ in range(self.jobs)]
-        if not self._workers:
-            self._drain(0)
-            t0 = time.perf_counter()
-            prepared = prepare_batch(batch, self.chunk_size, self.level)
-            self.prepare_seconds += time.perf_counter() - t0
-            self.consume(prepared)
-            return
-        self._drain(2 * self.jobs - 1)
-        worker = self._workers[self._next % len(self._workers)]
-        self._next += 1
-        worker.send((batch, self.chunk_size, self.level))
-        self._inflight.append(worker)
+        if self._workers:
+            self._collect(wait=False)
+            idle = min(self._workers, key=lambda w: len(w.inflight))
+            if len(idle.inflight) < PER_WORKER:
+                idle.send(([tuple(f) for f in batch], self.chunk_size, self.level), tags)
+                self.worker_batches += 1
+                return
+        t0 = time.perf_counter()
+        prepared = prepare_batch(batch, self.chunk_size, self.level)
+        self.prepare_seconds += time.perf_counter() - t0
+        self.inline_batches += 1
+        self.consume(prepared, tags)
 
-    def _drain(self, keep: int) -> None:
-        while len(self._inflight) > keep:
-            t0 = time.perf_counter()
-            result = self._inflight.popleft().recv()
-            self.prepare_seconds += time.perf_counter() - t0
-            if isinstance(result, BaseException):
-                raise result
-            self.consume(result)
+    def _collect(self, wait: bool) -> None:
+        """Stage the results that have arrived (``wait``: every result in flight)."""
+        for w in self._workers:
+            while w.inflight and (wait or w.ready()):
+                t0 = time.perf_counter()
+                result, tags = w.recv()
+                self.prepare_seconds += time.perf_counter() - t0
+                if isinstance(result, BaseException):
+                    raise result
+                self.consume([Prepared._make(r) for r in result], tags)
 
     def finish(self) -> None:
         self._dispatch()
-        self._drain(0)
+        self._collect(wait=True)
         self.close()
 
     def close(self) -> None:
         workers, self._workers = self._workers, []
-        self._inflight.clear()
         for w in workers:
             w.close()
 
-    def __enter__(self) -> SmallFilePipeline:
+    def __enter__(self) -> SmallFilePipeline[T]:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -208,9 +277,10 @@ def worker_main() -> None:
         head = stdin.read(8)
         if len(head) != 8:
             return
-        batch, chunk_size, level = pickle.loads(stdin.read(int.from_bytes(head, "little")))
+        rows, chunk_size, level = pickle.loads(stdin.read(int.from_bytes(head, "little")))
         try:
-            result: Any = prepare_batch(batch, chunk_size, level)
+            batch = [SmallFile._make(r) for r in rows]
+            result: Any = [tuple(p) for p in prepare_batch(batch, chunk_size, level)]
         except Exception as exc:  # reported to the main process, which raises it
             result = exc
         data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
