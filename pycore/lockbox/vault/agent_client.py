@@ -38,7 +38,8 @@ from .protocol import (
 __all__ = ["AgentStatus", "DEFAULT_TIMEOUT", "START_TIMEOUT", "agent_get", "agent_put",
            "agent_lock", "agent_status", "agent_stop", "start_agent", "request"]
 
-DEFAULT_TIMEOUT = 2.0    # seconds for one whole request (connect, send, reply)
+DEFAULT_TIMEOUT = 2.0    # seconds for one whole request (connect, send, reply), when a
+                         # call names none (read at call time)
 START_TIMEOUT = 20.0     # seconds for a new agent to say it listens
 
 
@@ -104,11 +105,11 @@ def _read_line(sock: socket.socket, path: str, deadline: float) -> bytes:
 
 
 def request(message: dict[str, Any], *, socket_path: str | None = None,
-            timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any] | None:
+            timeout: float | None = None) -> dict[str, Any] | None:
     """Send one request, return the agent's reply (``ok`` true); None when no agent runs.
     VaultError when the agent refuses the request (``ok`` false) or misbehaves."""
     path = socket_path or agent_socket_path()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + (DEFAULT_TIMEOUT if timeout is None else timeout)
     sock = _connect(path, deadline)
     if sock is None:
         return None
@@ -139,7 +140,7 @@ def _check_size(value: bytes, size: int, what: str) -> str:
 
 
 def agent_get(archive_id: bytes, key_commitment: bytes, *, socket_path: str | None = None,
-              timeout: float = DEFAULT_TIMEOUT) -> bytes | None:
+              timeout: float | None = None) -> bytes | None:
     """The content key the agent holds for (archive id, key commitment), or None (no
     agent, or no such key)."""
     reply = request({"op": "get",
@@ -161,7 +162,7 @@ def agent_get(archive_id: bytes, key_commitment: bytes, *, socket_path: str | No
 
 def agent_put(archive_id: bytes, key_commitment: bytes, content_key: bytes, *,
               ttl: float | None = None, socket_path: str | None = None,
-              timeout: float = DEFAULT_TIMEOUT) -> bool:
+              timeout: float | None = None) -> bool:
     """Give the agent a content key for (archive id, key commitment), for ``ttl`` seconds
     at most (the agent's own TTL bounds it). False when no agent runs. VaultError when
     the agent refuses it (the key does not give this commitment)."""
@@ -175,14 +176,14 @@ def agent_put(archive_id: bytes, key_commitment: bytes, content_key: bytes, *,
 
 
 def agent_lock(*, socket_path: str | None = None,
-               timeout: float = DEFAULT_TIMEOUT) -> int | None:
+               timeout: float | None = None) -> int | None:
     """Make the agent forget every key; how many it held (None: no agent)."""
     reply = request({"op": "lock"}, socket_path=socket_path, timeout=timeout)
     return None if reply is None else int(reply.get("forgotten", 0))
 
 
 def agent_status(*, socket_path: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> AgentStatus | None:
+                 timeout: float | None = None) -> AgentStatus | None:
     """The running agent's status, or None when none runs."""
     path = socket_path or agent_socket_path()
     reply = request({"op": "status"}, socket_path=path, timeout=timeout)
@@ -212,7 +213,7 @@ def _lock_free(path: str) -> bool:
         os.close(fd)
 
 
-def agent_stop(*, socket_path: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+def agent_stop(*, socket_path: str | None = None, timeout: float | None = None,
                wait: float = 5.0) -> bool:
     """Stop the agent (it forgets every key first) and wait up to ``wait`` seconds for it
     to exit. False when none runs."""

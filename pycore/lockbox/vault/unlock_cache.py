@@ -27,7 +27,7 @@ from ..drivers import Flow, Read, run_sync
 from ..errors import LockboxError, VaultError
 from ..ranges import ByteRange
 from ..sources import RangeSource
-from .agent_client import DEFAULT_TIMEOUT, agent_get, agent_put
+from .agent_client import agent_get, agent_put
 
 __all__ = ["CacheRef", "cache_ref_flow", "cache_ref", "lookup", "lookup_source",
            "remember", "remember_key"]
@@ -87,7 +87,7 @@ def cache_ref(source: RangeSource, head: bytes | None = None) -> CacheRef | None
 
 def lookup(ref: CacheRef | None, *, warn: Warn | None = None,
            socket_path: str | None = None,
-           timeout: float = DEFAULT_TIMEOUT) -> tuple[bytes, bytes] | None:
+           timeout: float | None = None) -> tuple[bytes, bytes] | None:
     """The ``known_key`` to open the archive of ``ref`` with (``(archive_id,
     content_key)``), when the agent holds its key; else None (no agent, no key, an
     uncacheable archive). An agent problem goes to ``warn``."""
@@ -105,7 +105,7 @@ def lookup(ref: CacheRef | None, *, warn: Warn | None = None,
 
 def lookup_source(source: RangeSource, head: bytes | None = None, *,
                   warn: Warn | None = None, socket_path: str | None = None,
-                  timeout: float = DEFAULT_TIMEOUT) -> tuple[bytes, bytes] | None:
+                  timeout: float | None = None) -> tuple[bytes, bytes] | None:
     """:func:`lookup` of the archive that ``source`` reads (see :func:`cache_ref`)."""
     return lookup(cache_ref(source, head), warn=warn, socket_path=socket_path,
                   timeout=timeout)
@@ -113,7 +113,7 @@ def lookup_source(source: RangeSource, head: bytes | None = None, *,
 
 def remember_key(archive_id: bytes, key_commitment: bytes, content_key: bytes, *,
                  ttl: float | None = None, warn: Warn | None = None,
-                 socket_path: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> bool:
+                 socket_path: str | None = None, timeout: float | None = None) -> bool:
     """Give the agent this content key (it checks the commitment); False when no agent
     runs or it refused (``warn`` is told why)."""
     try:
@@ -126,7 +126,7 @@ def remember_key(archive_id: bytes, key_commitment: bytes, content_key: bytes, *
 
 
 def remember(box: Any, *, ttl: float | None = None, warn: Warn | None = None,
-             socket_path: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> bool:
+             socket_path: str | None = None, timeout: float | None = None) -> bool:
     """Give the agent the content key of ``box``, an opened ``Lockbox`` (after a password
     or identity unlocked it). False when no agent runs, or the archive has no key
     commitment (never cached), or the agent refused (``warn`` is told why)."""
