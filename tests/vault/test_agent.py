@@ -437,3 +437,19 @@ def test_a_socket_file_of_another_user_is_refused(agent: str) -> None:
             client.agent_get(*key_triple()[:2], socket_path=agent)
     finally:
         os.chown(agent, os.geteuid(), os.getegid(), follow_symlinks=False)
+
+
+@needs_root
+def test_the_agent_gets_none_of_lockboxs_secrets(agent_dir: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKBOX_PASSWORD", "hunter2")
+    monkeypatch.setenv("LOCKBOX_VAULT_PASSPHRASE", "vault secret")
+    path = os.path.join(agent_dir, "agent.sock")
+    status = client.start_agent(60, socket_path=path)
+    try:
+        with open(f"/proc/{status.pid}/environ", "rb") as f:  # readable: we are root
+            environ = f.read()
+        assert b"hunter2" not in environ and b"vault secret" not in environ
+        assert b"LOCKBOX_" not in environ
+    finally:
+        stop_quietly(path)

@@ -237,7 +237,9 @@ def start_agent(ttl: float = DEFAULT_TTL, *, socket_path: str | None = None,
         raise VaultError(f"an unlock agent is already running on {path} (pid {running.pid})")
     import lockbox
 
-    env = dict(os.environ)
+    # lockbox's own variables stay behind: they may hold secrets (LOCKBOX_PASSWORD,
+    # LOCKBOX_VAULT_PASSPHRASE ...) that the agent has no use for.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKBOX_")}
     root = os.path.dirname(os.path.dirname(os.path.abspath(lockbox.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     read_fd, write_fd = os.pipe()
@@ -265,7 +267,9 @@ def start_agent(ttl: float = DEFAULT_TTL, *, socket_path: str | None = None,
             with contextlib.suppress(OSError):
                 proc.kill()
         why = message.get("error") if isinstance(message, dict) else None
-        raise VaultError(f"the unlock agent did not start: {why or 'no answer'}")
+        raise VaultError(f"the unlock agent did not start: {why}" if why else
+                         "the unlock agent did not start and did not say why (run "
+                         f"'{sys.executable} -m lockbox.vault.agent --socket {path}' to see)")
     status = agent_status(socket_path=path)
     if status is None:
         raise VaultError(f"the unlock agent started but does not answer on {path}")
