@@ -89,3 +89,20 @@ def test_a_book_others_can_write_is_refused(book: RecipientBook) -> None:
     os.chmod(book.path, 0o666)
     with pytest.raises(VaultError, match="accessible to other users"):
         book.get("alice")
+
+
+def test_trusted_recipient_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockbox.vault.recipients import trusted_recipient
+
+    vault = str(tmp_path / "vault")
+    assert trusted_recipient("alice", vault) is None  # no vault yet: nothing made
+    assert not os.path.exists(vault)
+    RecipientBook(vault).add("alice", _recipient(1))
+    assert trusted_recipient("alice", vault) == _recipient(1)
+    assert trusted_recipient("bob", vault) is None
+    assert trusted_recipient("./alice", vault) is None  # not a name: a path
+    assert trusted_recipient(_recipient(1).encode(), vault) is None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alice").write_text("x")
+    with pytest.raises(UsageError, match="both a trusted recipient and a file"):
+        trusted_recipient("alice", vault)

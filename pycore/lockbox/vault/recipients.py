@@ -23,10 +23,10 @@ import tomllib
 from ..errors import FormatError, NotFoundError, UsageError
 from ..fileio import write_atomically
 from ..formats.lbox.keys import Recipient
-from .names import check_name
+from .names import NAME_PATTERN, check_name
 from .paths import dir_lock, read_private_file, vault_dir
 
-__all__ = ["RecipientBook", "RECIPIENTS_FILE", "MAX_RECIPIENTS_FILE_SIZE"]
+__all__ = ["RecipientBook", "RECIPIENTS_FILE", "MAX_RECIPIENTS_FILE_SIZE", "trusted_recipient"]
 
 RECIPIENTS_FILE = "recipients.toml"
 MAX_RECIPIENTS_FILE_SIZE = 4 * 1024 * 1024  # a recipient is 2,111 characters: ~1,900 of them
@@ -120,3 +120,25 @@ class RecipientBook:
         write_atomically(self.path, _encode(dict(sorted(book.items()))), overwrite=True,
                          tag="new", mode=0o600,
                          what=f"cannot write the recipients file {self.path}")
+
+
+def trusted_recipient(value: str, directory: str | None = None) -> Recipient | None:
+    """For ``keys add-recipient VALUE`` / ``create --recipient VALUE``: the trusted recipient
+    named ``value``, or None when ``value`` is not a name in the book (then it is a
+    recipient string or a file, as before). A name that is also a file in the current
+    directory is ambiguous: UsageError (``./NAME`` names the file). No vault directory:
+    None (nothing is created)."""
+    if not NAME_PATTERN.fullmatch(value):
+        return None
+    try:
+        path = os.path.join(vault_dir(directory=directory, create=False), RECIPIENTS_FILE)
+    except FileNotFoundError:
+        return None
+    data = read_private_file(path, "the recipients file", MAX_RECIPIENTS_FILE_SIZE)
+    book = {} if data is None else _decode(data, path)
+    if value not in book:
+        return None
+    if os.path.lexists(value):
+        raise UsageError(f"{value!r} is both a trusted recipient and a file here: write "
+                         f"./{value} for the file, or rename it")
+    return book[value]
