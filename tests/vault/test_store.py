@@ -83,7 +83,7 @@ def test_wrong_passphrase(vdir: str) -> None:
 def test_create_never_replaces_and_open_needs_a_vault(vdir: str) -> None:
     with pytest.raises(UsageError, match="no vault"):
         Vault.open(PASS, directory=vdir)
-    assert not Vault.exists(vdir)
+    assert not Vault.exists(vdir) and not os.path.exists(vdir)  # looking made nothing
     _new(vdir).add_identity("laptop")
     assert Vault.exists(vdir)
     with pytest.raises(UsageError, match="exists already"):

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 from ..errors import LimitExceededError, VaultError
 
-__all__ = ["VAULT_DIR_ENV", "AGENT_SOCK_ENV", "vault_dir", "agent_socket_path",
+__all__ = ["VAULT_DIR_ENV", "AGENT_SOCK_ENV", "vault_dir", "vault_dir_path", "agent_socket_path",
            "ensure_private_dir", "check_private_dir", "check_private_file", "lstat_socket",
            "read_private_file", "dir_lock"]
 
@@ -153,11 +153,16 @@ def lstat_socket(path: str) -> os.stat_result | None:
     return st
 
 
+def vault_dir_path(directory: str | None = None) -> str:
+    """The vault directory's path (``directory``, else from the environment), unchecked."""
+    return os.path.abspath(directory) if directory else _default_vault_dir()
+
+
 def vault_dir(*, create: bool = True, directory: str | None = None) -> str:
     """The vault directory (``directory``, else from the environment), checked; created
     0700 when missing and ``create``. VaultError when it is not private to this user;
     FileNotFoundError when it is missing and not ``create``."""
-    path = os.path.abspath(directory) if directory else _default_vault_dir()
+    path = vault_dir_path(directory)
     if create:
         return ensure_private_dir(path, "the vault directory")
     check_private_dir(path, "the vault directory")

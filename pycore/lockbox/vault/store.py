@@ -51,7 +51,7 @@ from ..formats.sync.vault import (
     scrypt_work_factor,
 )
 from .names import check_name
-from .paths import dir_lock, read_private_file, vault_dir
+from .paths import dir_lock, read_private_file, vault_dir, vault_dir_path
 
 __all__ = ["Vault", "IdentityInfo", "IDENTITIES_FILE", "BACKUP_SUFFIX", "MAX_VAULT_FILE_SIZE",
            "DOCUMENT_VERSION"]
@@ -180,8 +180,13 @@ class Vault:
         """Open the vault with its passphrase. WrongKeyError for a wrong passphrase;
         LimitExceededError when the file asks for more scrypt work than
         ``max_scrypt_log_n`` (checked before deriving anything)."""
-        path = cls.file_path(directory)
-        data = read_private_file(path, "the vault", MAX_VAULT_FILE_SIZE)
+        try:
+            path = cls.file_path(directory, create=False)
+        except FileNotFoundError:  # no vault directory: nothing is made by opening
+            path = os.path.join(vault_dir_path(directory), IDENTITIES_FILE)
+            data = None
+        else:
+            data = read_private_file(path, "the vault", MAX_VAULT_FILE_SIZE)
         if data is None:
             raise UsageError(f"there is no vault at {path}: make one with 'lockbox vault "
                              "init'")
