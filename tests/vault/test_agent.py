@@ -453,3 +453,11 @@ def test_the_agent_gets_none_of_lockboxs_secrets(agent_dir: str,
         assert b"LOCKBOX_" not in environ
     finally:
         stop_quietly(path)
+
+
+def test_sigterm_forgets_and_cleans_up(agent: str) -> None:
+    client.agent_put(*key_triple(), socket_path=agent)
+    os.kill(client.agent_status(socket_path=agent).pid, signal.SIGTERM)  # type: ignore[union-attr]
+    _wait_for(lambda: client._lock_free(agent), "the agent did not exit on SIGTERM")
+    assert not os.path.lexists(agent)
+    assert client.agent_status(socket_path=agent) is None
