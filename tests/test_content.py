@@ -91,14 +91,16 @@ class _ReadOnly:
 
 
 def _add_big(tmp_path: Path, template: Path, name: str, data: bytes, monkeypatch,
-             *, behind: bool, jobs: int, stream: str):
+             *, behind: bool, jobs: int, stream: str, ahead: bool | None = None):
     """Add ``data`` as big.bin to a copy of ``template`` with deterministic randomness;
     returns (entry, the bytes of the pages written, the archive's path)."""
     import random
 
+    from lockbox.formats.lbox.write import content as content_mod
     from lockbox.formats.lbox.write import pages as pages_mod
     from lockbox.formats.lbox.write.hostwalk import reading
 
+    monkeypatch.setattr(content_mod, "READ_AHEAD", behind if ahead is None else ahead)
     path = tmp_path / name
     path.write_bytes(template.read_bytes())
     host = tmp_path / "big.host"
@@ -143,16 +145,18 @@ def _add_big(tmp_path: Path, template: Path, name: str, data: bytes, monkeypatch
 
 def test_every_path_writes_byte_identical_frames(tmp_path: Path, weak_argon2,
                                                  monkeypatch) -> None:
-    """Single-threaded (Pyodide's path) and write-behind, with and without the
-    compression pool, from readinto / an fd / read(): the same entry, the same bytes."""
+    """Single-threaded (Pyodide's path), read-ahead and write-behind threads, with and
+    without the compression pool, from readinto / an fd / read(): the same entry, the
+    same bytes."""
     template = tmp_path / "t.lbox"
     lockbox.create(template, password="pw", argon2=weak_argon2, chunk_size=BIG_CHUNK).close()
     data = _mixed_data()
     results = [_add_big(tmp_path, template, f"{i}.lbox", data, monkeypatch, behind=behind,
-                        jobs=jobs, stream=stream)
-               for i, (behind, jobs, stream) in enumerate((
-                   (False, 1, "bytesio"), (True, 1, "bytesio"), (True, 2, "fd"),
-                   (True, 2, "readonly"), (False, 2, "fd")))]
+                        jobs=jobs, stream=stream, ahead=ahead)
+               for i, (behind, ahead, jobs, stream) in enumerate((
+                   (False, False, 1, "bytesio"), (True, True, 1, "bytesio"),
+                   (True, True, 2, "fd"), (True, True, 2, "readonly"),
+                   (False, False, 2, "fd"), (False, True, 1, "fd"), (True, False, 2, "fd")))]
     entry, written, _ = results[0]
     for other_entry, other_written, _ in results[1:]:
         assert other_entry == entry
@@ -236,3 +240,41 @@ def test_incompressible_chunks_are_found_on_a_sample() -> None:
     assert not _worth_compressing(codec, 3, memoryview(os.urandom(1 << 20)))
     assert _worth_compressing(codec, 3, memoryview(text))
     assert _worth_compressing(codec, 3, memoryview(os.urandom(4096)))  # small: always tried
+
+
+class _FailingStream:
+    def __init__(self, data: bytes, fail_at: int) -> None:
+        self._f = io.BytesIO(data)
+        self._left = fail_at
+
+    def readinto(self, view) -> int:
+        self._left -= 1
+        if self._left < 0:
+            raise OSError(5, "Input/output error")
+        return self._f.readinto(view)
+
+    def read(self, n: int) -> bytes:
+        raise AssertionError("readinto is used")
+
+
+@pytest.mark.parametrize("threads", [False, True])
+def test_a_read_error_midway_is_raised_and_the_archive_is_unchanged(
+        tmp_path: Path, weak_argon2, monkeypatch, threads: bool) -> None:
+    from lockbox.formats.lbox.write import content as content_mod
+    from lockbox.formats.lbox.write import pages as pages_mod
+
+    monkeypatch.setattr(content_mod, "READ_AHEAD", threads)
+    monkeypatch.setattr(pages_mod, "WRITE_BEHIND", threads)
+    path = tmp_path / "a.lbox"
+    lockbox.create(path, password="pw", argon2=weak_argon2, chunk_size=BIG_CHUNK).close()
+    before = path.read_bytes()
+    with lockbox.open(path, password="pw") as box:
+        with pytest.raises(OSError, match="Input/output error"):
+            with box.writer() as w:
+                w.add_stream("big.bin", _FailingStream(os.urandom(30 * BIG_CHUNK), 20))
+        assert path.read_bytes() == before  # aborted: nothing half-done
+        with box.writer() as w:  # the writer's buffers are fine for the next file
+            w.add_bytes("next.bin", os.urandom(3 * BIG_CHUNK + 1))
+        assert box.verify().ok
+    with lockbox.open(path, password="pw") as box:
+        assert [e.path for e in box.iter_entries()] == ["next.bin"]

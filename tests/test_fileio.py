@@ -116,3 +116,20 @@ def test_temp_path_is_a_hidden_sibling(tmp_path: Path) -> None:
     p = temp_path(str(tmp_path / "x.lbox"), "lbx-new")
     assert os.path.dirname(p) == str(tmp_path)
     assert os.path.basename(p) == f".x.lbox.{os.getpid()}.lbx-new"
+
+
+def test_start_writeback_is_only_a_hint(tmp_path: Path) -> None:
+    from lockbox.fileio import start_writeback
+
+    p = tmp_path / "f"
+    data = os.urandom(3 * 1024 * 1024)
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        pwrite_all(fd, data, 0)
+        start_writeback(fd, 0, len(data))
+        start_writeback(fd, 1024, 0)
+        start_writeback(fd, 0, 1 << 40)  # past the end: nothing to do
+    finally:
+        os.close(fd)
+    start_writeback(fd, 0, 4096)  # a closed descriptor: ignored, never raised
+    assert p.read_bytes() == data

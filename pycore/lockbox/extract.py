@@ -78,6 +78,7 @@ from .errors import (
     UnsafePathError,
     UsageError,
 )
+from .fileio import start_writeback
 from .info import EntryInfo
 from .platform import IS_BROWSER
 
@@ -95,6 +96,7 @@ WRITE_BEHIND = not IS_BROWSER
 (not under Pyodide, which has no threads). Tests turn it off to compare."""
 _BEHIND_MIN_SIZE = 4 * 1024 * 1024  # smaller files are written by the caller's thread
 _BEHIND_BYTES = 16 * 1024 * 1024  # at most this much waits to be written
+_WRITEBACK_BYTES = 8 * 1024 * 1024
 _TEMP_TRIES = 100
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | _O_CLOEXEC
@@ -775,8 +777,11 @@ def _write_all(fd: int, view: memoryview) -> None:
 class _WriteBehind:
     """Writes one file's pieces in order on a thread of its own (``os.write`` releases
     the GIL) while the caller decodes the next ones; at most :data:`_BEHIND_BYTES`
-    wait (bounded memory). The first OSError stops the writing and is raised to the
-    caller by its next :meth:`write` or by :meth:`finish`."""
+    wait (bounded memory). Every 8 MiB written, their writeback is started
+    (:func:`~lockbox.fileio.start_writeback`: a later ``sync`` finds little left to do;
+    nothing is promised: extraction does not fsync, as tar does not). The first
+    OSError stops the writing and is raised to the caller by its next :meth:`write` or
+    by :meth:`finish`."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -786,6 +791,8 @@ class _WriteBehind:
         self._error: OSError | None = None
         self._stop = False
         self._closed = False
+        self._written = 0  # bytes written (from offset 0: a new file)
+        self._kicked = 0  # bytes whose writeback was started
         self._thread = threading.Thread(target=self._run, name="lockbox-extract-write",
                                         daemon=True)
         self._thread.start()
@@ -803,6 +810,10 @@ class _WriteBehind:
             if not skip:
                 try:
                     _write_all(self._fd, view)
+                    self._written += len(view)
+                    if self._written - self._kicked >= _WRITEBACK_BYTES:
+                        start_writeback(self._fd, self._kicked, self._written - self._kicked)
+                        self._kicked = self._written
                 except OSError as e:
                     with cond:
                         self._error = e

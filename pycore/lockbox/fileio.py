@@ -3,8 +3,10 @@ at this one boundary.
 
 * Positioned writes and reads (writer, pages, space map): :func:`pwrite_all`,
   :func:`pread_exact`, :func:`write_zeros`.
-* Durability: :func:`fsync` (of a file) and :func:`fsync_dir` (of a directory, so that
-  a rename, link or unlink in it survives a power loss).
+* Durability: :func:`start_writeback` (a hint: begin writing a range now, so that the
+  fsync of a large file has little left to do), :func:`fsync` (of a file) and
+  :func:`fsync_dir` (of a directory, so that a rename, link or unlink in it survives a
+  power loss).
 * Atomic publication of a whole file: :func:`atomic_file` (a temporary file beside the
   target, fsynced, then renamed over it or hard-linked to it, then the directory
   fsynced), :func:`write_atomically` (the same for bytes in memory) and
@@ -19,14 +21,16 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from functools import cache
+from typing import cast
 
 from .errors import LockboxError, StorageError
 
-__all__ = ["pwrite_all", "pread_exact", "write_zeros", "fsync", "fsync_dir", "temp_path",
-           "atomic_file", "write_atomically", "replace_atomically", "user_name", "group_name",
-           "O_READ_HOST_FILE", "special_file_kind"]
+__all__ = ["pwrite_all", "pread_exact", "write_zeros", "start_writeback", "fsync",
+           "fsync_dir", "temp_path", "atomic_file", "write_atomically", "replace_atomically",
+           "user_name", "group_name", "O_READ_HOST_FILE", "special_file_kind"]
 
 _ZEROS = bytes(1 << 20)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -61,6 +65,40 @@ def pread_exact(fd: int, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)
     except OSError as e:
         raise StorageError(f"reading the archive failed: {e.strerror or e}") from e
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+# The libc function; False: not looked up yet; None: this system has none.
+_sync_file_range: Callable[[int, int, int, int], int] | bool | None = False
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (ImportError, OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return cast("Callable[[int, int, int, int], int]", func)
+
+
+def start_writeback(fd: int, offset: int, size: int) -> None:
+    """Ask the system to start writing ``size`` bytes of ``fd`` from ``offset`` to the
+    disk now, without waiting (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``), so that
+    a later fsync of a large file finds little left to do. Only a hint: it guarantees
+    nothing (durability still comes from :func:`fsync`), errors are ignored, and it does
+    nothing on other systems."""
+    global _sync_file_range
+    func = _sync_file_range
+    if func is False:
+        func = _sync_file_range = _load_sync_file_range()
+    if func is None or func is True or size <= 0:
+        return
+    func(fd, offset, size, _SYNC_FILE_RANGE_WRITE)
 
 
 def write_zeros(fd: int, offset: int, size: int) -> None:

@@ -13,14 +13,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from ....codec.base import Codec
-from ....crypto.base import CryptoBackend
+from ....crypto.base import CryptoBackend, Hasher
 from ....errors import CommitError, UsageError
+from ....platform import IS_BROWSER
 from ..frames import FrameSealer, raw_plain_prefix
 from ..wire.chunk import ChunkMeta, encode_index, encode_meta
 from ..wire.constants import INDEX_FANOUT, INLINE_CHUNK_REFS, EntryType, FrameKind
@@ -41,6 +44,9 @@ _MAX_CHUNKS = MAX_INDEX_REFS * INDEX_FANOUT
 # (2 + 10 + 10 + 10 + 32 + 10 + 10), the data's length (10); plus the path itself.
 _SLACK = 192
 _SAMPLE_SIZE = 16 * 1024
+READ_AHEAD = not IS_BROWSER
+"""Whether a large file's chunks are read and hashed on a thread (:class:`_ReadAhead`;
+not under Pyodide, which has none). Tests turn it off to compare."""
 _SAMPLES = 3
 
 
@@ -96,6 +102,83 @@ def _filler(stream: Readable) -> Callable[[memoryview], int]:
     return fill
 
 
+class _ReadAhead:
+    """Reads and hashes a stream's chunks on a thread of its own (``readv``/``readinto``
+    and BLAKE3 release the GIL) while the caller seals the previous ones: chunks come
+    out in order from :meth:`next`, already hashed into ``digest`` (which the caller
+    reads only once the last chunk is out). Buffers come from ``buffers`` and are given
+    back with :meth:`give_back`; at most ``max_buffers`` exist (bounded memory). The
+    thread stops after the first short read; a read error is raised by :meth:`next`."""
+
+    def __init__(self, fill: Callable[[memoryview], int], digest: Hasher, slack: int,
+                 csize: int, buffers: list[bytearray], max_buffers: int) -> None:
+        self._fill = fill
+        self._digest = digest
+        self._slack = slack
+        self._csize = csize
+        self._free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+        for buf in buffers:
+            self._free.put(buf)
+        self._count = len(buffers)
+        buffers.clear()
+        self._max = max(max_buffers, self._count)
+        self._out: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = \
+            queue.SimpleQueue()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="lockbox-read-ahead",
+                                        daemon=True)
+        self._thread.start()
+
+    def _take(self) -> bytearray | None:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        if self._count < self._max:
+            self._count += 1
+            return bytearray(self._slack + self._csize)
+        return self._free.get()
+
+    def _run(self) -> None:
+        slack, csize = self._slack, self._csize
+        try:
+            while not self._stopped:
+                buf = self._take()
+                if buf is None or self._stopped:
+                    return
+                view = memoryview(buf)
+                n = self._fill(view[slack:slack + csize])
+                self._digest.update(view[slack:slack + n])
+                self._out.put((buf, n))
+                if n < csize:
+                    return
+        except BaseException as e:  # handed to the caller by next()
+            self._out.put(e)
+
+    def next(self) -> tuple[bytearray, int]:
+        item = self._out.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def give_back(self, buf: bytearray) -> None:
+        self._free.put(buf)
+
+    def close(self) -> list[bytearray]:
+        """Stop the thread and wait for it; returns the free buffers, for reuse."""
+        self._stopped = True
+        self._free.put(None)
+        self._thread.join()
+        out: list[bytearray] = []
+        while True:
+            try:
+                buf = self._free.get_nowait()
+            except queue.Empty:
+                return out
+            if buf is not None:
+                out.append(buf)
+
+
 class Readable(Protocol):
     """A binary stream: ``read(n)`` returns up to ``n`` bytes, fewer only at the end."""
 
@@ -130,7 +213,8 @@ class ContentWriter:
         returns its entry.
 
         Chunks are read into reused buffers (``readinto``, or ``readv`` on a stream's
-        ``fd``), hashed there, and a RAW chunk's frame plaintext is built in place in
+        ``fd``) and hashed there, by a read-ahead thread for a large file
+        (:class:`_ReadAhead`); a RAW chunk's frame plaintext is built in place in
         front of its data, so the data is copied once, by the sealing into the page
         buffer; page writes go to a write-behind thread (:meth:`PageWriter.write_behind`)
         while the next chunks are sealed. With ``pool``, the chunks that are compressed
@@ -158,6 +242,7 @@ class ContentWriter:
         t = now()
         cur = ring.pop()
         n_cur = fill(memoryview(cur)[slack:slack + csize])
+        digest.update(memoryview(cur)[slack:slack + n_cur])
         own_pages = n_cur == csize  # a large file gets pages of its own, so that
         if own_pages:               # removing it frees whole pages for reuse
             pages.close_page()
@@ -165,7 +250,18 @@ class ContentWriter:
             pool = None
         # In order: (a pending compression or a ready plaintext, data bytes, ring buffer)
         inflight: deque[tuple[Future[bytes] | memoryview, int, bytearray]] = deque()
-        limit = 2 * jobs
+        limit = 2 * jobs if pool is not None else 0
+        ahead = (_ReadAhead(fill, digest, slack, csize, ring, limit + 4)
+                 if own_pages and READ_AHEAD else None)
+        release = ring.append if ahead is None else ahead.give_back
+
+        def next_chunk() -> tuple[bytearray, int]:
+            if ahead is not None:
+                return ahead.next()
+            buf = ring.pop() if ring else bytearray(slack + csize)
+            n = fill(memoryview(buf)[slack:slack + csize])
+            digest.update(memoryview(buf)[slack:slack + n])
+            return buf, n
 
         def drain(keep: int) -> None:
             nonlocal t, stored
@@ -175,7 +271,7 @@ class ContentWriter:
                 plain = item if isinstance(item, memoryview) else item.result()
                 t = lap("prepare", t)
                 ref = append(FrameKind.DATA_CHUNK, plain)
-                ring.append(buf)
+                release(buf)
                 t = lap("write", t)
                 stored += ref.frame_size
                 refs.append(ref)
@@ -190,15 +286,9 @@ class ContentWriter:
                         raise UsageError(
                             f"{path}: larger than the format allows at this chunk size "
                             f"({_MAX_CHUNKS * csize:,} bytes)")
-                    if n_cur == csize:
-                        nxt = ring.pop() if ring else bytearray(slack + csize)
-                        n_nxt = fill(memoryview(nxt)[slack:slack + csize])
-                    else:
-                        nxt, n_nxt = cur, 0
+                    nxt, n_nxt = next_chunk() if n_cur == csize else (cur, 0)
                     t = lap("read", t)
                     view = memoryview(cur)
-                    data = view[slack:slack + n_cur]
-                    digest.update(data)
                     total += n_cur
                     meta = _NOT_LAST if n_nxt else encode_meta(ChunkMeta(
                         EntryType.FILE, mode, mtime_ns, total, digest.digest(), csize))
@@ -207,7 +297,7 @@ class ContentWriter:
                     payload_start = slack - len(head)
                     view[payload_start:slack] = head
                     payload = view[payload_start:slack + n_cur]
-                    if _worth_compressing(codec, level, data):
+                    if _worth_compressing(codec, level, view[slack:slack + n_cur]):
                         if pool is None:
                             inflight.append((memoryview(encode_plain(payload)), n_cur, cur))
                         else:
@@ -218,11 +308,11 @@ class ContentWriter:
                         view[plain_start:payload_start] = prefix
                         inflight.append((view[plain_start:slack + n_cur], n_cur, cur))
                     t = lap("prepare", t)
-                    drain(limit if pool is not None else 0)
+                    drain(limit)
                     t = now()
                     if not n_nxt:
                         if nxt is not cur:
-                            ring.append(nxt)
+                            release(nxt)
                         break
                     cur, n_cur = nxt, n_nxt
                     chunk_no += 1
@@ -236,6 +326,8 @@ class ContentWriter:
                         item.cancel()
                         with contextlib.suppress(BaseException):
                             item.result()
+                if ahead is not None:  # the stream is the caller's again once it stopped
+                    ring.extend(ahead.close())
         return Entry(EntryType.FILE, mode, mtime_ns, total, stored, digest.digest(),
                      file_id, csize, layout, tuple(refs))
 

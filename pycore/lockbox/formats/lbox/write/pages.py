@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 
 from ....errors import CommitError
-from ....fileio import pread_exact, pwrite_all, write_zeros
+from ....fileio import pread_exact, pwrite_all, start_writeback, write_zeros
 from ....platform import IS_BROWSER
 from ..frames import FrameSealer
 from ..wire.constants import (
@@ -38,6 +38,10 @@ _BEHIND_FLUSH_BYTES = 4 << 20  # fewer, larger writes while a write-behind threa
 _BEHIND_BUFFERS = 3  # buffers per write-behind: one being filled, two being written
 _ZERO_PAGE_HEADER = bytes(PAGE_HEADER_SIZE)
 
+START_WRITEBACK = True
+"""Whether each full buffer written is handed to :func:`~lockbox.fileio.start_writeback`
+(the disk starts on it while the next frames are sealed: the commit's fsync finds little
+left to do; only a hint, durability still comes from that fsync)."""
 WRITE_BEHIND = not IS_BROWSER
 """Whether :meth:`PageWriter.write_behind` may start a thread (not under Pyodide, which
 has none). Tests turn it off to compare with the single-threaded path."""
@@ -171,6 +175,8 @@ class PageWriter:
             self._view = memoryview(self._buf)
         else:
             pwrite_all(self.fd, self._view[:n], self._buf_offset)
+            if START_WRITEBACK and n >= _FLUSH_BYTES:
+                start_writeback(self.fd, self._buf_offset, n)
         self.bytes_written += n
         self._buf_offset += n
         self._len = 0
@@ -179,7 +185,9 @@ class PageWriter:
     def write_behind(self) -> Iterator[None]:
         """While the block runs, page writes go to a thread (``os.pwrite`` releases the
         GIL) in the order they were issued, from up to :data:`_BEHIND_BUFFERS` buffers,
-        while this thread seals the next frames; larger writes (4 MiB). On exit every
+        while this thread seals the next frames; larger writes (4 MiB), each followed by
+        :func:`~lockbox.fileio.start_writeback` so that the commit's fsync has little
+        left to do. On exit every
         queued write has been done: the first write error (StorageError) is raised
         there or by the next write issued, unless the block raised. Nothing is ever in
         flight outside the block. Without threads (:data:`WRITE_BEHIND` false, Pyodide)
@@ -278,6 +286,8 @@ class _WriteBehind:
             if self.error is None:
                 try:
                     pwrite_all(self._fd, data, offset)
+                    if owner is not None and START_WRITEBACK:
+                        start_writeback(self._fd, offset, len(data))
                 except BaseException as e:
                     self.error = e
             if isinstance(data, memoryview):
