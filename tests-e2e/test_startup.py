@@ -49,6 +49,45 @@ def test_python_starts_from_the_snapshot(viewer: Viewer, server: str, site: Path
     assert [r.status for r in viewer.requests if r.url == snapshot_url] == [200]
 
 
+# Starts one more boot worker in the page and runs Python in it ({id, code}).
+RUN_IN_NEW_WORKER = """async (code) => {
+  const manifest = await (await fetch("manifest.json", { cache: "no-cache" })).json();
+  const worker = new Worker(manifest.entries["boot-worker"], { type: "module" });
+  try {
+    return await new Promise((resolve, reject) => {
+      worker.onmessage = (e) => {
+        if (e.data.type === "ready" && !e.data.boot.snapshot) reject(new Error("no snapshot"));
+        if (e.data.type === "failed") reject(new Error(e.data.error));
+        if (e.data.id !== 1) return;
+        if ("error" in e.data) reject(new Error(e.data.error));
+        else resolve(e.data.result);
+      };
+      worker.postMessage({ id: 1, code });
+    });
+  } finally {
+    worker.terminate();
+  }
+}"""
+
+
+def test_copies_of_the_snapshot_do_not_share_random_state(viewer: Viewer) -> None:
+    """Every copy restores the same memory: ``random`` is seeded again after the restore,
+    and the wheels' modules that are not in the snapshot still import (from the zips on
+    ``sys.path``)."""
+    viewer.goto()
+    viewer.wait_python()
+    code = ("import random, sys, idna\n"
+            "host = idna.encode('b\u00fccher.example').decode()\n"
+            "f'{random.getrandbits(64)} {sys.path.count(\"\")} {host}'")
+    first = viewer.evaluate(RUN_IN_NEW_WORKER, code, timeout_ms=120_000)
+    second = viewer.evaluate(RUN_IN_NEW_WORKER, code, timeout_ms=120_000)
+    bits1, empty1, host1 = first.split()
+    bits2, empty2, host2 = second.split()
+    assert bits1 != bits2
+    assert empty1 == empty2 == "1"  # sys.path holds '' once
+    assert host1 == host2 == "xn--bcher-kva.example"
+
+
 def _damage(site: Path, manifest: dict[str, Any]) -> None:
     path = site / manifest["entries"]["snapshot"]
     data = bytearray(path.read_bytes())
