@@ -840,3 +840,131 @@ def test_many_recipients_put_the_key_directory_in_a_page(make_archive, crypto):
             assert b.verify().ok
     with reopen(path) as b:
         assert b.generation == 3
+
+
+# -- the pipelined whole-file read (AsyncLockbox.iter_bytes with a backend that opens frames
+#    elsewhere, as the browser's worker pool does): same bytes and errors as the plain read --
+
+
+class _DeferredOpener:
+    """The CPython backend plus ``start_open_frames``/``finish_open_frames`` that open the
+    frames only when finished (as a worker pool answers later), logging the order."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.log: list[tuple[str, int]] = []
+        self._batches = 0
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def start_open_frames(self, jobs, plain_limit):
+        self._batches += 1
+        self.log.append(("start", self._batches))
+        return self._batches, list(jobs)
+
+    async def finish_open_frames(self, handle, jobs, decode, plain_limit):
+        from lockbox.crypto.base import open_frames_loop
+
+        number, started = handle
+        assert started == list(jobs)
+        self.log.append(("finish", number))
+        await asyncio.sleep(0)
+        return open_frames_loop(jobs, decode)
+
+
+PIPE_CHUNK = 64 * 1024
+PIPE_SIZE = 17 * 1024 * 1024 + 999  # 3 batches of 8 MiB at 64 KiB chunks
+
+
+def _pipe_data() -> bytes:
+    rng = random.Random(5)
+    return rng.randbytes(PIPE_SIZE // 2) + bytes(range(256)) * (PIPE_SIZE // 512) + b"x" * (
+        PIPE_SIZE - PIPE_SIZE // 2 - 256 * (PIPE_SIZE // 512))
+
+
+async def _pipelined_read(data: bytes, opener: _DeferredOpener | None, path: str = "big.bin"):
+    box = await AsyncLockbox.open(AsyncBytesSource(data), password="pw")
+    if opener is not None:
+        box.crypto = opener
+    pieces: list[bytes] = []
+    try:
+        async for piece in box.iter_bytes(path):
+            pieces.append(bytes(piece))
+    except lockbox.IntegrityError as exc:
+        return pieces, exc
+    finally:
+        await box.aclose()
+    return pieces, None
+
+
+def test_pipelined_read_equals_plain_read(make_archive, crypto):
+    content = _pipe_data()
+    path = make_archive({"big.bin": content, "small.txt": b"hi"}, chunk_size=PIPE_CHUNK)
+    data = path.read_bytes()
+    opener = _DeferredOpener(crypto)
+    pieces, error = run(_pipelined_read(data, opener))
+    assert error is None and b"".join(pieces) == content
+    plain, _ = run(_pipelined_read(data, None))
+    assert [len(p) for p in pieces] == [len(p) for p in plain]  # the same pieces
+    # batch 2 was started (fetched, handed to the opener) before batch 1 was finished
+    assert opener.log[:3] == [("start", 1), ("start", 2), ("finish", 1)]
+    assert sorted(opener.log) == sorted([(k, n) for n in (1, 2, 3) for k in ("start", "finish")])
+    assert run(_pipelined_read(data, _DeferredOpener(crypto), "small.txt"))[0] == [b"hi"]
+    with pytest.raises(lockbox.UsageError):  # not a file: the generic error
+        run(_pipelined_read(data, _DeferredOpener(crypto), ""))
+
+
+@pytest.mark.parametrize("batch", [0, 1, 2])
+def test_pipelined_read_tampered_chunk_releases_nothing_of_its_batch(make_archive, crypto,
+                                                                     batch):
+    content = _pipe_data()
+    path = make_archive({"big.bin": content}, chunk_size=PIPE_CHUNK)
+    box = lockbox.open(path, password="pw")
+    entry = box.run(box.view.stat_flow("big.bin"))
+    chunk_no = batch * 128 + 5
+    ref = box.run(box.view.chunk_refs_flow(entry, chunk_no, chunk_no + 1))[0]
+    box.close()
+    data = bytearray(path.read_bytes())
+    data[ref.frame_offset + ref.frame_size - 20] ^= 0x40  # in its ciphertext
+    for opener in (_DeferredOpener(crypto), None):
+        pieces, error = run(_pipelined_read(bytes(data), opener))
+        assert isinstance(error, lockbox.IntegrityError)
+        assert b"".join(pieces) == content[:batch * 128 * PIPE_CHUNK]  # earlier batches only
+
+
+def test_decode_chunks_errors_equal_one_by_one(make_archive):
+    """ArchiveView.decode_chunks (a batch: checks first, then open_frames) raises what
+    decode_chunk in a loop raises, for damage at each step."""
+    content = _pipe_data()[:PIPE_CHUNK * 6]
+    path = make_archive({"f.bin": content}, chunk_size=PIPE_CHUNK)
+    box = lockbox.open(path, password="pw")
+    view = box.view
+    entry = box.run(view.stat_flow("f.bin"))
+    refs = box.run(view.chunk_refs_flow(entry, 0, entry.chunks))
+    data = path.read_bytes()
+    blobs = [data[r.frame_offset:r.frame_offset + r.frame_size] for r in refs]
+
+    def loop(bs):
+        return [view.decode_chunk(entry, k, r, b) for k, (r, b) in enumerate(zip(refs, bs))]
+
+    assert [bytes(c.data) for c in view.decode_chunks(entry, 0, refs, blobs)] == \
+        [bytes(c.data) for c in loop(blobs)]
+    damages = {
+        "truncated": lambda b: b[:-1],
+        "header": lambda b: b[:3] + bytes([b[3] ^ 1]) + b[4:],
+        "tag": lambda b: b[:-1] + bytes([b[-1] ^ 1]),
+        "ciphertext": lambda b: b[:80] + bytes([b[80] ^ 1]) + b[81:],
+    }
+    for name, damage in damages.items():
+        for at in (1, 4):
+            bad = list(blobs)
+            bad[at] = damage(bad[at])
+            if at == 4:  # and an earlier chunk swapped: the loop's first error wins
+                bad[2] = blobs[3]
+            with pytest.raises(lockbox.LockboxError) as one:
+                loop(bad)
+            with pytest.raises(lockbox.LockboxError) as batch:
+                view.decode_chunks(entry, 0, refs, bad)
+            assert (type(batch.value), str(batch.value)) == (type(one.value), str(one.value)), name
+    box.close()

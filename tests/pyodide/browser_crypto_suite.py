@@ -285,8 +285,15 @@ def _decode(plain: bytes) -> bytes | memoryview:
     return decode_plain(default_codec(), plain, PLAIN_LIMITS[FrameKind.DATA_CHUNK])
 
 
-def _as_bytes(results: list[Any]) -> list[Any]:
-    return [r if isinstance(r, Exception) else bytes(r) for r in results]
+def _pooled(backend: BrowserCryptoBackend, jobs: list[FrameJob]) -> list[Any]:
+    """start_open_frames, then finish_open_frames awaited (the pool's async path)."""
+    limit = PLAIN_LIMITS[FrameKind.DATA_CHUNK]
+
+    async def main() -> list[Any]:
+        handle = backend.start_open_frames(jobs, limit)
+        return await backend.finish_open_frames(handle, jobs, _decode, limit)
+
+    return asyncio.run(main())
 
 
 def _same(a: list[Any], b: list[Any]) -> None:
@@ -305,15 +312,17 @@ def test_open_frames_pool_equals_thread_equals_loop(browser_backend: BrowserCryp
     loop = open_frames_loop(jobs[:4], _decode)
     assert [bytes(x) for x in loop] == [bytes(_decode(p)) for p in plains[:4]]
     before = int(pool.poolInfo().frames)
-    pooled = browser_backend.open_frames(jobs[:4], _decode, limit)
+    pooled = _pooled(browser_backend, jobs[:4])
     assert int(pool.poolInfo().frames) == before + 4  # the pool opened them
     _same(pooled, loop)
+    _same(browser_backend.open_frames(jobs[:4], _decode, limit), loop)  # in this thread
     for bad in (4, 5):  # frames the bundle leaves to Python: the same error as the loop
         want = open_frames_loop(jobs[:bad + 1], _decode)
         assert isinstance(want[-1], FormatError)
+        _same(_pooled(browser_backend, jobs[:bad + 1]), want)
         _same(browser_backend.open_frames(jobs[:bad + 1], _decode, limit), want)
     _no_pool()
-    _same(browser_backend.open_frames(jobs[:4], _decode, limit), loop)  # in this thread
+    _same(_pooled(browser_backend, jobs[:4]), loop)  # no pool: run in this thread
 
 
 def test_open_frames_tampered_frame_ends_the_batch(browser_backend: BrowserCryptoBackend,
@@ -323,12 +332,12 @@ def test_open_frames_tampered_frame_ends_the_batch(browser_backend: BrowserCrypt
     sealed = bytearray(jobs[2].sealed)
     sealed[10] ^= 1
     jobs[2] = jobs[2]._replace(sealed=bytes(sealed))
-    for where in ("pool", "thread"):
-        if where == "thread":
-            _no_pool()
-        got = browser_backend.open_frames(jobs, _decode, PLAIN_LIMITS[FrameKind.DATA_CHUNK])
-        assert len(got) == 3 and isinstance(got[2], IntegrityError), where
-        _same(got, open_frames_loop(jobs, _decode))
+    want = open_frames_loop(jobs, _decode)
+    assert len(want) == 3 and isinstance(want[2], IntegrityError)
+    _same(_pooled(browser_backend, jobs), want)
+    _same(browser_backend.open_frames(jobs, _decode, PLAIN_LIMITS[FrameKind.DATA_CHUNK]), want)
+    _no_pool()
+    _same(_pooled(browser_backend, jobs), want)
 
 
 def test_blake3_deferred_updates_equal_immediate(browser_backend: BrowserCryptoBackend) -> None:

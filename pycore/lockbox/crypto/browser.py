@@ -24,17 +24,17 @@ Primitives (the bundle's glue functions are synchronous once ``init()`` resolved
 * BLAKE3: hash-wasm ``createBLAKE3`` (WASM); Python buffers reach it without a
   Python-side copy (the glue reads them through ``PyProxy.getBuffer``).
 * Random bytes: ``crypto.getRandomValues`` (in pieces of at most 65,536 bytes).
-* Frame batches (:meth:`BrowserCryptoBackend.open_frames`, used through
-  :func:`lockbox.crypto.base.open_frames`): many sealed frames authenticated (libsodium) and
-  their plaintext decoded (zstddec, the reference zstd decoder in WASM) by a pool of module
-  Workers started from the bundle itself, while Python waits (JSPI ``run_sync``); in this
-  thread when there is no pool (Node, no Workers) or Python cannot wait (no JSPI). Results
-  come back when the whole batch is done; a frame whose plaintext the bundle does not
-  decode itself (anything but the common well-formed case) comes back authenticated but
-  undecoded and is decoded by the caller's ``decode`` (the same errors as ever).
-* BLAKE3 updates of 64 KiB or more are deferred when Python can wait (JSPI): the bundle
-  copies them and hashes them while this thread is idle (e.g. waiting for the pool), so
-  the whole-file hash overlaps decryption; ``digest()`` hashes what is left first.
+* Frame batches: many sealed frames authenticated (libsodium) and their plaintext decoded
+  (zstddec, the reference zstd decoder in WASM) in one call: :meth:`~BrowserCryptoBackend.
+  open_frames` (in this thread, for :func:`lockbox.crypto.base.open_frames`), or
+  :meth:`~BrowserCryptoBackend.start_open_frames` / :meth:`~BrowserCryptoBackend.
+  finish_open_frames` (an async caller: a pool of module Workers started from the bundle
+  itself does the work while Python goes on; ``AsyncLockbox.iter_bytes`` uses them). Not
+  JSPI's ``run_sync``: in Chromium 156 with Pyodide 314 it raises "WebAssembly stack
+  switching not supported" although ``can_run_sync()`` is true. Results come back when the
+  whole batch is done; a frame whose plaintext the bundle does not decode itself (anything
+  but the common well-formed case) comes back authenticated but undecoded and is decoded
+  by the caller's ``decode`` (the same errors as ever).
 * Ed25519 verification: libsodium ``crypto_sign_verify_detached``.
 * age passphrase decryption: age-encryption (typage) ``Decrypter.addPassphrase``, which
   is async (a Promise), awaited with JSPI (``run_sync``); it refuses scrypt work factors
@@ -153,11 +153,6 @@ class _ChaCha20Poly1305Aead:
         return plaintext
 
 
-def _can_wait() -> bool:
-    """Whether Python may block on a JS promise here (JSPI)."""
-    return run_sync is not None and can_run_sync is not None and bool(can_run_sync())
-
-
 class _Blake3:
     """An incremental BLAKE3 hash on hash-wasm (the JS ``Blake3`` glue object)."""
 
@@ -186,6 +181,7 @@ class BrowserCryptoBackend:
     """:class:`lockbox.crypto.base.CryptoBackend` on the site's JS/WASM crypto bundle."""
 
     name = "browser"
+    deferred_hashing = True  # blake3(defer=True): updates hashed while the thread waits
 
     def __init__(self) -> None:
         self._api = _bundle()
@@ -251,26 +247,46 @@ class BrowserCryptoBackend:
         out: bytes = self._api.mlkemDecapsulate(bytes(seed), bytes(ciphertext)).to_bytes()
         return out
 
-    def blake3(self) -> Hasher:
-        return _Blake3(self._api.blake3(), _can_wait())
+    def blake3(self, *, defer: bool = False) -> Hasher:
+        """A BLAKE3 hasher; ``defer``: updates of 64 KiB or more are copied and hashed when
+        this thread is idle (awaiting), see the bundle's ``updateLater``."""
+        return _Blake3(self._api.blake3(), defer)
 
     def open_frames(self, jobs: Sequence[FrameJob], decode: Decode,
                     plain_limit: int) -> list[FrameResult]:
-        """:func:`lockbox.crypto.base.open_frames` in the bundle: the worker pool when there
-        is one, more than one frame and Python can wait for it (JSPI), else this thread."""
+        """:func:`lockbox.crypto.base.open_frames` in the bundle, in this thread (libsodium
+        and zstddec in one call per batch). The worker pool needs an async caller:
+        :meth:`start_open_frames` and :meth:`finish_open_frames`."""
         if not jobs or not all(isinstance(j.aead, _ChaCha20Poly1305Aead) for j in jobs):
             return open_frames_loop(jobs, decode)
         batch = self._frame_batch(jobs, plain_limit)
-        where = None  # run() opens them in the pool, or here when there is none
-        if len(jobs) > 1 and _can_wait():
-            where = str(run_sync(batch.run()))
-        if where == "broken":  # the pool failed under this batch (its frames went with it)
+        batch.runHere()
+        return self._frame_results(batch, len(jobs), decode)
+
+    def start_open_frames(self, jobs: Sequence[FrameJob], plain_limit: int) -> Any:
+        """Start opening ``jobs`` in the bundle's worker pool (in this thread when there is
+        no pool, or for a single frame) and return at once: a handle for
+        :meth:`finish_open_frames`. The frames' bytes are copied now."""
+        if not jobs or not all(isinstance(j.aead, _ChaCha20Poly1305Aead) for j in jobs):
+            return None
+        batch = self._frame_batch(jobs, plain_limit)
+        return batch, batch.run()
+
+    async def finish_open_frames(self, handle: Any, jobs: Sequence[FrameJob], decode: Decode,
+                                 plain_limit: int) -> list[FrameResult]:
+        """The results of :meth:`start_open_frames` (as :func:`lockbox.crypto.base.open_frames`
+        gives them), once every frame of the batch is done."""
+        if handle is None:
+            return open_frames_loop(jobs, decode)
+        batch, promise = handle
+        if str(await promise) == "broken":  # the pool failed (its frames went with it)
             batch = self._frame_batch(jobs, plain_limit)
-            where = None
-        if where is None:
             batch.runHere()
+        return self._frame_results(batch, len(jobs), decode)
+
+    def _frame_results(self, batch: Any, count: int, decode: Decode) -> list[FrameResult]:
         out: list[FrameResult] = []
-        for i in range(len(jobs)):
+        for i in range(count):
             status = batch.status(i)
             if status == _FRAME_FAILED:
                 out.append(IntegrityError("ChaCha20-Poly1305 authentication failed"))

@@ -13,13 +13,14 @@ only this format has: ``info()`` as an :class:`ArchiveInfo` (key slots, generati
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ...cache import CacheLimit, PageCache
 from ...codec.base import Codec as CodecBackend
 from ...crypto.base import CryptoBackend
-from ...drivers import run_sync
+from ...drivers import Read, run_sync
 from ...errors import UsageError
 from ...facade import Archive, AsyncArchive
 from ...platform import default_codec, default_crypto
@@ -29,10 +30,12 @@ from ...sources.base import AsyncRangeSource, RangeSource
 from .info import ArchiveInfo, SlotInfo
 from .keys import Identity, UnlockLimits
 from .opening import open_flow
+from .reading import FinishOpen, PipelinedFlow, StartOpen, pipelined_stream_flow
 from .session import LboxFormat, LboxSession
 from .verify import VerifyReport, verify_flow
 from .view import ArchiveView
 from .walk import WalkLimits
+from .wire.entry import normalize_path
 from .wire.keydir import keydir_has_commitment
 
 if TYPE_CHECKING:
@@ -257,6 +260,29 @@ class AsyncLockbox(_LboxCommon, AsyncArchive):
     def info(self) -> ArchiveInfo:  # type: ignore[override]
         return _info(self.view, self.source.size)
 
+    async def iter_bytes(self, path: str) -> AsyncIterator[bytes | memoryview]:
+        """The generic ``iter_bytes``; with a crypto backend that opens frames elsewhere
+        (``start_open_frames``: the browser's worker pool), the pipelined read
+        (:func:`~lockbox.formats.lbox.reading.pipelined_stream_flow`): the next batch is
+        fetched and decrypted while this one is checked, hashed and handed over. The same
+        bytes, checks and errors; nothing of a batch is handed over before all its chunks
+        authenticated and passed their checks, nor the last batch before the whole-file
+        BLAKE3 matched."""
+        if getattr(self.crypto, "start_open_frames", None) is None:
+            async for piece in super().iter_bytes(path):
+                yield piece
+            return
+        info = await self.stat(path)
+        if not info.is_file:
+            async for piece in super().iter_bytes(path):  # its error for a non-file
+                yield piece
+            return
+        entry = await self.run(self.view.stat_flow(normalize_path(info.path)))
+        pieces: deque[bytes | memoryview] = deque()
+        flow = pipelined_stream_flow(self.view, info.path, entry, pieces.append)
+        async for piece in _drive_pipelined(flow, self.source, self.crypto, pieces):
+            yield piece
+
     async def verify(self, *, progress: Progress | None = None  # type: ignore[override]
                      ) -> VerifyReport:
         return await self.run(verify_flow(self.view, progress=progress))
@@ -269,3 +295,42 @@ class AsyncLockbox(_LboxCommon, AsyncArchive):
 
     async def env_names(self) -> list[str]:
         return [k for k, _ in await self.env_items()]
+
+
+async def _drive_pipelined(flow: PipelinedFlow, source: AsyncRangeSource, crypto: Any,
+                           out: deque[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
+    """Run a :data:`~lockbox.formats.lbox.reading.PipelinedFlow` (as the facade's
+    ``_astepped`` runs a flow): ``Read`` from ``source``, ``StartOpen`` answered at once by
+    ``crypto.start_open_frames``, ``FinishOpen`` awaited from ``crypto.finish_open_frames``;
+    what the flow put in ``out`` is yielded before each wait."""
+    try:
+        try:
+            request: Read | StartOpen | FinishOpen | None = next(flow)
+        except StopIteration:
+            request = None
+        while request is not None:
+            while out:
+                yield out.popleft()
+            answer: Any
+            try:
+                if isinstance(request, Read):
+                    answer = await source.read(request.ranges)
+                elif isinstance(request, StartOpen):
+                    answer = crypto.start_open_frames(request.jobs, request.plain_limit)
+                else:
+                    answer = await crypto.finish_open_frames(request.handle, request.jobs,
+                                                             request.decode, request.plain_limit)
+            except BaseException as exc:
+                try:
+                    request = flow.throw(exc)
+                except StopIteration:
+                    request = None
+                continue
+            try:
+                request = flow.send(answer)
+            except StopIteration:
+                request = None
+        while out:
+            yield out.popleft()
+    finally:
+        flow.close()

@@ -1,15 +1,29 @@
 """Planning reads of one file's content: batches of chunks, and the whole-file
 BLAKE3 content hash check at the end. Shared by the sync and async facades (which only
-run the flows) and by extraction and verification."""
+run the flows) and by extraction and verification.
+
+:func:`pipelined_stream_flow` is the same whole-file read for an async driver that can open
+frames elsewhere while the flow goes on (``AsyncLockbox.iter_bytes`` with the browser's
+worker pool): besides :class:`~lockbox.drivers.Read` it yields :class:`StartOpen` (answered
+at once with a handle) and :class:`FinishOpen` (answered with the batch's results), so
+batch k+1 is fetched and decrypted while batch k is checked, hashed and handed over."""
 
 from __future__ import annotations
 
-from ...crypto.base import CryptoBackend
-from ...errors import IntegrityError
-from .view import ChunkData
+from collections import deque
+from collections.abc import Callable, Generator
+from typing import Any, NamedTuple
+
+from ...crypto.base import CryptoBackend, Decode, FrameJob
+from ...drivers import Read
+from ...errors import IntegrityError, LockboxError
+from .view import CHUNK_PLAIN_LIMIT, ArchiveView, ChunkData
 from .wire.entry import Entry
 
-__all__ = ["FileReadPlan", "BATCH_BYTES"]
+__all__ = ["FileReadPlan", "BATCH_BYTES", "StartOpen", "FinishOpen", "pipelined_stream_flow",
+           "PIPELINE_AHEAD"]
+
+PIPELINE_AHEAD = 1  # batches fetched and being opened while one is checked and handed over
 
 BATCH_BYTES = 8 * 1024 * 1024  # one round trip fetches at most this much content
 
@@ -20,12 +34,17 @@ class FileReadPlan:
     batch the BLAKE3 content hash of all the data is compared with the entry's."""
 
     def __init__(self, entry: Entry, path: str, crypto: CryptoBackend,
-                 batch_bytes: int = BATCH_BYTES) -> None:
+                 batch_bytes: int = BATCH_BYTES, *, defer_hash: bool = False) -> None:
         self.entry = entry
         self.path = path
         self.next_chunk = 0
         self.per_batch = max(1, batch_bytes // entry.chunk_size)
-        self._hash = crypto.blake3()
+        # defer_hash: a backend that can hash while its thread waits (the browser's,
+        # ``deferred_hashing``) does so; the digest compared at the end is the same
+        if defer_hash and getattr(crypto, "deferred_hashing", False):
+            self._hash = crypto.blake3(defer=True)  # type: ignore[call-arg]
+        else:
+            self._hash = crypto.blake3()
 
     def next_batch(self) -> tuple[int, int] | None:
         total = self.entry.chunks
@@ -45,3 +64,65 @@ class FileReadPlan:
                 self._hash.digest() != self.entry.content_hash:
             raise IntegrityError(f"{self.path}: content does not match its BLAKE3 content hash")
         return out
+
+
+class StartOpen(NamedTuple):
+    """A flow's request: start opening ``jobs`` (the driver answers at once with a handle
+    for :class:`FinishOpen`; e.g. ``BrowserCryptoBackend.start_open_frames``)."""
+
+    jobs: list[FrameJob]
+    plain_limit: int
+
+
+class FinishOpen(NamedTuple):
+    """A flow's request: the results of a started batch, as
+    :func:`lockbox.crypto.base.open_frames` gives them (the driver awaits them)."""
+
+    handle: Any
+    jobs: list[FrameJob]
+    decode: Decode
+    plain_limit: int
+
+
+PipelinedFlow = Generator[Read | StartOpen | FinishOpen, Any, int]
+
+
+def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
+                          sink: Callable[[bytes | memoryview], None], *,
+                          ahead: int = PIPELINE_AHEAD,
+                          batch_bytes: int = BATCH_BYTES) -> PipelinedFlow:
+    """The whole file to ``sink``, like ``LboxSession.stream_flow``, with up to ``ahead``
+    batches fetched and started (:class:`StartOpen`) before the oldest is finished
+    (:class:`FinishOpen`), checked (``ArchiveView.checked_chunks``: the same checks and
+    first error as ``decode_chunk`` one by one), hashed and handed over in order. The last
+    batch is handed over only after the whole-file BLAKE3 matched (``FileReadPlan``).
+    An error in a batch ahead (a damaged index frame, a failed read) is raised when it
+    comes up, or earlier: never after any of that batch's bytes were handed over."""
+    plan = FileReadPlan(entry, path, view.opener.crypto, batch_bytes, defer_hash=True)
+    started: deque[tuple[int, Any, list[FrameJob], LockboxError | None]] = deque()
+    total = 0
+
+    def hand_over() -> Generator[Read | StartOpen | FinishOpen, Any, int]:
+        first, handle, jobs, pending = started.popleft()
+        results = yield FinishOpen(handle, jobs, view.chunk_decode, CHUNK_PLAIN_LIMIT)
+        size = 0
+        for piece in plan.accept(view.checked_chunks(entry, first, results, pending)):
+            sink(piece)
+            size += len(piece)
+        return size
+
+    first = 0
+    while first < entry.chunks:
+        stop = min(entry.chunks, first + plan.per_batch)
+        refs = yield from view.chunk_refs_flow(entry, first, stop)
+        blobs = yield Read(tuple(r.byte_range for r in refs))
+        jobs, pending = view.chunk_jobs(refs, blobs)
+        del blobs
+        handle = yield StartOpen(jobs, CHUNK_PLAIN_LIMIT)
+        started.append((first, handle, jobs, pending))
+        first = stop
+        if len(started) > ahead:
+            total += yield from hand_over()
+    while started:
+        total += yield from hand_over()
+    return total

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from ...cache import PageCache
-from ...crypto.base import FrameJob, open_frames
+from ...crypto.base import FrameJob, FrameResult, open_frames
 from ...drivers import Flow, Read
 from ...errors import (
     FormatError,
@@ -65,6 +65,7 @@ TreeName = FrameKind  # FrameKind.TOC_NODE / ENV_NODE / SPACE_NODE name a tree
 VALUE_LIMITS = {FrameKind.TOC_NODE: MAX_ENTRY_SIZE, FrameKind.ENV_NODE: MAX_ENV_VALUE_SIZE,
                 FrameKind.SPACE_NODE: 64}
 KeyRanges = Sequence[tuple[bytes, bytes]]
+CHUNK_PLAIN_LIMIT = PLAIN_LIMITS[FrameKind.DATA_CHUNK]
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,18 +337,32 @@ class ArchiveView:
         browser's worker pool; elsewhere one after the other). The same checks and the same
         first error as :meth:`decode_chunk` in a loop; no chunk comes back unless every
         chunk of the batch authenticated and passed its checks."""
+        jobs, pending = self.chunk_jobs(refs, blobs)
+        results = open_frames(self.opener.crypto, jobs, self.chunk_decode, CHUNK_PLAIN_LIMIT)
+        return self.checked_chunks(entry, first, results, pending)
+
+    def chunk_jobs(self, refs: Sequence[Ref], blobs: Sequence[bytes | memoryview]
+                   ) -> tuple[list[FrameJob], LockboxError | None]:
+        """The :meth:`frame_job` of each chunk frame, up to the first that fails its checks:
+        (jobs, that error or None) -- the error is raised by :meth:`checked_chunks` after the
+        chunks before it, as the one-by-one loop would."""
         jobs: list[FrameJob] = []
-        pending: LockboxError | None = None
         for ref, blob in zip(refs, blobs):
             try:
                 jobs.append(self.frame_job(blob, ref, FrameKind.DATA_CHUNK))
-            except LockboxError as exc:  # raised after the chunks before it are checked
-                pending = exc
-                break
-        limit = PLAIN_LIMITS[FrameKind.DATA_CHUNK]
-        codec = self.opener.codec
-        results = open_frames(self.opener.crypto, jobs,
-                              lambda plain: decode_plain(codec, plain, limit), limit)
+            except LockboxError as exc:
+                return jobs, exc
+        return jobs, None
+
+    def chunk_decode(self, plain: bytes) -> bytes | memoryview:
+        """A data chunk frame's payload from its authenticated plaintext (``decode_plain``)."""
+        return decode_plain(self.opener.codec, plain, CHUNK_PLAIN_LIMIT)
+
+    def checked_chunks(self, entry: Entry, first: int, results: Sequence[FrameResult],
+                       pending: LockboxError | None = None) -> list[ChunkData]:
+        """:meth:`check_chunk` of each opened chunk in order (chunk ``first`` first): the
+        first error met -- a frame's, a check's, then ``pending`` -- is raised, and then no
+        chunk of the batch is returned."""
         out: list[ChunkData] = []
         for k, payload in enumerate(results):
             if isinstance(payload, LockboxError):
