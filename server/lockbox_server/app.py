@@ -61,6 +61,7 @@ __all__ = [
     "archive_url_path",
     "archive_urls",
     "ArchiveFastPath",
+    "check_app_args",
     "create_app",
     "list_archives",
     "safe_archive_path",
@@ -187,6 +188,37 @@ def archive_urls(directory: str, base_url: str, limit: int = 10) -> tuple[list[s
     return [base + str(e["url"]) for e in entries], total
 
 
+def check_app_args(
+    archive_dir: str | os.PathLike[str],
+    *,
+    site_dir: str | os.PathLike[str] | None = None,
+    snap_store: str | os.PathLike[str] | None = None,
+    push_token: str | None = None,
+    max_pack_size: int = DEFAULT_MAX_PACK_SIZE,
+    max_ids_size: int = DEFAULT_MAX_IDS_SIZE,
+) -> tuple[Path, Path | None, Path | None]:
+    """The checks of :func:`create_app`'s arguments, without building anything:
+
+    ``(archive root, site root, store root)``, resolved. Raises
+    FileNotFoundError / NotADirectoryError for a bad directory, ValueError for a
+    bad value (``serve`` runs this before it starts its workers).
+    """
+    root = Path(archive_dir).resolve(strict=True)
+    if not root.is_dir():
+        raise NotADirectoryError(str(root))
+    site_root = Path(site_dir).resolve(strict=True) if site_dir is not None else None
+    if site_root is not None and not site_root.is_dir():
+        raise NotADirectoryError(str(site_root))
+    snap_root = Path(snap_store).resolve(strict=True) if snap_store is not None else None
+    if snap_root is not None and not snap_root.is_dir():
+        raise NotADirectoryError(str(snap_root))
+    if push_token is not None and not push_token:
+        raise ValueError("push_token must not be empty")
+    if max_pack_size < 1 or max_ids_size < 1:
+        raise ValueError("max_pack_size and max_ids_size must be positive")
+    return root, site_root, snap_root
+
+
 def create_app(
     archive_dir: str | os.PathLike[str],
     *,
@@ -215,20 +247,10 @@ def create_app(
     endpoints, whose bodies are capped by ``max_pack_size`` (receive-pack) and
     ``max_ids_size`` (objects-needed), in bytes.
     """
-    root = Path(archive_dir).resolve(strict=True)
-    if not root.is_dir():
-        raise NotADirectoryError(str(root))
-    site_root = Path(site_dir).resolve(strict=True) if site_dir is not None else None
-    if site_root is not None and not site_root.is_dir():
-        raise NotADirectoryError(str(site_root))
+    root, site_root, snap_root = check_app_args(
+        archive_dir, site_dir=site_dir, snap_store=snap_store, push_token=push_token,
+        max_pack_size=max_pack_size, max_ids_size=max_ids_size)
     origins = tuple(allowed_origins)
-    snap_root = Path(snap_store).resolve(strict=True) if snap_store is not None else None
-    if snap_root is not None and not snap_root.is_dir():
-        raise NotADirectoryError(str(snap_root))
-    if push_token is not None and not push_token:
-        raise ValueError("push_token must not be empty")
-    if max_pack_size < 1 or max_ids_size < 1:
-        raise ValueError("max_pack_size and max_ids_size must be positive")
 
     def not_found() -> Response:
         return PlainTextResponse("not found\n", status_code=404, headers=ARCHIVE_HEADERS)

@@ -38,6 +38,7 @@ if they change.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -45,13 +46,21 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:  # the C parser (the [server] extra pins it; CPython only)
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - httptools missing: h11 (pure Python)
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
 __all__ = [
     "DEFAULT_BODY_MIN_RATE",
     "FD_RESERVE",
     "GuardedH11Protocol",
+    "GuardedHttpToolsProtocol",
     "Limits",
+    "MAX_HEAD_SIZE",
     "connection_cap",
     "current_fd_limit",
+    "http_protocol",
     "raise_fd_limit",
 ]
 
@@ -64,6 +73,11 @@ FD_RESERVE = 64
 #: The default :attr:`Limits.body_min_rate`: 16 KiB/s (128 kbit/s). A push over a
 #: slower link needs a lower value (``serve(body_min_rate=...)``).
 DEFAULT_BODY_MIN_RATE = 16 * 1024.0
+
+_WAIT_ORDER = itertools.count()
+
+#: The largest request head (request line and headers) read, as h11's default limit.
+MAX_HEAD_SIZE = 16 * 1024
 
 #: While the server is not reading (flow control), the body deadline is looked at
 #: again after this many seconds, and that time is credited to the client.
@@ -94,28 +108,45 @@ class Limits:
             raise ValueError("max_connections must be at least 1")
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with read deadlines and a connection cap (see the module)."""
+class _Guard:
+    """The deadlines and the cap, over either of uvicorn's HTTP/1.1 protocols.
+
+    A subclass says which phase of reading a request the connection is in
+    (:meth:`_reading_phase`): ``"head"`` (waiting for a request line and
+    headers), ``"body"`` (a request body is arriving), or None (nothing to
+    read until the current response is done).
+    """
+
+    # uvicorn's protocol attributes (H11Protocol and HttpToolsProtocol have them all)
+    transport: asyncio.Transport
+    connections: set[Any]
+    loop: asyncio.AbstractEventLoop
+    flow: Any
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+        super().__init__(config, server_state, app_state, _loop)  # type: ignore[call-arg]
         self.limits: Limits = getattr(config, "limits", None) or Limits()
         self._phase: str | None = None  # "head", "body", or None (request read or closed)
         self._deadline: asyncio.TimerHandle | None = None
-        #: loop.time() when this connection began waiting for a request head, or
-        #: None while a request is being handled. The oldest waiter is evicted first.
-        self.waiting_since: float | None = None
+        #: When this connection began waiting for a request head (a process-wide
+        #: sequence number: uvloop's clock has millisecond steps, and connections
+        #: accepted in one step must still be told apart), or None while a request
+        #: is being handled. The oldest waiter is evicted first.
+        self.waiting_since: int | None = None
         # The body deadline: _body_start + body_timeout + _body_credit_s
         # + _body_bytes / body_min_rate (see _read_timed_out).
         self._body_start = 0.0
         self._body_bytes = 0
         self._body_credit_s = 0.0
 
+    def _reading_phase(self) -> str | None:
+        raise NotImplementedError
+
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
         if self._over_cap() and not self._evict_oldest_waiter():
             log.warning("%d connections open: refusing a new one (503)",
                         self.limits.max_connections)
@@ -127,18 +158,18 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._phase == "body":
             self._body_bytes += len(data)
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
         self._update_deadline()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         self._update_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
         self._phase = None
         self.waiting_since = None
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     # -- deadlines -------------------------------------------------------------------------
 
@@ -148,20 +179,16 @@ class GuardedH11Protocol(H11Protocol):
             self._deadline = None
 
     def _update_deadline(self) -> None:
-        """Arm, keep or cancel the read deadline after h11's state may have changed."""
+        """Arm, keep or cancel the read deadline after the reading phase may have changed."""
         if self.transport is None or self.transport.is_closing():
             phase = None
-        elif self.conn.their_state is h11.IDLE:
-            phase = "head"
-        elif self.conn.their_state is h11.SEND_BODY:
-            phase = "body"
-        else:  # DONE, MUST_CLOSE, CLOSED, ERROR: nothing more to read for this request
-            phase = None
+        else:
+            phase = self._reading_phase()
         if phase == self._phase:
             return  # same phase: the deadline stays where it was (it is absolute)
         self._cancel_deadline()
         self._phase = phase
-        self.waiting_since = self.loop.time() if phase == "head" else None
+        self.waiting_since = next(_WAIT_ORDER) if phase == "head" else None
         if phase == "body":
             self._body_start = self.loop.time()
             self._body_bytes = 0
@@ -211,6 +238,98 @@ class GuardedH11Protocol(H11Protocol):
         log.debug("connection cap reached: closing the connection idle the longest")
         oldest.transport.close()
         return True
+
+
+class GuardedH11Protocol(_Guard, H11Protocol):  # type: ignore[misc]
+    """uvicorn's h11 protocol with read deadlines and a connection cap (see the module).
+
+    The fallback where ``httptools`` is not installed."""
+
+    def _reading_phase(self) -> str | None:
+        state = self.conn.their_state
+        if state is h11.IDLE:
+            return "head"
+        if state is h11.SEND_BODY:
+            return "body"
+        return None  # DONE, MUST_CLOSE, CLOSED, ERROR: nothing more to read for this request
+
+
+class HeadTooLarge(Exception):
+    """A request line and headers over :data:`MAX_HEAD_SIZE` (answered 400, then closed)."""
+
+
+if HttpToolsProtocol is not None:
+
+    class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc]
+        """uvicorn's httptools protocol (the C parser) with the deadlines and the cap.
+
+        Also bounds a request head to :data:`MAX_HEAD_SIZE` bytes (the URL and the
+        header names and values; h11 has this limit built in, httptools has none):
+        a larger one is answered 400 and the connection closed.
+        """
+
+        def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
+                     _loop: asyncio.AbstractEventLoop | None = None) -> None:
+            super().__init__(config, server_state, app_state, _loop)
+            self._in_body = False
+            self._in_head = False  # a request has begun, its headers are not complete
+            self._head_size = 0  # URL and headers parsed so far (exact)
+            self._head_later = 0  # bytes received after the chunk the head began in
+
+        def data_received(self, data: bytes) -> None:
+            # httptools keeps a header's value until the header is complete: count what
+            # arrives while a head is incomplete, so one endless header is cut too.
+            if self._in_head:
+                self._head_later += len(data)
+                if self._head_later > MAX_HEAD_SIZE and self.transport is not None:
+                    log.debug("request head over %d bytes: 400", MAX_HEAD_SIZE)
+                    self.send_400_response("Invalid HTTP request received.")
+                    return
+            super().data_received(data)
+
+        def _reading_phase(self) -> str | None:
+            if self._in_body:
+                return "body"
+            cycle = self.cycle
+            if (cycle is not None and not cycle.response_complete) or self.pipeline:
+                return None  # a request is being answered (or queued behind one)
+            return "head"
+
+        def on_message_begin(self) -> None:
+            self._in_head = True
+            self._head_size = self._head_later = 0
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            self._count_head(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count_head(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def _count_head(self, size: int) -> None:
+            self._head_size += size
+            if self._head_size > MAX_HEAD_SIZE:
+                # Raised inside a parser callback: httptools turns it into a parse
+                # error, which uvicorn answers with 400 and a close.
+                raise HeadTooLarge(f"request head over {MAX_HEAD_SIZE} bytes")
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
+            self._in_body = True  # until on_message_complete (at once for a GET)
+
+        def on_message_complete(self) -> None:
+            self._in_body = False
+            super().on_message_complete()
+
+
+def http_protocol() -> type[asyncio.Protocol]:
+    """The guarded protocol class to run: httptools' where installed, else h11's."""
+    if HttpToolsProtocol is not None:
+        return GuardedHttpToolsProtocol
+    return GuardedH11Protocol
 
 
 def raise_fd_limit() -> int:

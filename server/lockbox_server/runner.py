@@ -3,8 +3,18 @@
 The listening sockets are bound here, not by uvicorn: a busy port is then a
 plain ``OSError`` (``errno.EADDRINUSE``) raised by :func:`serve`, and uvicorn
 prints nothing of its own (it would log the error and ``sys.exit``). Every
-connection goes through :class:`.guard.GuardedH11Protocol` (read deadlines, a
-connection cap).
+connection goes through the guarded protocol of :func:`.guard.http_protocol`
+(httptools' C parser where installed, else h11; read deadlines, a connection
+cap), on uvloop where installed.
+
+:func:`serve` runs ``workers`` processes (default: one per core, at most
+:data:`MAX_DEFAULT_WORKERS`; ``$LOCKBOX_SERVE_WORKERS`` overrides): the parent
+binds and listens, then forks the workers, which share the listening sockets
+(the kernel hands each connection to one of them). The server is stateless, so
+any worker can answer any request. The parent only watches: it forwards
+SIGINT/SIGTERM to the workers, waits for them, and starts a new one if a
+worker dies. With one worker (or without ``os.fork``, or off the main thread)
+the server runs in the calling process, as before.
 """
 
 from __future__ import annotations
@@ -12,31 +22,68 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
+import select
+import signal
 import socket
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import uvicorn
 
-from .app import create_app
+from .app import check_app_args, create_app
 from .guard import (
     DEFAULT_BODY_MIN_RATE,
-    GuardedH11Protocol,
     Limits,
     connection_cap,
     current_fd_limit,
+    http_protocol,
     raise_fd_limit,
 )
 from .snapstore import DEFAULT_MAX_PACK_SIZE
 
-__all__ = ["serve", "running"]
+__all__ = ["MAX_DEFAULT_WORKERS", "WORKERS_ENV", "default_workers", "serve", "running"]
 
 log = logging.getLogger("lockbox_server")
 
 #: Pending connections the kernel queues before accept().
 BACKLOG = 2048
+
+#: The environment variable that sets :func:`serve`'s worker count (``lockbox serve``).
+WORKERS_ENV = "LOCKBOX_SERVE_WORKERS"
+#: Workers at most when the count is not given: one per core up to this.
+MAX_DEFAULT_WORKERS = 8
+#: A worker that fails this soon after it started is not started again (a crash loop).
+_RESPAWN_MIN_UPTIME_S = 1.0
+
+
+def _can_fork() -> bool:
+    return (hasattr(os, "fork") and sys.platform.startswith("linux")
+            and threading.current_thread() is threading.main_thread())
+
+
+def default_workers() -> int:
+    """The worker count of :func:`serve` when none is given: ``$LOCKBOX_SERVE_WORKERS``
+
+    if set (a positive integer), else the cores this process may run on (at most
+    :data:`MAX_DEFAULT_WORKERS`); 1 where workers cannot be forked (not Linux).
+    """
+    env = os.environ.get(WORKERS_ENV, "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"{WORKERS_ENV} must be a positive integer, not {env!r}")
+        return int(env)
+    if not _can_fork():
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
 
 
 def _url(host: str, port: int) -> str:
@@ -48,7 +95,7 @@ class _Config(uvicorn.Config):
     """uvicorn.Config carrying our :class:`.guard.Limits` (read by the protocol)."""
 
     def __init__(self, app: Any, *, limits: Limits, **kwargs: Any) -> None:
-        super().__init__(app, http=GuardedH11Protocol, ws="none", **kwargs)
+        super().__init__(app, http=http_protocol(), ws="none", loop="auto", **kwargs)
         self.limits = limits
 
 
@@ -173,6 +220,7 @@ def serve(
     snap_store: str | os.PathLike[str] | None = None,
     push_token: str | None = None,
     max_pack_size: int = DEFAULT_MAX_PACK_SIZE,
+    workers: int | None = None,
 ) -> None:
     """Serve ``directory`` until interrupted (Ctrl-C / SIGTERM); blocks.
 
@@ -192,25 +240,175 @@ def serve(
     ``snap_store``: a snapdir store directory served under ``/snap/``, with
     push endpoints guarded by ``push_token`` (None: pushes are refused) and
     capped at ``max_pack_size`` bytes per pack (see :mod:`.snapstore`).
+
+    ``workers``: processes serving the same sockets (None: :func:`default_workers`).
+    The connection cap is shared out between them (each gets
+    ``ceil(max_connections / workers)``). With more than one, the server runs in
+    forked children (Linux only; elsewhere, or off the main thread, one process).
     """
+    count = default_workers() if workers is None else workers
+    if count < 1:
+        raise ValueError("workers must be at least 1")
+    if count > 1 and not _can_fork():
+        count = 1
     fd_limit = raise_fd_limit()
-    config = _config(directory, host, port, site_dir, allowed_origins, isolate, log_level,
-                     _limits(header_timeout, body_timeout, max_connections, fd_limit,
-                             body_min_rate),
-                     keep_alive_timeout, _snap(snap_store, push_token, max_pack_size))
+    limits = _limits(header_timeout, body_timeout, math.ceil(max_connections / count),
+                     fd_limit, body_min_rate)
+    snap = _snap(snap_store, push_token, max_pack_size)
+
+    def make_config() -> _Config:
+        return _config(directory, host, port, site_dir, allowed_origins, isolate, log_level,
+                       limits, keep_alive_timeout, snap)
+
+    if count == 1:
+        config = make_config()
+        sockets = _bind(host, port)
+        server = _Server(config, ready)
+        try:
+            server.run(sockets=sockets)
+        except SystemExit as exc:  # uvicorn exits on start-up failures
+            if server.started:
+                raise
+            raise OSError(f"cannot serve on {_url(host, port)}") from exc
+        finally:
+            for sock in sockets:
+                sock.close()
+        if not server.started:
+            raise OSError(f"cannot serve on {_url(host, port)}")
+        return
+    # The checks create_app makes, here in the parent: its errors are raised, not a
+    # worker's exit code. Each worker builds its own app after the fork (no thread
+    # of the parent is inherited half-way).
+    check_app_args(directory, site_dir=site_dir, **snap)
     sockets = _bind(host, port)
-    server = _Server(config, ready)
     try:
-        server.run(sockets=sockets)
-    except SystemExit as exc:  # uvicorn exits on start-up failures
-        if server.started:
-            raise
-        raise OSError(f"cannot serve on {_url(host, port)}") from exc
+        for sock in sockets:
+            sock.listen(BACKLOG)
+        url = _url(host, sockets[0].getsockname()[1])
+        _Workers(count, make_config, sockets).run(url, ready)
     finally:
         for sock in sockets:
             sock.close()
-    if not server.started:
-        raise OSError(f"cannot serve on {_url(host, port)}")
+
+
+class _Workers:
+    """The parent of :func:`serve`'s worker processes (see the module)."""
+
+    def __init__(self, count: int, make_config: Callable[[], _Config],
+                 sockets: list[socket.socket]) -> None:
+        self.count = count
+        self.make_config = make_config
+        self.sockets = sockets
+        self.children: dict[int, float] = {}  # pid -> time.monotonic() at its start
+        self.stop_signals: list[int] = []
+        self._ready_r, self._ready_w = os.pipe()
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid:
+            self.children[pid] = time.monotonic()
+            return
+        code = 1  # the worker: serves until told to stop, never returns into the caller
+        try:
+            os.close(self._ready_r)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+            def listening(_url: str) -> None:
+                os.write(self._ready_w, b"+")
+
+            server = _Server(self.make_config(), listening)
+            server.run(sockets=self.sockets)
+            code = 0 if server.started else 1
+        except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it stopped on
+            code = 0
+        except SystemExit as exc:  # uvicorn's start-up failures
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            log.exception("a server worker failed")
+        finally:
+            os._exit(code)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stop_signals.append(signum)
+        self._signal_children(signal.SIGTERM)  # SIGTERM: one graceful stop, never forced
+
+    def _signal_children(self, signum: int) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def _reap(self, block: bool) -> list[tuple[int, int, float]]:
+        """Workers that exited: ``(pid, wait status, seconds it ran)``."""
+        done = []
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                break
+            if pid == 0:
+                break
+            if pid in self.children:
+                done.append((pid, status, time.monotonic() - self.children.pop(pid)))
+            block = False
+        return done
+
+    def _wait_ready(self) -> None:
+        """Until every worker listens; OSError if one exits first."""
+        ready = 0
+        while ready < self.count and not self.stop_signals:
+            readable, _, _ = select.select([self._ready_r], [], [], 0.2)
+            if readable:
+                ready += len(os.read(self._ready_r, 64))
+            if self._reap(block=False):
+                raise OSError("a server worker failed to start")
+
+    def run(self, url: str, ready: Callable[[str], None] | None) -> None:
+        previous = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for _ in range(self.count):
+                self._spawn()
+            self._wait_ready()
+            if ready is not None and not self.stop_signals:
+                ready(url)
+            while self.children and not self.stop_signals:
+                for pid, status, uptime in self._reap(block=True):
+                    if self.stop_signals:
+                        break
+                    if uptime < _RESPAWN_MIN_UPTIME_S:
+                        raise OSError(f"server worker {pid} exited at once "
+                                      f"({_exit_text(status)}): stopping")
+                    log.warning("server worker %d exited (%s): starting another", pid,
+                                _exit_text(status))
+                    self._spawn()
+        finally:
+            self._stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            os.close(self._ready_r)
+            os.close(self._ready_w)
+        # As uvicorn does after a graceful stop: the signal's usual effect now
+        # (KeyboardInterrupt for SIGINT, which `lockbox serve` takes as a normal stop).
+        for signum in reversed(self.stop_signals):
+            signal.raise_signal(signum)
+
+    def _stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM to the workers left, then SIGKILL after ``timeout`` seconds."""
+        self._signal_children(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.children and time.monotonic() < deadline:
+            if not self._reap(block=False):
+                time.sleep(0.05)
+        if self.children:
+            self._signal_children(signal.SIGKILL)
+            self._reap(block=True)
+
+
+def _exit_text(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    return f"signal {-code}" if code < 0 else f"exit code {code}"
 
 
 @contextlib.contextmanager
