@@ -271,7 +271,7 @@ const STAGES = {
 const bootStarted = performance.now();
 
 py.onProgress = (stage, detail) => {
-  performance.mark(`lockbox:${stage}`); // start-up stages, for bench/bench_browser.py
+  performance.mark(`lockbox:stage:${stage}`); // start-up stages (tests, benchmarks)
   const [pct, text] = STAGES[stage] || [null, stage];
   if (pct != null) $("runtime-progress").value = pct;
   $("runtime-text").textContent = text + (detail && stage === "pyodide" ? ` ${detail}` : "");
