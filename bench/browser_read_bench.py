@@ -3,18 +3,21 @@
 ("browser-read-bench").
 
     .venv/bin/python bench/browser_read_bench.py [--runs 3] [--quick] [--no-write]
-        [--site DIR --label before --json OUT] [--before JSON]
+        [--no-before] [--json OUT]
 
 What is measured is what ``bench/bench_browser.py`` measured: in Debian's Chromium (Playwright,
 ``executable_path``), in the site's boot worker (Pyodide + lockbox), ``AsyncLockbox.iter_bytes``
 of one 256 MiB file (16-symbol random text, zstd about 2:1, 1 MiB chunks, default Argon2id
 archive), never materialised: from a Blob of the archive (``AsyncBlobRangeSource``, the
 local-file path: decrypt + zstd + whole-file BLAKE3 only) and over HTTP (``FetchRangeSource``,
-loopback, ``lockbox serve``'s server). Blob and HTTP runs alternate; medians of ``--runs``.
-One more, untimed run per source checks the bytes (SHA-256 of every piece against the file
-written). A profiled run (wrappers timing the read's stages in the worker) gives the "where
-the time goes" table; ``--before JSON`` (a ``--json`` of a run on the earlier site, built from
-commit f77a2ee with ``--site``) adds the BEFORE column.
+loopback, ``lockbox serve``'s server). Side by side in one browser: this checkout's site
+("after") and the site of commit f77a2ee ("before", built once from ``git archive`` into
+``.cache/bench``), each on its own server and page; rounds alternate sides and sources
+(medians of ``--runs``). One more, untimed read per side and source checks the bytes
+(SHA-256 of every piece against the file written). A profiled read per side (wrappers
+timing the read's stages in the worker) gives the "where the time goes" table. The page is
+bench_browser's (``bench/browser``), with a stand-in for zip.js; the sites are built into
+``.cache/bench/browser-read-site*`` (not bench_browser's, which it rebuilds itself).
 
 Timed rounds hold the machine-wide bench lock (``/tmp/lockbox-bench.lock``) and print the
 load average; a round is re-run once (after a pause) when the 1-minute load is over 1.5.
@@ -28,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -255,50 +259,79 @@ def timed(page: Any, code: str) -> dict[str, Any]:
         if load[0] <= 1.5 or attempt:
             return res
         log(f"load {load[0]:.2f} > 1.5: pausing, then running it again")
-        time.sleep(20)
+        time.sleep(10)
     raise AssertionError("unreachable")
 
 
-def measure(site: Path, runs: int, quick: bool, meta: dict[str, Any]) -> dict[str, Any]:
+def measure(sites: dict[str, Path], runs: int, quick: bool,
+            meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """For each side ("after": this checkout's site; "before": commit f77a2ee's, when
+    given), in one browser: a page on its own server; the bytes checked once; then
+    ``runs`` rounds alternating sides and sources; then a profiled read and the
+    primitives alone on each side."""
+    from contextlib import ExitStack
+
     from playwright.sync_api import sync_playwright
 
     from lockbox_server import running
 
     launch = {"executable_path": bb.CHROMIUM, "headless": True, "args": bb.LAUNCH_ARGS}
     kinds = ["blob"] if quick else ["blob", "http"]
-    r: dict[str, Any] = {k: [] for k in kinds}
-    with running(DATA, site_dir=site) as base, sync_playwright() as p:
-        url = base + "archives/big.lbox"
+    out: dict[str, dict[str, Any]] = {side: {k: [] for k in kinds} for side in sites}
+    with ExitStack() as stack, sync_playwright() as p:
         browser = p.chromium.launch(**launch)
-        r["chromium"] = browser.version
-        try:
-            with bb.new_page(browser) as (page, _net):
-                bb.boot(page, base)
-                bb.py(page, PY_SETUP)
-                args = f"{url!r}, {bb.PASSWORD!r}, {BIG!r}"
-                for kind in kinds:  # correctness, untimed (also warms the pool)
-                    res = bb.py(page, f"await read_big({kind!r}, {args}, check=True)",
-                                BIG_TIMEOUT_S)
-                    if res["sha256"] != meta["big_sha256"] or res["size"] != BIG_SIZE:
-                        raise RuntimeError(f"{kind}: the read gave other bytes than the file")
-                    log(f"{kind}: bytes checked (SHA-256 of {res['size']:,} B)")
-                for i in range(runs):
-                    order = kinds if i % 2 == 0 else kinds[::-1]
-                    for kind in order:
-                        res = timed(page, f"await read_big({kind!r}, {args})")
-                        r[kind].append(res)
-                        log(f"{kind} run {i}: {res['size'] / MiB / res['s']:.0f} MiB/s "
-                            f"({res['s']:.2f} s, {res['requests']} requests; load "
-                            f"{res['load'][0]:.2f})")
-                with bench_lock():
-                    r["profile"] = bb.py(page, f"await profile_big('blob', {args})",
-                                         BIG_TIMEOUT_S)
-                    r["parts"] = bb.py(page, "parts(16)")
-                log(f"profile: {r['profile']['prof']} in {r['profile']['s']:.2f} s")
-                log(f"parts: {r['parts']}")
-        finally:
-            browser.close()
-    return r
+        stack.callback(browser.close)
+        pages: dict[str, tuple[Any, str]] = {}
+        for side, site in sites.items():
+            base = stack.enter_context(running(DATA, site_dir=site))
+            page, _net = stack.enter_context(bb.new_page(browser))
+            bb.boot(page, base)
+            bb.py(page, PY_SETUP)
+            url = base + "archives/big.lbox"
+            pages[side] = (page, f"{url!r}, {bb.PASSWORD!r}, {BIG!r}")
+            out[side]["chromium"] = browser.version
+            for kind in kinds:  # correctness, untimed (also starts the pool)
+                res = bb.py(page, f"await read_big({kind!r}, {pages[side][1]}, check=True)",
+                            BIG_TIMEOUT_S)
+                if res["sha256"] != meta["big_sha256"] or res["size"] != BIG_SIZE:
+                    raise RuntimeError(f"{side} {kind}: the read gave other bytes than the file")
+                log(f"{side} {kind}: bytes checked (SHA-256 of {res['size']:,} B)")
+        sides = list(sites)
+        for i in range(runs):
+            for side in (sides if i % 2 == 0 else sides[::-1]):
+                page, args = pages[side]
+                for kind in (kinds if i % 2 == 0 else kinds[::-1]):
+                    res = timed(page, f"await read_big({kind!r}, {args})")
+                    out[side][kind].append(res)
+                    log(f"{side} {kind} run {i}: {mibs(res):.0f} MiB/s ({res['s']:.2f} s, "
+                        f"{res['requests']} requests; load {res['load'][0]:.2f})")
+        for side in sides:
+            page, args = pages[side]
+            with bench_lock():
+                out[side]["profile"] = bb.py(page, f"await profile_big('blob', {args})",
+                                             BIG_TIMEOUT_S)
+                out[side]["parts"] = bb.py(page, "parts(16)")
+            log(f"{side} profile: {out[side]['profile']['prof']} in "
+                f"{out[side]['profile']['s']:.2f} s; parts {out[side]['parts']}")
+    return out
+
+
+def before_site() -> Path:
+    """The site of commit f77a2ee (before issue 12), built once into the cache: its
+    sources from ``git archive``, its npm packages by its own ``build.py`` (npm ci)."""
+    out = ROOT / ".cache" / "bench" / f"browser-read-site-{BASE_COMMIT}"
+    if (out / "manifest.json").is_file():
+        return out
+    src = ROOT / ".cache" / "bench" / f"browser-read-src-{BASE_COMMIT}"
+    if not (src / "build.py").is_file():
+        src.mkdir(parents=True, exist_ok=True)
+        log(f"git archive {BASE_COMMIT} -> {src.relative_to(ROOT)} ...")
+        archive = subprocess.run(["git", "archive", BASE_COMMIT], cwd=ROOT, check=True,
+                                 capture_output=True, timeout=120).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True, timeout=120)
+    log(f"building the {BASE_COMMIT} site ...")
+    build_site(src, out)
+    return out
 
 
 def mibs(res: dict[str, Any]) -> float:
@@ -419,37 +452,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="1 run, Blob only")
     ap.add_argument("--no-write", action="store_true", help="do not touch docs/PERFORMANCE.md")
-    ap.add_argument("--site", type=Path, help="a site already built (e.g. of commit "
-                    f"{BASE_COMMIT}, for the BEFORE figures); default: build.py")
-    ap.add_argument("--build-from", type=Path, metavar="CHECKOUT",
-                    help="build the site from this checkout (e.g. `git archive "
-                    f"{BASE_COMMIT}` unpacked, with webapp/node_modules) instead of this one")
+    ap.add_argument("--no-before", action="store_true",
+                    help=f"only this checkout (no side-by-side with commit {BASE_COMMIT})")
     ap.add_argument("--json", type=Path, help="write the raw results here")
-    ap.add_argument("--before", type=Path, help="raw results (--json) of the BEFORE run")
     args = ap.parse_args(argv)
     runs = 1 if args.quick else args.runs
     started = time.monotonic()
     log(f"load average {os.getloadavg()}")
     bb.apt_install("chromium", bb.CHROMIUM)
     bb.ensure_playwright()
-    if args.site is not None:
-        site = args.site
-    elif args.build_from is not None:
-        site = SITE.with_name(SITE.name + "-before")
-        build_site(args.build_from.resolve(), site)
-    else:
-        site = SITE
-        build_site(ROOT, site)
+    site = SITE
+    build_site(ROOT, site)
+    sites = {"after": site}
+    if not args.no_before:
+        sites["before"] = before_site()
     meta = make_data()
-    results = measure(site, runs, args.quick, meta)
+    results = measure(sites, runs, args.quick, meta)
     if args.json:
         args.json.write_text(json.dumps({"results": results, "meta": meta}, indent=1))
-    before = json.loads(args.before.read_text())["results"] if args.before else None
     command = "python bench/browser_read_bench.py" + (" --quick" if args.quick else "")
-    body = report(results, before, meta, command)
+    body = report(results["after"], results.get("before"), meta, command)
     print()
     print(body)
-    if not args.no_write and args.site is None and args.build_from is None:
+    if not args.no_write:
         write_section("browser-read-bench", body)
         log("written to docs/PERFORMANCE.md (browser-read-bench)")
     log(f"done in {time.monotonic() - started:.0f} s")

@@ -412,3 +412,29 @@ def test_archive_tampered_chunk_in_a_pooled_batch_releases_nothing(pool: Any) ->
     assert asyncio.run(read()) == []  # nothing of the batch was released
     _no_pool()
     assert asyncio.run(read()) == []
+
+
+def test_a_broken_pool_falls_back_to_this_thread(browser_backend: BrowserCryptoBackend) -> None:
+    """A 'worker' that refuses every message: the batch is opened here instead (the same
+    results), and the pool is not used again."""
+    from pyodide.ffi import create_proxy  # type: ignore[import-not-found]
+
+    def refuse(*_args: Any) -> None:
+        raise RuntimeError("worker gone")
+
+    worker = js.Object.new()
+    worker.postMessage = create_proxy(refuse)
+    worker.terminate = create_proxy(lambda: None)
+    worker.addEventListener = create_proxy(lambda *_args: None)
+    factory = create_proxy(lambda: worker)
+    api = js.lockboxCrypto
+    api.configurePool(to_js({"size": 2, "factory": factory},
+                            dict_converter=js.Object.fromEntries))
+    try:
+        jobs, _ = _frames(browser_backend)
+        want = open_frames_loop(jobs[:4], _decode)
+        _same(_pooled(browser_backend, jobs[:4]), want)
+        assert "refused" in str(api.poolInfo().broken)
+        _same(_pooled(browser_backend, jobs[:4]), want)
+    finally:
+        _no_pool()

@@ -436,7 +436,12 @@ class CryptoPool {
       if (best === null) return;
       const job = this.waiting.shift();
       best.inflight.set(job.id, job);
-      best.worker.postMessage(job.msg, job.transfer);
+      try {
+        best.worker.postMessage(job.msg, job.transfer);
+      } catch (err) {
+        this.fail(`a crypto worker refused a frame: ${err && err.message ? err.message : err}`);
+        return;
+      }
     }
   }
 

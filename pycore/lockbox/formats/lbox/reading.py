@@ -89,15 +89,18 @@ PipelinedFlow = Generator[Read | StartOpen | FinishOpen, Any, int]
 
 def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
                           sink: Callable[[bytes | memoryview], None], *,
-                          ahead: int = PIPELINE_AHEAD,
+                          ahead: int | None = None,
                           batch_bytes: int = BATCH_BYTES) -> PipelinedFlow:
     """The whole file to ``sink``, like ``LboxSession.stream_flow``, with up to ``ahead``
-    batches fetched and started (:class:`StartOpen`) before the oldest is finished
-    (:class:`FinishOpen`), checked (``ArchiveView.checked_chunks``: the same checks and
-    first error as ``decode_chunk`` one by one), hashed and handed over in order. The last
-    batch is handed over only after the whole-file BLAKE3 matched (``FileReadPlan``).
-    An error in a batch ahead (a damaged index frame, a failed read) is raised when it
-    comes up, or earlier: never after any of that batch's bytes were handed over."""
+    (default :data:`PIPELINE_AHEAD`) batches fetched and started (:class:`StartOpen`)
+    before the oldest is finished (:class:`FinishOpen`), checked
+    (``ArchiveView.checked_chunks``: the same checks and first error as ``decode_chunk``
+    one by one), hashed and handed over in order. The last batch is handed over only after
+    the whole-file BLAKE3 matched (``FileReadPlan``). An error in a batch ahead (a damaged
+    index frame, a failed read) is raised when it comes up, or earlier: never after any of
+    that batch's bytes were handed over."""
+    if ahead is None:
+        ahead = PIPELINE_AHEAD
     plan = FileReadPlan(entry, path, view.opener.crypto, batch_bytes, defer_hash=True)
     started: deque[tuple[int, Any, list[FrameJob], LockboxError | None]] = deque()
     total = 0
