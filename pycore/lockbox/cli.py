@@ -661,20 +661,42 @@ def cmd_ls(args: argparse.Namespace) -> int:
     with _open_any(args) as box:
         path = (args.path or "").strip("/")
         entries: list[EntryInfo]
-        if path:
-            st = box.stat(path)
-            entries = box.ls(path, recursive=args.recursive) if st.is_dir else [st]
+        st = box.stat(path) if path else None
+        if st is not None and not st.is_dir:
+            entries = [st]
+        elif args.recursive:
+            entries = _ls_recursive(box, path)
         else:
-            entries = box.ls("", recursive=args.recursive)
+            entries = box.ls(path)
     if args.json:
         _out_json([e.to_json() for e in entries])
     elif args.long:
-        for line in _long_lines(entries):
-            _out(line)
+        _out_lines(_long_lines(entries))
     else:
-        for e in entries:
-            _out(e.path + ("/" if e.is_dir else ""))
+        _out_lines([e.path + "/" if e.type == "dir" else e.path for e in entries])
     return 0
+
+
+def _ls_recursive(box: Archive, path: str) -> list[EntryInfo]:
+    """``box.ls(path, recursive=True)``: every entry below ``path`` sorted by path
+    components. The sort key is the path with '/' as NUL, the lowest character (a
+    name holds no NUL): the same order as comparing component lists, compared in C."""
+    from .facade import canonical_path
+
+    root = canonical_path(path)
+    out = [e for e in box.iter_entries(path) if e.path != root]
+    out.sort(key=lambda e: e.path.replace("/", "\x00"))
+    return out
+
+
+def _out_lines(lines: list[str]) -> None:
+    """Lines of human output on stdout in one write, control characters escaped."""
+    if not lines:
+        return
+    text = "\n".join(lines)
+    if "\\" in text or not text.replace("\n", "").isprintable():
+        text = "\n".join(escape_controls(line) for line in lines)
+    sys.stdout.write(text + "\n")
 
 
 def cmd_cat(args: argparse.Namespace) -> int:

@@ -112,20 +112,43 @@ def uvarint_at(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
     b = buf[pos]
     if b < 0x80:
         return b, pos + 1
-    result = b & 0x7F
-    shift = 7
-    pos += 1
+    c = buf[pos + 1]
+    if c < 0x80:  # two bytes
+        if c == 0:
+            raise ValueError("non-canonical varint")
+        return (b & 0x7F) | (c << 7), pos + 2
+    d = buf[pos + 2]
+    if d < 0x80:  # three bytes (chunk sizes, offsets)
+        if d == 0:
+            raise ValueError("non-canonical varint")
+        return (b & 0x7F) | ((c & 0x7F) << 7) | (d << 14), pos + 3
+    if len(buf) >= pos + 9:
+        last = buf[pos + 8]
+        word = int.from_bytes(buf[pos:pos + 8], "little")
+        if 0 < last < 0x80 and word & _CONTINUED8 == _CONTINUED8:
+            # nine bytes (nanosecond times): squeeze the 7-bit groups without a loop
+            word &= 0x7F7F7F7F7F7F7F7F
+            word = (word & 0x007F007F007F007F) | ((word & 0x7F007F007F007F00) >> 1)
+            word = (word & 0x00003FFF00003FFF) | ((word & 0x3FFF00003FFF0000) >> 2)
+            word = (word & 0x000000000FFFFFFF) | ((word & 0x0FFFFFFF00000000) >> 4)
+            return word | (last << 56), pos + 9
+    result = (b & 0x7F) | ((c & 0x7F) << 7)
+    shift = 14
+    pos += 2
     while True:
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
         if b < 0x80:
-            if b == 0 or shift > 63 or result >> 64:
+            if b == 0 or result >> 64:
                 raise ValueError("non-canonical or over 64 bits")
             return result, pos
         shift += 7
         if shift > 63:
             raise ValueError("varint longer than 10 bytes")
+
+
+_CONTINUED8 = 0x8080808080808080
 
 
 class Reader:

@@ -9,7 +9,7 @@ root's children (parent "") sort before everything else. docs/FORMAT.md §9.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import overload
 
 from ....errors import FormatError, InvalidPathError
@@ -27,7 +27,8 @@ from .encoding import Reader, svarint, uvarint, uvarint_at
 from .refs import Ref, decode_ref
 
 __all__ = ["Entry", "normalize_path", "toc_key", "key_path", "split_path", "child_range",
-           "subtree_ranges", "encode_entry", "decode_entry", "chunk_count",
+           "subtree_ranges", "encode_entry", "encode_file_entry_head", "decode_entry",
+           "chunk_count",
            "LAYOUT_CHUNKS", "LAYOUT_INDEX", "MAX_ENTRY_SIZE", "MAX_INDEX_REFS", "LazyRefs"]
 
 LAYOUT_CHUNKS = 0
@@ -35,6 +36,7 @@ LAYOUT_INDEX = 1
 _TYPE_BYTE = {t: bytes([int(t)]) for t in EntryType}
 _LAYOUT_BYTE = {LAYOUT_CHUNKS: b"\x00", LAYOUT_INDEX: b"\x01"}
 _FILE = EntryType.FILE
+_DIR = EntryType.DIR
 _FILE_BYTE = _TYPE_BYTE[_FILE]
 MAX_ENTRY_SIZE = 64 * 1024
 # Index refs of one entry: 2048 indexes x 4096 chunks x chunk size (8 TiB at 1 MiB chunks)
@@ -195,7 +197,7 @@ class LazyRefs(Sequence[Ref]):
         return repr(self._load())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Entry:
     type: EntryType
     mode: int
@@ -209,6 +211,27 @@ class Entry:
     refs: tuple[Ref, ...] | LazyRefs = field(default_factory=tuple)
     target: str = ""
 
+    def __init__(self, type: EntryType, mode: int, mtime_ns: int, size: int = 0,
+                 stored_size: int = 0, content_hash: bytes = b"", file_id: bytes = b"",
+                 chunk_size: int = 0, layout: int = LAYOUT_CHUNKS,
+                 refs: tuple[Ref, ...] | LazyRefs = (), target: str = "") -> None:
+        # The dataclass's frozen __init__ sets each field with object.__setattr__ (a name
+        # lookup each); the slots' own setters do the same in a third of the time, and
+        # listings and small-file adds make one Entry per entry.
+        (s_type, s_mode, s_mtime, s_size, s_stored, s_hash, s_id, s_chunk, s_layout, s_refs,
+         s_target) = _ENTRY_SETTERS
+        s_type(self, type)
+        s_mode(self, mode)
+        s_mtime(self, mtime_ns)
+        s_size(self, size)
+        s_stored(self, stored_size)
+        s_hash(self, content_hash)
+        s_id(self, file_id)
+        s_chunk(self, chunk_size)
+        s_layout(self, layout)
+        s_refs(self, refs)
+        s_target(self, target)
+
     @property
     def is_dir(self) -> bool:
         return self.type == EntryType.DIR
@@ -216,6 +239,9 @@ class Entry:
     @property
     def chunks(self) -> int:
         return chunk_count(self.size, self.chunk_size)
+
+
+_ENTRY_SETTERS = tuple(Entry.__dict__[f.name].__set__ for f in fields(Entry))
 
 
 def encode_entry(e: Entry) -> bytes:
@@ -235,6 +261,16 @@ def encode_entry(e: Entry) -> bytes:
     return head
 
 
+def encode_file_entry_head(mode: int, mtime_ns: int, size: int, stored_size: int,
+                           content_hash: bytes, file_id: bytes, chunk_size: int) -> bytes:
+    """The encoding of a one-chunk FILE entry up to its one ref: ``head +
+    uvarint(frame_offset) + uvarint(frame_size) + tag`` is :func:`encode_entry` of
+    it (what the small-file pipeline prepares before the frame's offset is known)."""
+    return b"".join((_FILE_BYTE, uvarint(mode), svarint(mtime_ns), uvarint(size),
+                     uvarint(stored_size), content_hash, file_id, uvarint(chunk_size),
+                     _LAYOUT_BYTE[LAYOUT_CHUNKS], b"\x01"))
+
+
 def decode_entry(buf: bytes, *, lazy_refs: bool = False) -> Entry:
     """Decode and check an entry. ``lazy_refs``: a FILE entry's refs are decoded (and
     checked) on first use (:class:`LazyRefs`); listings use it."""
@@ -252,20 +288,38 @@ def _decode_listed(buf: bytes) -> Entry | None:
     """The common entries of a listing (a FILE with chunk or index refs, left lazy; a
     DIR), decoded without a :class:`Reader`, with the same checks as
     :func:`_decode_checked`. None (or IndexError/ValueError) for anything else or
-    anything wrong: the checked decoder then decodes it or raises the precise error."""
+    anything wrong: the checked decoder then decodes it or raises the precise error.
+
+    Varints of one or two bytes (modes, small sizes, the ref count) are read inline:
+    a listing runs this once per entry."""
     t = buf[0]
-    mode, pos = uvarint_at(buf, 1)
-    if mode > 0o7777:
-        return None
+    b = buf[1]
+    if b < 0x80:
+        mode, pos = b, 2
+    else:
+        mode, pos = uvarint_at(buf, 1)
+        if mode > 0o7777:
+            return None
     z, pos = uvarint_at(buf, pos)
     mtime = (z >> 1) ^ -(z & 1)
     if t == 2:  # DIR
-        return Entry(EntryType.DIR, mode, mtime) if pos == len(buf) else None
+        return Entry(_DIR, mode, mtime) if pos == len(buf) else None
     if t != 1:  # FILE
         return None
-    size, pos = uvarint_at(buf, pos)
-    stored, pos = uvarint_at(buf, pos)
-    if pos + 48 > len(buf):
+    b = buf[pos]
+    if b < 0x80:
+        size = b
+        pos += 1
+    else:
+        size, pos = uvarint_at(buf, pos)
+    b = buf[pos]
+    if b < 0x80:
+        stored = b
+        pos += 1
+    else:
+        stored, pos = uvarint_at(buf, pos)
+    end = len(buf)
+    if pos + 48 > end:
         return None
     digest = buf[pos:pos + 32]
     file_id = buf[pos + 32:pos + 48]
@@ -273,8 +327,12 @@ def _decode_listed(buf: bytes) -> Entry | None:
     if not MIN_CHUNK_SIZE <= csize <= MAX_CHUNK_SIZE:
         return None
     layout = buf[pos]
-    n, pos = uvarint_at(buf, pos + 1)
-    chunks = max(1, -(-size // csize))
+    n = buf[pos + 1]
+    if n < 0x80:
+        pos += 2
+    else:
+        n, pos = uvarint_at(buf, pos + 1)
+    chunks = -(-size // csize) or 1
     if layout == LAYOUT_CHUNKS:
         if n != chunks or n > INLINE_CHUNK_REFS:
             return None
@@ -283,11 +341,11 @@ def _decode_listed(buf: bytes) -> Entry | None:
             return None
     else:
         return None
-    left = len(buf) - pos
+    left = end - pos
     if not _MIN_REF_SIZE * n <= left <= _MAX_REF_SIZE * n or n == 0:
         return None
-    return Entry(EntryType.FILE, mode, mtime, size, stored, bytes(digest), bytes(file_id),
-                 csize, layout, LazyRefs(buf, pos, n))
+    return Entry(_FILE, mode, mtime, size, stored, bytes(digest), bytes(file_id), csize,
+                 layout, LazyRefs(buf, pos, n))
 
 
 def _decode_checked(buf: bytes, lazy_refs: bool) -> Entry:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ....errors import FormatError, IntegrityError, LimitExceededError, TruncatedError
 from .constants import (
@@ -30,7 +30,7 @@ _CRC = struct.Struct("<I")
 _NONCE_PAD = b"\x00" * 4
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class FrameHeader:
     kind: FrameKind
     sealed_size: int
@@ -38,9 +38,22 @@ class FrameHeader:
     session_id: bytes
     counter: int
 
+    def __init__(self, kind: FrameKind, sealed_size: int, generation: int,
+                 session_id: bytes, counter: int) -> None:
+        # The slots' own setters (see Ref): one header per frame sealed or opened.
+        s_kind, s_size, s_gen, s_session, s_counter = _HEADER_SETTERS
+        s_kind(self, kind)
+        s_size(self, sealed_size)
+        s_gen(self, generation)
+        s_session(self, session_id)
+        s_counter(self, counter)
+
     @property
     def frame_size(self) -> int:
         return FRAME_HEADER_SIZE + self.sealed_size
+
+
+_HEADER_SETTERS = tuple(FrameHeader.__dict__[f.name].__set__ for f in fields(FrameHeader))
 
 
 def encode_frame_header(h: FrameHeader) -> bytes:

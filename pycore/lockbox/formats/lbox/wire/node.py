@@ -127,9 +127,17 @@ def _decode_leaf(buf: bytes, value_limit: int) -> Leaf | None:
     values: list[bytes] = []
     prev = b""
     total = 0
-    for _ in range(count):
-        s, pos = uvarint_at(buf, pos)
-        n, pos = uvarint_at(buf, pos)
+    for _ in range(count):  # one-byte varints (the usual) read inline
+        s = buf[pos]
+        if s < 0x80:
+            pos += 1
+        else:
+            s, pos = uvarint_at(buf, pos)
+        n = buf[pos]
+        if n < 0x80:
+            pos += 1
+        else:
+            n, pos = uvarint_at(buf, pos)
         if s > len(prev) or n > MAX_KEY_SIZE - s or pos + n > end:
             return None
         key = prev[:s] + buf[pos:pos + n]
@@ -137,7 +145,11 @@ def _decode_leaf(buf: bytes, value_limit: int) -> Leaf | None:
         total += len(key)
         if total > MAX_NODE_PLAIN_SIZE or (keys and key <= prev):
             return None
-        n, pos = uvarint_at(buf, pos)
+        n = buf[pos]
+        if n < 0x80:
+            pos += 1
+        else:
+            n, pos = uvarint_at(buf, pos)
         if n > value_limit or pos + n > end:
             return None
         values.append(buf[pos:pos + n])

@@ -32,7 +32,7 @@ from ..keys import check_password_slot_room, committed_keydir
 from ..view import ArchiveView
 from ..wire.commit import EMPTY_TREE, CommitRecord, Stats, TreeRoot, encode_commit
 from ..wire.constants import PAGE_HEADER_SIZE, EntryType, FrameKind
-from ..wire.entry import Entry, decode_entry, encode_entry
+from ..wire.entry import Entry, decode_entry
 from ..wire.keydir import KeySlot, keydir_has_commitment
 from ..wire.page import encode_keydir_page
 from ..wire.refs import Ref
@@ -126,8 +126,7 @@ def commit_generation(s: CommitSession, write_slot: WriteAt, *,
     rekey = keys.changed or not keydir_has_commitment(old.keydir)
     if rekey:  # before anything is written: a version-1 directory may hold too many
         check_password_slot_room(keys.slots)
-    encoded: dict[bytes, bytes | None] = {
-        k: (None if e is None else encode_entry(e)) for k, e in toc_changes.items()}
+    encoded = s.staging.encoded_changes()
     toc = s.run(update_tree(old, FrameKind.TOC_NODE, old.commit.toc, encoded, emit))
     if not encoded:  # unchanged: keep the root listing too
         toc = TreeUpdate(old.commit.toc, {}, old.commit.root_leaves,

@@ -20,7 +20,14 @@ from typing import Protocol
 
 from ....errors import InvalidPathError, StorageError
 from ..frames import FrameSealer
-from ..wire.constants import MAX_NAME_SIZE, MAX_PATH_SIZE, EntryType, FrameKind
+from ..wire.constants import (
+    FRAME_OVERHEAD,
+    MAX_NAME_SIZE,
+    MAX_PATH_SIZE,
+    EntryType,
+    FrameKind,
+)
+from ..wire.encoding import uvarint
 from ..wire.entry import LAYOUT_CHUNKS, Entry, normalize_path, toc_key
 from .content import ContentWriter, Progress
 from .pages import PageWriter
@@ -142,6 +149,7 @@ class HostWalk:
             append = s.pages.append
             frames = s.content.frames
             toc = s.staging.toc_changes
+            encoded = s.staging.encoded
             chunk_size = s.chunk_size
             kind, file_type = FrameKind.DATA_CHUNK, EntryType.FILE
             for p, (key, host) in zip(batch, tags):
@@ -152,8 +160,13 @@ class HostWalk:
                     continue
                 ref = append(kind, p.plain)
                 frames[p.file_id] = [ref]
-                toc[key] = Entry(file_type, p.mode, p.mtime_ns, p.size, ref.frame_size,
-                                 p.content_hash, p.file_id, chunk_size, LAYOUT_CHUNKS, (ref,))
+                size = ref.frame_size
+                toc[key] = entry = Entry(file_type, p.mode, p.mtime_ns, p.size, size,
+                                         p.content_hash, p.file_id, chunk_size,
+                                         LAYOUT_CHUNKS, (ref,))
+                if p.entry_head and size == FRAME_OVERHEAD + len(p.plain):
+                    encoded[key] = (entry, b"".join((p.entry_head, uvarint(ref.frame_offset),
+                                                     uvarint(size), ref.tag)))
                 if progress is not None:
                     progress(p.path, p.size)
             self._added += len(batch)

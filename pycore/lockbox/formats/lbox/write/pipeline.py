@@ -30,6 +30,8 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from ..frames import encode_plain
 from ..wire.chunk import encode_chunk_parts, encode_file_meta
+from ..wire.constants import FRAME_OVERHEAD
+from ..wire.entry import encode_file_entry_head
 
 __all__ = ["SmallFile", "Prepared", "prepare_batch", "SmallFilePipeline", "resolve_jobs"]
 
@@ -72,6 +74,7 @@ class Prepared(NamedTuple):
     plain: bytes  # the frame plaintext, ready to seal
     error: str = ""
     grown: bool = False  # the file no longer fits one chunk: the main process streams it
+    entry_head: bytes = b""  # its TOC entry up to the one ref (encode_file_entry_head)
 
 
 def prepare_batch(batch: list[SmallFile], chunk_size: int, level: int) -> list[Prepared]:
@@ -113,7 +116,10 @@ def prepare_batch(batch: list[SmallFile], chunk_size: int, level: int) -> list[P
         meta = encode_file_meta(f.mode, f.mtime_ns, size, digest, chunk_size)
         plain = encode_plain(codec, encode_chunk_parts(file_id, 0, f.path.encode(), meta, data),
                              level)
-        append(Prepared(f.path, f.mode, f.mtime_ns, file_id, size, digest, plain))
+        head = encode_file_entry_head(f.mode, f.mtime_ns, size, FRAME_OVERHEAD + len(plain),
+                                      digest, file_id, chunk_size)
+        append(Prepared(f.path, f.mode, f.mtime_ns, file_id, size, digest, plain, "", False,
+                        head))
     return out
 
 

@@ -24,6 +24,7 @@ from ..wire.constants import (
 from ..wire.entry import (
     Entry,
     decode_entry,
+    encode_entry,
     key_path,
     normalize_path,
     split_path,
@@ -54,6 +55,10 @@ class Staging:
         self._run = run
         self.toc_changes: dict[bytes, Entry | None] = {}
         self.env_changes: dict[bytes, bytes | None] = {}
+        # Entries staged with their encoding already made (the small-file pipeline):
+        # key -> (entry, encode_entry(entry)); used only while toc_changes[key] is that
+        # very entry, so anything staged over it later is encoded as usual.
+        self.encoded: dict[bytes, tuple[Entry, bytes]] = {}
         # Directories known to exist (staged or committed).
         self.known_dirs: set[str] = {""}
         # Directories created in this session that did not exist in the committed
@@ -67,6 +72,7 @@ class Staging:
     def clear(self) -> None:
         self.toc_changes.clear()
         self.env_changes.clear()
+        self.encoded.clear()
 
     # -- lookups (staged changes first, then the committed tree) -----------------
 
@@ -99,6 +105,19 @@ class Staging:
                 else:
                     keys.add(k)
         return sorted(keys)
+
+    def encoded_changes(self) -> dict[bytes, bytes | None]:
+        """``toc_changes`` encoded (None: removed), reusing the encodings staged with
+        their entries."""
+        pre = self.encoded
+        out: dict[bytes, bytes | None] = {}
+        for k, e in self.toc_changes.items():
+            if e is None:
+                out[k] = None
+                continue
+            made = pre.get(k)
+            out[k] = made[1] if made is not None and made[0] is e else encode_entry(e)
+        return out
 
     # -- staging entries ---------------------------------------------------------
 

@@ -17,6 +17,7 @@ build tall trees cheaply with ``monkeypatch.setattr(lockbox.formats.lbox.write.t
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 
@@ -60,25 +61,31 @@ def _entry_size(key: bytes, value: bytes) -> int:
     return len(key) + len(value) + 6
 
 
+def _total_size(keys: list[bytes], values: list[bytes]) -> int:
+    """Sum of ``_entry_size`` over the pairs (C-level sums, no call per pair)."""
+    return sum(map(len, keys)) + sum(map(len, values)) + 6 * len(keys)
+
+
 def _split_leaves(keys: list[bytes], values: list[bytes]) -> list[Leaf]:
-    total = sum(_entry_size(k, v) for k, v in zip(keys, values))
     if not keys:
         return []
+    total = _total_size(keys, values)
     n = max(1, -(-total // NODE_TARGET_SIZE), -(-len(keys) // MAX_NODE_ENTRIES))
+    if n == 1:
+        return [Leaf(keys, values)]
     target = total / n
     leaves: list[Leaf] = []
-    ks: list[bytes] = []
-    vs: list[bytes] = []
+    start = 0
     acc = 0
-    for k, v in zip(keys, values):
-        ks.append(k)
-        vs.append(v)
-        acc += _entry_size(k, v)
-        if acc >= target * (len(leaves) + 1) and len(leaves) < n - 1:
-            leaves.append(Leaf(ks, vs))
-            ks, vs = [], []
-    if ks:
-        leaves.append(Leaf(ks, vs))
+    bound = target  # close a leaf once acc reaches target * (leaves + 1)
+    for i, (k, v) in enumerate(zip(keys, values)):
+        acc += len(k) + len(v) + 6
+        if acc >= bound and len(leaves) < n - 1:
+            leaves.append(Leaf(keys[start:i + 1], values[start:i + 1]))
+            start = i + 1
+            bound = target * (len(leaves) + 1)
+    if start < len(keys):
+        leaves.append(Leaf(keys[start:], values[start:]))
     return leaves
 
 
@@ -114,7 +121,7 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
     touched: dict[int, list[bytes]] = {}
     firsts = [s.first_key for s in slots]
     for key in keys_sorted:
-        i = _bisect_right(firsts, key) - 1
+        i = bisect_right(firsts, key) - 1
         touched.setdefault(max(i, 0), []).append(key)
     if not slots:
         touched = {0: keys_sorted} if keys_sorted else {}
@@ -137,6 +144,14 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
                 freed.append(slots[j].ref)  # type: ignore[arg-type]
             leaf = slots[j].node if j < len(slots) else Leaf([], [])
             assert leaf is not None
+            if not leaf.keys:  # a new tree: the changes, already sorted, minus removals
+                for key in touched[j]:
+                    new = changes[key]
+                    if new is not None:
+                        run_keys.append(key)
+                        run_vals.append(new)
+                j += 1
+                continue
             merged = dict(zip(leaf.keys, leaf.values))
             for key in touched[j]:
                 new = changes[key]
@@ -151,7 +166,7 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
                 run_keys.append(key)
                 run_vals.append(merged[key])
             j += 1
-        size = sum(_entry_size(k, v) for k, v in zip(run_keys, run_vals))
+        size = _total_size(run_keys, run_vals)
         if size < NODE_TARGET_SIZE // 2 and j < len(slots) and j not in touched:
             j += 1  # absorb slot j - 1
         runs.append((i, j, run_keys, run_vals))
@@ -246,14 +261,3 @@ def _root_leaves(slots: list[_LeafSlot]) -> tuple[tuple[Ref, ...], bool]:
         assert s.ref is not None
         refs.append(s.ref)
     return tuple(refs), True
-
-
-def _bisect_right(keys: list[bytes], key: bytes) -> int:
-    lo, hi = 0, len(keys)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if key < keys[mid]:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
