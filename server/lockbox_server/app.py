@@ -331,7 +331,7 @@ def create_app(
     app.router.redirect_slashes = False
     top: ASGIApp = ArchiveFastPath(root, app)
     if origins:  # outermost, so both paths get the same CORS answers
-        top = CORSMiddleware(
+        top = _CORSMiddleware(
             top,
             allow_origins=origins,
             allow_methods=("GET", "HEAD"),
@@ -341,6 +341,18 @@ def create_app(
             max_age=86400,
         )
     return top
+
+
+class _CORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, passing on the hot path's direct answers to requests
+    without an ``Origin`` (those it would pass through untouched anyway)."""
+
+    def direct_answer(self, method: str, path: str, headers: list[tuple[bytes, bytes]]
+                      ) -> tuple[int, list[tuple[bytes, bytes]], bytes | bytearray] | None:
+        if any(name == b"origin" for name, _value in headers):
+            return None
+        inner = getattr(self.app, "direct_answer", None)
+        return inner(method, path, headers) if inner is not None else None
 
 
 #: The request headers an archive answer depends on.
@@ -373,6 +385,16 @@ class ArchiveFastPath:
                 await answer(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def direct_answer(self, method: str, path: str, headers: list[tuple[bytes, bytes]]
+                      ) -> tuple[int, list[tuple[bytes, bytes]], bytes | bytearray] | None:
+        """``(status, raw headers, body)`` of a hot-path request that can be answered
+        at once (see :meth:`.files.FileStream.now`), else None. For the server's
+        protocol (:class:`.guard.GuardedHttpToolsProtocol`), which then writes the
+        answer itself instead of running the ASGI app; the bytes on the wire are
+        the same as the ASGI path's."""
+        answer = self.answer({"method": method, "path": path, "headers": headers})
+        return answer.now() if answer is not None else None
 
     def answer(self, scope: Scope) -> FileStream | None:
         """The answer to ``scope`` if it is for the hot path, else None."""

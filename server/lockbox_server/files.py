@@ -102,13 +102,10 @@ def _read_now(fd: int, size: int, offset: int) -> bytes | bytearray | None:
             raise
         _nowait = None  # not on this kernel or file system: threads from now on
         return None
-    if n == size:
-        return buf
-    if n == 0:
-        # RWF_NOWAIT answers 0 at the end of the file, and may also answer 0 when
-        # nothing is cached: let the blocking read tell the two apart.
-        return None
-    return bytes(buf[:n])
+    # A short count: only part of it is cached, or the end of the file (RWF_NOWAIT
+    # answers 0 there, and may also answer 0 when nothing is cached). The blocking
+    # read tells these apart.
+    return buf if n == size else None
 
 
 async def read_at(fd: int, size: int, offset: int) -> bytes | bytearray:
@@ -160,28 +157,56 @@ class FileStream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await send({"type": "http.response.start", "status": self.status_code,
-                        "headers": self.raw_headers})
+            start_message = {"type": "http.response.start", "status": self.status_code,
+                             "headers": self.raw_headers}
             parts = self.parts
             if not self.send_body or not parts:
+                await send(start_message)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             if len(parts) == 1 and isinstance(parts[0], tuple) \
                     and parts[0][1] - parts[0][0] <= CHUNK_SIZE:
-                # One chunk: one read and one send; nothing to stop half way.
+                # One chunk: read, then send the head and the body back to back (the
+                # server writes them at once); a failed read is still a clean 500.
                 start, stop = parts[0]
                 data = await read_at(self.fd, stop - start, start) if stop > start else b""
                 if len(data) != stop - start:
                     raise OSError(f"file shrank while being served (at byte {start + len(data)})")
+                await send(start_message)
                 self.sent = len(data)
                 await send({"type": "http.response.body", "body": data, "more_body": False})
                 return
+            await send(start_message)
             watch = _Watch()
             watcher = asyncio.ensure_future(watch.run(receive))
             try:
                 await self._stream(send, watch)
             finally:
                 watcher.cancel()
+        finally:
+            self._release()
+
+    def now(self) -> tuple[int, list[tuple[bytes, bytes]], bytes | bytearray] | None:
+        """``(status, raw headers, body)`` when the answer needs no waiting: no body
+        (HEAD, 304, 412, 416, an empty range) or one chunk of at most
+        :data:`CHUNK_SIZE` bytes that the page cache holds. Else None. Either way
+        the descriptor is released: call this *instead of* sending the stream."""
+        try:
+            parts = self.parts
+            if not self.send_body or not parts:
+                return self.status_code, self.raw_headers, b""
+            if len(parts) != 1 or not isinstance(parts[0], tuple):
+                return None
+            start, stop = parts[0]
+            if stop - start > CHUNK_SIZE:
+                return None
+            if stop == start:
+                return self.status_code, self.raw_headers, b""
+            data = _read_now(self.fd, stop - start, start)
+            if data is None:
+                return None
+            self.sent = len(data)
+            return self.status_code, self.raw_headers, data
         finally:
             self._release()
 
@@ -249,10 +274,10 @@ def plan_answer(
     }
     failed = evaluate(method, conditions, v)
     if failed is not None:
-        out = list(base.items())
+        empty = list(base.items())
         if failed != 304:  # (as Starlette's Response: no length on a 304)
-            out.append(("Content-Length", "0"))
-        return failed, out, []
+            empty.append(("Content-Length", "0"))
+        return failed, empty, []
 
     ranges: RangeResult = IGNORE
     range_values = getlist("range")

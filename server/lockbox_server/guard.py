@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,8 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 try:  # the C parser (the [server] extra pins it; CPython only)
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    import httptools
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 except ImportError:  # pragma: no cover - httptools missing: h11 (pure Python)
     HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
@@ -56,6 +58,7 @@ __all__ = [
     "FD_RESERVE",
     "GuardedH11Protocol",
     "GuardedHttpToolsProtocol",
+    "HeadCoalescingTransport",
     "Limits",
     "MAX_HEAD_SIZE",
     "connection_cap",
@@ -258,6 +261,55 @@ class HeadTooLarge(Exception):
     """A request line and headers over :data:`MAX_HEAD_SIZE` (answered 400, then closed)."""
 
 
+class HeadCoalescingTransport:
+    """What a response cycle writes to: the response head is held back until the
+    first body write, and both go out in one send (else two per small answer).
+
+    A held head is written at the latest at the end of the current event loop
+    iteration, before :meth:`close`, and by :meth:`flush`. Everything else is
+    the wrapped transport's.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    #: Up to this many body bytes are joined to the head (one copy); larger ones
+    #: go with ``writelines``.
+    JOIN_SIZE = 64 * 1024
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) <= self.JOIN_SIZE:
+                self._transport.write(held + data)
+            else:
+                self._transport.writelines((held, data))
+        elif data[:5] == b"HTTP/":  # a response head (uvicorn writes it in one piece)
+            self._held = bytes(data)
+            self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 if HttpToolsProtocol is not None:
 
     class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc]
@@ -272,6 +324,8 @@ if HttpToolsProtocol is not None:
                      _loop: asyncio.AbstractEventLoop | None = None) -> None:
             super().__init__(config, server_state, app_state, _loop)
             self._in_body = False
+            self._direct = False  # the current request was answered by _answered_directly
+            self._direct_app = getattr(self.app, "direct_answer", None)
             self._in_head = False  # a request has begun, its headers are not complete
             self._head_size = 0  # URL and headers parsed so far (exact)
             self._head_later = 0  # bytes received after the chunk the head began in
@@ -315,14 +369,78 @@ if HttpToolsProtocol is not None:
                 # error, which uvicorn answers with 400 and a close.
                 raise HeadTooLarge(f"request head over {MAX_HEAD_SIZE} bytes")
 
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            self._out = HeadCoalescingTransport(transport, self.loop)
+            super().connection_made(transport)
+
+        def send_400_response(self, msg: str) -> None:
+            self._out.flush()
+            super().send_400_response(msg)
+
         def on_headers_complete(self) -> None:
             self._in_head = False
+            if self._answered_directly():
+                self._direct = True  # (no body follows: on_message_complete is next)
+                return
             super().on_headers_complete()
             self._in_body = True  # until on_message_complete (at once for a GET)
+            if self.cycle is not None:
+                self.cycle.transport = self._out  # type: ignore[assignment]
 
         def on_message_complete(self) -> None:
             self._in_body = False
+            if self._direct:
+                self._direct = False
+                return
             super().on_message_complete()
+
+        def _answered_directly(self) -> bool:
+            """Answer a bodiless GET/HEAD here, without a task and the ASGI round trip,
+            when the app has a direct answer for it (``direct_answer``: the archive hot
+            path, see :class:`.app.ArchiveFastPath`) and nothing is in flight on this
+            connection. False: the request goes the usual way."""
+            direct = self._direct_app
+            if direct is None or self.pipeline or self.access_log or self.flow.write_paused:
+                return False
+            if self.cycle is not None and not self.cycle.response_complete:
+                return False
+            method = self.parser.get_method()
+            if method not in (b"GET", b"HEAD") or self.parser.should_upgrade():
+                return False
+            for name, _value in self.headers:
+                if name in (b"content-length", b"transfer-encoding", b"expect"):
+                    return False  # a body (or a wish to send one): the usual path
+            try:
+                raw_path = httptools.parse_url(self.url).path
+                path = raw_path.decode("ascii")
+                if "%" in path:
+                    path = urllib.parse.unquote(path)
+                found = direct(method.decode("ascii"), path, self.headers)
+            except Exception:  # the usual path answers (or fails) the same request
+                log.debug("direct answer failed: the request goes the usual way",
+                          exc_info=True)
+                return False
+            if found is None:
+                return False
+            status, headers, body = found
+            keep_alive = (self.parser.get_http_version() != "1.0"
+                          and self.parser.should_keep_alive())
+            out = [STATUS_LINE[status]]
+            for name, value in (*self.server_state.default_headers, *headers):
+                out += (name, b": ", value, b"\r\n")
+            if not keep_alive:
+                out.append(b"connection: close\r\n")
+            out += (b"\r\n", body)
+            self._out.flush()  # a head still held back goes first
+            self.transport.write(b"".join(out))
+            if not keep_alive:
+                self.transport.close()
+            # What uvicorn does after a response (keep-alive timer, counters), and a
+            # fresh head deadline: the connection waits for its next request.
+            self._cancel_deadline()
+            self._phase = None
+            self.on_response_complete()
+            return True
 
 
 def http_protocol() -> type[asyncio.Protocol]:
