@@ -340,23 +340,6 @@ def test_open_frames_tampered_frame_ends_the_batch(browser_backend: BrowserCrypt
     _same(_pooled(browser_backend, jobs), want)
 
 
-def test_blake3_deferred_updates_equal_immediate(browser_backend: BrowserCryptoBackend) -> None:
-    from lockbox.crypto.browser import _Blake3
-
-    data = os.urandom(3 * 1024 * 1024 + 17)
-    pieces = [data[i:i + 300_000] for i in range(0, len(data), 300_000)]
-    later, now = (_Blake3(js.lockboxCrypto.blake3(), defer) for defer in (True, False))
-    other = browser_backend.blake3()  # interleaved: states must not leak
-    for piece in pieces:
-        later.update(memoryview(piece))
-        now.update(piece)
-        other.update(piece[:100])
-    assert later.digest() == now.digest()
-    later.update(data[:70_000])
-    now.update(data[:70_000])
-    assert later.digest() == now.digest()
-
-
 async def _e2e_box(data: bytes) -> Any:
     return await lockbox.AsyncLockbox.open(AsyncBytesSource(data), password=E2E["password"])
 

@@ -45,8 +45,7 @@ import { argon2id as hashWasmArgon2id, createBLAKE3 } from "hash-wasm";
 import { Decrypter as AgeDecrypter, Encrypter as AgeEncrypter } from "age-encryption";
 import { ZSTDDecoder } from "zstddec";
 
-// 2: ed25519Verify, ageDecryptPassphrase, scrypt; 3: frameBatch, poolInfo, configurePool,
-// deferred BLAKE3 updates
+// 2: ed25519Verify, ageDecryptPassphrase, scrypt; 3: frameBatch, poolInfo, configurePool
 export const API_VERSION = 3;
 export const POOL_WORKER_NAME = "lockbox-crypto-pool";
 
@@ -198,39 +197,6 @@ function claimBlake3(hasher) {
   blake3Owner = hasher;
 }
 
-// Deferred updates (updateLater): the bytes are copied into the hasher's queue and hashed
-// when this thread's event loop is otherwise idle -- e.g. while Python waits (JSPI) for the
-// worker pool to open the next batch of frames, so hashing overlaps decryption. Any other
-// call on the hasher (update, digest) hashes its queue first, in order: the result is the
-// same as hashing at once. At most DEFER_MAX_BYTES wait over all hashers (past that,
-// updateLater hashes at once).
-const DEFER_MAX_BYTES = 32 * 1024 * 1024;
-let deferredBytes = 0;
-const idleHashers = []; // hashers with queued pieces, oldest first
-let idleScheduled = false;
-let idleChannel = null;
-
-function scheduleIdleHashing() {
-  if (idleScheduled) return;
-  idleScheduled = true;
-  if (idleChannel === null && typeof MessageChannel === "function") {
-    idleChannel = new MessageChannel(); // a macrotask per piece, without setTimeout's clamping
-    idleChannel.port1.onmessage = idleHashStep;
-    if (typeof idleChannel.port1.unref === "function") idleChannel.port1.unref(); // Node
-  }
-  if (idleChannel !== null) idleChannel.port2.postMessage(0);
-  else setTimeout(idleHashStep, 0);
-}
-
-/** Hash one queued piece (one per macrotask, so pool messages are not held up). */
-function idleHashStep() {
-  idleScheduled = false;
-  while (idleHashers.length && idleHashers[0].pending.length === 0) idleHashers.shift();
-  if (!idleHashers.length) return;
-  idleHashers[0].hashOne();
-  scheduleIdleHashing();
-}
-
 /**
  * An incremental BLAKE3 hash. All hashers share one WASM instance: the active
  * one keeps its state inside WASM, the others hold a saved copy (~2 KB), so a
@@ -239,42 +205,15 @@ function idleHashStep() {
 class Blake3 {
   constructor() {
     this.state = null; // null: fresh (nothing hashed yet)
-    this.pending = []; // deferred pieces (copies), oldest first
-  }
-
-  hashOne() {
-    const piece = this.pending.shift();
-    deferredBytes -= piece.length;
-    claimBlake3(this);
-    blake3Wasm.update(piece);
-  }
-
-  flush() {
-    while (this.pending.length) this.hashOne();
   }
 
   update(data) {
-    this.flush();
     claimBlake3(this);
     withBytes(data, (d) => blake3Wasm.update(d));
   }
 
-  /** update(), perhaps later (see above); the bytes are copied now. */
-  updateLater(data) {
-    const size = withBytes(data, (d) => d.length);
-    if (deferredBytes + size > DEFER_MAX_BYTES) {
-      this.update(data);
-      return;
-    }
-    this.pending.push(copyBytes(data));
-    deferredBytes += size;
-    if (!idleHashers.includes(this)) idleHashers.push(this);
-    scheduleIdleHashing();
-  }
-
   /** The 32-byte hash so far; the hasher stays usable (more updates may follow). */
   digest() {
-    this.flush();
     claimBlake3(this);
     this.state = blake3Wasm.save();
     const out = blake3Wasm.digest("binary");

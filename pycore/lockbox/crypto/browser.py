@@ -94,7 +94,6 @@ __all__ = ["BrowserCryptoBackend", "CRYPTO_GLOBAL", "BUNDLE_API_VERSION"]
 
 CRYPTO_GLOBAL = "lockboxCrypto"  # globalThis name of the bundle's init() result
 BUNDLE_API_VERSION = 3  # API_VERSION of crypto-entry.mjs this module speaks
-_DEFER_MIN_BYTES = 64 * 1024  # BLAKE3 updates this large are deferred (when JSPI)
 _FRAME_FAILED, _FRAME_PAYLOAD, _FRAME_PLAIN = 0, 1, 2  # crypto-entry.mjs FRAME_*
 
 _ARGON2_MAX_LANES = (1 << 24) - 1
@@ -156,17 +155,13 @@ class _ChaCha20Poly1305Aead:
 class _Blake3:
     """An incremental BLAKE3 hash on hash-wasm (the JS ``Blake3`` glue object)."""
 
-    __slots__ = ("_defer", "_h")
+    __slots__ = ("_h",)
 
-    def __init__(self, js_hasher: Any, defer: bool) -> None:
+    def __init__(self, js_hasher: Any) -> None:
         self._h = js_hasher
-        self._defer = defer
 
     def update(self, data: bytes | bytearray | memoryview) -> _Blake3:
-        if self._defer and len(data) >= _DEFER_MIN_BYTES:
-            self._h.updateLater(data)  # copied now, hashed when the thread is idle
-        else:
-            self._h.update(data)  # the glue reads the Python buffer in place
+        self._h.update(data)  # the glue reads the Python buffer in place
         return self
 
     def digest(self) -> bytes:
@@ -181,7 +176,6 @@ class BrowserCryptoBackend:
     """:class:`lockbox.crypto.base.CryptoBackend` on the site's JS/WASM crypto bundle."""
 
     name = "browser"
-    deferred_hashing = True  # blake3(defer=True): updates hashed while the thread waits
 
     def __init__(self) -> None:
         self._api = _bundle()
@@ -247,10 +241,8 @@ class BrowserCryptoBackend:
         out: bytes = self._api.mlkemDecapsulate(bytes(seed), bytes(ciphertext)).to_bytes()
         return out
 
-    def blake3(self, *, defer: bool = False) -> Hasher:
-        """A BLAKE3 hasher; ``defer``: updates of 64 KiB or more are copied and hashed when
-        this thread is idle (awaiting), see the bundle's ``updateLater``."""
-        return _Blake3(self._api.blake3(), defer)
+    def blake3(self) -> Hasher:
+        return _Blake3(self._api.blake3())
 
     def open_frames(self, jobs: Sequence[FrameJob], decode: Decode,
                     plain_limit: int) -> list[FrameResult]:

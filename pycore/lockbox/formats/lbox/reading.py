@@ -34,17 +34,12 @@ class FileReadPlan:
     batch the BLAKE3 content hash of all the data is compared with the entry's."""
 
     def __init__(self, entry: Entry, path: str, crypto: CryptoBackend,
-                 batch_bytes: int = BATCH_BYTES, *, defer_hash: bool = False) -> None:
+                 batch_bytes: int = BATCH_BYTES) -> None:
         self.entry = entry
         self.path = path
         self.next_chunk = 0
         self.per_batch = max(1, batch_bytes // entry.chunk_size)
-        # defer_hash: a backend that can hash while its thread waits (the browser's,
-        # ``deferred_hashing``) does so; the digest compared at the end is the same
-        if defer_hash and getattr(crypto, "deferred_hashing", False):
-            self._hash = crypto.blake3(defer=True)  # type: ignore[call-arg]
-        else:
-            self._hash = crypto.blake3()
+        self._hash = crypto.blake3()
 
     def next_batch(self) -> tuple[int, int] | None:
         total = self.entry.chunks
@@ -101,7 +96,7 @@ def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
     that batch's bytes were handed over."""
     if ahead is None:
         ahead = PIPELINE_AHEAD
-    plan = FileReadPlan(entry, path, view.opener.crypto, batch_bytes, defer_hash=True)
+    plan = FileReadPlan(entry, path, view.opener.crypto, batch_bytes)
     started: deque[tuple[int, Any, list[FrameJob], LockboxError | None]] = deque()
     total = 0
 
