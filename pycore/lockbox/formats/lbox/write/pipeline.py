@@ -219,6 +219,7 @@ class SmallFilePipeline(Generic[T]):
         self.prepare_seconds = 0.0  # inline preparation, or waiting for the workers
         self.inline_batches = 0
         self.worker_batches = 0
+        self.busy_batches = 0  # prepared here because every worker was busy
 
     def submit(self, f: SmallFile, tag: T, size: int = 0) -> None:
         self._batch.append(f)
@@ -242,6 +243,7 @@ class SmallFilePipeline(Generic[T]):
                 idle.send(([tuple(f) for f in batch], self.chunk_size, self.level), tags)
                 self.worker_batches += 1
                 return
+            self.busy_batches += 1
         t0 = time.perf_counter()
         prepared = prepare_batch(batch, self.chunk_size, self.level)
         self.prepare_seconds += time.perf_counter() - t0
