@@ -23,7 +23,7 @@ from .wire.entry import Entry
 __all__ = ["FileReadPlan", "BATCH_BYTES", "StartOpen", "FinishOpen", "pipelined_stream_flow",
            "PIPELINE_AHEAD"]
 
-PIPELINE_AHEAD = 1  # batches fetched and being opened while one is checked and handed over
+PIPELINE_AHEAD = 2  # batches fetched and being opened while one is checked and handed over
 
 BATCH_BYTES = 8 * 1024 * 1024  # one round trip fetches at most this much content
 
