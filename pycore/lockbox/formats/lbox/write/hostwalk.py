@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat as stat_mod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 from ....errors import InvalidPathError, StorageError
 from ..frames import FrameSealer
@@ -138,7 +138,8 @@ class HostWalk:
                                          self._progress, pool=self._pool, jobs=self._jobs)
         s.staging.put(path, entry)
 
-    def _stage_prepared(self, batch: list[Prepared], tags: list[tuple[bytes, str]]) -> None:
+    def _stage_prepared(self, batch: Sequence[Prepared | tuple[Any, ...]],
+                        tags: list[tuple[bytes, str]]) -> None:
         """The ordered writer's half of the pipeline: seal, place, stage (the
         equivalent of ``ContentWriter.place_prepared`` and ``Staging.put`` per file,
         with the loop's lookups hoisted: this runs once per small file)."""
@@ -153,22 +154,24 @@ class HostWalk:
             chunk_size = s.chunk_size
             kind, file_type = FrameKind.DATA_CHUNK, EntryType.FILE
             for p, (key, host) in zip(batch, tags):
-                if p.error:
-                    raise StorageError(p.error)
-                if p.grown:  # no longer fits one chunk: streamed here instead
-                    self._add_host_file(host, p.path, os.stat(host))
+                # a Prepared, or the plain tuple a worker sent (the same fields)
+                (path, mode, mtime_ns, file_id, size, content_hash, plain, error, grown,
+                 head) = p
+                if error:
+                    raise StorageError(error)
+                if grown:  # no longer fits one chunk: streamed here instead
+                    self._add_host_file(host, path, os.stat(host))
                     continue
-                ref = append(kind, p.plain)
-                frames[p.file_id] = [ref]
-                size = ref.frame_size
-                toc[key] = entry = Entry(file_type, p.mode, p.mtime_ns, p.size, size,
-                                         p.content_hash, p.file_id, chunk_size,
-                                         LAYOUT_CHUNKS, (ref,))
-                if p.entry_head and size == FRAME_OVERHEAD + len(p.plain):
-                    encoded[key] = (entry, b"".join((p.entry_head, uvarint(ref.frame_offset),
-                                                     uvarint(size), ref.tag)))
+                ref = append(kind, plain)
+                frames[file_id] = [ref]
+                stored = ref.frame_size
+                toc[key] = entry = Entry(file_type, mode, mtime_ns, size, stored, content_hash,
+                                         file_id, chunk_size, LAYOUT_CHUNKS, (ref,))
+                if head and stored == FRAME_OVERHEAD + len(plain):
+                    encoded[key] = (entry, b"".join((head, uvarint(ref.frame_offset),
+                                                     uvarint(stored), ref.tag)))
                 if progress is not None:
-                    progress(p.path, p.size)
+                    progress(path, size)
             self._added += len(batch)
         finally:
             s.timer.add("write", t)

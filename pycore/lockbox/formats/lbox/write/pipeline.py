@@ -25,7 +25,7 @@ import pickle
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from ..frames import encode_plain
@@ -206,7 +206,8 @@ class SmallFilePipeline(Generic[T]):
     the order of each file within its batch (batches may complete out of order)."""
 
     def __init__(self, jobs: int, chunk_size: int, level: int,
-                 consume: Callable[[list[Prepared], list[T]], None]) -> None:
+                 consume: Callable[[Sequence[Prepared | tuple[Any, ...]], list[T]], None]
+                 ) -> None:
         self.jobs = jobs
         self.chunk_size = chunk_size
         self.level = level
@@ -259,7 +260,7 @@ class SmallFilePipeline(Generic[T]):
                 self.prepare_seconds += time.perf_counter() - t0
                 if isinstance(result, BaseException):
                     raise result
-                self.consume([Prepared._make(r) for r in result], tags)
+                self.consume(result, tags)  # rows with Prepared's fields
 
     def finish(self) -> None:
         self._dispatch()
