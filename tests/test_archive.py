@@ -916,9 +916,13 @@ def test_pipelined_read_equals_plain_read(make_archive, crypto):
         run(_pipelined_read(data, _DeferredOpener(crypto), ""))
 
 
+@pytest.mark.parametrize("ahead", [0, 1, 2, 5])
 @pytest.mark.parametrize("batch", [0, 1, 2])
 def test_pipelined_read_tampered_chunk_releases_nothing_of_its_batch(make_archive, crypto,
-                                                                     batch):
+                                                                     batch, ahead, monkeypatch):
+    from lockbox.formats.lbox import reading
+
+    monkeypatch.setattr(reading, "PIPELINE_AHEAD", ahead)
     content = _pipe_data()
     path = make_archive({"big.bin": content}, chunk_size=PIPE_CHUNK)
     box = lockbox.open(path, password="pw")
