@@ -354,6 +354,11 @@ class _CORSMiddleware(CORSMiddleware):
         inner = getattr(self.app, "direct_answer", None)
         return inner(method, path, headers) if inner is not None else None
 
+    def close(self) -> None:
+        close = getattr(self.app, "close", None)
+        if close is not None:
+            close()
+
 
 #: The request headers an archive answer depends on.
 _CONDITIONAL = frozenset({b"range", b"if-match", b"if-none-match", b"if-modified-since",
@@ -385,6 +390,10 @@ class ArchiveFastPath:
                 await answer(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def close(self) -> None:
+        """Close the cached descriptors (each once its last response is done)."""
+        self.cache.close()
 
     def direct_answer(self, method: str, path: str, headers: list[tuple[bytes, bytes]]
                       ) -> tuple[int, list[tuple[bytes, bytes]], bytes | bytearray] | None:

@@ -19,6 +19,7 @@ the server runs in the calling process, as before.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import logging
@@ -57,8 +58,10 @@ BACKLOG = 2048
 WORKERS_ENV = "LOCKBOX_SERVE_WORKERS"
 #: Workers at most when the count is not given: one per core up to this.
 MAX_DEFAULT_WORKERS = 8
-#: A worker that fails this soon after it started is not started again (a crash loop).
-_RESPAWN_MIN_UPTIME_S = 1.0
+#: More than this many workers replaced within _CRASH_WINDOW_S seconds is a crash loop:
+#: the server stops (OSError) instead of starting more.
+_CRASHES_ALLOWED = 10
+_CRASH_WINDOW_S = 10.0
 
 
 def _can_fork() -> bool:
@@ -106,6 +109,14 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self._ready = ready
         self.url: str | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            close = getattr(self.config.app, "close", None)
+            if close is not None:  # the archive descriptors it keeps open
+                close()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -373,13 +384,18 @@ class _Workers:
             self._wait_ready()
             if ready is not None and not self.stop_signals:
                 ready(url)
+            quick: collections.deque[float] = collections.deque()  # recent replacements
             while self.children and not self.stop_signals:
                 for pid, status, uptime in self._reap(block=True):
                     if self.stop_signals:
                         break
-                    if uptime < _RESPAWN_MIN_UPTIME_S:
-                        raise OSError(f"server worker {pid} exited at once "
-                                      f"({_exit_text(status)}): stopping")
+                    now = time.monotonic()
+                    quick.append(now)
+                    while quick and quick[0] < now - _CRASH_WINDOW_S:
+                        quick.popleft()
+                    if uptime < _CRASH_WINDOW_S and len(quick) > _CRASHES_ALLOWED:
+                        raise OSError(f"server workers keep exiting (the last one, {pid}, "
+                                      f"with {_exit_text(status)}): stopping")
                     log.warning("server worker %d exited (%s): starting another", pid,
                                 _exit_text(status))
                     self._spawn()
