@@ -91,7 +91,7 @@ class _ReadOnly:
 
 
 def _add_big(tmp_path: Path, template: Path, name: str, data: bytes, monkeypatch,
-             *, behind: bool, jobs: int, stream: str, ahead: bool | None = None):
+             *, ahead: bool, jobs: int, stream: str, kick: bool = True):
     """Add ``data`` as big.bin to a copy of ``template`` with deterministic randomness;
     returns (entry, the bytes of the pages written, the archive's path)."""
     import random
@@ -100,20 +100,20 @@ def _add_big(tmp_path: Path, template: Path, name: str, data: bytes, monkeypatch
     from lockbox.formats.lbox.write import pages as pages_mod
     from lockbox.formats.lbox.write.hostwalk import reading
 
-    monkeypatch.setattr(content_mod, "READ_AHEAD", behind if ahead is None else ahead)
+    monkeypatch.setattr(content_mod, "READ_AHEAD", ahead)
+    monkeypatch.setattr(pages_mod, "START_WRITEBACK", kick)
     path = tmp_path / name
     path.write_bytes(template.read_bytes())
     host = tmp_path / "big.host"
     host.write_bytes(data)
-    monkeypatch.setattr(pages_mod, "WRITE_BEHIND", behind)
     started = []
-    real = pages_mod._WriteBehind
+    real = content_mod._ReadAhead
 
-    def spy(fd: int):
-        started.append(fd)
-        return real(fd)
+    def spy(*args):
+        started.append(args)
+        return real(*args)
 
-    monkeypatch.setattr(pages_mod, "_WriteBehind", spy)
+    monkeypatch.setattr(content_mod, "_ReadAhead", spy)
     rng = random.Random(42)
     with lockbox.open(path, password="pw") as box:
         monkeypatch.setattr(os, "urandom", rng.randbytes)
@@ -138,25 +138,25 @@ def _add_big(tmp_path: Path, template: Path, name: str, data: bytes, monkeypatch
             if pool is not None:
                 pool.shutdown()
         monkeypatch.undo()
-        assert bool(started) == behind
+        assert bool(started) == ahead
         assert box.read_bytes("big.bin") == data and box.verify().ok
     return entry, written, path
 
 
 def test_every_path_writes_byte_identical_frames(tmp_path: Path, weak_argon2,
                                                  monkeypatch) -> None:
-    """Single-threaded (Pyodide's path), read-ahead and write-behind threads, with and
-    without the compression pool, from readinto / an fd / read(): the same entry, the
-    same bytes."""
+    """Single-threaded (Pyodide's path) and with the read-ahead thread, with and without
+    the compression pool and the writeback hint, from readinto / an fd / read(): the
+    same entry, the same bytes."""
     template = tmp_path / "t.lbox"
     lockbox.create(template, password="pw", argon2=weak_argon2, chunk_size=BIG_CHUNK).close()
     data = _mixed_data()
-    results = [_add_big(tmp_path, template, f"{i}.lbox", data, monkeypatch, behind=behind,
-                        jobs=jobs, stream=stream, ahead=ahead)
-               for i, (behind, ahead, jobs, stream) in enumerate((
-                   (False, False, 1, "bytesio"), (True, True, 1, "bytesio"),
-                   (True, True, 2, "fd"), (True, True, 2, "readonly"),
-                   (False, False, 2, "fd"), (False, True, 1, "fd"), (True, False, 2, "fd")))]
+    results = [_add_big(tmp_path, template, f"{i}.lbox", data, monkeypatch, ahead=ahead,
+                        jobs=jobs, stream=stream, kick=kick)
+               for i, (ahead, jobs, stream, kick) in enumerate((
+                   (False, 1, "bytesio", False), (True, 1, "bytesio", True),
+                   (True, 2, "fd", True), (True, 2, "readonly", True),
+                   (False, 2, "fd", True), (True, 1, "fd", False)))]
     entry, written, _ = results[0]
     for other_entry, other_written, _ in results[1:]:
         assert other_entry == entry
@@ -176,7 +176,7 @@ def test_raw_frames_hold_exactly_the_encoded_chunk(tmp_path: Path, weak_argon2,
     template = tmp_path / "t.lbox"
     lockbox.create(template, password="pw", argon2=weak_argon2, chunk_size=BIG_CHUNK).close()
     data = _mixed_data()
-    entry, _, path = _add_big(tmp_path, template, "a.lbox", data, monkeypatch, behind=True,
+    entry, _, path = _add_big(tmp_path, template, "a.lbox", data, monkeypatch, ahead=True,
                               jobs=1, stream="bytesio")
     with lockbox.open(path, password="pw") as box:
         view = box.view
@@ -205,9 +205,6 @@ def test_a_failed_page_write_is_a_storage_error_and_the_archive_is_unchanged(
         tmp_path: Path, weak_argon2, monkeypatch) -> None:
     import errno
 
-    from lockbox.formats.lbox.write import pages as pages_mod
-
-    monkeypatch.setattr(pages_mod, "WRITE_BEHIND", True)
     path = tmp_path / "a.lbox"
     lockbox.create(path, password="pw", argon2=weak_argon2, chunk_size=BIG_CHUNK).close()
     before = path.read_bytes()
@@ -264,7 +261,7 @@ def test_a_read_error_midway_is_raised_and_the_archive_is_unchanged(
     from lockbox.formats.lbox.write import pages as pages_mod
 
     monkeypatch.setattr(content_mod, "READ_AHEAD", threads)
-    monkeypatch.setattr(pages_mod, "WRITE_BEHIND", threads)
+    monkeypatch.setattr(pages_mod, "START_WRITEBACK", threads)
     path = tmp_path / "a.lbox"
     lockbox.create(path, password="pw", argon2=weak_argon2, chunk_size=BIG_CHUNK).close()
     before = path.read_bytes()

@@ -216,8 +216,8 @@ class ContentWriter:
         ``fd``) and hashed there, by a read-ahead thread for a large file
         (:class:`_ReadAhead`); a RAW chunk's frame plaintext is built in place in
         front of its data, so the data is copied once, by the sealing into the page
-        buffer; page writes go to a write-behind thread (:meth:`PageWriter.write_behind`)
-        while the next chunks are sealed. With ``pool``, the chunks that are compressed
+        buffer (whose full writes start their writeback at once,
+        :data:`~.pages.START_WRITEBACK`). With ``pool``, the chunks that are compressed
         are compressed there (zstd releases the GIL; ``2 * jobs`` in flight) while this
         thread reads, hashes, seals and places them in order. Incompressible data is
         detected on a sample (:func:`_worth_compressing`) and stored RAW."""
@@ -279,55 +279,54 @@ class ContentWriter:
                 if progress is not None:
                     progress(path, nbytes)
 
-        with pages.write_behind() if own_pages else contextlib.nullcontext():
-            try:
-                while True:
-                    if chunk_no >= _MAX_CHUNKS:
-                        raise UsageError(
-                            f"{path}: larger than the format allows at this chunk size "
-                            f"({_MAX_CHUNKS * csize:,} bytes)")
-                    nxt, n_nxt = next_chunk() if n_cur == csize else (cur, 0)
-                    t = lap("read", t)
-                    view = memoryview(cur)
-                    total += n_cur
-                    meta = _NOT_LAST if n_nxt else encode_meta(ChunkMeta(
-                        EntryType.FILE, mode, mtime_ns, total, digest.digest(), csize))
-                    head = b"".join((file_id, uvarint(chunk_no), uvarint(len(path_bytes)),
-                                     path_bytes, meta, uvarint(n_cur)))
-                    payload_start = slack - len(head)
-                    view[payload_start:slack] = head
-                    payload = view[payload_start:slack + n_cur]
-                    if _worth_compressing(codec, level, view[slack:slack + n_cur]):
-                        if pool is None:
-                            inflight.append((memoryview(encode_plain(payload)), n_cur, cur))
-                        else:
-                            inflight.append((pool.submit(encode_plain, payload), n_cur, cur))
+        try:
+            while True:
+                if chunk_no >= _MAX_CHUNKS:
+                    raise UsageError(
+                        f"{path}: larger than the format allows at this chunk size "
+                        f"({_MAX_CHUNKS * csize:,} bytes)")
+                nxt, n_nxt = next_chunk() if n_cur == csize else (cur, 0)
+                t = lap("read", t)
+                view = memoryview(cur)
+                total += n_cur
+                meta = _NOT_LAST if n_nxt else encode_meta(ChunkMeta(
+                    EntryType.FILE, mode, mtime_ns, total, digest.digest(), csize))
+                head = b"".join((file_id, uvarint(chunk_no), uvarint(len(path_bytes)),
+                                 path_bytes, meta, uvarint(n_cur)))
+                payload_start = slack - len(head)
+                view[payload_start:slack] = head
+                payload = view[payload_start:slack + n_cur]
+                if _worth_compressing(codec, level, view[slack:slack + n_cur]):
+                    if pool is None:
+                        inflight.append((memoryview(encode_plain(payload)), n_cur, cur))
                     else:
-                        prefix = raw_plain_prefix(len(payload))
-                        plain_start = payload_start - len(prefix)
-                        view[plain_start:payload_start] = prefix
-                        inflight.append((view[plain_start:slack + n_cur], n_cur, cur))
-                    t = lap("prepare", t)
-                    drain(limit)
-                    t = now()
-                    if not n_nxt:
-                        if nxt is not cur:
-                            release(nxt)
-                        break
-                    cur, n_cur = nxt, n_nxt
-                    chunk_no += 1
-                drain(0)
-                layout, refs, stored = self._layout(file_id, refs, stored, written)
-                if own_pages:
-                    pages.close_page()
-            finally:
-                for item, _n, _buf in inflight:  # an error: let no worker hold a buffer
-                    if not isinstance(item, memoryview):
-                        item.cancel()
-                        with contextlib.suppress(BaseException):
-                            item.result()
-                if ahead is not None:  # the stream is the caller's again once it stopped
-                    ring.extend(ahead.close())
+                        inflight.append((pool.submit(encode_plain, payload), n_cur, cur))
+                else:
+                    prefix = raw_plain_prefix(len(payload))
+                    plain_start = payload_start - len(prefix)
+                    view[plain_start:payload_start] = prefix
+                    inflight.append((view[plain_start:slack + n_cur], n_cur, cur))
+                t = lap("prepare", t)
+                drain(limit)
+                t = now()
+                if not n_nxt:
+                    if nxt is not cur:
+                        release(nxt)
+                    break
+                cur, n_cur = nxt, n_nxt
+                chunk_no += 1
+            drain(0)
+            layout, refs, stored = self._layout(file_id, refs, stored, written)
+            if own_pages:
+                pages.close_page()
+        finally:
+            for item, _n, _buf in inflight:  # an error: let no worker hold a buffer
+                if not isinstance(item, memoryview):
+                    item.cancel()
+                    with contextlib.suppress(BaseException):
+                        item.result()
+            if ahead is not None:  # the stream is the caller's again once it stopped
+                ring.extend(ahead.close())
         return Entry(EntryType.FILE, mode, mtime_ns, total, stored, digest.digest(),
                      file_id, csize, layout, tuple(refs))
 

@@ -10,14 +10,8 @@ overwritten. docs/FORMAT.md §4 and §14.
 
 from __future__ import annotations
 
-import contextlib
-import queue
-import threading
-from collections.abc import Iterator
-
 from ....errors import CommitError
 from ....fileio import pread_exact, pwrite_all, start_writeback, write_zeros
-from ....platform import IS_BROWSER
 from ..frames import FrameSealer
 from ..wire.constants import (
     FRAME_OVERHEAD,
@@ -31,20 +25,15 @@ from ..wire.page import PageHeader, encode_page_header
 from ..wire.refs import Ref
 from .space import FRAMES, FREE, SpaceMap
 
-__all__ = ["PageWriter", "free_page_header", "WRITE_BEHIND"]
+__all__ = ["PageWriter", "free_page_header", "START_WRITEBACK"]
 
 _FLUSH_BYTES = 1 << 20
-_BEHIND_FLUSH_BYTES = 4 << 20  # fewer, larger writes while a write-behind thread runs
-_BEHIND_BUFFERS = 3  # buffers per write-behind: one being filled, two being written
 _ZERO_PAGE_HEADER = bytes(PAGE_HEADER_SIZE)
 
 START_WRITEBACK = True
 """Whether each full buffer written is handed to :func:`~lockbox.fileio.start_writeback`
 (the disk starts on it while the next frames are sealed: the commit's fsync finds little
 left to do; only a hint, durability still comes from that fsync)."""
-WRITE_BEHIND = not IS_BROWSER
-"""Whether :meth:`PageWriter.write_behind` may start a thread (not under Pyodide, which
-has none). Tests turn it off to compare with the single-threaded path."""
 _MIN_REUSE = 16 * 1024  # smaller free extents are left for compaction
 
 
@@ -79,8 +68,6 @@ class PageWriter:
         self._view = memoryview(self._buf)
         self._len = 0
         self._buf_offset = 0  # file offset of _buf[0]
-        self._behind: _WriteBehind | None = None
-        self._flush_bytes = _FLUSH_BYTES
         self.pages_written = 0
         self.bytes_written = 0
         self.reused_bytes = 0
@@ -101,8 +88,6 @@ class PageWriter:
             extent = self.space.take_free_extent(max(_round_up(need), _MIN_REUSE))
         if extent is not None:
             self.page_offset, self.extent = extent
-            if self._behind is not None:  # its header may be a queued write of ours
-                self._behind.wait()
             header = pread_exact(self.fd, PAGE_HEADER_SIZE, self.page_offset)
             self.taken.append((self.page_offset, self.extent, header))
             self.capacity = min(self.extent, MAX_PAGE_SIZE)
@@ -132,7 +117,7 @@ class PageWriter:
         self._len = end
         self.used += size
         self.live += size
-        if end >= self._flush_bytes:
+        if end >= _FLUSH_BYTES:
             self._flush()
         return ref
 
@@ -144,68 +129,24 @@ class PageWriter:
         self._len = end
 
     def _grow(self, need: int) -> None:
-        """A larger buffer holding the pending bytes (a new one: views of the old one
-        may still be in a write-behind's queue)."""
+        """A larger buffer holding the pending bytes."""
         buf = bytearray(max(need, 2 * len(self._buf)))
         buf[:self._len] = self._view[:self._len]
         self._buf, self._view = buf, memoryview(buf)
 
     def _pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
-        """A positioned write now, after every write queued before it."""
-        if self._behind is not None:
-            self._behind.wait()
         pwrite_all(self.fd, data, offset)
-
-    def _write(self, data: bytes, offset: int) -> None:
-        """A positioned write of immutable bytes, in order with the page writes (queued
-        to the write-behind thread while one runs)."""
-        if self._behind is not None:
-            self._behind.submit(data, offset, None)
-        else:
-            pwrite_all(self.fd, data, offset)
 
     def _flush(self) -> None:
         n = self._len
         if not n:
             return
-        behind = self._behind
-        if behind is not None:
-            behind.submit(self._view[:n], self._buf_offset, self._buf)
-            self._buf = behind.take_buffer(len(self._buf))
-            self._view = memoryview(self._buf)
-        else:
-            pwrite_all(self.fd, self._view[:n], self._buf_offset)
-            if START_WRITEBACK and n >= _FLUSH_BYTES:
-                start_writeback(self.fd, self._buf_offset, n)
+        pwrite_all(self.fd, self._view[:n], self._buf_offset)
+        if START_WRITEBACK and n >= _FLUSH_BYTES:
+            start_writeback(self.fd, self._buf_offset, n)
         self.bytes_written += n
         self._buf_offset += n
         self._len = 0
-
-    @contextlib.contextmanager
-    def write_behind(self) -> Iterator[None]:
-        """While the block runs, page writes go to a thread (``os.pwrite`` releases the
-        GIL) in the order they were issued, from up to :data:`_BEHIND_BUFFERS` buffers,
-        while this thread seals the next frames; larger writes (4 MiB), each followed by
-        :func:`~lockbox.fileio.start_writeback` so that the commit's fsync has little
-        left to do. On exit every
-        queued write has been done: the first write error (StorageError) is raised
-        there or by the next write issued, unless the block raised. Nothing is ever in
-        flight outside the block. Without threads (:data:`WRITE_BEHIND` false, Pyodide)
-        or when one runs already, writes stay synchronous."""
-        if not WRITE_BEHIND or self._behind is not None:
-            yield
-            return
-        behind = _WriteBehind(self.fd)
-        self._behind = behind
-        self._flush_bytes = _BEHIND_FLUSH_BYTES
-        failed = True
-        try:
-            yield
-            failed = False
-        finally:
-            self._behind = None
-            self._flush_bytes = _FLUSH_BYTES
-            behind.close(raise_error=not failed)
 
     def close_page(self) -> None:
         if not self.used:
@@ -217,7 +158,7 @@ class PageWriter:
         self._flush()
         header = encode_page_header(PageHeader(PageKind.FRAMES, size, self.used,
                                                self.generation))
-        self._write(header, self.page_offset)
+        self._pwrite(header, self.page_offset)
         if self.space is not None:
             self.space.add_page(self.page_offset, FRAMES, size, self.live)
         if self.from_tail:
@@ -226,7 +167,7 @@ class PageWriter:
             self.reused_bytes += size
             rest = self.extent - size
             if rest:  # the rest of the extent stays free, with its own header
-                self._write(free_page_header(rest, self.generation), self.page_offset + size)
+                self._pwrite(free_page_header(rest, self.generation), self.page_offset + size)
                 if self.space is not None:
                     self.space.add_page(self.page_offset + size, FREE, rest)
         self.used = 0
@@ -235,8 +176,6 @@ class PageWriter:
     def restore_taken(self) -> None:
         """Abort: put back every FREE extent this session wrote into (zeros and its
         original header), so the file is as it was before the session."""
-        if self._behind is not None:
-            self._behind.wait(raise_error=False)
         self._len = 0
         self.used = 0
         for offset, size, header in reversed(self.taken):
@@ -255,76 +194,3 @@ class PageWriter:
         self.pages_written += 1
         return offset
 
-
-class _WriteBehind:
-    """One thread doing positioned writes in the order they were submitted. Buffers
-    come back (``take_buffer``) once written; at most :data:`_BEHIND_BUFFERS` exist, so
-    a producer faster than the disk waits for one (bounded memory). After a write
-    fails, the later ones are skipped and the error is raised to the producer."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._jobs: queue.SimpleQueue[tuple[bytes | memoryview, int, bytearray | None]
-                                      | threading.Event | None] = queue.SimpleQueue()
-        self._returned: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        self._buffers = 1  # the one being filled
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="lockbox-write-behind",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        jobs = self._jobs
-        while True:
-            job = jobs.get()
-            if job is None:
-                return
-            if isinstance(job, threading.Event):
-                job.set()
-                continue
-            data, offset, owner = job
-            if self.error is None:
-                try:
-                    pwrite_all(self._fd, data, offset)
-                    if owner is not None and START_WRITEBACK:
-                        start_writeback(self._fd, offset, len(data))
-                except BaseException as e:
-                    self.error = e
-            if isinstance(data, memoryview):
-                data.release()
-            if owner is not None:
-                self._returned.put(owner)
-
-    def _check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def submit(self, data: bytes | memoryview, offset: int, owner: bytearray | None) -> None:
-        """Queue a write of ``data``; ``owner`` (the buffer ``data`` views) is handed
-        back by :meth:`take_buffer` once written."""
-        self._check()
-        self._jobs.put((data, offset, owner))
-
-    def take_buffer(self, size: int) -> bytearray:
-        """A buffer of ``size`` bytes or more to fill next: a new one while fewer than
-        :data:`_BEHIND_BUFFERS` exist, else the next one written."""
-        if self._buffers < _BEHIND_BUFFERS:
-            self._buffers += 1
-            return bytearray(size)
-        buf = self._returned.get()
-        self._check()
-        return buf if len(buf) >= size else bytearray(size)
-
-    def wait(self, *, raise_error: bool = True) -> None:
-        """Until every write submitted so far is done."""
-        done = threading.Event()
-        self._jobs.put(done)
-        done.wait()
-        if raise_error:
-            self._check()
-
-    def close(self, *, raise_error: bool) -> None:
-        self._jobs.put(None)
-        self._thread.join()
-        if raise_error:
-            self._check()
