@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ....errors import FormatError, LimitExceededError
 from .constants import MAX_KEY_SIZE, MAX_NODE_ENTRIES, MAX_NODE_PLAIN_SIZE, MAX_TREE_HEIGHT
-from .encoding import Builder, Reader, uvarint, uvarint_at
+from .encoding import _ONE_BYTE, Builder, Reader, uvarint, uvarint_at
 from .refs import Ref, decode_ref, encode_ref
 
 __all__ = ["Leaf", "Internal", "Child", "Node", "encode_node", "decode_node", "LEAF", "INTERNAL"]
@@ -64,10 +64,18 @@ def encode_node(node: Node) -> bytes:
         keys = node.keys
         parts = [_LEAF_HEAD, uvarint(len(keys))]
         add = parts.extend
+        one = _ONE_BYTE  # lengths under 128 (nearly all) without a call
         for key, value in zip(keys, node.values):
-            s = _shared(prev, key) if prev else 0
+            if prev:
+                n = min(len(prev), len(key))
+                x = int.from_bytes(prev[:n], "big") ^ int.from_bytes(key[:n], "big")
+                s = n - (x.bit_length() + 7) // 8  # _shared(prev, key), inline
+            else:
+                s = 0
             rest = key[s:]
-            add((uvarint(s), uvarint(len(rest)), rest, uvarint(len(value)), value))
+            r, v = len(rest), len(value)
+            add((one[s] if s < 128 else uvarint(s), one[r] if r < 128 else uvarint(r), rest,
+                 one[v] if v < 128 else uvarint(v), value))
             prev = key
         return b"".join(parts)
     b = Builder()
