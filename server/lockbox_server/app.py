@@ -14,6 +14,10 @@ Routes (read-only: GET and HEAD, anything else is 405; the store's two POSTs asi
   the ``POST`` endpoints ``objects-needed`` and ``receive-pack`` that need the
   push token; see :mod:`.snapstore`).
 
+The hot request, a GET or HEAD of ``/archives/NAME`` for a regular file, is
+answered by :class:`ArchiveFastPath` before Starlette (one ``lstat``, a cached
+descriptor, the same answer code); anything else goes through Starlette.
+
 Only regular files directly inside the directory are archives: names starting
 with a dot, subdirectories, FIFOs/devices and anything whose resolved path
 leaves the directory are refused (404) and never listed. A symlink whose

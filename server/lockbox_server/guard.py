@@ -5,7 +5,9 @@ request line and headers one byte at a time (slowloris), or a body that never
 ends, holds its connection forever, and a fresh connection that sends nothing
 is never closed either. Its ``limit_concurrency`` only answers 503 once a
 request is complete, so it neither sheds such connections nor bounds file
-descriptors. :class:`GuardedH11Protocol` is uvicorn's h11 protocol plus:
+descriptors. :class:`GuardedHttpToolsProtocol` (uvicorn's httptools protocol;
+:class:`GuardedH11Protocol`, its h11 protocol, where httptools is missing;
+:func:`http_protocol` picks) adds:
 
 * **head deadline**: the request line and headers must be complete within
   ``header_timeout`` seconds of the connection opening, or of the previous
@@ -29,10 +31,16 @@ descriptors. :class:`GuardedH11Protocol` is uvicorn's h11 protocol plus:
 start-up of ``serve``), and :func:`connection_cap` keeps the cap below what the
 limit allows (each connection may hold a socket and an open archive).
 
-The subclass relies on uvicorn's h11 protocol internals (``conn``,
-``transport``, ``connections``, ``on_response_complete``), which is why uvicorn
-is pinned to the 0.54 series; the tests in ``tests/server/test_guard.py`` break
-if they change.
+The httptools protocol also bounds a request head to :data:`MAX_HEAD_SIZE`
+(h11 does that itself), sends a response head and its first body bytes in one
+write (:class:`HeadCoalescingTransport`), and writes the answers of the
+archive hot path itself when they need no waiting (the app's
+``direct_answer``, see :class:`.app.ArchiveFastPath`), with no ASGI task.
+
+The subclasses rely on uvicorn's protocol internals (``conn``, ``parser``,
+``cycle``, ``pipeline``, ``transport``, ``connections``, ``on_response_complete``),
+which is why uvicorn is pinned to the 0.54 series; the tests in
+``tests/server/test_guard.py`` and ``test_fast_path.py`` break if they change.
 """
 
 from __future__ import annotations
