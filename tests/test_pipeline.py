@@ -99,7 +99,7 @@ def test_a_file_gone_before_a_worker_reads_it_fails_typed(tmp_path, monkeypatch)
     real = HostWalk._small_files
 
     def vanishing(self, arch, files, pipe):  # type: ignore[no-untyped-def]
-        if any(host == str(victim) for host, _, _ in files):
+        if any(host == str(victim) for host, *_ in files):
             victim.unlink()  # listed and stat'ed, gone before it is read
         return real(self, arch, files, pipe)
 

@@ -16,6 +16,7 @@ import os
 import stat as stat_mod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 from typing import Any, Protocol
 
 from ....errors import InvalidPathError, StorageError
@@ -38,6 +39,7 @@ from .timings import Timer
 __all__ = ["HostSession", "HostWalk", "FdReader", "reading", "OnSkip"]
 
 OnSkip = Callable[[str, str], None]  # (host path, why it was skipped)
+_by_name = attrgetter("name")
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
@@ -176,9 +178,9 @@ class HostWalk:
         finally:
             s.timer.add("write", t)
 
-    def _small_files(self, arch: str, files: list[tuple[str, str, os.stat_result]],
-                     pipe: SmallFilePipeline) -> None:
-        """Submit the small regular files ``(host, name, stat)`` of the directory
+    def _small_files(self, arch: str, files: list[tuple[str, str, bytes, os.stat_result]],
+                     pipe: SmallFilePipeline[tuple[bytes, str]]) -> None:
+        """Submit the small regular files ``(host, name, UTF-8 name, stat)`` of the directory
         ``arch`` (their names come from the directory listing: no '/', NUL, '.' or
         '..'; only the lengths are left to check)."""
         staging = self._session.staging
@@ -189,8 +191,7 @@ class HostWalk:
         key_head = arch_b + b"\x00"
         room = MAX_PATH_SIZE - len(arch_b) - 1 if arch else MAX_PATH_SIZE
         submit = pipe.submit
-        for host, name, st in files:
-            name_b = name.encode()
+        for host, name, name_b, st in files:
             if len(name_b) > MAX_NAME_SIZE:
                 raise InvalidPathError("name longer than 1024 bytes")
             if len(name_b) > room:
@@ -240,10 +241,10 @@ class HostWalk:
                     s.staging.mkdir(arch, st.st_mode, st.st_mtime_ns)
                 try:
                     with os.scandir(host) as it:
-                        kids = sorted(it, key=lambda d: d.name)
+                        kids = sorted(it, key=_by_name)
                 except OSError as e:
                     raise StorageError(f"cannot list {host}: {e.strerror}") from e
-                small: list[tuple[str, str, os.stat_result]] = []
+                small: list[tuple[str, str, bytes, os.stat_result]] = []
                 rest = []
                 for d in kids:
                     try:
@@ -252,7 +253,7 @@ class HostWalk:
                         raise StorageError(f"cannot read {d.path}: {e.strerror}") from e
                     name = d.name
                     try:
-                        name.encode("utf-8")
+                        name_b = name.encode("utf-8")
                     except UnicodeEncodeError:
                         raise InvalidPathError(f"file name is not UTF-8: {d.path!r}") from None
                     if s_isreg(kst.st_mode) and kst.st_size <= chunk_size:
@@ -260,7 +261,7 @@ class HostWalk:
                             if on_skip is not None:
                                 on_skip(d.path, "it is the archive being written")
                             continue
-                        small.append((d.path, name, kst))
+                        small.append((d.path, name, name_b, kst))
                     else:
                         rest.append((d.path, f"{arch}/{name}" if arch else name, kst))
                 if small:
