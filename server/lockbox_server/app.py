@@ -95,7 +95,8 @@ _INDEX_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; fo
 
 
 def _name_ok(name: str) -> bool:
-    return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\\x00")
+    return (bool(name) and name[0] != "." and "/" not in name and "\\" not in name
+            and "\x00" not in name)
 
 
 def safe_archive_path(root: Path, name: str) -> Path | None:

@@ -87,6 +87,19 @@ def open_regular(path: Path | str) -> tuple[int, os.stat_result] | None:
     return fd, st
 
 
+_NAMES: dict[str, bytes] = {}
+
+
+def _header_name(name: str) -> bytes:
+    """``name`` lowercased and encoded, as the server sends it (memoised: a few dozen)."""
+    found = _NAMES.get(name)
+    if found is None:
+        found = name.lower().encode("latin-1")
+        if len(_NAMES) < 256:
+            _NAMES[name] = found
+    return found
+
+
 def _read_now(fd: int, size: int, offset: int) -> bytes | bytearray | None:
     """Up to ``size`` bytes at ``offset`` if the page cache has them, else None."""
     global _nowait
@@ -148,7 +161,7 @@ class FileStream:
         release: Callable[[], None] | None = None,
     ) -> None:
         self.status_code = status
-        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        self.raw_headers = [(_header_name(k), v.encode("latin-1")) for k, v in headers]
         self.fd = fd
         self.parts = list(parts)
         self.send_body = send_body

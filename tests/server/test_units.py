@@ -6,6 +6,8 @@ import os
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lockbox_server.conditional import (
     Validators,
@@ -171,3 +173,16 @@ def test_preconditions_order(tmp_path: os.PathLike[str]) -> None:
     assert evaluate("HEAD", {"if-modified-since": lm}, v) == 304
     assert evaluate("GET", {"if-modified-since": "Sun, 13 Sep 2020 12:26:39 GMT"}, v) is None
     assert evaluate("GET", {"if-match": "garbage"}, v) == 412
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10**19), st.integers(0, 10**19), st.integers(0, 10**6),
+       st.sampled_from(["", "0", "00"]))
+def test_parse_range_simple_form_matches_the_general_parser(
+        first: int, last: int, size: int, zeros: str) -> None:
+    """``bytes=a-b`` takes a shortcut; a leading space (OWS, stripped by the general
+    parser) sends the same value the long way: the answers must be equal."""
+    value = f"bytes={zeros}{first}-{last}"
+    assert parse_range(value, size) == parse_range(" " + value, size)
+    small = f"bytes={first % 1000}-{last % 1000}"
+    assert parse_range(small, size % 2000) == parse_range(" " + small, size % 2000)
