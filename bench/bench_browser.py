@@ -815,12 +815,12 @@ def startup_rows(su: dict[str, Any]) -> tuple[list[str], list[str]]:
         runs = su["after"][kind]
         ok = sum(1 for x in runs if (x.get("boot") or {}).get("snapshot"))
         keys = sorted({k for x in runs for k in ((x.get("boot") or {}).get("steps") or {})})
-        timed = {k: [x["boot"]["steps"][k] for x in runs if k in x["boot"]["steps"]]
+        timed = {k: median([x["boot"]["steps"][k] for x in runs if k in x["boot"]["steps"]])
                  for k in keys}
-        parts = [f"{k} {median(v):.2f}" for k, v in timed.items()]
-        steps.append(f"AFTER {kind} visit, the worker's own timings (medians, s; manifest from "
-                     f"the worker's start, snapshot_* from the manifest, restore from the crypto "
-                     f"bundle's init): {', '.join(parts)}; restored from the snapshot in {ok} of "
+        parts = [f"{k} {v:.2f}" for k, v in sorted(timed.items(), key=lambda kv: kv[1])]
+        steps.append(f"AFTER {kind} visit, the worker's own timeline (medians, seconds since "
+                     f"the worker started; the page had taken {med('after', kind, 'page'):.2f} s "
+                     f"to start it): {', '.join(parts)}; restored from the snapshot in {ok} of "
                      f"{len(runs)} runs")
     return table, steps
 

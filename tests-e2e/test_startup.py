@@ -95,6 +95,15 @@ def _damage(site: Path, manifest: dict[str, Any]) -> None:
     path.write_bytes(bytes(data))
 
 
+def _altered(site: Path, manifest: dict[str, Any]) -> None:
+    """Still a valid gzip stream of the same memory (only its header's OS byte differs):
+    only the SHA-256 can tell."""
+    path = site / manifest["entries"]["snapshot"]
+    data = bytearray(path.read_bytes())
+    data[9] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def _missing(site: Path, manifest: dict[str, Any]) -> None:
     (site / manifest["entries"]["snapshot"]).unlink()
 
@@ -128,15 +137,17 @@ def serve_variant(site: Path, tmp_path: Path, archives: Archives,
         yield url.rstrip("/")
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    (_damage, "SHA-256"),
-    (_missing, "HTTP 404"),
-    (_other_runtime, "another runtime"),
-    (_other_build, "build id mismatch"),
-], ids=["damaged", "missing", "other-runtime", "other-build"])
+@pytest.mark.parametrize(("change", "reasons"), [
+    # the gzip stream's own checks (or the unpacked size) fail before the SHA-256
+    (_damage, ("compressed data", "manifest's size", "SHA-256")),
+    (_altered, ("SHA-256",)),
+    (_missing, ("HTTP 404",)),
+    (_other_runtime, ("another runtime",)),
+    (_other_build, ("build id mismatch",)),
+], ids=["damaged", "altered", "missing", "other-runtime", "other-build"])
 def test_a_snapshot_that_cannot_be_used_falls_back_to_a_normal_start(
         browser: Any, site: Path, archives: Archives, tmp_path: Path, request: Any,
-        change: Callable[[Path, dict[str, Any]], None], reason: str) -> None:
+        change: Callable[[Path, dict[str, Any]], None], reasons: tuple[str, ...]) -> None:
     with serve_variant(site, tmp_path, archives, change) as base:
         v = new_viewer(browser, base)
         try:
@@ -144,7 +155,7 @@ def test_a_snapshot_that_cannot_be_used_falls_back_to_a_normal_start(
             start, how = started_how(v)
             assert start == "started", how
             assert how["snapshot"] is False
-            assert reason in how["fallback"], how
+            assert any(reason in how["fallback"] for reason in reasons), how
             open_and_list(v, base)
         finally:
             close_viewer(v, request)

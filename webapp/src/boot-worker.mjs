@@ -49,9 +49,10 @@
 const started = performance.now();
 const post = (msg) => self.postMessage(msg);
 const progress = (stage, detail = "") => post({ type: "progress", stage, detail });
-// Seconds since the worker started, per step of the start-up (sent with "ready").
+// When each step of the start-up ended, in seconds since the worker started (sent with
+// "ready": where the time goes).
 const steps = {};
-const step = (name, since) => { steps[name] = +((performance.now() - since) / 1000).toFixed(3); };
+const step = (name) => { steps[name] = +((performance.now() - started) / 1000).toFixed(3); };
 
 async function fetchManifest() {
   const url = new URL("manifest.json", import.meta.url);
@@ -82,11 +83,12 @@ async function checkWasmType(wasmUrl) {
 
 const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
 
-// The memory snapshot of manifest.snapshot (build.py), checked: made from this runtime
-// folder and these wheels, and its bytes' SHA-256 is the manifest's. Throws otherwise.
-async function fetchSnapshot(manifest, at, wheels) {
+// The memory snapshot of manifest.snapshot (build.py), unpacked into `target` as it
+// arrives, then checked: made from this runtime folder and these wheels, of the manifest's
+// size, and its bytes' SHA-256 is the manifest's. Throws otherwise (`target` is then not
+// to be used).
+async function fetchSnapshot(manifest, at, wheels, target) {
   const info = manifest.snapshot;
-  if (!info || !manifest.entries.snapshot) throw new Error("this site has no snapshot");
   if (info.pyodide !== manifest.entries.pyodide ||
       JSON.stringify(info.wheels) !== JSON.stringify(wheels)) {
     throw new Error("the snapshot was made for another runtime or other wheels");
@@ -95,16 +97,29 @@ async function fetchSnapshot(manifest, at, wheels) {
       !(self.crypto && self.crypto.subtle)) {
     throw new Error("this browser cannot check or unpack the snapshot here");
   }
-  const t = performance.now();
-  const packed = await fetchBytes(at("snapshot"));
-  step("snapshot_fetch", t);
-  const digest = hex(await self.crypto.subtle.digest("SHA-256", packed));
+  const url = at("snapshot");
+  const resp = await fetch(url);
+  if (!resp.ok || !resp.body) throw new Error(`GET ${url}: HTTP ${resp.status}`);
+  const [packed, unpack] = resp.body.tee();
+  const packedBytes = new Response(packed).arrayBuffer();
+  packedBytes.catch(() => {}); // awaited below
+  const reader = unpack.pipeThrough(new DecompressionStream("gzip")).getReader();
+  let offset = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (offset + value.length > target.length) {
+      await reader.cancel();
+      throw new Error("the snapshot unpacks to more than the manifest's size");
+    }
+    target.set(value, offset);
+    offset += value.length;
+  }
+  if (offset !== target.length) throw new Error("the snapshot unpacks to less than the manifest's size");
+  step("snapshot_unpacked");
+  const digest = hex(await self.crypto.subtle.digest("SHA-256", await packedBytes));
   if (digest !== info.sha256) throw new Error(`the snapshot's SHA-256 is ${digest}, not the manifest's`);
-  const stream = new Blob([packed]).stream().pipeThrough(new DecompressionStream("gzip"));
-  const raw = new Uint8Array(await new Response(stream).arrayBuffer());
-  if (raw.length !== info.size) throw new Error("the snapshot unpacked to the wrong size");
-  step("snapshot_ready", t);
-  return raw;
+  step("snapshot_checked");
 }
 
 // The Python run after a restore: what differs between copies of one snapshot.
@@ -117,7 +132,7 @@ const AFTER_RESTORE = [
 async function boot() {
   progress("manifest");
   const manifest = await fetchManifest();
-  step("manifest", started);
+  step("manifest");
   const site = new URL("./", new URL("manifest.json", import.meta.url));
   const at = (logical) => new URL(manifest.entries[logical], site).href;
 
@@ -140,23 +155,35 @@ async function boot() {
   cryptoReady.catch(() => {});
   let snapshot = null;
   let snapshotError = "";
-  if (manifest.snapshot) {
-    snapshot = fetchSnapshot(manifest, at, wheelNames.map((name) => manifest.entries[name]));
+  const target = manifest.snapshot && manifest.entries.snapshot
+    ? new Uint8Array(manifest.snapshot.size) : null;
+  if (target) {
+    snapshot = fetchSnapshot(manifest, at, wheelNames.map((name) => manifest.entries[name]),
+                             target);
     snapshot.catch(() => {});
   } else {
     snapshotError = "this site has no snapshot";
   }
   const { loadPyodide } = await pyodideModule;
-  const fsInit = async (FS) => {
+  const { default: createModule } = await runtimeModule;
+  // Restoring needs the snapshot only once the .wasm is compiled and instantiated, so
+  // loadPyodide gets at once the buffer the snapshot is being unpacked into (the .wasm
+  // compiles while the snapshot downloads): `fill` (run in fsInit, which Pyodide awaits
+  // before it restores) waits until the snapshot is all there and checked, or, when it
+  // fails, reports it and never returns (the half-started module is dropped: nothing is
+  // restored from unchecked bytes).
+  // (Each start has its own fsInit: a dropped start must keep waiting in its own `fill`.)
+  const fsInitWith = (fill) => async (FS) => {
+    step("runtime_instantiated"); // the .wasm compiled and instantiated (preRun)
     const data = await wheelBytes;
     FS.mkdirTree(wheelDir);
     wheelNames.forEach((name, i) => FS.writeFile(wheelPath(name), data[i]));
+    if (fill) await fill();
   };
   // Pyodide 314 copies a snapshot into the WebAssembly memory as it is after start-up
   // (its INITIAL_MEMORY setting has no effect: the module makes its own memory), so a
   // snapshot of a larger heap would not fit: the memory is grown to the snapshot's size
   // first, by a preRun step added to the module's settings (createPyodideModule).
-  const { default: createModule } = await runtimeModule;
   const withMemory = (bytes) => (settings) => {
     settings.preRun.push((Module) => {
       if (Module.HEAP8.length < bytes) Module.growMemory(bytes);
@@ -164,19 +191,29 @@ async function boot() {
     return createModule(settings);
   };
   // A wrong .wasm type makes loadPyodide hang: the failed check ends the wait instead.
-  const load = (options) => Promise.race([
+  const load = (options, fill, ...also) => Promise.race([
     wasmChecked.then(() => new Promise(() => {})),
-    loadPyodide({ indexURL: at("pyodide"), fsInit, ...options }),
+    ...also,
+    loadPyodide({ indexURL: at("pyodide"), fsInit: fsInitWith(fill), ...options }),
   ]);
-  await cryptoReady; // the snapshot's Python may name globalThis.lockboxCrypto
   let pyodide = null;
-  const t = performance.now();
   if (snapshot) {
+    let failed;
+    const failure = new Promise((_, reject) => { failed = reject; });
+    const fill = async () => {
+      try {
+        await snapshot; // in `target` and checked
+        await cryptoReady; // the snapshot's Python may name globalThis.lockboxCrypto
+      } catch (err) {
+        failed(err);
+        await new Promise(() => {});
+      }
+    };
     try {
-      const bytes = await snapshot;
-      pyodide = await load({ _loadSnapshot: bytes, createPyodideModule: withMemory(bytes.length) });
+      pyodide = await load({ _loadSnapshot: target, createPyodideModule: withMemory(target.length) },
+                           fill, failure, snapshot.then(() => new Promise(() => {})));
       pyodide.runPython(AFTER_RESTORE);
-      step("restore", t);
+      step("restored");
     } catch (err) {
       snapshotError = String(err && err.message ? err.message : err);
       progress("snapshot-failed", snapshotError);
@@ -184,13 +221,13 @@ async function boot() {
     }
   }
   if (!pyodide) {
-    const t2 = performance.now();
-    pyodide = await load({});
-    step("loadPyodide", t2);
+    pyodide = await load({}, null);
+    step("python_started");
   }
+  await cryptoReady;
+  step("crypto_ready");
   progress("crypto");
   progress("wheel", manifest.lockbox);
-  const t3 = performance.now();
   const paths = JSON.stringify(wheelNames.map(wheelPath));
   pyodide.runPython(`import sys\nfor p in reversed(${paths}):\n    p in sys.path or sys.path.insert(1, p)`);
   const session = pyodide.pyimport("lockbox.viewer.session").Session();
@@ -198,7 +235,7 @@ async function boot() {
     "import json, sys, lockbox; json.dumps({'python': sys.version.split()[0], " +
     "'lockbox': lockbox.__version__})",
   );
-  step("import", t3);
+  step("session");
   progress("ready");
   const how = { snapshot: !snapshotError, ...(snapshotError ? { fallback: snapshotError } : {}), steps };
   return { pyodide, session, how, versions: { ...JSON.parse(versions), pyodide: manifest.pyodide } };
