@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -249,12 +250,39 @@ def make_data() -> dict[str, Any]:
     return meta
 
 
+def browser_cpu_seconds() -> float:
+    """User + system CPU seconds so far of every process below this one (Playwright's
+    driver and the browser's processes: renderers run the page's workers as threads)."""
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(name))
+        cpu[int(name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            total += cpu.get(child, 0.0)
+            todo.append(child)
+    return total
+
+
 def timed(page: Any, code: str) -> dict[str, Any]:
-    """One timed call in the worker, under the bench lock, re-run once if the load is high."""
+    """One timed call in the worker, under the bench lock, re-run once if the load is high;
+    with the CPU seconds the browser used meanwhile."""
     for attempt in range(2):
         with bench_lock():
             load = os.getloadavg()
+            cpu = browser_cpu_seconds()
             res = dict(bb.py(page, code, BIG_TIMEOUT_S))
+            res["cpu_s"] = browser_cpu_seconds() - cpu
         res["load"] = load
         if load[0] <= 1.5 or attempt:
             return res
@@ -278,7 +306,7 @@ def measure(sites: dict[str, Path], runs: int, quick: bool,
     launch = {"executable_path": bb.CHROMIUM, "headless": True, "args": bb.LAUNCH_ARGS}
     kinds = ["blob"] if quick else ["blob", "http"]
     out: dict[str, dict[str, Any]] = {side: {k: [] for k in kinds} for side in sites}
-    with ExitStack() as stack, sync_playwright() as p:
+    with sync_playwright() as p, ExitStack() as stack:
         browser = p.chromium.launch(**launch)
         stack.callback(browser.close)
         pages: dict[str, tuple[Any, str]] = {}
@@ -370,10 +398,21 @@ def report(after: dict[str, Any], before: dict[str, Any] | None, meta: dict[str,
     ]
     if before is not None:
         bb_ = median_run(before["blob"])
-        rows.append((f"… the same before (commit {BASE_COMMIT}, same machine, same script)",
+        rows.append((f"… the same before (commit {BASE_COMMIT}, same browser, alternating)",
                      "—", f"{mibs(bb_):.0f} MiB/s ({bb_['s']:.2f} s; runs "
                      f"{', '.join(f'{mibs(x):.0f}' for x in before['blob'])} MiB/s) → "
-                     f"{b_mibs / mibs(bb_):.2f}× faster"))
+                     f"after ÷ before {b_mibs / mibs(bb_):.2f}×"))
+    cpu_after = statistics.median(x["cpu_s"] for x in after["blob"])
+    cpu_line = (f"after {cpu_after * 1000 / (BIG_SIZE / MiB):.1f} ms per MiB "
+                f"({cpu_after:.2f} s per read)")
+    if before is not None:
+        cpu_before = statistics.median(x["cpu_s"] for x in before["blob"])
+        cpu_line += (f"; before {cpu_before * 1000 / (BIG_SIZE / MiB):.1f} ms per MiB "
+                     f"({cpu_before:.2f} s)")
+    rows.append(("CPU time of the browser's processes during a Blob read (median; all "
+                 "threads: the Python worker, the crypto pool, the browser's Blob I/O)", "—",
+                 cpu_line + f"; wall ÷ CPU shows the parallelism: after "
+                 f"{cpu_after / blob['s']:.2f} cores busy on average"))
     if after.get("http"):
         http = median_run(after["http"])
         line = (f"{mibs(http):.0f} MiB/s ({http['s']:.2f} s, {http['requests']} requests, "
