@@ -34,7 +34,9 @@ What goes into the site (every input pinned; nothing is fetched by the site at r
   and the viewer's modules imported (:data:`SNAPSHOT_PRELOAD`), before any archive exists:
   it holds no secret. The worker restores it instead of starting the interpreter (the
   manifest's ``snapshot`` says for which runtime and wheels it was made, and its SHA-256);
-  any failure falls back to a normal start. ``--no-snapshot`` leaves it out.
+  any failure falls back to a normal start. ``--no-snapshot`` leaves it out. Every visit
+  restores the same memory: the worker re-seeds ``random`` after a restore, but Python's
+  string-hash secret stays the build's (public: hash randomisation is per build, not per visit).
 * ``manifest.json``: logical name -> cache-busted path (relative to the site root), read by the
   pages and the worker at start.
 
