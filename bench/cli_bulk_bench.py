@@ -17,8 +17,9 @@ machine-wide bench lock (/tmp/lockbox-bench.lock) and waits for a load average <
 
 It also profiles one run of each lockbox command (cProfile of the main thread, tottime by
 category) for the "where the time goes" table, and reads ``LOCKBOX_IMPORT_TIMINGS``.
-``--pythonpath DIR`` runs another lockbox tree (e.g. an export of an older commit) for a
-before/after comparison; ``--no-write`` leaves docs/PERFORMANCE.md alone.
+``--before COMMIT`` (default f77a2ee, main before this work) also times lockbox at that
+commit (a ``git archive`` of its ``pycore`` on PYTHONPATH) in the same rounds, for the
+before/after rows and tables; ``--no-write`` leaves docs/PERFORMANCE.md alone.
 
     .venv/bin/python bench/cli_bulk_bench.py [--quick] [--rounds N] [--size-mib N]
 """
@@ -35,7 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,6 +50,34 @@ LOCK = "/tmp/lockbox-bench.lock"
 MAX_LOAD = 1.5
 PASSWORD = "bench-password-cli-bulk"
 SECTION = "cli-bulk-bench"
+BEFORE_COMMIT = "f77a2ee"  # main before issue 12's bulk work
+NOTES = """\
+What changed since f77a2ee (same format, same durability: every commit still fsyncs twice,
+every byte is still authenticated and every content hash checked):
+
+* add: a large file's chunks are read (`readv`/`readinto` into reused buffers) and
+  BLAKE3-hashed by a read-ahead thread while the main thread seals. A chunk judged
+  incompressible on three 16 KiB zstd samples is stored RAW (FORMAT.md §5 allows it for
+  any chunk), its frame plaintext built in place in front of its data and sealed straight
+  into the reused page buffer (`cryptography`'s `encrypt_into`): one user-space copy of
+  the data instead of six. Compressible chunks are compressed whole, as before (in the
+  thread pool with `--jobs`). After each full 1 MiB buffer is written, its writeback is
+  started (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, a hint): the commit's fsync then finds
+  the data already on its way (commit 0.25 s -> 0.005 s).
+* extract: a large file's pieces are written by a write-behind thread (`os.write` releases
+  the GIL) while the next chunks are fetched, decrypted and hashed; every 8 MiB written, its
+  writeback is started, so the `sync` after it has little left (extract itself still does
+  not fsync, like tar).
+* Measured and dropped: a write-behind thread for the archive's pages (with 4 MiB writes
+  it was slower; with 1 MiB no faster than writing from the sealing thread once reading and
+  hashing moved to their own thread: both cores are busy either way).
+* Measured: `cryptography` 50's ChaCha20-Poly1305 holds the GIL (two threads sealing 4 MiB
+  buffers: no speed-up), so sealing and opening stay on one thread; BLAKE3, zstd, `readv`,
+  `os.write` and `sync_file_range` release it.
+* Still on extract's main thread, in files outside this work: each 8 MiB batch read is
+  copied into one bytes object per chunk (`ranges.split_coalesced`, ~0.13 s per 512 MiB),
+  and the BLAKE3 check (`reading.FileReadPlan.accept`) runs there between decryptions
+  (~0.12 s); both are candidates for the next step."""
 
 
 def log(msg: str) -> None:
@@ -204,9 +233,18 @@ class Setup:
             raise SystemExit("extracted file has the wrong size")
 
 
-def where_time_goes(s: Setup, cmd: list[str], env: dict[str, str]) -> dict[str, float]:
-    """One profiled run (cProfile of the main thread): tottime by category, plus the
-    process's wall time."""
+def where_time_goes(s: Setup, cmd: list[str], env: dict[str, str], runs: int = 3,
+                    before_run: Callable[[], object] = lambda: None) -> dict[str, float]:
+    """Profiled runs (cProfile of the main thread): per category, the median over
+    ``runs`` of the tottime, plus the process's wall time."""
+    results = []
+    for _ in range(runs):
+        before_run()
+        results.append(_profile_once(s, cmd, env))
+    return {k: statistics.median(r[k] for r in results) for k in results[0]}
+
+
+def _profile_once(s: Setup, cmd: list[str], env: dict[str, str]) -> dict[str, float]:
     prof = s.work / "prof.out"
     t = time.perf_counter()
     subprocess.run([PY, "-m", "cProfile", "-o", str(prof), *cmd], env=env, check=True,
@@ -246,11 +284,11 @@ def where_time_goes(s: Setup, cmd: list[str], env: dict[str, str]) -> dict[str, 
     return cats
 
 
-def import_timings(s: Setup) -> str:
+def import_timings(s: Setup, env: dict[str, str]) -> str:
     out = s.work / "out.lbox"
     out.unlink(missing_ok=True)
     shutil.copyfile(s.work / "empty-pk.lbox", out)
-    env = dict(s.env, LOCKBOX_IMPORT_TIMINGS="1")
+    env = dict(env, LOCKBOX_IMPORT_TIMINGS="1")
     r = subprocess.run([str(VENV_BIN / "lockbox"), "-q", "-i", str(s.identity), "add",
                         str(out), str(s.src)], env=env, check=True, capture_output=True,
                        text=True)
@@ -276,44 +314,62 @@ def med(runs: list[Run], attr: str = "seconds") -> float:
     return statistics.median(getattr(r, attr) for r in runs)
 
 
+def export_before(commit: str, work: Path) -> str:
+    """``pycore`` of ``commit`` exported under ``work`` (once); its path for PYTHONPATH."""
+    dest = work / f"before-{commit}"
+    if not (dest / "pycore" / "lockbox" / "__init__.py").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "pycore"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return str(dest / "pycore")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 rounds, no password row, "
-                    "no profile")
+                    "no 'before' side, no profile")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--size-mib", type=int, default=512)
     ap.add_argument("--work", default=str(ROOT / ".cache" / "bench" / "cli-bulk"))
-    ap.add_argument("--pythonpath", default=None,
-                    help="PYTHONPATH for the lockbox side (another tree, for 'before')")
-    ap.add_argument("--label", default="", help="a word for the section's heading")
+    ap.add_argument("--before", default=BEFORE_COMMIT, metavar="COMMIT",
+                    help="also time lockbox at this commit (git archive of its pycore) in "
+                    f"the same rounds; '' for none (default {BEFORE_COMMIT})")
     ap.add_argument("--no-write", action="store_true", help="do not touch PERFORMANCE.md")
     args = ap.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
+    before = "" if args.quick else args.before
     ensure_tools()
-    s = Setup(Path(args.work), args.size_mib, args.pythonpath)
+    work = Path(args.work)
+    s = Setup(work, args.size_mib, None)
+    old_env = dict(s.env, PYTHONPATH=export_before(before, work)) if before else None
     load_start = os.getloadavg()
     s.prepare()
 
     sides: dict[str, list[Run]] = {k: [] for k in (
-        "lb-add", "peer-add", "lb-extract", "peer-extract", "lb-add-pw", "lb-extract-pw")}
+        "lb-add", "peer-add", "old-add", "lb-extract", "peer-extract", "old-extract",
+        "lb-add-pw", "lb-extract-pw")}
     loads: list[float] = []
     with_pw = not args.quick
     for i in range(rounds):
         s.warm()
         with bench_lock() as load:
             loads.append(load)
-            order = [("lb-add", lambda: s.lockbox_add("pk")), ("peer-add", s.peer_add)]
-            if i % 2:
-                order.reverse()
-            for key, make in order:
-                sides[key].append(timed(make(), s.env))
-            order = [("lb-extract", lambda: s.lockbox_extract("pk")),
-                     ("peer-extract", s.peer_extract)]
-            if i % 2:
-                order.reverse()
-            for key, make in order:
-                sides[key].append(timed(make(), s.env))
-                s.check_extracted()
+            for verb in ("add", "extract"):
+                make = s.lockbox_add if verb == "add" else s.lockbox_extract
+                peer = s.peer_add if verb == "add" else s.peer_extract
+                order: list[tuple[str, Callable[[], str], dict[str, str]]] = [
+                    (f"lb-{verb}", lambda m=make: m("pk"), s.env),  # type: ignore[misc]
+                    (f"peer-{verb}", peer, s.env)]
+                if old_env is not None:
+                    order.append((f"old-{verb}", lambda m=make: m("pk"),  # type: ignore[misc]
+                                  old_env))
+                k = i % len(order)
+                order = order[k:] + order[:k]  # each side goes first in turn
+                for key, command, run_env in order:
+                    sides[key].append(timed(command(), run_env))
+                    if verb == "extract":
+                        s.check_extracted()
             if with_pw:
                 sides["lb-add-pw"].append(timed(s.lockbox_add("pw"), s.env))
                 sides["lb-extract-pw"].append(timed(s.lockbox_extract("pw"), s.env))
@@ -323,25 +379,39 @@ def main() -> None:
     (s.work / "out.lbox").unlink(missing_ok=True)
     (s.work / "out.age").unlink(missing_ok=True)
 
-    profile: dict[str, dict[str, float]] = {}
-    timings = ""
+    profiles: dict[str, dict[str, dict[str, float]]] = {}
+    timings: dict[str, str] = {}
     startup = 0.0
+    out = s.work / "out.lbox"
+    lb = str(VENV_BIN / "lockbox")
+
+    def fresh_archive() -> None:
+        out.unlink(missing_ok=True)
+        shutil.copyfile(s.work / "empty-pk.lbox", out)
+        subprocess.run(["sync"], check=True)
+
+    def fresh_dest() -> None:
+        s._fresh_dest()
+        subprocess.run(["sync"], check=True)
+
     if not args.quick:
         with bench_lock():
             startup = startup_seconds(s)
-            timings = import_timings(s)
-            out = s.work / "out.lbox"
-            out.unlink(missing_ok=True)
-            shutil.copyfile(s.work / "empty-pk.lbox", out)
-            lb = str(VENV_BIN / "lockbox")
-            profile["add"] = where_time_goes(
-                s, [lb, "-q", "-i", str(s.identity), "add", str(out), str(s.src)], s.env)
-            s._fresh_dest()
-            profile["extract"] = where_time_goes(
-                s, [lb, "-q", "-i", str(s.identity), "extract", str(s.work / "in-pk.lbox"),
-                    "--to", str(s.work / "dest")], s.env)
-            shutil.rmtree(s.work / "dest", ignore_errors=True)
-            out.unlink(missing_ok=True)
+            for label, prof_env in (("after", s.env), ("before", old_env)):
+                if prof_env is None:
+                    continue
+                env = prof_env
+                timings[label] = import_timings(s, env)
+                prof = profiles[label] = {}
+                prof["add"] = where_time_goes(
+                    s, [lb, "-q", "-i", str(s.identity), "add", str(out), str(s.src)], env,
+                    before_run=fresh_archive)
+                prof["extract"] = where_time_goes(
+                    s, [lb, "-q", "-i", str(s.identity), "extract",
+                        str(s.work / "in-pk.lbox"), "--to", str(s.work / "dest")], env,
+                    before_run=fresh_dest)
+                shutil.rmtree(s.work / "dest", ignore_errors=True)
+                out.unlink(missing_ok=True)
 
     add_ratio = med(sides["lb-add"]) / med(sides["peer-add"])
     ext_ratio = med(sides["lb-extract"]) / med(sides["peer-extract"])
@@ -349,29 +419,29 @@ def main() -> None:
     def verdict(ratio: float, target: float) -> str:
         return "met" if ratio <= target else f"**missed** by {ratio / target - 1:.0%}"
 
-    def row(name: str, target: str, lb: list[Run], peer: list[Run] | None,
+    def row(name: str, target: str, lb: list[Run], peer: list[Run],
             ratio_target: float | None) -> str:
-        if peer is None:
-            return (f"| {name} | {target} | {med(lb):.2f} s (runs {fmt_runs(lb)}; user "
-                    f"{med(lb, 'user'):.2f} s, sys {med(lb, 'sys'):.2f} s) | — | — |")
         ratio = med(lb) / med(peer)
-        v = verdict(ratio, ratio_target) if ratio_target else ""
+        v = f" {verdict(ratio, ratio_target)}" if ratio_target else ""
         return (f"| {name} | {target} | {med(lb):.2f} s (runs {fmt_runs(lb)}; user "
                 f"{med(lb, 'user'):.2f}, sys {med(lb, 'sys'):.2f}) | {med(peer):.2f} s "
                 f"(runs {fmt_runs(peer)}; user {med(peer, 'user'):.2f}, sys "
-                f"{med(peer, 'sys'):.2f}) | {ratio:.2f}× {v} |")
+                f"{med(peer, 'sys'):.2f}) | {ratio:.2f}×{v} |")
 
     mib = args.size_mib
+    cmd = " ".join(["`.venv/bin/python bench/cli_bulk_bench.py",
+                    *(["--quick"] if args.quick else []),
+                    *([f"--rounds {args.rounds}"] if args.rounds else [])]) + "`"
     lines = [
-        f"## CLI big-file throughput vs `tar | zstd | age` (issue 12){args.label} — {today()}",
+        f"## CLI big-file throughput vs `tar | zstd | age` (issue 12) — {today()}",
         "",
         f"Machine: {machine()}. Load average (1 min) at start {load_start[0]:.2f}; at each "
-        f"round {', '.join(f'{x:.2f}' for x in loads)}.",
+        f"round {', '.join(f'{x:.2f}' for x in loads)} (a shared machine: other work "
+        "running meanwhile shows as spread between runs, and `sync -f` also flushes what "
+        "other processes left dirty on the same file system).",
         "",
-        f"Command: `.venv/bin/python bench/cli_bulk_bench.py{' --quick' if args.quick else ''}"
-        f"{f' --rounds {args.rounds}' if args.rounds else ''}` ({rounds} rounds, "
-        "alternating sides and which goes first; medians; the page cache hot for both: "
-        "the inputs are read once before each round).",
+        f"Command: {cmd} ({rounds} rounds, each side first in turn; medians; the page "
+        "cache hot for both sides: the inputs are read once before each round).",
         "",
         f"What is compared: one {mib} MiB file from /dev/urandom in a directory. Each "
         "timed command is a new process, spawn to exit (Python start-up and imports "
@@ -389,6 +459,13 @@ def main() -> None:
             1.0),
         row("extract it", "≤ 0.75×", sides["lb-extract"], sides["peer-extract"], 0.75),
     ]
+    if old_env is not None:
+        lines += [
+            row(f"add, lockbox before ({before})", "—", sides["old-add"], sides["peer-add"],
+                None),
+            row(f"extract, lockbox before ({before})", "—", sides["old-extract"],
+                sides["peer-extract"], None),
+        ]
     if with_pw:
         lines += [
             row("add, password archive (default Argon2id; secondary)", "—",
@@ -399,16 +476,26 @@ def main() -> None:
     lines += ["", f"Add {add_ratio:.2f}× the pipeline ({verdict(add_ratio, 1.0)}); extract "
               f"{ext_ratio:.2f}× ({verdict(ext_ratio, 0.75)}). The password rows pay one "
               "Argon2id unlock (about 0.25 s here) that age's public-key path does not."]
-    if profile:
-        lines += ["", "Where the time goes (one profiled run of each lockbox command; "
-                  "cProfile of the main thread, tottime in seconds; work done in other "
-                  "threads shows in the main thread as waiting):", "",
-                  "| stage | add | extract |", "|---|---|---|"]
-        for cat in profile["add"]:
-            lines.append(f"| {cat} | {profile['add'][cat]:.2f} | "
-                         f"{profile['extract'][cat]:.2f} |")
+    if profiles:
+        labels = [x for x in ("before", "after") if x in profiles]
+        head = " | ".join(f"{verb} {x}" for verb in ("add", "extract") for x in labels)
+        named = " and ".join(f"{x} = {before if x == 'before' else 'this tree'}"
+                             for x in labels)
+        lines += ["", "Where the time goes: three profiled runs of each lockbox command "
+                  f"({named}; no `sync -f`); cProfile of the main thread, tottime in "
+                  "seconds, median per row. Work moved to other threads (add's read-ahead, "
+                  "extract's write-behind) shows in the main thread only as waiting for "
+                  "them (or, GIL hand-offs, in the calls that release it); the profiler "
+                  "itself slows Python code down.", "",
+                  f"| stage | {head} |", "|---" * (1 + 2 * len(labels)) + "|"]
+        for cat in profiles[labels[0]]["add"]:
+            cells = " | ".join(f"{profiles[x][verb][cat]:.2f}" for verb in ("add", "extract")
+                               for x in labels)
+            lines.append(f"| {cat} | {cells} |")
         lines += ["", f"Python start-up + `import lockbox.cli`: {startup:.2f} s (median of "
-                  f"5). `LOCKBOX_IMPORT_TIMINGS=1` of one add: {timings}."]
+                  "5). `LOCKBOX_IMPORT_TIMINGS=1` of one add (seconds): "
+                  + "; ".join(f"{x}: {timings[x]}" for x in labels if x in timings) + "."]
+    lines += ["", NOTES]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
