@@ -66,3 +66,53 @@ def test_aead_tag_error_is_not_cryptography_exception() -> None:
         aead.open(bytes(12), bytes(16), b"")
     assert not isinstance(info.value, InvalidTag)
     assert info.value.__cause__ is None  # translated at the boundary, nothing foreign chained
+
+
+def test_seal_into_and_open_into_match_seal_and_open() -> None:
+    import os
+
+    from lockbox.errors import IntegrityError
+
+    aead = CryptographyBackend().aead(bytes(range(32)))
+    nonce, aad = b"\x07" * 12, b"header"
+    for size in (0, 1, 1000, 1 << 20):
+        plain = os.urandom(size)
+        sealed = aead.seal(nonce, plain, aad)
+        out = bytearray(size + 16)
+        aead.seal_into(nonce, memoryview(plain), aad, memoryview(out))  # type: ignore[attr-defined]
+        assert bytes(out) == sealed
+        back = bytearray(size)
+        aead.open_into(nonce, memoryview(out), aad, back)  # type: ignore[attr-defined]
+        assert bytes(back) == plain == aead.open(nonce, sealed, aad)
+    with pytest.raises(ValueError):
+        aead.seal_into(nonce, b"abc", aad, bytearray(18))  # type: ignore[attr-defined]
+    with pytest.raises(ValueError):
+        aead.open_into(nonce, sealed, aad, bytearray(3))  # type: ignore[attr-defined]
+    tampered = bytearray(aead.seal(nonce, b"secret data", aad))
+    tampered[0] ^= 1
+    back = bytearray(b"x" * 11)
+    with pytest.raises(IntegrityError):
+        aead.open_into(nonce, tampered, aad, back)  # type: ignore[attr-defined]
+    assert back == bytes(11)  # nothing unauthenticated is left behind
+
+
+def test_frame_seal_into_is_seal_and_backends_without_it_fall_back() -> None:
+    from lockbox.codec.zstd import ZstdCodec
+    from lockbox.formats.lbox.frames import FrameSealer
+    from lockbox.formats.lbox.wire.constants import FRAME_OVERHEAD, FrameKind
+
+    backend = CryptographyBackend()
+    key, archive_id = bytes(32), b"\x01" * 16
+    plain = b"\x00\x05hello"
+    sealers = [FrameSealer(backend, ZstdCodec(), archive_id, key) for _ in range(2)]
+    sealers[1].session_id = sealers[0].session_id
+    sealers[1]._aead = sealers[0]._aead
+    sealers[1]._seal_into = None  # a backend without seal_into (the browser's)
+    frame, ref = sealers[0].seal(FrameKind.DATA_CHUNK, 3, 4096, plain)
+    for sealer in sealers:
+        sealer.counter = 0
+        out = bytearray(FRAME_OVERHEAD + len(plain))
+        assert sealer.seal_into(FrameKind.DATA_CHUNK, 3, 4096, plain, memoryview(out)) == ref
+        assert bytes(out) == frame
+    with pytest.raises(ValueError):
+        sealers[0].seal_into(FrameKind.DATA_CHUNK, 3, 4096, plain, memoryview(bytearray(5)))
