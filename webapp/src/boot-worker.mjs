@@ -6,15 +6,25 @@
 //     const worker = new Worker(manifest.entries["boot-worker"], {type: "module"});
 //
 // Everything is loaded from this site (no CDN): the worker reads manifest.json next to
-// itself, loads the Pyodide runtime (manifest.entries.pyodide is its indexURL), loads
-// the lockbox wheel (and the pure wheels it uses) by URL, imports the crypto bundle and sets it on
-// globalThis.lockboxCrypto (what lockbox.crypto.browser.BrowserCryptoBackend uses).
+// itself, then asks for everything at once: the Pyodide runtime (manifest.entries.pyodide
+// is its indexURL), the wheels (manifest.python_wheels, then lockbox's: written into
+// manifest.wheel_dir and put on sys.path as zips, nothing unpacked), the crypto bundle
+// (its init() result set on globalThis.lockboxCrypto, what
+// lockbox.crypto.browser.BrowserCryptoBackend uses) and the memory snapshot
+// (manifest.snapshot, made by build.py: Python with lockbox's viewer modules imported).
+// Python is restored from the snapshot when it checks out (made from this runtime folder
+// and these wheels, its SHA-256 and size as in the manifest; Pyodide checks its BUILD_ID);
+// anything else (no snapshot, a failed check or restore) falls back to a normal start,
+// and "ready" says which (boot.snapshot, boot.fallback).
 //
 // Message protocol (page -> worker -> page); every message is a plain object:
 //
 //   worker -> page  {type: "progress", stage, detail}   while starting (stage: "manifest",
-//                                                        "pyodide", "wheel", "crypto", "ready")
-//   worker -> page  {type: "ready", versions, seconds}   once Python and lockbox are ready
+//                                                        "pyodide", ["snapshot-failed"],
+//                                                        "crypto", "wheel", "ready")
+//   worker -> page  {type: "ready", versions, seconds,   once Python and lockbox are ready;
+//                    boot: {snapshot, fallback?, steps}}  steps: when each start-up step
+//                                                        ended (s since the worker started)
 //   worker -> page  {type: "failed", error}              if start-up failed (nothing else follows)
 //   page -> worker  {id, code}                           run Python `code` (async allowed:
 //                                                        top-level await works); requests
@@ -43,8 +53,8 @@
 // one request's awaits from interleaving with another's globals).
 //
 // Extending it (the viewer): add message types next to {id, code} in onMessage() below,
-// or keep this file and run Python helper modules through {id, code}. Keep the start-up
-// order: manifest -> Pyodide -> wheel -> crypto bundle -> import lockbox.
+// or keep this file and run Python helper modules through {id, code}. The crypto bundle
+// is on globalThis before Python is restored (the snapshot may name it) and before "ready".
 
 const started = performance.now();
 const post = (msg) => self.postMessage(msg);
