@@ -275,3 +275,15 @@ def test_a_read_error_midway_is_raised_and_the_archive_is_unchanged(
         assert box.verify().ok
     with lockbox.open(path, password="pw") as box:
         assert [e.path for e in box.iter_entries()] == ["next.bin"]
+
+
+def test_a_long_path_and_the_last_chunks_metadata_fit_in_front_of_the_data(
+        tmp_path: Path, weak_argon2) -> None:
+    path = "/".join(["é" * 100] * 20) + "/big.bin"  # 4,000+ bytes of UTF-8
+    data = os.urandom(3 * BIG_CHUNK) + b"tail"
+    box = lockbox.create(tmp_path / "a.lbox", password="pw", argon2=weak_argon2,
+                         chunk_size=BIG_CHUNK)
+    with box:
+        with box.writer() as w:
+            w.add_bytes(path, data, mtime_ns=-(10**18))  # a long svarint in the metadata
+        assert box.read_bytes(path) == data and box.verify().ok

@@ -43,6 +43,7 @@ _MAX_CHUNKS = MAX_INDEX_REFS * INDEX_FANOUT
 # (1 + 10), file id, chunk number, path length (16 + 10 + 10), the last chunk's metadata
 # (2 + 10 + 10 + 10 + 32 + 10 + 10), the data's length (10); plus the path itself.
 _SLACK = 192
+_MAX_PREFIX = 11  # raw_plain_prefix: the codec byte and a uvarint
 _SAMPLE_SIZE = 16 * 1024
 READ_AHEAD = not IS_BROWSER
 """Whether a large file's chunks are read and hashed on a thread (:class:`_ReadAhead`;
@@ -294,6 +295,8 @@ class ContentWriter:
                 head = b"".join((file_id, uvarint(chunk_no), uvarint(len(path_bytes)),
                                  path_bytes, meta, uvarint(n_cur)))
                 payload_start = slack - len(head)
+                if payload_start < _MAX_PREFIX:  # never with today's fields: stay correct
+                    raise CommitError(f"{path}: chunk header larger than the room kept")
                 view[payload_start:slack] = head
                 payload = view[payload_start:slack + n_cur]
                 if _worth_compressing(codec, level, view[slack:slack + n_cur]):
