@@ -479,7 +479,7 @@ def _big_items(size: int) -> tuple[list, dict[str, bytes]]:
     return items, contents
 
 
-def _pieces(contents: dict[str, bytes], piece: int, mutable: bool = False):
+def _pieces(contents: dict[str, bytes], piece: int, mutable: str = ""):
     def open_content(path: str):
         data = contents[path]
         buf = bytearray(piece)
@@ -487,15 +487,16 @@ def _pieces(contents: dict[str, bytes], piece: int, mutable: bool = False):
             if mutable:  # one buffer, refilled for every piece (as a format may do)
                 part = data[i:i + piece]
                 buf[:len(part)] = part
-                yield memoryview(buf)[:len(part)]
+                view = memoryview(buf)[:len(part)]
+                yield view.toreadonly() if mutable == "readonly" else view
             else:
                 yield memoryview(data)[i:i + piece]
     return open_content
 
 
-@pytest.mark.parametrize("mutable", [False, True])
+@pytest.mark.parametrize("mutable", ["", "writable", "readonly"])
 def test_write_behind_writes_the_same_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           mutable: bool) -> None:
+                                           mutable: str) -> None:
     monkeypatch.setattr(extract_mod, "_BEHIND_MIN_SIZE", 64 * 1024)
     monkeypatch.setattr(extract_mod, "_BEHIND_BYTES", 48 * 1024)  # the queue fills up
     items, contents = _big_items(1024 * 1024 + 3)

@@ -618,7 +618,8 @@ class Extractor:
                     n_piece = len(view)
                     if behind is not None:
                         # A piece that may change once given back is copied first.
-                        behind.write(view if view.readonly else memoryview(bytes(view)))
+                        behind.write(view if isinstance(view.obj, bytes)
+                                     else memoryview(bytes(view)))
                     else:
                         _write_all(out, view)
                     size += n_piece
