@@ -6,6 +6,10 @@ given its header. A new page goes into the best-fitting FREE extent of the
 space map (the rest of the extent stays FREE, with its own header), or at the
 end of the file. Either way nothing the durable commit references is ever
 overwritten. docs/FORMAT.md §4 and §14.
+
+Frames are sealed straight into one reused buffer (``FrameSealer.seal_into``: no bytes
+object per frame), written out at 1 MiB; each full write's writeback is started at once
+(:data:`START_WRITEBACK`), so that the commit's fsync finds little left to do.
 """
 
 from __future__ import annotations
