@@ -298,7 +298,9 @@ function decodeFramePlain(plain, limit) {
   if (size > limit) return null;
   const body = plain.subarray(start);
   if (codec === 0) return body.length === size ? body : null;
-  if (codec !== 1 || size === 0 || !oneZstdFrame(body, size)) return null;
+  if (codec !== 1 || size === 0 || zstdDecoder === null || !oneZstdFrame(body, size)) {
+    return null;
+  }
   try {
     const out = zstdDecoder.decode(body, size);
     return out.length === size ? out : null;
@@ -423,9 +425,14 @@ function defaultPoolFactory() {
   return () => new Worker(url, { type: "module", name: POOL_WORKER_NAME });
 }
 
+/**
+ * One Worker more than the cores, at most 4: the thread running Python (checks, BLAKE3,
+ * copies) needs a share too, and measured on 2 cores (browser_read_bench.py, alternating)
+ * 3 Workers read a 256 MiB file at 197-200 MiB/s where 2 gave 149-190 and 1 gave 125-183.
+ */
 function defaultPoolSize() {
   const cores = (globalThis.navigator && globalThis.navigator.hardwareConcurrency) || 2;
-  return Math.max(1, Math.min(4, cores));
+  return Math.max(2, Math.min(4, cores + 1));
 }
 
 /**
@@ -566,13 +573,20 @@ function inThreadWorker() {
   };
 }
 
+let zstdInit = null;
+
+/** Instantiate zstddec once (a Promise; until it resolves frames are left to Python). */
+function startZstd() {
+  if (zstdInit === null) {
+    const decoder = new ZSTDDecoder();
+    zstdInit = decoder.init().then(() => { zstdDecoder = decoder; }, () => {});
+  }
+  return zstdInit;
+}
+
 async function initPrimitives() {
   await sodium.ready;
-  if (zstdDecoder === null) {
-    const decoder = new ZSTDDecoder();
-    await decoder.init();
-    zstdDecoder = decoder;
-  }
+  await startZstd();
 }
 
 if (typeof WorkerGlobalScope !== "undefined" && globalThis instanceof WorkerGlobalScope
@@ -661,7 +675,8 @@ let api = null;
 /** Instantiate the WASM modules (once) and return the glue API to put on globalThis. */
 export async function init() {
   if (api !== null) return api;
-  await initPrimitives();
+  await sodium.ready;
+  startZstd(); // not awaited: the viewer's start-up does not wait for it
   blake3Wasm = await createBLAKE3();
   api = Object.freeze({
     API_VERSION,
