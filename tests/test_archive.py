@@ -973,3 +973,39 @@ def test_decode_chunks_errors_equal_one_by_one(make_archive):
                 view.decode_chunks(entry, 0, refs, bad)
             assert (type(batch.value), str(batch.value)) == (type(one.value), str(one.value)), name
     box.close()
+
+
+def test_pipelined_read_failing_source_releases_nothing_after_the_failure(make_archive, crypto):
+    """A read that fails (batch 2's range) ends the pipelined read with the source's error;
+    only batches before it were handed over, and no read task is left running."""
+    content = _pipe_data()
+    path = make_archive({"big.bin": content}, chunk_size=PIPE_CHUNK)
+    data = path.read_bytes()
+    box = lockbox.open(path, password="pw")
+    entry = box.run(box.view.stat_flow("big.bin"))
+    bad_offset = box.run(box.view.chunk_refs_flow(entry, 2 * 128, 2 * 128 + 1))[0].frame_offset
+    box.close()
+
+    class Failing(AsyncBytesSource):
+        async def read(self, ranges):
+            if any(r.offset <= bad_offset < r.offset + r.size for r in ranges):
+                raise lockbox.StorageError("the disk went away")
+            return await super().read(ranges)
+
+    async def main():
+        box = await AsyncLockbox.open(Failing(data), password="pw")
+        box.crypto = _DeferredOpener(crypto)
+        got = []
+        with pytest.raises(lockbox.StorageError, match="went away"):
+            async for piece in box.iter_bytes("big.bin"):
+                got.append(bytes(piece))
+        await box.aclose()
+        await asyncio.sleep(0)
+        left = [t for t in asyncio.all_tasks()
+                if not t.done() and t.get_coro().__name__ == "read"]
+        return got, left
+
+    got, left = run(main())
+    assert b"".join(got) == content[:len(b"".join(got))]
+    assert len(b"".join(got)) <= 2 * 128 * PIPE_CHUNK
+    assert left == []

@@ -12,6 +12,7 @@ only this format has: ``info()`` as an :class:`ArchiveInfo` (key slots, generati
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -30,7 +31,14 @@ from ...sources.base import AsyncRangeSource, RangeSource
 from .info import ArchiveInfo, SlotInfo
 from .keys import Identity, UnlockLimits
 from .opening import open_flow
-from .reading import FinishOpen, PipelinedFlow, StartOpen, pipelined_stream_flow
+from .reading import (
+    FinishRead,
+    PipelinedFlow,
+    PipelinedRequest,
+    StartOpen,
+    StartRead,
+    pipelined_stream_flow,
+)
 from .session import LboxFormat, LboxSession
 from .verify import VerifyReport, verify_flow
 from .view import ArchiveView
@@ -300,12 +308,15 @@ class AsyncLockbox(_LboxCommon, AsyncArchive):
 async def _drive_pipelined(flow: PipelinedFlow, source: AsyncRangeSource, crypto: Any,
                            out: deque[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
     """Run a :data:`~lockbox.formats.lbox.reading.PipelinedFlow` (as the facade's
-    ``_astepped`` runs a flow): ``Read`` from ``source``, ``StartOpen`` answered at once by
-    ``crypto.start_open_frames``, ``FinishOpen`` awaited from ``crypto.finish_open_frames``;
-    what the flow put in ``out`` is yielded before each wait."""
+    ``_astepped`` runs a flow): ``Read`` awaited from ``source``; ``StartRead`` answered at
+    once with a task reading from ``source``, ``FinishRead`` awaits it; ``StartOpen``
+    answered at once by ``crypto.start_open_frames``, ``FinishOpen`` awaits
+    ``crypto.finish_open_frames``. What the flow put in ``out`` is yielded before each
+    wait. Reads still running when the flow ends (an error) are cancelled."""
+    reads: set[asyncio.Task[list[bytes]]] = set()
     try:
         try:
-            request: Read | StartOpen | FinishOpen | None = next(flow)
+            request: PipelinedRequest | None = next(flow)
         except StopIteration:
             request = None
         while request is not None:
@@ -315,6 +326,12 @@ async def _drive_pipelined(flow: PipelinedFlow, source: AsyncRangeSource, crypto
             try:
                 if isinstance(request, Read):
                     answer = await source.read(request.ranges)
+                elif isinstance(request, StartRead):
+                    answer = asyncio.ensure_future(source.read(request.ranges))
+                    reads.add(answer)
+                elif isinstance(request, FinishRead):
+                    reads.discard(request.handle)
+                    answer = await request.handle
                 elif isinstance(request, StartOpen):
                     answer = crypto.start_open_frames(request.jobs, request.plain_limit)
                 else:
@@ -334,3 +351,9 @@ async def _drive_pipelined(flow: PipelinedFlow, source: AsyncRangeSource, crypto
             yield out.popleft()
     finally:
         flow.close()
+        for task in reads:
+            if task.done():
+                if not task.cancelled():
+                    task.exception()  # retrieved: an error of a read nobody waits for
+            else:
+                task.cancel()

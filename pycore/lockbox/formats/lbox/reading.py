@@ -17,11 +17,13 @@ from typing import Any, NamedTuple
 from ...crypto.base import CryptoBackend, Decode, FrameJob
 from ...drivers import Read
 from ...errors import IntegrityError, LockboxError
+from ...ranges import ByteRange
 from .view import CHUNK_PLAIN_LIMIT, ArchiveView, ChunkData
 from .wire.entry import Entry
+from .wire.refs import Ref
 
-__all__ = ["FileReadPlan", "BATCH_BYTES", "StartOpen", "FinishOpen", "pipelined_stream_flow",
-           "PIPELINE_AHEAD"]
+__all__ = ["FileReadPlan", "BATCH_BYTES", "StartRead", "FinishRead", "StartOpen", "FinishOpen",
+           "PipelinedFlow", "PipelinedRequest", "pipelined_stream_flow", "PIPELINE_AHEAD"]
 
 PIPELINE_AHEAD = 2  # batches fetched and being opened while one is checked and handed over
 
@@ -61,6 +63,19 @@ class FileReadPlan:
         return out
 
 
+class StartRead(NamedTuple):
+    """A flow's request: start reading ``ranges`` (the driver answers at once with a handle
+    for :class:`FinishRead`; the read goes on while the flow does other work)."""
+
+    ranges: tuple[ByteRange, ...]
+
+
+class FinishRead(NamedTuple):
+    """A flow's request: the blobs of a started read (the driver awaits them)."""
+
+    handle: Any
+
+
 class StartOpen(NamedTuple):
     """A flow's request: start opening ``jobs`` (the driver answers at once with a handle
     for :class:`FinishOpen`; e.g. ``BrowserCryptoBackend.start_open_frames``)."""
@@ -79,15 +94,17 @@ class FinishOpen(NamedTuple):
     plain_limit: int
 
 
-PipelinedFlow = Generator[Read | StartOpen | FinishOpen, Any, int]
+PipelinedRequest = Read | StartRead | FinishRead | StartOpen | FinishOpen
+PipelinedFlow = Generator[PipelinedRequest, Any, int]
 
 
 def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
                           sink: Callable[[bytes | memoryview], None], *,
                           ahead: int | None = None,
                           batch_bytes: int = BATCH_BYTES) -> PipelinedFlow:
-    """The whole file to ``sink``, like ``LboxSession.stream_flow``, with up to ``ahead``
-    (default :data:`PIPELINE_AHEAD`) batches fetched and started (:class:`StartOpen`)
+    """The whole file to ``sink``, like ``LboxSession.stream_flow``, with each batch's read
+    started (:class:`StartRead`) before the batch before it is opened, and up to ``ahead``
+    (default :data:`PIPELINE_AHEAD`) batches read and started (:class:`StartOpen`)
     before the oldest is finished (:class:`FinishOpen`), checked
     (``ArchiveView.checked_chunks``: the same checks and first error as ``decode_chunk``
     one by one), hashed and handed over in order. The last batch is handed over only after
@@ -97,10 +114,19 @@ def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
     if ahead is None:
         ahead = PIPELINE_AHEAD
     plan = FileReadPlan(entry, path, view.opener.crypto, batch_bytes)
+    reading: deque[tuple[int, list[Ref], Any]] = deque()
     started: deque[tuple[int, Any, list[FrameJob], LockboxError | None]] = deque()
     total = 0
 
-    def hand_over() -> Generator[Read | StartOpen | FinishOpen, Any, int]:
+    def open_next() -> Generator[PipelinedRequest, Any, None]:
+        first, refs, read = reading.popleft()
+        blobs = yield FinishRead(read)
+        jobs, pending = view.chunk_jobs(refs, blobs)
+        del blobs
+        handle = yield StartOpen(jobs, CHUNK_PLAIN_LIMIT)
+        started.append((first, handle, jobs, pending))
+
+    def hand_over() -> Generator[PipelinedRequest, Any, int]:
         first, handle, jobs, pending = started.popleft()
         results = yield FinishOpen(handle, jobs, view.chunk_decode, CHUNK_PLAIN_LIMIT)
         size = 0
@@ -113,12 +139,16 @@ def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
     while first < entry.chunks:
         stop = min(entry.chunks, first + plan.per_batch)
         refs = yield from view.chunk_refs_flow(entry, first, stop)
-        blobs = yield Read(tuple(r.byte_range for r in refs))
-        jobs, pending = view.chunk_jobs(refs, blobs)
-        del blobs
-        handle = yield StartOpen(jobs, CHUNK_PLAIN_LIMIT)
-        started.append((first, handle, jobs, pending))
+        # this batch's read goes on while the one before is opened and an older one is
+        # checked, hashed and handed over
+        reading.append((first, refs, (yield StartRead(tuple(r.byte_range for r in refs)))))
         first = stop
+        if len(reading) > 1:
+            yield from open_next()
+            if len(started) > ahead:
+                total += yield from hand_over()
+    while reading:
+        yield from open_next()
         if len(started) > ahead:
             total += yield from hand_over()
     while started:
