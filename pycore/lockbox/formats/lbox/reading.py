@@ -23,9 +23,11 @@ from .wire.entry import Entry
 from .wire.refs import Ref
 
 __all__ = ["FileReadPlan", "BATCH_BYTES", "StartRead", "FinishRead", "StartOpen", "FinishOpen",
-           "PipelinedFlow", "PipelinedRequest", "pipelined_stream_flow", "PIPELINE_AHEAD"]
+           "PipelinedFlow", "PipelinedRequest", "pipelined_stream_flow", "PIPELINE_AHEAD",
+           "READS_AHEAD"]
 
 PIPELINE_AHEAD = 2  # batches fetched and being opened while one is checked and handed over
+READS_AHEAD = 1  # batches being read (in the background) before the oldest is opened
 
 BATCH_BYTES = 8 * 1024 * 1024  # one round trip fetches at most this much content
 
@@ -143,7 +145,7 @@ def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
         # checked, hashed and handed over
         reading.append((first, refs, (yield StartRead(tuple(r.byte_range for r in refs)))))
         first = stop
-        if len(reading) > 1:
+        if len(reading) > READS_AHEAD:
             yield from open_next()
             if len(started) > ahead:
                 total += yield from hand_over()
