@@ -384,6 +384,11 @@ _SNAPSHOT_JS = """\
 import { readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
+// Made as in a runtime without WebAssembly stack switching (JSPI), whatever this Node has:
+// Pyodide binds run_sync at start-up, and a restored Python in a browser with JSPI gets
+// can_run_sync() == False from the worker (boot-worker.mjs), so it never uses it.
+delete WebAssembly.Suspending;
+delete WebAssembly.Suspender;
 setTimeout(() => {
   console.error(`no snapshot within ${cfg.timeout} s`);
   process.exit(124);
@@ -506,6 +511,7 @@ def _plan(node_modules: Path, wheel: Path, bundle: Path,
             "pyodide": entries["pyodide"],
             "wheels": [entries[name] for name in [*(extra_wheels or {}), "wheel"]],
             "encoding": "gzip",
+            "jspi": False,  # made without JSPI: no run_sync after a restore
         }
 
     bundle_data = bundle.read_bytes()

@@ -72,20 +72,23 @@ RUN_IN_NEW_WORKER = """async (code) => {
 
 def test_copies_of_the_snapshot_do_not_share_random_state(viewer: Viewer) -> None:
     """Every copy restores the same memory: ``random`` is seeded again after the restore,
-    and the wheels' modules that are not in the snapshot still import (from the zips on
-    ``sys.path``)."""
+    the wheels' modules that are not in the snapshot still import (from the zips on
+    ``sys.path``), and ``can_run_sync()`` says False (the snapshot is made without JSPI:
+    lockbox then takes its synchronous crypto paths) wherever lockbox asks it."""
     viewer.goto()
     viewer.wait_python()
-    code = ("import random, sys, idna\n"
+    code = ("import random, sys, idna, pyodide.ffi, lockbox.crypto.browser as b\n"
             "host = idna.encode('b\u00fccher.example').decode()\n"
-            "f'{random.getrandbits(64)} {sys.path.count(\"\")} {host}'")
+            "synced = pyodide.ffi.can_run_sync() or b.can_run_sync()\n"
+            "f'{random.getrandbits(64)} {sys.path.count(\"\")} {host} {synced}'")
     first = viewer.evaluate(RUN_IN_NEW_WORKER, code, timeout_ms=120_000)
     second = viewer.evaluate(RUN_IN_NEW_WORKER, code, timeout_ms=120_000)
-    bits1, empty1, host1 = first.split()
-    bits2, empty2, host2 = second.split()
+    bits1, empty1, host1, synced1 = first.split()
+    bits2, empty2, host2, synced2 = second.split()
     assert bits1 != bits2
     assert empty1 == empty2 == "1"  # sys.path holds '' once
     assert host1 == host2 == "xn--bcher-kva.example"
+    assert synced1 == synced2 == "False"
 
 
 def _damage(site: Path, manifest: dict[str, Any]) -> None:

@@ -66,6 +66,7 @@ def test_the_manifest_describes_the_snapshot(build: ModuleType, pieces: dict[str
         "pyodide": entries["pyodide"],
         "wheels": [entries["tomli_w"], entries["wheel"]],  # sys.path order: lockbox's last
         "encoding": "gzip",
+        "jspi": False,
     }
     assert manifest["wheel_dir"] == build.SNAPSHOT_WHEEL_DIR
     assert manifest["sizes"][entries["snapshot"]] == len(packed)

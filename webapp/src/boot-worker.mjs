@@ -103,6 +103,7 @@ async function fetchSnapshot(manifest, at, wheels, target) {
       JSON.stringify(info.wheels) !== JSON.stringify(wheels)) {
     throw new Error("the snapshot was made for another runtime or other wheels");
   }
+  if (info.jspi !== false) throw new Error("the snapshot was made with WebAssembly stack switching");
   if (info.encoding !== "gzip" || typeof DecompressionStream !== "function" ||
       !(self.crypto && self.crypto.subtle)) {
     throw new Error("this browser cannot check or unpack the snapshot here");
@@ -133,10 +134,20 @@ async function fetchSnapshot(manifest, at, wheels, target) {
 }
 
 // The Python run after a restore: what differs between copies of one snapshot.
+// JSPI (WebAssembly stack switching): Pyodide binds run_sync when Python starts, and the
+// snapshot is made without JSPI (build.py), so run_sync raises "not supported" in a restored
+// Python (rebinding it to the JSPI version hangs in Chromium 156: more of its state is
+// fixed at start-up). can_run_sync() is made to say so, and lockbox takes its synchronous
+// paths (age: libsodium scrypt; Argon2id with unusual parameters: noble).
 const AFTER_RESTORE = [
-  "import random, sys",
+  "import random, sys, _pyodide_core, pyodide.ffi",
   "random.seed()  # the snapshot's generator state is the same in every copy",
   "while sys.path.count('') > 1: sys.path.remove('')",
+  "def can_run_sync():",
+  "    return False  # restored from a snapshot made without JSPI",
+  "for _m in (_pyodide_core, pyodide.ffi, sys.modules.get('lockbox.crypto.browser')):",
+  "    if _m is not None and hasattr(_m, 'can_run_sync'): _m.can_run_sync = can_run_sync",
+  "del can_run_sync, _m",
 ].join("\n");
 
 async function boot() {
