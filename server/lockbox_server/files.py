@@ -46,6 +46,7 @@ __all__ = [
     "file_response",
     "open_regular",
     "plan_answer",
+    "read_cached",
 ]
 
 #: Bytes read and sent per chunk: the memory a response holds at once.
@@ -119,6 +120,12 @@ def _read_now(fd: int, size: int, offset: int) -> bytes | bytearray | None:
     # answers 0 there, and may also answer 0 when nothing is cached). The blocking
     # read tells these apart.
     return buf if n == size else None
+
+
+def read_cached(fd: int, size: int, offset: int) -> bytes | bytearray | None:
+    """Exactly ``size`` bytes of ``fd`` at ``offset`` if the page cache holds them (read
+    without waiting for a disk), else None."""
+    return _read_now(fd, size, offset)
 
 
 async def read_at(fd: int, size: int, offset: int) -> bytes | bytearray:

@@ -374,7 +374,11 @@ if HttpToolsProtocol is not None:
 
         def on_header(self, name: bytes, value: bytes) -> None:
             self._count_head(len(name) + len(value) + 4)
-            super().on_header(name, value)
+            # uvicorn's on_header, inlined (once per header of every request)
+            name = name.lower()
+            if name == b"expect" and value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            self.headers.append((name, value))
 
         def _count_head(self, size: int) -> None:
             self._head_size += size

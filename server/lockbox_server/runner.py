@@ -321,6 +321,7 @@ class _Workers:
             return
         code = 1  # the worker: serves until told to stop, never returns into the caller
         try:
+            self.children.clear()  # (the parent's: a worker has none)
             os.close(self._ready_r)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -350,20 +351,22 @@ class _Workers:
                 os.kill(pid, signum)
 
     def _reap(self, block: bool) -> list[tuple[int, int, float]]:
-        """Workers that exited: ``(pid, wait status, seconds it ran)``."""
-        done = []
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
-            except ChildProcessError:
-                self.children.clear()
-                break
-            if pid == 0:
-                break
-            if pid in self.children:
-                done.append((pid, status, time.monotonic() - self.children.pop(pid)))
-            block = False
-        return done
+        """Workers that exited: ``(pid, wait status, seconds it ran)``. With ``block``,
+        waits (in steps of 0.2 s, so a stop signal is seen) until one has, or until a
+        stop signal. Only our workers are waited for (never another child of the
+        process that called ``serve``)."""
+        while True:
+            done = []
+            for pid in list(self.children):
+                try:
+                    got, status = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    got, status = pid, 0
+                if got:
+                    done.append((pid, status, time.monotonic() - self.children.pop(pid)))
+            if done or not block or not self.children or self.stop_signals:
+                return done
+            time.sleep(0.2)
 
     def _wait_ready(self) -> None:
         """Until every worker listens; OSError if one exits first."""
@@ -419,7 +422,10 @@ class _Workers:
                 time.sleep(0.05)
         if self.children:
             self._signal_children(signal.SIGKILL)
-            self._reap(block=True)
+            for pid in list(self.children):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+            self.children.clear()
 
 
 def _exit_text(status: int) -> str:

@@ -105,6 +105,9 @@ def _requests(etag: str) -> list[bytes]:
         "GET /archives/link.bin HTTP/1.1\r\nRange: bytes=0-9",
         "GET /archives/missing.bin HTTP/1.1\r\nRange: bytes=0-9",
         "GET /archives/a%2Ebin HTTP/1.1\r\nRange: bytes=20-29",
+        "GET /archives/a.bin HTTP/1.1\r\nRange: bytes=299990-399999",  # clamped
+        "GET /archives/empty.bin HTTP/1.1\r\nRange: bytes=0-0",
+        "GET /archives/a.bin HTTP/1.1\r\nRange: bytes=000040-49",
         "GET /archives/a.bin HTTP/1.0\r\nRange: bytes=30-39",  # HTTP/1.0: closes
     ]
     return [(h + "\r\nHost: x\r\n\r\n").encode() for h in heads]
@@ -132,7 +135,7 @@ def test_direct_answers_are_the_bytes_of_the_asgi_path(
     assert fast == slow
     statuses = [int(r.split(b" ", 2)[1]) for r in fast]
     assert statuses == [206, 206, 206, 200, 200, 200, 304, 412, 206, 200, 416, 200, 416,
-                        200, 206, 404, 206, 206]
+                        200, 206, 404, 206, 206, 416, 206, 206]
 
 
 def test_pipelined_requests_are_answered_in_order(archive_dir: Path) -> None:
@@ -152,7 +155,8 @@ def test_pipelined_requests_are_answered_in_order(archive_dir: Path) -> None:
     assert got[8][2] == data[10:20] and got[9][2] == data
     assert got[14][2] == data[:10] and got[14][1]["etag"] == etag  # through the symlink
     assert got[15][0] == 404
-    assert got[16][2] == data[20:30] and got[17][2] == data[30:40]
+    assert got[16][2] == data[20:30] and got[17][2] == data[299990:]
+    assert got[18][0] == 416 and got[19][2] == data[40:50] and got[20][2] == data[30:40]
 
 
 def test_a_replaced_archive_is_never_served_stale(archive_dir: Path) -> None:
