@@ -382,7 +382,8 @@ WHERE_THE_TIME_GOES = """\
 ### Where the time goes (server side, 16 KiB ranges)
 
 py-spy (`record --nonblocking -r 200`, all server processes, 8 s of a 10 s wrk run at 32
-connections; samples grouped by the innermost frame that says what the code is doing) and
+connections, of the last commit; samples grouped by the innermost frame that says what the
+code is doing) and
 the server's CPU per request (from /proc, the same runs), before (commit f77a2ee) and after.
 The µs column is the share times the CPU per request. Measured 2026-12-04 on the machine
 above with other jobs running (load 3 to 4), so the shares matter more than the totals.
@@ -390,15 +391,16 @@ above with other jobs running (load 3 to 4), so the shares matter more than the 
 | where | before: share | µs | after: share | µs |
 |---|---|---|---|---|
 | a worker thread per read, and back (anyio; the read included) | 27.1% | 118 | 0 | 0 |
-| HTTP parsing, framing, the guard (h11; then httptools) | 17.4% | 76 | 20.1% | 9.2 |
-| event loop, tasks, timers (asyncio; then uvloop, no task) | 15.0% | 65 | 4.9% | 2.2 |
-| path checks (realpath, open, fstat; then lstat + fd cache) | 13.8% | 60 | 12.2% | 5.6 |
-| socket sends, kernel (two per answer; then one) | 9.1% | 40 | 36.4% | 16.7 |
-| validators, preconditions, range parsing, header lists | 8.9% | 39 | 16.3% | 7.5 |
+| HTTP parsing, framing, the guard (h11; then httptools) | 17.4% | 76 | 23.7% | 8.1 |
+| event loop, tasks, timers (asyncio; then uvloop, no task) | 15.0% | 65 | 7.8% | 2.7 |
+| path checks (realpath, open, fstat; then lstat + fd cache) | 13.8% | 60 | 8.9% | 3.0 |
+| socket sends, kernel (two per answer; then one) | 9.1% | 40 | 40.7% | 13.8 |
+| validators, preconditions, range parsing, header lists | 8.9% | 39 | 10.1% | 3.4 |
 | Starlette: routing, middleware, `Request` | 7.7% | 34 | 0 | 0 |
-| file reads in the event loop (`preadv` with `RWF_NOWAIT`) | (in the first row) | | 10.2% | 4.7 |
-| **server CPU per 16 KiB request** | | **436** | | **46** |
-| server CPU per 1 MiB request | | 1,417 | | 681 |
+| file reads in the event loop (`preadv` with `RWF_NOWAIT`) | (in the first row) | | 8.5% | 2.9 |
+| other (imports, start-up) | 1.0% | 4 | 0.3% | 0.1 |
+| **server CPU per 16 KiB request** | | **436** | | **34** |
+| server CPU per 1 MiB request | | 1,417 | | about 650 |
 
 What changed (docs/SERVER.md, "Speed" and "Workers"): a lean ASGI path for GET/HEAD of an
 archive before Starlette; the archive's descriptor kept open (revalidated by one `lstat` per
@@ -406,7 +408,7 @@ request: a replaced archive is never served stale); cached reads in the event lo
 (`RWF_NOWAIT`), others still in a thread; answers that need no waiting written by the
 protocol itself (no ASGI task), head and body in one send; httptools and uvloop; one worker
 process per core. nginx spends 7 to 9 µs of CPU per 16 KiB request here (sendfile, C): the
-rest of our 40 to 46 µs is Python around the one send. 1 MiB ranges: nginx's sendfile spares
+rest of our 34 µs is Python around the one send. 1 MiB ranges: nginx's sendfile spares
 it both copies we make (page cache to a buffer, buffer to the socket), about 340 against
 600 to 700 µs of CPU per MiB; uvicorn has no zero-copy send, so the copies stay."""
 
