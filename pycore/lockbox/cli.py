@@ -1512,8 +1512,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--create", action="store_true",
                    help="create the archive first if it does not exist")
     p.add_argument("--jobs", default="auto", type=_jobs, metavar="auto|N",
-                   help="worker processes preparing small files (default: auto = CPUs, "
-                        "at most 6; 1 = none)")
+                   help="processes preparing small files, this one included (default: "
+                        "auto = CPUs, at most 6; 1 = no worker processes)")
     _creation_options(p)
 
     p = cmd("ls", cmd_ls, "list entries", description=f"List entries. {anyfmt}")

@@ -4,9 +4,9 @@
 The walk is depth first in name order. Symlinks are stored as symlinks (never
 followed); sockets, FIFOs and devices are skipped. Files that fit in one chunk go to
 the small-file pipeline (``pipeline.SmallFilePipeline``: read, hashed, encoded and
-compressed by worker processes with ``jobs`` > 1), whose results come back in order
-and are sealed and staged here; larger files are streamed by this process, their
-chunks compressed by a thread pool with ``jobs`` > 1.
+compressed by ``jobs - 1`` worker processes and by this one when they are busy), whose
+results are sealed and staged here as they arrive; larger files are streamed by this
+process, their chunks compressed by a thread pool with ``jobs`` > 1.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ main process, which seals (the AAD binds the frame's final offset, so sealing ha
 where offsets are assigned) and stages the entry. The archive's content is the same
 as with one job.
 
-Scheduling balances itself: each worker holds at most two batches; when every worker
-is busy (or still starting) the main process prepares the batch itself, and results
-are staged as they arrive. So the workers never make a run slower than one job by
+With ``jobs`` N, N - 1 worker processes and this one prepare: scheduling balances
+itself, each worker holding at most two batches; when every worker is busy (or still
+starting) the main process prepares the batch itself, and results are staged as they
+arrive. So the workers never make a run slower than one job by
 more than their start-up, and they start only once a walk has queued
 ``START_AFTER`` small files. Memory: at most ``2 * jobs + 1`` batches, each at most
 ``BATCH_FILES`` files and about ``BATCH_BYTES`` bytes.
@@ -249,7 +250,9 @@ class SmallFilePipeline(Generic[T]):
             return
         self._batch, self._tags, self._bytes = [], [], 0
         if not self._workers and self.jobs > 1 and self._queued >= START_AFTER:
-            self._workers = [_Worker() for _ in range(self.jobs)]
+            # this process prepares too when the workers are busy: jobs - 1 of them
+            # (on 2 cores, 1 worker: 0.69 s for 20,000 files; 2 workers: 0.75 s)
+            self._workers = [_Worker() for _ in range(self.jobs - 1)]
         if self._workers:
             self._collect(wait=False)
             idle = min(self._workers, key=lambda w: len(w.inflight))

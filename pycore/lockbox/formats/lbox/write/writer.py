@@ -237,7 +237,8 @@ class Writer:
 
         Symlinks are stored as symlinks (never followed); sockets, FIFOs and
         devices are skipped (reported through ``on_skip``). ``jobs`` > 1 (or
-        "auto") prepares small files in worker processes. Files whose
+        "auto": the CPUs) prepares small files in ``jobs - 1`` worker processes
+        beside this one. Files whose
         ``(st_dev, st_ino)`` is in ``exclude`` (e.g. the archive itself) are
         skipped and reported. Returns the number of entries added.
         """
