@@ -30,11 +30,11 @@ Primitives (the bundle's glue functions are synchronous once ``init()`` resolved
   :meth:`~BrowserCryptoBackend.start_open_frames` / :meth:`~BrowserCryptoBackend.
   finish_open_frames` (an async caller: a pool of module Workers started from the bundle
   itself does the work while Python goes on; ``AsyncLockbox.iter_bytes`` uses them). Not
-  JSPI's ``run_sync``: in Chromium 156 with Pyodide 314 it raises "WebAssembly stack
-  switching not supported" although ``can_run_sync()`` is true. Results come back when the
-  whole batch is done; a frame whose plaintext the bundle does not decode itself (anything
-  but the common well-formed case) comes back authenticated but undecoded and is decoded
-  by the caller's ``decode`` (the same errors as ever).
+  JSPI's ``run_sync``: a Python restored from the site's memory snapshot cannot block on a
+  promise (``can_run_sync()`` is False there), while an async caller can always await one.
+  Results come back when the whole batch is done; a frame whose plaintext the bundle does
+  not decode itself (anything but the common well-formed case) comes back authenticated
+  but undecoded and is decoded by the caller's ``decode`` (the same errors as ever).
 * Ed25519 verification: libsodium ``crypto_sign_verify_detached``.
 * age passphrase decryption: age-encryption (typage) ``Decrypter.addPassphrase``, which
   is async (a Promise), awaited with JSPI (``run_sync``); it refuses scrypt work factors
