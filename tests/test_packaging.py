@@ -93,7 +93,8 @@ def test_metadata_version_and_server_extra(plain_wheel: Path) -> None:
     requires = meta.get_all("Requires-Dist")
     server = [r for r in requires if 'extra == "server"' in r]
     assert {r.split(";")[0].split("=")[0].split("<")[0].split(">")[0] for r in server} == {
-        "starlette", "uvicorn", "h11", "anyio", "wsgidav", "cheroot"}  # wsgidav: lockbox mount
+        "starlette", "uvicorn", "h11", "anyio", "wsgidav", "cheroot",  # wsgidav: lockbox mount
+        "httptools", "uvloop"}  # the range server's fast parser and loop (CPython only)
     server_only = ("starlette", "uvicorn", "wsgidav", "cheroot")
     assert not [r for r in requires if r.startswith(server_only) and "extra" not in r]
     with zipfile.ZipFile(plain_wheel) as z:
