@@ -1749,6 +1749,12 @@ def build_parser() -> argparse.ArgumentParser:
     # `lockbox snap ACTION`: snapdir snapshots, stores and SNAPPACK (the same reason).
     from . import cli_snap
     cli_snap.add_snap_parser(sub)
+    # `lockbox share`: a link slot and its viewer link; `lockbox vault` / `lockbox agent`:
+    # the local identities store, trusted recipients and the unlock agent (docs/VAULT.md).
+    from . import cli_share, cli_vault
+    cli_share.add_share_parser(sub)
+    cli_vault.add_vault_parser(sub)
+    cli_vault.add_agent_parser(sub)
     return parser
 
 

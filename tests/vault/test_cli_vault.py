@@ -1,31 +1,22 @@
 """``lockbox vault ...`` and ``lockbox agent ...`` through their parsers (the lead
-registers them in lockbox.cli; this harness does what ``cli.main`` does with errors)."""
+registers them in ``lockbox.cli``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from lockbox import cli_vault
-from lockbox.errors import LockboxError, UsageError, VaultError, WrongKeyError
+from lockbox import cli, cli_vault
+from lockbox.errors import UsageError, VaultError, WrongKeyError
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="lockbox")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli_vault.add_vault_parser(sub)
-    cli_vault.add_agent_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except LockboxError as e:
-        print(f"lockbox: {e}", file=sys.stderr)
-        return e.exit_code
+    """``lockbox ARGV`` in-process, through ``cli.main`` (its error -> exit code mapping)."""
+    return cli.main(list(argv))
 
 
 @pytest.fixture
