@@ -550,3 +550,156 @@ def test_uri_listing_stops_at_a_damaged_chunk_and_keeps_what_it_found(
         await s.close()
 
     run(go())
+
+
+# -- the viewer's whole-file read: the pipelined flow (reading.pipelined_stream_flow) ------
+
+PIPE_CHUNK = 64 * 1024
+PIPE_SIZE = 17 * 1024 * 1024 + 999  # 3 batches of 8 MiB at 64 KiB chunks
+
+
+class _DeferredOpener:
+    """The CPython backend plus ``start_open_frames``/``finish_open_frames`` that open the
+    frames only when finished (as the browser's worker pool answers later), logged."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.log: list[tuple[str, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def start_open_frames(self, jobs: Any, plain_limit: int) -> Any:
+        self.log.append(("start", len(self.log)))
+        return list(jobs)
+
+    async def finish_open_frames(self, handle: Any, jobs: Any, decode: Any,
+                                 plain_limit: int) -> Any:
+        from lockbox.crypto.base import open_frames_loop
+
+        assert handle == list(jobs)
+        self.log.append(("finish", len(self.log)))
+        await asyncio.sleep(0)
+        return open_frames_loop(jobs, decode)
+
+
+@pytest.fixture(scope="module")
+def big_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    import random
+
+    from conftest import WEAK
+
+    content = random.Random(7).randbytes(PIPE_SIZE // 2) + b"z" * (PIPE_SIZE - PIPE_SIZE // 2)
+    path = tmp_path_factory.mktemp("big") / "big.lbox"
+    box = lockbox.create(path, password=PASSWORD, argon2=WEAK, chunk_size=PIPE_CHUNK)
+    with box.writer() as w:
+        w.add_bytes("big.bin", content)
+    box.close()
+    return path, content
+
+
+async def _file_pieces(s: Session, path: str, keep: bool = False
+                       ) -> tuple[list[bytes], BaseException | None]:
+    ext = s._lbox
+    assert ext is not None
+    p, e = await ext.file(path)
+    got: list[bytes] = []
+    try:
+        async for piece in ext.iter_file(p, e, keep):
+            got.append(bytes(piece))
+    except Exception as exc:
+        return got, exc
+    return got, None
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_download_is_pipelined_and_equal(big_archive: tuple[Path, bytes], pooled: bool) -> None:
+    path, content = big_archive
+
+    async def go() -> None:
+        s = await opened(path)
+        ext = s._lbox
+        assert ext is not None
+        opener = _DeferredOpener(ext.view.opener.crypto)
+        if pooled:
+            ext.view.opener.crypto = opener
+        h = (await call(s, "stream_open", path="big.bin"))["ok"]
+        assert await drain(s, h["handle"]) == content
+        if pooled:  # batch 2 started before batch 1 was finished; 3 batches
+            kinds = [k for k, _ in opener.log]
+            assert kinds.count("start") == kinds.count("finish") == 3
+            assert kinds.index("finish") > 1
+        await s.close()
+
+    run(go())
+
+
+@pytest.mark.parametrize("batch", [0, 1, 2])
+def test_download_tampered_chunk_releases_nothing_after_it(big_archive: tuple[Path, bytes],
+                                                           tmp_path: Path, batch: int) -> None:
+    """A chunk that does not authenticate: the pieces handed over are the batches before
+    its own, and the error names the file (as the one-by-one read's did)."""
+    src, content = big_archive
+    box = lockbox.open(src, password=PASSWORD)
+    entry = box.run(box.view.stat_flow("big.bin"))
+    chunk_no = batch * 128 + 5
+    ref = box.run(box.view.chunk_refs_flow(entry, chunk_no, chunk_no + 1))[0]
+    box.close()
+    data = bytearray(src.read_bytes())
+    data[ref.frame_offset + ref.frame_size - 20] ^= 0x40
+    path = tmp_path / "tampered.lbox"
+    path.write_bytes(bytes(data))
+
+    async def go(pooled: bool) -> None:
+        from lockbox.viewer.messages import AtPath
+
+        s = await opened(path)
+        ext = s._lbox
+        assert ext is not None
+        if pooled:
+            ext.view.opener.crypto = _DeferredOpener(ext.view.opener.crypto)
+        got, error = await _file_pieces(s, "big.bin")
+        assert isinstance(error, AtPath) and error.path == "big.bin"
+        assert isinstance(error.exc, lockbox.IntegrityError)
+        assert b"".join(got) == content[:batch * 128 * PIPE_CHUNK]
+        h = (await call(s, "stream_open", path="big.bin"))["ok"]
+        failed = await drain(s, h["handle"])
+        assert isinstance(failed, dict) and failed["kind"] == "corrupt"
+        assert failed["path"] == "big.bin"
+        await s.close()
+
+    run(go(True))
+    run(go(False))
+
+
+def test_download_after_previews_fetches_only_the_missing_chunks(
+        big_archive: tuple[Path, bytes]) -> None:
+    """Chunks kept by previews (here chunks 0 and 130, in two batches) are not fetched again
+    by the pipelined download, and the bytes are the same."""
+    path, content = big_archive
+
+    async def go() -> None:
+        s = await opened(path)
+        ext = s._lbox
+        assert ext is not None
+        ext.view.opener.crypto = _DeferredOpener(ext.view.opener.crypto)
+        for offset in (0, 130 * PIPE_CHUNK + 10):
+            got = await s.call_binary("read", json.dumps({"path": "big.bin", "offset": offset,
+                                                            "size": 100}))
+            assert got == content[offset:offset + 100]
+        _, before = trips(s)
+        reused = s.network()["reused"]["chunks"]
+        got, error = await _file_pieces(s, "big.bin", keep=True)
+        assert error is None and b"".join(got) == content
+        assert s.network()["reused"]["chunks"] == reused + 2
+        e = await ext.source.run(ext.view.stat_flow("big.bin"))
+        refs = await ext.source.run(ext.view.chunk_refs_flow(e, 0, e.chunks))
+        _, after = trips(s)
+        assert after - before == sum(r.frame_size for r in refs) - \
+            refs[0].frame_size - refs[130].frame_size
+        # kept: a second download fetches nothing (PIPE_SIZE is within the cache's budget)
+        got, _ = await _file_pieces(s, "big.bin", keep=True)
+        assert b"".join(got) == content and trips(s)[1] == after
+        await s.close()
+
+    run(go())

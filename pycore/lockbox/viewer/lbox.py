@@ -17,17 +17,18 @@ reader, :class:`~lockbox.formats.lbox.view.ArchiveView`):
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from ..crypto.base import open_frames
 from ..drivers import Flow, Read
 from ..errors import FormatError, LockboxError, UsageError
 from ..formats.lbox.info import SlotInfo, entry_info
 from ..formats.lbox.keys import Identity
-from ..formats.lbox.reading import FileReadPlan
+from ..formats.lbox.reading import FileReadPlan, drive_pipelined, pipelined_stream_flow
 from ..formats.lbox.session import LboxSession
-from ..formats.lbox.view import ArchiveView, ChunkData
+from ..formats.lbox.view import CHUNK_PLAIN_LIMIT, ArchiveView, ChunkData
 from ..formats.lbox.wire.constants import EntryType
 from ..formats.lbox.wire.entry import Entry, normalize_path
 from ..formats.lbox.wire.keydir import PasswordSlot, RecipientSlot, decode_keydir
@@ -179,15 +180,16 @@ def _at_path_flow(flow: Flow[Any], path: str) -> Flow[Any]:
 
 
 def _cut(wanted: Sequence[ByteRange], merged: Sequence[ByteRange],
-         blobs: Sequence[bytes]) -> list[bytes]:
+         blobs: Sequence[bytes]) -> list[memoryview]:
     """Each wanted range out of the blobs of the (sorted, disjoint) merged ranges that
-    cover them (``ranges.split_coalesced`` with a bisection: batches hold many ranges)."""
+    cover them (``ranges.split_coalesced`` with a bisection: batches hold many ranges),
+    as views of those blobs (bytes: immutable, safe to keep)."""
     starts = [m.offset for m in merged]
     out = []
     for w in wanted:
         k = bisect_right(starts, w.offset) - 1
         start = w.offset - merged[k].offset
-        out.append(bytes(blobs[k][start:start + w.size]))
+        out.append(memoryview(blobs[k])[start:start + w.size])
     return out
 
 
@@ -226,15 +228,24 @@ def read_chunks_flow(view: ArchiveView, asks: Sequence[_ChunkAsk], cache: PlainC
         ranges = [ref.byte_range for _, _, ref in wanted]
         merged = coalesce(ranges, max_gap=ZIP_GAP_BYTES)
         blobs = _cut(ranges, merged, (yield Read(tuple(merged))))
-        for (k, n, ref), blob in zip(wanted, blobs):
+        # one batch (crypto.base.open_frames); the first error, in order, as decode_chunk
+        # one chunk after the other would meet it
+        jobs, pending = view.chunk_jobs([ref for _, _, ref in wanted], blobs)
+        del blobs
+        results = open_frames(view.opener.crypto, jobs, view.chunk_decode, CHUNK_PLAIN_LIMIT)
+        for (k, n, _), payload in zip(wanted, results):
             path, e = asks[k][0], asks[k][1]
             try:
-                c = view.decode_chunk(e, n, ref, blob)
+                if isinstance(payload, LockboxError):
+                    raise payload
+                c = view.check_chunk(e, n, payload)
             except LockboxError as exc:
                 raise AtPath(exc, path) from exc
             got[k][n] = c
             if keep:
                 cache.put(_chunk_key(e, n), c)
+        if pending is not None:
+            raise AtPath(pending, asks[wanted[len(jobs)][0]][0]) from pending
     return [[got[k][n] for n in range(first, stop)]
             for k, (_, _, first, stop) in enumerate(asks)]
 
@@ -311,15 +322,25 @@ class LboxExtension:
         return p, e
 
     async def iter_file(self, p: str, e: Entry, keep: bool) -> AsyncIterator[memoryview]:
-        """A whole file, checked against its content hash at the end (``FileReadPlan``):
-        chunks already in the plaintext cache are not fetched again; those fetched are
-        kept there when ``keep``."""
-        plan = FileReadPlan(e, p, self.view.opener.crypto)
-        while (batch := plan.next_batch()) is not None:
-            chunks = await self.source.run(read_chunks_flow(self.view, [(p, e, *batch)],
-                                                            self.plain, keep))
-            for piece in plan.accept(chunks[0]):
-                yield piece
+        """A whole file, in the pipelined read (``reading.pipelined_stream_flow``: the
+        next batches are fetched and opened -- the browser's worker pool -- while one is
+        checked, hashed and handed over); nothing of a batch is handed over before all its
+        chunks authenticated and passed their checks, nor the last batch before the
+        whole-file BLAKE3 matched. Chunks already in the plaintext cache are not fetched
+        again; those fetched are kept there when ``keep``. Errors name the file
+        (``AtPath``)."""
+        pieces: deque[bytes | memoryview] = deque()
+        plain = self.plain
+        flow = pipelined_stream_flow(
+            self.view, p, e, pieces.append,
+            cached=lambda n: plain.get(_chunk_key(e, n)),
+            keep=(lambda c: plain.put(_chunk_key(e, c.chunk_no), c)) if keep else None)
+        try:
+            async for piece in drive_pipelined(flow, self.source, self.view.opener.crypto,
+                                               pieces):
+                yield memoryview(piece)
+        except LockboxError as exc:
+            raise AtPath(exc, p) from exc
 
     async def read(self, path: str, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset``. Each chunk is authenticated; a whole small

@@ -12,7 +12,6 @@ only this format has: ``info()`` as an :class:`ArchiveInfo` (key slots, generati
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ...cache import CacheLimit, PageCache
 from ...codec.base import Codec as CodecBackend
 from ...crypto.base import CryptoBackend
-from ...drivers import Read, run_sync
+from ...drivers import run_sync
 from ...errors import UsageError
 from ...facade import Archive, AsyncArchive
 from ...platform import default_codec, default_crypto
@@ -31,14 +30,7 @@ from ...sources.base import AsyncRangeSource, RangeSource
 from .info import ArchiveInfo, SlotInfo
 from .keys import Identity, UnlockLimits
 from .opening import open_flow
-from .reading import (
-    FinishRead,
-    PipelinedFlow,
-    PipelinedRequest,
-    StartOpen,
-    StartRead,
-    pipelined_stream_flow,
-)
+from .reading import drive_pipelined, pipelined_stream_flow
 from .session import LboxFormat, LboxSession
 from .verify import VerifyReport, verify_flow
 from .view import ArchiveView
@@ -288,7 +280,7 @@ class AsyncLockbox(_LboxCommon, AsyncArchive):
         entry = await self.run(self.view.stat_flow(normalize_path(info.path)))
         pieces: deque[bytes | memoryview] = deque()
         flow = pipelined_stream_flow(self.view, info.path, entry, pieces.append)
-        async for piece in _drive_pipelined(flow, self.source, self.crypto, pieces):
+        async for piece in drive_pipelined(flow, self.source, self.crypto, pieces):
             yield piece
 
     async def verify(self, *, progress: Progress | None = None  # type: ignore[override]
@@ -303,57 +295,3 @@ class AsyncLockbox(_LboxCommon, AsyncArchive):
 
     async def env_names(self) -> list[str]:
         return [k for k, _ in await self.env_items()]
-
-
-async def _drive_pipelined(flow: PipelinedFlow, source: AsyncRangeSource, crypto: Any,
-                           out: deque[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
-    """Run a :data:`~lockbox.formats.lbox.reading.PipelinedFlow` (as the facade's
-    ``_astepped`` runs a flow): ``Read`` awaited from ``source``; ``StartRead`` answered at
-    once with a task reading from ``source``, ``FinishRead`` awaits it; ``StartOpen``
-    answered at once by ``crypto.start_open_frames``, ``FinishOpen`` awaits
-    ``crypto.finish_open_frames``. What the flow put in ``out`` is yielded before each
-    wait. Reads still running when the flow ends (an error) are cancelled."""
-    reads: set[asyncio.Task[list[bytes]]] = set()
-    try:
-        try:
-            request: PipelinedRequest | None = next(flow)
-        except StopIteration:
-            request = None
-        while request is not None:
-            while out:
-                yield out.popleft()
-            answer: Any
-            try:
-                if isinstance(request, Read):
-                    answer = await source.read(request.ranges)
-                elif isinstance(request, StartRead):
-                    answer = asyncio.ensure_future(source.read(request.ranges))
-                    reads.add(answer)
-                elif isinstance(request, FinishRead):
-                    reads.discard(request.handle)
-                    answer = await request.handle
-                elif isinstance(request, StartOpen):
-                    answer = crypto.start_open_frames(request.jobs, request.plain_limit)
-                else:
-                    answer = await crypto.finish_open_frames(request.handle, request.jobs,
-                                                             request.decode, request.plain_limit)
-            except BaseException as exc:
-                try:
-                    request = flow.throw(exc)
-                except StopIteration:
-                    request = None
-                continue
-            try:
-                request = flow.send(answer)
-            except StopIteration:
-                request = None
-        while out:
-            yield out.popleft()
-    finally:
-        flow.close()
-        for task in reads:
-            if task.done():
-                if not task.cancelled():
-                    task.exception()  # retrieved: an error of a read nobody waits for
-            else:
-                task.cancel()

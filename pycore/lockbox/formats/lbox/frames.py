@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ...codec.base import Codec as CodecBackend
-from ...crypto.base import Aead, CryptoBackend
+from ...crypto.base import Aead, CryptoBackend, FrameJob
 from ...errors import FormatError, IntegrityError, LimitExceededError, TruncatedError
 from .wire.constants import (
     FRAME_HEADER_SIZE,
@@ -188,23 +188,45 @@ class FrameOpener:
             frame_nonce(header.counter), sealed,
             frame_aad(self.archive_id, blob[:FRAME_HEADER_SIZE], ref.frame_offset))
 
-    def open_ref(self, blob: bytes | memoryview, ref: Ref,
-                 kind: FrameKind) -> bytes | memoryview:
-        """Open the frame an authenticated ref points to. Any damage to its header
-        is an IntegrityError (the ref pins it); a short read is a TruncatedError."""
+    def job_for_ref(self, blob: bytes | memoryview, ref: Ref, kind: FrameKind) -> FrameJob:
+        """What :meth:`open_ref` checks before it authenticates, and what it then
+        authenticates, as a :class:`~lockbox.crypto.base.FrameJob` (for
+        :func:`lockbox.crypto.base.open_frames` and the browser's worker pool). A short
+        read is a TruncatedError; any damage to the header (the ref pins it), another
+        size or kind, or another tag than the ref's is an IntegrityError."""
+        offset = ref.frame_offset
         if len(blob) != ref.frame_size:
             raise TruncatedError(
-                f"frame at {ref.frame_offset}: got {len(blob)} of {ref.frame_size} bytes "
+                f"frame at {offset}: got {len(blob)} of {ref.frame_size} bytes "
                 "(the archive is truncated)")
         try:
             header = decode_frame_header(blob)
         except LimitExceededError:
             raise
         except FormatError as e:
-            raise IntegrityError(f"frame at {ref.frame_offset}: damaged header ({e})") from None
+            raise IntegrityError(f"frame at {offset}: damaged header ({e})") from None
         if header.frame_size != ref.frame_size:
-            raise IntegrityError(f"frame at {ref.frame_offset}: size differs from its ref")
-        return self.open_at(blob, ref.frame_offset, kind, ref.tag)[1]
+            raise IntegrityError(f"frame at {offset}: size differs from its ref")
+        if header.kind != kind:
+            raise IntegrityError(
+                f"frame at {offset}: expected a {kind.name} frame, found {header.kind.name}")
+        end = FRAME_HEADER_SIZE + header.sealed_size
+        if len(blob) < end:
+            raise TruncatedError(f"frame at {offset}: truncated")
+        sealed = memoryview(blob)[FRAME_HEADER_SIZE:end]
+        if bytes(sealed[-TAG_SIZE:]) != ref.tag:
+            raise IntegrityError(f"frame at {offset}: not the frame its parent points to")
+        return FrameJob(self._aead_for(header.session_id), frame_nonce(header.counter),
+                        sealed, frame_aad(self.archive_id, blob[:FRAME_HEADER_SIZE], offset))
+
+    def open_ref(self, blob: bytes | memoryview, ref: Ref,
+                 kind: FrameKind) -> bytes | memoryview:
+        """Open the frame an authenticated ref points to (:meth:`job_for_ref`'s checks,
+        then authenticated and decompressed with the kind's bound). Any damage to its
+        header is an IntegrityError (the ref pins it); a short read is a TruncatedError."""
+        job = self.job_for_ref(blob, ref, kind)
+        return decode_plain(self.codec, job.aead.open(job.nonce, job.sealed, job.aad),
+                            PLAIN_LIMITS[kind])
 
 
 def raw_plain_prefix(payload_size: int) -> bytes:

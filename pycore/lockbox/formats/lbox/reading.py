@@ -11,10 +11,10 @@ batch k+1 is fetched and decrypted while batch k is checked, hashed and handed o
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, NamedTuple
 
-from ...crypto.base import CryptoBackend, Decode, FrameJob
+from ...crypto.base import CryptoBackend, Decode, FrameJob, open_frames
 from ...drivers import Read
 from ...errors import IntegrityError, LockboxError
 from ...ranges import ByteRange
@@ -24,7 +24,7 @@ from .wire.refs import Ref
 
 __all__ = ["FileReadPlan", "BATCH_BYTES", "StartRead", "FinishRead", "StartOpen", "FinishOpen",
            "PipelinedFlow", "PipelinedRequest", "pipelined_stream_flow", "PIPELINE_AHEAD",
-           "READS_AHEAD"]
+           "READS_AHEAD", "drive_pipelined"]
 
 PIPELINE_AHEAD = 2  # batches fetched and being opened while one is checked and handed over
 READS_AHEAD = 1  # batches being read (in the background) before the oldest is opened
@@ -103,7 +103,9 @@ PipelinedFlow = Generator[PipelinedRequest, Any, int]
 def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
                           sink: Callable[[bytes | memoryview], None], *,
                           ahead: int | None = None,
-                          batch_bytes: int = BATCH_BYTES) -> PipelinedFlow:
+                          batch_bytes: int = BATCH_BYTES,
+                          cached: Callable[[int], ChunkData | None] | None = None,
+                          keep: Callable[[ChunkData], None] | None = None) -> PipelinedFlow:
     """The whole file to ``sink``, like ``LboxSession.stream_flow``, with each batch's read
     started (:class:`StartRead`) before the batch before it is opened, and up to ``ahead``
     (default :data:`PIPELINE_AHEAD`) batches read and started (:class:`StartOpen`)
@@ -112,27 +114,43 @@ def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
     one by one), hashed and handed over in order. The last batch is handed over only after
     the whole-file BLAKE3 matched (``FileReadPlan``). An error in a batch ahead (a damaged
     index frame, a failed read) is raised when it comes up, or earlier: never after any of
-    that batch's bytes were handed over."""
+    that batch's bytes were handed over.
+
+    ``cached(chunk_no)`` gives chunks already verified (the viewer's plaintext cache): they
+    are neither fetched nor opened again, but still go through the order and whole-file
+    hash checks; ``keep(chunk)`` is given each chunk fetched, once its whole batch passed
+    its checks."""
     if ahead is None:
         ahead = PIPELINE_AHEAD
     plan = FileReadPlan(entry, path, view.opener.crypto, batch_bytes)
-    reading: deque[tuple[int, list[Ref], Any]] = deque()
-    started: deque[tuple[int, Any, list[FrameJob], LockboxError | None]] = deque()
+    # (first chunk, numbers of the chunks fetched, cached chunks by number, refs, read)
+    reading: deque[tuple[int, list[int], dict[int, ChunkData], list[Ref], Any]] = deque()
+    started: deque[tuple[int, list[int], dict[int, ChunkData], Any, list[FrameJob],
+                         LockboxError | None]] = deque()
     total = 0
 
     def open_next() -> Generator[PipelinedRequest, Any, None]:
-        first, refs, read = reading.popleft()
-        blobs = yield FinishRead(read)
+        first, numbers, have, refs, read = reading.popleft()
+        blobs = (yield FinishRead(read)) if read is not None else []
         jobs, pending = view.chunk_jobs(refs, blobs)
         del blobs
         handle = yield StartOpen(jobs, CHUNK_PLAIN_LIMIT)
-        started.append((first, handle, jobs, pending))
+        started.append((first, numbers, have, handle, jobs, pending))
 
     def hand_over() -> Generator[PipelinedRequest, Any, int]:
-        first, handle, jobs, pending = started.popleft()
+        first, numbers, have, handle, jobs, pending = started.popleft()
         results = yield FinishOpen(handle, jobs, view.chunk_decode, CHUNK_PLAIN_LIMIT)
+        chunks = view.checked_chunks(entry, first, results, pending,
+                                     numbers=numbers if have else None)
+        if keep is not None:
+            for c in chunks:
+                keep(c)
+        if have:
+            opened = {c.chunk_no: c for c in chunks}
+            chunks = [have[n] if n in have else opened[n]
+                      for n in range(first, first + len(have) + len(opened))]
         size = 0
-        for piece in plan.accept(view.checked_chunks(entry, first, results, pending)):
+        for piece in plan.accept(chunks):
             sink(piece)
             size += len(piece)
         return size
@@ -140,10 +158,24 @@ def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
     first = 0
     while first < entry.chunks:
         stop = min(entry.chunks, first + plan.per_batch)
-        refs = yield from view.chunk_refs_flow(entry, first, stop)
-        # this batch's read goes on while the one before is opened and an older one is
-        # checked, hashed and handed over
-        reading.append((first, refs, (yield StartRead(tuple(r.byte_range for r in refs)))))
+        have: dict[int, ChunkData] = {}
+        if cached is not None:
+            for n in range(first, stop):
+                c = cached(n)
+                if c is not None:
+                    have[n] = c
+        numbers = [n for n in range(first, stop) if n not in have]
+        refs: list[Ref] = []
+        read = None
+        if numbers:
+            lo = numbers[0]
+            refs = yield from view.chunk_refs_flow(entry, lo, numbers[-1] + 1)
+            if have:
+                refs = [refs[n - lo] for n in numbers]
+            # this batch's read goes on while the one before is opened and an older one is
+            # checked, hashed and handed over
+            read = yield StartRead(tuple(r.byte_range for r in refs))
+        reading.append((first, numbers, have, refs, read))
         first = stop
         if len(reading) > READS_AHEAD:
             yield from open_next()
@@ -156,3 +188,65 @@ def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
     while started:
         total += yield from hand_over()
     return total
+
+
+async def drive_pipelined(flow: PipelinedFlow, source: Any, crypto: Any,
+                          out: deque[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
+    """Run a :data:`~lockbox.formats.lbox.reading.PipelinedFlow` (as the facade's
+    ``_astepped`` runs a flow): ``Read`` awaited from ``source``; ``StartRead`` answered at
+    once with a task reading from ``source``, ``FinishRead`` awaits it; ``StartOpen``
+    answered at once by ``crypto.start_open_frames``, ``FinishOpen`` awaits
+    ``crypto.finish_open_frames`` (a backend without them: ``FinishOpen`` is
+    :func:`lockbox.crypto.base.open_frames`, in this thread). What the flow put in ``out``
+    is yielded before each wait. Reads still running when the flow ends (an error) are cancelled."""
+    import asyncio  # here: the CLI imports this module, and never drives this flow
+
+    pooled = getattr(crypto, "start_open_frames", None) is not None
+    reads: set[asyncio.Task[list[bytes]]] = set()
+    try:
+        try:
+            request: PipelinedRequest | None = next(flow)
+        except StopIteration:
+            request = None
+        while request is not None:
+            while out:
+                yield out.popleft()
+            answer: Any
+            try:
+                if isinstance(request, Read):
+                    answer = await source.read(request.ranges)
+                elif isinstance(request, StartRead):
+                    answer = asyncio.ensure_future(source.read(request.ranges))
+                    reads.add(answer)
+                elif isinstance(request, FinishRead):
+                    reads.discard(request.handle)
+                    answer = await request.handle
+                elif isinstance(request, StartOpen):
+                    answer = (crypto.start_open_frames(request.jobs, request.plain_limit)
+                              if pooled else None)
+                elif pooled:
+                    answer = await crypto.finish_open_frames(request.handle, request.jobs,
+                                                             request.decode, request.plain_limit)
+                else:
+                    answer = open_frames(crypto, request.jobs, request.decode,
+                                         request.plain_limit)
+            except BaseException as exc:
+                try:
+                    request = flow.throw(exc)
+                except StopIteration:
+                    request = None
+                continue
+            try:
+                request = flow.send(answer)
+            except StopIteration:
+                request = None
+        while out:
+            yield out.popleft()
+    finally:
+        flow.close()
+        for task in reads:
+            if task.done():
+                if not task.cancelled():
+                    task.exception()  # retrieved: an error of a read nobody waits for
+            else:
+                task.cancel()

@@ -23,21 +23,17 @@ from ...errors import (
     FormatError,
     IntegrityError,
     InvalidPathError,
-    LimitExceededError,
     LockboxError,
     NotFoundError,
-    TruncatedError,
 )
 from .frames import PLAIN_LIMITS, FrameOpener, decode_plain
 from .walk import Visit, WalkLimits, WalkStats, load_nodes_flow, walk_tree_flow
 from .wire.chunk import ChunkHeader, decode_chunk, decode_index
 from .wire.commit import CommitRecord, TreeRoot
 from .wire.constants import (
-    FRAME_HEADER_SIZE,
     INDEX_FANOUT,
     MAX_ENV_VALUE_SIZE,
     SUPERBLOCK_SIZE,
-    TAG_SIZE,
     EntryType,
     FrameKind,
 )
@@ -53,7 +49,6 @@ from .wire.entry import (
     subtree_ranges,
     toc_key,
 )
-from .wire.frame import decode_frame_header, frame_aad, frame_nonce
 from .wire.keydir import KeySlot
 from .wire.node import Internal, Leaf, Node, decode_node
 from .wire.refs import Ref
@@ -343,13 +338,13 @@ class ArchiveView:
 
     def chunk_jobs(self, refs: Sequence[Ref], blobs: Sequence[bytes | memoryview]
                    ) -> tuple[list[FrameJob], LockboxError | None]:
-        """The :meth:`frame_job` of each chunk frame, up to the first that fails its checks:
-        (jobs, that error or None) -- the error is raised by :meth:`checked_chunks` after the
-        chunks before it, as the one-by-one loop would."""
+        """The ``FrameOpener.job_for_ref`` of each chunk frame, up to the first that
+        fails its checks: (jobs, that error or None) -- the error is raised by
+        :meth:`checked_chunks` after the chunks before it, as the one-by-one loop would."""
         jobs: list[FrameJob] = []
         for ref, blob in zip(refs, blobs):
             try:
-                jobs.append(self.frame_job(blob, ref, FrameKind.DATA_CHUNK))
+                jobs.append(self.opener.job_for_ref(blob, ref, FrameKind.DATA_CHUNK))
             except LockboxError as exc:
                 return jobs, exc
         return jobs, None
@@ -359,48 +354,20 @@ class ArchiveView:
         return decode_plain(self.opener.codec, plain, CHUNK_PLAIN_LIMIT)
 
     def checked_chunks(self, entry: Entry, first: int, results: Sequence[FrameResult],
-                       pending: LockboxError | None = None) -> list[ChunkData]:
-        """:meth:`check_chunk` of each opened chunk in order (chunk ``first`` first): the
-        first error met -- a frame's, a check's, then ``pending`` -- is raised, and then no
-        chunk of the batch is returned."""
+                       pending: LockboxError | None = None, *,
+                       numbers: Sequence[int] | None = None) -> list[ChunkData]:
+        """:meth:`check_chunk` of each opened chunk in order (chunk ``first`` first, or
+        chunks ``numbers[k]`` when given): the first error met -- a frame's, a check's,
+        then ``pending`` -- is raised, and then no chunk of the batch is returned."""
         out: list[ChunkData] = []
         for k, payload in enumerate(results):
             if isinstance(payload, LockboxError):
                 raise payload
-            out.append(self.check_chunk(entry, first + k, payload))
+            out.append(self.check_chunk(entry, first + k if numbers is None else numbers[k],
+                                        payload))
         if pending is not None:
             raise pending
         return out
-
-    def frame_job(self, blob: bytes | memoryview, ref: Ref, kind: FrameKind) -> FrameJob:
-        """What :meth:`FrameOpener.open_ref` checks before it authenticates (the same errors,
-        in the same order), and what it then authenticates, as a
-        :class:`~lockbox.crypto.base.FrameJob`."""
-        opener = self.opener
-        offset = ref.frame_offset
-        if len(blob) != ref.frame_size:
-            raise TruncatedError(
-                f"frame at {offset}: got {len(blob)} of {ref.frame_size} bytes "
-                "(the archive is truncated)")
-        try:
-            header = decode_frame_header(blob)
-        except LimitExceededError:
-            raise
-        except FormatError as e:
-            raise IntegrityError(f"frame at {offset}: damaged header ({e})") from None
-        if header.frame_size != ref.frame_size:
-            raise IntegrityError(f"frame at {offset}: size differs from its ref")
-        if header.kind != kind:
-            raise IntegrityError(
-                f"frame at {offset}: expected a {kind.name} frame, found {header.kind.name}")
-        end = FRAME_HEADER_SIZE + header.sealed_size
-        if len(blob) < end:
-            raise TruncatedError(f"frame at {offset}: truncated")
-        sealed = memoryview(blob)[FRAME_HEADER_SIZE:end]
-        if bytes(sealed[-TAG_SIZE:]) != ref.tag:
-            raise IntegrityError(f"frame at {offset}: not the frame its parent points to")
-        return FrameJob(opener._aead_for(header.session_id), frame_nonce(header.counter),
-                        sealed, frame_aad(opener.archive_id, blob[:FRAME_HEADER_SIZE], offset))
 
     def decode_chunk(self, entry: Entry, chunk_no: int, ref: Ref,
                      blob: bytes) -> ChunkData:
