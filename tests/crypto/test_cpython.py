@@ -107,7 +107,7 @@ def test_frame_seal_into_is_seal_and_backends_without_it_fall_back() -> None:
     sealers = [FrameSealer(backend, ZstdCodec(), archive_id, key) for _ in range(2)]
     sealers[1].session_id = sealers[0].session_id
     sealers[1]._aead = sealers[0]._aead
-    sealers[1]._seal_into = None  # a backend without seal_into (the browser's)
+    sealers[1]._into = None  # a backend without seal_into (the browser's)
     frame, ref = sealers[0].seal(FrameKind.DATA_CHUNK, 3, 4096, plain)
     for sealer in sealers:
         sealer.counter = 0
@@ -116,3 +116,19 @@ def test_frame_seal_into_is_seal_and_backends_without_it_fall_back() -> None:
         assert bytes(out) == frame
     with pytest.raises(ValueError):
         sealers[0].seal_into(FrameKind.DATA_CHUNK, 3, 4096, plain, memoryview(bytearray(5)))
+
+
+def test_aead_into_finds_the_optional_methods() -> None:
+    from lockbox.crypto.base import AeadInto, aead_into
+
+    aead = CryptographyBackend().aead(bytes(32))
+    assert aead_into(aead) is aead and isinstance(aead, AeadInto)
+
+    class SealOpenOnly:  # the browser's: seal and open only
+        def seal(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+            return aead.seal(nonce, plaintext, aad)
+
+        def open(self, nonce: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes:
+            return aead.open(nonce, sealed, aad)
+
+    assert aead_into(SealOpenOnly()) is None

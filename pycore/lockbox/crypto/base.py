@@ -32,8 +32,8 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from lockbox.errors import LockboxError
 
-__all__ = ["Aead", "Hasher", "CryptoBackend", "FrameJob", "FrameResult", "Decode", "open_frames",
-           "open_frames_loop",
+__all__ = ["Aead", "AeadInto", "aead_into", "Hasher", "CryptoBackend", "FrameJob",
+           "FrameResult", "Decode", "open_frames", "open_frames_loop",
            "check_size", "check_int", "AEAD_KEY_SIZE",
            "AEAD_NONCE_SIZE", "AEAD_TAG_SIZE", "MLKEM1024_SEED_SIZE", "MLKEM1024_EK_SIZE",
            "MLKEM1024_CT_SIZE", "MLKEM_SS_SIZE", "ED25519_PUBLIC_KEY_SIZE",
@@ -66,6 +66,32 @@ class Aead(Protocol):
         released before authentication.
         """
         ...
+
+
+@runtime_checkable
+class AeadInto(Aead, Protocol):
+    """An :class:`Aead` that also writes into a caller's buffer (optional: the CPython
+    backend's has it; callers look for it with :func:`aead_into` and otherwise use
+    ``seal``/``open`` and copy)."""
+
+    def seal_into(self, nonce: bytes, plaintext: bytes | bytearray | memoryview, aad: bytes,
+                  out: bytearray | memoryview) -> None:
+        """``seal`` written into ``out`` (exactly ``len(plaintext) + 16`` bytes, not
+        overlapping ``plaintext``)."""
+        ...
+
+    def open_into(self, nonce: bytes, sealed: bytes | bytearray | memoryview, aad: bytes,
+                  out: bytearray | memoryview) -> None:
+        """``open`` written into ``out`` (exactly ``len(sealed) - 16`` bytes). On
+        :class:`~lockbox.errors.IntegrityError` ``out`` holds no plaintext (zeroed)."""
+        ...
+
+
+def aead_into(aead: Aead) -> AeadInto | None:
+    """``aead`` itself when it has ``seal_into`` and ``open_into``, else None."""
+    if callable(getattr(aead, "seal_into", None)) and callable(getattr(aead, "open_into", None)):
+        return aead  # type: ignore[return-value]
+    return None
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ from lockbox.crypto.base import (
     MLKEM1024_CT_SIZE,
     MLKEM1024_EK_SIZE,
     MLKEM1024_SEED_SIZE,
-    Aead,
+    AeadInto,
     Hasher,
     check_int,
     check_size,
@@ -150,7 +150,7 @@ class CryptographyBackend:
 
     name = "cryptography"
 
-    def aead(self, key: bytes) -> Aead:
+    def aead(self, key: bytes) -> AeadInto:
         return _ChaCha20Poly1305Aead(key)
 
     def argon2id(

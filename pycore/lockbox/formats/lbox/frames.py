@@ -14,10 +14,8 @@ it, authenticates, and only then decompresses with a hard bound.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ...codec.base import Codec as CodecBackend
-from ...crypto.base import Aead, CryptoBackend, FrameJob
+from ...crypto.base import Aead, AeadInto, CryptoBackend, FrameJob, aead_into
 from ...errors import FormatError, IntegrityError, LimitExceededError, TruncatedError
 from .wire.constants import (
     FRAME_HEADER_SIZE,
@@ -73,7 +71,7 @@ class FrameSealer:
         self.counter = 0
         self.level = level
         # The backend's in-place sealing (CPython), when it has one.
-        self._seal_into: Callable[..., None] | None = getattr(self._aead, "seal_into", None)
+        self._into: AeadInto | None = aead_into(self._aead)
 
     def encode_plain(self, payload: bytes | bytearray | memoryview,
                      compress: bool = True) -> bytes:
@@ -94,8 +92,8 @@ class FrameSealer:
             raise ValueError("seal_into: out must be the frame's size")
         out[:FRAME_HEADER_SIZE] = header
         aad = frame_aad(self.archive_id, header, frame_offset)
-        if self._seal_into is not None:
-            self._seal_into(frame_nonce(counter), plain, aad, out[FRAME_HEADER_SIZE:end])
+        if self._into is not None:
+            self._into.seal_into(frame_nonce(counter), plain, aad, out[FRAME_HEADER_SIZE:end])
         else:
             out[FRAME_HEADER_SIZE:end] = self._aead.seal(frame_nonce(counter), bytes(plain),
                                                          aad)
