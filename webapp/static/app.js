@@ -23,8 +23,37 @@
 // Deep links: #url=<archive URL>&path=<file or folder inside>, or #store=…&id=…&path=….
 // The hash is kept up to date while browsing (history.replaceState), never with a secret
 // in it.
+//
+// Share links (`lockbox share`): #url=<archive URL>&key=lbk1-… opens the archive and
+// unlocks it with the link's key, no prompt. The key is taken out of the address bar first
+// thing (below) and then lives in memory only.
 
 const $ = (id) => document.getElementById(id);
+
+// ------------------------------------------------------------------ share links: the key
+//
+// A share link is VIEWER#url=<archive URL>&key=lbk1-<43 characters>. Its key is read from
+// the fragment before anything else runs and removed from the address bar at once
+// (history.replaceState, keeping url and path), so that it is not left in view, in this
+// history entry, a bookmark or a copied URL. From then on it is kept in memory only
+// (state.link, then the unlock call to the worker) and goes into no request, no log and no
+// error message (docs/FORMAT.md §17.8): the worker checks it (a damaged key gets a message
+// that does not repeat it) and tries it on the archive's link slots. A fragment is never
+// sent in a request, and the page sends no Referer at all (<meta name="referrer"> and the
+// server's Referrer-Policy).
+function takeShareKey() {
+  const raw = location.hash.replace(/^#/, "");
+  if (!raw) return null;
+  const params = new URLSearchParams(raw);
+  if (!params.has("key")) return null;
+  const key = params.get("key");
+  params.delete("key");
+  const rest = params.toString();
+  history.replaceState(history.state, "",
+                       location.pathname + location.search + (rest ? `#${rest}` : ""));
+  return { url: params.get("url"), key };
+}
+const startLink = takeShareKey();
 const ROW_HEIGHT = 36; // px, keep in sync with .row-item in style.css
 const OVERSCAN = 12;
 const TEXT_PREVIEW = 256 * 1024; // bytes of text shown at most
@@ -200,6 +229,10 @@ const state = {
   previewToken: 0,
   listToken: 0,
   pendingPath: null, // from the deep link, applied after unlock
+  // A share link's key for the archive at url ({url, key}; memory only, never written
+  // anywhere): used when that archive is opened, dropped when it is refused or another
+  // archive is opened.
+  link: startLink && startLink.url ? startLink : null,
   listCache: new Map(), // listing "folders" only
   walk: null, // listing "walk": {entries, batches, done, error}
   refreshTimer: null,
@@ -346,6 +379,7 @@ const waitText = (text) => (py.ready ? text : `${text} (waiting for Python to st
 async function openUrl(url, { path = null } = {}) {
   hideAlert();
   closeArchiveState();
+  if (state.link && state.link.url !== url) state.link = null; // a key opens its own archive
   state.pendingPath = path;
   state.source = { kind: "url", url };
   $("url").value = url;
@@ -368,6 +402,7 @@ const SNAP_LOCATION = /^(https?:\/\/[^#]*)#id=([^&#]*)$/i;
 async function openSnap(store, id, { path = null } = {}) {
   hideAlert();
   closeArchiveState();
+  state.link = null;
   state.pendingPath = path;
   state.source = { kind: "snap", store, id };
   $("url").value = `${store}#id=${id}`;
@@ -394,6 +429,7 @@ function openLocation(text, options = {}) {
 async function openFile(file) {
   hideAlert();
   closeArchiveState();
+  state.link = null;
   state.pendingPath = null;
   state.source = { kind: "file", file };
   setView("open");
@@ -409,11 +445,71 @@ async function openFile(file) {
   return true;
 }
 
-// After open_*: an encrypted archive asks for its secret; any other is shown at once.
+// After open_*: an encrypted archive asks for its secret (or is unlocked with the share
+// link's key it was opened with); any other is shown at once.
 function opened(probe) {
   state.probe = probe;
-  if (probe.encrypted) return showUnlock(probe);
-  return enterBrowse(probe.info);
+  const link = state.link;
+  if (!probe.encrypted) {
+    state.link = null; // nothing to unlock: the key is not needed
+    return enterBrowse(probe.info);
+  }
+  const src = state.source;
+  if (link && src && src.kind === "url" && src.url === link.url) return unlockWithLink(probe, link);
+  return showUnlock(probe);
+}
+
+// A share link: unlock with its key, no prompt (the open view stays, busy, until the
+// listing shows). A key that does not open the archive (revoked, wrong) or is not a key
+// (damaged when copied) gets its one-line message on the unlock form, which offers the
+// archive's other ways in (password, identity file).
+async function unlockWithLink(probe, link) {
+  const epoch = state.epoch;
+  document.body.dataset.shareLink = "unlocking";
+  showBusy(waitText("Unlocking with the share link…"), "open");
+  const r = await py.call("unlock", { link: link.key });
+  if (epoch !== state.epoch) return;
+  showBusy(null);
+  if (!r.error) {
+    document.body.dataset.shareLink = "opened";
+    await enterBrowse(r.ok);
+    return;
+  }
+  if (r.error.kind !== "wrong_key" && r.error.kind !== "usage") {
+    // not about the key (network, damaged archive...): the key is kept for "Open again"
+    document.body.dataset.shareLink = "failed";
+    showUnlock(probe);
+    handleError(r.error);
+    return;
+  }
+  state.link = null; // refused: of no further use
+  document.body.dataset.shareLink = r.error.kind === "wrong_key" ? "refused" : "invalid";
+  showUnlock(probe);
+  const other = unlockHow(probe.methods, false);
+  $("unlock-error").textContent = `${r.error.title}: ${r.error.message}` +
+    (other ? ` Unlock it with ${other} instead.` : "");
+  $("unlock-error").hidden = false;
+}
+
+// A share link's fragment without the archive's URL (cut short when copied): its key is
+// of no use (and already out of the address bar).
+function linkWithoutArchive() {
+  document.body.dataset.shareLink = "invalid";
+  showAlert({ kind: "usage", title: "Not a complete share link",
+              message: "This share link has no archive address (#url=…): it was cut short " +
+                "when it was copied. Open the whole link again.", detail: "" });
+}
+
+// What unlocks an archive, from its probe's methods, for people; with link = false, only
+// what the unlock form offers ("" if nothing).
+function unlockHow(methods, link = true) {
+  if (methods.includes("passphrase")) return "its passphrase (an age vault)";
+  const pw = methods.includes("password");
+  const id = methods.includes("identity");
+  const form = pw && id ? "a password or an identity file" : id ? "an identity file"
+    : pw ? "a password" : "";
+  if (!link || !methods.includes("link")) return form;
+  return form ? `${form}, or a share link` : "a share link";
 }
 
 function reopen() {
@@ -429,10 +525,7 @@ function showUnlock(probe) {
   $("unlock-name").textContent = probe.name;
   $("pw-user").value = probe.location || probe.name; // lets password managers tell archives apart
   const passphrase = probe.methods.includes("passphrase");
-  const how = passphrase ? "its passphrase (an age vault)"
-    : probe.methods.includes("password") && probe.methods.includes("identity")
-      ? "a password or an identity file"
-      : probe.methods.includes("identity") ? "an identity file" : "a password";
+  const how = unlockHow(probe.methods) || "a password";
   const sync = probe.sync;
   $("unlock-meta").textContent = [fmtBytes(probe.size), probe.format_title,
     probe.generation != null ? `generation ${probe.generation}` : "",
@@ -546,6 +639,7 @@ async function closeArchive() {
   await py.call("close");
   closeArchiveState();
   state.source = null;
+  state.link = null;
   history.replaceState(null, "", location.pathname + location.search);
   setView("open");
   $("url").focus();
@@ -645,7 +739,14 @@ function openFromHash({ url, path, store, id }) {
   return true;
 }
 
-window.addEventListener("hashchange", () => openFromHash(readHash()));
+// A share link pasted into the address bar while the viewer is open: its key is taken out
+// of it at once, as at start.
+window.addEventListener("hashchange", () => {
+  const link = takeShareKey();
+  if (link && !link.url) return linkWithoutArchive();
+  if (link) state.link = link;
+  openFromHash(readHash());
+});
 
 // ------------------------------------------------------------------ listing
 
@@ -2063,4 +2164,5 @@ document.addEventListener("keydown", (e) => {
 
 setView("open");
 listServedArchives();
+if (startLink && !startLink.url) linkWithoutArchive();
 if (!openFromHash(readHash())) $("url").focus();

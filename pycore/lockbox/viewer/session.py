@@ -16,6 +16,7 @@ Flow of a session::
     probe  = await s.open_snap(store, id)   # a snapdir snapshot: reads its manifest
     # encrypted (.lbox; a .sync vault): probe["methods"] says what unlocks it
     info   = await s.unlock(password=...)   # or identity="LOCKBOX-IDENTITY-1:..."; no request
+    info   = await s.unlock(link="lbk1-...")  # a share link's key (#url=...&key=...)
     # not encrypted (.uri, .sync): opened already, probe["info"] is the archive's info
     root   = await s.ls("")                 # a folder's children, as columns
     batch  = await s.list_next()            # listing "walk": the next entries of the walk
@@ -59,6 +60,7 @@ from typing import Any
 
 from ..drivers import Flow
 from ..errors import FormatError, IntegrityError, LockboxError, UsageError, WrongKeyError
+from ..formats.lbox.keys import LinkSecret
 from ..formats.lbox.session import LboxSession
 from ..info import EntryInfo
 from ..protocol import FormatSession, FormatSpec, OpenOptions
@@ -73,8 +75,8 @@ from .snap import SnapExtension, open_message, open_snapshot, snapshot_name
 from .sync import SyncExtension
 from .zipping import unsafe_zip_links, zip_pieces
 
-__all__ = ["Session", "classify", "PREVIEW_LIMIT", "STREAM_PIECE", "CHECKED_PREVIEW_MAX",
-           "WALK_BATCH"]
+__all__ = ["Session", "classify", "link_secret", "link_refused", "PREVIEW_LIMIT",
+           "STREAM_PIECE", "CHECKED_PREVIEW_MAX", "WALK_BATCH"]
 
 PREVIEW_LIMIT = 256 * 1024  # text previews read at most this much
 STREAM_PIECE = 1024 * 1024  # stream_next() returns about this much per call
@@ -139,6 +141,29 @@ class _Walk:
 async def _empty() -> AsyncIterator[bytes]:
     return
     yield b""
+
+
+def link_secret(text: str) -> LinkSecret:
+    """The :class:`LinkSecret` of a share link's ``key`` (strict, docs/FORMAT.md §6), or
+    a one-line message for a key that is not one (cut short, or a character changed when
+    the link was copied). The message and its detail never hold the key's text."""
+    try:
+        return LinkSecret.parse(text if isinstance(text, str) else "")
+    except FormatError as exc:
+        raise ViewerError(error_info(
+            "usage", "Not a valid share link",
+            "This share link's key is damaged: it was cut short, or a character of it "
+            "was changed when the link was copied. Ask for the link again.",
+            detail=f"FormatError: {exc}")) from None
+
+
+def link_refused(exc: WrongKeyError) -> dict[str, Any]:
+    """The message for a share link whose key opens no slot: the link was revoked (its
+    slot removed: ``lockbox keys rm``), or it is for another archive, or wrong."""
+    return error_info(
+        "wrong_key", "Wrong key",
+        "This link's key does not open the archive: the link was revoked, or it is wrong "
+        "(it may be for another archive).", detail=f"{type(exc).__name__}: {exc}")
 
 
 def _clean(path: str) -> str:
@@ -351,14 +376,32 @@ class Session:
             raise
         return probe
 
-    async def unlock(self, password: str | None = None,
-                     identity: str | None = None) -> dict[str, Any]:
-        """Unlock the opened archive with a password or the text of an identity file (a
-        ``.sync`` vault: its passphrase, given as ``password``)."""
+    async def unlock(self, password: str | None = None, identity: str | None = None,
+                     link: str | None = None) -> dict[str, Any]:
+        """Unlock the opened archive with a password, the text of an identity file (a
+        ``.sync`` vault: its passphrase, given as ``password``) or a share link's key
+        (``link``: the ``lbk1-...`` text of the link's fragment, for a ``.lbox``; tried
+        alone, one HKDF per link slot, no Argon2id). A link key that is not one, or that
+        opens no slot, gets its own message (:func:`link_secret`, :func:`link_refused`):
+        neither repeats the key."""
         if self._source is None or self._spec is None:
             raise UsageError("open an archive first")
         if not self._probe.get("encrypted"):
             raise UsageError("this archive is not encrypted: there is nothing to unlock")
+        if link is not None:
+            if self._spec.name != "lbox":
+                raise ViewerError(error_info(
+                    "usage", "Not a lockbox archive",
+                    f"A share link's key opens a lockbox archive (.lbox); this is a "
+                    f"{self._spec.title}."))
+            secret = link_secret(link)
+            self._source.label = "unlock (share link)"
+            try:
+                await self._open(OpenOptions(secrets={"link": secret},
+                                             settings=self._settings()))
+            except WrongKeyError as exc:
+                raise ViewerError(link_refused(exc)) from None
+            return self.info()
         if self._spec.name == "sync":
             if not password:
                 raise UsageError("enter the passphrase")
