@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 __all__ = ["ByteRange", "coalesce", "split_coalesced"]
 
@@ -45,24 +47,45 @@ def coalesce(ranges: Iterable[ByteRange], max_gap: int = 0) -> list[ByteRange]:
     return out
 
 
-def split_coalesced(
-    wanted: Sequence[ByteRange], merged: Sequence[ByteRange], blobs: Sequence[bytes]
-) -> list[bytes]:
+@overload
+def split_coalesced(wanted: Sequence[ByteRange], merged: Sequence[ByteRange],
+                    blobs: Sequence[bytes], views: Literal[False] = False) -> list[bytes]: ...
+
+
+@overload
+def split_coalesced(wanted: Sequence[ByteRange], merged: Sequence[ByteRange],
+                    blobs: Sequence[bytes], views: Literal[True]) -> list[bytes | memoryview]: ...
+
+
+def split_coalesced(wanted: Sequence[ByteRange], merged: Sequence[ByteRange],
+                    blobs: Sequence[bytes], views: bool = False) -> list[Any]:
     """Cut each wanted range out of the blobs read for the merged ranges.
 
     A blob may be shorter than its merged range (the source ended); the cut
-    pieces are then short too, never padded.
+    pieces are then short too, never padded. A piece that is a whole blob is that blob.
+    With ``views``, the other pieces of a ``bytes`` blob are read-only memoryviews of it
+    (no copy; bytes are immutable, so a view is as safe to keep as a copy, and it keeps
+    the whole blob alive while it lives); pieces of a mutable blob are always copies.
     """
-    out: list[bytes] = []
+    starts = [m.offset for m in merged]
+    out: list[Any] = []
     for w in wanted:
         if w.size == 0:
             out.append(b"")
             continue
-        for m, blob in zip(merged, blobs):
-            if m.offset <= w.offset and w.end <= m.end:
-                start = w.offset - m.offset
-                out.append(bytes(blob[start : start + w.size]))
-                break
-        else:  # pragma: no cover - coalesce() guarantees coverage
-            raise ValueError(f"range {w} not covered by merged reads")
+        k = bisect_right(starts, w.offset) - 1
+        if k < 0 or merged[k].offset > w.offset or w.end > merged[k].end:
+            # merged ranges may overlap only if given so: look at every one
+            k = next((j for j, m in enumerate(merged)
+                      if m.offset <= w.offset and w.end <= m.end), -1)
+            if k < 0:  # pragma: no cover - coalesce() guarantees coverage
+                raise ValueError(f"range {w} not covered by merged reads")
+        blob = blobs[k]
+        start = w.offset - merged[k].offset
+        if start == 0 and w.size >= len(blob) and type(blob) is bytes:
+            out.append(blob)
+        elif views and type(blob) is bytes:
+            out.append(memoryview(blob)[start:start + w.size])
+        else:
+            out.append(bytes(blob[start:start + w.size]))
     return out
