@@ -16,8 +16,9 @@ Primitives (the bundle's glue functions are synchronous once ``init()`` resolved
   under 16 bytes), which libsodium refuses, still get the right answer (the conformance
   suite checks such vectors): hash-wasm's Argon2id when the call can wait for a Promise
   (JSPI, ``pyodide.ffi.can_run_sync()``: true under ``runPythonAsync`` in Chromium and in
-  Node with ``--experimental-wasm-stack-switching``), else @noble/hashes' synchronous
-  pure-JS Argon2id (4-5x slower).
+  Node with ``--experimental-wasm-stack-switching``, but False in a Python restored from the
+  site's memory snapshot, which is made without JSPI: ``boot-worker.mjs`` makes it say so),
+  else @noble/hashes' synchronous pure-JS Argon2id (4-5x slower).
 * HKDF-SHA-256: :mod:`lockbox.crypto.hkdf` (stdlib ``hmac``).
 * ML-KEM-1024: @noble/post-quantum ``ml_kem1024`` (``keygen(d || z)``, ``encapsulate``,
   ``decapsulate``); a key failing the FIPS 203 modulus check raises :class:`FormatError`.
@@ -29,7 +30,8 @@ Primitives (the bundle's glue functions are synchronous once ``init()`` resolved
   open_frames` (in this thread, for :func:`lockbox.crypto.base.open_frames`), or
   :meth:`~BrowserCryptoBackend.start_open_frames` / :meth:`~BrowserCryptoBackend.
   finish_open_frames` (an async caller: a pool of module Workers started from the bundle
-  itself does the work while Python goes on; ``AsyncLockbox.iter_bytes`` uses them). Not
+  itself does the work while Python goes on; the pipelined read of
+  ``AsyncLockbox.iter_bytes`` and of the viewer's downloads uses them). Not
   JSPI's ``run_sync``: a Python restored from the site's memory snapshot cannot block on a
   promise (``can_run_sync()`` is False there), while an async caller can always await one.
   Results come back when the whole batch is done; a frame whose plaintext the bundle does
