@@ -37,7 +37,7 @@ import pytest
 from lockbox.errors import WrongKeyError
 from lockbox.formats.lbox.archive import Lockbox
 from lockbox.formats.lbox.frames import FrameOpener, decode_plain, session_key
-from lockbox.formats.lbox.keys import Identity, key_commitment, unlock
+from lockbox.formats.lbox.keys import Identity, LinkSecret, key_commitment, unlock
 from lockbox.formats.lbox.wire.chunk import decode_chunk, decode_index
 from lockbox.formats.lbox.wire.commit import CommitRecord, TreeRoot, decode_commit
 from lockbox.formats.lbox.wire.constants import (
@@ -55,6 +55,7 @@ from lockbox.formats.lbox.wire.encoding import Reader, svarint, uvarint
 from lockbox.formats.lbox.wire.entry import decode_entry, key_path, split_path, toc_key
 from lockbox.formats.lbox.wire.frame import decode_frame_header, frame_aad, frame_nonce
 from lockbox.formats.lbox.wire.keydir import (
+    LinkSlot,
     PasswordSlot,
     RecipientSlot,
     decode_key_directory,
@@ -226,6 +227,39 @@ def _recipient_slot(v: dict[str, Any], vec: dict[str, Any]) -> None:
     key, slot_id = unlock(CRYPTO, h(v["archive_id"]), [slot], identity=ident,
                           commitment=commitment)
     assert key.hex() == v["content_key"] and slot_id == v["slot_id"]
+
+
+@strict("link_slot")
+def _link_slot(v: dict[str, Any], vec: dict[str, Any]) -> None:
+    """§6 link slot: the lbk1 text is the secret's only text; the wrap key and the wrap,
+    recomputed here with `cryptography` alone, are the vector's; the slot unlocks (link
+    slots only) to the committed content key; the directory image holds it byte for byte."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    secret, archive_id, content_key = h(v["secret"]), h(v["archive_id"]), h(v["content_key"])
+    assert LinkSecret.parse(v["text"]).secret == secret and len(secret) == 32
+    slot_id = v["slot_id"]
+    info = b"lockbox/v1/link-wrap" + slot_id.to_bytes(4, "little")
+    assert info.hex() == v["wrap_info"]
+    wrap_key = HKDF(hashes.SHA256(), 32, archive_id, info).derive(secret)
+    assert wrap_key.hex() == v["wrap_key"]
+    aad = b"lockbox/v1/slot" + archive_id + bytes([3]) + slot_id.to_bytes(4, "little")
+    assert aad.hex() == v["aad"]  # the descriptor of a link slot is empty
+    wrapped = ChaCha20Poly1305(wrap_key).encrypt(bytes(12), content_key, aad)
+    assert wrapped.hex() == v["wrapped_key"] and len(wrapped) == v["body_size"]
+    slot = LinkSlot(slot_id, wrapped)
+    commitment = key_commitment(CRYPTO, archive_id, content_key)
+    key, got_id = unlock(CRYPTO, archive_id, [slot], link=LinkSecret(secret),
+                         commitment=commitment)
+    assert key == content_key and got_id == slot_id
+    kd = v["keydir"]
+    image = h(kd["hex"])
+    assert len(image) == kd["size"] and hashlib.sha256(image).hexdigest() == kd["sha256"]
+    directory = decode_key_directory(image)
+    assert directory.key_commitment == commitment
+    assert [s for s in directory.slots if isinstance(s, LinkSlot)] == [slot]
 
 
 @strict("key_commitment")
