@@ -421,3 +421,71 @@ def test_a_broken_pool_falls_back_to_this_thread(browser_backend: BrowserCryptoB
         _same(_pooled(browser_backend, jobs[:4]), want)
     finally:
         _no_pool()
+
+
+async def _viewer_download(data: bytes, path: str) -> tuple[bytes, Any]:
+    """The viewer's download of ``path`` (Session.stream_open, stream_next until b""):
+    (the bytes handed over, the error message or None)."""
+    import json
+
+    from lockbox.viewer.session import Session
+
+    s = Session()
+    await s.open_source(AsyncBytesSource(data), location="e2e.lbox", name="e2e.lbox",
+                        kind="file")
+    await s.unlock(password=E2E["password"])
+    opened = json.loads(await s.call("stream_open", json.dumps({"path": path})))["ok"]
+    out = b""
+    error = None
+    while True:
+        piece = await s.call_binary("stream_next", json.dumps({"handle": opened["handle"]}))
+        if isinstance(piece, str):
+            error = json.loads(piece)["error"]
+            break
+        if not piece:
+            break
+        out += bytes(piece)
+    await s.close()
+    return out, error
+
+
+@pytest.mark.skipif(not E2E, reason="needs the harness's e2e archive")
+def test_viewer_download_pool_equals_thread(pool: Any) -> None:
+    """The viewer's downloads run the pipelined read on the pool: the same bytes as in
+    this thread, and as the archive's files."""
+    data = _e2e_archive()
+
+    def digests() -> dict[str, str]:
+        out = {}
+        for path in E2E["files"]:
+            got, error = asyncio.run(_viewer_download(data, path))
+            assert error is None, error
+            out[path] = hashlib.sha256(got).hexdigest()
+        return out
+
+    before = int(pool.poolInfo().frames)
+    pooled = digests()
+    assert int(pool.poolInfo().frames) > before
+    _no_pool()
+    assert digests() == pooled == {p: w["sha256"] for p, w in E2E["files"].items()}
+
+
+@pytest.mark.skipif(not E2E, reason="needs the harness's e2e archive")
+def test_viewer_download_tampered_chunk_releases_nothing(pool: Any) -> None:
+    data = bytearray(_e2e_archive())
+
+    async def refs() -> Any:
+        box = await _e2e_box(bytes(data))
+        e = await box.run(box.view.stat_flow("data/random.bin"))
+        return e, await box.run(box.view.chunk_refs_flow(e, 0, e.chunks))
+
+    entry, chunk_refs = asyncio.run(refs())
+    assert entry.chunks == 4  # one batch
+    bad = chunk_refs[2]
+    data[bad.frame_offset + bad.frame_size - 40] ^= 0x01  # inside chunk 2's ciphertext
+    for pooled in (True, False):
+        if not pooled:
+            _no_pool()
+        got, error = asyncio.run(_viewer_download(bytes(data), "data/random.bin"))
+        assert got == b""  # one batch: nothing of it was released
+        assert error["kind"] == "corrupt" and error["path"] == "data/random.bin"
