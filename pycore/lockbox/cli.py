@@ -370,6 +370,7 @@ def _open_any(args: argparse.Namespace, *, only_lbox: str | None = None) -> Arch
                 raise UsageError(f"{location} is a {probed.spec.title}: {', '.join(given)} "
                                  "applies to .lbox archives only")
         secret_given = password is not None or identity is not None
+        is_lbox = probed.spec.name == "lbox"
         if not probed.spec.encrypted or secret_given:
             box = Archive.open(location, source=source, probe=probed, password=password,
                                identity=identity, close_source=False, **settings)
@@ -380,13 +381,62 @@ def _open_any(args: argparse.Namespace, *, only_lbox: str | None = None) -> Arch
                 typed = _prompt(f"Passphrase for {os.path.basename(location) or location}: ")
                 box = Archive.open(location, source=source, probe=probed, password=typed,
                                    close_source=False, **settings)
+            elif secret_given and is_lbox:
+                _agent_remember(box)
         else:
-            box = _open_prompting(location, source, probed, settings)
+            agent_box = _open_from_agent(location, source, probed, settings) \
+                if is_lbox else None
+            if agent_box is not None:
+                box = agent_box
+            else:
+                box = _open_prompting(location, source, probed, settings)
+                if is_lbox:
+                    _agent_remember(box)
     except BaseException:
         source.close()
         raise
     box.close_source = True
     return box
+
+
+def _agent_lookup(source: Any, probed: Any) -> tuple[bytes, bytes] | None:
+    """The ``known_key`` the unlock agent holds for the .lbox that ``source`` reads, or
+    None (no agent, no key, an archive without a key commitment). Never fails: an agent
+    problem is one warning line (docs/VAULT.md "Using the agent")."""
+    from .vault import unlock_cache
+
+    return unlock_cache.lookup_source(source, probed.head, warn=_agent_warn)
+
+
+def _agent_warn(message: str) -> None:
+    _err(f"warning: {message}")
+
+
+def _open_from_agent(location: str, source: Any, probed: Any,
+                     settings: dict[str, Any]) -> Archive | None:
+    """The .lbox opened with the content key the unlock agent holds for it; None when
+    it holds none, or the key no longer opens it (then the caller prompts). The open
+    checks the key against the key directory's commitment again."""
+    from .facade import Archive
+
+    known = _agent_lookup(source, probed)
+    if known is None:
+        return None
+    try:
+        return Archive.open(location, source=source, probe=probed,
+                            secrets={"known_key": known}, close_source=False, **settings)
+    except WrongKeyError:
+        return None
+
+
+def _agent_remember(box: Any) -> None:
+    """Give the unlock agent the content key a password or identity just unlocked (a
+    no-op, silent, when no agent runs)."""
+    from .formats.lbox.archive import Lockbox
+    from .vault import unlock_cache
+
+    if isinstance(box, Lockbox):
+        unlock_cache.remember(box, warn=_agent_warn)
 
 
 def _open_prompting(location: str, source: Any, probed: Any,
@@ -429,13 +479,19 @@ def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
 
 
 def _load_recipients(values: Sequence[str]) -> list[Recipient]:
-    """Recipient strings, or files holding one or more recipient lines (# comments ok)."""
+    """Recipient strings, names of trusted recipients (``lockbox vault add-recipient``),
+    or files holding one or more recipient lines (# comments ok)."""
     from .formats.lbox.keys import IDENTITY_PREFIX, RECIPIENT_PREFIX, Recipient
+    from .vault.recipients import trusted_recipient
 
     out: list[Recipient] = []
     for value in values:
         if value.strip().startswith(RECIPIENT_PREFIX):
             out.append(Recipient.decode(value))
+            continue
+        trusted = trusted_recipient(value)  # a name in the vault's recipients book
+        if trusted is not None:
+            out.append(trusted)
             continue
         try:
             with open(value, encoding="utf-8") as f:
@@ -505,7 +561,9 @@ def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
         raise UsageError("--no-password needs at least one --recipient")
     key = create_archive(args.archive, password=password, recipients=recipients,
                          argon2=_argon2(args), chunk_size=args.chunk_size, overwrite=overwrite)
-    return Lockbox.open(args.archive, known_key=key)
+    box = Lockbox.open(args.archive, known_key=key)
+    _agent_remember(box)  # the new archive's key, as after any password open
+    return box
 
 
 # -- commands --------------------------------------------------------------------------
@@ -1412,9 +1470,10 @@ def _cache_limit(text: str) -> str | int:
 
 def _creation_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("new archive")
-    g.add_argument("--recipient", "-r", action="append", metavar="FILE_OR_STRING",
-                   help="also let this recipient open the archive (a "
-                        "'lockbox-recipient-1:...' string or a file of them; repeatable)")
+    g.add_argument("--recipient", "-r", action="append", metavar="NAME_FILE_OR_STRING",
+                   help="also let this recipient open the archive (a trusted recipient's "
+                        "name from 'lockbox vault recipients', a 'lockbox-recipient-1:...' "
+                        "string or a file of them; repeatable)")
     g.add_argument("--no-password", action="store_true",
                    help="no password slot (needs at least one --recipient)")
     g.add_argument("--chunk-size", type=_parse_size, default=DEFAULT_CHUNK_SIZE, metavar="N",
@@ -1664,7 +1723,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("add-recipient", cmd_keys_add_recipient, "add a recipient slot", where=ksub,
             description="Let a recipient (see 'lockbox keygen') open the archive.")
     p.add_argument("archive", metavar="ARCHIVE")
-    p.add_argument("recipient", metavar="RECIPIENT_FILE_OR_STRING")
+    p.add_argument("recipient", metavar="RECIPIENT",
+                   help="a trusted recipient's name ('lockbox vault add-recipient'), a "
+                        "'lockbox-recipient-1:...' string, or a file of them")
     p = cmd("rm", cmd_keys_rm, "remove a key slot", where=ksub,
             description="Remove a key slot (ids from 'lockbox keys ls'). Note: whoever "
                         "kept a copy of the archive can still open that copy with the "
@@ -1718,6 +1779,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "token (Authorization: Bearer); without it, pushes are refused")
     p.add_argument("--max-push-size", type=_parse_size, default=None, metavar="SIZE",
                    help="largest pack one push may send (default: 16G)")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="server processes sharing the port (default: $LOCKBOX_SERVE_WORKERS, "
+                        "else one per core, at most 8)")
 
     p = cmd("mount", cmd_mount, "serve an archive or a sync store over WebDAV (file managers)",
             parents=[quiet],
@@ -1825,6 +1889,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if warning:
                 _err(f"warning: {warning}")
 
+    if args.workers is None:
+        from lockbox_server.runner import default_workers
+
+        try:
+            default_workers()  # a bad $LOCKBOX_SERVE_WORKERS: one line, before binding
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
     def ready(url: str) -> None:
         if not args.quiet:
             for line in _serve_banner(args.directory, url, site):
@@ -1837,7 +1909,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         serve(args.directory, host=args.host, port=args.port, site_dir=site,
-              allowed_origins=args.allow_origin, ready=ready, isolate=args.isolate, **snap)
+              allowed_origins=args.allow_origin, ready=ready, isolate=args.isolate,
+              workers=args.workers, **snap)
     except KeyboardInterrupt:  # Ctrl-C is how the server is stopped: not an error
         return 0
     except (FileNotFoundError, NotADirectoryError) as e:
@@ -1892,28 +1965,50 @@ def cmd_mount(args: argparse.Namespace) -> int:
     local_dir = not is_url(location) and not is_special_location(location) and \
         os.path.isdir(location)
     fmt = None
+    known = None
     if not local_dir and not is_special_location(location):
         source = open_source(location)  # a missing file is reported before any prompt
         try:
-            fmt = probe(source).spec.name
+            probed = probe(source)
+            fmt = probed.spec.name
+            if fmt == "lbox" and args.writable and _password(ns) is None and \
+                    _identity(ns) is None:
+                known = _agent_lookup(source, probed)  # before prompting
         finally:
             source.close()
+
+    def mount_app() -> Any:
+        return make_mount_app(target, writable=args.writable, auth=auth, verbose=0,
+                              **secrets)
+
     if fmt == "lbox" and args.writable:
         secrets = {"password": _password(ns), "identity": _identity(ns)}
-        if secrets["password"] is None and secrets["identity"] is None:
-            if not _stdin_tty():
-                raise UsageError(NO_SECRET)
-            secrets["password"] = _prompt(f"Password for {os.path.basename(location)}: ")
-    elif fmt == "sync":
-        secrets = {"password": _password(ns)}
-    elif not local_dir and not args.writable:
-        target = _open_any(ns)  # asks for a password like the other verbs
-    try:
-        app = make_mount_app(target, writable=args.writable, auth=auth, verbose=0, **secrets)
-    except BaseException:
-        if isinstance(target, Archive):
-            target.close()
-        raise
+        app = None
+        if known is not None:
+            secrets = {"known_key": known}
+            try:
+                app = mount_app()
+            except WrongKeyError:  # the archive's key changed since: ask
+                secrets = {"password": None, "identity": None}
+        if app is None:
+            if secrets["password"] is None and secrets["identity"] is None:
+                if not _stdin_tty():
+                    raise UsageError(NO_SECRET)
+                secrets["password"] = _prompt(f"Password for {os.path.basename(location)}: ")
+            app = mount_app()
+            for provider in app.provider_map.values():
+                _agent_remember(getattr(provider, "box", None))
+    else:
+        if fmt == "sync":
+            secrets = {"password": _password(ns)}
+        elif not local_dir and not args.writable:
+            target = _open_any(ns)  # asks for a password (or the agent) like the other verbs
+        try:
+            app = mount_app()
+        except BaseException:
+            if isinstance(target, Archive):
+                target.close()
+            raise
     if warning:
         _err(warning)
 

@@ -165,7 +165,8 @@ def _probe_format(location: str) -> str:
 
 def make_provider(target: str | os.PathLike[str] | Archive, *, writable: bool = False,
                   password: str | bytes | None = None, identity: Any = None,
-                  settings: dict[str, Any] | None = None) -> DAVProvider:
+                  settings: dict[str, Any] | None = None,
+                  known_key: tuple[bytes, bytes] | None = None) -> DAVProvider:
     """The provider for ``target`` (how ``lockbox mount`` picks it):
 
     * an opened :class:`~lockbox.facade.Archive` -> :class:`ArchiveProvider` (read-only);
@@ -174,7 +175,11 @@ def make_provider(target: str | os.PathLike[str] | Archive, *, writable: bool = 
     * a snapdir snapshot ``STORE_URI#id=ID`` -> :class:`ArchiveProvider`;
     * a file or URL, probed: a ``.sync`` -> ``syncfs.make_file_provider`` (read-only); a
       ``.lbox`` with ``writable`` -> ``lbox_rw.make_provider``; any other format ->
-      :class:`ArchiveProvider`. ``writable`` with another format: UsageError."""
+      :class:`ArchiveProvider`. ``writable`` with another format: UsageError.
+
+    ``known_key``: ``(archive_id, content_key)`` of a ``.lbox`` (e.g. from the unlock
+    agent) instead of a password or identity; the open checks it against the key
+    directory's commitment (WrongKeyError when it does not open the archive)."""
     if isinstance(target, Archive):
         if writable:
             raise UsageError("--writable needs the archive's path, not an opened archive")
@@ -207,8 +212,11 @@ def make_provider(target: str | os.PathLike[str] | Archive, *, writable: bool = 
             raise UsageError("an archive on a web server mounts read-only; download it to "
                              "change it")
         lbox_rw = _import_part("lbox_rw", "a writable .lbox")
-        provider = lbox_rw.make_provider(location, password=password, identity=identity)
+        provider = lbox_rw.make_provider(location, password=password, identity=identity,
+                                         known_key=known_key)
         return provider
+    if known_key is not None:
+        settings["known_key"] = known_key
     return ArchiveProvider(Archive.open(location, password=password, identity=identity,
                                         **settings))
 
@@ -229,11 +237,13 @@ def make_mount_app(target: str | os.PathLike[str] | Archive | DAVProvider, *,
                    writable: bool = False, password: str | bytes | None = None,
                    identity: Any = None, auth: tuple[str, str] | None = None,
                    settings: dict[str, Any] | None = None, verbose: int = 1,
-                   dir_browser: bool = True) -> WsgiDAVApp:
+                   dir_browser: bool = True,
+                   known_key: tuple[bytes, bytes] | None = None) -> WsgiDAVApp:
     """The WebDAV app for ``target`` (an archive path or URL, a snapdir snapshot, a
     directory, an opened Archive, or a ready provider: see :func:`make_provider`).
 
-    ``password`` / ``identity`` unlock a ``.lbox``; ``settings`` go to
+    ``password`` / ``identity`` (or ``known_key``, ``(archive_id, content_key)``)
+    unlock a ``.lbox``; ``settings`` go to
     :meth:`Archive.open <lockbox.facade.Archive.open>` (cache, limits ...). ``auth``:
     ``(user, password)`` for HTTP basic auth (None: anonymous). ``verbose``: wsgidav's
     log level (0 silent, 3 one line a request). ``dir_browser``: an HTML listing for a
@@ -245,7 +255,7 @@ def make_mount_app(target: str | os.PathLike[str] | Archive | DAVProvider, *,
         provider = target
     else:
         provider = make_provider(target, writable=writable, password=password,
-                                 identity=identity, settings=settings)
+                                 identity=identity, settings=settings, known_key=known_key)
     if auth is not None:
         user, secret = auth
         if not user or ":" in user:

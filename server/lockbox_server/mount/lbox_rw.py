@@ -741,17 +741,22 @@ def _no_write(data: bytes) -> None:  # pragma: no cover - wsgidav never uses wri
 
 
 def make_provider(path: str | os.PathLike[str], *, password: str | bytes | None = None,
-                  identity: Identity | None = None, max_batch: int = 64,
+                  identity: Identity | None = None,
+                  known_key: tuple[bytes, bytes] | None = None, max_batch: int = 64,
                   max_delay_s: float = 0.05, **settings: Any) -> LboxProvider:
     """The writable provider of the ``.lbox`` at ``path``, unlocked with ``password`` or
-    ``identity``; it holds the archive's writer until ``close()`` (LockedError when
-    another writer has it). ``max_batch`` / ``max_delay_s``: the group-commit bounds
+    ``identity``, or with ``known_key`` (``(archive_id, content_key)``, e.g. from the
+    unlock agent: checked against the key directory's commitment); it holds the
+    archive's writer until ``close()`` (LockedError when another writer has it).
+    ``max_batch`` / ``max_delay_s``: the group-commit bounds
     (:class:`~.lbox_batch.GroupCommit`); ``settings`` go to ``lockbox.open``."""
     cache = settings.pop("cache", "auto")
     if not isinstance(cache, PageCache):
         cache = _SharedPageCache(cache)
     elif not isinstance(cache, _SharedPageCache):
         raise UsageError("a writable mount makes its own page cache: give a size, not a cache")
+    if known_key is not None:
+        settings["known_key"] = known_key
     box = lockbox.open(os.fspath(path), password=password, identity=identity, format="lbox",
                        cache=cache, **settings)
     if not isinstance(box, Lockbox):  # pragma: no cover - format="lbox" opens a Lockbox
