@@ -190,6 +190,7 @@ def served(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     from lockbox_server import running
 
     d = tmp_path_factory.mktemp("shared")
+    levels = {name: logging.getLogger(name).level for name in LOGGERS}
     with running(d, site_dir=site, timeout=15, log_level="debug") as url:
         s = Served(d, url.rstrip("/"))
         handler = _Collect(s.log)
@@ -200,6 +201,7 @@ def served(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
         finally:
             for name in LOGGERS:
                 logging.getLogger(name).removeHandler(handler)
+                logging.getLogger(name).setLevel(levels[name])  # the other servers' level
 
 
 def lockbox_cli(*args: str) -> subprocess.CompletedProcess[str]:
