@@ -394,6 +394,17 @@ def test_damaged_key_gets_one_line_and_a_pasted_link_opens(
         page.wait_for_selector('.row-item[data-name="hello.txt"]', timeout=PYTHON_START_MS)
         assert page.get_attribute("body", "data-share-link") == "opened"
         assert not w.key_in_address_bar(key)
+        # the whole link pasted into the URL field: the same; the field keeps the archive's
+        # URL only
+        page.click("#btn-close")
+        page.wait_for_selector("#view-open:visible")
+        page.evaluate("() => { window.__views = []; }")
+        w.v.open_url(link)
+        page.wait_for_selector('#view-browse:visible .row-item[data-name="hello.txt"]',
+                               timeout=PYTHON_START_MS)
+        assert "unlock" not in page.evaluate("window.__views")
+        assert page.input_value("#url") == f"{served.base}/archives/damaged.lbox"
+        assert not w.key_in_address_bar(key)
         w.assert_never_sent(served, key, bad_key, bad_key[5:])
     finally:
         close_viewer(w.v, request)

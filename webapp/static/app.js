@@ -2087,8 +2087,27 @@ $("btn-close").addEventListener("click", closeArchive);
 $("form-url").addEventListener("submit", (e) => {
   e.preventDefault();
   const url = $("url").value.trim();
+  const link = shareLinkOf(url);
+  if (link) {
+    // a whole share link pasted here: its archive opens with its key, which leaves the
+    // field at once (the field, and the deep link, show the archive's URL only)
+    $("url").value = link.url || "";
+    if (!link.url) return linkWithoutArchive();
+    state.link = { url: link.url, key: link.key };
+    openUrl(link.url, { path: link.path });
+    return;
+  }
   if (url) openLocation(url);
 });
+
+// {url, key, path} of a share link's text (…#url=…&key=…), else null.
+function shareLinkOf(text) {
+  const at = text.indexOf("#");
+  if (at < 0) return null;
+  const params = new URLSearchParams(text.slice(at + 1));
+  if (!params.has("key")) return null;
+  return { url: params.get("url"), key: params.get("key"), path: params.get("path") };
+}
 $("btn-file").addEventListener("click", () => $("file").click());
 $("file").addEventListener("change", () => {
   const f = $("file").files[0];
