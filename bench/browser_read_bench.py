@@ -13,7 +13,9 @@ local-file path: decrypt + zstd + whole-file BLAKE3 only) and over HTTP (``Fetch
 loopback, ``lockbox serve``'s server). Side by side in one browser: this checkout's site
 ("after") and the site of commit f77a2ee ("before", built once from ``git archive`` into
 ``.cache/bench``), each on its own server and page; rounds alternate sides and sources
-(medians of ``--runs``). One more, untimed read per side and source checks the bytes
+(medians of ``--runs``); a third row, the viewer's download (``Session.stream_open`` then
+``stream_next`` until the end, from the Blob: the code path of the page's "Download"), in
+the same rounds. One more, untimed read per side and source checks the bytes
 (SHA-256 of every piece against the file written). A profiled read per side (wrappers
 timing the read's stages in the worker) gives the "where the time goes" table. The page is
 bench_browser's (``bench/browser``), with a stand-in for zip.js; the sites are built into
@@ -100,6 +102,38 @@ async def read_big(kind, url, password, path, check=False):
     return json.dumps({"s": s, "size": n, "pieces": pieces,
                        "requests": src.stats.requests - r0, "bytes": src.stats.bytes_read - b0,
                        "sha256": h.hexdigest() if h else None})
+
+_sessions = {}
+
+async def viewer_read(kind, url, password, path, check=False):
+    """The viewer's download of ``path`` (Session.stream_open, then stream_next until b"":
+    what app.js asks for and writes to disk), the archive opened and unlocked once."""
+    from lockbox.viewer.session import Session
+    if kind not in _sessions:
+        s = Session()
+        await s.open_source(await _source(kind, url), location="big.lbox", name="big.lbox",
+                            kind="file")
+        await s.unlock(password=password)
+        _sessions[kind] = s
+    s = _sessions[kind]
+    h = hashlib.sha256() if check else None
+    n = pieces = 0
+    t = time.perf_counter()
+    opened = json.loads(await s.call("stream_open", json.dumps({"path": path})))["ok"]
+    while True:
+        piece = await s.call_binary("stream_next", json.dumps({"handle": opened["handle"]}))
+        if isinstance(piece, str):
+            raise RuntimeError(piece)
+        if not piece:
+            break
+        n += len(piece)
+        pieces += 1
+        if h is not None:
+            h.update(piece)
+    s_ = time.perf_counter() - t
+    net = s.network()
+    return json.dumps({"s": s_, "size": n, "pieces": pieces, "requests": net.get("requests"),
+                       "bytes": None, "sha256": h.hexdigest() if h else None})
 
 # -- where the time goes: wrappers around the read's stages (installed for one run) --------
 
@@ -304,7 +338,7 @@ def measure(sites: dict[str, Path], runs: int, quick: bool,
     from lockbox_server import running
 
     launch = {"executable_path": bb.CHROMIUM, "headless": True, "args": bb.LAUNCH_ARGS}
-    kinds = ["blob"] if quick else ["blob", "http"]
+    kinds = ["blob", "viewer"] if quick else ["blob", "viewer", "http"]
     out: dict[str, dict[str, Any]] = {side: {k: [] for k in kinds} for side in sites}
     with sync_playwright() as p, ExitStack() as stack:
         browser = p.chromium.launch(**launch)
@@ -319,7 +353,7 @@ def measure(sites: dict[str, Path], runs: int, quick: bool,
             pages[side] = (page, f"{url!r}, {bb.PASSWORD!r}, {BIG!r}")
             out[side]["chromium"] = browser.version
             for kind in kinds:  # correctness, untimed (also starts the pool)
-                res = bb.py(page, f"await read_big({kind!r}, {pages[side][1]}, check=True)",
+                res = bb.py(page, f"await {call(kind, pages[side][1])[:-1]}, check=True)",
                             BIG_TIMEOUT_S)
                 if res["sha256"] != meta["big_sha256"] or res["size"] != BIG_SIZE:
                     raise RuntimeError(f"{side} {kind}: the read gave other bytes than the file")
@@ -329,7 +363,7 @@ def measure(sites: dict[str, Path], runs: int, quick: bool,
             for side in (sides if i % 2 == 0 else sides[::-1]):
                 page, args = pages[side]
                 for kind in (kinds if i % 2 == 0 else kinds[::-1]):
-                    res = timed(page, f"await read_big({kind!r}, {args})")
+                    res = timed(page, f"await {call(kind, args)}")
                     out[side][kind].append(res)
                     log(f"{side} {kind} run {i}: {mibs(res):.0f} MiB/s ({res['s']:.2f} s, "
                         f"{res['requests']} requests; load {res['load'][0]:.2f})")
@@ -342,6 +376,14 @@ def measure(sites: dict[str, Path], runs: int, quick: bool,
             log(f"{side} profile: {out[side]['profile']['prof']} in "
                 f"{out[side]['profile']['s']:.2f} s; parts {out[side]['parts']}")
     return out
+
+
+def call(kind: str, args: str) -> str:
+    """The worker's call that reads the big file for ``kind``: ``blob``/``http``
+    (``AsyncLockbox.iter_bytes``), ``viewer`` (the viewer's download, from a Blob)."""
+    if kind == "viewer":
+        return f"viewer_read('blob', {args})"
+    return f"read_big({kind!r}, {args})"
 
 
 def before_site() -> Path:
@@ -417,6 +459,16 @@ def report(after: dict[str, Any], before: dict[str, Any] | None, meta: dict[str,
                  "threads: the Python worker, the crypto pool, the browser's Blob I/O)", "—",
                  cpu_line + f"; wall ÷ CPU shows the parallelism: after "
                  f"{cpu_after / blob['s']:.2f} cores busy on average"))
+    if after.get("viewer"):
+        v = median_run(after["viewer"])
+        line = (f"{mibs(v):.0f} MiB/s ({v['s']:.2f} s; runs "
+                f"{', '.join(f'{mibs(x):.0f}' for x in after['viewer'])} MiB/s)")
+        if before is not None and before.get("viewer"):
+            line += (f"; before {mibs(median_run(before['viewer'])):.0f} MiB/s (its chunks "
+                     "opened one by one in the worker's thread)")
+        rows.append(("the viewer's download of it from a Blob (`Session.stream_open`, "
+                     "`stream_next` until the end: 1 MiB pieces, as the page writes them to "
+                     "disk; now the same pipelined read on the pool): median", "—", line))
     if after.get("http"):
         http = median_run(after["http"])
         line = (f"{mibs(http):.0f} MiB/s ({http['s']:.2f} s, {http['requests']} requests, "
@@ -499,7 +551,11 @@ def report(after: dict[str, Any], before: dict[str, Any] | None, meta: dict[str,
         "authenticated and decompressed by a pool of module Workers started from the crypto "
         "bundle itself (libsodium + zstddec; cores + 1 = 3 here) and an earlier batch is "
         "checked (file id, chunk number, sizes, metadata), hashed (hash-wasm, in order) and "
-        "handed over by Python. Data: "
+        "handed over by Python. The viewer's download row runs the viewer's own path "
+        "(`lockbox.viewer.lbox.LboxExtension.iter_file`): before, chunks fetched and opened "
+        "one by one in the worker's thread (`read_chunks_flow`, `FileReadPlan`); after, the "
+        "same pipelined read on the pool, its pieces joined into 1 MiB `stream_next` answers. "
+        "Data: "
         f"`big.lbox` = one 256 MiB file of 16-symbol random text (zstd ≈ 2:1), "
         f"{meta['big.lbox_bytes']:,} B, cached in `.cache/bench/browser-read`.",
     ]
