@@ -71,7 +71,7 @@ def lbx(agent_sock: str, tmp_path: Path) -> Run:
             ) -> subprocess.CompletedProcess[str]:
         full = _clean_env(LOCKBOX_AGENT_SOCK=agent_sock, LOCKBOX_VAULT_DIR=str(vault),
                           **(env or {}))
-        return subprocess.run([*lockbox_command(), *map(os.fspath, argv)], env=full,
+        return subprocess.run([*lockbox_command(), *(os.fspath(a) for a in argv)], env=full,
                               capture_output=True, text=True, stdin=subprocess.DEVNULL,
                               timeout=HANG_GUARD_S, check=False, cwd=tmp_path)
 
@@ -226,7 +226,7 @@ def test_no_agent_no_noise(tmp_path: Path) -> None:
         (tmp_path / "a.txt").write_text("hi\n")
 
         def run(*argv: str | os.PathLike[str], **kw: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([*lockbox_command(), *map(os.fspath, argv)],
+            return subprocess.run([*lockbox_command(), *(os.fspath(a) for a in argv)],
                                   env={**env, **kw}, capture_output=True, text=True,
                                   stdin=subprocess.DEVNULL, timeout=HANG_GUARD_S,
                                   check=False)
@@ -250,9 +250,9 @@ def test_an_unsafe_agent_directory_is_one_warning_not_a_failure(tmp_path: Path) 
                          LOCKBOX_PASSWORD=PASSWORD)
         (tmp_path / "a.txt").write_text("hi\n")
         archive = tmp_path / "a.lbox"
-        for argv in (["create", archive, *WEAK], ["add", archive, tmp_path / "a.txt"],
-                     ["ls", archive]):
-            done = subprocess.run([*lockbox_command(), *map(os.fspath, argv)], env=env,
+        for argv in (["create", str(archive), *WEAK],
+                     ["add", str(archive), str(tmp_path / "a.txt")], ["ls", str(archive)]):
+            done = subprocess.run([*lockbox_command(), *argv], env=env,
                                   capture_output=True, text=True, stdin=subprocess.DEVNULL,
                                   timeout=HANG_GUARD_S, check=False)
             assert done.returncode == 0, done.stderr
