@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import lockbox
 
@@ -44,3 +45,16 @@ def test_the_package_s_public_names_still_resolve() -> None:
     assert "lockbox.facade" not in mods
     mods = _modules_after("from lockbox import *")
     assert "lockbox.facade" in mods  # star-import asks for every public name
+
+
+def test_listing_an_lbox_archive_loads_no_other_format(make_archive: Any) -> None:
+    path = make_archive({"a.txt": b"a", "d/b.txt": b"b"})
+    mods = _modules_after(
+        "import io, os, contextlib, lockbox.cli\n"
+        "os.environ['LOCKBOX_PASSWORD'] = 'pw'\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert lockbox.cli.main(['ls', '-R', {str(path)!r}]) == 0")
+    assert "lockbox.formats.lbox.session" in mods
+    for other in ("lockbox.formats.uri", "lockbox.formats.sync.session",
+                  "lockbox.formats.snap.session"):
+        assert other not in mods, other

@@ -55,6 +55,12 @@ def canonical_path(path: str) -> str:
     return "/".join(p for p in path.split("/") if p not in ("", "."))
 
 
+def _path_order(e: EntryInfo) -> str:
+    """Sort key of a recursive listing: the path with '/' as NUL (no name holds NUL, and
+    it is the lowest character): the order of comparing component lists, compared in C."""
+    return e.path.replace("/", "\x00")
+
+
 def archive_name(location: str) -> str:
     """The file name of a local path or an http(s) URL (its path's last component,
     percent-decoded): what a format may name its content after (``OpenOptions.settings
@@ -305,7 +311,7 @@ class Archive:
             return self.run(self.session.listdir_flow(path))
         root = canonical_path(path)
         out = [e for e in self.iter_entries(path) if e.path != root]
-        out.sort(key=lambda e: e.path.split("/"))
+        out.sort(key=_path_order)
         return out
 
     def iter_entries(self, path: str = "") -> Iterator[EntryInfo]:
@@ -600,7 +606,7 @@ class AsyncArchive:
             return await self.run(self.session.listdir_flow(path))
         root = canonical_path(path)
         out = [e async for e in self.iter_entries(path) if e.path != root]
-        out.sort(key=lambda e: e.path.split("/"))
+        out.sort(key=_path_order)
         return out
 
     async def iter_entries(self, path: str = "") -> AsyncIterator[EntryInfo]:

@@ -81,8 +81,11 @@ def for_path(path: str | os.PathLike[str]) -> FormatSpec | None:
 
 
 def detect(head: bytes) -> FormatSpec:
-    """The format whose magic ``head`` (a file's first bytes) starts with."""
-    for spec in formats():
+    """The format whose magic ``head`` (a file's first bytes) starts with. Formats are
+    loaded in probing order only until one recognises ``head`` (opening an ``.lbox``
+    imports no other format)."""
+    for name in _FORMATS:
+        spec = _load(name)
         if spec.probe(head[: spec.probe_size]):
             return spec
     raise FormatError(f"not a lockbox archive, nor another format lockbox reads: "

@@ -22,7 +22,6 @@ over a sync one); the HTTP protocol is :mod:`lockbox.sources.httprules`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -119,6 +118,8 @@ async def read_each_async(
     if len(merged) == 1:
         blobs = [await read_one(merged[0])]
     else:
+        import asyncio  # here: a sync command never pays for asyncio (ssl, socket, ...)
+
         tasks = [asyncio.ensure_future(read_one(m)) for m in merged]
         try:
             blobs = list(await asyncio.gather(*tasks))

@@ -151,3 +151,72 @@ def test_wrong_format_is_described(tmp_path: Path) -> None:
         run_sync(registry.open_session_flow(OpenOptions(), None), src)
     with pytest.raises(FormatError, match="empty"):
         run_sync(registry.open_session_flow(OpenOptions(), None), BytesSource(b""))
+
+
+# -- the listing's fast path (issue 12) -------------------------------------------------------
+
+def test_listed_info_equals_the_entry_s_info_and_fails_typed() -> None:
+    from lockbox.formats.lbox.info import entry_info
+    from lockbox.formats.lbox.session import listed_info
+    from lockbox.formats.lbox.wire.constants import EntryType
+    from lockbox.formats.lbox.wire.entry import Entry, decode_entry, encode_entry
+    from lockbox.formats.lbox.wire.refs import Ref
+
+    ref = Ref(4096, 1100, bytes(range(16)))
+    entries = [
+        Entry(EntryType.FILE, 0o644, 1_700_000_000_123_456_789, 1024, 1100, bytes(range(32)),
+              bytes(16), 1 << 20, 0, (ref,)),
+        Entry(EntryType.FILE, 0o600, -5, 0, 0, bytes(32), bytes(16), 4096, 0, (ref,)),
+        Entry(EntryType.FILE, 0o7777, 3, 200, 130, b"\xff" * 32, bytes(16), 4096, 0, (ref,)),
+        Entry(EntryType.DIR, 0o755, 1_700_000_000_000_000_000),
+        Entry(EntryType.SYMLINK, 0o777, 9, target="../a b"),
+    ]
+    for e in entries:
+        buf = encode_entry(e)
+        want = entry_info("d/x", decode_entry(buf))
+        assert listed_info("d/x", buf) == want
+        assert listed_info("d/x", memoryview(buf)) == want
+        for cut in range(1, len(buf)):  # cut entries: as the entry's decode (lazy refs)
+            try:
+                want = entry_info("d/x", decode_entry(buf[:cut], lazy_refs=True))
+            except FormatError:
+                with pytest.raises(FormatError):
+                    listed_info("d/x", buf[:cut])
+            else:
+                assert listed_info("d/x", buf[:cut]) == want
+    with pytest.raises(FormatError):
+        listed_info("d/x", b"\x09\x00\x00")  # unknown type
+
+
+def test_a_walked_file_is_read_without_a_tree_lookup(make_archive: Any) -> None:
+    files = {f"d{i % 7}/f{i:03d}.txt": f"file {i}\n".encode() * (i % 5) for i in range(300)}
+    path: Path = make_archive(files)
+    session, src = _open(path)
+    got: list[EntryInfo] = []
+    run_sync(session.walk_flow("", got.extend), src)
+    assert session._leaves and not session._recent  # leaves remembered, not files
+    with lockbox.open(path, password="pw") as box:
+        assert got == [e for e in box.iter_entries("")]
+    for name, data in sorted(files.items()):
+        before = src.stats.requests
+        assert run_sync(session.read_flow(name, 0, 10**6), src) == data
+        # a file's one chunk frame at most: its entry came from the walked, cached leaf
+        assert src.stats.requests - before <= 1, name
+        assert session._recent_entry(name) is not None
+    assert session._recent_entry("d0/nope.txt") is None
+    assert session._recent_entry("a") is None and session._recent_entry("zzz") is None
+    with pytest.raises(NotFoundError):
+        run_sync(session.read_flow("d0/nope.txt", 0, 1), src)
+
+
+def test_recent_leaves_are_bounded(make_archive: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockbox.formats.lbox import session as session_mod
+
+    monkeypatch.setattr(session_mod, "RECENT_LEAVES", 2)
+    path: Path = make_archive({"a.txt": b"a", "b/c.txt": b"c"})
+    session, src = _open(path)
+    for i in range(5):
+        session._remember_leaf(b"k%d" % i, b"k%d~" % i, None)  # type: ignore[arg-type]
+    assert list(session._leaves) == [b"k3", b"k4"]
+    assert session._recent_entry("b/c.txt") is None  # not a remembered leaf: looked up
+    assert run_sync(session.read_flow("b/c.txt", 0, 9), src) == b"c"

@@ -20,7 +20,7 @@ of this format in :class:`~lockbox.formats.lbox.archive.Lockbox` (``facade`` bel
 from __future__ import annotations
 
 import datetime as _dt
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -41,6 +41,7 @@ from .wire.entry import (
     Entry,
     decode_entry,
     key_path,
+    listed_fields,
     normalize_path,
     subtree_ranges,
     toc_key,
@@ -49,10 +50,29 @@ from .wire.keydir import keydir_has_commitment
 from .wire.node import Leaf, Node
 from .wire.refs import Ref
 
-__all__ = ["LboxFormat", "LboxSession", "EMIT_BATCH", "RECENT_FILES"]
+__all__ = ["LboxFormat", "LboxSession", "EMIT_BATCH", "RECENT_FILES", "RECENT_LEAVES",
+           "listed_info"]
 
 EMIT_BATCH = 4096  # entries handed to ``emit`` at a time by walk_flow
-RECENT_FILES = 1 << 18  # file paths a session remembers from its walks and listings
+RECENT_FILES = 1 << 18  # file paths a session remembers from its listings
+RECENT_LEAVES = 1 << 14  # TOC leaves a session remembers from its walks
+
+
+def listed_info(path: str, buf: bytes | memoryview) -> EntryInfo:
+    """``entry_info(path, decode_entry(buf))`` of a listing: a FILE or DIR entry straight
+    from its bytes (:func:`~.wire.entry.listed_fields`, the same checks, no ``Entry``
+    built); anything else -- a symlink, damage -- through the checked decoder, which
+    raises the precise ``FormatError``."""
+    try:
+        f = listed_fields(buf)
+    except (IndexError, ValueError):
+        f = None
+    if f is None:
+        return entry_info(path, decode_entry(bytes(buf), lazy_refs=True))
+    if f[0] == 1:
+        at = f[5]
+        return EntryInfo(path, "file", f[1], f[2], f[3], f[4], buf[at:at + 32].hex())
+    return EntryInfo(path, "dir", f[1], f[2], 0, 0, "")
 
 
 class LboxFormat:
@@ -95,24 +115,44 @@ class LboxSession:
         self.view = view
         self.size = size
         # Where the files of the last walks and listings are (bounded, oldest dropped): the
-        # TOC leaf a walk found a file in (its entry is found again in the cached leaf), or
-        # the entry a listing decoded. Reading a file just listed -- extract, convert --
-        # then needs no tree lookup. Same view, same authenticated nodes.
-        self._recent: OrderedDict[str, Ref | Entry] = OrderedDict()
+        # entries a listing decoded, by path, and the TOC leaves a walk went through, by
+        # their first key (with their last key and ref; a file's entry is found again in
+        # the cached leaf). Reading a file just listed -- extract, convert -- then needs
+        # no tree lookup. Same view, same authenticated nodes.
+        self._recent: OrderedDict[str, Entry] = OrderedDict()
+        self._leaves: dict[bytes, tuple[bytes, Ref]] = {}
+        self._leaf_firsts: list[bytes] | None = None  # sorted keys of _leaves, when known
 
-    def _remember(self, path: str, where: Ref | Entry) -> None:
-        self._recent[path] = where
+    def _remember(self, path: str, e: Entry) -> None:
+        self._recent[path] = e
         if len(self._recent) > RECENT_FILES:
             self._recent.popitem(last=False)
 
+    def _remember_leaf(self, first_key: bytes, last_key: bytes, ref: Ref) -> None:
+        leaves = self._leaves
+        if first_key not in leaves:
+            self._leaf_firsts = None
+            if len(leaves) >= RECENT_LEAVES:
+                del leaves[next(iter(leaves))]
+        leaves[first_key] = (last_key, ref)
+
     def _recent_entry(self, path: str) -> Entry | None:
-        where = self._recent.get(path)
-        if where is None or isinstance(where, Entry):
-            return where
-        leaf = self.view.cached_node(FrameKind.TOC_NODE, where)
+        e = self._recent.get(path)
+        if e is not None or not self._leaves:
+            return e
+        key = toc_key(path)
+        firsts = self._leaf_firsts
+        if firsts is None:
+            firsts = self._leaf_firsts = sorted(self._leaves)
+        i = bisect_right(firsts, key) - 1
+        if i < 0:
+            return None
+        last_key, ref = self._leaves[firsts[i]]
+        if key > last_key:
+            return None
+        leaf = self.view.cached_node(FrameKind.TOC_NODE, ref)
         if not isinstance(leaf, Leaf):
             return None  # no longer cached: look it up
-        key = toc_key(path)
         j = bisect_left(leaf.keys, key)
         if j == len(leaf.keys) or leaf.keys[j] != key:
             return None
@@ -166,6 +206,9 @@ class LboxSession:
             if not isinstance(node, Leaf):
                 return
             keys, values = node.keys, node.values
+            if ref is not None and keys:
+                self._remember_leaf(keys[0], keys[-1], ref)
+            add = batch.append
             for lo, hi in spans:  # disjoint, in key order: the output stays in key order
                 for j in range(bisect_left(keys, lo), bisect_left(keys, hi)):
                     key = keys[j]
@@ -173,14 +216,11 @@ class LboxSession:
                         e = decode_entry(values[j], lazy_refs=True)
                         own.append(e)
                         if e.type != EntryType.DIR:
-                            batch.append(entry_info(p, e))
+                            add(entry_info(p, e))
                         continue
                     if not own:  # a descendant without its directory: nothing to list
                         raise NotFoundError(f"no such file or directory in the archive: {p}")
-                    q, e = key_path(key), decode_entry(values[j], lazy_refs=True)
-                    if ref is not None and e.type == EntryType.FILE:
-                        self._remember(q, ref)
-                    batch.append(entry_info(q, e))
+                    add(listed_info(key_path(key), values[j]))
             if len(batch) >= EMIT_BATCH:
                 emit(batch[:])
                 batch.clear()

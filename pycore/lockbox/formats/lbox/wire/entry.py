@@ -28,7 +28,7 @@ from .refs import Ref, decode_ref
 
 __all__ = ["Entry", "normalize_path", "toc_key", "key_path", "split_path", "child_range",
            "subtree_ranges", "encode_entry", "encode_file_entry_head", "decode_entry",
-           "chunk_count",
+           "chunk_count", "listed_fields", "ListedFields",
            "LAYOUT_CHUNKS", "LAYOUT_INDEX", "MAX_ENTRY_SIZE", "MAX_INDEX_REFS", "LazyRefs"]
 
 LAYOUT_CHUNKS = 0
@@ -285,10 +285,29 @@ def decode_entry(buf: bytes, *, lazy_refs: bool = False) -> Entry:
 
 
 def _decode_listed(buf: bytes) -> Entry | None:
-    """The common entries of a listing (a FILE with chunk or index refs, left lazy; a
-    DIR), decoded without a :class:`Reader`, with the same checks as
-    :func:`_decode_checked`. None (or IndexError/ValueError) for anything else or
-    anything wrong: the checked decoder then decodes it or raises the precise error.
+    """:func:`listed_fields` as an :class:`Entry` (a FILE's refs left lazy)."""
+    f = listed_fields(buf)
+    if f is None:
+        return None
+    t, mode, mtime, size, stored, at, csize, layout, pos, n = f
+    if t == 2:
+        return Entry(_DIR, mode, mtime)
+    return Entry(_FILE, mode, mtime, size, stored, bytes(buf[at:at + 32]),
+                 bytes(buf[at + 32:at + 48]), csize, layout, LazyRefs(buf, pos, n))
+
+
+ListedFields = tuple[int, int, int, int, int, int, int, int, int, int]
+
+
+def listed_fields(buf: bytes | memoryview) -> ListedFields | None:
+    """The fields of the common entries of a listing (a FILE with chunk or index refs; a
+    DIR), decoded without a :class:`Reader` and without building an :class:`Entry`,
+    with the same checks as the checked decoder: ``(type, mode, mtime_ns, size,
+    stored_size, hash_offset, chunk_size, layout, refs_offset, ref_count)`` (the
+    content hash is ``buf[hash_offset:hash_offset + 32]``, the file id the 16 bytes
+    after it; a DIR has zeros after ``mtime_ns``). None (or IndexError/ValueError) for
+    anything else or anything wrong: :func:`decode_entry` then decodes it or raises
+    the precise error.
 
     Varints of one or two bytes (modes, small sizes, the ref count) are read inline:
     a listing runs this once per entry."""
@@ -303,26 +322,31 @@ def _decode_listed(buf: bytes) -> Entry | None:
     z, pos = uvarint_at(buf, pos)
     mtime = (z >> 1) ^ -(z & 1)
     if t == 2:  # DIR
-        return Entry(_DIR, mode, mtime) if pos == len(buf) else None
+        return (2, mode, mtime, 0, 0, 0, 0, 0, 0, 0) if pos == len(buf) else None
     if t != 1:  # FILE
         return None
     b = buf[pos]
     if b < 0x80:
         size = b
         pos += 1
+    elif (c := buf[pos + 1]) < 0x80 and c:
+        size = (b & 0x7F) | (c << 7)
+        pos += 2
     else:
         size, pos = uvarint_at(buf, pos)
     b = buf[pos]
     if b < 0x80:
         stored = b
         pos += 1
+    elif (c := buf[pos + 1]) < 0x80 and c:
+        stored = (b & 0x7F) | (c << 7)
+        pos += 2
     else:
         stored, pos = uvarint_at(buf, pos)
     end = len(buf)
+    at = pos
     if pos + 48 > end:
         return None
-    digest = buf[pos:pos + 32]
-    file_id = buf[pos + 32:pos + 48]
     csize, pos = uvarint_at(buf, pos + 48)
     if not MIN_CHUNK_SIZE <= csize <= MAX_CHUNK_SIZE:
         return None
@@ -344,8 +368,7 @@ def _decode_listed(buf: bytes) -> Entry | None:
     left = end - pos
     if not _MIN_REF_SIZE * n <= left <= _MAX_REF_SIZE * n or n == 0:
         return None
-    return Entry(_FILE, mode, mtime, size, stored, bytes(digest), bytes(file_id), csize,
-                 layout, LazyRefs(buf, pos, n))
+    return (1, mode, mtime, size, stored, at, csize, layout, pos, n)
 
 
 def _decode_checked(buf: bytes, lazy_refs: bool) -> Entry:
