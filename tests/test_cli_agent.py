@@ -361,3 +361,18 @@ def test_serve_workers_reaches_the_server(capsysbinary: pytest.CaptureFixture[by
     monkeypatch.setenv("LOCKBOX_SERVE_WORKERS", "many")
     r = run("serve", tmp_path, "-q")
     assert r.rc == 2 and r.err.startswith("lockbox: LOCKBOX_SERVE_WORKERS must be a positive")
+
+
+def test_no_agent_reads_nothing_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing at the socket path, asking the agent costs no read of the archive
+    (a remote archive's key directory page would be an extra round trip)."""
+    from lockbox import cli
+    from lockbox.registry import Probe
+
+    class NoReads:
+        def read(self, ranges: object) -> list[bytes]:
+            raise AssertionError("the archive was read")
+
+    monkeypatch.setenv("LOCKBOX_AGENT_SOCK", str(tmp_path / "none" / "agent.sock"))
+    probed = Probe(spec=None, head=b"")  # type: ignore[arg-type]
+    assert cli._agent_lookup(NoReads(), probed) is None

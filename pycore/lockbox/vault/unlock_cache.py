@@ -19,6 +19,7 @@ unsafe socket, an agent of another user, a timeout) goes to ``warn`` as one line
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from ..errors import LockboxError, VaultError
 from ..ranges import ByteRange
 from ..sources import RangeSource
 from .agent_client import agent_get, agent_put
+from .paths import agent_socket_path
 
 __all__ = ["CacheRef", "cache_ref_flow", "cache_ref", "lookup", "lookup_source",
            "remember", "remember_key"]
@@ -106,7 +108,11 @@ def lookup(ref: CacheRef | None, *, warn: Warn | None = None,
 def lookup_source(source: RangeSource, head: bytes | None = None, *,
                   warn: Warn | None = None, socket_path: str | None = None,
                   timeout: float | None = None) -> tuple[bytes, bytes] | None:
-    """:func:`lookup` of the archive that ``source`` reads (see :func:`cache_ref`)."""
+    """:func:`lookup` of the archive that ``source`` reads (see :func:`cache_ref`).
+    With nothing at the agent's socket path it returns None before reading anything
+    (no extra round trip for a remote archive whose key directory is not inline)."""
+    if not os.path.lexists(socket_path or agent_socket_path()):
+        return None
     return lookup(cache_ref(source, head), warn=warn, socket_path=socket_path,
                   timeout=timeout)
 
