@@ -136,3 +136,22 @@ def test_share_needs_a_local_archive_and_its_secret(run: Runner, box: Path,
         run("share", "http://127.0.0.1:9/x.lbox", "--viewer", VIEWER), 2)
     monkeypatch.setenv("LOCKBOX_PASSWORD", "wrong")
     one_line_error(run("share", box, "--viewer", VIEWER), lockbox.WrongKeyError.exit_code)
+
+
+def test_the_viewer_offers_a_link_unlock(run: Runner, box: Path) -> None:
+    """The viewer's unlock form (viewer/lbox.py ``unlock_methods``) learns from the
+    superblock that the archive takes a link; a link-only archive offers nothing else."""
+    from lockbox.viewer.lbox import unlock_methods
+
+    def methods() -> list[str]:
+        return unlock_methods(box.read_bytes()[:16384])[0]
+
+    assert methods() == ["password"]
+    link = _fragment(run.ok("share", box, "--viewer", VIEWER, "-q").lines[0])["key"]
+    assert methods() == ["link", "password"]
+    password_slot = json.loads(run.ok("keys", "ls", box, "--json").out)[0]
+    assert password_slot["kind"] == "password"
+    with lockbox.open(box, link=link) as b, b.writer() as w:
+        w.keys.remove(password_slot["slot_id"])
+    assert methods() == ["link"]
+    lockbox.open(box, link=link).close()

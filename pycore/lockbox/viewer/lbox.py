@@ -31,7 +31,7 @@ from ..formats.lbox.session import LboxSession
 from ..formats.lbox.view import CHUNK_PLAIN_LIMIT, ArchiveView, ChunkData
 from ..formats.lbox.wire.constants import EntryType
 from ..formats.lbox.wire.entry import Entry, normalize_path
-from ..formats.lbox.wire.keydir import PasswordSlot, RecipientSlot, decode_keydir
+from ..formats.lbox.wire.keydir import LinkSlot, PasswordSlot, RecipientSlot, decode_keydir
 from ..formats.lbox.wire.refs import Ref
 from ..formats.lbox.wire.superblock import decode_superblock
 from ..info import EntryInfo
@@ -61,9 +61,9 @@ ZIP_GAP_BYTES = 16 * 1024
 
 
 def unlock_methods(head: bytes) -> tuple[list[str], int]:
-    """(secrets the key slots take: ``password`` and/or ``identity``, the newest
-    generation) from the superblock (the first 16 KiB, read by the probe). A key
-    directory that cannot be read offers both."""
+    """(secrets the key slots take: ``password``, ``identity`` and/or ``link``, the
+    newest generation) from the superblock (the first 16 KiB, read by the probe). A key
+    directory that cannot be read offers password and identity."""
     slots = decode_superblock(head)
     methods: set[str] = set()
     known = True
@@ -75,6 +75,8 @@ def unlock_methods(head: bytes) -> tuple[list[str], int]:
                         methods.add("password")
                     elif isinstance(ks, RecipientSlot):
                         methods.add("identity")
+                    elif isinstance(ks, LinkSlot):
+                        methods.add("link")
             except LockboxError:
                 known = False
         else:
