@@ -315,6 +315,8 @@ def listed_fields(buf: bytes | memoryview) -> ListedFields | None:
     b = buf[1]
     if b < 0x80:
         mode, pos = b, 2
+    elif 0 < (c := buf[2]) < 0x20:  # two bytes, at most 0o7777
+        mode, pos = (b & 0x7F) | (c << 7), 3
     else:
         mode, pos = uvarint_at(buf, 1)
         if mode > 0o7777:

@@ -149,31 +149,42 @@ class HostWalk:
         t = s.timer.now()
         try:
             progress = self._progress
-            append = s.pages.append
+            append_many = s.pages.append_many
             frames = s.content.frames
             toc = s.staging.toc_changes
             encoded = s.staging.encoded
             chunk_size = s.chunk_size
             kind, file_type = FrameKind.DATA_CHUNK, EntryType.FILE
-            for p, (key, host) in zip(batch, tags):
-                # a Prepared, or the plain tuple a worker sent (the same fields)
-                (path, mode, mtime_ns, file_id, size, content_hash, plain, error, grown,
-                 head) = p
+            # a Prepared, or the plain tuple a worker sent (the same fields)
+            rows = batch
+            start = 0
+            while start < len(rows):
+                # the run of files ready to place (up to an error or a grown file) is
+                # sealed in one call; the pages are the same as one append per file
+                stop = start
+                while stop < len(rows) and not rows[stop][7] and not rows[stop][8]:
+                    stop += 1
+                refs = append_many(kind, [r[6] for r in rows[start:stop]])
+                for (path, mode, mtime_ns, file_id, size, content_hash, plain, _, _, head), \
+                        (key, _), ref in zip(rows[start:stop], tags[start:stop], refs):
+                    frames[file_id] = [ref]
+                    stored = ref.frame_size
+                    toc[key] = entry = Entry(file_type, mode, mtime_ns, size, stored,
+                                             content_hash, file_id, chunk_size, LAYOUT_CHUNKS,
+                                             (ref,))
+                    if head and stored == FRAME_OVERHEAD + len(plain):
+                        encoded[key] = (entry, b"".join((head, uvarint(ref.frame_offset),
+                                                         uvarint(stored), ref.tag)))
+                    if progress is not None:
+                        progress(path, size)
+                if stop == len(rows):
+                    break
+                path, error, host = rows[stop][0], rows[stop][7], tags[stop][1]
                 if error:
                     raise StorageError(error)
-                if grown:  # no longer fits one chunk: streamed here instead
-                    self._add_host_file(host, path, os.stat(host))
-                    continue
-                ref = append(kind, plain)
-                frames[file_id] = [ref]
-                stored = ref.frame_size
-                toc[key] = entry = Entry(file_type, mode, mtime_ns, size, stored, content_hash,
-                                         file_id, chunk_size, LAYOUT_CHUNKS, (ref,))
-                if head and stored == FRAME_OVERHEAD + len(plain):
-                    encoded[key] = (entry, b"".join((head, uvarint(ref.frame_offset),
-                                                     uvarint(stored), ref.tag)))
-                if progress is not None:
-                    progress(path, size)
+                # no longer fits one chunk: streamed here instead
+                self._add_host_file(host, path, os.stat(host))
+                start = stop + 1
             self._added += len(batch)
         finally:
             s.timer.add("write", t)

@@ -14,6 +14,8 @@ object per frame), written out at 1 MiB; each full write's writeback is started 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ....errors import CommitError
 from ....fileio import pread_exact, pwrite_all, start_writeback, write_zeros
 from ..frames import FrameSealer
@@ -124,6 +126,45 @@ class PageWriter:
         if end >= _FLUSH_BYTES:
             self._flush()
         return ref
+
+    def append_many(self, kind: FrameKind,
+                    plains: Sequence[bytes | bytearray | memoryview]) -> list[Ref]:
+        """:meth:`append` of each of ``plains`` in turn (the same pages, byte for byte),
+        the page's state held in locals between frames: the small-file path places a
+        batch of frames at a time."""
+        refs: list[Ref] = []
+        add = refs.append
+        seal_into = self.sealer.seal_into
+        generation = self.generation
+        used, capacity, live = self.used, self.capacity, self.live
+        length = self._len
+        try:
+            for plain in plains:
+                size = FRAME_OVERHEAD + len(plain)
+                if used and used + size > capacity:
+                    self.used, self.live, self._len = used, live, length
+                    self.close_page()
+                    used, length = self.used, self._len
+                if not used:
+                    self.used, self._len = used, length
+                    self._open(PAGE_HEADER_SIZE + size)
+                    used, capacity, live, length = self.used, self.capacity, 0, self._len
+                end = length + size
+                if end > len(self._buf):
+                    self._len = length
+                    self._grow(end)
+                add(seal_into(kind, generation, self.page_offset + used, plain,
+                              self._view[length:end]))
+                length = end
+                used += size
+                live += size
+                if end >= _FLUSH_BYTES:
+                    self._len = length
+                    self._flush()
+                    length = self._len
+        finally:
+            self.used, self.live, self._len = used, live, length
+        return refs
 
     def _put(self, data: bytes) -> None:
         end = self._len + len(data)
