@@ -289,9 +289,9 @@ def test_add_recipient_by_name_from_the_book(lbx: Run, tmp_path: Path) -> None:
 # -- lockbox mount --writable ------------------------------------------------------------
 
 
-def _start_mount(lbx_env: dict[str, str], archive: Path, cwd: Path
+def _start_mount(lbx_env: dict[str, str], archive: Path, cwd: Path, *extra: str
                  ) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([*lockbox_command(), "mount", str(archive), "--writable",
+    proc = subprocess.Popen([*lockbox_command(), "mount", str(archive), *extra,
                              "--port", "0"], env=lbx_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             cwd=cwd)
@@ -327,16 +327,24 @@ def test_writable_mount_of_an_unlocked_archive_needs_no_password(
     assert done.returncode == 2 and done.stderr.startswith(NO_SECRET_START)
 
     # A mount with the password remembers the key ...
-    proc, _ = _start_mount({**env, "LOCKBOX_PASSWORD": PASSWORD}, archive, tmp_path)
+    proc, _ = _start_mount({**env, "LOCKBOX_PASSWORD": PASSWORD}, archive, tmp_path,
+                           "--writable")
     _stop_mount(proc)
     # ... so the next one starts with none, and writes.
-    proc, url = _start_mount(env, archive, tmp_path)
+    proc, url = _start_mount(env, archive, tmp_path, "--writable")
     try:
         r = httpx.put(f"{url}put.txt", content=b"via webdav\n", timeout=30)
         assert r.status_code in (201, 204), r.text
     finally:
         _stop_mount(proc)
     assert _ok(lbx("cat", archive, "put.txt")).stdout == "via webdav\n"
+    # A read-only mount too (it opens like `lockbox ls`).
+    proc, url = _start_mount(env, archive, tmp_path)
+    try:
+        r = httpx.get(f"{url}put.txt", timeout=30)
+        assert r.status_code == 200 and r.content == b"via webdav\n"
+    finally:
+        _stop_mount(proc)
 
 
 # -- lockbox serve --workers -------------------------------------------------------------
