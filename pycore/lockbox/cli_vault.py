@@ -27,7 +27,7 @@ __all__ = ["add_vault_parser", "add_agent_parser", "PASSPHRASE_ENV", "parse_ttl"
            "cmd_vault_init", "cmd_vault_add_identity", "cmd_vault_list", "cmd_vault_export",
            "cmd_vault_rm", "cmd_vault_add_recipient", "cmd_vault_recipients",
            "cmd_vault_rm_recipient", "cmd_agent_start", "cmd_agent_stop", "cmd_agent_lock",
-           "cmd_agent_status"]
+           "cmd_agent_status", "cmd_vault_backup_keys", "cmd_vault_restore_keys"]
 
 PASSPHRASE_ENV = "LOCKBOX_VAULT_PASSPHRASE"
 PROMPT_ATTEMPTS = 3
@@ -400,7 +400,89 @@ def add_vault_parser(sub: Any) -> argparse.ArgumentParser:
 
     p = cmd("rm-recipient", cmd_vault_rm_recipient, "forget a trusted recipient")
     p.add_argument("name", metavar="NAME")
+
+    p = cmd("backup-keys", cmd_vault_backup_keys,
+            "save ARCHIVE's key directory in the vault (cleartext; no secret needed)")
+    p.add_argument("archive", metavar="ARCHIVE")
+
+    _, archive_secrets = _common_parents()
+    p = cmd("restore-keys", cmd_vault_restore_keys,
+            "write a backed-up key directory into ARCHIVE, whose own is damaged (needs a "
+            "secret the backup's key slots take)", more=(archive_secrets,))
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("--backup", metavar="FILE", default=None,
+                   help="this backup file (default: the vault's newest for the archive)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check that the backup opens the archive; write nothing")
     return group
+
+
+# -- key-directory backups -------------------------------------------------------------
+
+
+def cmd_vault_backup_keys(args: argparse.Namespace) -> int:
+    """Save ARCHIVE's key directory (cleartext, no secret needed) in the vault."""
+    from .formats.lbox.keybackup import backup_keydir
+
+    backup, path, created = backup_keydir(args.archive, args.vault_dir)
+    what = "saved" if created else "already saved"
+    _out(f"{what}: the key directory of generation {backup.generation} of {args.archive} "
+         f"(archive {backup.archive_id.hex()}, sha256 {backup.sha256.hex()[:16]}) in {path}")
+    return 0
+
+
+def _archive_secret(args: argparse.Namespace) -> tuple[str | None, Any]:
+    """The archive's password or identity: the usual files and variables, else the
+    password asked on the terminal."""
+    password, identity = _cli._password(args), _cli._identity(args)
+    if password is None and identity is None:
+        import getpass
+        import sys
+
+        if not sys.stdin.isatty():
+            raise UsageError("no secret for the archive: give --password-file FILE or "
+                             "--identity FILE (or LOCKBOX_PASSWORD / LOCKBOX_IDENTITY)")
+        password = getpass.getpass("Archive password: ")
+    return password, identity
+
+
+def cmd_vault_restore_keys(args: argparse.Namespace) -> int:
+    """Write a backed-up key directory into ARCHIVE in place of its damaged one."""
+    from .formats.lbox.keybackup import (
+        archive_ids,
+        keydir_backups,
+        read_keydir_backup,
+        restore_keydir,
+    )
+
+    if args.backup is not None:
+        backup = read_keydir_backup(args.backup)
+    else:
+        ids = archive_ids(args.archive)
+        if len(ids) != 1:
+            raise UsageError(f"cannot tell which archive {args.archive} is (its superblock "
+                             "names no single archive id): give --backup FILE")
+        (archive_id,) = ids
+        found = keydir_backups(archive_id, args.vault_dir)
+        if not found:
+            raise UsageError(f"no key-directory backup of archive {archive_id.hex()} in the "
+                             "vault (lockbox vault backup-keys makes one): give --backup FILE")
+        path, backup = found[0]
+        if not _quiet(args):
+            _out(f"using {path}")
+    password, identity = _archive_secret(args)
+    report = restore_keydir(args.archive, backup, password=password, identity=identity,
+                            limits=_cli._unlock_limits(args), dry_run=args.dry_run,
+                            warn=lambda m: _err(f"warning: {m}"))
+    if report.generation is None:
+        _out(f"dry run: the backup of generation {report.backup_generation} opens generation "
+             f"{report.based_on} of {args.archive} ({report.key_slots} key slots); nothing "
+             "written")
+    else:
+        _out(f"restored the key directory of generation {report.backup_generation} "
+             f"({report.key_slots} key slots) into {args.archive}: now generation "
+             f"{report.generation}")
+    return 0
 
 
 def _scrypt_log_n(text: str) -> int:

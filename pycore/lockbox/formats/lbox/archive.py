@@ -79,6 +79,9 @@ class _LboxCommon:
     cache: PageCache
     walk_limits: WalkLimits | None = None
     pinned_generation: int | None = None
+    # A key-directory restore (keybackup.restore_keydir): these bytes in place of the
+    # archive's own key directory when the superblock is re-read (refresh).
+    keydir_override: bytes | None = None
     _content_key: bytes
 
     def _setup(self, crypto: CryptoBackend | None, codec: CodecBackend | None,
@@ -173,7 +176,8 @@ class Lockbox(_LboxCommon, Archive):
         self.cache.clear()
         self.set_view(self.run(open_flow(
             self.crypto, self.codec, password=None, identity=None, cache=self.cache,
-            known_key=(self.view.archive_id, self._content_key))))
+            known_key=(self.view.archive_id, self._content_key),
+            keydir_override=self.keydir_override)))
 
     # -- what only .lbox has ----------------------------------------------------------
 

@@ -34,6 +34,7 @@ from ...errors import (
     LockboxError,
     NotFoundError,
     TruncatedError,
+    UnsupportedVersionError,
     UsageError,
     WrongKeyError,
 )
@@ -47,13 +48,26 @@ from .wire.constants import (
     MAX_KEYDIR_SIZE,
     PAGE_HEADER_SIZE,
     PAGE_UNIT,
+    READABLE_FORMAT_VERSIONS,
+    SLOT_COUNT,
+    SLOT_MAGIC,
+    SLOT_SIZE,
     SUPERBLOCK_SIZE,
     FrameKind,
 )
 from .wire.frame import FrameHeader, decode_frame_header
 from .wire.keydir import KeySlot, decode_key_directory
 from .wire.page import decode_keydir_page
-from .wire.superblock import ExternalKeydir, Slot, decode_superblock
+from .wire.superblock import (
+    EXTERNAL_POINTER,
+    FLAG_KEYDIR_EXTERNAL,
+    SLOT_CAPACITY,
+    SLOT_HEADER,
+    ExternalKeydir,
+    Slot,
+    decode_slot,
+    decode_superblock,
+)
 
 __all__ = ["open_flow"]
 
@@ -208,12 +222,98 @@ def _again(exc: LockboxError, message: str) -> LockboxError:
     return type(exc)(message)
 
 
+def _slot_ignoring_crc(region: memoryview, slot_no: int) -> Slot | None:
+    """A slot whose checksum fails (e.g. a damaged inline key directory), decoded as
+    :func:`decode_slot` does otherwise; None when its framing does not hold either.
+    Only for a restore from a key-directory backup: the commit frame's AEAD under the
+    backup's content key decides whether anything of it is used."""
+    if len(region) < SLOT_HEADER.size:
+        return None
+    magic, version, no, flags, reserved, archive_id, gen, kd_size, c_size = (
+        SLOT_HEADER.unpack_from(region, 0))
+    end = SLOT_HEADER.size + kd_size + c_size
+    if (magic != SLOT_MAGIC or kd_size + c_size > SLOT_CAPACITY or len(region) < end + 4
+            or version not in READABLE_FORMAT_VERSIONS or no != slot_no or reserved
+            or flags & ~FLAG_KEYDIR_EXTERNAL or gen == 0 or gen % 2 != slot_no):
+        return None
+    field = bytes(region[SLOT_HEADER.size:SLOT_HEADER.size + kd_size])
+    keydir: bytes | ExternalKeydir = field
+    if flags & FLAG_KEYDIR_EXTERNAL:
+        if kd_size != EXTERNAL_POINTER.size:
+            return None
+        keydir = ExternalKeydir(*EXTERNAL_POINTER.unpack(field))
+    return Slot(slot_no, bytes(archive_id), gen, keydir,
+                bytes(region[SLOT_HEADER.size + kd_size:end]), version)
+
+
+def _restore_slots(buf: bytes, archive_id: bytes) -> list[tuple[Slot, bool]]:
+    """The superblock's slots for a restore, newest first, each with ``intact`` (its
+    checksum holds). A slot whose checksum fails is read anyway; one of another
+    archive is refused when intact, skipped when damaged."""
+    found: list[tuple[Slot, bool]] = []
+    for no in range(SLOT_COUNT):
+        region = memoryview(buf)[no * SLOT_SIZE:(no + 1) * SLOT_SIZE]
+        if bytes(region[:len(SLOT_MAGIC)]) != SLOT_MAGIC:
+            continue
+        try:
+            found.append((decode_slot(region, no), True))
+        except UnsupportedVersionError:
+            raise
+        except (FormatError, IntegrityError):
+            slot = _slot_ignoring_crc(region, no)
+            if slot is not None and slot.archive_id == archive_id:
+                found.append((slot, False))
+            continue
+        if found[-1][0].archive_id != archive_id:
+            raise IntegrityError(f"superblock slot {no} belongs to archive "
+                                 f"{found[-1][0].archive_id.hex()}, not to {archive_id.hex()} "
+                                 "of the key directory given")
+    if not found:
+        raise IntegrityError("no superblock slot of this archive can be read")
+    return sorted(found, key=lambda f: f[0].generation, reverse=True)
+
+
+def _open_with_keydir_flow(crypto: CryptoBackend, codec: CodecBackend, keydir: bytes,
+                           known_key: tuple[bytes, bytes], cache: PageCache) -> Flow[ArchiveView]:
+    """Open the newest commit with ``keydir`` in place of every slot's own key directory
+    (not fetched) and the content key ``known_key`` (a key-directory restore). The
+    directory must commit to the key; the commit frame must authenticate under it (one
+    archive, one content key). The commit's ``keydir_sha256`` is not checked: the given
+    directory replaces a damaged or older one. Only a newest slot whose checksum fails
+    (torn or damaged) lets the older one be opened in its place."""
+    archive_id, content_key = known_key
+    directory = decode_key_directory(keydir)
+    if directory.key_commitment is not None and not hmac.compare_digest(
+            key_commitment(crypto, archive_id, content_key), directory.key_commitment):
+        raise WrongKeyError("the key directory given does not commit to this content key")
+    blobs = yield Read((ByteRange(0, SUPERBLOCK_SIZE),))
+    problems: list[str] = []
+    for slot, intact in _restore_slots(blobs[0], archive_id):
+        opener = FrameOpener(crypto, codec, archive_id, content_key)
+        try:
+            header, record = _open_commit_frame(opener, slot)
+            commit = decode_commit(record)
+            if not commit.generation == header.generation == slot.generation:
+                raise IntegrityError("commit record generation does not match its slot")
+            if commit.archive_end < SUPERBLOCK_SIZE or commit.archive_end % PAGE_UNIT:
+                raise FormatError("commit record: archive end is out of place")
+        except LockboxError as exc:
+            if intact:
+                raise _again(exc, f"generation {slot.generation}: {exc}") from exc
+            problems.append(f"generation {slot.generation} (a damaged slot): {exc}")
+            continue
+        return ArchiveView(opener, slot, commit, directory.slots, 0, keydir, cache)
+    raise IntegrityError("no commit of this archive opens with this content key: "
+                         + "; ".join(problems))
+
+
 def open_flow(crypto: CryptoBackend, codec: CodecBackend, *, password: str | bytes | None,
               identity: Identity | None, cache: PageCache,
               known_key: tuple[bytes, bytes] | None = None,
               limits: UnlockLimits | None = None,
               generation: int | None = None,
-              link: LinkSecret | str | None = None) -> Flow[ArchiveView]:
+              link: LinkSecret | str | None = None,
+              keydir_override: bytes | None = None) -> Flow[ArchiveView]:
     """First round trip: the 16 KiB superblock. Then unlock locally and open the
     newest valid slot (docs/FORMAT.md §11 "Opening").
 
@@ -222,8 +322,16 @@ def open_flow(crypto: CryptoBackend, codec: CodecBackend, *, password: str | byt
     generation (one of the two the superblock holds), with no fallback at all;
     NotFoundError names the generations there are. ``link``: a share link's key (a
     ``LinkSecret`` or its ``lbk1-...`` text), a third secret besides ``password`` and
-    ``identity``.
+    ``identity``. ``keydir_override`` (with ``known_key``; a key-directory restore,
+    ``lockbox.formats.lbox.keybackup``): these key-directory bytes in place of the
+    archive's own, which are not read (see :func:`_open_with_keydir_flow`).
     """
+    if keydir_override is not None:
+        if known_key is None or generation is not None:
+            raise UsageError("a key directory in place of the archive's own needs the "
+                             "content key, and opens the newest commit only")
+        return (yield from _open_with_keydir_flow(crypto, codec, keydir_override, known_key,
+                                                  cache))
     link = as_link_secret(link)
     if generation is not None and (isinstance(generation, bool)
                                    or not isinstance(generation, int) or generation < 1):

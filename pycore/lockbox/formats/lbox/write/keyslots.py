@@ -26,12 +26,21 @@ __all__ = ["StagedKeySlots"]
 class StagedKeySlots:
     """The key slots the next commit writes: ``slots`` (starting as the committed ones),
     ``changed`` (a new key directory is needed), ``removed`` (a slot was removed: the
-    writer then commits twice, so that neither superblock slot keeps it)."""
+    writer then commits twice, so that neither superblock slot keeps it), ``rewritten``
+    (:meth:`rewrite`: the same, for a key directory restored from a backup)."""
 
     def __init__(self, committed: Sequence[KeySlot]) -> None:
         self.slots: list[KeySlot] = list(committed)
         self.changed = False
         self.removed = False
+        self.rewritten = False
+
+    def rewrite(self) -> None:
+        """Write these slots as a new key directory even though none changed (a key
+        directory restored from a backup, in place of a damaged one): a KEYDIR page and
+        two commits, so that neither superblock slot keeps the directory it replaces."""
+        self.changed = True
+        self.rewritten = True
 
     def _ids(self) -> set[int]:
         return {s.slot_id for s in self.slots}

@@ -309,11 +309,12 @@ class Writer:
             raise UsageError("this writer is closed")
         t = self.timer.now()
         try:
-            removed = self.keys.removed
+            removed = self.keys.removed or self.keys.rewritten
             view = self._commit()
             if removed:
                 # Commit once more so that neither superblock slot keeps the removed
-                # key slot (the older slot would otherwise still open generation - 1).
+                # key slot (the older slot would otherwise still open generation - 1),
+                # or the damaged key directory a restored one replaces.
                 view = self._commit()
         except LockboxError:
             raise
