@@ -75,3 +75,44 @@ def test_skipped_entries_are_reported(tmp_path: Path, weak_argon2) -> None:
         assert n == 1 and [e.path for e in box.ls(recursive=True)] == ["f.txt"]
     assert sorted(skipped) == [("a.lbox", "it is the archive being written"),
                                ("fifo", "not a regular file, directory or symlink")]
+
+
+def test_the_collector_is_paused_during_a_walk_and_restored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, weak_argon2) -> None:
+    import gc
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}.txt").write_bytes(b"x" * i)
+    seen: list[bool] = []
+    real = pipeline.prepare_batch
+
+    def watching(batch, chunk_size, level):  # type: ignore[no-untyped-def]
+        seen.append(gc.isenabled())
+        return real(batch, chunk_size, level)
+
+    monkeypatch.setattr(pipeline, "prepare_batch", watching)
+    box = lockbox.create(tmp_path / "a.lbox", password="pw", argon2=weak_argon2,
+                         chunk_size=CHUNK)
+    assert gc.isenabled()
+    with box:
+        with box.writer() as w:
+            assert w.add_tree(src, "t", jobs=1) == 6
+            assert seen and not any(seen) and gc.isenabled()
+            os.unlink(src / "f0.txt")  # a file gone before it is read: a typed error
+            monkeypatch.setattr(pipeline, "prepare_batch", lambda b, c, lv: [
+                pipeline.Prepared(f.path, f.mode, f.mtime_ns, b"", 0, b"", b"",
+                                  error=f"cannot read {f.host}: gone") for f in b])
+            with pytest.raises(StorageError, match="gone"):
+                w.add_tree(src, "u", jobs=1)
+            assert gc.isenabled()
+        assert box.read_bytes("t/f4.txt") == b"xxxx"
+    monkeypatch.setattr(pipeline, "prepare_batch", real)
+    gc.disable()
+    try:  # a caller's own pause stays theirs
+        with lockbox.open(tmp_path / "a.lbox", password="pw") as box, box.writer() as w:
+            w.add_tree(src / "f2.txt", "v.txt", jobs=1)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

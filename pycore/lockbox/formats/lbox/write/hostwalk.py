@@ -12,6 +12,7 @@ process, their chunks compressed by a thread pool with ``jobs`` > 1.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import stat as stat_mod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -64,6 +65,22 @@ class FdReader:
                 got += len(more)
             data = b"".join(parts)
         return data
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while a tree is added: every small file leaves
+    a few acyclic objects (its entry, ref and encodings) staged until the commit, and the
+    collector's repeated passes over them cost ~8% of the CPU time of adding 20,000 small
+    files. Any cycle made meanwhile is collected once the collector is back on."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @contextlib.contextmanager
@@ -120,7 +137,7 @@ class HostWalk:
             njobs, s.chunk_size, s.sealer.level, self._stage_prepared)
         self._added = 0
         try:
-            with pipe:
+            with pipe, _collector_paused():
                 count = self._walk(os.fspath(src), dest, pipe)
                 pipe.finish()
             count += self._added
