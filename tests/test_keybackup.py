@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +47,20 @@ def _damage_inline(path: Path) -> None:
     path.write_bytes(bytes(raw))
 
 
+def _damage_inline_keep_crc(path: Path) -> None:
+    """Change the inline key directory of both slots and fix their checksums (an edit
+    made without the key): the slots decode, the directories do not open."""
+    raw = bytearray(path.read_bytes())
+    for slot in decode_superblock(_superblock(path)):
+        base = slot.slot_no * 8192
+        kd, c = struct.unpack_from("<II", raw, base + 40)
+        raw[base + 48 + 40] ^= 0x5A
+        end = base + 48 + kd + c
+        struct.pack_into("<I", raw, end, zlib.crc32(bytes(raw[base:end])))
+    path.write_bytes(bytes(raw))
+    decode_superblock(_superblock(path))  # still valid slots
+
+
 def _damage_external(path: Path) -> None:
     """Flip bytes inside the external KEYDIR page every slot points at."""
     slots = decode_superblock(_superblock(path))
@@ -78,7 +94,7 @@ def test_backup_file_round_trip_and_idempotent(make_archive: Callable[..., Path]
     assert kb.keydir_backups(backup.archive_id) == [(saved, backup)]
 
 
-@pytest.mark.parametrize("damage", ["inline", "external"])
+@pytest.mark.parametrize("damage", ["inline", "inline-crc", "external"])
 def test_restore_a_damaged_key_directory(make_archive: Callable[..., Path], vault: Path,
                                          tmp_path: Path, damage: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,8 +109,9 @@ def test_restore_a_damaged_key_directory(make_archive: Callable[..., Path], vaul
     assert isinstance(slots[0].keydir, ExternalKeydir) == (damage == "external")
     assert _run("vault", "backup-keys", str(path)) == 0
     assert "saved: the key directory" in capsys.readouterr().out
-    (_damage_inline if damage == "inline" else _damage_external)(path)
-    with pytest.raises(IntegrityError):
+    {"inline": _damage_inline, "inline-crc": _damage_inline_keep_crc,
+     "external": _damage_external}[damage](path)
+    with pytest.raises(LockboxError):
         lockbox.open(path, password="pw")
     assert _run("ls", str(path)) != 0
     capsys.readouterr()
@@ -176,3 +193,20 @@ def test_tampered_backup_is_refused(make_archive: Callable[..., Path], vault: Pa
     assert path.read_bytes() == before
     with pytest.raises(LockboxError):
         kb.read_keydir_backup(tmp_path / "pw.txt")
+
+
+def test_cli_without_a_backup_or_an_archive(make_archive: Callable[..., Path], vault: Path,
+                                           tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = make_archive(FILES)
+    pw = tmp_path / "pw.txt"
+    pw.write_text("pw\n")
+    assert _run("vault", "restore-keys", str(path), "--password-file", str(pw)) != 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no key-directory backup" in err
+    text = tmp_path / "not.lbox"
+    text.write_bytes(b"hello\n" * 5000)
+    assert _run("vault", "backup-keys", str(text)) != 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not a lockbox archive" in err
+    assert not (vault / "keydirs").exists()
