@@ -292,9 +292,9 @@ def test_add_recipient_by_name_from_the_book(lbx: Run, tmp_path: Path) -> None:
 def _start_mount(lbx_env: dict[str, str], archive: Path, cwd: Path, *extra: str
                  ) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([*lockbox_command(), "mount", str(archive), *extra,
-                             "--port", "0"], env=lbx_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            cwd=cwd)
+                             "--port", "0"], env={**lbx_env, "PYTHONFAULTHANDLER": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, cwd=cwd)
     assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline()
     if not first.startswith("mounted "):
@@ -304,14 +304,22 @@ def _start_mount(lbx_env: dict[str, str], archive: Path, cwd: Path, *extra: str
 
 
 def _stop_mount(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C; a mount that does not stop is dumped (faulthandler) and the dump shown."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
-            assert proc.wait(HANG_GUARD_S) == 0
+            rc = proc.wait(HANG_GUARD_S)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(HANG_GUARD_S)
+            assert proc.stderr is not None
+            raise AssertionError("the mount did not stop on SIGINT:\n"
+                                 + proc.stderr.read()[-8000:]) from None
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        assert rc == 0
 
 
 def test_writable_mount_of_an_unlocked_archive_needs_no_password(
@@ -384,3 +392,16 @@ def test_no_agent_reads_nothing_more(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("LOCKBOX_AGENT_SOCK", str(tmp_path / "none" / "agent.sock"))
     probed = Probe(spec=None, head=b"")  # type: ignore[arg-type]
     assert cli._agent_lookup(NoReads(), probed) is None
+
+
+def test_keys_rm_asks_for_the_secret_even_with_the_agent(lbx: Run, tmp_path: Path) -> None:
+    """``keys rm`` does not take the agent's key: the secret given tells which slot the
+    user unlocks with, so that slot is not removed by mistake."""
+    archive = tmp_path / "a.lbox"
+    _make_archive(lbx, archive)  # the agent holds the key
+    slot_id = _ok(lbx("keys", "ls", archive)).stdout.split()[0]
+    done = lbx("keys", "rm", archive, slot_id)
+    assert done.returncode == 2 and done.stderr.startswith(NO_SECRET_START)
+    done = lbx("keys", "rm", archive, slot_id, env={"LOCKBOX_PASSWORD": PASSWORD})
+    assert done.returncode == 2 and "is the one you unlocked with" in done.stderr
+    assert _ok(lbx("keys", "ls", archive)).stdout.split()[0] == slot_id  # still there

@@ -335,12 +335,17 @@ def _open_settings(args: argparse.Namespace) -> dict[str, Any]:
             "walk_limits": _walk_limits(args)}
 
 
-def _open_any(args: argparse.Namespace, *, only_lbox: str | None = None) -> Archive:
+def _open_any(args: argparse.Namespace, *, only_lbox: str | None = None,
+              use_agent: bool = True) -> Archive:
     """Open args.archive, whatever its format, through the generic facade.
 
     The format is probed first (one read, reused by the open): a password is asked (or
     required) only when the format is encrypted. ``only_lbox``: the command, which works
-    on .lbox archives only (UsageError for another format, before any prompt)."""
+    on .lbox archives only (UsageError for another format, before any prompt).
+
+    A .lbox opened without a given secret is opened first with the key the unlock agent
+    holds for it (``use_agent``), and a password or identity that opens one gives the
+    agent its key (docs/VAULT.md "Using the agent")."""
     from .facade import Archive, probe
     from .registry import is_special_location
     from .sources import open_source
@@ -385,7 +390,7 @@ def _open_any(args: argparse.Namespace, *, only_lbox: str | None = None) -> Arch
                 _agent_remember(box)
         else:
             agent_box = _open_from_agent(location, source, probed, settings) \
-                if is_lbox else None
+                if is_lbox and use_agent else None
             if agent_box is not None:
                 box = agent_box
             else:
@@ -458,9 +463,11 @@ def _open_prompting(location: str, source: Any, probed: Any,
     raise AssertionError("unreachable")
 
 
-def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
-    """Open args.archive, a .lbox archive, with the user's secrets (or a prompt on a
-    terminal), for a command of that format (``write``: one that changes it)."""
+def _open(args: argparse.Namespace, *, write: bool = False, use_agent: bool = True
+          ) -> Lockbox:
+    """Open args.archive, a .lbox archive, with the user's secrets (or the unlock agent's
+    key, or a prompt on a terminal), for a command of that format (``write``: one that
+    changes it)."""
     from .formats.lbox.archive import Lockbox
     from .sources import is_url
 
@@ -473,7 +480,7 @@ def _open(args: argparse.Namespace, *, write: bool = False) -> Lockbox:
     command = " ".join(c for c in (getattr(args, "command", None),
                                    getattr(args, "env_command", None),
                                    getattr(args, "keys_command", None)) if c)
-    box = _open_any(args, only_lbox=command or "this command")
+    box = _open_any(args, only_lbox=command or "this command", use_agent=use_agent)
     assert isinstance(box, Lockbox)
     return box
 
@@ -1231,8 +1238,10 @@ def cmd_keys_add_recipient(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rm(args: argparse.Namespace) -> int:
-    """lockbox keys rm: remove a key slot from both superblock slots."""
-    with _open(args, write=True) as box:
+    """lockbox keys rm: remove a key slot from both superblock slots. Not with the unlock
+    agent's key: the secret given (or typed) tells which slot it opens, so that the one
+    the user unlocks with is not removed by mistake."""
+    with _open(args, write=True, use_agent=False) as box:
         if args.slot_id == box.info().unlocked_slot and not args.force:
             raise UsageError(f"slot {args.slot_id} is the one you unlocked with; removing it "
                              "may lock you out (use --force if another password or identity "

@@ -389,6 +389,9 @@ def one_line_errors(prefix: str = "lockbox mount") -> None:
     logger.propagate = False
 
 
+STOP_TIMEOUT_S = 10.0  # how long run_mount waits for cheroot's thread after stop()
+
+
 def run_mount(app: WsgiDAVApp, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
               ready: Callable[[str], None] | None = None) -> None:
     """Serve ``app`` on ``host:port`` until Ctrl-C (KeyboardInterrupt, re-raised after a
@@ -399,10 +402,27 @@ def run_mount(app: WsgiDAVApp, *, host: str = DEFAULT_HOST, port: int = DEFAULT_
         one_line_errors()
     server = _bind(app, host, port)
     shown = f"[{host}]" if ":" in host else host
-    if ready is not None:
-        ready(f"http://{shown}:{server.bind_addr[1]}/")
+    # cheroot serves in a thread and this one only waits: Ctrl-C then lands here, never
+    # inside cheroot's loop, where a KeyboardInterrupt at the wrong moment could leave
+    # a worker thread waiting forever and stop() joining it (seen under load).
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            server.serve()
+        except BaseException as e:  # a worker's interrupt, re-raised by serve()
+            failure.append(e)
+
+    thread = threading.Thread(target=serve, name="lockbox-mount", daemon=True)
     try:
-        server.serve()
+        thread.start()
+        if ready is not None:
+            ready(f"http://{shown}:{server.bind_addr[1]}/")
+        while thread.is_alive():
+            thread.join(0.5)
     finally:
         server.stop()
+        thread.join(STOP_TIMEOUT_S)
         _close_provider(app)
+    if failure:
+        raise failure[0]
