@@ -63,6 +63,13 @@ def _new_passphrase(args: argparse.Namespace) -> str:
     return first
 
 
+def _scrypt_work(args: argparse.Namespace) -> int:
+    """``--scrypt-log-n``, else the default work factor of a new vault."""
+    from .formats.sync.vault import DEFAULT_SCRYPT_LOG_N
+
+    return int(args.scrypt_log_n) if args.scrypt_log_n is not None else DEFAULT_SCRYPT_LOG_N
+
+
 def _open_vault(args: argparse.Namespace) -> Any:
     """The vault, opened with the given passphrase or up to three typed ones."""
     from .formats.sync.vault import DEFAULT_MAX_SCRYPT_LOG_N
@@ -106,7 +113,7 @@ def cmd_vault_init(args: argparse.Namespace) -> int:
         raise UsageError(f"a vault exists already at {Vault.file_path(args.vault_dir)}: it "
                          "is kept as it is")
     vault = Vault.create(_new_passphrase(args), directory=args.vault_dir,
-                         scrypt_log_n=args.scrypt_log_n)
+                         scrypt_log_n=_scrypt_work(args))
     if not _quiet(args):
         _out(f"created the vault {vault.path}")
     return 0
@@ -256,8 +263,10 @@ def _duration(seconds: float) -> str:
 def cmd_agent_start(args: argparse.Namespace) -> int:
     """lockbox agent start [--ttl T]: a detached agent."""
     from .vault.agent_client import start_agent
+    from .vault.protocol import DEFAULT_TTL
 
-    status = start_agent(args.ttl, socket_path=args.socket)
+    ttl = args.ttl if args.ttl is not None else float(DEFAULT_TTL)
+    status = start_agent(ttl, socket_path=args.socket)
     if not _quiet(args):
         _out(f"unlock agent started (pid {status.pid}) on {status.socket_path}; keys are "
              f"kept {_duration(status.ttl)}")
@@ -338,9 +347,8 @@ def _subcommands(group: argparse.ArgumentParser, dest: str, parents: list[Any]) 
 
 
 def add_vault_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``lockbox vault ACTION ...`` to the top-level subparsers ``sub``."""
-    from .formats.sync.vault import DEFAULT_SCRYPT_LOG_N
-
+    """Add ``lockbox vault ACTION ...`` to the top-level subparsers ``sub``. Nothing of
+    the vault is imported here: the parser is built for every command."""
     quiet, _ = _common_parents()
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--vault-dir", metavar="DIR", default=None,
@@ -363,9 +371,9 @@ def add_vault_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--passphrase-file", metavar="FILE",
                    help=f"the new passphrase: the first line of FILE (default: "
                         f"{PASSPHRASE_ENV}, else asked twice on the terminal)")
-    p.add_argument("--scrypt-log-n", type=_scrypt_log_n, default=DEFAULT_SCRYPT_LOG_N,
-                   metavar="N", help=f"the passphrase's scrypt work, 2^N (default: "
-                                     f"{DEFAULT_SCRYPT_LOG_N}, as age; at most 20)")
+    p.add_argument("--scrypt-log-n", type=_scrypt_log_n, default=None,
+                   metavar="N", help="the passphrase's scrypt work, 2^N (default: 18, "
+                                     "as age; at most 20)")
 
     p = cmd("add-identity", cmd_vault_add_identity,
             "store a new identity (or --from FILE) under NAME; prints its recipient",
@@ -496,9 +504,8 @@ def _scrypt_log_n(text: str) -> int:
 
 
 def add_agent_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``lockbox agent ACTION ...`` to the top-level subparsers ``sub``."""
-    from .vault.protocol import DEFAULT_TTL
-
+    """Add ``lockbox agent ACTION ...`` to the top-level subparsers ``sub`` (imports
+    nothing of the agent: the parser is built for every command)."""
     quiet, _ = _common_parents()
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--socket", metavar="PATH", default=None,
@@ -511,7 +518,7 @@ def add_agent_parser(sub: Any) -> argparse.ArgumentParser:
         parents=[quiet])
     cmd = _subcommands(group, "agent_command", [quiet, where])
     p = cmd("start", cmd_agent_start, "start the agent (detached)")
-    p.add_argument("--ttl", type=parse_ttl, default=float(DEFAULT_TTL), metavar="T",
+    p.add_argument("--ttl", type=parse_ttl, default=None, metavar="T",
                    help="how long a key is kept: seconds, or 90s, 15m, 2h, 1d (default: 15m)")
     cmd("stop", cmd_agent_stop, "forget every key and stop the agent")
     cmd("lock", cmd_agent_lock, "forget every key (the agent keeps running)")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,20 @@ def test_parse_ttl(text: str, seconds: float) -> None:
 def test_parse_ttl_refuses(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         cli_vault.parse_ttl(text)
+
+
+def test_parsers_import_nothing_of_the_vault(capsys: pytest.CaptureFixture[str]) -> None:
+    """The parsers are built for every command: their defaults are resolved when a
+    command runs, and the help text states the real default."""
+    code = ("import sys, lockbox.cli as c; c.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.startswith('lockbox.vault') "
+            "or m in ('socket', 'lockbox.formats.sync.vault')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.strip()
+    assert out == "[]"
+    from lockbox.formats.sync.vault import DEFAULT_SCRYPT_LOG_N
+    from lockbox.vault.protocol import DEFAULT_TTL
+
+    assert run("vault", "init", "--help") == 0
+    assert f"(default: {DEFAULT_SCRYPT_LOG_N}, as age" in " ".join(capsys.readouterr().out.split())
+    assert DEFAULT_TTL == 15 * 60  # the agent's --help says 15m

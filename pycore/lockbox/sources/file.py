@@ -11,7 +11,6 @@ batch never returns bytes of an archive that changed under the reader.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 import sys
@@ -191,5 +190,7 @@ class AsyncFileSource(AsyncOverSync):
     async def read(self, ranges: Sequence[ByteRange]) -> list[bytes]:
         """Read every range (clamped at the end); check the file did not change."""
         if _THREADS:
+            import asyncio  # here, not at the top: sync commands never load asyncio
+
             return await asyncio.to_thread(self._sync.read, list(ranges))
         return self._sync.read(ranges)
