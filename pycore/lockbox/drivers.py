@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .ranges import ByteRange
 from .sources.base import AsyncRangeSource, RangeSource
 
-__all__ = ["Read", "Flow", "run_sync", "run_async", "read_one"]
+__all__ = ["Read", "Flow", "run_sync", "run_async", "read_one", "resume"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,17 @@ class Read:
 
 
 Flow = Generator[Read, list[bytes], T]
+
+
+def resume(flow: Generator[R, Any, Any], answer: Any = None,
+           error: BaseException | None = None) -> R | None:
+    """One step of a driver that streams (runs a flow for what it puts aside, not for its
+    result): send ``answer`` into ``flow`` (or throw ``error`` into it, so it may handle
+    it); its next request, or None once it has ended."""
+    try:
+        return flow.throw(error) if error is not None else flow.send(answer)
+    except StopIteration:
+        return None
 
 
 def read_one(r: ByteRange) -> Flow[bytes]:

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
-from .drivers import Flow, run_async, run_sync
+from .drivers import Flow, resume, run_async, run_sync
 from .errors import FormatError, NotFoundError, TruncatedError, UnsafePathError, UsageError
 from .extract import Extractor, ExtractReport
 from .info import EntryInfo
@@ -98,15 +98,9 @@ def _stepped(flow: Flow[T], source: RangeSource, out: deque[X]) -> Iterator[X]:
             try:
                 blobs = source.read(request.ranges)
             except BaseException as exc:  # let the flow see (and maybe handle) it
-                try:
-                    request = flow.throw(exc)
-                except StopIteration:
-                    request = None
+                request = resume(flow, error=exc)
                 continue
-            try:
-                request = flow.send(blobs)
-            except StopIteration:
-                request = None
+            request = resume(flow, blobs)
         while out:
             yield out.popleft()
     finally:
@@ -127,15 +121,9 @@ async def _astepped(flow: Flow[T], source: AsyncRangeSource, out: deque[X]
             try:
                 blobs = await source.read(request.ranges)
             except BaseException as exc:
-                try:
-                    request = flow.throw(exc)
-                except StopIteration:
-                    request = None
+                request = resume(flow, error=exc)
                 continue
-            try:
-                request = flow.send(blobs)
-            except StopIteration:
-                request = None
+            request = resume(flow, blobs)
         while out:
             yield out.popleft()
     finally:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, NamedTuple
 
 from ...crypto.base import CryptoBackend, Decode, FrameJob, open_frames
-from ...drivers import Read
+from ...drivers import Read, resume
 from ...errors import IntegrityError, LockboxError
 from ...ranges import ByteRange
 from .view import CHUNK_PLAIN_LIMIT, ArchiveView, ChunkData
@@ -231,15 +231,9 @@ async def drive_pipelined(flow: PipelinedFlow, source: Any, crypto: Any,
                     answer = open_frames(crypto, request.jobs, request.decode,
                                          request.plain_limit)
             except BaseException as exc:
-                try:
-                    request = flow.throw(exc)
-                except StopIteration:
-                    request = None
+                request = resume(flow, error=exc)
                 continue
-            try:
-                request = flow.send(answer)
-            except StopIteration:
-                request = None
+            request = resume(flow, answer)
         while out:
             yield out.popleft()
     finally:
