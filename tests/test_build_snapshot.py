@@ -11,25 +11,16 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from build_helpers import load_build
+
 ROOT = Path(__file__).resolve().parent.parent
 PYODIDE = ROOT / "webapp" / "node_modules" / "pyodide"
-
-
-def load_build() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lockbox_site_build", ROOT / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

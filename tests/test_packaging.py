@@ -9,7 +9,6 @@ copy of the sources: a few seconds each).
 from __future__ import annotations
 
 import email.parser
-import importlib.util
 import os
 import subprocess
 import sys
@@ -21,20 +20,12 @@ from types import ModuleType
 import pytest
 
 import lockbox
+from build_helpers import load_build
 from cli_helpers import lockbox_command
 from lockbox_server import sitedir
 
 ROOT = Path(__file__).resolve().parent.parent
 HANG_GUARD = 120  # seconds: a pip wheel that never ends fails instead of hanging
-
-
-def load_build() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lockbox_site_build", ROOT / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

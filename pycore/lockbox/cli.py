@@ -237,6 +237,14 @@ class _Meter:
 # -- secrets ---------------------------------------------------------------------------
 
 
+def _file_or_env_secret(path: str | None, env: str, what: str) -> str | None:
+    """A secret from the first line of ``path`` (an option's file), else from the
+    environment variable ``env`` (never from argv); None when neither gives one."""
+    if path:
+        return _read_secret_line(path, what)
+    return os.environ.get(env) or None
+
+
 def _read_secret_line(path: str, what: str) -> str:
     """The first line of a file, without its line ending."""
     try:

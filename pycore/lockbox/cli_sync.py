@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import __version__
 from . import cli as _cli
-from .cli import _common_parents, _err, _human, _out, _out_json, _read_secret_line
+from .cli import (
+    _common_parents,
+    _err,
+    _file_or_env_secret,
+    _human,
+    _out,
+    _out_json,
+)
 from .errors import (
     FormatError,
     IntegrityError,
@@ -56,10 +63,8 @@ PROMPT_ATTEMPTS = 3
 
 def _given_passphrase(args: argparse.Namespace) -> str | None:
     """The passphrase from --passphrase-file or LOCKBOX_PASSPHRASE (never from argv)."""
-    path = getattr(args, "passphrase_file", None)
-    if path:
-        return _read_secret_line(path, "passphrase")
-    return os.environ.get(PASSPHRASE_ENV) or None
+    return _file_or_env_secret(getattr(args, "passphrase_file", None), PASSPHRASE_ENV,
+                               "passphrase")
 
 
 def _no_passphrase(what: str) -> UsageError:

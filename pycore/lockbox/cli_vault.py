@@ -14,13 +14,12 @@ terminal (twice for a new vault).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from collections.abc import Callable
 from typing import Any
 
 from . import cli as _cli
-from .cli import _common_parents, _err, _out, _out_json, _read_secret_line
+from .cli import _common_parents, _err, _file_or_env_secret, _out, _out_json
 from .errors import FormatError, UsageError, WrongKeyError
 
 __all__ = ["add_vault_parser", "add_agent_parser", "PASSPHRASE_ENV", "parse_ttl",
@@ -37,10 +36,9 @@ PROMPT_ATTEMPTS = 3
 
 
 def _given_passphrase(args: argparse.Namespace) -> str | None:
-    path = getattr(args, "passphrase_file", None)
-    if path:
-        return _read_secret_line(path, "passphrase")
-    return os.environ.get(PASSPHRASE_ENV) or None
+    """The passphrase from --passphrase-file or LOCKBOX_VAULT_PASSPHRASE (never argv)."""
+    return _file_or_env_secret(getattr(args, "passphrase_file", None), PASSPHRASE_ENV,
+                               "passphrase")
 
 
 def _no_terminal() -> UsageError:
