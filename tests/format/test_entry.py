@@ -21,6 +21,7 @@ from lockbox.formats.lbox.wire.encoding import Builder, svarint, uvarint
 from lockbox.formats.lbox.wire.entry import (
     LAYOUT_CHUNKS,
     LAYOUT_INDEX,
+    LAYOUT_PACKED,
     MAX_INDEX_REFS,
     Entry,
     child_range,
@@ -56,9 +57,11 @@ def file_entry(size: int, chunk_size: int = 4096, layout: int | None = None,
 
 def raw_file(*, t: int = 1, mode: int = 0o644, size: int = 5, chunk: int = 4096,
              layout: int = 0, n: int = 1, refs_: list[Ref] | None = None,
-             hash_len: int = 32) -> bytes:
+             hash_len: int = 32, member: bytes = b"") -> bytes:
+    """A FILE entry's bytes, any field as given (``member``: the raw member-number
+    bytes written after the layout byte)."""
     b = Builder().u8(t).uvarint(mode).svarint(0).uvarint(size).uvarint(0).raw(bytes(hash_len))
-    b.raw(FID).uvarint(chunk).u8(layout).uvarint(n)
+    b.raw(FID).uvarint(chunk).u8(layout).raw(member).uvarint(n)
     for r in refs_ if refs_ is not None else [REF] * n:
         encode_ref(b, r)
     return b.getvalue()
@@ -131,9 +134,68 @@ def test_ref_counts_must_match_the_size():
     with pytest.raises(FormatError, match="index reference count"):
         decode_entry(raw_file(size=4097 * 4096, layout=LAYOUT_INDEX, n=1))  # needs 2
     assert len(decode_entry(raw_file(size=4097 * 4096, layout=LAYOUT_INDEX, n=2)).refs) == 2
-    for layout in (2, 255):
+    for layout in (3, 255):
         with pytest.raises(FormatError, match="unknown layout"):
             decode_entry(raw_file(layout=layout))
+
+
+# -- layout 2: a member of a PACK frame (format version 3) ----------------------------------
+
+def packed_entry(size: int = 5, member_no: int = 7, chunk_size: int = 4096) -> Entry:
+    return Entry(EntryType.FILE, 0o644, 1_700_000_000_000_000_000, size, 60, HASH, FID,
+                 chunk_size, LAYOUT_PACKED, (REF,), member_no=member_no)
+
+
+@pytest.mark.parametrize("size,member_no,chunk", [
+    (0, 0, 4096), (5, 7, 4096), (4096, 127, 4096), (4096, 128, 4096), (65536, 4095, 65536),
+    (MAX_CHUNK_SIZE, 300, MAX_CHUNK_SIZE),
+])
+def test_packed_round_trip(size, member_no, chunk):
+    e = packed_entry(size, member_no, chunk)
+    buf = encode_entry(e)
+    # layout 2, member_no, then n = 1 and the one ref (so the listing rule of §9 holds)
+    ref = uvarint(REF.frame_offset) + uvarint(REF.frame_size) + REF.tag
+    assert buf.endswith(uvarint(chunk) + b"\x02" + uvarint(member_no) + b"\x01" + ref)
+    for lazy in (False, True):
+        got = decode_entry(buf, lazy_refs=lazy)
+        assert got == e and got.member_no == member_no and got.layout == LAYOUT_PACKED
+        assert tuple(got.refs) == (REF,)
+
+
+def test_packed_entries_have_one_chunk_and_one_ref():
+    ok = raw_file(size=4096, layout=2, member=b"\x00")
+    assert decode_entry(ok).member_no == 0
+    for lazy in (False, True):
+        with pytest.raises(FormatError, match="one chunk and one ref"):
+            decode_entry(raw_file(size=5, layout=2, member=b"\x00", n=2), lazy_refs=lazy)
+        with pytest.raises(FormatError, match="one chunk and one ref"):
+            decode_entry(raw_file(size=5, layout=2, member=b"\x00", n=0), lazy_refs=lazy)
+        with pytest.raises(FormatError, match="one chunk and one ref"):  # size > chunk_size
+            decode_entry(raw_file(size=4097, layout=2, member=b"\x00"), lazy_refs=lazy)
+
+
+def test_packed_member_numbers_are_checked():
+    assert decode_entry(raw_file(layout=2, member=uvarint(4095))).member_no == 4095
+    for lazy in (False, True):
+        with pytest.raises(LimitExceededError):  # over 4095: a FormatError
+            decode_entry(raw_file(layout=2, member=uvarint(4096)), lazy_refs=lazy)
+        with pytest.raises(LimitExceededError):
+            decode_entry(raw_file(layout=2, member=uvarint(2 ** 63)), lazy_refs=lazy)
+        with pytest.raises(FormatError, match="non-canonical"):
+            decode_entry(raw_file(layout=2, member=b"\x85\x00"), lazy_refs=lazy)
+        with pytest.raises(TruncatedError):  # the entry ends inside the member number
+            decode_entry(raw_file(layout=2, n=0, refs_=[])[:-1] + b"\x80", lazy_refs=lazy)
+    # a layout-0 or -1 entry has no member number: its byte would be read as n
+    with pytest.raises(FormatError, match="chunk reference count"):
+        decode_entry(raw_file(layout=0, member=b"\x07"))
+
+
+def test_member_numbers_are_only_encoded_for_packed_entries():
+    with pytest.raises(ValueError):
+        encode_entry(packed_entry(member_no=4096))
+    with pytest.raises(ValueError):
+        encode_entry(Entry(EntryType.FILE, 0o644, 1, 5, 60, HASH, FID, 4096, LAYOUT_CHUNKS,
+                           (REF,), member_no=3))
 
 
 def test_hostile_sizes_and_counts_do_not_allocate():
@@ -261,10 +323,13 @@ def file_entries(draw: st.DrawFn) -> Entry:
     chunks = chunk_count(size, csize)
     layout = LAYOUT_CHUNKS if chunks <= INLINE_CHUNK_REFS else LAYOUT_INDEX
     n = chunks if layout == LAYOUT_CHUNKS else -(-chunks // INDEX_FANOUT)
+    member_no = 0
+    if chunks == 1 and draw(st.booleans()):
+        layout, member_no = LAYOUT_PACKED, draw(st.integers(0, 4095))
     return Entry(EntryType.FILE, draw(modes), draw(mtimes), size,
                  draw(st.integers(0, 2 ** 64 - 1)), draw(st.binary(min_size=32, max_size=32)),
                  draw(st.binary(min_size=16, max_size=16)), csize, layout,
-                 tuple(draw(st.lists(refs, min_size=n, max_size=n))))
+                 tuple(draw(st.lists(refs, min_size=n, max_size=n))), member_no=member_no)
 
 
 entries = st.one_of(
@@ -294,6 +359,10 @@ def test_mutated_entries(data, e):
     got = decode_or_typed_error(decode_entry, data.draw(mutate(encode_entry(e))))
     if got is not None and got.type == EntryType.FILE:
         n = len(got.refs)
-        assert n == (got.chunks if got.layout == LAYOUT_CHUNKS else -(-got.chunks //
-                                                                      INDEX_FANOUT))
+        if got.layout == LAYOUT_PACKED:
+            assert n == got.chunks == 1 and 0 <= got.member_no <= 4095
+        else:
+            assert got.member_no == 0
+            assert n == (got.chunks if got.layout == LAYOUT_CHUNKS else -(-got.chunks //
+                                                                          INDEX_FANOUT))
         assert MIN_CHUNK_SIZE <= got.chunk_size <= MAX_CHUNK_SIZE

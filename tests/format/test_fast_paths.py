@@ -7,7 +7,8 @@ for: the same values, the same positions, and the same typed error for every inp
 - ``decode_node`` of a leaf (``_decode_leaf``) against the ``Reader`` decoder;
 - ``uvarint`` / ``svarint`` (the loop-free long forms) against plain LEB128;
 - ``key_path`` (no split, the last parent remembered) against the rule it checks;
-- ``encode_file_entry_head`` + the one ref == ``encode_entry``;
+- ``encode_file_entry_head`` / ``encode_packed_entry_head`` + the one ref == ``encode_entry``;
+- ``pack_member_spans`` (``uvarint_at``) against a ``Reader`` decoder of the same rules;
 - ``Entry`` / ``Ref`` / ``FrameHeader`` built through their slots' setters: still frozen,
   equal, hashable, ``dataclasses.replace``-able.
 """
@@ -28,6 +29,8 @@ from lockbox.formats.lbox.wire.constants import (
     INDEX_FANOUT,
     INLINE_CHUNK_REFS,
     MAX_CHUNK_SIZE,
+    MAX_PACK_MEMBERS,
+    MAX_PLAIN_CHUNK_PAYLOAD,
     MIN_CHUNK_SIZE,
     EntryType,
     FrameKind,
@@ -36,16 +39,19 @@ from lockbox.formats.lbox.wire.encoding import Reader, svarint, uvarint, uvarint
 from lockbox.formats.lbox.wire.entry import (
     LAYOUT_CHUNKS,
     LAYOUT_INDEX,
+    LAYOUT_PACKED,
     Entry,
     _decode_checked,
     chunk_count,
     decode_entry,
     encode_entry,
     encode_file_entry_head,
+    encode_packed_entry_head,
     key_path,
 )
 from lockbox.formats.lbox.wire.frame import FrameHeader, decode_frame_header, encode_frame_header
 from lockbox.formats.lbox.wire.node import Leaf, decode_node, encode_node
+from lockbox.formats.lbox.wire.pack import encode_pack, pack_member_spans
 from lockbox.formats.lbox.wire.refs import Ref
 
 from . import FUZZ, ROUND_TRIP, mutate, refs
@@ -70,7 +76,7 @@ def _outcome(fn: Any, *args: Any) -> tuple:
 
 def _entry_fields(e: Entry) -> tuple:
     return (e.type, e.mode, e.mtime_ns, e.size, e.stored_size, e.content_hash, e.file_id,
-            e.chunk_size, e.layout, tuple(e.refs), e.target)
+            e.chunk_size, e.layout, tuple(e.refs), e.target, e.member_no)
 
 
 # -- varints ---------------------------------------------------------------------------------
@@ -139,11 +145,15 @@ def _file_entries(draw: st.DrawFn) -> Entry:
         layout, n = LAYOUT_INDEX, -(-chunks // INDEX_FANOUT)
     if n > 40:
         size, layout, n = chunk, LAYOUT_CHUNKS, 1
+    member_no = 0
+    if n == 1 and layout == LAYOUT_CHUNKS and draw(st.booleans()):  # a packed file
+        layout = LAYOUT_PACKED
+        member_no = draw(st.one_of(st.integers(0, 130), st.integers(0, MAX_PACK_MEMBERS - 1)))
     return Entry(EntryType.FILE, draw(st.integers(0, 0o7777)),
                  draw(st.integers(-(1 << 63), (1 << 63) - 1)), size,
                  draw(st.integers(0, (1 << 64) - 1)), draw(st.binary(min_size=32, max_size=32)),
                  draw(st.binary(min_size=16, max_size=16)), chunk, layout,
-                 tuple(draw(st.lists(refs, min_size=n, max_size=n))))
+                 tuple(draw(st.lists(refs, min_size=n, max_size=n))), member_no=member_no)
 
 
 _entries = st.one_of(
@@ -192,18 +202,87 @@ def test_listing_decode_refuses_what_the_checks_refuse() -> None:
     assert _listed(long_mtime) == ("error", FormatError)
     padded = bytes([EntryType.DIR, 1, 0x81, 0x00])  # a non-canonical varint
     assert _listed(padded) == ("error", FormatError)
+    packed = encode_entry(dataclasses.replace(e, layout=LAYOUT_PACKED, member_no=4095))
+    assert _listed(packed) == _checked(packed) and _listed(packed)[0] == "ok"
+    at = packed.index(b"\x02\xff\x1f\x01")  # layout 2, member 4095, n = 1
+    for member in (b"\x80\x20", b"\xff\x9f\x00", b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x02"):
+        bad = packed[:at + 1] + member + packed[at + 3:]  # over 4095, non-canonical, > 64 bits
+        assert _listed(bad) == _checked(bad) and _listed(bad)[0] == "error"
+    for n in (b"\x00", b"\x02"):
+        bad = packed[:at + 3] + n + packed[at + 4:]
+        assert _listed(bad) == _checked(bad) and _listed(bad)[0] == "error"
 
 
 @given(_file_entries())
 @ROUND_TRIP
 def test_small_file_entry_head_plus_its_ref_is_the_entry(entry: Entry) -> None:
     one = dataclasses.replace(entry, size=min(entry.size, entry.chunk_size),
-                              layout=LAYOUT_CHUNKS, refs=entry.refs[:1] or (Ref(0, 64, bytes(16)),))
+                              layout=LAYOUT_CHUNKS, member_no=0,
+                              refs=entry.refs[:1] or (Ref(0, 64, bytes(16)),))
     ref = one.refs[0]
     head = encode_file_entry_head(one.mode, one.mtime_ns, one.size, one.stored_size,
                                   one.content_hash, one.file_id, one.chunk_size)
     assert head + uvarint(ref.frame_offset) + uvarint(ref.frame_size) + ref.tag == \
         encode_entry(one)
+
+
+@given(_file_entries(), st.integers(0, MAX_PACK_MEMBERS - 1))
+@ROUND_TRIP
+def test_packed_entry_head_plus_its_ref_is_the_entry(entry: Entry, member_no: int) -> None:
+    one = dataclasses.replace(entry, size=min(entry.size, entry.chunk_size),
+                              layout=LAYOUT_PACKED, member_no=member_no,
+                              refs=entry.refs[:1] or (Ref(0, 64, bytes(16)),))
+    ref = one.refs[0]
+    head = encode_packed_entry_head(one.mode, one.mtime_ns, one.size, one.stored_size,
+                                    one.content_hash, one.file_id, one.chunk_size, member_no)
+    buf = head + uvarint(ref.frame_offset) + uvarint(ref.frame_size) + ref.tag
+    assert buf == encode_entry(one)
+    assert _listed(buf) == _checked(buf) == ("ok", _entry_fields(one))
+
+
+# -- pack headers ------------------------------------------------------------------------------
+
+def _pack_spans_checked(buf: bytes) -> tuple:
+    """The pack rules of docs/FORMAT.md §10 with a :class:`Reader` (no fast varints)."""
+    def spans(b: bytes) -> list[tuple[int, int]]:
+        r = Reader(b, "pack")
+        count = r.uvarint()
+        if not 1 <= count <= MAX_PACK_MEMBERS:
+            raise FormatError("count")
+        sizes = []
+        for _ in range(count):
+            size = r.uvarint()
+            if not 1 <= size <= MAX_PLAIN_CHUNK_PAYLOAD:
+                raise FormatError("size")
+            sizes.append(size)
+        if sum(sizes) != r.remaining():
+            raise FormatError("sum")
+        out, pos = [], r.pos
+        for size in sizes:
+            out.append((pos, pos + size))
+            pos += size
+        return out
+    out = _outcome(spans, buf)
+    return ("error", FormatError) if out[0] == "error" else out  # cut = malformed too
+
+
+_packs = st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=40)
+
+
+@given(_packs)
+@ROUND_TRIP
+def test_pack_spans_equal_the_checked_decode(members: list[bytes]) -> None:
+    buf = encode_pack(members)
+    got = _outcome(pack_member_spans, buf)
+    assert got == _pack_spans_checked(buf)
+    assert [buf[a:b] for a, b in got[1]] == members
+
+
+@given(st.data())
+@FUZZ
+def test_pack_spans_fail_as_the_checked_decode(data: st.DataObject) -> None:
+    buf = data.draw(mutate(encode_pack(data.draw(_packs))))
+    assert _outcome(pack_member_spans, buf) == _pack_spans_checked(buf)
 
 
 # -- leaves ------------------------------------------------------------------------------------
@@ -263,6 +342,8 @@ def test_key_path_checks_every_parent_even_when_remembered() -> None:
 @pytest.mark.parametrize("obj", [
     Entry(EntryType.FILE, 0o644, 5, 3, 70, b"h" * 32, b"i" * 16, 4096, 0, (Ref(1, 64, b"t" * 16),)),
     Entry(EntryType.SYMLINK, 0o777, 5, target="x"),
+    Entry(EntryType.FILE, 0o644, 5, 3, 70, b"h" * 32, b"i" * 16, 4096, LAYOUT_PACKED,
+          (Ref(1, 64, b"t" * 16),), "", 4095),
     Ref(10, 80, b"t" * 16),
     FrameHeader(FrameKind.DATA_CHUNK, 100, 3, b"s" * 16, 9),
 ])
@@ -281,7 +362,7 @@ def test_dataclasses_built_by_setters_behave_as_dataclasses(obj: Any) -> None:
 
 def test_entry_defaults_and_frame_header_round_trip() -> None:
     assert Entry(EntryType.DIR, 0o755, 1) == Entry(EntryType.DIR, 0o755, 1, 0, 0, b"", b"", 0,
-                                                   LAYOUT_CHUNKS, (), "")
+                                                   LAYOUT_CHUNKS, (), "", 0)
     with pytest.raises(TypeError):
         Entry(EntryType.DIR)  # type: ignore[call-arg]
     h = FrameHeader(FrameKind.TOC_NODE, 200, 7, b"s" * 16, 12345)

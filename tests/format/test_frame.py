@@ -93,7 +93,7 @@ def test_reserved_bits(fields):
         decode_frame_header(forged(**fields))
 
 
-@pytest.mark.parametrize("kind", [0, 7, 99, 255])
+@pytest.mark.parametrize("kind", [0, 8, 99, 255])
 def test_unknown_kind(kind):
     with pytest.raises(FormatError, match="unknown kind"):
         decode_frame_header(forged(kind=kind))

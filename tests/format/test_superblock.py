@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 
@@ -17,11 +18,14 @@ from lockbox.errors import (
 )
 from lockbox.formats.lbox.wire.constants import (
     FORMAT_VERSION,
+    PACKED_FORMAT_VERSION,
+    READABLE_FORMAT_VERSIONS,
     SLOT_HEADER_SIZE,
     SLOT_MAGIC,
     SLOT_SIZE,
     SUPERBLOCK_SIZE,
 )
+from lockbox.formats.lbox.wire.keydir import decode_key_directory, encode_keydir
 from lockbox.formats.lbox.wire.superblock import (
     SLOT_CAPACITY,
     ExternalKeydir,
@@ -120,10 +124,32 @@ def test_bad_magic():
         decode_slot(bytes(SLOT_SIZE), 0)
 
 
-@pytest.mark.parametrize("version", [0, 3, 0xFFFF])
+@pytest.mark.parametrize("version", [0, 4, 0xFFFF])
 def test_unknown_version(version):
     with pytest.raises(UnsupportedVersionError, match=f"version {version}"):
         decode_slot(forged(version=version), 0)
+    with pytest.raises(ValueError):
+        encode_slot(dataclasses.replace(slot(), version=version))
+
+
+def test_version_3_slot_with_a_version_2_key_directory():
+    """Format version 3 (packs, docs/FORMAT.md §20) changes nothing in the slot: it
+    carries a version-2 key directory, inline or external, like a version-2 slot."""
+    assert READABLE_FORMAT_VERSIONS == (1, 2, 3) and FORMAT_VERSION == 2
+    assert PACKED_FORMAT_VERSION == 3
+    keydir = encode_keydir([], bytes(range(32)))
+    for kd in (keydir, EXT):
+        s = Slot(1, AID, 7, kd, b"F" * 200, PACKED_FORMAT_VERSION)
+        image = encode_slot(s)
+        assert struct.unpack_from("<H", image, 8) == (3,)
+        got = decode_slot(image, 1)
+        assert got == s and got.version == 3
+    raw = forged(1, version=3, gen=7, field=keydir, frame=b"F" * 200)
+    assert decode_slot(raw, 1) == Slot(1, AID, 7, keydir, b"F" * 200, 3)
+    got = decode_superblock(superblock(slot(0, gen=6), Slot(1, AID, 7, keydir, b"F", 3)))
+    assert [g.version for g in got] == [3, 2]
+    directory = decode_key_directory(got[0].keydir)  # type: ignore[arg-type]
+    assert directory.version == 2 and directory.key_commitment == bytes(range(32))
 
 
 @pytest.mark.parametrize("fields", [{"no": 1}, {"no": 2}, {"reserved": 1},

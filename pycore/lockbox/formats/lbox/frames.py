@@ -48,6 +48,7 @@ PLAIN_LIMITS = {
     FrameKind.SPACE_NODE: MAX_NODE_PLAIN_SIZE,
     FrameKind.DATA_CHUNK: MAX_PLAIN_CHUNK_PAYLOAD,
     FrameKind.CHUNK_INDEX: MAX_INDEX_PLAIN_SIZE,
+    FrameKind.PACK: MAX_PLAIN_CHUNK_PAYLOAD,  # version 3: one-chunk files packed together
 }
 _MIN_COMPRESS = 64
 _ZSTD_BYTE = bytes([Codec.ZSTD])

@@ -1,11 +1,11 @@
-"""Fixed numbers of the .lbox format (version 2; readers also read version 1).
-docs/FORMAT.md §1 is their source."""
+"""Fixed numbers of the .lbox format (version 2, and version 3 for commits with packs;
+readers also read version 1). docs/FORMAT.md §1 is their source."""
 
 from __future__ import annotations
 
 __all__ = [
-    "FORMAT_VERSION", "READABLE_FORMAT_VERSIONS", "SLOT_MAGIC", "PAGE_MAGIC", "FRAME_MAGIC",
-    "KEYDIR_MAGIC",
+    "FORMAT_VERSION", "PACKED_FORMAT_VERSION", "READABLE_FORMAT_VERSIONS", "SLOT_MAGIC",
+    "PAGE_MAGIC", "FRAME_MAGIC", "KEYDIR_MAGIC",
     "SLOT_SIZE", "SLOT_COUNT", "SUPERBLOCK_SIZE", "SLOT_HEADER_SIZE", "PAGE_UNIT",
     "PAGE_HEADER_SIZE", "MAX_PAGE_SIZE", "FRAME_HEADER_SIZE", "TAG_SIZE", "FRAME_OVERHEAD",
     "DEFAULT_CHUNK_SIZE", "MIN_CHUNK_SIZE", "MAX_CHUNK_SIZE", "MAX_FRAME_SEALED_SIZE",
@@ -13,7 +13,8 @@ __all__ = [
     "MAX_PATH_SIZE", "MAX_NAME_SIZE", "MAX_SYMLINK_SIZE", "MAX_ENV_NAME_SIZE",
     "MAX_ENV_VALUE_SIZE", "MAX_TREE_HEIGHT", "INLINE_CHUNK_REFS", "INDEX_FANOUT",
     "MAX_ROOT_LISTING_LEAVES", "INLINE_ROOT_MAX", "MAX_KEYDIR_SIZE", "MAX_KEY_SLOTS",
-    "MAX_PASSWORD_SLOTS", "KEY_COMMITMENT_SIZE",
+    "MAX_PASSWORD_SLOTS", "KEY_COMMITMENT_SIZE", "MAX_PACK_MEMBERS", "PACK_FILE_LIMIT",
+    "PACK_TARGET_SIZE",
     "FrameKind", "Codec", "EntryType", "SlotKind", "PageKind",
     "ARGON2_MIN_MEMORY_KIB", "ARGON2_MAX_MEMORY_KIB", "ARGON2_MAX_TIME_COST",
     "DEFAULT_ARGON2_MEMORY_KIB", "DEFAULT_ARGON2_TIME_COST",
@@ -25,9 +26,12 @@ __all__ = [
 from enum import IntEnum
 
 # Version 2 = version 1 + key directory version 2 (key commitment, at most 4 password
-# slots). Writers write 2; readers read 1 and 2 (docs/FORMAT.md §20).
+# slots). Version 3 = version 2 + packs (PACK frames, entry layout 2, space records of
+# kind 7): a writer writes 3 exactly when the commit references a PACK frame, 2
+# otherwise; readers read 1, 2 and 3 (docs/FORMAT.md §20).
 FORMAT_VERSION = 2
-READABLE_FORMAT_VERSIONS = (1, 2)
+PACKED_FORMAT_VERSION = 3
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
 
 SLOT_MAGIC = b"LBOX\r\n\x1a\n"
 PAGE_MAGIC = b"LBXP"
@@ -74,6 +78,10 @@ MAX_KEYDIR_SIZE = 1024 * 1024
 MAX_KEY_SLOTS = 512
 MAX_PASSWORD_SLOTS = 4  # PASSWORD-kind slots of a version-2 key directory
 KEY_COMMITMENT_SIZE = 32
+# Packs (docs/FORMAT.md §10 "Packs"): small files share one PACK frame.
+MAX_PACK_MEMBERS = 4096  # members of one PACK frame (member numbers 0..4095)
+PACK_FILE_LIMIT = 64 * 1024  # writer policy: files up to this size (and a chunk) are packed
+PACK_TARGET_SIZE = 1 << 20  # writer policy: a pack's plaintext stays within this
 
 ARGON2_MIN_MEMORY_KIB = 8
 ARGON2_MAX_MEMORY_KIB = 4 * 1024 * 1024
@@ -97,6 +105,7 @@ class FrameKind(IntEnum):
     SPACE_NODE = 4
     DATA_CHUNK = 5
     CHUNK_INDEX = 6
+    PACK = 7  # version 3: the last chunks of several one-chunk files
 
 
 class PageKind(IntEnum):

@@ -18,6 +18,7 @@ from .constants import (
     INLINE_CHUNK_REFS,
     MAX_CHUNK_SIZE,
     MAX_NAME_SIZE,
+    MAX_PACK_MEMBERS,
     MAX_PATH_SIZE,
     MAX_SYMLINK_SIZE,
     MIN_CHUNK_SIZE,
@@ -27,14 +28,19 @@ from .encoding import Reader, svarint, uvarint, uvarint_at
 from .refs import Ref, decode_ref
 
 __all__ = ["Entry", "normalize_path", "toc_key", "key_path", "split_path", "child_range",
-           "subtree_ranges", "encode_entry", "encode_file_entry_head", "decode_entry",
-           "chunk_count", "listed_fields", "ListedFields",
-           "LAYOUT_CHUNKS", "LAYOUT_INDEX", "MAX_ENTRY_SIZE", "MAX_INDEX_REFS", "LazyRefs"]
+           "subtree_ranges", "encode_entry", "encode_file_entry_head",
+           "encode_packed_entry_head", "decode_entry", "chunk_count", "listed_fields",
+           "ListedFields", "LAYOUT_CHUNKS", "LAYOUT_INDEX", "LAYOUT_PACKED", "MAX_ENTRY_SIZE",
+           "MAX_INDEX_REFS", "MAX_MEMBER_NO", "LazyRefs"]
 
 LAYOUT_CHUNKS = 0
 LAYOUT_INDEX = 1
+# Format version 3: the file is one member of a PACK frame (its one ref), ``member_no``
+# says which (docs/FORMAT.md §9, §10 "Packs").
+LAYOUT_PACKED = 2
+MAX_MEMBER_NO = MAX_PACK_MEMBERS - 1
 _TYPE_BYTE = {t: bytes([int(t)]) for t in EntryType}
-_LAYOUT_BYTE = {LAYOUT_CHUNKS: b"\x00", LAYOUT_INDEX: b"\x01"}
+_LAYOUT_BYTE = {LAYOUT_CHUNKS: b"\x00", LAYOUT_INDEX: b"\x01", LAYOUT_PACKED: b"\x02"}
 _FILE = EntryType.FILE
 _DIR = EntryType.DIR
 _FILE_BYTE = _TYPE_BYTE[_FILE]
@@ -210,16 +216,18 @@ class Entry:
     layout: int = LAYOUT_CHUNKS
     refs: tuple[Ref, ...] | LazyRefs = field(default_factory=tuple)
     target: str = ""
+    member_no: int = 0  # layout 2 only: the member of the PACK frame its one ref names
 
     def __init__(self, type: EntryType, mode: int, mtime_ns: int, size: int = 0,
                  stored_size: int = 0, content_hash: bytes = b"", file_id: bytes = b"",
                  chunk_size: int = 0, layout: int = LAYOUT_CHUNKS,
-                 refs: tuple[Ref, ...] | LazyRefs = (), target: str = "") -> None:
+                 refs: tuple[Ref, ...] | LazyRefs = (), target: str = "",
+                 member_no: int = 0) -> None:
         # The dataclass's frozen __init__ sets each field with object.__setattr__ (a name
         # lookup each); the slots' own setters do the same in a third of the time, and
         # listings and small-file adds make one Entry per entry.
         (s_type, s_mode, s_mtime, s_size, s_stored, s_hash, s_id, s_chunk, s_layout, s_refs,
-         s_target) = _ENTRY_SETTERS
+         s_target, s_member) = _ENTRY_SETTERS
         s_type(self, type)
         s_mode(self, mode)
         s_mtime(self, mtime_ns)
@@ -231,6 +239,7 @@ class Entry:
         s_layout(self, layout)
         s_refs(self, refs)
         s_target(self, target)
+        s_member(self, member_no)
 
     @property
     def is_dir(self) -> bool:
@@ -248,9 +257,16 @@ def encode_entry(e: Entry) -> bytes:
     t = e.type
     if t is _FILE or t == _FILE:
         refs = e.refs
+        layout = e.layout
         parts = [_FILE_BYTE, uvarint(e.mode), svarint(e.mtime_ns), uvarint(e.size),
                  uvarint(e.stored_size), e.content_hash, e.file_id, uvarint(e.chunk_size),
-                 _LAYOUT_BYTE[e.layout], uvarint(len(refs))]
+                 _LAYOUT_BYTE[layout], uvarint(len(refs))]
+        if layout == LAYOUT_PACKED:
+            if not 0 <= e.member_no <= MAX_MEMBER_NO:
+                raise ValueError(f"member number {e.member_no} out of 0..{MAX_MEMBER_NO}")
+            parts.insert(9, uvarint(e.member_no))
+        elif e.member_no:
+            raise ValueError("a member number on an entry that is not packed (layout 2)")
         for ref in refs:
             parts += (uvarint(ref.frame_offset), uvarint(ref.frame_size), ref.tag)
         return b"".join(parts)
@@ -271,6 +287,20 @@ def encode_file_entry_head(mode: int, mtime_ns: int, size: int, stored_size: int
                      _LAYOUT_BYTE[LAYOUT_CHUNKS], b"\x01"))
 
 
+def encode_packed_entry_head(mode: int, mtime_ns: int, size: int, stored_size: int,
+                             content_hash: bytes, file_id: bytes, chunk_size: int,
+                             member_no: int) -> bytes:
+    """The encoding of a packed FILE entry (layout 2, member ``member_no``) up to its
+    one ref, the PACK frame's: ``head + uvarint(frame_offset) + uvarint(frame_size) +
+    tag`` is :func:`encode_entry` of it (the pack's ref is known once it is sealed).
+    ``stored_size`` is the member's size in the pack."""
+    if not 0 <= member_no <= MAX_MEMBER_NO:
+        raise ValueError(f"member number {member_no} out of 0..{MAX_MEMBER_NO}")
+    return b"".join((_FILE_BYTE, uvarint(mode), svarint(mtime_ns), uvarint(size),
+                     uvarint(stored_size), content_hash, file_id, uvarint(chunk_size),
+                     _LAYOUT_BYTE[LAYOUT_PACKED], uvarint(member_no), b"\x01"))
+
+
 def decode_entry(buf: bytes, *, lazy_refs: bool = False) -> Entry:
     """Decode and check an entry. ``lazy_refs``: a FILE entry's refs are decoded (and
     checked) on first use (:class:`LazyRefs`); listings use it."""
@@ -289,23 +319,25 @@ def _decode_listed(buf: bytes) -> Entry | None:
     f = listed_fields(buf)
     if f is None:
         return None
-    t, mode, mtime, size, stored, at, csize, layout, pos, n = f
+    t, mode, mtime, size, stored, at, csize, layout, pos, n, member_no = f
     if t == 2:
         return Entry(_DIR, mode, mtime)
     return Entry(_FILE, mode, mtime, size, stored, bytes(buf[at:at + 32]),
-                 bytes(buf[at + 32:at + 48]), csize, layout, LazyRefs(buf, pos, n))
+                 bytes(buf[at + 32:at + 48]), csize, layout, LazyRefs(buf, pos, n), "",
+                 member_no)
 
 
-ListedFields = tuple[int, int, int, int, int, int, int, int, int, int]
+ListedFields = tuple[int, int, int, int, int, int, int, int, int, int, int]
 
 
 def listed_fields(buf: bytes | memoryview) -> ListedFields | None:
-    """The fields of the common entries of a listing (a FILE with chunk or index refs; a
-    DIR), decoded without a :class:`Reader` and without building an :class:`Entry`,
-    with the same checks as the checked decoder: ``(type, mode, mtime_ns, size,
-    stored_size, hash_offset, chunk_size, layout, refs_offset, ref_count)`` (the
-    content hash is ``buf[hash_offset:hash_offset + 32]``, the file id the 16 bytes
-    after it; a DIR has zeros after ``mtime_ns``). None (or IndexError/ValueError) for
+    """The fields of the common entries of a listing (a FILE with chunk, index or pack
+    refs; a DIR), decoded without a :class:`Reader` and without building an
+    :class:`Entry`, with the same checks as the checked decoder: ``(type, mode,
+    mtime_ns, size, stored_size, hash_offset, chunk_size, layout, refs_offset,
+    ref_count, member_no)`` (the content hash is ``buf[hash_offset:hash_offset + 32]``,
+    the file id the 16 bytes after it; ``member_no`` is 0 unless the layout is 2; a
+    DIR has zeros after ``mtime_ns``). None (or IndexError/ValueError) for
     anything else or anything wrong: :func:`decode_entry` then decodes it or raises
     the precise error.
 
@@ -324,7 +356,7 @@ def listed_fields(buf: bytes | memoryview) -> ListedFields | None:
     z, pos = uvarint_at(buf, pos)
     mtime = (z >> 1) ^ -(z & 1)
     if t == 2:  # DIR
-        return (2, mode, mtime, 0, 0, 0, 0, 0, 0, 0) if pos == len(buf) else None
+        return (2, mode, mtime, 0, 0, 0, 0, 0, 0, 0, 0) if pos == len(buf) else None
     if t != 1:  # FILE
         return None
     b = buf[pos]
@@ -353,6 +385,12 @@ def listed_fields(buf: bytes | memoryview) -> ListedFields | None:
     if not MIN_CHUNK_SIZE <= csize <= MAX_CHUNK_SIZE:
         return None
     layout = buf[pos]
+    member_no = 0
+    if layout == LAYOUT_PACKED:  # the member number sits between the layout and n
+        member_no, pos = uvarint_at(buf, pos + 1)
+        if member_no > MAX_MEMBER_NO:
+            return None
+        pos -= 1
     n = buf[pos + 1]
     if n < 0x80:
         pos += 2
@@ -365,12 +403,15 @@ def listed_fields(buf: bytes | memoryview) -> ListedFields | None:
     elif layout == LAYOUT_INDEX:
         if n != -(-chunks // INDEX_FANOUT) or chunks <= INLINE_CHUNK_REFS or n > _MAX_REFS:
             return None
+    elif layout == LAYOUT_PACKED:
+        if n != 1 or chunks != 1:
+            return None
     else:
         return None
     left = end - pos
     if not _MIN_REF_SIZE * n <= left <= _MAX_REF_SIZE * n or n == 0:
         return None
-    return (1, mode, mtime, size, stored, at, csize, layout, pos, n)
+    return (1, mode, mtime, size, stored, at, csize, layout, pos, n, member_no)
 
 
 def _decode_checked(buf: bytes, lazy_refs: bool) -> Entry:
@@ -387,6 +428,7 @@ def _decode_checked(buf: bytes, lazy_refs: bool) -> Entry:
         if csize < MIN_CHUNK_SIZE:
             raise FormatError("TOC entry: chunk size below the minimum")
         layout = r.u8()
+        member_no = r.uvarint(MAX_MEMBER_NO) if layout == LAYOUT_PACKED else 0
         n = r.uvarint(_MAX_REFS)
         chunks = chunk_count(size, csize)
         if layout == LAYOUT_CHUNKS:
@@ -395,6 +437,9 @@ def _decode_checked(buf: bytes, lazy_refs: bool) -> Entry:
         elif layout == LAYOUT_INDEX:
             if n != -(-chunks // INDEX_FANOUT) or chunks <= INLINE_CHUNK_REFS:
                 raise FormatError("TOC entry: index reference count does not match the size")
+        elif layout == LAYOUT_PACKED:
+            if n != 1 or chunks != 1:
+                raise FormatError("TOC entry: a packed file has one chunk and one ref")
         else:
             raise FormatError(f"TOC entry: unknown layout {layout}")
         if lazy_refs and n:
@@ -405,7 +450,7 @@ def _decode_checked(buf: bytes, lazy_refs: bool) -> Entry:
             refs = tuple(decode_ref(r) for _ in range(n))
             r.done()
         return Entry(EntryType.FILE, mode, mtime, size, stored, digest, file_id, csize, layout,
-                     refs)
+                     refs, "", member_no)
     if t == EntryType.DIR:
         r.done()
         return Entry(EntryType.DIR, mode, mtime)
