@@ -356,8 +356,9 @@ def test_one_percent_of_pages_corrupted(tmp_path: Path) -> None:
 
 
 def test_a_frame_copied_elsewhere_does_not_authenticate(tmp_path: Path) -> None:
-    files = {"a.txt": os.urandom(3000), "b.txt": os.urandom(3000)}
-    src = build(tmp_path / "a.lbox", files)
+    src = build(tmp_path / "a.lbox", {"a.txt": os.urandom(3000)})
+    with lockbox.open(src, password=PW) as box, box.writer() as w:  # a pack of its own
+        w.add_bytes("b.txt", os.urandom(3000))
     ref = layout(src)["chunks"]["a.txt"][0]  # type: ignore[index]
     data = bytearray(src.read_bytes())
     frame = bytes(data[ref.frame_offset:ref.frame_offset + ref.frame_size])
@@ -453,10 +454,10 @@ def test_unrecoverable_inputs_raise_typed_errors(tmp_path: Path) -> None:
         scan(bytes(data))
     with pytest.raises(LockboxError):
         RecoveryScanner()
-    newer = bytearray(src.read_bytes())  # an intact slot of format version 3
+    newer = bytearray(src.read_bytes())  # an intact slot of format version 4
     slot = bytearray(newer[8192:16384])
     k, c = struct.unpack_from("<II", slot, 40)
-    slot[8:10] = (3).to_bytes(2, "little")
+    slot[8:10] = (4).to_bytes(2, "little")
     struct.pack_into("<I", slot, 48 + k + c, zlib.crc32(bytes(slot[:48 + k + c])))
     newer[8192:16384] = slot
     with pytest.raises(UnsupportedVersionError):

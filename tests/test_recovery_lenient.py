@@ -69,7 +69,7 @@ def test_intact_slots_decode_strictly_and_newer_ones_are_refused(head: bytes) ->
             decode_slot(bytes(_slot(head, no)), no)
     newer = _slot(head, 1)
     k, c = _sizes(newer)
-    newer[8:10] = (3).to_bytes(2, "little")
+    newer[8:10] = (4).to_bytes(2, "little")
     struct.pack_into("<I", newer, 48 + k + c, zlib.crc32(bytes(newer[:48 + k + c])))
     with pytest.raises(UnsupportedVersionError):
         lenient.parse_slot(bytes(newer), 1)

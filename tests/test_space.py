@@ -10,6 +10,7 @@ import pytest
 
 import lockbox
 from lockbox.formats.lbox.wire.constants import FrameKind
+from lockbox.formats.lbox.wire.entry import LAYOUT_PACKED
 from lockbox.formats.lbox.write.space import FRAMES, FREE
 from lockbox.formats.lbox.write.spacekeeper import SpaceKeeper
 
@@ -47,10 +48,16 @@ def check_map(box: lockbox.Lockbox, path: Path) -> None:
     c = box.view.commit
     refs += box.run(box.view.node_refs_flow(FrameKind.TOC_NODE, c.toc))
     refs += box.run(box.view.node_refs_flow(FrameKind.ENV_NODE, c.env))
+    packs: dict[int, list[int]] = {}  # a PACK frame is live once, whatever its entries
     for e in box.ls(recursive=True):
         if e.is_file:
+            entry = box.run(box.view.stat_flow(e.path))
+            if entry.layout == LAYOUT_PACKED:
+                ref = entry.refs[0]
+                packs.setdefault(ref.frame_offset, [ref.frame_size, 0])[1] += 1
             refs += content_refs(box, e.path)
-    for r in refs:
+    assert {o: [p.frame_size, p.entries] for o, p in space.packs.items()} == packs
+    for r in {r.frame_offset: r for r in refs}.values():
         page = space.page_of(r.frame_offset)
         live[page] = live.get(page, 0) + r.frame_size
     for off, rec in space.pages.items():
@@ -184,7 +191,7 @@ def test_archives_without_a_space_map_get_one(tmp_path):
     box, path = new_box(tmp_path, chunk_size=4096)
     with box.writer() as w:
         w.add_bytes("a.bin", os.urandom(50_000))
-        w.add_bytes("b.txt", b"bee" * 1000)
+        w.add_bytes("b.txt", b"bee" * 2000)  # over a chunk: not packed, its own frames
         w.add_bytes("dir/c.txt", b"sea")
     with box.writer() as w:
         w.add_bytes("a.bin", b"replaced")  # leaves garbage the rebuild must find

@@ -2,10 +2,16 @@
 authenticated chunks (:class:`FileGroup`), candidate paths (:class:`Plan`), surviving
 TOC and env leaves, the newest commit (:class:`Findings`); and re-reading a version's
 chunks, authenticated against the tags the scan saw (:func:`read_chunks_flow`).
+
+A member of a PACK frame is exactly chunk 0 (with its metadata) of a one-chunk file:
+it joins its ``file_id``'s group like a data chunk, with its member number noted
+(``-1`` for a chunk in a DATA_CHUNK frame of its own). A re-read opens its PACK frame
+(once per :class:`PackCache`, not once per member).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from ....crypto.base import Hasher
@@ -16,10 +22,12 @@ from ..wire.chunk import ChunkMeta, decode_chunk
 from ..wire.commit import CommitRecord
 from ..wire.constants import EntryType, FrameKind
 from ..wire.entry import Entry, chunk_count
+from ..wire.pack import pack_member
 from ..wire.refs import Ref
 
 __all__ = ["FileGroup", "Plan", "Findings", "Shape", "plan_of", "group_shape",
-           "read_batches", "read_chunks_flow", "READ_BATCH"]
+           "read_batches", "read_chunks_flow", "READ_BATCH", "PackCache", "NOT_PACKED",
+           "Chunk"]
 
 READ_BATCH = 8 * 1024 * 1024  # bytes of chunk frames re-read per round trip
 Shape = tuple[int, int, int]  # (chunk count, chunk size, size) of a complete version
@@ -27,6 +35,9 @@ Shape = tuple[int, int, int]  # (chunk count, chunk size, size) of a complete ve
 Best = dict[bytes, tuple[int, bytes]]
 # Key ranges of the surviving leaves: (first key, last key, generation).
 Spans = list[tuple[bytes, bytes, int]]
+NOT_PACKED = -1  # the member number of a chunk in a DATA_CHUNK frame of its own
+# A chunk found: (frame offset, frame size, tag, data length, member number or -1).
+Chunk = tuple[int, int, bytes, int, int]
 
 
 class FileGroup:
@@ -39,8 +50,8 @@ class FileGroup:
         self.file_id = file_id
         self.path = path
         self.meta: ChunkMeta | None = None
-        # chunk_no -> (frame offset, frame size, tag, data length)
-        self.chunks: dict[int, tuple[int, int, bytes, int]] = {}
+        # chunk_no -> (frame offset, frame size, tag, data length, member no or -1)
+        self.chunks: dict[int, Chunk] = {}
         self.generation = 0
         self.hasher: Hasher | None = None
         self.next_no = 0
@@ -118,16 +129,59 @@ def read_batches(g: FileGroup, count: int) -> list[tuple[int, int]]:
     return out
 
 
+class PackCache:
+    """The payloads of the PACK frames re-read last (at most ``max_bytes``): the
+    members of one pack are salvaged one file at a time, and each would otherwise
+    re-read and re-open the whole pack."""
+
+    def __init__(self, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._held = 0
+        self._payloads: OrderedDict[tuple[int, bytes], bytes | memoryview] = OrderedDict()
+
+    def get(self, ref: Ref) -> bytes | memoryview | None:
+        key = (ref.frame_offset, ref.tag)
+        payload = self._payloads.get(key)
+        if payload is not None:
+            self._payloads.move_to_end(key)
+        return payload
+
+    def put(self, ref: Ref, payload: bytes | memoryview) -> None:
+        key = (ref.frame_offset, ref.tag)
+        if key in self._payloads:
+            return
+        self._payloads[key] = payload
+        self._held += len(payload)
+        while self._held > self.max_bytes and len(self._payloads) > 1:
+            _, old = self._payloads.popitem(last=False)
+            self._held -= len(old)
+
+
 def read_chunks_flow(opener: FrameOpener, g: FileGroup, first: int, stop: int,
-                     expect: Shape) -> Flow[list[memoryview]]:
+                     expect: Shape, packs: PackCache | None = None) -> Flow[list[memoryview]]:
     """Re-read chunks ``first <= n < stop`` of a group and authenticate each against
-    the tag seen by the scan (IntegrityError when anything differs)."""
+    the tag seen by the scan (IntegrityError when anything differs). A packed chunk's
+    PACK frame comes from ``packs`` when it holds it (and goes there once read)."""
     count, csize, size = expect
-    refs = [Ref(*g.chunks[n][:3]) for n in range(first, stop)]
-    blobs = yield Read(tuple(r.byte_range for r in refs))
+    found = [g.chunks[n] for n in range(first, stop)]
+    refs = [Ref(*c[:3]) for c in found]
+    payloads: list[bytes | memoryview | None] = [
+        packs.get(r) if packs is not None and c[4] != NOT_PACKED else None
+        for r, c in zip(refs, found)]
+    missing = [k for k, p in enumerate(payloads) if p is None]
+    blobs = (yield Read(tuple(refs[k].byte_range for k in missing))) if missing else []
+    for k, blob in zip(missing, blobs):
+        if found[k][4] == NOT_PACKED:
+            payloads[k] = opener.open_ref(blob, refs[k], FrameKind.DATA_CHUNK)
+        else:
+            payloads[k] = opener.open_ref(blob, refs[k], FrameKind.PACK)
+            if packs is not None:
+                packs.put(refs[k], payloads[k])  # type: ignore[arg-type]
     out = []
-    for n, ref, blob in zip(range(first, stop), refs, blobs):
-        payload = opener.open_ref(blob, ref, FrameKind.DATA_CHUNK)
+    for n, c, payload in zip(range(first, stop), found, payloads):
+        assert payload is not None
+        if c[4] != NOT_PACKED:
+            payload = pack_member(payload, c[4])
         ch, data = decode_chunk(payload)
         want = size - (count - 1) * csize if n == count - 1 else csize
         if ch.file_id != g.file_id or ch.chunk_no != n or len(data) != want:

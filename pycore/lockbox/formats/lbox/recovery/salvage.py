@@ -23,7 +23,15 @@ from ..frames import FrameOpener
 from ..keys import DEFAULT_ARGON2, Argon2Params, Identity, Recipient
 from ..wire.constants import DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, EntryType
 from ..wire.keydir import KeySlot, PasswordSlot
-from .findings import FileGroup, Findings, Shape, group_shape, read_batches, read_chunks_flow
+from .findings import (
+    FileGroup,
+    Findings,
+    PackCache,
+    Shape,
+    group_shape,
+    read_batches,
+    read_chunks_flow,
+)
 from .rebuild import path_order
 from .report import COMPLETE, SOURCE_IMPLIED, RecoveryReport, SalvageResult
 
@@ -77,6 +85,7 @@ def salvage(scan: Scanned, out_path: str | os.PathLike[str], source: RangeSource
     key = create_archive(out_path, password=password, recipients=rcpts, argon2=argon2,
                          chunk_size=chunk_size, crypto=scan.crypto, codec=scan.codec)
     box = Lockbox.open(out_path, known_key=key, crypto=scan.crypto, codec=scan.codec)
+    packs = PackCache()  # the members of a pack are salvaged one after another
     try:
         with box.writer() as w:
             plans = sorted(found.plans.values(), key=lambda p: path_order(p.path))
@@ -95,7 +104,7 @@ def salvage(scan: Scanned, out_path: str | os.PathLike[str], source: RangeSource
                         shape = group_shape(g)
                         assert shape is not None and g.meta is not None
                         stream = ChunkStream(scan.opener, scan.crypto, source, g, shape,
-                                             g.meta.content_hash)
+                                             g.meta.content_hash, packs)
                         w.add_stream(p.path, stream, mode=p.mode, mtime_ns=p.mtime_ns)
                         result.files += 1
                         result.bytes += shape[2]
@@ -119,8 +128,10 @@ class ChunkStream:
     raises IntegrityError (and the writer drops the file) if the hash differs."""
 
     def __init__(self, opener: FrameOpener, crypto: CryptoBackend, source: RangeSource,
-                 group: FileGroup, shape: Shape, content_hash: bytes) -> None:
+                 group: FileGroup, shape: Shape, content_hash: bytes,
+                 packs: PackCache | None = None) -> None:
         self._opener = opener
+        self._packs = packs
         self._source = source
         self._group = group
         self._shape = shape
@@ -131,8 +142,8 @@ class ChunkStream:
 
     def _fetch(self) -> None:
         a, b = self._batches.pop(0)
-        pieces = run_sync(read_chunks_flow(self._opener, self._group, a, b, self._shape),
-                          self._source)
+        pieces = run_sync(read_chunks_flow(self._opener, self._group, a, b, self._shape,
+                                           self._packs), self._source)
         for data in pieces:
             self._hasher.update(data)
         if not self._batches and self._hasher.digest() != self._hash:

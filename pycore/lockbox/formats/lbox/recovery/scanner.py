@@ -21,7 +21,7 @@ from ....sources.base import RangeSource
 from ..frames import FrameOpener
 from ..keys import Argon2Params, Identity, Recipient, unlock
 from ..view import ArchiveView
-from ..wire.chunk import decode_chunk
+from ..wire.chunk import ChunkHeader, decode_chunk
 from ..wire.commit import CommitRecord, decode_commit
 from ..wire.constants import (
     FRAME_HEADER_SIZE,
@@ -39,8 +39,10 @@ from ..wire.entry import MAX_ENTRY_SIZE, decode_entry, key_path
 from ..wire.frame import FrameHeader
 from ..wire.keydir import KeySlot, PasswordSlot, RecipientSlot, decode_keydir
 from ..wire.node import Leaf, decode_node
+from ..wire.pack import decode_pack
 from ..wire.superblock import ExternalKeydir, Slot
 from .findings import (
+    NOT_PACKED,
     FileGroup,
     Findings,
     Plan,
@@ -49,6 +51,7 @@ from .findings import (
     read_batches,
     read_chunks_flow,
 )
+from .findings import Chunk as FoundChunk
 from .lenient import (
     CANDIDATE_SIZE,
     FRAME_CANDIDATE,
@@ -445,32 +448,13 @@ class RecoveryScanner:
         kind = h.kind
         if kind == FrameKind.DATA_CHUNK:
             ch, data = decode_chunk(payload)
-            groups = self.findings.groups
-            g = groups.get(ch.file_id)
-            if g is None:
-                g = groups[ch.file_id] = FileGroup(ch.file_id, ch.path)
-                if ch.chunk_no == 0 and self._open_hashers < _MAX_OPEN_HASHERS:
-                    g.hasher = self.crypto.blake3()
-                    self._open_hashers += 1
-            if ch.chunk_no in g.chunks:
-                return  # a second copy of a chunk cannot be genuine; keep the first
-            g.chunks[ch.chunk_no] = (offset, size, tag, len(data))
-            g.generation = max(g.generation, h.generation)
-            if ch.meta is not None and g.meta is None:
-                g.meta = ch.meta
-                g.path = ch.path
-                g.generation = h.generation
-            if g.hasher is not None:
-                if ch.chunk_no == g.next_no:
-                    g.hasher.update(data)
-                    g.next_no += 1
-                    if ch.meta is not None:
-                        g.digest = g.hasher.digest()
-                        g.hasher = None
-                        self._open_hashers -= 1
-                else:  # out of order: checked by a second read after the scan
-                    g.hasher = None
-                    self._open_hashers -= 1
+            self._add_chunk(h.generation, ch, data, (offset, size, tag, len(data), NOT_PACKED))
+        elif kind == FrameKind.PACK:
+            # Each member is the last (only) chunk of a one-chunk file (§15).
+            for member_no, member in enumerate(decode_pack(payload)):
+                ch, data = decode_chunk(member)
+                self._add_chunk(h.generation, ch, data, (offset, size, tag, len(data),
+                                                         member_no))
         elif kind in (FrameKind.TOC_NODE, FrameKind.ENV_NODE):
             toc = kind == FrameKind.TOC_NODE
             if not (self._collect_toc if toc else self._collect_env):
@@ -488,6 +472,36 @@ class RecoveryScanner:
                 if cur is None or gen > cur[0]:
                     best[k] = (gen, v)
         # CHUNK_INDEX and SPACE_NODE frames are not needed: chunks name their file.
+
+    def _add_chunk(self, generation: int, ch: ChunkHeader, data: memoryview | bytes,
+                   found: FoundChunk) -> None:
+        """A chunk (of a DATA_CHUNK frame, or a pack member) joins its file's group."""
+        groups = self.findings.groups
+        g = groups.get(ch.file_id)
+        if g is None:
+            g = groups[ch.file_id] = FileGroup(ch.file_id, ch.path)
+            if ch.chunk_no == 0 and self._open_hashers < _MAX_OPEN_HASHERS:
+                g.hasher = self.crypto.blake3()
+                self._open_hashers += 1
+        if ch.chunk_no in g.chunks:
+            return  # a second copy of a chunk cannot be genuine; keep the first
+        g.chunks[ch.chunk_no] = found
+        g.generation = max(g.generation, generation)
+        if ch.meta is not None and g.meta is None:
+            g.meta = ch.meta
+            g.path = ch.path
+            g.generation = generation
+        if g.hasher is not None:
+            if ch.chunk_no == g.next_no:
+                g.hasher.update(data)
+                g.next_no += 1
+                if ch.meta is not None:
+                    g.digest = g.hasher.digest()
+                    g.hasher = None
+                    self._open_hashers -= 1
+            else:  # out of order: checked by a second read after the scan
+                g.hasher = None
+                self._open_hashers -= 1
 
     # -- completeness ---------------------------------------------------------------------
 

@@ -31,7 +31,13 @@ from ..frames import FrameSealer
 from ..keys import check_password_slot_room, committed_keydir
 from ..view import ArchiveView
 from ..wire.commit import EMPTY_TREE, CommitRecord, Stats, TreeRoot, encode_commit
-from ..wire.constants import PAGE_HEADER_SIZE, EntryType, FrameKind
+from ..wire.constants import (
+    FORMAT_VERSION,
+    PACKED_FORMAT_VERSION,
+    PAGE_HEADER_SIZE,
+    EntryType,
+    FrameKind,
+)
 from ..wire.entry import Entry, decode_entry
 from ..wire.keydir import KeySlot, keydir_has_commitment
 from ..wire.page import encode_keydir_page
@@ -123,6 +129,7 @@ def commit_generation(s: CommitSession, write_slot: WriteAt, *,
             space=space_root, root_leaves=toc.root_leaves,
             root_leaves_complete=toc.root_leaves_complete, stats=stats)
 
+    s.content.seal_pack()  # the open pack's entries get their ref before anything else
     rekey = keys.changed or not keydir_has_commitment(old.keydir)
     if rekey:  # before anything is written: a version-1 directory may hold too many
         check_password_slot_room(keys.slots)
@@ -176,7 +183,11 @@ def commit_generation(s: CommitSession, write_slot: WriteAt, *,
     end = pages.end_offset
     fsync(s.fd, error=CommitError)
     record = record_of(toc, env, stats, keydir, end, space_update.root)
-    slot = write_commit_slot(write_slot, s.sealer, old.archive_id, record, keydir_field)
+    # Version 3 exactly when the commit references a PACK frame (docs/FORMAT.md §20):
+    # a version-2 writer would free a shared pack when one of its files goes.
+    version = PACKED_FORMAT_VERSION if space.packs else FORMAT_VERSION
+    slot = write_commit_slot(write_slot, s.sealer, old.archive_id, record, keydir_field,
+                             version=version)
     fsync(s.fd, error=CommitError)
     if os.fstat(s.fd).st_size > end:
         os.ftruncate(s.fd, end)  # garbage of an earlier, aborted session
@@ -188,20 +199,28 @@ def commit_generation(s: CommitSession, write_slot: WriteAt, *,
 def _account_freed(s: CommitSession, toc: TreeUpdate, env: TreeUpdate) -> None:
     """What this commit stops referencing becomes DEAD in the space map: replaced tree
     nodes, the content of replaced or removed files, frames of file versions written
-    in this session that no staged entry references, the previous map's own pages."""
+    in this session that no staged entry references, the previous map's own pages.
+    Packs: each changed key moves its old pack's count by -1 and its new one's by +1
+    (net over the commit); a pack left with no entry is freed, whether the durable
+    commit or this session wrote it."""
     old = s.view
     space = s.space
     for ref in toc.freed + env.freed:
         space.free_frame(ref)
     staged = [e for e in s.staging.toc_changes.values() if e is not None and e.refs]
     old_files = [decode_entry(v) for v in toc.old_values.values()]
-    for ref in s.keeper.freed_content(old, [e for e in old_files if e.refs], staged):
+    for ref in s.keeper.freed_content(old, space, [e for e in old_files if e.refs], staged):
         space.free_frame(ref)
+    packs = {r.frame_offset: r for r in s.content.packs}
     referenced = {e.file_id for e in staged}
     for file_id, refs in s.content.frames.items():
         if file_id not in referenced:
             for ref in refs:
-                space.free_frame(ref)
+                if ref.frame_offset not in packs:  # a shared pack: by its count below
+                    space.free_frame(ref)
+    for offset, ref in packs.items():  # written this session, no staged entry names it
+        if offset not in space.packs:
+            space.free_frame(ref)
     if s.map_tail < old.commit.archive_end:  # the previous map's own pages
         s.keeper.record_tail(space, s.map_tail, old.commit.archive_end)
 
@@ -244,15 +263,17 @@ def keydir_field_for(keydir: bytes, page_offset: int) -> bytes | ExternalKeydir:
 
 
 def write_commit_slot(write_at: WriteAt, sealer: FrameSealer, archive_id: bytes,
-                      record: CommitRecord, keydir_field: bytes | ExternalKeydir) -> Slot:
+                      record: CommitRecord, keydir_field: bytes | ExternalKeydir, *,
+                      version: int = FORMAT_VERSION) -> Slot:
     """Seal ``record`` as its generation's commit frame and write the whole slot image
     (8192 bytes, zero padded) at the slot's offset with ``write_at``; returns the slot.
+    ``version`` is the slot's format version (3 for a commit that references packs).
     The caller makes it durable (fsync) and owns what a failed write means."""
     generation = record.generation
     slot_no = generation % 2
     plain = sealer.encode_plain(encode_commit(record), compress=False)
     frame, _ = sealer.seal(FrameKind.COMMIT, generation,
                            commit_frame_offset(slot_no, keydir_field), plain)
-    slot = Slot(slot_no, archive_id, generation, keydir_field, frame)
+    slot = Slot(slot_no, archive_id, generation, keydir_field, frame, version)
     write_at(encode_slot(slot), slot_offset(slot_no))
     return slot

@@ -2,10 +2,13 @@
 redaction and the reclaimable-space figure. docs/FORMAT.md §14.
 
 The map has one record per page in ``[16384, archive_end)`` (keyed by page
-offset) and one DEAD record per frame that the commit freed and that is to be
-zeroed once the commit is durable. It is stored as a space tree written afresh
-by every commit, in pages at the end of the file (kind SPACEMAP records); the
-next commit frees those pages.
+offset), one DEAD record per frame that the commit freed and that is to be
+zeroed once the commit is durable, and one PACK record per PACK frame the commit
+references (keyed by the frame's offset): its size and how many TOC entries name
+it. A pack is shared by the small files packed in it, so it is freed only when
+that count reaches 0 (:meth:`SpaceMap.apply_pack_deltas`). The map is stored as
+a space tree written afresh by every commit, in pages at the end of the file
+(kind SPACEMAP records); the next commit frees those pages.
 
 Lifecycle of a frame's bytes: live (counted in its page's ``live_bytes``) ->
 freed by commit G (DEAD record in G's map) -> zeroed right after G is durable
@@ -22,13 +25,13 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ....errors import FormatError
+from ....errors import FormatError, IntegrityError
 from ..wire.constants import MAX_PAGE_SIZE, PAGE_HEADER_SIZE, PAGE_UNIT, SUPERBLOCK_SIZE
 from ..wire.encoding import Reader, uvarint
 from ..wire.refs import Ref
 
-__all__ = ["PageRecord", "SpaceMap", "encode_record", "decode_record", "FRAMES", "KEYDIR",
-           "FREE", "SPACEMAP", "DEAD", "TAIL", "TAIL_KEY", "encode_tail"]
+__all__ = ["PageRecord", "PackRecord", "SpaceMap", "encode_record", "decode_record", "FRAMES",
+           "KEYDIR", "FREE", "SPACEMAP", "DEAD", "TAIL", "PACK", "TAIL_KEY", "encode_tail"]
 
 FRAMES = 1
 KEYDIR = 2
@@ -36,6 +39,7 @@ FREE = 3
 SPACEMAP = 4
 DEAD = 5
 TAIL = 6
+PACK = 7
 _KINDS = {FRAMES, KEYDIR, FREE, SPACEMAP}
 _KEY = struct.Struct(">Q")
 # The TAIL record: the map's own pages run from this offset to archive_end.
@@ -49,10 +53,23 @@ class PageRecord:
     live: int = 0  # bytes of frames still referenced (FRAMES), used size (KEYDIR)
 
 
-def encode_record(rec: PageRecord | int) -> bytes:
-    """A page record, or (an int) the size of a DEAD frame."""
+@dataclass(slots=True)
+class PackRecord:
+    """A PACK frame the commit references: its size and how many TOC entries name it."""
+
+    frame_size: int
+    entries: int
+
+
+Record = PageRecord | PackRecord | int
+
+
+def encode_record(rec: Record) -> bytes:
+    """A page record, a PACK record, or (an int) the size of a DEAD frame."""
     if isinstance(rec, int):
         return bytes([DEAD]) + uvarint(rec)
+    if isinstance(rec, PackRecord):
+        return bytes([PACK]) + uvarint(rec.frame_size) + uvarint(rec.entries)
     return bytes([rec.kind]) + uvarint(rec.size) + uvarint(rec.live)
 
 
@@ -60,13 +77,20 @@ def encode_tail(tail_start: int) -> bytes:
     return bytes([TAIL]) + uvarint(tail_start)
 
 
-def decode_record(value: bytes) -> PageRecord | int:
+def decode_record(value: bytes) -> Record:
     r = Reader(value, "space record")
     kind = r.u8()
     if kind == DEAD:
         size = r.uvarint(MAX_PAGE_SIZE)
         r.done()
         return size
+    if kind == PACK:
+        size = r.uvarint(MAX_PAGE_SIZE)
+        entries = r.uvarint()
+        r.done()
+        if entries == 0:
+            raise FormatError("space record: a PACK record with no entries")
+        return PackRecord(size, entries)
     if kind not in _KINDS:
         raise FormatError(f"space record: unknown kind {kind}")
     size = r.uvarint(MAX_PAGE_SIZE)
@@ -84,6 +108,7 @@ class SpaceMap:
         self.tail_start: int | None = None  # where the map's own pages began (if stored)
         self.pages: dict[int, PageRecord] = {}
         self.dead: dict[int, int] = {}  # frame offset -> frame size, awaiting zeroing
+        self.packs: dict[int, PackRecord] = {}  # PACK frame offset -> size, entries
         self._offsets: list[int] = []  # sorted page offsets (rebuilt lazily)
         self._dirty = True
 
@@ -106,6 +131,8 @@ class SpaceMap:
             rec = decode_record(value)
             if isinstance(rec, int):
                 m.dead[offset] = rec
+            elif isinstance(rec, PackRecord):
+                m.packs[offset] = rec
             else:
                 m.pages[offset] = rec
         return m
@@ -113,6 +140,7 @@ class SpaceMap:
     def items(self) -> dict[bytes, bytes]:
         out = {_KEY.pack(o): encode_record(r) for o, r in self.pages.items()}
         out.update({_KEY.pack(o): encode_record(s) for o, s in self.dead.items()})
+        out.update({_KEY.pack(o): encode_record(p) for o, p in self.packs.items()})
         return out
 
     # -- queries -------------------------------------------------------------------
@@ -170,6 +198,32 @@ class SpaceMap:
         if rec.live < 0:
             raise FormatError("space map: a page's live bytes went negative")
         self.dead[ref.frame_offset] = ref.frame_size
+
+    def apply_pack_deltas(self, deltas: dict[int, tuple[Ref, int]]) -> list[Ref]:
+        """Apply a commit's net change of entries per PACK frame (``frame offset ->
+        (its ref, +n / -n)``): a pack's record is created at its first entry, and a
+        pack whose count reaches 0 leaves the map; its ref is returned, for the caller
+        to free (:meth:`free_frame`). Deltas must be net over the whole commit (a move
+        is -1 +1 = 0), never applied key by key."""
+        freed: list[Ref] = []
+        for offset, (ref, delta) in deltas.items():
+            rec = self.packs.get(offset)
+            if rec is None:
+                if delta < 0:
+                    raise IntegrityError(f"space map: no PACK record for the pack at {offset}")
+                if delta:
+                    self.packs[offset] = PackRecord(ref.frame_size, delta)
+                continue
+            if rec.frame_size != ref.frame_size:
+                raise IntegrityError(f"space map: the pack at {offset} has another size")
+            rec.entries += delta
+            if rec.entries < 0:
+                raise IntegrityError(f"space map: the pack at {offset} lost more entries "
+                                     "than it had")
+            if rec.entries == 0:
+                del self.packs[offset]
+                freed.append(ref)
+        return freed
 
     def take_free_extent(self, need: int) -> tuple[int, int] | None:
         """Best fit: the smallest FREE page of at least ``need`` bytes (which

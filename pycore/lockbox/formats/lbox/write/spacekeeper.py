@@ -1,6 +1,12 @@
 """The writer's side of the space map: loading (or rebuilding) it, accounting
 freed frames at commit, and redacting what a durable commit freed.
-docs/FORMAT.md §14."""
+docs/FORMAT.md §14.
+
+A PACK frame is shared by the small files packed in it (entry layout 2): the map
+counts the TOC entries naming each pack (PACK records), and a commit changes those
+counts by its net deltas over the changed keys (the old value -1, the new value +1).
+A pack is freed (DEAD, then redacted) only when its count reaches 0, never while an
+entry still names it: a move is -1 +1 and frees nothing."""
 
 from __future__ import annotations
 
@@ -18,13 +24,13 @@ from ..wire.constants import (
     FrameKind,
     PageKind,
 )
-from ..wire.entry import LAYOUT_INDEX, Entry, decode_entry
+from ..wire.entry import LAYOUT_INDEX, LAYOUT_PACKED, Entry, decode_entry
 from ..wire.frame import decode_frame_header
 from ..wire.page import decode_page_header
 from ..wire.refs import Ref
 from ..wire.superblock import ExternalKeydir
 from .pages import free_page_header
-from .space import FRAMES, FREE, KEYDIR, SPACEMAP, SpaceMap
+from .space import FRAMES, FREE, KEYDIR, SPACEMAP, PackRecord, SpaceMap
 
 __all__ = ["SpaceKeeper"]
 
@@ -73,7 +79,8 @@ class SpaceKeeper:
 
     def rebuild(self, view: ArchiveView) -> SpaceMap:
         """A map for an archive written without one: the page chain, plus every
-        frame the commit references, plus every unreferenced frame as DEAD."""
+        frame the commit references, plus every unreferenced frame as DEAD; a PACK
+        frame is live once, its record counting the entries that name it."""
         c = view.commit
         space = SpaceMap()
         used_of: dict[int, int] = {}
@@ -89,7 +96,18 @@ class SpaceKeeper:
         for leaf in self.run(view.iter_leaves_flow(FrameKind.TOC_NODE, c.toc)):
             for value in leaf.values:
                 e = decode_entry(value)
-                if e.refs:
+                if e.layout == LAYOUT_PACKED:
+                    ref = e.refs[0]
+                    rec = space.packs.get(ref.frame_offset)
+                    if rec is None:
+                        space.packs[ref.frame_offset] = PackRecord(ref.frame_size, 1)
+                        live.append(ref)
+                    elif rec.frame_size != ref.frame_size:
+                        raise IntegrityError(f"two entries name the pack at "
+                                             f"{ref.frame_offset} with different sizes")
+                    else:
+                        rec.entries += 1
+                elif e.refs:
                     live += self.run(view.content_refs_flow(e))
         for ref in live:
             space.add_live(ref)
@@ -113,12 +131,27 @@ class SpaceKeeper:
 
     # -- committing ----------------------------------------------------------------------
 
-    def freed_content(self, view: ArchiveView, old: list[Entry],
+    def freed_content(self, view: ArchiveView, space: SpaceMap, old: list[Entry],
                       new: list[Entry]) -> list[Ref]:
-        """Frames of replaced or removed files that no staged entry still uses."""
-        kept = {r.frame_offset for e in new for r in e.refs}
-        out: list[Ref] = []
+        """Frames of replaced or removed files that no staged entry still uses.
+
+        ``old`` are the previous values of the changed keys, ``new`` their staged
+        values (both: entries with refs). Packed entries change their pack's count in
+        ``space`` by the net delta (-1 per old, +1 per new); the packs whose count
+        reaches 0 are among the frames returned (a pack the session wrote gets its
+        record here, at its first entry). The caller frees every frame returned."""
+        deltas: dict[int, tuple[Ref, int]] = {}
+        for sign, entries in ((-1, old), (1, new)):
+            for e in entries:
+                if e.layout == LAYOUT_PACKED:
+                    ref = e.refs[0]
+                    have = deltas.get(ref.frame_offset)
+                    deltas[ref.frame_offset] = (ref, sign + (have[1] if have else 0))
+        out = space.apply_pack_deltas(deltas)
+        kept = {r.frame_offset for e in new if e.layout != LAYOUT_PACKED for r in e.refs}
         for e in old:
+            if e.layout == LAYOUT_PACKED:
+                continue
             for ref in e.refs:
                 if ref.frame_offset in kept:
                     continue
