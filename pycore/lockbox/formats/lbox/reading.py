@@ -19,7 +19,8 @@ from ...drivers import Read, resume
 from ...errors import IntegrityError, LockboxError
 from ...ranges import ByteRange
 from .view import CHUNK_PLAIN_LIMIT, ArchiveView, ChunkData
-from .wire.entry import Entry
+from .wire.constants import FrameKind
+from .wire.entry import LAYOUT_PACKED, Entry
 from .wire.refs import Ref
 
 __all__ = ["FileReadPlan", "BATCH_BYTES", "StartRead", "FinishRead", "StartOpen", "FinishOpen",
@@ -52,15 +53,21 @@ class FileReadPlan:
         return self.next_chunk, min(total, self.next_chunk + self.per_batch)
 
     def accept(self, chunks: list[ChunkData]) -> list[memoryview]:
+        """The data of the next chunks, in order; after the last, the whole-file hash
+        check (a packed file's one chunk comes with it done: ``ChunkData.checked_hash``)."""
         out = []
+        entry = self.entry
         for c in chunks:
             if c.chunk_no != self.next_chunk:
                 raise IntegrityError(f"{self.path}: chunks out of order")
+            if c.checked_hash and c.checked_hash == entry.content_hash and \
+                    entry.chunks == 1:
+                self.next_chunk = 1
+                return [c.data]
             self._hash.update(c.data)
             out.append(c.data)
             self.next_chunk += 1
-        if self.next_chunk >= self.entry.chunks and \
-                self._hash.digest() != self.entry.content_hash:
+        if self.next_chunk >= entry.chunks and self._hash.digest() != entry.content_hash:
             raise IntegrityError(f"{self.path}: content does not match its BLAKE3 content hash")
         return out
 
@@ -123,6 +130,8 @@ def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
     if ahead is None:
         ahead = PIPELINE_AHEAD
     plan = FileReadPlan(entry, path, view.opener.crypto, batch_bytes)
+    if entry.layout == LAYOUT_PACKED:
+        return (yield from _packed_stream_flow(view, entry, plan, sink, cached, keep))
     # (first chunk, numbers of the chunks fetched, cached chunks by number, refs, read)
     reading: deque[tuple[int, list[int], dict[int, ChunkData], list[Ref], Any]] = deque()
     started: deque[tuple[int, list[int], dict[int, ChunkData], Any, list[FrameJob],
@@ -187,6 +196,38 @@ def pipelined_stream_flow(view: ArchiveView, path: str, entry: Entry,
             total += yield from hand_over()
     while started:
         total += yield from hand_over()
+    return total
+
+
+def _packed_stream_flow(view: ArchiveView, entry: Entry, plan: FileReadPlan,
+                        sink: Callable[[bytes | memoryview], None],
+                        cached: Callable[[int], ChunkData | None] | None,
+                        keep: Callable[[ChunkData], None] | None) -> PipelinedFlow:
+    """:func:`pipelined_stream_flow` of a packed file (one chunk, a member of a PACK frame):
+    from ``cached``, or from the pack the view holds opened, or its PACK frame read and
+    opened as one batch (``StartOpen``: the worker pool) and kept by the view."""
+    chunk = cached(0) if cached is not None else None
+    if chunk is None:
+        ref = entry.refs[0]
+        pack = view.cached_pack(ref)
+        if pack is None:
+            blobs = yield FinishRead((yield StartRead((ref.byte_range,))))
+            jobs, pending = view.chunk_jobs([ref], blobs, FrameKind.PACK)
+            del blobs
+            if pending is not None:
+                raise pending
+            handle = yield StartOpen(jobs, CHUNK_PLAIN_LIMIT)
+            results = yield FinishOpen(handle, jobs, view.chunk_decode, CHUNK_PLAIN_LIMIT)
+            if isinstance(results[0], LockboxError):
+                raise results[0]
+            pack = view.keep_pack(ref, results[0])
+        chunk = view.check_member(entry, pack)
+        if keep is not None:
+            keep(chunk)
+    total = 0
+    for piece in plan.accept([chunk]):
+        sink(piece)
+        total += len(piece)
     return total
 
 

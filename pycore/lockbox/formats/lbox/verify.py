@@ -1,23 +1,37 @@
 """``verify``: authenticate every frame the newest commit references, check
 every file's content hash, and walk every page header. Written as one flow, so it
 runs over a local file or HTTP Range alike. Each tree is read by one streaming
-:mod:`lockbox.formats.lbox.walk` walk: one round trip per tree level, bounded memory."""
+:mod:`lockbox.formats.lbox.walk` walk: one round trip per tree level, bounded memory.
+Packed files (layout 2) are checked pack by pack: each PACK frame is fetched and opened
+once, then each of its members named by an entry is checked; the space map's PACK records
+must count exactly the entries naming each pack."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ...drivers import Flow, Read
 from ...errors import FormatError, IntegrityError, LockboxError
 from ...ranges import ByteRange
 from .reading import BATCH_BYTES, FileReadPlan
-from .view import ArchiveView
-from .wire.constants import PAGE_HEADER_SIZE, SUPERBLOCK_SIZE, EntryType, FrameKind, PageKind
-from .wire.entry import Entry, decode_entry, key_path
+from .view import ArchiveView, OpenedPack
+from .wire.constants import (
+    PACKED_FORMAT_VERSION,
+    PAGE_HEADER_SIZE,
+    SUPERBLOCK_SIZE,
+    EntryType,
+    FrameKind,
+    PageKind,
+)
+from .wire.entry import LAYOUT_PACKED, Entry, decode_entry, key_path
 from .wire.node import Leaf, Node
 from .wire.page import decode_page_header
 from .wire.refs import Ref
+
+if TYPE_CHECKING:
+    from .write.space import PackRecord
 
 __all__ = ["VerifyReport", "verify_flow"]
 
@@ -29,6 +43,7 @@ class VerifyReport:
     bytes_checked: int = 0
     nodes_checked: int = 0
     pages_checked: int = 0
+    packs_checked: int = 0  # PACK frames opened (each once, whatever its members)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -120,10 +135,33 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
             except LockboxError as e:
                 report.problems.append(f"{path}: {e}")
 
+    # Packed files, by their pack's ref (in the order first met), checked after the rest;
+    # ``referenced``: frame offset -> [frame size, entries naming it] (the space map's
+    # PACK records must say the same).
+    packs: dict[Ref, list[tuple[str, Entry]]] = {}
+    referenced: dict[int, list[int]] = {}
+    members: set[tuple[int, int]] = set()
+
     files.reverse()  # checked in order, each dropped once checked
     while files:
         path, entry = files.pop()
         if entry.type != EntryType.FILE:
+            continue
+        if entry.layout == LAYOUT_PACKED:
+            try:
+                ref = entry.refs[0]  # the whole entry decodes
+            except LockboxError as e:
+                report.problems.append(f"{path}: {e}")
+                continue
+            counted = referenced.setdefault(ref.frame_offset, [ref.frame_size, 0])
+            counted[1] += 1
+            if (ref.frame_offset, entry.member_no) in members:
+                report.problems.append(
+                    f"{path}: uses member {entry.member_no} of the pack at {ref.frame_offset} "
+                    "a second time (a valid archive never does)")
+                continue
+            members.add((ref.frame_offset, entry.member_no))
+            packs.setdefault(ref, []).append((path, entry))
             continue
         plan = FileReadPlan(entry, path, view.opener.crypto)
         try:
@@ -146,6 +184,13 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
         if pending_bytes >= BATCH_BYTES or len(pending) >= 4096:
             yield from flush()
     yield from flush()
+    yield from _check_packs(view, packs, report, progress)
+    if referenced and view.slot.version < PACKED_FORMAT_VERSION:
+        report.problems.append(f"files are packed, but the archive says format version "
+                               f"{view.slot.version} (packs need {PACKED_FORMAT_VERSION})")
+    elif not referenced and view.slot.version >= PACKED_FORMAT_VERSION:
+        report.problems.append(f"format version {view.slot.version}, but no file is packed "
+                               "(a writer writes it only for commits with packs)")
     if c.archive_end > SUPERBLOCK_SIZE:
         tail = yield Read((ByteRange(c.archive_end - 1, 1),))
         if len(tail[0]) != 1:
@@ -153,10 +198,64 @@ def verify_flow(view: ArchiveView, *, progress: Callable[[str, int], None] | Non
                 f"the archive is truncated: it should be {c.archive_end:,} bytes long")
     if check_pages:
         if c.space is not None:
-            yield from _check_pages_by_map(view, report)
+            yield from _check_pages_by_map(view, report, referenced)
         else:  # first format revision: walk the page chain
             yield from _walk_chain(SUPERBLOCK_SIZE, c.archive_end, report, "")
     return report
+
+
+def _check_packs(view: ArchiveView, packs: dict[Ref, list[tuple[str, Entry]]],
+                 report: VerifyReport, progress: Callable[[str, int], None] | None
+                 ) -> Flow[None]:
+    """Each PACK frame fetched (about ``BATCH_BYTES`` per round trip) and opened once,
+    then each member an entry names checked (``ArchiveView.check_member``); a pack that
+    does not open is a problem of each of its files."""
+    todo = list(packs.items())
+    todo.reverse()
+    while todo:
+        batch = [todo.pop()]
+        size = batch[0][0].frame_size
+        while todo and size + todo[-1][0].frame_size <= BATCH_BYTES:
+            size += todo[-1][0].frame_size
+            batch.append(todo.pop())
+        blobs = yield Read(tuple(ref.byte_range for ref, _ in batch))
+        for (ref, files), blob in zip(batch, blobs):
+            try:
+                pack = OpenedPack.decode(view.opener.open_ref(blob, ref, FrameKind.PACK))
+            except LockboxError as e:
+                report.problems.extend(f"{path}: {e}" for path, _ in files)
+                continue
+            report.packs_checked += 1
+            for path, entry in files:
+                try:
+                    data = view.check_member(entry, pack).data
+                except LockboxError as e:
+                    report.problems.append(f"{path}: {e}")
+                    continue
+                report.files_checked += 1
+                report.bytes_checked += len(data)
+                if progress is not None:
+                    progress(path, len(data))
+        del blobs
+
+
+def _check_pack_records(packs: dict[int, PackRecord], referenced: dict[int, list[int]],
+                        report: VerifyReport) -> None:
+    """One PACK record per pack the TOC names, counting exactly its entries."""
+    for off in sorted(set(packs) | set(referenced)):
+        rec = packs.get(off)
+        got = referenced.get(off)
+        if rec is None:
+            assert got is not None
+            report.problems.append(f"space map: no PACK record for the pack at {off} "
+                                   f"({got[1]} entries name it)")
+        elif got is None:
+            report.problems.append(f"space map: a PACK record for {off}, a frame no entry "
+                                   "names")
+        elif [rec.frame_size, rec.entries] != got:
+            report.problems.append(
+                f"space map: the PACK record at {off} counts {rec.entries} entries of a "
+                f"{rec.frame_size}-byte frame; the TOC has {got[1]} of {got[0]}")
 
 
 def _walk_chain(start: int, end: int, report: VerifyReport, what: str) -> Flow[None]:
@@ -194,7 +293,8 @@ def _check_tree_shape(files: list[tuple[str, Entry]], c: object, report: VerifyR
         report.problems.append("the commit record's statistics do not match the TOC")
 
 
-def _check_pages_by_map(view: ArchiveView, report: VerifyReport) -> Flow[None]:
+def _check_pages_by_map(view: ArchiveView, report: VerifyReport,
+                        referenced: dict[int, list[int]]) -> Flow[None]:
     """The space map tiles the archive, and every page it says is in use has a valid
     header of the right kind and size (all headers fetched in one batch)."""
     from .write.space import FREE, KEYDIR, SpaceMap
@@ -211,6 +311,7 @@ def _check_pages_by_map(view: ArchiveView, report: VerifyReport) -> Flow[None]:
     problem = space.check_cover(tail)
     if problem:
         report.problems.append(problem)
+    _check_pack_records(space.packs, referenced, report)
     # Pages with live bytes must be intact; the rest (FREE, or freed by this very commit
     # and redacted right after it) may hold anything.
     pages = sorted((off, rec) for off, rec in space.pages.items()

@@ -26,6 +26,7 @@ from ...errors import (
     LockboxError,
     NotFoundError,
 )
+from ...ranges import ByteRange
 from .frames import PLAIN_LIMITS, FrameOpener, decode_plain
 from .walk import Visit, WalkLimits, WalkStats, load_nodes_flow, walk_tree_flow
 from .wire.chunk import ChunkHeader, decode_chunk, decode_index
@@ -38,7 +39,8 @@ from .wire.constants import (
     FrameKind,
 )
 from .wire.entry import (
-    LAYOUT_CHUNKS,
+    LAYOUT_INDEX,
+    LAYOUT_PACKED,
     MAX_ENTRY_SIZE,
     Entry,
     child_range,
@@ -51,16 +53,21 @@ from .wire.entry import (
 )
 from .wire.keydir import KeySlot
 from .wire.node import Internal, Leaf, Node, decode_node
+from .wire.pack import pack_member_spans
 from .wire.refs import Ref
 from .wire.superblock import Slot
 
-__all__ = ["ArchiveView", "TreeName", "ChunkData"]
+__all__ = ["ArchiveView", "TreeName", "ChunkData", "OpenedPack", "ContentBatch",
+           "PACK_CACHE_BYTES"]
 
 TreeName = FrameKind  # FrameKind.TOC_NODE / ENV_NODE / SPACE_NODE name a tree
 VALUE_LIMITS = {FrameKind.TOC_NODE: MAX_ENTRY_SIZE, FrameKind.ENV_NODE: MAX_ENV_VALUE_SIZE,
                 FrameKind.SPACE_NODE: 64}
 KeyRanges = Sequence[tuple[bytes, bytes]]
-CHUNK_PLAIN_LIMIT = PLAIN_LIMITS[FrameKind.DATA_CHUNK]
+CHUNK_PLAIN_LIMIT = PLAIN_LIMITS[FrameKind.DATA_CHUNK]  # also PLAIN_LIMITS[FrameKind.PACK]
+# Opened packs kept by a view (their payloads, least recently used first out): reading the
+# files of a pack one after the other (ls + cat, extract, a folder's zip) opens it once.
+PACK_CACHE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,31 @@ class ChunkData:
     chunk_no: int
     data: memoryview
     header: ChunkHeader
+    # The whole file's BLAKE3 content hash when ``data`` is the whole file and was already
+    # checked against it (a packed file's member): ``FileReadPlan`` does not hash it again.
+    checked_hash: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedPack:
+    """An authenticated PACK frame's payload and its members' ``(start, end)`` spans (the
+    header's checks done: :func:`~.wire.pack.pack_member_spans`, FormatError)."""
+
+    payload: bytes | memoryview
+    spans: list[tuple[int, int]]
+
+    @classmethod
+    def decode(cls, payload: bytes | memoryview) -> OpenedPack:
+        return cls(payload, pack_member_spans(payload))
+
+    def member(self, member_no: int) -> memoryview:
+        """Member ``member_no``'s bytes (an encoded chunk); one the pack does not have is
+        an IntegrityError (the entry and the pack disagree)."""
+        if member_no >= len(self.spans):
+            raise IntegrityError(f"pack: no member {member_no} (the pack has "
+                                 f"{len(self.spans)})")
+        start, end = self.spans[member_no]
+        return memoryview(self.payload)[start:end]
 
 
 class ArchiveView:
@@ -90,6 +122,9 @@ class ArchiveView:
         self.cache = cache
         self.limits = limits if limits is not None else WalkLimits()
         self.walk_stats = WalkStats()
+        # Opened packs by (frame offset, tag): a hit is the same authenticated frame.
+        self.packs = PageCache(PACK_CACHE_BYTES)
+        self.packs_opened = 0  # PACK frames this view authenticated and decoded
 
     @property
     def archive_id(self) -> bytes:
@@ -198,8 +233,9 @@ class ArchiveView:
         return refs
 
     def content_refs_flow(self, entry: Entry) -> Flow[list[Ref]]:
-        """Every frame holding a file's content: index frames and chunks."""
-        if entry.layout == LAYOUT_CHUNKS:
+        """Every frame holding a file's content: index frames and chunks (a packed file:
+        its PACK frame, shared with the other files of its pack)."""
+        if entry.layout != LAYOUT_INDEX:
             return list(entry.refs)
         chunks = yield from self.chunk_refs_flow(entry, 0, entry.chunks)
         return list(entry.refs) + chunks
@@ -291,7 +327,9 @@ class ArchiveView:
     # -- file data ---------------------------------------------------------------
 
     def chunk_refs_flow(self, entry: Entry, first: int, stop: int) -> Flow[list[Ref]]:
-        if entry.layout == LAYOUT_CHUNKS:
+        """The refs of chunks ``first <= n < stop`` (a packed file's one chunk: its PACK
+        frame's ref; :meth:`content_kind` says which kind of frame they name)."""
+        if entry.layout != LAYOUT_INDEX:
             return list(entry.refs[first:stop])
         total = entry.chunks
         idx = list(range(first // INDEX_FANOUT, (stop - 1) // INDEX_FANOUT + 1))
@@ -320,7 +358,12 @@ class ArchiveView:
         return out
 
     def chunks_flow(self, entry: Entry, first: int, stop: int) -> Flow[list[ChunkData]]:
-        """Authenticated, checked plaintext of chunks ``first <= n < stop``."""
+        """Authenticated, checked plaintext of chunks ``first <= n < stop`` (a packed
+        file's one chunk: :meth:`packed_chunk_flow`)."""
+        if entry.layout == LAYOUT_PACKED:
+            if first >= stop:
+                return []
+            return [(yield from self.packed_chunk_flow(entry))]
         refs = yield from self.chunk_refs_flow(entry, first, stop)
         blobs = yield Read(tuple(r.byte_range for r in refs))
         return self.decode_chunks(entry, first, refs, blobs)
@@ -332,25 +375,36 @@ class ArchiveView:
         browser's worker pool; elsewhere one after the other). The same checks and the same
         first error as :meth:`decode_chunk` in a loop; no chunk comes back unless every
         chunk of the batch authenticated and passed its checks."""
+        if entry.layout == LAYOUT_PACKED:
+            return [self.decode_chunk(entry, first + k, ref, blob)
+                    for k, (ref, blob) in enumerate(zip(refs, blobs))]
         jobs, pending = self.chunk_jobs(refs, blobs)
         results = open_frames(self.opener.crypto, jobs, self.chunk_decode, CHUNK_PLAIN_LIMIT)
         return self.checked_chunks(entry, first, results, pending)
 
-    def chunk_jobs(self, refs: Sequence[Ref], blobs: Sequence[bytes | memoryview]
+    def content_kind(self, entry: Entry) -> FrameKind:
+        """The kind of frame ``entry``'s chunk refs name: PACK for a packed file (layout
+        2), DATA_CHUNK otherwise."""
+        return FrameKind.PACK if entry.layout == LAYOUT_PACKED else FrameKind.DATA_CHUNK
+
+    def chunk_jobs(self, refs: Sequence[Ref], blobs: Sequence[bytes | memoryview],
+                   kind: FrameKind = FrameKind.DATA_CHUNK
                    ) -> tuple[list[FrameJob], LockboxError | None]:
-        """The ``FrameOpener.job_for_ref`` of each chunk frame, up to the first that
-        fails its checks: (jobs, that error or None) -- the error is raised by
+        """The ``FrameOpener.job_for_ref`` of each frame (of ``kind``: DATA_CHUNK, or
+        PACK for a packed file, :meth:`content_kind`), up to the first that fails its
+        checks: (jobs, that error or None) -- the error is raised by
         :meth:`checked_chunks` after the chunks before it, as the one-by-one loop would."""
         jobs: list[FrameJob] = []
         for ref, blob in zip(refs, blobs):
             try:
-                jobs.append(self.opener.job_for_ref(blob, ref, FrameKind.DATA_CHUNK))
+                jobs.append(self.opener.job_for_ref(blob, ref, kind))
             except LockboxError as exc:
                 return jobs, exc
         return jobs, None
 
     def chunk_decode(self, plain: bytes) -> bytes | memoryview:
-        """A data chunk frame's payload from its authenticated plaintext (``decode_plain``)."""
+        """A data chunk or PACK frame's payload from its authenticated plaintext
+        (``decode_plain``; both kinds have the same bound)."""
         return decode_plain(self.opener.codec, plain, CHUNK_PLAIN_LIMIT)
 
     def checked_chunks(self, entry: Entry, first: int, results: Sequence[FrameResult],
@@ -370,14 +424,28 @@ class ArchiveView:
         return out
 
     def decode_chunk(self, entry: Entry, chunk_no: int, ref: Ref,
-                     blob: bytes) -> ChunkData:
+                     blob: bytes | memoryview) -> ChunkData:
+        """Open chunk ``chunk_no``'s frame (``ref``, fetched as ``blob``) and check it
+        (:meth:`check_chunk`). A packed file's PACK frame is kept opened (:meth:`keep_pack`)."""
+        if entry.layout == LAYOUT_PACKED:
+            if chunk_no != 0:
+                raise IntegrityError(f"a packed file has no chunk {chunk_no}")
+            payload = self.opener.open_ref(blob, ref, FrameKind.PACK)
+            return self.check_member(entry, self.keep_pack(ref, payload))
         payload = self.opener.open_ref(blob, ref, FrameKind.DATA_CHUNK)
         return self.check_chunk(entry, chunk_no, payload)
 
     def check_chunk(self, entry: Entry, chunk_no: int,
-                    payload: bytes | memoryview) -> ChunkData:
+                    payload: bytes | memoryview | OpenedPack) -> ChunkData:
         """The chunk in an authenticated payload, checked against ``entry`` (FORMAT.md §10:
-        file id, chunk number, size, and the last chunk's metadata)."""
+        file id, chunk number, size, and the last chunk's metadata). For a packed file
+        the payload is its PACK frame's (or that pack opened): :meth:`check_member`."""
+        if entry.layout == LAYOUT_PACKED:
+            if chunk_no != 0:
+                raise IntegrityError(f"a packed file has no chunk {chunk_no}")
+            pack = payload if isinstance(payload, OpenedPack) else OpenedPack.decode(payload)
+            return self.check_member(entry, pack)
+        assert not isinstance(payload, OpenedPack)
         header, data = decode_chunk(payload)
         total = entry.chunks
         last = chunk_no == total - 1
@@ -392,6 +460,67 @@ class ArchiveView:
             if m.size != entry.size or m.content_hash != entry.content_hash:
                 raise IntegrityError("last chunk's metadata does not match the entry")
         return ChunkData(chunk_no, data, header)
+
+    # -- packed files (layout 2): one member of a PACK frame -----------------------------
+
+    def cached_pack(self, ref: Ref) -> OpenedPack | None:
+        """The PACK frame ``ref`` names, if this view holds it opened."""
+        pack: OpenedPack | None = self.packs.get((ref.frame_offset, ref.tag))
+        return pack
+
+    def keep_pack(self, ref: Ref, payload: bytes | memoryview) -> OpenedPack:
+        """The authenticated payload of the PACK frame ``ref`` names, decoded (its header's
+        checks: FormatError) and kept for the next members read (:attr:`packs`)."""
+        pack = OpenedPack.decode(payload)
+        self.packs_opened += 1
+        self.packs.put((ref.frame_offset, ref.tag), pack, len(payload) + 64 * len(pack.spans))
+        return pack
+
+    def check_member(self, entry: Entry, pack: OpenedPack) -> ChunkData:
+        """A packed file's content: member ``entry.member_no`` of its opened pack (none:
+        IntegrityError), decoded (``decode_chunk``: FormatError), with the checks of chunk
+        0 of a one-chunk file (file id, chunk number 0, metadata present, its size and
+        content hash, the data's length) and the whole file's BLAKE3 content hash (each
+        an IntegrityError). FORMAT.md §10 "Packs"."""
+        header, data = decode_chunk(pack.member(entry.member_no))
+        if header.file_id != entry.file_id or header.chunk_no != 0:
+            raise IntegrityError(f"pack member {entry.member_no} does not belong here "
+                                 "(moved or swapped)")
+        m = header.meta
+        if m is None or len(data) != entry.size:
+            raise IntegrityError(f"pack member {entry.member_no} has the wrong size")
+        if m.size != entry.size or m.content_hash != entry.content_hash:
+            raise IntegrityError(f"pack member {entry.member_no}'s metadata does not match "
+                                 "the entry")
+        hasher = self.opener.crypto.blake3()
+        hasher.update(data)
+        if hasher.digest() != entry.content_hash:
+            raise IntegrityError("content does not match its BLAKE3 content hash")
+        return ChunkData(0, data, header, entry.content_hash)
+
+    def packed_chunk_flow(self, entry: Entry) -> Flow[ChunkData]:
+        """A packed file's one chunk (:meth:`check_member`): its PACK frame fetched and
+        opened unless this view holds it opened."""
+        ref = entry.refs[0]
+        pack = self.cached_pack(ref)
+        if pack is None:
+            blobs = yield Read((ref.byte_range,))
+            pack = self.keep_pack(ref, self.opener.open_ref(blobs[0], ref, FrameKind.PACK))
+        return self.check_member(entry, pack)
+
+    def batch(self, wanted: Sequence[tuple[Entry, int, Ref]]) -> ContentBatch:
+        """A :class:`ContentBatch` of chunks of several files."""
+        return ContentBatch(self, wanted)
+
+    def batch_flow(self, wanted: Sequence[tuple[Entry, int, Ref]]) -> Flow[list[ChunkData]]:
+        """The chunks of a :class:`ContentBatch`: one ``Read``, one ``open_frames`` batch,
+        each frame fetched and opened once; raises its first error."""
+        batch = ContentBatch(self, wanted)
+        blobs = (yield Read(batch.ranges)) if batch.ranges else []
+        jobs, pending = batch.jobs(blobs)
+        del blobs
+        results = open_frames(self.opener.crypto, jobs, self.chunk_decode, CHUNK_PLAIN_LIMIT)
+        return batch.check(results, pending)
 
     # -- env -----------------------------------------------------------------------
 
@@ -408,6 +537,88 @@ class ArchiveView:
             return [(k.decode(), v) for k, v in pairs]
         except UnicodeDecodeError:
             raise FormatError("env tree: a name is not UTF-8") from None
+
+
+class ContentBatch:
+    """Chunks of several files read together: one ``Read`` of :attr:`ranges`, one
+    :func:`~lockbox.crypto.base.open_frames` batch of :meth:`jobs`, then :meth:`check`.
+    Each frame is fetched and opened once: a PACK frame shared by several of the packed
+    files asked for once, and one the view holds opened (``ArchiveView.packs``) not at all.
+
+    ``wanted``: ``(entry, chunk number, ref)`` of each chunk (the refs from
+    ``ArchiveView.chunk_refs_flow``; a packed file's chunk 0 is its PACK frame's ref)."""
+
+    def __init__(self, view: ArchiveView, wanted: Sequence[tuple[Entry, int, Ref]]) -> None:
+        self.view = view
+        self.wanted = list(wanted)
+        self.frames: list[tuple[Ref, FrameKind]] = []  # to fetch and open, by first use
+        # per wanted chunk: the index of its frame in ``frames``, or the pack held opened
+        self._slots: list[int | OpenedPack] = []
+        self.failed_at = -1  # the wanted chunk :meth:`check`'s error belongs to
+        packs: dict[tuple[int, bytes], int] = {}
+        for entry, _, ref in self.wanted:
+            if entry.layout == LAYOUT_PACKED:
+                pack = view.cached_pack(ref)
+                if pack is not None:
+                    self._slots.append(pack)
+                    continue
+                key = (ref.frame_offset, ref.tag)
+                at = packs.get(key)
+                if at is None:
+                    at = packs[key] = len(self.frames)
+                    self.frames.append((ref, FrameKind.PACK))
+                self._slots.append(at)
+            else:
+                self._slots.append(len(self.frames))
+                self.frames.append((ref, FrameKind.DATA_CHUNK))
+
+    @property
+    def ranges(self) -> tuple[ByteRange, ...]:
+        """The byte ranges of the frames to fetch (one per frame, in order)."""
+        return tuple(ref.byte_range for ref, _ in self.frames)
+
+    def jobs(self, blobs: Sequence[bytes | memoryview]
+             ) -> tuple[list[FrameJob], LockboxError | None]:
+        """``job_for_ref`` of each fetched frame with its kind, up to the first that fails
+        its checks: (jobs, that error or None), as ``ArchiveView.chunk_jobs``."""
+        jobs: list[FrameJob] = []
+        job_for_ref = self.view.opener.job_for_ref
+        for (ref, kind), blob in zip(self.frames, blobs):
+            try:
+                jobs.append(job_for_ref(blob, ref, kind))
+            except LockboxError as exc:
+                return jobs, exc
+        return jobs, None
+
+    def check(self, results: Sequence[FrameResult],
+              pending: LockboxError | None = None) -> list[ChunkData]:
+        """One checked chunk per wanted chunk, in order (``check_chunk``, or
+        ``check_member`` of its pack, each pack opened kept by the view). The first error
+        met in the order of the wanted chunks -- a frame's, a check's, ``pending`` -- is
+        raised (:attr:`failed_at` says whose), and then nothing is returned."""
+        view = self.view
+        opened: dict[int, OpenedPack] = {}
+        out: list[ChunkData] = []
+        for i, ((entry, chunk_no, ref), slot) in enumerate(zip(self.wanted, self._slots)):
+            self.failed_at = i
+            if isinstance(slot, OpenedPack):
+                out.append(view.check_member(entry, slot))
+                continue
+            if slot >= len(results):
+                assert pending is not None, "a frame without its result"
+                raise pending
+            payload = results[slot]
+            if isinstance(payload, LockboxError):
+                raise payload
+            if entry.layout == LAYOUT_PACKED:
+                pack = opened.get(slot)
+                if pack is None:
+                    pack = opened[slot] = view.keep_pack(ref, payload)
+                out.append(view.check_member(entry, pack))
+            else:
+                out.append(view.check_chunk(entry, chunk_no, payload))
+        self.failed_at = -1
+        return out
 
 
 def _merge_ranges(ranges: KeyRanges) -> list[tuple[bytes, bytes]]:
