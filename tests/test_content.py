@@ -12,7 +12,8 @@ import pytest
 
 import lockbox
 from lockbox.formats.lbox.wire.constants import INLINE_CHUNK_REFS, PAGE_HEADER_SIZE, PAGE_UNIT
-from lockbox.formats.lbox.wire.entry import LAYOUT_CHUNKS, LAYOUT_INDEX
+from lockbox.formats.lbox.wire.encoding import uvarint
+from lockbox.formats.lbox.wire.entry import LAYOUT_INDEX, LAYOUT_PACKED, encode_entry
 from lockbox.formats.lbox.write.pipeline import SmallFile, prepare_batch
 
 CHUNK = 4096
@@ -33,7 +34,8 @@ def test_large_file_gets_an_index_and_pages_of_its_own(tmp_path: Path, weak_argo
             # Its first chunk opens a page: removing the file frees whole pages.
             assert frames[0].frame_offset % PAGE_UNIT == PAGE_HEADER_SIZE
             small = w.add_bytes("small2.txt", b"x")
-            assert small.layout == LAYOUT_CHUNKS and len(small.refs) == 1
+            assert small.layout == LAYOUT_PACKED and len(small.refs) == 1  # a pack member
+            assert small.file_id not in w.content.frames
         assert box.read_bytes("big.bin") == data and box.verify().ok
 
 
@@ -55,16 +57,26 @@ def test_the_thread_pool_writes_the_same_content(tmp_path: Path, weak_argon2) ->
 
 
 def test_prepared_small_files_are_sealed_where_they_land(tmp_path: Path, weak_argon2) -> None:
+    """A one-chunk file over the pack limit gets a frame of its own (its entry's
+    encoding the worker's head + the ref); smaller ones become pack members."""
     host = tmp_path / "f.txt"
-    host.write_bytes(b"hello " * 50)
+    host.write_bytes(b"hello " * 20_000)  # 120,000 bytes: over PACK_FILE_LIMIT
+    tiny = tmp_path / "t.txt"
+    tiny.write_bytes(b"tiny")
     box = lockbox.create(tmp_path / "a.lbox", password="pw", argon2=weak_argon2,
-                         chunk_size=CHUNK)
+                         chunk_size=256 * 1024)
     with box:
         with box.writer() as w:
-            (p,) = prepare_batch([SmallFile(str(host), "d/f.txt", 0o640, 9)], CHUNK, 3)
+            packs, (p, q) = prepare_batch([SmallFile(str(host), "d/f.txt", 0o640, 9),
+                                           SmallFile(str(tiny), "d/t.txt", 0o600, 8)],
+                                          256 * 1024, 3)
+            assert len(packs) == 1 and (p.member_no, q.member_no, q.pack_no) == (-1, 0, 0)
             entry = w.content.place_prepared(p)
             assert w.content.frames[p.file_id] == list(entry.refs)
-            assert (entry.mode, entry.mtime_ns, entry.size) == (0o640, 9, 300)
+            assert (entry.mode, entry.mtime_ns, entry.size) == (0o640, 9, 120_000)
+            assert p.entry_head + b"".join((uvarint(entry.refs[0].frame_offset),
+                                            uvarint(entry.refs[0].frame_size),
+                                            entry.refs[0].tag)) == encode_entry(entry)
             w.put_entry("d/f.txt", entry)
         assert box.read_bytes("d/f.txt") == host.read_bytes() and box.verify().ok
 

@@ -101,9 +101,9 @@ def test_the_collector_is_paused_during_a_walk_and_restored(
             assert w.add_tree(src, "t", jobs=1) == 6
             assert seen and not any(seen) and gc.isenabled()
             os.unlink(src / "f0.txt")  # a file gone before it is read: a typed error
-            monkeypatch.setattr(pipeline, "prepare_batch", lambda b, c, lv: [
-                pipeline.Prepared(f.path, f.mode, f.mtime_ns, b"", 0, b"", b"",
-                                  error=f"cannot read {f.host}: gone") for f in b])
+            monkeypatch.setattr(pipeline, "prepare_batch", lambda b, c, lv: pipeline.Batch(
+                [], [pipeline.Prepared(f.path, f.mode, f.mtime_ns, b"", 0, b"", b"",
+                                       error=f"cannot read {f.host}: gone") for f in b]))
             with pytest.raises(StorageError, match="gone"):
                 w.add_tree(src, "u", jobs=1)
             assert gc.isenabled()

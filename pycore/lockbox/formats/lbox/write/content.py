@@ -1,6 +1,16 @@
 """File content: the DATA_CHUNK frames of a file version and, past the inline limit, its
-CHUNK_INDEX frames (docs/FORMAT.md §10). Returns the file's TOC entry; staging it is
-the caller's business.
+CHUNK_INDEX frames (docs/FORMAT.md §10), or for a small file a member of the session's
+open pack (one PACK frame shared by many small files, §10 "Packs"). Returns the file's
+TOC entry; staging it is the caller's business.
+
+Packing: a file of at most ``PACK_FILE_LIMIT`` bytes that fits one chunk becomes the next
+member of the open pack (:meth:`ContentWriter.add_member`); the pack is sealed as one
+PACK frame when the next member would take it over ``PACK_TARGET_SIZE`` bytes or
+``MAX_PACK_MEMBERS`` members, at commit (``Writer.commit``), or as soon as anything
+needs the ref of one of its entries: until then a packed entry's ``refs`` is a
+:class:`PackRefs`, whose first use seals the pack. Everything else of the entry (sizes,
+hash, member number) is final when it is staged, so lookups of staged state never wait
+for the pack.
 
 Data is streamed a chunk at a time (the chunk and one read-ahead chunk in memory). A
 file of at least one full chunk gets pages of its own, so that removing it frees whole
@@ -25,16 +35,31 @@ from ....crypto.base import CryptoBackend, Hasher
 from ....errors import CommitError, UsageError
 from ....platform import IS_BROWSER
 from ..frames import FrameSealer, raw_plain_prefix
-from ..wire.chunk import ChunkMeta, encode_index, encode_meta
-from ..wire.constants import INDEX_FANOUT, INLINE_CHUNK_REFS, EntryType, FrameKind
+from ..wire.chunk import ChunkMeta, encode_chunk_parts, encode_file_meta, encode_index, encode_meta
+from ..wire.constants import (
+    INDEX_FANOUT,
+    INLINE_CHUNK_REFS,
+    MAX_PACK_MEMBERS,
+    PACK_TARGET_SIZE,
+    EntryType,
+    FrameKind,
+)
 from ..wire.encoding import uvarint
-from ..wire.entry import LAYOUT_CHUNKS, LAYOUT_INDEX, MAX_INDEX_REFS, Entry
+from ..wire.entry import (
+    LAYOUT_CHUNKS,
+    LAYOUT_INDEX,
+    LAYOUT_PACKED,
+    MAX_INDEX_REFS,
+    Entry,
+    LazyRefs,
+)
+from ..wire.pack import encode_pack
 from ..wire.refs import Ref
 from .pages import PageWriter
-from .pipeline import Prepared
+from .pipeline import PACK_HEAD_SLACK, Prepared, packable
 from .timings import Timer
 
-__all__ = ["ContentWriter", "ContentSession", "Readable", "Progress"]
+__all__ = ["ContentWriter", "ContentSession", "Readable", "Progress", "PackRefs"]
 
 Progress = Callable[[str, int], None]  # (archive path, bytes just added)
 _NOT_LAST = encode_meta(None)
@@ -49,6 +74,37 @@ READ_AHEAD = not IS_BROWSER
 """Whether a large file's chunks are read and hashed on a thread (:class:`_ReadAhead`;
 not under Pyodide, which has none). Tests turn it off to compare."""
 _SAMPLES = 3
+class PackRefs(LazyRefs):
+    """The one ref of a packed entry (``refs`` of a layout-2 :class:`Entry`): the
+    PACK frame's ref once the pack is sealed. Its first use before that seals the pack
+    (``seal``); all the entries of one pack share this object. Equal to ``(ref,)``.
+    A pack discarded with its write session (abort) has no ref: using it is a
+    :class:`~lockbox.errors.UsageError`."""
+
+    __slots__ = ("_seal", "ref")
+
+    def __init__(self, seal: Callable[[], None]) -> None:
+        super().__init__(b"", 0, 1)
+        self._seal: Callable[[], None] | None = seal
+        self.ref: Ref | None = None
+
+    def _load(self) -> tuple[Ref, ...]:
+        if self.ref is None and self._seal is not None:
+            self._seal()
+        if self.ref is None:
+            raise UsageError("this file's pack was discarded with its write session")
+        return (self.ref,)
+
+    def _prefix(self, n: int) -> list[Ref]:
+        return list(self._load()[:n])
+
+    def resolve(self, ref: Ref) -> None:
+        self.ref = ref
+        self._refs = (ref,)
+        self._seal = None
+
+    def discard(self) -> None:
+        self._seal = None
 
 
 def _worth_compressing(codec: Codec, level: int, data: memoryview) -> bool:
@@ -206,6 +262,76 @@ class ContentWriter:
         self.frames: dict[bytes, list[Ref]] = {}
         self._buffers: list[bytearray] = []  # free chunk buffers (see _ring)
         self._ring_size = 0
+        # Every PACK frame sealed in this generation (the commit frees those no staged
+        # entry references); packed files are not in ``frames``.
+        self.packs: list[Ref] = []
+        # The open pack: its members (encoded data chunks), their bytes, their refs.
+        self._members: list[bytes] = []
+        self._members_size = 0
+        self._pack_refs: PackRefs | None = None
+
+    # -- packs ---------------------------------------------------------------------
+
+    @property
+    def pack_open(self) -> bool:
+        """Whether the open pack holds members not sealed yet."""
+        return bool(self._members)
+
+    def add_member(self, path_bytes: bytes, file_id: bytes, mode: int, mtime_ns: int,
+                   data: bytes | bytearray | memoryview, content_hash: bytes) -> Entry:
+        """A one-chunk file (``data``, its BLAKE3 ``content_hash``) as the next member
+        of the open pack; returns its entry (layout 2, ``refs`` a :class:`PackRefs`).
+        The pack is sealed first when this member would take it over
+        ``PACK_TARGET_SIZE`` bytes or ``MAX_PACK_MEMBERS`` members."""
+        csize = self._session.chunk_size
+        size = len(data)
+        member = encode_chunk_parts(file_id, 0, path_bytes,
+                                    encode_file_meta(mode, mtime_ns, size, content_hash,
+                                                     csize), data)
+        return self.add_encoded_member(member, file_id, mode, mtime_ns, size, content_hash)
+
+    def add_encoded_member(self, member: bytes, file_id: bytes, mode: int, mtime_ns: int,
+                           size: int, content_hash: bytes) -> Entry:
+        """:meth:`add_member` of a member already encoded (its data chunk, e.g. copied
+        from another archive's pack by compaction)."""
+        members = self._members
+        if members and (self._members_size + len(member) + PACK_HEAD_SLACK > PACK_TARGET_SIZE
+                        or len(members) >= MAX_PACK_MEMBERS):
+            self.seal_pack()
+            members = self._members
+        refs = self._pack_refs
+        if refs is None:
+            refs = self._pack_refs = PackRefs(self.seal_pack)
+        member_no = len(members)
+        members.append(member)
+        self._members_size += len(member) + PACK_HEAD_SLACK
+        return Entry(EntryType.FILE, mode, mtime_ns, size, len(member), content_hash, file_id,
+                     self._session.chunk_size, LAYOUT_PACKED, refs, member_no=member_no)
+
+    def seal_pack(self) -> Ref | None:
+        """Seal the open pack as one PACK frame (zstd when it saves 1/64, else RAW) and
+        give its entries their ref; returns it (None: the pack was empty)."""
+        members = self._members
+        refs = self._pack_refs
+        if not members or refs is None:
+            return None
+        s = self._session
+        t = s.timer.now()
+        self._members, self._members_size, self._pack_refs = [], 0, None
+        plain = s.sealer.encode_plain(encode_pack(members))
+        t = s.timer.add("prepare", t)
+        ref = s.pages.append(FrameKind.PACK, plain)
+        s.timer.add("write", t)
+        self.packs.append(ref)
+        refs.resolve(ref)
+        return ref
+
+    def discard_pack(self) -> None:
+        """Forget the open pack (the session is aborted): its entries' refs can no
+        longer be used."""
+        if self._pack_refs is not None:
+            self._pack_refs.discard()
+        self._members, self._members_size, self._pack_refs = [], 0, None
 
     def add_stream(self, path: str, stream: Readable, mode: int, mtime_ns: int,
                    progress: Progress | None = None, *,
@@ -236,7 +362,6 @@ class ContentWriter:
         stored = 0
         total = 0
         chunk_no = 0
-        written = self.frames.setdefault(file_id, [])
         fill = _filler(stream)
         slack = _SLACK + len(path_bytes)
         ring = self._ring(slack + csize)
@@ -244,6 +369,28 @@ class ContentWriter:
         cur = ring.pop()
         n_cur = fill(memoryview(cur)[slack:slack + csize])
         digest.update(memoryview(cur)[slack:slack + n_cur])
+        pre: tuple[bytearray, int] | None = None  # the second chunk, read to see the end
+        if n_cur == csize and packable(csize, csize):  # exactly one chunk, or more?
+            buf = ring.pop() if ring else bytearray(slack + csize)
+            n = fill(memoryview(buf)[slack:slack + csize])
+            digest.update(memoryview(buf)[slack:slack + n])
+            if n:
+                pre = (buf, n)
+            else:
+                ring.append(buf)
+        if pre is None and packable(n_cur, csize):
+            # the whole file is read: a member of the open pack
+            try:
+                t = lap("read", t)
+                entry = self.add_member(path_bytes, file_id, mode, mtime_ns,
+                                        memoryview(cur)[slack:slack + n_cur], digest.digest())
+                lap("prepare", t)
+            finally:
+                ring.append(cur)
+            if progress is not None:
+                progress(path, n_cur)
+            return entry
+        written = self.frames.setdefault(file_id, [])
         own_pages = n_cur == csize  # a large file gets pages of its own, so that
         if own_pages:               # removing it frees whole pages for reuse
             pages.close_page()
@@ -257,6 +404,10 @@ class ContentWriter:
         release = ring.append if ahead is None else ahead.give_back
 
         def next_chunk() -> tuple[bytearray, int]:
+            nonlocal pre
+            if pre is not None:
+                item, pre = pre, None
+                return item
             if ahead is not None:
                 return ahead.next()
             buf = ring.pop() if ring else bytearray(slack + csize)
@@ -345,7 +496,15 @@ class ContentWriter:
 
     def copy_file(self, path: str, entry: Entry, plains: Iterable[bytes]) -> Entry:
         """``entry`` with its chunk frames re-sealed here from their plaintexts (from
-        another archive with the same content key: compaction), as they are."""
+        another archive with the same content key: compaction), as they are. A packed
+        entry (layout 2): ``plains`` is one item, the member's bytes (its encoded data
+        chunk), which become a member of the open pack as they are."""
+        if entry.layout == LAYOUT_PACKED:
+            members = [bytes(p) for p in plains]
+            if len(members) != 1:
+                raise CommitError(f"{path}: {len(members)} pack members copied, 1 expected")
+            return self.add_encoded_member(members[0], entry.file_id, entry.mode,
+                                           entry.mtime_ns, entry.size, entry.content_hash)
         pages = self._session.pages
         append = pages.append
         own_pages = entry.size >= entry.chunk_size  # as add_stream places large files

@@ -30,7 +30,7 @@ from ..wire.constants import (
     FrameKind,
 )
 from ..wire.encoding import uvarint
-from ..wire.entry import LAYOUT_CHUNKS, Entry, normalize_path, toc_key
+from ..wire.entry import LAYOUT_CHUNKS, LAYOUT_PACKED, Entry, normalize_path, toc_key
 from .content import ContentWriter, Progress
 from .pages import PageWriter
 from .pipeline import Prepared, SmallFile, SmallFilePipeline, resolve_jobs
@@ -157,33 +157,49 @@ class HostWalk:
                                          self._progress, pool=self._pool, jobs=self._jobs)
         s.staging.put(path, entry)
 
-    def _stage_prepared(self, batch: Sequence[Prepared | tuple[Any, ...]],
+    def _stage_prepared(self, batch: tuple[list[bytes], Sequence[Prepared | tuple[Any, ...]]],
                         tags: list[tuple[bytes, str]]) -> None:
-        """The ordered writer's half of the pipeline: seal, place, stage (the
-        equivalent of ``ContentWriter.place_prepared`` and ``Staging.put`` per file,
-        with the loop's lookups hoisted: this runs once per small file)."""
+        """The ordered writer's half of the pipeline: seal the batch's packs (one PACK
+        frame each), then stage each file in order: a packed file's entry names its
+        pack (its encoding = the worker's head + the pack's ref); any other file's frame
+        is sealed and placed here (the equivalent of ``ContentWriter.place_prepared``
+        and ``Staging.put`` per file, with the loop's lookups hoisted: this runs once
+        per small file)."""
         s = self._session
         t = s.timer.now()
         try:
             progress = self._progress
-            append_many = s.pages.append_many
-            frames = s.content.frames
+            append = s.pages.append
+            content = s.content
+            frames = content.frames
             toc = s.staging.toc_changes
             encoded = s.staging.encoded
             chunk_size = s.chunk_size
-            kind, file_type = FrameKind.DATA_CHUNK, EntryType.FILE
+            file_type = EntryType.FILE
+            packs, rows = batch
+            pack_refs = []
+            tails = []
+            for plain in packs:
+                ref = append(FrameKind.PACK, plain)
+                pack_refs.append((ref,))
+                tails.append(b"".join((uvarint(ref.frame_offset), uvarint(ref.frame_size),
+                                       ref.tag)))
+            content.packs.extend(r for r, in pack_refs)
             # a Prepared, or the plain tuple a worker sent (the same fields)
-            rows = batch
-            start = 0
-            while start < len(rows):
-                # the run of files ready to place (up to an error or a grown file) is
-                # sealed in one call; the pages are the same as one append per file
-                stop = start
-                while stop < len(rows) and not rows[stop][7] and not rows[stop][8]:
-                    stop += 1
-                refs = append_many(kind, [r[6] for r in rows[start:stop]])
-                for (path, mode, mtime_ns, file_id, size, content_hash, plain, _, _, head), \
-                        (key, _), ref in zip(rows[start:stop], tags[start:stop], refs):
+            for (path, mode, mtime_ns, file_id, size, content_hash, plain, error, grown,
+                 head, member_no, pack_no, stored), (key, host) in zip(rows, tags):
+                if member_no >= 0:
+                    toc[key] = entry = Entry(file_type, mode, mtime_ns, size, stored,
+                                             content_hash, file_id, chunk_size, LAYOUT_PACKED,
+                                             pack_refs[pack_no], "", member_no)
+                    encoded[key] = (entry, head + tails[pack_no])
+                elif error:
+                    raise StorageError(error)
+                elif grown:  # no longer fits one chunk: streamed here instead
+                    self._add_host_file(host, path, os.stat(host))
+                    continue
+                else:
+                    ref = append(FrameKind.DATA_CHUNK, plain)
                     frames[file_id] = [ref]
                     stored = ref.frame_size
                     toc[key] = entry = Entry(file_type, mode, mtime_ns, size, stored,
@@ -192,17 +208,9 @@ class HostWalk:
                     if head and stored == FRAME_OVERHEAD + len(plain):
                         encoded[key] = (entry, b"".join((head, uvarint(ref.frame_offset),
                                                          uvarint(stored), ref.tag)))
-                    if progress is not None:
-                        progress(path, size)
-                if stop == len(rows):
-                    break
-                path, error, host = rows[stop][0], rows[stop][7], tags[stop][1]
-                if error:
-                    raise StorageError(error)
-                # no longer fits one chunk: streamed here instead
-                self._add_host_file(host, path, os.stat(host))
-                start = stop + 1
-            self._added += len(batch)
+                if progress is not None:
+                    progress(path, size)
+            self._added += len(rows)
         finally:
             s.timer.add("write", t)
 

@@ -31,17 +31,36 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from ..frames import encode_plain
 from ..wire.chunk import encode_chunk_parts, encode_file_meta
-from ..wire.constants import FRAME_OVERHEAD
-from ..wire.entry import encode_file_entry_head
+from ..wire.constants import (
+    FRAME_OVERHEAD,
+    MAX_PACK_MEMBERS,
+    PACK_FILE_LIMIT,
+    PACK_TARGET_SIZE,
+)
+from ..wire.entry import encode_file_entry_head, encode_packed_entry_head
+from ..wire.pack import encode_pack
 
-__all__ = ["SmallFile", "Prepared", "prepare_batch", "SmallFilePipeline", "resolve_jobs"]
+__all__ = ["SmallFile", "Prepared", "Batch", "prepare_batch", "packable", "PACK_HEAD_SLACK",
+           "SmallFilePipeline", "resolve_jobs"]
 
-BATCH_FILES = 256
-BATCH_BYTES = 4 << 20  # a batch closes at this many bytes of file content
+BATCH_FILES = MAX_PACK_MEMBERS
+# A batch closes at about this many bytes of file content (each file counted with
+# FILE_OVERHEAD more for its chunk header), so that its small files make one pack.
+BATCH_BYTES = PACK_TARGET_SIZE - PACK_TARGET_SIZE // 16
+FILE_OVERHEAD = 128
 START_AFTER = 1024  # below this many small files, workers cost more than they save
 PER_WORKER = 2  # batches in flight per worker
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 T = TypeVar("T")
+PACK_HEAD_SLACK = 8
+"""Bytes counted per member for the pack header (its size's uvarint, at most 3 bytes,
+and the count's share): a pack's payload stays within ``PACK_TARGET_SIZE``."""
+
+
+def packable(size: int, chunk_size: int) -> bool:
+    """Whether a file of ``size`` bytes goes into a pack (writer policy: at most
+    ``PACK_FILE_LIMIT`` bytes and one chunk; empty files too)."""
+    return size <= PACK_FILE_LIMIT and size <= chunk_size
 
 
 def resolve_jobs(jobs: int | str | None) -> int:
@@ -66,20 +85,41 @@ class SmallFile(NamedTuple):
 
 
 class Prepared(NamedTuple):
+    """One file of a batch, prepared. A packed file (``member_no`` >= 0) is member
+    ``member_no`` of the batch's pack ``pack_no`` (``plain`` empty, ``stored_size`` the
+    member's size); any other file that fits one chunk has its own frame plaintext in
+    ``plain``, ready to seal."""
+
     path: str
     mode: int
     mtime_ns: int
     file_id: bytes
     size: int
     content_hash: bytes
-    plain: bytes  # the frame plaintext, ready to seal
+    plain: bytes  # the frame plaintext, ready to seal (not for a packed file)
     error: str = ""
     grown: bool = False  # the file no longer fits one chunk: the main process streams it
-    entry_head: bytes = b""  # its TOC entry up to the one ref (encode_file_entry_head)
+    entry_head: bytes = b""  # its TOC entry up to the one ref (encode_*_entry_head)
+    member_no: int = -1  # packed: its member number in pack ``pack_no``
+    pack_no: int = 0
+    stored_size: int = 0  # packed: the member's size
 
 
-def prepare_batch(batch: list[SmallFile], chunk_size: int, level: int) -> list[Prepared]:
-    """Worker side (also used inline). Never raises for one bad file: reports it."""
+class Batch(NamedTuple):
+    """A prepared batch: the frame plaintexts of its packs (zstd or RAW, ready to seal
+    as PACK frames) and one :class:`Prepared` per file, in the order submitted."""
+
+    packs: list[bytes]
+    files: list[Prepared]
+
+
+def prepare_batch(batch: list[SmallFile], chunk_size: int, level: int) -> Batch:
+    """Worker side (also used inline). Never raises for one bad file: reports it.
+
+    Files that are :func:`~.content.packable` go into packs, in order, a pack closed
+    when the next member would take it over ``PACK_TARGET_SIZE`` bytes or
+    ``MAX_PACK_MEMBERS`` members (as ``ContentWriter.add_member``); each pack's payload
+    is compressed whole (one zstd call, the context reused)."""
     from ....platform import default_codec, default_crypto
 
     codec = default_codec()
@@ -89,8 +129,12 @@ def prepare_batch(batch: list[SmallFile], chunk_size: int, level: int) -> list[P
     os_open, os_read, os_close = os.open, os.read, os.close
     flags = os.O_RDONLY | _O_CLOEXEC
     limit = chunk_size + 1
+    pack_limit = min(PACK_FILE_LIMIT, chunk_size)
     out: list[Prepared] = []
     append = out.append
+    packs: list[bytes] = []
+    members: list[bytes] = []
+    members_size = 0
     for i, f in enumerate(batch):
         try:
             fd = os_open(f.host, flags)
@@ -115,13 +159,28 @@ def prepare_batch(batch: list[SmallFile], chunk_size: int, level: int) -> list[P
         digest = h.digest()
         file_id = ids[16 * i:16 * i + 16]
         meta = encode_file_meta(f.mode, f.mtime_ns, size, digest, chunk_size)
-        plain = encode_plain(codec, encode_chunk_parts(file_id, 0, f.path.encode(), meta, data),
-                             level)
+        chunk = encode_chunk_parts(file_id, 0, f.path.encode(), meta, data)
+        if size <= pack_limit:
+            if members and (members_size + len(chunk) + PACK_HEAD_SLACK > PACK_TARGET_SIZE
+                            or len(members) >= MAX_PACK_MEMBERS):
+                packs.append(encode_plain(codec, encode_pack(members), level))
+                members, members_size = [], 0
+            member_no = len(members)
+            members.append(chunk)
+            members_size += len(chunk) + PACK_HEAD_SLACK
+            head = encode_packed_entry_head(f.mode, f.mtime_ns, size, len(chunk), digest,
+                                            file_id, chunk_size, member_no)
+            append(Prepared(f.path, f.mode, f.mtime_ns, file_id, size, digest, b"", "",
+                            False, head, member_no, len(packs), len(chunk)))
+            continue
+        plain = encode_plain(codec, chunk, level)
         head = encode_file_entry_head(f.mode, f.mtime_ns, size, FRAME_OVERHEAD + len(plain),
                                       digest, file_id, chunk_size)
         append(Prepared(f.path, f.mode, f.mtime_ns, file_id, size, digest, plain, "", False,
                         head))
-    return out
+    if members:
+        packs.append(encode_plain(codec, encode_pack(members), level))
+    return Batch(packs, out)
 
 
 class _Worker:
@@ -220,7 +279,8 @@ class SmallFilePipeline(Generic[T]):
     the order of each file within its batch (batches may complete out of order)."""
 
     def __init__(self, jobs: int, chunk_size: int, level: int,
-                 consume: Callable[[Sequence[Prepared | tuple[Any, ...]], list[T]], None]
+                 consume: Callable[[tuple[list[bytes], Sequence[Prepared | tuple[Any, ...]]],
+                                    list[T]], None]
                  ) -> None:
         self.jobs = jobs
         self.chunk_size = chunk_size
@@ -240,7 +300,7 @@ class SmallFilePipeline(Generic[T]):
         self._batch.append(f)
         self._tags.append(tag)
         self._queued += 1
-        self._bytes += size
+        self._bytes += size + FILE_OVERHEAD
         if len(self._batch) >= BATCH_FILES or self._bytes >= BATCH_BYTES:
             self._dispatch()
 
@@ -276,7 +336,7 @@ class SmallFilePipeline(Generic[T]):
                 self.prepare_seconds += time.perf_counter() - t0
                 if isinstance(result, BaseException):
                     raise result
-                self.consume(result, tags)  # rows with Prepared's fields
+                self.consume(result, tags)  # (packs, rows with Prepared's fields)
 
     def finish(self) -> None:
         self._dispatch()
@@ -305,7 +365,8 @@ def worker_main() -> None:
         rows, chunk_size, level = pickle.loads(stdin.read(int.from_bytes(head, "little")))
         try:
             batch = [SmallFile._make(r) for r in rows]
-            result: Any = [tuple(p) for p in prepare_batch(batch, chunk_size, level)]
+            packs, files = prepare_batch(batch, chunk_size, level)
+            result: Any = (packs, [tuple(p) for p in files])
         except Exception as exc:  # reported to the main process, which raises it
             result = exc
         data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)

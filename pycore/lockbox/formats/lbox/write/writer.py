@@ -5,7 +5,8 @@ committed state under the lock, and puts together the parts of ``write/``, one
 concept each:
 
 * ``staging`` — the TOC and env changes staged for the next commit;
-* ``content`` — the frames of file content (chunks, chunk indexes);
+* ``content`` — the frames of file content (chunks, chunk indexes, packs of small
+  files: the open pack is sealed at commit, or when a staged entry's ref is used);
 * ``hostwalk`` — adding files and trees from the host's file system;
 * ``keyslots`` — password and recipient slots added or removed;
 * ``commit`` — the commit protocol (docs/FORMAT.md §11): new pages past the committed
@@ -307,6 +308,7 @@ class Writer:
         """Make every staged change durable as one new commit; returns the new view."""
         if self.closed:
             raise UsageError("this writer is closed")
+        self.content.seal_pack()  # every staged entry gets its real ref first
         t = self.timer.now()
         try:
             removed = self.keys.removed or self.keys.rewritten
@@ -356,6 +358,7 @@ class Writer:
         again first: when the new slot is valid, that commit is durable and is kept
         (nothing is rolled back); otherwise the slot write was torn and the
         previous commit stands."""
+        self.content.discard_pack()
         if self._slot_attempted:
             attempted, self._slot_attempted = self._slot_attempted, 0
             try:
