@@ -13,18 +13,16 @@ traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import gc
 import getpass
-import json
 import os
 import stat as stat_mod
 import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -38,21 +36,16 @@ from .errors import (
     UsageError,
     WrongKeyError,
 )
-from .formats.lbox.keys import DEFAULT_ARGON2, UnlockLimits
-from .formats.lbox.wire.constants import (
-    ARGON2_MAX_MEMORY_KIB,
-    ARGON2_MAX_TIME_COST,
-    ARGON2_MIN_MEMORY_KIB,
-    DEFAULT_CHUNK_SIZE,
-)
 
 # Everything else is imported by the command that needs it: a command pays only for its
-# own imports (``python -X importtime -m lockbox ls ...``).
+# own imports (``python -X importtime -m lockbox ls ...``; tests/test_cli_imports.py). The
+# parser itself is built lazily: only the parser of the command that runs (see
+# _LazySubParsersAction).
 if TYPE_CHECKING:
     from .convert import NewLbox
     from .facade import Archive
     from .formats.lbox.archive import Lockbox
-    from .formats.lbox.keys import Argon2Params, Identity, Recipient
+    from .formats.lbox.keys import Argon2Params, Identity, Recipient, UnlockLimits
     from .formats.lbox.walk import WalkLimits
     from .info import EntryInfo
     from .protocol import SessionInfo
@@ -133,6 +126,8 @@ def _out(text: str = "") -> None:
 
 def _out_json(data: object) -> None:
     """Exact machine output: JSON escapes control characters itself (ASCII only)."""
+    import json
+
     print(json.dumps(data, indent=2), flush=False)
 
 
@@ -536,7 +531,12 @@ def _load_recipients(values: Sequence[str]) -> list[Recipient]:
 
 def _argon2(args: argparse.Namespace) -> Argon2Params:
     """Argon2id parameters from the options (validated)."""
-    from .formats.lbox.keys import Argon2Params
+    from .formats.lbox.keys import DEFAULT_ARGON2, Argon2Params
+    from .formats.lbox.wire.constants import (
+        ARGON2_MAX_MEMORY_KIB,
+        ARGON2_MAX_TIME_COST,
+        ARGON2_MIN_MEMORY_KIB,
+    )
 
     kib = getattr(args, "argon2_memory_kib", None)
     mib = getattr(args, "argon2_memory", None)
@@ -939,6 +939,8 @@ COMPACT_HINT = 0.25  # info suggests compacting past this reclaimable share
 
 def cmd_info(args: argparse.Namespace) -> int:
     """lockbox info: facts about the archive (the .lbox details for a .lbox)."""
+    from dataclasses import replace
+
     from .formats.lbox.archive import Lockbox
 
     with _open_any(args) as box:
@@ -953,7 +955,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 counts[e.type] = counts.get(e.type, 0) + 1
                 if e.is_file:
                     counts["bytes"] = counts.get("bytes", 0) + e.size
-            sinfo = dataclasses.replace(
+            sinfo = replace(
                 sinfo, entries=sum(v for k, v in counts.items() if k != "bytes"),
                 file_bytes=counts.get("bytes", 0),
                 details={**sinfo.details, "files": counts.get("file", 0),
@@ -965,6 +967,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _print_session_info(args: argparse.Namespace, info: SessionInfo, title: str) -> None:
     """Any format's SessionInfo: the common facts, then the format's details."""
+    from dataclasses import asdict
+
     if args.json:
         _out_json({**asdict(info), "title": title})
         return
@@ -997,6 +1001,8 @@ def _detail_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, (dict, list, tuple)):
+        import json
+
         return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
     return str(value)
 
@@ -1040,6 +1046,8 @@ def _print_lbox_info(args: argparse.Namespace, info: Any, reclaim: tuple[int, in
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """lockbox verify: check everything; exit 5 when damaged."""
+    from dataclasses import asdict
+
     from .formats.lbox.verify import VerifyReport
 
     with _open_any(args) as box:
@@ -1210,6 +1218,8 @@ def cmd_env_rm(args: argparse.Namespace) -> int:
 
 def cmd_keys_ls(args: argparse.Namespace) -> int:
     """lockbox keys ls: the key slots."""
+    from dataclasses import asdict
+
     with _open(args) as box:
         info = box.info()
     if args.json:
@@ -1412,9 +1422,11 @@ exit status: 0 every entry was converted (notes may have been printed);
 """
 
 
+@cache
 def _common_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """Options accepted both before and after the command name. Their defaults
-    are SUPPRESS here so that a value given before the command survives."""
+    are SUPPRESS here so that a value given before the command survives. Built once: a
+    parent's arguments are shared by its children, never changed."""
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                        help="print nothing but results and errors")
@@ -1456,6 +1468,8 @@ def _walk_limits(args: argparse.Namespace) -> WalkLimits | None:
 
 def _unlock_limits(args: argparse.Namespace) -> UnlockLimits | None:
     """The local unlock limits: the platform's defaults, raised or lowered by the flags."""
+    from dataclasses import replace
+
     from .platform import default_unlock_limits
 
     changes: dict[str, int] = {}
@@ -1470,7 +1484,7 @@ def _unlock_limits(args: argparse.Namespace) -> UnlockLimits | None:
         changes["max_unlock_work_kib"] = max(1, work // 1024)
     if not changes:
         return None
-    return dataclasses.replace(default_unlock_limits(), **changes)
+    return replace(default_unlock_limits(), **changes)
 
 
 def _cache_limit(text: str) -> str | int:
@@ -1486,6 +1500,12 @@ def _cache_limit(text: str) -> str | int:
 
 
 def _creation_options(p: argparse.ArgumentParser) -> None:
+    _when_built(p, _define_creation_options)
+
+
+def _define_creation_options(p: argparse.ArgumentParser) -> None:
+    from .formats.lbox.wire.constants import DEFAULT_CHUNK_SIZE
+
     g = p.add_argument_group("new archive")
     g.add_argument("--recipient", "-r", action="append", metavar="NAME_FILE_OR_STRING",
                    help="also let this recipient open the archive (a trusted recipient's "
@@ -1495,16 +1515,140 @@ def _creation_options(p: argparse.ArgumentParser) -> None:
                    help="no password slot (needs at least one --recipient)")
     g.add_argument("--chunk-size", type=_parse_size, default=DEFAULT_CHUNK_SIZE, metavar="N",
                    help="file chunk size, a multiple of 4K up to 4M (default: 1M)")
-    _argon2_options(g)
+    _define_argon2_options(g)
 
 
 def _argon2_options(g: Any) -> None:
+    _when_built(g, _define_argon2_options)
+
+
+def _define_argon2_options(g: Any) -> None:
+    from .formats.lbox.wire.constants import DEFAULT_ARGON2_MEMORY_KIB, DEFAULT_ARGON2_TIME_COST
+
     g.add_argument("--argon2-memory", type=_positive_int, metavar="MiB",
                    help=f"Argon2id memory for the password slot in MiB "
-                        f"(default: {DEFAULT_ARGON2.memory_kib // 1024})")
+                        f"(default: {DEFAULT_ARGON2_MEMORY_KIB // 1024})")
     g.add_argument("--argon2-time", type=_positive_int, metavar="N",
-                   help=f"Argon2id passes (default: {DEFAULT_ARGON2.time_cost})")
+                   help=f"Argon2id passes (default: {DEFAULT_ARGON2_TIME_COST})")
     g.add_argument("--argon2-memory-kib", type=_positive_int, help=argparse.SUPPRESS)
+
+
+# -- the parser, built lazily ------------------------------------------------------------
+#
+# Building every command's parser cost more than the rest of `lockbox --version` (argparse
+# makes a help formatter and translates messages for every argument). So the subcommands'
+# parsers are only *recorded* when build_parser() defines them, and built when argparse
+# dispatches to one (or its help is asked for): a run builds the top-level parser and the
+# one command it runs. tests/test_cli_args.py builds every one of them.
+
+_RECORDED_CALLS = frozenset({"add_argument", "add_argument_group",
+                             "add_mutually_exclusive_group", "set_defaults",
+                             "add_subparsers", "add_parser"})
+
+
+class _Recipe:
+    """The definition calls made on a parser that is not built yet (or on an argument
+    group or subparsers action of one), recorded and made on the real object by
+    :meth:`replay`. Each call returns the recipe of its result."""
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls: list[tuple[str, tuple[Any, ...], dict[str, Any], _Recipe]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., _Recipe]:
+        if name not in _RECORDED_CALLS:
+            raise AttributeError(f"{name!r}: a parser that is not built yet records only "
+                                 f"{', '.join(sorted(_RECORDED_CALLS))}")
+
+        def record(*args: Any, **kwargs: Any) -> _Recipe:
+            result = _Recipe()
+            self._calls.append((name, args, kwargs, result))
+            return result
+        return record
+
+    def when_built(self, define: Callable[[Any], None]) -> None:
+        """Call ``define(real object)`` at that point of the replay."""
+        self._calls.append(("", (define,), {}, _Recipe()))
+
+    def replay(self, target: Any) -> None:
+        for name, args, kwargs, result in self._calls:
+            if not name:
+                args[0](target)
+                continue
+            made = getattr(target, name)(*args, **kwargs)
+            if result._calls:
+                result.replay(made)
+
+
+def _when_built(target: Any, define: Callable[[Any], None]) -> None:
+    """``define(target)`` now for a real parser or group, when it is built for a recorded
+    one (definitions that need imports, e.g. defaults shown in the help)."""
+    if isinstance(target, _Recipe):
+        target.when_built(define)
+    else:
+        define(target)
+
+
+class _PendingParser(_Recipe):
+    """A subcommand's parser: its constructor arguments and recorded definition."""
+
+    __slots__ = ("_built", "_kwargs", "_make")
+
+    def __init__(self, make: Callable[..., argparse.ArgumentParser], kwargs: dict[str, Any]
+                 ) -> None:
+        super().__init__()
+        self._make = make
+        self._kwargs = kwargs
+        self._built: argparse.ArgumentParser | None = None
+
+    def build(self) -> argparse.ArgumentParser:
+        if self._built is None:
+            parser = self._make(**self._kwargs)
+            self.replay(parser)
+            self._built = parser
+        return self._built
+
+
+class _ParserMap(dict):  # type: ignore[type-arg]
+    """A subparsers action's name -> parser map that builds a parser when it is looked up
+    (argparse dispatches with ``map[name]``; ``in`` and iteration see the names only;
+    ``values``, ``items`` and ``get`` build what they return)."""
+
+    def __getitem__(self, name: str) -> Any:
+        value = super().__getitem__(name)
+        return value.build() if isinstance(value, _PendingParser) else value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return [self[name] for name in self]
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return [(name, self[name]) for name in self]
+
+
+class _LazySubParsersAction(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Subparsers whose parsers are built when used. ``add_parser`` is argparse's own
+    (names, aliases, the help line of the command list) with the parser's construction
+    deferred: it returns a :class:`_PendingParser` that records the definition."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._name_parser_map = self.choices = _ParserMap()
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        make = self._parser_class
+        self._parser_class = lambda **kw: _PendingParser(make, kw)
+        try:
+            return super().add_parser(name, **kwargs)
+        finally:
+            self._parser_class = make
+
+    def parsers(self) -> dict[str, argparse.ArgumentParser]:
+        """Every parser, built (tests, completion)."""
+        return {name: self._name_parser_map[name] for name in self._name_parser_map}
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -1519,6 +1663,10 @@ class _CommandParser(argparse.ArgumentParser):
     """
 
     _in_intermixed = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _LazySubParsersAction)
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None,
@@ -1556,7 +1704,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoded-page cache: auto, a size like 256M, or 0 to disable "
                         "(default: LOCKBOX_CACHE, else auto)")
     sub: Any = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                     parser_class=_CommandParser)
+                                     parser_class=_CommandParser, action=_LazySubParsersAction)
 
     both = [quiet, secrets]
     ro = "ARCHIVE may be a local file or an http(s):// URL."
@@ -2050,8 +2198,6 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    import traceback
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -2062,12 +2208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except LockboxError as e:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _err(str(e) or type(e).__name__)
         return e.exit_code
     except KeyboardInterrupt:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _err("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -2075,10 +2221,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except OSError as e:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         where = f"{e.filename}: " if e.filename else ""
         _err(f"{where}{e.strerror or e}")
         return EXIT_OS_ERROR
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
 
 
 if __name__ == "__main__":

@@ -26,14 +26,16 @@ serve`` serves the archive next to that viewer: the viewer's origin +
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
 from .cli import _common_parents, _err, _open, _out, _out_json
 from .errors import UsageError
-from .formats.lbox.keys import LinkSecret
+
+# The parser is built for every command: the command's own imports are made when it runs
+# (tests/test_cli_imports.py).
+if TYPE_CHECKING:
+    from .formats.lbox.keys import LinkSecret
 
 __all__ = ["add_share_parser", "cmd_share", "share_link", "default_archive_url",
            "VIEWER_ENV"]
@@ -57,6 +59,8 @@ The archive is opened with the usual secrets (--password-file, LOCKBOX_PASSWORD,
 
 def _http_url(value: str, what: str) -> tuple[str, str, str, str, str]:
     """``value`` split, or UsageError when it is not an absolute http(s) URL."""
+    from urllib.parse import urlsplit
+
     parts = urlsplit(value.strip())
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{what} must be an absolute http:// or https:// URL, not "
@@ -65,6 +69,8 @@ def _http_url(value: str, what: str) -> tuple[str, str, str, str, str]:
 
 
 def _loopback(host: str) -> bool:
+    import ipaddress
+
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -76,6 +82,8 @@ def _loopback(host: str) -> bool:
 def viewer_url(args: argparse.Namespace) -> str:
     """The viewer's URL: ``--viewer``, else ``$LOCKBOX_VIEWER_URL``, without a fragment
     (the link's fragment is the command's own)."""
+    from urllib.parse import urlunsplit
+
     value = getattr(args, "viewer", None) or os.environ.get(VIEWER_ENV) or ""
     if not value.strip():
         raise UsageError(f"no viewer URL: give --viewer URL (where the lockbox viewer is "
@@ -92,6 +100,8 @@ def default_archive_url(viewer: str, archive_path: str) -> str:
     """Where ``lockbox serve`` serves ``archive_path`` next to ``viewer``: the viewer's
     origin + ``/archives/`` + the file name, percent-encoded (the server's canonical
     archive URL; ``/NAME`` only redirects there)."""
+    from urllib.parse import quote, urlunsplit
+
     scheme, netloc, _, _, _ = _http_url(viewer, "--viewer")
     name = os.path.basename(os.path.normpath(archive_path))
     return urlunsplit((scheme, netloc, "/archives/" + quote(name, safe=""), "", ""))
@@ -102,12 +112,18 @@ def share_link(viewer: str, archive_url: str, secret: LinkSecret) -> str:
     for ``application/x-www-form-urlencoded`` (what the viewer's ``URLSearchParams``
     decodes): every character but unreserved ones, ``:`` and ``/`` is escaped, so a
     ``&``, ``#``, ``+``, ``%`` or ``=`` in it cannot end or change the parameter."""
+    from urllib.parse import quote
+
     base = viewer.split("#", 1)[0]
     return (f"{base}#url={quote(archive_url, safe=':/')}&key={secret.text()}")
 
 
 def cmd_share(args: argparse.Namespace) -> int:
     """lockbox share: add a link slot and print the link."""
+    from urllib.parse import urlsplit
+
+    from .formats.lbox.keys import LinkSecret
+
     viewer = viewer_url(args)
     if args.archive_url:
         _http_url(args.archive_url, "--archive-url")
