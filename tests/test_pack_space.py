@@ -4,10 +4,21 @@ when the last one goes; the slot version follows the packs (3 with, 2 without)."
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
+import lockbox
 from lockbox.errors import FormatError, IntegrityError, LimitExceededError
-from lockbox.formats.lbox.wire.constants import MAX_PAGE_SIZE, EntryType
+from lockbox.formats.lbox.recovery import COMPLETE, RecoveryScanner
+from lockbox.formats.lbox.wire.constants import (
+    FORMAT_VERSION,
+    MAX_PAGE_SIZE,
+    PACKED_FORMAT_VERSION,
+    SUPERBLOCK_SIZE,
+    EntryType,
+)
 from lockbox.formats.lbox.wire.encoding import uvarint
 from lockbox.formats.lbox.wire.entry import LAYOUT_CHUNKS, LAYOUT_PACKED, Entry
 from lockbox.formats.lbox.wire.refs import Ref
@@ -24,6 +35,8 @@ from lockbox.formats.lbox.write.space import (
     encode_tail,
 )
 from lockbox.formats.lbox.write.spacekeeper import SpaceKeeper
+from lockbox.sources.file import FileSource
+from test_space import check_map, load_map, strip_space_map
 
 # -- records ---------------------------------------------------------------------------
 
@@ -167,3 +180,219 @@ def test_a_pack_the_map_does_not_know_cannot_lose_entries():
     space = space_with((P, 1))
     with pytest.raises(IntegrityError):  # another size under the same offset
         freed(space, [packed(0, Ref(P.frame_offset, 1, P.tag))], [])
+
+
+# -- with the writer -------------------------------------------------------------------
+
+WEAK = lockbox.Argon2Params(time_cost=1, memory_kib=64)
+SMALL = {f"d/f{i:02d}.txt": b"small file %d " % i * (i + 1) for i in range(50)}
+
+
+def packed_box(tmp_path: Path, files: dict[str, bytes] = SMALL) -> tuple[lockbox.Lockbox, Path]:
+    path = tmp_path / "p.lbox"
+    box = lockbox.create(path, password="pw", argon2=WEAK, chunk_size=65536)
+    with box.writer() as w:
+        for p, data in files.items():
+            w.add_bytes(p, data)
+    return box, path
+
+
+def entry_of(box: lockbox.Lockbox, path: str) -> Entry:
+    return box.run(box.view.stat_flow(path))
+
+
+def pack_of(box: lockbox.Lockbox, path: str) -> Ref:
+    e = entry_of(box, path)
+    assert e.layout == LAYOUT_PACKED
+    return e.refs[0]
+
+
+def on_disk(path: Path, ref: Ref) -> bytes:
+    return path.read_bytes()[ref.frame_offset:ref.frame_offset + ref.frame_size]
+
+
+def slot_version(path: Path) -> int:
+    box = lockbox.open(path, password="pw")
+    try:
+        return box.view.slot.version
+    finally:
+        box.close()
+
+
+def test_a_pack_lives_while_one_member_does_and_dies_with_the_last(tmp_path):
+    box, path = packed_box(tmp_path)
+    names = sorted(SMALL)
+    pack = pack_of(box, names[0])
+    assert {pack_of(box, n) for n in names} == {pack}  # one pack
+    assert box.view.slot.version == PACKED_FORMAT_VERSION
+    space, _ = load_map(box, path)
+    assert space.packs == {pack.frame_offset: PackRecord(pack.frame_size, 50)}
+    check_map(box, path)
+    with box.writer() as w:
+        for n in names[:49]:
+            w.remove(n)
+    assert on_disk(path, pack)[:4] == b"LBXF"  # not redacted: a member still lives
+    space, _ = load_map(box, path)
+    assert space.packs == {pack.frame_offset: PackRecord(pack.frame_size, 1)}
+    assert pack.frame_offset not in space.dead
+    again = lockbox.open(path, password="pw")  # after the redaction, from the file
+    assert again.read_bytes(names[49]) == SMALL[names[49]]
+    assert again.verify().ok
+    again.close()
+    check_map(box, path)
+    with box.writer() as w:
+        w.remove(names[49])
+    assert on_disk(path, pack) == bytes(pack.frame_size)  # DEAD and redacted
+    space, _ = load_map(box, path)
+    assert space.packs == {}
+    assert space.dead.get(pack.frame_offset) == pack.frame_size
+    assert slot_version(path) == FORMAT_VERSION  # no pack left: version 2 again
+    page = space.page_of(pack.frame_offset)
+    check_map(box, path)
+    size = path.stat().st_size
+    with box.writer() as w:  # the freed page is reused
+        w.add_bytes("again.txt", b"a" * 30_000)
+    assert pack_of(box, "again.txt").frame_offset >= page
+    assert space.page_of(pack_of(box, "again.txt").frame_offset) == page
+    assert path.stat().st_size <= size + 8192  # the map's own pages only
+    assert slot_version(path) == PACKED_FORMAT_VERSION
+    check_map(box, path)
+
+
+def test_moving_a_packed_file_frees_nothing(tmp_path):
+    box, path = packed_box(tmp_path, {"a.txt": b"aaa", "b.txt": b"bbb"})
+    pack = pack_of(box, "a.txt")
+    with box.writer() as w:
+        w.move("a.txt", "moved/a.txt")
+    assert pack_of(box, "moved/a.txt") == pack
+    space, _ = load_map(box, path)
+    assert pack.frame_offset not in space.dead
+    assert space.packs[pack.frame_offset].entries == 2
+    assert on_disk(path, pack)[:4] == b"LBXF"
+    with box.writer() as w:  # a lone member moved: still nothing freed
+        w.remove("b.txt")
+    with box.writer() as w:
+        w.move("moved/a.txt", "a2.txt")
+    assert lockbox.open(path, password="pw").read_bytes("a2.txt") == b"aaa"
+    check_map(box, path)
+
+
+def test_replacing_packed_files(tmp_path):
+    box, path = packed_box(tmp_path, {"a.txt": b"aaa", "b.txt": b"bbb", "c.txt": b"ccc"})
+    pack = pack_of(box, "a.txt")
+    big = os.urandom(200_000)
+    with box.writer() as w:
+        w.add_bytes("a.txt", big)  # by a large file
+        w.add_bytes("b.txt", b"new b")  # by another small one (a new pack)
+    assert entry_of(box, "a.txt").layout != LAYOUT_PACKED
+    new_pack = pack_of(box, "b.txt")
+    assert new_pack != pack
+    space, _ = load_map(box, path)
+    assert space.packs == {pack.frame_offset: PackRecord(pack.frame_size, 1),
+                           new_pack.frame_offset: PackRecord(new_pack.frame_size, 1)}
+    assert on_disk(path, pack)[:4] == b"LBXF"  # c.txt still in it
+    check_map(box, path)
+    with box.writer() as w:
+        w.add_bytes("c.txt", b"new c")  # the old pack's last member replaced
+    assert on_disk(path, pack) == bytes(pack.frame_size)
+    box2 = lockbox.open(path, password="pw")
+    assert [box2.read_bytes(n) for n in ("a.txt", "b.txt", "c.txt")] == [big, b"new b",
+                                                                          b"new c"]
+    check_map(box, path)
+
+
+def test_a_session_pack_no_entry_keeps_is_freed(tmp_path):
+    box, path = packed_box(tmp_path, {"keep.txt": b"k"})
+    with box.writer() as w:
+        w.add_bytes("x.txt", b"x" * 100)
+        w.add_bytes("y.txt", b"y" * 100)
+        w.commit()
+        pack = pack_of(box, "x.txt")
+        w.add_bytes("z.txt", b"z" * 100)  # a second pack of this writer
+        zpack = w.content.seal_pack()
+        assert zpack is not None
+        w.remove("z.txt")  # removed before its commit: its pack is garbage
+        w.remove("x.txt")
+    space, _ = load_map(box, path)
+    assert space.packs[pack.frame_offset].entries == 1  # y.txt
+    assert zpack.frame_offset not in space.packs
+    assert on_disk(path, zpack) == bytes(zpack.frame_size)
+    assert box.read_bytes("y.txt") == b"y" * 100
+    check_map(box, path)
+
+
+def test_rebuilt_map_counts_packs_like_the_incremental_one(tmp_path):
+    files = {f"f{i}": os.urandom(i * 37) for i in range(40)} | {"big": os.urandom(100_000)}
+    box, path = packed_box(tmp_path, files)
+    with box.writer() as w:
+        for i in range(0, 40, 3):
+            w.remove(f"f{i}")
+        w.add_bytes("later", b"later")
+        w.move("f1", "moved")
+    incremental, _ = load_map(box, path)
+    assert len(incremental.packs) == 2
+    strip_space_map(box, path)
+    box = lockbox.open(path, password="pw")
+    assert box.view.commit.space is None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        rebuilt = SpaceKeeper(fd, box.run).rebuild(box.view)
+    finally:
+        os.close(fd)
+    assert rebuilt.packs == incremental.packs
+    for off, rec in incremental.pages.items():
+        if rec.kind == FRAMES:
+            assert rebuilt.pages[off].live == rec.live
+    with box.writer() as w:  # the first writer rebuilds it and goes on
+        w.remove("f2")
+    check_map(box, path)
+
+
+def test_recovery_of_a_packed_archive_without_slots(tmp_path):
+    files = {f"dir{i % 3}/f{i:03d}": os.urandom(i * 13 % 3000) for i in range(120)}
+    box, path = packed_box(tmp_path, files)
+    with box.writer() as w:  # a second pack, and a removed member in the first
+        w.add_bytes("late.txt", b"late")
+        w.remove("dir0/f000")
+    del files["dir0/f000"]
+    files["late.txt"] = b"late"
+    box.close()
+    data = bytearray(path.read_bytes())
+    data[:SUPERBLOCK_SIZE] = bytes(SUPERBLOCK_SIZE)  # both slots destroyed
+    path.write_bytes(bytes(data))
+    source = FileSource(path)
+    try:
+        scanner = RecoveryScanner(password="pw")
+        report = scanner.scan(source)
+        status = {e.path: e.status for e in report.files}
+        for p in files:
+            assert status[p] == COMPLETE, p
+        out = tmp_path / "out.lbox"
+        scanner.salvage(out, source)
+    finally:
+        source.close()
+    with lockbox.open(out, password="pw") as got:
+        assert got.verify().ok
+        for p, want in files.items():
+            assert got.read_bytes(p) == want
+        assert got.view.slot.version == PACKED_FORMAT_VERSION
+
+
+def test_compaction_repacks_live_members(tmp_path):
+    files = {f"f{i:03d}": os.urandom(2000) for i in range(200)}
+    box, path = packed_box(tmp_path, files)
+    with box.writer() as w:
+        for i in range(0, 200, 2):
+            w.remove(f"f{i:03d}")
+    before = path.stat().st_size
+    report = box.compact()
+    assert report.files == 100
+    assert path.stat().st_size < before - 150_000  # the removed members are gone
+    assert box.verify().ok
+    with lockbox.open(path, password="pw") as again:
+        for i in range(1, 200, 2):
+            assert again.read_bytes(f"f{i:03d}") == files[f"f{i:03d}"]
+    space, _ = load_map(box, path)
+    assert sum(p.entries for p in space.packs.values()) == 100
+    assert slot_version(path) == PACKED_FORMAT_VERSION
+    check_map(box, path)

@@ -9,6 +9,12 @@ password and identity keeps working; nothing freed, stale or garbage is
 carried over. The old file keeps its writer lock until the rename, so no
 other writer can commit in between.
 
+Packed small files (entry layout 2) are repacked: each live member (its encoded data
+chunk, checked against its entry) joins the new archive's open pack, so the members of
+removed files -- kept, encrypted, in a pack that still had live members -- are dropped,
+and packs half emptied by removals are merged. Each old pack is opened once (the view's
+pack cache) for its members met one after the other in walk order.
+
 ``box`` is any :class:`~.target.WritableArchive` (``Lockbox``); the new file is
 opened with the same kind of archive object, ``type(box).open(...)``, so this
 module never imports the facade.
@@ -29,7 +35,7 @@ from ..keys import committed_keydir
 from ..reading import BATCH_BYTES
 from ..view import ArchiveView
 from ..wire.constants import EntryType, FrameKind
-from ..wire.entry import Entry
+from ..wire.entry import LAYOUT_PACKED, Entry
 from ..wire.keydir import keydir_has_commitment
 from .newarchive import write_new_archive
 from .target import WritableArchive
@@ -101,7 +107,11 @@ def compact_archive(box: WritableArchive) -> CompactReport:
 
 
 def _plains(old: Writer, view: ArchiveView, entry: Entry) -> Iterator[bytes]:
-    """The authenticated frame plaintexts of a file's chunks, in order, in batches."""
+    """The authenticated frame plaintexts of a file's chunks, in order, in batches; for
+    a packed file, its one member's bytes (an encoded data chunk, checked)."""
+    if entry.layout == LAYOUT_PACKED:
+        yield old.run(_member_flow(view, entry))
+        return
     per = max(1, BATCH_BYTES // entry.chunk_size)
     for first in range(0, entry.chunks, per):
         stop = min(entry.chunks, first + per)
@@ -113,3 +123,16 @@ def _plains(old: Writer, view: ArchiveView, entry: Entry) -> Iterator[bytes]:
                     for r, b in zip(refs, blobs)]
 
         yield from old.run(flow())
+
+
+def _member_flow(view: ArchiveView, entry: Entry) -> Flow[bytes]:
+    """A packed file's member, as its pack holds it: the pack opened once (and kept by
+    the view for the next members), the member checked against ``entry`` (FORMAT.md §10
+    "Packs": IntegrityError / FormatError as a read would raise)."""
+    ref = entry.refs[0]
+    pack = view.cached_pack(ref)
+    if pack is None:
+        blobs = yield Read((ref.byte_range,))
+        pack = view.keep_pack(ref, view.opener.open_ref(blobs[0], ref, FrameKind.PACK))
+    view.check_member(entry, pack)
+    return bytes(pack.member(entry.member_no))
