@@ -348,9 +348,30 @@ def test_rebuilt_map_counts_packs_like_the_incremental_one(tmp_path):
     check_map(box, path)
 
 
+class Counting:
+    """A source counting the bytes read through it."""
+
+    def __init__(self, source: FileSource) -> None:
+        self.source = source
+        self.bytes_read = 0
+
+    def size(self) -> int | None:
+        return self.source.size()
+
+    def read(self, ranges):
+        blobs = self.source.read(ranges)
+        self.bytes_read += sum(len(b) for b in blobs)
+        return blobs
+
+    def close(self) -> None:
+        self.source.close()
+
+
 def test_recovery_of_a_packed_archive_without_slots(tmp_path):
     files = {f"dir{i % 3}/f{i:03d}": os.urandom(i * 13 % 3000) for i in range(120)}
+    files |= {f"many/g{i:03d}": os.urandom(3000) for i in range(400)}  # 1.2 MB: 2 packs
     box, path = packed_box(tmp_path, files)
+    assert len({pack_of(box, p) for p in files}) >= 2
     with box.writer() as w:  # a second pack, and a removed member in the first
         w.add_bytes("late.txt", b"late")
         w.remove("dir0/f000")
@@ -368,9 +389,12 @@ def test_recovery_of_a_packed_archive_without_slots(tmp_path):
         for p in files:
             assert status[p] == COMPLETE, p
         out = tmp_path / "out.lbox"
-        scanner.salvage(out, source)
+        counting = Counting(source)
+        scanner.salvage(out, counting)
     finally:
         source.close()
+    # every pack is re-read (and re-opened) once, not once per member
+    assert counting.bytes_read <= len(data)
     with lockbox.open(out, password="pw") as got:
         assert got.verify().ok
         for p, want in files.items():
@@ -379,20 +403,27 @@ def test_recovery_of_a_packed_archive_without_slots(tmp_path):
 
 
 def test_compaction_repacks_live_members(tmp_path):
-    files = {f"f{i:03d}": os.urandom(2000) for i in range(200)}
+    # 700 x 2000 random bytes: two packs (1 MiB each at most); half of them removed
+    files = {f"f{i:03d}": os.urandom(2000) for i in range(700)}
     box, path = packed_box(tmp_path, files)
+    packs = {pack_of(box, p) for p in files}
+    assert len(packs) == 2
     with box.writer() as w:
-        for i in range(0, 200, 2):
+        for i in range(0, 700, 2):
             w.remove(f"f{i:03d}")
+    space, _ = load_map(box, path)
+    assert {p.entries for p in space.packs.values()} != {0}
+    assert sorted(space.packs) == sorted(p.frame_offset for p in packs)  # both still live
     before = path.stat().st_size
     report = box.compact()
-    assert report.files == 100
-    assert path.stat().st_size < before - 150_000  # the removed members are gone
+    assert report.files == 350
+    assert path.stat().st_size < before - 600_000  # the removed members are gone
     assert box.verify().ok
     with lockbox.open(path, password="pw") as again:
-        for i in range(1, 200, 2):
+        for i in range(1, 700, 2):
             assert again.read_bytes(f"f{i:03d}") == files[f"f{i:03d}"]
     space, _ = load_map(box, path)
-    assert sum(p.entries for p in space.packs.values()) == 100
+    assert len(space.packs) == 1  # the live members fit one pack now
+    assert sum(p.entries for p in space.packs.values()) == 350
     assert slot_version(path) == PACKED_FORMAT_VERSION
     check_map(box, path)
