@@ -11,14 +11,19 @@ reader, :class:`~lockbox.formats.lbox.view.ArchiveView`):
 * reuse of verified plaintext chunks (:class:`PlainCache`): a preview's chunks are not
   fetched again by the download of the same file (the network panel counts them);
 * folder ``.zip`` files whose small files are fetched many at a time through their chunk
-  refs (:func:`read_chunks_flow`: one round trip per batch, not one per file).
+  refs (:func:`read_chunks_flow`: one round trip per batch, not one per file). Packed
+  small files (FORMAT.md §10 "Packs": members of a shared PACK frame) are read through
+  their pack: each PACK frame a batch needs is fetched and opened once for all its
+  members, and stays opened in the view (``ArchiveView.packs``), so the zip of a folder,
+  and previews and downloads of the files of one pack, open it once, not once per file.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..crypto.base import open_frames
@@ -28,9 +33,9 @@ from ..formats.lbox.info import SlotInfo, entry_info
 from ..formats.lbox.keys import Identity
 from ..formats.lbox.reading import FileReadPlan, drive_pipelined, pipelined_stream_flow
 from ..formats.lbox.session import LboxSession
-from ..formats.lbox.view import CHUNK_PLAIN_LIMIT, ArchiveView, ChunkData
+from ..formats.lbox.view import CHUNK_PLAIN_LIMIT, ArchiveView, ChunkData, ContentBatch
 from ..formats.lbox.wire.constants import EntryType
-from ..formats.lbox.wire.entry import Entry, normalize_path
+from ..formats.lbox.wire.entry import LAYOUT_PACKED, Entry, normalize_path
 from ..formats.lbox.wire.keydir import LinkSlot, PasswordSlot, RecipientSlot, decode_keydir
 from ..formats.lbox.wire.refs import Ref
 from ..formats.lbox.wire.superblock import decode_superblock
@@ -41,7 +46,8 @@ from .messages import AtPath, ViewerError, error_info
 
 __all__ = ["LboxExtension", "PlainCache", "unlock_methods", "identity_secret",
            "read_chunks_flow", "file_batches", "PLAIN_CACHE_BYTES", "PLAIN_CACHE_FILE_MAX",
-           "ZIP_SMALL_FILE", "ZIP_BATCH_BYTES", "ZIP_BATCH_FILES", "ZIP_GAP_BYTES"]
+           "ZIP_SMALL_FILE", "ZIP_BATCH_BYTES", "ZIP_BATCH_FILES", "ZIP_BATCH_PACKS",
+           "ZIP_BATCH_MEMBERS", "ZIP_GAP_BYTES"]
 
 # Verified plaintext chunks kept for reuse (a preview, then the download of the same file):
 # at most this much in all (least recently used first out); a whole-file read keeps its
@@ -49,11 +55,16 @@ __all__ = ["LboxExtension", "PlainCache", "unlock_methods", "identity_secret",
 PLAIN_CACHE_BYTES = 32 * 1024 * 1024
 PLAIN_CACHE_FILE_MAX = 16 * 1024 * 1024
 # Folder .zip: files up to ZIP_SMALL_FILE bytes are fetched together, up to
-# ZIP_BATCH_BYTES of content and ZIP_BATCH_FILES files per round trip; gaps of up to
-# ZIP_GAP_BYTES between their frames are read through (one request instead of two).
+# ZIP_BATCH_BYTES of frames and ZIP_BATCH_FILES files of their own frames per round trip;
+# packed files come with their PACK frames (each counted once, at most ZIP_BATCH_PACKS
+# new ones per round trip: a pack's plaintext may be 4 MiB whatever its frame's size), at
+# most ZIP_BATCH_MEMBERS files in all;
+# gaps of up to ZIP_GAP_BYTES between frames are read through (one request, not two).
 ZIP_SMALL_FILE = 1024 * 1024
 ZIP_BATCH_BYTES = 8 * 1024 * 1024
 ZIP_BATCH_FILES = 1024
+ZIP_BATCH_PACKS = 8
+ZIP_BATCH_MEMBERS = 8192
 ZIP_GAP_BYTES = 16 * 1024
 
 
@@ -134,6 +145,11 @@ class PlainCache:
         size = len(chunk.data)
         if size > self.limit_bytes:
             return
+        whole = chunk.data.obj
+        if whole is not None and memoryview(whole).nbytes > 2 * size + 4096:
+            # a packed file's data is a slice of its pack's payload: keep only its bytes,
+            # not the whole pack alive behind it
+            chunk = replace(chunk, data=memoryview(bytes(chunk.data)))
         old = self._items.pop(key, None)
         if old is not None:
             self.size_bytes -= len(old.data)
@@ -201,13 +217,16 @@ _ChunkAsk = tuple[str, Entry, int, int]
 
 def read_chunks_flow(view: ArchiveView, asks: Sequence[_ChunkAsk], cache: PlainCache,
                      keep: bool) -> Flow[list[list[ChunkData]]]:
-    """Authenticated plaintext of chunks ``first <= n < stop`` of each asked file, in
-    ``ArchiveView.chunks_flow``'s checks (``view.decode_chunk``), and in few round trips
-    whatever the number of files: the chunk refs of every file at once (an index frame
-    read, for files with many chunks: one round trip for all), then every chunk in one
-    ``Read`` whose ranges less than ``ZIP_GAP_BYTES`` apart are read as one. Chunks found
-    in ``cache`` are not fetched; those fetched are put there when ``keep``. Errors name
-    the file (``AtPath``)."""
+    """Authenticated plaintext of chunks ``first <= n < stop`` of each asked file, with
+    ``ArchiveView``'s checks (``check_chunk``; a packed file: ``check_member`` of its
+    pack), and in few round trips whatever the number of files: the chunk refs of every
+    file at once (an index frame read, for files with many chunks: one round trip for
+    all), then every frame in one ``Read`` whose ranges less than ``ZIP_GAP_BYTES`` apart
+    are read as one, opened as one batch (``ContentBatch``: a PACK frame shared by
+    several asked files is fetched and opened once; one the view holds opened, not at
+    all). Chunks found in ``cache`` are not fetched; those fetched are put there when
+    ``keep``. The first error, in the order of the asks, is raised naming its file
+    (``AtPath``), and then nothing is returned."""
     got: list[dict[int, ChunkData]] = []
     missing: list[list[int]] = []
     for _, e, first, stop in asks:
@@ -223,49 +242,70 @@ def read_chunks_flow(view: ArchiveView, asks: Sequence[_ChunkAsk], cache: PlainC
         refs = yield from _gather_flow([
             _at_path_flow(view.chunk_refs_flow(asks[k][1], missing[k][0], missing[k][-1] + 1),
                           asks[k][0]) for k in todo])
-        wanted: list[tuple[int, int, Ref]] = []
+        owners: list[tuple[int, int]] = []  # (ask, chunk number) of each wanted chunk
+        wanted: list[tuple[Entry, int, Ref]] = []
         for k, file_refs in zip(todo, refs):
-            lo = missing[k][0]
-            wanted.extend((k, n, file_refs[n - lo]) for n in missing[k])
-        ranges = [ref.byte_range for _, _, ref in wanted]
-        merged = coalesce(ranges, max_gap=ZIP_GAP_BYTES)
-        blobs = _cut(ranges, merged, (yield Read(tuple(merged))))
-        # one batch (crypto.base.open_frames); the first error, in order, as decode_chunk
-        # one chunk after the other would meet it
-        jobs, pending = view.chunk_jobs([ref for _, _, ref in wanted], blobs)
+            lo, e = missing[k][0], asks[k][1]
+            for n in missing[k]:
+                owners.append((k, n))
+                wanted.append((e, n, file_refs[n - lo]))
+        batch = ContentBatch(view, wanted)
+        ranges = batch.ranges
+        blobs: Sequence[bytes | memoryview] = []
+        if ranges:
+            merged = coalesce(ranges, max_gap=ZIP_GAP_BYTES)
+            blobs = _cut(ranges, merged, (yield Read(tuple(merged))))
+        # one batch (crypto.base.open_frames); the first error, in order, as one file
+        # after the other would meet it
+        jobs, pending = batch.jobs(blobs)
         del blobs
-        results = open_frames(view.opener.crypto, jobs, view.chunk_decode, CHUNK_PLAIN_LIMIT)
-        for (k, n, _), payload in zip(wanted, results):
-            path, e = asks[k][0], asks[k][1]
-            try:
-                if isinstance(payload, LockboxError):
-                    raise payload
-                c = view.check_chunk(e, n, payload)
-            except LockboxError as exc:
-                raise AtPath(exc, path) from exc
+        results = (open_frames(view.opener.crypto, jobs, view.chunk_decode, CHUNK_PLAIN_LIMIT)
+                   if jobs else [])
+        try:
+            chunks = batch.check(results, pending)
+        except LockboxError as exc:
+            raise AtPath(exc, asks[owners[batch.failed_at][0]][0]) from exc
+        for (k, n), c in zip(owners, chunks):
             got[k][n] = c
             if keep:
-                cache.put(_chunk_key(e, n), c)
-        if pending is not None:
-            raise AtPath(pending, asks[wanted[len(jobs)][0]][0]) from pending
+                cache.put(_chunk_key(asks[k][1], n), c)
     return [[got[k][n] for n in range(first, stop)]
             for k, (_, _, first, stop) in enumerate(asks)]
 
 
-def file_batches(items: Sequence[tuple[str, Entry]], start: int) -> list[int]:
+def file_batches(items: Sequence[tuple[str, Entry]], start: int,
+                 opened: Callable[[Ref], bool] | None = None) -> list[int]:
     """Indexes of the small files to fetch together, from ``items[start]`` (a small file)
     on: the following small files (folders and links need no read, larger files are
-    streamed alone) up to ``ZIP_BATCH_BYTES`` of content and ``ZIP_BATCH_FILES`` files."""
+    streamed alone) up to ``ZIP_BATCH_BYTES`` of frames to fetch, ``ZIP_BATCH_FILES``
+    files with frames of their own and ``ZIP_BATCH_MEMBERS`` files in all. A packed file
+    brings its PACK frame, counted once for all its files, at most ``ZIP_BATCH_PACKS``
+    of them; one that ``opened(ref)`` says the view holds opened costs nothing."""
     out: list[int] = []
     total = 0
+    own = 0
+    packs: set[tuple[int, bytes]] = set()
     for i in range(start, len(items)):
         e = items[i][1]
         if e.type != EntryType.FILE or e.size > ZIP_SMALL_FILE:
             continue
-        if out and (total + e.size > ZIP_BATCH_BYTES or len(out) >= ZIP_BATCH_FILES):
+        if len(out) >= ZIP_BATCH_MEMBERS:
             break
+        if e.layout == LAYOUT_PACKED:
+            ref = e.refs[0]
+            key = (ref.frame_offset, ref.tag)
+            if key not in packs and not (opened is not None and opened(ref)):
+                if out and (len(packs) >= ZIP_BATCH_PACKS or
+                            total + ref.frame_size > ZIP_BATCH_BYTES):
+                    break
+                packs.add(key)
+                total += ref.frame_size
+        else:
+            if out and (total + e.size > ZIP_BATCH_BYTES or own >= ZIP_BATCH_FILES):
+                break
+            own += 1
+            total += e.size
         out.append(i)
-        total += e.size
     return out
 
 
@@ -311,8 +351,11 @@ class LboxExtension:
             return {"name": name, "text": value.hex(), "binary": True}
 
     def reused(self) -> dict[str, int]:
+        """Chunks served from the plaintext cache (``chunks``, ``bytes``, ``kept_bytes``),
+        and PACK frames opened (``packs_opened``: each once while the view holds it)."""
         return {"chunks": self.plain.hits, "bytes": self.plain.hit_bytes,
-                "kept_bytes": self.plain.size_bytes}
+                "kept_bytes": self.plain.size_bytes,
+                "packs_opened": self.view.packs_opened}
 
     # -- reads that keep their verified chunks
 
@@ -389,7 +432,8 @@ class LboxExtension:
             i = at[info.path]
             path, e = items[i]
             if e.size <= ZIP_SMALL_FILE and i not in ready:
-                batch = file_batches(items, i)
+                batch = file_batches(items, i,
+                                     lambda ref: self.view.cached_pack(ref) is not None)
                 self._label(f"zip {len(batch)} file{'s' if len(batch) > 1 else ''} "
                             f"from /{path}")
                 asks = [(items[k][0], items[k][1], 0, items[k][1].chunks) for k in batch]
