@@ -427,3 +427,55 @@ def test_compaction_repacks_live_members(tmp_path):
     assert sum(p.entries for p in space.packs.values()) == 350
     assert slot_version(path) == PACKED_FORMAT_VERSION
     check_map(box, path)
+
+
+def test_packs_of_a_tree_add_are_counted(tmp_path):
+    src = tmp_path / "src"
+    for i in range(300):
+        (src / f"d{i % 4}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 4}" / f"f{i:03d}").write_bytes(os.urandom(i * 11))
+    path = tmp_path / "t.lbox"
+    box = lockbox.create(path, password="pw", argon2=WEAK, chunk_size=65536)
+    with box.writer() as w:
+        assert w.add_tree(src) == 304  # 300 files, 4 directories
+    names = [e.path for e in box.ls(recursive=True) if e.is_file]
+    packs = {pack_of(box, n) for n in names}
+    space, _ = load_map(box, path)
+    assert sum(r.entries for r in space.packs.values()) == 300
+    assert set(space.packs) == {p.frame_offset for p in packs}
+    check_map(box, path)
+    with box.writer() as w:
+        w.remove("d1", recursive=True)
+        w.move("d2", "e2")
+    check_map(box, path)
+    with box.writer() as w:
+        for d in ("d0", "e2", "d3"):
+            w.remove(d, recursive=True)
+    space, _ = load_map(box, path)
+    assert space.packs == {}
+    data = path.read_bytes()
+    for p in packs:
+        assert data[p.frame_offset:p.frame_offset + p.frame_size] == bytes(p.frame_size)
+    assert box.view.slot.version == FORMAT_VERSION
+    check_map(box, path)
+
+
+def test_a_member_that_does_not_decode_costs_only_itself(tmp_path):
+    box, path = packed_box(tmp_path, {"keep.txt": b"k"})
+    with box.writer() as w:
+        w.add_bytes("a.txt", b"a" * 100)
+        w.content.add_encoded_member(b"junk", os.urandom(16), 0o644, 0, 4, bytes(32))
+        w.add_bytes("b.txt", b"b" * 100)
+    assert pack_of(box, "a.txt") == pack_of(box, "b.txt")
+    box.close()
+    data = bytearray(path.read_bytes())
+    data[:SUPERBLOCK_SIZE] = bytes(SUPERBLOCK_SIZE)
+    path.write_bytes(bytes(data))
+    source = FileSource(path)
+    try:
+        report = RecoveryScanner(password="pw").scan(source)
+    finally:
+        source.close()
+    status = {e.path: e.status for e in report.files}
+    assert status == {"keep.txt": COMPLETE, "a.txt": COMPLETE, "b.txt": COMPLETE}
+    assert any("member 1" in p for p in report.problems)

@@ -450,11 +450,19 @@ class RecoveryScanner:
             ch, data = decode_chunk(payload)
             self._add_chunk(h.generation, ch, data, (offset, size, tag, len(data), NOT_PACKED))
         elif kind == FrameKind.PACK:
-            # Each member is the last (only) chunk of a one-chunk file (§15).
+            # Each member is the last (only) chunk of a one-chunk file (§15); one that
+            # does not decode costs only itself.
+            bad = []
             for member_no, member in enumerate(decode_pack(payload)):
-                ch, data = decode_chunk(member)
+                try:
+                    ch, data = decode_chunk(member)
+                except LockboxError as e:
+                    bad.append(f"member {member_no}: {e}")
+                    continue
                 self._add_chunk(h.generation, ch, data, (offset, size, tag, len(data),
                                                          member_no))
+            if bad:
+                raise FormatError("; ".join(bad))
         elif kind in (FrameKind.TOC_NODE, FrameKind.ENV_NODE):
             toc = kind == FrameKind.TOC_NODE
             if not (self._collect_toc if toc else self._collect_env):
