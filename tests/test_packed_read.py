@@ -380,3 +380,36 @@ def test_reading_from_bytes_and_a_version_check(packed):
     box = Lockbox(BytesSource(path.read_bytes()), password="pw")
     assert {p: box.read_bytes(p) for p in files} == files
     assert box.verify().ok
+
+
+def test_pipelined_read_of_a_packed_file_with_a_plaintext_cache(packed):
+    """The viewer's plaintext cache: a kept chunk is handed over again without a read."""
+    path, files, _ = packed
+    kept: dict[int, object] = {}
+    with open_box(path) as box:
+        e = box.run(box.view.stat_flow("a003"))
+        assert run_pipelined(box.view, box.source, "a003", e, keep=lambda c: kept.update(
+            {c.chunk_no: c})) == files["a003"]
+        assert list(kept) == [0] and box.view.packs_opened == 1
+        box.view.packs.clear()
+        calls: list[int] = []
+        box.source.read = lambda ranges: calls.append(1)  # nothing may be read
+        assert run_pipelined(box.view, box.source, "a003", e,
+                             cached=kept.get) == files["a003"]
+        assert not calls and box.view.packs_opened == 1
+
+
+def test_a_checked_hash_is_trusted_only_for_its_own_entry(packed):
+    from lockbox.formats.lbox.reading import FileReadPlan
+
+    path, files, _ = packed
+    with open_box(path) as box:
+        e = box.run(box.view.stat_flow("a002"))
+        chunk = box.run(box.view.chunks_flow(e, 0, 1))[0]
+        assert chunk.checked_hash == e.content_hash
+        assert bytes(FileReadPlan(e, "a002", box.view.opener.crypto).accept([chunk])[0]) == \
+            files["a002"]
+        other = Entry(e.type, e.mode, e.mtime_ns, e.size, e.stored_size, digest(b"else"),
+                      e.file_id, e.chunk_size, e.layout, e.refs, member_no=e.member_no)
+        with pytest.raises(IntegrityError, match="BLAKE3"):
+            FileReadPlan(other, "a002", box.view.opener.crypto).accept([chunk])
