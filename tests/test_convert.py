@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import stat
 import subprocess
 import sys
@@ -330,3 +331,41 @@ def test_a_large_file_converts_in_bounded_memory(tmp_path: Path) -> None:
     assert set(figures["peaks"]) == {".uri -> .lbox", ".lbox -> .uri", ".uri -> directory"}
     assert (tmp_path / "out" / "zeros.bin").stat().st_size == size
     assert (tmp_path / "y.uri").stat().st_size == src.stat().st_size
+
+
+def test_a_packed_archive_converts_opening_each_pack_once(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small files share PACK frames: converting them to .uri and to a directory opens
+    each pack once, not once per file, and every byte comes through."""
+    from lockbox.formats.lbox.view import ArchiveView
+    from lockbox.formats.lbox.wire.entry import LAYOUT_PACKED
+
+    rnd = random.Random(3)
+    files = {f"d{i % 3}/f{i:04d}": rnd.randbytes(rnd.randrange(0, 3000)) for i in range(1500)}
+    box = lockbox.create(tmp_path / "p.lbox", password="pw", argon2=WEAK_ARGON2)
+    with box, box.writer() as w:
+        for name, data in files.items():
+            w.add_bytes(name, data, mtime_ns=MTIME)
+    with lockbox.open(tmp_path / "p.lbox", password="pw") as arc:
+        entries = [e for _, e in arc.run(arc.view.walk_flow("")) if e.type == 1]
+    assert all(e.layout == LAYOUT_PACKED for e in entries)
+    packs = {e.refs[0] for e in entries}
+    assert len(packs) >= 2
+    opened: list[int] = []
+    keep = ArchiveView.keep_pack
+
+    def counting(self: ArchiveView, ref: Any, payload: Any) -> Any:
+        opened.append(ref.frame_offset)
+        return keep(self, ref, payload)
+
+    monkeypatch.setattr(ArchiveView, "keep_pack", counting)
+    convert(tmp_path / "p.lbox", tmp_path / "p.uri", password="pw")
+    assert sorted(opened) == sorted(r.frame_offset for r in packs)
+    got = {e.path.decode(): e.data for e in ind.read((tmp_path / "p.uri").read_bytes())
+           if e.kind == b"FILE"}
+    assert got == files
+    opened.clear()
+    convert(tmp_path / "p.lbox", tmp_path / "D", password="pw")
+    assert sorted(opened) == sorted(r.frame_offset for r in packs)
+    assert {str(p.relative_to(tmp_path / "D")): p.read_bytes()
+            for p in (tmp_path / "D").rglob("*") if p.is_file()} == files

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import random
 import stat
 import zipfile
 from collections.abc import Sequence
@@ -20,8 +21,10 @@ from lockbox import StorageError, UnsafePathError, UsageError
 from lockbox import extract as extract_mod
 from lockbox.extract import ExtractReport, SkippedEntry, link_escape, safe_mode
 from lockbox.formats.lbox.wire.constants import EntryType
+from lockbox.formats.lbox.wire.entry import LAYOUT_PACKED
 
 MTIME = cases.MTIME_NS
+WEAK = lockbox.Argon2Params(time_cost=1, memory_kib=64)  # tests/conftest.py's weak_argon2
 
 
 @pytest.fixture
@@ -550,3 +553,74 @@ def test_write_behind_an_integrity_error_leaves_no_file(tmp_path: Path,
     with pytest.raises(lockbox.IntegrityError):
         extract_mod.Extractor(dest).run(items, tampered)
     assert not [p for p in dest.rglob("*") if not p.is_dir()]
+
+
+# -- 7. packed archives (small files sharing PACK frames) -------------------------------------
+
+
+def _packed_archive(path: Path, n: int = 3000) -> dict[str, bytes]:
+    """n small files (1.2 KiB of hex) over four folders, added interleaved: every pack
+    (~1 MiB) holds files of every folder, so extraction (folder by folder) goes back and
+    forth between the packs."""
+    rnd = random.Random(7)
+    files = {f"d{i % 4}/f{i:05d}.txt": rnd.randbytes(600).hex().encode() for i in range(n)}
+    box = lockbox.create(path, password=cases.PASSWORD, argon2=WEAK)
+    with box, box.writer() as w:
+        for name, data in files.items():
+            w.add_bytes(name, data, mtime_ns=MTIME)
+    return files
+
+
+def _packs(box: lockbox.Lockbox) -> dict[tuple[int, int], list[str]]:
+    out: dict[tuple[int, int], list[str]] = {}
+    for p, e in box.run(box.view.walk_flow("")):
+        if e.type == EntryType.FILE:
+            assert e.layout == LAYOUT_PACKED, p
+            out.setdefault((e.refs[0].frame_offset, e.refs[0].frame_size), []).append(p)
+    return out
+
+
+def test_packed_small_files_open_each_pack_once(tmp_path: Path) -> None:
+    files = _packed_archive(tmp_path / "p.lbox")
+    with _open(tmp_path / "p.lbox") as box:
+        packs = _packs(box)
+        assert len(packs) >= 3
+        list(box.iter_entries())  # the tree, read (and cached) as extract reads it
+        read_before = box.source.stats.bytes_read
+        report = box.extract(tmp_path / "out")
+        assert report.files == len(files)
+        assert box.view.packs_opened == len(packs)  # not one per file
+        # each pack fetched once: a few tree reads at most besides
+        fetched = box.source.stats.bytes_read - read_before
+        assert fetched <= sum(size for _, size in packs) + 64 * 1024, fetched
+    for name, data in files.items():
+        assert (tmp_path / "out" / name).read_bytes() == data
+
+
+def test_a_damaged_pack_names_its_first_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "p.lbox"
+    files = _packed_archive(path)
+    with _open(path) as box:
+        packs = _packs(box)
+    (offset, size), members = sorted(packs.items())[1]
+    with open(path, "r+b") as f:
+        f.seek(offset + size // 2)
+        b = f.read(1)
+        f.seek(offset + size // 2)
+        f.write(bytes([b[0] ^ 0x10]))
+    first = min(members, key=lambda p: p.split("/"))  # extraction's order
+    dest = tmp_path / "out"
+    with _open(path) as box, pytest.raises(lockbox.IntegrityError) as err:
+        box.extract(dest)
+    assert str(err.value).startswith(f"{first}: "), err.value
+    # what came before it is whole; nothing half-written is left anywhere
+    done = [p for p in dest.rglob("*") if p.is_file()]
+    assert done and not [p for p in done if ".lbx-" in p.name]
+    for p in done:
+        assert p.read_bytes() == files[str(p.relative_to(dest))]
+    assert not (dest / first).exists()
+    # the other packs' files still extract, one by one
+    other = next(p for k, v in sorted(packs.items()) if k[0] != offset for p in v)
+    with _open(path) as box:
+        box.extract(tmp_path / "one", [other])
+    assert (tmp_path / "one" / other).read_bytes() == files[other]

@@ -321,3 +321,29 @@ def test_same_owner_applies_recorded_names_as_root(tmp_path: Path) -> None:
     assert os.stat(tmp_path / "owned" / "mine").st_uid == os.geteuid()
     assert owned.notes[-1] == ("owner/group names of 1 entries unknown on this system: left "
                                "as the extracting user's")
+
+
+def test_a_content_error_names_the_file(make_archive: Any, tmp_path: Path) -> None:
+    """A damaged frame (here a pack shared by several small files) is the error of the
+    file being read: its message names that file, in the sync and async reads."""
+    path = make_archive({"d/a.txt": b"a" * 100, "d/b.txt": b"b" * 100, "c.txt": b"c"})
+    with lockbox.open(path, password="pw") as box:
+        ref = box.run(box.view.stat_flow("d/b.txt")).refs[0]
+    data = bytearray(path.read_bytes())
+    data[ref.frame_offset + ref.frame_size // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with lockbox.open(path, password="pw") as box:
+        for name in ("d/b.txt", "d/a.txt"):
+            with pytest.raises(IntegrityError) as err:
+                box.read_bytes(name)
+            assert str(err.value).startswith(f"{name}: "), err.value
+
+    async def go() -> str:
+        async with await AsyncArchive.open(path, password="pw") as arc:
+            try:
+                await arc.read_bytes("d/a.txt")
+            except IntegrityError as exc:
+                return str(exc)
+        return ""
+
+    assert asyncio.run(go()).startswith("d/a.txt: ")

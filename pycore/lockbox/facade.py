@@ -27,7 +27,15 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from .drivers import Flow, resume, run_async, run_sync
-from .errors import FormatError, NotFoundError, TruncatedError, UnsafePathError, UsageError
+from .errors import (
+    FormatError,
+    IntegrityError,
+    LockboxError,
+    NotFoundError,
+    TruncatedError,
+    UnsafePathError,
+    UsageError,
+)
 from .extract import Extractor, ExtractReport
 from .info import EntryInfo
 from .protocol import CheckReport, FormatSession, FormatSpec, OpenOptions, SessionInfo
@@ -128,6 +136,48 @@ async def _astepped(flow: Flow[T], source: AsyncRangeSource, out: deque[X]
             yield out.popleft()
     finally:
         flow.close()
+
+
+def _named(exc: IntegrityError | FormatError, path: str) -> LockboxError:
+    """``exc`` saying which file it is about (a damaged frame is the file's error: with a
+    shared frame -- a ``.lbox`` pack -- the message names the file being read), unless it
+    already does."""
+    text = str(exc)
+    if not path or text.startswith(f"{path}:") or text.startswith(f"{path} "):
+        return exc
+    try:
+        named: LockboxError = type(exc)(f"{path}: {text}")
+    except TypeError:  # a class with other constructor arguments: as it is
+        return exc
+    return named
+
+
+def _content(pieces: Iterator[X], path: str) -> Iterator[X]:
+    """``pieces`` of ``path``'s content; a content error (IntegrityError, FormatError)
+    names the file (:func:`_named`)."""
+    try:
+        yield from pieces
+    except (IntegrityError, FormatError) as exc:
+        named = _named(exc, path)
+        if named is exc:
+            raise
+        raise named from exc
+
+
+async def _acontent(pieces: AsyncIterator[X], path: str) -> AsyncIterator[X]:
+    """:func:`_content` of an async iterator."""
+    try:
+        async for piece in pieces:
+            yield piece
+    except (IntegrityError, FormatError) as exc:
+        named = _named(exc, path)
+        if named is exc:
+            raise
+        raise named from exc
+    finally:
+        aclose = getattr(pieces, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _facade_class(spec: FormatSpec, attr: str, base: type[T]) -> type[T]:
@@ -334,9 +384,11 @@ class Archive:
 
     def open_content(self, path: str) -> Iterator[bytes | memoryview]:
         """The content of a file known to be one, piece by piece (the extractor's
-        ``open_content``): IntegrityError before the last piece if it does not check out."""
+        ``open_content``): IntegrityError before the last piece if it does not check out;
+        its message names the file."""
         pieces: deque[bytes | memoryview] = deque()
-        return _stepped(self.session.stream_flow(path, pieces.append), self.source, pieces)
+        return _content(_stepped(self.session.stream_flow(path, pieces.append), self.source,
+                                 pieces), path)
 
     def read_bytes(self, path: str) -> bytes:
         return b"".join(self.iter_bytes(path))
@@ -613,8 +665,9 @@ class AsyncArchive:
         if not info.is_file:
             raise _not_a_file(info)
         pieces: deque[bytes | memoryview] = deque()
-        async for piece in _astepped(self.session.stream_flow(info.path, pieces.append),
-                                     self.source, pieces):
+        async for piece in _acontent(_astepped(self.session.stream_flow(info.path,
+                                                                        pieces.append),
+                                               self.source, pieces), info.path):
             yield piece
 
     async def read_bytes(self, path: str) -> bytes:
