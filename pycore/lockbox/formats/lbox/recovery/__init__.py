@@ -29,8 +29,11 @@ header or a tree:
    fake headers claiming 4 MiB each) costs at most about three AEAD passes
    over the file, never a quadratic amount.
 3. **Classify.** DATA_CHUNK frames are grouped by ``file_id`` (their data is
-   hashed as it streams by, never kept); TOC_NODE and ENV_NODE leaves are kept
-   per key, newest generation first; commits come from the slots.
+   hashed as it streams by, never kept); each member of a PACK frame (format
+   version 3) is the one chunk of a one-chunk file and joins its ``file_id``'s
+   group the same way (a member that does not decode costs only itself);
+   TOC_NODE and ENV_NODE leaves are kept per key, newest generation first;
+   commits come from the slots.
 4. **Rebuild** the best tree: the newest authenticated commit's TOC if every
    node of it authenticates; else per path the newest entry of any surviving
    TOC leaf (an entry is dropped when a *newer* leaf whose key range covers it
@@ -44,8 +47,9 @@ header or a tree:
    entry, no chunk found). :meth:`RecoveryScanner.salvage` writes every complete
    file, the directories, symlinks and env values into a **new** archive through
    the normal writer, re-reading each chunk and re-authenticating it against the
-   tag seen during the scan: no byte that did not authenticate is ever returned
-   or written.
+   tag seen during the scan (a PACK frame once for its members, not once per
+   member: :class:`~.findings.PackCache`): no byte that did not authenticate is
+   ever returned or written.
 
 The salvaged archive is a fresh one (new archive id, new content key). The
 damaged archive's key directory cannot be carried over: its slots wrap the old
