@@ -140,7 +140,8 @@ def commit_generation(s: CommitSession, write_slot: WriteAt, *,
                          old.commit.root_leaves_complete)
     env = s.run(update_tree(old, FrameKind.ENV_NODE, old.commit.env, s.staging.env_changes,
                             emit))
-    stats = apply_stats(old.commit.stats, toc, toc_changes)
+    old_entries = [decode_entry(v) for v in toc.old_values.values()]  # decoded once
+    stats = apply_stats(old.commit.stats, old_entries, toc_changes)
     keydir_field: bytes | ExternalKeydir
     # A key directory written before key commitments (version 1) is upgraded by the
     # first commit that has the key (docs/FORMAT.md §6, §20).
@@ -170,7 +171,7 @@ def commit_generation(s: CommitSession, write_slot: WriteAt, *,
             env = TreeUpdate(roots["env"], env.old_values, freed=env.freed)
             record = record_of(toc, env, stats, keydir, 0, None)
     pages.close_page()
-    _account_freed(s, toc, env)
+    _account_freed(s, toc, env, old_entries)
     # The new map, in fresh pages at the tail (not counted in itself).
     pages.tail_only = True
     tail_start = pages.end_offset
@@ -196,7 +197,8 @@ def commit_generation(s: CommitSession, write_slot: WriteAt, *,
     return view, tail_start
 
 
-def _account_freed(s: CommitSession, toc: TreeUpdate, env: TreeUpdate) -> None:
+def _account_freed(s: CommitSession, toc: TreeUpdate, env: TreeUpdate,
+                   old_entries: list[Entry]) -> None:
     """What this commit stops referencing becomes DEAD in the space map: replaced tree
     nodes, the content of replaced or removed files, frames of file versions written
     in this session that no staged entry references, the previous map's own pages.
@@ -208,8 +210,8 @@ def _account_freed(s: CommitSession, toc: TreeUpdate, env: TreeUpdate) -> None:
     for ref in toc.freed + env.freed:
         space.free_frame(ref)
     staged = [e for e in s.staging.toc_changes.values() if e is not None and e.refs]
-    old_files = [decode_entry(v) for v in toc.old_values.values()]
-    for ref in s.keeper.freed_content(old, space, [e for e in old_files if e.refs], staged):
+    old_files = [e for e in old_entries if e.refs]  # the changed keys' previous values
+    for ref in s.keeper.freed_content(old, space, old_files, staged):
         space.free_frame(ref)
     packs = {r.frame_offset: r for r in s.content.packs}
     referenced = {e.file_id for e in staged}
@@ -229,8 +231,9 @@ def _keydir_field_size(field: bytes | ExternalKeydir) -> int:
     return len(field) if isinstance(field, bytes) else 44
 
 
-def apply_stats(old: Stats, toc: TreeUpdate, changes: dict[bytes, Entry | None]) -> Stats:
-    """The commit record's stats: ``old`` minus the replaced entries plus the staged."""
+def apply_stats(old: Stats, replaced: list[Entry], changes: dict[bytes, Entry | None]) -> Stats:
+    """The commit record's stats: ``old`` minus the ``replaced`` entries (the previous
+    values of the changed keys) plus the staged."""
     files, dirs, links, size, stored = (old.files, old.dirs, old.symlinks, old.file_bytes,
                                         old.stored_bytes)
 
@@ -245,8 +248,8 @@ def apply_stats(old: Stats, toc: TreeUpdate, changes: dict[bytes, Entry | None])
         else:
             links += sign
 
-    for value in toc.old_values.values():
-        account(decode_entry(value), -1)
+    for entry in replaced:
+        account(entry, -1)
     for entry in changes.values():
         if entry is not None:
             account(entry, +1)
