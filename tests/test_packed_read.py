@@ -413,3 +413,28 @@ def test_a_checked_hash_is_trusted_only_for_its_own_entry(packed):
                       e.file_id, e.chunk_size, e.layout, e.refs, member_no=e.member_no)
         with pytest.raises(IntegrityError, match="BLAKE3"):
             FileReadPlan(other, "a002", box.view.opener.crypto).accept([chunk])
+
+
+def test_extract_and_verify_open_each_writer_made_pack_once(tmp_path, weak_argon2):
+    """The real writer packs a tree of small files; a fresh extraction opens each of its
+    packs once (not once per file), and so does verify."""
+    src = tmp_path / "src"
+    rng = random.Random(4)
+    want = {}
+    for i in range(1500):
+        p = src / f"d{i % 3}" / f"f{i:04d}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        want[f"t/d{i % 3}/f{i:04d}"] = data = rng.randbytes(rng.randrange(0, 2500))
+        p.write_bytes(data)
+    path = tmp_path / "a.lbox"
+    with lockbox.create(path, password="pw", argon2=weak_argon2) as box, box.writer() as w:
+        w.add_tree(src, "t")
+    with open_box(path) as box:
+        entries = {p: box.run(box.view.stat_flow(p)) for p in want}
+        packs = {e.refs[0] for e in entries.values()}
+        assert all(e.layout == LAYOUT_PACKED for e in entries.values()) and len(packs) > 1
+        box.extract(tmp_path / "out")
+        assert box.view.packs_opened == len(packs)
+        report = box.verify()
+        assert report.ok and report.packs_checked == len(packs)
+    assert {p: (tmp_path / "out" / p).read_bytes() for p in want} == want
