@@ -14,6 +14,7 @@ import lockbox
 from lockbox.formats.lbox.wire.constants import INLINE_CHUNK_REFS, PAGE_HEADER_SIZE, PAGE_UNIT
 from lockbox.formats.lbox.wire.encoding import uvarint
 from lockbox.formats.lbox.wire.entry import LAYOUT_INDEX, LAYOUT_PACKED, encode_entry
+from lockbox.formats.lbox.write import pipeline
 from lockbox.formats.lbox.write.pipeline import SmallFile, prepare_batch
 
 CHUNK = 4096
@@ -70,7 +71,8 @@ def test_prepared_small_files_are_sealed_where_they_land(tmp_path: Path, weak_ar
             packs, (p, q) = prepare_batch([SmallFile(str(host), "d/f.txt", 0o640, 9),
                                            SmallFile(str(tiny), "d/t.txt", 0o600, 8)],
                                           256 * 1024, 3)
-            assert len(packs) == 1 and (p.member_no, q.member_no, q.pack_no) == (-1, 0, 0)
+            assert len(packs) == 1 and (p.kind, q.kind) == (pipeline.FRAME, pipeline.MEMBER)
+            assert (q.member_no, q.pack_no) == (0, 0)
             entry = w.content.place_prepared(p)
             assert w.content.frames[p.file_id] == list(entry.refs)
             assert (entry.mode, entry.mtime_ns, entry.size) == (0o640, 9, 120_000)

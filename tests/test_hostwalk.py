@@ -42,14 +42,14 @@ def test_a_file_that_grows_after_the_walk_is_streamed_whole(
     src.mkdir()
     (src / "grows.bin").write_bytes(b"a" * 100)
     (src / "same.txt").write_bytes(b"same")
-    real = pipeline.prepare_batch
+    real = pipeline.prepare_rows
 
     def growing(batch, chunk_size, level):  # type: ignore[no-untyped-def]
         with open(src / "grows.bin", "ab") as f:  # past one chunk before it is read
             f.write(b"b" * (3 * CHUNK))
         return real(batch, chunk_size, level)
 
-    monkeypatch.setattr(pipeline, "prepare_batch", growing)
+    monkeypatch.setattr(pipeline, "prepare_rows", growing)
     box = lockbox.create(tmp_path / "a.lbox", password="pw", argon2=weak_argon2,
                          chunk_size=CHUNK)
     with box:
@@ -86,13 +86,13 @@ def test_the_collector_is_paused_during_a_walk_and_restored(
     for i in range(5):
         (src / f"f{i}.txt").write_bytes(b"x" * i)
     seen: list[bool] = []
-    real = pipeline.prepare_batch
+    real = pipeline.prepare_rows
 
     def watching(batch, chunk_size, level):  # type: ignore[no-untyped-def]
         seen.append(gc.isenabled())
         return real(batch, chunk_size, level)
 
-    monkeypatch.setattr(pipeline, "prepare_batch", watching)
+    monkeypatch.setattr(pipeline, "prepare_rows", watching)
     box = lockbox.create(tmp_path / "a.lbox", password="pw", argon2=weak_argon2,
                          chunk_size=CHUNK)
     assert gc.isenabled()
@@ -101,14 +101,14 @@ def test_the_collector_is_paused_during_a_walk_and_restored(
             assert w.add_tree(src, "t", jobs=1) == 6
             assert seen and not any(seen) and gc.isenabled()
             os.unlink(src / "f0.txt")  # a file gone before it is read: a typed error
-            monkeypatch.setattr(pipeline, "prepare_batch", lambda b, c, lv: pipeline.Batch(
-                [], [pipeline.Prepared(f.path, f.mode, f.mtime_ns, b"", 0, b"", b"",
-                                       error=f"cannot read {f.host}: gone") for f in b]))
+            monkeypatch.setattr(pipeline, "prepare_rows", lambda b, c, lv: (
+                [], [pipeline.Prepared(pipeline.FAILED, f[2], f[3], b"", 0, b"", 0, b"",
+                                       error=f"cannot read {f[0]}: gone") for f in b]))
             with pytest.raises(StorageError, match="gone"):
                 w.add_tree(src, "u", jobs=1)
             assert gc.isenabled()
         assert box.read_bytes("t/f4.txt") == b"xxxx"
-    monkeypatch.setattr(pipeline, "prepare_batch", real)
+    monkeypatch.setattr(pipeline, "prepare_rows", real)
     gc.disable()
     try:  # a caller's own pause stays theirs
         with lockbox.open(tmp_path / "a.lbox", password="pw") as box, box.writer() as w:

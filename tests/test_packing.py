@@ -251,3 +251,36 @@ def test_add_tree_straddles_several_packs(tmp_path: Path, weak_argon2, monkeypat
             assert box.read_bytes("t/" + p) == d
         assert box.stat("t/d3/link").target == "../big.bin"
         assert box.verify().ok
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 1000, 16383, 16384, PACK_FILE_LIMIT,
+                                  PACK_FILE_LIMIT + 1])
+def test_the_workers_encodings_are_the_wire_layers(tmp_path: Path, size: int) -> None:
+    """prepare_batch builds a member's data chunk and its entry's head from fields
+    encoded once: byte for byte encode_chunk_parts / encode_packed_entry_head (and
+    whether it is known or not, the size lstat saw does not change them)."""
+    from lockbox.formats.lbox.frames import decode_plain
+    from lockbox.formats.lbox.wire.chunk import encode_chunk_parts, encode_file_meta
+    from lockbox.formats.lbox.wire.constants import MAX_PLAIN_CHUNK_PAYLOAD
+    from lockbox.formats.lbox.wire.entry import encode_packed_entry_head
+    from lockbox.platform import default_codec
+
+    data = random.Random(size).randbytes(size)
+    host = tmp_path / "f"
+    host.write_bytes(data)
+    rows = [(str(host), "dir/é f", 0o4755, -(10**18) - 5, size),
+            (str(host), "x", 0o600, 1_700_000_000_123_456_789, -1)]
+    packs, files = pipeline.prepare_batch(rows, 1 << 20, 3)
+    members = [m for p in packs for m in decode_pack(
+        bytes(decode_plain(default_codec(), p, MAX_PLAIN_CHUNK_PAYLOAD)))]
+    for (_, path, mode, mtime_ns, _), p in zip(rows, files):
+        meta = encode_file_meta(mode, mtime_ns, size, p.content_hash, 1 << 20)
+        chunk = encode_chunk_parts(p.file_id, 0, path.encode(), meta, data)
+        if size > PACK_FILE_LIMIT:
+            assert p.kind == pipeline.FRAME and not packs
+            continue
+        assert p.kind == pipeline.MEMBER and p.stored_size == len(chunk)
+        assert bytes(members[p.member_no]) == chunk
+        assert p.entry_head == encode_packed_entry_head(mode, mtime_ns, size, len(chunk),
+                                                        p.content_hash, p.file_id, 1 << 20,
+                                                        p.member_no)

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 from ....errors import InvalidPathError, StorageError
 from ..frames import FrameSealer
 from ..wire.constants import (
-    FRAME_OVERHEAD,
     MAX_NAME_SIZE,
     MAX_PATH_SIZE,
     EntryType,
@@ -33,7 +32,7 @@ from ..wire.encoding import uvarint
 from ..wire.entry import LAYOUT_CHUNKS, LAYOUT_PACKED, Entry, normalize_path, toc_key
 from .content import ContentWriter, Progress
 from .pages import PageWriter
-from .pipeline import Prepared, SmallFile, SmallFilePipeline, resolve_jobs
+from .pipeline import FAILED, FRAME, MEMBER, Prepared, SmallFile, SmallFilePipeline, resolve_jobs
 from .staging import Staging
 from .timings import Timer
 
@@ -133,7 +132,7 @@ class HostWalk:
         njobs = self._jobs
         if njobs > 1:
             self._pool = ThreadPoolExecutor(njobs, thread_name_prefix="lockbox-zstd")
-        pipe: SmallFilePipeline[tuple[bytes, str]] = SmallFilePipeline(
+        pipe: SmallFilePipeline[tuple[bytes, str, str]] = SmallFilePipeline(
             njobs, s.chunk_size, s.sealer.level, self._stage_prepared)
         self._added = 0
         try:
@@ -158,7 +157,7 @@ class HostWalk:
         s.staging.put(path, entry)
 
     def _stage_prepared(self, batch: tuple[list[bytes], Sequence[Prepared | tuple[Any, ...]]],
-                        tags: list[tuple[bytes, str]]) -> None:
+                        tags: list[tuple[bytes, str, str]]) -> None:
         """The ordered writer's half of the pipeline: seal the batch's packs (one PACK
         frame each), then stage each file in order: a packed file's entry names its
         pack (its encoding = the worker's head + the pack's ref); any other file's frame
@@ -186,28 +185,27 @@ class HostWalk:
                                        ref.tag)))
             content.packs.extend(r for r, in pack_refs)
             # a Prepared, or the plain tuple a worker sent (the same fields)
-            for (path, mode, mtime_ns, file_id, size, content_hash, plain, error, grown,
-                 head, member_no, pack_no, stored), (key, host) in zip(rows, tags):
-                if member_no >= 0:
+            for (kind, mode, mtime_ns, file_id, size, content_hash, stored, head, member_no,
+                 pack_no, plain, error), (key, host, path) in zip(rows, tags):
+                if kind == MEMBER:
                     toc[key] = entry = Entry(file_type, mode, mtime_ns, size, stored,
                                              content_hash, file_id, chunk_size, LAYOUT_PACKED,
                                              pack_refs[pack_no], "", member_no)
                     encoded[key] = (entry, head + tails[pack_no])
-                elif error:
-                    raise StorageError(error)
-                elif grown:  # no longer fits one chunk: streamed here instead
-                    self._add_host_file(host, path, os.stat(host))
-                    continue
-                else:
+                elif kind == FRAME:
                     ref = append(FrameKind.DATA_CHUNK, plain)
                     frames[file_id] = [ref]
-                    stored = ref.frame_size
-                    toc[key] = entry = Entry(file_type, mode, mtime_ns, size, stored,
+                    toc[key] = entry = Entry(file_type, mode, mtime_ns, size, ref.frame_size,
                                              content_hash, file_id, chunk_size, LAYOUT_CHUNKS,
                                              (ref,))
-                    if head and stored == FRAME_OVERHEAD + len(plain):
+                    if ref.frame_size == stored:
                         encoded[key] = (entry, b"".join((head, uvarint(ref.frame_offset),
                                                          uvarint(stored), ref.tag)))
+                elif kind == FAILED:
+                    raise StorageError(error)
+                else:  # GROWN: no longer fits one chunk: streamed here instead
+                    self._add_host_file(host, path, os.stat(host))
+                    continue
                 if progress is not None:
                     progress(path, size)
             self._added += len(rows)
@@ -215,7 +213,7 @@ class HostWalk:
             s.timer.add("write", t)
 
     def _small_files(self, arch: str, files: list[tuple[str, str, bytes, os.stat_result]],
-                     pipe: SmallFilePipeline[tuple[bytes, str]]) -> None:
+                     pipe: SmallFilePipeline[tuple[bytes, str, str]]) -> None:
         """Submit the small regular files ``(host, name, UTF-8 name, stat)`` of the directory
         ``arch`` (their names come from the directory listing: no '/', NUL, '.' or
         '..'; only the lengths are left to check)."""
@@ -226,19 +224,22 @@ class HostWalk:
         arch_b = arch.encode()
         key_head = arch_b + b"\x00"
         room = MAX_PATH_SIZE - len(arch_b) - 1 if arch else MAX_PATH_SIZE
-        submit = pipe.submit
+        rows: list[tuple[str, str, int, int, int]] = []
+        tags: list[tuple[bytes, str, str]] = []
+        prefix = arch + "/" if arch else ""
         for host, name, name_b, st in files:
             if len(name_b) > MAX_NAME_SIZE:
                 raise InvalidPathError("name longer than 1024 bytes")
             if len(name_b) > room:
                 raise InvalidPathError("path longer than 4096 bytes")
-            path = f"{arch}/{name}" if arch else name
+            path = prefix + name
             key = key_head + name_b
             mtime_ns = st.st_mtime_ns
             if not fresh or key in toc:
                 staging.prepare_file(path, mtime_ns)
-            submit(SmallFile(host, path, st.st_mode & 0o7777, mtime_ns), (key, host),
-                   st.st_size)
+            rows.append((host, path, st.st_mode & 0o7777, mtime_ns, st.st_size))
+            tags.append((key, host, path))
+        pipe.submit_many(rows, tags)  # SmallFile rows (plain tuples: pickled as such)
 
     def _walk(self, src: str, dest: str, pipe: SmallFilePipeline) -> int:
         s = self._session
@@ -267,8 +268,8 @@ class HostWalk:
                 path = normalize_path(arch)
                 if st.st_size <= chunk_size:
                     s.staging.prepare_file(path, st.st_mtime_ns)
-                    pipe.submit(SmallFile(host, path, st.st_mode & 0o7777, st.st_mtime_ns),
-                                (toc_key(path), host), st.st_size)
+                    pipe.submit(SmallFile(host, path, st.st_mode & 0o7777, st.st_mtime_ns,
+                                          st.st_size), (toc_key(path), host, path))
                     continue  # counted when staged
                 else:
                     self._add_host_file(host, path, st)

@@ -30,25 +30,26 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from ..frames import encode_plain
-from ..wire.chunk import encode_chunk_parts, encode_file_meta
 from ..wire.constants import (
     FRAME_OVERHEAD,
     MAX_PACK_MEMBERS,
     PACK_FILE_LIMIT,
     PACK_TARGET_SIZE,
 )
-from ..wire.entry import encode_file_entry_head, encode_packed_entry_head
+from ..wire.encoding import svarint, uvarint
+from ..wire.entry import encode_file_entry_head
 from ..wire.pack import encode_pack
 
-__all__ = ["SmallFile", "Prepared", "Batch", "prepare_batch", "packable", "PACK_HEAD_SLACK",
-           "SmallFilePipeline", "resolve_jobs"]
+__all__ = ["SmallFile", "Prepared", "Batch", "prepare_batch", "prepare_rows", "packable",
+           "PACK_HEAD_SLACK", "SmallFilePipeline", "resolve_jobs", "MEMBER", "FRAME", "FAILED",
+           "GROWN"]
 
 BATCH_FILES = MAX_PACK_MEMBERS
 # A batch closes at about this many bytes of file content (each file counted with
 # FILE_OVERHEAD more for its chunk header), so that its small files make one pack.
 BATCH_BYTES = PACK_TARGET_SIZE - PACK_TARGET_SIZE // 16
 FILE_OVERHEAD = 128
-START_AFTER = 1024  # below this many small files, workers cost more than they save
+START_AFTER = 512  # below this many small files, workers cost more than they save
 PER_WORKER = 2  # batches in flight per worker
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 T = TypeVar("T")
@@ -78,31 +79,39 @@ def resolve_jobs(jobs: int | str | None) -> int:
 
 
 class SmallFile(NamedTuple):
+    """A small regular file to prepare (what the walk's ``lstat`` said of it; ``size``
+    lets the worker skip the read that would only see the end of the file)."""
+
     host: str
     path: str
     mode: int
     mtime_ns: int
+    size: int = -1  # -1: unknown
+
+
+# Prepared.kind
+MEMBER = 0  # a member of the batch's pack ``pack_no``, number ``member_no``
+FRAME = 1  # a frame of its own (``plain``): fits one chunk, over the pack limit
+FAILED = 2  # could not be read (``error``)
+GROWN = 3  # no longer fits one chunk: the main process streams it
 
 
 class Prepared(NamedTuple):
-    """One file of a batch, prepared. A packed file (``member_no`` >= 0) is member
-    ``member_no`` of the batch's pack ``pack_no`` (``plain`` empty, ``stored_size`` the
-    member's size); any other file that fits one chunk has its own frame plaintext in
-    ``plain``, ready to seal."""
+    """One file of a batch, prepared (``kind`` says how). Its path is not repeated: the
+    caller's tags say which file it is."""
 
-    path: str
+    kind: int
     mode: int
     mtime_ns: int
     file_id: bytes
     size: int
     content_hash: bytes
-    plain: bytes  # the frame plaintext, ready to seal (not for a packed file)
-    error: str = ""
-    grown: bool = False  # the file no longer fits one chunk: the main process streams it
-    entry_head: bytes = b""  # its TOC entry up to the one ref (encode_*_entry_head)
-    member_no: int = -1  # packed: its member number in pack ``pack_no``
+    stored_size: int  # MEMBER: the member's size; FRAME: the sealed frame's
+    entry_head: bytes  # its TOC entry up to the one ref (encode_*_entry_head)
+    member_no: int = 0
     pack_no: int = 0
-    stored_size: int = 0  # packed: the member's size
+    plain: bytes = b""  # FRAME: the frame plaintext, ready to seal
+    error: str = ""  # FAILED: why
 
 
 class Batch(NamedTuple):
@@ -113,93 +122,178 @@ class Batch(NamedTuple):
     files: list[Prepared]
 
 
-def prepare_batch(batch: list[SmallFile], chunk_size: int, level: int) -> Batch:
+_buffers: dict[int, bytearray] = {}  # the read buffer of each size (one per process)
+
+
+def _read_buffer(size: int) -> bytearray:
+    buf = _buffers.get(size)
+    if buf is None:
+        _buffers.clear()
+        buf = _buffers[size] = bytearray(size)
+    return buf
+
+
+def prepare_batch(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
+                  chunk_size: int, level: int) -> Batch:
+    """:func:`prepare_rows` with each file's row as a :class:`Prepared`."""
+    packs, rows = prepare_rows(batch, chunk_size, level)
+    return Batch(packs, [Prepared._make(r) for r in rows])
+
+
+def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
+                 chunk_size: int, level: int) -> tuple[list[bytes], list[tuple[Any, ...]]]:
     """Worker side (also used inline). Never raises for one bad file: reports it.
 
-    Files that are :func:`~.content.packable` go into packs, in order, a pack closed
-    when the next member would take it over ``PACK_TARGET_SIZE`` bytes or
-    ``MAX_PACK_MEMBERS`` members (as ``ContentWriter.add_member``); each pack's payload
-    is compressed whole (one zstd call, the context reused)."""
+    Each file is read into one reused buffer (no allocation of a chunk per file) and
+    hashed there. Files that are :func:`packable` become members of the batch's packs,
+    in order, a pack closed when the next member would take it over
+    ``PACK_TARGET_SIZE`` bytes or ``MAX_PACK_MEMBERS`` members (as
+    ``ContentWriter.add_member``), each pack's payload compressed whole (one zstd call,
+    the context reused). Their encodings (the member's data chunk, the entry's head)
+    are built here from fields encoded once (``encode_chunk_parts``,
+    ``encode_file_meta`` and ``encode_packed_entry_head`` byte for byte; tested)."""
     from ....platform import default_codec, default_crypto
 
     codec = default_codec()
     crypto = default_crypto()
     blake3 = crypto.blake3
     ids = crypto.random_bytes(16 * len(batch))  # one call for the batch's file ids
-    os_open, os_read, os_close = os.open, os.read, os.close
+    os_open, os_close = os.open, os.close
+    readv = getattr(os, "readv", None)
     flags = os.O_RDONLY | _O_CLOEXEC
     limit = chunk_size + 1
+    buf = _read_buffer(limit)
+    view = memoryview(buf)
     pack_limit = min(PACK_FILE_LIMIT, chunk_size)
-    out: list[Prepared] = []
+    u_csize = uvarint(chunk_size)
+    out: list[tuple[Any, ...]] = []
     append = out.append
     packs: list[bytes] = []
     members: list[bytes] = []
+    add_member = members.append
     members_size = 0
-    for i, f in enumerate(batch):
+    join = b"".join
+    for i, (host, path, mode, mtime_ns, expected) in enumerate(batch):
         try:
-            fd = os_open(f.host, flags)
+            fd = os_open(host, flags)
             try:
-                data = os_read(fd, limit)
-                if data and len(data) < limit:  # a short read: read on (the end, or more)
-                    more = os_read(fd, limit - len(data))
-                    if more:
-                        data += more
+                if readv is not None:
+                    n = readv(fd, [view])
+                    # a short read: read on to the end, unless it is the size lstat saw
+                    while n != expected and 0 < n < limit:
+                        more = readv(fd, [view[n:]])
+                        if not more:
+                            break
+                        n += more
+                else:  # pragma: no cover - no readv (not POSIX)
+                    data = os.read(fd, limit)
+                    n = len(data)
+                    view[:n] = data
             finally:
                 os_close(fd)
         except OSError as e:
-            append(Prepared(f.path, f.mode, f.mtime_ns, b"", 0, b"", b"",
-                            error=f"cannot read {f.host}: {e.strerror}"))
+            append((FAILED, mode, mtime_ns, b"", 0, b"", 0, b"", 0, 0, b"",
+                    f"cannot read {host}: {e.strerror}"))
             continue
-        size = len(data)
-        if size > chunk_size:
-            append(Prepared(f.path, f.mode, f.mtime_ns, b"", 0, b"", b"", grown=True))
+        if n > chunk_size:
+            append((GROWN, mode, mtime_ns, b"", 0, b"", 0, b"", 0, 0, b"", ""))
             continue
+        data = view[:n]
         h = blake3()
         h.update(data)
         digest = h.digest()
         file_id = ids[16 * i:16 * i + 16]
-        meta = encode_file_meta(f.mode, f.mtime_ns, size, digest, chunk_size)
-        chunk = encode_chunk_parts(file_id, 0, f.path.encode(), meta, data)
-        if size <= pack_limit:
+        u_mode = uvarint(mode)
+        u_size = uvarint(n)
+        s_mtime = svarint(mtime_ns)
+        path_b = path.encode()
+        # encode_chunk_parts(file_id, 0, path_b, encode_file_meta(...), data)
+        chunk = join((file_id, b"\x00", uvarint(len(path_b)), path_b, b"\x01\x01", u_mode,
+                      s_mtime, u_size, digest, u_csize, b"\x00", u_size, data))
+        if n <= pack_limit:
             if members and (members_size + len(chunk) + PACK_HEAD_SLACK > PACK_TARGET_SIZE
                             or len(members) >= MAX_PACK_MEMBERS):
                 packs.append(encode_plain(codec, encode_pack(members), level))
-                members, members_size = [], 0
+                members = []
+                add_member = members.append
+                members_size = 0
             member_no = len(members)
-            members.append(chunk)
-            members_size += len(chunk) + PACK_HEAD_SLACK
-            head = encode_packed_entry_head(f.mode, f.mtime_ns, size, len(chunk), digest,
-                                            file_id, chunk_size, member_no)
-            append(Prepared(f.path, f.mode, f.mtime_ns, file_id, size, digest, b"", "",
-                            False, head, member_no, len(packs), len(chunk)))
+            add_member(chunk)
+            stored = len(chunk)
+            members_size += stored + PACK_HEAD_SLACK
+            # encode_packed_entry_head(mode, mtime_ns, n, stored, digest, file_id,
+            #                          chunk_size, member_no)
+            head = join((b"\x01", u_mode, s_mtime, u_size, uvarint(stored), digest, file_id,
+                         u_csize, b"\x02", uvarint(member_no), b"\x01"))
+            append((MEMBER, mode, mtime_ns, file_id, n, digest, stored, head, member_no,
+                    len(packs), b"", ""))
             continue
         plain = encode_plain(codec, chunk, level)
-        head = encode_file_entry_head(f.mode, f.mtime_ns, size, FRAME_OVERHEAD + len(plain),
-                                      digest, file_id, chunk_size)
-        append(Prepared(f.path, f.mode, f.mtime_ns, file_id, size, digest, plain, "", False,
-                        head))
+        stored = FRAME_OVERHEAD + len(plain)
+        head = encode_file_entry_head(mode, mtime_ns, n, stored, digest, file_id, chunk_size)
+        append((FRAME, mode, mtime_ns, file_id, n, digest, stored, head, 0, 0, plain, ""))
     if members:
         packs.append(encode_plain(codec, encode_pack(members), level))
-    return Batch(packs, out)
+    return packs, out
+
+
+def _can_fork() -> bool:
+    """Whether a worker may be forked from this process: Linux, and no other thread
+    (forking a threaded process can copy a lock another thread holds). Elsewhere a
+    worker is a fresh interpreter (``pipeline_worker``)."""
+    import threading
+
+    return (FORK_WORKERS and sys.platform == "linux" and hasattr(os, "fork")
+            and threading.active_count() == 1)
+
+
+FORK_WORKERS = True
+"""Whether workers are forked when :func:`_can_fork` allows (ready at once, nothing
+to import); tests turn it off to compare with fresh interpreters."""
 
 
 class _Worker:
-    """One worker process (``python -m lockbox.formats.lbox.write.pipeline_worker``) fed
-    over its stdin/stdout with length-prefixed pickles. A plain subprocess, not
-    multiprocessing: it never re-imports the caller's ``__main__`` and never forks a
-    threaded process. Its pipes are unbuffered, so ``ready`` (poll) tells the truth."""
+    """One worker process fed over two pipes with length-prefixed pickles: a fork of
+    this process when :func:`_can_fork` (it closes every other fd, the archive's and
+    its lock included, and leaves with ``os._exit``), else a fresh interpreter
+    (``python -m lockbox.formats.lbox.write.pipeline_worker``). Not multiprocessing: it
+    never re-imports the caller's ``__main__``. The pipes are unbuffered, so ``ready``
+    (poll) tells the truth."""
 
     def __init__(self) -> None:
-        import subprocess
+        self.proc: Any = None
+        self.pid = 0
+        if _can_fork():
+            to_child, to_parent = os.pipe(), os.pipe()
+            for fd in (to_child[1], to_parent[0]):
+                _grow_pipe(fd)
+            pid = os.fork()
+            if pid == 0:  # the worker
+                code = 1
+                try:
+                    keep = sorted((to_child[0], to_parent[1]))
+                    os.closerange(3, keep[0])
+                    os.closerange(keep[0] + 1, keep[1])
+                    os.closerange(keep[1] + 1, _MAX_FD)
+                    _serve(to_child[0], to_parent[1])
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(to_child[0])
+            os.close(to_parent[1])
+            self.pid = pid
+            self._in, self._out = to_child[1], to_parent[0]
+        else:
+            import subprocess
 
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lockbox.formats.lbox.write.pipeline_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self._in = self.proc.stdin.fileno()
-        self._out = self.proc.stdout.fileno()
-        for fd in (self._in, self._out):  # a whole batch or result fits: no ping-pong
-            _grow_pipe(fd)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "lockbox.formats.lbox.write.pipeline_worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self._in = self.proc.stdin.fileno()
+            self._out = self.proc.stdout.fileno()
+            for fd in (self._in, self._out):  # a whole batch or result fits: no ping-pong
+                _grow_pipe(fd)
         self.inflight: deque[Any] = deque()  # the tags of the batches sent, in order
 
     def send(self, obj: object, tag: Any) -> None:
@@ -221,6 +315,14 @@ class _Worker:
         return result, self.inflight.popleft()
 
     def close(self) -> None:
+        if self.proc is None:
+            for fd in (self._in, self._out):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            os.waitpid(self.pid, 0)  # it leaves at the end of its input
+            return
         import subprocess
 
         try:
@@ -235,6 +337,13 @@ class _Worker:
             self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+_MAX_FD = 1 << 20
+try:
+    _MAX_FD = max(os.sysconf("SC_OPEN_MAX"), 1024)
+except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+    pass
 
 
 def _grow_pipe(fd: int) -> None:
@@ -286,7 +395,7 @@ class SmallFilePipeline(Generic[T]):
         self.chunk_size = chunk_size
         self.level = level
         self.consume = consume
-        self._batch: list[SmallFile] = []
+        self._batch: list[SmallFile | tuple[str, str, int, int, int]] = []
         self._tags: list[T] = []
         self._bytes = 0
         self._queued = 0
@@ -296,13 +405,28 @@ class SmallFilePipeline(Generic[T]):
         self.worker_batches = 0
         self.busy_batches = 0  # prepared here because every worker was busy
 
-    def submit(self, f: SmallFile, tag: T, size: int = 0) -> None:
-        self._batch.append(f)
-        self._tags.append(tag)
-        self._queued += 1
-        self._bytes += size + FILE_OVERHEAD
-        if len(self._batch) >= BATCH_FILES or self._bytes >= BATCH_BYTES:
-            self._dispatch()
+    def submit(self, f: SmallFile, tag: T) -> None:
+        self.submit_many([f], [tag])
+
+    def submit_many(self, files: Sequence[SmallFile | tuple[str, str, int, int, int]],
+                    tags: Sequence[T]) -> None:
+        """:meth:`submit` of each file in turn (a batch closes at ``BATCH_FILES`` files
+        or ``BATCH_BYTES`` bytes, each file counted with ``FILE_OVERHEAD`` more)."""
+        start, count = 0, len(files)
+        while start < count:
+            nbytes = self._bytes
+            stop = start
+            end = min(count, start + BATCH_FILES - len(self._batch))
+            while stop < end and nbytes < BATCH_BYTES:
+                nbytes += max(files[stop][4], 0) + FILE_OVERHEAD
+                stop += 1
+            self._batch.extend(files[start:stop])
+            self._tags.extend(tags[start:stop])
+            self._bytes = nbytes
+            self._queued += stop - start
+            if len(self._batch) >= BATCH_FILES or nbytes >= BATCH_BYTES:
+                self._dispatch()
+            start = stop
 
     def _dispatch(self) -> None:
         batch, tags = self._batch, self._tags
@@ -317,12 +441,12 @@ class SmallFilePipeline(Generic[T]):
             self._collect(wait=False)
             idle = min(self._workers, key=lambda w: len(w.inflight))
             if len(idle.inflight) < PER_WORKER:
-                idle.send(([tuple(f) for f in batch], self.chunk_size, self.level), tags)
+                idle.send((batch, self.chunk_size, self.level), tags)
                 self.worker_batches += 1
                 return
             self.busy_batches += 1
         t0 = time.perf_counter()
-        prepared = prepare_batch(batch, self.chunk_size, self.level)
+        prepared = prepare_rows(batch, self.chunk_size, self.level)
         self.prepare_seconds += time.perf_counter() - t0
         self.inline_batches += 1
         self.consume(prepared, tags)
@@ -355,21 +479,24 @@ class SmallFilePipeline(Generic[T]):
         self.close()
 
 
-def worker_main() -> None:
-    """The worker process's loop (see ``lockbox.pipeline_worker``)."""
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+def _serve(fd_in: int, fd_out: int) -> None:
+    """A worker's loop: read a batch, prepare it, write the result, until the input
+    ends. An exception is sent back (the main process raises it)."""
     while True:
-        head = stdin.read(8)
-        if len(head) != 8:
-            return
-        rows, chunk_size, level = pickle.loads(stdin.read(int.from_bytes(head, "little")))
         try:
-            batch = [SmallFile._make(r) for r in rows]
-            packs, files = prepare_batch(batch, chunk_size, level)
-            result: Any = (packs, [tuple(p) for p in files])
+            head = _read_exact(fd_in, 8)
+        except RuntimeError:  # the main process closed the pipe: done
+            return
+        rows, chunk_size, level = pickle.loads(_read_exact(fd_in, int.from_bytes(head,
+                                                                                 "little")))
+        try:
+            result: Any = prepare_rows(rows, chunk_size, level)
         except Exception as exc:  # reported to the main process, which raises it
             result = exc
         data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        stdout.write(len(data).to_bytes(8, "little") + data)
-        stdout.flush()
+        _write_all(fd_out, len(data).to_bytes(8, "little") + data)
 
+
+def worker_main() -> None:
+    """The loop of a worker started as a fresh interpreter (``pipeline_worker``)."""
+    _serve(sys.stdin.fileno(), sys.stdout.fileno())
