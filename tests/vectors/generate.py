@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Deterministic generator of the lockbox test vectors and golden archives (format
-version 2; the directory is still called ``v1``, after the first format version).
+versions 2 and 3; the directory is still called ``v1``, after the first format version).
 
     .venv/bin/python tests/vectors/generate.py              # rewrite tests/vectors/v1/
     .venv/bin/python tests/vectors/generate.py --out DIR    # write somewhere else
@@ -24,6 +24,10 @@ Everything is computed by the real code (``lockbox``), never by hand:
 * Compression is real zstd (level 3): byte-identical regeneration also assumes
   the same libzstd output, which has been stable but is not promised.
 
+* Packing (format version 3, docs/FORMAT.md §10 "Packs"): every golden archive but
+  ``packed.lbox`` is written with packing turned off, so that they stay the version-2
+  archives they were, byte for byte; ``packed.lbox`` is written with the writer's
+  packing policy as it is (small files in PACK frames, slot version 3).
 * ``legacy-hello.lbox`` is FROZEN: ``hello.lbox`` exactly as the format-version-1 writer
   wrote it, before key commitments (slot version 1, key-directory version 1). It is
   copied, never rebuilt (its SHA-256 is pinned below); readers must keep reading it.
@@ -49,6 +53,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import lockbox.formats.lbox.write.content as content_mod
+import lockbox.formats.lbox.write.pipeline as pipeline_mod
 import lockbox.formats.lbox.write.writer as writer_mod
 from lockbox.crypto.base import Aead, CryptoBackend
 from lockbox.formats.lbox.archive import Lockbox
@@ -67,6 +73,7 @@ from lockbox.formats.lbox.wire.chunk import ChunkHeader, ChunkMeta, encode_chunk
 from lockbox.formats.lbox.wire.commit import CommitRecord, Stats, TreeRoot, encode_commit
 from lockbox.formats.lbox.wire.constants import (
     DEFAULT_CHUNK_SIZE,
+    PACKED_FORMAT_VERSION,
     SLOT_HEADER_SIZE,
     SLOT_SIZE,
     EntryType,
@@ -77,8 +84,10 @@ from lockbox.formats.lbox.wire.encoding import Builder, svarint, uvarint, zigzag
 from lockbox.formats.lbox.wire.entry import (
     LAYOUT_CHUNKS,
     LAYOUT_INDEX,
+    LAYOUT_PACKED,
     Entry,
     encode_entry,
+    encode_packed_entry_head,
     toc_key,
 )
 from lockbox.formats.lbox.wire.frame import FrameHeader, encode_frame_header, frame_aad, frame_nonce
@@ -93,6 +102,7 @@ from lockbox.formats.lbox.wire.keydir import (
     slot_aad,
 )
 from lockbox.formats.lbox.wire.node import Child, Internal, Leaf, encode_node
+from lockbox.formats.lbox.wire.pack import decode_pack, encode_pack
 from lockbox.formats.lbox.wire.page import (
     PageHeader,
     decode_keydir_page,
@@ -234,6 +244,21 @@ def frozen_time(clock: Clock) -> Iterator[None]:
 # -- golden archives -----------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def packing(enabled: bool) -> Iterator[None]:
+    """The writer's packing policy as it is (``enabled``), or no file packed: golden
+    archives written before packs existed stay byte for byte what they were."""
+    if enabled:
+        yield
+        return
+    saved = content_mod.packable, pipeline_mod.packable
+    content_mod.packable = pipeline_mod.packable = lambda size, chunk_size: False
+    try:
+        yield
+    finally:
+        content_mod.packable, pipeline_mod.packable = saved
+
+
 def content_hash(data: bytes) -> bytes:
     """The entry's content hash (BLAKE3-256), through the crypto backend."""
     h = default_crypto().blake3()  # type: ignore[attr-defined]
@@ -307,8 +332,10 @@ class Build:
 
     def __init__(self, out: Path, name: str, *, password: str | None = None,
                  identities: tuple[str, ...] = (), argon2: Argon2Params = WEAK,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE, ids: dict[str, Identity]) -> None:
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, ids: dict[str, Identity],
+                 packed: bool = False) -> None:
         self.name = name
+        self.packed = packed  # the writer's packing policy on (format version 3)
         self.path = out / name
         self.password = password
         self.identities = list(identities)
@@ -336,7 +363,7 @@ class Build:
         # A fresh Lockbox per commit, as a separate process would open it.
         box = Lockbox.open(self.path, known_key=self.known_key, crypto=self.crypto)
         try:
-            with frozen_time(self.clock), box.writer() as w:
+            with frozen_time(self.clock), packing(self.packed), box.writer() as w:
                 yield Ops(self, w)
             self.generation += 1
             assert box.generation == self.generation
@@ -361,6 +388,7 @@ class Build:
             "chunk_size": self.chunk_size,
             "reproducible": reproducible,
             "key_commitment": _newest_keydir_committed(self.path),
+            "format_version": _newest_version(self.path),
             "features": features,
             **self.state(),
         }
@@ -502,6 +530,28 @@ def build_wide(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
     return b.finish(["TOC of height 2", "internal node", "root_leaves"])
 
 
+def build_packed(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
+    """Format version 3: small files packed (docs/FORMAT.md §10 "Packs"), then removals,
+    a move and a replacement that change the packs' counts (§14) without freeing them."""
+    b = Build(out, "packed.lbox", password="packed", ids=ids, packed=True)
+    with b.commit() as o:  # generation 2: one pack of every small file, one big file
+        o.add("docs/readme.md", _text(20, "readme"))
+        o.add("docs/notes.txt", b"notes: packed with the others\n")
+        for i in range(12):
+            o.add(f"src/module_{i:02d}.py", f"def f{i}():\n    return {i}\n".encode())
+        o.add("empty.txt", b"")
+        o.add("big.bin", _text(2000, "big"))  # over 64 KiB: a chunk frame of its own
+        o.symlink("latest", "docs/readme.md")
+    with b.commit() as o:  # generation 3: the first pack loses two entries, keeps the rest
+        o.remove("src/module_03.py")  # its bytes stay, encrypted, in the first pack
+        o.move("docs/notes.txt", "notes.txt")  # the same member under another key
+        o.add("docs/readme.md", _text(21, "readme v2"))  # replaced: a member of a new pack
+        o.add("more/added.txt", b"added in generation 3\n")
+    return b.finish(["format version 3", "PACK frames", "entry layout 2",
+                     "space map PACK records", "removal, move and replacement of packed "
+                     "files", "a large file unpacked"])
+
+
 LEGACY_HELLO = "legacy-hello.lbox"
 LEGACY_HELLO_SHA256 = "39c9eedcb190de99608a07d52641cb563789c8a6ec122f5ad3c20c91bd64017a"
 
@@ -513,6 +563,11 @@ def _newest_keydir_committed(path: Path) -> bool:
     if not isinstance(kd, bytes):
         kd = decode_keydir_page(data[kd.page_offset:])[2]
     return keydir_has_commitment(kd)
+
+
+def _newest_version(path: Path) -> int:
+    """The format version of the newest slot (1, 2, or 3 with packs: §20)."""
+    return decode_superblock(path.read_bytes()[:2 * SLOT_SIZE])[0].version
 
 
 def build_legacy_hello(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
@@ -527,6 +582,7 @@ def build_legacy_hello(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
         "argon2": {"time_cost": 1, "memory_kib": 64, "parallelism": 1},
         "chunk_size": DEFAULT_CHUNK_SIZE, "reproducible": True,
         "key_commitment": _newest_keydir_committed(out / LEGACY_HELLO),
+        "format_version": _newest_version(out / LEGACY_HELLO),
         "features": ["format version 1 (frozen): slot and key-directory version 1, no key "
                      "commitment", "read by version-2 readers, upgraded by the next commit"],
         "generation": 2,
@@ -540,7 +596,7 @@ def build_legacy_hello(out: Path, ids: dict[str, Identity]) -> dict[str, Any]:
 BUILDERS: list[Callable[[Path, dict[str, Identity]], dict[str, Any]]] = [
     build_hello, build_kdf_default, build_recipient, build_password_recipient, build_tree,
     build_multichunk, build_history, build_keydir_external, build_free_page, build_wide,
-    build_legacy_hello,
+    build_legacy_hello, build_packed,
 ]
 IDENTITY_NAMES = ("alice", "bob", "carol", "dave")
 
@@ -564,7 +620,9 @@ def check_archives(out: Path, manifest: dict[str, Any]) -> None:
         assert slots[0].generation == m["generation"], m["file"]
         legacy = m["file"] == LEGACY_HELLO
         assert m["key_commitment"] == (not legacy), m["file"]
-        assert {s.version for s in slots} == ({1} if legacy else {2}), m["file"]
+        versions = {PACKED_FORMAT_VERSION} if m["file"] == "packed.lbox" else {2}
+        assert {s.version for s in slots} == ({1} if legacy else versions), m["file"]
+        assert m["format_version"] == slots[0].version, m["file"]
         first = decode_page_header(data[16384:16416])
         if first.kind == PageKind.KEYDIR:  # the copy written at creation
             header, aid, _ = decode_keydir_page(data[16384:])
@@ -583,6 +641,15 @@ def check_archives(out: Path, manifest: dict[str, Any]) -> None:
     try:
         c = box.view.commit
         assert c.toc.height == 2 and len(c.root_leaves) >= 2 and c.root_leaves_complete, c
+    finally:
+        box.close()
+    box = Lockbox.open(out / "packed.lbox", password="packed")
+    try:
+        layouts = {p: e.layout for p, e in box.run(box.view.walk_flow())
+                   if e.type == EntryType.FILE}
+        assert layouts.pop("big.bin") == LAYOUT_CHUNKS, layouts
+        assert set(layouts.values()) == {LAYOUT_PACKED}, layouts
+        assert box.verify().ok
     finally:
         box.close()
     box = Lockbox.open(out / "multichunk.lbox", password="many chunks")
@@ -673,10 +740,12 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
                         "info": b"lockbox/v1/frame-key".hex(),
                         "hex": session_key(crypto, CONTENT_KEY, SESSION_ID).hex()}
     frames = []
+    members = pack_members()
     for kind, gen, off, counter, payload, compress in (
         (FrameKind.DATA_CHUNK, 2, 16416, 0, b"hello\n", False),
         (FrameKind.TOC_NODE, 3, 20512, 5, b"\x01\x00\x00", False),
         (FrameKind.ENV_NODE, 9, 1 << 33, 2**40, _text(8, "zstd"), True),
+        (FrameKind.PACK, 4, PACK_FRAME_OFFSET, 7, encode_pack(members), False),
     ):
         sealer = FrameSealer(ScriptedCrypto(SESSION_ID), codec, ARCHIVE_ID, CONTENT_KEY)
         sealer.counter = counter
@@ -802,6 +871,26 @@ def vectors(pin: dict[str, Any] | None, hello: Path) -> dict[str, Any]:
     v["index_payload"] = {"file_id": FILE_ID.hex(), "first_chunk_no": 4096,
                           "refs": [_ref(r1), _ref(r2)],
                           "hex": encode_index(FILE_ID, 4096, [r1, r2]).hex()}
+    # §10 "Packs" (format version 3): the payload of the PACK frame sealed above
+    # (sealed_frames[3]) and the two layout-2 entries that name its members
+    pack = encode_pack(members)
+    assert [bytes(m) for m in decode_pack(pack)] == members
+    v["pack_payload"] = {"count": len(members), "member_sizes": [len(m) for m in members],
+                         "members": [m.hex() for m in members], "hex": pack.hex(),
+                         "frame": "sealed_frames[3]"}
+    pack_ref = _ref_of(frames[3])
+    packed = []
+    for no, (path, data, fid) in enumerate(PACK_FILES):
+        e = Entry(EntryType.FILE, 0o644, MTIME, len(data), len(members[no]), content_hash(data),
+                  fid, 1048576, LAYOUT_PACKED, (pack_ref,), member_no=no)
+        head = encode_packed_entry_head(e.mode, e.mtime_ns, e.size, e.stored_size,
+                                        e.content_hash, e.file_id, e.chunk_size, no)
+        buf = encode_entry(e)
+        assert buf == head + uvarint(pack_ref.frame_offset) + uvarint(pack_ref.frame_size) + \
+            pack_ref.tag
+        packed.append({"path": path, "data": data.hex(), "member_no": no, "head": head.hex(),
+                       "hex": buf.hex(), **_entry_json(e)})
+    v["packed_entries"] = packed
     # §7 commit records
     commits = [
         ("inline TOC root", CommitRecord(
@@ -923,12 +1012,33 @@ def link_slot(pslot: PasswordSlot, commitment: bytes) -> dict[str, Any]:
     }
 
 
+# The two files of the §19 pack: hello.txt (the chunk of §19.4) and an empty file.
+PACK_FILES = (("hello.txt", b"hello\n", FILE_ID), ("empty", b"", bytes(range(0x90, 0xA0))))
+PACK_FRAME_OFFSET = 24608  # a frame right after the header of a page at 24576
+
+
+def pack_members() -> list[bytes]:
+    """The members of the §19 PACK frame: each the whole chunk of a one-chunk file."""
+    out = []
+    for path, data, fid in PACK_FILES:
+        meta = ChunkMeta(EntryType.FILE, 0o644, MTIME, len(data), content_hash(data), 1048576)
+        out.append(encode_chunk(ChunkHeader(fid, 0, path, meta), data))
+    return out
+
+
+def _ref_of(frame: dict[str, Any]) -> Ref:
+    r = frame["ref"]
+    return Ref(r["frame_offset"], r["frame_size"], bytes.fromhex(r["tag"]))
+
+
 def _entry_json(e: Entry) -> dict[str, Any]:
     d: dict[str, Any] = {"type": int(e.type), "mode": e.mode, "mtime_ns": e.mtime_ns}
     if e.type == EntryType.FILE:
         d.update(size=e.size, stored_size=e.stored_size, content_hash=e.content_hash.hex(),
                  file_id=e.file_id.hex(), chunk_size=e.chunk_size, layout=e.layout,
                  refs=[_ref(r) for r in e.refs])
+        if e.layout == LAYOUT_PACKED:
+            d["member_no"] = e.member_no
     elif e.type == EntryType.SYMLINK:
         d["target"] = e.target
     return d
@@ -1082,7 +1192,8 @@ def generate(out: Path, pin: Path | None = None) -> dict[str, Any]:
     manifest = {
         "format_version": 2,
         "about": "Golden archives of docs/FORMAT.md version 2 (and one frozen version-1 "
-                 "archive, legacy-hello.lbox), written by tests/vectors/generate.py; "
+                 "archive, legacy-hello.lbox, and one version-3 archive with packs, "
+                 "packed.lbox), written by tests/vectors/generate.py; "
                  "'entries' is the expected recursive listing.",
         "archives": [build(out, ids) for build in BUILDERS],
     }

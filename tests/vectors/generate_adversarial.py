@@ -33,11 +33,13 @@ regenerating gives identical bytes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import struct
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -386,14 +388,14 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
     c.fix_slot_crc(1)
     add(c, "open", "IntegrityError")
 
-    c = Case("unsupported-version-newest", "hello.lbox", "slot 0 version 3, CRC recomputed")
-    c.write(c.slot(0)["base"] + 8, struct.pack("<H", 3))
+    c = Case("unsupported-version-newest", "hello.lbox", "slot 0 version 4, CRC recomputed")
+    c.write(c.slot(0)["base"] + 8, struct.pack("<H", 4))
     c.fix_slot_crc(0)
     add(c, "open", "UnsupportedVersionError")
 
     c = Case("unsupported-version-older", "hello.lbox",
-             "slot 1 (the older, generation 1) version 3, CRC recomputed: still refused")
-    c.write(c.slot(1)["base"] + 8, struct.pack("<H", 3))
+             "slot 1 (the older, generation 1) version 4, CRC recomputed: still refused")
+    c.write(c.slot(1)["base"] + 8, struct.pack("<H", 4))
     c.fix_slot_crc(1)
     add(c, "open", "UnsupportedVersionError")
 
@@ -941,11 +943,28 @@ def _first_frame(case: Case, kind: int) -> tuple[int, int]:
     raise AssertionError(f"no frame of kind {kind} in {case.source}")
 
 
+@contextlib.contextmanager
+def _no_packing() -> Iterator[None]:
+    """The hostile authors' archives are written with packing off (format version 2),
+    as they were before packs: the writer's policy must not change their bytes."""
+    import lockbox.formats.lbox.write.content as content_mod
+    import lockbox.formats.lbox.write.pipeline as pipeline_mod
+
+    saved = content_mod.packable, pipeline_mod.packable
+    content_mod.packable = pipeline_mod.packable = lambda size, chunk_size: False
+    try:
+        yield
+    finally:
+        content_mod.packable, pipeline_mod.packable = saved
+
+
 def generate(out: Path) -> dict[str, Any]:
     golden = golden_manifest()
     out.mkdir(parents=True, exist_ok=True)
     entries = []
-    for case, spec in build(golden):
+    with _no_packing():
+        cases = list(build(golden))
+    for case, spec in cases:
         (out / f"{case.name}.lbox").write_bytes(bytes(case.data))
         origin = ({"source": case.source} if case.built_by is None
                   else {"source": None, "built_by": case.built_by})
