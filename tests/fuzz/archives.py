@@ -1,7 +1,8 @@
 """Small real archives for the end-to-end fuzz tests, and a map of their structure.
 
 :func:`build_archives` writes (deterministically: a seeded ``random_bytes``) a
-three-generation archive with every entry type and layout and env values, and
+three-generation archive with every entry type and layout (small files packed in PACK
+frames: format version 3) and env values, and
 an archive whose key directory lives in a KEYDIR page (a password and four
 recipients). :func:`structure_fields` lists every cleartext field of an archive
 file — slot headers, key directories, commit-frame headers, page headers, frame
@@ -36,11 +37,18 @@ from lockbox.formats.lbox.wire.constants import (
     FrameKind,
     PageKind,
 )
-from lockbox.formats.lbox.wire.encoding import Reader
-from lockbox.formats.lbox.wire.entry import LAYOUT_INDEX, MAX_ENTRY_SIZE, decode_entry
+from lockbox.formats.lbox.wire.encoding import Reader, uvarint
+from lockbox.formats.lbox.wire.entry import (
+    LAYOUT_CHUNKS,
+    LAYOUT_INDEX,
+    LAYOUT_PACKED,
+    MAX_ENTRY_SIZE,
+    decode_entry,
+)
 from lockbox.formats.lbox.wire.frame import decode_frame_header, frame_aad, frame_nonce
 from lockbox.formats.lbox.wire.keydir import decode_keydir
 from lockbox.formats.lbox.wire.node import Internal, Leaf, decode_node
+from lockbox.formats.lbox.wire.pack import pack_member_spans
 from lockbox.formats.lbox.wire.page import decode_page_header
 from lockbox.formats.lbox.wire.superblock import decode_slot
 from lockbox.formats.lbox.write.space import decode_record
@@ -57,6 +65,9 @@ ARGON2 = Argon2Params(1, 64)
 MTIME = 1_600_000_000_123_456_789
 _VALUE_LIMITS = {FrameKind.TOC_NODE: MAX_ENTRY_SIZE, FrameKind.ENV_NODE: 65536,
                  FrameKind.SPACE_NODE: 64}
+# The kind of frame a FILE entry's refs name, by layout (2: a PACK frame, format version 3).
+_CONTENT_KIND = {LAYOUT_CHUNKS: FrameKind.DATA_CHUNK, LAYOUT_INDEX: FrameKind.CHUNK_INDEX,
+                 LAYOUT_PACKED: FrameKind.PACK}
 
 
 class DetCrypto:
@@ -362,7 +373,7 @@ class Forger:
         elif isinstance(node, Leaf) and kind == FrameKind.TOC_NODE:
             for v in node.values:
                 e = decode_entry(v)
-                child = FrameKind.CHUNK_INDEX if e.layout == LAYOUT_INDEX else FrameKind.DATA_CHUNK
+                child = _CONTENT_KIND[e.layout]
                 for ref in e.refs:
                     self._add(ref.frame_offset, child, parent)
 
@@ -411,7 +422,8 @@ class Forger:
             if info.parent is None:
                 return S.fix_slot_crc(bytes(data), info.slot_base)
             parent = self.frames[info.parent]
-            assert parent.plain.count(old_tag) == 1
+            # once, or once per packed entry of a PACK frame (they all name it)
+            assert parent.plain.count(old_tag) >= 1
             plain = parent.plain.replace(old_tag, new_tag)
             off = info.parent
 
@@ -470,6 +482,16 @@ def deep_fields(kind: FrameKind, payload: bytes, base: int) -> list[S.Field]:
         return S.trace_fields(decode_chunk, payload, base)
     if kind == FrameKind.CHUNK_INDEX:
         return S.trace_fields(decode_index, payload, base)
+    if kind == FrameKind.PACK:  # its header's varints, then each member as a chunk
+        r = Reader(payload)
+        out = [S.Field(base, base + len(uvarint(r.uvarint())), "uvarint")]
+        for _ in range(len(pack_member_spans(payload))):
+            p = r.pos
+            r.uvarint()
+            out.append(S.Field(base + p, base + r.pos, "uvarint"))
+        for start, end in pack_member_spans(payload):
+            out += S.trace_fields(decode_chunk, payload[start:end], base + start)
+        return out
     return []
 
 
