@@ -411,9 +411,22 @@ def _agent_lookup(source: Any, probed: Any) -> tuple[bytes, bytes] | None:
     """The ``known_key`` the unlock agent holds for the .lbox that ``source`` reads, or
     None (no agent, no key, an archive without a key commitment). Never fails: an agent
     problem is one warning line (docs/VAULT.md "Using the agent")."""
+    if _no_agent_dir():
+        return None
     from .vault import unlock_cache
 
     return unlock_cache.lookup_source(source, probed.head, warn=_agent_warn)
+
+
+def _no_agent_dir() -> bool:
+    """True when no unlock agent can run: its socket's directory does not exist, so the
+    agent client would find none without a word (``agent_client._connect``: a missing
+    directory is "no agent"; anything that exists there is looked at, and warned about,
+    by the client as before). Spares every open importing the client (socket,
+    subprocess)."""
+    from .vault.paths import agent_socket_path
+
+    return not os.path.lexists(os.path.dirname(agent_socket_path()))
 
 
 def _agent_warn(message: str) -> None:
@@ -440,6 +453,8 @@ def _open_from_agent(location: str, source: Any, probed: Any,
 def _agent_remember(box: Any) -> None:
     """Give the unlock agent the content key a password or identity just unlocked (a
     no-op, silent, when no agent runs)."""
+    if _no_agent_dir():
+        return
     from .formats.lbox.archive import Lockbox
     from .vault import unlock_cache
 
@@ -492,17 +507,20 @@ def _load_recipients(values: Sequence[str]) -> list[Recipient]:
     """Recipient strings, names of trusted recipients (``lockbox vault add-recipient``),
     or files holding one or more recipient lines (# comments ok)."""
     from .formats.lbox.keys import IDENTITY_PREFIX, RECIPIENT_PREFIX, Recipient
-    from .vault.recipients import trusted_recipient
+    from .vault.names import NAME_PATTERN
 
     out: list[Recipient] = []
     for value in values:
         if value.strip().startswith(RECIPIENT_PREFIX):
             out.append(Recipient.decode(value))
             continue
-        trusted = trusted_recipient(value)  # a name in the vault's recipients book
-        if trusted is not None:
-            out.append(trusted)
-            continue
+        if NAME_PATTERN.fullmatch(value):  # else not a name (a path): no vault lookup
+            from .vault.recipients import trusted_recipient
+
+            trusted = trusted_recipient(value)  # a name in the vault's recipients book
+            if trusted is not None:
+                out.append(trusted)
+                continue
         try:
             with open(value, encoding="utf-8") as f:
                 text = f.read()
@@ -1610,23 +1628,41 @@ class _PendingParser(_Recipe):
         return self._built
 
 
+class _Deferred:
+    """Commands another module defines (``lockbox.cli_sync.add_sync_parser(sub)``...):
+    the module is imported, and its commands defined, when one of them is used or the
+    command list is shown. Until then its names stand in the parser map."""
+
+    __slots__ = ("define", "names")
+
+    def __init__(self, names: tuple[str, ...], define: Callable[[Any], None]) -> None:
+        self.names = names
+        self.define = define
+
+
 class _ParserMap(dict):  # type: ignore[type-arg]
     """A subparsers action's name -> parser map that builds a parser when it is looked up
     (argparse dispatches with ``map[name]``; ``in`` and iteration see the names only;
     ``values``, ``items`` and ``get`` build what they return)."""
 
+    action: _LazySubParsersAction
+
     def __getitem__(self, name: str) -> Any:
         value = super().__getitem__(name)
+        if isinstance(value, _Deferred):
+            self.action._define(value)
+            value = super().__getitem__(name)
         return value.build() if isinstance(value, _PendingParser) else value
 
     def get(self, name: str, default: Any = None) -> Any:
         return self[name] if name in self else default
 
     def values(self) -> list[Any]:  # type: ignore[override]
-        return [self[name] for name in self]
+        return [parser for _, parser in self.items()]
 
     def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
-        return [(name, self[name]) for name in self]
+        self.action._define_all()
+        return [(name, self[name]) for name in list(self)]
 
 
 class _LazySubParsersAction(argparse._SubParsersAction):  # type: ignore[type-arg]
@@ -1637,6 +1673,8 @@ class _LazySubParsersAction(argparse._SubParsersAction):  # type: ignore[type-ar
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._name_parser_map = self.choices = _ParserMap()
+        self._name_parser_map.action = self
+        self._deferred: list[_Deferred] = []
 
     def add_parser(self, name: str, **kwargs: Any) -> Any:
         make = self._parser_class
@@ -1646,9 +1684,48 @@ class _LazySubParsersAction(argparse._SubParsersAction):  # type: ignore[type-ar
         finally:
             self._parser_class = make
 
+    def add_deferred(self, names: tuple[str, ...], define: Callable[[Any], None]) -> None:
+        """Commands ``names`` that ``define(self)`` adds (with ``add_parser``), called when
+        one of them is looked up or the command list is shown."""
+        entry = _Deferred(names, define)
+        for name in names:
+            if name in self._name_parser_map:
+                raise argparse.ArgumentError(self, f"conflicting subparser: {name}")
+            dict.__setitem__(self._name_parser_map, name, entry)
+        self._deferred.append(entry)
+
+    def _define(self, entry: _Deferred) -> None:
+        if entry not in self._deferred:
+            return
+        self._deferred.remove(entry)
+        for name in entry.names:
+            del self._name_parser_map[name]
+        entry.define(self)
+        missing = [n for n in entry.names if n not in self._name_parser_map]
+        if missing:
+            raise AssertionError(f"commands {missing} were announced but not defined")
+
+    def _define_all(self) -> None:
+        for entry in list(self._deferred):
+            self._define(entry)
+
+    def _get_subactions(self) -> list[argparse.Action]:
+        self._define_all()  # the command list (help) shows every command's line
+        return super()._get_subactions()
+
     def parsers(self) -> dict[str, argparse.ArgumentParser]:
         """Every parser, built (tests, completion)."""
-        return {name: self._name_parser_map[name] for name in self._name_parser_map}
+        return dict(self._name_parser_map.items())
+
+
+def _define_with(module: str, function: str) -> Callable[[Any], None]:
+    """``define(sub)`` that imports ``lockbox.<module>`` and calls its ``function(sub)``."""
+
+    def define(sub: Any) -> None:
+        import importlib
+
+        getattr(importlib.import_module(f".{module}", __package__), function)(sub)
+    return define
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -1971,19 +2048,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--identity", "-i", metavar="FILE",
                    help="open with the identity in FILE (default: LOCKBOX_IDENTITY)")
 
-    # `lockbox sync ACTION`: .sync containers (sync-rs). Imported here, not at the top:
-    # cli_sync builds on this module's helpers.
-    from . import cli_sync
-    cli_sync.add_sync_parser(sub)
-    # `lockbox snap ACTION`: snapdir snapshots, stores and SNAPPACK (the same reason).
-    from . import cli_snap
-    cli_snap.add_snap_parser(sub)
-    # `lockbox share`: a link slot and its viewer link; `lockbox vault` / `lockbox agent`:
-    # the local identities store, trusted recipients and the unlock agent (docs/VAULT.md).
-    from . import cli_share, cli_vault
-    cli_share.add_share_parser(sub)
-    cli_vault.add_vault_parser(sub)
-    cli_vault.add_agent_parser(sub)
+    # Commands defined in their own modules (which build on this module's helpers), each
+    # imported only when one of its commands runs or the command list is shown:
+    # `lockbox sync ACTION`: .sync containers (sync-rs); `lockbox snap ACTION`: snapdir
+    # snapshots, stores and SNAPPACK; `lockbox share`: a link slot and its viewer link;
+    # `lockbox vault` / `lockbox agent`: the local identities store, trusted recipients and
+    # the unlock agent (docs/VAULT.md).
+    sub.add_deferred(("sync",), _define_with("cli_sync", "add_sync_parser"))
+    sub.add_deferred(("snap",), _define_with("cli_snap", "add_snap_parser"))
+    sub.add_deferred(("share",), _define_with("cli_share", "add_share_parser"))
+    sub.add_deferred(("vault",), _define_with("cli_vault", "add_vault_parser"))
+    sub.add_deferred(("agent",), _define_with("cli_vault", "add_agent_parser"))
     return parser
 
 

@@ -132,3 +132,33 @@ def test_aead_into_finds_the_optional_methods() -> None:
             return aead.open(nonce, sealed, aad)
 
     assert aead_into(SealOpenOnly()) is None
+
+
+def test_fast_paths_are_the_public_api_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend takes ChaCha20-Poly1305 and the ML-KEM constructors from cryptography's
+    Rust module (sparing imports): the same class, and the same keys, secrets and errors
+    as through the public API (the fallback when those names are missing)."""
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from lockbox.crypto import cpython
+    from lockbox.errors import FormatError
+
+    assert cpython._ChaCha20Poly1305 is ChaCha20Poly1305
+    assert cpython._RUST_MLKEM is not None  # this install's cryptography has the fast path
+    backend = CryptographyBackend()
+    seed = os.urandom(64)
+    fast_ek = backend.mlkem1024_public_key(seed)
+    ss, ct = backend.mlkem1024_encapsulate(fast_ek)
+    with pytest.raises(FormatError):
+        backend.mlkem1024_encapsulate(b"\xff" * len(fast_ek))
+    monkeypatch.setattr(cpython, "_RUST_MLKEM", None)
+    assert backend.mlkem1024_public_key(seed) == fast_ek
+    assert backend.mlkem1024_decapsulate(seed, ct) == ss
+    ss2, ct2 = backend.mlkem1024_encapsulate(fast_ek)
+    monkeypatch.undo()
+    assert backend.mlkem1024_decapsulate(seed, ct2) == ss2
+    monkeypatch.setattr(cpython, "_RUST_MLKEM", None)
+    with pytest.raises(FormatError):
+        backend.mlkem1024_encapsulate(b"\xff" * len(fast_ek))

@@ -36,18 +36,69 @@ from lockbox.errors import (
 _blake3: Any = None
 _pyrage: Any = None
 
+# Imported here: what every use needs (the exceptions load cryptography's Rust module, and
+# with it OpenSSL). Each primitive's own module is imported on its first use (Argon2id,
+# HKDF, Ed25519 and the rest are not needed to create or read a public-key archive).
 try:
     from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import mlkem
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-except ImportError as exc:  # missing, or too old for ML-KEM / Argon2id
+    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
+except ImportError as exc:  # missing
     raise BackendUnavailableError(
         f"the 'cryptography' crypto backend is not available: {exc}"
     ) from exc
+
+
+def _public_api_check() -> None:
+    """ML-KEM and Argon2id must be there (a version too old has neither). Their public
+    modules re-export the Rust module's: when it has both, they are there."""
+    if hasattr(_rust_openssl, "mlkem") and hasattr(getattr(_rust_openssl, "kdf", None),
+                                                   "Argon2id"):
+        return
+    try:
+        from cryptography.hazmat.primitives.asymmetric import mlkem  # noqa: F401
+        from cryptography.hazmat.primitives.kdf.argon2 import Argon2id  # noqa: F401
+    except ImportError as exc:  # too old for ML-KEM / Argon2id
+        raise BackendUnavailableError(
+            f"the 'cryptography' crypto backend is not available: {exc}"
+        ) from exc
+
+
+_public_api_check()
+
+# ``cryptography.hazmat.primitives.ciphers.aead.ChaCha20Poly1305`` IS the Rust module's
+# class (aead.py re-exports it); taking it from there spares importing the ciphers package
+# (block modes, algorithms) that the re-export drags in. The ML-KEM key constructors
+# of ``...asymmetric.mlkem`` import the whole OpenSSL "backend" module (RSA, EC, padding,
+# ~3 ms) only to ask ``backend.mlkem_supported()``, which reads these three Rust flags:
+# with them set, the Rust functions are called directly. Every fast path falls back to the
+# public API when a name is missing (tests/crypto/test_cpython.py pins them equal).
+_ChaCha20Poly1305: Any = getattr(getattr(_rust_openssl, "aead", None), "ChaCha20Poly1305",
+                                 None)
+if _ChaCha20Poly1305 is None:  # pragma: no cover - another cryptography layout
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305 as _ChaCha20Poly1305
+_RUST_MLKEM: Any = getattr(_rust_openssl, "mlkem", None) if any(
+    getattr(_rust_openssl, flag, False) for flag in (
+        "CRYPTOGRAPHY_IS_AWSLC", "CRYPTOGRAPHY_IS_BORINGSSL",
+        "CRYPTOGRAPHY_OPENSSL_350_OR_GREATER")) else None
+
+
+def _mlkem_from_seed(seed: bytes) -> Any:
+    fast = getattr(_RUST_MLKEM, "from_mlkem1024_seed_bytes", None)
+    if fast is not None:
+        return fast(seed)
+    from cryptography.hazmat.primitives.asymmetric import mlkem
+
+    return mlkem.MLKEM1024PrivateKey.from_seed_bytes(seed)
+
+
+def _mlkem_public_from_bytes(public_key: bytes) -> Any:
+    fast = getattr(_RUST_MLKEM, "from_mlkem1024_public_bytes", None)
+    if fast is not None:
+        return fast(public_key)
+    from cryptography.hazmat.primitives.asymmetric import mlkem
+
+    return mlkem.MLKEM1024PublicKey.from_public_bytes(public_key)
+
 
 __all__ = ["CryptographyBackend"]
 
@@ -109,7 +160,7 @@ class _ChaCha20Poly1305Aead:
 
     def __init__(self, key: bytes) -> None:
         check_size(key, AEAD_KEY_SIZE, "ChaCha20-Poly1305 key")
-        self._cipher = ChaCha20Poly1305(key)
+        self._cipher = _ChaCha20Poly1305(key)
 
     def seal(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
         check_size(nonce, AEAD_NONCE_SIZE, "ChaCha20-Poly1305 nonce")
@@ -163,6 +214,8 @@ class CryptographyBackend:
         check_int(length, _ARGON2_MIN_LENGTH, "Argon2id length")
         if len(salt) < _ARGON2_MIN_SALT:
             raise ValueError(f"Argon2id salt must be at least {_ARGON2_MIN_SALT} bytes")
+        from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
         try:
             kdf = Argon2id(
                 salt=salt, length=length, iterations=time_cost, lanes=parallelism,
@@ -176,12 +229,15 @@ class CryptographyBackend:
         check_int(length, 0, "HKDF-SHA-256 length", _HKDF_MAX_LENGTH)
         if length == 0:
             return b""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
         return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
 
-    def _mlkem_private(self, seed: bytes) -> mlkem.MLKEM1024PrivateKey:
+    def _mlkem_private(self, seed: bytes) -> Any:
         check_size(seed, MLKEM1024_SEED_SIZE, "ML-KEM-1024 seed")
         try:
-            return mlkem.MLKEM1024PrivateKey.from_seed_bytes(seed)
+            return _mlkem_from_seed(seed)
         except UnsupportedAlgorithm as exc:
             raise _unavailable(exc, "ML-KEM-1024") from exc
 
@@ -191,7 +247,7 @@ class CryptographyBackend:
     def mlkem1024_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
         check_size(public_key, MLKEM1024_EK_SIZE, "ML-KEM-1024 encapsulation key")
         try:
-            key = mlkem.MLKEM1024PublicKey.from_public_bytes(public_key)
+            key = _mlkem_public_from_bytes(public_key)
         except UnsupportedAlgorithm as exc:
             raise _unavailable(exc, "ML-KEM-1024") from exc
         except ValueError as exc:  # right size, so the FIPS 203 §7.2 modulus check failed
@@ -225,6 +281,8 @@ class CryptographyBackend:
         check_size(signature, ED25519_SIGNATURE_SIZE, "Ed25519 signature")
         if _weak_ed25519_point(bytes(public_key)) or _weak_ed25519_point(bytes(signature[:32])):
             return False
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             key = Ed25519PublicKey.from_public_bytes(bytes(public_key))
             key.verify(bytes(signature), bytes(message))
