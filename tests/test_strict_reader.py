@@ -795,8 +795,14 @@ class SpecReader:
         key = _hkdf(self.content_key, session_id, b"lockbox/v1/frame-key")
         aad = (b"lockbox/v1/frame" + self.archive_id + frame[:44]
                + offset.to_bytes(8, "little"))
-        plain = ChaCha20Poly1305(key).decrypt(counter.to_bytes(8, "little") + bytes(4),
-                                              frame[48:], aad)
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            plain = ChaCha20Poly1305(key).decrypt(counter.to_bytes(8, "little") + bytes(4),
+                                                  frame[48:], aad)
+        except InvalidTag:
+            raise SpecError("IntegrityError", f"frame at {offset} does not authenticate") \
+                from None
         c = _Cur(plain, "frame body")  # "Frame plaintext"
         codec = c.u8()
         assert codec in (0, 1)
@@ -991,9 +997,15 @@ class SpecReader:
         return out
 
 
-def _spec_read_golden(name: str) -> tuple[SpecReader, dict[str, dict[str, Any]]]:
+def _golden_archive(name: str) -> dict[str, Any]:
+    """The manifest entry of a golden archive (§19.6)."""
     manifest = json.loads((V1 / "manifest.json").read_text())
-    m = next(a for a in manifest["archives"] if a["file"] == name)
+    found: dict[str, Any] = next(a for a in manifest["archives"] if a["file"] == name)
+    return found
+
+
+def _spec_read_golden(name: str) -> tuple[SpecReader, dict[str, dict[str, Any]]]:
+    m = _golden_archive(name)
     reader = SpecReader((V1 / name).read_bytes(), m["password"])
     assert reader.version == m.get("format_version", reader.version)
     entries = {}
@@ -1056,3 +1068,32 @@ def test_an_independent_reader_reads_the_packed_archive_of_the_real_writer() -> 
     members = reader.pack_members(reader.fetch(ref, 7))
     paths = {reader.chunk(m)["path"] for m in members}
     assert "src/module_03.py" in paths and "src/module_03.py" not in entries
+
+
+_CORPUS = Path(__file__).resolve().parent / "vectors" / "adversarial" / "v1"
+
+
+def _pack_cases() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = json.loads((_CORPUS / "manifest.json").read_text())["cases"]
+    return [c for c in cases if c["case"].startswith("pack-")]
+
+
+@pytest.mark.parametrize("case", _pack_cases(), ids=lambda c: c["case"])
+def test_an_independent_reader_reaches_the_verdicts_of_the_pack_cases(case: dict[str, Any]
+                                                                      ) -> None:
+    """docs/FORMAT.md §19.7: the adversarial cases of packs (damaged or hostile copies of
+    packed.lbox) get the verdict the text gives them from the independent reader too."""
+    op, _, path = case["op"].partition(" ")
+    assert op == "read"
+    reader = SpecReader((_CORPUS / case["file"]).read_bytes(), case["secret"]["password"])
+    entries = {}
+    for key, value in reader.leaves(reader.commit["toc"], 2):
+        parent, _, base = key.partition(b"\x00")
+        entries[(parent + b"/" + base if parent else base).decode()] = reader.entry(value)
+    with pytest.raises(SpecError) as info:
+        reader.read(entries[path])
+    assert info.value.kind == case["expected"], info.value
+    golden = {e["path"]: e for e in _golden_archive("packed.lbox")["entries"]}
+    for other in case["still_reads"]:
+        data = reader.read(entries[other])
+        assert hashlib.sha256(data).hexdigest() == golden[other]["sha256"]

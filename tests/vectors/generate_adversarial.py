@@ -899,6 +899,92 @@ def build(golden: dict[str, dict[str, Any]]) -> list[tuple[Case, dict[str, Any]]
              built_by="hostile.unlock_cost:too_many_password_slots_archive()")
     add(c, "open", "LimitExceededError", secret={"password": "the real password"})
 
+    # ---- packs (format version 3, §10 "Packs"): packed.lbox --------------------------
+    from lockbox.formats.lbox.wire.constants import FrameKind
+    from lockbox.formats.lbox.wire.entry import key_path
+    from lockbox.formats.lbox.wire.pack import decode_pack, encode_pack
+
+    pk_pw = pw["packed.lbox"]
+    pack1 = file_refs("packed.lbox", pk_pw, "notes.txt")[0]  # 13 entries name it
+    pack2 = file_refs("packed.lbox", pk_pw, "more/added.txt")[0]  # 2 entries name it
+    in_pack2 = ["docs/readme.md", "more/added.txt", "big.bin"]
+
+    c = Case("pack-ciphertext-flip", "packed.lbox",
+             "one ciphertext bit of the first PACK frame flipped: every file packed in it "
+             "fails, the others read")
+    c.flip(pack1[0] + FRAME_HEADER + 40, 0x10)
+    add(c, "read src/module_00.py", "IntegrityError", still_reads=in_pack2)
+
+    def packed_case(name: str, about: str, change: Any) -> Case:
+        """A key holder's edit of packed.lbox's inline TOC leaf: ``change(path, entry)``
+        returns the entry to store (or the same one); the commit is re-sealed."""
+        case, holder, record, _ = commit_case(name, about, "packed.lbox")
+        leaf = decode_node(record.toc.inline, 1 << 16)
+        values = [encode_entry(change(key_path(k), decode_entry(v)))
+                  for k, v in zip(leaf.keys, leaf.values)]
+        holder.rewrite_commit(dataclasses.replace(
+            record, toc=TreeRoot(record.toc.count, 1, None,
+                                 encode_node(Leaf(leaf.keys, values)))))
+        return case
+
+    def member(path: str, no: int) -> Any:
+        return lambda p, e: dataclasses.replace(e, member_no=no) if p == path else e
+
+    c = packed_case("pack-member-out-of-range", "notes.txt's entry names member 15 of a "
+                    "pack of 15 members (0-14): IntegrityError", member("notes.txt", 15))
+    add(c, "read notes.txt", "IntegrityError", still_reads=["src/module_00.py", *in_pack2])
+
+    c = packed_case("pack-other-member", "notes.txt's entry names member 2, the chunk of "
+                    "src/module_00.py (another file id): IntegrityError",
+                    member("notes.txt", 2))
+    add(c, "read notes.txt", "IntegrityError", still_reads=["src/module_00.py", *in_pack2])
+
+    big_off, big_size = file_refs("packed.lbox", pk_pw, "big.bin")[0]
+    big_ref = Ref(big_off, big_size,
+                  (GOLDEN / "packed.lbox").read_bytes()[big_off + big_size - 16:big_off + big_size])
+    c = packed_case("pack-entry-names-a-chunk-frame", "notes.txt's entry (layout 2) names "
+                    "big.bin's DATA_CHUNK frame: the kind differs, IntegrityError",
+                    lambda p, e: dataclasses.replace(e, refs=(big_ref,))
+                    if p == "notes.txt" else e)
+    add(c, "read notes.txt", "IntegrityError", still_reads=["src/module_00.py", *in_pack2])
+
+    def repack_case(name: str, about: str, payload: Any) -> Case:
+        """A key holder re-seals the second PACK frame (its payload ``payload(members)``,
+        zstd) in its place and points both of its entries at it."""
+        case, holder, record, _ = commit_case(name, about, "packed.lbox")
+        members = [bytes(m) for m in decode_pack(holder.frame_payload(*pack2,
+                                                                      FrameKind.PACK))]
+        body = payload(members)  # zstd (as the pack was), to fit the frame's place
+        new = holder.reseal_frame(*pack2, FrameKind.PACK,
+                                  b"\x01" + uvarint(len(body)) + zstd_frame(body))
+        assert new.frame_size <= pack2[1], (new.frame_size, pack2[1])
+        leaf = decode_node(record.toc.inline, 1 << 16)
+        values = []
+        for v in leaf.values:
+            e = decode_entry(v)
+            if e.layout == 2 and e.refs[0].frame_offset == pack2[0]:
+                e = dataclasses.replace(e, refs=(new,))
+            values.append(encode_entry(e))
+        holder.rewrite_commit(dataclasses.replace(
+            record, toc=TreeRoot(record.toc.count, 1, None,
+                                 encode_node(Leaf(leaf.keys, values)))))
+        return case
+
+    c = repack_case("pack-sizes-sum-short", "the second pack re-sealed with its last member "
+                    "one byte shorter than its size says: FormatError",
+                    lambda ms: encode_pack(ms)[:-1])
+    add(c, "read more/added.txt", "FormatError", still_reads=["src/module_00.py", "big.bin"])
+
+    c = repack_case("pack-count-zero", "the second pack re-sealed as a pack of 0 members: "
+                    "FormatError", lambda ms: b"\x00")
+    add(c, "read docs/readme.md", "FormatError", still_reads=["src/module_00.py", "big.bin"])
+
+    c = repack_case("pack-members-swapped", "the second pack re-sealed with its two members "
+                    "swapped: each entry finds the other file's chunk, IntegrityError",
+                    lambda ms: encode_pack(ms[::-1]))
+    add(c, "read more/added.txt", "IntegrityError",
+        still_reads=["src/module_00.py", "big.bin"])
+
     # ---- hostile tree shapes (issue 7, item 3): bounded walks ------------------------
     tree_pw = {"password": "pw"}
     for name, op, expected, about in (
