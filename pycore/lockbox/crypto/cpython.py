@@ -24,6 +24,7 @@ from lockbox.crypto.base import (
     check_int,
     check_size,
 )
+from lockbox.crypto.hkdf import hkdf_sha256
 from lockbox.errors import (
     BackendUnavailableError,
     FormatError,
@@ -226,13 +227,12 @@ class CryptographyBackend:
         return kdf.derive(password)
 
     def hkdf_sha256(self, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+        """RFC 5869 on the standard library's HMAC-SHA-256 (OpenSSL's, through hashlib):
+        the few short derivations lockbox makes cost less than building cryptography's
+        ``HKDF`` object, and need none of its modules (tests/crypto/test_cpython.py
+        checks it against cryptography's HKDF)."""
         check_int(length, 0, "HKDF-SHA-256 length", _HKDF_MAX_LENGTH)
-        if length == 0:
-            return b""
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-        return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+        return hkdf_sha256(ikm, salt, info, length)
 
     def _mlkem_private(self, seed: bytes) -> Any:
         check_size(seed, MLKEM1024_SEED_SIZE, "ML-KEM-1024 seed")
