@@ -12,6 +12,11 @@ written into slot g % 2), then from offset 16384 on pages: the KEYDIR page that
 * gen 3 (slot 1): 40 more files (the TOC becomes a node frame), ``small``
   replaced, ``multi`` removed.
 
+Files of one chunk of at most 64 KiB are packed (FORMAT §10 "Packs"): gen 2's
+``small`` is the only member of its PACK frame; gen 3's ``small`` shares one PACK
+frame with the 40 new files, so damage to that frame fails exactly those 41 files.
+``multi`` and ``index`` have frames of their own.
+
 Once generation 3 is durable, the frames it freed (gen 2's ``small`` and
 ``multi``) are redacted (docs/FORMAT.md §11, §14: the older slot's commit is not
 kept readable). So when a test falls back to generation 2, those two files read
@@ -53,6 +58,7 @@ from lockbox.formats.lbox.wire.commit import CommitRecord, TreeRoot, decode_comm
 from lockbox.formats.lbox.wire.constants import (
     FRAME_MAGIC,
     MAX_CHUNK_SIZE,
+    PACKED_FORMAT_VERSION,
     PAGE_HEADER_SIZE,
     SLOT_SIZE,
     SUPERBLOCK_SIZE,
@@ -63,7 +69,7 @@ from lockbox.formats.lbox.wire.constants import (
     SlotKind,
 )
 from lockbox.formats.lbox.wire.encoding import uvarint
-from lockbox.formats.lbox.wire.entry import LAYOUT_CHUNKS, LAYOUT_INDEX, Entry
+from lockbox.formats.lbox.wire.entry import LAYOUT_CHUNKS, LAYOUT_INDEX, LAYOUT_PACKED, Entry
 from lockbox.formats.lbox.wire.frame import decode_frame_header
 from lockbox.formats.lbox.wire.keydir import UnusableSlot, decode_keydir
 from lockbox.formats.lbox.wire.page import decode_page_header
@@ -147,6 +153,12 @@ def entry_of(box: Lockbox, path: str) -> Entry:
 def chunk_refs(box: Lockbox, path: str) -> list[Ref]:
     e = entry_of(box, path)
     return box.run(box.view.chunk_refs_flow(e, 0, e.chunks))
+
+
+def sharing_frame(box: Lockbox, ref: Ref) -> set[str]:
+    """The files whose entry names the frame ``ref`` (the members of a pack)."""
+    return {e.path for e in box.ls(recursive=True)
+            if e.is_file and ref in entry_of(box, e.path).refs}
 
 
 class _Timeout(Exception):
@@ -390,10 +402,17 @@ def test_truncation_at_every_structure_boundary(layered):
 
 def test_truncated_archive_file_opened_by_path(make_archive, tmp_path):
     """The same through a FileSource: a cut inside "index"'s chunk-index frame
-    (the last frame of the only page; the TOC is inline in the commit)."""
-    data = make_archive({"a": b"first", "index": GEN2["index"]}).read_bytes()
+    (the TOC is inline in the commit). "a" is packed; its pack is sealed at commit,
+    after the frames of files added with it, so "index" is added by a later commit
+    to lie after it: both offsets come from the refs."""
+    path = make_archive({"a": b"first"})
+    with lockbox.open(path, password="pw") as box, box.writer() as w:
+        w.add_bytes("index", GEN2["index"])
+    data = path.read_bytes()
     ref = entry_of(open_bytes(data), "index").refs[0]
-    a = entry_of(open_bytes(data), "a").refs[0]
+    a_entry = entry_of(open_bytes(data), "a")
+    assert a_entry.layout == LAYOUT_PACKED
+    a = a_entry.refs[0]
     cut = ref.frame_offset + 10
     assert a.frame_offset + a.frame_size <= cut
     p = tmp_path / "cut.lbox"
@@ -528,7 +547,22 @@ def _frame_targets(data: bytes) -> dict[str, list[Ref]]:
     }
 
 
-def _check_damaged(data: bytes, damaged: str, exc: type[Exception] = IntegrityError) -> None:
+def _damaged_files(data: bytes, target: str) -> set[str]:
+    """The files damage to ``target``'s frames fails: "index" alone (its frames are
+    its own); "small" and the 40 files packed with it (the members of its pack)."""
+    if target == "index":
+        return {"index"}
+    assert target == "small"
+    box = open_bytes(data)
+    members = sharing_frame(box, entry_of(box, "small").refs[0])
+    assert members == {"small", *(p for p in GEN3 if p.startswith("dir/"))}
+    return members
+
+
+def _check_damaged(data: bytes, damaged: str | set[str],
+                   exc: type[Exception] = IntegrityError) -> None:
+    """``damaged`` (one file, or all the members of a damaged pack) fails to read with
+    ``exc`` and is all verify reports; every other file reads back exactly."""
     box = open_bytes(data)
     if damaged == "toc":
         with pytest.raises(exc):
@@ -537,13 +571,16 @@ def _check_damaged(data: bytes, damaged: str, exc: type[Exception] = IntegrityEr
             box.read_bytes("small")
         assert not box.verify().ok
         return
-    with pytest.raises(exc):
-        box.read_bytes(damaged)
+    failing = {damaged} if isinstance(damaged, str) else damaged
+    for path in sorted(failing):
+        with pytest.raises(exc):
+            box.read_bytes(path)
     for path, content in GEN3.items():
-        if path != damaged:
+        if path not in failing:
             assert box.read_bytes(path) == content
     report = box.verify()
-    assert [p.split(":")[0] for p in report.problems] == [damaged]
+    named = [p.split(":")[0] for p in report.problems]
+    assert sorted(named) == sorted(failing), report.problems  # each once, nothing else
 
 
 @pytest.mark.parametrize("target", ["small", "index", "toc"])
@@ -552,11 +589,12 @@ def test_frame_damage_is_an_integrity_error_and_stays_local(layered, target):
     the sealed body and the tag all give IntegrityError; the rest still reads."""
     _, data = layered
     rng = random.Random(target)
+    damaged = "toc" if target == "toc" else _damaged_files(data, target)
     for ref in _frame_targets(data)[target]:
         positions = list(range(4, 48)) + sorted(rng.sample(range(48, ref.frame_size), 12))
         positions += [ref.frame_size - 1]
         for i in positions:
-            _check_damaged(flipped(data, ref.frame_offset + i, 1 << (i % 8)), target)
+            _check_damaged(flipped(data, ref.frame_offset + i, 1 << (i % 8)), damaged)
 
 
 @pytest.mark.parametrize("target", ["small", "index"])
@@ -565,8 +603,9 @@ def test_frame_magic_damage_is_an_integrity_error(layered, target):
     of a pinned frame, IntegrityError like any other byte of it."""
     _, data = layered
     ref = _frame_targets(data)[target][0]
+    damaged = _damaged_files(data, target)
     for i in range(4):
-        _check_damaged(flipped(data, ref.frame_offset + i, 0x20), target)
+        _check_damaged(flipped(data, ref.frame_offset + i, 0x20), damaged)
 
 
 def test_chunks_swapped_within_a_file(layered):
@@ -582,36 +621,65 @@ def test_chunks_swapped_within_a_file(layered):
     _check_damaged(bytes(d), "index")
 
 
-def test_frame_from_another_archive_with_the_same_layout(make_archive):
-    contents = {"a": rand_bytes(3000, 1), "b": rand_bytes(3000, 2)}
+# Archives whose file "a" has a first frame to splice: of its own ("own-frames": two
+# chunks each, only "a" fails), or a pack ("packed": "a" and "b" are the members of
+# one PACK frame and both fail; "c" has frames of its own and still reads). Sizes in
+# bytes of random (incompressible: same frame sizes in every archive) contents.
+SPLICES = {
+    "own-frames": ({"a": CHUNK + 904, "b": CHUNK + 904}, {"a"}, FrameKind.DATA_CHUNK),
+    "packed": ({"a": 3000, "b": 3000, "c": CHUNK + 904}, {"a", "b"}, FrameKind.PACK),
+}
+
+
+def _first_frame(box: Lockbox, path: str, kind: FrameKind) -> Ref:
+    """The first frame ``path``'s content is read from: its first chunk, or its pack."""
+    e = entry_of(box, path)
+    assert (e.layout == LAYOUT_PACKED) == (kind == FrameKind.PACK), e.layout
+    return e.refs[0]
+
+
+@pytest.mark.parametrize("case", sorted(SPLICES))
+def test_frame_from_another_archive_with_the_same_layout(make_archive, case):
+    sizes, failing, kind = SPLICES[case]
+    contents = {p: rand_bytes(n, i) for i, (p, n) in enumerate(sizes.items())}
     mine = make_archive(contents).read_bytes()
-    theirs = make_archive({"a": rand_bytes(3000, 3), "b": rand_bytes(3000, 4)}).read_bytes()
-    ra = entry_of(open_bytes(mine), "a").refs[0]
-    rb = entry_of(open_bytes(theirs), "a").refs[0]
+    theirs = make_archive({p: rand_bytes(n, 100 + i)
+                           for i, (p, n) in enumerate(sizes.items())}).read_bytes()
+    ra = _first_frame(open_bytes(mine), "a", kind)
+    rb = _first_frame(open_bytes(theirs), "a", kind)
     assert (ra.frame_offset, ra.frame_size) == (rb.frame_offset, rb.frame_size)
+    assert sharing_frame(open_bytes(mine), ra) == failing
     d = bytearray(mine)
     d[ra.frame_offset:ra.frame_offset + ra.frame_size] = theirs[rb.frame_offset:rb.frame_offset +
                                                                 rb.frame_size]
     box = open_bytes(bytes(d))
-    with pytest.raises(IntegrityError):
-        box.read_bytes("a")
-    assert box.read_bytes("b") == contents["b"]
-    assert [p.split(":")[0] for p in box.verify().problems] == ["a"]
+    for p in sorted(failing):
+        with pytest.raises(IntegrityError):
+            box.read_bytes(p)
+    for p in contents.keys() - failing:
+        assert box.read_bytes(p) == contents[p]
+    assert sorted(p.split(":")[0] for p in box.verify().problems) == sorted(failing)
 
 
-def test_frame_replayed_from_an_older_commit(make_archive):
+@pytest.mark.parametrize("case", sorted(SPLICES))
+def test_frame_replayed_from_an_older_commit(make_archive, case):
     """Save a file's frame at generation 2, let generation 3 rewrite the file (a
     new frame of the same size elsewhere), then splice the old frame bytes in
-    place of the new ones: the reader must refuse them."""
-    old, new = rand_bytes(3000, 10), rand_bytes(3000, 11)
-    path = make_archive({"f": old, "g": b"other"})
+    place of the new ones: the reader must refuse them. "f" has frames of its own,
+    or is the only member of its pack ("g" is never in the same frame as "f")."""
+    _, _, kind = SPLICES[case]
+    size = 3000 if kind == FrameKind.PACK else CHUNK + 904
+    other = rand_bytes(CHUNK + 904, 12) if kind == FrameKind.PACK else b"other"
+    old, new = rand_bytes(size, 10), rand_bytes(size, 11)
+    path = make_archive({"f": old, "g": other})
     gen2 = path.read_bytes()
-    r_old = entry_of(open_bytes(gen2), "f").refs[0]
+    r_old = _first_frame(open_bytes(gen2), "f", kind)
+    assert sharing_frame(open_bytes(gen2), r_old) == {"f"}
     old_frame = gen2[r_old.frame_offset:r_old.frame_offset + r_old.frame_size]
     with lockbox.open(path, password="pw") as box, box.writer() as w:
         w.add_bytes("f", new)
     gen3 = path.read_bytes()
-    r_new = entry_of(open_bytes(gen3), "f").refs[0]
+    r_new = _first_frame(open_bytes(gen3), "f", kind)
     assert r_new.frame_offset != r_old.frame_offset and r_new.frame_size == r_old.frame_size
     d = bytearray(gen3)
     d[r_new.frame_offset:r_new.frame_offset + r_new.frame_size] = old_frame
@@ -619,32 +687,47 @@ def test_frame_replayed_from_an_older_commit(make_archive):
     assert box.generation == 3
     with pytest.raises(IntegrityError):
         box.read_bytes("f")
-    assert box.read_bytes("g") == b"other"
+    assert box.read_bytes("g") == other
+    assert [p.split(":")[0] for p in box.verify().problems] == ["f"]
     # ... even when the reader is also handed the old ref's tag: the offset is in the AAD
     with pytest.raises(IntegrityError):
-        box.view.opener.open_at(old_frame, r_new.frame_offset, FrameKind.DATA_CHUNK, r_old.tag)
+        box.view.opener.open_at(old_frame, r_new.frame_offset, kind, r_old.tag)
 
 
-def test_frame_moved_to_another_offset(make_archive):
-    contents = {"a": rand_bytes(3000, 20), "b": rand_bytes(3000, 21)}
-    data = make_archive(contents).read_bytes()
+@pytest.mark.parametrize("case", sorted(SPLICES))
+def test_frame_moved_to_another_offset(make_archive, case):
+    """"a"'s first frame copied over "b"'s (same size, another offset): authentic
+    only where it was written. Packed, "a" and "b" are the only members of two packs
+    (two commits), so that the copy fails "b" alone."""
+    _, _, kind = SPLICES[case]
+    size = 3000 if kind == FrameKind.PACK else CHUNK + 904
+    contents = {"a": rand_bytes(size, 20), "b": rand_bytes(size, 21)}
+    if kind == FrameKind.PACK:
+        path = make_archive({"a": contents["a"]})
+        with lockbox.open(path, password="pw") as box, box.writer() as w:
+            w.add_bytes("b", contents["b"])
+    else:
+        path = make_archive(contents)
+    data = path.read_bytes()
     box = open_bytes(data)
-    ra, rb = entry_of(box, "a").refs[0], entry_of(box, "b").refs[0]
+    ra, rb = _first_frame(box, "a", kind), _first_frame(box, "b", kind)
     assert ra.frame_size == rb.frame_size and ra.frame_offset != rb.frame_offset
+    assert sharing_frame(box, rb) == {"b"}
     frame_a = data[ra.frame_offset:ra.frame_offset + ra.frame_size]
     # authentic where it was written ...
-    _, payload = box.view.opener.open_at(frame_a, ra.frame_offset, FrameKind.DATA_CHUNK, ra.tag)
-    assert contents["a"] in bytes(payload)
+    _, payload = box.view.opener.open_at(frame_a, ra.frame_offset, kind, ra.tag)
+    assert contents["a"][:CHUNK] in bytes(payload)
     # ... but not anywhere else, even with the right tag
     for off in (rb.frame_offset, ra.frame_offset + 1, ra.frame_offset - 4096):
         with pytest.raises(IntegrityError):
-            box.view.opener.open_at(frame_a, off, FrameKind.DATA_CHUNK, ra.tag)
+            box.view.opener.open_at(frame_a, off, kind, ra.tag)
     d = bytearray(data)
     d[rb.frame_offset:rb.frame_offset + rb.frame_size] = frame_a
     box = open_bytes(bytes(d))
     with pytest.raises(IntegrityError):
         box.read_bytes("b")
     assert box.read_bytes("a") == contents["a"]
+    assert [p.split(":")[0] for p in box.verify().problems] == ["b"]
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -987,22 +1070,33 @@ def test_decompression_bomb_in_a_sealed_frame(layered, crypto, codec, claimed, d
             box.view.opener.open_ref(frame, ref, FrameKind.DATA_CHUNK)
 
 
-def test_decompression_bomb_written_into_an_archive(make_archive):
-    """A writer holding the key seals a bomb as a file's chunk: reading that file
+@pytest.mark.parametrize("where", ["chunk", "pack"])
+def test_decompression_bomb_written_into_an_archive(make_archive, where):
+    """A writer holding the key seals a bomb as a file's chunk (a file of two chunks:
+    frames of its own), or as the PACK frame holding a small file: reading that file
     fails fast with a typed error; the other files are unaffected."""
-    path = make_archive({"ok": b"fine"})
+    path = make_archive({"ok": b"fine"})  # packed, in a pack of its own (generation 2)
+    content = b"x" * (CHUNK + 100) if where == "chunk" else b"x" * 100
+    calls = []
     with lockbox.open(path, password="pw") as box, box.writer() as w:
         honest = w.sealer.encode_plain
 
         def evil(payload, compress=True):
+            calls.append(len(payload))
             return bytes([Codec.ZSTD]) + uvarint(len(payload)) + zstd_rle_bomb(1 << 30)
 
         w.sealer.encode_plain = evil
         try:
-            w.add_bytes("bomb", b"x" * 100)
+            w.add_bytes("bomb", content)
+            if where == "pack":  # seal the open pack now (else the commit would)
+                assert w.content.seal_pack() is not None
         finally:
             w.sealer.encode_plain = honest
+    assert calls  # the bomb went through the sealing it is meant to test
     with lockbox.open(path, password="pw") as box:
+        e = entry_of(box, "bomb")
+        assert e.layout == (LAYOUT_PACKED if where == "pack" else LAYOUT_CHUNKS)
+        assert sharing_frame(box, e.refs[0]) == {"bomb"}
         with bounded(seconds=5):
             with pytest.raises(LimitExceededError):
                 box.read_bytes("bomb")
@@ -1023,9 +1117,17 @@ def _with_slot_version(data: bytes, no: int, version: int) -> bytes:
 
 def test_unknown_format_version(layered, make_archive):
     _, data = layered
-    both = _with_slot_version(_with_slot_version(data, 0, 3), 1, 3)
-    with pytest.raises(UnsupportedVersionError, match="version 3"):
+    both = _with_slot_version(_with_slot_version(data, 0, 4), 1, 4)
+    with pytest.raises(UnsupportedVersionError, match="version 4"):
         open_bytes(both)
+    # version 3 (packs) is read: both of layered's commits reference a pack
+    assert [slot_of(data, no).version for no in (0, 1)] == [PACKED_FORMAT_VERSION] * 2
+    box = open_bytes(data)
+    assert files_of(box) == GEN3 and box.verify().ok
+    # one slot at version 4 is enough to refuse, even with a valid version-3 slot (§3)
+    for no in (0, 1):
+        with pytest.raises(UnsupportedVersionError, match="version 4"):
+            open_bytes(_with_slot_version(data, no, 4))
     fresh = make_archive().read_bytes()  # one slot only
     with pytest.raises(UnsupportedVersionError):
         open_bytes(_with_slot_version(fresh, 1, 0xFFFF))

@@ -25,8 +25,13 @@ from lockbox import (
     UsageError,
     WrongKeyError,
 )
-from lockbox.formats.lbox.wire.constants import INLINE_CHUNK_REFS
-from lockbox.formats.lbox.wire.entry import LAYOUT_CHUNKS, LAYOUT_INDEX
+from lockbox.formats.lbox.wire.constants import (
+    FORMAT_VERSION,
+    INLINE_CHUNK_REFS,
+    PACK_FILE_LIMIT,
+    PACKED_FORMAT_VERSION,
+)
+from lockbox.formats.lbox.wire.entry import LAYOUT_CHUNKS, LAYOUT_INDEX, LAYOUT_PACKED
 from lockbox.sources import AsyncBytesSource, AsyncFileSource, BytesSource
 
 CHUNK = 4096
@@ -180,21 +185,32 @@ def test_round_trip_nested_dirs(make_archive, crypto):
         assert box.verify().ok
 
 
-@pytest.mark.parametrize("size", [
-    0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK,
-    INLINE_CHUNK_REFS * CHUNK,  # exactly 8 chunks: refs inline
-    INLINE_CHUNK_REFS * CHUNK + 1,  # 9 chunks: chunk-index layout
+@pytest.mark.parametrize("size,chunk_size", [
+    # one chunk of at most PACK_FILE_LIMIT bytes: a member of a pack (layout 2)
+    (0, CHUNK), (1, CHUNK), (CHUNK - 1, CHUNK), (CHUNK, CHUNK),
+    (PACK_FILE_LIMIT, 2 * PACK_FILE_LIMIT),
+    # one chunk over PACK_FILE_LIMIT: its own frame, refs inline (layout 0)
+    (PACK_FILE_LIMIT + 1, 2 * PACK_FILE_LIMIT), (2 * PACK_FILE_LIMIT, 2 * PACK_FILE_LIMIT),
+    # several chunks: inline refs up to INLINE_CHUNK_REFS, then the chunk index (layout 1)
+    (CHUNK + 1, CHUNK), (2 * CHUNK, CHUNK),
+    (INLINE_CHUNK_REFS * CHUNK, CHUNK),  # exactly 8 chunks: refs inline
+    (INLINE_CHUNK_REFS * CHUNK + 1, CHUNK),  # 9 chunks: chunk-index layout
 ])
-def test_chunk_boundaries_and_layouts(make_archive, size):
+def test_chunk_boundaries_and_layouts(make_archive, size, chunk_size):
     data = rand_bytes(size, size)
-    path = make_archive({"f": data})
+    path = make_archive({"f": data}, chunk_size=chunk_size)
     with reopen(path) as box:
         assert box.read_bytes("f") == data
         assert b"".join(bytes(p) for p in box.iter_bytes("f")) == data
         e = entry_layout(box, "f")
-        chunks = max(1, -(-size // CHUNK))
+        chunks = max(1, -(-size // chunk_size))
         assert e.chunks == chunks
-        assert e.layout == (LAYOUT_INDEX if chunks > INLINE_CHUNK_REFS else LAYOUT_CHUNKS)
+        if size <= PACK_FILE_LIMIT and size <= chunk_size:
+            assert e.layout == LAYOUT_PACKED and len(e.refs) == 1 and e.member_no == 0
+            assert box.view.slot.version == PACKED_FORMAT_VERSION
+        else:
+            assert e.layout == (LAYOUT_INDEX if chunks > INLINE_CHUNK_REFS else LAYOUT_CHUNKS)
+            assert box.view.slot.version == FORMAT_VERSION  # no pack: version 2 as before
         with box.open_file("f") as f:
             assert f.read() == data
         assert box.verify().ok
