@@ -44,19 +44,23 @@ def test_a_file_that_grows_after_the_walk_is_streamed_whole(
     (src / "same.txt").write_bytes(b"same")
     real = pipeline.prepare_rows
 
-    def growing(batch, chunk_size, level):  # type: ignore[no-untyped-def]
+    def growing(batch, *args):  # type: ignore[no-untyped-def]
         with open(src / "grows.bin", "ab") as f:  # past one chunk before it is read
             f.write(b"b" * (3 * CHUNK))
-        return real(batch, chunk_size, level)
+        return real(batch, *args)
 
     monkeypatch.setattr(pipeline, "prepare_rows", growing)
     box = lockbox.create(tmp_path / "a.lbox", password="pw", argon2=weak_argon2,
                          chunk_size=CHUNK)
     with box:
         with box.writer() as w:
-            assert w.add_tree(src, "t") == 3
+            assert w.add_tree(src, "t") == 3  # seen by the worker's fstat: LARGE
         assert box.read_bytes("t/grows.bin") == b"a" * 100 + b"b" * (3 * CHUNK)
         assert box.read_bytes("t/same.txt") == b"same"
+        (src / "grows.bin").write_bytes(b"a" * 100)
+        with box.writer() as w:  # lstat-ed by the walk (a file given itself): GROWN
+            assert w.add_tree(src / "grows.bin", "g.bin") == 1
+        assert box.read_bytes("g.bin") == b"a" * 100 + b"b" * (3 * CHUNK)
 
 
 def test_skipped_entries_are_reported(tmp_path: Path, weak_argon2) -> None:
@@ -88,9 +92,9 @@ def test_the_collector_is_paused_during_a_walk_and_restored(
     seen: list[bool] = []
     real = pipeline.prepare_rows
 
-    def watching(batch, chunk_size, level):  # type: ignore[no-untyped-def]
+    def watching(batch, *args):  # type: ignore[no-untyped-def]
         seen.append(gc.isenabled())
-        return real(batch, chunk_size, level)
+        return real(batch, *args)
 
     monkeypatch.setattr(pipeline, "prepare_rows", watching)
     box = lockbox.create(tmp_path / "a.lbox", password="pw", argon2=weak_argon2,
@@ -101,7 +105,7 @@ def test_the_collector_is_paused_during_a_walk_and_restored(
             assert w.add_tree(src, "t", jobs=1) == 6
             assert seen and not any(seen) and gc.isenabled()
             os.unlink(src / "f0.txt")  # a file gone before it is read: a typed error
-            monkeypatch.setattr(pipeline, "prepare_rows", lambda b, c, lv: (
+            monkeypatch.setattr(pipeline, "prepare_rows", lambda b, *args: (
                 [], [pipeline.Prepared(pipeline.FAILED, f[2], f[3], b"", 0, b"", 0, b"",
                                        error=f"cannot read {f[0]}: gone") for f in b]))
             with pytest.raises(StorageError, match="gone"):

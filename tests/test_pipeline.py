@@ -98,10 +98,10 @@ def test_a_file_gone_before_a_worker_reads_it_fails_typed(tmp_path, monkeypatch)
     victim = src / "d2" / "f00302"
     real = HostWalk._small_files
 
-    def vanishing(self, arch, files, pipe):  # type: ignore[no-untyped-def]
+    def vanishing(self, arch, files, mtime_ns, pipe):  # type: ignore[no-untyped-def]
         if any(host == str(victim) for host, *_ in files):
-            victim.unlink()  # listed and stat'ed, gone before it is read
-        return real(self, arch, files, pipe)
+            victim.unlink()  # listed, gone before it is read
+        return real(self, arch, files, mtime_ns, pipe)
 
     monkeypatch.setattr(HostWalk, "_small_files", vanishing)
     path = tmp_path / "a.lbox"
@@ -111,3 +111,76 @@ def test_a_file_gone_before_a_worker_reads_it_fails_typed(tmp_path, monkeypatch)
         with box.writer() as w:
             w.add_tree(src, jobs=2)
     assert path.read_bytes() == before
+
+
+def test_rows_the_walk_did_not_stat_are_sorted_out_by_the_worker(tmp_path):
+    """Rows with mode -1: the worker's fstat gives mode, time and size; a file larger
+    than a chunk, an excluded one and one that is no longer a regular file are left to
+    the main process unread."""
+    small = tmp_path / "small"
+    small.write_bytes(b"s" * 100)
+    os.chmod(small, 0o640)
+    large = tmp_path / "large"
+    large.write_bytes(b"l" * 5000)
+    excluded = tmp_path / "excluded"
+    excluded.write_bytes(b"e")
+    st = os.stat(excluded)
+    rows = [(str(p), p.name, -1, 0, -1) for p in (small, large, excluded, tmp_path)]
+    packs, (s, lg, ex, d) = pipeline.prepare_batch(rows, 4096, 3,
+                                                   exclude={(st.st_dev, st.st_ino)})
+    assert (s.kind, s.mode, s.mtime_ns, s.size) == (pipeline.MEMBER, 0o640,
+                                                     os.stat(small).st_mtime_ns, 100)
+    assert (lg.kind, lg.size) == (pipeline.LARGE, 5000) and not lg.file_id
+    assert ex.kind == pipeline.EXCLUDED and d.kind == pipeline.SKIPPED and len(packs) == 1
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_deferred_files_are_submitted_again(tmp_path, tree, monkeypatch, jobs):
+    """A worker stops reading a batch at CAP_BYTES of content; the rest is submitted
+    again: the same archive content."""
+    reference = tmp_path / "ref.lbox"
+    box = lockbox.create(reference, password="pw", argon2=WEAK, chunk_size=256 * 1024)
+    with box.writer() as w:
+        w.add_tree(tree, "t", jobs=1)
+    box.close()
+    monkeypatch.setattr(pipeline, "CAP_BYTES", 20_000)
+    monkeypatch.setattr(pipeline, "START_AFTER", 0)
+    deferred = []
+    real = pipeline.SmallFilePipeline._consume
+
+    def counting(self, result, batch, tags):  # type: ignore[no-untyped-def]
+        deferred.append(sum(r[0] == pipeline.DEFERRED for r in result[1]))
+        return real(self, result, batch, tags)
+
+    monkeypatch.setattr(pipeline.SmallFilePipeline, "_consume", counting)
+    path = tmp_path / "capped.lbox"
+    box = lockbox.create(path, password="pw", argon2=WEAK, chunk_size=256 * 1024)
+    with box.writer() as w:
+        w.add_tree(tree, "t", jobs=jobs)
+    box.close()
+    assert sum(deferred) > 0
+    assert content(path) == content(reference)
+
+
+def test_spawned_workers_give_the_same_content_as_forked_ones(tmp_path, tree, monkeypatch):
+    monkeypatch.setattr(pipeline, "START_AFTER", 0)
+    real = pipeline._Worker.__init__
+    started: list[bool] = []
+
+    def spy(self):  # type: ignore[no-untyped-def]
+        real(self)
+        started.append(self.proc is None)  # forked (no subprocess.Popen)
+
+    monkeypatch.setattr(pipeline._Worker, "__init__", spy)
+    archives = {}
+    for fork in (True, False):
+        monkeypatch.setattr(pipeline, "FORK_WORKERS", fork)
+        started.clear()
+        path = tmp_path / f"fork-{fork}.lbox"
+        box = lockbox.create(path, password="pw", argon2=WEAK, chunk_size=256 * 1024)
+        with box.writer() as w:
+            w.add_tree(tree, "t", jobs=2)
+        box.close()
+        assert started == [fork]  # forked exactly when allowed
+        archives[fork] = content(path)
+    assert archives[True] == archives[False]

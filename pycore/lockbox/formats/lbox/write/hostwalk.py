@@ -32,7 +32,17 @@ from ..wire.encoding import uvarint
 from ..wire.entry import LAYOUT_CHUNKS, LAYOUT_PACKED, Entry, normalize_path, toc_key
 from .content import ContentWriter, Progress
 from .pages import PageWriter
-from .pipeline import FAILED, FRAME, MEMBER, Prepared, SmallFile, SmallFilePipeline, resolve_jobs
+from .pipeline import (
+    FAILED,
+    FRAME,
+    GROWN,
+    LARGE,
+    MEMBER,
+    Prepared,
+    SmallFile,
+    SmallFilePipeline,
+    resolve_jobs,
+)
 from .staging import Staging
 from .timings import Timer
 
@@ -134,6 +144,7 @@ class HostWalk:
             self._pool = ThreadPoolExecutor(njobs, thread_name_prefix="lockbox-zstd")
         pipe: SmallFilePipeline[tuple[bytes, str, str]] = SmallFilePipeline(
             njobs, s.chunk_size, s.sealer.level, self._stage_prepared)
+        pipe.exclude = tuple(self._exclude)
         self._added = 0
         try:
             with pipe, _collector_paused():
@@ -147,12 +158,12 @@ class HostWalk:
         s.timer.add_seconds("prepare", pipe.prepare_seconds)
         return count
 
-    def _add_host_file(self, host: str, path: str, st: os.stat_result) -> None:
+    def _add_host_file(self, host: str, path: str, mode: int, mtime_ns: int) -> None:
         """A regular file streamed by this process (``path`` already normalised)."""
         s = self._session
-        s.staging.prepare_file(path, st.st_mtime_ns)
+        s.staging.prepare_file(path, mtime_ns)
         with reading(host) as reader:
-            entry = s.content.add_stream(path, reader, st.st_mode & 0o7777, st.st_mtime_ns,
+            entry = s.content.add_stream(path, reader, mode & 0o7777, mtime_ns,
                                          self._progress, pool=self._pool, jobs=self._jobs)
         s.staging.put(path, entry)
 
@@ -176,6 +187,7 @@ class HostWalk:
             chunk_size = s.chunk_size
             file_type = EntryType.FILE
             packs, rows = batch
+            added = 0
             pack_refs = []
             tails = []
             for plain in packs:
@@ -203,20 +215,34 @@ class HostWalk:
                                                          uvarint(stored), ref.tag)))
                 elif kind == FAILED:
                     raise StorageError(error)
-                else:  # GROWN: no longer fits one chunk: streamed here instead
-                    self._add_host_file(host, path, os.stat(host))
+                elif kind == LARGE:  # larger than a chunk: streamed here
+                    self._add_host_file(host, path, mode, mtime_ns)
+                    added += 1
                     continue
+                elif kind == GROWN:  # no longer fits one chunk: streamed here instead
+                    st = os.stat(host)
+                    self._add_host_file(host, path, st.st_mode, st.st_mtime_ns)
+                    added += 1
+                    continue
+                else:  # EXCLUDED, SKIPPED: what the walk would have said
+                    if self._on_skip is not None:
+                        self._on_skip(host, error or "it is the archive being written")
+                    continue
+                added += 1
                 if progress is not None:
                     progress(path, size)
-            self._added += len(rows)
+            self._added += added
         finally:
             s.timer.add("write", t)
 
-    def _small_files(self, arch: str, files: list[tuple[str, str, bytes, os.stat_result]],
+    def _small_files(self, arch: str, files: list[tuple[str, str, bytes]], mtime_ns: int,
                      pipe: SmallFilePipeline[tuple[bytes, str, str]]) -> None:
-        """Submit the small regular files ``(host, name, UTF-8 name, stat)`` of the directory
-        ``arch`` (their names come from the directory listing: no '/', NUL, '.' or
-        '..'; only the lengths are left to check)."""
+        """Submit the regular files ``(host, name, UTF-8 name)`` of the directory ``arch``
+        (their names come from the directory listing: no '/', NUL, '.' or '..'; only the
+        lengths are left to check). They are not lstat-ed here: the worker that opens
+        each one takes its mode, time and size from ``fstat`` (and leaves one larger
+        than a chunk, or excluded, to :meth:`_stage_prepared`). ``mtime_ns``: the
+        directory's, for the checks of a file staged over an existing path."""
         staging = self._session.staging
         toc = staging.toc_changes
         # In a directory this session created, nothing can exist yet: no lookups.
@@ -227,17 +253,16 @@ class HostWalk:
         rows: list[tuple[str, str, int, int, int]] = []
         tags: list[tuple[bytes, str, str]] = []
         prefix = arch + "/" if arch else ""
-        for host, name, name_b, st in files:
+        for host, name, name_b in files:
             if len(name_b) > MAX_NAME_SIZE:
                 raise InvalidPathError("name longer than 1024 bytes")
             if len(name_b) > room:
                 raise InvalidPathError("path longer than 4096 bytes")
             path = prefix + name
             key = key_head + name_b
-            mtime_ns = st.st_mtime_ns
             if not fresh or key in toc:
                 staging.prepare_file(path, mtime_ns)
-            rows.append((host, path, st.st_mode & 0o7777, mtime_ns, st.st_size))
+            rows.append((host, path, -1, 0, -1))
             tags.append((key, host, path))
         pipe.submit_many(rows, tags)  # SmallFile rows (plain tuples: pickled as such)
 
@@ -272,7 +297,7 @@ class HostWalk:
                                           st.st_size), (toc_key(path), host, path))
                     continue  # counted when staged
                 else:
-                    self._add_host_file(host, path, st)
+                    self._add_host_file(host, path, st.st_mode, st.st_mtime_ns)
             elif s_isdir(st.st_mode):
                 if arch:
                     s.staging.mkdir(arch, st.st_mode, st.st_mtime_ns)
@@ -281,28 +306,25 @@ class HostWalk:
                         kids = sorted(it, key=_by_name)
                 except OSError as e:
                     raise StorageError(f"cannot list {host}: {e.strerror}") from e
-                small: list[tuple[str, str, bytes, os.stat_result]] = []
+                small: list[tuple[str, str, bytes]] = []
                 rest = []
                 for d in kids:
-                    try:
-                        kst = d.stat(follow_symlinks=False)
-                    except OSError as e:
-                        raise StorageError(f"cannot read {d.path}: {e.strerror}") from e
                     name = d.name
                     try:
                         name_b = name.encode("utf-8")
                     except UnicodeEncodeError:
                         raise InvalidPathError(f"file name is not UTF-8: {d.path!r}") from None
-                    if s_isreg(kst.st_mode) and kst.st_size <= chunk_size:
-                        if exclude and (kst.st_dev, kst.st_ino) in exclude:
-                            if on_skip is not None:
-                                on_skip(d.path, "it is the archive being written")
+                    try:
+                        # the listing's type (no lstat; lstat only where it has none)
+                        if d.is_file(follow_symlinks=False):
+                            small.append((d.path, name, name_b))
                             continue
-                        small.append((d.path, name, name_b, kst))
-                    else:
-                        rest.append((d.path, f"{arch}/{name}" if arch else name, kst))
+                        kst = d.stat(follow_symlinks=False)
+                    except OSError as e:
+                        raise StorageError(f"cannot read {d.path}: {e.strerror}") from e
+                    rest.append((d.path, f"{arch}/{name}" if arch else name, kst))
                 if small:
-                    self._small_files(arch, small, pipe)
+                    self._small_files(arch, small, st.st_mtime_ns, pipe)
                 stack.extend(reversed(rest))  # popped in name order, depth first
                 if not arch:
                     continue

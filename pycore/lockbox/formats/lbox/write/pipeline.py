@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat as stat_mod
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from ..frames import encode_plain
@@ -42,13 +43,15 @@ from ..wire.pack import encode_pack
 
 __all__ = ["SmallFile", "Prepared", "Batch", "prepare_batch", "prepare_rows", "packable",
            "PACK_HEAD_SLACK", "SmallFilePipeline", "resolve_jobs", "MEMBER", "FRAME", "FAILED",
-           "GROWN"]
+           "GROWN", "LARGE", "EXCLUDED", "SKIPPED", "DEFERRED"]
 
 BATCH_FILES = MAX_PACK_MEMBERS
 # A batch closes at about this many bytes of file content (each file counted with
 # FILE_OVERHEAD more for its chunk header), so that its small files make one pack.
 BATCH_BYTES = PACK_TARGET_SIZE - PACK_TARGET_SIZE // 16
 FILE_OVERHEAD = 128
+GUESS_SIZE = 1024  # the size assumed of a file not lstat-ed, until results say better
+CAP_BYTES = 2 * PACK_TARGET_SIZE  # a worker defers the rest of a batch past this content
 START_AFTER = 512  # below this many small files, workers cost more than they save
 PER_WORKER = 2  # batches in flight per worker
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -79,13 +82,17 @@ def resolve_jobs(jobs: int | str | None) -> int:
 
 
 class SmallFile(NamedTuple):
-    """A small regular file to prepare (what the walk's ``lstat`` said of it; ``size``
-    lets the worker skip the read that would only see the end of the file)."""
+    """A regular file to prepare. ``mode`` -1: the walk did not ``lstat`` it (the
+    directory listing said "regular file"): the worker takes mode, mtime and size from
+    ``fstat`` of the file it opened, and leaves it to the main process when it is
+    larger than a chunk (LARGE), is not a regular file any more (SKIPPED) or is
+    excluded (EXCLUDED). Otherwise the walk's ``lstat`` said so (``size`` lets the
+    worker skip the read that would only see the end of the file)."""
 
     host: str
     path: str
-    mode: int
-    mtime_ns: int
+    mode: int = -1
+    mtime_ns: int = 0
     size: int = -1  # -1: unknown
 
 
@@ -94,6 +101,10 @@ MEMBER = 0  # a member of the batch's pack ``pack_no``, number ``member_no``
 FRAME = 1  # a frame of its own (``plain``): fits one chunk, over the pack limit
 FAILED = 2  # could not be read (``error``)
 GROWN = 3  # no longer fits one chunk: the main process streams it
+LARGE = 4  # (not read) larger than a chunk: the main process streams it
+EXCLUDED = 5  # (not read) its (st_dev, st_ino) is excluded (the archive itself)
+SKIPPED = 6  # (not read) no longer a regular file (``error`` says what)
+DEFERRED = 7  # (not opened) the batch's content reached CAP_BYTES: submit it again
 
 
 class Prepared(NamedTuple):
@@ -134,14 +145,16 @@ def _read_buffer(size: int) -> bytearray:
 
 
 def prepare_batch(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
-                  chunk_size: int, level: int) -> Batch:
+                  chunk_size: int, level: int,
+                  exclude: Collection[tuple[int, int]] = ()) -> Batch:
     """:func:`prepare_rows` with each file's row as a :class:`Prepared`."""
-    packs, rows = prepare_rows(batch, chunk_size, level)
+    packs, rows = prepare_rows(batch, chunk_size, level, exclude)
     return Batch(packs, [Prepared._make(r) for r in rows])
 
 
 def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
-                 chunk_size: int, level: int) -> tuple[list[bytes], list[tuple[Any, ...]]]:
+                 chunk_size: int, level: int, exclude: Collection[tuple[int, int]] = ()
+                 ) -> tuple[list[bytes], list[tuple[Any, ...]]]:
     """Worker side (also used inline). Never raises for one bad file: reports it.
 
     Each file is read into one reused buffer (no allocation of a chunk per file) and
@@ -151,7 +164,9 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
     ``ContentWriter.add_member``), each pack's payload compressed whole (one zstd call,
     the context reused). Their encodings (the member's data chunk, the entry's head)
     are built here from fields encoded once (``encode_chunk_parts``,
-    ``encode_file_meta`` and ``encode_packed_entry_head`` byte for byte; tested)."""
+    ``encode_file_meta`` and ``encode_packed_entry_head`` byte for byte; tested).
+    Once the batch's content reaches ``CAP_BYTES``, the files left are DEFERRED
+    (bounded memory whatever the sizes the walk did not look at)."""
     from ....platform import default_codec, default_crypto
 
     codec = default_codec()
@@ -173,10 +188,31 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
     add_member = members.append
     members_size = 0
     join = b"".join
+    fstat, s_isreg = os.fstat, stat_mod.S_ISREG
+    taken = 0  # content bytes read
+    cap = CAP_BYTES
     for i, (host, path, mode, mtime_ns, expected) in enumerate(batch):
+        if taken >= cap:
+            append((DEFERRED, mode, mtime_ns, b"", 0, b"", 0, b"", 0, 0, b"", ""))
+            continue
         try:
             fd = os_open(host, flags)
             try:
+                if mode < 0:  # not lstat-ed by the walk
+                    st = fstat(fd)
+                    mode, mtime_ns, expected = st.st_mode, st.st_mtime_ns, st.st_size
+                    if not s_isreg(mode):
+                        append((SKIPPED, mode & 0o7777, mtime_ns, b"", 0, b"", 0, b"", 0, 0,
+                                b"", "not a regular file, directory or symlink"))
+                        continue
+                    mode &= 0o7777
+                    if exclude and (st.st_dev, st.st_ino) in exclude:
+                        append((EXCLUDED, mode, mtime_ns, b"", 0, b"", 0, b"", 0, 0, b"", ""))
+                        continue
+                    if expected > chunk_size:
+                        append((LARGE, mode, mtime_ns, b"", expected, b"", 0, b"", 0, 0, b"",
+                                ""))
+                        continue
                 if readv is not None:
                     n = readv(fd, [view])
                     # a short read: read on to the end, unless it is the size lstat saw
@@ -198,6 +234,7 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
         if n > chunk_size:
             append((GROWN, mode, mtime_ns, b"", 0, b"", 0, b"", 0, 0, b"", ""))
             continue
+        taken += n
         data = view[:n]
         h = blake3()
         h.update(data)
@@ -247,6 +284,7 @@ def _can_fork() -> bool:
             and threading.active_count() == 1)
 
 
+WORKER_NICE = int(os.environ.get("LOCKBOX_WORKER_NICE", "0"))
 FORK_WORKERS = True
 """Whether workers are forked when :func:`_can_fork` allows (ready at once, nothing
 to import); tests turn it off to compare with fresh interpreters."""
@@ -275,6 +313,8 @@ class _Worker:
                     os.closerange(3, keep[0])
                     os.closerange(keep[0] + 1, keep[1])
                     os.closerange(keep[1] + 1, _MAX_FD)
+                    if WORKER_NICE:
+                        os.nice(WORKER_NICE)
                     _serve(to_child[0], to_parent[1])
                     code = 0
                 finally:
@@ -400,6 +440,12 @@ class SmallFilePipeline(Generic[T]):
         self._bytes = 0
         self._queued = 0
         self._workers: list[_Worker] = []
+        self.exclude: tuple[tuple[int, int], ...] = ()  # (st_dev, st_ino) never read
+        # content bytes and files of the results so far: the size guessed of a file
+        # the walk did not lstat (batches of about BATCH_BYTES either way)
+        self._seen_bytes = 0
+        self._seen_files = 0
+        self._deferred: list[tuple[Any, T]] = []  # (file, tag) to submit again
         self.prepare_seconds = 0.0  # inline preparation, or waiting for the workers
         self.inline_batches = 0
         self.worker_batches = 0
@@ -408,17 +454,38 @@ class SmallFilePipeline(Generic[T]):
     def submit(self, f: SmallFile, tag: T) -> None:
         self.submit_many([f], [tag])
 
+    def _consume(self, result: tuple[list[bytes], list[tuple[Any, ...]]],
+                 batch: list[Any], tags: list[T]) -> None:
+        """Hand a batch's result to ``consume``, less its DEFERRED files (a suffix),
+        which are queued to be submitted again."""
+        packs, rows = result
+        k = len(rows)
+        while k and rows[k - 1][0] == DEFERRED:
+            k -= 1
+        if k < len(rows):
+            self._deferred.extend(zip(batch[k:], tags[k:]))
+            rows, tags = rows[:k], tags[:k]
+        self._seen_files += k
+        self._seen_bytes += sum([r[4] for r in rows])
+        self.consume((packs, rows), tags)
+
     def submit_many(self, files: Sequence[SmallFile | tuple[str, str, int, int, int]],
                     tags: Sequence[T]) -> None:
         """:meth:`submit` of each file in turn (a batch closes at ``BATCH_FILES`` files
         or ``BATCH_BYTES`` bytes, each file counted with ``FILE_OVERHEAD`` more)."""
+        if self._deferred:
+            again, self._deferred = self._deferred, []
+            self.submit_many([f for f, _ in again], [t for _, t in again])
         start, count = 0, len(files)
+        seen = self._seen_files
+        guess = (self._seen_bytes // seen if seen >= 16 else GUESS_SIZE) + FILE_OVERHEAD
         while start < count:
             nbytes = self._bytes
             stop = start
             end = min(count, start + BATCH_FILES - len(self._batch))
             while stop < end and nbytes < BATCH_BYTES:
-                nbytes += max(files[stop][4], 0) + FILE_OVERHEAD
+                size = files[stop][4]
+                nbytes += size + FILE_OVERHEAD if size >= 0 else guess
                 stop += 1
             self._batch.extend(files[start:stop])
             self._tags.extend(tags[start:stop])
@@ -441,30 +508,34 @@ class SmallFilePipeline(Generic[T]):
             self._collect(wait=False)
             idle = min(self._workers, key=lambda w: len(w.inflight))
             if len(idle.inflight) < PER_WORKER:
-                idle.send((batch, self.chunk_size, self.level), tags)
+                idle.send((batch, self.chunk_size, self.level, self.exclude), (batch, tags))
                 self.worker_batches += 1
                 return
             self.busy_batches += 1
         t0 = time.perf_counter()
-        prepared = prepare_rows(batch, self.chunk_size, self.level)
+        prepared = prepare_rows(batch, self.chunk_size, self.level, self.exclude)
         self.prepare_seconds += time.perf_counter() - t0
         self.inline_batches += 1
-        self.consume(prepared, tags)
+        self._consume(prepared, batch, tags)
 
     def _collect(self, wait: bool) -> None:
         """Stage the results that have arrived (``wait``: every result in flight)."""
         for w in self._workers:
             while w.inflight and (wait or w.ready()):
                 t0 = time.perf_counter()
-                result, tags = w.recv()
+                result, (batch, tags) = w.recv()
                 self.prepare_seconds += time.perf_counter() - t0
                 if isinstance(result, BaseException):
                     raise result
-                self.consume(result, tags)  # (packs, rows with Prepared's fields)
+                self._consume(result, batch, tags)  # (packs, rows with Prepared's fields)
 
     def finish(self) -> None:
-        self._dispatch()
-        self._collect(wait=True)
+        while True:
+            self._dispatch()
+            self._collect(wait=True)
+            if not self._deferred:
+                break
+            self.submit_many([], [])  # the deferred files, submitted again
         self.close()
 
     def close(self) -> None:
@@ -487,10 +558,10 @@ def _serve(fd_in: int, fd_out: int) -> None:
             head = _read_exact(fd_in, 8)
         except RuntimeError:  # the main process closed the pipe: done
             return
-        rows, chunk_size, level = pickle.loads(_read_exact(fd_in, int.from_bytes(head,
-                                                                                 "little")))
+        rows, chunk_size, level, exclude = pickle.loads(
+            _read_exact(fd_in, int.from_bytes(head, "little")))
         try:
-            result: Any = prepare_rows(rows, chunk_size, level)
+            result: Any = prepare_rows(rows, chunk_size, level, exclude)
         except Exception as exc:  # reported to the main process, which raises it
             result = exc
         data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
