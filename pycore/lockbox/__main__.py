@@ -1,8 +1,6 @@
 """``python -m lockbox`` runs the ``lockbox`` command (the same as the console script)."""
 
-import sys
-
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -23,7 +23,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .errors import (
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from .protocol import SessionInfo
 
 
-__all__ = ["main", "build_parser", "escape_controls"]
+__all__ = ["main", "run", "build_parser", "escape_controls"]
 
 PROG = "lockbox"
 EXIT_INTERRUPTED = 130
@@ -2308,5 +2308,41 @@ def _print_traceback() -> None:
     traceback.print_exc()
 
 
+def run() -> NoReturn:
+    """The ``lockbox`` program (``python -m lockbox``): :func:`main` on ``sys.argv``, then
+    the process ends with its exit code.
+
+    Without the interpreter's teardown when that is safe: freeing every module of an
+    archive command costs ~10 ms, nothing of which is observable. What the teardown
+    would do that matters is done first: the atexit handlers run (a worker pool's
+    children joined, temporary files removed, logs flushed) and stdout/stderr are
+    flushed. A thread left running (not a daemon) is waited for as usual: the ordinary
+    exit is taken then, and when a flush fails (its error reported as Python does).
+    Everything a command writes that must survive is closed, and fsynced when it has to
+    be, before :func:`main` returns; this changes none of it.
+    """
+    code = main()
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    import atexit
+    import threading
+
+    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
+    main_thread = threading.main_thread()
+    if run_exitfuncs is None or any(t is not main_thread and not t.daemon and t.is_alive()
+                                    for t in threading.enumerate()):
+        sys.exit(code)
+    run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            sys.exit(code)  # the ordinary exit reports it (and its code)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
