@@ -91,7 +91,7 @@ def _built(sub: Any) -> list[str]:
 
 def test_a_run_builds_only_the_parser_of_its_command() -> None:
     parser = cli.build_parser()
-    sub = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+    sub: Any = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
     assert _built(sub) == []
     args = parser.parse_args(["ls", "-R", "a.lbox", "dir"])
     assert (args.command, args.archive, args.path, args.recursive) == ("ls", "a.lbox", "dir",

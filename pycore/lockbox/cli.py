@@ -1678,7 +1678,7 @@ class _LazySubParsersAction(argparse._SubParsersAction):  # type: ignore[type-ar
 
     def add_parser(self, name: str, **kwargs: Any) -> Any:
         make = self._parser_class
-        self._parser_class = lambda **kw: _PendingParser(make, kw)
+        self._parser_class = lambda **kw: _PendingParser(make, kw)  # type: ignore[assignment]
         try:
             return super().add_parser(name, **kwargs)
         finally:
