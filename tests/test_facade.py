@@ -347,3 +347,29 @@ def test_a_content_error_names_the_file(make_archive: Any, tmp_path: Path) -> No
         return ""
 
     assert asyncio.run(go()).startswith("d/a.txt: ")
+
+
+def test_extract_reads_files_in_the_session_s_read_order(uri_file: Path, tmp_path: Path) -> None:
+    """A session with a ``read_order`` (``.lbox``: where the files are stored) decides in
+    which order extraction reads the files; without one, path order."""
+    with Archive.open(uri_file) as arc:
+        assert arc.read_order is None
+        seen: list[str] = []
+        arc.extract(tmp_path / "a", progress=lambda p, n: seen.append(p))
+        files = sorted((e.path for e in arc.iter_entries() if e.is_file),
+                       key=lambda p: p.split("/"))
+        with_data = list(dict.fromkeys(seen))  # progress: files with content, in order
+        assert with_data == [p for p in files if p in with_data] and len(with_data) > 1
+        asked: list[list[str]] = []
+
+        def backwards(given: list[Any]) -> list[Any]:
+            asked.append([e.path for e in given])
+            return given[::-1]
+
+        arc.session.read_order = backwards  # type: ignore[attr-defined]
+        assert arc.read_order is backwards
+        seen.clear()
+        arc.extract(tmp_path / "b", progress=lambda p, n: seen.append(p))
+        assert asked == [files] and list(dict.fromkeys(seen)) == with_data[::-1]
+    for p in files:
+        assert (tmp_path / "b" / p).read_bytes() == (tmp_path / "a" / p).read_bytes()

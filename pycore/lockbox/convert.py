@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidPathError, StorageError, UsageError
-from .extract import Extractor, SkippedEntry, link_escape, path_problem
+from .extract import Extractor, ReadOrder, SkippedEntry, link_escape, path_problem
 from .facade import Archive
 from .fileio import (
     O_READ_HOST_FILE,
@@ -429,10 +429,11 @@ def _write_uri(source: Iterable[tuple[EntryInfo, Content]] | str, dest: str, ove
 
 def _write_dir(entries: Iterable[EntryInfo], open_content: Callable[[str], Any], dest: str,
                report: ConvertReport, *, overwrite: bool, progress: Progress | None,
-               preserve_permissions: bool, same_owner: bool, max_size: int | None) -> None:
+               preserve_permissions: bool, same_owner: bool, max_size: int | None,
+               read_order: ReadOrder | None = None) -> None:
     out = Extractor(dest, overwrite=overwrite, preserve_permissions=preserve_permissions,
                     max_size=max_size, same_owner=same_owner)
-    done = out.run(list(entries), open_content, progress)
+    done = out.run(list(entries), open_content, progress, read_order=read_order)
     report.files, report.dirs, report.symlinks = done.files, done.dirs, done.symlinks
     report.file_bytes = done.file_bytes
     report.unsafe += len(done.skipped)
@@ -484,7 +485,7 @@ def convert(source: Archive | str | os.PathLike[str], dest: str | os.PathLike[st
                 _write_dir(archive.iter_entries(), archive.open_content, dest_s, report,
                            overwrite=overwrite, progress=progress,
                            preserve_permissions=preserve_permissions, same_owner=same_owner,
-                           max_size=max_size)
+                           max_size=max_size, read_order=archive.read_order)
             elif target == "uri":
                 _write_uri(pairs, dest_s, overwrite, progress, report)
             else:

@@ -57,6 +57,14 @@ The extractor works on :class:`~lockbox.info.EntryInfo` (any format) and an
 ``open_content(path)`` that gives a file's content as an iterator of pieces and raises
 IntegrityError before the last piece when the file does not check out (for a format
 session: its ``stream_flow``); the file is renamed into place only after its last piece.
+
+**Order.** Entries are extracted in path order (a directory before its contents), links
+last. A format whose files share stored frames (``.lbox`` packs: many small files in one
+frame) can give a ``read_order``: the files are then read in that order (where their
+content is stored, each shared frame read once), after every directory was made. The
+rules above do not depend on the order; only when a file's path is a directory of another
+entry (a hostile archive) is path order kept, so that the later entries are skipped as
+before rather than the file refused.
 """
 
 from __future__ import annotations
@@ -82,7 +90,7 @@ from .fileio import start_writeback
 from .info import EntryInfo
 from .platform import IS_BROWSER
 
-__all__ = ["Extractor", "ExtractReport", "SkippedEntry", "OpenContent", "safe_mode",
+__all__ = ["Extractor", "ExtractReport", "SkippedEntry", "OpenContent", "ReadOrder", "safe_mode",
            "link_escape", "path_problem", "free_bytes", "MAX_LINK_HOPS", "BLOCK_SIZE",
            "SPACE_MARGIN", "MAX_PATH_BYTES", "MAX_NAME_BYTES"]
 
@@ -107,6 +115,8 @@ Progress = Callable[[str, int], None]
 OpenContent = Callable[[str], Iterable[bytes | bytearray | memoryview]]
 """``open_content(path)``: a file's content in pieces; IntegrityError before the last
 piece when the content does not check out."""
+ReadOrder = Callable[[list[EntryInfo]], list[EntryInfo]]
+"""``read_order(files)``: the same files (path order in), in the order to read them."""
 # lookup(directory components, name) -> ("dir" | "link" | "missing" | "other", link target)
 Lookup = Callable[[Sequence[str], str], tuple[str, str]]
 
@@ -418,9 +428,10 @@ class _Owners:
 class Extractor:
     """Extracts entries under ``dest`` (see the module doc for the rules).
 
-    ``run(items, open_content, progress)`` takes :class:`~lockbox.info.EntryInfo` items
-    (any format) and ``open_content(path)``, a file's content as an iterator of pieces
-    that raises IntegrityError before the last piece if the content is bad.
+    ``run(items, open_content, progress, read_order=None)`` takes
+    :class:`~lockbox.info.EntryInfo` items (any format) and ``open_content(path)``, a
+    file's content as an iterator of pieces that raises IntegrityError before the last
+    piece if the content is bad; ``read_order``: see "Order" in the module doc.
     ``same_owner``: apply owner/group names (only as root)."""
 
     def __init__(self, dest: str | os.PathLike[str], *, overwrite: bool = False,
@@ -508,10 +519,13 @@ class Extractor:
     # -- extracting -----------------------------------------------------------------------
 
     def run(self, items: Iterable[EntryInfo], open_content: OpenContent,
-            progress: Progress | None = None) -> ExtractReport:
+            progress: Progress | None = None, *,
+            read_order: ReadOrder | None = None) -> ExtractReport:
         todo = sorted(items, key=lambda e: e.path.split("/"))
         self._check_size(todo)
         self._check_conflicts(todo)
+        if read_order is not None and not _nests_in_a_file(todo):
+            todo = _in_read_order(todo, read_order)
         try:
             os.makedirs(self.dest, exist_ok=True)
             root_fd = os.open(self.dest, _O_DIR & ~getattr(os, "O_NOFOLLOW", 0))
@@ -765,6 +779,28 @@ class Extractor:
             except OSError as e:
                 raise StorageError(f"cannot set attributes of {self._dirs.show(parts)}: "
                                    f"{e.strerror}") from e
+
+
+def _nests_in_a_file(items: Sequence[EntryInfo]) -> bool:
+    """Whether some entry lies below a path that is a file of ``items`` (a hostile
+    archive: in path order the file comes first and the entries below it are skipped)."""
+    files = {e.path for e in items if e.type == "file"}
+    for e in items:
+        parts = e.path.split("/")
+        for k in range(1, len(parts)):
+            if "/".join(parts[:k]) in files:
+                return True
+    return False
+
+
+def _in_read_order(todo: list[EntryInfo], read_order: ReadOrder) -> list[EntryInfo]:
+    """Everything but the files in path order, then the files in ``read_order``'s order
+    (which must give back the same files: ValueError otherwise, a format's bug)."""
+    files = [e for e in todo if e.type == "file"]
+    ordered = list(read_order(list(files)))
+    if len(ordered) != len(files) or {id(e) for e in ordered} != {id(e) for e in files}:
+        raise ValueError("read_order must return the files it was given, each once")
+    return [e for e in todo if e.type != "file"] + ordered
 
 
 def _write_all(fd: int, view: memoryview) -> None:

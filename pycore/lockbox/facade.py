@@ -36,7 +36,7 @@ from .errors import (
     UnsafePathError,
     UsageError,
 )
-from .extract import Extractor, ExtractReport
+from .extract import Extractor, ExtractReport, ReadOrder
 from .info import EntryInfo
 from .protocol import CheckReport, FormatSession, FormatSpec, OpenOptions, SessionInfo
 from .registry import Probe, open_flow, open_location, probe_flow
@@ -418,10 +418,18 @@ class Archive:
         items = _collect(paths, self.iter_entries)
         out = Extractor(dest, overwrite=overwrite, preserve_permissions=preserve_permissions,
                         max_size=max_size, same_owner=same_owner)
-        report = out.run(items, self.open_content, progress)
+        report = out.run(items, self.open_content, progress, read_order=self.read_order)
         if strict and report.skipped:
             raise UnsafePathError(report.skipped_summary())
         return report
+
+    @property
+    def read_order(self) -> ReadOrder | None:
+        """The session's ``read_order(files)`` (the order in which to read many files:
+        where their content is stored, a frame shared by several read once), or None when
+        the format has none (path order is as good). Extraction uses it."""
+        order: ReadOrder | None = getattr(self.session, "read_order", None)
+        return order
 
     def verify(self, *, progress: Progress | None = None) -> CheckReport:
         """Check every entry and every byte; problems are reported, not raised."""
