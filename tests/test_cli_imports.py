@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import lockbox
 from lockbox import cli
 
@@ -76,10 +78,29 @@ def test_version_imports_nothing_of_any_command() -> None:
         "    except SystemExit:\n"
         "        pass")
     assert "lockbox.cli" in mods
-    for heavy in (*_OTHER_COMMAND_MODULES, "dataclasses", "traceback",  # (json: the probe)
+    for heavy in (*_OTHER_COMMAND_MODULES, "dataclasses", "traceback", "shutil",  # (json: probe)
                   "lockbox.formats.lbox.keys", "lockbox.formats.lbox.wire.constants"):
         assert heavy not in mods, heavy
     assert not [m for m in mods if m.startswith(("lockbox.formats", "cryptography"))]
+
+
+@pytest.mark.parametrize("columns", [None, "0", "junk", "57", "132"])
+def test_the_help_is_as_wide_as_argparse_makes_it(columns: str | None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The width lockbox gives its help formatters is argparse's own (without shutil)."""
+    import shutil
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert cli._help_width() == shutil.get_terminal_size().columns - 2
+    raw = argparse.RawDescriptionHelpFormatter
+    plain = argparse.ArgumentParser(prog="lockbox", formatter_class=raw, description=cli._EPILOG)
+    ours = cli._Parser(prog="lockbox", formatter_class=raw, description=cli._EPILOG)
+    for p in (plain, ours):
+        p.add_argument("--identity", "-i", metavar="FILE", help="x " * 80)
+    assert ours.format_help() == plain.format_help()
 
 
 def _built(sub: Any) -> list[str]:

@@ -22,7 +22,7 @@ import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
@@ -1445,10 +1445,10 @@ def _common_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]
     """Options accepted both before and after the command name. Their defaults
     are SUPPRESS here so that a value given before the command survives. Built once: a
     parent's arguments are shared by its children, never changed."""
-    quiet = argparse.ArgumentParser(add_help=False)
+    quiet = _Parser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                        help="print nothing but results and errors")
-    secrets = argparse.ArgumentParser(add_help=False)
+    secrets = _Parser(add_help=False)
     g = secrets.add_argument_group("secrets")
     g.add_argument("--password-file", metavar="FILE", default=argparse.SUPPRESS,
                    help="read the password from the first line of FILE "
@@ -1728,7 +1728,36 @@ def _define_with(module: str, function: str) -> Callable[[Any], None]:
     return define
 
 
-class _CommandParser(argparse.ArgumentParser):
+def _help_width() -> int:
+    """The help text's width as argparse computes it (``shutil.get_terminal_size()``'s
+    columns, less 2: ``$COLUMNS``, else stdout's terminal, else 80), without importing
+    shutil (and the compression modules it imports) for it."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return columns - 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """lockbox's parsers: subparsers built lazily (:class:`_LazySubParsersAction`) and a
+    help formatter given its width (argparse makes one for every argument it adds, and
+    would import shutil to measure the terminal)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        formatter = kwargs.get("formatter_class", argparse.HelpFormatter)
+        kwargs["formatter_class"] = partial(formatter, width=_help_width())
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _LazySubParsersAction)
+
+
+class _CommandParser(_Parser):
     """The parser of one command: options may come anywhere among the positionals
     (``lockbox ls x.lbox -R dir``), and arguments left over are a usage error of THIS
     command, printed with its own usage (not the top level's).
@@ -1740,10 +1769,6 @@ class _CommandParser(argparse.ArgumentParser):
     """
 
     _in_intermixed = False
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.register("action", "parsers", _LazySubParsersAction)
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None,
@@ -1765,7 +1790,7 @@ class _CommandParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``lockbox`` command."""
     quiet, secrets = _common_parents()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description="Encrypted archives you can read straight from a web server "
                     "(HTTP Range requests).")
@@ -1781,7 +1806,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoded-page cache: auto, a size like 256M, or 0 to disable "
                         "(default: LOCKBOX_CACHE, else auto)")
     sub: Any = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                     parser_class=_CommandParser, action=_LazySubParsersAction)
+                                     parser_class=_CommandParser)
 
     both = [quiet, secrets]
     ro = "ARCHIVE may be a local file or an http(s):// URL."
