@@ -285,3 +285,42 @@ def test_plain_cache_keeps_a_packed_file_s_bytes_not_its_pack() -> None:
     cache.put(("b", b"", 1), whole)  # type: ignore[arg-type]
     got = cache.get(("b", b"", 1))  # type: ignore[arg-type]
     assert got is not None and got.data.obj is pack  # most of its buffer: not copied
+
+
+def test_zip_of_an_archive_updated_over_time_opens_each_pack_once(tmp_path: Path) -> None:
+    """Each write session added one file to every folder: every pack holds a file of
+    every folder. The zip takes the files in the order they are stored (after the
+    folders), so each pack is opened once although the view keeps about two opened and a
+    round trip fetches one (path order: folder by folder, a pack per file)."""
+    from lockbox.cache import PageCache
+
+    rnd = random.Random(9)
+    files: dict[str, bytes] = {}
+    path = tmp_path / "days.lbox"
+    with pytest.MonkeyPatch.context() as mp:
+        if not hasattr(os, "link"):
+            mp.setattr(os, "link", _copy_link, raising=False)
+        box = lockbox.create(path, password=PASSWORD, argon2=WEAK_ARGON2, chunk_size=CHUNK)
+        for day in range(6):
+            with box.writer() as w:
+                for f in range(40):
+                    name = f"f{f:02d}/day{day}.bin"
+                    files[name] = rnd.randbytes(3000)
+                    w.add_bytes(name, files[name])
+        box.close()
+
+    async def go() -> None:
+        s = await opened(path)
+        assert s._lbox is not None
+        view = s._lbox.view
+        view.packs = PageCache(3 * 40 * 3100)  # about two packs of the six
+        with pytest.MonkeyPatch.context() as mp:  # as with more packs than a batch takes
+            mp.setattr(vlbox, "ZIP_BATCH_PACKS", 1)
+            got = await zipped(s, "")
+        assert got == {f"days/{n}": d for n, d in files.items()}
+        assert view.packs_opened == 6
+        names = [n for n in got]
+        assert names[:3] == ["days/f00/day0.bin", "days/f01/day0.bin", "days/f02/day0.bin"]
+        await s.close()
+
+    run(go())

@@ -45,7 +45,8 @@ from .driving import Recorder
 from .messages import AtPath, ViewerError, error_info
 
 __all__ = ["LboxExtension", "PlainCache", "unlock_methods", "identity_secret",
-           "read_chunks_flow", "file_batches", "PLAIN_CACHE_BYTES", "PLAIN_CACHE_FILE_MAX",
+           "read_chunks_flow", "file_batches", "stored_order", "PLAIN_CACHE_BYTES",
+           "PLAIN_CACHE_FILE_MAX",
            "ZIP_SMALL_FILE", "ZIP_BATCH_BYTES", "ZIP_BATCH_FILES", "ZIP_BATCH_PACKS",
            "ZIP_BATCH_MEMBERS", "ZIP_GAP_BYTES"]
 
@@ -273,6 +274,19 @@ def read_chunks_flow(view: ArchiveView, asks: Sequence[_ChunkAsk], cache: PlainC
             for k, (_, _, first, stop) in enumerate(asks)]
 
 
+def stored_order(items: Sequence[tuple[str, Entry]]) -> list[tuple[str, Entry]]:
+    """``items`` (path order) with the files after everything else, in the order their
+    content is stored: by their first frame's offset, a pack's members by member number
+    (the rest keeps its order)."""
+    def stored_at(item: tuple[str, Entry]) -> tuple[int, int]:
+        e = item[1]
+        refs = e.refs
+        return (refs[0].frame_offset, e.member_no) if len(refs) else (0, 0)
+
+    files = [it for it in items if it[1].type == EntryType.FILE]
+    return [it for it in items if it[1].type != EntryType.FILE] + sorted(files, key=stored_at)
+
+
 def file_batches(items: Sequence[tuple[str, Entry]], start: int,
                  opened: Callable[[Ref], bool] | None = None) -> list[int]:
     """Indexes of the small files to fetch together, from ``items[start]`` (a small file)
@@ -417,12 +431,15 @@ class LboxExtension:
     # -- folder zips with batched small files
 
     async def zip_items(self, p: str) -> tuple[list[EntryInfo], Any]:
-        """(entries below folder ``p``, the content function for ``zip_pieces``)."""
+        """(entries below folder ``p``, the content function for ``zip_pieces``): the
+        folders and links in path order, then the files in the order they are stored
+        (:func:`stored_order`: the files of one pack one after the other, so each pack is
+        fetched and opened once, even when every pack holds files of every folder)."""
         self._label(f"walk /{p}")
         walked = await self.source.run(self.view.walk_flow(p))
         if p and len(walked) == 1 and walked[0][0] == p and not walked[0][1].is_dir:
             raise UsageError(f"not a folder: {p}")
-        items = [(q, e) for q, e in walked if q != p]
+        items = stored_order([(q, e) for q, e in walked if q != p])
         infos = [entry_info(q, e) for q, e in items]
         ready: dict[int, list[ChunkData]] = {}  # prefetched small files, by item index
         # infos may be filtered by the caller (dropped links): map back by path
