@@ -22,12 +22,15 @@ from typing import Any
 import pytest
 
 import lockbox
+from lockbox.errors import FormatError
 from lockbox.formats.lbox.view import ChunkData
 from lockbox.formats.lbox.wire.chunk import ChunkHeader
+from lockbox.formats.lbox.wire.constants import EntryType
 from lockbox.formats.lbox.wire.entry import LAYOUT_PACKED, Entry
+from lockbox.formats.lbox.wire.refs import Ref
 from lockbox.sources.memory import AsyncBytesSource
 from lockbox.viewer import lbox as vlbox
-from lockbox.viewer.lbox import PlainCache, file_batches
+from lockbox.viewer.lbox import PlainCache, file_batches, stored_order
 from lockbox.viewer.session import Session
 
 PASSWORD = "pw"
@@ -324,3 +327,29 @@ def test_zip_of_an_archive_updated_over_time_opens_each_pack_once(tmp_path: Path
         await s.close()
 
     run(go())
+
+
+class _BadRefs(tuple):  # type: ignore[type-arg]
+    """One ref that does not decode (a hostile entry): FormatError when used."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: Any) -> Any:
+        raise FormatError("TOC entry: truncated ref")
+
+
+def test_a_file_whose_ref_does_not_decode_is_read_alone_first() -> None:
+    ref = Ref(20_000, 900, b"\x01" * 16)
+
+    def packed(member: int, refs: Any = (ref,)) -> Entry:
+        return Entry(EntryType.FILE, 0o644, 0, 10, 20, b"\x02" * 32, b"\x03" * 16, CHUNK,
+                     LAYOUT_PACKED, refs, member_no=member)
+
+    bad = packed(0, _BadRefs())
+    items = [("d", Entry(EntryType.DIR, 0o755, 0)), ("d/a", packed(5)), ("d/b", bad),
+             ("d/c", packed(2))]
+    assert [p for p, _ in stored_order(items)] == ["d", "d/b", "d/c", "d/a"]
+    assert file_batches(items, 1) == [1]  # the batch stops before it
+    assert file_batches(items, 2) == [2]  # and it is read alone (its error names it)
+    assert file_batches(items, 3) == [3]

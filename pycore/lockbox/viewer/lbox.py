@@ -277,11 +277,14 @@ def read_chunks_flow(view: ArchiveView, asks: Sequence[_ChunkAsk], cache: PlainC
 def stored_order(items: Sequence[tuple[str, Entry]]) -> list[tuple[str, Entry]]:
     """``items`` (path order) with the files after everything else, in the order their
     content is stored: by their first frame's offset, a pack's members by member number
-    (the rest keeps its order)."""
+    (the rest keeps its order). A file whose ref does not decode comes first: reading it
+    raises its error, naming it."""
     def stored_at(item: tuple[str, Entry]) -> tuple[int, int]:
         e = item[1]
-        refs = e.refs
-        return (refs[0].frame_offset, e.member_no) if len(refs) else (0, 0)
+        try:
+            return (e.refs[0].frame_offset, e.member_no) if len(e.refs) else (0, 0)
+        except LockboxError:
+            return (-1, 0)
 
     files = [it for it in items if it[1].type == EntryType.FILE]
     return [it for it in items if it[1].type != EntryType.FILE] + sorted(files, key=stored_at)
@@ -306,7 +309,12 @@ def file_batches(items: Sequence[tuple[str, Entry]], start: int,
         if len(out) >= ZIP_BATCH_MEMBERS:
             break
         if e.layout == LAYOUT_PACKED:
-            ref = e.refs[0]
+            try:
+                ref = e.refs[0]
+            except LockboxError:  # read alone: its error names it
+                if not out:
+                    out.append(i)
+                break
             key = (ref.frame_offset, ref.tag)
             if key not in packs and not (opened is not None and opened(ref)):
                 if out and (len(packs) >= ZIP_BATCH_PACKS or
