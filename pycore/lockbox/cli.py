@@ -569,13 +569,20 @@ def _argon2(args: argparse.Namespace) -> Argon2Params:
     return Argon2Params(time_cost=t, memory_kib=kib)
 
 
-def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
-    """Create args.archive from the creation options; returns it opened."""
+def _create(args: argparse.Namespace, *, overwrite: bool, unpublished: bool = False
+            ) -> Lockbox:
+    """Create args.archive from the creation options; returns it opened. ``unpublished``:
+    under a temporary name, to be published after a commit (``newarchive.create_archive``);
+    it is removed if this fails."""
     from .formats.lbox.archive import Lockbox
 
     # Not lockbox.create(): its lazy `from .newarchive import ...` rebinds the package
     # attribute `lockbox.create` to the submodule after the first call.
-    from .formats.lbox.write.newarchive import create_archive
+    from .formats.lbox.write.newarchive import (
+        create_archive,
+        discard_unpublished,
+        unpublished_path,
+    )
     from .sources import is_url
 
     if is_url(args.archive):
@@ -593,9 +600,16 @@ def _create(args: argparse.Namespace, *, overwrite: bool) -> Lockbox:
     elif not recipients:
         raise UsageError("--no-password needs at least one --recipient")
     key = create_archive(args.archive, password=password, recipients=recipients,
-                         argon2=_argon2(args), chunk_size=args.chunk_size, overwrite=overwrite)
-    box = Lockbox.open(args.archive, known_key=key)
-    _agent_remember(box)  # the new archive's key, as after any password open
+                         argon2=_argon2(args), chunk_size=args.chunk_size, overwrite=overwrite,
+                         unpublished=unpublished)
+    try:
+        box = Lockbox.open(unpublished_path(args.archive) if unpublished else args.archive,
+                           known_key=key)
+        _agent_remember(box)  # the new archive's key, as after any password open
+    except BaseException:
+        if unpublished:
+            discard_unpublished(args.archive)
+        raise
     return box
 
 
@@ -682,11 +696,35 @@ def cmd_add(args: argparse.Namespace) -> int:
     """lockbox add: add paths recursively in one commit."""
     from .sources import is_url
 
-    if args.create and not is_url(args.archive) and not os.path.lexists(args.archive):
-        box = _create(args, overwrite=False)
+    new = args.create and not is_url(args.archive) and not os.path.lexists(args.archive)
+    if new:
+        # Written under a temporary name and committed to there: it gets its name once the
+        # commit is durable (docs/FORMAT.md §11 "Creating an archive"). One fsync fewer,
+        # and an add that fails leaves no archive behind.
+        box = _create(args, overwrite=False, unpublished=True)
     else:
         box = _open(args, write=True)
     started = time.monotonic()  # after any password prompt
+    try:
+        count, meter = _add_all(args, box, started)
+        if new:
+            from .formats.lbox.write.newarchive import publish_archive
+
+            publish_archive(args.archive, committed=box.view.commit.generation > 1)
+    except BaseException:
+        if new:
+            from .formats.lbox.write.newarchive import discard_unpublished
+
+            discard_unpublished(args.archive)
+        raise
+    if not args.quiet:
+        _out(f"added {count} entries, {meter.bytes:,} bytes ({_human(meter.bytes)}) "
+             f"in {time.monotonic() - started:.2f} s")
+    return 0
+
+
+def _add_all(args: argparse.Namespace, box: Lockbox, started: float) -> tuple[int, _Meter]:
+    """Add args.paths to ``box`` in one commit; (entries added, the meter)."""
     with box:
         skip = None
         if box.path is not None:
@@ -716,10 +754,7 @@ def cmd_add(args: argparse.Namespace) -> int:
                     for k, v in fields.items()), file=sys.stderr)
         finally:
             meter.close()
-    if not args.quiet:
-        _out(f"added {count} entries, {meter.bytes:,} bytes ({_human(meter.bytes)}) "
-             f"in {time.monotonic() - started:.2f} s")
-    return 0
+    return count, meter
 
 
 _TYPE_BITS = {"file": stat_mod.S_IFREG, "dir": stat_mod.S_IFDIR, "symlink": stat_mod.S_IFLNK}
