@@ -101,6 +101,7 @@ from lockbox.formats.lbox.write.space import (
     KEYDIR,
     SPACEMAP,
     TAIL_KEY,
+    PackRecord,
     PageRecord,
     encode_record,
 )
@@ -356,15 +357,20 @@ def env_leaves(draw: st.DrawFn, max_size: int = 8) -> Leaf:
     return Leaf(keys, values)
 
 
-def space_records() -> st.SearchStrategy[PageRecord | int]:
-    """A page record of each kind, or (an int) a DEAD frame size."""
+def space_records() -> st.SearchStrategy[PageRecord | PackRecord | int]:
+    """A page record of each kind, a PACK record (a pack's frame size and how many
+    entries name it), or (an int) a DEAD frame size."""
     page = st.builds(
         lambda kind, units, frac: PageRecord(kind, units * PAGE_UNIT,
                                              int(units * PAGE_UNIT * frac)),
         st.sampled_from([FRAMES, KEYDIR, FREE, SPACEMAP]),
         st.one_of(st.integers(1, 4), st.integers(1, MAX_PAGE_SIZE // PAGE_UNIT)),
         st.sampled_from([0.0, 1.0]) | st.floats(0, 1))
-    return st.one_of(page, st.integers(64, MAX_PAGE_SIZE) | st.sampled_from([0, MAX_PAGE_SIZE]))
+    pack = st.builds(PackRecord,
+                     st.integers(64, MAX_PAGE_SIZE) | st.sampled_from([0, MAX_PAGE_SIZE]),
+                     st.integers(1, 4096) | st.sampled_from([1, U64]))
+    return st.one_of(page, pack,
+                     st.integers(64, MAX_PAGE_SIZE) | st.sampled_from([0, MAX_PAGE_SIZE]))
 
 
 @st.composite

@@ -189,7 +189,8 @@ def _space_map_of(node: Any) -> Any:
 def _space_map_key(m: Any) -> Any:
     if not isinstance(m, SpaceMap):
         return m
-    return (m.tail_start, {o: (r.kind, r.size, r.live) for o, r in m.pages.items()}, m.dead)
+    return (m.tail_start, {o: (r.kind, r.size, r.live) for o, r in m.pages.items()}, m.dead,
+            {o: (r.frame_size, r.entries) for o, r in m.packs.items()})
 
 
 def _decode_space_leaf(buf: bytes, ctx: Any) -> Any:
@@ -471,8 +472,7 @@ TARGETS: list[Target] = [
            lambda v, c: encode_commit(v)),
     Target("space_record", _case(S.space_records(), encode_record),
            lambda b, c: decode_record(b), lambda v, c: encode_record(v),
-           eq=lambda a, b: (a == b) if isinstance(a, int) or isinstance(b, int)
-           else (a.kind, a.size, a.live) == (b.kind, b.size, b.live)),
+           eq=lambda a, b: type(a) is type(b) and a == b),
     Target("frame_plain", _plain_cases(), lambda b, limit: bytes(decode_plain(CODEC, b, limit)),
            lambda v, c: encode_plain(CODEC, v, compress=False), canonical=None,
            fields=_plain_fields, extra=_plain_extra,
