@@ -27,7 +27,7 @@ from cli_helpers import (
     static_server,
 )
 from lockbox import cli
-from lockbox.formats.lbox.wire.constants import FORMAT_VERSION, SUPERBLOCK_SIZE
+from lockbox.formats.lbox.wire.constants import PACKED_FORMAT_VERSION, SUPERBLOCK_SIZE
 from lockbox.formats.lbox.wire.keydir import decode_keydir
 from lockbox.formats.lbox.wire.superblock import decode_superblock
 
@@ -195,7 +195,8 @@ def test_info_and_verify(run: Runner, box: Path) -> None:
     info = json.loads(run.ok("info", box, "--json").out)
     assert (info["files"], info["dirs"], info["symlinks"]) == (4, 4, 1)
     assert info["file_bytes"] == len(BIG) + 15 + 18
-    assert info["generation"] == 2 and info["format_version"] == FORMAT_VERSION
+    # the tree's small files are packed (FORMAT §10): a commit with packs is version 3
+    assert info["generation"] == 2 and info["format_version"] == PACKED_FORMAT_VERSION
     assert info["unlocked_slot"] == info["slots"][0]["slot_id"]
     text = run.ok("info", box).text
     assert "4 files, 4 directories, 1 symlinks" in text and "unlocked with this" in text

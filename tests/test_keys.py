@@ -12,11 +12,18 @@ import pytest
 
 import lockbox
 from lockbox.formats.lbox.keys import key_commitment
-from lockbox.formats.lbox.wire.constants import SLOT_SIZE
+from lockbox.formats.lbox.wire.constants import (
+    FORMAT_VERSION,
+    PACK_FILE_LIMIT,
+    PACKED_FORMAT_VERSION,
+    SLOT_SIZE,
+)
+from lockbox.formats.lbox.wire.entry import LAYOUT_PACKED
 from lockbox.formats.lbox.wire.keydir import decode_key_directory, keydir_has_commitment
 from lockbox.formats.lbox.wire.page import decode_keydir_page
 from lockbox.formats.lbox.wire.superblock import ExternalKeydir, decode_superblock
 from lockbox.formats.lbox.write.compact import compact_archive
+from lockbox.sources import BytesSource
 
 LEGACY = Path(__file__).parent / "vectors" / "v1" / "legacy-hello.lbox"
 
@@ -25,32 +32,58 @@ def _slots(path: Path) -> list[Any]:
     return decode_superblock(path.read_bytes()[:2 * SLOT_SIZE])
 
 
+def _slot_version_by_the_rule(path: Path, slot_no: int) -> int:
+    """The version slot ``slot_no``'s commit must have (§20): 3 iff a file of its TOC
+    is packed, else 2 (read with the other slot zeroed)."""
+    data = bytearray(path.read_bytes())
+    other = 1 - slot_no
+    data[other * SLOT_SIZE:(other + 1) * SLOT_SIZE] = bytes(SLOT_SIZE)
+    with lockbox.Lockbox(BytesSource(bytes(data)), password="pw") as box:
+        packed = any(box.run(box.view.stat_flow(e.path)).layout == LAYOUT_PACKED
+                     for e in box.ls(recursive=True) if e.is_file)
+    return PACKED_FORMAT_VERSION if packed else FORMAT_VERSION
+
+
 def _committed_to(box: lockbox.Lockbox) -> bool:
     d = decode_key_directory(box.view.keydir)
     return d.key_commitment == key_commitment(box.crypto, box.view.archive_id,
                                               box.content_key)
 
 
-def test_every_writer_writes_version_2(tmp_path: Path, crypto: Any,
-                                       weak_argon2: Any) -> None:
+# "f" packed (a small file: the commits reference a PACK frame, so their slots say
+# version 3), or with frames of its own (two 4 KiB chunks: version 2).
+CONTENTS = {"packed": b"1", "own-frames": bytes(range(256)) * 20}
+
+
+@pytest.mark.parametrize("kind", sorted(CONTENTS))
+def test_every_writer_writes_version_2_or_3_with_packs(tmp_path: Path, crypto: Any,
+                                                       weak_argon2: Any, kind: str) -> None:
+    """Every writer (create, add, key change, compaction) writes a committed version-2
+    key directory; the slot version is 3 exactly when the commit has packs (§20)."""
+    content = CONTENTS[kind]
+    want = PACKED_FORMAT_VERSION if kind == "packed" else FORMAT_VERSION
     ids = [lockbox.Identity.generate(crypto) for _ in range(4)]
     path = tmp_path / "a.lbox"
-    with lockbox.create(path, password="pw", argon2=weak_argon2) as box:
-        assert _committed_to(box) and box.view.slot.version == 2
+    with lockbox.create(path, password="pw", argon2=weak_argon2, chunk_size=4096) as box:
+        assert _committed_to(box) and box.view.slot.version == FORMAT_VERSION
     with lockbox.open(path, password="pw") as box:
         with box.writer() as w:  # no key change: the same key directory
-            w.add_bytes("f", b"1")
-        assert _committed_to(box)
+            w.add_bytes("f", content)
+        assert _committed_to(box) and box.view.slot.version == want
+        assert (box.run(box.view.stat_flow("f")).layout == LAYOUT_PACKED) == (kind == "packed")
         with box.writer() as w:  # a key change, large enough for a KEYDIR page only
             for i in ids:
                 w.add_recipient(i.recipient(crypto))
         assert _committed_to(box) and isinstance(box.view.slot.keydir, ExternalKeydir)
         compact_archive(box)
         assert _committed_to(box)
-    for s in _slots(path):
-        assert s.version == 2
+    newest, older = _slots(path)
+    assert newest.version == want
+    # compaction's older slot is the new file's creation (empty: no pack, version 2)
+    assert _slot_version_by_the_rule(path, older.slot_no) == older.version == FORMAT_VERSION
+    assert _slot_version_by_the_rule(path, newest.slot_no) == want
     with lockbox.open(path, identity=ids[3]) as box:
-        assert box.read_bytes("f") == b"1" and box.verify().ok
+        assert box.read_bytes("f") == content and box.verify().ok
 
 
 def test_a_legacy_archive_is_read_and_reported(tmp_path: Path) -> None:
@@ -60,19 +93,29 @@ def test_a_legacy_archive_is_read_and_reported(tmp_path: Path) -> None:
         assert box.read_bytes("hello.txt") == b"hello\n" and box.verify().ok
 
 
-def test_the_next_commit_upgrades_a_legacy_archive(tmp_path: Path) -> None:
+# The file the upgrading commit adds: packed (version 3), or over PACK_FILE_LIMIT
+# bytes, one chunk of its own at the legacy archive's 1 MiB chunk size (version 2).
+MORE = {"packed": b"more\n", "own-frame": b"more\n" * (PACK_FILE_LIMIT // 5 + 1)}
+
+
+@pytest.mark.parametrize("kind", sorted(MORE))
+def test_the_next_commit_upgrades_a_legacy_archive(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "legacy.lbox"
     shutil.copyfile(LEGACY, path)
+    want = PACKED_FORMAT_VERSION if kind == "packed" else FORMAT_VERSION
     with lockbox.open(path, password="lockbox") as box:
         with box.writer():  # nothing staged: no commit, nothing upgraded
             pass
         assert box.generation == 2 and not keydir_has_commitment(box.view.keydir)
         with box.writer() as w:
-            w.add_bytes("more.txt", b"more\n", mtime_ns=0)
+            w.add_bytes("more.txt", MORE[kind], mtime_ns=0)
         assert box.generation == 3 and _committed_to(box)
-        assert box.view.slot.version == 2
+        assert box.view.slot.version == want
+        assert (box.run(box.view.stat_flow("more.txt")).layout == LAYOUT_PACKED) == (
+            kind == "packed")
     newest, older = _slots(path)
-    assert (newest.generation, newest.version, older.generation, older.version) == (3, 2, 2, 1)
+    assert (newest.generation, newest.version, older.generation, older.version) == (
+        3, want, 2, 1)
     # The upgraded directory has a KEYDIR page of its own (generation 3), like a key change.
     assert isinstance(newest.keydir, bytes) and keydir_has_commitment(newest.keydir)
     data = path.read_bytes()

@@ -181,7 +181,9 @@ def test_golden_archive_opens_and_matches_manifest(name: str) -> None:
             _check_state(box, m)
             assert box.info().chunk_size == m["chunk_size"]
             assert keydir_has_commitment(box.view.keydir) == m["key_commitment"]
-            assert box.view.slot.version == (2 if m["key_commitment"] else 1)
+            # 1: before key commitments; 3: the commit references PACK frames; else 2
+            assert box.view.slot.version == m["format_version"]
+            assert (m["format_version"] == 1) == (not m["key_commitment"])
             report = box.verify()
             assert report.ok, report.problems
             assert report.generation == m["generation"]
@@ -271,20 +273,25 @@ def _hello(tmp_path: Path, data: bytearray) -> Path:
 
 
 def test_unsupported_version_in_either_slot_is_refused(tmp_path: Path) -> None:
-    """§3: a newer-format slot is never passed over, even for a valid slot; versions 1
-    and 2 are both read, each slot by its own version (§20)."""
+    """§3: a newer-format slot is never passed over, even for a valid slot; versions 1,
+    2 and 3 are all read, each slot by its own version (§20)."""
     data = bytearray((V1 / "hello.lbox").read_bytes())
-    data[SLOT_SIZE + 8] = 3  # slot 1 (generation 1, the OLDER one): version 3
+    data[SLOT_SIZE + 8] = 4  # slot 1 (generation 1, the OLDER one): version 4
     _reseal(data, 1)
-    with pytest.raises(UnsupportedVersionError, match="version 3 is not supported"):
+    with pytest.raises(UnsupportedVersionError, match="version 4 is not supported"):
         Lockbox.open(_hello(tmp_path, data), password="lockbox")
+    data[SLOT_SIZE + 8] = 3  # version 3 (packs allowed; this commit has none) is read
+    _reseal(data, 1)
+    assert [s.version for s in decode_superblock(bytes(data[:2 * SLOT_SIZE]))] == [2, 3]
+    with Lockbox.open(_hello(tmp_path, data), password="lockbox") as box:
+        assert box.read_bytes("hello.txt") == b"hello\n"
     data[SLOT_SIZE + 8] = 1  # a version-1 slot (with a version-2 key directory) is read
     _reseal(data, 1)
     slots = decode_superblock(bytes(data[:2 * SLOT_SIZE]))
     assert [s.version for s in slots] == [2, 1]
     legacy = bytearray((V1 / "legacy-hello.lbox").read_bytes())
     assert [s.version for s in decode_superblock(bytes(legacy[:2 * SLOT_SIZE]))] == [1, 1]
-    legacy[8] = 3
+    legacy[8] = 4
     _reseal(legacy, 0)
     with pytest.raises(UnsupportedVersionError):
         Lockbox.open(_hello(tmp_path, legacy), password="lockbox")
