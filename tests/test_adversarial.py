@@ -980,6 +980,12 @@ def test_hostile_refs_inside_sealed_entries(make_archive, tmp_path):
                          LAYOUT_CHUNKS, (ref,))
         for i, ref in enumerate(far)
     }
+    # the same refs naming the PACK frame of a packed file (layout 2)
+    entries.update({
+        f"far-packed{i}": Entry(EntryType.FILE, 0o644, 0, 5, 0, bytes(32), bytes([i]) * 16,
+                                CHUNK, LAYOUT_PACKED, (ref,), member_no=i)
+        for i, ref in enumerate(far)
+    })
     # a 1 TiB file: 2**18 chunks of 4 MiB, 64 chunk-index frames, all far away
     entries["huge"] = Entry(EntryType.FILE, 0o644, 0, 2 ** 40, 0, bytes(32), bytes(16),
                             big_chunk, LAYOUT_INDEX, tuple([far[1]] * 64))
@@ -999,7 +1005,10 @@ def test_hostile_refs_inside_sealed_entries(make_archive, tmp_path):
                 f.read(100)
         with bounded(seconds=10):
             report = box.verify()
-        assert sorted(p.split(":")[0] for p in report.problems) == sorted(entries)
+        # each file once; besides, the space map may disagree: the writer counted the
+        # forged packs as their entries said (PACK records at their offsets)
+        named = [p.split(":")[0] for p in report.problems]
+        assert sorted(n for n in named if n != "space map") == sorted(entries)
         assert box.read_bytes("ok") == b"fine"
 
 
