@@ -2368,6 +2368,9 @@ def _print_traceback() -> None:
     traceback.print_exc()
 
 
+_GC_THRESHOLD = 100_000  # see run()
+
+
 def run() -> NoReturn:
     """The ``lockbox`` program (``python -m lockbox``): :func:`main` on ``sys.argv``, then
     the process ends with its exit code.
@@ -2380,7 +2383,13 @@ def run() -> NoReturn:
     exit is taken then, and when a flush fails (its error reported as Python does).
     Everything a command writes that must survive is closed, and fsynced when it has to
     be, before :func:`main` returns; this changes none of it.
+
+    The cyclic collector runs its youngest generation every 100,000 allocations instead
+    of 700: importing an archive command's modules (~230) made it run some 50 times
+    for nothing (~5 ms of a small ``add``); cyclic garbage is still collected.
     """
+    _, *older = gc.get_threshold()
+    gc.set_threshold(_GC_THRESHOLD, *older)
     code = main()
     _exit_now(code)
 
