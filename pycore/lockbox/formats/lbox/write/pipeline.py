@@ -1,26 +1,34 @@
 """Parallel preparation of small files for ``add --jobs N``.
 
-Reader (the writer's directory walk) -> batches of small files -> worker processes
-that read, hash (BLAKE3), encode and compress each file -> the page writer in the
-main process, which seals (the AAD binds the frame's final offset, so sealing happens
-where offsets are assigned) and stages the entry. The archive's content is the same
-as with one job.
+The writer's directory walk -> batches of regular files -> worker processes that
+open, ``fstat``, read and hash (BLAKE3) each file and encode it: a file of at most
+``PACK_FILE_LIMIT`` bytes (and one chunk) becomes a member of the batch's pack (one
+zstd call per pack, about half a MiB), a larger one that fits a chunk a frame
+plaintext of its own; each file's TOC entry is encoded up to its ref -> the main
+process, which seals each pack as one PACK frame and each other plaintext as one
+frame (the AAD binds the frame's final offset and the nonce counter is the session's,
+so sealing happens where offsets are assigned) and stages the entries in bulk (the
+worker's head + the frame's ref). The archive's content is the same as with one job.
+
+The walk does not ``lstat`` regular files (the listing's type says "regular"): the
+worker's ``fstat`` of the open file gives mode, time and size, and files larger than a
+chunk, excluded or no longer regular are handed back unread (:data:`LARGE`,
+:data:`EXCLUDED`, :data:`SKIPPED`) for the main process to stream, report or skip.
 
 With ``jobs`` N, N - 1 worker processes and this one prepare: scheduling balances
-itself, each worker holding at most two batches; when every worker is busy (or still
-starting) the main process prepares the batch itself, and results are staged as they
-arrive. So the workers never make a run slower than one job by
-more than their start-up, and they start only once a walk has queued
-``START_AFTER`` small files. Memory: at most ``2 * jobs + 1`` batches, each at most
-``BATCH_FILES`` files and about ``BATCH_BYTES`` bytes.
-
-Only files that fit in one chunk go through the workers; larger files are streamed by
-the main process (their cost is per byte, not per file). Under Pyodide (no
-subprocesses) everything runs inline.
+itself, each worker holding at most ``PER_WORKER`` batches; when every worker is busy
+the main process prepares the batch itself, and results are staged as they arrive.
+Workers are forked where that is safe (Linux, no other thread: ready at once, nothing
+to import), else started as fresh interpreters (``pipeline_worker``); they start once
+a walk has queued ``START_AFTER`` files. Batches and results travel as ``marshal``
+messages. Memory: at most ``PER_WORKER * (jobs - 1) + 1`` batches, each at most
+``BATCH_FILES`` files and, read, about ``CAP_BYTES`` bytes (a worker defers the rest).
+Under Pyodide (no subprocesses) everything runs inline.
 """
 
 from __future__ import annotations
 
+import marshal
 import os
 import pickle
 import stat as stat_mod
@@ -47,12 +55,15 @@ __all__ = ["SmallFile", "Prepared", "Batch", "prepare_batch", "prepare_rows", "p
 
 BATCH_FILES = MAX_PACK_MEMBERS
 # A batch closes at about this many bytes of file content (each file counted with
-# FILE_OVERHEAD more for its chunk header), so that its small files make one pack.
-BATCH_BYTES = PACK_TARGET_SIZE - PACK_TARGET_SIZE // 16
+# FILE_OVERHEAD more for its chunk header): its small files make one pack of about half
+# PACK_TARGET_SIZE (the compression is the same as with 1 MiB packs on small text
+# files: their random ids and hashes dominate what is left; and the batches, half as
+# long, leave half the work to wait for at the end of a walk).
+BATCH_BYTES = PACK_TARGET_SIZE // 2 - PACK_TARGET_SIZE // 32
 FILE_OVERHEAD = 128
 GUESS_SIZE = 1024  # the size assumed of a file not lstat-ed, until results say better
 CAP_BYTES = 2 * PACK_TARGET_SIZE  # a worker defers the rest of a batch past this content
-START_AFTER = 512  # below this many small files, workers cost more than they save
+START_AFTER = 256  # below this many small files, workers cost more than they save
 PER_WORKER = 2  # batches in flight per worker
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 T = TypeVar("T")
@@ -284,14 +295,14 @@ def _can_fork() -> bool:
             and threading.active_count() == 1)
 
 
-WORKER_NICE = int(os.environ.get("LOCKBOX_WORKER_NICE", "0"))
 FORK_WORKERS = True
 """Whether workers are forked when :func:`_can_fork` allows (ready at once, nothing
 to import); tests turn it off to compare with fresh interpreters."""
 
 
 class _Worker:
-    """One worker process fed over two pipes with length-prefixed pickles: a fork of
+    """One worker process fed over two pipes with length-prefixed messages (:func:`_pack`:
+    ``marshal``, the same interpreter on both ends; an exception pickled): a fork of
     this process when :func:`_can_fork` (it closes every other fd, the archive's and
     its lock included, and leaves with ``os._exit``), else a fresh interpreter
     (``python -m lockbox.formats.lbox.write.pipeline_worker``). Not multiprocessing: it
@@ -313,8 +324,6 @@ class _Worker:
                     os.closerange(3, keep[0])
                     os.closerange(keep[0] + 1, keep[1])
                     os.closerange(keep[1] + 1, _MAX_FD)
-                    if WORKER_NICE:
-                        os.nice(WORKER_NICE)
                     _serve(to_child[0], to_parent[1])
                     code = 0
                 finally:
@@ -337,8 +346,7 @@ class _Worker:
         self.inflight: deque[Any] = deque()  # the tags of the batches sent, in order
 
     def send(self, obj: object, tag: Any) -> None:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        _write_all(self._in, len(data).to_bytes(8, "little") + data)
+        _send(self._in, obj)
         self.inflight.append(tag)
 
     def ready(self) -> bool:
@@ -350,9 +358,7 @@ class _Worker:
 
     def recv(self) -> tuple[Any, Any]:
         """(result, tag) of the oldest batch in flight (waits for it)."""
-        head = _read_exact(self._out, 8)
-        result = pickle.loads(_read_exact(self._out, int.from_bytes(head, "little")))
-        return result, self.inflight.popleft()
+        return _receive(self._out), self.inflight.popleft()
 
     def close(self) -> None:
         if self.proc is None:
@@ -451,8 +457,8 @@ class SmallFilePipeline(Generic[T]):
         self.worker_batches = 0
         self.busy_batches = 0  # prepared here because every worker was busy
 
-    def submit(self, f: SmallFile, tag: T) -> None:
-        self.submit_many([f], [tag])
+    def submit(self, f: SmallFile | tuple[str, str, int, int, int], tag: T) -> None:
+        self.submit_many([tuple(f)], [tag])  # a plain tuple: marshalled to the workers
 
     def _consume(self, result: tuple[list[bytes], list[tuple[Any, ...]]],
                  batch: list[Any], tags: list[T]) -> None:
@@ -550,22 +556,52 @@ class SmallFilePipeline(Generic[T]):
         self.close()
 
 
+def _send(fd: int, obj: Any) -> None:
+    """Write one message: a kind byte, the length, the body. Batches and results are
+    tuples of str, bytes and ints: ``marshal`` (the same Python on both ends: a fork,
+    or ``sys.executable``), several times faster than pickle for them; an exception
+    is pickled."""
+    if isinstance(obj, BaseException):
+        kind, body = b"p", pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    else:
+        kind, body = b"m", marshal.dumps(obj)
+    head = kind + len(body).to_bytes(8, "little")
+    if _writev is not None:
+        view = memoryview(body)
+        sent = _writev(fd, [head, view])
+        if sent >= len(head):
+            view = view[sent - len(head):]
+        else:
+            _write_all(fd, head[sent:])
+        while view:
+            view = view[os.write(fd, view):]
+    else:  # pragma: no cover - no writev (not POSIX)
+        _write_all(fd, head + body)
+
+
+def _receive(fd: int) -> Any:
+    """Read one message written by :func:`_send` (RuntimeError: the pipe ended)."""
+    head = _read_exact(fd, 9)
+    body = _read_exact(fd, int.from_bytes(head[1:], "little"))
+    return marshal.loads(body) if head[:1] == b"m" else pickle.loads(body)
+
+
+_writev = getattr(os, "writev", None)
+
+
 def _serve(fd_in: int, fd_out: int) -> None:
     """A worker's loop: read a batch, prepare it, write the result, until the input
     ends. An exception is sent back (the main process raises it)."""
     while True:
         try:
-            head = _read_exact(fd_in, 8)
+            rows, chunk_size, level, exclude = _receive(fd_in)
         except RuntimeError:  # the main process closed the pipe: done
             return
-        rows, chunk_size, level, exclude = pickle.loads(
-            _read_exact(fd_in, int.from_bytes(head, "little")))
         try:
             result: Any = prepare_rows(rows, chunk_size, level, exclude)
         except Exception as exc:  # reported to the main process, which raises it
             result = exc
-        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        _write_all(fd_out, len(data).to_bytes(8, "little") + data)
+        _send(fd_out, result)
 
 
 def worker_main() -> None:
