@@ -4,6 +4,10 @@ archive (same entries, same bytes), over a file and over HTTP-like bytes."""
 
 from __future__ import annotations
 
+import io
+import os
+import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +224,122 @@ def test_recent_leaves_are_bounded(make_archive: Any, monkeypatch: pytest.Monkey
     assert list(session._leaves) == [b"k3", b"k4"]
     assert session._recent_entry("b/c.txt") is None  # not a remembered leaf: looked up
     assert run_sync(session.read_flow("b/c.txt", 0, 9), src) == b"c"
+
+
+# -- read_order: where the files are stored (packs read once) ---------------------------------
+
+def _updated_over_time(path: Path, weak_argon2: Any, days: int = 6, folders: int = 30
+                       ) -> dict[str, bytes]:
+    """An archive updated over time: every ``add`` session puts one small file in each
+    folder, so each PACK frame holds a file of every folder (path order goes from pack to
+    pack and back for every folder)."""
+    rnd = random.Random(5)
+    files: dict[str, bytes] = {}
+    box = lockbox.create(path, password="pw", argon2=weak_argon2)
+    with box:
+        for day in range(days):
+            with box.writer() as w:
+                for f in range(folders):
+                    name = f"f{f:02d}/day{day}.txt"
+                    files[name] = rnd.randbytes(1500).hex().encode()  # 3,000 bytes
+                    w.add_bytes(name, files[name], mtime_ns=1_600_000_000_000_000_000 + day)
+    return files
+
+
+def test_read_order_sorts_by_frame_then_member(tmp_path: Path, weak_argon2: Any) -> None:
+    from lockbox.formats.lbox.wire.constants import EntryType
+    from lockbox.formats.lbox.wire.entry import LAYOUT_PACKED
+
+    path = tmp_path / "t.lbox"
+    files = _updated_over_time(path, weak_argon2, days=3, folders=5)
+    session, src = _open(path)
+    walked: list[EntryInfo] = []
+    run_sync(session.walk_flow("", walked.extend), src)
+    listed = [e for e in walked if e.type == "file"]
+    assert len(listed) == len(files)
+    where = {}
+    for info in listed:
+        e = run_sync(session.view.stat_flow(info.path), src)
+        assert e.type == EntryType.FILE and e.layout == LAYOUT_PACKED
+        where[info.path] = (e.refs[0].frame_offset, e.member_no)
+    before = src.stats.requests
+    got = session.read_order(list(reversed(listed)))
+    assert src.stats.requests == before  # no I/O: the walk's leaves
+    assert [where[e.path] for e in got] == sorted(where.values())
+    assert len({o for o, _ in where.values()}) == 3  # one pack per day...
+    assert [e.path.rpartition("/")[2] for e in got] == \
+        [f"day{d}.txt" for d in range(3) for _ in range(5)]  # ...each read in one go
+    assert {id(e) for e in got} == {id(e) for e in listed}
+
+    # A file this session never walked (no I/O to find it): after the known ones, in
+    # its place; one whose ref does not decode: first, so that its error names it.
+    fresh, _ = _open(path)
+    assert fresh.read_order(listed) == listed
+    stranger = EntryInfo("nowhere/x.txt", "file", 0o644, 0, 1, 0, "")
+    ordered = session.read_order([stranger, *listed])
+    assert ordered[-1] is stranger and ordered[:-1] == got
+    damaged_path = listed[-1].path
+    real = session._recent_entry
+
+    def with_a_bad_ref(p: str) -> Any:
+        e = real(p)
+        if p != damaged_path:
+            return e
+        from lockbox.formats.lbox.wire.entry import LazyRefs
+        return e.__class__(e.type, e.mode, e.mtime_ns, e.size, e.stored_size, e.content_hash,
+                           e.file_id, e.chunk_size, e.layout, LazyRefs(b"\xff", 0, 1),
+                           member_no=e.member_no)
+
+    session._recent_entry = with_a_bad_ref  # type: ignore[method-assign]
+    ordered = session.read_order(listed)
+    assert ordered[0].path == damaged_path
+    assert [e.path for e in ordered[1:]] == [e.path for e in got if e.path != damaged_path]
+
+
+def _tree(root: Path) -> dict[str, tuple[str, int, int, bytes]]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            st = p.lstat()
+            kind = "dir" if p.is_dir() else "file"
+            out[str(p.relative_to(root))] = (kind, st.st_mode, st.st_mtime_ns,
+                                             p.read_bytes() if kind == "file" else b"")
+    return out
+
+
+def test_cli_extract_opens_each_pack_once(tmp_path: Path, weak_argon2: Any,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    """``lockbox extract`` of an archive updated over time reads the files in storage order
+    (the session's read_order): each pack is opened once, where path order (folder by
+    folder) opens a pack per file once the view holds fewer packs than there are; the
+    extracted tree is the same either way."""
+    from cli_helpers import Runner
+    from lockbox.formats.lbox import view as view_mod
+
+    path = tmp_path / "t.lbox"
+    days, folders = 6, 30
+    files = _updated_over_time(path, weak_argon2, days, folders)
+    monkeypatch.setenv("LOCKBOX_PASSWORD", "pw")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))  # nothing prompted
+    monkeypatch.setattr(view_mod, "PACK_CACHE_BYTES", 2 * folders * 3100)  # ~2 packs of 6
+    opened: list[int] = []
+    keep_pack = view_mod.ArchiveView.keep_pack
+
+    def counting(self: Any, ref: Any, payload: Any) -> Any:
+        opened.append(ref.frame_offset)
+        return keep_pack(self, ref, payload)
+
+    monkeypatch.setattr(view_mod.ArchiveView, "keep_pack", counting)
+    run = Runner(capsysbinary)
+    run.ok("extract", path, "--to", tmp_path / "stored", "-q")
+    assert len(opened) == days == len(set(opened))  # each pack once
+    stored = _tree(tmp_path / "stored")
+    assert {p: v[3] for p, v in stored.items() if v[0] == "file"} == files
+
+    opened.clear()
+    monkeypatch.delattr(LboxSession, "read_order")  # path order
+    run.ok("extract", path, "--to", tmp_path / "by-path", "-q")
+    assert len(opened) == len(files)  # a pack per file: what read_order saves
+    assert _tree(tmp_path / "by-path") == stored

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ...cache import PageCache
@@ -56,6 +56,7 @@ __all__ = ["LboxFormat", "LboxSession", "EMIT_BATCH", "RECENT_FILES", "RECENT_LE
 EMIT_BATCH = 4096  # entries handed to ``emit`` at a time by walk_flow
 RECENT_FILES = 1 << 18  # file paths a session remembers from its listings
 RECENT_LEAVES = 1 << 14  # TOC leaves a session remembers from its walks
+_LAST = 1 << 62  # read_order's key of a file without a known ref: after every frame
 
 
 def listed_info(path: str, buf: bytes | memoryview) -> EntryInfo:
@@ -73,6 +74,13 @@ def listed_info(path: str, buf: bytes | memoryview) -> EntryInfo:
         at = f[5]
         return EntryInfo(path, "file", f[1], f[2], f[3], f[4], buf[at:at + 32].hex())
     return EntryInfo(path, "dir", f[1], f[2], 0, 0, "")
+
+
+def _leaf_entry(leaf: Leaf, key: bytes) -> Entry | None:
+    j = bisect_left(leaf.keys, key)
+    if j == len(leaf.keys) or leaf.keys[j] != key:
+        return None
+    return decode_entry(leaf.values[j], lazy_refs=True)
 
 
 class LboxFormat:
@@ -122,6 +130,7 @@ class LboxSession:
         self._recent: OrderedDict[str, Entry] = OrderedDict()
         self._leaves: dict[bytes, tuple[bytes, Ref]] = {}
         self._leaf_firsts: list[bytes] | None = None  # sorted keys of _leaves, when known
+        self._root_leaf: Leaf | None = None  # the TOC when it is one inline leaf, once walked
 
     def _remember(self, path: str, e: Entry) -> None:
         self._recent[path] = e
@@ -138,8 +147,12 @@ class LboxSession:
 
     def _recent_entry(self, path: str) -> Entry | None:
         e = self._recent.get(path)
-        if e is not None or not self._leaves:
+        if e is not None:
             return e
+        if self._root_leaf is not None:
+            return _leaf_entry(self._root_leaf, toc_key(path))
+        if not self._leaves:
+            return None
         key = toc_key(path)
         firsts = self._leaf_firsts
         if firsts is None:
@@ -153,10 +166,7 @@ class LboxSession:
         leaf = self.view.cached_node(FrameKind.TOC_NODE, ref)
         if not isinstance(leaf, Leaf):
             return None  # no longer cached: look it up
-        j = bisect_left(leaf.keys, key)
-        if j == len(leaf.keys) or leaf.keys[j] != key:
-            return None
-        return decode_entry(leaf.values[j], lazy_refs=True)
+        return _leaf_entry(leaf, key)
 
     def info(self) -> SessionInfo:
         v, c = self.view, self.view.commit
@@ -208,6 +218,8 @@ class LboxSession:
             keys, values = node.keys, node.values
             if ref is not None and keys:
                 self._remember_leaf(keys[0], keys[-1], ref)
+            elif ref is None:  # an inline root, part of the commit record (small)
+                self._root_leaf = node
             add = batch.append
             for lo, hi in spans:  # disjoint, in key order: the output stays in key order
                 for j in range(bisect_left(keys, lo), bisect_left(keys, hi)):
@@ -266,6 +278,26 @@ class LboxSession:
                 sink(piece)
                 total += len(piece)
         return total
+
+    def read_order(self, files: Sequence[EntryInfo]) -> list[EntryInfo]:
+        """``files`` in the order to read them: where their content is stored -- the first
+        ref's frame offset, then (a packed file) its member number -- so that the files
+        of one PACK frame follow each other and each pack is fetched and opened once
+        (extract, convert: :data:`lockbox.extract.ReadOrder`). An entry whose ref does
+        not decode comes first (its error is the first one raised, naming it); a file
+        without refs, or whose entry this session no longer holds from the walk that
+        listed it (no I/O here), keeps its relative place at the end. Pure; the same
+        objects, each once (a stable sort)."""
+        def key(info: EntryInfo) -> tuple[int, int]:
+            try:
+                e = self._recent_entry(info.path)
+                if e is None or not e.refs:
+                    return (_LAST, 0)
+                return (e.refs[0].frame_offset, e.member_no)
+            except LockboxError:  # a damaged entry or ref: read it first, its error names it
+                return (-1, 0)
+
+        return sorted(files, key=key)
 
     def verify_flow(self, progress: Callable[[str, int], None] | None = None
                     ) -> Flow[CheckReport]:
