@@ -22,7 +22,7 @@ from ...codec.base import Codec as CodecBackend
 from ...crypto.base import CryptoBackend
 from ...drivers import run_sync
 from ...errors import UsageError
-from ...facade import Archive, AsyncArchive
+from ...facade import Archive, AsyncArchive, _acontent
 from ...platform import default_codec, default_crypto
 from ...protocol import FormatSession, FormatSpec, OpenOptions
 from ...registry import by_name
@@ -271,7 +271,8 @@ class AsyncLockbox(_LboxCommon, AsyncArchive):
         fetched and decrypted while this one is checked, hashed and handed over. The same
         bytes, checks and errors; nothing of a batch is handed over before all its chunks
         authenticated and passed their checks, nor the last batch before the whole-file
-        BLAKE3 matched."""
+        BLAKE3 matched. A content error (IntegrityError, FormatError) names the file, as
+        the generic read's does (a damaged pack fails several files: each says which)."""
         if getattr(self.crypto, "start_open_frames", None) is None:
             async for piece in super().iter_bytes(path):
                 yield piece
@@ -281,9 +282,13 @@ class AsyncLockbox(_LboxCommon, AsyncArchive):
             async for piece in super().iter_bytes(path):  # its error for a non-file
                 yield piece
             return
-        entry = await self.run(self.view.stat_flow(normalize_path(info.path)))
+        async for piece in _acontent(self._pipelined(info.path), info.path):
+            yield piece
+
+    async def _pipelined(self, path: str) -> AsyncIterator[bytes | memoryview]:
+        entry = await self.run(self.view.stat_flow(normalize_path(path)))
         pieces: deque[bytes | memoryview] = deque()
-        flow = pipelined_stream_flow(self.view, info.path, entry, pieces.append)
+        flow = pipelined_stream_flow(self.view, path, entry, pieces.append)
         async for piece in drive_pipelined(flow, self.source, self.crypto, pieces):
             yield piece
 
