@@ -61,7 +61,8 @@ def test_listing_an_lbox_archive_loads_no_other_format(make_archive: Any) -> Non
         f"    assert lockbox.cli.main(['ls', '-R', {str(path)!r}]) == 0")
     assert "lockbox.formats.lbox.session" in mods
     for other in ("lockbox.formats.uri", "lockbox.formats.sync.session",
-                  "lockbox.formats.snap.session", "asyncio", "ssl"):
+                  "lockbox.formats.snap.session", "asyncio", "ssl",
+                  "lockbox.extract"):  # extract (shutil, random) only for extracting
         assert other not in mods, other
 
 

@@ -90,7 +90,7 @@ def test_metadata_version_and_server_extra(plain_wheel: Path) -> None:
     assert not [r for r in requires if r.startswith(server_only) and "extra" not in r]
     with zipfile.ZipFile(plain_wheel) as z:
         entry_points = z.read(f"lockbox-{lockbox.__version__}.dist-info/entry_points.txt")
-    assert b"lockbox = lockbox.cli:main" in entry_points
+    assert b"lockbox = lockbox.cli:run" in entry_points
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "version" not in project and "version" in project["dynamic"]  # written once
 

@@ -24,7 +24,7 @@ import io
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .drivers import Flow, resume, run_async, run_sync
 from .errors import (
@@ -36,12 +36,14 @@ from .errors import (
     UnsafePathError,
     UsageError,
 )
-from .extract import Extractor, ExtractReport, ReadOrder
 from .info import EntryInfo
 from .protocol import CheckReport, FormatSession, FormatSpec, OpenOptions, SessionInfo
 from .registry import Probe, open_flow, open_location, probe_flow
 from .sources import is_url, open_async_source, open_source
 from .sources.base import AsyncRangeSource, RangeSource
+
+if TYPE_CHECKING:  # extract (and shutil, random) is imported only by the command that extracts
+    from .extract import ExtractReport, ReadOrder
 
 __all__ = ["Archive", "AsyncArchive", "ArchiveFile", "probe", "probe_async",
            "canonical_path", "archive_name", "READ_AHEAD_SIZE"]
@@ -416,6 +418,8 @@ class Archive:
         ``strict=False`` nothing is raised for them: they are in the returned report's
         ``skipped`` (one ``SkippedEntry(path, reason)`` each)."""
         items = _collect(paths, self.iter_entries)
+        from .extract import Extractor
+
         out = Extractor(dest, overwrite=overwrite, preserve_permissions=preserve_permissions,
                         max_size=max_size, same_owner=same_owner)
         report = out.run(items, self.open_content, progress, read_order=self.read_order)
