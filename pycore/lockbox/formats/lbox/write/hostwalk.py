@@ -196,6 +196,20 @@ class HostWalk:
                 tails.append(b"".join((uvarint(ref.frame_offset), uvarint(ref.frame_size),
                                        ref.tag)))
             content.packs.extend(r for r, in pack_refs)
+            if len(packs) == 1 and all([r[0] == MEMBER for r in rows]):
+                # the common batch: one pack, all of it members (the loop below, in
+                # comprehensions)
+                refs, tail = pack_refs[0], tails[0]
+                keys = [t[0] for t in tags]
+                entries = [Entry(file_type, r[1], r[2], r[4], r[6], r[5], r[3], chunk_size,
+                                 LAYOUT_PACKED, refs, "", r[8]) for r in rows]
+                toc.update(zip(keys, entries))
+                encoded.update(zip(keys, zip(entries, [r[7] + tail for r in rows])))
+                self._added += len(rows)
+                if progress is not None:
+                    for r, t3 in zip(rows, tags):
+                        progress(t3[2], r[4])
+                return
             # a Prepared, or the plain tuple a worker sent (the same fields)
             for (kind, mode, mtime_ns, file_id, size, content_hash, stored, head, member_no,
                  pack_no, plain, error), (key, host, path) in zip(rows, tags):
