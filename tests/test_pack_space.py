@@ -182,6 +182,18 @@ def test_a_pack_the_map_does_not_know_cannot_lose_entries():
         freed(space, [packed(0, Ref(P.frame_offset, 1, P.tag))], [])
 
 
+
+def test_an_entry_cannot_name_a_pack_where_no_frame_can_be():
+    # A forged ref at a page's offset (or at a frame this map already frees) would
+    # otherwise put a PACK record over that key and corrupt the map's tiling.
+    space = space_with()
+    with pytest.raises(IntegrityError, match="no frame can be"):
+        freed(space, [], [packed(0, Ref(16384, 4096, b"F" * 16))])
+    space = space_with()
+    space.dead[70000] = 5000
+    with pytest.raises(IntegrityError, match="no frame can be"):
+        freed(space, [], [packed(0, Ref(70000, 5000, b"F" * 16))])
+
 # -- with the writer -------------------------------------------------------------------
 
 WEAK = lockbox.Argon2Params(time_cost=1, memory_kib=64)

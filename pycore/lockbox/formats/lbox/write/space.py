@@ -211,6 +211,12 @@ class SpaceMap:
             if rec is None:
                 if delta < 0:
                     raise IntegrityError(f"space map: no PACK record for the pack at {offset}")
+                if offset in self.pages or offset in self.dead:
+                    # A frame never starts at a page's offset, and a freed frame is not a
+                    # pack an entry may name: a forged ref (written through the low-level
+                    # entry API) must not overwrite that record in the map.
+                    raise IntegrityError(f"an entry names a pack at {offset}, where no "
+                                         "frame can be")
                 if delta:
                     self.packs[offset] = PackRecord(ref.frame_size, delta)
                 continue
