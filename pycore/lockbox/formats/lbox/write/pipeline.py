@@ -471,8 +471,9 @@ class SmallFilePipeline(Generic[T]):
         if k < len(rows):
             self._deferred.extend(zip(batch[k:], tags[k:]))
             rows, tags = rows[:k], tags[:k]
-        self._seen_files += k
-        self._seen_bytes += sum([r[4] for r in rows])
+        read = [r[4] for r in rows if r[0] <= FRAME]  # MEMBER, FRAME: the sizes read
+        self._seen_files += len(read)
+        self._seen_bytes += sum(read)
         self.consume((packs, rows), tags)
 
     def submit_many(self, files: Sequence[SmallFile | tuple[str, str, int, int, int]],
