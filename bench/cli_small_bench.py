@@ -366,37 +366,26 @@ def run(args: argparse.Namespace) -> dict:
 # Why the small-file add misses 2.0x (measured with py-spy/cProfile and micro-timings
 # on this machine; the per-file figures are CPU microseconds).
 WHY = [
-    "The add ratio moves with the shared machine's load (other work on the 2 cores): "
-    "three default runs on 2026-12-04 gave 4.83x (0.77 s vs 0.16 s, before the collector "
-    "pause), 3.81x (0.95 s vs 0.25 s) and 4.43x (0.99 s vs 0.22 s); the lead's quiet "
-    "re-run is the figure to quote. In every run the 2.0x target is missed by ~2x.",
+    "The add ratio moves with the shared machine's load (other work on the 2 cores); the "
+    "lead's quiet re-run is the figure to quote.",
     "",
-    "Why `add` of small files stays above 2.0x: the pipeline compresses one 20 MB stream "
-    "(zstd's cost per byte) and pays tar's few syscalls per file; lockbox's format gives "
-    "every file its own sealed, compressed frame and TOC entry, and Python pays per file. "
-    "Per file, in the worker processes: zstd level 3 of a ~1.1 KiB chunk payload ~7.7 us "
-    "(measured on these files with the compressor context reused: `codec/zstd.py` keeps "
-    "one `ZstdCompressor` per thread across frames, so this is level 3's own work on a "
-    "1 KiB input, which other parameters would make faster only by changing the frames; a "
-    "fresh context per file would cost ~29 us), open/read/close ~4.5 us, BLAKE3 ~1.3 us, "
-    "encoding the chunk, its metadata and its entry ~4 us (~18 us in all, ~0.35 CPU-s for "
-    "20,000 files); in the main process: sealing and placing the frame ~5 us (now one "
-    "`PageWriter.append_many` per run of results: the AAD binds the final offset and the "
-    "nonce counter is the session's, so it stays here), the entry and staging ~3 us, "
-    "walking (scandir + lstat) ~4 us, the commit's share (entry encodings, tree leaves) "
-    "~2 us, receiving results ~1.5 us. On 2 cores that is ~0.35 s of work in parallel at "
-    "best, plus ~0.2 s of interpreter start-up, imports, opening and the worker's own "
-    "start: the ~0.7-0.8 s measured (the cyclic collector is paused while the tree is "
-    "added: ~8% of the CPU time went to its passes over the staged entries). "
-    "Start-up is leaner (`registry.detect` loads formats only "
-    "until one matches: an `.lbox` open imports no other format; a sync command imports "
-    "no asyncio, ssl or socket: `sources/base.py` and `sources/file.py` import asyncio "
-    "only where they await, and the CLI's vault/agent parsers import nothing of the "
-    "vault; tests/test_cli_imports.py). Reaching 2.0x (~0.35 s) needs the workers to "
-    "seal (the main "
-    "process assigning offsets and counters of one session, two round trips per batch: "
-    "`write/pages.py` and `frames.py`) and a start-up under 0.1 s; 1.0x needs small files "
-    "packed into shared frames (a format change, not done).",
+    "Small files are packed (format version 3, docs/FORMAT.md §10 \"Packs\"): every file "
+    "of at most 64 KiB (and one chunk) is a member of a shared PACK frame (one zstd stream "
+    "and one seal per ~0.5 MiB of files, ~450 of these files) instead of a frame of its "
+    "own, so the archive is about as large as the pipeline's and the per-file zstd call, "
+    "seal and frame are gone. Per file, in the worker processes (forked: nothing to "
+    "import; files read into a reused buffer): open + fstat + read + close ~3.6 us (the "
+    "walk no longer lstats regular files: the directory listing says \"regular\" and the "
+    "worker's fstat gives mode, time and size), BLAKE3 ~1.4 us, encoding the member and "
+    "its TOC entry's head ~2 us, zstd level 3 ~5.2 us (one call per pack: zstd's own "
+    "~210 MB/s on this machine, which the pipeline pays too), the loop and messages "
+    "~2.5 us: ~15 us, ~0.3 CPU-s for 20,000 files; in the main process: walking "
+    "(scandir, no stat) ~1.2 us, queuing ~0.5 us, staging ~2.7 us (the entry ~1.2 us, "
+    "its encoding = the worker's head + the pack's ref ~0.5 us, sealing the pack's one "
+    "frame ~0.6 us, the progress callback ~0.4 us), the commit's share ~2.5 us (tree "
+    "leaves of 20,000 entries). On 2 cores the add phase is ~0.4 CPU-s of work in "
+    "parallel (~0.2 s), plus ~0.08 s of interpreter start-up, imports and archive "
+    "creation, ~0.05 s of commit and ~0.015 s of interpreter finalization.",
 ]
 
 
