@@ -104,7 +104,9 @@ def sha256(data: bytes) -> str:
 #: The source tree of tree.lbox (and corrupt.lbox): path -> bytes.
 TREE: dict[str, bytes] = {
     "README.md": b"# Test archive\n\nHello from the e2e suite.\n",
-    "docs/guide.txt": ("Line %d of the guide: ünïcödé ✓\n" * 400 % tuple(range(400))).encode(),
+    # ~90 KB: over PACK_FILE_LIMIT (64 KiB), so it keeps a chunk of its own (corrupt.lbox
+    # damages that chunk: the files packed together, README.md and others, stay readable)
+    "docs/guide.txt": ("Line %d of the guide: ünïcödé ✓\n" * 2400 % tuple(range(2400))).encode(),
     "docs/deep/nested/note.md": b"deep note\n",
     "images/red.png": png(64, 48, (220, 40, 40)),
     "images/blue.png": png(20, 30, (30, 60, 220)),
@@ -116,7 +118,7 @@ TREE: dict[str, bytes] = {
 }
 ENV = {"API_TOKEN": "s3cret-token-value", "REGION": "eu-west-1"}
 SYMLINKS = {"latest-guide": "docs/guide.txt"}
-CORRUPT_FILE = "docs/guide.txt"  # its chunk is damaged in corrupt.lbox
+CORRUPT_FILE = "docs/guide.txt"  # its chunk (not a shared pack) is damaged in corrupt.lbox
 
 
 def ensure_chromium() -> str:
@@ -166,9 +168,13 @@ def write_tree(path: Path, *, files: dict[str, bytes] = TREE, password: str | No
 
 
 def corrupt_chunk(path: Path, file: str) -> None:
-    """Flip bytes in the middle of ``file``'s first data chunk (a sealed frame)."""
+    """Flip bytes in the middle of ``file``'s first data chunk (a sealed frame of its own:
+    not a packed file, whose PACK frame other files share)."""
+    from lockbox.formats.lbox.wire.entry import LAYOUT_PACKED
+
     with lockbox.open(path, password=PASSWORD) as box:
         entry = box.run(box.view.stat_flow(file))
+        assert entry.layout != LAYOUT_PACKED, f"{file} is packed: damage would hit its pack"
         ref = entry.refs[0]
     with open(path, "r+b") as f:
         f.seek(ref.frame_offset + ref.frame_size // 2)

@@ -283,7 +283,9 @@ def write_folder(path: Path, files: int, *, chunk_size: int = 1 << 20,
     box.close()
 
 
-async def zip_round_trips(path: Path, folder: str = "many") -> tuple[int, int, dict[str, bytes]]:
+async def zip_network(path: Path, folder: str = "many"
+                      ) -> tuple[int, dict[str, Any], dict[str, bytes]]:
+    """(round trips of the zip of ``folder``, the session's network figures, its files)."""
     s = await opened(path)
     await call(s, "ls", path="")
     rt0 = s.network()["round_trips"]
@@ -295,25 +297,56 @@ async def zip_round_trips(path: Path, folder: str = "many") -> tuple[int, int, d
     with zipfile.ZipFile(io.BytesIO(blob)) as zf:
         assert zf.testzip() is None
         files = {name: zf.read(name) for name in zf.namelist() if not name.endswith("/")}
-    return n["round_trips"] - rt0, n["requests"], files
+    return n["round_trips"] - rt0, n, files
+
+
+async def zip_round_trips(path: Path, folder: str = "many") -> tuple[int, int, dict[str, bytes]]:
+    rt, n, files = await zip_network(path, folder)
+    return rt, n["requests"], files
 
 
 def test_zip_of_many_small_files_costs_a_few_round_trips(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """120 small files, packed in one PACK frame: their zip fetches and opens that pack
+    once. Batches of at most ZIP_BATCH_MEMBERS files: the later batches find the pack held
+    by the view (no fetch); when the view cannot hold it, each batch fetches it again."""
+    from lockbox.formats.lbox.wire.constants import EntryType
+    from lockbox.formats.lbox.wire.entry import LAYOUT_PACKED
+
     few, many = tmp_path / "few.lbox", tmp_path / "many.lbox"
     write_folder(few, 3)
     write_folder(many, 120)
+    with lockbox.open(many, password=PASSWORD) as box:
+        entries = [e for _, e in box.run(box.view.walk_flow("many"))
+                   if e.type == EntryType.FILE]
+    assert len(entries) == 120 and {e.layout for e in entries} == {LAYOUT_PACKED}
+    assert len({e.refs[0].frame_offset for e in entries}) == 1  # one pack
     rt_few, _, _ = run(zip_round_trips(few))
-    rt_many, requests, files = run(zip_round_trips(many))
+    rt_many, n, files = run(zip_network(many))
     assert len(files) == 120
     assert files["many/f007.txt"] == b"file 7\n" * 8
     assert rt_many == rt_few <= 3, (rt_few, rt_many)  # the walk, then one batch
-    # the batch's frames are adjacent: one request for all of them
-    assert requests <= 6, requests
-    # the budget splits the batches: 120 files, 50 per batch -> 3 round trips of content
-    monkeypatch.setattr("lockbox.viewer.lbox.ZIP_BATCH_FILES", 50)
-    rt_split, _, files = run(zip_round_trips(many))
-    assert rt_split == rt_many + 2 and len(files) == 120
+    assert n["requests"] <= 6, n["requests"]
+    assert n["reused"]["packs_opened"] == 1
+    zips = [x["what"] for x in n["log"] if x["what"].startswith("zip ")]
+    assert zips == ["zip 120 files from /many/f000.txt"], zips  # the pack: one read
+
+    # 50 files a batch: three batches; the pack, held by the view, is fetched once
+    monkeypatch.setattr("lockbox.viewer.lbox.ZIP_BATCH_MEMBERS", 50)
+    rt_split, n, files = run(zip_network(many))
+    assert rt_split == rt_many and len(files) == 120
+    assert n["reused"]["packs_opened"] == 1
+    zips = [x["what"] for x in n["log"] if x["what"].startswith("zip ")]
+    assert zips == ["zip 50 files from /many/f000.txt"], zips  # the others read nothing
+
+    # a view that holds no pack: each batch fetches and opens it again (a round trip each)
+    monkeypatch.setattr("lockbox.formats.lbox.view.PACK_CACHE_BYTES", 1)
+    rt_cold, n, files = run(zip_network(many))
+    assert rt_cold == rt_many + 2 and len(files) == 120
+    assert n["reused"]["packs_opened"] == 3
+    zips = [x["what"] for x in n["log"] if x["what"].startswith("zip ")]
+    assert zips == ["zip 50 files from /many/f000.txt", "zip 50 files from /many/f050.txt",
+                    "zip 20 files from /many/f100.txt"], zips
 
 
 def test_zip_batches_files_with_index_frames_and_streams_large_ones(tmp_path: Path) -> None:
