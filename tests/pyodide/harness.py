@@ -57,6 +57,7 @@ INNER_SUITES = (
     "tests/pyodide/browser_sources_suite.py",
     "tests/pyodide/browser_e2e_suite.py",
     "tests/pyodide/browser_formats_suite.py",
+    "tests/viewer",
 )
 # Shared tests that cannot run in Pyodide, with the reason.
 INNER_DESELECT = {
