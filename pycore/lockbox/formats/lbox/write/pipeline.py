@@ -63,6 +63,7 @@ BATCH_BYTES = PACK_TARGET_SIZE // 2 - PACK_TARGET_SIZE // 32
 FILE_OVERHEAD = 128
 GUESS_SIZE = 1024  # the size assumed of a file not lstat-ed, until results say better
 CAP_BYTES = 2 * PACK_TARGET_SIZE  # a worker defers the rest of a batch past this content
+_ONE_BYTE = [bytes((i,)) for i in range(128)]
 START_AFTER = 256  # below this many small files, workers cost more than they save
 PER_WORKER = 2  # batches in flight per worker
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -144,17 +145,6 @@ class Batch(NamedTuple):
     files: list[Prepared]
 
 
-_buffers: dict[int, bytearray] = {}  # the read buffer of each size (one per process)
-
-
-def _read_buffer(size: int) -> bytearray:
-    buf = _buffers.get(size)
-    if buf is None:
-        _buffers.clear()
-        buf = _buffers[size] = bytearray(size)
-    return buf
-
-
 def prepare_batch(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
                   chunk_size: int, level: int,
                   exclude: Collection[tuple[int, int]] = ()) -> Batch:
@@ -168,9 +158,9 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
                  ) -> tuple[list[bytes], list[tuple[Any, ...]]]:
     """Worker side (also used inline). Never raises for one bad file: reports it.
 
-    Each file is read into one reused buffer (no allocation of a chunk per file) and
-    hashed there. Files that are :func:`packable` become members of the batch's packs,
-    in order, a pack closed when the next member would take it over
+    Each file is read with one ``read`` of one byte more than its size (no buffer of
+    a chunk per file) and hashed. Files that are :func:`packable` become members of
+    the batch's packs, in order, a pack closed when the next member would take it over
     ``PACK_TARGET_SIZE`` bytes or ``MAX_PACK_MEMBERS`` members (as
     ``ContentWriter.add_member``), each pack's payload compressed whole (one zstd call,
     the context reused). Their encodings (the member's data chunk, the entry's head)
@@ -184,14 +174,13 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
     crypto = default_crypto()
     blake3 = crypto.blake3
     ids = crypto.random_bytes(16 * len(batch))  # one call for the batch's file ids
-    os_open, os_close = os.open, os.close
-    readv = getattr(os, "readv", None)
+    os_open, os_read, os_close = os.open, os.read, os.close
     flags = os.O_RDONLY | _O_CLOEXEC
     limit = chunk_size + 1
-    buf = _read_buffer(limit)
-    view = memoryview(buf)
     pack_limit = min(PACK_FILE_LIMIT, chunk_size)
     u_csize = uvarint(chunk_size)
+    one = _ONE_BYTE  # uvarint of 0..127 without a call (== uvarint(i))
+    u_modes: dict[int, bytes] = {}
     out: list[tuple[Any, ...]] = []
     append = out.append
     packs: list[bytes] = []
@@ -224,18 +213,17 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
                         append((LARGE, mode, mtime_ns, b"", expected, b"", 0, b"", 0, 0, b"",
                                 ""))
                         continue
-                if readv is not None:
-                    n = readv(fd, [view])
-                    # a short read: read on to the end, unless it is the size lstat saw
-                    while n != expected and 0 < n < limit:
-                        more = readv(fd, [view[n:]])
+                # one byte more than the size seen: one read finds the end (no buffer of
+                # a chunk per file); another size (it changed, or a short read): read on
+                data = os_read(fd, min(expected, chunk_size) + 1 if expected >= 0 else limit)
+                n = len(data)
+                if n != expected:
+                    while 0 < n < limit:
+                        more = os_read(fd, limit - n)
                         if not more:
                             break
-                        n += more
-                else:  # pragma: no cover - no readv (not POSIX)
-                    data = os.read(fd, limit)
-                    n = len(data)
-                    view[:n] = data
+                        data += more
+                        n += len(more)
             finally:
                 os_close(fd)
         except OSError as e:
@@ -246,18 +234,21 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
             append((GROWN, mode, mtime_ns, b"", 0, b"", 0, b"", 0, 0, b"", ""))
             continue
         taken += n
-        data = view[:n]
         h = blake3()
         h.update(data)
         digest = h.digest()
         file_id = ids[16 * i:16 * i + 16]
-        u_mode = uvarint(mode)
-        u_size = uvarint(n)
+        u_mode = u_modes.get(mode)
+        if u_mode is None:
+            u_mode = u_modes[mode] = uvarint(mode)
+        u_size = one[n] if n < 128 else uvarint(n)
         s_mtime = svarint(mtime_ns)
         path_b = path.encode()
+        n_path = len(path_b)
         # encode_chunk_parts(file_id, 0, path_b, encode_file_meta(...), data)
-        chunk = join((file_id, b"\x00", uvarint(len(path_b)), path_b, b"\x01\x01", u_mode,
-                      s_mtime, u_size, digest, u_csize, b"\x00", u_size, data))
+        chunk = join((file_id, b"\x00", one[n_path] if n_path < 128 else uvarint(n_path),
+                      path_b, b"\x01\x01", u_mode, s_mtime, u_size, digest, u_csize, b"\x00",
+                      u_size, data))
         if n <= pack_limit:
             if members and (members_size + len(chunk) + PACK_HEAD_SLACK > PACK_TARGET_SIZE
                             or len(members) >= MAX_PACK_MEMBERS):
@@ -272,7 +263,8 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
             # encode_packed_entry_head(mode, mtime_ns, n, stored, digest, file_id,
             #                          chunk_size, member_no)
             head = join((b"\x01", u_mode, s_mtime, u_size, uvarint(stored), digest, file_id,
-                         u_csize, b"\x02", uvarint(member_no), b"\x01"))
+                         u_csize, b"\x02", one[member_no] if member_no < 128 else
+                         uvarint(member_no), b"\x01"))
             append((MEMBER, mode, mtime_ns, file_id, n, digest, stored, head, member_no,
                     len(packs), b"", ""))
             continue
