@@ -83,9 +83,9 @@ class PackRefs(LazyRefs):
 
     __slots__ = ("_seal", "ref")
 
-    def __init__(self, seal: Callable[[], None]) -> None:
+    def __init__(self, seal: Callable[[], object]) -> None:
         super().__init__(b"", 0, 1)
-        self._seal: Callable[[], None] | None = seal
+        self._seal: Callable[[], object] | None = seal
         self.ref: Ref | None = None
 
     def _load(self) -> tuple[Ref, ...]:
@@ -278,7 +278,7 @@ class ContentWriter:
         return bool(self._members)
 
     def add_member(self, path_bytes: bytes, file_id: bytes, mode: int, mtime_ns: int,
-                   data: bytes | bytearray | memoryview, content_hash: bytes) -> Entry:
+                   data: bytes | memoryview, content_hash: bytes) -> Entry:
         """A one-chunk file (``data``, its BLAKE3 ``content_hash``) as the next member
         of the open pack; returns its entry (layout 2, ``refs`` a :class:`PackRefs`).
         The pack is sealed first when this member would take it over

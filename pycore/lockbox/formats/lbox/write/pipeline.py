@@ -450,7 +450,8 @@ class SmallFilePipeline(Generic[T]):
         self.busy_batches = 0  # prepared here because every worker was busy
 
     def submit(self, f: SmallFile | tuple[str, str, int, int, int], tag: T) -> None:
-        self.submit_many([tuple(f)], [tag])  # a plain tuple: marshalled to the workers
+        host, path, mode, mtime_ns, size = f  # a plain tuple: marshalled to the workers
+        self.submit_many([(host, path, mode, mtime_ns, size)], [tag])
 
     def _consume(self, result: tuple[list[bytes], list[tuple[Any, ...]]],
                  batch: list[Any], tags: list[T]) -> None:
