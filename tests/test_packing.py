@@ -284,3 +284,31 @@ def test_the_workers_encodings_are_the_wire_layers(tmp_path: Path, size: int) ->
         assert p.entry_head == encode_packed_entry_head(mode, mtime_ns, size, len(chunk),
                                                         p.content_hash, p.file_id, 1 << 20,
                                                         p.member_no)
+
+
+def test_single_file_paths_pack_and_copy_keeps_the_member(tmp_path: Path, weak_argon2) -> None:
+    """add_file (the single-file path of add/mount/sync) packs; a staged packed entry
+    replaced with new metadata before its pack is sealed keeps its member; copy_file of
+    a packed entry (compaction) puts the member, as it is, into the open pack."""
+    import dataclasses
+
+    host = tmp_path / "host.txt"
+    host.write_bytes(b"from the host " * 10)
+    box = _create(tmp_path / "a.lbox", weak_argon2)
+    with box:
+        with box.writer() as w:
+            e = w.add_file("f.txt", host)
+            assert e.layout == LAYOUT_PACKED and not w.content.packs
+            w.put_entry("f.txt", dataclasses.replace(e, mtime_ns=123))  # a touch
+        assert box.read_bytes("f.txt") == host.read_bytes()
+        assert box.stat("f.txt").mtime_ns == 123 and box.verify().ok
+        with box.writer() as w:  # as compaction does: the member re-packed as it is
+            staged = w.staging.get_entry("f.txt")
+            assert staged is not None and staged.layout == LAYOUT_PACKED
+            member = bytes(_open_pack(box, staged.refs[0])[staged.member_no])
+            copied = w.copy_file("f.txt", staged, [member])
+            assert (copied.file_id, copied.member_no) == (staged.file_id, 0)
+            assert copied.stored_size == len(member) and not w.content.packs
+        assert copied.refs[0] != staged.refs[0]  # a new pack, sealed by the commit
+        assert bytes(_open_pack(box, copied.refs[0])[0]) == member
+        assert box.read_bytes("f.txt") == host.read_bytes() and box.verify().ok
