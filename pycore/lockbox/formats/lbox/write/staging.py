@@ -109,15 +109,10 @@ class Staging:
     def encoded_changes(self) -> dict[bytes, bytes | None]:
         """``toc_changes`` encoded (None: removed), reusing the encodings staged with
         their entries."""
-        pre = self.encoded
-        out: dict[bytes, bytes | None] = {}
-        for k, e in self.toc_changes.items():
-            if e is None:
-                out[k] = None
-                continue
-            made = pre.get(k)
-            out[k] = made[1] if made is not None and made[0] is e else encode_entry(e)
-        return out
+        get = self.encoded.get
+        return {k: None if e is None else
+                m[1] if (m := get(k)) is not None and m[0] is e else encode_entry(e)
+                for k, e in self.toc_changes.items()}
 
     # -- staging entries ---------------------------------------------------------
 
