@@ -980,12 +980,19 @@ def test_hostile_refs_inside_sealed_entries(make_archive, tmp_path):
                          LAYOUT_CHUNKS, (ref,))
         for i, ref in enumerate(far)
     }
-    # the same refs naming the PACK frame of a packed file (layout 2)
-    entries.update({
+    # the same refs naming the PACK frame of a packed file (layout 2); the writer refuses
+    # to count a pack at a page's offset (the superblock's end is the first page), where
+    # no frame can start: its PACK record would overwrite that page's in the space map
+    packed = {
         f"far-packed{i}": Entry(EntryType.FILE, 0o644, 0, 5, 0, bytes(32), bytes([i]) * 16,
                                 CHUNK, LAYOUT_PACKED, (ref,), member_no=i)
         for i, ref in enumerate(far)
-    })
+    }
+    before = path.read_bytes()
+    with pytest.raises(IntegrityError, match="no frame can be"):
+        _write_hostile_entries(path, {"far-packed2": packed.pop("far-packed2")})
+    assert path.read_bytes() == before  # nothing committed
+    entries.update(packed)
     # a 1 TiB file: 2**18 chunks of 4 MiB, 64 chunk-index frames, all far away
     entries["huge"] = Entry(EntryType.FILE, 0o644, 0, 2 ** 40, 0, bytes(32), bytes(16),
                             big_chunk, LAYOUT_INDEX, tuple([far[1]] * 64))
