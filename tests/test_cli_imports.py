@@ -150,6 +150,13 @@ def test_every_parser_builds_and_its_help_renders() -> None:
     assert len(seen) > 60
 
 
+# What an `add` of small files (and `ls`) never needs: a thread pool (concurrent.futures,
+# and logging with it) is made for the first large file only; pickle carries a worker's
+# exception only; queue serves a large file's read-ahead; the archive's info (and its
+# dataclasses) and verification are other commands'.
+_NOT_ON_THE_ADD_PATH = ("concurrent.futures", "logging", "pickle", "queue")
+
+
 def test_adding_to_a_new_public_key_archive_imports_only_its_path(tmp_path: Path) -> None:
     """`add --create --no-password -r FILE -i ID` and `ls -i ID` with no unlock agent:
     neither the agent's client (socket), nor the vault's recipients book (a path is no
@@ -168,7 +175,8 @@ def test_adding_to_a_new_public_key_archive_imports_only_its_path(tmp_path: Path
     absent = ("lockbox.vault.unlock_cache", "lockbox.vault.agent_client",
               "lockbox.vault.recipients", "socket", "asyncio",
               "cryptography.hazmat.backends.openssl.backend",
-              "cryptography.hazmat.primitives.ciphers", *_OTHER_COMMAND_MODULES)
+              "cryptography.hazmat.primitives.ciphers", *_OTHER_COMMAND_MODULES,
+              *_NOT_ON_THE_ADD_PATH)
     for argv in (["add", "-q", "--create", "--no-password", "-r", str(tmp_path / "r.txt"),
                   "-i", str(tmp_path / "id.txt"), str(archive), str(tmp_path / "a.txt")],
                  ["ls", "-i", str(tmp_path / "id.txt"), str(archive)]):
@@ -181,3 +189,30 @@ def test_adding_to_a_new_public_key_archive_imports_only_its_path(tmp_path: Path
             assert heavy not in mods, (argv[0], heavy)
     with lockbox.open(archive, identity=ident) as box:
         assert [e.path for e in box.iter_entries()] == ["a.txt"]
+
+
+def test_adding_small_files_with_workers_imports_no_pool(tmp_path: Path) -> None:
+    """`add` of a tree of small files through the worker pipeline (--jobs 2, more files
+    than it needs to start its worker): no thread pool, no pickle; the archive is whole."""
+    from lockbox.formats.lbox.keys import Identity
+    from lockbox.platform import default_crypto
+
+    crypto = default_crypto()
+    ident = Identity.generate(crypto)
+    (tmp_path / "r.txt").write_text(ident.recipient(crypto).encode() + "\n")
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(300):
+        (src / f"f{i:03d}.txt").write_text(f"file {i}\n")
+    archive = tmp_path / "a.lbox"
+    argv = ["add", "-q", "--create", "--no-password", "-r", str(tmp_path / "r.txt"),
+            "--jobs", "2", str(archive), str(src)]
+    mods = _modules_after(
+        "import io, contextlib, lockbox.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert lockbox.cli.main({argv!r}) == 0")
+    for heavy in _NOT_ON_THE_ADD_PATH:
+        assert heavy not in mods, heavy
+    with lockbox.open(archive, identity=ident) as box:
+        files = sorted(e.path for e in box.iter_entries() if e.is_file)
+    assert files == [f"src/f{i:03d}.txt" for i in range(300)]

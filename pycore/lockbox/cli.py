@@ -654,7 +654,7 @@ def _jobs(text: str) -> str:
 
 
 def _add_one(w: Any, host: str, dest: str, skip: tuple[int, int] | None,
-             progress: Progress, quiet: bool, jobs: str = "auto") -> int:
+             progress: Progress | None, quiet: bool, jobs: str = "auto") -> int:
     """Add host (recursively) as dest; returns the number of entries added."""
 
     def on_skip(path: str, why: str) -> None:
@@ -738,8 +738,10 @@ def _add_all(args: argparse.Namespace, box: Lockbox, started: float) -> tuple[in
         try:
             count = 0
             with box.writer() as w:
+                # -q counts no bytes (no call per file) unless the timings line says them
+                progress = meter if not args.quiet or w.timings is not None else None
                 for host in args.paths:
-                    count += _add_one(w, host, _dest_for(host, args.to), skip, meter,
+                    count += _add_one(w, host, _dest_for(host, args.to), skip, progress,
                                       args.quiet, args.jobs)
                 staged_at = time.monotonic()
             if w.timings is not None:

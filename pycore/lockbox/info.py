@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # datetime is imported where a time is formatted, not by every command
+    import datetime as _dt
 
 __all__ = ["EntryInfo"]
 
@@ -44,6 +46,8 @@ class EntryInfo:
 
     @property
     def mtime(self) -> _dt.datetime:
+        import datetime as _dt
+
         return _dt.datetime.fromtimestamp(self.mtime_ns / 1e9, tz=_dt.UTC)
 
     def to_json(self) -> dict[str, Any]:

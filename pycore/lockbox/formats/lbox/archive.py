@@ -12,7 +12,6 @@ only this format has: ``info()`` as an :class:`ArchiveInfo` (key slots, generati
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -27,18 +26,16 @@ from ...platform import default_codec, default_crypto
 from ...protocol import FormatSession, FormatSpec, OpenOptions
 from ...registry import by_name
 from ...sources.base import AsyncRangeSource, RangeSource
-from .info import ArchiveInfo, SlotInfo
 from .keys import Identity, UnlockLimits
 from .opening import open_flow
-from .reading import drive_pipelined, pipelined_stream_flow
 from .session import LboxFormat, LboxSession
-from .verify import VerifyReport, verify_flow
 from .view import ArchiveView
 from .walk import WalkLimits
 from .wire.entry import normalize_path
-from .wire.keydir import keydir_has_commitment
 
 if TYPE_CHECKING:
+    from .info import ArchiveInfo
+    from .verify import VerifyReport
     from .write.compact import CompactReport
     from .write.writer import Writer
 
@@ -48,6 +45,12 @@ Progress = Callable[[str, int], None]
 
 
 def _info(view: ArchiveView, size: int | None) -> ArchiveInfo:
+    # imported here: not on the path of add or ls (datetime, two dataclasses)
+    import datetime as _dt
+
+    from .info import ArchiveInfo, SlotInfo
+    from .wire.keydir import keydir_has_commitment
+
     c = view.commit
     return ArchiveInfo(
         archive_id=view.archive_id.hex(), generation=c.generation,
@@ -189,6 +192,8 @@ class Lockbox(_LboxCommon, Archive):
     def verify(self, *, progress: Progress | None = None) -> VerifyReport:  # type: ignore[override]
         """Authenticate every structure and check every file's content hash (the
         detailed report; ``ok`` and ``problems`` as in the generic CheckReport)."""
+        from .verify import verify_flow
+
         return self.run(verify_flow(self.view, progress=progress))
 
     def env_get(self, name: str) -> bytes:
@@ -286,6 +291,8 @@ class AsyncLockbox(_LboxCommon, AsyncArchive):
             yield piece
 
     async def _pipelined(self, path: str) -> AsyncIterator[bytes | memoryview]:
+        from .reading import drive_pipelined, pipelined_stream_flow
+
         entry = await self.run(self.view.stat_flow(normalize_path(path)))
         pieces: deque[bytes | memoryview] = deque()
         flow = pipelined_stream_flow(self.view, path, entry, pieces.append)
@@ -294,6 +301,8 @@ class AsyncLockbox(_LboxCommon, AsyncArchive):
 
     async def verify(self, *, progress: Progress | None = None  # type: ignore[override]
                      ) -> VerifyReport:
+        from .verify import verify_flow
+
         return await self.run(verify_flow(self.view, progress=progress))
 
     async def env_get(self, name: str) -> bytes:

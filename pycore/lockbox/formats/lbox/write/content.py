@@ -23,12 +23,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ....codec.base import Codec
 from ....crypto.base import CryptoBackend, Hasher
@@ -58,6 +56,9 @@ from ..wire.refs import Ref
 from .pages import PageWriter
 from .pipeline import PACK_HEAD_SLACK, Prepared, packable
 from .timings import Timer
+
+if TYPE_CHECKING:  # concurrent.futures (and logging) only where a pool is used
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["ContentWriter", "ContentSession", "Readable", "Progress", "PackRefs"]
 
@@ -169,6 +170,9 @@ class _ReadAhead:
 
     def __init__(self, fill: Callable[[memoryview], int], digest: Hasher, slack: int,
                  csize: int, buffers: list[bytearray], max_buffers: int) -> None:
+        import queue  # only for large files (not on a small-file add's path)
+
+        self._empty = queue.Empty
         self._fill = fill
         self._digest = digest
         self._slack = slack
@@ -189,7 +193,7 @@ class _ReadAhead:
     def _take(self) -> bytearray | None:
         try:
             return self._free.get_nowait()
-        except queue.Empty:
+        except self._empty:
             pass
         if self._count < self._max:
             self._count += 1
@@ -230,7 +234,7 @@ class _ReadAhead:
         while True:
             try:
                 buf = self._free.get_nowait()
-            except queue.Empty:
+            except self._empty:
                 return out
             if buf is not None:
                 out.append(buf)

@@ -16,9 +16,8 @@ import gc
 import os
 import stat as stat_mod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ....errors import InvalidPathError, StorageError
 from ..frames import FrameSealer
@@ -45,6 +44,9 @@ from .pipeline import (
 )
 from .staging import Staging
 from .timings import Timer
+
+if TYPE_CHECKING:  # concurrent.futures (and logging): only once a large file is streamed
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["HostSession", "HostWalk", "FdReader", "reading", "OnSkip"]
 
@@ -140,8 +142,6 @@ class HostWalk:
         of entries added."""
         s = self._session
         njobs = self._jobs
-        if njobs > 1:
-            self._pool = ThreadPoolExecutor(njobs, thread_name_prefix="lockbox-zstd")
         pipe: SmallFilePipeline[tuple[bytes, str, str]] = SmallFilePipeline(
             njobs, s.chunk_size, s.sealer.level, self._stage_prepared)
         pipe.exclude = tuple(self._exclude)
@@ -162,6 +162,10 @@ class HostWalk:
         """A regular file streamed by this process (``path`` already normalised)."""
         s = self._session
         s.staging.prepare_file(path, mtime_ns)
+        if self._pool is None and self._jobs > 1:  # made for the first large file
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self._jobs, thread_name_prefix="lockbox-zstd")
         with reading(host) as reader:
             entry = s.content.add_stream(path, reader, mode & 0o7777, mtime_ns,
                                          self._progress, pool=self._pool, jobs=self._jobs)

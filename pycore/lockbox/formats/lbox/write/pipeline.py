@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import marshal
 import os
-import pickle
 import stat as stat_mod
 import sys
 import time
@@ -181,6 +180,10 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
     u_csize = uvarint(chunk_size)
     one = _ONE_BYTE  # uvarint of 0..127 without a call (== uvarint(i))
     u_modes: dict[int, bytes] = {}
+    # uvarint of the sizes, member sizes and member numbers met (they repeat: one call
+    # each per batch rather than per file)
+    u_ints: dict[int, bytes] = {}
+    u_get = u_ints.get
     out: list[tuple[Any, ...]] = []
     append = out.append
     packs: list[bytes] = []
@@ -241,8 +244,21 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
         u_mode = u_modes.get(mode)
         if u_mode is None:
             u_mode = u_modes[mode] = uvarint(mode)
-        u_size = one[n] if n < 128 else uvarint(n)
-        s_mtime = svarint(mtime_ns)
+        u_size = u_get(n)
+        if u_size is None:
+            u_size = u_ints[n] = uvarint(n)
+        if 0x80000000000000 <= mtime_ns < 0x4000000000000000:
+            # svarint(mtime_ns) of the nanosecond times of these decades (nine bytes),
+            # without the two calls
+            z = mtime_ns << 1
+            low = z & 0xFFFFFFF
+            mid = (z >> 28) & 0xFFFFFFF
+            s_mtime = bytes(((low & 0x7F) | 0x80, ((low >> 7) & 0x7F) | 0x80,
+                             ((low >> 14) & 0x7F) | 0x80, (low >> 21) | 0x80,
+                             (mid & 0x7F) | 0x80, ((mid >> 7) & 0x7F) | 0x80,
+                             ((mid >> 14) & 0x7F) | 0x80, (mid >> 21) | 0x80, z >> 56))
+        else:
+            s_mtime = svarint(mtime_ns)
         path_b = path.encode()
         n_path = len(path_b)
         # encode_chunk_parts(file_id, 0, path_b, encode_file_meta(...), data)
@@ -262,9 +278,14 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
             members_size += stored + PACK_HEAD_SLACK
             # encode_packed_entry_head(mode, mtime_ns, n, stored, digest, file_id,
             #                          chunk_size, member_no)
-            head = join((b"\x01", u_mode, s_mtime, u_size, uvarint(stored), digest, file_id,
-                         u_csize, b"\x02", one[member_no] if member_no < 128 else
-                         uvarint(member_no), b"\x01"))
+            u_stored = u_get(stored)
+            if u_stored is None:
+                u_stored = u_ints[stored] = uvarint(stored)
+            u_member = u_get(member_no)
+            if u_member is None:
+                u_member = u_ints[member_no] = uvarint(member_no)
+            head = join((b"\x01", u_mode, s_mtime, u_size, u_stored, digest, file_id,
+                         u_csize, b"\x02", u_member, b"\x01"))
             append((MEMBER, mode, mtime_ns, file_id, n, digest, stored, head, member_no,
                     len(packs), b"", ""))
             continue
@@ -305,6 +326,10 @@ class _Worker:
         self.proc: Any = None
         self.pid = 0
         if _can_fork():
+            from ....platform import default_codec, default_crypto
+
+            default_crypto().blake3()  # its module imported here once, not in each fork
+            default_codec()
             to_child, to_parent = os.pipe(), os.pipe()
             for fd in (to_child[1], to_parent[0]):
                 _grow_pipe(fd)
@@ -556,6 +581,8 @@ def _send(fd: int, obj: Any) -> None:
     or ``sys.executable``), several times faster than pickle for them; an exception
     is pickled."""
     if isinstance(obj, BaseException):
+        import pickle  # only for an exception (not on the add path)
+
         kind, body = b"p", pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     else:
         kind, body = b"m", marshal.dumps(obj)
@@ -577,7 +604,11 @@ def _receive(fd: int) -> Any:
     """Read one message written by :func:`_send` (RuntimeError: the pipe ended)."""
     head = _read_exact(fd, 9)
     body = _read_exact(fd, int.from_bytes(head[1:], "little"))
-    return marshal.loads(body) if head[:1] == b"m" else pickle.loads(body)
+    if head[:1] == b"m":
+        return marshal.loads(body)
+    import pickle  # an exception the worker sent
+
+    return pickle.loads(body)
 
 
 _writev = getattr(os, "writev", None)
