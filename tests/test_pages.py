@@ -68,3 +68,25 @@ def test_append_many_writes_what_appends_write(tmp_path: Path, sizes: list[int])
             cut.append(left)
         many, many_meta = _write(tmp_path / "many", plains, cut)
         assert many == one and many_meta == one_meta
+
+
+def test_writeback_starts_once_a_session_wrote_enough(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below WRITEBACK_AFTER no writeback is asked for (a small add never loads ctypes);
+    crossing it asks once for everything written so far, then for each full buffer."""
+    from lockbox.formats.lbox.write import pages as pages_mod
+
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(pages_mod, "start_writeback",
+                        lambda fd, offset, size: calls.append((offset, size)))
+    monkeypatch.setattr(pages_mod, "WRITEBACK_AFTER", 3 << 20)
+    plains = [bytes([i % 251]) * 100_000 for i in range(30)]  # ~3 MiB: three flushes
+    data, _ = _write(tmp_path / "a", plains[:20], None)  # ~2 MiB: under the threshold
+    assert calls == []
+    data, _ = _write(tmp_path / "b", plains + plains, None)  # ~6 MiB
+    assert len(calls) >= 3
+    first_offset, first_size = calls[0]
+    assert first_offset == PAGE_UNIT and first_size >= 3 << 20  # the first three buffers
+    for (offset, size), (prev_offset, prev_size) in zip(calls[1:], calls):
+        assert offset == prev_offset + prev_size and size >= 1 << 20  # full buffers
+    assert calls[-1][0] + calls[-1][1] <= len(data)
