@@ -152,9 +152,8 @@ def test_every_parser_builds_and_its_help_renders() -> None:
 
 # What an `add` of small files (and `ls`) never needs: a thread pool (concurrent.futures,
 # and logging with it) is made for the first large file only; pickle carries a worker's
-# exception only; queue serves a large file's read-ahead; the archive's info (and its
-# dataclasses) and verification are other commands'; ctypes (writeback hints) waits for
-# a session that wrote 16 MiB.
+# exception only; queue serves a large file's read-ahead; ctypes (writeback hints) waits
+# for a session that wrote 16 MiB.
 _NOT_ON_THE_ADD_PATH = ("concurrent.futures", "logging", "pickle", "queue", "ctypes")
 
 
