@@ -184,3 +184,29 @@ def test_spawned_workers_give_the_same_content_as_forked_ones(tmp_path, tree, mo
         assert started == [fork]  # forked exactly when allowed
         archives[fork] = content(path)
     assert archives[True] == archives[False]
+
+
+def test_the_last_batch_is_shared_with_an_idle_worker(tmp_path):
+    """At the end of a walk an idle worker and this process each prepare a part of the
+    last batch (this process would only wait); every file is handed to ``consume``
+    exactly once, prepared as a pack member."""
+    count = pipeline.START_AFTER + 100  # one batch: the workers start at its dispatch
+    rows, tags = [], []
+    for i in range(count):
+        p = tmp_path / f"f{i:04d}"
+        p.write_bytes(b"x" * (i % 50))
+        rows.append((str(p), p.name, -1, 0, -1))
+        tags.append(i)
+    got: list[tuple[int, int]] = []
+
+    def consume(result, batch_tags):  # type: ignore[no-untyped-def]
+        packs, prepared = result
+        assert len(packs) == 1 and len(prepared) == len(batch_tags)
+        got.extend((t, r[4]) for t, r in zip(batch_tags, prepared) if r[0] == pipeline.MEMBER)
+
+    pipe = pipeline.SmallFilePipeline(2, 4096, 3, consume)
+    with pipe:
+        pipe.submit_many(rows, tags)
+        pipe.finish()
+    assert sorted(got) == [(i, i % 50) for i in range(count)]
+    assert (pipe.worker_batches, pipe.inline_batches) == (1, 1)
