@@ -210,3 +210,24 @@ def test_the_last_batch_is_shared_with_an_idle_worker(tmp_path):
         pipe.finish()
     assert sorted(got) == [(i, i % 50) for i in range(count)]
     assert (pipe.worker_batches, pipe.inline_batches) == (1, 1)
+
+
+@pytest.mark.parametrize("chunks", [[1000], [1, 7, 300, 2, 900, 45], [4097, 3000]])
+def test_unsized_rows_are_cut_into_the_same_batches(tmp_path, chunks, monkeypatch):
+    """``submit_many(..., unsized=True)`` cuts the walk's rows (size -1) into the batches
+    the row-by-row count makes."""
+    monkeypatch.setattr(pipeline, "prepare_rows", lambda batch, *a: ([], [
+        (pipeline.MEMBER, 0, 0, b"", 1024, b"", 0, b"", 0, 0, b"", "") for _ in batch]))
+    cuts: dict[bool, list[int]] = {}
+    for unsized in (False, True):
+        sizes: list[int] = []
+        pipe = pipeline.SmallFilePipeline(1, 4096, 3, lambda r, t, s=sizes: s.append(len(t)))
+        n = 0
+        for k in chunks:
+            rows = [(f"h{i}", f"p{i}", -1, 0, -1) for i in range(n, n + k)]
+            pipe.submit_many(rows, list(range(n, n + k)), unsized=unsized)
+            n += k
+        pipe.finish()
+        cuts[unsized] = sizes
+    assert cuts[True] == cuts[False] and sum(cuts[True]) == sum(chunks)
+    assert len(cuts[True]) > 1

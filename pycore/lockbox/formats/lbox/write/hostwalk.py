@@ -282,7 +282,7 @@ class HostWalk:
                 staging.prepare_file(path, mtime_ns)
             rows.append((host, path, -1, 0, -1))
             tags.append((key, host, path))
-        pipe.submit_many(rows, tags)  # SmallFile rows (plain tuples: pickled as such)
+        pipe.submit_many(rows, tags, unsized=True)  # SmallFile rows, as plain tuples
 
     def _walk(self, src: str, dest: str, pipe: SmallFilePipeline) -> int:
         s = self._session

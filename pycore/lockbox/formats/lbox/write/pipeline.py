@@ -509,9 +509,11 @@ class SmallFilePipeline(Generic[T]):
         self.consume((packs, rows), tags)
 
     def submit_many(self, files: Sequence[SmallFile | tuple[str, str, int, int, int]],
-                    tags: Sequence[T]) -> None:
+                    tags: Sequence[T], *, unsized: bool = False) -> None:
         """:meth:`submit` of each file in turn (a batch closes at ``BATCH_FILES`` files
-        or ``BATCH_BYTES`` bytes, each file counted with ``FILE_OVERHEAD`` more)."""
+        or ``BATCH_BYTES`` bytes, each file counted with ``FILE_OVERHEAD`` more).
+        ``unsized``: the caller says no file's size is known (-1, the walk's rows): each
+        counts the size guessed, and the batches are cut without a look at each row."""
         if self._deferred:
             again, self._deferred = self._deferred, []
             self.submit_many([f for f, _ in again], [t for _, t in again])
@@ -522,10 +524,15 @@ class SmallFilePipeline(Generic[T]):
             nbytes = self._bytes
             stop = start
             end = min(count, start + BATCH_FILES - len(self._batch))
-            while stop < end and nbytes < BATCH_BYTES:
-                size = files[stop][4]
-                nbytes += size + FILE_OVERHEAD if size >= 0 else guess
-                stop += 1
+            if unsized:  # the loop below, in one step: files until BATCH_BYTES
+                if nbytes < BATCH_BYTES:
+                    stop = min(end, start - (-(BATCH_BYTES - nbytes) // guess))
+                    nbytes += (stop - start) * guess
+            else:
+                while stop < end and nbytes < BATCH_BYTES:
+                    size = files[stop][4]
+                    nbytes += size + FILE_OVERHEAD if size >= 0 else guess
+                    stop += 1
             self._batch.extend(files[start:stop])
             self._tags.extend(tags[start:stop])
             self._bytes = nbytes
@@ -549,12 +556,12 @@ class SmallFilePipeline(Generic[T]):
             self._workers = [_Worker() for _ in range(self.jobs - 1)]
         if self._workers and last:
             self._collect(wait=False)
-            idle = [w for w in self._workers if not w.inflight]
-            share = len(batch) // (len(idle) + 1)
-            if not idle:
+            idle_workers = [w for w in self._workers if not w.inflight]
+            share = len(batch) // (len(idle_workers) + 1)
+            if not idle_workers:
                 self.busy_batches += 1
             elif share >= LAST_SPLIT_MIN:  # (a smaller batch is quicker done here)
-                for w in idle:
+                for w in idle_workers:
                     w.send((batch[:share], self.chunk_size, self.level, self.exclude),
                            (batch[:share], tags[:share]))
                     self.worker_batches += 1
