@@ -231,3 +231,28 @@ def test_unsized_rows_are_cut_into_the_same_batches(tmp_path, chunks, monkeypatc
         cuts[unsized] = sizes
     assert cuts[True] == cuts[False] and sum(cuts[True]) == sum(chunks)
     assert len(cuts[True]) > 1
+
+
+def test_a_batch_s_packs_close_at_the_member_and_size_limits(tmp_path, monkeypatch):
+    """Members are numbered within their pack; a pack closes at MAX_PACK_MEMBERS members
+    or when the next member would take it over PACK_TARGET_SIZE (header slack counted)."""
+    from lockbox.formats.lbox.frames import decode_plain
+    from lockbox.formats.lbox.wire.pack import decode_pack
+    from lockbox.platform import default_codec
+
+    rows = []
+    for i in range(10):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(os.urandom(100))
+        rows.append((str(p), p.name, -1, 0, -1))
+    monkeypatch.setattr(pipeline, "MAX_PACK_MEMBERS", 3)
+    packs, files = pipeline.prepare_batch(rows, 4096, 3)
+    assert [(f.pack_no, f.member_no) for f in files] == [(i // 3, i % 3) for i in range(10)]
+    assert len(packs) == 4
+    monkeypatch.setattr(pipeline, "MAX_PACK_MEMBERS", 4096)
+    member = files[0].stored_size  # every member has the same size (names f0..f9)
+    monkeypatch.setattr(pipeline, "PACK_TARGET_SIZE", 4 * (member + pipeline.PACK_HEAD_SLACK))
+    packs, files = pipeline.prepare_batch(rows, 4096, 3)
+    assert [(f.pack_no, f.member_no) for f in files] == [(i // 4, i % 4) for i in range(10)]
+    codec = default_codec()
+    assert [len(decode_pack(decode_plain(codec, p, 1 << 20))) for p in packs] == [4, 4, 2]

@@ -194,8 +194,13 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
     members: list[bytes] = []
     add_member = members.append
     members_size = 0
+    member_no = 0  # == len(members)
+    pack_no = 0  # == len(packs)
+    room = PACK_TARGET_SIZE - PACK_HEAD_SLACK  # members_size + a member's size: at most
+    max_members = MAX_PACK_MEMBERS
     join = b"".join
-    fstat, s_isreg = os.fstat, stat_mod.S_ISREG
+    fstat = os.fstat
+    s_ifmt, s_ifreg = 0o170000, stat_mod.S_IFREG  # S_ISREG(mode) without the call
     taken = 0  # content bytes read
     cap = CAP_BYTES
     for i, (host, path, mode, mtime_ns, expected) in enumerate(batch):
@@ -208,7 +213,7 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
                 if mode < 0:  # not lstat-ed by the walk
                     st = fstat(fd)
                     mode, mtime_ns, expected = st.st_mode, st.st_mtime_ns, st.st_size
-                    if not s_isreg(mode):
+                    if mode & s_ifmt != s_ifreg:
                         append((SKIPPED, mode & 0o7777, mtime_ns, b"", 0, b"", 0, b"", 0, 0,
                                 b"", "not a regular file, directory or symlink"))
                         continue
@@ -273,15 +278,15 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
                       path_b, b"\x01\x01", u_mode, s_mtime, u_size, digest, u_csize, b"\x00",
                       u_size, data))
         if n <= pack_limit:
-            if members and (members_size + len(chunk) + PACK_HEAD_SLACK > PACK_TARGET_SIZE
-                            or len(members) >= MAX_PACK_MEMBERS):
+            stored = len(chunk)
+            if member_no and (members_size + stored > room or member_no >= max_members):
                 packs.append(encode_plain(codec, encode_pack(members), level))
+                pack_no += 1
                 members = []
                 add_member = members.append
                 members_size = 0
-            member_no = len(members)
+                member_no = 0
             add_member(chunk)
-            stored = len(chunk)
             members_size += stored + PACK_HEAD_SLACK
             # encode_packed_entry_head(mode, mtime_ns, n, stored, digest, file_id,
             #                          chunk_size, member_no)
@@ -294,7 +299,8 @@ def prepare_rows(batch: Sequence[SmallFile | tuple[str, str, int, int, int]],
             head = join((b"\x01", u_mode, s_mtime, u_size, u_stored, digest, file_id,
                          u_csize, b"\x02", u_member, b"\x01"))
             append((MEMBER, mode, mtime_ns, file_id, n, digest, stored, head, member_no,
-                    len(packs), b"", ""))
+                    pack_no, b"", ""))
+            member_no += 1
             continue
         plain = encode_plain(codec, chunk, level)
         stored = FRAME_OVERHEAD + len(plain)
