@@ -17,7 +17,9 @@ chunk, excluded or no longer regular are handed back unread (:data:`LARGE`,
 
 With ``jobs`` N, N - 1 worker processes and this one prepare: scheduling balances
 itself, each worker holding at most ``PER_WORKER`` batches; when every worker is busy
-the main process prepares the batch itself, and results are staged as they arrive.
+the main process prepares the batch itself, and results are staged as they arrive;
+the walk's last batch is shared with the idle workers (or prepared here when none is
+idle), as this process would otherwise only wait.
 Workers are forked where that is safe (Linux, no other thread: ready at once, nothing
 to import), else started as fresh interpreters (``pipeline_worker``); they start once
 a walk has queued ``START_AFTER`` files. Batches and results travel as ``marshal``
