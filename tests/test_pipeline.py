@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -163,6 +166,18 @@ def test_deferred_files_are_submitted_again(tmp_path, tree, monkeypatch, jobs):
 
 
 def test_spawned_workers_give_the_same_content_as_forked_ones(tmp_path, tree, monkeypatch):
+    if threading.active_count() > 1:
+        # A thread another test left behind forbids forking here (by design: a lock it
+        # holds would be copied); the same test then runs in a fresh interpreter.
+        code = ("import sys, pathlib, pytest\n"
+                f"sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
+                f"'--basetemp', {str(tmp_path / 'inner')!r}, "
+                f"{__file__ + '::test_spawned_workers_give_the_same_content_as_forked_ones'!r}]))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "1 passed" in done.stdout
+        return
     monkeypatch.setattr(pipeline, "START_AFTER", 0)
     real = pipeline._Worker.__init__
     started: list[bool] = []
