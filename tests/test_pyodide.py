@@ -11,6 +11,8 @@ HTTP test server on 127.0.0.1, writes an archive with lockbox on CPython, and ru
   FileReaderSync need a browser worker and are skipped under Node),
 * the fetch source's HTTP rules against the real server,
 * end to end: the CPython-made archive opened with ``AsyncLockbox`` over fetch.
+* tests/viewer: the viewer's Python side, packed archives included (each pack fetched and
+  opened once).
 
 It needs Node >= 20 and npm (for build.py's ``npm ci``). Set ``LOCKBOX_SKIP_PYODIDE=1`` to
 skip it on a machine without them (CI never sets it). Select it alone with ``-k pyodide``.
