@@ -154,7 +154,10 @@ def test_every_parser_builds_and_its_help_renders() -> None:
 # and logging with it) is made for the first large file only; pickle carries a worker's
 # exception only; queue serves a large file's read-ahead; ctypes (writeback hints) waits
 # for a session that wrote 16 MiB.
-_NOT_ON_THE_ADD_PATH = ("concurrent.futures", "logging", "pickle", "queue", "ctypes")
+_NOT_ON_THE_ADD_PATH = ("concurrent.futures", "logging", "pickle", "queue", "ctypes",
+                        # reading content, verifying, dates: neither add nor ls needs them
+                        "lockbox.formats.lbox.verify", "lockbox.formats.lbox.reading",
+                        "datetime")
 
 
 def test_adding_to_a_new_public_key_archive_imports_only_its_path(tmp_path: Path) -> None:

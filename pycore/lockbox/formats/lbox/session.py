@@ -19,7 +19,6 @@ of this format in :class:`~lockbox.formats.lbox.archive.Lockbox` (``facade`` bel
 
 from __future__ import annotations
 
-import datetime as _dt
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -33,8 +32,6 @@ from ...platform import default_codec, default_crypto
 from ...protocol import CheckReport, Emit, OpenOptions, SessionInfo
 from .info import entry_info
 from .opening import open_flow
-from .reading import FileReadPlan
-from .verify import verify_flow
 from .view import ArchiveView
 from .wire.constants import SLOT_MAGIC, SLOT_SIZE, EntryType, FrameKind
 from .wire.entry import (
@@ -171,6 +168,8 @@ class LboxSession:
     def info(self) -> SessionInfo:
         v, c = self.view, self.view.commit
         stats = c.stats
+        import datetime as _dt  # only for this (a listing or an add never needs it)
+
         details: dict[str, Any] = {
             "archive_id": v.archive_id.hex(), "generation": c.generation,
             "committed_at": _dt.datetime.fromtimestamp(c.time_ns / 1e9, _dt.UTC).isoformat(),
@@ -270,6 +269,8 @@ class LboxSession:
         return data[start:start + (end - offset)]
 
     def stream_flow(self, path: str, sink: Callable[[bytes | memoryview], None]) -> Flow[int]:
+        from .reading import FileReadPlan
+
         p, e = yield from self._file(path)
         plan = FileReadPlan(e, p, self.view.opener.crypto)
         total = 0
@@ -301,6 +302,8 @@ class LboxSession:
 
     def verify_flow(self, progress: Callable[[str, int], None] | None = None
                     ) -> Flow[CheckReport]:
+        from .verify import verify_flow
+
         try:
             report = yield from verify_flow(self.view, progress=progress)
         except LockboxError as exc:  # a structure too damaged to walk
