@@ -6,6 +6,8 @@ opaque bytes (each tree defines its value encoding). docs/FORMAT.md §8.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
+from operator import xor
 
 from ....errors import FormatError, LimitExceededError
 from .constants import MAX_KEY_SIZE, MAX_NODE_ENTRIES, MAX_NODE_PLAIN_SIZE, MAX_TREE_HEIGHT
@@ -17,6 +19,8 @@ __all__ = ["Leaf", "Internal", "Child", "Node", "encode_node", "decode_node", "L
 LEAF = 1
 INTERNAL = 2
 _LEAF_HEAD = bytes((LEAF, 0))
+_from_bytes = int.from_bytes  # big-endian (the default)
+_bit_length = int.bit_length
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +62,42 @@ def _shared(a: bytes, b: bytes) -> int:
     return n - (x.bit_length() + 7) // 8
 
 
+def _encode_leaf(keys: list[bytes], values: list[bytes]) -> bytes:
+    """A leaf of 2 keys or more, in C-level passes over the pairs (no Python step per
+    pair): each key's shared prefix with the one before is found by comparing the keys,
+    padded to one width, as big-endian integers (the highest differing bit), then
+    capped at both lengths (what the padding made equal is not shared). The same bytes
+    as the pair-by-pair loop of :func:`encode_node`."""
+    n = len(keys)
+    key_sizes = list(map(len, keys))
+    width = max(key_sizes)
+    ints = list(map(_from_bytes, map(bytes.ljust, keys, repeat(width, n))))
+    # width - ceil(bits / 8), by the bit length of the xor of two padded keys
+    common = [width - ((b + 7) >> 3) for b in range(8 * width + 1)]
+    shared = [0]
+    shared += map(min, map(common.__getitem__, map(_bit_length, map(xor, ints, ints[1:]))),
+                  key_sizes, key_sizes[1:])
+    rests = list(map(bytes.__getitem__, keys, map(slice, shared, repeat(None, n))))
+    rest_sizes = list(map(len, rests))
+    value_sizes = list(map(len, values))
+    # head, then per pair: shared, rest size, rest, value size, value
+    parts: list[bytes] = [_LEAF_HEAD + uvarint(n)] * (5 * n + 1)
+    small = max(shared) < 128 and max(rest_sizes) < 128 and max(value_sizes) < 128
+    varint = _ONE_BYTE.__getitem__ if small else uvarint
+    parts[1::5] = map(varint, shared)
+    parts[2::5] = map(varint, rest_sizes)
+    parts[3::5] = rests
+    parts[4::5] = map(varint, value_sizes)
+    parts[5::5] = values
+    return b"".join(parts)
+
+
 def encode_node(node: Node) -> bytes:
     prev = b""
     if isinstance(node, Leaf):
         keys = node.keys
+        if len(keys) >= 8 and len(node.values) == len(keys):
+            return _encode_leaf(keys, node.values)
         parts = [_LEAF_HEAD, uvarint(len(keys))]
         add = parts.extend
         one = _ONE_BYTE  # lengths under 128 (nearly all) without a call

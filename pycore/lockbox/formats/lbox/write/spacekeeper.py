@@ -11,6 +11,8 @@ entry still names it: a move is -1 +1 and frees nothing."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import compress, groupby, repeat
+from operator import attrgetter, eq
 from typing import Any
 
 from ....errors import FormatError, IntegrityError
@@ -35,6 +37,21 @@ from .space import FRAMES, FREE, KEYDIR, SPACEMAP, PackRecord, SpaceMap
 __all__ = ["SpaceKeeper"]
 
 _KIND = {PageKind.FRAMES: FRAMES, PageKind.KEYDIR: KEYDIR, PageKind.FREE: FREE}
+
+
+_refs_of = attrgetter("refs")
+_layout_of = attrgetter("layout")
+
+
+def _packed(entries: list[Entry]) -> list[Entry]:
+    """The packed entries of ``entries`` (in order): a few passes, no step per entry."""
+    layouts = list(map(_layout_of, entries))
+    n_packed = layouts.count(LAYOUT_PACKED)
+    if n_packed == len(entries):
+        return entries
+    if not n_packed:
+        return []
+    return list(compress(entries, map(eq, layouts, repeat(LAYOUT_PACKED))))
 
 
 class SpaceKeeper:
@@ -116,8 +133,8 @@ class SpaceKeeper:
             current = kd.page_offset if isinstance(kd, ExternalKeydir) else keydir_pages[-1]
             space.pages[current].live = used_of[current]
         live_at = {r.frame_offset for r in live}
-        for off, rec in list(space.pages.items()):
-            if rec.kind == FRAMES and rec.live < used_of[off] - PAGE_HEADER_SIZE:
+        for off, page in list(space.pages.items()):
+            if page.kind == FRAMES and page.live < used_of[off] - PAGE_HEADER_SIZE:
                 pos, end = off + PAGE_HEADER_SIZE, off + used_of[off]
                 while pos < end:
                     head = self._pread(pos, FRAME_HEADER_SIZE)
@@ -136,22 +153,31 @@ class SpaceKeeper:
         """Frames of replaced or removed files that no staged entry still uses.
 
         ``old`` are the previous values of the changed keys, ``new`` their staged
-        values (both: entries with refs). Packed entries change their pack's count in
-        ``space`` by the net delta (-1 per old, +1 per new); the packs whose count
-        reaches 0 are among the frames returned (a pack the session wrote gets its
-        record here, at its first entry). The caller frees every frame returned."""
+        values (entries without refs count for nothing). Packed entries change their
+        pack's count in ``space`` by the net delta (-1 per old, +1 per new); the packs
+        whose count reaches 0 are among the frames returned (a pack the session wrote
+        gets its record here, at its first entry). The caller frees every frame
+        returned."""
         deltas: dict[int, tuple[Ref, int]] = {}
-        for sign, entries in ((-1, old), (1, new)):
-            for e in entries:
-                if e.layout == LAYOUT_PACKED:
-                    ref = e.refs[0]
-                    have = deltas.get(ref.frame_offset)
-                    deltas[ref.frame_offset] = (ref, sign + (have[1] if have else 0))
+        sizes: dict[int, int] = {}
+        for sign, entries in ((-1, _packed(old)), (1, _packed(new))):
+            # The entries of one pack come in a run that shares one refs object (the
+            # writer's): one ref decoded and one step per run of equal refs, not per entry.
+            for refs, run in groupby(map(_refs_of, entries)):
+                n = len(list(run))
+                ref = refs[0]
+                offset = ref.frame_offset
+                if sizes.setdefault(offset, ref.frame_size) != ref.frame_size:
+                    raise IntegrityError(f"two entries name the pack at {offset} with "
+                                         "different sizes")
+                have = deltas.get(offset)
+                deltas[offset] = (ref, sign * n + (have[1] if have else 0))
         out = space.apply_pack_deltas(deltas)
+        old_own = [e for e in old if e.layout != LAYOUT_PACKED]
+        if not old_own:  # nothing replaced or removed had frames of its own
+            return out
         kept = {r.frame_offset for e in new if e.layout != LAYOUT_PACKED for r in e.refs}
-        for e in old:
-            if e.layout == LAYOUT_PACKED:
-                continue
+        for e in old_own:
             for ref in e.refs:
                 if ref.frame_offset in kept:
                     continue

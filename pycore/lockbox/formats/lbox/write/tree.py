@@ -17,9 +17,12 @@ build tall trees cheaply with ``monkeypatch.setattr(lockbox.formats.lbox.write.t
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
+from itertools import accumulate, compress, repeat
+from operator import add, is_not
+from typing import cast
 
 from ....drivers import Read
 from ....errors import IntegrityError
@@ -69,22 +72,29 @@ def _total_size(keys: list[bytes], values: list[bytes]) -> int:
 def _split_leaves(keys: list[bytes], values: list[bytes]) -> list[Leaf]:
     if not keys:
         return []
-    total = _total_size(keys, values)
-    n = max(1, -(-total // NODE_TARGET_SIZE), -(-len(keys) // MAX_NODE_ENTRIES))
+    count = len(keys)
+    # cum[i]: the sizes of the pairs through i, less their 6 bytes each (C-level passes).
+    cum = list(accumulate(map(add, map(len, keys), map(len, values))))
+    total = cum[-1] + 6 * count  # _total_size
+    n = max(1, -(-total // NODE_TARGET_SIZE), -(-count // MAX_NODE_ENTRIES))
     if n == 1:
         return [Leaf(keys, values)]
     target = total / n
+
+    def running(i: int) -> int:  # _entry_size summed over pairs 0..i (increasing)
+        return cum[i] + 6 * (i + 1)
+
+    # A leaf closes at the first pair whose running size reaches target * (leaves + 1):
+    # one bisection per leaf, not a step per pair.
     leaves: list[Leaf] = []
     start = 0
-    acc = 0
-    bound = target  # close a leaf once acc reaches target * (leaves + 1)
-    for i, (k, v) in enumerate(zip(keys, values)):
-        acc += len(k) + len(v) + 6
-        if acc >= bound and len(leaves) < n - 1:
-            leaves.append(Leaf(keys[start:i + 1], values[start:i + 1]))
-            start = i + 1
-            bound = target * (len(leaves) + 1)
-    if start < len(keys):
+    while len(leaves) < n - 1:
+        i = bisect_left(range(count), target * (len(leaves) + 1), start, key=running)
+        if i >= count:
+            break
+        leaves.append(Leaf(keys[start:i + 1], values[start:i + 1]))
+        start = i + 1
+    if start < count:
         leaves.append(Leaf(keys[start:], values[start:]))
     return leaves
 
@@ -116,15 +126,11 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
                     slots.extend(_LeafSlot(c.first_key, c.count, c.ref) for c in node.children)
 
             yield from view.walk_tree_flow(kind, root, visit, stop_level=1)
-    # Assign each change to a leaf.
+    # Assign each change to a leaf: the sorted keys fall into runs, one per touched leaf
+    # (two bisections per touched leaf, none per key).
     keys_sorted = sorted(changes)
-    touched: dict[int, list[bytes]] = {}
-    firsts = [s.first_key for s in slots]
-    for key in keys_sorted:
-        i = bisect_right(firsts, key) - 1
-        touched.setdefault(max(i, 0), []).append(key)
-    if not slots:
-        touched = {0: keys_sorted} if keys_sorted else {}
+    touched = _assign(keys_sorted, [s.first_key for s in slots]) if slots else \
+        {0: keys_sorted}
     # Load the touched leaves (one batch).
     yield from _load_leaves(view, kind, slots, [i for i in touched if i < len(slots)])
     # Runs of consecutive touched leaves, merged with their changes; a run that shrinks
@@ -145,11 +151,14 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
             leaf = slots[j].node if j < len(slots) else Leaf([], [])
             assert leaf is not None
             if not leaf.keys:  # a new tree: the changes, already sorted, minus removals
-                for key in touched[j]:
-                    new = changes[key]
-                    if new is not None:
-                        run_keys.append(key)
-                        run_vals.append(new)
+                keys = touched[j]
+                vals = list(map(changes.__getitem__, keys))
+                if None in vals:
+                    kept = list(map(is_not, vals, repeat(None)))
+                    keys = list(compress(keys, kept))
+                    vals = list(compress(vals, kept))
+                run_keys += keys
+                run_vals += cast("list[bytes]", vals)
                 j += 1
                 continue
             merged = dict(zip(leaf.keys, leaf.values))
@@ -166,8 +175,10 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
                 run_keys.append(key)
                 run_vals.append(merged[key])
             j += 1
-        size = _total_size(run_keys, run_vals)
-        if size < NODE_TARGET_SIZE // 2 and j < len(slots) and j not in touched:
+        # (6 bytes a pair at least: a long run is no small one, its size is not needed)
+        small = 6 * len(run_keys) < NODE_TARGET_SIZE // 2 and \
+            _total_size(run_keys, run_vals) < NODE_TARGET_SIZE // 2
+        if small and j < len(slots) and j not in touched:
             j += 1  # absorb slot j - 1
         runs.append((i, j, run_keys, run_vals))
         i = j
@@ -212,6 +223,21 @@ def update_tree_flow(view: ArchiveView | None, kind: FrameKind, root: TreeRoot,
             children.append(Child(g[0].first_key, ref, sum(c.count for c in g)))
     return TreeUpdate(TreeRoot(total, height, children[0].ref, None), old_values, root_leaves,
                       complete, tuple(dict.fromkeys(freed)))
+
+
+def _assign(keys_sorted: list[bytes], firsts: list[bytes]) -> dict[int, list[bytes]]:
+    """Leaf index -> its changed keys (sorted): a key belongs to the last leaf whose
+    first key is <= it (the first leaf for a key below every first key)."""
+    touched: dict[int, list[bytes]] = {}
+    pos = 0
+    n_keys = len(keys_sorted)
+    n_leaves = len(firsts)
+    while pos < n_keys:
+        i = max(bisect_right(firsts, keys_sorted[pos]) - 1, 0)
+        end = bisect_left(keys_sorted, firsts[i + 1], pos) if i + 1 < n_leaves else n_keys
+        touched[i] = keys_sorted[pos:end]
+        pos = end
+    return touched
 
 
 def _load_leaves(view: ArchiveView | None, kind: FrameKind, slots: list[_LeafSlot],
