@@ -491,3 +491,29 @@ def test_a_member_that_does_not_decode_costs_only_itself(tmp_path):
     status = {e.path: e.status for e in report.files}
     assert status == {"keep.txt": COMPLETE, "a.txt": COMPLETE, "b.txt": COMPLETE}
     assert any("member 1" in p for p in report.problems)
+
+
+def test_pack_counts_are_net_over_interleaved_runs_and_shared_or_equal_refs():
+    """Entries of two packs in interleaved runs (one shared refs object per pack, plus
+    an entry with its own equal tuple), mixed with a directory: counted as one entry
+    at a time would count them."""
+    shared_p, shared_q = (P,), (Q,)
+    new = [Entry(EntryType.FILE, 0o644, 0, 10, 60, bytes(32), i.to_bytes(16, "big"), 4096,
+                 LAYOUT_PACKED, shared_p if i % 3 else shared_q, member_no=i)
+           for i in range(30)]
+    new.insert(7, Entry(EntryType.DIR, 0o755, 0))
+    new.insert(12, packed(99))  # its own (P,) tuple
+    space = space_with()
+    assert freed(space, [], new) == []
+    assert space.packs == {P.frame_offset: PackRecord(P.frame_size, 21),
+                           Q.frame_offset: PackRecord(Q.frame_size, 10)}
+    gone = new[:13]  # 8 of P (with packed(99)), 4 of Q, the directory
+    assert freed(space, gone, []) == []
+    assert space.packs == {P.frame_offset: PackRecord(P.frame_size, 13),
+                           Q.frame_offset: PackRecord(Q.frame_size, 6)}
+
+
+def test_two_entries_naming_one_pack_with_different_sizes_are_refused():
+    other_size = Ref(P.frame_offset, P.frame_size + 16, P.tag)
+    with pytest.raises(IntegrityError, match="different sizes"):
+        freed(space_with(), [], [packed(1), packed(2, other_size)])

@@ -236,3 +236,31 @@ def test_mutated_nodes(data, node):
     elif isinstance(got, Internal):
         firsts = [c.first_key for c in got.children]
         assert firsts == sorted(set(firsts)) and all(c.count > 0 for c in got.children)
+
+
+def _shared_reference(a: bytes, b: bytes) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+@given(keys=st.lists(st.binary(max_size=200) | st.sampled_from([b"", b"a", b"a\x00", b"a\x00\x00",
+                                                                b"a ", b"a  b", b"ab"]),
+                     max_size=40, unique=True),
+       sizes=st.lists(st.sampled_from([0, 1, 127, 128, 300]), min_size=40, max_size=40),
+       ordered=st.booleans())
+def test_leaf_encoding_is_the_pair_by_pair_prefix_compression(keys, sizes, ordered):
+    """Leaves of 8 keys or more take a path of C-level passes (keys compared padded to
+    one width, ``bytes.ljust``'s spaces included): the same bytes as the plain rule,
+    each key's longest prefix shared with the key before, in any order."""
+    if ordered:
+        keys.sort()
+    values = [bytes([i % 256]) * sizes[i] for i in range(len(keys))]
+    prev = b""
+    entries = []
+    for key, value in zip(keys, values):
+        s = _shared_reference(prev, key)
+        entries.append((s, key[s:], value))
+        prev = key
+    assert encode_node(Leaf(keys, values)) == leaf_bytes(*entries)
