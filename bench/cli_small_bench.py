@@ -363,8 +363,8 @@ def run(args: argparse.Namespace) -> dict:
     return out
 
 
-# Why the small-file add misses 2.0x (measured with py-spy/cProfile and micro-timings
-# on this machine; the per-file figures are CPU microseconds).
+# Where the small-file add's time goes (measured with cProfile, LOCKBOX_IMPORT_TIMINGS and
+# micro-timings on this machine; the per-file figures are CPU microseconds).
 WHY = [
     "The add ratio moves with the shared machine's load (other work on the 2 cores); the "
     "lead's quiet re-run is the figure to quote.",
@@ -372,20 +372,21 @@ WHY = [
     "Small files are packed (format version 3, docs/FORMAT.md §10 \"Packs\"): every file "
     "of at most 64 KiB (and one chunk) is a member of a shared PACK frame (one zstd stream "
     "and one seal per ~0.5 MiB of files, ~450 of these files) instead of a frame of its "
-    "own, so the archive is about as large as the pipeline's and the per-file zstd call, "
-    "seal and frame are gone. Per file, in the worker processes (forked: nothing to "
-    "import; files read into a reused buffer): open + fstat + read + close ~3.6 us (the "
-    "walk no longer lstats regular files: the directory listing says \"regular\" and the "
-    "worker's fstat gives mode, time and size), BLAKE3 ~1.4 us, encoding the member and "
-    "its TOC entry's head ~2 us, zstd level 3 ~5.2 us (one call per pack: zstd's own "
-    "~210 MB/s on this machine, which the pipeline pays too), the loop and messages "
-    "~2.5 us: ~15 us, ~0.3 CPU-s for 20,000 files; in the main process: walking "
-    "(scandir, no stat) ~1.2 us, queuing ~0.5 us, staging ~2.7 us (the entry ~1.2 us, "
-    "its encoding = the worker's head + the pack's ref ~0.5 us, sealing the pack's one "
-    "frame ~0.6 us, the progress callback ~0.4 us), the commit's share ~2.5 us (tree "
-    "leaves of 20,000 entries). On 2 cores the add phase is ~0.4 CPU-s of work in "
-    "parallel (~0.2 s), plus ~0.08 s of interpreter start-up, imports and archive "
-    "creation, ~0.05 s of commit and ~0.015 s of interpreter finalization.",
+    "own, so the per-file zstd call, seal and frame are gone and the archive is 8.7 MB "
+    "instead of 13.7 MB. Per file, in the worker (forked: nothing to import): open + fstat "
+    "+ one read of the size + 1 + close ~3.4 us (the walk no longer lstats regular files: "
+    "the listing says \"regular\" and the worker's fstat gives mode, time and size), "
+    "BLAKE3 ~1.2 us, encoding the member and its entry's head ~2 us, zstd level 3 ~4.8 us "
+    "(one call per pack: zstd's own ~210 MB/s on this machine, which the pipeline pays "
+    "too), the loop and messages ~2 us: ~14 us; in the main process: walking (scandir, no "
+    "stat) ~1.1 us, the entry ~1.2 us, its encoding (the worker's head + the pack's ref) "
+    "~0.5 us, sealing the pack's one frame ~0.6 us, and the batches it prepares itself "
+    "while the worker is busy. The add phase is CPU-bound on both cores (~0.36 CPU-s in "
+    "~0.19 s); around it, serially: ~0.065 s of interpreter start-up, imports (~19 ms of "
+    "it creating the 42 dataclasses of the add path) and archive creation, and ~0.04 s of "
+    "commit (tree leaves of 20,000 entries ~13 ms, their compression ~6 ms; the pages' "
+    "fsync starts on a thread when the commit begins). What is left is Python's per-file "
+    "cost; the pipeline's tar and zstd are C.",
 ]
 
 
