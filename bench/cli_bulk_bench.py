@@ -46,6 +46,9 @@ from common import ROOT, machine, today, write_section
 
 VENV_BIN = ROOT / ".venv" / "bin"
 PY = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+# `python -m lockbox`, not the console script: the "before" side (an older pycore on
+# PYTHONPATH) must run its own entry point, whatever the installed script names
+LB = [PY, "-m", "lockbox"]
 LOCK = "/tmp/lockbox-bench.lock"
 MAX_LOAD = 1.5
 PASSWORD = "bench-password-cli-bulk"
@@ -144,7 +147,7 @@ class Setup:
         self.env.pop("LOCKBOX_IMPORT_TIMINGS", None)
         if pythonpath:
             self.env["PYTHONPATH"] = pythonpath
-        self.lockbox = q(VENV_BIN / "lockbox")
+        self.lockbox = " ".join(q(a) for a in LB)
         self.identity = work / "id.txt"
         self.age_key = work / "age.key"
 
@@ -164,12 +167,11 @@ class Setup:
                     n = min(left, 8 << 20)
                     w.write(r.read(n))
                     left -= n
-        lb = str(VENV_BIN / "lockbox")
         if not self.identity.exists():
-            self.run(lb, "-q", "keygen", "-o", str(self.identity))
+            self.run(*LB, "-q", "keygen", "-o", str(self.identity))
         if not self.age_key.exists():
             self.run("age-keygen", "-o", str(self.age_key))
-        self.recipient = self.run(lb, "keygen", "--recipient-of", str(self.identity)).strip()
+        self.recipient = self.run(*LB, "keygen", "--recipient-of", str(self.identity)).strip()
         self.age_recipient = next(
             line.split(":", 1)[1].strip() for line in self.age_key.read_text().splitlines()
             if line.startswith("# public key:"))
@@ -177,12 +179,12 @@ class Setup:
                            ("empty-pw.lbox", [])):
             p = self.work / name
             p.unlink(missing_ok=True)
-            self.run(lb, "-q", "create", *args, str(p))
+            self.run(*LB, "-q", "create", *args, str(p))
         # The archives extract reads, made once (untimed).
         for kind in ("pk", "pw"):
             p = self.work / f"in-{kind}.lbox"
             shutil.copyfile(self.work / f"empty-{kind}.lbox", p)
-            self.run(lb, "-q", "-i", str(self.identity), "add", str(p), str(self.src))
+            self.run(*LB, "-q", "-i", str(self.identity), "add", str(p), str(self.src))
         subprocess.run(f"tar -cf - -C {q(self.work)} src | zstd -3 -T0 -q | "
                        f"age -r {self.age_recipient} > {q(self.work / 'in.age')}",
                        shell=True, check=True)
@@ -246,6 +248,12 @@ def where_time_goes(s: Setup, cmd: list[str], env: dict[str, str], runs: int = 3
 
 def _profile_once(s: Setup, cmd: list[str], env: dict[str, str]) -> dict[str, float]:
     prof = s.work / "prof.out"
+    if cmd[:len(LB)] == LB:
+        # cli.main, not `-m lockbox`: its entry point ends the process with os._exit,
+        # before cProfile could write its output
+        main = s.work / "cli_main.py"
+        main.write_text("import sys\nfrom lockbox import cli\nsys.exit(cli.main())\n")
+        cmd = [str(main), *cmd[len(LB):]]
     t = time.perf_counter()
     subprocess.run([PY, "-m", "cProfile", "-o", str(prof), *cmd], env=env, check=True,
                    capture_output=True)
@@ -289,7 +297,7 @@ def import_timings(s: Setup, env: dict[str, str]) -> str:
     out.unlink(missing_ok=True)
     shutil.copyfile(s.work / "empty-pk.lbox", out)
     env = dict(env, LOCKBOX_IMPORT_TIMINGS="1")
-    r = subprocess.run([str(VENV_BIN / "lockbox"), "-q", "-i", str(s.identity), "add",
+    r = subprocess.run([*LB, "-q", "-i", str(s.identity), "add",
                         str(out), str(s.src)], env=env, check=True, capture_output=True,
                        text=True)
     line = next((ln for ln in (r.stdout + r.stderr).splitlines()
@@ -383,7 +391,6 @@ def main() -> None:
     timings: dict[str, str] = {}
     startup = 0.0
     out = s.work / "out.lbox"
-    lb = str(VENV_BIN / "lockbox")
 
     def fresh_archive() -> None:
         out.unlink(missing_ok=True)
@@ -404,10 +411,10 @@ def main() -> None:
                 timings[label] = import_timings(s, env)
                 prof = profiles[label] = {}
                 prof["add"] = where_time_goes(
-                    s, [lb, "-q", "-i", str(s.identity), "add", str(out), str(s.src)], env,
+                    s, [*LB, "-q", "-i", str(s.identity), "add", str(out), str(s.src)], env,
                     before_run=fresh_archive)
                 prof["extract"] = where_time_goes(
-                    s, [lb, "-q", "-i", str(s.identity), "extract",
+                    s, [*LB, "-q", "-i", str(s.identity), "extract",
                         str(s.work / "in-pk.lbox"), "--to", str(s.work / "dest")], env,
                     before_run=fresh_dest)
                 shutil.rmtree(s.work / "dest", ignore_errors=True)
