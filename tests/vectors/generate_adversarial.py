@@ -1032,16 +1032,17 @@ def _first_frame(case: Case, kind: int) -> tuple[int, int]:
 @contextlib.contextmanager
 def _no_packing() -> Iterator[None]:
     """The hostile authors' archives are written with packing off (format version 2),
-    as they were before packs: the writer's policy must not change their bytes."""
-    import lockbox.formats.lbox.write.content as content_mod
-    import lockbox.formats.lbox.write.pipeline as pipeline_mod
+    as they were before packs: the writer's policy must not change their bytes
+    (``generate.packing(False)``, the golden archives' switch)."""
+    import importlib.util
 
-    saved = content_mod.packable, pipeline_mod.packable
-    content_mod.packable = pipeline_mod.packable = lambda size, chunk_size: False
-    try:
+    spec = importlib.util.spec_from_file_location("lockbox_vectors_generate",
+                                                  HERE / "generate.py")
+    assert spec is not None and spec.loader is not None
+    golden_generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(golden_generator)
+    with golden_generator.packing(False):
         yield
-    finally:
-        content_mod.packable, pipeline_mod.packable = saved
 
 
 def generate(out: Path) -> dict[str, Any]:
