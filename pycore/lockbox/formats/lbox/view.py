@@ -53,7 +53,7 @@ from .wire.entry import (
 )
 from .wire.keydir import KeySlot
 from .wire.node import Internal, Leaf, Node, decode_node
-from .wire.pack import pack_member_spans
+from .wire.pack import member_at, pack_member_spans
 from .wire.refs import Ref
 from .wire.superblock import Slot
 
@@ -95,11 +95,7 @@ class OpenedPack:
     def member(self, member_no: int) -> memoryview:
         """Member ``member_no``'s bytes (an encoded chunk); one the pack does not have is
         an IntegrityError (the entry and the pack disagree)."""
-        if member_no >= len(self.spans):
-            raise IntegrityError(f"pack: no member {member_no} (the pack has "
-                                 f"{len(self.spans)})")
-        start, end = self.spans[member_no]
-        return memoryview(self.payload)[start:end]
+        return member_at(self.payload, self.spans, member_no)
 
 
 class ArchiveView:

@@ -19,7 +19,7 @@ from ....errors import FormatError, IntegrityError
 from .constants import MAX_PACK_MEMBERS, MAX_PLAIN_CHUNK_PAYLOAD
 from .encoding import uvarint, uvarint_at
 
-__all__ = ["encode_pack", "pack_member_spans", "pack_member", "decode_pack"]
+__all__ = ["encode_pack", "pack_member_spans", "pack_member", "member_at", "decode_pack"]
 
 
 def encode_pack(members: Sequence[bytes | memoryview]) -> bytes:
@@ -77,7 +77,14 @@ def pack_member(buf: bytes | memoryview, member_no: int) -> memoryview:
     IntegrityError."""
     if member_no < 0:
         raise ValueError("member numbers are not negative")
-    spans = pack_member_spans(buf)
+    return member_at(buf, pack_member_spans(buf), member_no)
+
+
+def member_at(buf: bytes | memoryview, spans: Sequence[tuple[int, int]],
+              member_no: int) -> memoryview:
+    """Member ``member_no`` of a pack whose header gave ``spans``
+    (:func:`pack_member_spans`): a member the pack does not have is an IntegrityError
+    (the entry and the pack disagree)."""
     if member_no >= len(spans):
         raise IntegrityError(f"pack: no member {member_no} (the pack has {len(spans)})")
     start, end = spans[member_no]
